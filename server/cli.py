@@ -1,0 +1,101 @@
+"""`sheepcrm-mcp` entry point: serve (stdio or HTTP), `demo`, `doctor`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from server import __version__
+from server.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("sheepcrm_mcp")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sheepcrm-mcp",
+        description="MCP server for sheepCRM. Settings come from SHEEPCRM_* variables, a .env file, or these flags.",
+    )
+    p.add_argument("command", nargs="?", choices=["serve", "demo", "doctor"], default="serve",
+                   help="serve (default): run the MCP server; demo: scripted session against the sandbox; "
+                        "doctor: check settings, reachability and credentials")
+    p.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
+    p.add_argument("--stateless", action="store_true", help="stateless HTTP (writes fail closed without elicitation)")
+    p.add_argument("--sandbox", action="store_true",
+                   help="start the embedded sheepCRM sandbox on a free loopback port and use it")
+    p.add_argument("--read-only", action="store_true", default=None, help="register no write tools")
+    p.add_argument("--toolsets", help="comma-separated toolsets to register (default: all)")
+    p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--version", action="version", version=f"sheepcrm-mcp {__version__}")
+    return p
+
+
+@contextlib.contextmanager
+def sandbox_settings(overrides: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Start the embedded sandbox and point the settings at it."""
+    from sandbox.runner import SandboxServer
+
+    with SandboxServer() as sb:
+        yield {**overrides, "api_key": sb.key, "bucket": sb.bucket, "base_url": sb.url, "v1_base_url": sb.url}
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.read_only:
+        out["read_only"] = True
+    if args.toolsets:
+        out["toolsets"] = args.toolsets
+    return out
+
+
+def serve(settings: Settings, args: argparse.Namespace) -> None:
+    from server.app import build_server
+
+    if settings.confirm == "none":
+        print("sheepcrm-mcp: SHEEPCRM_CONFIRM=none - write tools run WITHOUT human confirmation "
+              "(trusted automation only); every audit line records it.", file=sys.stderr)
+    server = build_server(settings)
+    if args.transport == "http":
+        from server.http import run_http
+
+        run_http(server, settings, host=args.host, port=args.port, stateless=args.stateless)
+    else:
+        server.run("stdio")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=args.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "demo":
+            from server.demo import run_demo
+
+            return run_demo()
+        if args.command == "doctor":
+            from server.doctor import run_doctor
+
+            return run_doctor(_overrides(args), sandbox=args.sandbox)
+        with contextlib.ExitStack() as stack:
+            overrides = _overrides(args)
+            if args.sandbox:
+                overrides = stack.enter_context(sandbox_settings(overrides))
+            settings = load_settings(**overrides)
+            settings.require_credentials()
+            serve(settings, args)
+        return 0
+    except ConfigError as exc:
+        print(f"sheepcrm-mcp: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Settings: environment (prefix SHEEPCRM_), a .env file, or CLI flags.
+
+A missing or malformed setting fails at start with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from server.scope import BUCKET_RE
+
+TOOLSETS = ("search", "contacts", "membership", "events", "tasks", "help", "segments", "history")
+
+
+def _default_audit_log() -> Path:
+    return Path.home() / ".local" / "state" / "sheepcrm-mcp" / "audit.jsonl"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SHEEPCRM_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    api_key: SecretStr | None = Field(default=None, description="sheepCRM API key (Bearer token)")
+    bucket: str = Field(default="", description="sheepCRM bucket (flock) this server may touch")
+    base_url: str = "https://sls-api.sheepcrm.com"
+    v1_base_url: str = "https://api.sheepcrm.com"
+    read_only: bool = False
+    toolsets: Annotated[tuple[str, ...], NoDecode] = TOOLSETS
+    confirm: Literal["elicit", "none"] = "elicit"
+    audit_log: Path = Field(default_factory=_default_audit_log)
+    timeout: float = Field(default=15.0, gt=0, le=300, description="per-request read timeout, seconds")
+    connect_timeout: float = Field(default=5.0, gt=0, le=60)
+    max_concurrency: int = Field(default=8, ge=1, le=64)
+    retry_attempts: int = Field(default=4, ge=1, le=10, description="tries per read, first one included")
+    retry_budget: float = Field(default=20.0, gt=0, le=300, description="seconds a read may spend retrying")
+    retry_wait_max: float = Field(default=5.0, gt=0, le=60, description="longest single wait between tries")
+    cache_ttl: float = Field(default=5.0, ge=0, le=300, description="seconds a read is reused; 0 disables")
+    approval_port: int = Field(default=0, ge=0, le=65535, description="loopback port of the approval page")
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if value and not BUCKET_RE.fullmatch(value):
+            raise ValueError("must be letters, digits, '-' or '_' (1-64 characters), e.g. 'demo'")
+        return value
+
+    @field_validator("base_url", "v1_base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// for a local sandbox)")
+        return value.rstrip("/")
+
+    @field_validator("toolsets", mode="before")
+    @classmethod
+    def _toolsets(cls, value: object) -> tuple[str, ...]:
+        names = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+        chosen = tuple(dict.fromkeys(str(n).strip() for n in names if str(n).strip()))
+        if chosen == ("all",):
+            return TOOLSETS
+        unknown = [n for n in chosen if n not in TOOLSETS]
+        if unknown or not chosen:
+            raise ValueError(f"unknown toolset(s) {unknown or chosen}; choose from {', '.join(TOOLSETS)} or 'all'")
+        return chosen
+
+    def require_credentials(self) -> None:
+        """Fail with one clear line when the upstream cannot be used."""
+        if self.api_key is None or not self.api_key.get_secret_value():
+            raise ConfigError("SHEEPCRM_API_KEY is not set: put your sheepCRM API key in it (or use --sandbox)")
+        if not self.bucket:
+            raise ConfigError("SHEEPCRM_BUCKET is not set: name your sheepCRM bucket, e.g. SHEEPCRM_BUCKET=demo")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning pydantic's report into one line per bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            lines.append(f"SHEEPCRM_{field.upper()}: {err['msg']}")
+        raise ConfigError("; ".join(lines)) from None

@@ -1,0 +1,205 @@
+"""How a tool is declared and turned into an MCP tool.
+
+A tool is a `ToolSpec`: a pydantic input model, a pydantic output model, honest
+annotations and an async handler `(input, deps) -> output`. `register` exposes the
+input model's fields as the tool's parameters (so the model sees a flat schema),
+re-validates with the model itself (so cross-field rules hold), and maps every known
+failure to an actionable `ToolError`; nothing else reaches the client as a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import inspect
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Generic, TypeVar
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import PydanticUndefined
+
+from server.client import SheepClient, SheepError
+from server.config import Settings
+from server.scope import ScopeError
+
+log = logging.getLogger("sheepcrm_mcp.tools")
+
+I = TypeVar("I", bound=BaseModel)  # noqa: E741
+O = TypeVar("O", bound=BaseModel)  # noqa: E741
+
+RESPONSE_CAP = 20_000  # characters of structured content a list answer may carry
+
+
+class Input(BaseModel):
+    """Base of tool input models: unknown arguments are refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Output(BaseModel):
+    """Base of tool output models."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Refusal(Exception):
+    """A request the tool will not carry out; the message tells the model what to do instead."""
+
+
+@dataclass
+class Deps:
+    """What a handler may use: the scoped client, the settings and the request context."""
+
+    client: SheepClient
+    settings: Settings
+    ctx: Context | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[I, Deps], Awaitable[O]]
+
+
+@dataclass(frozen=True)
+class ToolSpec(Generic[I, O]):
+    name: str
+    title: str
+    description: str
+    toolset: str
+    input: type[I]
+    output: type[O]
+    handler: Handler[I, O]
+    read_only: bool = True
+    destructive: bool = False
+    idempotent: bool = True
+    extra_params: tuple[inspect.Parameter, ...] = ()
+
+    @property
+    def annotations(self) -> ToolAnnotations:
+        return ToolAnnotations(
+            title=self.title,
+            read_only_hint=self.read_only,
+            destructive_hint=self.destructive,
+            idempotent_hint=self.idempotent,
+            open_world_hint=False,
+        )
+
+
+def explain_validation(tool: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "arguments"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "is not an argument of this tool"
+        parts.append(f"{where}: {msg}")
+    return f"Invalid arguments for {tool}: " + "; ".join(parts) + ". Fix them and call again."
+
+
+def _parameters(spec: ToolSpec[Any, Any]) -> list[inspect.Parameter]:
+    params = []
+    for name, info in spec.input.model_fields.items():
+        meta = copy.copy(info)
+        default = info.get_default(call_default_factory=True) if not info.is_required() else inspect.Parameter.empty
+        meta.default = PydanticUndefined
+        meta.default_factory = None
+        params.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                              annotation=Annotated[info.annotation, meta])
+        )
+    return params
+
+
+def register(server: MCPServer, spec: ToolSpec[Any, Any], make_deps: Callable[[Context], Deps]) -> None:
+    async def call(**kwargs: Any) -> BaseModel:
+        ctx: Context = kwargs.pop("ctx")
+        deps = make_deps(ctx)
+        deps.extras.update({p.name: kwargs.pop(p.name) for p in spec.extra_params if p.name in kwargs})
+        try:
+            request = spec.input.model_validate(kwargs)
+        except ValidationError as exc:
+            raise ToolError(explain_validation(spec.name, exc)) from None
+        try:
+            result: BaseModel = await spec.handler(request, deps)
+            return result
+        except (Refusal, ScopeError, SheepError) as exc:
+            raise ToolError(str(exc)) from None
+        except ToolError:
+            raise
+        except Exception:
+            log.exception("tool %s failed unexpectedly", spec.name)
+            raise ToolError(
+                f"{spec.name} failed unexpectedly; nothing was changed by this call. "
+                "Try again; if it keeps failing, report it with the server log."
+            ) from None
+
+    params = [*_parameters(spec), *spec.extra_params,
+              inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
+    call.__name__ = spec.name
+    call.__signature__ = inspect.Signature(params, return_annotation=spec.output)  # type: ignore[attr-defined]
+    call.__annotations__ = {p.name: p.annotation for p in params} | {"return": spec.output}
+    server.add_tool(call, name=spec.name, title=spec.title, description=spec.description,
+                    annotations=spec.annotations, structured_output=True)
+
+
+def fit(items: list[Any], cap: int = RESPONSE_CAP) -> int:
+    """How many leading items fit in `cap` characters of JSON (at least one)."""
+    used = 0
+    for i, item in enumerate(items):
+        data = item.model_dump(mode="json") if isinstance(item, BaseModel) else item
+        used += len(json.dumps(data, default=str)) + 1
+        if used > cap and i > 0:
+            return i
+    return len(items)
+
+
+def _fingerprint(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def encode_cursor(offset: int, key: str) -> str:
+    return base64.urlsafe_b64encode(f"{offset}:{_fingerprint(key)}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, key: str) -> int:
+    """Offset encoded in `cursor`; `key` names the query so a cursor cannot be reused for another."""
+    if not cursor:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        offset_text, fp = raw.split(":")
+        offset = int(offset_text)
+    except (ValueError, UnicodeDecodeError):
+        raise Refusal("cursor is malformed: pass the next_cursor of the previous answer unchanged, "
+                      "or omit cursor to start from the first page") from None
+    if fp != _fingerprint(key) or offset < 0:
+        raise Refusal("cursor belongs to a different query: call again with the same arguments as the "
+                      "answer that gave it, or omit cursor to start again")
+    return offset
+
+
+@dataclass
+class Page(Generic[O]):
+    items: list[O]
+    next_cursor: str | None
+    note: str | None
+
+
+def paginate(items: list[O], limit: int, cursor: str | None, key: str, cap: int = RESPONSE_CAP) -> Page[O]:
+    """One page of `items` of at most `limit`, cut at a record boundary if it would exceed `cap` characters."""
+    start = decode_cursor(cursor, key)
+    chunk = items[start:start + limit]
+    keep = fit(chunk, cap)
+    note = None
+    if keep < len(chunk):
+        note = (f"Answer cut after {keep} of {len(chunk)} records to stay under {cap} characters; "
+                "pass next_cursor for the rest.")
+        chunk = chunk[:keep]
+    end = start + len(chunk)
+    return Page(chunk, encode_cursor(end, key) if end < len(items) else None, note)

@@ -1,0 +1,184 @@
+"""Edge cases of SheepClient against scripted transports (no network)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from server.client import (
+    AuthError,
+    CircuitOpenError,
+    ConflictError,
+    NotFoundError,
+    RateLimitedError,
+    SheepClient,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from server.config import Settings
+from server.scope import RecordUri
+
+KEY = "canary-key-7f3a9c"
+
+
+def make(handler: Callable[[httpx.Request], httpx.Response], **over: object) -> tuple[SheepClient, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return handler(request)
+
+    base: dict[str, object] = {
+        "api_key": KEY, "bucket": "demo", "base_url": "http://up.test", "v1_base_url": "http://up.test",
+        "retry_attempts": 4, "retry_budget": 10.0, "retry_wait_max": 0.05, "cache_ttl": 0,
+    }
+    base.update(over)
+    client = SheepClient(Settings(**base), transport=httpx.MockTransport(record))  # type: ignore[arg-type]
+    return client, seen
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record stamina's backoff waits instead of sleeping."""
+    recorded: list[float] = []
+
+    async def fake_sleep(delay: float) -> None:
+        recorded.append(delay)
+
+    monkeypatch.setattr("stamina._core._smart_sleep", fake_sleep)
+    return recorded
+
+
+def sequence(*responses: httpx.Response) -> Callable[[httpx.Request], httpx.Response]:
+    queue = list(responses)
+
+    def handler(_: httpx.Request) -> httpx.Response:
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    return handler
+
+
+OK = httpx.Response(200, json={"results": []})
+
+
+async def test_retry_after_is_honoured_and_capped(sleeps: list[float]) -> None:
+    client, seen = make(sequence(
+        httpx.Response(429, headers={"Retry-After": "0.03"}), httpx.Response(429, headers={"Retry-After": "120"}), OK,
+    ))
+    assert await client.search("x") == {"results": []}
+    assert len(seen) == 3
+    assert sleeps == [pytest.approx(0.03), pytest.approx(0.05)]  # second wait capped at retry_wait_max
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+async def test_gets_retry_5xx(status: int, sleeps: list[float]) -> None:
+    client, seen = make(sequence(httpx.Response(status), OK))
+    await client.search("x")
+    assert len(seen) == 2 and len(sleeps) == 1
+
+
+async def test_get_gives_up_after_attempts(sleeps: list[float]) -> None:
+    client, seen = make(sequence(httpx.Response(503)))
+    with pytest.raises(UpstreamError, match="HTTP 503"):
+        await client.search("x")
+    assert len(seen) == 4
+
+
+async def test_persistent_429_becomes_rate_limited(sleeps: list[float]) -> None:
+    client, _ = make(sequence(httpx.Response(429, headers={"Retry-After": "1"})))
+    with pytest.raises(RateLimitedError, match="rate limiting"):
+        await client.search("x")
+
+
+async def test_timeouts_retry_for_get(sleeps: list[float]) -> None:
+    calls = {"n": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise httpx.ReadTimeout("slow", request=request)
+        return OK
+
+    client, _ = make(handler)
+    await client.search("x")
+    assert calls["n"] == 2
+
+
+@pytest.mark.parametrize("failure", ["timeout", "drop", "503"])
+async def test_put_is_never_retried(failure: str, sleeps: list[float]) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if failure == "timeout":
+            raise httpx.ReadTimeout("slow", request=request)
+        if failure == "drop":
+            raise httpx.RemoteProtocolError("peer closed", request=request)
+        return httpx.Response(503)
+
+    client, seen = make(handler)
+    with pytest.raises(UpstreamError, match="may or may not have been applied") as info:
+        await client.task_action("abc123", "complete")
+    assert len(seen) == 1 and sleeps == []
+    assert isinstance(info.value, UpstreamTimeout) == (failure == "timeout")
+
+
+async def test_status_mapping_is_honest() -> None:
+    for status, kind, words in [
+        (401, AuthError, "SHEEPCRM_API_KEY"),
+        (403, AuthError, "doctor"),
+        (404, NotFoundError, "also answers 404 when it does not accept the credentials"),
+        (409, ConflictError, "data conflict"),
+    ]:
+        client, _ = make(sequence(httpx.Response(status, json={"error": "nope"})))
+        with pytest.raises(kind, match=words):
+            await client.record(RecordUri("demo", "person", "abc"))
+
+
+async def test_key_never_in_messages_or_repr(sleeps: list[float]) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["Authorization"] == f"Bearer {KEY}"
+        return httpx.Response(500, json={"error": "boom"})
+
+    client, _ = make(handler)
+    with pytest.raises(UpstreamError) as info:
+        await client.search("x")
+    assert KEY not in str(info.value) and KEY not in repr(client.settings)
+    assert KEY not in json.dumps(client.settings.model_dump(mode="json"))
+
+
+async def test_circuit_opens_then_recovers(sleeps: list[float], monkeypatch: pytest.MonkeyPatch) -> None:
+    state = {"down": True}
+
+    def handler(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(503) if state["down"] else OK
+
+    client, seen = make(handler, retry_attempts=1)
+    for _ in range(client.breaker.threshold):
+        with pytest.raises(UpstreamError):
+            await client.search("x")
+    sent = len(seen)
+    with pytest.raises(CircuitOpenError, match="not calling it"):
+        await client.search("x")
+    assert len(seen) == sent  # failed fast, nothing sent
+    state["down"] = False
+    client.breaker.opened_at = (client.breaker.opened_at or 0) - client.breaker.cooldown - 1
+    assert await client.search("x") == {"results": []}
+    assert client.breaker.failures == 0
+
+
+async def test_reads_are_cached_briefly_and_writes_clear_the_cache() -> None:
+    client, seen = make(sequence(OK), cache_ttl=60)
+    await client.search("x")
+    await client.search("x")
+    assert len(seen) == 1
+    await client.task_action("abc", "complete")
+    await client.search("x")
+    assert len(seen) == 3
+
+
+async def test_query_values_go_through_params_not_paths() -> None:
+    client, seen = make(sequence(OK))
+    await client.search("a&b=c/../d?e")
+    assert seen[0].url.path == "/search/v2/demo"
+    assert seen[0].url.params["q"] == "a&b=c/../d?e"

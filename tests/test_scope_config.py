@@ -1,0 +1,73 @@
+"""URI/uid/bucket validation and start-up settings errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.config import ConfigError, Settings, load_settings
+from server.scope import ScopeError, check_uid, parse_uri, record_ref
+
+GOOD = "5f1c0ffee0ddba11ab1e0001"
+
+ESCAPES = [
+    f"/other/person/{GOOD}/",
+    f"/demo/person/../{GOOD}/",
+    f"/demo/person/%2e%2e/{GOOD}/",
+    f"/demo/person/{GOOD}%2f/",
+    f"/demo/person/{GOOD}%252f/",
+    f"https://evil.example/demo/person/{GOOD}/",
+    f"//evil.example/demo/person/{GOOD}/",
+    f"/demo@evil.example/person/{GOOD}/",
+    f"\\demo\\person\\{GOOD}\\",
+    f"/demo/person/{GOOD}\x00/",
+    "/demo/person/5f1c0ffee0ddba11ab1e０００1/",  # full-width digits
+    "/dеmo/person/5f1c0ffee0ddba11ab1e0001/",  # Cyrillic 'е'
+    f"/demo/person/{GOOD}/?q=1",
+    f"/demo/person/{GOOD}/#x",
+    "/demo/person/" + "a" * 65 + "/",
+    f"/demo/secret/{GOOD}/",
+    "/demo/person//",
+    "",
+]
+
+
+@pytest.mark.parametrize("uri", ESCAPES)
+def test_escape_attempts_are_refused(uri: str) -> None:
+    with pytest.raises(ScopeError):
+        parse_uri(uri, "demo")
+
+
+def test_good_uri_and_bare_uid() -> None:
+    assert str(parse_uri(f"/demo/person/{GOOD}/", "demo")) == f"/demo/person/{GOOD}/"
+    assert str(parse_uri(f"/demo/organisation/{GOOD}", "demo")) == f"/demo/organisation/{GOOD}/"
+    assert record_ref(GOOD, "demo", ("booking",), "event uid").type == "booking"
+    with pytest.raises(ScopeError, match="outside bucket 'demo'"):
+        parse_uri(f"/other/person/{GOOD}/", "demo")
+
+
+@pytest.mark.parametrize("uid", ["..", "a/b", "a b", "", "x" * 65, "ab%2f", "١٢٣"])
+def test_bad_uids(uid: str) -> None:
+    with pytest.raises(ScopeError):
+        check_uid(uid)
+
+
+def test_settings_errors_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHEEPCRM_BUCKET", "no/slashes")
+    with pytest.raises(ConfigError, match="SHEEPCRM_BUCKET"):
+        load_settings()
+    monkeypatch.setenv("SHEEPCRM_BUCKET", "demo")
+    monkeypatch.setenv("SHEEPCRM_TIMEOUT", "soon")
+    with pytest.raises(ConfigError, match="SHEEPCRM_TIMEOUT"):
+        load_settings()
+    monkeypatch.delenv("SHEEPCRM_TIMEOUT")
+    monkeypatch.setenv("SHEEPCRM_TOOLSETS", "search,nope")
+    with pytest.raises(ConfigError, match="SHEEPCRM_TOOLSETS.*nope"):
+        load_settings()
+    monkeypatch.setenv("SHEEPCRM_TOOLSETS", "search, events")
+    assert load_settings().toolsets == ("search", "events")
+
+
+def test_missing_credentials_fail_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHEEPCRM_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match="SHEEPCRM_API_KEY is not set"):
+        Settings(bucket="demo", _env_file=None).require_credentials()  # type: ignore[call-arg]
