@@ -12,7 +12,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from server import __version__
 from server.client import SheepClient
 from server.config import Settings
-from server.toolkit import Deps, ToolSpec, register
+from server.toolkit import Deps, ToolSpec, build_tool
 
 DOMAINS = ("search", "contacts", "membership", "events", "tasks", "help", "segments", "history")
 
@@ -54,19 +54,17 @@ def build_server(settings: Settings, client: SheepClient | None = None) -> MCPSe
     async def lifespan(_: MCPServer) -> AsyncIterator[None]:
         yield
 
+    def make_deps(ctx: Context) -> Deps:
+        return Deps(client=sheep, settings=settings, ctx=ctx)
+
     server: MCPServer = MCPServer(
         name="sheepcrm-mcp",
         title="sheepCRM",
         instructions=INSTRUCTIONS,
         version=__version__,
         lifespan=lifespan,
+        tools=[build_tool(spec, make_deps) for spec in selected_tools(settings)],
     )
-
-    def make_deps(ctx: Context) -> Deps:
-        return Deps(client=sheep, settings=settings, ctx=ctx)
-
-    for spec in selected_tools(settings):
-        register(server, spec, make_deps)
     for extra in ("resources", "prompts"):
         try:
             module = importlib.import_module(f"tools.{extra}")

@@ -19,8 +19,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, TypeVar
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticUndefined
@@ -116,7 +117,9 @@ def _parameters(spec: ToolSpec[Any, Any]) -> list[inspect.Parameter]:
     return params
 
 
-def register(server: MCPServer, spec: ToolSpec[Any, Any], make_deps: Callable[[Context], Deps]) -> None:
+def build_tool(spec: ToolSpec[Any, Any], make_deps: Callable[[Context], Deps]) -> Tool:
+    """The SDK tool for `spec`: flat parameters from the input model, unknown arguments refused."""
+
     async def call(**kwargs: Any) -> BaseModel:
         ctx: Context = kwargs.pop("ctx")
         deps = make_deps(ctx)
@@ -144,8 +147,15 @@ def register(server: MCPServer, spec: ToolSpec[Any, Any], make_deps: Callable[[C
     call.__name__ = spec.name
     call.__signature__ = inspect.Signature(params, return_annotation=spec.output)  # type: ignore[attr-defined]
     call.__annotations__ = {p.name: p.annotation for p in params} | {"return": spec.output}
-    server.add_tool(call, name=spec.name, title=spec.title, description=spec.description,
-                    annotations=spec.annotations, structured_output=True)
+    tool = Tool.from_function(call, name=spec.name, title=spec.title, description=spec.description,
+                              annotations=spec.annotations, structured_output=True)
+    # The SDK ignores unknown arguments; refuse them instead, so a model cannot smuggle in
+    # strings (for example text copied from an earlier result) and believe they had an effect.
+    base = tool.fn_metadata.arg_model
+    strict = type(f"{spec.name}_arguments", (base,), {"model_config": {**base.model_config, "extra": "forbid"}})
+    tool.fn_metadata.arg_model = strict
+    tool.parameters = strict.model_json_schema(by_alias=True)
+    return tool
 
 
 def fit(items: list[Any], cap: int = RESPONSE_CAP) -> int:
