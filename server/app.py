@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
 
 from server import __version__
+from server.approvals import ApprovalPage, ApprovalStore
+from server.audit import AuditLog
 from server.client import SheepClient
 from server.config import Settings
+from server.gate import Gate
 from server.toolkit import Deps, ToolSpec, build_tool
 
 DOMAINS = ("search", "contacts", "membership", "events", "tasks", "help", "segments", "history")
@@ -50,20 +52,21 @@ def build_server(settings: Settings, client: SheepClient | None = None) -> MCPSe
     """An MCP server bound to one bucket. The client is created here unless one is given."""
     sheep = client or SheepClient(settings)
 
-    @asynccontextmanager
-    async def lifespan(_: MCPServer) -> AsyncIterator[None]:
-        yield
-
     def make_deps(ctx: Context) -> Deps:
         return Deps(client=sheep, settings=settings, ctx=ctx)
+
+    audit = AuditLog(settings.audit_log, settings.api_key.get_secret_value() if settings.api_key else None,
+                     settings.confirm)
+    page = ApprovalPage(ApprovalStore(), settings.approval_port)
+    gate = Gate(settings, audit, page.store, page)
+    specs = [spec if spec.read_only else gate.wrap(spec, make_deps) for spec in selected_tools(settings)]
 
     server: MCPServer = MCPServer(
         name="sheepcrm-mcp",
         title="sheepCRM",
         instructions=INSTRUCTIONS,
         version=__version__,
-        lifespan=lifespan,
-        tools=[build_tool(spec, make_deps) for spec in selected_tools(settings)],
+        tools=[build_tool(spec, make_deps) for spec in specs],
     )
     for extra in ("resources", "prompts"):
         try:
@@ -73,4 +76,25 @@ def build_server(settings: Settings, client: SheepClient | None = None) -> MCPSe
                 raise
             continue
         module.install(server, sheep, settings)
+    server.sheepcrm = Runtime(sheep, settings, gate, audit, page)  # type: ignore[attr-defined]
     return server
+
+
+@dataclass
+class Runtime:
+    """What a built server holds besides the SDK's state: for the CLI, tests and benchmarks."""
+
+    client: SheepClient
+    settings: Settings
+    gate: Gate
+    audit: AuditLog
+    page: ApprovalPage
+
+    async def aclose(self) -> None:
+        self.page.close()
+        await self.client.aclose()
+
+
+def runtime(server: MCPServer) -> Runtime:
+    rt: Runtime = server.sheepcrm  # type: ignore[attr-defined]
+    return rt

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     retry_budget: float = Field(default=20.0, gt=0, le=300, description="seconds a read may spend retrying")
     retry_wait_max: float = Field(default=5.0, gt=0, le=60, description="longest single wait between tries")
     cache_ttl: float = Field(default=5.0, ge=0, le=300, description="seconds a read is reused; 0 disables")
+    confirm_timeout: float = Field(default=300.0, gt=0, le=3600, description="seconds to wait for a person")
     approval_port: int = Field(default=0, ge=0, le=65535, description="loopback port of the approval page")
 
     @field_validator("bucket")

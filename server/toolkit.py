@@ -152,8 +152,10 @@ def build_tool(spec: ToolSpec[Any, Any], make_deps: Callable[[Context], Deps]) -
     # The SDK ignores unknown arguments; refuse them instead, so a model cannot smuggle in
     # strings (for example text copied from an earlier result) and believe they had an effect.
     base = tool.fn_metadata.arg_model
-    strict = type(f"{spec.name}_arguments", (base,), {"model_config": {**base.model_config, "extra": "forbid"}})
-    tool.fn_metadata.arg_model = strict
+    strict: type[BaseModel] = type(
+        f"{spec.name}_arguments", (base,), {"model_config": {**base.model_config, "extra": "forbid"}}
+    )
+    tool.fn_metadata.arg_model = strict  # type: ignore[assignment]
     tool.parameters = strict.model_json_schema(by_alias=True)
     return tool
 

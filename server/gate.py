@@ -1,0 +1,305 @@
+"""The one confirmation gate every write tool passes.
+
+A write tool only describes its change (`WritePlan`: how to read the current state, what
+would change, how to apply one unit, how to undo). The gate previews it, asks a person,
+re-reads right before writing, writes once, reads back, audits, and returns what changed
+with the call that would undo it. Write tools have no other way to reach the client's
+write methods: their handler *is* the gate.
+
+Asking a person uses the SDK's resolver pattern, which works on both protocol eras: on
+2025-11-25 the resolver sends the elicitation itself (so it can time out); on 2026-07-28
+it returns `Elicit(...)` and the SDK round-trips an `InputRequiredResult`, whose answer is
+bound to the exact question text (which carries the state's fingerprint). Clients without
+elicitation fail closed and are pointed to the loopback approval page.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import anyio
+from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.resolve import Elicit, Resolve
+from mcp_types.version import is_version_at_least
+from pydantic import BaseModel, Field, ValidationError
+
+from server.approvals import ApprovalPage, ApprovalStore, digest
+from server.audit import AuditLog
+from server.client import (
+    AuthError,
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    SheepError,
+)
+from server.config import Settings
+from server.toolkit import Deps, Output, Refusal, ToolSpec, explain_validation
+
+log = logging.getLogger("sheepcrm_mcp.gate")
+
+_PREVIEWED: contextvars.ContextVar[str | None] = contextvars.ContextVar("previewed_state", default=None)
+DEFINITE_FAILURES = (AuthError, BadRequestError, ConflictError, NotFoundError)
+
+
+class Confirm(BaseModel):
+    """The form a person answers. Flat, one field."""
+
+    confirm: bool = Field(default=False, title="Apply this change",
+                          description="Tick to apply exactly the change shown above.")
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str  # machine name: field name, attendee uri, task action
+    label: str  # what a person reads
+    before: Any
+    after: Any
+
+    def line(self) -> str:
+        return f"{self.label}: {_show(self.before)} → {_show(self.after)}"
+
+
+def _show(value: Any) -> str:
+    if value in (None, "", [], {}):
+        return "(empty)"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+@dataclass
+class WritePlan:
+    """What a write tool hands the gate."""
+
+    summary: str  # one line: what and on which record
+    read: Callable[[], Awaitable[Any]]  # the current state, fresh (JSON-able)
+    diff: Callable[[Any], list[Change]]  # the changes still needed given a state; [] = nothing to do
+    apply: Callable[[list[Change]], Awaitable[None]]  # one upstream write for these changes
+    undo: Callable[[list[Change]], dict[str, Any] | None]  # arguments of the same tool that undo them
+    one_write_per_change: bool = False
+
+
+class ChangeLine(Output):
+    target: str = Field(description="What changes: a field, an attendee or the task.")
+    before: Any = None
+    after: Any = None
+    result: Literal["proposed", "applied", "not_applied", "unknown"] = "proposed"
+
+
+class UndoCall(Output):
+    tool: str
+    arguments: dict[str, Any]
+
+
+class WriteResult(Output):
+    status: Literal["applied", "partial", "no_change", "not_approved", "approval_required"] = Field(
+        description="applied: done and read back; partial: some changes applied (see changes); no_change: "
+                    "already so; not_approved: the person declined, nothing changed; approval_required: "
+                    "nothing changed, a person must approve at approval_url, then repeat the same call."
+    )
+    message: str
+    changes: list[ChangeLine]
+    approval_url: str | None = None
+    undo: UndoCall | None = Field(None, description="The call that would reverse what was applied.")
+
+
+@dataclass
+class Decision:
+    kind: Literal["noop", "approved", "declined", "cancelled", "timeout", "approval_required",
+                  "rejected", "expired"]
+    channel: str
+    state_digest: str = ""
+    url: str | None = None
+
+
+def _elicitation_modes(ctx: Context) -> tuple[bool, bool]:
+    caps = ctx.client_capabilities
+    elicitation = caps.elicitation if caps is not None else None
+    if elicitation is None:
+        return False, False
+    form = elicitation.form is not None or elicitation.url is None  # an empty capability means form
+    return form, elicitation.url is not None
+
+
+class Gate:
+    def __init__(self, settings: Settings, audit: AuditLog, approvals: ApprovalStore, page: ApprovalPage) -> None:
+        self.settings = settings
+        self.audit = audit
+        self.approvals = approvals
+        self.page = page
+
+    # ---- wiring --------------------------------------------------------------------
+
+    def wrap(self, spec: ToolSpec[Any, Any], make_deps: Callable[[Context], Deps]) -> ToolSpec[Any, Any]:
+        """Turn a write spec (whose handler returns a WritePlan) into a gated tool."""
+        plan_for: Callable[[Any, Deps], Awaitable[WritePlan]] = spec.handler
+        names = list(spec.input.model_fields)
+
+        async def resolver(ctx: Context, **args: Any) -> Any:
+            try:
+                request = spec.input.model_validate(args)
+            except ValidationError as exc:
+                raise ToolError(explain_validation(spec.name, exc)) from None
+            try:
+                plan = await plan_for(request, make_deps(ctx))
+                return await self._ask(spec.name, request, plan, ctx)
+            except (Refusal, SheepError) as exc:
+                raise ToolError(str(exc)) from None
+
+        params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
+        params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in names]
+        resolver.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        resolver.__annotations__ = {"ctx": Context}
+        resolver.__name__ = f"confirm_{spec.name}"
+
+        async def handler(request: BaseModel, deps: Deps) -> WriteResult:
+            plan = await plan_for(request, deps)
+            return await self._commit(spec.name, request, plan, deps.extras["confirmation"])
+
+        confirmation = inspect.Parameter(
+            "confirmation", inspect.Parameter.KEYWORD_ONLY,
+            annotation=Annotated[ElicitationResult[Confirm], Resolve(resolver)],
+        )
+        return dataclasses.replace(spec, handler=handler, output=WriteResult, extra_params=(confirmation,))
+
+    # ---- asking --------------------------------------------------------------------
+
+    def _arguments(self, request: BaseModel) -> dict[str, Any]:
+        return request.model_dump(mode="json", exclude_none=True)
+
+    async def _ask(self, tool: str, request: BaseModel, plan: WritePlan, ctx: Context) -> Any:
+        state = await plan.read()
+        state_digest = digest(state)
+        _PREVIEWED.set(state_digest)
+        changes = plan.diff(state)
+        if not changes:
+            return Decision("noop", "-", state_digest)
+        if self.settings.confirm == "none":
+            return Decision("approved", "none (SHEEPCRM_CONFIRM=none)", state_digest)
+        args_digest = digest([tool, self._arguments(request)])
+        used = self.approvals.consume(tool, args_digest, state_digest)
+        if isinstance(used, str):
+            return Decision("rejected" if used == "rejected" else "expired", "approval-page", state_digest)
+        if used is not None:
+            return Decision("approved", "approval-page", state_digest)
+        form, _url_mode = _elicitation_modes(ctx)
+        message = self._message(plan, changes, state_digest)
+        if not form:
+            pending = self.approvals.create(tool, args_digest, state_digest, plan.summary,
+                                            [c.line() for c in changes])
+            url = self.page.url_for(pending.id)
+            log.warning("approval needed for %s: open %s", tool, url)
+            return Decision("approval_required", "approval-page", state_digest, url)
+        if is_version_at_least(ctx.protocol_version or "", "2026-07-28"):
+            return Elicit(message, Confirm)
+        outcome: ElicitationResult[Confirm] | None = None
+        with anyio.move_on_after(self.settings.confirm_timeout):
+            outcome = await ctx.elicit(message, Confirm)
+        if outcome is None:
+            return Decision("timeout", "elicitation", state_digest)
+        return self._from_elicitation(outcome, state_digest)
+
+    @staticmethod
+    def _message(plan: WritePlan, changes: list[Change], state_digest: str) -> str:
+        lines = "\n".join(f"• {c.line()}" for c in changes)
+        return f"{plan.summary}\n{lines}\n(record version {state_digest[:8]}) Apply this change?"
+
+    @staticmethod
+    def _from_elicitation(outcome: Any, state_digest: str) -> Decision:
+        if isinstance(outcome, AcceptedElicitation):
+            data = outcome.data
+            if isinstance(data, Decision):
+                return data
+            if isinstance(data, Confirm):
+                return Decision("approved" if data.confirm else "declined", "elicitation", state_digest)
+            if isinstance(data, AcceptedElicitation | BaseModel):
+                return Gate._from_elicitation(data, state_digest)
+        kind = type(outcome).__name__
+        return Decision("declined" if kind.startswith("Declined") else "cancelled", "elicitation", state_digest)
+
+    # ---- committing ----------------------------------------------------------------
+
+    async def _commit(self, tool: str, request: BaseModel, plan: WritePlan, outcome: Any) -> WriteResult:
+        decision = self._from_elicitation(outcome, _PREVIEWED.get() or "")
+        args = self._arguments(request)
+        if decision.kind == "noop":
+            return WriteResult(status="no_change", message=f"{plan.summary}: already in that state; nothing to do.",
+                               changes=[])
+        preview = plan.diff(await plan.read()) if decision.kind != "approved" else []
+        if decision.kind == "approval_required":
+            self.audit.record(tool=tool, outcome="approval_required", channel=decision.channel, arguments=args)
+            return WriteResult(
+                status="approval_required", approval_url=decision.url, changes=_lines(preview),
+                message=(f"Nothing was changed. This client cannot show confirmations, so a person must "
+                         f"approve at {decision.url} (open it on this computer) within 10 minutes; then call "
+                         f"{tool} again with exactly the same arguments and it will run once."),
+            )
+        if decision.kind != "approved":
+            self.audit.record(tool=tool, outcome=decision.kind, channel=decision.channel, arguments=args)
+            why = {"declined": "the person declined", "cancelled": "the confirmation was cancelled",
+                   "timeout": "nobody answered the confirmation in time",
+                   "rejected": "the person rejected it on the approval page",
+                   "expired": "the approval expired"}[decision.kind]
+            return WriteResult(status="not_approved", changes=_lines(preview),
+                               message=f"Not approved ({why}); nothing was changed.")
+
+        before = await plan.read()
+        if digest(before) != decision.state_digest:
+            self.audit.record(tool=tool, outcome="conflict", channel=decision.channel, arguments=args,
+                              before=before)
+            raise ToolError(f"{plan.summary}: the record changed after the preview was shown, so nothing was "
+                            f"written. Call {tool} again to see the new preview.")
+        changes = plan.diff(before)
+        units = [[c] for c in changes] if plan.one_write_per_change else [changes]
+        failure: str | None = None
+        for unit in units:
+            try:
+                await plan.apply(unit)
+            except DEFINITE_FAILURES as exc:
+                failure = str(exc)
+                break
+            except SheepError as exc:  # unknown outcome: never write again, read back below
+                failure = str(exc)
+                break
+        try:
+            after = await plan.read()
+            pending = {c.key for c in plan.diff(after)}
+            results = {c.key: ("not_applied" if c.key in pending else "applied") for c in changes}
+        except SheepError as exc:
+            after = None
+            results = {c.key: "unknown" for c in changes}
+            failure = (failure or "") + f" Reading the record back failed too ({exc})."
+        applied = [c for c in changes if results[c.key] == "applied"]
+        lines = [ChangeLine(target=c.label, before=c.before, after=c.after, result=results[c.key])
+                 for c in changes]
+        undo_args = plan.undo(applied) if applied else None
+        undo = UndoCall(tool=tool, arguments=undo_args) if undo_args else None
+        if not applied and "unknown" not in results.values():
+            self.audit.record(tool=tool, outcome="failed", channel=decision.channel, arguments=args,
+                              before=before, after=after, detail=failure)
+            raise ToolError(f"{plan.summary}: the write failed and the record is as it was; nothing was "
+                            f"changed. {failure or ''}".strip())
+        outcome_word = "succeeded" if len(applied) == len(changes) else (
+            "unknown" if "unknown" in results.values() else "partial")
+        self.audit.record(tool=tool, outcome=outcome_word, channel=decision.channel, arguments=args,
+                          before=before, after=after, detail=failure)
+        if outcome_word == "succeeded":
+            return WriteResult(status="applied", changes=lines, undo=undo,
+                               message=f"{plan.summary}: done and read back ({len(applied)} change(s)).")
+        return WriteResult(
+            status="partial", changes=lines, undo=undo,
+            message=(f"{plan.summary}: only {len(applied)} of {len(changes)} change(s) were applied; each line "
+                     f"says what happened. It was not retried. {failure or ''}").strip(),
+        )
+
+
+def _lines(changes: list[Change]) -> list[ChangeLine]:
+    return [ChangeLine(target=c.label, before=c.before, after=c.after) for c in changes]
