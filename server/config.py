@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     retry_wait_max: float = Field(default=5.0, gt=0, le=60, description="longest single wait between tries")
     cache_ttl: float = Field(default=5.0, ge=0, le=300, description="seconds a read is reused; 0 disables")
     confirm_timeout: float = Field(default=300.0, gt=0, le=3600, description="seconds to wait for a person")
+    mcp_token: SecretStr | None = Field(default=None, description="bearer token HTTP clients must send")
+    http_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    http_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
     approval_port: int = Field(default=0, ge=0, le=65535, description="loopback port of the approval page")
 
     @field_validator("bucket")
@@ -56,6 +59,12 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")):
             raise ValueError("must start with https:// (or http:// for a local sandbox)")
         return value.rstrip("/")
+
+    @field_validator("http_allowed_hosts", "http_allowed_origins", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+        return tuple(str(i).strip() for i in items if str(i).strip())
 
     @field_validator("toolsets", mode="before")
     @classmethod

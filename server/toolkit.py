@@ -23,7 +23,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_core import PydanticUndefined
 
 from server.client import SheepClient, SheepError
@@ -152,9 +152,18 @@ def build_tool(spec: ToolSpec[Any, Any], make_deps: Callable[[Context], Deps]) -
     # The SDK ignores unknown arguments; refuse them instead, so a model cannot smuggle in
     # strings (for example text copied from an earlier result) and believe they had an effect.
     base = tool.fn_metadata.arg_model
-    strict: type[BaseModel] = type(
-        f"{spec.name}_arguments", (base,), {"model_config": {**base.model_config, "extra": "forbid"}}
-    )
+    known = sorted(spec.input.model_fields)
+
+    def no_strangers(cls: type[BaseModel], data: Any) -> Any:
+        if isinstance(data, dict) and (unknown := sorted(set(data) - set(known))):
+            raise ValueError(f"unknown argument(s) {', '.join(unknown)[:200]}; {spec.name} takes only: "
+                             f"{', '.join(known)}")
+        return data
+
+    strict: type[BaseModel] = type(f"{spec.name}_arguments", (base,), {
+        "model_config": {**base.model_config, "extra": "forbid"},
+        "_no_strangers": model_validator(mode="before")(classmethod(no_strangers)),  # type: ignore[arg-type]
+    })
     tool.fn_metadata.arg_model = strict  # type: ignore[assignment]
     tool.parameters = strict.model_json_schema(by_alias=True)
     return tool

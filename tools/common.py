@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -48,3 +49,30 @@ def text(value: Any) -> str | None:
         return text(value)
     s = str(value).strip()
     return s or None
+
+
+def day(value: Any) -> date | None:
+    """The date part of a sheepCRM date or datetime string."""
+    s = text(value)
+    if not s:
+        return None
+    try:
+        return date.fromisoformat(s[:10])
+    except ValueError:
+        return None
+
+
+def today() -> date:
+    return datetime.now(UTC).date()
+
+
+def rows(data: Any, *keys: str) -> list[dict[str, Any]]:
+    """The list of records in an upstream answer, under the first of `keys` present (or the answer itself)."""
+    if isinstance(data, list):
+        return [r for r in data if isinstance(r, dict)]
+    if isinstance(data, dict):
+        for key in keys:
+            value = data.get(key)
+            if isinstance(value, list):
+                return [r for r in value if isinstance(r, dict)]
+    return []

@@ -1,0 +1,81 @@
+"""`sheepcrm-mcp doctor`: check settings, reachability, credentials, bucket and a sample read.
+
+One line per check; each failure says what to fix. Exit code 0 when all pass, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Any
+
+import anyio
+
+from server.client import AuthError, NotFoundError, SheepClient, SheepError, UpstreamError
+from server.config import ConfigError, Settings, load_settings
+
+OK, BAD = "ok  ", "FAIL"
+
+
+async def diagnose(settings: Settings) -> list[tuple[bool, str]]:
+    lines: list[tuple[bool, str]] = []
+    quick = settings.model_copy(update={"retry_attempts": 1, "cache_ttl": 0.0, "timeout": min(settings.timeout, 5.0)})
+    async with SheepClient(quick) as client:
+        try:
+            await client.ping()
+            lines.append((True, f"sheepCRM v1 API reachable at {settings.v1_base_url}"))
+        except SheepError as exc:
+            lines.append((False, f"cannot reach {settings.v1_base_url} ({exc}) -> check SHEEPCRM_V1_BASE_URL, "
+                                 "the network and any proxy"))
+            return lines
+        try:
+            await client.all_segments(page_size=1)
+            lines.append((True, f"API key accepted for bucket '{settings.bucket}' (v2 API at {settings.base_url})"))
+        except AuthError:
+            lines.append((False, "the API key was refused (HTTP 401/403) -> put a valid key in SHEEPCRM_API_KEY "
+                                 "(sheepCRM: Settings > API keys)"))
+            return lines
+        except NotFoundError:
+            lines.append((False, f"bucket '{settings.bucket}' was not found with this key -> check SHEEPCRM_BUCKET "
+                                 "(the name in your sheepCRM address) and that the key belongs to it"))
+            return lines
+        except UpstreamError as exc:
+            lines.append((False, f"v2 API at {settings.base_url} failed ({exc}) -> check SHEEPCRM_BASE_URL"))
+            return lines
+        try:
+            info = await client.bucket_info()
+            kinds = len(info.get("resource_type", []) or [])
+            lines.append((True, f"v1 API accepts the key for bucket '{settings.bucket}' ({kinds} record types)"))
+        except SheepError as exc:
+            lines.append((False, f"v1 API refused bucket '{settings.bucket}' ({type(exc).__name__}) -> sheepCRM "
+                                 "answers 404 for a bad key or bucket on v1; check both"))
+            return lines
+        try:
+            found = await client.search("a")
+            count = len(found.get("results", []) or [])
+            lines.append((True, f"sample read works (a search returned {count} contacts)"))
+        except SheepError as exc:
+            lines.append((False, f"sample read failed ({exc})"))
+    return lines
+
+
+def run_doctor(overrides: dict[str, Any], *, sandbox: bool = False) -> int:
+    with contextlib.ExitStack() as stack:
+        if sandbox:
+            from server.cli import sandbox_settings
+
+            overrides = stack.enter_context(sandbox_settings(overrides))
+        try:
+            settings = load_settings(**overrides)
+            settings.require_credentials()
+        except ConfigError as exc:
+            print(f"{BAD} settings: {exc}")
+            return 1
+        print(f"{OK} settings: bucket '{settings.bucket}', read_only={settings.read_only}, "
+              f"confirm={settings.confirm}, audit log {settings.audit_log}")
+        lines = anyio.run(diagnose, settings)
+        for ok, text in lines:
+            print(f"{OK if ok else BAD} {text}")
+        passed = all(ok for ok, _ in lines)
+        print("doctor: all checks passed" if passed else "doctor: fix the FAIL lines above", file=sys.stderr)
+        return 0 if passed else 1

@@ -1,0 +1,70 @@
+"""get_record_history: who changed what and when."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from server.client import NotFoundError
+from server.scope import RECORD_TYPES, parse_uri
+from server.toolkit import Deps, Output, Refusal, ToolSpec, paginate
+from tools.common import ListOutput, Paged, rows, text
+
+HISTORY_TYPES = ("person", "organisation", "booking", "task", "member")
+
+
+class GetRecordHistoryInput(Paged):
+    uri: Annotated[str, Field(min_length=1, max_length=200,
+                              description="Record uri: a contact, event (/bucket/booking/uid/), task or membership.")]
+    since_days: Annotated[int, Field(ge=1, le=3650, description="How far back, in days (default 180).")] = 180
+
+
+class FieldChange(Output):
+    field: str
+    before: Any = None
+    after: Any = None
+
+
+class HistoryEntry(Output):
+    date: str | None
+    user: str | None
+    message: str | None
+    changes: list[FieldChange]
+
+
+class GetRecordHistoryOutput(ListOutput):
+    uri: str
+    entries: list[HistoryEntry]
+
+
+async def get_record_history(req: GetRecordHistoryInput, deps: Deps) -> GetRecordHistoryOutput:
+    uri = parse_uri(req.uri, deps.client.bucket, HISTORY_TYPES)
+    try:
+        data = await deps.client.record_audit(uri, since_days=req.since_days)
+    except NotFoundError:
+        raise Refusal(f"No record {uri}; find it with search_contacts, list_events or list_tasks.") from None
+    entries = [
+        HistoryEntry(date=text(e.get("date")), user=text(e.get("user_display")) or text(e.get("user")),
+                     message=text(e.get("message")),
+                     changes=[FieldChange(field=text(d.get("field")) or "?", before=d.get("prev"), after=d.get("value"))
+                              for d in rows(e.get("clean_diff") or e.get("diff") or [])])
+        for e in rows(data, "results")
+    ]
+    entries.sort(key=lambda e: e.date or "", reverse=True)
+    page = paginate(entries, req.limit, req.cursor, f"history:{uri}:{req.since_days}")
+    note = page.note or (None if entries else f"No changes in the last {req.since_days} days.")
+    return GetRecordHistoryOutput(uri=str(uri), entries=page.items, total=len(entries),
+                                  next_cursor=page.next_cursor, note=note)
+
+
+assert set(HISTORY_TYPES) <= set(RECORD_TYPES)
+
+TOOLS = [
+    ToolSpec(
+        name="get_record_history", title="Record history", toolset="history",
+        description="Who changed what and when on a contact, event, task or membership: newest first, each with "
+                    "the fields changed (before -> after).",
+        input=GetRecordHistoryInput, output=GetRecordHistoryOutput, handler=get_record_history,
+    ),
+]

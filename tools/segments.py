@@ -1,0 +1,104 @@
+"""find_segments and query_segment."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from server.client import NotFoundError
+from server.scope import check_uid
+from server.toolkit import Deps, Output, Refusal, ToolSpec, decode_cursor, encode_cursor, paginate
+from tools.common import ListOutput, Paged, Uid, rows, text
+from tools.search import ContactHit, hit
+
+
+class FindSegmentsInput(Paged):
+    name: Annotated[str | None, Field(max_length=100, description="Words in the segment name; omit to list all.")] = (
+        None)
+
+
+class Segment(Output):
+    uid: str
+    name: str
+    description: str | None = None
+    type: str | None = None
+
+
+class FindSegmentsOutput(ListOutput):
+    segments: list[Segment]
+
+
+async def find_segments(req: FindSegmentsInput, deps: Deps) -> FindSegmentsOutput:
+    data = await (deps.client.find_segments(req.name, page_size=250) if req.name
+                  else deps.client.all_segments(page_size=250))
+    segments = [Segment(uid=text(s.get("uid")) or "", name=text(s.get("name")) or text(s.get("display_value")) or "",
+                        description=text(s.get("description")), type=text(s.get("segment_type")))
+                for s in rows(data, "segments", "results")]
+    page = paginate(segments, req.limit, req.cursor, f"segments:{req.name}")
+    return FindSegmentsOutput(segments=page.items, total=len(segments), next_cursor=page.next_cursor,
+                              note=page.note or (None if segments else "No segment matches; omit name to list all."))
+
+
+class QuerySegmentInput(Paged):
+    uid: Annotated[Uid, Field(description="Segment uid from find_segments.")]
+    mode: Annotated[Literal["count", "members", "lookup"], Field(
+        description="count: how many people; members: a page of them; lookup: find someone in it (needs q).")] = (
+        "count")
+    q: Annotated[str | None, Field(max_length=100,
+                                   description="For lookup (or to filter members): a name or email.")] = None
+
+    @model_validator(mode="after")
+    def _q(self) -> QuerySegmentInput:
+        if self.mode == "lookup" and not self.q:
+            raise ValueError("mode='lookup' needs q, a name or email to look for")
+        return self
+
+
+class QuerySegmentOutput(ListOutput):
+    segment_uid: str
+    count: int | None = Field(None, description="People in the segment.")
+    members: list[ContactHit] = Field(default_factory=list)
+
+
+async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutput:
+    uid = check_uid(req.uid, "segment uid")
+    try:
+        if req.mode == "count":
+            data = await deps.client.segment_count(uid)
+            count = data.get("count") if isinstance(data, dict) else None
+            return QuerySegmentOutput(segment_uid=uid, count=int(count) if count is not None else None,
+                                      total=int(count) if count is not None else None)
+        if req.mode == "lookup":
+            assert req.q is not None
+            found = [hit(r) for r in rows(await deps.client.segment_lookup(uid, req.q), "results")]
+            page = paginate(found, req.limit, req.cursor, f"lookup:{uid}:{req.q}")
+            return QuerySegmentOutput(segment_uid=uid, members=page.items, total=len(found),
+                                      next_cursor=page.next_cursor,
+                                      note=None if found else f"Nobody matching {req.q!r} is in this segment.")
+        key = f"members:{uid}:{req.q}:{req.limit}"
+        offset = decode_cursor(req.cursor, key)
+        data = await deps.client.segment_members(uid, page=offset // req.limit + 1, page_size=req.limit, q=req.q)
+    except NotFoundError:
+        raise Refusal(f"No segment with uid {uid!r}; find segments with find_segments.") from None
+    members = [hit(r) for r in rows(data, "results")]
+    total = data.get("total") if isinstance(data, dict) else None
+    end = offset + len(members)
+    more = total is not None and end < int(total)
+    return QuerySegmentOutput(segment_uid=uid, members=members, total=total, count=total,
+                              next_cursor=encode_cursor(end, key) if more else None)
+
+
+TOOLS = [
+    ToolSpec(
+        name="find_segments", title="Find segments", toolset="segments",
+        description="Saved segments (lists of contacts) by name, or all: uid, name, description.",
+        input=FindSegmentsInput, output=FindSegmentsOutput, handler=find_segments,
+    ),
+    ToolSpec(
+        name="query_segment", title="Query segment", toolset="segments",
+        description="For one segment: mode='count' (how many), 'members' (a page of contacts) or 'lookup' "
+                    "(is this person in it? needs q).",
+        input=QuerySegmentInput, output=QuerySegmentOutput, handler=query_segment,
+    ),
+]
