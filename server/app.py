@@ -43,8 +43,7 @@ def all_tools() -> list[ToolSpec[Any, Any]]:
 def selected_tools(settings: Settings) -> list[ToolSpec[Any, Any]]:
     """The catalogue filtered by toolsets and read-only mode: what tools/list shows."""
     return [
-        spec for spec in all_tools()
-        if spec.toolset in settings.toolsets and (spec.read_only or not settings.read_only)
+        spec for spec in all_tools() if spec.toolset in settings.toolsets and (spec.read_only or not settings.read_only)
     ]
 
 
@@ -55,8 +54,9 @@ def build_server(settings: Settings, client: SheepClient | None = None) -> MCPSe
     def make_deps(ctx: Context) -> Deps:
         return Deps(client=sheep, settings=settings, ctx=ctx)
 
-    audit = AuditLog(settings.audit_log, settings.api_key.get_secret_value() if settings.api_key else None,
-                     settings.confirm)
+    audit = AuditLog(
+        settings.audit_log, settings.api_key.get_secret_value() if settings.api_key else None, settings.confirm
+    )
     page = ApprovalPage(ApprovalStore(), settings.approval_port)
     gate = Gate(settings, audit, page.store, page)
     specs = [spec if spec.read_only else gate.wrap(spec, make_deps) for spec in selected_tools(settings)]

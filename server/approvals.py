@@ -61,7 +61,11 @@ class ApprovalStore:
             self._purge()
             for item in self._items.values():  # the same request again: reuse its page
                 if (item.tool, item.args_digest, item.state_digest, item.status) == (
-                        tool, args_digest, state_digest, "pending"):
+                    tool,
+                    args_digest,
+                    state_digest,
+                    "pending",
+                ):
                     return item
             item = Pending(secrets.token_urlsafe(16), tool, args_digest, state_digest, summary, lines)
             self._items[item.id] = item
@@ -159,24 +163,35 @@ class ApprovalPage:
             origin = request.headers.get("origin", "")
             assert self._server is not None
             if origin != self._server.url:
-                return PlainTextResponse("Refused: this form only accepts submissions from its own page.",
-                                         status_code=403)
+                return PlainTextResponse(
+                    "Refused: this form only accepts submissions from its own page.", status_code=403
+                )
             form = await request.form()
             verdict = self.store.decide(item.id, str(form.get("csrf", "")), form.get("action") == "approve")
             if verdict == "csrf":
-                return PlainTextResponse("Refused: the form token is missing or wrong. Reload the page.",
-                                         status_code=403)
+                return PlainTextResponse(
+                    "Refused: the form token is missing or wrong. Reload the page.", status_code=403
+                )
             if verdict == "expired":
-                return PlainTextResponse("This approval request has expired; nothing was approved.",
-                                         status_code=410)
-        return HTMLResponse(self._render(item), headers={
-            "Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-        })
+                return PlainTextResponse("This approval request has expired; nothing was approved.", status_code=410)
+        return HTMLResponse(
+            self._render(item),
+            headers={
+                "Cache-Control": "no-store",
+                "X-Frame-Options": "DENY",
+                "Referrer-Policy": "no-referrer",
+                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+            },
+        )
 
     @staticmethod
     def _render(item: Pending) -> str:
         status = "expired" if item.status == "pending" and item.expired() else item.status
         form = FORM.format(csrf=html.escape(item.csrf)) if status == "pending" else ""
-        return PAGE.format(summary=html.escape(item.summary), tool=html.escape(item.tool), status=status,
-                           lines="".join(f"<li>{html.escape(line)}</li>" for line in item.lines), form=form)
+        return PAGE.format(
+            summary=html.escape(item.summary),
+            tool=html.escape(item.tool),
+            status=status,
+            lines="".join(f"<li>{html.escape(line)}</li>" for line in item.lines),
+            form=form,
+        )

@@ -36,8 +36,17 @@ class AuditLog:
         self._confirm_mode = confirm_mode
         self._lock = threading.Lock()
 
-    def record(self, *, tool: str, outcome: str, channel: str, arguments: dict[str, Any],
-               before: Any = None, after: Any = None, detail: str | None = None) -> str:
+    def record(
+        self,
+        *,
+        tool: str,
+        outcome: str,
+        channel: str,
+        arguments: dict[str, Any],
+        before: Any = None,
+        after: Any = None,
+        detail: str | None = None,
+    ) -> str:
         entry_id = uuid.uuid4().hex[:12]
         entry = {
             "id": entry_id,

@@ -20,15 +20,21 @@ def _parser() -> argparse.ArgumentParser:
         prog="sheepcrm-mcp",
         description="MCP server for sheepCRM. Settings come from SHEEPCRM_* variables, a .env file, or these flags.",
     )
-    p.add_argument("command", nargs="?", choices=["serve", "demo", "doctor"], default="serve",
-                   help="serve (default): run the MCP server; demo: scripted session against the sandbox; "
-                        "doctor: check settings, reachability and credentials")
+    p.add_argument(
+        "command",
+        nargs="?",
+        choices=["serve", "demo", "doctor"],
+        default="serve",
+        help="serve (default): run the MCP server; demo: scripted session against the sandbox; "
+        "doctor: check settings, reachability and credentials",
+    )
     p.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
     p.add_argument("--stateless", action="store_true", help="stateless HTTP (writes fail closed without elicitation)")
-    p.add_argument("--sandbox", action="store_true",
-                   help="start the embedded sheepCRM sandbox on a free loopback port and use it")
+    p.add_argument(
+        "--sandbox", action="store_true", help="start the embedded sheepCRM sandbox on a free loopback port and use it"
+    )
     p.add_argument("--read-only", action="store_true", default=None, help="register no write tools")
     p.add_argument("--toolsets", help="comma-separated toolsets to register (default: all)")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -58,8 +64,11 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
     from server.app import build_server
 
     if settings.confirm == "none":
-        print("sheepcrm-mcp: SHEEPCRM_CONFIRM=none - write tools run WITHOUT human confirmation "
-              "(trusted automation only); every audit line records it.", file=sys.stderr)
+        print(
+            "sheepcrm-mcp: SHEEPCRM_CONFIRM=none - write tools run WITHOUT human confirmation "
+            "(trusted automation only); every audit line records it.",
+            file=sys.stderr,
+        )
     server = build_server(settings)
     if args.transport == "http":
         from server.http import run_http
@@ -71,8 +80,9 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=args.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         if args.command == "demo":
             from server.demo import run_demo

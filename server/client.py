@@ -233,7 +233,12 @@ class SheepClient:
             raise UpstreamError(f"{what}: sheepCRM sent a reply that is not JSON.") from None
 
     async def get(
-        self, path: str, what: str, params: Params | None = None, *, api: Literal["v1", "v2"] = "v2",
+        self,
+        path: str,
+        what: str,
+        params: Params | None = None,
+        *,
+        api: Literal["v1", "v2"] = "v2",
         fresh: bool = False,
     ) -> Any:
         """GET with retries, the circuit breaker and the short read cache."""
@@ -254,8 +259,12 @@ class SheepClient:
 
         try:
             async for attempt in stamina.retry_context(
-                on=backoff, attempts=s.retry_attempts, timeout=s.retry_budget,
-                wait_initial=0.2, wait_max=s.retry_wait_max, wait_jitter=0.5,
+                on=backoff,
+                attempts=s.retry_attempts,
+                timeout=s.retry_budget,
+                wait_initial=0.2,
+                wait_max=s.retry_wait_max,
+                wait_jitter=0.5,
             ):
                 with attempt:
                     try:
@@ -280,8 +289,14 @@ class SheepClient:
         return data
 
     async def write(
-        self, method: Literal["PUT", "POST"], path: str, what: str, params: Params | None = None,
-        body: Any = None, *, api: Literal["v1", "v2"] = "v2",
+        self,
+        method: Literal["PUT", "POST"],
+        path: str,
+        what: str,
+        params: Params | None = None,
+        body: Any = None,
+        *,
+        api: Literal["v1", "v2"] = "v2",
     ) -> Any:
         """Send a write exactly once. Never retried: the gate decides what to do on failure."""
         self.breaker.check()
@@ -304,8 +319,10 @@ class SheepClient:
 
     async def membership_by_email(self, email: str) -> JSON:
         result: JSON = await self.get(
-            f"/api/v1/{self.bucket}/user/membership/", "membership by email",
-            {"email": email, "realtime": "Y"}, api="v1",
+            f"/api/v1/{self.bucket}/user/membership/",
+            "membership by email",
+            {"email": email, "realtime": "Y"},
+            api="v1",
         )
         return result
 
@@ -331,7 +348,8 @@ class SheepClient:
 
     async def search_help(self, q: str, limit: int = 10, include_text: bool = False) -> JSON:
         result: JSON = await self.get(
-            f"/search/v2/{self.bucket}/help", "help search",
+            f"/search/v2/{self.bucket}/help",
+            "help search",
             {"q": q, "limit": limit, "include_text": "true" if include_text else None},
         )
         return result
@@ -361,7 +379,8 @@ class SheepClient:
 
     async def record_audit(self, uri: RecordUri, limit: int = 250, since_days: int = 180) -> Any:
         return await self.get(
-            f"/api/v2/{self.bucket}/{uri.type}/{check_uid(uri.uid)}/audit", f"history of {uri}",
+            f"/api/v2/{self.bucket}/{uri.type}/{check_uid(uri.uid)}/audit",
+            f"history of {uri}",
             {"limit": limit, "since_days": since_days},
         )
 
@@ -393,7 +412,9 @@ class SheepClient:
 
     async def set_attendance(self, uid: str, person: RecordUri, status: str) -> JSON:
         result: JSON = await self.write(
-            "PUT", f"{self._booking(uid)}/attendance", f"attendance of {person} at event {uid}",
+            "PUT",
+            f"{self._booking(uid)}/attendance",
+            f"attendance of {person} at event {uid}",
             {"person_uri": str(person), "status": status},
         )
         return result

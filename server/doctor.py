@@ -25,19 +25,34 @@ async def diagnose(settings: Settings) -> list[tuple[bool, str]]:
             await client.ping()
             lines.append((True, f"sheepCRM v1 API reachable at {settings.v1_base_url}"))
         except SheepError as exc:
-            lines.append((False, f"cannot reach {settings.v1_base_url} ({exc}) -> check SHEEPCRM_V1_BASE_URL, "
-                                 "the network and any proxy"))
+            lines.append(
+                (
+                    False,
+                    f"cannot reach {settings.v1_base_url} ({exc}) -> check SHEEPCRM_V1_BASE_URL, "
+                    "the network and any proxy",
+                )
+            )
             return lines
         try:
             await client.all_segments(page_size=1)
             lines.append((True, f"API key accepted for bucket '{settings.bucket}' (v2 API at {settings.base_url})"))
         except AuthError:
-            lines.append((False, "the API key was refused (HTTP 401/403) -> put a valid key in SHEEPCRM_API_KEY "
-                                 "(sheepCRM: Settings > API keys)"))
+            lines.append(
+                (
+                    False,
+                    "the API key was refused (HTTP 401/403) -> put a valid key in SHEEPCRM_API_KEY "
+                    "(sheepCRM: Settings > API keys)",
+                )
+            )
             return lines
         except NotFoundError:
-            lines.append((False, f"bucket '{settings.bucket}' was not found with this key -> check SHEEPCRM_BUCKET "
-                                 "(the name in your sheepCRM address) and that the key belongs to it"))
+            lines.append(
+                (
+                    False,
+                    f"bucket '{settings.bucket}' was not found with this key -> check SHEEPCRM_BUCKET "
+                    "(the name in your sheepCRM address) and that the key belongs to it",
+                )
+            )
             return lines
         except UpstreamError as exc:
             lines.append((False, f"v2 API at {settings.base_url} failed ({exc}) -> check SHEEPCRM_BASE_URL"))
@@ -47,8 +62,13 @@ async def diagnose(settings: Settings) -> list[tuple[bool, str]]:
             kinds = len(info.get("resource_type", []) or [])
             lines.append((True, f"v1 API accepts the key for bucket '{settings.bucket}' ({kinds} record types)"))
         except SheepError as exc:
-            lines.append((False, f"v1 API refused bucket '{settings.bucket}' ({type(exc).__name__}) -> sheepCRM "
-                                 "answers 404 for a bad key or bucket on v1; check both"))
+            lines.append(
+                (
+                    False,
+                    f"v1 API refused bucket '{settings.bucket}' ({type(exc).__name__}) -> sheepCRM "
+                    "answers 404 for a bad key or bucket on v1; check both",
+                )
+            )
             return lines
         try:
             found = await client.search("a")
@@ -71,8 +91,10 @@ def run_doctor(overrides: dict[str, Any], *, sandbox: bool = False) -> int:
         except ConfigError as exc:
             print(f"{BAD} settings: {exc}")
             return 1
-        print(f"{OK} settings: bucket '{settings.bucket}', read_only={settings.read_only}, "
-              f"confirm={settings.confirm}, audit log {settings.audit_log}")
+        print(
+            f"{OK} settings: bucket '{settings.bucket}', read_only={settings.read_only}, "
+            f"confirm={settings.confirm}, audit log {settings.audit_log}"
+        )
         lines = anyio.run(diagnose, settings)
         for ok, text in lines:
             print(f"{OK if ok else BAD} {text}")

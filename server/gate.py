@@ -52,8 +52,9 @@ DEFINITE_FAILURES = (AuthError, BadRequestError, ConflictError, NotFoundError)
 class Confirm(BaseModel):
     """The form a person answers. Flat, one field."""
 
-    confirm: bool = Field(default=False, title="Apply this change",
-                          description="Tick to apply exactly the change shown above.")
+    confirm: bool = Field(
+        default=False, title="Apply this change", description="Tick to apply exactly the change shown above."
+    )
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,8 @@ class UndoCall(Output):
 class WriteResult(Output):
     status: Literal["applied", "partial", "no_change", "not_approved", "approval_required"] = Field(
         description="applied: done and read back; partial: some changes applied (see changes); no_change: "
-                    "already so; not_approved: the person declined, nothing changed; approval_required: "
-                    "nothing changed, a person must approve at approval_url, then repeat the same call."
+        "already so; not_approved: the person declined, nothing changed; approval_required: "
+        "nothing changed, a person must approve at approval_url, then repeat the same call."
     )
     message: str
     changes: list[ChangeLine]
@@ -113,8 +114,7 @@ class WriteResult(Output):
 
 @dataclass
 class Decision:
-    kind: Literal["noop", "approved", "declined", "cancelled", "timeout", "approval_required",
-                  "rejected", "expired"]
+    kind: Literal["noop", "approved", "declined", "cancelled", "timeout", "approval_required", "rejected", "expired"]
     channel: str
     state_digest: str = ""
     url: str | None = None
@@ -165,7 +165,8 @@ class Gate:
             return await self._commit(spec.name, request, plan, deps.extras["confirmation"])
 
         confirmation = inspect.Parameter(
-            "confirmation", inspect.Parameter.KEYWORD_ONLY,
+            "confirmation",
+            inspect.Parameter.KEYWORD_ONLY,
             annotation=Annotated[ElicitationResult[Confirm], Resolve(resolver)],
         )
         return dataclasses.replace(spec, handler=handler, output=WriteResult, extra_params=(confirmation,))
@@ -193,8 +194,7 @@ class Gate:
         form, _url_mode = _elicitation_modes(ctx)
         message = self._message(plan, changes, state_digest)
         if not form:
-            pending = self.approvals.create(tool, args_digest, state_digest, plan.summary,
-                                            [c.line() for c in changes])
+            pending = self.approvals.create(tool, args_digest, state_digest, plan.summary, [c.line() for c in changes])
             url = self.page.url_for(pending.id)
             log.warning("approval needed for %s: open %s", tool, url)
             return Decision("approval_required", "approval-page", state_digest, url)
@@ -231,32 +231,42 @@ class Gate:
         decision = self._from_elicitation(outcome, _PREVIEWED.get() or "")
         args = self._arguments(request)
         if decision.kind == "noop":
-            return WriteResult(status="no_change", message=f"{plan.summary}: already in that state; nothing to do.",
-                               changes=[])
+            return WriteResult(
+                status="no_change", message=f"{plan.summary}: already in that state; nothing to do.", changes=[]
+            )
         preview = plan.diff(await plan.read()) if decision.kind != "approved" else []
         if decision.kind == "approval_required":
             self.audit.record(tool=tool, outcome="approval_required", channel=decision.channel, arguments=args)
             return WriteResult(
-                status="approval_required", approval_url=decision.url, changes=_lines(preview),
-                message=(f"Nothing was changed. This client cannot show confirmations, so a person must "
-                         f"approve at {decision.url} (open it on this computer) within 10 minutes; then call "
-                         f"{tool} again with exactly the same arguments and it will run once."),
+                status="approval_required",
+                approval_url=decision.url,
+                changes=_lines(preview),
+                message=(
+                    f"Nothing was changed. This client cannot show confirmations, so a person must "
+                    f"approve at {decision.url} (open it on this computer) within 10 minutes; then call "
+                    f"{tool} again with exactly the same arguments and it will run once."
+                ),
             )
         if decision.kind != "approved":
             self.audit.record(tool=tool, outcome=decision.kind, channel=decision.channel, arguments=args)
-            why = {"declined": "the person declined", "cancelled": "the confirmation was cancelled",
-                   "timeout": "nobody answered the confirmation in time",
-                   "rejected": "the person rejected it on the approval page",
-                   "expired": "the approval expired"}[decision.kind]
-            return WriteResult(status="not_approved", changes=_lines(preview),
-                               message=f"Not approved ({why}); nothing was changed.")
+            why = {
+                "declined": "the person declined",
+                "cancelled": "the confirmation was cancelled",
+                "timeout": "nobody answered the confirmation in time",
+                "rejected": "the person rejected it on the approval page",
+                "expired": "the approval expired",
+            }[decision.kind]
+            return WriteResult(
+                status="not_approved", changes=_lines(preview), message=f"Not approved ({why}); nothing was changed."
+            )
 
         before = await plan.read()
         if digest(before) != decision.state_digest:
-            self.audit.record(tool=tool, outcome="conflict", channel=decision.channel, arguments=args,
-                              before=before)
-            raise ToolError(f"{plan.summary}: the record changed after the preview was shown, so nothing was "
-                            f"written. Call {tool} again to see the new preview.")
+            self.audit.record(tool=tool, outcome="conflict", channel=decision.channel, arguments=args, before=before)
+            raise ToolError(
+                f"{plan.summary}: the record changed after the preview was shown, so nothing was "
+                f"written. Call {tool} again to see the new preview."
+            )
         changes = plan.diff(before)
         units = [[c] for c in changes] if plan.one_write_per_change else [changes]
         failure: str | None = None
@@ -278,26 +288,50 @@ class Gate:
             results = {c.key: "unknown" for c in changes}
             failure = (failure or "") + f" Reading the record back failed too ({exc})."
         applied = [c for c in changes if results[c.key] == "applied"]
-        lines = [ChangeLine(target=c.label, before=c.before, after=c.after, result=results[c.key])
-                 for c in changes]
+        lines = [ChangeLine(target=c.label, before=c.before, after=c.after, result=results[c.key]) for c in changes]
         undo_args = plan.undo(applied) if applied else None
         undo = UndoCall(tool=tool, arguments=undo_args) if undo_args else None
         if not applied and "unknown" not in results.values():
-            self.audit.record(tool=tool, outcome="failed", channel=decision.channel, arguments=args,
-                              before=before, after=after, detail=failure)
-            raise ToolError(f"{plan.summary}: the write failed and the record is as it was; nothing was "
-                            f"changed. {failure or ''}".strip())
-        outcome_word = "succeeded" if len(applied) == len(changes) else (
-            "unknown" if "unknown" in results.values() else "partial")
-        self.audit.record(tool=tool, outcome=outcome_word, channel=decision.channel, arguments=args,
-                          before=before, after=after, detail=failure)
+            self.audit.record(
+                tool=tool,
+                outcome="failed",
+                channel=decision.channel,
+                arguments=args,
+                before=before,
+                after=after,
+                detail=failure,
+            )
+            raise ToolError(
+                f"{plan.summary}: the write failed and the record is as it was; nothing was "
+                f"changed. {failure or ''}".strip()
+            )
+        outcome_word = (
+            "succeeded" if len(applied) == len(changes) else ("unknown" if "unknown" in results.values() else "partial")
+        )
+        self.audit.record(
+            tool=tool,
+            outcome=outcome_word,
+            channel=decision.channel,
+            arguments=args,
+            before=before,
+            after=after,
+            detail=failure,
+        )
         if outcome_word == "succeeded":
-            return WriteResult(status="applied", changes=lines, undo=undo,
-                               message=f"{plan.summary}: done and read back ({len(applied)} change(s)).")
+            return WriteResult(
+                status="applied",
+                changes=lines,
+                undo=undo,
+                message=f"{plan.summary}: done and read back ({len(applied)} change(s)).",
+            )
         return WriteResult(
-            status="partial", changes=lines, undo=undo,
-            message=(f"{plan.summary}: only {len(applied)} of {len(changes)} change(s) were applied; each line "
-                     f"says what happened. It was not retried. {failure or ''}").strip(),
+            status="partial",
+            changes=lines,
+            undo=undo,
+            message=(
+                f"{plan.summary}: only {len(applied)} of {len(changes)} change(s) were applied; each line "
+                f"says what happened. It was not retried. {failure or ''}"
+            ).strip(),
         )
 
 

@@ -38,9 +38,17 @@ class BearerAuth:
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
                 body = json.dumps({"error": "missing or wrong bearer token (SHEEPCRM_MCP_TOKEN)"}).encode()
-                await send({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="sheepcrm-mcp"'),
-                    (b"content-length", str(len(body)).encode())]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"www-authenticate", b'Bearer realm="sheepcrm-mcp"'),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
@@ -64,7 +72,8 @@ def http_app(server: MCPServer, settings: Settings, host: str, stateless: bool) 
     server.custom_route("/healthz", methods=["GET"])(healthz)
 
     app: ASGIApp = server.streamable_http_app(
-        stateless_http=stateless, host=host,
+        stateless_http=stateless,
+        host=host,
         transport_security=TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=origins),
     )
     return BearerAuth(app, token) if token else app

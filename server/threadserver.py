@@ -11,8 +11,15 @@ import uvicorn
 
 class ThreadServer:
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                     lifespan="off", timeout_graceful_shutdown=2)
+        self.config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+        )
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="sheepcrm-uvicorn", daemon=True)
         self.port = 0

@@ -23,7 +23,14 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import PydanticUndefined
 
 from server.client import SheepClient, SheepError
@@ -45,9 +52,14 @@ class Input(BaseModel):
 
 
 class Output(BaseModel):
-    """Base of tool output models."""
+    """Base of tool output models. Unset (None) fields are left out of answers to keep them short."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_serializer(mode="wrap")
+    def _drop_none(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
 
 
 class Refusal(Exception):
@@ -83,9 +95,10 @@ class ToolSpec(Generic[I, O]):
 
     @property
     def annotations(self) -> ToolAnnotations:
+        if self.read_only:  # the other hints only mean something for tools that write
+            return ToolAnnotations(read_only_hint=True, open_world_hint=False)
         return ToolAnnotations(
-            title=self.title,
-            read_only_hint=self.read_only,
+            read_only_hint=False,
             destructive_hint=self.destructive,
             idempotent_hint=self.idempotent,
             open_world_hint=False,
@@ -111,8 +124,9 @@ def _parameters(spec: ToolSpec[Any, Any]) -> list[inspect.Parameter]:
         meta.default = PydanticUndefined
         meta.default_factory = None
         params.append(
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                              annotation=Annotated[info.annotation, meta])
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[info.annotation, meta]
+            )
         )
     return params
 
@@ -142,13 +156,22 @@ def build_tool(spec: ToolSpec[Any, Any], make_deps: Callable[[Context], Deps]) -
                 "Try again; if it keeps failing, report it with the server log."
             ) from None
 
-    params = [*_parameters(spec), *spec.extra_params,
-              inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
+    params = [
+        *_parameters(spec),
+        *spec.extra_params,
+        inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
+    ]
     call.__name__ = spec.name
     call.__signature__ = inspect.Signature(params, return_annotation=spec.output)  # type: ignore[attr-defined]
     call.__annotations__ = {p.name: p.annotation for p in params} | {"return": spec.output}
-    tool = Tool.from_function(call, name=spec.name, title=spec.title, description=spec.description,
-                              annotations=spec.annotations, structured_output=True)
+    tool = Tool.from_function(
+        call,
+        name=spec.name,
+        title=spec.title,
+        description=spec.description,
+        annotations=spec.annotations,
+        structured_output=True,
+    )
     # The SDK ignores unknown arguments; refuse them instead, so a model cannot smuggle in
     # strings (for example text copied from an earlier result) and believe they had an effect.
     base = tool.fn_metadata.arg_model
@@ -156,17 +179,98 @@ def build_tool(spec: ToolSpec[Any, Any], make_deps: Callable[[Context], Deps]) -
 
     def no_strangers(cls: type[BaseModel], data: Any) -> Any:
         if isinstance(data, dict) and (unknown := sorted(set(data) - set(known))):
-            raise ValueError(f"unknown argument(s) {', '.join(unknown)[:200]}; {spec.name} takes only: "
-                             f"{', '.join(known)}")
+            raise ValueError(
+                f"unknown argument(s) {', '.join(unknown)[:200]}; {spec.name} takes only: {', '.join(known)}"
+            )
         return data
 
-    strict: type[BaseModel] = type(f"{spec.name}_arguments", (base,), {
-        "model_config": {**base.model_config, "extra": "forbid"},
-        "_no_strangers": model_validator(mode="before")(classmethod(no_strangers)),  # type: ignore[arg-type]
-    })
+    strict: type[BaseModel] = type(
+        f"{spec.name}_arguments",
+        (base,),
+        {
+            "model_config": {**base.model_config, "extra": "forbid"},
+            "_no_strangers": model_validator(mode="before")(classmethod(no_strangers)),  # type: ignore[arg-type]
+        },
+    )
     tool.fn_metadata.arg_model = strict  # type: ignore[assignment]
-    tool.parameters = strict.model_json_schema(by_alias=True)
+    tool.parameters = argument_schema(compact_schema(strict.model_json_schema(by_alias=True)))
+    if tool.fn_metadata.output_schema is not None:
+        tool.fn_metadata.output_schema = answer_schema(compact_schema(tool.fn_metadata.output_schema))
     return tool
+
+
+def argument_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Published input schema: optional means omit it (null is never needed). Lengths and unknown arguments
+    are still checked on every call, with an error naming the allowed arguments; they are left out here
+    because every character of tools/list is paid for in the model's context on every turn."""
+    props = {}
+    for name, sub in schema.get("properties", {}).items():
+        sub = {k: v for k, v in sub.items() if k not in ("maxLength", "minLength")}
+        if isinstance(sub.get("type"), list) and "null" in sub["type"]:
+            rest = [t for t in sub["type"] if t != "null"]
+            sub["type"] = rest[0] if len(rest) == 1 else rest
+        props[name] = sub
+    return {k: v for k, v in schema.items() if k != "additionalProperties"} | {"properties": props}
+
+
+def answer_schema(schema: Any, top: bool = True) -> Any:
+    """Output schemas describe answers: None is never sent (see Output), so nullable means optional.
+
+    Descriptions, defaults, additionalProperties and nested record shapes are dropped here: the tool
+    description carries the meaning, and every byte of tools/list costs the model context on every turn.
+    """
+    if isinstance(schema, list):
+        return [answer_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in ("description", "default") or (key == "additionalProperties" and value is False):
+            continue
+        if key == "$defs":
+            continue  # nested records are described by the tool description, not re-listed here
+        if key == "$ref":
+            out["type"] = "object"
+        elif key == "properties":
+            out[key] = {name: answer_schema(sub, False) for name, sub in value.items()}
+        else:
+            out[key] = answer_schema(value, top)
+    kind = out.get("type")
+    if isinstance(kind, list) and "null" in kind:
+        rest = [k for k in kind if k != "null"]
+        out["type"] = rest[0] if len(rest) == 1 else rest
+    options = out.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [o for o in options if o != {"type": "null"}]
+        del out["anyOf"]
+        out = {**rest[0], **out} if len(rest) == 1 else {**out, "anyOf": rest}
+    out.pop("required", None)  # answers omit unset fields, so nothing is promised to be present
+    return out
+
+
+def compact_schema(schema: Any) -> Any:
+    """The same JSON schema in fewer tokens: no generated titles, `null` folded into `type`, no null defaults."""
+    if isinstance(schema, list):
+        return [compact_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if key == "default" and value is None:
+            continue
+        if key in ("properties", "$defs", "patternProperties"):
+            out[key] = {name: compact_schema(sub) for name, sub in value.items()}
+        else:
+            out[key] = compact_schema(value)
+    options = out.get("anyOf")
+    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+        other = next(o for o in options if o != {"type": "null"})
+        if isinstance(other.get("type"), str) and "$ref" not in other:
+            del out["anyOf"]
+            out = {**other, **out, "type": [other["type"], "null"]}
+    return out
 
 
 def fit(items: list[Any], cap: int = RESPONSE_CAP) -> int:
@@ -197,11 +301,15 @@ def decode_cursor(cursor: str | None, key: str) -> int:
         offset_text, fp = raw.split(":")
         offset = int(offset_text)
     except (ValueError, UnicodeDecodeError):
-        raise Refusal("cursor is malformed: pass the next_cursor of the previous answer unchanged, "
-                      "or omit cursor to start from the first page") from None
+        raise Refusal(
+            "cursor is malformed: pass the next_cursor of the previous answer unchanged, "
+            "or omit cursor to start from the first page"
+        ) from None
     if fp != _fingerprint(key) or offset < 0:
-        raise Refusal("cursor belongs to a different query: call again with the same arguments as the "
-                      "answer that gave it, or omit cursor to start again")
+        raise Refusal(
+            "cursor belongs to a different query: call again with the same arguments as the "
+            "answer that gave it, or omit cursor to start again"
+        )
     return offset
 
 
@@ -215,12 +323,14 @@ class Page(Generic[O]):
 def paginate(items: list[O], limit: int, cursor: str | None, key: str, cap: int = RESPONSE_CAP) -> Page[O]:
     """One page of `items` of at most `limit`, cut at a record boundary if it would exceed `cap` characters."""
     start = decode_cursor(cursor, key)
-    chunk = items[start:start + limit]
+    chunk = items[start : start + limit]
     keep = fit(chunk, cap)
     note = None
     if keep < len(chunk):
-        note = (f"Answer cut after {keep} of {len(chunk)} records to stay under {cap} characters; "
-                "pass next_cursor for the rest.")
+        note = (
+            f"Answer cut after {keep} of {len(chunk)} records to stay under {cap} characters; "
+            "pass next_cursor for the rest."
+        )
         chunk = chunk[:keep]
     end = start + len(chunk)
     return Page(chunk, encode_cursor(end, key) if end < len(items) else None, note)

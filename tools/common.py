@@ -9,24 +9,18 @@ from pydantic import Field
 
 from server.toolkit import Input, Output
 
-Limit = Annotated[int, Field(ge=1, le=50, description="Records per page, 1-50 (default 10).")]
-Cursor = Annotated[
-    str | None,
-    Field(max_length=200, description="next_cursor from the previous answer, to get the next page; omit for page one."),
-]
-Detail = Annotated[
-    Literal["concise", "full"],
-    Field(description="'concise' (default) gives the essentials; 'full' adds everything else."),
-]
+Limit = Annotated[int, Field(ge=1, le=50)]
+Cursor = Annotated[str | None, Field(max_length=200)]  # next_cursor of the previous page
+Detail = Annotated[Literal["concise", "full"], Field()]
 ContactRef = Annotated[
     str,
     Field(
         min_length=1,
         max_length=200,
-        description="Contact uri as returned by search_contacts, e.g. /demo/person/5f1c0ffee0ddba11ab1e0001/",
+        description="Contact uri from search_contacts.",
     ),
 ]
-Uid = Annotated[str, Field(min_length=1, max_length=64, description="Record uid as returned by a list tool.")]
+Uid = Annotated[str, Field(min_length=1, max_length=64, description="uid from a list tool.")]
 
 
 class Paged(Input):

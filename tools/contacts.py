@@ -60,23 +60,36 @@ async def get_contact(req: GetContactInput, deps: Deps) -> Contact:
     s = await deps.client.contact_summary(uri)
     m = s.get("membership") if isinstance(s.get("membership"), dict) else None
     contact = Contact(
-        uri=str(uri), name=text(s.get("display_value")) or "(no name)", type=uri.type,
-        email=text(s.get("primary_email")), phone=text(s.get("primary_telephone")),
-        locality=text(s.get("locality")), postcode=text(s.get("postal_code")), tags=strings(s.get("tags")),
-        membership=MembershipBrief(status=text(m.get("status")), plan=text(m.get("plan")),
-                                   end_date=text(m.get("end_date"))) if m else None,
+        uri=str(uri),
+        name=text(s.get("display_value")) or "(no name)",
+        type=uri.type,
+        email=text(s.get("primary_email")),
+        phone=text(s.get("primary_telephone")),
+        locality=text(s.get("locality")),
+        postcode=text(s.get("postal_code")),
+        tags=strings(s.get("tags")),
+        membership=MembershipBrief(
+            status=text(m.get("status")), plan=text(m.get("plan")), end_date=text(m.get("end_date"))
+        )
+        if m
+        else None,
         last_updated=text(s.get("last_updated")),
     )
     if req.detail == "full":
         comms = await deps.client.contact_communications(uri)
         personal = await deps.client.contact_personal(uri) if uri.type == "person" else {}
         contact.details = ContactDetails(
-            emails=strings(comms.get("email")), phones=strings(comms.get("telephone")),
-            address_lines=strings(comms.get("address_lines")), locality=text(comms.get("locality")),
-            region=text(comms.get("region")), country=text(comms.get("country")),
+            emails=strings(comms.get("email")),
+            phones=strings(comms.get("telephone")),
+            address_lines=strings(comms.get("address_lines")),
+            locality=text(comms.get("locality")),
+            region=text(comms.get("region")),
+            country=text(comms.get("country")),
             comms_permission=strings(comms.get("comms_permission")),
-            title=text(personal.get("title")), first_name=text(personal.get("first_name")),
-            last_name=text(personal.get("last_name")), date_of_birth=text(personal.get("date_of_birth")),
+            title=text(personal.get("title")),
+            first_name=text(personal.get("first_name")),
+            last_name=text(personal.get("last_name")),
+            date_of_birth=text(personal.get("date_of_birth")),
         )
     return contact
 
@@ -89,12 +102,12 @@ EDITABLE = ("email", "phone", "address_line_1", "address_line_2", "address_line_
 
 class UpdateContactInput(Input):
     uri: ContactRef
-    email: Annotated[Value, Field(description="New primary email address.")] = None
-    phone: Annotated[Value, Field(description="New primary phone number.")] = None
-    address_line_1: Annotated[Value, Field(description="Address line 1; '' clears it.")] = None
-    address_line_2: Annotated[Value, Field(description="Address line 2; '' clears it.")] = None
-    address_line_3: Annotated[Value, Field(description="Address line 3; '' clears it.")] = None
-    postcode: Annotated[Value, Field(description="Postcode.")] = None
+    email: Annotated[Value, Field(description="Primary email.")] = None
+    phone: Annotated[Value, Field(description="Primary phone.")] = None
+    address_line_1: Annotated[Value, Field(description="'' clears it.")] = None
+    address_line_2: Annotated[Value, Field(description="'' clears it.")] = None
+    address_line_3: Annotated[Value, Field(description="'' clears it.")] = None
+    postcode: Annotated[Value, Field()] = None
 
     @model_validator(mode="after")
     def _something(self) -> UpdateContactInput:
@@ -109,8 +122,11 @@ def _current(record: dict[str, Any]) -> dict[str, Any]:
     data: dict[str, Any] = record.get("data") or {}
     lines = [text(v) or "" for v in (data.get("address_lines") or [])] + ["", "", ""]
     return {
-        "email": text(data.get("email")) or "", "phone": text(data.get("telephone")) or "",
-        "address_line_1": lines[0], "address_line_2": lines[1], "address_line_3": lines[2],
+        "email": text(data.get("email")) or "",
+        "phone": text(data.get("telephone")) or "",
+        "address_line_1": lines[0],
+        "address_line_2": lines[1],
+        "address_line_3": lines[2],
         "postcode": text(data.get("postal_code")) or "",
     }
 
@@ -122,13 +138,18 @@ async def update_contact(req: UpdateContactInput, deps: Deps) -> WritePlan:
     async def read() -> dict[str, Any]:
         record = await deps.client.record(uri, fresh=True)
         data: dict[str, Any] = record.get("data") or {}
-        return {"name": text(record.get("display_value")), "fields": _current(record),
-                "last_updated": (record.get("meta") or {}).get("last_updated"),
-                "emails": data.get("email") or [], "phones": data.get("telephone") or []}
+        return {
+            "name": text(record.get("display_value")),
+            "fields": _current(record),
+            "last_updated": (record.get("meta") or {}).get("last_updated"),
+            "emails": data.get("email") or [],
+            "phones": data.get("telephone") or [],
+        }
 
     def diff(state: dict[str, Any]) -> list[Change]:
-        return [Change(f, f.replace("_", " "), state["fields"][f], v)
-                for f, v in wanted.items() if state["fields"][f] != v]
+        return [
+            Change(f, f.replace("_", " "), state["fields"][f], v) for f, v in wanted.items() if state["fields"][f] != v
+        ]
 
     async def apply(changes: list[Change]) -> None:
         state = await read()
@@ -165,16 +186,26 @@ async def _name(deps: Deps, uri: Any) -> str:
 
 TOOLS = [
     ToolSpec(
-        name="get_contact", title="Get contact",
-        description="One person or organisation by uri: name, email, phone, town, postcode, tags, headline "
-                    "membership. detail='full' adds all emails, phones, address and personal details.",
-        toolset="contacts", input=GetContactInput, output=Contact, handler=get_contact,
+        name="get_contact",
+        title="Get contact",
+        description="A contact by uri: name, email, phone, postcode, tags, membership. full: all addresses and "
+        "personal details.",
+        toolset="contacts",
+        input=GetContactInput,
+        output=Contact,
+        handler=get_contact,
     ),
     ToolSpec(
-        name="update_contact", title="Update contact details",
-        description="Change a contact's email, phone, address lines or postcode (nothing else). A person "
-                    "sees the before -> after preview and must approve; the result gives the undo call.",
-        toolset="contacts", input=UpdateContactInput, output=Output, handler=update_contact,  # type: ignore[arg-type]
-        read_only=False, destructive=True, idempotent=True,
+        name="update_contact",
+        title="Update contact",
+        description="Change a contact's email, phone, address lines or postcode. A person approves the preview; "
+        "returns undo.",
+        toolset="contacts",
+        input=UpdateContactInput,
+        output=Output,
+        handler=update_contact,  # type: ignore[arg-type]
+        read_only=False,
+        destructive=True,
+        idempotent=True,
     ),
 ]

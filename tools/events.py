@@ -16,7 +16,7 @@ from tools.common import Detail, ListOutput, Paged, rows, text
 State = Literal["current", "future", "past", "running", "draft", "all"]
 AttendanceStatus = Literal["invited", "accepted", "declined", "attended", "no-show"]
 STATUSES: tuple[AttendanceStatus, ...] = ("invited", "accepted", "declined", "attended", "no-show")
-EventUid = Annotated[str, Field(min_length=1, max_length=64, description="Event uid from list_events.")]
+EventUid = Annotated[str, Field(min_length=1, max_length=64, description="Event uid.")]
 
 
 class EventBrief(Output):
@@ -31,10 +31,13 @@ class EventBrief(Output):
 
 def brief(e: dict[str, Any]) -> EventBrief:
     return EventBrief(
-        uid=text(e.get("uid")) or "", title=text(e.get("display_value")) or text(e.get("title")) or "(untitled)",
+        uid=text(e.get("uid")) or "",
+        title=text(e.get("display_value")) or text(e.get("title")) or "(untitled)",
         start=text(e.get("start_datetime")) or text(e.get("start_date")),
-        end=text(e.get("end_datetime")) or text(e.get("end_date")), location=text(e.get("location")),
-        status="cancelled" if e.get("cancelled") else text(e.get("status")), sold_out=e.get("is_sold_out"),
+        end=text(e.get("end_datetime")) or text(e.get("end_date")),
+        location=text(e.get("location")),
+        status="cancelled" if e.get("cancelled") else text(e.get("status")),
+        sold_out=e.get("is_sold_out"),
     )
 
 
@@ -42,16 +45,17 @@ async def _event_or_refuse(uid: str, deps: Deps) -> dict[str, Any]:
     try:
         return await deps.client.event(check_uid(uid, "event uid"))
     except NotFoundError:
-        raise Refusal(f"No event with uid {uid!r}. Find events with list_events (state='all' to include "
-                      "past and draft ones).") from None
+        raise Refusal(
+            f"No event with uid {uid!r}. Find events with list_events (state='all' to include past and draft ones)."
+        ) from None
 
 
 # ---- list_events ------------------------------------------------------------------------
 
 
 class ListEventsInput(Paged):
-    state: Annotated[State, Field(description="future (default), current, running, past, draft or all.")] = "future"
-    query: Annotated[str | None, Field(max_length=100, description="Words to find in the title or location.")] = None
+    state: Annotated[State, Field()] = "future"
+    query: Annotated[str | None, Field(max_length=100, description="Words in title or location.")] = None
 
 
 class ListEventsOutput(ListOutput):
@@ -108,15 +112,25 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
     tickets_data = await deps.client.event_tickets(req.uid)
     attendance = await deps.client.attendance(req.uid)
     tickets = [
-        TicketType(name=text(t.get("name")) or "ticket", price=text(t.get("amount")),
-                   member_only=t.get("member_only"), capacity=_int(t.get("total")),
-                   booked=_int(t.get("allocated")), free=_int(t.get("available")))
+        TicketType(
+            name=text(t.get("name")) or "ticket",
+            price=text(t.get("amount")),
+            member_only=t.get("member_only"),
+            capacity=_int(t.get("total")),
+            booked=_int(t.get("allocated")),
+            free=_int(t.get("available")),
+        )
         for t in rows(tickets_data, "available_tickets", "tickets")
     ]
     counts = Counter(text(a.get("status")) or "unknown" for a in rows(attendance, "sessions", "attendance"))
     frees = [t.free for t in tickets if t.free is not None]
-    event = Event(**brief(e).model_dump(), capacity=_int(e.get("capacity")), tickets=tickets,
-                  tickets_free=sum(frees) if frees else None, attendance=dict(sorted(counts.items())))
+    event = Event(
+        **brief(e).model_dump(),
+        capacity=_int(e.get("capacity")),
+        tickets=tickets,
+        tickets_free=sum(frees) if frees else None,
+        attendance=dict(sorted(counts.items())),
+    )
     if req.detail == "full":
         event.description = text(e.get("description"))
         event.address = text(e.get("location_address_string"))
@@ -129,8 +143,8 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
 
 class ListAttendeesInput(Paged):
     uid: EventUid
-    status: Annotated[AttendanceStatus | None, Field(description="Only attendees with this status.")] = None
-    name: Annotated[str | None, Field(max_length=100, description="Only attendees whose name contains this.")] = None
+    status: Annotated[AttendanceStatus | None, Field()] = None
+    name: Annotated[str | None, Field(max_length=100, description="Part of a name.")] = None
 
 
 class Attendee(Output):
@@ -151,9 +165,13 @@ async def list_attendees(req: ListAttendeesInput, deps: Deps) -> ListAttendeesOu
     e = await _event_or_refuse(req.uid, deps)
     data = await deps.client.attendance(req.uid)
     people = [
-        Attendee(person_uri=text(a.get("person_ref")), name=text(a.get("attendee_name")) or "(no name)",
-                 email=text(a.get("attendee_email")), status=text(a.get("status")) or "unknown",
-                 ticket=text(a.get("ticket")))
+        Attendee(
+            person_uri=text(a.get("person_ref")),
+            name=text(a.get("attendee_name")) or "(no name)",
+            email=text(a.get("attendee_email")),
+            status=text(a.get("status")) or "unknown",
+            ticket=text(a.get("ticket")),
+        )
         for a in rows(data, "sessions", "attendance")
     ]
     counts = dict(sorted(Counter(p.status for p in people).items()))
@@ -162,9 +180,14 @@ async def list_attendees(req: ListAttendeesInput, deps: Deps) -> ListAttendeesOu
     if req.name:
         people = [p for p in people if req.name.lower() in p.name.lower()]
     page = paginate(people, req.limit, req.cursor, f"attendees:{req.uid}:{req.status}:{req.name}")
-    return ListAttendeesOutput(event=text(e.get("display_value")) or req.uid, counts=counts,
-                               attendees=page.items, total=len(people), next_cursor=page.next_cursor,
-                               note=page.note or (None if people else "No attendees match these filters."))
+    return ListAttendeesOutput(
+        event=text(e.get("display_value")) or req.uid,
+        counts=counts,
+        attendees=page.items,
+        total=len(people),
+        next_cursor=page.next_cursor,
+        note=page.note or (None if people else "No attendees match these filters."),
+    )
 
 
 # ---- set_attendance (write, gated) ------------------------------------------------------
@@ -172,9 +195,10 @@ async def list_attendees(req: ListAttendeesInput, deps: Deps) -> ListAttendeesOu
 
 class SetAttendanceInput(Input):
     uid: EventUid
-    person_uris: Annotated[list[str], Field(min_length=1, max_length=50,
-                                            description="1-50 contact uris of attendees (from list_attendees).")]
-    status: Annotated[AttendanceStatus, Field(description="New status for all of them.")]
+    person_uris: Annotated[
+        list[str], Field(min_length=1, max_length=50, description="person_uris from list_attendees.")
+    ]
+    status: Annotated[AttendanceStatus, Field()]
 
     @field_validator("person_uris")
     @classmethod
@@ -192,16 +216,23 @@ async def set_attendance(req: SetAttendanceInput, deps: Deps) -> WritePlan:
 
     async def read() -> dict[str, Any]:
         data = await deps.client.attendance(req.uid, fresh=True)
-        return {text(a.get("person_ref")) or "": {"name": text(a.get("attendee_name")), "status": text(a.get("status"))}
-                for a in rows(data, "sessions", "attendance")}
+        return {
+            text(a.get("person_ref")) or "": {"name": text(a.get("attendee_name")), "status": text(a.get("status"))}
+            for a in rows(data, "sessions", "attendance")
+        }
 
     def diff(state: dict[str, Any]) -> list[Change]:
         missing = [str(p) for p in people if str(p) not in state]
         if missing:
-            raise Refusal(f"Not on the attendance list of {title}: {', '.join(missing)}. "
-                          "Check with list_attendees; only listed attendees can be marked.")
-        return [Change(str(p), f"{state[str(p)]['name']} ({p.uid})", state[str(p)]["status"], req.status)
-                for p in people if state[str(p)]["status"] != req.status]
+            raise Refusal(
+                f"Not on the attendance list of {title}: {', '.join(missing)}. "
+                "Check with list_attendees; only listed attendees can be marked."
+            )
+        return [
+            Change(str(p), f"{state[str(p)]['name']} ({p.uid})", state[str(p)]["status"], req.status)
+            for p in people
+            if state[str(p)]["status"] != req.status
+        ]
 
     async def apply(changes: list[Change]) -> None:
         for change in changes:
@@ -213,34 +244,56 @@ async def set_attendance(req: SetAttendanceInput, deps: Deps) -> WritePlan:
             return {"uid": req.uid, "person_uris": [c.key for c in applied], "status": before.pop()}
         return None  # mixed previous statuses: undo needs one call per status
 
-    return WritePlan(summary=f"Set {len(people)} attendee(s) of {title} to '{req.status}'", read=read,
-                     diff=diff, apply=apply, undo=undo, one_write_per_change=True)
+    return WritePlan(
+        summary=f"Set {len(people)} attendee(s) of {title} to '{req.status}'",
+        read=read,
+        diff=diff,
+        apply=apply,
+        undo=undo,
+        one_write_per_change=True,
+    )
 
 
 TOOLS = [
     ToolSpec(
-        name="list_events", title="List events", toolset="events",
-        description="Events by state (future, current, running, past, draft, all) and optional words: uid, title, "
-                    "dates, location, status. Pass a uid to get_event or list_attendees.",
-        input=ListEventsInput, output=ListEventsOutput, handler=list_events,
+        name="list_events",
+        title="List events",
+        toolset="events",
+        description="Events by state, optionally with words from the title or location.",
+        input=ListEventsInput,
+        output=ListEventsOutput,
+        handler=list_events,
     ),
     ToolSpec(
-        name="get_event", title="Get event", toolset="events",
-        description="One event: dates, location, ticket types with free places, and attendance counts by status. "
-                    "detail='full' adds description, address and website.",
-        input=GetEventInput, output=Event, handler=get_event,
+        name="get_event",
+        title="Get event",
+        toolset="events",
+        description="One event: dates, ticket types with free places, attendance counts by status. full: "
+        "description, address.",
+        input=GetEventInput,
+        output=Event,
+        handler=get_event,
     ),
     ToolSpec(
-        name="list_attendees", title="List attendees", toolset="events",
-        description="Attendees of an event with their status and ticket, counts by status, filter by status or "
-                    "name. Gives the person_uris set_attendance needs.",
-        input=ListAttendeesInput, output=ListAttendeesOutput, handler=list_attendees,
+        name="list_attendees",
+        title="List attendees",
+        toolset="events",
+        description="An event's attendees (person_uri, status, ticket) and counts by status; filter by status or name.",
+        input=ListAttendeesInput,
+        output=ListAttendeesOutput,
+        handler=list_attendees,
     ),
     ToolSpec(
-        name="set_attendance", title="Set attendance", toolset="events",
-        description="Mark 1-50 attendees of one event as invited, accepted, declined, attended or no-show. One "
-                    "approval by a person covers the batch; the result gives each attendee's outcome and the undo.",
-        input=SetAttendanceInput, output=Output, handler=set_attendance,  # type: ignore[arg-type]
-        read_only=False, destructive=False, idempotent=True,
+        name="set_attendance",
+        title="Set attendance",
+        toolset="events",
+        description="Set 1-50 attendees of one event to a status. A person approves the batch; returns each "
+        "outcome and undo.",
+        input=SetAttendanceInput,
+        output=Output,
+        handler=set_attendance,  # type: ignore[arg-type]
+        read_only=False,
+        destructive=False,
+        idempotent=True,
     ),
 ]

@@ -15,9 +15,8 @@ HISTORY_TYPES = ("person", "organisation", "booking", "task", "member")
 
 
 class GetRecordHistoryInput(Paged):
-    uri: Annotated[str, Field(min_length=1, max_length=200,
-                              description="Record uri: a contact, event (/bucket/booking/uid/), task or membership.")]
-    since_days: Annotated[int, Field(ge=1, le=3650, description="How far back, in days (default 180).")] = 180
+    uri: Annotated[str, Field(min_length=1, max_length=200, description="Record uri.")]
+    since_days: Annotated[int, Field(ge=1, le=3650)] = 180
 
 
 class FieldChange(Output):
@@ -45,26 +44,35 @@ async def get_record_history(req: GetRecordHistoryInput, deps: Deps) -> GetRecor
     except NotFoundError:
         raise Refusal(f"No record {uri}; find it with search_contacts, list_events or list_tasks.") from None
     entries = [
-        HistoryEntry(date=text(e.get("date")), user=text(e.get("user_display")) or text(e.get("user")),
-                     message=text(e.get("message")),
-                     changes=[FieldChange(field=text(d.get("field")) or "?", before=d.get("prev"), after=d.get("value"))
-                              for d in rows(e.get("clean_diff") or e.get("diff") or [])])
+        HistoryEntry(
+            date=text(e.get("date")),
+            user=text(e.get("user_display")) or text(e.get("user")),
+            message=text(e.get("message")),
+            changes=[
+                FieldChange(field=text(d.get("field")) or "?", before=d.get("prev"), after=d.get("value"))
+                for d in rows(e.get("clean_diff") or e.get("diff") or [])
+            ],
+        )
         for e in rows(data, "results")
     ]
     entries.sort(key=lambda e: e.date or "", reverse=True)
     page = paginate(entries, req.limit, req.cursor, f"history:{uri}:{req.since_days}")
     note = page.note or (None if entries else f"No changes in the last {req.since_days} days.")
-    return GetRecordHistoryOutput(uri=str(uri), entries=page.items, total=len(entries),
-                                  next_cursor=page.next_cursor, note=note)
+    return GetRecordHistoryOutput(
+        uri=str(uri), entries=page.items, total=len(entries), next_cursor=page.next_cursor, note=note
+    )
 
 
 assert set(HISTORY_TYPES) <= set(RECORD_TYPES)
 
 TOOLS = [
     ToolSpec(
-        name="get_record_history", title="Record history", toolset="history",
-        description="Who changed what and when on a contact, event, task or membership: newest first, each with "
-                    "the fields changed (before -> after).",
-        input=GetRecordHistoryInput, output=GetRecordHistoryOutput, handler=get_record_history,
+        name="get_record_history",
+        title="Record history",
+        toolset="history",
+        description="Who changed what when on a contact, event, task or membership; newest first.",
+        input=GetRecordHistoryInput,
+        output=GetRecordHistoryOutput,
+        handler=get_record_history,
     ),
 ]

@@ -16,8 +16,8 @@ Status = Literal["current", "lapsed", "future", "none"]
 
 
 class CheckMembershipInput(Input):
-    uri: Annotated[str | None, Field(max_length=200, description="Contact uri from search_contacts.")] = None
-    email: Annotated[str | None, Field(max_length=200, description="Or the person's email address.")] = None
+    uri: Annotated[str | None, Field(max_length=200, description="Contact uri.")] = None
+    email: Annotated[str | None, Field(max_length=200, description="Or email.")] = None
     detail: Detail = "concise"
 
     @model_validator(mode="after")
@@ -64,8 +64,11 @@ def classify(m: dict[str, Any], on: date) -> Status:
 def record(m: dict[str, Any], on: date) -> MembershipRecord:
     return MembershipRecord(
         plan=text(m.get("membership_type_display")) or text(m.get("display_value")),
-        status=classify(m, on), start_date=text(m.get("start_date")), end_date=text(m.get("end_date")),
-        membership_number=text(m.get("membership_number")), record_status=text(m.get("membership_record_status")),
+        status=classify(m, on),
+        start_date=text(m.get("start_date")),
+        end_date=text(m.get("end_date")),
+        membership_number=text(m.get("membership_number")),
+        record_status=text(m.get("membership_record_status")),
     )
 
 
@@ -73,11 +76,15 @@ async def _uri_for_email(email: str, deps: Deps) -> tuple[RecordUri, str | None]
     try:
         found = await deps.client.membership_by_email(email)
     except NotFoundError:
-        raise Refusal(f"No contact has the email {email!r}. Check the spelling, or find the person with "
-                      "search_contacts (by name) and pass its uri.") from None
+        raise Refusal(
+            f"No contact has the email {email!r}. Check the spelling, or find the person with "
+            "search_contacts (by name) and pass its uri."
+        ) from None
     except ConflictError:
-        raise Refusal(f"Several contacts share the email {email!r}. Call search_contacts with email={email!r}, "
-                      "pick the right person and pass its uri instead.") from None
+        raise Refusal(
+            f"Several contacts share the email {email!r}. Call search_contacts with email={email!r}, "
+            "pick the right person and pass its uri instead."
+        ) from None
     person = text(found.get("person"))
     if not person:
         raise Refusal(f"sheepCRM gave no contact for {email!r}; use search_contacts and pass a uri.")
@@ -97,14 +104,20 @@ async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipA
     except NotFoundError:
         raise Refusal(f"No contact {uri} - find the person with search_contacts and pass its uri.") from None
     on = today()
-    records = sorted((record(m, on) for m in rows(data, "memberships")),
-                     key=lambda r: (r.start_date or "", r.end_date or ""))
+    records = sorted(
+        (record(m, on) for m in rows(data, "memberships")), key=lambda r: (r.start_date or "", r.end_date or "")
+    )
     order: dict[Status, int] = {"current": 0, "future": 1, "lapsed": 2, "none": 3}
     best = min(records, key=lambda r: (order[r.status], -(day(r.end_date) or on).toordinal()), default=None)
     who = name or str(uri)
     if best is None or best.status == "none":
-        answer = MembershipAnswer(contact_uri=str(uri), name=name, is_member=False, status="none",
-                                  summary=f"{who} has no membership on record.")
+        answer = MembershipAnswer(
+            contact_uri=str(uri),
+            name=name,
+            is_member=False,
+            status="none",
+            summary=f"{who} has no membership on record.",
+        )
     else:
         end = day(best.end_date)
         days_left = (end - on).days if end and best.status == "current" else None
@@ -114,9 +127,16 @@ async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipA
             "lapsed": f"{who} is not a member: the {best.plan} membership ended on {best.end_date}.",
         }[best.status]
         answer = MembershipAnswer(
-            contact_uri=str(uri), name=name, is_member=best.status == "current", status=best.status,
-            plan=best.plan, start_date=best.start_date, end_date=best.end_date, days_left=days_left,
-            membership_number=best.membership_number, summary=summary,
+            contact_uri=str(uri),
+            name=name,
+            is_member=best.status == "current",
+            status=best.status,
+            plan=best.plan,
+            start_date=best.start_date,
+            end_date=best.end_date,
+            days_left=days_left,
+            membership_number=best.membership_number,
+            summary=summary,
         )
     if req.detail == "full":
         answer.history = records
@@ -125,9 +145,13 @@ async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipA
 
 TOOLS = [
     ToolSpec(
-        name="check_membership", title="Check membership",
-        description="Is this person a member today? By contact uri or email: status (current, future, lapsed, "
-                    "none), plan, start, end, days left and a one-line summary. detail='full' adds history.",
-        toolset="membership", input=CheckMembershipInput, output=MembershipAnswer, handler=check_membership,
+        name="check_membership",
+        title="Check membership",
+        description="Is this person (uri or email) a member today? Status, plan, dates, days left, summary. "
+        "full: history.",
+        toolset="membership",
+        input=CheckMembershipInput,
+        output=MembershipAnswer,
+        handler=check_membership,
     ),
 ]

@@ -13,20 +13,16 @@ Short = Annotated[str | None, Field(max_length=100)]
 
 
 class SearchContactsInput(Paged):
-    query: Annotated[
-        str | None, Field(max_length=200, description="Free text: a name, email, phone or organisation.")
-    ] = None
-    first_name: Annotated[Short, Field(description="Exact first name (people only).")] = None
-    last_name: Annotated[Short, Field(description="Exact last name (people only).")] = None
-    email: Annotated[Short, Field(description="Email address (people only).")] = None
-    postcode: Annotated[Short, Field(description="Postcode (people only).")] = None
+    query: Annotated[str | None, Field(max_length=200, description="Name, email, phone or organisation.")] = None
+    first_name: Annotated[Short, Field()] = None
+    last_name: Annotated[Short, Field()] = None
+    email: Annotated[Short, Field()] = None
+    postcode: Annotated[Short, Field()] = None
 
     @model_validator(mode="after")
     def _something(self) -> SearchContactsInput:
         if not any((self.query, self.first_name, self.last_name, self.email, self.postcode)):
-            raise ValueError(
-                "give query (free text) or at least one of first_name, last_name, email, postcode"
-            )
+            raise ValueError("give query (free text) or at least one of first_name, last_name, email, postcode")
         return self
 
 
@@ -54,8 +50,12 @@ def hit(row: dict[str, Any]) -> ContactHit:
 
 
 async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContactsOutput:
-    fielded = {"first_name": req.first_name, "last_name": req.last_name, "email": req.email,
-               "postal_code": req.postcode}
+    fielded = {
+        "first_name": req.first_name,
+        "last_name": req.last_name,
+        "email": req.email,
+        "postal_code": req.postcode,
+    }
     if any(fielded.values()):
         data = await deps.client.search_people(**fielded)
     else:
@@ -75,10 +75,8 @@ TOOLS = [
     ToolSpec(
         name="search_contacts",
         title="Search contacts",
-        description=(
-            "Find people and organisations by free text (query) or by first_name, last_name, email, postcode. "
-            "Returns uris to pass to get_contact, check_membership or get_record_history."
-        ),
+        description="Find people/organisations by free text (query), or people by first_name, last_name, "
+        "email, postcode. Gives uris.",
         toolset="search",
         input=SearchContactsInput,
         output=SearchContactsOutput,

@@ -14,8 +14,7 @@ from tools.search import ContactHit, hit
 
 
 class FindSegmentsInput(Paged):
-    name: Annotated[str | None, Field(max_length=100, description="Words in the segment name; omit to list all.")] = (
-        None)
+    name: Annotated[str | None, Field(max_length=100, description="Words in the name.")] = None
 
 
 class Segment(Output):
@@ -30,23 +29,31 @@ class FindSegmentsOutput(ListOutput):
 
 
 async def find_segments(req: FindSegmentsInput, deps: Deps) -> FindSegmentsOutput:
-    data = await (deps.client.find_segments(req.name, page_size=250) if req.name
-                  else deps.client.all_segments(page_size=250))
-    segments = [Segment(uid=text(s.get("uid")) or "", name=text(s.get("name")) or text(s.get("display_value")) or "",
-                        description=text(s.get("description")), type=text(s.get("segment_type")))
-                for s in rows(data, "segments", "results")]
+    data = await (
+        deps.client.find_segments(req.name, page_size=250) if req.name else deps.client.all_segments(page_size=250)
+    )
+    segments = [
+        Segment(
+            uid=text(s.get("uid")) or "",
+            name=text(s.get("name")) or text(s.get("display_value")) or "",
+            description=text(s.get("description")),
+            type=text(s.get("segment_type")),
+        )
+        for s in rows(data, "segments", "results")
+    ]
     page = paginate(segments, req.limit, req.cursor, f"segments:{req.name}")
-    return FindSegmentsOutput(segments=page.items, total=len(segments), next_cursor=page.next_cursor,
-                              note=page.note or (None if segments else "No segment matches; omit name to list all."))
+    return FindSegmentsOutput(
+        segments=page.items,
+        total=len(segments),
+        next_cursor=page.next_cursor,
+        note=page.note or (None if segments else "No segment matches; omit name to list all."),
+    )
 
 
 class QuerySegmentInput(Paged):
-    uid: Annotated[Uid, Field(description="Segment uid from find_segments.")]
-    mode: Annotated[Literal["count", "members", "lookup"], Field(
-        description="count: how many people; members: a page of them; lookup: find someone in it (needs q).")] = (
-        "count")
-    q: Annotated[str | None, Field(max_length=100,
-                                   description="For lookup (or to filter members): a name or email.")] = None
+    uid: Annotated[Uid, Field(description="Segment uid.")]
+    mode: Annotated[Literal["count", "members", "lookup"], Field()] = "count"
+    q: Annotated[str | None, Field(max_length=100, description="Name or email.")] = None
 
     @model_validator(mode="after")
     def _q(self) -> QuerySegmentInput:
@@ -67,15 +74,22 @@ async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutpu
         if req.mode == "count":
             data = await deps.client.segment_count(uid)
             count = data.get("count") if isinstance(data, dict) else None
-            return QuerySegmentOutput(segment_uid=uid, count=int(count) if count is not None else None,
-                                      total=int(count) if count is not None else None)
+            return QuerySegmentOutput(
+                segment_uid=uid,
+                count=int(count) if count is not None else None,
+                total=int(count) if count is not None else None,
+            )
         if req.mode == "lookup":
             assert req.q is not None
             found = [hit(r) for r in rows(await deps.client.segment_lookup(uid, req.q), "results")]
             page = paginate(found, req.limit, req.cursor, f"lookup:{uid}:{req.q}")
-            return QuerySegmentOutput(segment_uid=uid, members=page.items, total=len(found),
-                                      next_cursor=page.next_cursor,
-                                      note=None if found else f"Nobody matching {req.q!r} is in this segment.")
+            return QuerySegmentOutput(
+                segment_uid=uid,
+                members=page.items,
+                total=len(found),
+                next_cursor=page.next_cursor,
+                note=None if found else f"Nobody matching {req.q!r} is in this segment.",
+            )
         key = f"members:{uid}:{req.q}:{req.limit}"
         offset = decode_cursor(req.cursor, key)
         data = await deps.client.segment_members(uid, page=offset // req.limit + 1, page_size=req.limit, q=req.q)
@@ -85,20 +99,32 @@ async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutpu
     total = data.get("total") if isinstance(data, dict) else None
     end = offset + len(members)
     more = total is not None and end < int(total)
-    return QuerySegmentOutput(segment_uid=uid, members=members, total=total, count=total,
-                              next_cursor=encode_cursor(end, key) if more else None)
+    return QuerySegmentOutput(
+        segment_uid=uid,
+        members=members,
+        total=total,
+        count=total,
+        next_cursor=encode_cursor(end, key) if more else None,
+    )
 
 
 TOOLS = [
     ToolSpec(
-        name="find_segments", title="Find segments", toolset="segments",
-        description="Saved segments (lists of contacts) by name, or all: uid, name, description.",
-        input=FindSegmentsInput, output=FindSegmentsOutput, handler=find_segments,
+        name="find_segments",
+        title="Find segments",
+        toolset="segments",
+        description="Saved segments (contact lists) by name, or all.",
+        input=FindSegmentsInput,
+        output=FindSegmentsOutput,
+        handler=find_segments,
     ),
     ToolSpec(
-        name="query_segment", title="Query segment", toolset="segments",
-        description="For one segment: mode='count' (how many), 'members' (a page of contacts) or 'lookup' "
-                    "(is this person in it? needs q).",
-        input=QuerySegmentInput, output=QuerySegmentOutput, handler=query_segment,
+        name="query_segment",
+        title="Query segment",
+        toolset="segments",
+        description="A segment's size (count), members (paged), or whether someone is in it (lookup, with q).",
+        input=QuerySegmentInput,
+        output=QuerySegmentOutput,
+        handler=query_segment,
     ),
 ]

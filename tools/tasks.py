@@ -14,7 +14,7 @@ from server.toolkit import Deps, Input, Output, Refusal, ToolSpec, paginate
 from tools.common import Detail, ListOutput, Paged, day, rows, text, today
 
 TaskStatus = Literal["open", "done", "snoozed"]
-TaskUid = Annotated[str, Field(min_length=1, max_length=64, description="Task uid from list_tasks.")]
+TaskUid = Annotated[str, Field(min_length=1, max_length=64, description="Task uid.")]
 
 
 def status_of(t: dict[str, Any], now: datetime | None = None) -> TaskStatus:
@@ -49,9 +49,13 @@ class Task(TaskBrief):
 
 def brief(t: dict[str, Any]) -> TaskBrief:
     return TaskBrief(
-        uid=text(t.get("uid")) or "", title=text(t.get("display_value")) or text(t.get("title")) or "(untitled)",
-        status=status_of(t), due=text(t.get("date")), assigned_to=text(t.get("assigned_to_display")),
-        about=text(t.get("context_display")), about_uri=text(t.get("context")),
+        uid=text(t.get("uid")) or "",
+        title=text(t.get("display_value")) or text(t.get("title")) or "(untitled)",
+        status=status_of(t),
+        due=text(t.get("date")),
+        assigned_to=text(t.get("assigned_to_display")),
+        about=text(t.get("context_display")),
+        about_uri=text(t.get("context")),
     )
 
 
@@ -59,12 +63,9 @@ def brief(t: dict[str, Any]) -> TaskBrief:
 
 
 class ListTasksInput(Paged):
-    scope: Annotated[Literal["mine", "all"], Field(description="mine (default): assigned to me; all: everyone's.")] = (
-        "mine")
-    status: Annotated[TaskStatus | Literal["any"], Field(description="open (default), done, snoozed or any.")] = (
-        "open")
-    due_before: Annotated[date | None, Field(description="Only tasks due on or before this date (YYYY-MM-DD).")] = (
-        None)
+    scope: Annotated[Literal["mine", "all"], Field()] = "mine"
+    status: Annotated[Literal["open", "done", "snoozed", "any"], Field()] = "open"
+    due_before: Annotated[date | None, Field()] = None
 
 
 class ListTasksOutput(ListOutput):
@@ -80,8 +81,12 @@ async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
         tasks = [t for t in tasks if (d := day(t.due)) is not None and d <= req.due_before]
     tasks.sort(key=lambda t: t.due or "9999")
     page = paginate(tasks, req.limit, req.cursor, f"tasks:{req.scope}:{req.status}:{req.due_before}")
-    return ListTasksOutput(tasks=page.items, total=len(tasks), next_cursor=page.next_cursor,
-                           note=page.note or (None if tasks else "No tasks match; try status='any' or scope='all'."))
+    return ListTasksOutput(
+        tasks=page.items,
+        total=len(tasks),
+        next_cursor=page.next_cursor,
+        note=page.note or (None if tasks else "No tasks match; try status='any' or scope='all'."),
+    )
 
 
 # ---- get_task ---------------------------------------------------------------------------
@@ -117,8 +122,8 @@ UPSTREAM = {"complete": "complete", "reopen": "uncomplete", "snooze": "snooze"}
 
 class UpdateTaskInput(Input):
     uid: TaskUid
-    action: Annotated[Action, Field(description="complete, reopen (undo complete) or snooze (needs until).")]
-    until: Annotated[date | None, Field(description="For snooze: the date to snooze to (YYYY-MM-DD, future).")] = None
+    action: Annotated[Action, Field()]
+    until: Annotated[date | None, Field(description="Snooze to this date.")] = None
 
     @model_validator(mode="after")
     def _until(self) -> UpdateTaskInput:
@@ -138,8 +143,12 @@ async def update_task(req: UpdateTaskInput, deps: Deps) -> WritePlan:
 
     async def read() -> dict[str, Any]:
         task = await _task_or_refuse(req.uid, deps, fresh=True)
-        return {"status": status_of(task), "due": text(task.get("date")),
-                "snoozed_until": text(task.get("snoozed_until")), "last_updated": text(task.get("last_updated"))}
+        return {
+            "status": status_of(task),
+            "due": text(task.get("date")),
+            "snoozed_until": text(task.get("snoozed_until")),
+            "last_updated": text(task.get("last_updated")),
+        }
 
     def diff(state: dict[str, Any]) -> list[Change]:
         if req.action == "snooze":
@@ -163,27 +172,39 @@ async def update_task(req: UpdateTaskInput, deps: Deps) -> WritePlan:
             return {"uid": req.uid, "action": "complete"}
         return None  # sheepCRM has no un-snooze; snoozing again to an earlier date is the nearest
 
-    return WritePlan(summary=f"{req.action.capitalize()} task '{title}'", read=read, diff=diff, apply=apply,
-                     undo=undo)
+    return WritePlan(summary=f"{req.action.capitalize()} task '{title}'", read=read, diff=diff, apply=apply, undo=undo)
 
 
 TOOLS = [
     ToolSpec(
-        name="list_tasks", title="List tasks", toolset="tasks",
-        description="Tasks assigned to me (or all), open (default), done, snoozed or any, optionally due on or "
-                    "before a date; soonest due first.",
-        input=ListTasksInput, output=ListTasksOutput, handler=list_tasks,
+        name="list_tasks",
+        title="List tasks",
+        toolset="tasks",
+        description="My (or all) tasks by status, optionally due on or before a date; soonest first.",
+        input=ListTasksInput,
+        output=ListTasksOutput,
+        handler=list_tasks,
     ),
     ToolSpec(
-        name="get_task", title="Get task", toolset="tasks",
-        description="One task by uid: title, text, status, due date, assignee and the record it is about.",
-        input=GetTaskInput, output=Task, handler=get_task,
+        name="get_task",
+        title="Get task",
+        toolset="tasks",
+        description="One task: title, text, status, due date, assignee, subject.",
+        input=GetTaskInput,
+        output=Task,
+        handler=get_task,
     ),
     ToolSpec(
-        name="update_task", title="Update task", toolset="tasks",
-        description="Complete, reopen or snooze (until a date) one task. A person approves the previewed change; "
-                    "the result gives the undo call.",
-        input=UpdateTaskInput, output=Output, handler=update_task,  # type: ignore[arg-type]
-        read_only=False, destructive=False, idempotent=True,
+        name="update_task",
+        title="Update task",
+        toolset="tasks",
+        description="Complete, reopen or snooze (until a date) a task. A person approves the preview; returns "
+        "undo.",
+        input=UpdateTaskInput,
+        output=Output,
+        handler=update_task,  # type: ignore[arg-type]
+        read_only=False,
+        destructive=False,
+        idempotent=True,
     ),
 ]
