@@ -1,15 +1,70 @@
-"""Shared fixtures: one sandbox per session, settings pointed at it, MCP clients against it."""
+"""Shared fixtures: sandboxes over loopback, settings pointed at them, real MCP client sessions.
+
+`sandbox` is one per test (cheap: ~50 ms) so writes never leak between tests; `shared_sandbox`
+is one per session for read-only tests. Expected values come from the sandbox's store, never
+from copies of tool output.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
-import stamina
+from mcp import Client
+from mcp.client.session import ElicitationFnT
+
+from sandbox.runner import SandboxServer
+from server.app import build_server, runtime
+from server.config import Settings
+
+CANARY_KEY = "sk-canary-3f9a7c21d4e8b6"
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _no_env_leak() -> Iterator[None]:
-    stamina.set_testing(False)
-    yield
+@pytest.fixture(scope="session")
+def shared_sandbox() -> Iterator[SandboxServer]:
+    with SandboxServer(key=CANARY_KEY) as sb:
+        yield sb
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxServer]:
+    with SandboxServer(key=CANARY_KEY) as sb:
+        yield sb
+
+
+def settings_for(sb: SandboxServer, audit_dir: Path, **over: Any) -> Settings:
+    values: dict[str, Any] = {
+        "api_key": sb.key, "bucket": sb.bucket, "base_url": sb.url, "v1_base_url": sb.url,
+        "audit_log": audit_dir / "audit.jsonl", "retry_wait_max": 0.2, "timeout": 5.0,
+    }
+    values.update(over)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+Connect = Callable[..., Any]
+
+
+@pytest.fixture
+def connect(tmp_path: Path) -> Connect:
+    """`async with connect(sb, mode=..., elicitation=..., **settings) as client:` a real client session."""
+
+    @asynccontextmanager
+    async def _connect(sb: SandboxServer, *, mode: str = "legacy", elicitation: ElicitationFnT | None = None,
+                       **over: Any) -> AsyncIterator[Client]:
+        server = build_server(settings_for(sb, tmp_path, **over))
+        try:
+            async with Client(server, mode=mode, elicitation_callback=elicitation) as client:  # type: ignore[arg-type]
+                client.runtime = runtime(server)  # type: ignore[attr-defined]
+                yield client
+        finally:
+            await runtime(server).aclose()
+
+    return _connect
+
+
+@pytest.fixture
+def facts(shared_sandbox: SandboxServer) -> dict[str, Any]:
+    return shared_sandbox.store.demo_facts()
