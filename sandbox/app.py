@@ -1,0 +1,864 @@
+"""The sandbox ASGI app: sheepCRM-compatible v1 and v2 endpoints over a Store.
+
+`create_app(store, key=..., bucket=..., faults=...)` returns a Starlette app whose
+`state.request_log` lists every request received (see LoggedRequest)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import math
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sandbox.faults import FaultPlan, FaultRule
+from sandbox.store import (
+    ATTENDANCE_STATUSES,
+    CONTACT_TYPES,
+    EVENT_STATES,
+    LIST_FIELDS,
+    Invalid,
+    NotFound,
+    Record,
+    Store,
+    now_utc,
+    parse_dt,
+    primary,
+)
+
+UID = re.compile(r"^[A-Za-z0-9]{1,64}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_PAGE_SIZE = 1000
+AUTH_PASSWORD = "sandbox-password"  # noqa: S105 - the sandbox's documented demo password for POST /api/v1/auth/
+UNAUTHENTICATED = ("/api/v1/ping/", "/api/v1/auth/")
+
+
+@dataclass
+class LoggedRequest:
+    """One request as received: raw path (percent-encoding kept), query string, final status."""
+
+    method: str
+    path: str
+    raw_path: str
+    query: str
+    status: int | None = None  # None while in flight or when no response was started
+    fault: str | None = None  # the injected fault, if any
+
+
+def error(status: int, message: str, description: str | None = None, kind: str | None = None) -> JSONResponse:
+    """The spec's `error` schema: {"error", "description", "type"}."""
+    body = {"error": message, "description": description or message, "type": kind or _ERROR_TYPES.get(status, "error")}
+    return JSONResponse(body, status_code=status)
+
+
+_ERROR_TYPES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    429: "rate_limited",
+    500: "server_error",
+    503: "unavailable",
+    504: "timeout",
+}
+
+
+def compact(value: dict[str, Any]) -> dict[str, Any]:
+    """Drop None-valued keys, nested too (the spec's string fields are not nullable)."""
+    return {k: _compact(v) for k, v in value.items() if v is not None}
+
+
+def _compact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return compact(value)
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value
+
+
+# -- parameters ----------------------------------------------------------------
+
+
+def int_param(request: Request, name: str, default: int, *, minimum: int = 1, maximum: int | None = None) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Invalid(f"{name} must be an integer") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        raise Invalid(f"{name} must be between {minimum} and {maximum}" if maximum else f"{name} must be >= {minimum}")
+    return value
+
+
+def bool_param(request: Request, name: str, default: bool = False) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("true", "1", "yes", "y"):
+        return True
+    if raw.lower() in ("false", "0", "no", "n"):
+        return False
+    raise Invalid(f"{name} must be true or false")
+
+
+def required(request: Request, name: str) -> str:
+    value = request.query_params.get(name, "").strip()
+    if not value:
+        raise Invalid(f"{name} is required")
+    return value
+
+
+def paging(request: Request, default_size: int) -> tuple[int, int]:
+    page = int_param(request, "page", 1)
+    size = int_param(request, "page_size", default_size, maximum=MAX_PAGE_SIZE)
+    return page, size
+
+
+def store_of(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def path_uid(request: Request) -> str:
+    uid = str(request.path_params["uid"])
+    if not UID.match(uid):
+        raise NotFound(f"no record with uid {uid}")
+    return uid
+
+
+# -- shapes ----------------------------------------------------------------------
+
+
+def search_item(record: Record) -> dict[str, Any]:
+    return compact(
+        {
+            "display_value": record.display_value,
+            "id": record.uri,
+            "primary_email": primary(record.data.get("email")),
+            "primary_telephone": primary(record.data.get("telephone")),
+            "resource": record.type,
+        }
+    )
+
+
+def event_json(store: Store, event: Record) -> dict[str, Any]:
+    tickets = tickets_json(store, event)
+    data = dict(event.data, is_sold_out=bool(tickets) and all(t["available"] <= 0 for t in tickets))
+    return compact(data)
+
+
+def tickets_json(store: Store, event: Record) -> list[dict[str, Any]]:
+    taken: dict[str, int] = {}
+    for session in store.attendance(event.uri):
+        if session.data.get("status") != "declined":
+            taken[session.data["ticket_ref"]] = taken.get(session.data["ticket_ref"], 0) + 1
+    out = []
+    for ticket in store.ticket_types(event.uri):
+        data = {k: v for k, v in ticket.data.items() if k not in ("uid", "booking")}
+        data["allocated"] = taken.get(ticket.uri, 0)
+        data["available"] = max(0, data["total"] - data["allocated"] - data["reserved"])
+        out.append(compact(data))
+    return out
+
+
+def session_json(session: Record) -> dict[str, Any]:
+    return compact({k: v for k, v in session.data.items() if k != "booking_ref"})
+
+
+def v1_record(record: Record) -> dict[str, Any]:
+    return {
+        "bucket": record.bucket,
+        "data": record.data,
+        "display_value": record.display_value,
+        "links": [],
+        "meta": {"created": record.created, "last_updated": record.last_updated, "state": record.state},
+        "resource": record.type,
+        "uri": record.uri,
+    }
+
+
+def snippet(text: str, q: str, width: int = 160) -> str:
+    lower = text.lower()
+    hits = [lower.find(w) for w in re.findall(r"\w+", q.lower()) if len(w) > 1 and w in lower]
+    start = max(0, min(hits) - 40) if hits else 0
+    cut = text[start : start + width]
+    return ("…" if start else "") + cut + ("…" if start + width < len(text) else "")
+
+
+# -- v2: search ------------------------------------------------------------------
+
+
+async def search_global(request: Request) -> Response:
+    q = required(request, "q")
+    page, size = paging(request, 25)
+    found, total = store_of(request).search_contacts(q, offset=(page - 1) * size, limit=size)
+    return JSONResponse({"results": [search_item(r) for r in found], "total": total, "page": page, "page_size": size})
+
+
+PERSON_FILTERS = ("title", "first_name", "last_name", "email", "date_of_birth", "postal_code")
+
+
+async def search_person(request: Request) -> Response:
+    filters = {k: request.query_params.get(k, "").strip() or None for k in PERSON_FILTERS}
+    if not any(filters.values()):
+        raise Invalid(f"give at least one of {', '.join(PERSON_FILTERS)}")
+    found = store_of(request).find_people(**filters)
+    if bool_param(request, "take_first_if_multiple"):
+        found = found[:1]
+    return JSONResponse({"results": [search_item(r) for r in found]})
+
+
+async def search_help(request: Request) -> Response:
+    q = required(request, "q")
+    limit = int_param(request, "limit", 10, maximum=50)
+    include_text, include_html = bool_param(request, "include_text"), bool_param(request, "include_html")
+    results = []
+    for article in store_of(request).search_help(q, limit):
+        item = {
+            "uid": article.uid,
+            "title": article.data["title"],
+            "link": article.data["link"],
+            "snippet": snippet(article.data["text"], q),
+        }
+        if include_text:
+            item["text"] = article.data["text"]
+        if include_html:
+            item["html"] = article.data["html"]
+        results.append(item)
+    return JSONResponse({"results": results, "count": len(results)})
+
+
+# -- v2: contacts ------------------------------------------------------------------
+
+
+def contact(request: Request, *, people_only: bool = False) -> Record:
+    rtype = request.path_params["rtype"]
+    if rtype not in (("person",) if people_only else CONTACT_TYPES):
+        allowed = "a person" if people_only else "a person or organisation"
+        raise Invalid(f"{rtype} is not a contact type: the uri must name {allowed}")
+    return store_of(request).require(rtype, path_uid(request))
+
+
+def membership_summary(store: Store, record: Record) -> dict[str, Any]:
+    status, deciding = store.membership_status(record.uri)
+    if deciding is None:
+        return {"status": status}
+    m = deciding.data
+    return {
+        "status": status,
+        "plan": m["membership_type_display"],
+        "membership_type": m["membership_type"],
+        "start_date": m["start_date"],
+        "end_date": m["end_date"],
+        "membership_number": m["membership_number"],
+        "uri": deciding.uri,
+    }
+
+
+async def contact_summary(request: Request) -> Response:
+    record, store = contact(request), store_of(request)
+    d = record.data
+    body = {
+        "uri": record.uri,
+        "uid": record.uid,
+        "resource": record.type,
+        "display_value": record.display_value,
+        "formatted_name": d.get("formatted_name"),
+        "title": d.get("title") or None,
+        "first_name": d.get("first_name"),
+        "last_name": d.get("last_name"),
+        "name": d.get("name"),
+        "primary_email": primary(d.get("email")),
+        "primary_telephone": primary(d.get("telephone")),
+        "locality": d.get("locality"),
+        "postal_code": d.get("postal_code"),
+        "tags": d.get("tags", []),
+        "membership": membership_summary(store, record),
+        "created": record.created,
+        "last_updated": record.last_updated,
+    }
+    return JSONResponse(compact(body))
+
+
+async def contact_communications(request: Request) -> Response:
+    record = contact(request)
+    d = record.data
+    body = {
+        "uri": record.uri,
+        "email": [e for e in d.get("email") or [] if e],
+        "primary_email": primary(d.get("email")),
+        "telephone": [t for t in d.get("telephone") or [] if t],
+        "primary_telephone": primary(d.get("telephone")),
+        "address_lines": [a for a in d.get("address_lines") or [] if a],
+        "locality": d.get("locality"),
+        "region": d.get("region"),
+        "postal_code": d.get("postal_code"),
+        "country": d.get("country"),
+        "website": d.get("website"),
+        "comms_permission": d.get("comms_permission", []),
+        "last_updated": record.last_updated,
+    }
+    return JSONResponse(compact(body))
+
+
+async def contact_personal(request: Request) -> Response:
+    record = contact(request, people_only=True)
+    keys = (
+        "title",
+        "first_name",
+        "last_name",
+        "formatted_name",
+        "known_as",
+        "date_of_birth",
+        "gender",
+        "job_title",
+        "notes",
+    )
+    body = {"uri": record.uri, **{k: record.data.get(k) or None for k in keys}, "last_updated": record.last_updated}
+    return JSONResponse(compact(body))
+
+
+async def contact_memberships(request: Request) -> Response:
+    record, store = contact(request), store_of(request)
+    ui = {
+        "can_create_member": True,
+        "can_delete_member": False,
+        "can_edit_member": True,
+        "can_restore_member": False,
+        "policy_name": "membership",
+    }
+    members = [compact(dict(m.data, user_interface=ui)) for m in store.memberships(record.uri)]
+    return JSONResponse({"contact_uri": record.uri, "count": len(members), "memberships": members})
+
+
+async def record_audit(request: Request) -> Response:
+    store = store_of(request)
+    record = store.require(request.path_params["rtype"], path_uid(request))
+    limit = int_param(request, "limit", 250)
+    since_days = int_param(request, "since_days", 180, minimum=0)
+    entries = store.audit(record.uri, limit=limit, since_days=since_days)
+    results = [
+        {
+            "date": e["date"],
+            "message": e["message"],
+            "uri": e["uri"],
+            "user": e["user"],
+            "revertable": False,
+            "resource": e["uri"].split("/")[2],
+            "clean_diff": e["clean_diff"],
+        }
+        for e in entries
+    ]
+    related = sorted({e["uri"] for e in entries if e["uri"] != record.uri})
+    return JSONResponse({"results": results, "count": len(results), "uri": record.uri, "related_uris": related})
+
+
+# -- v2: events --------------------------------------------------------------------
+
+
+def event(request: Request) -> Record:
+    return store_of(request).require("booking", path_uid(request))
+
+
+async def events_by_state(request: Request) -> Response:
+    state = request.path_params["state"]
+    if state not in EVENT_STATES:
+        raise Invalid(f"state must be one of {', '.join(EVENT_STATES)}")
+    page, size = paging(request, 250)
+    store = store_of(request)
+    found = store.events(state)
+    chunk = found[(page - 1) * size : page * size]
+    return JSONResponse({"bookings": [event_json(store, e) for e in chunk], "total": len(found)})
+
+
+async def event_single(request: Request) -> Response:
+    return JSONResponse(event_json(store_of(request), event(request)))
+
+
+SUMMARY_FIELDS = (
+    "uid",
+    "uri",
+    "title",
+    "display_value",
+    "formatted_title",
+    "status",
+    "cancelled",
+    "capacity",
+    "start_date",
+    "start_time",
+    "start_datetime",
+    "end_date",
+    "end_time",
+    "end_datetime",
+    "date_range",
+    "location",
+    "is_sold_out",
+    "ticketed_event",
+    "record_state",
+)
+
+
+async def event_summary(request: Request) -> Response:
+    full = event_json(store_of(request), event(request))
+    return JSONResponse({k: full[k] for k in SUMMARY_FIELDS if k in full})
+
+
+async def event_tickets(request: Request) -> Response:
+    return JSONResponse({"available_tickets": tickets_json(store_of(request), event(request))})
+
+
+async def event_attendance(request: Request) -> Response:
+    store, record = store_of(request), event(request)
+    sessions = [session_json(s) for s in store.attendance(record.uri)]
+    return JSONResponse({"booking": event_json(store, record), "booking_uri": record.uri, "sessions": sessions})
+
+
+async def event_set_attendance(request: Request) -> Response:
+    store, record = store_of(request), event(request)
+    person_uri, status = required(request, "person_uri"), required(request, "status")
+    if status not in ATTENDANCE_STATUSES:
+        raise Invalid(f"status must be one of {', '.join(ATTENDANCE_STATUSES)}")
+    if not re.fullmatch(rf"/{re.escape(store.bucket)}/person/[A-Za-z0-9]{{1,64}}/", person_uri):
+        raise Invalid(f"person_uri must look like /{store.bucket}/person/<uid>/")
+    updated = store.set_attendance(record.uri, person_uri, status)
+    attendance = [
+        {
+            "attendance": compact(
+                {
+                    "attendee_email": s.data.get("attendee_email"),
+                    "attendee_name": s.data.get("attendee_name"),
+                    "booking_ref": {"display_value": record.display_value, "ref": record.uri},
+                    "guest": s.data["guest"],
+                    "legacy_uid": s.uid,
+                    "person_ref": {"display_value": s.data.get("attendee_name"), "ref": person_uri},
+                    "status": s.data["status"],
+                    "ticket_ref": s.data.get("ticket_ref"),
+                }
+            ),
+            "uri": s.uri,
+        }
+        for s in updated
+    ]
+    return JSONResponse(
+        {"attendance": attendance, "booking_ref": record.uri, "person_ref": person_uri, "status": status}
+    )
+
+
+# -- v2: tasks ---------------------------------------------------------------------
+
+
+def task_json(task: Record) -> dict[str, Any]:
+    return compact(dict(task.data))
+
+
+async def tasks_mine(request: Request) -> Response:
+    store = store_of(request)
+    return _tasks(request, store.tasks(store.api_user))
+
+
+async def tasks_all(request: Request) -> Response:
+    return _tasks(request, store_of(request).tasks())
+
+
+def _tasks(request: Request, found: list[Record]) -> Response:
+    page, size = paging(request, 7)
+    chunk = found[(page - 1) * size : page * size]
+    return JSONResponse({"tasks": [task_json(t) for t in chunk], "count": len(found)})
+
+
+async def task_single(request: Request) -> Response:
+    return JSONResponse(task_json(store_of(request).require("task", path_uid(request))))
+
+
+def task_action(action: Callable[[Store, str], Record]) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        store = store_of(request)
+        try:
+            return JSONResponse(task_json(action(store, path_uid(request))))
+        except Invalid as exc:  # e.g. snoozing a completed task: the values, not the request, are wrong
+            return error(409, str(exc))
+
+    return endpoint
+
+
+# -- v2: segments ------------------------------------------------------------------
+
+
+def segment(request: Request) -> Record:
+    return store_of(request).require("segment", path_uid(request))
+
+
+def _segments(request: Request, found: list[Record]) -> Response:
+    page, size = paging(request, 250)
+    chunk = found[(page - 1) * size : page * size]
+    return JSONResponse({"segments": [compact(s.data) for s in chunk], "total": len(found)})
+
+
+async def segments_active(request: Request) -> Response:
+    return _segments(request, store_of(request).segments(active_only=True))
+
+
+async def segments_all(request: Request) -> Response:
+    return _segments(request, store_of(request).segments())
+
+
+async def segments_find(request: Request) -> Response:
+    return _segments(request, store_of(request).segments(active_only=True, name=required(request, "name")))
+
+
+async def segment_count(request: Request) -> Response:
+    record = segment(request)
+    return JSONResponse(
+        {
+            "count": store_of(request).segment_count(record.uri),
+            "description": record.data["description"],
+            "segment": record.uri,
+        }
+    )
+
+
+async def segment_all(request: Request) -> Response:
+    store, record = store_of(request), segment(request)
+    page, size = paging(request, 25)
+    verbose = bool_param(request, "verbose")
+    found, total = store.segment_members(
+        record.uri, q=request.query_params.get("q"), offset=(page - 1) * size, limit=size
+    )
+    results = []
+    for member in found:
+        item = dict(search_item(member), uri=member.uri)
+        if verbose:
+            item["data"] = member.data
+        results.append(item)
+    return JSONResponse(
+        {"results": results, "total": total, "page": page, "page_size": size, "pages": math.ceil(total / size)}
+    )
+
+
+async def segment_lookup(request: Request) -> Response:
+    store, record = store_of(request), segment(request)
+    found, _ = store.segment_members(record.uri, q=request.query_params.get("q"), limit=10)
+    return JSONResponse(
+        [
+            compact(
+                {
+                    "display_value": m.display_value,
+                    "id": m.uri,
+                    "label": m.display_value,
+                    "text": primary(m.data.get("email")),
+                    "uri": m.uri,
+                    "value": m.uri,
+                }
+            )
+            for m in found
+        ]
+    )
+
+
+# -- v1 ----------------------------------------------------------------------------
+
+
+async def v1_ping(request: Request) -> Response:
+    return JSONResponse({"message": "pong"})
+
+
+async def v1_auth(request: Request) -> Response:
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            form: dict[str, Any] = dict(await request.json())
+        except (ValueError, TypeError):
+            raise Invalid("body must be a JSON object") from None
+    else:
+        form = dict(await request.form())
+    store = store_of(request)
+    if form.get("username") == store.demo_facts()["api_user_email"] and form.get("password") == AUTH_PASSWORD:
+        return JSONResponse({"api_key": request.app.state.key})
+    return JSONResponse(
+        {"error_detail": "Username and Password do not match an account", "error": "Unable to authenticate"},
+        status_code=403,
+    )
+
+
+async def v1_bucket(request: Request) -> Response:
+    return JSONResponse({"resource_type": store_of(request).resource_counts()})
+
+
+async def v1_membership(request: Request) -> Response:
+    store = store_of(request)
+    email = required(request, "email")
+    found = store.contacts_by_email(email)
+    if not found:
+        return error(404, "email not found")
+    if len(found) > 1:
+        return error(409, "multiple contacts found for email")
+    record = found[0]
+    status, deciding = store.membership_status(record.uri)
+    members = store.memberships(record.uri)
+    current = [m for m in members if m.data["start_date"] <= _today() <= m.data["end_date"]]
+    till = deciding.data["end_date"] + "T00:00:00" if deciding else None
+    grace = (parse_dt(till) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%S") if till else None
+    return JSONResponse(
+        {
+            "active_memberships_for_display": sorted({m.data["membership_type_display"] for m in current}),
+            "first_name": record.data.get("first_name") or record.data.get("name"),
+            "last_name": record.data.get("last_name") or "",
+            "member_since": min(m.data["start_date"] for m in members) + "T00:00:00" if members else None,
+            "member_till": till,
+            "member_till_plus_grace": grace,
+            "membership_numbers": [m.data["membership_number"] for m in current],
+            "membership_record_status": {"current": "active"}.get(status, status),
+            "primary_email": primary(record.data.get("email")),
+            "person": record.uri,
+        }
+    )
+
+
+def _today() -> str:
+    return now_utc().date().isoformat()
+
+
+async def v1_record_get(request: Request) -> Response:
+    record = store_of(request).require(request.path_params["rtype"], path_uid(request))
+    return JSONResponse(v1_record(record))
+
+
+async def v1_record_put(request: Request) -> Response:
+    store = store_of(request)
+    record = store.require(request.path_params["rtype"], path_uid(request))
+    try:
+        packet = json.loads(await request.body() or b"null")
+    except ValueError:
+        raise Invalid("body must be a JSON object of fields") from None
+    if not isinstance(packet, dict) or not packet:
+        raise Invalid("body must be a non-empty JSON object of fields")
+    changes = validate_packet(record, packet)
+    if record.type == "person" and ({"first_name", "last_name"} & changes.keys()):
+        first = changes.get("first_name", record.data.get("first_name")) or ""
+        last = changes.get("last_name", record.data.get("last_name")) or ""
+        changes["formatted_name"] = f"{first} {last}".strip()
+        changes["sortable_name"] = f"{last} {first}".strip().lower()
+    updated = store.update(record.uri, changes, message="Record updated via API")
+    return JSONResponse(v1_record(updated))
+
+
+def validate_packet(record: Record, packet: dict[str, Any]) -> dict[str, Any]:
+    """400 for fields the record does not have or values of the wrong shape; 409 for bad emails."""
+    changes: dict[str, Any] = {}
+    for name, value in packet.items():
+        if name in ("uid", "uri") or name not in record.data:
+            raise Invalid(f"unknown field {name!r} for {record.type}")
+        if name in LIST_FIELDS or isinstance(record.data[name], list):
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(v is None or isinstance(v, str) for v in value):
+                raise Invalid(f"field {name!r} takes a list of strings")
+        elif isinstance(value, (dict, list)):
+            raise Invalid(f"field {name!r} takes a single value")
+        if name == "email" and not all(v is None or EMAIL.match(v) for v in value):
+            raise Conflict(f"invalid email address in {value!r}")
+        changes[name] = value
+    return changes
+
+
+class Conflict(Exception):
+    """409: structure fine, values not acceptable (as sheepCRM's v1 uses it)."""
+
+
+# -- app ---------------------------------------------------------------------------
+
+
+def routes() -> list[Route]:
+    v2 = "/api/v2/{bucket}/{rtype}/{uid}"
+    ev = "/events/v2/{bucket}/booking/{uid}"
+    nt = "/notifications/v2/{bucket}"
+    sg = "/segments/v2/{bucket}"
+    return [
+        Route("/search/v2/{bucket}", search_global),
+        Route("/search/v2/{bucket}/", search_global),
+        Route("/search/v2/{bucket}/global", search_global),
+        Route("/search/v2/{bucket}/person", search_person),
+        Route("/search/v2/{bucket}/help", search_help),
+        Route(f"{v2}/summary", contact_summary),
+        Route(f"{v2}/communications/detail", contact_communications),
+        Route(f"{v2}/personal/detail", contact_personal),
+        Route(f"{v2}/membership/all", contact_memberships),
+        Route(f"{v2}/audit", record_audit),
+        Route("/events/v2/{bucket}/bookings/{state}", events_by_state),
+        Route(ev, event_single),
+        Route(f"{ev}/summary", event_summary),
+        Route(f"{ev}/available_tickets", event_tickets),
+        Route(f"{ev}/attendance/all", event_attendance),
+        Route(f"{ev}/attendance", event_attendance, methods=["GET"]),
+        Route(f"{ev}/attendance", event_set_attendance, methods=["PUT"]),
+        Route(f"{nt}/tasks", tasks_mine),
+        Route(f"{nt}/tasks/all", tasks_all),
+        Route(f"{nt}/task/{{uid}}", task_single),
+        Route(f"{nt}/task/{{uid}}/complete", task_action(Store.complete_task), methods=["PUT"]),
+        Route(f"{nt}/task/{{uid}}/uncomplete", task_action(Store.uncomplete_task), methods=["PUT"]),
+        Route(f"{nt}/task/{{uid}}/snooze", task_action(Store.snooze_task), methods=["PUT"]),
+        Route(sg, segments_active),
+        Route(f"{sg}/all", segments_all),
+        Route(f"{sg}/find", segments_find),
+        Route(f"{sg}/segment/{{uid}}/count", segment_count),
+        Route(f"{sg}/segment/{{uid}}/all", segment_all),
+        Route(f"{sg}/segment/{{uid}}/lookup", segment_lookup),
+        Route("/api/v1/ping/", v1_ping),
+        Route("/api/v1/auth/", v1_auth, methods=["POST"]),
+        Route("/api/v1/{bucket}/", v1_bucket),
+        Route("/api/v1/{bucket}/user/membership/", v1_membership),
+        Route("/api/v1/{bucket}/{rtype}/{uid}/", v1_record_get, methods=["GET"]),
+        Route("/api/v1/{bucket}/{rtype}/{uid}/", v1_record_put, methods=["PUT"]),
+    ]
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return error(404, "not found", str(exc))
+
+
+async def _invalid(request: Request, exc: Exception) -> Response:
+    return error(400, str(exc))
+
+
+async def _conflict(request: Request, exc: Exception) -> Response:
+    return error(409, str(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error(exc.status_code, str(exc.detail).lower(), headers_note(request))
+
+
+def headers_note(request: Request) -> str:
+    return f"no endpoint {request.method} {request.url.path}"
+
+
+def create_app(store: Store, *, key: str, bucket: str = "demo", faults: FaultPlan | None = None) -> Starlette:
+    """The sandbox app for one bucket. `key` is the bearer token it accepts."""
+    if bucket != store.bucket:
+        raise ValueError(f"store holds bucket {store.bucket!r}, not {bucket!r}")
+    log: list[LoggedRequest] = []
+    app = Starlette(
+        routes=routes(),
+        middleware=[Middleware(SandboxMiddleware, key=key, bucket=bucket, faults=faults, log=log)],
+        exception_handlers={NotFound: _not_found, Invalid: _invalid, Conflict: _conflict, HTTPException: _http_error},
+    )
+    app.state.store = store
+    app.state.key = key
+    app.state.bucket = bucket
+    app.state.faults = faults
+    app.state.request_log = log
+    return app
+
+
+class SandboxMiddleware:
+    """Outermost layer: request log, then fault injection, then auth and bucket checks."""
+
+    def __init__(
+        self, app: ASGIApp, *, key: str, bucket: str, faults: FaultPlan | None, log: list[LoggedRequest]
+    ) -> None:
+        self.app, self.key, self.bucket, self.faults, self.log = app, key, bucket, faults, log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw = scope.get("raw_path") or scope["path"].encode()
+        entry = LoggedRequest(
+            scope["method"], scope["path"], raw.decode("latin-1"), scope.get("query_string", b"").decode("latin-1")
+        )
+        self.log.append(entry)
+
+        async def logged_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                entry.status = message["status"]
+            await send(message)
+
+        rule: FaultRule | None = None
+        if self.faults is not None and scope["path"] != "/api/v1/ping/":
+            fault = self.faults.decide(scope["method"], scope["path"])
+            if fault.latency_ms:
+                await asyncio.sleep(fault.latency_ms / 1000)
+            rule = fault.rule
+            if rule is not None:
+                entry.fault = rule.label
+        target: ASGIApp = self.check_access(scope) or self.app
+        if rule is None:
+            await target(scope, receive, logged_send)
+        elif rule.after:
+            await target(scope, receive, _discard)  # the write happens; the client never learns
+            await inject(rule, scope, receive, logged_send)
+        else:
+            await inject(rule, scope, receive, logged_send)
+
+    def check_access(self, scope: Scope) -> Response | None:
+        path: str = scope["path"]
+        if path in UNAUTHENTICATED:
+            return None
+        v1 = path.startswith("/api/v1/")
+        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        if not hmac.compare_digest(token.encode(), self.key.encode()):
+            if v1:  # sheepCRM's v1 answers bad credentials with 404
+                return error(404, "not found", "no such resource, or bad credentials")
+            return error(401, "unauthorized", "missing or invalid bearer token")
+        parts = path.split("/")
+        if len(parts) > 3 and parts[3] != self.bucket:
+            return JSONResponse({"error": "bucket not found"}, status_code=404)
+        return None
+
+
+async def _discard(message: Message) -> None:
+    return None
+
+
+async def inject(rule: FaultRule, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer with the fault instead of the real response."""
+    if rule.kind == "429":
+        seconds = rule.arg or 1
+        response: Response = error(429, "too many requests", f"retry after {seconds:g} seconds")
+        response.headers["Retry-After"] = str(math.ceil(seconds))
+    elif rule.kind in ("500", "503", "409"):
+        response = error(int(rule.kind), "injected fault", f"sandbox fault {rule.label}")
+    elif rule.kind == "timeout":
+        await _wait_for_disconnect(receive, rule.arg or 30.0)
+        response = error(504, "timeout", "sandbox fault timeout")
+    else:  # drop: promise a body, send part of it, close the connection
+        body = b'{"error": "this response is cut short by the sandbox fault drop"}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+        return  # the server closes the connection: the client sees an incomplete body
+    await response(scope, receive, send)
+
+
+async def _wait_for_disconnect(receive: Receive, seconds: float) -> None:
+    """Sleep up to `seconds`, returning early when the client goes away."""
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    try:
+        await asyncio.wait_for(disconnected(), timeout=seconds)
+    except TimeoutError:
+        pass

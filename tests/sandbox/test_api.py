@@ -1,0 +1,165 @@
+"""Behaviour of the endpoints: answers agree with the store, writes move records and leave audit trails."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from sandbox import SandboxServer
+
+
+def test_search_finds_contacts_by_name_email_and_postcode(client: httpx.Client, facts: dict[str, Any]) -> None:
+    for q in ("jane austen", "jane.austen@example.org", "BA2 6NF", "ba26nf"):
+        ids = [r["id"] for r in client.get("/search/v2/demo", params={"q": q}).json()["results"]]
+        assert facts["jane_uri"] in ids, q
+    orgs = client.get("/search/v2/demo", params={"q": "pemberley"}).json()["results"]
+    assert [r["resource"] for r in orgs] == ["organisation"]
+
+
+def test_search_paging_agrees_with_store(client: httpx.Client, sandbox: SandboxServer) -> None:
+    body = client.get("/search/v2/demo", params={"q": "smith", "page": 2, "page_size": 3}).json()
+    expected, total = sandbox.store.search_contacts("smith", offset=3, limit=3)
+    assert [r["id"] for r in body["results"]] == [r.uri for r in expected]
+    assert body["total"] == total
+
+
+def test_person_search(client: httpx.Client, facts: dict[str, Any]) -> None:
+    found = client.get("/search/v2/demo/person", params={"email": facts["shared_email"]}).json()["results"]
+    assert len(found) == 2
+    first = client.get(
+        "/search/v2/demo/person", params={"email": facts["shared_email"], "take_first_if_multiple": "true"}
+    ).json()["results"]
+    assert len(first) == 1
+    assert client.get("/search/v2/demo/person", params={"last_name": "nobody-here"}).json() == {"results": []}
+
+
+def test_membership_statuses(client: httpx.Client, facts: dict[str, Any]) -> None:
+    expected = {
+        "jane": ("current", "active"),
+        "lapsed": ("lapsed", "lapsed"),
+        "future": ("future", "future"),
+        "non_member": ("none", "none"),
+    }
+    for who, (status, v1_status) in expected.items():
+        summary = client.get(f"/api/v2{facts[who + '_uri']}summary").json()
+        assert summary["membership"]["status"] == status, who
+        v1 = client.get("/api/v1/demo/user/membership/", params={"email": facts[who + "_email"]}).json()
+        assert v1["membership_record_status"] == v1_status, who
+    jane = client.get(f"/api/v2{facts['jane_uri']}membership/all").json()
+    assert jane["count"] == 2 and {m["membership_type_display"] for m in jane["memberships"]} == {"Standard"}
+
+
+def test_events_by_state_agree_with_store(client: httpx.Client, sandbox: SandboxServer) -> None:
+    for state in ("current", "future", "past", "running", "draft", "all"):
+        body = client.get(f"/events/v2/demo/bookings/{state}").json()
+        assert [e["uri"] for e in body["bookings"]] == [e.uri for e in sandbox.store.events(state)], state
+
+
+def test_ticket_availability(client: httpx.Client, facts: dict[str, Any], sandbox: SandboxServer) -> None:
+    tickets = client.get(f"/events/v2/demo/booking/{facts['free_event_uid']}/available_tickets").json()
+    [free] = tickets["available_tickets"]
+    event = sandbox.store.get_record("booking", facts["free_event_uid"])
+    assert event is not None
+    taken = [s for s in sandbox.store.attendance(event.uri) if s.data["status"] != "declined"]
+    assert free["amount"] == "0.00" and free["allocated"] == len(taken)
+    assert free["available"] == free["total"] - free["allocated"] - free["reserved"]
+
+
+def test_set_attendance_moves_the_record(fresh: SandboxServer, fresh_client: httpx.Client) -> None:
+    facts = fresh.store.demo_facts()
+    event = f"/demo/booking/{facts['past_event_uid']}/"
+    [before] = [s for s in fresh.store.attendance(event) if s.data["person_ref"] == facts["jane_uri"]]
+    response = fresh_client.put(
+        f"/events/v2/demo/booking/{facts['past_event_uid']}/attendance",
+        params={"person_uri": facts["jane_uri"], "status": "no-show"},
+    )
+    assert response.status_code == 200 and response.json()["status"] == "no-show"
+    [after] = [s for s in fresh.store.attendance(event) if s.data["person_ref"] == facts["jane_uri"]]
+    assert after.data["status"] == "no-show" and after.last_updated > before.last_updated
+    sessions = fresh_client.get(f"/events/v2/demo/booking/{facts['past_event_uid']}/attendance/all").json()
+    assert {s["uri"]: s["status"] for s in sessions["sessions"]}[after.uri] == "no-show"
+    audit = fresh_client.get(f"/api/v2/demo/booking/{facts['past_event_uid']}/audit").json()
+    assert audit["results"][0]["uri"] == after.uri and after.uri in audit["related_uris"]
+    assert audit["results"][0]["clean_diff"] == [
+        {"field": "status", "prev": before.data["status"], "value": "no-show", "verb": "change"}
+    ]
+
+
+def test_tasks(fresh: SandboxServer, fresh_client: httpx.Client) -> None:
+    store = fresh.store
+    mine = fresh_client.get("/notifications/v2/demo/tasks", params={"page_size": 100}).json()
+    assert [t["uri"] for t in mine["tasks"]] == [t.uri for t in store.tasks(store.api_user)]
+    assert all(t["assigned_to"] == store.api_user for t in mine["tasks"])
+    default = fresh_client.get("/notifications/v2/demo/tasks/all").json()
+    assert len(default["tasks"]) == 7 and default["count"] == 60
+    uid = store.demo_facts()["my_open_task_uid"]
+    snoozed = fresh_client.put(f"/notifications/v2/demo/task/{uid}/snooze").json()
+    assert snoozed["snoozed_until"] == snoozed["date"]
+    record = store.get_record("task", uid)
+    assert record is not None and store.task_status(record) == "snoozed"
+    assert fresh_client.put(f"/notifications/v2/demo/task/{uid}/complete").json()["completed"] is True
+    again = fresh_client.put(f"/notifications/v2/demo/task/{uid}/complete")  # idempotent
+    assert again.status_code == 200 and again.json()["completed"] is True
+    assert fresh_client.put(f"/notifications/v2/demo/task/{uid}/uncomplete").json()["completed"] is False
+    messages = [e["message"] for e in fresh_client.get(f"/api/v2/demo/task/{uid}/audit").json()["results"]]
+    assert messages == ["task marked as not complete", "task completed", "task snoozed for 24 hours"]
+
+
+def test_v1_put_updates_record_and_audit(fresh: SandboxServer, fresh_client: httpx.Client) -> None:
+    uri = fresh.store.demo_facts()["jane_uri"]
+    before = fresh_client.get(f"/api/v1{uri}").json()
+    response = fresh_client.put(f"/api/v1{uri}", json={"email": "jane@example.net", "postal_code": "BA1 1AA"})
+    after = response.json()
+    assert response.status_code == 200
+    assert after["data"]["email"] == ["jane@example.net"] and after["data"]["postal_code"] == "BA1 1AA"
+    assert after["meta"]["last_updated"] > before["meta"]["last_updated"]
+    assert fresh_client.get(f"/api/v1{uri}").json() == after
+    found = fresh_client.get("/search/v2/demo/person", params={"email": "jane@example.net"}).json()["results"]
+    assert [r["id"] for r in found] == [uri]
+    latest = fresh_client.get(f"/api/v2{uri}audit").json()["results"][0]
+    assert {d["field"] for d in latest["clean_diff"]} == {"email", "postal_code"}
+    assert latest["user"] == fresh.store.api_user
+    renamed = fresh_client.put(f"/api/v1{uri}", json={"first_name": "Janet"}).json()
+    assert renamed["display_value"] == "Janet Austen"
+
+
+def test_segments(client: httpx.Client, sandbox: SandboxServer, facts: dict[str, Any]) -> None:
+    active = client.get("/segments/v2/demo").json()["segments"]
+    every = client.get("/segments/v2/demo/all").json()["segments"]
+    assert len(every) == 10 and len(active) == 9
+    found = client.get("/segments/v2/demo/find", params={"name": "MEMBERS"}).json()["segments"]
+    assert {s["name"] for s in found} == {"Current members", "Lapsed members"}
+    uid = facts["segment_current_members_uid"]
+    count = client.get(f"/segments/v2/demo/segment/{uid}/count").json()["count"]
+    pages = [
+        client.get(f"/segments/v2/demo/segment/{uid}/all", params={"page": p, "page_size": 40}).json()
+        for p in range(1, 10)
+    ]
+    uris = [r["id"] for page in pages for r in page["results"]]
+    assert len(uris) == len(set(uris)) == count == pages[0]["total"]
+    lookup = client.get(f"/segments/v2/demo/segment/{uid}/lookup", params={"q": "austen"}).json()
+    assert [m["uri"] for m in lookup] == [facts["jane_uri"]]
+
+
+def test_help_search(client: httpx.Client, facts: dict[str, Any]) -> None:
+    body = client.get("/search/v2/demo/help", params={"q": "how do I refund a booking"}).json()
+    assert body["results"][0]["uid"] == facts["refund_help_uid"]
+    assert "text" not in body["results"][0]
+    full = client.get("/search/v2/demo/help", params={"q": "refund", "include_text": "true"}).json()
+    assert "refund" in full["results"][0]["text"].lower()
+
+
+def test_request_log_keeps_raw_paths(sandbox: SandboxServer, client: httpx.Client) -> None:
+    client.get("/api/v2/demo/person/%2e%2e/summary")
+    client.get("/search/v2/demo", params={"q": "a b"})
+    raw, search = sandbox.request_log[-2:]
+    assert raw.raw_path == "/api/v2/demo/person/%2e%2e/summary" and raw.status == 404
+    assert (search.method, search.path, search.query, search.status) == ("GET", "/search/v2/demo", "q=a+b", 200)
+
+
+def test_unknown_paths_and_methods_are_json(client: httpx.Client) -> None:
+    missing = client.get("/api/v2/demo/nothing")
+    assert missing.status_code == 404 and missing.json()["error"] == "not found"
+    wrong = client.delete("/segments/v2/demo/all")
+    assert wrong.status_code == 405 and wrong.json()["type"] == "method_not_allowed"

@@ -1,0 +1,46 @@
+"""Bearer-key auth and bucket checks, as sheepCRM answers them."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from sandbox import SandboxServer
+
+V1 = "/api/v1/demo/"
+V2 = "/segments/v2/demo/all"
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic dGVzdC1rZXk="}])
+def test_bad_credentials(sandbox: SandboxServer, headers: dict[str, str]) -> None:
+    with httpx.Client(base_url=sandbox.url, headers=headers) as client:
+        v1 = client.get(V1)
+        v2 = client.get(V2)
+    assert v1.status_code == 404 and "error" in v1.json()  # v1 hides bad credentials as not found
+    assert v2.status_code == 401 and v2.json()["error"] == "unauthorized"
+
+
+def test_other_bucket_is_not_found(client: httpx.Client) -> None:
+    for path in ("/api/v1/other/", "/segments/v2/other/all", "/search/v2/other?q=jane", "/api/v1/other/person/abc/"):
+        response = client.get(path)
+        assert response.status_code == 404 and response.json() == {"error": "bucket not found"}, path
+
+
+def test_ping_needs_no_auth(sandbox: SandboxServer) -> None:
+    with httpx.Client(base_url=sandbox.url) as client:
+        assert client.get("/api/v1/ping/").json() == {"message": "pong"}
+
+
+def test_good_key(client: httpx.Client) -> None:
+    assert client.get(V1).status_code == 200 and client.get(V2).status_code == 200
+
+
+def test_custom_bucket() -> None:
+    with (
+        SandboxServer(bucket="acme", key="k") as server,
+        httpx.Client(base_url=server.url, headers={"Authorization": "Bearer k"}) as client,
+    ):
+        jane = server.store.demo_facts()["jane_uri"]
+        assert jane.startswith("/acme/person/")
+        assert client.get(f"/api/v2{jane}summary").status_code == 200
+        assert client.get("/segments/v2/demo/all").status_code == 404
