@@ -489,6 +489,13 @@ def task_action(action: Callable[[Store, str], Record]) -> Callable[[Request], A
     async def endpoint(request: Request) -> Response:
         store = store_of(request)
         try:
+            until = request.query_params.get("until")
+            if until is not None and action is Store.snooze_task:
+                try:
+                    when = parse_dt(until)
+                except ValueError:
+                    return error(400, "until must be a date, YYYY-MM-DD")
+                return JSONResponse(task_json(store.snooze_task(path_uid(request), when)))
             return JSONResponse(task_json(action(store, path_uid(request))))
         except Invalid as exc:  # e.g. snoozing a completed task: the values, not the request, are wrong
             return error(409, str(exc))

@@ -103,7 +103,8 @@ class ApprovalStore:
                 if item.status == "approved" and not item.expired():
                     item.status = "used"
                     return item
-                if item.status == "approved":
+                if item.status == "approved":  # approved too late: report it once, then it is spent
+                    item.status = "used"
                     found = "expired"
                 elif item.status == "rejected":
                     item.status = "used"
@@ -179,7 +180,7 @@ class ApprovalPage:
             headers={
                 "Cache-Control": "no-store",
                 "X-Frame-Options": "DENY",
-                "Referrer-Policy": "no-referrer",
+                "Referrer-Policy": "same-origin",
                 "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
             },
         )

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from server import __version__
+from server import __version__, logs
 from server.config import ConfigError, Settings, load_settings
 
 log = logging.getLogger("sheepcrm_mcp")
@@ -80,9 +80,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr, level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(args.log_level)
     try:
         if args.command == "demo":
             from server.demo import run_demo
@@ -97,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.sandbox:
                 overrides = stack.enter_context(sandbox_settings(overrides))
             settings = load_settings(**overrides)
+            for secret in (settings.api_key, settings.mcp_token):
+                logs.add_secret(secret.get_secret_value() if secret else None)
             settings.require_credentials()
             serve(settings, args)
         return 0

@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import mcp_types as types
 from mcp import Client, StdioServerParameters
+from mcp.client.session import ClientRequestContext
 
 BOLD, DIM, GREEN, CYAN, RESET = ("\033[1m", "\033[2m", "\033[32m", "\033[36m", "\033[0m")
 
@@ -68,8 +69,10 @@ async def script(client: Client, facts: dict[str, Any], audit_log: Path) -> None
     tools = (await client.list_tools()).tools
     listing = (await client.list_tools()).model_dump_json(by_alias=True, exclude_none=True)
     info = client.server_info
-    say(f"{BOLD}Connected to {info.name if info else '?'} {info.version if info else ''} over stdio "
-        f"(protocol {client.protocol_version}){RESET}")
+    say(
+        f"{BOLD}Connected to {info.name if info else '?'} {info.version if info else ''} over stdio "
+        f"(protocol {client.protocol_version}){RESET}"
+    )
     say(f"  {len(tools)} tools, tools/list = {len(listing)} characters (~{len(listing) // 4} tokens):")
     say("  " + ", ".join(t.name for t in tools))
 
@@ -90,7 +93,7 @@ async def script(client: Client, facts: dict[str, Any], audit_log: Path) -> None
     answer(f"{att.get('event')}: {names} ({att.get('total')} attended; all statuses: {att.get('counts')})")
 
     question("What are my open tasks due this week?")
-    week = (time.time() + 7 * 86400)
+    week = time.time() + 7 * 86400
     due = time.strftime("%Y-%m-%d", time.gmtime(week))
     tasks = await d.call("list_tasks", {"scope": "mine", "status": "open", "due_before": due})
     for t in tasks.get("tasks", []):
@@ -117,13 +120,17 @@ async def script(client: Client, facts: dict[str, Any], audit_log: Path) -> None
     lines = audit_log.read_text(encoding="utf-8").splitlines() if audit_log.exists() else []
     if lines:
         entry = json.loads(lines[-1])
-        say(f"  {DIM}audit: {entry['time']} {entry['tool']} outcome={entry['outcome']} "
-            f"channel={entry['channel']}{RESET}")
+        say(
+            f"  {DIM}audit: {entry['time']} {entry['tool']} outcome={entry['outcome']} "
+            f"channel={entry['channel']}{RESET}"
+        )
     say()
     say(f"{BOLD}Done: {d.calls} tool calls through a real MCP client over stdio.{RESET}")
 
 
-async def approve(_: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+async def approve(
+    context: ClientRequestContext, params: types.ElicitRequestParams
+) -> types.ElicitResult | types.ErrorData:
     say(f"  {BOLD}confirmation shown to the person:{RESET}")
     for line in params.message.splitlines():
         say(f"  | {line}")
@@ -139,17 +146,19 @@ def run_demo() -> int:
     with tempfile.TemporaryDirectory() as tmp, SandboxServer() as sb:
         audit_log = Path(tmp) / "audit.jsonl"
         say(f"{DIM}sandbox: sheepCRM-compatible API at {sb.url} (bucket '{sb.bucket}', seeded demo data){RESET}")
-        env = {**os.environ, "SHEEPCRM_API_KEY": sb.key, "SHEEPCRM_BUCKET": sb.bucket, "SHEEPCRM_BASE_URL": sb.url,
-               "SHEEPCRM_V1_BASE_URL": sb.url, "SHEEPCRM_AUDIT_LOG": str(audit_log)}
+        env = {
+            **os.environ,
+            "SHEEPCRM_API_KEY": sb.key,
+            "SHEEPCRM_BUCKET": sb.bucket,
+            "SHEEPCRM_BASE_URL": sb.url,
+            "SHEEPCRM_V1_BASE_URL": sb.url,
+            "SHEEPCRM_AUDIT_LOG": str(audit_log),
+        }
         params = StdioServerParameters(command=exe, args=[], env=env)
 
         async def main() -> None:
-            async with Client(params, mode="legacy", elicitation_callback=approve,
-                              read_timeout_seconds=60) as client:
+            async with Client(params, mode="legacy", elicitation_callback=approve, read_timeout_seconds=60) as client:
                 await script(client, sb.store.demo_facts(), audit_log)
 
         anyio.run(main)
     return 0
-
-
-

@@ -1,6 +1,11 @@
 """`sheepcrm-mcp doctor`: check settings, reachability, credentials, bucket and a sample read.
 
-One line per check; each failure says what to fix. Exit code 0 when all pass, 1 otherwise.
+One line per check on stdout (`ok   ...` or `FAIL ...`); each failure says what to fix.
+Exit codes, so scripts can tell the verdicts apart:
+  0  every check passed
+  1  sheepCRM answered but refused: the API key, the bucket, or a sample read
+  2  the settings are missing or malformed (as for `sheepcrm-mcp` itself)
+  3  sheepCRM could not be reached at the configured address
 """
 
 from __future__ import annotations
@@ -11,10 +16,13 @@ from typing import Any
 
 import anyio
 
-from server.client import AuthError, NotFoundError, SheepClient, SheepError, UpstreamError
+from server import logs
+from server.client import AuthError, NotFoundError, SheepClient, SheepError
 from server.config import ConfigError, Settings, load_settings
 
 OK, BAD = "ok  ", "FAIL"
+EXIT_OK, EXIT_REFUSED, EXIT_SETTINGS, EXIT_UNREACHABLE = 0, 1, 2, 3
+UNREACHABLE = "cannot reach"
 
 
 async def diagnose(settings: Settings) -> list[tuple[bool, str]]:
@@ -28,7 +36,7 @@ async def diagnose(settings: Settings) -> list[tuple[bool, str]]:
             lines.append(
                 (
                     False,
-                    f"cannot reach {settings.v1_base_url} ({exc}) -> check SHEEPCRM_V1_BASE_URL, "
+                    f"{UNREACHABLE} {settings.v1_base_url} ({exc}) -> check SHEEPCRM_V1_BASE_URL, "
                     "the network and any proxy",
                 )
             )
@@ -54,7 +62,7 @@ async def diagnose(settings: Settings) -> list[tuple[bool, str]]:
                 )
             )
             return lines
-        except UpstreamError as exc:
+        except SheepError as exc:  # upstream down, rate limited, or an answer we did not expect
             lines.append((False, f"v2 API at {settings.base_url} failed ({exc}) -> check SHEEPCRM_BASE_URL"))
             return lines
         try:
@@ -87,10 +95,12 @@ def run_doctor(overrides: dict[str, Any], *, sandbox: bool = False) -> int:
             overrides = stack.enter_context(sandbox_settings(overrides))
         try:
             settings = load_settings(**overrides)
+            logs.add_secret(settings.api_key.get_secret_value() if settings.api_key else None)
             settings.require_credentials()
         except ConfigError as exc:
             print(f"{BAD} settings: {exc}")
-            return 1
+            print("doctor: fix the settings, then run doctor again", file=sys.stderr)
+            return EXIT_SETTINGS
         print(
             f"{OK} settings: bucket '{settings.bucket}', read_only={settings.read_only}, "
             f"confirm={settings.confirm}, audit log {settings.audit_log}"
@@ -98,6 +108,8 @@ def run_doctor(overrides: dict[str, Any], *, sandbox: bool = False) -> int:
         lines = anyio.run(diagnose, settings)
         for ok, text in lines:
             print(f"{OK if ok else BAD} {text}")
-        passed = all(ok for ok, _ in lines)
-        print("doctor: all checks passed" if passed else "doctor: fix the FAIL lines above", file=sys.stderr)
-        return 0 if passed else 1
+        failed = [text for ok, text in lines if not ok]
+        print("doctor: fix the FAIL lines above" if failed else "doctor: all checks passed", file=sys.stderr)
+        if not failed:
+            return EXIT_OK
+        return EXIT_UNREACHABLE if failed[0].startswith(UNREACHABLE) else EXIT_REFUSED

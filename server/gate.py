@@ -318,11 +318,17 @@ class Gate:
             detail=failure,
         )
         if outcome_word == "succeeded":
+            note = (
+                f" sheepCRM reported a failure ({failure}) but reading the record back shows the change was "
+                "applied; it was not sent again."
+                if failure
+                else ""
+            )
             return WriteResult(
                 status="applied",
                 changes=lines,
                 undo=undo,
-                message=f"{plan.summary}: done and read back ({len(applied)} change(s)).",
+                message=f"{plan.summary}: done and read back ({len(applied)} change(s)).{note}",
             )
         return WriteResult(
             status="partial",

@@ -8,9 +8,12 @@ confirmations can reach 2025-11-25 clients; `--stateless` for replicas behind a 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
+import time
+from typing import Any
 
 import uvicorn
 from mcp.server.mcpserver import MCPServer
@@ -26,31 +29,96 @@ log = logging.getLogger("sheepcrm_mcp.http")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+GRACE_SECONDS = 10.0
+
+
+class InFlight:
+    """Pure ASGI middleware counting requests that are being answered (all but GET streams)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.count = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") == "GET":
+            await self.app(scope, receive, send)
+            return
+        self.count += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.count -= 1
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, but on SIGTERM/SIGINT in-flight tool calls finish before SSE streams are closed.
+
+    sse-starlette closes every event stream the moment uvicorn gets a signal, which would cut a
+    tool call's answer mid-flight. We turn that off and close the streams ourselves once no request
+    is being answered any more (or the grace period is nearly over): uvicorn has by then stopped
+    accepting connections, and idle GET streams would otherwise hold shutdown for the whole grace.
+    """
+
+    def __init__(self, config: uvicorn.Config, inflight: InFlight) -> None:
+        super().__init__(config)
+        self.inflight = inflight
+        from sse_starlette.sse import AppStatus
+
+        AppStatus.disable_automatic_graceful_drain()
+
+    async def _close_streams_when_idle(self) -> None:
+        from sse_starlette.sse import AppStatus
+
+        deadline = time.monotonic() + max(0.0, (self.config.timeout_graceful_shutdown or GRACE_SECONDS) - 1.0)
+        while self.inflight.count and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        AppStatus.should_exit = True
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        closer = asyncio.create_task(self._close_streams_when_idle())
+        try:
+            await super().shutdown(sockets)
+        finally:
+            closer.cancel()
+
+
 class BearerAuth:
     """Pure ASGI middleware: every request but /healthz needs `Authorization: Bearer <token>`."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.expected = token.encode()
+
+    def allowed(self, scope: Scope) -> bool:
+        header = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                header = value
+                break
+        scheme, _, given = header.partition(b" ")
+        # Always run the comparison, so a wrong scheme costs the same time as a wrong token.
+        same = hmac.compare_digest(given.strip(), self.expected)
+        return same and scheme.lower() == b"bearer"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] != "/healthz":
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                body = json.dumps({"error": "missing or wrong bearer token (SHEEPCRM_MCP_TOKEN)"}).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"www-authenticate", b'Bearer realm="sheepcrm-mcp"'),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+        if scope["type"] in ("http", "websocket") and scope["path"] != "/healthz" and not self.allowed(scope):
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
                 return
+            body = json.dumps({"error": "missing or wrong bearer token (SHEEPCRM_MCP_TOKEN)"}).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"www-authenticate", b'Bearer realm="sheepcrm-mcp"'),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
         await self.app(scope, receive, send)
 
 
@@ -80,7 +148,26 @@ def http_app(server: MCPServer, settings: Settings, host: str, stateless: bool) 
 
 
 def run_http(server: MCPServer, settings: Settings, *, host: str, port: int, stateless: bool) -> None:
+    """Serve until SIGINT/SIGTERM; then stop accepting, let in-flight calls finish (up to 10 s), exit."""
     app = http_app(server, settings, host, stateless)
     mode = "stateless" if stateless else "stateful"
-    log.warning("serving MCP over streamable HTTP (%s) at http://%s:%d/mcp", mode, host, port)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+    shown = f"[{host}]" if ":" in host else host
+    log.warning("serving MCP over streamable HTTP (%s) at http://%s:%d/mcp", mode, shown, port)
+    if host not in LOOPBACK and not settings.http_allowed_hosts:
+        log.warning(
+            "only Host headers naming a loopback address are accepted; set SHEEPCRM_HTTP_ALLOWED_HOSTS "
+            "(e.g. mcp.example.org,mcp.example.org:*) to the names clients or your proxy use"
+        )
+    inflight = InFlight(app)
+    # log_config=None: uvicorn's records go through our stderr handler and its secret filter.
+    config = uvicorn.Config(
+        inflight,
+        host=host,
+        port=port,
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=int(GRACE_SECONDS),
+    )
+    DrainingServer(config, inflight).run()
+    log.warning("stopped serving MCP over HTTP")

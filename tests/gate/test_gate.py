@@ -1,0 +1,297 @@
+"""The confirmation gate through real client sessions, in both protocol eras, with the sandbox checked directly.
+
+Each test gets a fresh sandbox, so writes never leak between tests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+
+from sandbox.runner import SandboxServer
+from sandbox.store import Store
+
+MODES = ["legacy", "auto"]
+
+
+def writes(sb: SandboxServer) -> list[Any]:
+    return [r for r in sb.request_log if r.method in ("PUT", "POST")]
+
+
+def audit_lines(tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def answering(action: str, content: dict[str, Any] | None = None, seen: list[str] | None = None) -> Any:
+    async def callback(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        if seen is not None:
+            seen.append(params.message)
+        return types.ElicitResult(action=action, content=content)  # type: ignore[arg-type]
+
+    return callback
+
+
+ACCEPT = answering("accept", {"confirm": True})
+
+
+def task_status(sb: SandboxServer, uid: str) -> str:
+    task = sb.store.get_record("task", uid)
+    assert task is not None
+    return Store.task_status(task)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_accept_changes_once_and_audits(sandbox: SandboxServer, connect: Any, tmp_path: Path, mode: str) -> None:
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    seen: list[str] = []
+    async with connect(sandbox, mode=mode, elicitation=answering("accept", {"confirm": True}, seen)) as client:
+        result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    body = result.structured_content
+    assert not result.is_error and body["status"] == "applied"
+    assert task_status(sandbox, uid) == "done"
+    assert len(writes(sandbox)) == 1
+    assert len(seen) == 1 and "open → done" in seen[0]
+    assert body["undo"] == {"tool": "update_task", "arguments": {"uid": uid, "action": "reopen"}}
+    [line] = audit_lines(tmp_path)
+    assert line["outcome"] == "succeeded" and line["channel"] == "elicitation" and line["tool"] == "update_task"
+    assert line["before"]["status"] == "open" and line["after"]["status"] == "done"
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("answer", [answering("decline"), answering("cancel"), answering("accept", {"confirm": False})])
+async def test_decline_cancel_or_unticked_change_nothing(
+    sandbox: SandboxServer, connect: Any, tmp_path: Path, mode: str, answer: Any
+) -> None:
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    async with connect(sandbox, mode=mode, elicitation=answer) as client:
+        result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    assert result.structured_content["status"] == "not_approved"
+    assert "nothing was changed" in result.structured_content["message"]
+    assert task_status(sandbox, uid) == "open" and writes(sandbox) == []
+    assert audit_lines(tmp_path)[-1]["outcome"] in ("declined", "cancelled")
+
+
+async def test_elicitation_timeout_changes_nothing(sandbox: SandboxServer, connect: Any, tmp_path: Path) -> None:
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+
+    async def slow(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        await anyio.sleep(5)
+        return types.ElicitResult(action="accept", content={"confirm": True})
+
+    async with connect(sandbox, mode="legacy", elicitation=slow, confirm_timeout=0.3) as client:
+        result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    assert result.structured_content["status"] == "not_approved"
+    assert "in time" in result.structured_content["message"]
+    assert task_status(sandbox, uid) == "open" and writes(sandbox) == []
+    assert audit_lines(tmp_path)[-1]["outcome"] == "timeout"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_client_without_elicitation_fails_closed(
+    sandbox: SandboxServer, connect: Any, tmp_path: Path, mode: str
+) -> None:
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    async with connect(sandbox, mode=mode) as client:
+        result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    body = result.structured_content
+    assert body["status"] == "approval_required"
+    assert body["approval_url"].startswith("http://127.0.0.1:")
+    assert "Nothing was changed" in body["message"] and "same arguments" in body["message"]
+    assert task_status(sandbox, uid) == "open" and writes(sandbox) == []
+    assert audit_lines(tmp_path)[-1]["outcome"] == "approval_required"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_no_op_asks_nothing(sandbox: SandboxServer, connect: Any, mode: str) -> None:
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    seen: list[str] = []
+    async with connect(sandbox, mode=mode, elicitation=answering("accept", {"confirm": True}, seen)) as client:
+        result = await client.call_tool("update_task", {"uid": uid, "action": "reopen"})
+    assert result.structured_content["status"] == "no_change" and seen == [] and writes(sandbox) == []
+
+
+async def test_record_changed_between_preview_and_commit_is_a_conflict(
+    sandbox: SandboxServer, connect: Any, tmp_path: Path
+) -> None:
+    facts = sandbox.store.demo_facts()
+    jane = facts["jane_uri"]
+
+    async def meddle(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        sandbox.store.update(jane, {"postal_code": "ZZ1 1ZZ"}, message="changed by someone else")
+        return types.ElicitResult(action="accept", content={"confirm": True})
+
+    async with connect(sandbox, mode="legacy", elicitation=meddle) as client:
+        result = await client.call_tool("update_contact", {"uri": jane, "phone": "+44 20 7946 0000"})
+    assert result.is_error
+    assert "changed after the preview" in result.content[0].text  # type: ignore[union-attr]
+    record = sandbox.store.get(jane)
+    assert record is not None and "+44 20 7946 0000" not in record.data["telephone"]
+    assert writes(sandbox) == []
+    assert audit_lines(tmp_path)[-1]["outcome"] == "conflict"
+
+
+async def test_modern_era_re_asks_when_the_record_moved(sandbox: SandboxServer, connect: Any) -> None:
+    """On 2026-07-28 the answer is bound to the question text, which carries the record's version."""
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    seen: list[str] = []
+
+    async def meddle_once(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        seen.append(params.message)
+        if len(seen) == 1:
+            sandbox.store.update(jane, {"postal_code": "ZZ1 1ZZ"}, message="changed by someone else")
+        return types.ElicitResult(action="accept", content={"confirm": True})
+
+    async with connect(sandbox, mode="auto", elicitation=meddle_once) as client:
+        result = await client.call_tool("update_contact", {"uri": jane, "phone": "+44 20 7946 0001"})
+    assert len(seen) == 2 and seen[0] != seen[1]
+    assert result.structured_content["status"] == "applied"
+    assert len(writes(sandbox)) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_replayed_strings_as_extra_arguments_are_refused(
+    sandbox: SandboxServer, connect: Any, mode: str
+) -> None:
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    async with connect(sandbox, mode=mode) as client:
+        first = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+        url = first.structured_content["approval_url"]
+        for extra in ({"approval_url": url}, {"approval_id": url.rsplit("/", 1)[-1]}, {"confirm": True},
+                      {"confirmation": {"confirm": True}}):
+            result = await client.call_tool("update_task", {"uid": uid, "action": "complete", **extra})
+            assert result.is_error, extra
+            assert "unknown argument" in result.content[0].text  # type: ignore[union-attr]
+    assert task_status(sandbox, uid) == "open" and writes(sandbox) == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "applied"),
+    [("500:1.0", False), ("drop:1.0", False), ("500@after:1.0", True), ("timeout=3@after:1.0", True)],
+)
+async def test_write_faults_are_attempted_once_and_reported_honestly(
+    connect: Any, tmp_path: Path, fault: str, applied: bool
+) -> None:
+    with SandboxServer(faults=[f"{fault}:/complete$"], key="k") as sb:
+        uid = sb.store.demo_facts()["my_open_task_uid"]
+        async with connect(sb, elicitation=ACCEPT, timeout=1.0) as client:
+            result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+        assert len([r for r in writes(sb) if r.path.endswith("/complete")]) == 1
+        assert task_status(sb, uid) == ("done" if applied else "open")
+        line = audit_lines(tmp_path)[-1]
+        if applied:
+            assert result.structured_content["status"] == "applied"
+            assert "not sent again" in result.structured_content["message"]
+            assert line["outcome"] == "succeeded" and line["detail"]
+        else:
+            assert result.is_error
+            assert "nothing was changed" in result.content[0].text  # type: ignore[union-attr]
+            assert line["outcome"] == "failed"
+
+
+async def test_conflict_409_on_write_changes_nothing(connect: Any, tmp_path: Path) -> None:
+    with SandboxServer(faults=["409:1.0:/complete$"], key="k") as sb:
+        uid = sb.store.demo_facts()["my_open_task_uid"]
+        async with connect(sb, elicitation=ACCEPT) as client:
+            result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+        assert result.is_error and "conflict" in result.content[0].text  # type: ignore[union-attr]
+        assert task_status(sb, uid) == "open"
+        assert audit_lines(tmp_path)[-1]["outcome"] == "failed"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_set_attendance_batch_one_approval_per_attendee_outcome(
+    sandbox: SandboxServer, connect: Any, tmp_path: Path, mode: str
+) -> None:
+    store = sandbox.store
+    uid = store.demo_facts()["past_event_uid"]
+    rows = store.attendance(store.uri("booking", uid))
+    targets = [a.data["person_ref"] for a in rows if a.data["status"] in ("accepted", "invited")][:3]
+    already = next(a.data["person_ref"] for a in rows if a.data["status"] == "attended")
+    seen: list[str] = []
+    async with connect(sandbox, mode=mode, elicitation=answering("accept", {"confirm": True}, seen)) as client:
+        result = await client.call_tool(
+            "set_attendance", {"uid": uid, "person_uris": [*targets, already], "status": "attended"}
+        )
+    body = result.structured_content
+    assert body["status"] == "applied" and len(seen) == 1
+    assert [c["result"] for c in body["changes"]] == ["applied"] * 3
+    now = {a.data["person_ref"]: a.data["status"] for a in store.attendance(store.uri("booking", uid))}
+    assert all(now[p] == "attended" for p in targets)
+    assert len(writes(sandbox)) == 3  # the attendee already marked needs no write
+
+
+async def test_set_attendance_refuses_people_not_on_the_list(sandbox: SandboxServer, connect: Any) -> None:
+    facts = sandbox.store.demo_facts()
+    async with connect(sandbox, elicitation=ACCEPT) as client:
+        result = await client.call_tool(
+            "set_attendance", {"uid": facts["draft_event_uid"], "person_uris": [facts["non_member_uri"]],
+                               "status": "attended"})
+    assert result.is_error and "Not on the attendance list" in result.content[0].text  # type: ignore[union-attr]
+    assert writes(sandbox) == []
+
+
+async def test_update_contact_refuses_other_fields_with_the_list(sandbox: SandboxServer, connect: Any) -> None:
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    async with connect(sandbox, elicitation=ACCEPT) as client:
+        result = await client.call_tool("update_contact", {"uri": jane, "first_name": "Janet"})
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert result.is_error and "first_name" in text
+    for allowed in ("email", "phone", "address_line_1", "postcode"):
+        assert allowed in text
+    assert writes(sandbox) == []
+
+
+async def test_update_contact_applies_and_undo_restores(sandbox: SandboxServer, connect: Any) -> None:
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    before = sandbox.store.get(jane)
+    assert before is not None
+    async with connect(sandbox, elicitation=ACCEPT) as client:
+        result = await client.call_tool("update_contact", {"uri": jane, "email": "jane@new.example.org",
+                                                           "postcode": "BA1 1AA"})
+        body = result.structured_content
+        assert body["status"] == "applied"
+        after = sandbox.store.get(jane)
+        assert after is not None and after.data["postal_code"] == "BA1 1AA"
+        assert after.data["email"][0] == "jane@new.example.org"
+        undo = await client.call_tool(body["undo"]["tool"], body["undo"]["arguments"])
+        assert undo.structured_content["status"] == "applied"
+    restored = sandbox.store.get(jane)
+    assert restored is not None
+    assert restored.data["postal_code"] == before.data["postal_code"]
+    assert restored.data["email"][0] == before.data["email"][0]
+
+
+async def test_snooze_until_a_date(sandbox: SandboxServer, connect: Any) -> None:
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    async with connect(sandbox, elicitation=ACCEPT) as client:
+        result = await client.call_tool("update_task", {"uid": uid, "action": "snooze", "until": "2099-01-31"})
+        assert result.structured_content["status"] == "applied"
+        missing = await client.call_tool("update_task", {"uid": uid, "action": "snooze"})
+        assert missing.is_error and "until" in missing.content[0].text  # type: ignore[union-attr]
+    task = sandbox.store.get_record("task", uid)
+    assert task is not None and task.data["snoozed_until"].startswith("2099-01-31")
+
+
+async def test_read_only_mode_removes_write_tools(sandbox: SandboxServer, connect: Any) -> None:
+    async with connect(sandbox, read_only=True) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        result = await client.call_tool("update_task", {"uid": "abc", "action": "complete"})
+    assert names.isdisjoint({"update_contact", "set_attendance", "update_task"}) and "get_task" in names
+    assert result.is_error
+
+
+async def test_confirm_none_is_recorded_in_every_audit_line(
+    sandbox: SandboxServer, connect: Any, tmp_path: Path
+) -> None:
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    async with connect(sandbox, confirm="none") as client:
+        result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    assert result.structured_content["status"] == "applied"
+    [line] = audit_lines(tmp_path)
+    assert line["confirm_mode"] == "none" and line["channel"].startswith("none")
