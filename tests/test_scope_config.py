@@ -61,7 +61,7 @@ def test_settings_errors_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> N
         load_settings()
     monkeypatch.delenv("SHEEPCRM_TIMEOUT")
     monkeypatch.setenv("SHEEPCRM_TOOLSETS", "search,nope")
-    with pytest.raises(ConfigError, match="SHEEPCRM_TOOLSETS.*nope"):
+    with pytest.raises(ConfigError, match=r"SHEEPCRM_TOOLSETS.*nope"):
         load_settings()
     monkeypatch.setenv("SHEEPCRM_TOOLSETS", "search, events")
     assert load_settings().toolsets == ("search", "events")
