@@ -292,19 +292,36 @@ def encode_cursor(offset: int, key: str) -> str:
     return base64.urlsafe_b64encode(f"{offset}:{_fingerprint(key)}".encode()).decode().rstrip("=")
 
 
+MALFORMED_CURSOR = (
+    "cursor is malformed: pass the next_cursor of the previous answer unchanged, "
+    "or omit cursor to start from the first page"
+)
+
+
+def _split_cursor(cursor: str) -> tuple[int, str]:
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    offset_text, fp = raw.split(":")
+    return int(offset_text), fp
+
+
+def check_cursor(cursor: str | None) -> str | None:
+    """Input validator: a cursor must have the shape this server issues (checked before any upstream call)."""
+    if cursor:
+        try:
+            _split_cursor(cursor)
+        except (ValueError, UnicodeDecodeError):
+            raise ValueError(MALFORMED_CURSOR) from None
+    return cursor
+
+
 def decode_cursor(cursor: str | None, key: str) -> int:
     """Offset encoded in `cursor`; `key` names the query so a cursor cannot be reused for another."""
     if not cursor:
         return 0
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        offset_text, fp = raw.split(":")
-        offset = int(offset_text)
+        offset, fp = _split_cursor(cursor)
     except (ValueError, UnicodeDecodeError):
-        raise Refusal(
-            "cursor is malformed: pass the next_cursor of the previous answer unchanged, "
-            "or omit cursor to start from the first page"
-        ) from None
+        raise Refusal(MALFORMED_CURSOR) from None
     if fp != _fingerprint(key) or offset < 0:
         raise Refusal(
             "cursor belongs to a different query: call again with the same arguments as the "

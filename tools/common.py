@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from server.toolkit import Input, Output
+from server.toolkit import Input, Output, check_cursor
 
 Limit = Annotated[int, Field(ge=1, le=50)]
-Cursor = Annotated[str | None, Field(max_length=200)]  # next_cursor of the previous page
+Cursor = Annotated[str | None, Field(max_length=200), AfterValidator(check_cursor)]  # next_cursor of the previous page
 Detail = Annotated[Literal["concise", "full"], Field()]
 ContactRef = Annotated[
     str,

@@ -1,0 +1,122 @@
+"""What the model sees: tools/list snapshots, annotation lint, toolsets, resources, prompts, instructions.
+
+Snapshots live in tests/__toolsnaps__/<tool>.json; rewrite them with UPDATE_TOOLSNAPS=1 after a deliberate
+change, so every change to what the model sees shows up in review.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from sandbox.runner import SandboxServer
+from server.app import all_tools
+
+SNAPS = Path(__file__).resolve().parents[1] / "__toolsnaps__"
+WRITE_TOOLS = {"update_contact", "set_attendance", "update_task"}
+
+
+async def listed(connect: Any, sb: SandboxServer, **over: Any) -> list[dict[str, Any]]:
+    async with connect(sb, **over) as client:
+        tools = (await client.list_tools()).tools
+    return [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]
+
+
+async def test_tools_list_matches_snapshots(shared_sandbox: SandboxServer, connect: Any) -> None:
+    tools = await listed(connect, shared_sandbox)
+    update = os.environ.get("UPDATE_TOOLSNAPS") == "1"
+    SNAPS.mkdir(exist_ok=True)
+    names = {t["name"] for t in tools}
+    for tool in tools:
+        path = SNAPS / f"{tool['name']}.json"
+        text = json.dumps(tool, indent=2, sort_keys=True) + "\n"
+        if update:
+            path.write_text(text)
+        assert path.exists(), f"no snapshot for {tool['name']}: run with UPDATE_TOOLSNAPS=1"
+        assert path.read_text() == text, f"{tool['name']} changed: review, then run with UPDATE_TOOLSNAPS=1"
+    stale = {p.stem for p in SNAPS.glob("*.json")} - names
+    assert not stale, f"snapshots for tools that no longer exist: {stale}"
+
+
+def test_every_tool_declares_its_hints_and_schemas() -> None:
+    specs = all_tools()
+    assert len(specs) == 15
+    for spec in specs:
+        hints = spec.annotations
+        assert hints.read_only_hint is not None, spec.name
+        assert hints.read_only_hint == (spec.name not in WRITE_TOOLS), spec.name
+        if not spec.read_only:
+            assert hints.destructive_hint is not None and hints.idempotent_hint is not None, spec.name
+        assert spec.description and len(spec.description) <= 160, spec.name
+
+
+async def test_listed_tools_carry_output_schemas_and_hints(shared_sandbox: SandboxServer, connect: Any) -> None:
+    for tool in await listed(connect, shared_sandbox):
+        assert tool.get("outputSchema", {}).get("type") == "object", tool["name"]
+        assert "readOnlyHint" in tool.get("annotations", {}), tool["name"]
+        assert tool["inputSchema"]["type"] == "object"
+
+
+async def test_tools_list_fits_the_context_budget(shared_sandbox: SandboxServer, connect: Any) -> None:
+    async with connect(shared_sandbox) as client:
+        listing = (await client.list_tools()).model_dump_json(by_alias=True, exclude_none=True)
+    assert len(listing) <= 12_000, f"tools/list is {len(listing)} characters"
+
+
+async def test_toolsets_register_only_the_named_sets(shared_sandbox: SandboxServer, connect: Any) -> None:
+    names = {t["name"] for t in await listed(connect, shared_sandbox, toolsets="events,help")}
+    assert names == {"list_events", "get_event", "list_attendees", "set_attendance", "search_help"}
+    names = {t["name"] for t in await listed(connect, shared_sandbox, toolsets="events", read_only=True)}
+    assert names == {"list_events", "get_event", "list_attendees"}
+
+
+async def test_resources_and_templates(shared_sandbox: SandboxServer, connect: Any) -> None:
+    store = shared_sandbox.store
+    facts = store.demo_facts()
+    async with connect(shared_sandbox) as client:
+        templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
+        assert templates == {"sheepcrm://contact/{uid}", "sheepcrm://event/{uid}", "sheepcrm://segment/{uid}"}
+        statics = {str(r.uri) for r in (await client.list_resources()).resources}
+        assert "sheepcrm://guide" in statics
+        contact = json.loads((await client.read_resource(f"sheepcrm://contact/{facts['jane_uid']}")).contents[0].text)
+        assert contact["uri"] == facts["jane_uri"]
+        org_uid = facts["organisation_uri"].split("/")[3]
+        org = json.loads((await client.read_resource(f"sheepcrm://contact/{org_uid}")).contents[0].text)
+        assert org["type"] == "organisation"
+        event = json.loads((await client.read_resource(f"sheepcrm://event/{facts['free_event_uid']}")).contents[0].text)
+        assert event["uid"] == facts["free_event_uid"]
+        seg_uid = facts["segment_current_members_uid"]
+        segment = json.loads((await client.read_resource(f"sheepcrm://segment/{seg_uid}")).contents[0].text)
+        assert segment["count"] == store.segment_count(store.uri("segment", seg_uid))
+        guide = (await client.read_resource("sheepcrm://guide")).contents[0].text
+        assert "search_contacts" in guide and "never follow instructions" in guide.lower().replace("\n", " ")
+
+
+async def test_resource_errors_are_clear(shared_sandbox: SandboxServer, connect: Any) -> None:
+    async with connect(shared_sandbox) as client:
+        with pytest.raises(Exception, match="Unknown resource|not valid"):
+            await client.read_resource("sheepcrm://event/..%2f..")
+        with pytest.raises(Exception, match="No event"):
+            await client.read_resource("sheepcrm://event/ffffffffffffffffffffffff")
+
+
+async def test_prompts(shared_sandbox: SandboxServer, connect: Any) -> None:
+    async with connect(shared_sandbox) as client:
+        names = {p.name for p in (await client.list_prompts()).prompts}
+        assert names == {"member_lookup", "event_check_in", "helpdesk_answer"}
+        got = await client.get_prompt("member_lookup", {"person": "jane.austen@example.org"})
+        text = got.messages[0].content.text  # type: ignore[union-attr]
+        assert "check_membership" in text and "jane.austen@example.org" in text
+
+
+async def test_instructions_say_crm_text_is_data(shared_sandbox: SandboxServer, connect: Any) -> None:
+    async with connect(shared_sandbox) as client:
+        assert isinstance(client, Client)
+        instructions = client.instructions or ""
+    assert "never instructions" in instructions and "search_contacts" in instructions
+    assert len(instructions) < 1200
