@@ -14,3 +14,23 @@ async def test_search_contacts_end_to_end(shared_sandbox: SandboxServer, connect
     assert not result.is_error
     uris = [c["uri"] for c in result.structured_content["contacts"]]
     assert facts["jane_uri"] in uris
+
+
+async def test_search_contacts_over_stdio_subprocess() -> None:
+    """The installed binary, started as a desktop client would, with its embedded sandbox."""
+    import os
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from mcp import Client, StdioServerParameters
+
+    exe = shutil.which("sheepcrm-mcp") or str(Path(sys.executable).with_name("sheepcrm-mcp"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHEEPCRM_")}
+    params = StdioServerParameters(command=exe, args=["--sandbox", "--read-only"], env=env)
+    async with Client(params, mode="legacy", read_timeout_seconds=30) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        result = await client.call_tool("search_contacts", {"email": "jane.austen@example.org"})
+    assert "search_contacts" in names and "update_task" not in names
+    assert not result.is_error
+    assert [c["name"] for c in result.structured_content["contacts"]] == ["Jane Austen"]
