@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
@@ -20,7 +21,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import __version__
 from server.config import ConfigError, Settings
@@ -64,13 +65,13 @@ class DrainingServer(uvicorn.Server):
         self.inflight = inflight
         from sse_starlette.sse import AppStatus
 
-        AppStatus.disable_automatic_graceful_drain()
+        AppStatus.enable_automatic_graceful_drain = False  # what disable_automatic_graceful_drain() does
 
     async def _close_streams_when_idle(self) -> None:
         from sse_starlette.sse import AppStatus
 
         deadline = time.monotonic() + max(0.0, (self.config.timeout_graceful_shutdown or GRACE_SECONDS) - 1.0)
-        while self.inflight.count and time.monotonic() < deadline:
+        while self.inflight.count and time.monotonic() < deadline:  # noqa: ASYNC110 - a counter, polled
             await asyncio.sleep(0.05)
         AppStatus.should_exit = True
 
@@ -80,6 +81,29 @@ class DrainingServer(uvicorn.Server):
             await super().shutdown(sockets)
         finally:
             closer.cancel()
+        log.warning("stopped serving MCP over HTTP")
+
+
+class CloseOnShutdown:
+    """Pure ASGI middleware: closes the server's upstream client when the app's lifespan ends."""
+
+    def __init__(self, app: ASGIApp, aclose: Callable[[], Awaitable[None]]) -> None:
+        self.app, self.aclose = app, aclose
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                try:
+                    await self.aclose()
+                except Exception:
+                    log.exception("closing the sheepCRM client failed")
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
 
 
 class BearerAuth:
@@ -144,6 +168,9 @@ def http_app(server: MCPServer, settings: Settings, host: str, stateless: bool) 
         host=host,
         transport_security=TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=origins),
     )
+    rt = getattr(server, "sheepcrm", None)  # server.app.Runtime, when built by build_server
+    if rt is not None:
+        app = CloseOnShutdown(app, rt.aclose)
     return BearerAuth(app, token) if token else app
 
 
@@ -169,5 +196,5 @@ def run_http(server: MCPServer, settings: Settings, *, host: str, port: int, sta
         access_log=False,
         timeout_graceful_shutdown=int(GRACE_SECONDS),
     )
+    # uvicorn re-raises the signal once drained, so SIGTERM still ends the process as SIGTERM does.
     DrainingServer(config, inflight).run()
-    log.warning("stopped serving MCP over HTTP")

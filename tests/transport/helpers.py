@@ -1,0 +1,134 @@
+"""Helpers for transport tests (imported as tests.transport.helpers): the real HTTP app on a loopback port,
+the real binary as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sandbox.runner import SandboxServer
+from server.app import build_server
+from server.http import http_app
+from server.threadserver import ThreadServer
+from tests.conftest import settings_for
+
+REPO = Path(__file__).resolve().parents[2]
+BIN_DIR = Path(sys.executable).parent
+BINARY = shutil.which("sheepcrm-mcp", path=str(BIN_DIR)) or shutil.which("sheepcrm-mcp")
+ACCEPT = "application/json, text/event-stream"
+PROTOCOL = "2025-11-25"
+
+
+def binary() -> str:
+    if BINARY is None:
+        pytest.fail("the sheepcrm-mcp console script is not installed (pip install -e '.[dev]')")
+    return BINARY
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test process's environment without any SHEEPCRM_* setting, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHEEPCRM_")}
+    env.update(extra)
+    return env
+
+
+def sandbox_env(sb: SandboxServer, tmp: Path, **extra: str) -> dict[str, str]:
+    """Settings pointing at a running sandbox, as a user would export them; `extra` overrides."""
+    values = {
+        "SHEEPCRM_API_KEY": sb.key, "SHEEPCRM_BUCKET": sb.bucket, "SHEEPCRM_BASE_URL": sb.url,
+        "SHEEPCRM_V1_BASE_URL": sb.url, "SHEEPCRM_AUDIT_LOG": str(tmp / "audit.jsonl"),
+    }
+    return clean_env(**{**values, **extra})
+
+
+@contextmanager
+def serve_http(sb: SandboxServer, tmp: Path, *, host: str = "127.0.0.1", stateless: bool = False,
+               **over: Any) -> Iterator[str]:
+    """The real ASGI app of `--transport http` (lifespan on) in a thread; yields its base URL."""
+    settings = settings_for(sb, tmp, **over)
+    server = build_server(settings)
+    app = http_app(server, settings, host, stateless)
+    ts = ThreadServer(app)
+    ts.config.lifespan = "on"  # the SDK's session manager runs in the app's lifespan
+    ts.start()
+    try:
+        yield ts.url
+    finally:
+        ts.stop()  # the app's lifespan closes the server's upstream client
+
+
+def rpc(method: str, params: dict[str, Any] | None = None, id: int | None = 1) -> dict[str, Any]:
+    msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        msg["params"] = params
+    if id is not None:
+        msg["id"] = id
+    return msg
+
+
+def initialize(id: int = 1) -> dict[str, Any]:
+    return rpc("initialize", {"protocolVersion": PROTOCOL, "capabilities": {},
+                              "clientInfo": {"name": "transport-test", "version": "1"}}, id)
+
+
+def parse_body(response: httpx.Response) -> list[dict[str, Any]]:
+    """JSON-RPC messages from a JSON or SSE response body."""
+    if response.headers.get("content-type", "").startswith("application/json"):
+        data = response.json()
+        return data if isinstance(data, list) else [data]
+    out = []
+    for line in response.text.splitlines():
+        if line.startswith("data:") and line[5:].strip():
+            out.append(json.loads(line[5:]))
+    return out
+
+
+@contextmanager
+def run_binary(args: list[str], env: dict[str, str], **kw: Any) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([binary(), *args], env=env, cwd=kw.pop("cwd", REPO), stdin=kw.pop("stdin", None),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            pytest.fail(f"server exited with {proc.returncode} before it was healthy:\n{err}")
+        try:
+            if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    pytest.fail(f"{url} not healthy after {timeout}s")
+
+
+
