@@ -214,11 +214,16 @@ async def set_attendance(req: SetAttendanceInput, deps: Deps) -> WritePlan:
     e = await _event_or_refuse(req.uid, deps)
     title = text(e.get("display_value")) or req.uid
 
+    wanted = {str(p) for p in people}
+
     async def read() -> dict[str, Any]:
+        # Only the attendees being changed: the gate fingerprints this state, and a colleague marking
+        # someone else at the same event must not abort this change as a conflict.
         data = await deps.client.attendance(req.uid, fresh=True)
         return {
-            text(a.get("person_ref")) or "": {"name": text(a.get("attendee_name")), "status": text(a.get("status"))}
+            ref: {"name": text(a.get("attendee_name")), "status": text(a.get("status"))}
             for a in rows(data, "sessions", "attendance")
+            if (ref := text(a.get("person_ref")) or "") in wanted
         }
 
     def diff(state: dict[str, Any]) -> list[Change]:
