@@ -33,20 +33,14 @@ from pydantic import BaseModel, Field, ValidationError
 
 from server.approvals import ApprovalPage, ApprovalStore, digest
 from server.audit import AuditLog
-from server.client import (
-    AuthError,
-    BadRequestError,
-    ConflictError,
-    NotFoundError,
-    SheepError,
-)
+from server.client import SheepError
 from server.config import Settings
+from server.scope import ScopeError
 from server.toolkit import Deps, Output, Refusal, ToolSpec, explain_validation
 
 log = logging.getLogger("sheepcrm_mcp.gate")
 
 _PREVIEWED: contextvars.ContextVar[str | None] = contextvars.ContextVar("previewed_state", default=None)
-DEFINITE_FAILURES = (AuthError, BadRequestError, ConflictError, NotFoundError)
 
 
 class Confirm(BaseModel):
@@ -151,7 +145,7 @@ class Gate:
             try:
                 plan = await plan_for(request, make_deps(ctx))
                 return await self._ask(spec.name, request, plan, ctx)
-            except (Refusal, SheepError) as exc:
+            except (Refusal, ScopeError, SheepError) as exc:
                 raise ToolError(str(exc)) from None
 
         params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
@@ -162,7 +156,7 @@ class Gate:
 
         async def handler(request: BaseModel, deps: Deps) -> WriteResult:
             plan = await plan_for(request, deps)
-            return await self._commit(spec.name, request, plan, deps.extras["confirmation"])
+            return await self._commit(spec.name, request, plan, deps.extras["confirmation"], deps.ctx)
 
         confirmation = inspect.Parameter(
             "confirmation",
@@ -227,7 +221,9 @@ class Gate:
 
     # ---- committing ----------------------------------------------------------------
 
-    async def _commit(self, tool: str, request: BaseModel, plan: WritePlan, outcome: Any) -> WriteResult:
+    async def _commit(
+        self, tool: str, request: BaseModel, plan: WritePlan, outcome: Any, ctx: Context | None = None
+    ) -> WriteResult:
         decision = self._from_elicitation(outcome, _PREVIEWED.get() or "")
         args = self._arguments(request)
         if decision.kind == "noop":
@@ -270,15 +266,36 @@ class Gate:
         changes = plan.diff(before)
         units = [[c] for c in changes] if plan.one_write_per_change else [changes]
         failure: str | None = None
-        for unit in units:
+        cancelled: BaseException | None = None
+        for done, unit in enumerate(units, start=1):
             try:
                 await plan.apply(unit)
-            except DEFINITE_FAILURES as exc:
+            except SheepError as exc:  # failed or unknown outcome: never write again, read back below
                 failure = str(exc)
                 break
-            except SheepError as exc:  # unknown outcome: never write again, read back below
-                failure = str(exc)
+            except anyio.get_cancelled_exc_class() as exc:
+                cancelled = exc
+                failure = "The call was cancelled; the remaining changes were not sent."
                 break
+            if len(units) > 1 and ctx is not None:
+                await ctx.report_progress(done, len(units), f"{done} of {len(units)} written")
+        # Whatever happened, find out what is now true and audit it, even while being cancelled.
+        with anyio.CancelScope(shield=cancelled is not None):
+            result = await self._settle(tool, args, plan, decision, before, changes, failure)
+        if cancelled is not None:
+            raise cancelled
+        return result
+
+    async def _settle(
+        self,
+        tool: str,
+        args: dict[str, Any],
+        plan: WritePlan,
+        decision: Decision,
+        before: Any,
+        changes: list[Change],
+        failure: str | None,
+    ) -> WriteResult:
         try:
             after = await plan.read()
             pending = {c.key for c in plan.diff(after)}
