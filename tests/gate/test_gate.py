@@ -295,3 +295,21 @@ async def test_confirm_none_is_recorded_in_every_audit_line(
     assert result.structured_content["status"] == "applied"
     [line] = audit_lines(tmp_path)
     assert line["confirm_mode"] == "none" and line["channel"].startswith("none")
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_batch_reports_progress(sandbox: SandboxServer, connect: Any, mode: str) -> None:
+    store = sandbox.store
+    uid = store.demo_facts()["past_event_uid"]
+    targets = [a.data["person_ref"] for a in store.attendance(store.uri("booking", uid))
+               if a.data["status"] != "declined"][:4]
+    seen: list[tuple[float, float | None]] = []
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        seen.append((done, total))
+
+    async with connect(sandbox, mode=mode, elicitation=ACCEPT) as client:
+        result = await client.call_tool("set_attendance", {"uid": uid, "person_uris": targets, "status": "declined"},
+                                        progress_callback=progress)
+    assert result.structured_content["status"] == "applied"
+    assert seen == [(n, 4) for n in range(1, 5)]
