@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for people and CI:
 #   bash dev.sh demo    - install (once) and run the scripted demo against the embedded sandbox
-#   bash dev.sh test    - install (once) and run lint, types and the whole test suite
+#   bash dev.sh test    - install (once) and run lint, types, the test suite and the reliability suite
 #   bash dev.sh bench   - install (once) and run the benchmarks
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -25,7 +25,8 @@ case "$cmd" in
   test)
     "$VENV/bin/ruff" check .
     "$VENV/bin/mypy"
-    exec "$VENV/bin/python" -m pytest "$@" ;;
+    "$VENV/bin/python" -m pytest "$@"
+    exec "$VENV/bin/python" -m pytest -m reliability "$@" ;;
   bench) exec "$VENV/bin/python" -m bench "$@" ;;
   *) echo "usage: bash dev.sh demo|test|bench" >&2; exit 2 ;;
 esac
