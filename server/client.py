@@ -9,7 +9,9 @@ The API key lives only in the Authorization header; no message or log contains i
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -25,6 +27,13 @@ from server.scope import CONTACT_TYPES, RecordUri, check_uid
 log = logging.getLogger("sheepcrm_mcp.client")
 logging.getLogger("httpx").setLevel(logging.WARNING)
 logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+# httpcore runs `import sniffio` several times per request to detect the event loop. sniffio is not a
+# dependency here, so each attempt walks every import finder before failing (about 6 % of the server's
+# CPU per upstream call under load; bench/RESULTS.md). A None entry makes the import fail at once,
+# which httpcore already treats as "asyncio" (trio is not supported without it anyway).
+if importlib.util.find_spec("sniffio") is None:
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 JSON = dict[str, Any]
 Params = Mapping[str, str | int | float | bool | None]
@@ -175,26 +184,36 @@ class SheepClient:
         assert settings.api_key is not None
         self.settings = settings
         self.bucket = settings.bucket
-        self._http = httpx.AsyncClient(
-            headers={
-                "Authorization": f"Bearer {settings.api_key.get_secret_value()}",
-                "User-Agent": f"sheepcrm-mcp/{__version__}",
-                "Accept": "application/json",
-            },
-            timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
-            limits=httpx.Limits(
-                max_connections=settings.max_concurrency, max_keepalive_connections=settings.max_concurrency
-            ),
-            transport=transport,
-            follow_redirects=False,
-        )
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None  # made on first use: see _http
         self._limit = anyio.CapacityLimiter(settings.max_concurrency)
         self._cache: dict[str, tuple[float, Any]] = {}
         self.breaker = CircuitBreaker()
         self.calls = 0  # requests sent, for tests and benchmarks
 
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        """The httpx client, made on first use: building it loads the TLS trust store (~30 ms), which
+        would otherwise delay the server's first answer (initialize) at start-up."""
+        if self._client is None:
+            s = self.settings
+            assert s.api_key is not None
+            self._client = httpx.AsyncClient(
+                headers={
+                    "Authorization": f"Bearer {s.api_key.get_secret_value()}",
+                    "User-Agent": f"sheepcrm-mcp/{__version__}",
+                    "Accept": "application/json",
+                },
+                timeout=httpx.Timeout(s.timeout, connect=s.connect_timeout),
+                limits=httpx.Limits(max_connections=s.max_concurrency, max_keepalive_connections=s.max_concurrency),
+                transport=self._transport,
+                follow_redirects=False,
+            )
+        return self._client
+
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     async def __aenter__(self) -> SheepClient:
         return self

@@ -19,10 +19,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, TypeVar
 
+import pydantic_core
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp_types import ToolAnnotations
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -134,7 +135,7 @@ def _parameters(spec: ToolSpec[Any, Any]) -> list[inspect.Parameter]:
 def build_tool(spec: ToolSpec[Any, Any], make_deps: Callable[[Context], Deps]) -> Tool:
     """The SDK tool for `spec`: flat parameters from the input model, unknown arguments refused."""
 
-    async def call(**kwargs: Any) -> BaseModel:
+    async def call(**kwargs: Any) -> BaseModel | CallToolResult:
         ctx: Context = kwargs.pop("ctx")
         deps = make_deps(ctx)
         deps.extras.update({p.name: kwargs.pop(p.name) for p in spec.extra_params if p.name in kwargs})
@@ -144,7 +145,7 @@ def build_tool(spec: ToolSpec[Any, Any], make_deps: Callable[[Context], Deps]) -
             raise ToolError(explain_validation(spec.name, exc)) from None
         try:
             result: BaseModel = await spec.handler(request, deps)
-            return result
+            return compact_answer(result) if isinstance(result, Output) else result
         except (Refusal, ScopeError, SheepError) as exc:
             raise ToolError(str(exc)) from None
         except ToolError:
@@ -197,6 +198,15 @@ def build_tool(spec: ToolSpec[Any, Any], make_deps: Callable[[Context], Deps]) -
     if tool.fn_metadata.output_schema is not None:
         tool.fn_metadata.output_schema = answer_schema(compact_schema(tool.fn_metadata.output_schema))
     return tool
+
+
+def compact_answer(result: Output) -> CallToolResult:
+    """structuredContent plus the same JSON as text, compact. The SDK's default text is indented
+    (about a third more characters for the model to read, and to send); bench/RESULTS.md measures it."""
+    data = result.model_dump(mode="json", by_alias=True)
+    return CallToolResult(
+        content=[TextContent(type="text", text=pydantic_core.to_json(data).decode())], structured_content=data
+    )
 
 
 def argument_schema(schema: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,5 @@
+PYTHON ?= python
+
+.PHONY: bench
+bench:
+	$(PYTHON) -m bench

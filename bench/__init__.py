@@ -1,0 +1,1 @@
+"""Benchmarks for sheepcrm-mcp: `python -m bench [--quick] [--no-write]` prints side-by-side ratios."""

@@ -1,0 +1,205 @@
+"""Shared pieces: timing statistics, result rows, machine facts, processes and their memory."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "sheepcrm-api" / "openapi-with-tasks.yaml"
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) by linear interpolation."""
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def p50(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def p95(values: list[float]) -> float:
+    return pct(values, 95)
+
+
+@dataclass
+class Row:
+    """One line of the results table. `ours`/`baseline` are display strings; `ok` None = informational."""
+
+    figure: str
+    ours: str
+    baseline: str
+    ratio: str
+    target: str
+    ok: bool | None
+
+    @property
+    def verdict(self) -> str:
+        return "info" if self.ok is None else ("pass" if self.ok else "FAIL")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def table(rows: list[Row]) -> str:
+    head = ("figure", "ours", "baseline", "ratio", "target", "result")
+    cells = [head, *[(r.figure, r.ours, r.baseline, r.ratio, r.target, r.verdict) for r in rows]]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    lines = []
+    for n, c in enumerate(cells):
+        lines.append("| " + " | ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)) + " |")
+        if n == 0:
+            lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, str]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from importlib.metadata import version
+
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "mcp": version("mcp"),
+    }
+
+
+def rss_mb(pid: int | None = None) -> float:
+    """Resident set size (VmRSS) of a process in MB (MiB), from /proc."""
+    path = Path(f"/proc/{pid or 'self'}/status")
+    for line in path.read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_command() -> list[str]:
+    """How to start `sheepcrm-mcp`: the console script next to this Python, else `python -m server.cli`."""
+    script = Path(sys.executable).with_name("sheepcrm-mcp")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("sheepcrm-mcp")
+    return [found] if found else [sys.executable, "-m", "server.cli"]
+
+
+def echo_command() -> list[str]:
+    return [sys.executable, "-m", "bench.echo_server"]
+
+
+def server_env(sb: Any, **extra: str) -> dict[str, str]:
+    """Environment for a `sheepcrm-mcp` subprocess pointed at the sandbox `sb`, reads never cached."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHEEPCRM_")}
+    env.update(
+        {
+            "SHEEPCRM_API_KEY": sb.key,
+            "SHEEPCRM_BUCKET": sb.bucket,
+            "SHEEPCRM_BASE_URL": sb.url,
+            "SHEEPCRM_V1_BASE_URL": sb.url,
+            "SHEEPCRM_CACHE_TTL": "0",
+            "SHEEPCRM_AUDIT_LOG": str(Path(os.environ.get("TMPDIR", "/tmp")) / "sheepcrm-bench-audit.jsonl"),
+            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Proc:
+    url: str
+    pid: int
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def http_process(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 20.0) -> Iterator[Proc]:
+    """Start an HTTP MCP server process on a free port; yield its /mcp URL and pid; stop it on exit."""
+    with listening([*cmd, "--transport", "http"], env, timeout) as (port, pid):
+        yield Proc(f"http://127.0.0.1:{port}/mcp", pid)
+
+
+@dataclass
+class Upstream:
+    """Where a sandbox answers: what `server_env` needs."""
+
+    url: str
+    key: str = "sandbox-key"
+    bucket: str = "demo"
+
+
+@contextmanager
+def sandbox_process(size: str = "demo", seed: int = 1) -> Iterator[Upstream]:
+    """`python -m sandbox` in its own process (same seed, so the same uris as an in-process SandboxServer)."""
+    with listening([sys.executable, "-m", "sandbox", "--size", size, "--seed", str(seed)], None, 60.0) as (port, _):
+        yield Upstream(f"http://127.0.0.1:{port}")
+
+
+@contextmanager
+def listening(cmd: list[str], env: dict[str, str] | None, timeout: float) -> Iterator[tuple[int, int]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(port)],
+        env=env or {**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{cmd} did not start on port {port}") from None
+                time.sleep(0.02)
+        yield port, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

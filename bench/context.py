@@ -1,0 +1,75 @@
+"""3. Context cost: tools/list as sent (compact JSON) for our full catalogue vs a server generated from the
+OpenAPI spec by fastmcp's `FastMCP.from_openapi`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mcp import Client
+
+from bench.common import SPEC, Row
+
+TARGET_TOKENS = 3000
+TARGET_RATIO = 0.1
+
+
+def size(result: Any) -> int:
+    return len(result.model_dump_json(by_alias=True, exclude_none=True))
+
+
+async def ours(sb: Any) -> tuple[int, int]:
+    from bench.overhead import bench_settings
+    from server.app import build_server, runtime
+
+    server = build_server(bench_settings(sb))
+    try:
+        async with Client(server, mode="legacy") as client:
+            result = await client.list_tools()
+    finally:
+        await runtime(server).aclose()
+    return size(result), len(result.tools)
+
+
+async def generated(sb: Any) -> tuple[int, int, str]:
+    """(characters, tools, what) for the generated server, or for the raw spec when fastmcp is missing."""
+    if not SPEC.exists():
+        return 0, 0, f"nothing: {SPEC} is missing"
+    try:
+        import yaml
+    except ImportError:
+        return len(SPEC.read_text()), 0, "the raw spec's YAML text (pyyaml and fastmcp not installed)"
+    spec = yaml.safe_load(SPEC.read_text())
+    try:
+        import httpx2
+        from fastmcp import Client as FastClient
+        from fastmcp import FastMCP
+    except ImportError:
+        return len(json.dumps(spec, separators=(",", ":"))), 0, "the raw spec as compact JSON (fastmcp not installed)"
+    from importlib.metadata import version
+
+    server = FastMCP.from_openapi(openapi_spec=spec, client=httpx2.AsyncClient(base_url=sb.url))
+    async with FastClient(server) as client:
+        result = await client.list_tools_mcp()
+    return size(result), len(result.tools), f"FastMCP.from_openapi (fastmcp {version('fastmcp')})"
+
+
+async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
+    chars, tools = await ours(sb)
+    gen_chars, gen_tools, what = await generated(sb)
+    tokens, gen_tokens = chars / 4, gen_chars / 4
+    if not gen_chars:
+        return [Row(f"tools/list characters ({tools} tools)", f"{chars}", "-", "-", "-", None),
+                Row("tools/list est. tokens (characters / 4)", f"{tokens:.0f}", "-", "-", f"<= {TARGET_TOKENS}",
+                    tokens <= TARGET_TOKENS)], [f"Context: no baseline ({what})."]
+    ratio = chars / gen_chars
+    rows = [
+        Row(f"tools/list characters ({tools} tools vs {gen_tools})", f"{chars}", f"{gen_chars}", f"{ratio:.3f}x",
+            f"<= {TARGET_RATIO}x", ratio <= TARGET_RATIO),
+        Row("tools/list est. tokens (characters / 4)", f"{tokens:.0f}", f"{gen_tokens:.0f}", f"{ratio:.3f}x",
+            f"<= {TARGET_TOKENS}", tokens <= TARGET_TOKENS),
+    ]
+    notes = [f"Context: compact JSON of ListToolsResult (model_dump_json(by_alias=True, exclude_none=True)); "
+             f"baseline: {what} over {SPEC.name}. Tokens are estimated as characters / 4, not counted by a "
+             "tokenizer."]
+    return rows, notes

@@ -1,0 +1,166 @@
+"""4. Answer cost: ten fixed member and help-desk questions.
+
+For each, the calls our tools need (through an in-process MCP client) and the raw upstream calls a server
+generated from the OpenAPI spec would make for the same answer (its tools wrap these endpoints one to one).
+Both sides make the same discovery steps (find the event, the segment, the contact) so the comparison is
+call for call. Ids come from the sandbox's demo facts; `expect` is text our answer must contain.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+from mcp import Client
+
+from bench.common import Row
+
+TARGET_RATIO = 1 / 3
+TARGET_CALLS = 2
+
+F = dict[str, Any]
+
+
+@dataclass
+class Question:
+    text: str
+    ours: list[tuple[str, F]]
+    raw: list[tuple[str, F]]  # (path, query params) on the v2/v1 base URL
+    expect: str
+
+
+def questions(f: F, bucket: str) -> list[Question]:
+    b = bucket
+    jane_uid = f["jane_uri"].strip("/").split("/")[-1]
+    week = (date.today() + timedelta(days=7)).isoformat()
+    seg = f["segment_current_members_uid"]
+    return [
+        Question(
+            f"Is {f['jane_email']} a member, and until when?",
+            [("check_membership", {"email": f["jane_email"]})],
+            [(f"/api/v1/{b}/user/membership/", {"email": f["jane_email"], "realtime": "Y"})],
+            "current",
+        ),
+        Question(
+            "What plan is the lapsed member Charles Dickens on?",
+            [("search_contacts", {"query": "Charles Dickens"}), ("check_membership", {"uri": f["lapsed_uri"]})],
+            [(f"/search/v2/{b}", {"q": "Charles Dickens"}), (f"/api/v2{f['lapsed_uri']}membership/all", {})],
+            "Fellow",
+        ),
+        Question(
+            "Are there free tickets left for the Family Nature Trail?",
+            [("list_events", {"state": "future", "query": "Family Nature Trail"}),
+             ("get_event", {"uid": f["free_event_uid"]})],
+            [(f"/events/v2/{b}/bookings/future", {"page_size": 250}),
+             (f"/events/v2/{b}/booking/{f['free_event_uid']}/available_tickets", {})],
+            "free",
+        ),
+        Question(
+            "Who attended the Autumn Book Fair?",
+            [("list_events", {"state": "past", "query": "Autumn Book Fair"}),
+             ("list_attendees", {"uid": f["past_event_uid"], "status": "attended", "limit": 50})],
+            [(f"/events/v2/{b}/bookings/past", {"page_size": 250}),
+             (f"/events/v2/{b}/booking/{f['past_event_uid']}/attendance/all", {})],
+            "attended",
+        ),
+        Question(
+            "What are my open tasks due this week?",
+            [("list_tasks", {"scope": "mine", "status": "open", "due_before": week})],
+            [(f"/notifications/v2/{b}/tasks", {"page_size": 250})],
+            f["my_open_task_uid"],
+        ),
+        Question(
+            "Is there a help article on refunds?",
+            [("search_help", {"query": "refund"})],
+            [(f"/search/v2/{b}/help", {"q": "refund"})],
+            "efund",
+        ),
+        Question(
+            "How many people are in the Current members segment?",
+            [("find_segments", {"name": "current members"}), ("query_segment", {"uid": seg, "mode": "count"})],
+            [(f"/segments/v2/{b}/find", {"name": "current members"}),
+             (f"/segments/v2/{b}/segment/{seg}/count", {})],
+            "count",
+        ),
+        Question(
+            "What are Jane Austen's email and phone number?",
+            [("search_contacts", {"query": "Jane Austen"})],
+            [(f"/search/v2/{b}", {"q": "Jane Austen"})],
+            f["jane_email"],
+        ),
+        Question(
+            "What changed on Jane Austen's record recently?",
+            [("search_contacts", {"query": "Jane Austen"}), ("get_record_history", {"uri": f["jane_uri"]})],
+            [(f"/search/v2/{b}", {"q": "Jane Austen"}), (f"/api/v2/{b}/person/{jane_uid}/audit", {})],
+            "",
+        ),
+        Question(
+            "Is Jane Austen in the Current members segment?",
+            [("find_segments", {"name": "current members"}),
+             ("query_segment", {"uid": seg, "mode": "lookup", "q": f["jane_email"]})],
+            [(f"/segments/v2/{b}/find", {"name": "current members"}),
+             (f"/segments/v2/{b}/segment/{seg}/lookup", {"q": f["jane_email"]})],
+            f["jane_uri"],
+        ),
+    ]
+
+
+def answer_chars(result: Any) -> int:
+    """Characters the model reads: the text content of the result (the JSON of structuredContent)."""
+    return sum(len(getattr(c, "text", "") or "") for c in result.content)
+
+
+async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
+    from bench.overhead import bench_settings
+    from server.app import build_server, runtime
+
+    facts = sb.store.demo_facts()
+    qs = questions(facts, sb.bucket)
+    server = build_server(bench_settings(sb))
+    notes = ["Answer cost per question (ours: text content of each tool result, as a client puts it in the model's "
+             "context; raw: bytes of each upstream JSON body a generated server's tool would return):", "",
+             "| # | question | our calls | our chars | raw calls | raw chars | ratio |",
+             "|---|---|---|---|---|---|---|"]
+    rows: list[Row] = []
+    tot_ours = tot_raw = 0
+    worst_calls = 0
+    all_ok = True
+    try:
+        async with (
+            Client(server, mode="legacy") as client,
+            httpx.AsyncClient(base_url=sb.url, headers={"Authorization": f"Bearer {sb.key}"}) as http,
+        ):
+            for n, q in enumerate(qs, 1):
+                ours = 0
+                text = ""
+                for tool, args in q.ours:
+                    result = await client.call_tool(tool, args)
+                    if result.is_error:
+                        raise RuntimeError(f"Q{n} {tool}({args}) failed: {result.content}")
+                    ours += answer_chars(result)
+                    text += json.dumps(result.structured_content or {})
+                if q.expect not in text:
+                    raise RuntimeError(f"Q{n}: our answer lacks {q.expect!r}")
+                raw = 0
+                for path, params in q.raw:
+                    response = await http.get(path, params=params)
+                    response.raise_for_status()
+                    raw += len(response.text)
+                ratio = ours / raw
+                ok = ratio <= TARGET_RATIO and len(q.ours) <= TARGET_CALLS
+                all_ok &= ok
+                worst_calls = max(worst_calls, len(q.ours))
+                tot_ours += ours
+                tot_raw += raw
+                notes.append(f"| {n} | {q.text} | {len(q.ours)} ({', '.join(t for t, _ in q.ours)}) | {ours} | "
+                             f"{len(q.raw)} | {raw} | {ratio:.2f} |")
+                rows.append(Row(f"Q{n} answer chars (calls): {q.text[:44]}", f"{ours} ({len(q.ours)})",
+                                f"{raw} ({len(q.raw)})", f"{ratio:.2f}x", "<= 0.33x, <= 2 calls", ok))
+    finally:
+        await runtime(server).aclose()
+    rows.append(Row("10 questions: total answer chars", f"{tot_ours}", f"{tot_raw}", f"{tot_ours / tot_raw:.2f}x",
+                    "<= 0.33x each", all_ok))
+    return rows, notes

@@ -1,0 +1,98 @@
+"""2. Throughput: 32 concurrent HTTP clients, a fixed number of calls each: ours vs the bare SDK echo server."""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import AsyncExitStack, ExitStack
+from typing import Any
+
+import anyio
+from mcp import Client
+
+from bench.common import (
+    Row,
+    cpu_seconds,
+    echo_command,
+    http_process,
+    ms,
+    p95,
+    sandbox_process,
+    server_command,
+    server_env,
+)
+
+CLIENTS = 32
+TARGET = 0.8
+
+
+async def blast(url: str, tool: str, args: dict[str, Any], per_client: int) -> tuple[float, list[float]]:
+    """CLIENTS sessions, each making `per_client` sequential calls, all at once; (seconds, latencies)."""
+    latencies: list[float] = []
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(Client(url, mode="legacy")) for _ in range(CLIENTS)]
+        for c in clients:  # warm every session
+            await c.call_tool(tool, args)
+        errors = 0
+
+        async def worker(c: Client) -> None:
+            nonlocal errors
+            for _ in range(per_client):
+                t0 = time.perf_counter()
+                result = await c.call_tool(tool, args)
+                latencies.append(time.perf_counter() - t0)
+                errors += bool(result.is_error)
+
+        t0 = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for c in clients:
+                tg.start_soon(worker, c)
+        elapsed = time.perf_counter() - t0
+        if errors:
+            raise RuntimeError(f"{errors} {tool} calls failed during the throughput run")
+    return elapsed, latencies
+
+
+async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
+    per_client, rounds = (4, 1) if quick else (50, 2)
+    jane = sb.store.demo_facts()["jane_uri"]
+    cases = [
+        ("get_contact", "get_contact", {"uri": jane}),
+        ("search_contacts", "search_contacts", {"query": "austen"}),
+    ]
+    rows: list[Row] = []
+    notes = [f"Throughput: {CLIENTS} concurrent streamable-HTTP sessions x {per_client} sequential calls, "
+             f"{rounds} alternating round(s) per server; every call reaches the sandbox (SHEEPCRM_CACHE_TTL=0), "
+             "which runs in its own process (`python -m sandbox`, same seed); the 32 clients share the bench process. "
+             "Server CPU per call is from /proc/<pid>/stat over the run (10 ms ticks).", ""]
+    with ExitStack() as stack:
+        upstream = stack.enter_context(sandbox_process())
+        ours = stack.enter_context(http_process(server_command(), server_env(upstream)))
+        echo = stack.enter_context(http_process(echo_command()))
+        results: dict[str, tuple[float, list[float]]] = {}
+        cpu: dict[str, float] = {}
+        for _ in range(rounds):
+            for key, proc, tool, args in [
+                ("echo", echo, "echo", {"text": "hi"}),
+                *[(label, ours, tool, args) for label, tool, args in cases],
+            ]:
+                before = cpu_seconds(proc.pid)
+                elapsed, lat = await blast(proc.url, tool, args, per_client)
+                cpu[key] = cpu.get(key, 0.0) + cpu_seconds(proc.pid) - before
+                total, lats = results.get(key, (0.0, []))
+                results[key] = (total + elapsed, lats + lat)
+    echo_rate = len(results["echo"][1]) / results["echo"][0]
+    for label, _, _ in cases:
+        total, lat = results[label]
+        rate = len(lat) / total
+        ratio = rate / echo_rate
+        rows.append(Row(f"throughput HTTP x{CLIENTS}: {label} vs echo (calls/s)", f"{rate:.0f}/s",
+                        f"{echo_rate:.0f}/s", f"{ratio:.2f}x", f">= {TARGET}x", ratio >= TARGET))
+        rows.append(Row(f"throughput HTTP x{CLIENTS}: {label} vs echo p95", ms(p95(lat)),
+                        ms(p95(results["echo"][1])), f"{p95(lat) / p95(results['echo'][1]):.2f}x", "-", None))
+        ours_cpu = cpu[label] / (len(lat) + CLIENTS)
+        echo_cpu = cpu["echo"] / (len(results["echo"][1]) + CLIENTS)
+        rows.append(Row(f"server CPU per call: {label} vs echo", ms(ours_cpu), ms(echo_cpu),
+                        f"{ours_cpu / echo_cpu:.2f}x", "-", None))
+    print(f"  throughput: {per_client * CLIENTS} calls per case done", file=sys.stderr)
+    return rows, notes

@@ -1,0 +1,54 @@
+"""`python -m bench --quick --no-write` runs end to end and prints every figure with numbers that parse.
+
+A smoke test, not a measurement: no timing is asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+EXPECTED = (
+    "tools/list characters",
+    "tools/list est. tokens",
+    "Q1 answer chars",
+    "Q10 answer chars",
+    "10 questions: total answer chars",
+    "start-up to initialize response",
+    "idle RSS after initialize",
+    "our overhead stdio p50 (MCP - direct - echo)",
+    "our overhead HTTP p50 (MCP - direct - echo)",
+    "throughput HTTP x32: get_contact vs echo (calls/s)",
+    "large (",
+    "segment paging",
+    "bench RSS while paging",
+)
+
+
+@pytest.mark.timeout(180)
+def test_bench_quick_prints_every_figure() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {k: v for k, v in env.items() if not k.startswith("SHEEPCRM_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--no-write"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=170,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and not line.startswith("| figure")]
+    figures = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in rows}
+    for name in EXPECTED:
+        assert any(f.startswith(name) for f in figures), f"missing row {name!r} in:\n{proc.stdout}"
+    for figure, (ours, baseline, ratio, _target, result) in figures.items():
+        assert NUMBER.search(ours), f"{figure}: ours {ours!r} has no number"
+        assert result in ("pass", "FAIL", "info"), f"{figure}: result {result!r}"
+        for cell in (baseline, ratio):
+            assert cell == "-" or NUMBER.search(cell), f"{figure}: {cell!r} does not parse"
+            if cell != "-":
+                float(NUMBER.search(cell).group())  # type: ignore[union-attr]
