@@ -9,9 +9,7 @@ The API key lives only in the Authorization header; no message or log contains i
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
 import time
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -27,13 +25,6 @@ from server.scope import CONTACT_TYPES, RecordUri, check_uid
 log = logging.getLogger("sheepcrm_mcp.client")
 logging.getLogger("httpx").setLevel(logging.WARNING)
 logging.getLogger("httpcore").setLevel(logging.WARNING)
-
-# httpcore runs `import sniffio` several times per request to detect the event loop. sniffio is not a
-# dependency here, so each attempt walks every import finder before failing (about 6 % of the server's
-# CPU per upstream call under load; bench/RESULTS.md). A None entry makes the import fail at once,
-# which httpcore already treats as "asyncio" (trio is not supported without it anyway).
-if importlib.util.find_spec("sniffio") is None:
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 JSON = dict[str, Any]
 Params = Mapping[str, str | int | float | bool | None]

@@ -99,7 +99,7 @@ async def test_resources_and_templates(shared_sandbox: SandboxServer, connect: A
 
 async def test_resource_errors_are_clear(shared_sandbox: SandboxServer, connect: Any) -> None:
     async with connect(shared_sandbox) as client:
-        with pytest.raises(Exception, match="Unknown resource|not valid"):
+        with pytest.raises(Exception, match=r"Unknown resource|not valid"):
             await client.read_resource("sheepcrm://event/..%2f..")
         with pytest.raises(Exception, match="No event"):
             await client.read_resource("sheepcrm://event/ffffffffffffffffffffffff")
