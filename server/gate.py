@@ -123,6 +123,16 @@ def _elicitation_modes(ctx: Context) -> tuple[bool, bool]:
     return form, elicitation.url is not None
 
 
+def _session_of(ctx: Context) -> str:
+    """The HTTP session an approval belongs to, so one session cannot spend another's approval.
+
+    stdio and in-process connections are one session per server; stateless HTTP has no session id,
+    so there an approval is bound to its arguments and record only.
+    """
+    headers = ctx.headers
+    return (headers.get("mcp-session-id") if headers is not None else None) or ""
+
+
 class Gate:
     def __init__(self, settings: Settings, audit: AuditLog, approvals: ApprovalStore, page: ApprovalPage) -> None:
         self.settings = settings
@@ -179,7 +189,7 @@ class Gate:
             return Decision("noop", "-", state_digest)
         if self.settings.confirm == "none":
             return Decision("approved", "none (SHEEPCRM_CONFIRM=none)", state_digest)
-        args_digest = digest([tool, self._arguments(request)])
+        args_digest = digest([tool, self._arguments(request), _session_of(ctx)])
         used = self.approvals.consume(tool, args_digest, state_digest)
         if isinstance(used, str):
             return Decision("rejected" if used == "rejected" else "expired", "approval-page", state_digest)
