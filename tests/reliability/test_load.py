@@ -1,0 +1,171 @@
+"""Load: SESSIONS concurrent streamable-HTTP sessions of mixed calls (reads and approved writes) against
+`sheepcrm-mcp --transport http` run as a subprocess over loopback, pointed at a sandbox.
+
+Figures: calls, errors, p50/p95 latency, server RSS at start, after warm-up and at the end.
+Short form (CI): RELIABILITY_LOAD_SECONDS=10 (default). Full form:
+    RELIABILITY_LOAD_SECONDS=120 python -m pytest -m reliability tests/reliability/test_load.py
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp import Client
+
+from sandbox.runner import SandboxServer
+from tests.conftest import CANARY_KEY
+from tests.reliability.helpers import approve, figure, out_of_scope, percentile, result_text
+
+pytestmark = pytest.mark.reliability
+
+SECONDS = float(os.environ.get("RELIABILITY_LOAD_SECONDS", "10"))
+SESSIONS = 20
+WARMUP = min(3.0, SECONDS / 4)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def reads(facts: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        ("search_contacts", {"query": "austen"}),
+        ("get_contact", {"uri": facts["jane_uri"], "detail": "full"}),
+        ("check_membership", {"email": facts["jane_email"]}),
+        ("list_events", {"state": "all"}),
+        ("get_event", {"uid": facts["future_event_uid"]}),
+        ("list_attendees", {"uid": facts["past_event_uid"]}),
+        ("list_tasks", {"scope": "all", "status": "any"}),
+        ("get_task", {"uid": facts["my_open_task_uid"]}),
+        ("search_help", {"query": "refund booking"}),
+        ("find_segments", {}),
+        ("query_segment", {"uid": facts["segment_fellows_uid"], "mode": "members"}),
+        ("get_record_history", {"uri": facts["jane_uri"]}),
+    ]
+
+
+@pytest.mark.timeout(int(SECONDS) + 180)
+async def test_http_load(tmp_path: Path) -> None:
+    with SandboxServer(key=CANARY_KEY) as sb:
+        facts = sb.store.demo_facts()
+        tasks = [t.uid for t in sb.store.tasks() if sb.store.task_status(t) != "snoozed"][:SESSIONS]
+        port = free_port()
+        env = {
+            **os.environ,
+            "SHEEPCRM_API_KEY": sb.key,
+            "SHEEPCRM_BUCKET": sb.bucket,
+            "SHEEPCRM_BASE_URL": sb.url,
+            "SHEEPCRM_V1_BASE_URL": sb.url,
+            "SHEEPCRM_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+        }
+        exe = str(Path(sys.executable).with_name("sheepcrm-mcp"))
+        server_log = (tmp_path / "server.log").open("w")
+        proc = subprocess.Popen(
+            [exe, "--transport", "http", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=server_log
+        )
+        try:
+            async with httpx.AsyncClient() as http:
+                for _ in range(200):
+                    try:
+                        if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await anyio.sleep(0.05)
+                else:
+                    raise AssertionError("server did not start: " + (tmp_path / "server.log").read_text())
+            rss = {"start": rss_mb(proc.pid)}
+            latencies: list[float] = []
+            errors: list[str] = []
+            writes = 0
+            started = time.perf_counter()
+            deadline = started + SECONDS
+
+            async def session(n: int) -> None:
+                nonlocal writes
+                rnd = random.Random(n)
+                pool = reads(facts)
+                done = False
+                async with Client(f"http://127.0.0.1:{port}/mcp", elicitation_callback=approve) as client:
+                    while time.perf_counter() < deadline:
+                        if rnd.random() < 0.1:
+                            done = not done
+                            tool, args = "update_task", {"uid": tasks[n], "action": "complete" if done else "reopen"}
+                            writes += 1
+                        else:
+                            tool, args = rnd.choice(pool)
+                        t0 = time.perf_counter()
+                        try:
+                            with anyio.fail_after(30):
+                                result = await client.call_tool(tool, args)
+                            if result.is_error:
+                                errors.append(f"{tool}: {result_text(result)[:160]}")
+                        except Exception as exc:
+                            errors.append(f"{tool}: {type(exc).__name__}: {exc}")
+                        latencies.append(time.perf_counter() - t0)
+
+            async def sample_rss() -> None:
+                await anyio.sleep(WARMUP)
+                rss["after_warmup"] = rss_mb(proc.pid)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sample_rss)
+                for n in range(SESSIONS):
+                    tg.start_soon(session, n)
+            elapsed = time.perf_counter() - started
+            rss["end"] = rss_mb(proc.pid)
+            assert proc.poll() is None, "server died under load"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            server_log.close()
+        outside = out_of_scope(sb.request_log, sb.bucket)
+        puts = sum(1 for e in sb.request_log if e.method == "PUT")
+    growth = rss["end"] - rss["after_warmup"]
+    figure(
+        f"load[{int(SECONDS)}s]",
+        sessions=SESSIONS,
+        seconds=round(elapsed, 1),
+        calls=len(latencies),
+        calls_per_s=round(len(latencies) / elapsed, 1),
+        write_calls=writes,
+        upstream_puts=puts,
+        errors=len(errors),
+        p50_ms=round(percentile(latencies, 50) * 1000, 1),
+        p95_ms=round(percentile(latencies, 95) * 1000, 1),
+        max_ms=round(max(latencies) * 1000, 1),
+        rss_start_mb=round(rss["start"], 1),
+        rss_after_warmup_mb=round(rss["after_warmup"], 1),
+        rss_end_mb=round(rss["end"], 1),
+        rss_growth_after_warmup_mb=round(growth, 1),
+        out_of_scope=len(outside),
+    )
+    assert len(latencies) >= SESSIONS * 5, "load did not run"
+    assert errors == [], errors[:5]
+    assert outside == []
+    assert puts <= writes
+    assert growth < max(25.0, 0.25 * rss["after_warmup"]), rss  # flat: no per-call or per-session leak
