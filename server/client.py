@@ -280,17 +280,14 @@ class SheepClient:
                     try:
                         response = await self._send("GET", url, what, params, None)
                     except UpstreamError as exc:
-                        self.breaker.record(False)
                         raise _Retryable(exc, None) from None
                     if response.status_code in RETRY_STATUSES:
-                        self.breaker.record(response.status_code == 429)
                         raise _Retryable(error_for(response, what, False), _retry_after(response))
         except _Retryable as exc:
+            # The breaker counts calls, not attempts; being rate limited is not being down.
+            self.breaker.record(isinstance(exc.error, RateLimitedError))
             raise exc.error from None
-        if response.status_code >= 500:
-            self.breaker.record(False)
-        else:
-            self.breaker.record(True)
+        self.breaker.record(response.status_code < 500)
         if response.status_code >= 400:
             raise error_for(response, what, False)
         data = self._json(response, what)

@@ -32,7 +32,7 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
-from pydantic_core import PydanticUndefined
+from pydantic_core import InitErrorDetails, PydanticCustomError, PydanticUndefined
 
 from server.client import SheepClient, SheepError
 from server.config import Settings
@@ -185,14 +185,22 @@ def build_tool(spec: ToolSpec[Any, Any], make_deps: Callable[[Context], Deps]) -
             )
         return data
 
-    strict: type[BaseModel] = type(
-        f"{spec.name}_arguments",
-        (base,),
-        {
-            "model_config": {**base.model_config, "extra": "forbid"},
-            "_no_strangers": model_validator(mode="before")(classmethod(no_strangers)),  # type: ignore[arg-type]
-        },
-    )
+    class Strict(base):  # type: ignore[valid-type,misc]
+        model_config = {**base.model_config, "extra": "forbid"}
+        _no_strangers = model_validator(mode="before")(classmethod(no_strangers))  # type: ignore[arg-type]
+
+        @classmethod
+        def model_validate(cls, obj: Any, **kwargs: Any) -> Any:
+            """Report bad arguments by name and rule only: values (which may be secrets) are not echoed."""
+            try:
+                return super().model_validate(obj, **kwargs)
+            except ValidationError as exc:
+                text = explain_validation(spec.name, exc).replace("{", "(").replace("}", ")")
+                detail = InitErrorDetails(type=PydanticCustomError("invalid_arguments", text), loc=(), input="...")
+                raise ValidationError.from_exception_data(spec.name, [detail]) from None
+
+    Strict.__name__ = f"{spec.name}_arguments"
+    strict: type[BaseModel] = Strict
     tool.fn_metadata.arg_model = strict  # type: ignore[assignment]
     tool.parameters = argument_schema(compact_schema(strict.model_json_schema(by_alias=True)))
     if tool.fn_metadata.output_schema is not None:

@@ -182,3 +182,20 @@ async def test_query_values_go_through_params_not_paths() -> None:
     await client.search("a&b=c/../d?e")
     assert seen[0].url.path == "/search/v2/demo"
     assert seen[0].url.params["q"] == "a&b=c/../d?e"
+
+
+async def test_breaker_counts_calls_not_attempts(sleeps: list[float]) -> None:
+    client, seen = make(sequence(httpx.Response(503)))
+    for _ in range(client.breaker.threshold - 1):
+        with pytest.raises(UpstreamError):
+            await client.search("x")
+    assert len(seen) == 4 * (client.breaker.threshold - 1)  # every call used all its attempts
+    assert client.breaker.opened_at is None
+
+
+async def test_rate_limiting_does_not_open_the_breaker(sleeps: list[float]) -> None:
+    client, _ = make(sequence(httpx.Response(429, headers={"Retry-After": "0"})))
+    for _ in range(client.breaker.threshold + 1):
+        with pytest.raises(RateLimitedError):
+            await client.search("x")
+    assert client.breaker.opened_at is None
