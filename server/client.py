@@ -1,6 +1,6 @@
 """SheepClient: the one async HTTP client for sheepCRM (v2 and the v1 calls used).
 
-Reads (GET) retry on 429/502/503/504, timeouts and connection errors with capped,
+Reads (GET) retry on 429/500/502/503/504, timeouts and connection errors with capped,
 jittered backoff that honours Retry-After, within a time budget; a small circuit
 breaker fails fast while the upstream is down. Writes are sent exactly once: on an
 unknown outcome the caller (the gate) reads back to learn what happened.
@@ -28,7 +28,7 @@ logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 JSON = dict[str, Any]
 Params = Mapping[str, str | int | float | bool | None]
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})  # GETs only; a read is safe to repeat
 EVENT_STATES = ("current", "future", "past", "running", "draft", "all")
 TASK_ACTIONS = ("complete", "uncomplete", "snooze")
 

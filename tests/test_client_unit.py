@@ -73,7 +73,7 @@ async def test_retry_after_is_honoured_and_capped(sleeps: list[float]) -> None:
     assert sleeps == [pytest.approx(0.03), pytest.approx(0.05)]  # second wait capped at retry_wait_max
 
 
-@pytest.mark.parametrize("status", [502, 503, 504])
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
 async def test_gets_retry_5xx(status: int, sleeps: list[float]) -> None:
     client, seen = make(sequence(httpx.Response(status), OK))
     await client.search("x")

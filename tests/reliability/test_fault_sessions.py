@@ -336,7 +336,7 @@ async def test_circuit_breaker_fails_fast_and_recovers(tmp_path: Path) -> None:
         try:
             async with Client(server, mode="legacy") as client:
                 texts: list[str] = []
-                for _ in range(5):
+                for _ in range(breaker.threshold + 1):
                     result = await client.call_tool("get_contact", args)
                     assert result.is_error
                     texts.append(result_text(result))
