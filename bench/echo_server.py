@@ -1,4 +1,8 @@
-"""The SDK's floor: a bare MCPServer with one `echo` tool, nothing of ours.
+"""The SDK's floor: a bare MCPServer with an `echo` tool and nothing of ours.
+
+It also has `fetch`: one plain httpx GET of a contact summary from the sandbox named by SHEEPCRM_BASE_URL /
+SHEEPCRM_API_KEY, returned as raw JSON. That is what any MCP server answering from sheepCRM must at least do,
+so `get_contact` vs `fetch` measures our code alone, with the upstream call on both sides.
 
 `python -m bench.echo_server` serves stdio; `--transport http --port N` serves streamable HTTP at /mcp
 (stateful, like `sheepcrm-mcp --transport http`).
@@ -7,7 +11,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+from typing import Any
 
+import httpx
 from mcp.server.mcpserver import MCPServer
 
 
@@ -18,6 +25,21 @@ def build() -> MCPServer:
     def echo(text: str) -> str:
         """Return text unchanged."""
         return text
+
+    http: dict[str, httpx.AsyncClient] = {}
+
+    @server.tool()
+    async def fetch(uri: str) -> dict[str, Any]:
+        """Return the raw contact summary for uri."""
+        if "client" not in http:
+            http["client"] = httpx.AsyncClient(
+                base_url=os.environ.get("SHEEPCRM_BASE_URL", "http://127.0.0.1:8089"),
+                headers={"Authorization": f"Bearer {os.environ.get('SHEEPCRM_API_KEY', '')}"},
+            )
+        response = await http["client"].get(f"/api/v2{uri}summary")
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()
+        return data
 
     return server
 
