@@ -1,0 +1,52 @@
+"""Gated writes over the real transports: the installed binary over stdio, and streamable HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import mcp_types as types
+import pytest
+from mcp import Client, StdioServerParameters
+
+from sandbox.runner import SandboxServer
+from sandbox.store import Store
+from tests.transport.helpers import binary, sandbox_env, serve_http
+
+
+async def accept(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+    assert "open → done" in params.message
+    return types.ElicitResult(action="accept", content={"confirm": True})
+
+
+async def decline(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+    return types.ElicitResult(action="decline")
+
+
+def done(sb: SandboxServer, uid: str) -> bool:
+    task = sb.store.get_record("task", uid)
+    assert task is not None
+    return Store.task_status(task) == "done"
+
+
+@pytest.mark.parametrize(("answer", "applied"), [(accept, True), (decline, False)])
+async def test_gated_write_over_stdio(sandbox: SandboxServer, tmp_path: Path, answer: Any, applied: bool) -> None:
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    params = StdioServerParameters(command=binary(), args=[], env=sandbox_env(sandbox, tmp_path))
+    async with Client(params, mode="legacy", elicitation_callback=answer, read_timeout_seconds=30) as client:
+        result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    assert result.structured_content["status"] == ("applied" if applied else "not_approved")
+    assert done(sandbox, uid) == applied
+    audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert audit[-1]["outcome"] == ("succeeded" if applied else "declined")
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_gated_write_over_http(sandbox: SandboxServer, tmp_path: Path, mode: str) -> None:
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    with serve_http(sandbox, tmp_path) as base:
+        async with Client(f"{base}/mcp", mode=mode, elicitation_callback=accept) as client:
+            result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    assert result.structured_content["status"] == "applied" and done(sandbox, uid)
+    assert len([r for r in sandbox.request_log if r.method == "PUT"]) == 1
