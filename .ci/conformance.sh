@@ -12,40 +12,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-NODE_VERSION=22.23.3
-CONFORMANCE_VERSION=0.1.16
-INSPECTOR_VERSION=2.12.0
-NODE_DIR=.ci/node
-
-install_node_tools() {  # identical in .ci/inspector.sh: one install serves both scripts
-  local arch pkg stamp
-  case "$(uname -m)" in
-    x86_64|amd64) arch=x64 ;;
-    aarch64|arm64) arch=arm64 ;;
-    *) echo "conformance: no Node package for $(uname -m)" >&2; exit 2 ;;
-  esac
-  pkg="node-linux-$arch"
-  stamp="$NODE_DIR/.installed-$pkg-$NODE_VERSION-$CONFORMANCE_VERSION-$INSPECTOR_VERSION"
-  if [ ! -f "$stamp" ]; then
-    command -v npm >/dev/null || { echo "conformance: npm is required" >&2; exit 2; }
-    rm -rf "$NODE_DIR" && mkdir -p "$NODE_DIR"
-    echo '{"private": true}' > "$NODE_DIR/package.json"
-    npm install --prefix "$NODE_DIR" --no-audit --no-fund --loglevel=error \
-      "$pkg@$NODE_VERSION" "@modelcontextprotocol/conformance@$CONFORMANCE_VERSION" \
-      "@modelcontextprotocol/inspector@$INSPECTOR_VERSION" >&2
-    touch "$stamp"
-  fi
-  export PATH="$PWD/$NODE_DIR/node_modules/$pkg/bin:$PWD/$NODE_DIR/node_modules/.bin:$PATH"
-  hash -r
-  node --version >&2
-}
-
-server_bin() {
-  if [ -n "${SHEEPCRM_MCP_BIN:-}" ]; then echo "$SHEEPCRM_MCP_BIN"; return; fi
-  local venv="${SHEEPCRM_VENV:-.venv}"
-  if [ -x "$venv/bin/sheepcrm-mcp" ]; then echo "$PWD/$venv/bin/sheepcrm-mcp"; return; fi
-  command -v sheepcrm-mcp || { echo "conformance: sheepcrm-mcp not found (bash dev.sh test installs it)" >&2; exit 2; }
-}
+TOOL=conformance
+# shellcheck source=node-tools.sh
+source .ci/node-tools.sh
 
 install_node_tools
 BIN="$(server_bin)"
