@@ -112,3 +112,13 @@ async def test_random_arguments_never_crash(shared_sandbox: SandboxServer, conne
         text = result.content[0].text  # type: ignore[union-attr]
         assert "Traceback" not in text and "unexpectedly" not in text, text
     assert not any(r.method == "PUT" for r in shared_sandbox.request_log)
+
+
+async def test_argument_errors_never_echo_values(shared_sandbox: SandboxServer, connect: Any) -> None:
+    secret = "sk-live-DO-NOT-ECHO-9f8e7d"
+    async with connect(shared_sandbox) as client:
+        for args in ({"query": "x", "api_key": secret}, {"query": "x", "limit": secret}, {"query": {"k": secret}}):
+            result = await client.call_tool("search_contacts", args)
+            text = result.content[0].text  # type: ignore[union-attr]
+            assert result.is_error and secret not in text, text
+            assert "search_contacts" in text
