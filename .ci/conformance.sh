@@ -16,17 +16,7 @@ TOOL=conformance
 # shellcheck source=node-tools.sh
 source .ci/node-tools.sh
 
-install_node_tools
-BIN="$(server_bin)"
-PY="$(dirname "$BIN")/python"
-[ -x "$PY" ] || PY=python3
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+prepare  # sets BIN, PY, WORK, SERVER_PID; cleans up on exit
 
 # Not applicable to this server: see docs/CONFORMANCE.md for one reason per line.
 cat > "$WORK/not-applicable.yml" <<'YAML'

@@ -13,17 +13,7 @@ TOOL=inspector
 # shellcheck source=node-tools.sh
 source .ci/node-tools.sh
 
-install_node_tools
-BIN="$(server_bin)"
-PY="$(dirname "$BIN")/python"
-[ -x "$PY" ] || PY=python3
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+prepare  # sets BIN, PY, WORK, SERVER_PID; cleans up on exit
 # Keep the Inspector's catalog and our audit log out of the real home directory.
 export HOME="$WORK" MCP_CATALOG_PATH="$WORK/catalog.json" SHEEPCRM_AUDIT_LOG="$WORK/audit.jsonl"
 FAILED=0

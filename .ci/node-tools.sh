@@ -35,3 +35,18 @@ server_bin() {
   if [ -x "$venv/bin/sheepcrm-mcp" ]; then echo "$PWD/$venv/bin/sheepcrm-mcp"; return; fi
   command -v sheepcrm-mcp || { echo "$TOOL: sheepcrm-mcp not found (bash dev.sh test installs it)" >&2; exit 2; }
 }
+
+cleanup() {
+  if [ -n "${SERVER_PID:-}" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+
+prepare() {
+  install_node_tools
+  BIN="$(server_bin)"
+  PY="$(dirname "$BIN")/python"
+  [ -x "$PY" ] || PY=python3
+  WORK="$(mktemp -d)"
+  SERVER_PID=""
+  trap cleanup EXIT
+}
