@@ -55,17 +55,7 @@ run_suite() {  # $1 = label, $2 = expected-failures file, rest = extra server fl
   HOME="$WORK" SHEEPCRM_AUDIT_LOG="$WORK/audit-$label.jsonl" "$BIN" --sandbox --transport http --port "$port" "$@" \
     2>"$WORK/server-$label.log" &
   SERVER_PID=$!
-  "$PY" - "$port" <<'PY' || { cat "$WORK/server-$label.log" >&2; exit 1; }
-import sys, time, urllib.request
-url = f"http://127.0.0.1:{sys.argv[1]}/healthz"
-for _ in range(300):
-    try:
-        urllib.request.urlopen(url, timeout=1).read()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.1)
-sys.exit(f"server at {url} did not come up")
-PY
+  wait_healthy "$port" "$WORK/server-$label.log"
   rc=0
   conformance server --url "http://127.0.0.1:$port/mcp" --expected-failures "$baseline" \
     -o "$out" >"$WORK/conformance-$label.txt" 2>&1 || rc=$?

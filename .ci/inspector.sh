@@ -67,17 +67,7 @@ TOKEN="inspector-$("$PY" -c 'import secrets; print(secrets.token_hex(16))')"
 PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 SHEEPCRM_MCP_TOKEN="$TOKEN" "$BIN" --sandbox --transport http --port "$PORT" 2>"$WORK/server.log" &
 SERVER_PID=$!
-"$PY" - "$PORT" <<'PY' || { cat "$WORK/server.log" >&2; exit 1; }
-import sys, time, urllib.request
-url = f"http://127.0.0.1:{sys.argv[1]}/healthz"
-for _ in range(300):
-    try:
-        urllib.request.urlopen(url, timeout=1).read()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.1)
-sys.exit(f"server at {url} did not come up")
-PY
+wait_healthy "$PORT" "$WORK/server.log"
 URL="http://127.0.0.1:$PORT/mcp"
 inspect http-tools-list '"search_contacts" in {t["name"] for t in a["tools"]}' \
   "$URL" --transport http --header "Authorization: Bearer $TOKEN" --method tools/list

@@ -50,3 +50,17 @@ prepare() {
   SERVER_PID=""
   trap cleanup EXIT
 }
+
+wait_healthy() {  # PORT LOGFILE: wait for /healthz, or show the server's log and fail
+  "$PY" - "$1" <<'PY' || { cat "$2" >&2; exit 1; }
+import sys, time, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}/healthz"
+for _ in range(300):
+    try:
+        urllib.request.urlopen(url, timeout=1).read()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(f"server at {url} did not come up")
+PY
+}

@@ -197,9 +197,14 @@ def listening(cmd: list[str], env: dict[str, str] | None, timeout: float) -> Ite
                 time.sleep(0.02)
         yield port, proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a benchmark subprocess, killing it if it does not exit within 5 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

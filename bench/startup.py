@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from bench.common import REPO, Row, echo_command, p50, rss_mb, server_command, server_env
+from bench.common import REPO, Row, echo_command, p50, rss_mb, server_command, server_env, stop
 
 TARGET_START = 0.6
 TARGET_RSS = 80.0
@@ -56,12 +56,7 @@ def once(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
         time.sleep(0.2)  # idle
         return started, rss_mb(proc.pid), tools
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def import_profile(top: int = 8) -> list[str]:
