@@ -77,7 +77,7 @@ class WritePlan:
     summary: str  # one line: what and on which record
     read: Callable[[], Awaitable[Any]]  # the current state, fresh (JSON-able)
     diff: Callable[[Any], list[Change]]  # the changes still needed given a state; [] = nothing to do
-    apply: Callable[[list[Change]], Awaitable[None]]  # one upstream write for these changes
+    apply: Callable[[list[Change], Any], Awaitable[None]]  # one write for these changes, given the state just read
     undo: Callable[[list[Change]], dict[str, Any] | None]  # arguments of the same tool that undo them
     one_write_per_change: bool = False
 
@@ -279,7 +279,7 @@ class Gate:
         cancelled: BaseException | None = None
         for done, unit in enumerate(units, start=1):
             try:
-                await plan.apply(unit)
+                await plan.apply(unit, before)
             except SheepError as exc:  # failed or unknown outcome: never write again, read back below
                 failure = str(exc)
                 break

@@ -151,8 +151,7 @@ async def update_contact(req: UpdateContactInput, deps: Deps) -> WritePlan:
             Change(f, f.replace("_", " "), state["fields"][f], v) for f, v in wanted.items() if state["fields"][f] != v
         ]
 
-    async def apply(changes: list[Change]) -> None:
-        state = await read()
+    async def apply(changes: list[Change], state: dict[str, Any]) -> None:
         packet: dict[str, Any] = {}
         keys = {c.key: c.after for c in changes}
         if "email" in keys:

@@ -239,7 +239,7 @@ async def set_attendance(req: SetAttendanceInput, deps: Deps) -> WritePlan:
             if state[str(p)]["status"] != req.status
         ]
 
-    async def apply(changes: list[Change]) -> None:
+    async def apply(changes: list[Change], _: Any) -> None:
         for change in changes:
             await deps.client.set_attendance(req.uid, parse_uri(change.key, bucket, ("person",)), req.status)
 

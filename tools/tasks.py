@@ -161,7 +161,7 @@ async def update_task(req: UpdateTaskInput, deps: Deps) -> WritePlan:
             return []
         return [Change("status", "status", state["status"], target)]
 
-    async def apply(_: list[Change]) -> None:
+    async def apply(_: list[Change], __: Any) -> None:
         params = {"until": req.until.isoformat()} if req.until else None
         await deps.client.task_action(req.uid, UPSTREAM[req.action], params)
 
