@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -485,22 +486,25 @@ async def task_single(request: Request) -> Response:
     return JSONResponse(task_json(store_of(request).require("task", path_uid(request))))
 
 
-def task_action(action: Callable[[Store, str], Record]) -> Callable[[Request], Awaitable[Response]]:
+TaskAction = Callable[[Store, str, QueryParams], Record]
+
+
+def task_action(action: TaskAction) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        store = store_of(request)
         try:
-            until = request.query_params.get("until")
-            if until is not None and action is Store.snooze_task:
-                try:
-                    when = parse_dt(until)
-                except ValueError:
-                    return error(400, "until must be a date, YYYY-MM-DD")
-                return JSONResponse(task_json(store.snooze_task(path_uid(request), when)))
-            return JSONResponse(task_json(action(store, path_uid(request))))
+            return JSONResponse(task_json(action(store_of(request), path_uid(request), request.query_params)))
         except Invalid as exc:  # e.g. snoozing a completed task: the values, not the request, are wrong
             return error(409, str(exc))
+        except ValueError:
+            return error(400, "until must be a date, YYYY-MM-DD")
 
     return endpoint
+
+
+def snooze_task(store: Store, uid: str, query: QueryParams) -> Record:
+    """`?until=YYYY-MM-DD` snoozes to that date (the sandbox's extension); without it, 24 hours."""
+    until = query.get("until")
+    return store.snooze_task(uid, parse_dt(until) if until is not None else None)
 
 
 # -- v2: segments ------------------------------------------------------------------
@@ -715,9 +719,15 @@ def routes() -> list[Route]:
         Route(f"{nt}/tasks", tasks_mine),
         Route(f"{nt}/tasks/all", tasks_all),
         Route(f"{nt}/task/{{uid}}", task_single),
-        Route(f"{nt}/task/{{uid}}/complete", task_action(Store.complete_task), methods=["PUT"]),
-        Route(f"{nt}/task/{{uid}}/uncomplete", task_action(Store.uncomplete_task), methods=["PUT"]),
-        Route(f"{nt}/task/{{uid}}/snooze", task_action(Store.snooze_task), methods=["PUT"]),
+        Route(
+            f"{nt}/task/{{uid}}/complete", task_action(lambda store, uid, _: store.complete_task(uid)), methods=["PUT"]
+        ),
+        Route(
+            f"{nt}/task/{{uid}}/uncomplete",
+            task_action(lambda store, uid, _: store.uncomplete_task(uid)),
+            methods=["PUT"],
+        ),
+        Route(f"{nt}/task/{{uid}}/snooze", task_action(snooze_task), methods=["PUT"]),
         Route(sg, segments_active),
         Route(f"{sg}/all", segments_all),
         Route(f"{sg}/find", segments_find),
