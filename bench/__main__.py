@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown section(s): {', '.join(sorted(unknown))}")
 
-    from sandbox.runner import SandboxServer
+    from sheepcrm_mcp.sandbox.runner import SandboxServer
 
     rows: list[Row] = []
     notes: list[str] = []

@@ -109,12 +109,12 @@ def free_port() -> int:
 
 
 def server_command() -> list[str]:
-    """How to start `sheepcrm-mcp`: the console script next to this Python, else `python -m server.cli`."""
+    """How to start `sheepcrm-mcp`: the console script next to this Python, else `python -m sheepcrm_mcp`."""
     script = Path(sys.executable).with_name("sheepcrm-mcp")
     if script.exists():
         return [str(script)]
     found = shutil.which("sheepcrm-mcp")
-    return [found] if found else [sys.executable, "-m", "server.cli"]
+    return [found] if found else [sys.executable, "-m", "sheepcrm_mcp"]
 
 
 def echo_command() -> list[str]:
@@ -169,8 +169,9 @@ class Upstream:
 
 @contextmanager
 def sandbox_process(size: str = "demo", seed: int = 1) -> Iterator[Upstream]:
-    """`python -m sandbox` in its own process (same seed, so the same uris as an in-process SandboxServer)."""
-    with listening([sys.executable, "-m", "sandbox", "--size", size, "--seed", str(seed)], None, 60.0) as (port, _):
+    """`python -m sheepcrm_mcp.sandbox` in its own process (same seed: the same uris as an in-process sandbox)."""
+    command = [sys.executable, "-m", "sheepcrm_mcp.sandbox", "--size", size, "--seed", str(seed)]
+    with listening(command, None, 60.0) as (port, _):
         yield Upstream(f"http://127.0.0.1:{port}")
 
 

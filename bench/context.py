@@ -20,14 +20,16 @@ def size(result: Any) -> int:
 
 async def ours(sb: Any) -> tuple[int, int]:
     from bench.overhead import bench_settings
-    from server.app import build_server, runtime
+    from sheepcrm_mcp.assembly import build_app
 
-    server = build_server(bench_settings(sb))
+    built = build_app(bench_settings(sb))
+
+    server = built.server
     try:
         async with Client(server, mode="legacy") as client:
             result = await client.list_tools()
     finally:
-        await runtime(server).aclose()
+        await built.aclose()
     return size(result), len(result.tools)
 
 

@@ -12,15 +12,15 @@ import time
 
 
 def main() -> None:
-    from server.client import SheepClient
-    from server.config import load_settings
-    from server.scope import parse_uri
+    from sheepcrm_mcp.server.settings import load_settings
+    from sheepcrm_mcp.sheepcrm import SheepClient
+    from sheepcrm_mcp.sheepcrm.scope import parse_uri
 
     settings = load_settings()
     uri = parse_uri(sys.argv[1], settings.bucket)
 
     async def serve() -> None:
-        async with SheepClient(settings) as client:
+        async with SheepClient(settings.client_config()) as client:
             while await asyncio.to_thread(sys.stdin.readline):
                 t0 = time.perf_counter()
                 await client.contact_summary(uri)

@@ -24,7 +24,7 @@ TARGET_PCT = 10.0
 
 
 def bench_settings(sb: Any, **over: Any) -> Any:
-    from server.config import Settings
+    from sheepcrm_mcp.server.settings import Settings
 
     values: dict[str, Any] = {
         "api_key": sb.key,
@@ -76,11 +76,11 @@ async def measure(paths: dict[str, Callable[[], Awaitable[Any]]], rounds: int, w
 
 async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
     from bench.echo_server import build as build_echo
-    from server.app import build_server, runtime
-    from server.client import SheepClient
-    from server.scope import parse_uri
-    from server.toolkit import Deps
-    from tools.contacts import GetContactInput, get_contact
+    from sheepcrm_mcp.assembly import build_app
+    from sheepcrm_mcp.server.toolkit import Deps
+    from sheepcrm_mcp.sheepcrm import SheepClient
+    from sheepcrm_mcp.sheepcrm.scope import parse_uri
+    from sheepcrm_mcp.tools.contacts import GetContactInput, get_contact
 
     rounds, warmup = (40, 5) if quick else (600, 30)
     jane = sb.store.demo_facts()["jane_uri"]
@@ -90,13 +90,14 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
     args = {"uri": jane}
     paths: dict[str, Callable[[], Awaitable[Any]]] = {}
     async with AsyncExitStack() as stack:
-        direct = SheepClient(settings)
+        direct = SheepClient(settings.client_config())
         stack.push_async_callback(direct.aclose)
         uri = parse_uri(jane, settings.bucket)
         deps = Deps(client=direct, settings=settings)
         request = GetContactInput(uri=jane)
-        inproc_server = build_server(settings)
-        stack.push_async_callback(runtime(inproc_server).aclose)
+        inproc = build_app(settings)
+        inproc_server = inproc.server
+        stack.push_async_callback(inproc.aclose)
 
         clients = {
             "ours_stdio": Client(stdio(server_command(), env), mode="legacy"),

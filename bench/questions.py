@@ -115,11 +115,12 @@ def answer_chars(result: Any) -> int:
 
 async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
     from bench.overhead import bench_settings
-    from server.app import build_server, runtime
+    from sheepcrm_mcp.assembly import build_app
 
     facts = sb.store.demo_facts()
     qs = questions(facts, sb.bucket)
-    server = build_server(bench_settings(sb))
+    built = build_app(bench_settings(sb))
+    server = built.server
     notes = ["Answer cost per question (ours: text content of each tool result, as a client puts it in the model's "
              "context; raw: bytes of each upstream JSON body a generated server's tool would return):", "",
              "| # | question | our calls | our chars | raw calls | raw chars | ratio |",
@@ -160,7 +161,7 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
                 rows.append(Row(f"Q{n} answer chars (calls): {q.text[:44]}", f"{ours} ({len(q.ours)})",
                                 f"{raw} ({len(q.raw)})", f"{ratio:.2f}x", "<= 0.33x, <= 2 calls", ok))
     finally:
-        await runtime(server).aclose()
+        await built.aclose()
     rows.append(Row("10 questions: total answer chars", f"{tot_ours}", f"{tot_raw}", f"{tot_ours / tot_raw:.2f}x",
                     "<= 0.33x each", all_ok))
     return rows, notes

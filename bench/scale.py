@@ -25,9 +25,9 @@ async def timed(fn: Callable[[], Awaitable[Any]]) -> float:
 
 async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
     from bench.overhead import bench_settings
-    from server.app import build_server, runtime
-    from server.client import SheepClient
-    from server.scope import parse_uri
+    from sheepcrm_mcp.assembly import build_app
+    from sheepcrm_mcp.sheepcrm import SheepClient
+    from sheepcrm_mcp.sheepcrm.scope import parse_uri
 
     facts = sb.store.demo_facts()
     people = facts["counts"]["people"] + facts["counts"]["organisations"]
@@ -36,8 +36,9 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
     reps = 5 if quick else 40
     max_pages = 4 if quick else 10_000
     settings = bench_settings(sb)
-    server = build_server(settings)
-    direct = SheepClient(settings)
+    built = build_app(settings)
+    server = built.server
+    direct = SheepClient(settings.client_config())
     rows: list[Row] = []
     try:
         async with Client(server, mode="legacy") as client:
@@ -87,7 +88,7 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
             if not quick and (cursor or len(seen) != total):
                 raise RuntimeError(f"paging saw {len(seen)} distinct members of {total}")
     finally:
-        await runtime(server).aclose()
+        await built.aclose()
         await direct.aclose()
     rows.append(Row(f"segment paging, {page_no} pages of 50 ({total} members): per page p50/p95 vs direct",
                     f"{ms(p50(pages))} / {ms(p95(pages))}", f"{ms(p50(raw_pages))} / {ms(p95(raw_pages))}",

@@ -61,7 +61,7 @@ def once(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
 
 def import_profile(top: int = 8) -> list[str]:
     """The slowest imports of `sheepcrm-mcp` start-up (python -X importtime), cumulative microseconds."""
-    code = "import server.cli, server.app"
+    code = "import sheepcrm_mcp.cli, sheepcrm_mcp.assembly"
     out = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=REPO, capture_output=True,
                          text=True, check=True).stderr
     rows = []
@@ -94,6 +94,7 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
     ]
     notes = [f"Start-up: {n} alternating starts each, from Popen to the initialize reply (2025-11-25 handshake); "
              "the sandbox was already running. RSS is VmRSS from /proc after initialize + tools/list.", "",
-             "Slowest imports at start-up (cumulative, `python -X importtime -c 'import server.cli, server.app'`):",
+             "Slowest imports at start-up (cumulative, "
+             "`python -X importtime -c 'import sheepcrm_mcp.cli, sheepcrm_mcp.assembly'`):",
              "", "| module | time |", "|---|---|", *import_profile()]
     return rows, notes

@@ -63,7 +63,8 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
     rows: list[Row] = []
     notes = [f"Throughput: {CLIENTS} concurrent streamable-HTTP sessions x {per_client} sequential calls, "
              f"{rounds} alternating round(s) per server; every call reaches the sandbox (SHEEPCRM_CACHE_TTL=0), "
-             "which runs in its own process (`python -m sandbox`, same seed); the 32 clients share the bench process. "
+             "which runs in its own process (`python -m sheepcrm_mcp.sandbox`, same seed); "
+             "the 32 clients share the bench process. "
              "Server CPU per call is from /proc/<pid>/stat over the run (10 ms ticks).", ""]
     with ExitStack() as stack:
         upstream = stack.enter_context(sandbox_process())

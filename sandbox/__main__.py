@@ -8,10 +8,10 @@ import sys
 
 import uvicorn
 
-from sandbox.app import create_app
-from sandbox.faults import FaultPlan, FaultSyntaxError
-from sandbox.seed import SIZES
-from sandbox.store import Store
+from sheepcrm_mcp.sandbox.app import create_app
+from sheepcrm_mcp.sandbox.faults import FaultPlan, FaultSyntaxError
+from sheepcrm_mcp.sandbox.seed import SIZES
+from sheepcrm_mcp.sandbox.store import Store
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,20 +24,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sandbox.faults import FaultPlan, FaultRule
-from sandbox.store import (
+from sheepcrm_mcp.sandbox.faults import FaultPlan, FaultRule
+from sheepcrm_mcp.sandbox.records import (
     ATTENDANCE_STATUSES,
     CONTACT_TYPES,
     EVENT_STATES,
     LIST_FIELDS,
-    Invalid,
-    NotFound,
-    Record,
-    Store,
     now_utc,
     parse_dt,
     primary,
 )
+from sheepcrm_mcp.sandbox.store import Invalid, NotFound, Record, Store
 
 UID = re.compile(r"^[A-Za-z0-9]{1,64}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

@@ -10,9 +10,9 @@ from types import TracebackType
 import uvicorn
 from starlette.applications import Starlette
 
-from sandbox.app import LoggedRequest, create_app
-from sandbox.faults import FaultPlan
-from sandbox.store import Store
+from sheepcrm_mcp.sandbox.app import LoggedRequest, create_app
+from sheepcrm_mcp.sandbox.faults import FaultPlan
+from sheepcrm_mcp.sandbox.store import Store
 
 
 class SandboxServer:
@@ -55,6 +55,11 @@ class SandboxServer:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    def settings(self) -> dict[str, str]:
+        """The SHEEPCRM_* settings (as field names) that point sheepcrm-mcp at this sandbox: the one place
+        that knows how, for the CLI's --sandbox, doctor, the demo, tests and benchmarks."""
+        return {"api_key": self.key, "bucket": self.bucket, "base_url": self.url, "v1_base_url": self.url}
 
     @property
     def request_log(self) -> list[LoggedRequest]:

@@ -19,8 +19,21 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+
+from sheepcrm_mcp.sandbox.records import (
+    ATTENDANCE_STATUSES,
+    CONTACT_TYPES,
+    EVENT_STATES,
+    contact_index_row,
+    fmt_dt,
+    normalise_postcode,
+    now_utc,
+    parse_dt,
+    primary,
+    sort_key_for,
+)
 
 SCHEMA = """
 CREATE TABLE records (
@@ -50,59 +63,9 @@ CREATE INDEX audit_related ON audit (related);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-EVENT_STATES = ("all", "current", "draft", "future", "past", "running")
-ATTENDANCE_STATUSES = ("invited", "accepted", "declined", "attended", "no-show")
-CONTACT_TYPES = ("person", "organisation")
-LIST_FIELDS = ("email", "telephone", "address_lines", "tags", "comms_permission")
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def fmt_dt(value: datetime) -> str:
-    """sheepCRM datetime format: 2023-09-05T11:27:06.437000 (UTC, no zone)."""
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%f")
-
-
-def parse_dt(value: str) -> datetime:
-    return datetime.fromisoformat(value)
-
-
-def normalise_postcode(value: str) -> str:
-    return re.sub(r"\s+", "", value).lower()
-
-
-def primary(values: list[Any] | None) -> str | None:
-    """First non-empty value of a sheepCRM list field (email, telephone)."""
-    for value in values or []:
-        if value:
-            return str(value)
-    return None
-
-
-def contact_index_row(uri: str, rtype: str, data: dict[str, Any]) -> tuple[Any, ...]:
-    """Row for the `contacts` search table, all lower case."""
-    name = data.get("formatted_name") or data.get("name") or ""
-    parts = [
-        name,
-        " ".join(e for e in data.get("email") or [] if e),
-        data.get("postal_code") or "",
-        normalise_postcode(data.get("postal_code") or ""),
-        data.get("locality") or "",
-    ]
-    sort_name = data.get("sortable_name") or name
-    return (
-        uri,
-        rtype,
-        (data.get("title") or "").lower() or None,
-        (data.get("first_name") or "").lower() or None,
-        (data.get("last_name") or data.get("name") or "").lower() or None,
-        data.get("date_of_birth"),
-        normalise_postcode(data.get("postal_code") or "") or None,
-        " ".join(parts).lower(),
-        sort_name.lower(),
-    )
+__all__ = [
+    "ATTENDANCE_STATUSES", "EVENT_STATES", "Invalid", "NotFound", "Record", "Store", "now_utc", "parse_dt", "primary",
+]
 
 
 @dataclass(frozen=True)
@@ -148,7 +111,7 @@ class Store:
     @classmethod
     def create(cls, path: str | None = None, *, size: str = "demo", seed: int = 1, bucket: str = "demo") -> Store:
         """Build a fresh, seeded database at `path` (a temp file when None; an existing file is replaced)."""
-        from sandbox.seed import build  # seed imports this module
+        from sheepcrm_mcp.sandbox.seed import build  # imported here: only building needs it
 
         owns = path is None
         if path is None:
@@ -160,7 +123,7 @@ class Store:
         store = cls(path, bucket, owns_file=owns)
         started = now_utc()
         store._db.executescript(SCHEMA)
-        build(store, size=size, seed=seed)
+        build(store.bucket, store.transaction, size=size, seed=seed)
         store.build_seconds = (now_utc() - started).total_seconds()
         return store
 
@@ -537,18 +500,6 @@ class Store:
         new = until or max(parse_dt(task.data["date"]), now_utc()) + timedelta(hours=24)
         message = f"task snoozed until {new:%Y-%m-%d}" if until else "task snoozed for 24 hours"
         return self.update(task.uri, {"date": fmt_dt(new), "snoozed_until": fmt_dt(new)}, message=message)
-
-
-def sort_key_for(rtype: str, data: dict[str, Any]) -> str | None:
-    if rtype == "task":
-        return str(data.get("date"))
-    if rtype == "booking":
-        return str(data.get("start_datetime"))
-    if rtype in CONTACT_TYPES:
-        return str(data.get("sortable_name") or data.get("formatted_name") or "").lower()
-    if "sort_order" in data:
-        return f"{int(data['sort_order']):06d}"
-    return str(data.get("name") or data.get("title") or data.get("start_date") or "")
 
 
 def _link(rtype: str, data: dict[str, Any], current: str | None) -> str | None:

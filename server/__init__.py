@@ -1,3 +1,9 @@
-"""sheepcrm-mcp: the machine room (settings, client, scope, gate, audit, MCP wiring)."""
+"""The MCP machinery, free of any sheepCRM domain: how a tool is declared and registered (toolkit),
+the one confirmation gate (gate, writes, approvals), the audit log, logging and settings."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("sheepcrm-mcp")  # the one source is pyproject.toml
+except PackageNotFoundError:  # pragma: no cover - running from a tree that was never installed
+    __version__ = "0+unknown"

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from server.threadserver import ThreadServer
+from sheepcrm_mcp.server.threadserver import ThreadServer
 
 TTL_SECONDS = 600.0
 Status = Literal["pending", "approved", "rejected", "used"]

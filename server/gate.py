@@ -15,11 +15,9 @@ elicitation fail closed and are pointed to the loopback approval page.
 
 from __future__ import annotations
 
-import contextvars
-import dataclasses
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -29,18 +27,16 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp_types.version import is_version_at_least
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from server.approvals import ApprovalPage, ApprovalStore, digest
-from server.audit import AuditLog
-from server.client import SheepError
-from server.config import Settings
-from server.scope import ScopeError
-from server.toolkit import Deps, Output, Refusal, ToolSpec, explain_validation
+from sheepcrm_mcp.server.approvals import ApprovalPage, ApprovalStore, digest
+from sheepcrm_mcp.server.audit import AuditLog
+from sheepcrm_mcp.server.settings import Settings
+from sheepcrm_mcp.server.toolkit import Output, Registration, WriteDeps, WriteTool, answering
+from sheepcrm_mcp.server.writes import Change, WritePlan
+from sheepcrm_mcp.sheepcrm import SheepError
 
 log = logging.getLogger("sheepcrm_mcp.gate")
-
-_PREVIEWED: contextvars.ContextVar[str | None] = contextvars.ContextVar("previewed_state", default=None)
 
 
 class Confirm(BaseModel):
@@ -49,37 +45,6 @@ class Confirm(BaseModel):
     confirm: bool = Field(
         default=False, title="Apply this change", description="Tick to apply exactly the change shown above."
     )
-
-
-@dataclass(frozen=True)
-class Change:
-    key: str  # machine name: field name, attendee uri, task action
-    label: str  # what a person reads
-    before: Any
-    after: Any
-
-    def line(self) -> str:
-        return f"{self.label}: {_show(self.before)} → {_show(self.after)}"
-
-
-def _show(value: Any) -> str:
-    if value in (None, "", [], {}):
-        return "(empty)"
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
-    return str(value)
-
-
-@dataclass
-class WritePlan:
-    """What a write tool hands the gate."""
-
-    summary: str  # one line: what and on which record
-    read: Callable[[], Awaitable[Any]]  # the current state, fresh (JSON-able)
-    diff: Callable[[Any], list[Change]]  # the changes still needed given a state; [] = nothing to do
-    apply: Callable[[list[Change], Any], Awaitable[None]]  # one write for these changes, given the state just read
-    undo: Callable[[list[Change]], dict[str, Any] | None]  # arguments of the same tool that undo them
-    one_write_per_change: bool = False
 
 
 class ChangeLine(Output):
@@ -107,11 +72,22 @@ class WriteResult(Output):
 
 
 @dataclass
+class Prepared:
+    """One request's plan and the state it was previewed against: built once per call (per round)."""
+
+    request: BaseModel
+    plan: WritePlan
+    state: Any
+    state_digest: str
+    changes: list[Change]
+
+
+@dataclass
 class Decision:
     kind: Literal["noop", "approved", "declined", "cancelled", "timeout", "approval_required", "rejected", "expired"]
     channel: str
-    state_digest: str = ""
     url: str | None = None
+    waited: bool = False  # a person was asked during this call, so the state must be read again before writing
 
 
 def _elicitation_modes(ctx: Context) -> tuple[bool, bool]:
@@ -142,74 +118,85 @@ class Gate:
 
     # ---- wiring --------------------------------------------------------------------
 
-    def wrap(self, spec: ToolSpec[Any, Any], make_deps: Callable[[Context], Deps]) -> ToolSpec[Any, Any]:
-        """Turn a write spec (whose handler returns a WritePlan) into a gated tool."""
-        plan_for: Callable[[Any, Deps], Awaitable[WritePlan]] = spec.handler
+    def registration(self, spec: WriteTool[Any], make_deps: Callable[[Context], WriteDeps]) -> Registration:
+        """The gated tool for a write spec: prepare (plan + state, once) -> confirm (a person) -> commit."""
         names = list(spec.input.model_fields)
 
-        async def resolver(ctx: Context, **args: Any) -> Any:
-            try:
+        async def prepare(ctx: Context, **args: Any) -> Prepared:
+            with answering(spec.name):
                 request = spec.input.model_validate(args)
-            except ValidationError as exc:
-                raise ToolError(explain_validation(spec.name, exc)) from None
-            try:
-                plan = await plan_for(request, make_deps(ctx))
-                return await self._ask(spec.name, request, plan, ctx)
-            except (Refusal, ScopeError, SheepError) as exc:
-                raise ToolError(str(exc)) from None
+                plan = await spec.handler(request, make_deps(ctx))
+                state = await plan.read()
+                return Prepared(request, plan, state, digest(state), plan.diff(state))
+            raise AssertionError("unreachable")  # answering() re-raises every failure
 
-        params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
-        params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in names]
-        resolver.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-        resolver.__annotations__ = {"ctx": Context}
-        resolver.__name__ = f"confirm_{spec.name}"
+        async def confirm(prepared: Annotated[Prepared, Resolve(prepare)], ctx: Context) -> Any:
+            with answering(spec.name):
+                return await self._ask(spec.name, prepared, ctx)
 
-        async def handler(request: BaseModel, deps: Deps) -> WriteResult:
-            plan = await plan_for(request, deps)
-            return await self._commit(spec.name, request, plan, deps.extras["confirmation"], deps.ctx)
-
-        confirmation = inspect.Parameter(
-            "confirmation",
-            inspect.Parameter.KEYWORD_ONLY,
-            annotation=Annotated[ElicitationResult[Confirm], Resolve(resolver)],
+        kw = inspect.Parameter.KEYWORD_ONLY
+        prepared_type = Annotated[Prepared, Resolve(prepare)]
+        prepare.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter("ctx", kw, annotation=Context), *(inspect.Parameter(n, kw) for n in names)]
         )
-        return dataclasses.replace(spec, handler=handler, output=WriteResult, extra_params=(confirmation,))
+        prepare.__annotations__ = {"ctx": Context, "return": Prepared}
+        confirm.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter("prepared", kw, annotation=prepared_type),
+                inspect.Parameter("ctx", kw, annotation=Context),
+            ]
+        )
+        confirm.__annotations__ = {"prepared": prepared_type, "ctx": Context}
+        prepare.__name__ = f"prepare_{spec.name}"
+        confirm.__name__ = f"confirm_{spec.name}"
+
+        async def call(request: BaseModel, ctx: Context, extras: dict[str, Any]) -> BaseModel:
+            return await self._commit(spec.name, extras["prepared"], extras["confirmation"], ctx)
+
+        extra = (
+            inspect.Parameter("prepared", kw, annotation=prepared_type),
+            inspect.Parameter("confirmation", kw, annotation=Annotated[ElicitationResult[Confirm], Resolve(confirm)]),
+        )
+        return Registration(
+            spec.name, spec.title, spec.description, spec.input, WriteResult, spec.annotations, call, extra
+        )
 
     # ---- asking --------------------------------------------------------------------
 
     def _arguments(self, request: BaseModel) -> dict[str, Any]:
         return request.model_dump(mode="json", exclude_none=True)
 
-    async def _ask(self, tool: str, request: BaseModel, plan: WritePlan, ctx: Context) -> Any:
-        state = await plan.read()
-        state_digest = digest(state)
-        _PREVIEWED.set(state_digest)
-        changes = plan.diff(state)
+    async def _ask(self, tool: str, prepared: Prepared, ctx: Context) -> Any:
+        plan, changes = prepared.plan, prepared.changes
         if not changes:
-            return Decision("noop", "-", state_digest)
+            return Decision("noop", "-")
         if self.settings.confirm == "none":
-            return Decision("approved", "none (SHEEPCRM_CONFIRM=none)", state_digest)
-        args_digest = digest([tool, self._arguments(request), _session_of(ctx)])
-        used = self.approvals.consume(tool, args_digest, state_digest)
+            return Decision("approved", "none (SHEEPCRM_CONFIRM=none)")
+        args_digest = digest([tool, self._arguments(prepared.request), _session_of(ctx)])
+        used = self.approvals.consume(tool, args_digest, prepared.state_digest)
         if isinstance(used, str):
-            return Decision("rejected" if used == "rejected" else "expired", "approval-page", state_digest)
+            return Decision("rejected" if used == "rejected" else "expired", "approval-page")
         if used is not None:
-            return Decision("approved", "approval-page", state_digest)
+            return Decision("approved", "approval-page")
         form, _url_mode = _elicitation_modes(ctx)
-        message = self._message(plan, changes, state_digest)
+        message = self._message(plan, changes, prepared.state_digest)
         if not form:
-            pending = self.approvals.create(tool, args_digest, state_digest, plan.summary, [c.line() for c in changes])
+            pending = self.approvals.create(
+                tool, args_digest, prepared.state_digest, plan.summary, [c.line() for c in changes]
+            )
             url = self.page.url_for(pending.id)
             log.warning("approval needed for %s: open %s", tool, url)
-            return Decision("approval_required", "approval-page", state_digest, url)
+            return Decision("approval_required", "approval-page", url)
         if is_version_at_least(ctx.protocol_version or "", "2026-07-28"):
-            return Elicit(message, Confirm)
+            return Elicit(message, Confirm)  # answered in a later round, in which prepare read the state afresh
         outcome: ElicitationResult[Confirm] | None = None
         with anyio.move_on_after(self.settings.confirm_timeout):
             outcome = await ctx.elicit(message, Confirm)
         if outcome is None:
-            return Decision("timeout", "elicitation", state_digest)
-        return self._from_elicitation(outcome, state_digest)
+            return Decision("timeout", "elicitation")
+        decision = self._from_elicitation(outcome)
+        decision.waited = True
+        return decision
 
     @staticmethod
     def _message(plan: WritePlan, changes: list[Change], state_digest: str) -> str:
@@ -217,30 +204,29 @@ class Gate:
         return f"{plan.summary}\n{lines}\n(record version {state_digest[:8]}) Apply this change?"
 
     @staticmethod
-    def _from_elicitation(outcome: Any, state_digest: str) -> Decision:
+    def _from_elicitation(outcome: Any) -> Decision:
         if isinstance(outcome, AcceptedElicitation):
             data = outcome.data
             if isinstance(data, Decision):
                 return data
             if isinstance(data, Confirm):
-                return Decision("approved" if data.confirm else "declined", "elicitation", state_digest)
+                return Decision("approved" if data.confirm else "declined", "elicitation")
             if isinstance(data, AcceptedElicitation | BaseModel):
-                return Gate._from_elicitation(data, state_digest)
+                return Gate._from_elicitation(data)
         kind = type(outcome).__name__
-        return Decision("declined" if kind.startswith("Declined") else "cancelled", "elicitation", state_digest)
+        return Decision("declined" if kind.startswith("Declined") else "cancelled", "elicitation")
 
     # ---- committing ----------------------------------------------------------------
 
-    async def _commit(
-        self, tool: str, request: BaseModel, plan: WritePlan, outcome: Any, ctx: Context | None = None
-    ) -> WriteResult:
-        decision = self._from_elicitation(outcome, _PREVIEWED.get() or "")
-        args = self._arguments(request)
+    async def _commit(self, tool: str, prepared: Prepared, outcome: Any, ctx: Context | None = None) -> WriteResult:
+        decision = self._from_elicitation(outcome)
+        plan = prepared.plan
+        args = self._arguments(prepared.request)
         if decision.kind == "noop":
             return WriteResult(
                 status="no_change", message=f"{plan.summary}: already in that state; nothing to do.", changes=[]
             )
-        preview = plan.diff(await plan.read()) if decision.kind != "approved" else []
+        preview = prepared.changes if decision.kind != "approved" else []
         if decision.kind == "approval_required":
             self.audit.record(tool=tool, outcome="approval_required", channel=decision.channel, arguments=args)
             return WriteResult(
@@ -266,8 +252,8 @@ class Gate:
                 status="not_approved", changes=_lines(preview), message=f"Not approved ({why}); nothing was changed."
             )
 
-        before = await plan.read()
-        if digest(before) != decision.state_digest:
+        before = await plan.read() if decision.waited else prepared.state
+        if digest(before) != prepared.state_digest:
             self.audit.record(tool=tool, outcome="conflict", channel=decision.channel, arguments=args, before=before)
             raise ToolError(
                 f"{plan.summary}: the record changed after the preview was shown, so nothing was "

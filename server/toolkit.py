@@ -1,10 +1,11 @@
 """How a tool is declared and turned into an MCP tool.
 
-A tool is a `ToolSpec`: a pydantic input model, a pydantic output model, honest
-annotations and an async handler `(input, deps) -> output`. `register` exposes the
-input model's fields as the tool's parameters (so the model sees a flat schema),
-re-validates with the model itself (so cross-field rules hold), and maps every known
-failure to an actionable `ToolError`; nothing else reaches the client as a traceback.
+A tool is a `ReadTool` (handler `(input, Deps) -> output`, given a client that can only read)
+or a `WriteTool` (handler `(input, WriteDeps) -> WritePlan`, which only the gate runs; its
+destructive and idempotent hints are required). `build_tool` exposes the input model's fields
+as the tool's parameters (so the model sees a flat schema), re-validates with the model itself
+(so cross-field rules hold), and maps every failure through `answering`, the one error path:
+nothing reaches the client as a traceback.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import hashlib
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 import pydantic_core
@@ -34,14 +36,15 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError, PydanticUndefined
 
-from server.client import SheepClient, SheepError
-from server.config import Settings
-from server.scope import ScopeError
+from sheepcrm_mcp.server.settings import Settings
+from sheepcrm_mcp.server.writes import WritePlan
+from sheepcrm_mcp.sheepcrm import NotFoundError, SheepClient, SheepError, SheepReader
 
 log = logging.getLogger("sheepcrm_mcp.tools")
 
 I = TypeVar("I", bound=BaseModel)  # noqa: E741
 O = TypeVar("O", bound=BaseModel)  # noqa: E741
+T = TypeVar("T")
 
 RESPONSE_CAP = 20_000  # characters of structured content a list answer may carry
 
@@ -67,43 +70,113 @@ class Refusal(Exception):
     """A request the tool will not carry out; the message tells the model what to do instead."""
 
 
+EXPECTED = (Refusal, SheepError)  # failures whose message is meant for the model (scope errors included)
+
+
 @dataclass
 class Deps:
-    """What a handler may use: the scoped client, the settings and the request context."""
+    """What a read handler may use: a client that can only read, the settings and the request context."""
 
-    client: SheepClient
+    client: SheepReader
     settings: Settings
     ctx: Context | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
-Handler = Callable[[I, Deps], Awaitable[O]]
+@dataclass
+class WriteDeps(Deps):
+    """What a write handler may use to build its plan: the full client (its writes run inside the gate)."""
+
+    client: SheepClient
 
 
-@dataclass(frozen=True)
-class ToolSpec(Generic[I, O]):
+@dataclass(frozen=True, kw_only=True)
+class ReadTool(Generic[I, O]):
     name: str
     title: str
     description: str
     toolset: str
     input: type[I]
     output: type[O]
-    handler: Handler[I, O]
-    read_only: bool = True
-    destructive: bool = False
-    idempotent: bool = True
-    extra_params: tuple[inspect.Parameter, ...] = ()
+    handler: Callable[[I, Deps], Awaitable[O]]
 
     @property
     def annotations(self) -> ToolAnnotations:
-        if self.read_only:  # the other hints only mean something for tools that write
-            return ToolAnnotations(read_only_hint=True, open_world_hint=False)
+        return ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WriteTool(Generic[I]):
+    """A gated write: the handler returns the plan; the gate previews, asks a person and applies it."""
+
+    name: str
+    title: str
+    description: str
+    toolset: str
+    input: type[I]
+    handler: Callable[[I, WriteDeps], Awaitable[WritePlan]]
+    destructive: bool
+    idempotent: bool
+
+    @property
+    def annotations(self) -> ToolAnnotations:
         return ToolAnnotations(
             read_only_hint=False,
             destructive_hint=self.destructive,
             idempotent_hint=self.idempotent,
             open_world_hint=False,
         )
+
+
+ToolSpec = ReadTool[Any, Any] | WriteTool[Any]
+
+
+@contextmanager
+def answering(tool: str) -> Iterator[None]:
+    """The one error path: expected failures become a ToolError the model can act on; the rest is logged."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise ToolError(explain_validation(tool, exc)) from None
+    except EXPECTED as exc:
+        raise ToolError(str(exc)) from None
+    except ToolError:
+        raise
+    except Exception:
+        log.exception("tool %s failed unexpectedly", tool)
+        raise ToolError(
+            f"{tool} failed unexpectedly; nothing was changed by this call. "
+            "Try again; if it keeps failing, report it with the server log."
+        ) from None
+
+
+async def or_refuse(call: Awaitable[T], message: str) -> T:
+    """The one not-found path: a 404 from sheepCRM becomes a Refusal saying where to find the record."""
+    try:
+        return await call
+    except NotFoundError:
+        raise Refusal(message) from None
+
+
+@dataclass
+class Registration:
+    """Everything build_tool needs: what the model sees and the call behind it."""
+
+    name: str
+    title: str
+    description: str
+    input: type[BaseModel]
+    output: type[BaseModel]
+    annotations: ToolAnnotations
+    call: Callable[[BaseModel, Context, dict[str, Any]], Awaitable[BaseModel]]
+    extra_params: tuple[inspect.Parameter, ...] = ()
+
+
+def read_registration(spec: ReadTool[Any, Any], make_deps: Callable[[Context], Deps]) -> Registration:
+    async def call(request: BaseModel, ctx: Context, _: dict[str, Any]) -> BaseModel:
+        result: BaseModel = await spec.handler(request, make_deps(ctx))
+        return result
+
+    return Registration(spec.name, spec.title, spec.description, spec.input, spec.output, spec.annotations, call)
 
 
 def explain_validation(tool: str, exc: ValidationError) -> str:
@@ -117,9 +190,9 @@ def explain_validation(tool: str, exc: ValidationError) -> str:
     return f"Invalid arguments for {tool}: " + "; ".join(parts) + ". Fix them and call again."
 
 
-def _parameters(spec: ToolSpec[Any, Any]) -> list[inspect.Parameter]:
+def _parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
     params = []
-    for name, info in spec.input.model_fields.items():
+    for name, info in model.model_fields.items():
         meta = copy.copy(info)
         default = info.get_default(call_default_factory=True) if not info.is_required() else inspect.Parameter.empty
         meta.default = PydanticUndefined
@@ -132,33 +205,19 @@ def _parameters(spec: ToolSpec[Any, Any]) -> list[inspect.Parameter]:
     return params
 
 
-def build_tool(spec: ToolSpec[Any, Any], make_deps: Callable[[Context], Deps]) -> Tool:
+def build_tool(spec: Registration) -> Tool:
     """The SDK tool for `spec`: flat parameters from the input model, unknown arguments refused."""
 
     async def call(**kwargs: Any) -> BaseModel | CallToolResult:
         ctx: Context = kwargs.pop("ctx")
-        deps = make_deps(ctx)
-        deps.extras.update({p.name: kwargs.pop(p.name) for p in spec.extra_params if p.name in kwargs})
-        try:
+        extras = {p.name: kwargs.pop(p.name) for p in spec.extra_params if p.name in kwargs}
+        with answering(spec.name):
             request = spec.input.model_validate(kwargs)
-        except ValidationError as exc:
-            raise ToolError(explain_validation(spec.name, exc)) from None
-        try:
-            result: BaseModel = await spec.handler(request, deps)
+            result = await spec.call(request, ctx, extras)
             return compact_answer(result) if isinstance(result, Output) else result
-        except (Refusal, ScopeError, SheepError) as exc:
-            raise ToolError(str(exc)) from None
-        except ToolError:
-            raise
-        except Exception:
-            log.exception("tool %s failed unexpectedly", spec.name)
-            raise ToolError(
-                f"{spec.name} failed unexpectedly; nothing was changed by this call. "
-                "Try again; if it keeps failing, report it with the server log."
-            ) from None
 
     params = [
-        *_parameters(spec),
+        *_parameters(spec.input),
         *spec.extra_params,
         inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
     ]
@@ -369,3 +428,15 @@ def paginate(items: list[O], limit: int, cursor: str | None, key: str, cap: int 
         chunk = chunk[:keep]
     end = start + len(chunk)
     return Page(chunk, encode_cursor(end, key) if end < len(items) else None, note)
+
+
+def list_page(items: list[O], limit: int, cursor: str | None, key: str, empty: str) -> tuple[list[O], dict[str, Any]]:
+    """The one list-answer helper: a page of `items` and the envelope fields (total, next_cursor, note).
+
+    `empty` is the note when nothing matched ("no" is an answer, not an error)."""
+    page = paginate(items, limit, cursor, key)
+    return page.items, {
+        "total": len(items),
+        "next_cursor": page.next_cursor,
+        "note": page.note or (None if items else empty),
+    }

@@ -16,9 +16,9 @@ import pytest
 from mcp import Client
 from mcp.client.session import ElicitationFnT
 
-from sandbox.runner import SandboxServer
-from server.app import build_server, runtime
-from server.config import Settings
+from sheepcrm_mcp.assembly import build_app
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.server.settings import Settings
 
 CANARY_KEY = "sk-canary-3f9a7c21d4e8b6"
 
@@ -54,13 +54,14 @@ def connect(tmp_path: Path) -> Connect:
     @asynccontextmanager
     async def _connect(sb: SandboxServer, *, mode: str = "legacy", elicitation: ElicitationFnT | None = None,
                        **over: Any) -> AsyncIterator[Client]:
-        server = build_server(settings_for(sb, tmp_path, **over))
+        built = build_app(settings_for(sb, tmp_path, **over))
+        server = built.server
         try:
             async with Client(server, mode=mode, elicitation_callback=elicitation) as client:  # type: ignore[arg-type]
-                client.runtime = runtime(server)  # type: ignore[attr-defined]
+                client.runtime = built  # type: ignore[attr-defined]
                 yield client
         finally:
-            await runtime(server).aclose()
+            await built.aclose()
 
     return _connect
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.runner import SandboxServer
+from sheepcrm_mcp.sandbox.runner import SandboxServer
 
 
 async def test_search_contacts_end_to_end(shared_sandbox: SandboxServer, connect: Any) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
-from server.toolkit import Input, Output, check_cursor
+from sheepcrm_mcp.server.toolkit import Input, Output, check_cursor
 
 Limit = Annotated[int, Field(ge=1, le=50)]
 Cursor = Annotated[str | None, Field(max_length=200), AfterValidator(check_cursor)]  # next_cursor of the previous page

@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
-from server.gate import Change, WritePlan
-from server.scope import parse_uri
-from server.toolkit import Deps, Input, Output, ToolSpec
-from tools.common import ContactRef, Detail, text
+from sheepcrm_mcp.server.toolkit import Deps, Input, Output, ReadTool, ToolSpec, WriteDeps, WriteTool
+from sheepcrm_mcp.server.writes import Change, WritePlan
+from sheepcrm_mcp.sheepcrm.scope import parse_uri
+from sheepcrm_mcp.tools.common import ContactRef, Detail, text
 
 
 class GetContactInput(Input):
@@ -131,7 +131,7 @@ def _current(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def update_contact(req: UpdateContactInput, deps: Deps) -> WritePlan:
+async def update_contact(req: UpdateContactInput, deps: WriteDeps) -> WritePlan:
     uri = parse_uri(req.uri, deps.client.bucket)
     wanted = {f: getattr(req, f).strip() for f in EDITABLE if getattr(req, f) is not None}
 
@@ -183,8 +183,8 @@ async def _name(deps: Deps, uri: Any) -> str:
     return text(record.get("display_value")) or str(uri)
 
 
-TOOLS = [
-    ToolSpec(
+TOOLS: list[ToolSpec] = [
+    ReadTool(
         name="get_contact",
         title="Get contact",
         description="A contact by uri: name, email, phone, postcode, tags, membership. full: all addresses and "
@@ -194,16 +194,14 @@ TOOLS = [
         output=Contact,
         handler=get_contact,
     ),
-    ToolSpec(
+    WriteTool(
         name="update_contact",
         title="Update contact",
         description="Change a contact's email, phone, address lines or postcode. A person approves the preview; "
         "returns undo.",
         toolset="contacts",
         input=UpdateContactInput,
-        output=Output,
-        handler=update_contact,  # type: ignore[arg-type]
-        read_only=False,
+        handler=update_contact,
         destructive=True,
         idempotent=True,
     ),

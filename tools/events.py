@@ -7,11 +7,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from server.client import NotFoundError
-from server.gate import Change, WritePlan
-from server.scope import check_uid, parse_uri
-from server.toolkit import Deps, Input, Output, Refusal, ToolSpec, paginate
-from tools.common import Detail, ListOutput, Paged, rows, text
+from sheepcrm_mcp.server.toolkit import Deps, Input, Output, ReadTool, Refusal, ToolSpec, WriteDeps, WriteTool, paginate
+from sheepcrm_mcp.server.writes import Change, WritePlan
+from sheepcrm_mcp.sheepcrm import NotFoundError
+from sheepcrm_mcp.sheepcrm.scope import check_uid, parse_uri
+from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, rows, text
 
 State = Literal["current", "future", "past", "running", "draft", "all"]
 AttendanceStatus = Literal["invited", "accepted", "declined", "attended", "no-show"]
@@ -208,7 +208,7 @@ class SetAttendanceInput(Input):
         return value
 
 
-async def set_attendance(req: SetAttendanceInput, deps: Deps) -> WritePlan:
+async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
     bucket = deps.client.bucket
     people = [parse_uri(u, bucket, ("person",)) for u in req.person_uris]
     e = await _event_or_refuse(req.uid, deps)
@@ -259,8 +259,8 @@ async def set_attendance(req: SetAttendanceInput, deps: Deps) -> WritePlan:
     )
 
 
-TOOLS = [
-    ToolSpec(
+TOOLS: list[ToolSpec] = [
+    ReadTool(
         name="list_events",
         title="List events",
         toolset="events",
@@ -269,7 +269,7 @@ TOOLS = [
         output=ListEventsOutput,
         handler=list_events,
     ),
-    ToolSpec(
+    ReadTool(
         name="get_event",
         title="Get event",
         toolset="events",
@@ -279,7 +279,7 @@ TOOLS = [
         output=Event,
         handler=get_event,
     ),
-    ToolSpec(
+    ReadTool(
         name="list_attendees",
         title="List attendees",
         toolset="events",
@@ -288,16 +288,14 @@ TOOLS = [
         output=ListAttendeesOutput,
         handler=list_attendees,
     ),
-    ToolSpec(
+    WriteTool(
         name="set_attendance",
         title="Set attendance",
         toolset="events",
         description="Set 1-50 attendees of one event to a status. A person approves the batch; returns each "
         "outcome and undo.",
         input=SetAttendanceInput,
-        output=Output,
-        handler=set_attendance,  # type: ignore[arg-type]
-        read_only=False,
+        handler=set_attendance,
         destructive=False,
         idempotent=True,
     ),

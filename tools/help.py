@@ -6,8 +6,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from server.toolkit import Deps, Input, Output, ToolSpec, fit
-from tools.common import Detail, ListOutput, rows, text
+from sheepcrm_mcp.server.toolkit import Deps, Input, Output, ReadTool, ToolSpec, fit
+from sheepcrm_mcp.tools.common import Detail, ListOutput, rows, text
 
 
 class SearchHelpInput(Input):
@@ -49,8 +49,8 @@ async def search_help(req: SearchHelpInput, deps: Deps) -> SearchHelpOutput:
     return SearchHelpOutput(articles=articles, total=len(articles), note=note)
 
 
-TOOLS = [
-    ToolSpec(
+TOOLS: list[ToolSpec] = [
+    ReadTool(
         name="search_help",
         title="Search help articles",
         toolset="help",

@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from server.client import NotFoundError
-from server.scope import RECORD_TYPES, parse_uri
-from server.toolkit import Deps, Output, Refusal, ToolSpec, paginate
-from tools.common import ListOutput, Paged, rows, text
+from sheepcrm_mcp.server.toolkit import Deps, Output, ReadTool, Refusal, ToolSpec, paginate
+from sheepcrm_mcp.sheepcrm import NotFoundError
+from sheepcrm_mcp.sheepcrm.scope import RECORD_TYPES, parse_uri
+from sheepcrm_mcp.tools.common import ListOutput, Paged, rows, text
 
 HISTORY_TYPES = ("person", "organisation", "booking", "task", "member")
 
@@ -65,8 +65,8 @@ async def get_record_history(req: GetRecordHistoryInput, deps: Deps) -> GetRecor
 
 assert set(HISTORY_TYPES) <= set(RECORD_TYPES)
 
-TOOLS = [
-    ToolSpec(
+TOOLS: list[ToolSpec] = [
+    ReadTool(
         name="get_record_history",
         title="Record history",
         toolset="history",

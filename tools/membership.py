@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from server.client import ConflictError, NotFoundError
-from server.scope import RecordUri, parse_uri
-from server.toolkit import Deps, Input, Output, Refusal, ToolSpec
-from tools.common import Detail, day, rows, text, today
+from sheepcrm_mcp.server.toolkit import Deps, Input, Output, ReadTool, Refusal, ToolSpec
+from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError
+from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
+from sheepcrm_mcp.tools.common import Detail, day, rows, text, today
 
 Status = Literal["current", "lapsed", "future", "none"]
 
@@ -143,8 +143,8 @@ async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipA
     return answer
 
 
-TOOLS = [
-    ToolSpec(
+TOOLS: list[ToolSpec] = [
+    ReadTool(
         name="check_membership",
         title="Check membership",
         description="Is this person (uri or email) a member today? Status, plan, dates, days left, summary. "

@@ -1,11 +1,8 @@
-"""Prompts: ready-made starting points for the three everyday jobs."""
+"""Prompts: ready-made starting points for the three everyday jobs, each installed with its toolset."""
 
 from __future__ import annotations
 
 from mcp.server.mcpserver import MCPServer
-
-from server.client import SheepClient
-from server.config import Settings
 
 
 def member_lookup(person: str) -> str:
@@ -32,8 +29,12 @@ def helpdesk_answer(question: str) -> str:
     )
 
 
-def install(server: MCPServer, client: SheepClient, settings: Settings) -> None:
-    server.prompt(title="Member lookup", description="Is this person a member, until when?")(member_lookup)
-    server.prompt(title="Event check-in", description="Mark arrivals at an event as attended.")(event_check_in)
-    server.prompt(title="Help-desk answer", description="Answer a member's how-to question from help articles.")(
-        helpdesk_answer)
+def install(server: MCPServer, toolsets: tuple[str, ...], read_only: bool) -> None:
+    if "membership" in toolsets:
+        server.prompt(title="Member lookup", description="Is this person a member, until when?")(member_lookup)
+    if "events" in toolsets and not read_only:
+        server.prompt(title="Event check-in", description="Mark arrivals at an event as attended.")(event_check_in)
+    if "help" in toolsets:
+        server.prompt(title="Help-desk answer", description="Answer a member's how-to question from help articles.")(
+            helpdesk_answer
+        )

@@ -8,13 +8,12 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from pydantic import BaseModel
 
-from server.client import NotFoundError, SheepClient, SheepError
-from server.config import Settings
-from server.scope import ScopeError, check_uid
-from server.toolkit import Deps, Refusal
-from tools.contacts import GetContactInput, get_contact
-from tools.events import GetEventInput, get_event
-from tools.segments import QuerySegmentInput, query_segment
+from sheepcrm_mcp.server.toolkit import EXPECTED, Deps
+from sheepcrm_mcp.sheepcrm import NotFoundError
+from sheepcrm_mcp.sheepcrm.scope import check_uid
+from sheepcrm_mcp.tools.contacts import GetContactInput, get_contact
+from sheepcrm_mcp.tools.events import GetEventInput, get_event
+from sheepcrm_mcp.tools.segments import QuerySegmentInput, query_segment
 
 GUIDE = """\
 # Using sheepcrm-mcp well
@@ -37,22 +36,23 @@ GUIDE = """\
 """
 
 
-def install(server: MCPServer, client: SheepClient, settings: Settings) -> None:
-    deps = Deps(client=client, settings=settings)
+def install(server: MCPServer, deps: Deps, toolsets: tuple[str, ...]) -> None:
+    """Each resource is installed only with its toolset, so `--toolsets` limits resources as it limits tools."""
+    bucket = deps.client.bucket
 
     async def render(make: Callable[[], Awaitable[BaseModel]]) -> str:
         try:
             return (await make()).model_dump_json(indent=1)
-        except (Refusal, ScopeError, SheepError) as exc:
+        except EXPECTED as exc:
             raise ResourceError(str(exc)) from None
 
     async def contact(uid: str) -> str:
         async def find() -> BaseModel:
             check_uid(uid)
             try:
-                return await get_contact(GetContactInput(uri=f"/{client.bucket}/person/{uid}/"), deps)
+                return await get_contact(GetContactInput(uri=f"/{bucket}/person/{uid}/"), deps)
             except NotFoundError:
-                return await get_contact(GetContactInput(uri=f"/{client.bucket}/organisation/{uid}/"), deps)
+                return await get_contact(GetContactInput(uri=f"/{bucket}/organisation/{uid}/"), deps)
 
         return await render(find)
 
@@ -66,11 +66,14 @@ def install(server: MCPServer, client: SheepClient, settings: Settings) -> None:
         return GUIDE
 
     json_type = "application/json"
-    server.resource("sheepcrm://contact/{uid}", name="contact", mime_type=json_type,
-                    description="A person in this bucket by uid (concise JSON).")(contact)
-    server.resource("sheepcrm://event/{uid}", name="event", mime_type=json_type,
-                    description="An event by uid: dates, tickets, attendance counts.")(event)
-    server.resource("sheepcrm://segment/{uid}", name="segment", mime_type=json_type,
-                    description="A segment by uid: size and first members.")(segment)
+    if "contacts" in toolsets:
+        server.resource("sheepcrm://contact/{uid}", name="contact", mime_type=json_type,
+                        description="A person in this bucket by uid (concise JSON).")(contact)
+    if "events" in toolsets:
+        server.resource("sheepcrm://event/{uid}", name="event", mime_type=json_type,
+                        description="An event by uid: dates, tickets, attendance counts.")(event)
+    if "segments" in toolsets:
+        server.resource("sheepcrm://segment/{uid}", name="segment", mime_type=json_type,
+                        description="A segment by uid: size and first members.")(segment)
     server.resource("sheepcrm://guide", name="guide", mime_type="text/markdown",
                     description="How the tools fit together.")(guide)

@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from server.toolkit import Deps, Output, ToolSpec, paginate
-from tools.common import ListOutput, Paged, text
+from sheepcrm_mcp.server.toolkit import Deps, Output, ReadTool, ToolSpec, paginate
+from sheepcrm_mcp.tools.common import ListOutput, Paged, text
 
 Short = Annotated[str | None, Field(max_length=100)]
 
@@ -71,8 +71,8 @@ async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContact
     return SearchContactsOutput(contacts=page.items, total=len(hits), next_cursor=page.next_cursor, note=note)
 
 
-TOOLS = [
-    ToolSpec(
+TOOLS: list[ToolSpec] = [
+    ReadTool(
         name="search_contacts",
         title="Search contacts",
         description="Find people/organisations by free text (query), or people by first_name, last_name, "

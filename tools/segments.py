@@ -6,11 +6,20 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from server.client import NotFoundError
-from server.scope import check_uid
-from server.toolkit import Deps, Output, Refusal, ToolSpec, decode_cursor, encode_cursor, paginate
-from tools.common import ListOutput, Paged, Uid, rows, text
-from tools.search import ContactHit, hit
+from sheepcrm_mcp.server.toolkit import (
+    Deps,
+    Output,
+    ReadTool,
+    Refusal,
+    ToolSpec,
+    decode_cursor,
+    encode_cursor,
+    paginate,
+)
+from sheepcrm_mcp.sheepcrm import NotFoundError
+from sheepcrm_mcp.sheepcrm.scope import check_uid
+from sheepcrm_mcp.tools.common import ListOutput, Paged, Uid, rows, text
+from sheepcrm_mcp.tools.search import ContactHit, hit
 
 
 class FindSegmentsInput(Paged):
@@ -108,8 +117,8 @@ async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutpu
     )
 
 
-TOOLS = [
-    ToolSpec(
+TOOLS: list[ToolSpec] = [
+    ReadTool(
         name="find_segments",
         title="Find segments",
         toolset="segments",
@@ -118,7 +127,7 @@ TOOLS = [
         output=FindSegmentsOutput,
         handler=find_segments,
     ),
-    ToolSpec(
+    ReadTool(
         name="query_segment",
         title="Query segment",
         toolset="segments",

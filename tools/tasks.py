@@ -7,11 +7,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from server.client import NotFoundError
-from server.gate import Change, WritePlan
-from server.scope import check_uid
-from server.toolkit import Deps, Input, Output, Refusal, ToolSpec, paginate
-from tools.common import Detail, ListOutput, Paged, day, rows, text, today
+from sheepcrm_mcp.server.toolkit import Deps, Input, Output, ReadTool, Refusal, ToolSpec, WriteDeps, WriteTool, paginate
+from sheepcrm_mcp.server.writes import Change, WritePlan
+from sheepcrm_mcp.sheepcrm import NotFoundError
+from sheepcrm_mcp.sheepcrm.scope import check_uid
+from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, day, rows, text, today
 
 TaskStatus = Literal["open", "done", "snoozed"]
 TaskUid = Annotated[str, Field(min_length=1, max_length=64, description="Task uid.")]
@@ -136,7 +136,7 @@ class UpdateTaskInput(Input):
         return self
 
 
-async def update_task(req: UpdateTaskInput, deps: Deps) -> WritePlan:
+async def update_task(req: UpdateTaskInput, deps: WriteDeps) -> WritePlan:
     t = await _task_or_refuse(req.uid, deps)
     title = text(t.get("display_value")) or req.uid
     target: TaskStatus = {"complete": "done", "reopen": "open", "snooze": "snoozed"}[req.action]  # type: ignore[assignment]
@@ -175,8 +175,8 @@ async def update_task(req: UpdateTaskInput, deps: Deps) -> WritePlan:
     return WritePlan(summary=f"{req.action.capitalize()} task '{title}'", read=read, diff=diff, apply=apply, undo=undo)
 
 
-TOOLS = [
-    ToolSpec(
+TOOLS: list[ToolSpec] = [
+    ReadTool(
         name="list_tasks",
         title="List tasks",
         toolset="tasks",
@@ -185,7 +185,7 @@ TOOLS = [
         output=ListTasksOutput,
         handler=list_tasks,
     ),
-    ToolSpec(
+    ReadTool(
         name="get_task",
         title="Get task",
         toolset="tasks",
@@ -194,16 +194,14 @@ TOOLS = [
         output=Task,
         handler=get_task,
     ),
-    ToolSpec(
+    WriteTool(
         name="update_task",
         title="Update task",
         toolset="tasks",
         description="Complete, reopen or snooze (until a date) a task. A person approves the preview; returns "
         "undo.",
         input=UpdateTaskInput,
-        output=Output,
-        handler=update_task,  # type: ignore[arg-type]
-        read_only=False,
+        handler=update_task,
         destructive=False,
         idempotent=True,
     ),

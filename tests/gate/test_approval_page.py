@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-import server.approvals as approvals
-from sandbox.runner import SandboxServer
-from sandbox.store import Store
+import sheepcrm_mcp.server.approvals as approvals
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.sandbox.store import Store
 
 
 def page_parts(url: str) -> tuple[str, str]:

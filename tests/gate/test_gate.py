@@ -13,8 +13,8 @@ import anyio
 import mcp_types as types
 import pytest
 
-from sandbox.runner import SandboxServer
-from sandbox.store import Store
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.sandbox.store import Store
 
 MODES = ["legacy", "auto"]
 

@@ -10,8 +10,8 @@ import mcp_types as types
 import pytest
 from mcp import Client, StdioServerParameters
 
-from sandbox.runner import SandboxServer
-from sandbox.store import Store
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.sandbox.store import Store
 from tests.transport.helpers import binary, sandbox_env, serve_http
 
 

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 import mcp_types as mt
 
-from sandbox.app import LoggedRequest
+from sheepcrm_mcp.sandbox.app import LoggedRequest
 
 UID = r"[A-Za-z0-9]{1,64}"
 CONTACT = r"(person|organisation)"

@@ -10,7 +10,7 @@ from typing import Any
 import mcp_types as mt
 import pytest
 
-from sandbox.runner import SandboxServer
+from sheepcrm_mcp.sandbox.runner import SandboxServer
 from tests.reliability.helpers import result_text
 
 pytestmark = pytest.mark.reliability

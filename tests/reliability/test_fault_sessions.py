@@ -23,11 +23,11 @@ import anyio
 import pytest
 from mcp import Client
 
-from sandbox.app import LoggedRequest
-from sandbox.faults import FaultPlan
-from sandbox.runner import SandboxServer
-from sandbox.store import Store
-from server.app import build_server, runtime
+from sheepcrm_mcp.assembly import build_app
+from sheepcrm_mcp.sandbox.app import LoggedRequest
+from sheepcrm_mcp.sandbox.faults import FaultPlan
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.sandbox.store import Store
 from tests.conftest import CANARY_KEY, settings_for
 from tests.reliability.helpers import approve, figure, out_of_scope, percentile, result_text
 
@@ -165,8 +165,9 @@ def is_put_for(entry: LoggedRequest, target: tuple[str, str]) -> bool:
 
 
 async def run_worker(sb: SandboxServer, calls: list[Call], audit_dir: Path) -> dict[str, Any]:
-    server = build_server(settings_for(sb, audit_dir, **OVER))
-    rt = runtime(server)
+    built = build_app(settings_for(sb, audit_dir, **OVER))
+    server = built.server
+    rt = built
     limit = call_limit()
     try:
         async with Client(server, mode="legacy", elicitation_callback=approve) as client:
@@ -329,8 +330,9 @@ async def test_circuit_breaker_fails_fast_and_recovers(tmp_path: Path) -> None:
     plan = FaultPlan.parse(["503:1.0"])  # the running sandbox consults this very object
     with SandboxServer(key=CANARY_KEY, faults=plan) as sb:
         facts = sb.store.demo_facts()
-        server = build_server(settings_for(sb, tmp_path, cache_ttl=0, retry_wait_max=0.05, timeout=1.0))
-        rt = runtime(server)
+        built = build_app(settings_for(sb, tmp_path, cache_ttl=0, retry_wait_max=0.05, timeout=1.0))
+        server = built.server
+        rt = built
         breaker = rt.client.breaker
         args = {"uri": facts["jane_uri"]}
         try:

@@ -23,14 +23,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client
 
-from sandbox.runner import SandboxServer
-from server.app import all_tools, build_server, runtime
+from sheepcrm_mcp.assembly import build_app
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.tools.catalogue import TOOLS
 from tests.conftest import CANARY_KEY, settings_for
 from tests.reliability.helpers import approve, figure, out_of_scope, result_text
 
 pytestmark = pytest.mark.reliability
 
-TOOL_NAMES = [spec.name for spec in all_tools()]
+TOOL_NAMES = [spec.name for spec in TOOLS]
 MAX_EXAMPLES = 40
 BAD_WORDS = ("failed unexpectedly", "Traceback", "Exception Group", "Internal error")
 
@@ -175,7 +176,8 @@ def collector() -> Iterator[Collector]:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, collector: Collector) -> Iterator[Env]:
     with SandboxServer(key=CANARY_KEY) as sb, start_blocking_portal() as portal:
-        server = build_server(settings_for(sb, tmp_path_factory.mktemp("fuzz"), timeout=3.0))
+        built = build_app(settings_for(sb, tmp_path_factory.mktemp("fuzz"), timeout=3.0))
+        server = built.server
         try:
             with portal.wrap_async_context_manager(
                 Client(server, mode="legacy", elicitation_callback=approve)  # type: ignore[arg-type]
@@ -184,7 +186,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, collector: Collector) -> Itera
                 schemas = {t.name: t.input_schema for t in listed.tools}
                 yield Env(portal, client, sb, schemas, sb.store.demo_facts())
         finally:
-            portal.call(runtime(server).aclose)
+            portal.call(built.aclose)
 
 
 def value_strategy(schema: dict[str, Any], known: list[str], wrong_too: bool = True) -> st.SearchStrategy[Any]:
@@ -294,8 +296,9 @@ def test_fuzz_figures_and_scope(env: Env, collector: Collector) -> None:
 async def test_escape_corpus_stays_in_scope(sandbox: SandboxServer, tmp_path: Path) -> None:
     facts = sandbox.store.demo_facts()
     corpus = escapes(facts["jane_uid"], sandbox.bucket)
-    server = build_server(settings_for(sandbox, tmp_path, timeout=3.0))
-    rt = runtime(server)
+    built = build_app(settings_for(sandbox, tmp_path, timeout=3.0))
+    server = built.server
+    rt = built
     calls = refused = 0
     problems: list[str] = []
     accepted: list[str] = []

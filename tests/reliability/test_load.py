@@ -22,7 +22,7 @@ import httpx
 import pytest
 from mcp import Client
 
-from sandbox.runner import SandboxServer
+from sheepcrm_mcp.sandbox.runner import SandboxServer
 from tests.conftest import CANARY_KEY
 from tests.reliability.helpers import approve, figure, out_of_scope, percentile, result_text
 

@@ -19,9 +19,9 @@ import anyio
 import pytest
 from mcp import Client
 
-from sandbox.runner import SandboxServer
-from server.app import build_server, runtime
-from server.doctor import run_doctor
+from sheepcrm_mcp.assembly import build_app
+from sheepcrm_mcp.doctor import run_doctor
+from sheepcrm_mcp.sandbox.runner import SandboxServer
 from tests.conftest import CANARY_KEY, settings_for
 from tests.reliability.helpers import approve, decline, figure, result_text
 
@@ -59,8 +59,9 @@ def session_calls(facts: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def run_session(sb: SandboxServer, audit_dir: Path, elicitation: Any, **over: Any) -> list[str]:
-    server = build_server(settings_for(sb, audit_dir, **over))
-    rt = runtime(server)
+    built = build_app(settings_for(sb, audit_dir, **over))
+    server = built.server
+    rt = built
     texts: list[str] = []
     try:
         async with Client(server, mode="legacy", elicitation_callback=elicitation) as client:
@@ -135,8 +136,9 @@ async def test_injected_text_is_data_and_changes_nothing(sandbox: SandboxServer,
         ("list_tasks", {"scope": "all", "status": "any", "limit": 50}),
         ("search_help", {"query": help_text, "detail": "full"}),
     ]
-    server = build_server(settings_for(sandbox, tmp_path))
-    rt = runtime(server)
+    built = build_app(settings_for(sandbox, tmp_path))
+    server = built.server
+    rt = built
     carried: list[str] = []
     try:
         async with Client(server, mode="legacy", elicitation_callback=approve) as client:

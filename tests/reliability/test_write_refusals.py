@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.runner import SandboxServer
+from sheepcrm_mcp.sandbox.runner import SandboxServer
 from tests.reliability.helpers import approve, result_text
 
 pytestmark = pytest.mark.reliability

@@ -15,7 +15,7 @@ from openapi_core.exceptions import OpenAPIError
 from openapi_core.templating.responses.exceptions import ResponseNotFound
 from openapi_core.testing import MockRequest, MockResponse
 
-from sandbox import SandboxServer
+from sheepcrm_mcp.sandbox import SandboxServer
 
 SPEC = Path(__file__).resolve().parents[2] / ".." / "shared" / "sheepcrm-api" / "openapi-with-tasks.yaml"
 KEY = "test-key"

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from sandbox import SandboxServer
+from sheepcrm_mcp.sandbox import SandboxServer
 
 
 def test_search_finds_contacts_by_name_email_and_postcode(client: httpx.Client, facts: dict[str, Any]) -> None:

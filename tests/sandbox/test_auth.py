@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from sandbox import SandboxServer
+from sheepcrm_mcp.sandbox import SandboxServer
 
 V1 = "/api/v1/demo/"
 V2 = "/segments/v2/demo/all"

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox import SandboxServer
-from sandbox.faults import FaultPlan, FaultRule, FaultSyntaxError
+from sheepcrm_mcp.sandbox import SandboxServer
+from sheepcrm_mcp.sandbox.faults import FaultPlan, FaultRule, FaultSyntaxError
 
 
 def test_parse_rules() -> None:

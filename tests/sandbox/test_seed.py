@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from sandbox import SandboxServer, Store
-from sandbox.store import ATTENDANCE_STATUSES, now_utc, parse_dt
+from sheepcrm_mcp.sandbox import SandboxServer, Store
+from sheepcrm_mcp.sandbox.store import ATTENDANCE_STATUSES, now_utc, parse_dt
 
 UID = re.compile(r"^[a-f0-9]{24}$")
 

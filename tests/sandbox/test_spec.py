@@ -10,7 +10,7 @@ import httpx
 import jsonschema
 import pytest
 
-from sandbox import SandboxServer
+from sheepcrm_mcp.sandbox import SandboxServer
 
 # (case id, method, path (formatted with demo facts), query params, spec path pattern, status, shape)
 V2_CASES: list[tuple[str, str, str, dict[str, Any], str, int, str | None]] = [

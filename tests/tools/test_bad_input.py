@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox.runner import SandboxServer
-from server.app import all_tools
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.tools.catalogue import TOOLS
 
 GOOD_UID = "ffffffffffffffffffffffff"
 
@@ -101,7 +101,7 @@ JSONISH = st.recursive(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(tool=st.sampled_from([s.name for s in all_tools()]), args=st.dictionaries(
+@given(tool=st.sampled_from([s.name for s in TOOLS]), args=st.dictionaries(
     st.sampled_from(["uri", "uid", "query", "email", "limit", "cursor", "status", "person_uris", "action",
                      "mode", "q", "detail", "until", "state", "since_days", "phone"]), JSONISH, max_size=5))
 async def test_random_arguments_never_crash(shared_sandbox: SandboxServer, connect: Any, tool: str,

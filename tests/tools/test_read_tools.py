@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from sandbox.runner import SandboxServer
-from sandbox.store import Store, primary
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.sandbox.store import Store, primary
 
 pytestmark = pytest.mark.parametrize("mode", ["legacy", "auto"])
 

@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox.runner import SandboxServer
-from server.app import build_server
-from server.http import http_app
-from server.threadserver import ThreadServer
+from sheepcrm_mcp.assembly import build_app
+from sheepcrm_mcp.http import http_app
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.server.threadserver import ThreadServer
 from tests.conftest import settings_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,8 +64,8 @@ def serve_http(sb: SandboxServer, tmp: Path, *, host: str = "127.0.0.1", statele
                **over: Any) -> Iterator[str]:
     """The real ASGI app of `--transport http` (lifespan on) in a thread; yields its base URL."""
     settings = settings_for(sb, tmp, **over)
-    server = build_server(settings)
-    app = http_app(server, settings, host, stateless)
+    built = build_app(settings)
+    app = http_app(built, host, stateless)
     ts = ThreadServer(app)
     ts.config.lifespan = "on"  # the SDK's session manager runs in the app's lifespan
     ts.start()

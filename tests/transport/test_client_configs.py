@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from server import __version__
-from server.cli import _parser
-from server.config import Settings
+from sheepcrm_mcp.cli import _parser
+from sheepcrm_mcp.server import __version__
+from sheepcrm_mcp.server.settings import Settings
 from tests.transport.helpers import REPO
 
 README = REPO / "README.md"

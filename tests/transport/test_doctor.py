@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.runner import SandboxServer
+from sheepcrm_mcp.sandbox.runner import SandboxServer
 from tests.transport.helpers import REPO, binary, clean_env, free_port, sandbox_env
 
 

@@ -16,10 +16,10 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from sandbox.runner import SandboxServer
-from server.app import build_server
-from server.config import ConfigError
-from server.http import http_app
+from sheepcrm_mcp.assembly import build_app
+from sheepcrm_mcp.http import http_app
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.server.settings import ConfigError
 from tests.conftest import settings_for
 from tests.transport.helpers import (
     ACCEPT,
@@ -111,9 +111,9 @@ async def test_mcp_client_with_token(shared_sandbox: SandboxServer, tmp_path: Pa
 def test_non_loopback_bind_needs_a_token(shared_sandbox: SandboxServer, tmp_path: Path, host: str) -> None:
     settings = settings_for(shared_sandbox, tmp_path)
     with pytest.raises(ConfigError, match="SHEEPCRM_MCP_TOKEN"):
-        http_app(build_server(settings), settings, host, False)
+        http_app(build_app(settings), host, False)
     with_token = settings_for(shared_sandbox, tmp_path, mcp_token=TOKEN)
-    assert http_app(build_server(with_token), with_token, host, False) is not None
+    assert http_app(build_app(with_token), host, False) is not None
 
 
 def test_cli_refuses_non_loopback_bind_without_token(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from server import logs
+from sheepcrm_mcp.server import logs
 
 KEY = "sk-live-0123456789abcdef"
 

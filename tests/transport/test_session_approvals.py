@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 from mcp import Client
 
-from sandbox.runner import SandboxServer
-from sandbox.store import Store
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.sandbox.store import Store
 from tests.transport.helpers import serve_http
 
 

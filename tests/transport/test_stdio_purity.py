@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from sandbox.runner import SandboxServer
+from sheepcrm_mcp.sandbox.runner import SandboxServer
 from tests.conftest import CANARY_KEY
 from tests.transport.helpers import PROTOCOL, REPO, binary, clean_env, sandbox_env
 
@@ -105,10 +105,10 @@ def test_real_binary_speaks_only_jsonrpc_on_stdout(tmp_path: Path) -> None:
 
 HOOK = textwrap.dedent("""
     import logging, os, sys, warnings
-    import server.client
-    from server.cli import main
+    from sheepcrm_mcp.cli import main
+    from sheepcrm_mcp.sheepcrm.search import SearchReads
 
-    original = server.client.SheepClient.search
+    original = SearchReads.search
 
     async def noisy_search(self, q):
         print("a stray print from a tool")
@@ -123,13 +123,13 @@ HOOK = textwrap.dedent("""
             logging.getLogger("sheepcrm_mcp.test").exception("an error with the key in its traceback")
         return await original(self, q)
 
-    server.client.SheepClient.search = noisy_search
+    SearchReads.search = noisy_search
     sys.exit(main(sys.argv[1:]))
 """)
 
 
 def test_prints_warnings_and_logs_inside_a_tool_call_stay_off_stdout(tmp_path: Path) -> None:
-    # Not the console script but the same main(), with SheepClient.search patched (in this child
+    # Not the console script but the same main(), with SearchReads.search patched (in this child
     # process only) to misbehave in every way a library or a careless edit could.
     with SandboxServer(key=CANARY_KEY) as sb:
         env = sandbox_env(sb, tmp_path, PYTHONWARNINGS="always")

@@ -11,9 +11,9 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from server.scope import BUCKET_RE
-
-TOOLSETS = ("search", "contacts", "membership", "events", "tasks", "help", "segments", "history")
+from sheepcrm_mcp.server import __version__
+from sheepcrm_mcp.sheepcrm import ClientConfig
+from sheepcrm_mcp.sheepcrm.scope import BUCKET_RE
 
 
 def _default_audit_log() -> Path:
@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     base_url: str = "https://sls-api.sheepcrm.com"
     v1_base_url: str = "https://api.sheepcrm.com"
     read_only: bool = False
-    toolsets: Annotated[tuple[str, ...], NoDecode] = TOOLSETS
+    toolsets: Annotated[tuple[str, ...], NoDecode] = ("all",)  # checked against the catalogue at assembly
     confirm: Literal["elicit", "none"] = "elicit"
     audit_log: Path = Field(default_factory=_default_audit_log)
     timeout: float = Field(default=15.0, gt=0, le=300, description="per-request read timeout, seconds")
@@ -71,11 +71,8 @@ class Settings(BaseSettings):
     def _toolsets(cls, value: object) -> tuple[str, ...]:
         names = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
         chosen = tuple(dict.fromkeys(str(n).strip() for n in names if str(n).strip()))
-        if chosen == ("all",):
-            return TOOLSETS
-        unknown = [n for n in chosen if n not in TOOLSETS]
-        if unknown or not chosen:
-            raise ValueError(f"unknown toolset(s) {unknown or chosen}; choose from {', '.join(TOOLSETS)} or 'all'")
+        if not chosen:
+            raise ValueError("name at least one toolset, or 'all'")
         return chosen
 
     def require_credentials(self) -> None:
@@ -84,6 +81,25 @@ class Settings(BaseSettings):
             raise ConfigError("SHEEPCRM_API_KEY is not set: put your sheepCRM API key in it (or use --sandbox)")
         if not self.bucket:
             raise ConfigError("SHEEPCRM_BUCKET is not set: name your sheepCRM bucket, e.g. SHEEPCRM_BUCKET=demo")
+
+    def client_config(self) -> ClientConfig:
+        """What the sheepCRM client needs from these settings."""
+        self.require_credentials()
+        assert self.api_key is not None
+        return ClientConfig(
+            api_key=self.api_key.get_secret_value(),
+            bucket=self.bucket,
+            base_url=self.base_url,
+            v1_base_url=self.v1_base_url,
+            user_agent=f"sheepcrm-mcp/{__version__}",
+            timeout=self.timeout,
+            connect_timeout=self.connect_timeout,
+            max_concurrency=self.max_concurrency,
+            retry_attempts=self.retry_attempts,
+            retry_budget=self.retry_budget,
+            retry_wait_max=self.retry_wait_max,
+            cache_ttl=self.cache_ttl,
+        )
 
 
 class ConfigError(Exception):

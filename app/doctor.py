@@ -16,9 +16,10 @@ from typing import Any
 
 import anyio
 
-from server import logs
-from server.client import AuthError, NotFoundError, SheepClient, SheepError
-from server.config import ConfigError, Settings, load_settings
+from sheepcrm_mcp.sandboxed import sandbox_settings
+from sheepcrm_mcp.server import logs
+from sheepcrm_mcp.server.settings import ConfigError, Settings, load_settings
+from sheepcrm_mcp.sheepcrm import AuthError, NotFoundError, SheepClient, SheepError
 
 OK, BAD = "ok  ", "FAIL"
 EXIT_OK, EXIT_REFUSED, EXIT_SETTINGS, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -28,7 +29,7 @@ UNREACHABLE = "cannot reach"
 async def diagnose(settings: Settings) -> list[tuple[bool, str]]:
     lines: list[tuple[bool, str]] = []
     quick = settings.model_copy(update={"retry_attempts": 1, "cache_ttl": 0.0, "timeout": min(settings.timeout, 5.0)})
-    async with SheepClient(quick) as client:
+    async with SheepClient(quick.client_config()) as client:
         try:
             await client.ping()
             lines.append((True, f"sheepCRM v1 API reachable at {settings.v1_base_url}"))
@@ -90,8 +91,6 @@ async def diagnose(settings: Settings) -> list[tuple[bool, str]]:
 def run_doctor(overrides: dict[str, Any], *, sandbox: bool = False) -> int:
     with contextlib.ExitStack() as stack:
         if sandbox:
-            from server.cli import sandbox_settings
-
             overrides = stack.enter_context(sandbox_settings(overrides))
         try:
             settings = load_settings(**overrides)

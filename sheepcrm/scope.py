@@ -10,13 +10,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from sheepcrm_mcp.sheepcrm.errors import SheepError
+
 BUCKET_RE = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 UID_RE = re.compile(r"[A-Za-z0-9]{1,64}", re.ASCII)
 CONTACT_TYPES = ("person", "organisation")
 RECORD_TYPES = (*CONTACT_TYPES, "booking", "task", "segment", "member")
 
 
-class ScopeError(ValueError):
+class ScopeError(SheepError, ValueError):
     """An identifier that would leave the configured bucket or is malformed."""
 
 
@@ -55,10 +57,3 @@ def parse_uri(value: str, bucket: str, types: tuple[str, ...] = CONTACT_TYPES) -
     if uri_type not in types:
         raise ScopeError(f"uri {value!r:.80} has type '{uri_type:.20}'; expected one of {', '.join(types)}")
     return RecordUri(bucket, uri_type, uid)
-
-
-def record_ref(value: str, bucket: str, types: tuple[str, ...], what: str) -> RecordUri:
-    """A bare uid or a full uri; a bare uid is taken to be of the first type given."""
-    if isinstance(value, str) and "/" in value:
-        return parse_uri(value, bucket, types)
-    return RecordUri(bucket, types[0], check_uid(value, what))

@@ -139,7 +139,7 @@ async def approve(
 
 
 def run_demo() -> int:
-    from sandbox.runner import SandboxServer
+    from sheepcrm_mcp.sandbox.runner import SandboxServer
 
     _style(sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
     exe = shutil.which("sheepcrm-mcp") or str(Path(sys.executable).with_name("sheepcrm-mcp"))

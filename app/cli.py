@@ -6,11 +6,11 @@ import argparse
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator
 from typing import Any
 
-from server import __version__, logs
-from server.config import ConfigError, Settings, load_settings
+from sheepcrm_mcp.sandboxed import sandbox_settings
+from sheepcrm_mcp.server import __version__, logs
+from sheepcrm_mcp.server.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("sheepcrm_mcp")
 
@@ -42,15 +42,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-@contextlib.contextmanager
-def sandbox_settings(overrides: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Start the embedded sandbox and point the settings at it."""
-    from sandbox.runner import SandboxServer
-
-    with SandboxServer() as sb:
-        yield {**overrides, "api_key": sb.key, "bucket": sb.bucket, "base_url": sb.url, "v1_base_url": sb.url}
-
-
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if args.read_only:
@@ -61,7 +52,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> None:
-    from server.app import build_server
+    from sheepcrm_mcp.assembly import build_app
 
     if settings.confirm == "none":
         print(
@@ -69,13 +60,13 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
             "(trusted automation only); every audit line records it.",
             file=sys.stderr,
         )
-    server = build_server(settings)
+    built = build_app(settings)
     if args.transport == "http":
-        from server.http import run_http
+        from sheepcrm_mcp.http import run_http
 
-        run_http(server, settings, host=args.host, port=args.port, stateless=args.stateless)
+        run_http(built, host=args.host, port=args.port, stateless=args.stateless)
     else:
-        server.run("stdio")
+        built.server.run("stdio")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,11 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(args.log_level)
     try:
         if args.command == "demo":
-            from server.demo import run_demo
+            from sheepcrm_mcp.demo import run_demo
 
             return run_demo()
         if args.command == "doctor":
-            from server.doctor import run_doctor
+            from sheepcrm_mcp.doctor import run_doctor
 
             return run_doctor(_overrides(args), sandbox=args.sandbox)
         with contextlib.ExitStack() as stack:

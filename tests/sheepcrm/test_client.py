@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import httpx
 import pytest
 
-from server.client import (
+from sheepcrm_mcp.server.settings import Settings
+from sheepcrm_mcp.sheepcrm import (
     AuthError,
     CircuitOpenError,
     ConflictError,
@@ -18,8 +18,7 @@ from server.client import (
     UpstreamError,
     UpstreamTimeout,
 )
-from server.config import Settings
-from server.scope import RecordUri
+from sheepcrm_mcp.sheepcrm.scope import RecordUri
 
 KEY = "canary-key-7f3a9c"
 
@@ -36,7 +35,7 @@ def make(handler: Callable[[httpx.Request], httpx.Response], **over: object) -> 
         "retry_attempts": 4, "retry_budget": 10.0, "retry_wait_max": 0.05, "cache_ttl": 0,
     }
     base.update(over)
-    client = SheepClient(Settings(**base), transport=httpx.MockTransport(record))  # type: ignore[arg-type]
+    client = SheepClient(Settings(**base).client_config(), transport=httpx.MockTransport(record))  # type: ignore[arg-type]
     return client, seen
 
 
@@ -143,8 +142,9 @@ async def test_key_never_in_messages_or_repr(sleeps: list[float]) -> None:
     client, _ = make(handler)
     with pytest.raises(UpstreamError) as info:
         await client.search("x")
-    assert KEY not in str(info.value) and KEY not in repr(client.settings)
-    assert KEY not in json.dumps(client.settings.model_dump(mode="json"))
+    config = client.http.config
+    assert KEY not in str(info.value) and KEY not in repr(config) and KEY not in str(config)
+    assert KEY not in repr(client) and KEY not in repr(client.http)
 
 
 async def test_circuit_opens_then_recovers(sleeps: list[float], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,14 +17,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
-from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import __version__
-from server.config import ConfigError, Settings
+from sheepcrm_mcp.assembly import App
+from sheepcrm_mcp.server import __version__
+from sheepcrm_mcp.server.settings import ConfigError
 
 log = logging.getLogger("sheepcrm_mcp.http")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -146,7 +146,8 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
-def http_app(server: MCPServer, settings: Settings, host: str, stateless: bool) -> ASGIApp:
+def http_app(built: App, host: str, stateless: bool) -> ASGIApp:
+    server, settings = built.server, built.settings
     token = settings.mcp_token.get_secret_value() if settings.mcp_token else ""
     if host not in LOOPBACK and not token:
         raise ConfigError(
@@ -168,15 +169,14 @@ def http_app(server: MCPServer, settings: Settings, host: str, stateless: bool) 
         host=host,
         transport_security=TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=origins),
     )
-    rt = getattr(server, "sheepcrm", None)  # server.app.Runtime, when built by build_server
-    if rt is not None:
-        app = CloseOnShutdown(app, rt.aclose)
+    app = CloseOnShutdown(app, built.aclose)
     return BearerAuth(app, token) if token else app
 
 
-def run_http(server: MCPServer, settings: Settings, *, host: str, port: int, stateless: bool) -> None:
+def run_http(built: App, *, host: str, port: int, stateless: bool) -> None:
     """Serve until SIGINT/SIGTERM; then stop accepting, let in-flight calls finish (up to 10 s), exit."""
-    app = http_app(server, settings, host, stateless)
+    settings = built.settings
+    app = http_app(built, host, stateless)
     mode = "stateless" if stateless else "stateful"
     shown = f"[{host}]" if ":" in host else host
     log.warning("serving MCP over streamable HTTP (%s) at http://%s:%d/mcp", mode, shown, port)

@@ -1,5 +1,0 @@
-PYTHON ?= python
-
-.PHONY: bench
-bench:
-	$(PYTHON) -m bench

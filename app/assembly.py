@@ -1,0 +1,66 @@
+"""Assembles the MCP server from the catalogue: toolsets, read-only mode, the gate, resources, prompts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mcp.server.mcpserver import Context, MCPServer
+
+from sheepcrm_mcp.server import __version__
+from sheepcrm_mcp.server.approvals import ApprovalPage, ApprovalStore
+from sheepcrm_mcp.server.audit import AuditLog
+from sheepcrm_mcp.server.gate import Gate
+from sheepcrm_mcp.server.settings import Settings
+from sheepcrm_mcp.server.toolkit import Deps, ReadTool, WriteDeps, build_tool, read_registration
+from sheepcrm_mcp.sheepcrm import SheepClient
+from sheepcrm_mcp.tools import catalogue, prompts, resources
+
+
+@dataclass
+class App:
+    """A built server and what it holds besides the SDK's state (for the CLI, transports, tests, benchmarks)."""
+
+    server: MCPServer
+    client: SheepClient
+    settings: Settings
+    gate: Gate
+    audit: AuditLog
+    page: ApprovalPage
+
+    async def aclose(self) -> None:
+        self.page.close()
+        await self.client.aclose()
+
+
+def build_app(settings: Settings, client: SheepClient | None = None) -> App:
+    """An MCP server bound to one bucket. The client is created here unless one is given."""
+    toolsets = catalogue.toolsets(settings.toolsets)
+    specs = catalogue.select(settings.toolsets, settings.read_only)
+    sheep = client or SheepClient(settings.client_config())
+    reader = sheep.reader  # read tools, resources and prompts get a client that cannot write
+
+    def read_deps(ctx: Context) -> Deps:
+        return Deps(client=reader, settings=settings, ctx=ctx)
+
+    def write_deps(ctx: Context) -> WriteDeps:
+        return WriteDeps(client=sheep, settings=settings, ctx=ctx)
+
+    audit = AuditLog(
+        settings.audit_log, settings.api_key.get_secret_value() if settings.api_key else None, settings.confirm
+    )
+    page = ApprovalPage(ApprovalStore(), settings.approval_port)
+    gate = Gate(settings, audit, page.store, page)
+    registrations = [
+        read_registration(spec, read_deps) if isinstance(spec, ReadTool) else gate.registration(spec, write_deps)
+        for spec in specs
+    ]
+    server: MCPServer = MCPServer(
+        name="sheepcrm-mcp",
+        title="sheepCRM",
+        instructions=catalogue.INSTRUCTIONS,
+        version=__version__,
+        tools=[build_tool(r) for r in registrations],
+    )
+    resources.install(server, Deps(client=reader, settings=settings), toolsets)
+    prompts.install(server, toolsets, settings.read_only)
+    return App(server, sheep, settings, gate, audit, page)

@@ -1,0 +1,15 @@
+"""`--sandbox`: start the embedded sheepCRM sandbox and point the settings at it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+
+
+@contextlib.contextmanager
+def sandbox_settings(overrides: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    with SandboxServer() as sb:
+        yield {**overrides, **sb.settings()}

@@ -1,0 +1,47 @@
+"""What a write tool hands the gate: a `WritePlan` of `Change`s.
+
+An update reads the record, diffs it against the wanted values, applies the changes and says
+how to undo them. A create fits the same shape: `read` looks for the record it would create
+(for example by its natural key) and returns None while it does not exist; `diff` turns "absent"
+into one Change (before None, after the new record); `apply` sends the create once; the gate's
+read-back then finds the record, which is how it knows the create happened; `undo` names the
+delete call, or returns None when sheepCRM offers none (the result then says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+def show(value: Any) -> str:
+    """A value as a person reads it in a preview: lists as values, empty as (empty)."""
+    if value in (None, "", [], {}):
+        return "(empty)"
+    if isinstance(value, list):
+        return ", ".join(show(v) if v is not None else "(empty)" for v in value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str  # machine name: field name, attendee uri, task action
+    label: str  # what a person reads
+    before: Any
+    after: Any
+
+    def line(self) -> str:
+        return f"{self.label}: {show(self.before)} → {show(self.after)}"
+
+
+@dataclass
+class WritePlan:
+    """How to read, compare, apply and undo one write request."""
+
+    summary: str  # one line: what and on which record
+    read: Callable[[], Awaitable[Any]]  # the current state, fresh (JSON-able)
+    diff: Callable[[Any], list[Change]]  # the changes still needed given a state; [] = nothing to do
+    apply: Callable[[list[Change], Any], Awaitable[None]]  # one write for these changes, given the state just read
+    undo: Callable[[list[Change]], dict[str, Any] | None]  # arguments of the same tool that undo them, or None
+    one_write_per_change: bool = False

@@ -1,0 +1,24 @@
+"""What the client needs to know: where sheepCRM is, which bucket, the key, and its patience."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, repr=False)
+class ClientConfig:
+    api_key: str
+    bucket: str
+    base_url: str = "https://sls-api.sheepcrm.com"
+    v1_base_url: str = "https://api.sheepcrm.com"
+    user_agent: str = "sheepcrm-mcp"
+    timeout: float = 15.0  # per-request read timeout, seconds
+    connect_timeout: float = 5.0
+    max_concurrency: int = 8
+    retry_attempts: int = 4  # tries per read, the first one included
+    retry_budget: float = 20.0  # seconds a read may spend retrying
+    retry_wait_max: float = 5.0  # longest single wait between tries
+    cache_ttl: float = 5.0  # seconds a read is reused; 0 disables
+
+    def __repr__(self) -> str:  # never show the key
+        return f"ClientConfig(bucket={self.bucket!r}, base_url={self.base_url!r}, v1_base_url={self.v1_base_url!r})"

@@ -1,0 +1,50 @@
+"""Contacts (people and organisations): v1 records, v2 summaries and details, memberships."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sheepcrm_mcp.sheepcrm.base import JSON, Reads, Writes
+from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, RecordUri, ScopeError
+
+
+class ContactReads(Reads):
+    def _contact(self, uri: RecordUri) -> str:
+        if uri.bucket != self.bucket or uri.type not in CONTACT_TYPES:
+            raise ScopeError(f"{uri} is not a contact of bucket {self.bucket}")
+        return f"/api/v2{uri}"
+
+    async def record(self, uri: RecordUri, *, fresh: bool = False) -> JSON:
+        result: JSON = await self._get(f"/api/v1{uri}", f"record {uri}", api="v1", fresh=fresh)
+        return result
+
+    async def membership_by_email(self, email: str) -> JSON:
+        result: JSON = await self._get(
+            f"/api/v1/{self.bucket}/user/membership/",
+            "membership by email",
+            {"email": email, "realtime": "Y"},
+            api="v1",
+        )
+        return result
+
+    async def contact_summary(self, uri: RecordUri) -> JSON:
+        result: JSON = await self._get(f"{self._contact(uri)}summary", f"contact {uri}")
+        return result
+
+    async def contact_communications(self, uri: RecordUri) -> JSON:
+        result: JSON = await self._get(f"{self._contact(uri)}communications/detail", f"contact details of {uri}")
+        return result
+
+    async def contact_personal(self, uri: RecordUri) -> JSON:
+        result: JSON = await self._get(f"{self._contact(uri)}personal/detail", f"personal details of {uri}")
+        return result
+
+    async def memberships(self, uri: RecordUri) -> Any:
+        return await self._get(f"{self._contact(uri)}membership/all", f"memberships of {uri}")
+
+
+class ContactWrites(Writes):
+    async def update_record(self, uri: RecordUri, fields: Mapping[str, Any]) -> JSON:
+        result: JSON = await self._write("PUT", f"/api/v1{uri}", f"update of {uri}", body=dict(fields), api="v1")
+        return result

@@ -1,0 +1,96 @@
+"""Every upstream failure as one of the client's own exceptions, with a message a person can act on."""
+
+from __future__ import annotations
+
+import httpx
+
+
+class SheepError(Exception):
+    """Base of every failure the client reports; the message says what a person can do about it."""
+
+    status: int | None = None
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class InvalidRequest(SheepError):
+    """The caller asked for something the client will not send (a value outside the allowed set)."""
+
+
+class AuthError(SheepError):
+    """The key was refused (401/403)."""
+
+
+class NotFoundError(SheepError):
+    """404: no such record, or (sheepCRM's v1 habit) credentials it does not accept."""
+
+
+class ConflictError(SheepError):
+    """409: credentials and request are fine but the data values clash."""
+
+
+class BadRequestError(SheepError):
+    """400/422: sheepCRM rejected the request's values."""
+
+
+class RateLimitedError(SheepError):
+    """429 that outlasted the retry budget."""
+
+
+class UpstreamError(SheepError):
+    """5xx, a broken connection or an unreadable answer."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """No answer within the timeout."""
+
+
+class CircuitOpenError(UpstreamError):
+    """Recent calls failed; calls fail fast until the cool-down ends."""
+
+
+def error_detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict):
+        for key in ("error_detail", "error", "message", "detail"):
+            if isinstance(body.get(key), str):
+                return str(body[key])[:200]
+    return ""
+
+
+def error_for(response: httpx.Response, what: str, write: bool) -> SheepError:
+    """Map an upstream status to an exception whose message a person can act on."""
+    status = response.status_code
+    detail = error_detail(response)
+    suffix = f" (sheepCRM said: {detail})" if detail else ""
+    if status in (401, 403):
+        return AuthError(
+            f"sheepCRM refused the API key for {what} (HTTP {status}). Check SHEEPCRM_API_KEY "
+            "and that the key's user may use this bucket; `sheepcrm-mcp doctor` checks both.",
+            status,
+        )
+    if status == 404:
+        return NotFoundError(
+            f"{what}: not found{suffix}. sheepCRM also answers 404 when it does not accept the "
+            "credentials, so if records you know exist are 'not found', run `sheepcrm-mcp doctor`.",
+            status,
+        )
+    if status == 409:
+        return ConflictError(
+            f"{what}: sheepCRM reported a data conflict (HTTP 409){suffix}. The request was understood "
+            "but clashes with the stored data; nothing was changed by this call.",
+            status,
+        )
+    if status in (400, 422):
+        return BadRequestError(f"{what}: sheepCRM rejected the request{suffix} (HTTP {status}).", status)
+    if status == 429:
+        return RateLimitedError(
+            f"{what}: sheepCRM is rate limiting this key (HTTP 429). Wait a minute and try again.", status
+        )
+    outcome = " The change may or may not have been applied." if write else ""
+    return UpstreamError(f"{what}: sheepCRM failed (HTTP {status}).{outcome}", status)

@@ -1,0 +1,216 @@
+"""Sending requests to sheepCRM: the one httpx client, retries, the circuit breaker and the read cache.
+
+Reads (GET) retry on 429/500/502/503/504, timeouts and connection errors with capped,
+jittered backoff that honours Retry-After, within a time budget; the breaker fails fast
+while the upstream is down. Writes are sent exactly once: on an unknown outcome the caller
+reads back to learn what happened. The API key lives only in the Authorization header.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+
+import anyio
+import httpx
+import stamina
+
+from sheepcrm_mcp.sheepcrm.config import ClientConfig
+from sheepcrm_mcp.sheepcrm.errors import (
+    CircuitOpenError,
+    RateLimitedError,
+    SheepError,
+    UpstreamError,
+    UpstreamTimeout,
+    error_for,
+)
+
+log = logging.getLogger("sheepcrm_mcp.client")
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+Params = Mapping[str, str | int | float | bool | None]
+Api = Literal["v1", "v2"]
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})  # GETs only; a read is safe to repeat
+
+
+class _Retryable(Exception):
+    def __init__(self, error: SheepError, wait: float | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.wait = wait
+
+
+class CircuitBreaker:
+    """Opens after `threshold` consecutive upstream failures; lets one call through after `cooldown`."""
+
+    def __init__(self, threshold: int = 5, cooldown: float = 10.0) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self.failures = 0
+        self.opened_at: float | None = None
+
+    def check(self) -> None:
+        if self.opened_at is None:
+            return
+        remaining = self.cooldown - (time.monotonic() - self.opened_at)
+        if remaining > 0:
+            raise CircuitOpenError(
+                f"sheepCRM failed {self.failures} times in a row; not calling it for another "
+                f"{remaining:.0f}s. Try again shortly; nothing was changed."
+            )
+        self.opened_at = None  # half-open: let this call probe
+
+    def record(self, ok: bool) -> None:
+        if ok:
+            self.failures = 0
+            self.opened_at = None
+            return
+        self.failures += 1
+        if self.failures >= self.threshold:
+            self.opened_at = time.monotonic()
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class Http:
+    """The one HTTP client: a GET path with retries and cache, a write path that sends exactly once."""
+
+    def __init__(self, config: ClientConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.config = config
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None  # made on first use: see _http
+        self._limit = anyio.CapacityLimiter(config.max_concurrency)
+        self._cache: dict[str, tuple[float, Any]] = {}
+        self.breaker = CircuitBreaker()
+        self.calls = 0  # requests sent, for tests and benchmarks
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        """Made on first use: building it loads the TLS trust store (~30 ms), which would otherwise
+        delay the server's first answer (initialize) at start-up."""
+        if self._client is None:
+            c = self.config
+            self._client = httpx.AsyncClient(
+                headers={
+                    "Authorization": f"Bearer {c.api_key}",
+                    "User-Agent": c.user_agent,
+                    "Accept": "application/json",
+                },
+                timeout=httpx.Timeout(c.timeout, connect=c.connect_timeout),
+                limits=httpx.Limits(max_connections=c.max_concurrency, max_keepalive_connections=c.max_concurrency),
+                transport=self._transport,
+                follow_redirects=False,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    def url(self, api: Api, path: str) -> str:
+        base = self.config.v1_base_url if api == "v1" else self.config.base_url
+        return base + path
+
+    async def _send(self, method: str, url: str, what: str, params: Params | None, body: Any) -> httpx.Response:
+        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        maybe = " The change may or may not have been applied." if method != "GET" else ""
+        async with self._limit:
+            self.calls += 1
+            try:
+                return await self._http.request(method, url, params=clean, json=body)
+            except httpx.TimeoutException:
+                raise UpstreamTimeout(
+                    f"{what}: sheepCRM did not answer within {self.config.timeout:g}s.{maybe}"
+                ) from None
+            except httpx.HTTPError as exc:
+                raise UpstreamError(f"{what}: could not talk to sheepCRM ({type(exc).__name__}).{maybe}") from None
+
+    @staticmethod
+    def _json(response: httpx.Response, what: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise UpstreamError(f"{what}: sheepCRM sent a reply that is not JSON.") from None
+
+    async def get(
+        self, path: str, what: str, params: Params | None = None, *, api: Api = "v2", fresh: bool = False
+    ) -> Any:
+        """GET with retries, the circuit breaker and the short read cache."""
+        url = self.url(api, path)
+        key = f"{url}?{sorted((k, str(v)) for k, v in (params or {}).items() if v is not None)}"
+        c = self.config
+        if c.cache_ttl and not fresh and (hit := self._cache.get(key)) and hit[0] > time.monotonic():
+            return hit[1]
+        self.breaker.check()
+
+        def backoff(exc: Exception) -> bool | float:
+            if not isinstance(exc, _Retryable):
+                return False
+            if exc.wait is not None:
+                return min(exc.wait, c.retry_wait_max)
+            return True
+
+        try:
+            async for attempt in stamina.retry_context(
+                on=backoff,
+                attempts=c.retry_attempts,
+                timeout=c.retry_budget,
+                wait_initial=0.2,
+                wait_max=c.retry_wait_max,
+                wait_jitter=0.5,
+            ):
+                with attempt:
+                    try:
+                        response = await self._send("GET", url, what, params, None)
+                    except UpstreamError as exc:
+                        raise _Retryable(exc, None) from None
+                    if response.status_code in RETRY_STATUSES:
+                        raise _Retryable(error_for(response, what, False), retry_after(response))
+        except _Retryable as exc:
+            # The breaker counts calls, not attempts; being rate limited is not being down.
+            self.breaker.record(isinstance(exc.error, RateLimitedError))
+            raise exc.error from None
+        self.breaker.record(response.status_code < 500)
+        if response.status_code >= 400:
+            raise error_for(response, what, False)
+        data = self._json(response, what)
+        if c.cache_ttl:
+            self._cache[key] = (time.monotonic() + c.cache_ttl, data)
+        return data
+
+    async def write(
+        self,
+        method: Literal["PUT", "POST"],
+        path: str,
+        what: str,
+        params: Params | None = None,
+        body: Any = None,
+        *,
+        api: Api = "v2",
+    ) -> Any:
+        """Send a write exactly once. Never retried: the caller decides what to do on failure."""
+        self.breaker.check()
+        self._cache.clear()
+        response = await self._send(method, self.url(api, path), what, params, body)
+        self.breaker.record(response.status_code < 500)
+        if response.status_code >= 400:
+            raise error_for(response, what, True)
+        return self._json(response, what) if response.content else {}
