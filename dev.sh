@@ -14,7 +14,7 @@ install() {
     "$PY" -m venv "$VENV"
   fi
   if [ ! -f "$VENV/.installed" ] || [ pyproject.toml -nt "$VENV/.installed" ] || [ constraints.txt -nt "$VENV/.installed" ]; then
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev,bench]"
     touch "$VENV/.installed"
   fi
 }
@@ -43,7 +43,7 @@ case "$cmd" in
   test)
     lint
     "$VENV/bin/python" -m pytest "$@"
-    exec "$VENV/bin/python" -m pytest -m reliability "$@" ;;
+    exec "$VENV/bin/python" -m pytest -m "reliability or slow" "$@" ;;
   bench) exec "$VENV/bin/python" -m bench "$@" ;;
   *) echo "usage: bash dev.sh demo|test|bench" >&2; exit 2 ;;
 esac

@@ -148,10 +148,7 @@ def run_demo() -> int:
         say(f"{DIM}sandbox: sheepCRM-compatible API at {sb.url} (bucket '{sb.bucket}', seeded demo data){RESET}")
         env = {
             **os.environ,
-            "SHEEPCRM_API_KEY": sb.key,
-            "SHEEPCRM_BUCKET": sb.bucket,
-            "SHEEPCRM_BASE_URL": sb.url,
-            "SHEEPCRM_V1_BASE_URL": sb.url,
+            **sb.env(),
             "SHEEPCRM_AUDIT_LOG": str(audit_log),
         }
         params = StdioServerParameters(command=exe, args=[], env=env)

@@ -56,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(r.ok is None for r in rows)} informational; {elapsed:.0f} s{' (quick)' if args.quick else ''}")
     if not args.no_write:
         write_results(out, notes, elapsed, args.quick)
-    return 0
+    # A target missed is a finding to report; a comparison with no baseline is no measurement at all.
+    missing = [r.figure for r in rows if r.baseline == "no baseline"]
+    if missing:
+        print(f"bench: no baseline for {', '.join(missing)}: install the bench extra", file=sys.stderr)
+    return 1 if missing else 0
 
 
 def run_section(name: str, sb: Any, quick: bool) -> tuple[list[Row], list[str]]:

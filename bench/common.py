@@ -54,6 +54,8 @@ class Row:
 
     @property
     def verdict(self) -> str:
+        if self.baseline == "no baseline":
+            return "FAIL (no baseline)"
         return "info" if self.ok is None else ("pass" if self.ok else "FAIL")
 
 
@@ -126,10 +128,7 @@ def server_env(sb: Any, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHEEPCRM_")}
     env.update(
         {
-            "SHEEPCRM_API_KEY": sb.key,
-            "SHEEPCRM_BUCKET": sb.bucket,
-            "SHEEPCRM_BASE_URL": sb.url,
-            "SHEEPCRM_V1_BASE_URL": sb.url,
+            **sb.env(),
             "SHEEPCRM_CACHE_TTL": "0",
             "SHEEPCRM_AUDIT_LOG": str(Path(os.environ.get("TMPDIR", "/tmp")) / "sheepcrm-bench-audit.jsonl"),
             "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
@@ -165,6 +164,11 @@ class Upstream:
     url: str
     key: str = "sandbox-key"
     bucket: str = "demo"
+
+    def env(self) -> dict[str, str]:
+        from sheepcrm_mcp.sandbox.runner import client_env
+
+        return client_env(self.url, self.key, self.bucket)
 
 
 @contextmanager

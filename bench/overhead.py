@@ -27,10 +27,7 @@ def bench_settings(sb: Any, **over: Any) -> Any:
     from sheepcrm_mcp.server.settings import Settings
 
     values: dict[str, Any] = {
-        "api_key": sb.key,
-        "bucket": sb.bucket,
-        "base_url": sb.url,
-        "v1_base_url": sb.url,
+        **sb.settings(),
         "cache_ttl": 0,
         "audit_log": Path(tempfile.gettempdir()) / "sheepcrm-bench-audit.jsonl",
     }

@@ -15,6 +15,17 @@ from sheepcrm_mcp.sandbox.faults import FaultPlan
 from sheepcrm_mcp.sandbox.store import Store
 
 
+def client_settings(url: str, key: str, bucket: str) -> dict[str, str]:
+    """The settings (as field names) that point sheepcrm-mcp at a sandbox: the one place that knows how,
+    for the CLI's --sandbox, doctor, the demo, tests and benchmarks."""
+    return {"api_key": key, "bucket": bucket, "base_url": url, "v1_base_url": url}
+
+
+def client_env(url: str, key: str, bucket: str) -> dict[str, str]:
+    """The same settings as SHEEPCRM_* environment variables, for a `sheepcrm-mcp` subprocess."""
+    return {f"SHEEPCRM_{name.upper()}": value for name, value in client_settings(url, key, bucket).items()}
+
+
 class SandboxServer:
     """Builds a seeded store, serves it with uvicorn on a free loopback port, stops on exit."""
 
@@ -57,9 +68,10 @@ class SandboxServer:
         return f"http://{self.host}:{self.port}"
 
     def settings(self) -> dict[str, str]:
-        """The SHEEPCRM_* settings (as field names) that point sheepcrm-mcp at this sandbox: the one place
-        that knows how, for the CLI's --sandbox, doctor, the demo, tests and benchmarks."""
-        return {"api_key": self.key, "bucket": self.bucket, "base_url": self.url, "v1_base_url": self.url}
+        return client_settings(self.url, self.key, self.bucket)
+
+    def env(self) -> dict[str, str]:
+        return client_env(self.url, self.key, self.bucket)
 
     @property
     def request_log(self) -> list[LoggedRequest]:

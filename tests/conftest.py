@@ -18,9 +18,7 @@ from mcp.client.session import ElicitationFnT
 
 from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from sheepcrm_mcp.server.settings import Settings
-
-CANARY_KEY = "sk-canary-3f9a7c21d4e8b6"
+from tests.helpers import CANARY_KEY, settings_for
 
 
 @pytest.fixture(scope="session")
@@ -33,15 +31,6 @@ def shared_sandbox() -> Iterator[SandboxServer]:
 def sandbox() -> Iterator[SandboxServer]:
     with SandboxServer(key=CANARY_KEY) as sb:
         yield sb
-
-
-def settings_for(sb: SandboxServer, audit_dir: Path, **over: Any) -> Settings:
-    values: dict[str, Any] = {
-        "api_key": sb.key, "bucket": sb.bucket, "base_url": sb.url, "v1_base_url": sb.url,
-        "audit_log": audit_dir / "audit.jsonl", "retry_wait_max": 0.2, "timeout": 5.0,
-    }
-    values.update(over)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 Connect = Callable[..., Any]

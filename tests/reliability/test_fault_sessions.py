@@ -28,7 +28,7 @@ from sheepcrm_mcp.sandbox.app import LoggedRequest
 from sheepcrm_mcp.sandbox.faults import FaultPlan
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.store import Store
-from tests.conftest import CANARY_KEY, settings_for
+from tests.helpers import CANARY_KEY, settings_for
 from tests.reliability.helpers import approve, figure, out_of_scope, percentile, result_text
 
 pytestmark = pytest.mark.reliability

@@ -26,7 +26,7 @@ from mcp import Client
 from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.tools.catalogue import TOOLS
-from tests.conftest import CANARY_KEY, settings_for
+from tests.helpers import CANARY_KEY, settings_for
 from tests.reliability.helpers import approve, figure, out_of_scope, result_text
 
 pytestmark = pytest.mark.reliability

@@ -23,7 +23,7 @@ import pytest
 from mcp import Client
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.conftest import CANARY_KEY
+from tests.helpers import CANARY_KEY
 from tests.reliability.helpers import approve, figure, out_of_scope, percentile, result_text
 
 pytestmark = pytest.mark.reliability
@@ -72,10 +72,7 @@ async def test_http_load(tmp_path: Path) -> None:
         port = free_port()
         env = {
             **os.environ,
-            "SHEEPCRM_API_KEY": sb.key,
-            "SHEEPCRM_BUCKET": sb.bucket,
-            "SHEEPCRM_BASE_URL": sb.url,
-            "SHEEPCRM_V1_BASE_URL": sb.url,
+            **sb.env(),
             "SHEEPCRM_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
         }
         exe = str(Path(sys.executable).with_name("sheepcrm-mcp"))

@@ -22,7 +22,7 @@ from mcp import Client
 from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.doctor import run_doctor
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.conftest import CANARY_KEY, settings_for
+from tests.helpers import CANARY_KEY, settings_for
 from tests.reliability.helpers import approve, decline, figure, result_text
 
 pytestmark = pytest.mark.reliability
@@ -85,8 +85,7 @@ async def test_canary_key_never_leaks(
         texts += await run_session(sb, tmp_path / "a", approve, cache_ttl=0, timeout=1.0)
         texts += await run_session(sb, tmp_path / "b", decline, cache_ttl=0, timeout=1.0)
         texts += await run_session(sb, tmp_path / "c", None, cache_ttl=0, timeout=1.0)
-        overrides = {"api_key": CANARY_KEY, "bucket": sb.bucket, "base_url": sb.url, "v1_base_url": sb.url,
-                     "audit_log": tmp_path / "d" / "audit.jsonl"}
+        overrides = {**sb.settings(), "audit_log": tmp_path / "d" / "audit.jsonl"}
         doctor_ok = await anyio.to_thread.run_sync(run_doctor, overrides)
     with SandboxServer(key="another-key") as wrong:  # the canary is refused: auth errors must not echo it
         texts += await run_session(wrong, tmp_path / "e", approve)

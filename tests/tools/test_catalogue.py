@@ -37,7 +37,7 @@ def test_tool_went_through_the_checklist(spec: ReadTool[Input, Output] | WriteTo
     tests = _tests_text()
     assert f'"{name}"' in tests.replace("'", '"'), f"{name}: no test calls it; add an end-to-end test in tests/tools/"
     bad_input = (TESTS / "tools" / "test_bad_input.py").read_text()
-    assert f'("{name}",' in bad_input, f"{name}: add at least one bad-input case to CASES in tests/tools/test_bad_input.py"
+    assert f'("{name}",' in bad_input, f"{name}: add a bad-input case to CASES in tests/tools/test_bad_input.py"
 
 
 def test_names_are_unique_and_toolsets_come_from_the_tools() -> None:
@@ -50,6 +50,6 @@ def test_an_unknown_toolset_is_a_clear_configuration_error() -> None:
     from sheepcrm_mcp.server.settings import ConfigError
     from sheepcrm_mcp.tools.catalogue import select
 
-    with pytest.raises(ConfigError, match="unknown toolset.*choose from"):
+    with pytest.raises(ConfigError, match=r"unknown toolset.*choose from"):
         select(("events", "nope"), read_only=False)
     assert {t.name for t in select(("all",), read_only=True)} == {t.name for t in TOOLS if isinstance(t, ReadTool)}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.transport.helpers import REPO, binary, clean_env, free_port, sandbox_env
+from tests.helpers import REPO, binary, clean_env, free_port, sandbox_env
 
 
 def doctor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

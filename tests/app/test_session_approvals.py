@@ -10,7 +10,7 @@ from mcp import Client
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.store import Store
-from tests.transport.helpers import serve_http
+from tests.helpers import serve_http
 
 
 def approve(url: str) -> None:

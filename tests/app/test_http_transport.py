@@ -20,8 +20,7 @@ from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.http import http_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.settings import ConfigError
-from tests.conftest import settings_for
-from tests.transport.helpers import (
+from tests.helpers import (
     ACCEPT,
     PROTOCOL,
     clean_env,
@@ -32,6 +31,7 @@ from tests.transport.helpers import (
     run_binary,
     sandbox_env,
     serve_http,
+    settings_for,
     wait_healthy,
 )
 

@@ -12,7 +12,7 @@ from mcp import Client, StdioServerParameters
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.store import Store
-from tests.transport.helpers import binary, sandbox_env, serve_http
+from tests.helpers import binary, sandbox_env, serve_http
 
 
 async def accept(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 EXPECTED = (
     "tools/list characters",
@@ -32,6 +32,7 @@ EXPECTED = (
 )
 
 
+@pytest.mark.slow  # about a minute: run by `bash dev.sh test` (and CI) with the reliability suite
 @pytest.mark.timeout(180)
 def test_bench_quick_prints_every_figure() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -48,6 +49,7 @@ def test_bench_quick_prints_every_figure() -> None:
     for figure, (ours, baseline, ratio, _target, result) in figures.items():
         assert NUMBER.search(ours), f"{figure}: ours {ours!r} has no number"
         assert result in ("pass", "FAIL", "info"), f"{figure}: result {result!r}"
+        assert baseline != "no baseline", f"{figure}: its baseline is missing"
         for cell in (baseline, ratio):
             assert cell == "-" or NUMBER.search(cell), f"{figure}: {cell!r} does not parse"
             if cell != "-":

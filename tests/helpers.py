@@ -1,5 +1,5 @@
-"""Helpers for transport tests (imported as tests.transport.helpers): the real HTTP app on a loopback port,
-the real binary as a subprocess."""
+"""Shared test helpers (import them from here, never from conftest): settings pointed at a sandbox,
+the real HTTP app on a loopback port, the real binary as a subprocess."""
 
 from __future__ import annotations
 
@@ -21,10 +21,11 @@ import pytest
 from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.http import http_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.server.settings import Settings
 from sheepcrm_mcp.server.threadserver import ThreadServer
-from tests.conftest import settings_for
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
+CANARY_KEY = "sk-canary-3f9a7c21d4e8b6"  # the sandboxes' API key; tests search every output for it
 BIN_DIR = Path(sys.executable).parent
 BINARY = shutil.which("sheepcrm-mcp", path=str(BIN_DIR)) or shutil.which("sheepcrm-mcp")
 ACCEPT = "application/json, text/event-stream"
@@ -50,12 +51,18 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def sandbox_env(sb: SandboxServer, tmp: Path, **extra: str) -> dict[str, str]:
-    """Settings pointing at a running sandbox, as a user would export them; `extra` overrides."""
-    values = {
-        "SHEEPCRM_API_KEY": sb.key, "SHEEPCRM_BUCKET": sb.bucket, "SHEEPCRM_BASE_URL": sb.url,
-        "SHEEPCRM_V1_BASE_URL": sb.url, "SHEEPCRM_AUDIT_LOG": str(tmp / "audit.jsonl"),
+def settings_for(sb: SandboxServer, audit_dir: Path, **over: Any) -> Settings:
+    """Settings pointing at a running sandbox (the one way tests do it), with a private audit log."""
+    values: dict[str, Any] = {
+        **sb.settings(), "audit_log": audit_dir / "audit.jsonl", "retry_wait_max": 0.2, "timeout": 5.0,
     }
+    values.update(over)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def sandbox_env(sb: SandboxServer, tmp: Path, **extra: str) -> dict[str, str]:
+    """The same settings as environment variables, as a user would export them; `extra` overrides."""
+    values = {**sb.env(), "SHEEPCRM_AUDIT_LOG": str(tmp / "audit.jsonl")}
     return clean_env(**{**values, **extra})
 
 

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from tests.transport.helpers import REPO, binary
+from tests.helpers import REPO, binary
 
 pytestmark = pytest.mark.skipif(
     shutil.which("npm") is None, reason="npm is not installed: the conformance suite and the Inspector need it"

@@ -17,7 +17,7 @@ import pytest
 from sheepcrm_mcp.cli import _parser
 from sheepcrm_mcp.server import __version__
 from sheepcrm_mcp.server.settings import Settings
-from tests.transport.helpers import REPO
+from tests.helpers import REPO
 
 README = REPO / "README.md"
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.M | re.S)

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.conftest import CANARY_KEY
-from tests.transport.helpers import PROTOCOL, REPO, binary, clean_env, sandbox_env
+from tests.helpers import CANARY_KEY, PROTOCOL, REPO, binary, clean_env, sandbox_env
 
 
 class StdioSession:
