@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field
 
 from sheepcrm_mcp.server.toolkit import Input, Output, check_cursor
+from sheepcrm_mcp.sheepcrm.scope import check_uid
 
 Limit = Annotated[int, Field(ge=1, le=50)]
 Cursor = Annotated[str | None, Field(max_length=200), AfterValidator(check_cursor)]  # next_cursor of the previous page
@@ -20,7 +21,8 @@ ContactRef = Annotated[
         description="Contact uri from search_contacts.",
     ),
 ]
-Uid = Annotated[str, Field(min_length=1, max_length=64, description="uid from a list tool.")]
+# The one uid input type: checked at the input (letters and digits only), so no tool checks it again.
+Uid = Annotated[str, Field(min_length=1, max_length=64, description="uid from a list tool."), AfterValidator(check_uid)]
 
 
 class Paged(Input):
@@ -54,6 +56,18 @@ def day(value: Any) -> date | None:
         return date.fromisoformat(s[:10])
     except ValueError:
         return None
+
+
+def moment(value: Any) -> datetime | None:
+    """A sheepCRM datetime as an aware UTC datetime (sheepCRM writes UTC without a zone)."""
+    s = text(value)
+    if not s:
+        return None
+    try:
+        parsed = datetime.fromisoformat(s)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def today() -> date:

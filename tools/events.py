@@ -7,16 +7,26 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from sheepcrm_mcp.server.toolkit import Deps, Input, Output, ReadTool, Refusal, ToolSpec, WriteDeps, WriteTool, paginate
+from sheepcrm_mcp.server.toolkit import (
+    Deps,
+    Input,
+    Output,
+    ReadTool,
+    Refusal,
+    ToolSpec,
+    WriteDeps,
+    WriteTool,
+    list_page,
+    or_refuse,
+)
 from sheepcrm_mcp.server.writes import Change, WritePlan
-from sheepcrm_mcp.sheepcrm import NotFoundError
-from sheepcrm_mcp.sheepcrm.scope import check_uid, parse_uri
-from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, rows, text
+from sheepcrm_mcp.sheepcrm.scope import parse_uri
+from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, Uid, rows, text
 
 State = Literal["current", "future", "past", "running", "draft", "all"]
 AttendanceStatus = Literal["invited", "accepted", "declined", "attended", "no-show"]
 STATUSES: tuple[AttendanceStatus, ...] = ("invited", "accepted", "declined", "attended", "no-show")
-EventUid = Annotated[str, Field(min_length=1, max_length=64, description="Event uid.")]
+EventUid = Annotated[Uid, Field(description="Event uid.")]
 
 
 class EventBrief(Output):
@@ -42,12 +52,10 @@ def brief(e: dict[str, Any]) -> EventBrief:
 
 
 async def _event_or_refuse(uid: str, deps: Deps) -> dict[str, Any]:
-    try:
-        return await deps.client.event(check_uid(uid, "event uid"))
-    except NotFoundError:
-        raise Refusal(
-            f"No event with uid {uid!r}. Find events with list_events (state='all' to include past and draft ones)."
-        ) from None
+    return await or_refuse(
+        deps.client.event(uid),
+        f"No event with uid {uid!r}. Find events with list_events (state='all' to include past and draft ones).",
+    )
 
 
 # ---- list_events ------------------------------------------------------------------------
@@ -68,9 +76,11 @@ async def list_events(req: ListEventsInput, deps: Deps) -> ListEventsOutput:
     if req.query:
         words = req.query.lower().split()
         events = [e for e in events if all(w in f"{e.title} {e.location or ''}".lower() for w in words)]
-    page = paginate(events, req.limit, req.cursor, f"events:{req.state}:{req.query}")
-    note = page.note or (None if events else f"No {req.state} events match; try state='all' or fewer words.")
-    return ListEventsOutput(events=page.items, total=len(events), next_cursor=page.next_cursor, note=note)
+    items, envelope = list_page(
+        events, req.limit, req.cursor, f"events:{req.state}:{req.query}",
+        f"No {req.state} events match; try state='all' or fewer words.",
+    )
+    return ListEventsOutput(events=items, **envelope)
 
 
 # ---- get_event --------------------------------------------------------------------------
@@ -179,14 +189,12 @@ async def list_attendees(req: ListAttendeesInput, deps: Deps) -> ListAttendeesOu
         people = [p for p in people if p.status == req.status]
     if req.name:
         people = [p for p in people if req.name.lower() in p.name.lower()]
-    page = paginate(people, req.limit, req.cursor, f"attendees:{req.uid}:{req.status}:{req.name}")
+    items, envelope = list_page(
+        people, req.limit, req.cursor, f"attendees:{req.uid}:{req.status}:{req.name}",
+        "No attendees match these filters.",
+    )
     return ListAttendeesOutput(
-        event=text(e.get("display_value")) or req.uid,
-        counts=counts,
-        attendees=page.items,
-        total=len(people),
-        next_cursor=page.next_cursor,
-        note=page.note or (None if people else "No attendees match these filters."),
+        event=text(e.get("display_value")) or req.uid, counts=counts, attendees=items, **envelope
     )
 
 

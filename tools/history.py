@@ -6,8 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from sheepcrm_mcp.server.toolkit import Deps, Output, ReadTool, Refusal, ToolSpec, paginate
-from sheepcrm_mcp.sheepcrm import NotFoundError
+from sheepcrm_mcp.server.toolkit import Deps, Output, ReadTool, ToolSpec, list_page, or_refuse
 from sheepcrm_mcp.sheepcrm.scope import RECORD_TYPES, parse_uri
 from sheepcrm_mcp.tools.common import ListOutput, Paged, rows, text
 
@@ -39,10 +38,10 @@ class GetRecordHistoryOutput(ListOutput):
 
 async def get_record_history(req: GetRecordHistoryInput, deps: Deps) -> GetRecordHistoryOutput:
     uri = parse_uri(req.uri, deps.client.bucket, HISTORY_TYPES)
-    try:
-        data = await deps.client.record_audit(uri, since_days=req.since_days)
-    except NotFoundError:
-        raise Refusal(f"No record {uri}; find it with search_contacts, list_events or list_tasks.") from None
+    data = await or_refuse(
+        deps.client.record_audit(uri, since_days=req.since_days),
+        f"No record {uri}; find it with search_contacts, list_events or list_tasks.",
+    )
     entries = [
         HistoryEntry(
             date=text(e.get("date")),
@@ -56,11 +55,11 @@ async def get_record_history(req: GetRecordHistoryInput, deps: Deps) -> GetRecor
         for e in rows(data, "results")
     ]
     entries.sort(key=lambda e: e.date or "", reverse=True)
-    page = paginate(entries, req.limit, req.cursor, f"history:{uri}:{req.since_days}")
-    note = page.note or (None if entries else f"No changes in the last {req.since_days} days.")
-    return GetRecordHistoryOutput(
-        uri=str(uri), entries=page.items, total=len(entries), next_cursor=page.next_cursor, note=note
+    items, envelope = list_page(
+        entries, req.limit, req.cursor, f"history:{uri}:{req.since_days}",
+        f"No changes in the last {req.since_days} days.",
     )
+    return GetRecordHistoryOutput(uri=str(uri), entries=items, **envelope)
 
 
 assert set(HISTORY_TYPES) <= set(RECORD_TYPES)

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from sheepcrm_mcp.server.toolkit import Deps, Output, ReadTool, ToolSpec, paginate
+from sheepcrm_mcp.server.toolkit import Deps, Output, ReadTool, ToolSpec, list_page
 from sheepcrm_mcp.tools.common import ListOutput, Paged, text
 
 Short = Annotated[str | None, Field(max_length=100)]
@@ -64,11 +64,10 @@ async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContact
     rows = data.get("results") or [] if isinstance(data, dict) else []
     hits = [hit(r) for r in rows if isinstance(r, dict)]
     key = f"search:{req.query}:{sorted(fielded.items())}"
-    page = paginate(hits, req.limit, req.cursor, key)
-    note = page.note
-    if not hits:
-        note = "No contacts match. Try fewer words, only the last name, or the email address."
-    return SearchContactsOutput(contacts=page.items, total=len(hits), next_cursor=page.next_cursor, note=note)
+    items, envelope = list_page(
+        hits, req.limit, req.cursor, key, "No contacts match. Try fewer words, only the last name, or the email."
+    )
+    return SearchContactsOutput(contacts=items, **envelope)
 
 
 TOOLS: list[ToolSpec] = [

@@ -14,10 +14,9 @@ from sheepcrm_mcp.server.toolkit import (
     ToolSpec,
     decode_cursor,
     encode_cursor,
-    paginate,
+    list_page,
 )
 from sheepcrm_mcp.sheepcrm import NotFoundError
-from sheepcrm_mcp.sheepcrm.scope import check_uid
 from sheepcrm_mcp.tools.common import ListOutput, Paged, Uid, rows, text
 from sheepcrm_mcp.tools.search import ContactHit, hit
 
@@ -50,13 +49,10 @@ async def find_segments(req: FindSegmentsInput, deps: Deps) -> FindSegmentsOutpu
         )
         for s in rows(data, "segments", "results")
     ]
-    page = paginate(segments, req.limit, req.cursor, f"segments:{req.name}")
-    return FindSegmentsOutput(
-        segments=page.items,
-        total=len(segments),
-        next_cursor=page.next_cursor,
-        note=page.note or (None if segments else "No segment matches; omit name to list all."),
+    items, envelope = list_page(
+        segments, req.limit, req.cursor, f"segments:{req.name}", "No segment matches; omit name to list all."
     )
+    return FindSegmentsOutput(segments=items, **envelope)
 
 
 class QuerySegmentInput(Paged):
@@ -78,7 +74,7 @@ class QuerySegmentOutput(ListOutput):
 
 
 async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutput:
-    uid = check_uid(req.uid, "segment uid")
+    uid = req.uid
     try:
         if req.mode == "count":
             data = await deps.client.segment_count(uid)
@@ -91,14 +87,11 @@ async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutpu
         if req.mode == "lookup":
             assert req.q is not None
             found = [hit(r) for r in rows(await deps.client.segment_lookup(uid, req.q), "results")]
-            page = paginate(found, req.limit, req.cursor, f"lookup:{uid}:{req.q}")
-            return QuerySegmentOutput(
-                segment_uid=uid,
-                members=page.items,
-                total=len(found),
-                next_cursor=page.next_cursor,
-                note=None if found else f"Nobody matching {req.q!r} is in this segment.",
+            items, envelope = list_page(
+                found, req.limit, req.cursor, f"lookup:{uid}:{req.q}",
+                f"Nobody matching {req.q!r} is in this segment.",
             )
+            return QuerySegmentOutput(segment_uid=uid, members=items, **envelope)
         key = f"members:{uid}:{req.q}:{req.limit}"
         offset = decode_cursor(req.cursor, key)
         data = await deps.client.segment_members(uid, page=offset // req.limit + 1, page_size=req.limit, q=req.q)

@@ -2,31 +2,36 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from sheepcrm_mcp.server.toolkit import Deps, Input, Output, ReadTool, Refusal, ToolSpec, WriteDeps, WriteTool, paginate
+from sheepcrm_mcp.server.toolkit import (
+    Deps,
+    Input,
+    Output,
+    ReadTool,
+    Refusal,
+    ToolSpec,
+    WriteDeps,
+    WriteTool,
+    list_page,
+    or_refuse,
+)
 from sheepcrm_mcp.server.writes import Change, WritePlan
-from sheepcrm_mcp.sheepcrm import NotFoundError
-from sheepcrm_mcp.sheepcrm.scope import check_uid
-from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, day, rows, text, today
+from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, Uid, day, moment, rows, text, today
 
 TaskStatus = Literal["open", "done", "snoozed"]
-TaskUid = Annotated[str, Field(min_length=1, max_length=64, description="Task uid.")]
+TaskUid = Annotated[Uid, Field(description="Task uid.")]
 
 
 def status_of(t: dict[str, Any], now: datetime | None = None) -> TaskStatus:
     if t.get("completed"):
         return "done"
-    until = text(t.get("snoozed_until"))
-    if until:
-        try:
-            if datetime.fromisoformat(until) > (now or datetime.now()):
-                return "snoozed"
-        except ValueError:
-            pass
+    until = moment(t.get("snoozed_until"))
+    if until and until > (now or datetime.now(UTC)):
+        return "snoozed"
     return "open"
 
 
@@ -80,13 +85,11 @@ async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
     if req.due_before:
         tasks = [t for t in tasks if (d := day(t.due)) is not None and d <= req.due_before]
     tasks.sort(key=lambda t: t.due or "9999")
-    page = paginate(tasks, req.limit, req.cursor, f"tasks:{req.scope}:{req.status}:{req.due_before}")
-    return ListTasksOutput(
-        tasks=page.items,
-        total=len(tasks),
-        next_cursor=page.next_cursor,
-        note=page.note or (None if tasks else "No tasks match; try status='any' or scope='all'."),
+    items, envelope = list_page(
+        tasks, req.limit, req.cursor, f"tasks:{req.scope}:{req.status}:{req.due_before}",
+        "No tasks match; try status='any' or scope='all'.",
     )
+    return ListTasksOutput(tasks=items, **envelope)
 
 
 # ---- get_task ---------------------------------------------------------------------------
@@ -98,10 +101,10 @@ class GetTaskInput(Input):
 
 
 async def _task_or_refuse(uid: str, deps: Deps, fresh: bool = False) -> dict[str, Any]:
-    try:
-        return await deps.client.task(check_uid(uid, "task uid"), fresh=fresh)
-    except NotFoundError:
-        raise Refusal(f"No task with uid {uid!r}. Find tasks with list_tasks (scope='all', status='any').") from None
+    return await or_refuse(
+        deps.client.task(uid, fresh=fresh),
+        f"No task with uid {uid!r}. Find tasks with list_tasks (scope='all', status='any').",
+    )
 
 
 async def get_task(req: GetTaskInput, deps: Deps) -> Task:
