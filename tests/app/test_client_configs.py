@@ -158,7 +158,35 @@ def test_readme_shell_snippets() -> None:
         check_variables(body, "README shell block")
 
 
+def uses_the_package_index(line_or_args: list[str]) -> bool:
+    """True when a command would fetch `sheepcrm-mcp` from the package index, where it is not published yet."""
+    tokens = [t for t in line_or_args if not t.startswith("-")]
+    if tokens[:1] == ["uvx"] or (tokens[:2] == ["uv", "tool"]):
+        return "--from" not in line_or_args
+    if tokens[:2] in (["pipx", "install"], ["pip", "install"], ["pipx", "run"]):
+        return COMMAND in tokens[2:]
+    return False
+
+
+def test_snippets_need_no_package_index() -> None:
+    for body in shell_blocks():
+        for line in body.splitlines():
+            tokens = shlex.split(line, comments=True)
+            assert not uses_the_package_index(tokens), f"README: `{line.strip()}` needs the unpublished package"
+    for index, body in enumerate(json_blocks()):
+        for name, entry in client_entries(json.loads(body)):
+            if "command" in entry:
+                argv = [Path(entry["command"]).name, *entry.get("args", [])]
+                assert not uses_the_package_index(argv), f"README json block #{index + 1} ({name}) needs the index"
+    text = README.read_text(encoding="utf-8")
+    for form in ("pipx install git+", "pipx install .", ".whl", "uvx --from git+"):
+        assert form in text, f"the install section lost the {form!r} form"
+
+
 def test_the_checker_catches_mistakes() -> None:
+    assert uses_the_package_index(["uvx", "sheepcrm-mcp", "--sandbox"])
+    assert uses_the_package_index(["pipx", "install", "sheepcrm-mcp"])
+    assert not uses_the_package_index(["uvx", "--from", "git+https://x/sheepcrm-mcp", "sheepcrm-mcp"])
     with pytest.raises(AssertionError, match="refused by the real parser"):
         check_flags(["--sandbx"], "a typo")
     with pytest.raises(AssertionError, match="SHEEPCRM_APIKEY"):
