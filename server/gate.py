@@ -32,7 +32,7 @@ from pydantic import BaseModel, Field
 from sheepcrm_mcp.server.approvals import ApprovalPage, ApprovalStore, digest
 from sheepcrm_mcp.server.audit import AuditLog
 from sheepcrm_mcp.server.settings import Settings
-from sheepcrm_mcp.server.toolkit import Output, Registration, WriteDeps, WriteTool, answering
+from sheepcrm_mcp.server.toolkit import Output, Registration, WriteDeps, WriteTool, answering, refuse_invalid
 from sheepcrm_mcp.server.writes import Change, WritePlan
 from sheepcrm_mcp.sheepcrm import SheepError
 
@@ -123,6 +123,7 @@ class Gate:
         names = list(spec.input.model_fields)
 
         async def prepare(ctx: Context, **args: Any) -> Prepared:
+            refuse_invalid(args)
             with answering(spec.name):
                 request = spec.input.model_validate(args)
                 plan = await spec.handler(request, make_deps(ctx))

@@ -34,7 +34,7 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError, PydanticUndefined
+from pydantic_core import PydanticUndefined
 
 from sheepcrm_mcp.server.settings import Settings
 from sheepcrm_mcp.server.writes import WritePlan
@@ -130,6 +130,19 @@ class WriteTool(Generic[I]):
 ToolSpec = ReadTool[Any, Any] | WriteTool[Any]
 
 
+@dataclass(frozen=True)
+class InvalidArguments:
+    """Stands in for arguments that failed validation; the tool answers with `message` (see build_tool)."""
+
+    message: str
+
+
+def refuse_invalid(arguments: dict[str, Any]) -> None:
+    for value in arguments.values():
+        if isinstance(value, InvalidArguments):
+            raise ToolError(value.message)
+
+
 @contextmanager
 def answering(tool: str) -> Iterator[None]:
     """The one error path: expected failures become a ToolError the model can act on; the rest is logged."""
@@ -209,6 +222,7 @@ def build_tool(spec: Registration) -> Tool:
     """The SDK tool for `spec`: flat parameters from the input model, unknown arguments refused."""
 
     async def call(**kwargs: Any) -> BaseModel | CallToolResult:
+        refuse_invalid(kwargs)
         ctx: Context = kwargs.pop("ctx")
         extras = {p.name: kwargs.pop(p.name) for p in spec.extra_params if p.name in kwargs}
         with answering(spec.name):
@@ -250,13 +264,14 @@ def build_tool(spec: Registration) -> Tool:
 
         @classmethod
         def model_validate(cls, obj: Any, **kwargs: Any) -> Any:
-            """Report bad arguments by name and rule only: values (which may be secrets) are not echoed."""
+            """Bad arguments become our own message (by name and rule only: values, which may be secrets,
+            are not echoed), carried to the tool as an InvalidArguments stand-in: the SDK would otherwise
+            answer with pydantic's "1 validation error for ..." report."""
             try:
                 return super().model_validate(obj, **kwargs)
             except ValidationError as exc:
-                text = explain_validation(spec.name, exc).replace("{", "(").replace("}", ")")
-                detail = InitErrorDetails(type=PydanticCustomError("invalid_arguments", text), loc=(), input="...")
-                raise ValidationError.from_exception_data(spec.name, [detail]) from None
+                invalid = InvalidArguments(explain_validation(spec.name, exc))
+                return cls.model_construct(**dict.fromkeys(cls.model_fields, invalid))
 
     Strict.__name__ = f"{spec.name}_arguments"
     strict: type[BaseModel] = Strict

@@ -35,8 +35,7 @@ class RecordUri:
 def check_uid(uid: str, what: str = "uid") -> str:
     if not isinstance(uid, str) or not UID_RE.fullmatch(uid):
         raise ScopeError(
-            f"{what} {uid!r:.80} is not valid: it must be 1-64 letters or digits, "
-            "as returned by the search and list tools"
+            f"{what} is not valid: it must be 1-64 letters or digits, as returned by the search and list tools"
         )
     return uid
 

@@ -67,6 +67,7 @@ async def test_bad_input_is_an_actionable_error(
     text = result.content[0].text  # type: ignore[union-attr]
     assert words.lower() in text.lower(), text
     assert "Traceback" not in text and "unexpectedly" not in text
+    assert "validation error for" not in text and "input_value" not in text, text  # our words, not pydantic's
     assert all(r.method == "GET" for r in sandbox.request_log)
 
 
