@@ -115,7 +115,7 @@ def error_for(response: httpx.Response, what: str, write: bool, api: str = "v2")
     if status == 403:
         named = PERMISSION.search(detail)
         permission = named.group(0) if named else None
-        needs = f"the '{permission}' permission" if permission else "a permission it does not have"
+        needs = f"the '{permission}' permission" if permission else "a permission this call needs"
         return PermissionDenied(
             f"{what}: the API key is valid but its user lacks {needs} (HTTP 403){suffix}. "
             "Ask a sheepCRM administrator to grant it to the key's user.",

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from typing import Any
 
 import httpx
+
+from sheepcrm_mcp.sandbox.records import now_utc, parse_dt
 
 from sheepcrm_mcp.sandbox import SandboxServer
 
@@ -92,17 +96,22 @@ def test_tasks(fresh: SandboxServer, fresh_client: httpx.Client) -> None:
     assert [t["uri"] for t in mine["tasks"]] == [t.uri for t in store.tasks(store.api_user)]
     assert all(t["assigned_to"] == store.api_user for t in mine["tasks"])
     default = fresh_client.get("/notifications/v2/demo/tasks/all").json()
-    assert len(default["tasks"]) == 7 and default["count"] == 60
+    open_tasks = [t for t in store.tasks() if not t.data["completed"]]
+    assert len(default["tasks"]) == 7 and default["total"] == len(open_tasks) < 60  # include_completed: false
+    everything = fresh_client.get("/notifications/v2/demo/tasks/all", params={"include_completed": "true"}).json()
+    assert everything["total"] == 60
     uid = store.demo_facts()["my_open_task_uid"]
-    snoozed = fresh_client.put(f"/notifications/v2/demo/task/{uid}/snooze").json()
-    assert snoozed["snoozed_until"] == snoozed["date"]
-    record = store.get_record("task", uid)
-    assert record is not None and store.task_status(record) == "snoozed"
+    before = store.get_record("journal", uid)
+    assert before is not None
+    snoozed = fresh_client.put(f"/notifications/v2/demo/task/{uid}/snooze", params={"until": "2099-01-01"}).json()
+    expected = max(parse_dt(before.data["date"]), now_utc()) + timedelta(hours=24)  # `until` is not a parameter
+    assert abs((parse_dt(snoozed["date"]) - expected).total_seconds()) < 60 and "snoozed_until" not in snoozed
     assert fresh_client.put(f"/notifications/v2/demo/task/{uid}/complete").json()["completed"] is True
     again = fresh_client.put(f"/notifications/v2/demo/task/{uid}/complete")  # idempotent
     assert again.status_code == 200 and again.json()["completed"] is True
     assert fresh_client.put(f"/notifications/v2/demo/task/{uid}/uncomplete").json()["completed"] is False
-    messages = [e["message"] for e in fresh_client.get(f"/api/v2/demo/task/{uid}/audit").json()["results"]]
+    assert fresh_client.get(f"/api/v2/demo/journal/{uid}/audit").status_code == 404  # moved in the 2025-04 cut
+    messages = [e["message"] for e in fresh_client.get(f"/audit/v2/demo/journal/{uid}/audit").json()["results"]]
     assert messages == ["task marked as not complete", "task completed", "task snoozed for 24 hours"]
 
 

@@ -116,7 +116,7 @@ def test_500_after_commits_the_write() -> None:
         uid = server.store.demo_facts()["my_open_task_uid"]
         response = client.put(f"/notifications/v2/demo/task/{uid}/complete")
         assert response.status_code == 500
-        task = server.store.get_record("task", uid)
+        task = server.store.get_record("journal", uid)
         assert task is not None and task.data["completed"] is True
 
 
@@ -127,7 +127,7 @@ def test_plain_500_does_not_commit_the_write() -> None:
     ):
         uid = server.store.demo_facts()["my_open_task_uid"]
         assert client.put(f"/notifications/v2/demo/task/{uid}/complete").status_code == 500
-        task = server.store.get_record("task", uid)
+        task = server.store.get_record("journal", uid)
         assert task is not None and task.data["completed"] is False
 
 
