@@ -49,7 +49,9 @@ def test_well_known_people(sandbox: SandboxServer) -> None:
     assert len(store.contacts_by_email(facts["shared_email"])) == 2
     statuses = Counter(store.membership_status(r.uri)[0] for r in store.by_type("person"))
     assert all(statuses[s] >= 5 for s in ("current", "lapsed", "future", "none")), statuses
-    plans = {m.data["membership_type_display"] for r in store.by_type("member") for m in [r]}
+    plans = {store.display_of(m.data["membership_type"]) for m in store.by_type("member")}
+    assert store.membership_status(facts["unpaid_uri"])[0] == "none"  # unpaid and deleted records do not count
+    assert store.membership_status(facts["deleted_member_uri"])[0] == "none"
     assert plans == {"Standard", "Concession", "Fellow", "Corporate"}
 
 
