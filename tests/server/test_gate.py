@@ -5,9 +5,8 @@ Each test gets a fresh sandbox, so writes never leak between tests.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
