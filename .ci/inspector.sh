@@ -71,7 +71,7 @@ wait_healthy "$PORT" "$WORK/server.log"
 URL="http://127.0.0.1:$PORT/mcp"
 inspect http-tools-list '"search_contacts" in {t["name"] for t in a["tools"]}' \
   "$URL" --transport http --header "Authorization: Bearer $TOKEN" --method tools/list
-inspect http-search-contacts 'a["isError"] is False and a["structuredContent"]["total"] >= 1' \
+inspect http-search-contacts 'a["isError"] is False and len(a["structuredContent"]["contacts"]) >= 1' \
   "$URL" --transport http --header "Authorization: Bearer $TOKEN" --method tools/call \
   --tool-name search_contacts --tool-arg query=austen
 must_fail http-without-token auth_required "$URL" --transport http --method tools/list

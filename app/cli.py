@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sandbox", action="store_true", help="start the embedded sheepCRM sandbox on a free loopback port and use it"
     )
+    p.add_argument(
+        "--contract", action="store_true",
+        help="doctor: read every endpoint the tools use and check the fields they read came back (no values shown)",
+    )
+    p.add_argument("--json", action="store_true", help="doctor --contract: the report as JSON, for a bug report")
     p.add_argument("--read-only", action="store_true", default=None, help="register no write tools")
     p.add_argument("--toolsets", help="comma-separated toolsets to register (default: all)")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -78,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_demo()
         if args.command == "doctor":
-            from sheepcrm_mcp.doctor import run_doctor
+            from sheepcrm_mcp.doctor import run_contract, run_doctor
 
+            if args.contract:
+                return run_contract(_overrides(args), sandbox=args.sandbox, as_json=args.json)
             return run_doctor(_overrides(args), sandbox=args.sandbox)
         with contextlib.ExitStack() as stack:
             overrides = _overrides(args)

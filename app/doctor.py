@@ -6,20 +6,26 @@ Exit codes, so scripts can tell the verdicts apart:
   1  sheepCRM answered but refused: the API key, the bucket, or a sample read
   2  the settings are missing or malformed (as for `sheepcrm-mcp` itself)
   3  sheepCRM could not be reached at the configured address
+  4  (--contract) an endpoint the tools read answered in a shape other than the documented one
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import anyio
 
 from sheepcrm_mcp.sandboxed import sandbox_settings
-from sheepcrm_mcp.server import logs
+from sheepcrm_mcp.server import __version__, logs
 from sheepcrm_mcp.server.settings import ConfigError, Settings, load_settings
-from sheepcrm_mcp.sheepcrm import AuthError, NotFoundError, SheepClient, SheepError
+from sheepcrm_mcp.sheepcrm import AuthError, NotFoundError, PermissionDenied, SheepClient, SheepError
+from sheepcrm_mcp.sheepcrm.scope import RecordUri, ScopeError, parse_uri
+from sheepcrm_mcp.tools.contract import Read, by_name
 
 OK, BAD = "ok  ", "FAIL"
 EXIT_OK, EXIT_REFUSED, EXIT_SETTINGS, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -112,3 +118,228 @@ def run_doctor(overrides: dict[str, Any], *, sandbox: bool = False) -> int:
         if not failed:
             return EXIT_OK
         return EXIT_UNREACHABLE if failed[0].startswith(UNREACHABLE) else EXIT_REFUSED
+
+
+# ---- doctor --contract --------------------------------------------------------------------
+
+EXIT_DRIFT = 4
+
+
+@dataclass
+class Probe:
+    """One upstream read: its HTTP status and which of the fields the tools read came back. Never values."""
+
+    endpoint: str
+    path: str
+    status: int | str
+    records: int = 0
+    wrapper: str | None = None
+    missing: list[str] = field(default_factory=list)  # core fields absent from every record
+    null: list[str] = field(default_factory=list)  # core fields present but null in every record
+    absent: list[str] = field(default_factory=list)  # optional fields seen in no record (a warning)
+    note: str | None = None
+
+    @property
+    def drift(self) -> bool:
+        return self.wrapper == "(not found)" or bool(self.missing or self.null)
+
+
+def _keys(value: Any, seen: dict[str, list[Any]]) -> None:
+    """Every key in a record, nested objects and lists of objects included, with its values."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            seen.setdefault(str(k), []).append(v)
+            _keys(v, seen)
+    elif isinstance(value, list):
+        for v in value:
+            _keys(v, seen)
+
+
+def inspect(read: Read, data: Any, status: int | str = 200) -> Probe:
+    probe = Probe(read.name, read.path, status)
+    records: list[Any]
+    if isinstance(data, list):
+        records = data
+    elif isinstance(data, dict) and read.wrapper:
+        key = next((k for k in read.wrapper if k in data), None)
+        if key is None:
+            probe.wrapper = "(not found)"
+            probe.note = f"none of {', '.join(read.wrapper)} in the answer"
+            return probe
+        probe.wrapper = key
+        inner = data[key]
+        records = inner if isinstance(inner, list) else [inner]
+    else:
+        records = [data]
+    records = [r for r in records if isinstance(r, dict)]
+    probe.records = len(records)
+    if not records:
+        probe.note = "no records to check"
+        return probe
+    seen: dict[str, list[Any]] = {}
+    for r in records:
+        _keys(r, seen)
+    for name in read.fields:
+        values = seen.get(name)
+        if values is None:
+            (probe.missing if name in read.core else probe.absent).append(name)
+        elif name in read.core and all(v is None for v in values):
+            probe.null.append(name)
+    return probe
+
+
+async def probe_contract(settings: Settings) -> list[Probe]:
+    """Read-only: one call per upstream read the tools use, on sample records found along the way."""
+    reads = by_name()
+    quick = settings.model_copy(update={"retry_attempts": 2, "cache_ttl": 0.0, "timeout": min(settings.timeout, 10.0)})
+    probes: list[Probe] = []
+    async with SheepClient(quick.client_config()) as client:
+
+        async def call(name: str, make: Callable[[], Awaitable[Any]]) -> Any:
+            read = reads[name]
+            try:
+                data = await make()
+            except PermissionDenied as exc:
+                lacks = exc.permission or "a permission"
+                probes.append(Probe(read.name, read.path, 403, note=f"this key lacks {lacks}"))
+                return None
+            except NotFoundError:
+                probes.append(Probe(read.name, read.path, 404, note="not found (no match or no such record)"))
+                return None
+            except SheepError as exc:
+                probes.append(Probe(read.name, read.path, exc.status or "error", note=type(exc).__name__))
+                return None
+            probes.append(inspect(read, data))
+            return data
+
+        def skipped(name: str, why: str) -> None:
+            probes.append(Probe(name, reads[name].path, "skipped", note=why))
+
+        found = await call("search", lambda: client.search("a"))
+        people = [r for r in _records(found, "results") if "person" in str(r.get("resource") or r.get("id") or "")]
+        contact = _uri(people[0].get("id") or people[0].get("uri"), client.bucket) if people else None
+        email = last = None
+        if contact:
+            record = await call("v1 record", lambda: client.record(contact))
+            data = record.get("data") if isinstance(record, dict) else None
+            if isinstance(data, dict):
+                emails = data.get("email")
+                email = next((e for e in emails if e), None) if isinstance(emails, list) else emails
+                last = data.get("last_name") if isinstance(data.get("last_name"), str) else None
+            await call("memberships", lambda: client.memberships(contact))
+            audit = await call("record history", lambda: client.record_audit(contact, since_days=3650))
+            users = [str(e["user"]) for e in _records(audit, "results") if isinstance(e.get("user"), str)]
+            parts = users[0].strip("/").split("/") if users else []
+            if len(parts) == 3:
+                await call("display", lambda: _display(client, parts))
+            else:
+                skipped("display", "no user in the sample history")
+        else:
+            for name in ("v1 record", "memberships", "record history", "display"):
+                skipped(name, "the search found no person to sample")
+        if email:
+            await call("v1 membership by email", lambda: client.membership_by_email(str(email)))
+        else:
+            skipped("v1 membership by email", "no sample email")
+        await call("person search", lambda: client.search_people(last_name=last or "Smith"))
+        await call("help search", lambda: client.search_help("membership"))
+        events = await call("events", lambda: client.events("all", 1, 20))
+        event_uids = [str(e["uid"]) for e in _records(events, "bookings") if isinstance(e.get("uid"), str)]
+        if event_uids:
+            uid = event_uids[0]
+            await call("event", lambda: client.event(uid))
+            await call("event summary", lambda: client.event_summary(uid))
+            await call("tickets", lambda: client.event_tickets(uid))
+            await call("attendance", lambda: client.attendance(uid))
+        else:
+            for name in ("event", "event summary", "tickets", "attendance"):
+                skipped(name, "no event to sample")
+        mine = await call("my tasks", lambda: client.my_tasks(20, include_completed=True))
+        every = await call("all tasks", lambda: client.all_tasks(20, include_completed=True))
+        tasks = _records(every, "tasks") + _records(mine, "tasks")
+        task_uids = [str(t["uid"]) for t in tasks if isinstance(t.get("uid"), str)]
+        if task_uids:
+            await call("task", lambda: client.task(task_uids[0]))
+        else:
+            skipped("task", "no task to sample")
+        segments = await call("segments", lambda: client.all_segments(1, 20))
+        seg = [s for s in _records(segments, "segments") if isinstance(s.get("uid"), str)]
+        seg_name = str(seg[0]["name"]) if seg and isinstance(seg[0].get("name"), str) else "a"
+        await call("segment search", lambda: client.find_segments(seg_name, 1, 20))
+        if seg:
+            seg_uid = str(seg[0]["uid"])
+            await call("segment count", lambda: client.segment_count(seg_uid))
+            await call("segment members", lambda: client.segment_members(seg_uid, 1, 10))
+            await call("segment lookup", lambda: client.segment_lookup(seg_uid, last or "a"))
+        else:
+            for n in ("segment count", "segment members", "segment lookup"):
+                skipped(n, "no segment to sample")
+    return probes
+
+
+async def _display(client: SheepClient, parts: list[str]) -> dict[str, Any]:
+    name = await client.display(parts[1], parts[2])
+    return {"display_value": name}
+
+
+def _records(data: Any, key: str) -> list[dict[str, Any]]:
+    value = data.get(key) if isinstance(data, dict) else data
+    if isinstance(value, dict):
+        value = [value]
+    return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
+
+
+def _uri(value: Any, bucket: str) -> RecordUri | None:
+    try:
+        return parse_uri(str(value), bucket)
+    except ScopeError:
+        return None
+
+
+def run_contract(overrides: dict[str, Any], *, sandbox: bool = False, as_json: bool = False) -> int:
+    """`doctor --contract`: the basic checks, then one read of every upstream endpoint the tools use."""
+    with contextlib.ExitStack() as stack:
+        if sandbox:
+            overrides = stack.enter_context(sandbox_settings(overrides))
+        try:
+            settings = load_settings(**overrides)
+            logs.add_secret(settings.api_key.get_secret_value() if settings.api_key else None)
+            settings.require_credentials()
+        except ConfigError as exc:
+            print(json.dumps({"error": str(exc)}) if as_json else f"{BAD} settings: {exc}")
+            return EXIT_SETTINGS
+        lines = anyio.run(diagnose, settings)
+        failed = [text for ok, text in lines if not ok]
+        if failed:
+            print(json.dumps({"error": failed[0]}) if as_json else f"{BAD} {failed[0]}")
+            return EXIT_UNREACHABLE if failed[0].startswith(UNREACHABLE) else EXIT_REFUSED
+        probes = anyio.run(probe_contract, settings)
+    drift = [p for p in probes if p.drift]
+    if as_json:
+        report = {
+            "sheepcrm_mcp": __version__,
+            "drift": bool(drift),
+            "endpoints": [{**asdict(p), "drift": p.drift} for p in probes],
+        }
+        print(json.dumps(report, indent=1))
+    else:
+        for p in probes:
+            parts = [f"HTTP {p.status}", f"{p.records} record(s)"]
+            if p.wrapper:
+                parts.append(f"under '{p.wrapper}'")
+            if p.missing:
+                parts.append(f"MISSING {', '.join(p.missing)}")
+            if p.null:
+                parts.append(f"ALWAYS NULL {', '.join(p.null)}")
+            if p.absent:
+                parts.append(f"not seen (optional): {', '.join(p.absent)}")
+            if p.note:
+                parts.append(p.note)
+            print(f"{'DRIFT' if p.drift else OK:5} {p.endpoint} ({p.path}): {'; '.join(parts)}")
+        print(
+            "doctor --contract: drift found; send the --json output to the sheepcrm-mcp maintainers"
+            if drift
+            else "doctor --contract: every read the tools use answered in the documented shape",
+            file=sys.stderr,
+        )
+    return EXIT_DRIFT if drift else EXIT_OK

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 import uvicorn
 
-from sheepcrm_mcp.sandbox.app import create_app
+from sheepcrm_mcp.sandbox.app import DRIFTS, create_app
 from sheepcrm_mcp.sandbox.faults import FaultPlan, FaultSyntaxError
+from sheepcrm_mcp.sandbox.runner import ByPort, listen
 from sheepcrm_mcp.sandbox.seed import SIZES
 from sheepcrm_mcp.sandbox.store import Store
 
@@ -17,7 +19,10 @@ from sheepcrm_mcp.sandbox.store import Store
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description="sheepCRM-compatible sandbox API")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8089)
+    parser.add_argument("--port", type=int, default=8089, help="v2 API port")
+    parser.add_argument("--v1-port", type=int, default=None, help="v1 API port (default: --port + 1)")
+    parser.add_argument("--restricted-key", default=None, help="a second key whose user lacks event permissions")
+    parser.add_argument("--drift", action="append", default=[], choices=DRIFTS, help="change answers on purpose")
     parser.add_argument("--key", default=os.environ.get("SANDBOX_KEY", "sandbox-key"), help="bearer key accepted")
     parser.add_argument("--bucket", default="demo")
     parser.add_argument("--db", default=None, help="SQLite file (rebuilt on start); a temp file by default")
@@ -38,9 +43,17 @@ def main(argv: list[str] | None = None) -> int:
     except FaultSyntaxError as exc:
         parser.error(str(exc))
     store = Store.create(args.db, size=args.size, seed=args.seed, bucket=args.bucket)
-    app = create_app(store, key=args.key, bucket=args.bucket, faults=faults)
+    v1_port = args.port + 1 if args.v1_port is None else args.v1_port
+    options: dict[str, Any] = {
+        "key": args.key, "bucket": args.bucket, "faults": faults, "log": [],
+        "restricted_key": args.restricted_key, "drift": frozenset(args.drift),
+    }
+    app = ByPort({args.port: create_app(store, api="v2", **options), v1_port: create_app(store, api="v1", **options)})
     counts = {r["name"]: r["count"] for r in store.resource_counts()}
-    print(f"sandbox: http://{args.host}:{args.port} bucket={args.bucket}", file=sys.stderr)
+    print(
+        f"sandbox: v2 http://{args.host}:{args.port} v1 http://{args.host}:{v1_port} bucket={args.bucket}",
+        file=sys.stderr,
+    )
     print(
         f"sandbox: size={args.size} seed={args.seed} built in {store.build_seconds:.2f}s: "
         f"{counts.get('person', 0)} people, {counts.get('organisation', 0)} organisations, "
@@ -48,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         f"faults: {', '.join(r.label for r in faults.rules) if faults else 'none'}",
         file=sys.stderr,
     )
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", timeout_graceful_shutdown=1)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=1)
+        uvicorn.Server(config).run(sockets=[listen(args.host, args.port), listen(args.host, v1_port)])
     finally:
         store.close()
     return 0

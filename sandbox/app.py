@@ -13,10 +13,9 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from starlette.applications import Starlette
-from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -163,7 +162,7 @@ def event_json(store: Store, event: Record) -> dict[str, Any]:
 def tickets_json(store: Store, event: Record) -> list[dict[str, Any]]:
     taken: dict[str, int] = {}
     for session in store.attendance(event.uri):
-        if session.data.get("status") != "declined":
+        if session.data.get("status") != "declined" and session.data.get("record_state") != "deleted":
             taken[session.data["ticket_ref"]] = taken.get(session.data["ticket_ref"], 0) + 1
     out = []
     for ticket in store.ticket_types(event.uri):
@@ -175,7 +174,7 @@ def tickets_json(store: Store, event: Record) -> list[dict[str, Any]]:
 
 
 def session_json(session: Record) -> dict[str, Any]:
-    return compact({k: v for k, v in session.data.items() if k != "booking_ref"})
+    return {k: v for k, v in session.data.items() if k != "booking_ref"}  # nulls kept (guest_ref, person_ref)
 
 
 def v1_record(record: Record) -> dict[str, Any]:
@@ -201,11 +200,13 @@ def snippet(text: str, q: str, width: int = 160) -> str:
 # -- v2: search ------------------------------------------------------------------
 
 
+SEARCH_LIMIT = 50  # openapi.yaml gives global search no paging and no total; the sandbox sends its first 50 hits
+
+
 async def search_global(request: Request) -> Response:
     q = required(request, "q")
-    page, size = paging(request, 25)
-    found, total = store_of(request).search_contacts(q, offset=(page - 1) * size, limit=size)
-    return JSONResponse({"results": [search_item(r) for r in found], "total": total, "page": page, "page_size": size})
+    found, _ = store_of(request).search_contacts(q, offset=0, limit=SEARCH_LIMIT)
+    return JSONResponse({"results": [search_item(r) for r in found]})
 
 
 PERSON_FILTERS = ("title", "first_name", "last_name", "email", "date_of_birth", "postal_code")
@@ -216,6 +217,8 @@ async def search_person(request: Request) -> Response:
     if not any(filters.values()):
         raise Invalid(f"give at least one of {', '.join(PERSON_FILTERS)}")
     found = store_of(request).find_people(**filters)
+    if not found:  # "No person matching those details was found" (the find/person call it is identical to)
+        return error(404, "not found", "No person matching those details was found")
     if bool_param(request, "take_first_if_multiple"):
         found = found[:1]
     return JSONResponse({"results": [search_item(r) for r in found]})
@@ -238,7 +241,7 @@ async def search_help(request: Request) -> Response:
         if include_html:
             item["html"] = article.data["html"]
         results.append(item)
-    return JSONResponse({"results": results, "count": len(results)})
+    return JSONResponse({"results": results})
 
 
 # -- v2: contacts ------------------------------------------------------------------
@@ -252,24 +255,8 @@ def contact(request: Request, *, people_only: bool = False) -> Record:
     return store_of(request).require(rtype, path_uid(request))
 
 
-def membership_summary(store: Store, record: Record) -> dict[str, Any]:
-    status, deciding = store.membership_status(record.uri)
-    if deciding is None:
-        return {"status": status}
-    m = deciding.data
-    return {
-        "status": status,
-        "plan": m["membership_type_display"],
-        "membership_type": m["membership_type"],
-        "start_date": m["start_date"],
-        "end_date": m["end_date"],
-        "membership_number": m["membership_number"],
-        "uri": deciding.uri,
-    }
-
-
 async def contact_summary(request: Request) -> Response:
-    record, store = contact(request), store_of(request)
+    record = contact(request)
     d = record.data
     body = {
         "uri": record.uri,
@@ -286,7 +273,6 @@ async def contact_summary(request: Request) -> Response:
         "locality": d.get("locality"),
         "postal_code": d.get("postal_code"),
         "tags": d.get("tags", []),
-        "membership": membership_summary(store, record),
         "created": record.created,
         "last_updated": record.last_updated,
     }
@@ -298,11 +284,11 @@ async def contact_communications(request: Request) -> Response:
     d = record.data
     body = {
         "uri": record.uri,
-        "email": [e for e in d.get("email") or [] if e],
+        "email": d.get("email") or [],
         "primary_email": primary(d.get("email")),
-        "telephone": [t for t in d.get("telephone") or [] if t],
+        "telephone": d.get("telephone") or [],
         "primary_telephone": primary(d.get("telephone")),
-        "address_lines": [a for a in d.get("address_lines") or [] if a],
+        "address_lines": d.get("address_lines") or [],
         "locality": d.get("locality"),
         "region": d.get("region"),
         "postal_code": d.get("postal_code"),
@@ -311,7 +297,7 @@ async def contact_communications(request: Request) -> Response:
         "comms_permission": d.get("comms_permission", []),
         "last_updated": record.last_updated,
     }
-    return JSONResponse(compact(body))
+    return JSONResponse(body)
 
 
 async def contact_personal(request: Request) -> Response:
@@ -340,8 +326,18 @@ async def contact_memberships(request: Request) -> Response:
         "can_restore_member": False,
         "policy_name": "membership",
     }
-    members = [compact(dict(m.data, user_interface=ui)) for m in store.memberships(record.uri)]
+    members = [dict(m.data, user_interface=ui) for m in store.memberships(record.uri)]  # nulls kept, as R shows
     return JSONResponse({"contact_uri": record.uri, "count": len(members), "memberships": members})
+
+
+async def record_display(request: Request) -> Response:
+    """openapi.yaml /api/v2/{bucket}/{resource_type}/{uid}/display. Users live in sheepCRM's own bucket
+    (/sheepcrm/user/{uid}/); asked for in this bucket's path they are found there."""
+    store, rtype, uid = store_of(request), request.path_params["rtype"], path_uid(request)
+    record = store.get_record(rtype, uid) or (store.get(f"/sheepcrm/user/{uid}/") if rtype == "user" else None)
+    if record is None:
+        raise NotFound(f"no {rtype} with uid {uid}")
+    return JSONResponse({"display_value": record.display_value})
 
 
 async def record_audit(request: Request) -> Response:
@@ -381,7 +377,7 @@ async def events_by_state(request: Request) -> Response:
     store = store_of(request)
     found = store.events(state)
     chunk = found[(page - 1) * size : page * size]
-    return JSONResponse({"bookings": [event_json(store, e) for e in chunk], "total": len(found)})
+    return JSONResponse({"bookings": [event_json(store, e) for e in chunk]})
 
 
 async def event_single(request: Request) -> Response:
@@ -461,47 +457,47 @@ async def event_set_attendance(request: Request) -> Response:
 
 
 def task_json(task: Record) -> dict[str, Any]:
-    return compact(dict(task.data))
+    """The 2024-12 cut's task fields plus the 2025-02 draft's names for the same values (due_date,
+    allocated_to, allocated_to_display); uris are /{bucket}/journal/{uid}/ as the draft says."""
+    d = task.data
+    return dict(
+        d, due_date=d.get("date"), allocated_to=d.get("assigned_to"), allocated_to_display=d.get("assigned_to_display")
+    )
 
 
 async def tasks_mine(request: Request) -> Response:
     store = store_of(request)
-    return _tasks(request, store.tasks(store.api_user))
+    return _tasks(request, store.tasks(store.api_user), store.api_user)
 
 
 async def tasks_all(request: Request) -> Response:
-    return _tasks(request, store_of(request).tasks())
+    store = store_of(request)
+    return _tasks(request, store.tasks(), store.api_user)
 
 
-def _tasks(request: Request, found: list[Record]) -> Response:
-    page, size = paging(request, 7)
-    chunk = found[(page - 1) * size : page * size]
-    return JSONResponse({"tasks": [task_json(t) for t in chunk], "count": len(found)})
+def _tasks(request: Request, found: list[Record], user: str) -> Response:
+    """page_size (default 7, the 2024-12 cut); include_completed (default false, the 2025-02 draft). No `page`."""
+    size = int_param(request, "page_size", 7, maximum=MAX_PAGE_SIZE)
+    if not bool_param(request, "include_completed"):
+        found = [t for t in found if not t.data.get("completed")]
+    return JSONResponse({"tasks": [task_json(t) for t in found[:size]], "total": len(found), "user_uri": user})
 
 
 async def task_single(request: Request) -> Response:
-    return JSONResponse(task_json(store_of(request).require("task", path_uid(request))))
+    return JSONResponse(task_json(store_of(request).require("journal", path_uid(request))))
 
 
-TaskAction = Callable[[Store, str, QueryParams], Record]
+TaskAction = Callable[[Store, str], Record]
 
 
 def task_action(action: TaskAction) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         try:
-            return JSONResponse(task_json(action(store_of(request), path_uid(request), request.query_params)))
+            return JSONResponse(task_json(action(store_of(request), path_uid(request))))
         except Invalid as exc:  # e.g. snoozing a completed task: the values, not the request, are wrong
             return error(409, str(exc))
-        except ValueError:
-            return error(400, "until must be a date, YYYY-MM-DD")
 
     return endpoint
-
-
-def snooze_task(store: Store, uid: str, query: QueryParams) -> Record:
-    """`?until=YYYY-MM-DD` snoozes to that date (the sandbox's extension); without it, 24 hours."""
-    until = query.get("until")
-    return store.snooze_task(uid, parse_dt(until) if until is not None else None)
 
 
 # -- v2: segments ------------------------------------------------------------------
@@ -514,7 +510,7 @@ def segment(request: Request) -> Record:
 def _segments(request: Request, found: list[Record]) -> Response:
     page, size = paging(request, 250)
     chunk = found[(page - 1) * size : page * size]
-    return JSONResponse({"segments": [compact(s.data) for s in chunk], "total": len(found)})
+    return JSONResponse({"segments": [compact(s.data) for s in chunk]})
 
 
 async def segments_active(request: Request) -> Response:
@@ -544,7 +540,7 @@ async def segment_all(request: Request) -> Response:
     store, record = store_of(request), segment(request)
     page, size = paging(request, 25)
     verbose = bool_param(request, "verbose")
-    found, total = store.segment_members(
+    found, _ = store.segment_members(
         record.uri, q=request.query_params.get("q"), offset=(page - 1) * size, limit=size
     )
     results = []
@@ -553,9 +549,7 @@ async def segment_all(request: Request) -> Response:
         if verbose:
             item["data"] = member.data
         results.append(item)
-    return JSONResponse(
-        {"results": results, "total": total, "page": page, "page_size": size, "pages": math.ceil(total / size)}
-    )
+    return JSONResponse({"results": results})  # "a list of records with contents depending on segment type"
 
 
 async def segment_lookup(request: Request) -> Response:
@@ -616,13 +610,13 @@ async def v1_membership(request: Request) -> Response:
         return error(409, "multiple contacts found for email")
     record = found[0]
     status, deciding = store.membership_status(record.uri)
-    members = store.memberships(record.uri)
+    members = store.live_memberships(record.uri)
     current = [m for m in members if m.data["start_date"] <= _today() <= m.data["end_date"]]
     till = deciding.data["end_date"] + "T00:00:00" if deciding else None
     grace = (parse_dt(till) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%S") if till else None
     return JSONResponse(
         {
-            "active_memberships_for_display": sorted({m.data["membership_type_display"] for m in current}),
+            "active_memberships_for_display": sorted({store.display_of(m.data["membership_type"]) for m in current}),
             "first_name": record.data.get("first_name") or record.data.get("name"),
             "last_name": record.data.get("last_name") or "",
             "member_since": min(m.data["start_date"] for m in members) + "T00:00:00" if members else None,
@@ -705,7 +699,8 @@ def routes() -> list[Route]:
         Route(f"{v2}/communications/detail", contact_communications),
         Route(f"{v2}/personal/detail", contact_personal),
         Route(f"{v2}/membership/all", contact_memberships),
-        Route(f"{v2}/audit", record_audit),
+        Route(f"{v2}/display", record_display),
+        Route("/audit/v2/{bucket}/{rtype}/{uid}/audit", record_audit),
         Route("/events/v2/{bucket}/bookings/{state}", events_by_state),
         Route(ev, event_single),
         Route(f"{ev}/summary", event_summary),
@@ -716,15 +711,9 @@ def routes() -> list[Route]:
         Route(f"{nt}/tasks", tasks_mine),
         Route(f"{nt}/tasks/all", tasks_all),
         Route(f"{nt}/task/{{uid}}", task_single),
-        Route(
-            f"{nt}/task/{{uid}}/complete", task_action(lambda store, uid, _: store.complete_task(uid)), methods=["PUT"]
-        ),
-        Route(
-            f"{nt}/task/{{uid}}/uncomplete",
-            task_action(lambda store, uid, _: store.uncomplete_task(uid)),
-            methods=["PUT"],
-        ),
-        Route(f"{nt}/task/{{uid}}/snooze", task_action(snooze_task), methods=["PUT"]),
+        Route(f"{nt}/task/{{uid}}/complete", task_action(Store.complete_task), methods=["PUT"]),
+        Route(f"{nt}/task/{{uid}}/uncomplete", task_action(Store.uncomplete_task), methods=["PUT"]),
+        Route(f"{nt}/task/{{uid}}/snooze", task_action(Store.snooze_task), methods=["PUT"]),
         Route(sg, segments_active),
         Route(f"{sg}/all", segments_all),
         Route(f"{sg}/find", segments_find),
@@ -761,14 +750,44 @@ def headers_note(request: Request) -> str:
     return f"no endpoint {request.method} {request.url.path}"
 
 
-def create_app(store: Store, *, key: str, bucket: str = "demo", faults: FaultPlan | None = None) -> Starlette:
-    """The sandbox app for one bucket. `key` is the bearer token it accepts."""
+API = Literal["v1", "v2", "both"]
+RESTRICTED = re.compile(r"^/events/v2/[^/]+/booking/[^/]+(/available_tickets|/attendance(/all)?)?$")
+MISSING_PERMISSION = "booking.orders"
+DRIFTS = ("renamed-field", "other-wrapper", "extra-nulls")
+
+
+def create_app(
+    store: Store,
+    *,
+    key: str,
+    bucket: str = "demo",
+    faults: FaultPlan | None = None,
+    api: API = "both",
+    restricted_key: str | None = None,
+    drift: frozenset[str] = frozenset(),
+    log: list[LoggedRequest] | None = None,
+) -> Starlette:
+    """The sandbox app for one bucket. `key` is the bearer token it accepts.
+
+    `api` picks the v1 routes (/api/v1/...), the v2 routes, or both: sheepCRM serves them on separate hosts,
+    and so does SandboxServer. `restricted_key` is a second key whose user lacks the permission for full
+    event details (403, openapi.yaml's reduced /summary still works). `drift` changes the answers on purpose
+    (see DRIFTS and README) so that `doctor --contract` can be shown to notice. `log` may be shared."""
     if bucket != store.bucket:
         raise ValueError(f"store holds bucket {store.bucket!r}, not {bucket!r}")
-    log: list[LoggedRequest] = []
+    unknown = set(drift) - set(DRIFTS)
+    if unknown:
+        raise ValueError(f"unknown drift {sorted(unknown)}; choose from {', '.join(DRIFTS)}")
+    log = [] if log is None else log
+    chosen = [r for r in routes() if api == "both" or (r.path.startswith("/api/v1/") == (api == "v1"))]
     app = Starlette(
-        routes=routes(),
-        middleware=[Middleware(SandboxMiddleware, key=key, bucket=bucket, faults=faults, log=log)],
+        routes=chosen,
+        middleware=[
+            Middleware(
+                SandboxMiddleware, key=key, bucket=bucket, faults=faults, log=log, restricted_key=restricted_key,
+                drift=frozenset(drift),
+            )
+        ],
         exception_handlers={NotFound: _not_found, Invalid: _invalid, Conflict: _conflict, HTTPException: _http_error},
     )
     app.state.store = store
@@ -783,9 +802,11 @@ class SandboxMiddleware:
     """Outermost layer: request log, then fault injection, then auth and bucket checks."""
 
     def __init__(
-        self, app: ASGIApp, *, key: str, bucket: str, faults: FaultPlan | None, log: list[LoggedRequest]
+        self, app: ASGIApp, *, key: str, bucket: str, faults: FaultPlan | None, log: list[LoggedRequest],
+        restricted_key: str | None = None, drift: frozenset[str] = frozenset(),
     ) -> None:
         self.app, self.key, self.bucket, self.faults, self.log = app, key, bucket, faults, log
+        self.restricted_key, self.drift = restricted_key, drift
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -811,6 +832,8 @@ class SandboxMiddleware:
             if rule is not None:
                 entry.fault = rule.label
         target: ASGIApp = self.check_access(scope) or self.app
+        if self.drift and scope["method"] == "GET":
+            logged_send = drifted(self.drift, logged_send)
         if rule is None:
             await target(scope, receive, logged_send)
         elif rule.after:
@@ -826,18 +849,89 @@ class SandboxMiddleware:
         v1 = path.startswith("/api/v1/")
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         token = header[7:].strip() if header[:7].lower() == "bearer " else ""
-        if not hmac.compare_digest(token.encode(), self.key.encode()):
+        restricted = self.restricted_key is not None and hmac.compare_digest(
+            token.encode(), self.restricted_key.encode()
+        )
+        if restricted and RESTRICTED.match(path):  # openapi.yaml 403: valid credentials, not enough privileges
+            return error(
+                403, "forbidden", f"requires the {MISSING_PERMISSION} permission", "forbidden"
+            )
+        if not restricted and not hmac.compare_digest(token.encode(), self.key.encode()):
             if v1:  # sheepCRM's v1 answers bad credentials with 404
                 return error(404, "not found", "no such resource, or bad credentials")
             return error(401, "unauthorized", "missing or invalid bearer token")
         parts = path.split("/")
         if len(parts) > 3 and parts[3] != self.bucket:
-            return JSONResponse({"error": "bucket not found"}, status_code=404)
+            return error(404, "not found", f"bucket {parts[3]} not found")
         return None
 
 
 async def _discard(message: Message) -> None:
     return None
+
+
+WRAPPERS = ("bookings", "segments", "results", "tasks", "sessions", "memberships", "available_tickets")
+
+
+def drifted(drift: frozenset[str], send: Send) -> Send:
+    """Rewrite a JSON answer the way an upstream change would (for `doctor --contract` to notice):
+    renamed-field: display_value -> displayValue everywhere; other-wrapper: the list wrapper becomes `items`;
+    extra-nulls: every scalar of every listed record becomes null."""
+    start: dict[str, Any] = {}
+    chunks: list[bytes] = []
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+            return
+        if message["type"] != "http.response.body":
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        body = b"".join(chunks)
+        if start.get("status") == 200:
+            try:
+                body = json.dumps(_drift(drift, json.loads(body))).encode()
+            except ValueError:
+                pass
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return wrapped
+
+
+def _drift(drift: frozenset[str], body: Any) -> Any:
+    if "renamed-field" in drift:
+        body = _rename(body)
+    if isinstance(body, dict):
+        for key in WRAPPERS:
+            if isinstance(body.get(key), list):
+                if "extra-nulls" in drift:
+                    body[key] = [_nulls(r) for r in body[key]]
+                if "other-wrapper" in drift:
+                    body["items"] = body.pop(key)
+                break
+    elif isinstance(body, list) and "extra-nulls" in drift:
+        body = [_nulls(r) for r in body]
+    return body
+
+
+def _rename(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {("displayValue" if k == "display_value" else k): _rename(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rename(v) for v in value]
+    return value
+
+
+def _nulls(record: Any) -> Any:
+    return {k: (None if not isinstance(v, (dict, list)) else v) for k, v in record.items()} if isinstance(
+        record, dict
+    ) else record
 
 
 async def inject(rule: FaultRule, scope: Scope, receive: Receive, send: Send) -> None:

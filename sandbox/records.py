@@ -62,7 +62,7 @@ def contact_index_row(uri: str, rtype: str, data: dict[str, Any]) -> tuple[Any, 
 
 
 def sort_key_for(rtype: str, data: dict[str, Any]) -> str | None:
-    if rtype == "task":
+    if rtype == "journal":
         return str(data.get("date"))
     if rtype == "booking":
         return str(data.get("start_datetime"))

@@ -6,24 +6,48 @@ import socket
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sheepcrm_mcp.sandbox.app import LoggedRequest, create_app
 from sheepcrm_mcp.sandbox.faults import FaultPlan
 from sheepcrm_mcp.sandbox.store import Store
 
 
-def client_settings(url: str, key: str, bucket: str) -> dict[str, str]:
+def client_settings(url: str, key: str, bucket: str, v1_url: str | None = None) -> dict[str, str]:
     """The settings (as field names) that point sheepcrm-mcp at a sandbox: the one place that knows how,
-    for the CLI's --sandbox, doctor, the demo, tests and benchmarks."""
-    return {"api_key": key, "bucket": bucket, "base_url": url, "v1_base_url": url}
+    for the CLI's --sandbox, doctor, the demo, tests and benchmarks. v1 has its own listener, as sheepCRM
+    has its own host for it."""
+    return {"api_key": key, "bucket": bucket, "base_url": url, "v1_base_url": v1_url or url}
 
 
-def client_env(url: str, key: str, bucket: str) -> dict[str, str]:
+def client_env(url: str, key: str, bucket: str, v1_url: str | None = None) -> dict[str, str]:
     """The same settings as SHEEPCRM_* environment variables, for a `sheepcrm-mcp` subprocess."""
-    return {f"SHEEPCRM_{name.upper()}": value for name, value in client_settings(url, key, bucket).items()}
+    return {f"SHEEPCRM_{n.upper()}": value for n, value in client_settings(url, key, bucket, v1_url).items()}
+
+
+class ByPort:
+    """One ASGI app per listening port: the v2 app on one, the v1 app on the other."""
+
+    def __init__(self, apps: dict[int, ASGIApp]) -> None:
+        self.apps = apps
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server") or ("", 0)
+        app = self.apps.get(int(server[1] or 0))
+        if app is None:  # lifespan and anything without a known port: the first app
+            app = next(iter(self.apps.values()))
+        await app(scope, receive, send)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP: asyncio sets TCP_NODELAY
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
 
 
 class SandboxServer:
@@ -41,17 +65,22 @@ class SandboxServer:
         fault_seed: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        v1_port: int = 0,
         log_level: str = "critical",
+        restricted_key: str | None = None,
+        drift: list[str] | None = None,
     ) -> None:
         self.size, self.seed, self.key, self.bucket = size, seed, key, bucket
         if isinstance(faults, list):
             faults = FaultPlan.parse(faults, seed if fault_seed is None else fault_seed)
         self.faults = faults
-        self.db_path, self.host, self.port, self.log_level = db_path, host, port, log_level
+        self.db_path, self.host, self.port, self.v1_port, self.log_level = db_path, host, port, v1_port, log_level
+        self.restricted_key, self.drift = restricted_key, frozenset(drift or ())
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._store: Store | None = None
         self._app: Starlette | None = None
+        self._v1_app: Starlette | None = None
 
     @property
     def store(self) -> Store:
@@ -65,13 +94,23 @@ class SandboxServer:
 
     @property
     def url(self) -> str:
+        """The v2 API (sheepCRM: https://sls-api.sheepcrm.com)."""
         return f"http://{self.host}:{self.port}"
 
-    def settings(self) -> dict[str, str]:
-        return client_settings(self.url, self.key, self.bucket)
+    @property
+    def v1_url(self) -> str:
+        """The v1 API, on its own listener (sheepCRM: https://api.sheepcrm.com)."""
+        return f"http://{self.host}:{self.v1_port}"
 
-    def env(self) -> dict[str, str]:
-        return client_env(self.url, self.key, self.bucket)
+    def url_for(self, path: str) -> str:
+        """The full URL of a path on the listener that serves it."""
+        return (self.v1_url if path.startswith("/api/v1/") else self.url) + path
+
+    def settings(self, key: str | None = None) -> dict[str, str]:
+        return client_settings(self.url, key or self.key, self.bucket, self.v1_url)
+
+    def env(self, key: str | None = None) -> dict[str, str]:
+        return client_env(self.url, key or self.key, self.bucket, self.v1_url)
 
     @property
     def request_log(self) -> list[LoggedRequest]:
@@ -80,19 +119,22 @@ class SandboxServer:
 
     def start(self) -> SandboxServer:
         self._store = Store.create(self.db_path, size=self.size, seed=self.seed, bucket=self.bucket)
-        self._app = create_app(self._store, key=self.key, bucket=self.bucket, faults=self.faults)
-        sock = socket.socket(
-            socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
-        )  # TCP proto: asyncio then sets TCP_NODELAY
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
+        log: list[LoggedRequest] = []
+        options: dict[str, Any] = {
+            "key": self.key, "bucket": self.bucket, "faults": self.faults, "log": log,
+            "restricted_key": self.restricted_key, "drift": self.drift,
+        }
+        self._app = create_app(self._store, api="v2", **options)
+        self._v1_app = create_app(self._store, api="v1", **options)
+        sock, v1_sock = listen(self.host, self.port), listen(self.host, self.v1_port)
+        self.port, self.v1_port = sock.getsockname()[1], v1_sock.getsockname()[1]
         config = uvicorn.Config(
-            self._app, lifespan="off", log_level=self.log_level, access_log=False, timeout_graceful_shutdown=1
+            ByPort({self.port: self._app, self.v1_port: self._v1_app}),
+            lifespan="off", log_level=self.log_level, access_log=False, timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name=f"sandbox-{self.port}", daemon=True
+            target=self._server.run, kwargs={"sockets": [sock, v1_sock]}, name=f"sandbox-{self.port}", daemon=True
         )
         self._thread.start()
         deadline = time.monotonic() + 10

@@ -191,6 +191,10 @@ class Store:
             raise NotFound(f"no {rtype} with uid {uid}")
         return record
 
+    def display_of(self, uri: str) -> str:
+        record = self.get(uri)
+        return record.display_value if record else uri
+
     def by_type(self, rtype: str) -> list[Record]:
         return self._record_rows("type = ?", (rtype,), "ORDER BY sort_key, uri")
 
@@ -285,10 +289,14 @@ class Store:
         found = self.linked(contact_uri, "member")
         return sorted(found, key=lambda r: r.data["start_date"], reverse=True)
 
+    def live_memberships(self, contact_uri: str) -> list[Record]:
+        """Memberships that count: not deleted and paid."""
+        return [m for m in self.memberships(contact_uri) if m.data["record_state"] != "deleted" and m.data["paid"]]
+
     def membership_status(self, contact_uri: str, today: date | None = None) -> tuple[str, Record | None]:
         """(status, the membership that decides it): current, future, lapsed or none."""
         today = today or now_utc().date()
-        members = self.memberships(contact_uri)
+        members = self.live_memberships(contact_uri)
         current = [m for m in members if m.data["start_date"] <= today.isoformat() <= m.data["end_date"]]
         if current:
             return "current", max(current, key=lambda m: m.data["end_date"])
@@ -335,18 +343,13 @@ class Store:
     def tasks(self, assigned_to: str | None = None) -> list[Record]:
         """Tasks, newest date first; only those assigned to `assigned_to` when given."""
         if assigned_to:
-            return self._record_rows("type = 'task' AND link = ?", (assigned_to,), "ORDER BY sort_key DESC, uri")
-        return self._record_rows("type = 'task'", (), "ORDER BY sort_key DESC, uri")
+            return self._record_rows("type = 'journal' AND link = ?", (assigned_to,), "ORDER BY sort_key DESC, uri")
+        return self._record_rows("type = 'journal'", (), "ORDER BY sort_key DESC, uri")
 
     @staticmethod
-    def task_status(task: Record, now: datetime | None = None) -> str:
-        """open, done or snoozed."""
-        if task.data.get("completed"):
-            return "done"
-        until = task.data.get("snoozed_until")
-        if until and parse_dt(until) > (now or now_utc()):
-            return "snoozed"
-        return "open"
+    def task_status(task: Record) -> str:
+        """open or done (no documented field records a snooze)."""
+        return "done" if task.data.get("completed") else "open"
 
     # -- segments -------------------------------------------------------------
 
@@ -439,7 +442,8 @@ class Store:
             if "last_updated" in data:
                 data["last_updated"] = updated
             display = str(data.get("formatted_name") or data.get("display_value") or record.display_value)
-            sort_key = sort_key_for(record.type, data) if record.type in ("task", "booking", *CONTACT_TYPES) else None
+            sorted_types = ("journal", "booking", *CONTACT_TYPES)
+            sort_key = sort_key_for(record.type, data) if record.type in sorted_types else None
             link = _link(record.type, data, record.link)
             db.execute(
                 "UPDATE records SET data = ?, last_updated = ?, display_value = ?, "
@@ -472,38 +476,43 @@ class Store:
         """Set the status of every attendance session of a person at an event."""
         if status not in ATTENDANCE_STATUSES:
             raise Invalid(f"status must be one of {', '.join(ATTENDANCE_STATUSES)}")
-        sessions = [s for s in self.attendance(event_uri) if s.data.get("person_ref") == person_uri]
+        sessions = [
+            s
+            for s in self.attendance(event_uri)
+            if s.data.get("person_ref") == person_uri
+            and not s.data.get("guest")
+            and s.data.get("record_state") != "deleted"
+        ]
         if not sessions:
             raise NotFound(f"{person_uri} is not an attendee of {event_uri}")
         return [self.update(s.uri, {"status": status}, message=f"attendance set to {status}") for s in sessions]
 
     def complete_task(self, uid: str) -> Record:
-        task = self.require("task", uid)
+        task = self.require("journal", uid)
         if task.data.get("completed"):
             return task
-        return self.update(task.uri, {"completed": True, "snoozed_until": None}, message="task completed")
+        return self.update(task.uri, {"completed": True, "entry_type": "completed_reminder"}, message="task completed")
 
     def uncomplete_task(self, uid: str) -> Record:
-        task = self.require("task", uid)
+        task = self.require("journal", uid)
         if not task.data.get("completed"):
             return task
-        return self.update(task.uri, {"completed": False}, message="task marked as not complete")
+        return self.update(
+            task.uri, {"completed": False, "entry_type": "reminder"}, message="task marked as not complete"
+        )
 
-    def snooze_task(self, uid: str, until: datetime | None = None) -> Record:
-        """Move the due date 24 hours on (24 hours from now if overdue), as sheepCRM documents, or to `until`
-        (the spec is silent on a target date; `?until=YYYY-MM-DD` is the sandbox's answer, see README)."""
-        task = self.require("task", uid)
+    def snooze_task(self, uid: str) -> Record:
+        """Move the due date 24 hours on, or to 24 hours from now if overdue (the 2024-12 cut's words;
+        the operation takes no parameters)."""
+        task = self.require("journal", uid)
         if task.data.get("completed"):
             raise Invalid("a completed task cannot be snoozed")
-        if until is not None and until <= now_utc():
-            raise Invalid("until must be in the future")
-        new = until or max(parse_dt(task.data["date"]), now_utc()) + timedelta(hours=24)
-        message = f"task snoozed until {new:%Y-%m-%d}" if until else "task snoozed for 24 hours"
-        return self.update(task.uri, {"date": fmt_dt(new), "snoozed_until": fmt_dt(new)}, message=message)
+        new = max(parse_dt(task.data["date"]), now_utc()) + timedelta(hours=24)
+        return self.update(task.uri, {"date": fmt_dt(new)}, message="task snoozed for 24 hours")
 
 
 def _link(rtype: str, data: dict[str, Any], current: str | None) -> str | None:
-    if rtype == "task":
+    if rtype == "journal":
         return str(data.get("assigned_to") or "") or None
     return current
 

@@ -39,6 +39,7 @@ from pydantic_core import PydanticUndefined
 from sheepcrm_mcp.server.settings import Settings
 from sheepcrm_mcp.server.writes import WritePlan
 from sheepcrm_mcp.sheepcrm import NotFoundError, SheepClient, SheepError, SheepReader
+from sheepcrm_mcp.sheepcrm.errors import V1_404_CAVEAT
 
 log = logging.getLogger("sheepcrm_mcp.tools")
 
@@ -166,8 +167,8 @@ async def or_refuse(call: Awaitable[T], message: str) -> T:
     """The one not-found path: a 404 from sheepCRM becomes a Refusal saying where to find the record."""
     try:
         return await call
-    except NotFoundError:
-        raise Refusal(message) from None
+    except NotFoundError as exc:
+        raise Refusal(f"{message} {V1_404_CAVEAT}" if exc.api == "v1" else message) from None
 
 
 @dataclass
@@ -445,13 +446,18 @@ def paginate(items: list[O], limit: int, cursor: str | None, key: str, cap: int 
     return Page(chunk, encode_cursor(end, key) if end < len(items) else None, note)
 
 
-def list_page(items: list[O], limit: int, cursor: str | None, key: str, empty: str) -> tuple[list[O], dict[str, Any]]:
+def list_page(
+    items: list[O], limit: int, cursor: str | None, key: str, empty: str, *, cut: str | None = None
+) -> tuple[list[O], dict[str, Any]]:
     """The one list-answer helper: a page of `items` and the envelope fields (total, next_cursor, note).
 
-    `empty` is the note when nothing matched ("no" is an answer, not an error)."""
+    `empty` is the note when nothing matched ("no" is an answer, not an error). `cut` says why `items` may
+    not be everything that matches (an upstream page or budget ran out): then there is no total, and the
+    note says so, because a page length is never a total."""
     page = paginate(items, limit, cursor, key)
+    notes = [n for n in (cut, page.note or (None if items else empty)) if n]
     return page.items, {
-        "total": len(items),
+        "total": None if cut else len(items),
         "next_cursor": page.next_cursor,
-        "note": page.note or (None if items else empty),
+        "note": " ".join(notes) or None,
     }

@@ -2,7 +2,28 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(url: str) -> str:
+    """https:// anywhere; plain http:// only to this machine (a local sandbox): the key travels in every request."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return url
+    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
+        return url
+    raise ValueError(f"{url!r:.80} must start with https:// (http:// is accepted only for localhost/127.0.0.1)")
 
 
 @dataclass(frozen=True, repr=False)
@@ -19,6 +40,10 @@ class ClientConfig:
     retry_budget: float = 20.0  # seconds a read may spend retrying
     retry_wait_max: float = 5.0  # longest single wait between tries
     cache_ttl: float = 5.0  # seconds a read is reused; 0 disables
+
+    def __post_init__(self) -> None:
+        check_base_url(self.base_url)
+        check_base_url(self.v1_base_url)
 
     def __repr__(self) -> str:  # never show the key
         return f"ClientConfig(bucket={self.bucket!r}, base_url={self.base_url!r}, v1_base_url={self.v1_base_url!r})"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 
@@ -20,11 +22,31 @@ class InvalidRequest(SheepError):
 
 
 class AuthError(SheepError):
-    """The key was refused (401/403)."""
+    """401: the key was refused."""
+
+
+class PermissionDenied(SheepError):
+    """403: valid credentials without the privilege this call needs (openapi.yaml: "valid credentials but not
+    enough privileges"). `permission` is the one sheepCRM named, when it named one."""
+
+    def __init__(self, message: str, status: int | None = None, permission: str | None = None) -> None:
+        super().__init__(message, status)
+        self.permission = permission
 
 
 class NotFoundError(SheepError):
-    """404: no such record, or (sheepCRM's v1 habit) credentials it does not accept."""
+    """404: no such record, or (sheepCRM's v1 habit) credentials it does not accept. `api` says which."""
+
+    def __init__(self, message: str, status: int | None = None, api: str = "v2") -> None:
+        super().__init__(message, status)
+        self.api = api
+
+
+# The v1 notes: 404 is "not found, also returned on bad user credentials". Said wherever a v1 404 becomes "no such".
+V1_404_CAVEAT = (
+    "sheepCRM's v1 API also answers 404 when it does not accept the credentials: if records you know exist are "
+    "'not found', run `sheepcrm-mcp doctor`."
+)
 
 
 class ConflictError(SheepError):
@@ -51,35 +73,58 @@ class CircuitOpenError(UpstreamError):
     """Recent calls failed; calls fail fast until the cool-down ends."""
 
 
+PERMISSION = re.compile(r"\b[a-z][a-z_]*\.[a-z][a-z_]*\b")
+
+
 def error_detail(response: httpx.Response) -> str:
+    """The human part of an error body, in any of the documented shapes: openapi.yaml `error`
+    {"error", "description", "type"}; the 2025-02 draft {"error": {"param", "message"}}; v1
+    {"error_detail", "error"} and {"error"}."""
     try:
         body = response.json()
     except ValueError:
         return ""
-    if isinstance(body, dict):
-        for key in ("error_detail", "error", "message", "detail"):
-            if isinstance(body.get(key), str):
-                return str(body[key])[:200]
-    return ""
+    if not isinstance(body, dict):
+        return ""
+    parts: list[str] = []
+    err = body.get("error")
+    if isinstance(err, dict):
+        message, param = err.get("message"), err.get("param")
+        if isinstance(message, str):
+            parts.append(f"{message} (parameter {param})" if isinstance(param, str) and param else message)
+    elif isinstance(err, str):
+        parts.append(err)
+    for key in ("description", "error_detail", "message", "detail"):
+        value = body.get(key)
+        if isinstance(value, str) and value and value not in parts:
+            parts.append(value)
+    return ": ".join(parts)[:200]
 
 
-def error_for(response: httpx.Response, what: str, write: bool) -> SheepError:
+def error_for(response: httpx.Response, what: str, write: bool, api: str = "v2") -> SheepError:
     """Map an upstream status to an exception whose message a person can act on."""
     status = response.status_code
     detail = error_detail(response)
     suffix = f" (sheepCRM said: {detail})" if detail else ""
-    if status in (401, 403):
+    if status == 401:
         return AuthError(
-            f"sheepCRM refused the API key for {what} (HTTP {status}). Check SHEEPCRM_API_KEY "
+            f"sheepCRM refused the API key for {what} (HTTP 401). Check SHEEPCRM_API_KEY "
             "and that the key's user may use this bucket; `sheepcrm-mcp doctor` checks both.",
             status,
         )
-    if status == 404:
-        return NotFoundError(
-            f"{what}: not found{suffix}. sheepCRM also answers 404 when it does not accept the "
-            "credentials, so if records you know exist are 'not found', run `sheepcrm-mcp doctor`.",
+    if status == 403:
+        named = PERMISSION.search(detail)
+        permission = named.group(0) if named else None
+        needs = f"the '{permission}' permission" if permission else "a permission this call needs"
+        return PermissionDenied(
+            f"{what}: the API key is valid but its user lacks {needs} (HTTP 403){suffix}. "
+            "Ask a sheepCRM administrator to grant it to the key's user.",
             status,
+            permission,
         )
+    if status == 404:
+        caveat = f" {V1_404_CAVEAT}" if api == "v1" else ""
+        return NotFoundError(f"{what}: not found{suffix}.{caveat}", status, api)
     if status == 409:
         return ConflictError(
             f"{what}: sheepCRM reported a data conflict (HTTP 409){suffix}. The request was understood "

@@ -26,6 +26,11 @@ class EventReads(Reads):
         result: JSON = await self._get(self._booking(uid), f"event {uid}", fresh=fresh)
         return result
 
+    async def event_summary(self, uid: str) -> JSON:
+        """Reduced fields, "for accounts without access to the full event details" (openapi.yaml)."""
+        result: JSON = await self._get(f"{self._booking(uid)}/summary", f"event summary {uid}")
+        return result
+
     async def event_tickets(self, uid: str) -> Any:
         return await self._get(f"{self._booking(uid)}/available_tickets", f"tickets of event {uid}")
 

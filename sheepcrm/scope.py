@@ -15,7 +15,7 @@ from sheepcrm_mcp.sheepcrm.errors import SheepError
 BUCKET_RE = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 UID_RE = re.compile(r"[A-Za-z0-9]{1,64}", re.ASCII)
 CONTACT_TYPES = ("person", "organisation")
-RECORD_TYPES = (*CONTACT_TYPES, "booking", "task", "segment", "member")
+RECORD_TYPES = (*CONTACT_TYPES, "booking", "task", "journal", "segment", "member")
 
 
 class ScopeError(SheepError, ValueError):

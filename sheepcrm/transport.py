@@ -183,14 +183,14 @@ class Http:
                     except UpstreamError as exc:
                         raise _Retryable(exc, None) from None
                     if response.status_code in RETRY_STATUSES:
-                        raise _Retryable(error_for(response, what, False), retry_after(response))
+                        raise _Retryable(error_for(response, what, False, api), retry_after(response))
         except _Retryable as exc:
             # The breaker counts calls, not attempts; being rate limited is not being down.
             self.breaker.record(isinstance(exc.error, RateLimitedError))
             raise exc.error from None
         self.breaker.record(response.status_code < 500)
         if response.status_code >= 400:
-            raise error_for(response, what, False)
+            raise error_for(response, what, False, api)
         data = self._json(response, what)
         if c.cache_ttl:
             self._cache[key] = (time.monotonic() + c.cache_ttl, data)
@@ -212,5 +212,5 @@ class Http:
         response = await self._send(method, self.url(api, path), what, params, body)
         self.breaker.record(response.status_code < 500)
         if response.status_code >= 400:
-            raise error_for(response, what, True)
+            raise error_for(response, what, True, api)
         return self._json(response, what) if response.content else {}

@@ -18,19 +18,29 @@ from mcp.client.session import ElicitationFnT
 
 from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
+from tests.contract import check_request
 from tests.helpers import CANARY_KEY, settings_for
+
+
+def assert_requests_documented(sb: SandboxServer) -> None:
+    """Contract, request side: every request the client sent (faults aside) is one sheepCRM's documents
+    describe: method, path, parameter names and value types (tests/contract.py)."""
+    bad = sorted({why for e in sb.request_log if e.fault is None and (why := check_request(e.method, e.path, e.query))})
+    assert not bad, "requests the documents do not describe:\n" + "\n".join(bad[:20])
 
 
 @pytest.fixture(scope="session")
 def shared_sandbox() -> Iterator[SandboxServer]:
     with SandboxServer(key=CANARY_KEY) as sb:
         yield sb
+        assert_requests_documented(sb)
 
 
 @pytest.fixture
 def sandbox() -> Iterator[SandboxServer]:
     with SandboxServer(key=CANARY_KEY) as sb:
         yield sb
+        assert_requests_documented(sb)
 
 
 Connect = Callable[..., Any]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
@@ -75,7 +76,10 @@ def today() -> date:
 
 
 def rows(data: Any, *keys: str) -> list[dict[str, Any]]:
-    """The list of records in an upstream answer, under the first of `keys` present (or the answer itself)."""
+    """The list of records in an upstream answer, under the first of `keys` present (or the answer itself).
+
+    A single object where a list is expected counts as a list of one (the 2024-12 cut types the task list's
+    `tasks` as one object)."""
     if isinstance(data, list):
         return [r for r in data if isinstance(r, dict)]
     if isinstance(data, dict):
@@ -83,4 +87,27 @@ def rows(data: Any, *keys: str) -> list[dict[str, Any]]:
             value = data.get(key)
             if isinstance(value, list):
                 return [r for r in value if isinstance(r, dict)]
+            if isinstance(value, dict):
+                return [value]
     return []
+
+
+def ref(value: Any) -> str | None:
+    """A uri given as a string or as an expanded uri {"ref", "display_value"} (openapi.yaml uses both)."""
+    if isinstance(value, dict):
+        return text(value.get("ref"))
+    return text(value)
+
+
+async def fetch_pages(
+    fetch: Callable[[int, int], Awaitable[Any]], *keys: str, page_size: int = 250, budget: int = 8
+) -> tuple[list[dict[str, Any]], bool]:
+    """Every record of a paged list with no total: pages until a short page, at most `budget` pages.
+    Returns (records, complete); complete is False when the budget ran out on a full page."""
+    found: list[dict[str, Any]] = []
+    for page in range(1, budget + 1):
+        chunk = rows(await fetch(page, page_size), *keys)
+        found += chunk
+        if len(chunk) < page_size:
+            return found, True
+    return found, False

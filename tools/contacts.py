@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
-from sheepcrm_mcp.server.toolkit import Deps, Input, Output, ReadTool, ToolSpec, WriteDeps, WriteTool
-from sheepcrm_mcp.server.writes import Change, WritePlan
+from sheepcrm_mcp.server.toolkit import Deps, Input, Output, ReadTool, ToolSpec, WriteDeps, WriteTool, or_refuse
+from sheepcrm_mcp.server.writes import Change, WritePlan, show
 from sheepcrm_mcp.sheepcrm.scope import parse_uri
 from sheepcrm_mcp.tools.common import ContactRef, Detail, text
 
@@ -17,17 +17,10 @@ class GetContactInput(Input):
     detail: Detail = "concise"
 
 
-class MembershipBrief(Output):
-    status: str | None = None
-    plan: str | None = None
-    end_date: str | None = None
-
-
 class ContactDetails(Output):
     emails: list[str] = []
     phones: list[str] = []
     address_lines: list[str] = []
-    locality: str | None = None
     region: str | None = None
     country: str | None = None
     comms_permission: list[str] = []
@@ -46,7 +39,6 @@ class Contact(Output):
     locality: str | None = None
     postcode: str | None = None
     tags: list[str] = []
-    membership: MembershipBrief | None = Field(None, description="Headline membership; check_membership for more.")
     last_updated: str | None = None
     details: ContactDetails | None = Field(None, description="Only with detail='full'.")
 
@@ -56,40 +48,34 @@ def strings(value: Any) -> list[str]:
 
 
 async def get_contact(req: GetContactInput, deps: Deps) -> Contact:
+    """From the v1 record (the documented shape: display_value, data, meta); list fields may hold nulls."""
     uri = parse_uri(req.uri, deps.client.bucket)
-    s = await deps.client.contact_summary(uri)
-    m = s.get("membership") if isinstance(s.get("membership"), dict) else None
+    record = await or_refuse(deps.client.record(uri), f"No contact {uri}; find contacts with search_contacts.")
+    d: dict[str, Any] = record.get("data") or {}
+    meta: dict[str, Any] = record.get("meta") or {}
     contact = Contact(
         uri=str(uri),
-        name=text(s.get("display_value")) or "(no name)",
+        name=text(record.get("display_value")) or text(d.get("formatted_name")) or text(d.get("name")) or "(no name)",
         type=uri.type,
-        email=text(s.get("primary_email")),
-        phone=text(s.get("primary_telephone")),
-        locality=text(s.get("locality")),
-        postcode=text(s.get("postal_code")),
-        tags=strings(s.get("tags")),
-        membership=MembershipBrief(
-            status=text(m.get("status")), plan=text(m.get("plan")), end_date=text(m.get("end_date"))
-        )
-        if m
-        else None,
-        last_updated=text(s.get("last_updated")),
+        email=text(d.get("email")),
+        phone=text(d.get("telephone")),
+        locality=text(d.get("locality")),
+        postcode=text(d.get("postal_code")),
+        tags=strings(d.get("tags")),
+        last_updated=text(meta.get("last_updated")),
     )
     if req.detail == "full":
-        comms = await deps.client.contact_communications(uri)
-        personal = await deps.client.contact_personal(uri) if uri.type == "person" else {}
         contact.details = ContactDetails(
-            emails=strings(comms.get("email")),
-            phones=strings(comms.get("telephone")),
-            address_lines=strings(comms.get("address_lines")),
-            locality=text(comms.get("locality")),
-            region=text(comms.get("region")),
-            country=text(comms.get("country")),
-            comms_permission=strings(comms.get("comms_permission")),
-            title=text(personal.get("title")),
-            first_name=text(personal.get("first_name")),
-            last_name=text(personal.get("last_name")),
-            date_of_birth=text(personal.get("date_of_birth")),
+            emails=strings(d.get("email")),
+            phones=strings(d.get("telephone")),
+            address_lines=strings(d.get("address_lines")),
+            region=text(d.get("region")),
+            country=text(d.get("country")),
+            comms_permission=strings(d.get("comms_permission")),
+            title=text(d.get("title")),
+            first_name=text(d.get("first_name")),
+            last_name=text(d.get("last_name")),
+            date_of_birth=text(d.get("date_of_birth")),
         )
     return contact
 
@@ -131,6 +117,28 @@ def _current(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+LISTS = {"email": "emails", "phone": "phones"}
+
+
+def positional(value: Any) -> list[Any]:
+    """A v1 list field as sheepCRM keeps it: positions matter and may hold nulls ("email": [null, "x@y"])."""
+    if isinstance(value, list):
+        return list(value)
+    return [value] if value else []
+
+
+def placed(values: list[Any], old: str, new: str) -> list[Any]:
+    """Replace the entry shown as primary (the first non-empty one) in place, keeping every other position;
+    with no entry yet, fill the first empty slot (or add one). A cleared entry becomes null."""
+    out = list(values)
+    index = next((i for i, v in enumerate(out) if v and str(v).strip() == old), None)
+    if index is None:
+        index = next((i for i, v in enumerate(out) if not v), len(out))
+        out += [None] * (index + 1 - len(out))
+    out[index] = new or None
+    return out
+
+
 async def update_contact(req: UpdateContactInput, deps: WriteDeps) -> WritePlan:
     uri = parse_uri(req.uri, deps.client.bucket)
     wanted = {f: getattr(req, f).strip() for f in EDITABLE if getattr(req, f) is not None}
@@ -142,30 +150,34 @@ async def update_contact(req: UpdateContactInput, deps: WriteDeps) -> WritePlan:
             "name": text(record.get("display_value")),
             "fields": _current(record),
             "last_updated": (record.get("meta") or {}).get("last_updated"),
-            "emails": data.get("email") or [],
-            "phones": data.get("telephone") or [],
+            "emails": positional(data.get("email")),
+            "phones": positional(data.get("telephone")),
+            "address_lines": positional(data.get("address_lines")),
         }
 
     def diff(state: dict[str, Any]) -> list[Change]:
-        return [
-            Change(f, f.replace("_", " "), state["fields"][f], v) for f, v in wanted.items() if state["fields"][f] != v
-        ]
+        changes = []
+        for f, v in wanted.items():
+            if state["fields"][f] == v:
+                continue
+            label = f.replace("_", " ")
+            if f in LISTS:  # the whole positional list as it will be, so a person sees the other entries kept
+                label += f" (list becomes: {show(placed(state[LISTS[f]], state['fields'][f], v))})"
+            changes.append(Change(f, label, state["fields"][f], v))
+        return changes
 
     async def apply(changes: list[Change], state: dict[str, Any]) -> None:
         packet: dict[str, Any] = {}
         keys = {c.key: c.after for c in changes}
-        if "email" in keys:
-            rest = [e for e in state["emails"] if e and e != state["fields"]["email"]]
-            packet["email"] = [keys["email"], *rest] if keys["email"] else rest
-        if "phone" in keys:
-            rest = [p for p in state["phones"] if p and p != state["fields"]["phone"]]
-            packet["telephone"] = [keys["phone"], *rest] if keys["phone"] else rest
+        for field, upstream in (("email", "email"), ("phone", "telephone")):
+            if field in keys:
+                packet[upstream] = placed(state[LISTS[field]], state["fields"][field], keys[field])
         if {"address_line_1", "address_line_2", "address_line_3"} & keys.keys():
-            lines = [state["fields"][f"address_line_{i}"] for i in (1, 2, 3)]
+            lines: list[Any] = list(state["address_lines"])
             for i in (1, 2, 3):
-                lines[i - 1] = keys.get(f"address_line_{i}", lines[i - 1])
-            while lines and not lines[-1]:
-                lines.pop()
+                if (value := keys.get(f"address_line_{i}")) is not None:
+                    lines += [None] * (i - len(lines))
+                    lines[i - 1] = value or None
             packet["address_lines"] = lines
         if "postcode" in keys:
             packet["postal_code"] = keys["postcode"]
@@ -187,8 +199,8 @@ TOOLS: list[ToolSpec] = [
     ReadTool(
         name="get_contact",
         title="Get contact",
-        description="A contact by uri: name, email, phone, postcode, tags, membership. full: all addresses and "
-        "personal details.",
+        description="A contact by uri: name, email, phone, postcode, tags (check_membership for membership). "
+        "full: all emails, phones, address lines and personal details.",
         toolset="contacts",
         input=GetContactInput,
         output=Contact,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
@@ -20,8 +21,9 @@ from sheepcrm_mcp.server.toolkit import (
     or_refuse,
 )
 from sheepcrm_mcp.server.writes import Change, WritePlan
+from sheepcrm_mcp.sheepcrm import PermissionDenied
 from sheepcrm_mcp.sheepcrm.scope import parse_uri
-from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, Uid, rows, text
+from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, Uid, fetch_pages, ref, rows, text
 
 State = Literal["current", "future", "past", "running", "draft", "all"]
 AttendanceStatus = Literal["invited", "accepted", "declined", "attended", "no-show"]
@@ -51,11 +53,29 @@ def brief(e: dict[str, Any]) -> EventBrief:
     )
 
 
-async def _event_or_refuse(uid: str, deps: Deps) -> dict[str, Any]:
-    return await or_refuse(
-        deps.client.event(uid),
-        f"No event with uid {uid!r}. Find events with list_events (state='all' to include past and draft ones).",
-    )
+REDUCED = (
+    "This API key may not read the full event, so these are the reduced fields of sheepCRM's event summary "
+    "(its endpoint for accounts without access to the full event details)."
+)
+
+
+async def _event_or_refuse(uid: str, deps: Deps) -> tuple[dict[str, Any], str | None]:
+    """The event, or its reduced summary when the key lacks the permission for the full one (403)."""
+    missing = f"No event with uid {uid!r}. Find events with list_events (state='all' to include past and draft ones)."
+    try:
+        return await or_refuse(deps.client.event(uid), missing), None
+    except PermissionDenied as exc:
+        summary = await or_refuse(deps.client.event_summary(uid), missing)
+        return summary, f"{REDUCED} ({exc})"
+
+
+async def _optional(call: Awaitable[Any], what: str, notes: list[str]) -> Any:
+    """A part of an answer this key may not be allowed to read: None and a note on 403."""
+    try:
+        return await call
+    except PermissionDenied as exc:
+        notes.append(f"{what} not available to this key: {exc}")
+        return None
 
 
 # ---- list_events ------------------------------------------------------------------------
@@ -71,14 +91,15 @@ class ListEventsOutput(ListOutput):
 
 
 async def list_events(req: ListEventsInput, deps: Deps) -> ListEventsOutput:
-    data = await deps.client.events(req.state)
-    events = [brief(e) for e in rows(data, "bookings", "results")]
+    found, complete = await fetch_pages(lambda page, size: deps.client.events(req.state, page, size), "bookings")
+    events = [brief(e) for e in found if text(e.get("record_state")) != "deleted"]
     if req.query:
         words = req.query.lower().split()
         events = [e for e in events if all(w in f"{e.title} {e.location or ''}".lower() for w in words)]
     items, envelope = list_page(
         events, req.limit, req.cursor, f"events:{req.state}:{req.query}",
         f"No {req.state} events match; try state='all' or fewer words.",
+        cut=None if complete else f"Stopped after {len(found)} events (sheepCRM gives no total); narrow the state.",
     )
     return ListEventsOutput(events=items, **envelope)
 
@@ -104,10 +125,11 @@ class Event(EventBrief):
     capacity: int | None = None
     tickets: list[TicketType]
     tickets_free: int | None = Field(None, description="Free places over all ticket types.")
-    attendance: dict[str, int] = Field(description="Attendees by status: invited, accepted, declined, ...")
+    attendance: dict[str, int] = Field(description="Sessions by status: invited, accepted, declined, ...")
     description: str | None = None
     address: str | None = None
     website: str | None = None
+    note: str | None = Field(None, description="What this key could not read, if anything.")
 
 
 def _int(value: Any) -> int | None:
@@ -118,21 +140,22 @@ def _int(value: Any) -> int | None:
 
 
 async def get_event(req: GetEventInput, deps: Deps) -> Event:
-    e = await _event_or_refuse(req.uid, deps)
-    tickets_data = await deps.client.event_tickets(req.uid)
-    attendance = await deps.client.attendance(req.uid)
+    e, reduced = await _event_or_refuse(req.uid, deps)
+    notes = [reduced] if reduced else []
+    tickets_data = await _optional(deps.client.event_tickets(req.uid), "Tickets", notes)
+    attendance = await _optional(deps.client.attendance(req.uid), "Attendance", notes)
     tickets = [
         TicketType(
             name=text(t.get("name")) or "ticket",
             price=text(t.get("amount")),
-            member_only=t.get("member_only"),
+            member_only=t.get("member_only") if isinstance(t.get("member_only"), bool) else None,
             capacity=_int(t.get("total")),
             booked=_int(t.get("allocated")),
             free=_int(t.get("available")),
         )
-        for t in rows(tickets_data, "available_tickets", "tickets")
+        for t in rows(tickets_data, "available_tickets")
     ]
-    counts = Counter(text(a.get("status")) or "unknown" for a in rows(attendance, "sessions", "attendance"))
+    counts = Counter(s.status for s in sessions(attendance)[0])
     frees = [t.free for t in tickets if t.free is not None]
     event = Event(
         **brief(e).model_dump(),
@@ -140,6 +163,7 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
         tickets=tickets,
         tickets_free=sum(frees) if frees else None,
         attendance=dict(sorted(counts.items())),
+        note=" ".join(notes) or None,
     )
     if req.detail == "full":
         event.description = text(e.get("description"))
@@ -158,33 +182,65 @@ class ListAttendeesInput(Paged):
 
 
 class Attendee(Output):
-    person_uri: str | None
+    session_uid: str | None = None
+    person_uri: str | None = Field(None, description="The booker; for a guest, whose guest they are.")
     name: str
     email: str | None = None
     status: str
     ticket: str | None = None
+    guest: bool | None = None
+    guest_uri: str | None = None
 
 
 class ListAttendeesOutput(ListOutput):
     event: str
-    counts: dict[str, int] = Field(description="All attendees of the event by status (before filters).")
+    counts: dict[str, int] = Field(description="All sessions of the event by status (before filters).")
     attendees: list[Attendee]
 
 
-async def list_attendees(req: ListAttendeesInput, deps: Deps) -> ListAttendeesOutput:
-    e = await _event_or_refuse(req.uid, deps)
-    data = await deps.client.attendance(req.uid)
-    people = [
-        Attendee(
-            person_uri=text(a.get("person_ref")),
-            name=text(a.get("attendee_name")) or "(no name)",
-            email=text(a.get("attendee_email")),
-            status=text(a.get("status")) or "unknown",
-            ticket=text(a.get("ticket")),
+def sessions(data: Any) -> tuple[list[Attendee], int]:
+    """Every attendance session (several per person are possible), guests included; deleted ones left out.
+    Returns (sessions, how many deleted ones were left out)."""
+    out, deleted = [], 0
+    for a in rows(data, "sessions"):
+        if text(a.get("record_state")) == "deleted":
+            deleted += 1
+            continue
+        guest = a.get("guest") if isinstance(a.get("guest"), bool) else None
+        out.append(
+            Attendee(
+                session_uid=text(a.get("uid")),
+                person_uri=ref(a.get("person_ref")),
+                name=text(a.get("attendee_name")) or text(a.get("display_value")) or "(no name)",
+                email=text(a.get("attendee_email")),
+                status=text(a.get("status")) or "unknown",
+                ticket=text(a.get("ticket")),
+                guest=guest,
+                guest_uri=ref(a.get("guest_ref")),
+            )
         )
-        for a in rows(data, "sessions", "attendance")
-    ]
+    return out, deleted
+
+
+def session_notes(people: list[Attendee], deleted: int) -> list[str]:
+    notes = []
+    per_person = Counter(p.person_uri for p in people if p.person_uri and not p.guest)
+    multi = sorted(u for u, n in per_person.items() if n > 1)
+    if multi:
+        notes.append(
+            f"Several sessions for {', '.join(multi[:5])}{' and others' if len(multi) > 5 else ''}: "
+            "set_attendance changes every session of a person."
+        )
+    if deleted:
+        notes.append(f"{deleted} deleted session(s) left out.")
+    return notes
+
+
+async def list_attendees(req: ListAttendeesInput, deps: Deps) -> ListAttendeesOutput:
+    e, reduced = await _event_or_refuse(req.uid, deps)
+    people, deleted = sessions(await deps.client.attendance(req.uid))
     counts = dict(sorted(Counter(p.status for p in people).items()))
+    notes = [*([reduced] if reduced else []), *session_notes(people, deleted)]
     if req.status:
         people = [p for p in people if p.status == req.status]
     if req.name:
@@ -193,8 +249,10 @@ async def list_attendees(req: ListAttendeesInput, deps: Deps) -> ListAttendeesOu
         people, req.limit, req.cursor, f"attendees:{req.uid}:{req.status}:{req.name}",
         "No attendees match these filters.",
     )
+    envelope["note"] = " ".join(filter(None, [*notes, envelope["note"]])) or None
     return ListAttendeesOutput(
-        event=text(e.get("display_value")) or req.uid, counts=counts, attendees=items, **envelope
+        event=text(e.get("display_value")) or text(e.get("title")) or req.uid, counts=counts, attendees=items,
+        **envelope,
     )
 
 
@@ -219,33 +277,40 @@ class SetAttendanceInput(Input):
 async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
     bucket = deps.client.bucket
     people = [parse_uri(u, bucket, ("person",)) for u in req.person_uris]
-    e = await _event_or_refuse(req.uid, deps)
-    title = text(e.get("display_value")) or req.uid
+    e, _ = await _event_or_refuse(req.uid, deps)
+    title = text(e.get("display_value")) or text(e.get("title")) or req.uid
 
     wanted = {str(p) for p in people}
 
     async def read() -> dict[str, Any]:
         # Only the attendees being changed: the gate fingerprints this state, and a colleague marking
-        # someone else at the same event must not abort this change as a conflict.
-        data = await deps.client.attendance(req.uid, fresh=True)
-        return {
-            ref: {"name": text(a.get("attendee_name")), "status": text(a.get("status"))}
-            for a in rows(data, "sessions", "attendance")
-            if (ref := text(a.get("person_ref")) or "") in wanted
-        }
+        # someone else at the same event must not abort this change as a conflict. A person may hold
+        # several sessions (the PUT sets them all); guest sessions are not set through the booker.
+        found, _ = sessions(await deps.client.attendance(req.uid, fresh=True))
+        state: dict[str, Any] = {}
+        for a in found:
+            if a.person_uri in wanted and not a.guest:
+                entry = state.setdefault(a.person_uri, {"name": a.name, "statuses": []})
+                entry["statuses"].append(a.status)
+        return state
 
     def diff(state: dict[str, Any]) -> list[Change]:
         missing = [str(p) for p in people if str(p) not in state]
         if missing:
             raise Refusal(
                 f"Not on the attendance list of {title}: {', '.join(missing)}. "
-                "Check with list_attendees; only listed attendees can be marked."
+                "Check with list_attendees; only listed attendees can be marked (guests are set through sheepCRM)."
             )
-        return [
-            Change(str(p), f"{state[str(p)]['name']} ({p.uid})", state[str(p)]["status"], req.status)
-            for p in people
-            if state[str(p)]["status"] != req.status
-        ]
+        changes = []
+        for p in people:
+            statuses = state[str(p)]["statuses"]
+            if all(s == req.status for s in statuses):
+                continue
+            several = f", all {len(statuses)} sessions" if len(statuses) > 1 else ""
+            label = f"{state[str(p)]['name']} ({p.uid}){several}"
+            before = statuses[0] if len(set(statuses)) == 1 else " / ".join(statuses)
+            changes.append(Change(str(p), label, before, req.status))
+        return changes
 
     async def apply(changes: list[Change], _: Any) -> None:
         for change in changes:
@@ -253,7 +318,7 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
 
     def undo(applied: list[Change]) -> dict[str, Any] | None:
         before = {c.before for c in applied}
-        if len(before) == 1:
+        if len(before) == 1 and next(iter(before)) in STATUSES:
             return {"uid": req.uid, "person_uris": [c.key for c in applied], "status": before.pop()}
         return None  # mixed previous statuses: undo needs one call per status
 
@@ -281,8 +346,8 @@ TOOLS: list[ToolSpec] = [
         name="get_event",
         title="Get event",
         toolset="events",
-        description="One event: dates, ticket types with free places, attendance counts by status. full: "
-        "description, address.",
+        description="One event: dates, ticket types with free places, attendance counts by status (reduced when "
+        "the key lacks event permissions). full: description, address.",
         input=GetEventInput,
         output=Event,
         handler=get_event,
@@ -291,7 +356,8 @@ TOOLS: list[ToolSpec] = [
         name="list_attendees",
         title="List attendees",
         toolset="events",
-        description="An event's attendees (person_uri, status, ticket) and counts by status; filter by status or name.",
+        description="An event's attendance sessions (person_uri, status, ticket, guests) and counts by status; "
+        "filter by status or name.",
         input=ListAttendeesInput,
         output=ListAttendeesOutput,
         handler=list_attendees,

@@ -1,4 +1,4 @@
-"""search_help: help articles for help-desk answers."""
+"""search_help: sheepCRM's own help articles (how to use sheepCRM), for the organisation's staff."""
 
 from __future__ import annotations
 
@@ -30,14 +30,18 @@ class SearchHelpOutput(ListOutput):
 async def search_help(req: SearchHelpInput, deps: Deps) -> SearchHelpOutput:
     full = req.detail == "full"
     data = await deps.client.search_help(req.query, limit=req.limit, include_text=full)
+    # No response schema is documented: accept results/articles/a bare list/one object; every field optional.
+    found = [data] if isinstance(data, dict) and ("title" in data or "link" in data or "url" in data) else rows(
+        data, "results", "articles"
+    )
     articles = [
         HelpArticle(
-            title=text(a.get("title")) or "(untitled)",
+            title=text(a.get("title")) or text(a.get("display_value")) or "(untitled)",
             link=text(a.get("link")) or text(a.get("url")),
-            snippet=text(a.get("snippet")),
+            snippet=text(a.get("snippet")) or text(a.get("summary")),
             text=text(a.get("text")) if full else None,
         )
-        for a in rows(data, "results", "articles")
+        for a in found
     ][: req.limit]
     keep = fit(articles)
     note = None
@@ -45,16 +49,19 @@ async def search_help(req: SearchHelpInput, deps: Deps) -> SearchHelpOutput:
         note = f"Cut after {keep} articles to stay short; ask for fewer with limit or use detail='concise'."
         articles = articles[:keep]
     if not articles:
-        note = "No help article matches; try other words (for example 'refund booking')."
+        note = "No sheepCRM help article matches; try other words (for example 'refund booking')."
+        if found or (data and not isinstance(data, (list, dict))):
+            note = "sheepCRM's help search answered in a shape this server cannot read; nothing to show."
     return SearchHelpOutput(articles=articles, total=len(articles), note=note)
 
 
 TOOLS: list[ToolSpec] = [
     ReadTool(
         name="search_help",
-        title="Search help articles",
+        title="Search sheepCRM help",
         toolset="help",
-        description="Help articles for a question: title, link, snippet (full: text).",
+        description="sheepCRM's own help articles (how staff use sheepCRM), not the organisation's member FAQ: "
+        "title, link, snippet (full: text).",
         input=SearchHelpInput,
         output=SearchHelpOutput,
         handler=search_help,

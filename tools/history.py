@@ -7,10 +7,11 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from sheepcrm_mcp.server.toolkit import Deps, Output, ReadTool, ToolSpec, list_page, or_refuse
+from sheepcrm_mcp.sheepcrm import SheepError
 from sheepcrm_mcp.sheepcrm.scope import RECORD_TYPES, parse_uri
-from sheepcrm_mcp.tools.common import ListOutput, Paged, rows, text
+from sheepcrm_mcp.tools.common import ListOutput, Paged, ref, rows, text
 
-HISTORY_TYPES = ("person", "organisation", "booking", "task", "member")
+HISTORY_TYPES = ("person", "organisation", "booking", "task", "journal", "member")
 
 
 class GetRecordHistoryInput(Paged):
@@ -25,10 +26,10 @@ class FieldChange(Output):
 
 
 class HistoryEntry(Output):
-    date: str | None
-    user: str | None
-    message: str | None
-    changes: list[FieldChange]
+    date: str | None = None
+    user: str | None = Field(None, description="Name of the user, or their uri when sheepCRM gives no name.")
+    message: str | None = None
+    changes: list[FieldChange] = []
 
 
 class GetRecordHistoryOutput(ListOutput):
@@ -36,28 +37,52 @@ class GetRecordHistoryOutput(ListOutput):
     entries: list[HistoryEntry]
 
 
+async def _names(uris: set[str], deps: Deps) -> dict[str, str]:
+    """User uris (/{bucket}/user/{uid}/, e.g. /sheepcrm/user/..., openapi.yaml diffs.user) to display values via
+    /api/v2/{bucket}/user/{uid}/display; a uri that cannot be named stays a uri."""
+    names: dict[str, str] = {}
+    for uri in sorted(uris)[:MAX_NAMES]:
+        parts = uri.strip("/").split("/")
+        if len(parts) != 3:
+            continue
+        try:
+            name = await deps.client.display(parts[1], parts[2])
+        except SheepError:
+            continue
+        if name:
+            names[uri] = name
+    return names
+
+
+MAX_NAMES = 10  # distinct users named per answer; more keep their uris
+
+
 async def get_record_history(req: GetRecordHistoryInput, deps: Deps) -> GetRecordHistoryOutput:
     uri = parse_uri(req.uri, deps.client.bucket, HISTORY_TYPES)
     data = await or_refuse(
         deps.client.record_audit(uri, since_days=req.since_days),
-        f"No record {uri}; find it with search_contacts, list_events or list_tasks.",
+        f"No history found at /audit/v2/{uri.bucket}/{uri.type}/{uri.uid}/audit: the record may not exist. "
+        "Find it with search_contacts, list_events or list_tasks.",
     )
+    found = rows(data, "results")
+    names = await _names({u for e in found if (u := ref(e.get("user")))}, deps)
     entries = [
         HistoryEntry(
             date=text(e.get("date")),
-            user=text(e.get("user_display")) or text(e.get("user")),
+            user=names.get(u, u) if (u := ref(e.get("user"))) else None,
             message=text(e.get("message")),
             changes=[
                 FieldChange(field=text(d.get("field")) or "?", before=d.get("prev"), after=d.get("value"))
-                for d in rows(e.get("clean_diff") or e.get("diff") or [])
+                for d in rows(e, "clean_diff")
             ],
         )
-        for e in rows(data, "results")
+        for e in found
     ]
     entries.sort(key=lambda e: e.date or "", reverse=True)
     items, envelope = list_page(
         entries, req.limit, req.cursor, f"history:{uri}:{req.since_days}",
         f"No changes in the last {req.since_days} days.",
+        cut="sheepCRM sent its limit of 250 entries; older changes may be missing." if len(found) >= 250 else None,
     )
     return GetRecordHistoryOutput(uri=str(uri), entries=items, **envelope)
 

@@ -7,12 +7,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from sheepcrm_mcp.server.toolkit import Deps, Input, Output, ReadTool, Refusal, ToolSpec
-from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError
+from sheepcrm_mcp.server.toolkit import Deps, Input, Output, ReadTool, Refusal, ToolSpec, or_refuse
+from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepError
+from sheepcrm_mcp.sheepcrm.errors import V1_404_CAVEAT
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
-from sheepcrm_mcp.tools.common import Detail, day, rows, text, today
+from sheepcrm_mcp.tools.common import Detail, day, ref, rows, text, today
 
-Status = Literal["current", "lapsed", "future", "none"]
+Status = Literal["current", "grace", "unpaid", "lapsed", "future", "none"]
 
 
 class CheckMembershipInput(Input):
@@ -28,22 +29,26 @@ class CheckMembershipInput(Input):
 
 
 class MembershipRecord(Output):
-    plan: str | None
+    plan: str | None = None
     status: Status
-    start_date: str | None
-    end_date: str | None
+    start_date: str | None = None
+    end_date: str | None = None
     membership_number: str | None = None
-    record_status: str | None = None
+    record_status: str | None = Field(None, description="sheepCRM's membership_record_status, verbatim.")
+    paid: bool | None = None
 
 
 class MembershipAnswer(Output):
     contact_uri: str
     name: str | None = None
-    is_member: bool = Field(description="True when a membership covers today.")
-    status: Status = Field(description="current, future (starts later), lapsed (ended) or none (never).")
+    is_member: bool = Field(description="True when a paid, active, not deleted membership covers today.")
+    status: Status = Field(
+        description="current, grace (ended, within sheepCRM's grace period), unpaid, future, lapsed or none."
+    )
     plan: str | None = None
     start_date: str | None = None
     end_date: str | None = None
+    grace_until: str | None = None
     days_left: int | None = Field(None, description="Days until end_date when current.")
     membership_number: str | None = None
     summary: str = Field(description="One sentence to tell the person asking.")
@@ -51,104 +56,137 @@ class MembershipAnswer(Output):
 
 
 def classify(m: dict[str, Any], on: date) -> Status:
+    """By dates, then by what sheepCRM says of the record: only a paid record whose
+    membership_record_status (when given) is "active" can be current."""
     start, end = day(m.get("start_date")), day(m.get("end_date"))
-    if text(m.get("cancellation_date")) and (d := day(m.get("cancellation_date"))) and d <= on:
+    if (d := day(m.get("cancellation_date"))) and d <= on:
         return "lapsed"
     if start and start > on:
         return "future"
     if end and end < on:
         return "lapsed"
-    return "current" if start else "none"
+    if not start:
+        return "none"
+    if m.get("paid") is False:
+        return "unpaid"
+    record_status = text(m.get("membership_record_status"))
+    if record_status and record_status.lower() != "active":
+        return "lapsed"
+    return "current"
 
 
-def record(m: dict[str, Any], on: date) -> MembershipRecord:
+def record(m: dict[str, Any], on: date, plans: dict[str, str]) -> MembershipRecord:
+    paid = m.get("paid")
     return MembershipRecord(
-        plan=text(m.get("membership_type_display")) or text(m.get("display_value")),
+        plan=plans.get(ref(m.get("membership_type")) or "") or text(m.get("display_value")),
         status=classify(m, on),
         start_date=text(m.get("start_date")),
         end_date=text(m.get("end_date")),
         membership_number=text(m.get("membership_number")),
         record_status=text(m.get("membership_record_status")),
+        paid=paid if isinstance(paid, bool) else None,
     )
 
 
-async def _uri_for_email(email: str, deps: Deps) -> tuple[RecordUri, str | None]:
+async def plan_names(members: list[dict[str, Any]], deps: Deps) -> dict[str, str]:
+    """Plan names from each membership_type uri ("the URI of the membership plan") via /display."""
+    names: dict[str, str] = {}
+    for uri in {u for m in members if (u := ref(m.get("membership_type")))}:
+        parts = uri.strip("/").split("/")
+        if len(parts) != 3:
+            continue
+        try:
+            if name := await deps.client.display(parts[1], parts[2]):
+                names[uri] = name
+        except SheepError:
+            continue
+    return names
+
+
+async def _by_email(email: str, deps: Deps) -> tuple[RecordUri, dict[str, Any]]:
     try:
         found = await deps.client.membership_by_email(email)
     except NotFoundError:
         raise Refusal(
             f"No contact has the email {email!r}. Check the spelling, or find the person with "
-            "search_contacts (by name) and pass its uri."
+            f"search_contacts (by name) and pass its uri. {V1_404_CAVEAT}"
         ) from None
     except ConflictError:
         raise Refusal(
             f"Several contacts share the email {email!r}. Call search_contacts with email={email!r}, "
             "pick the right person and pass its uri instead."
         ) from None
-    person = text(found.get("person"))
+    person = ref(found.get("person"))
     if not person:
         raise Refusal(f"sheepCRM gave no contact for {email!r}; use search_contacts and pass a uri.")
-    name = " ".join(filter(None, [text(found.get("first_name")), text(found.get("last_name"))])) or None
-    return parse_uri(person, deps.client.bucket), name
+    return parse_uri(person, deps.client.bucket), found
+
+
+SUMMARIES = {
+    "current": "{who} is a current {plan} member until {end} ({days} days left).",
+    "grace": "{who} is not a current member: the {plan} membership ended on {end}, but sheepCRM's grace period "
+    "runs until {grace}.",
+    "unpaid": "{who} is not a current member: the {plan} membership covering today is not paid.",
+    "future": "{who} is not a member yet: a {plan} membership starts on {start}.",
+    "lapsed": "{who} is not a member: the {plan} membership ended on {end}.",
+}
 
 
 async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipAnswer:
-    name: str | None = None
+    v1: dict[str, Any] = {}
     if req.email:
-        uri, name = await _uri_for_email(req.email, deps)
+        uri, v1 = await _by_email(req.email, deps)
     else:
         assert req.uri is not None
         uri = parse_uri(req.uri, deps.client.bucket)
-    try:
-        data = await deps.client.memberships(uri)
-    except NotFoundError:
-        raise Refusal(f"No contact {uri} - find the person with search_contacts and pass its uri.") from None
-    on = today()
-    records = sorted(
-        (record(m, on) for m in rows(data, "memberships")), key=lambda r: (r.start_date or "", r.end_date or "")
+    name = " ".join(filter(None, [text(v1.get("first_name")), text(v1.get("last_name"))])) or None
+    data = await or_refuse(
+        deps.client.memberships(uri), f"No contact {uri} - find the person with search_contacts and pass its uri."
     )
-    order: dict[Status, int] = {"current": 0, "future": 1, "lapsed": 2, "none": 3}
+    members = [m for m in rows(data, "memberships") if text(m.get("record_state")) != "deleted"]
+    on = today()
+    plans = await plan_names(members, deps)
+    records = sorted((record(m, on, plans) for m in members), key=lambda r: (r.start_date or "", r.end_date or ""))
+    order: dict[Status, int] = {"current": 0, "unpaid": 1, "future": 2, "lapsed": 3, "grace": 3, "none": 4}
     best = min(records, key=lambda r: (order[r.status], -(day(r.end_date) or on).toordinal()), default=None)
     who = name or str(uri)
+    grace = text(v1.get("member_till_plus_grace"))
     if best is None or best.status == "none":
-        answer = MembershipAnswer(
-            contact_uri=str(uri),
-            name=name,
-            is_member=False,
-            status="none",
-            summary=f"{who} has no membership on record.",
+        return MembershipAnswer(
+            contact_uri=str(uri), name=name, is_member=False, status="none",
+            summary=f"{who} has no membership on record.", history=records if req.detail == "full" else None,
         )
-    else:
-        end = day(best.end_date)
-        days_left = (end - on).days if end and best.status == "current" else None
-        summary = {
-            "current": f"{who} is a current {best.plan} member until {best.end_date} ({days_left} days left).",
-            "future": f"{who} is not a member yet: a {best.plan} membership starts on {best.start_date}.",
-            "lapsed": f"{who} is not a member: the {best.plan} membership ended on {best.end_date}.",
-        }[best.status]
-        answer = MembershipAnswer(
-            contact_uri=str(uri),
-            name=name,
-            is_member=best.status == "current",
-            status=best.status,
-            plan=best.plan,
-            start_date=best.start_date,
-            end_date=best.end_date,
-            days_left=days_left,
-            membership_number=best.membership_number,
-            summary=summary,
-        )
-    if req.detail == "full":
-        answer.history = records
-    return answer
+    status = best.status
+    if status == "lapsed" and (g := day(grace)) and g >= on and text(v1.get("membership_record_status")) == "active":
+        status = "grace"
+    end = day(best.end_date)
+    days_left = (end - on).days if end and status == "current" else None
+    plan = best.plan or (text(v1.get("active_memberships_for_display")) if status == "current" else None) or "(unnamed)"
+    summary = SUMMARIES[status].format(
+        who=who, plan=plan, end=best.end_date, days=days_left, start=best.start_date, grace=grace
+    )
+    return MembershipAnswer(
+        contact_uri=str(uri),
+        name=name,
+        is_member=status == "current",
+        status=status,
+        plan=best.plan,
+        start_date=best.start_date,
+        end_date=best.end_date,
+        grace_until=grace if status == "grace" else None,
+        days_left=days_left,
+        membership_number=best.membership_number,
+        summary=summary,
+        history=records if req.detail == "full" else None,
+    )
 
 
 TOOLS: list[ToolSpec] = [
     ReadTool(
         name="check_membership",
         title="Check membership",
-        description="Is this person (uri or email) a member today? Status, plan, dates, days left, summary. "
-        "full: history.",
+        description="Is this person (uri or email) a member today? Status (paid, active, grace), plan, dates, "
+        "days left, summary. full: history.",
         toolset="membership",
         input=CheckMembershipInput,
         output=MembershipAnswer,

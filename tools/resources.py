@@ -8,8 +8,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from pydantic import BaseModel
 
-from sheepcrm_mcp.server.toolkit import EXPECTED, Deps
-from sheepcrm_mcp.sheepcrm import NotFoundError
+from sheepcrm_mcp.server.toolkit import EXPECTED, Deps, Refusal
 from sheepcrm_mcp.sheepcrm.scope import check_uid
 from sheepcrm_mcp.tools.contacts import GetContactInput, get_contact
 from sheepcrm_mcp.tools.events import GetEventInput, get_event
@@ -51,7 +50,7 @@ def install(server: MCPServer, deps: Deps, toolsets: tuple[str, ...]) -> None:
             check_uid(uid)
             try:
                 return await get_contact(GetContactInput(uri=f"/{bucket}/person/{uid}/"), deps)
-            except NotFoundError:
+            except Refusal:  # not a person: an organisation, or nothing (then that refusal is the answer)
                 return await get_contact(GetContactInput(uri=f"/{bucket}/organisation/{uid}/"), deps)
 
         return await render(find)
@@ -60,7 +59,12 @@ def install(server: MCPServer, deps: Deps, toolsets: tuple[str, ...]) -> None:
         return await render(lambda: get_event(GetEventInput(uid=uid), deps))
 
     async def segment(uid: str) -> str:
-        return await render(lambda: query_segment(QuerySegmentInput(uid=uid, mode="members", limit=20), deps))
+        async def size_and_members() -> BaseModel:
+            size = await query_segment(QuerySegmentInput(uid=uid, mode="count"), deps)
+            members = await query_segment(QuerySegmentInput(uid=uid, mode="members", limit=20), deps)
+            return members.model_copy(update={"count": size.count})
+
+        return await render(size_and_members)
 
     def guide() -> str:
         return GUIDE

@@ -7,7 +7,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from sheepcrm_mcp.server.toolkit import Deps, Output, ReadTool, ToolSpec, list_page
-from sheepcrm_mcp.tools.common import ListOutput, Paged, text
+from sheepcrm_mcp.sheepcrm import NotFoundError
+from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES
+from sheepcrm_mcp.tools.common import ListOutput, Paged, rows, text
 
 Short = Annotated[str | None, Field(max_length=100)]
 
@@ -43,10 +45,24 @@ def hit(row: dict[str, Any]) -> ContactHit:
     return ContactHit(
         uri=uri,
         name=text(row.get("display_value")) or "(no name)",
-        type=text(row.get("resource")) or (uri.split("/")[2] if uri.count("/") >= 3 else "contact"),
+        type=kind_of(row),
         email=text(row.get("primary_email")),
         phone=text(row.get("primary_telephone")),
     )
+
+
+def kind_of(row: dict[str, Any]) -> str:
+    """The resource type: `resource`, else the type part of the uri."""
+    uri = text(row.get("id")) or text(row.get("uri")) or ""
+    return text(row.get("resource")) or (uri.split("/")[2] if uri.count("/") >= 3 else "record")
+
+
+def records(data: Any) -> list[dict[str, Any]]:
+    """Search results: {"results": [...]} (SearchResultsResponse), a bare list, or one record object (the person
+    search documents no 200 body, and take_first_if_multiple suggests it may send one record)."""
+    if isinstance(data, dict) and "results" not in data and (data.get("id") or data.get("uri")):
+        return [data]
+    return rows(data, "results")
 
 
 async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContactsOutput:
@@ -57,16 +73,21 @@ async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContact
         "postal_code": req.postcode,
     }
     if any(fielded.values()):
-        data = await deps.client.search_people(**fielded)
+        try:
+            data = await deps.client.search_people(**fielded)
+        except NotFoundError:  # the person search answers 404 when no person matches
+            data = {"results": []}
     else:
         assert req.query is not None
         data = await deps.client.search(req.query)
-    rows = data.get("results") or [] if isinstance(data, dict) else []
-    hits = [hit(r) for r in rows if isinstance(r, dict)]
+    found = records(data)
+    hits = [hit(r) for r in found if kind_of(r) in CONTACT_TYPES]  # global search also finds events, tasks...
     key = f"search:{req.query}:{sorted(fielded.items())}"
     items, envelope = list_page(
         hits, req.limit, req.cursor, key, "No contacts match. Try fewer words, only the last name, or the email."
     )
+    if not any(fielded.values()):
+        envelope["total"] = None  # the global search has no paging and no total: its list may be its best matches
     return SearchContactsOutput(contacts=items, **envelope)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -17,8 +18,8 @@ from sheepcrm_mcp.server.toolkit import (
     list_page,
 )
 from sheepcrm_mcp.sheepcrm import NotFoundError
-from sheepcrm_mcp.tools.common import ListOutput, Paged, Uid, rows, text
-from sheepcrm_mcp.tools.search import ContactHit, hit
+from sheepcrm_mcp.tools.common import ListOutput, Paged, Uid, fetch_pages, text
+from sheepcrm_mcp.tools.search import ContactHit, hit, records
 
 
 class FindSegmentsInput(Paged):
@@ -30,6 +31,8 @@ class Segment(Output):
     name: str
     description: str | None = None
     type: str | None = None
+    records: str | None = Field(None, description="The resource type it holds (person, organisation, ...).")
+    active: bool | None = None
 
 
 class FindSegmentsOutput(ListOutput):
@@ -37,8 +40,13 @@ class FindSegmentsOutput(ListOutput):
 
 
 async def find_segments(req: FindSegmentsInput, deps: Deps) -> FindSegmentsOutput:
-    data = await (
-        deps.client.find_segments(req.name, page_size=250) if req.name else deps.client.all_segments(page_size=250)
+    # /find lists active segments matching the name; /all every segment, inactive too (openapi.yaml). Both are
+    # paged with no total, so both are read to a short page and shown the same way, `active` included.
+    name = req.name
+    found, complete = await fetch_pages(
+        (lambda page, size: deps.client.find_segments(name, page, size)) if name
+        else (lambda page, size: deps.client.all_segments(page, size)),
+        "segments",
     )
     segments = [
         Segment(
@@ -46,11 +54,16 @@ async def find_segments(req: FindSegmentsInput, deps: Deps) -> FindSegmentsOutpu
             name=text(s.get("name")) or text(s.get("display_value")) or "",
             description=text(s.get("description")),
             type=text(s.get("segment_type")),
+            records=text(s.get("resource_type")),
+            active=s.get("active") if isinstance(s.get("active"), bool) else None,
         )
-        for s in rows(data, "segments", "results")
+        for s in found
+        if text(s.get("record_state")) != "deleted"
     ]
     items, envelope = list_page(
-        segments, req.limit, req.cursor, f"segments:{req.name}", "No segment matches; omit name to list all."
+        segments, req.limit, req.cursor, f"segments:{req.name}",
+        "No active segment matches; omit name to list all, inactive ones too." if name else "No segments.",
+        cut=None if complete else f"Stopped after {len(found)} segments (sheepCRM gives no total); use name.",
     )
     return FindSegmentsOutput(segments=items, **envelope)
 
@@ -69,8 +82,13 @@ class QuerySegmentInput(Paged):
 
 class QuerySegmentOutput(ListOutput):
     segment_uid: str
-    count: int | None = Field(None, description="People in the segment.")
+    count: int | None = Field(None, description="Records in the segment (of any resource type).")
+    by_type: dict[str, int] | None = Field(None, description="Members in this answer by resource type.")
     members: list[ContactHit] = Field(default_factory=list)
+
+
+def by_type(members: list[ContactHit]) -> dict[str, int] | None:
+    return dict(sorted(Counter(m.type for m in members).items())) or None
 
 
 async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutput:
@@ -79,34 +97,33 @@ async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutpu
         if req.mode == "count":
             data = await deps.client.segment_count(uid)
             count = data.get("count") if isinstance(data, dict) else None
-            return QuerySegmentOutput(
-                segment_uid=uid,
-                count=int(count) if count is not None else None,
-                total=int(count) if count is not None else None,
-            )
+            number = int(count) if isinstance(count, (int, float, str)) and str(count).isdigit() else None
+            return QuerySegmentOutput(segment_uid=uid, count=number, total=number)
         if req.mode == "lookup":
             assert req.q is not None
-            found = [hit(r) for r in rows(await deps.client.segment_lookup(uid, req.q), "results")]
+            found = [hit(r) for r in records(await deps.client.segment_lookup(uid, req.q))]
             items, envelope = list_page(
                 found, req.limit, req.cursor, f"lookup:{uid}:{req.q}",
                 f"Nobody matching {req.q!r} is in this segment.",
             )
-            return QuerySegmentOutput(segment_uid=uid, members=items, **envelope)
+            return QuerySegmentOutput(segment_uid=uid, members=items, by_type=by_type(items), **envelope)
         key = f"members:{uid}:{req.q}:{req.limit}"
         offset = decode_cursor(req.cursor, key)
         data = await deps.client.segment_members(uid, page=offset // req.limit + 1, page_size=req.limit, q=req.q)
     except NotFoundError:
         raise Refusal(f"No segment with uid {uid!r}; find segments with find_segments.") from None
-    members = [hit(r) for r in rows(data, "results")]
-    total = data.get("total") if isinstance(data, dict) else None
+    # "a list of records with contents depending on segment type": no documented wrapper and no total, so a
+    # full page means there may be more.
+    members = [hit(r) for r in records(data)]
     end = offset + len(members)
-    more = total is not None and end < int(total)
+    full = len(members) >= req.limit
     return QuerySegmentOutput(
         segment_uid=uid,
         members=members,
-        total=total,
-        count=total,
-        next_cursor=encode_cursor(end, key) if more else None,
+        by_type=by_type(members),
+        next_cursor=encode_cursor(end, key) if full else None,
+        total=None if full or offset else end,
+        note=None if members else "No members on this page.",
     )
 
 
@@ -115,7 +132,7 @@ TOOLS: list[ToolSpec] = [
         name="find_segments",
         title="Find segments",
         toolset="segments",
-        description="Saved segments (contact lists) by name, or all.",
+        description="Saved segments by name (active ones), or all (inactive too); each with its record type.",
         input=FindSegmentsInput,
         output=FindSegmentsOutput,
         handler=find_segments,
@@ -124,7 +141,8 @@ TOOLS: list[ToolSpec] = [
         name="query_segment",
         title="Query segment",
         toolset="segments",
-        description="A segment's size (count), members (paged), or whether someone is in it (lookup, with q).",
+        description="A segment's size (count), members (paged, any record type), or whether someone is in it "
+        "(lookup, with q).",
         input=QuerySegmentInput,
         output=QuerySegmentOutput,
         handler=query_segment,

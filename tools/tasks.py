@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from sheepcrm_mcp.server.toolkit import (
     Deps,
@@ -20,19 +20,21 @@ from sheepcrm_mcp.server.toolkit import (
     or_refuse,
 )
 from sheepcrm_mcp.server.writes import Change, WritePlan
-from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, Uid, day, moment, rows, text, today
+from sheepcrm_mcp.sheepcrm.tasks import TASK_PAGE
+from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, Uid, day, moment, ref, rows, text
 
-TaskStatus = Literal["open", "done", "snoozed"]
+TaskStatus = Literal["open", "done"]
 TaskUid = Annotated[Uid, Field(description="Task uid.")]
 
 
-def status_of(t: dict[str, Any], now: datetime | None = None) -> TaskStatus:
-    if t.get("completed"):
-        return "done"
-    until = moment(t.get("snoozed_until"))
-    if until and until > (now or datetime.now(UTC)):
-        return "snoozed"
-    return "open"
+def status_of(t: dict[str, Any]) -> TaskStatus:
+    # No document names a field that records a snooze: a snoozed task is an open task with a later due date.
+    return "done" if t.get("completed") else "open"
+
+
+def due_of(t: dict[str, Any]) -> str | None:
+    """`date` (2024-12 cut) or `due_date` (2025-02 draft; null when earlier than the creation date)."""
+    return text(t.get("date")) or text(t.get("due_date"))
 
 
 class TaskBrief(Output):
@@ -47,7 +49,6 @@ class TaskBrief(Output):
 
 class Task(TaskBrief):
     text: str | None = None
-    snoozed_until: str | None = None
     created: str | None = None
     last_updated: str | None = None
 
@@ -57,10 +58,11 @@ def brief(t: dict[str, Any]) -> TaskBrief:
         uid=text(t.get("uid")) or "",
         title=text(t.get("display_value")) or text(t.get("title")) or "(untitled)",
         status=status_of(t),
-        due=text(t.get("date")),
-        assigned_to=text(t.get("assigned_to_display")),
+        due=due_of(t),
+        assigned_to=text(t.get("assigned_to_display")) or text(t.get("allocated_to_display"))
+        or ref(t.get("assigned_to")) or ref(t.get("allocated_to")),
         about=text(t.get("context_display")),
-        about_uri=text(t.get("context")),
+        about_uri=ref(t.get("context")),
     )
 
 
@@ -69,7 +71,7 @@ def brief(t: dict[str, Any]) -> TaskBrief:
 
 class ListTasksInput(Paged):
     scope: Annotated[Literal["mine", "all"], Field()] = "mine"
-    status: Annotated[Literal["open", "done", "snoozed", "any"], Field()] = "open"
+    status: Annotated[Literal["open", "done", "any"], Field()] = "open"
     due_before: Annotated[date | None, Field()] = None
 
 
@@ -78,8 +80,11 @@ class ListTasksOutput(ListOutput):
 
 
 async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
-    data = await (deps.client.my_tasks() if req.scope == "mine" else deps.client.all_tasks())
-    tasks = [brief(t) for t in rows(data, "tasks", "results")]
+    completed = req.status != "open"
+    fetch = deps.client.my_tasks if req.scope == "mine" else deps.client.all_tasks
+    data = await fetch(TASK_PAGE, include_completed=completed)
+    found = rows(data, "tasks")
+    tasks = [brief(t) for t in found if text(t.get("record_state")) != "deleted"]
     if req.status != "any":
         tasks = [t for t in tasks if t.status == req.status]
     if req.due_before:
@@ -88,6 +93,8 @@ async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
     items, envelope = list_page(
         tasks, req.limit, req.cursor, f"tasks:{req.scope}:{req.status}:{req.due_before}",
         "No tasks match; try status='any' or scope='all'.",
+        cut=f"sheepCRM sent a full page of {TASK_PAGE} tasks and offers no next page, so the list may be cut "
+        "short." if len(found) >= TASK_PAGE else None,
     )
     return ListTasksOutput(tasks=items, **envelope)
 
@@ -111,7 +118,6 @@ async def get_task(req: GetTaskInput, deps: Deps) -> Task:
     t = await _task_or_refuse(req.uid, deps)
     task = Task(**brief(t).model_dump(), text=text(t.get("text_body")))
     if req.detail == "full":
-        task.snoozed_until = text(t.get("snoozed_until"))
         task.created = text(t.get("created"))
         task.last_updated = text(t.get("last_updated"))
     return task
@@ -125,55 +131,49 @@ UPSTREAM = {"complete": "complete", "reopen": "uncomplete", "snooze": "snooze"}
 
 class UpdateTaskInput(Input):
     uid: TaskUid
-    action: Annotated[Action, Field()]
-    until: Annotated[date | None, Field(description="Snooze to this date.")] = None
+    action: Annotated[Action, Field(description="snooze: due 24 h later (24 h from now if overdue).")]
 
-    @model_validator(mode="after")
-    def _until(self) -> UpdateTaskInput:
-        if self.action == "snooze" and self.until is None:
-            raise ValueError("snooze needs until, a future date such as 2026-12-31")
-        if self.action != "snooze" and self.until is not None:
-            raise ValueError("until goes with action='snooze' only")
-        if self.until is not None and self.until <= today():
-            raise ValueError("until must be a date after today")
-        return self
+
+SNOOZE = timedelta(hours=24)
+SLACK = timedelta(minutes=1)
 
 
 async def update_task(req: UpdateTaskInput, deps: WriteDeps) -> WritePlan:
     t = await _task_or_refuse(req.uid, deps)
-    title = text(t.get("display_value")) or req.uid
-    target: TaskStatus = {"complete": "done", "reopen": "open", "snooze": "snoozed"}[req.action]  # type: ignore[assignment]
+    title = text(t.get("display_value")) or text(t.get("title")) or req.uid
+    target: TaskStatus = "done" if req.action == "complete" else "open"
+    # sheepCRM's snooze takes no parameters: "+24 hours, or 24 hours from now if overdue". It is verified by
+    # the due date it was to reach, fixed at the first read, since no field records a snooze.
+    snoozed_due: datetime | None = None
 
     async def read() -> dict[str, Any]:
         task = await _task_or_refuse(req.uid, deps, fresh=True)
-        return {
-            "status": status_of(task),
-            "due": text(task.get("date")),
-            "snoozed_until": text(task.get("snoozed_until")),
-            "last_updated": text(task.get("last_updated")),
-        }
+        return {"status": status_of(task), "due": due_of(task), "last_updated": text(task.get("last_updated"))}
 
     def diff(state: dict[str, Any]) -> list[Change]:
+        nonlocal snoozed_due
         if req.action == "snooze":
             if state["status"] == "done":
                 raise Refusal(f"Task '{title}' is done; reopen it before snoozing it.")
-            if day(state["snoozed_until"]) == req.until:
+            due = moment(state["due"])
+            if snoozed_due is None:
+                snoozed_due = max(due or datetime.now(UTC), datetime.now(UTC)) + SNOOZE
+            if due is not None and due >= snoozed_due - SLACK:
                 return []
-            return [Change("status", "status", f"{state['status']} (due {state['due']})", f"snoozed until {req.until}")]
-        if state["status"] == target or (req.action == "reopen" and state["status"] != "done"):
+            return [Change("due", "due", state["due"], f"{snoozed_due:%Y-%m-%d %H:%M} UTC (snoozed 24 hours)")]
+        if state["status"] == target:
             return []
         return [Change("status", "status", state["status"], target)]
 
     async def apply(_: list[Change], __: Any) -> None:
-        params = {"until": req.until.isoformat()} if req.until else None
-        await deps.client.task_action(req.uid, UPSTREAM[req.action], params)
+        await deps.client.task_action(req.uid, UPSTREAM[req.action])
 
     def undo(applied: list[Change]) -> dict[str, Any] | None:
         if req.action == "complete":
             return {"uid": req.uid, "action": "reopen"}
         if req.action == "reopen":
             return {"uid": req.uid, "action": "complete"}
-        return None  # sheepCRM has no un-snooze; snoozing again to an earlier date is the nearest
+        return None  # sheepCRM has no un-snooze and no way to name a due date
 
     return WritePlan(summary=f"{req.action.capitalize()} task '{title}'", read=read, diff=diff, apply=apply, undo=undo)
 
@@ -183,7 +183,7 @@ TOOLS: list[ToolSpec] = [
         name="list_tasks",
         title="List tasks",
         toolset="tasks",
-        description="My (or all) tasks by status, optionally due on or before a date; soonest first.",
+        description="My (or sheepCRM's 'all') tasks by status, optionally due on or before a date; soonest first.",
         input=ListTasksInput,
         output=ListTasksOutput,
         handler=list_tasks,
@@ -201,8 +201,7 @@ TOOLS: list[ToolSpec] = [
         name="update_task",
         title="Update task",
         toolset="tasks",
-        description="Complete, reopen or snooze (until a date) a task. A person approves the preview; returns "
-        "undo.",
+        description="Complete, reopen or snooze (24 hours) a task. A person approves the preview; returns undo.",
         input=UpdateTaskInput,
         handler=update_task,
         destructive=False,

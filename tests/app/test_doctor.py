@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.tools.contract import READS
 from tests.helpers import REPO, binary, clean_env, free_port, sandbox_env
 
 
@@ -69,3 +71,47 @@ def test_doctor_sandbox_flag(tmp_path: Path) -> None:
     r = doctor(clean_env(HOME=str(tmp_path), SHEEPCRM_AUDIT_LOG=str(tmp_path / "a.jsonl")), "--sandbox")
     assert r.returncode == 0, r.stdout + r.stderr
     assert fail_lines(r.stdout) == []
+
+
+def contract(sb: SandboxServer, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return doctor(sandbox_env(sb, tmp_path, HOME=str(tmp_path)), "--contract", *extra)
+
+
+def test_contract_is_clean_against_the_documented_shapes(doctor_sandbox: SandboxServer, tmp_path: Path) -> None:
+    r = contract(doctor_sandbox, tmp_path, "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads(r.stdout)
+    assert report["drift"] is False
+    probed = {e["endpoint"] for e in report["endpoints"]}
+    assert probed == {read.name for read in READS}  # every upstream read the tools use
+    assert all(e["status"] in (200, 404) for e in report["endpoints"]), report
+    assert "sk-doctor-good-7d1e" not in r.stdout + r.stderr
+    facts = doctor_sandbox.store.demo_facts()
+    assert facts["jane_email"] not in r.stdout and "Austen" not in r.stdout  # names of fields, never values
+
+
+@pytest.mark.parametrize(
+    ("drift", "expect"),
+    [
+        ("renamed-field", "MISSING display_value"),
+        ("other-wrapper", "none of bookings in the answer"),
+        ("extra-nulls", "ALWAYS NULL uid"),
+    ],
+)
+def test_contract_reports_drift(tmp_path: Path, drift: str, expect: str) -> None:
+    with SandboxServer(key="sk-doctor-drift-2b9c", drift=[drift]) as sb:
+        r = contract(sb, tmp_path)
+        report = json.loads(contract(sb, tmp_path, "--json").stdout)
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert expect in r.stdout and "DRIFT" in r.stdout
+    assert report["drift"] is True and any(e["drift"] for e in report["endpoints"])
+    assert "send the --json output" in r.stderr
+
+
+def test_contract_with_a_restricted_key_says_which_permission(tmp_path: Path) -> None:
+    with SandboxServer(key="sk-full-1", restricted_key="sk-restricted-1") as sb:
+        env = {**sandbox_env(sb, tmp_path, HOME=str(tmp_path)), "SHEEPCRM_API_KEY": "sk-restricted-1"}
+        r = doctor(env, "--contract")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "HTTP 403" in r.stdout and "booking.orders" in r.stdout
+    assert any(line.startswith("ok") and "event summary" in line for line in r.stdout.splitlines())

@@ -25,7 +25,7 @@ async def decline(context: Any, params: types.ElicitRequestParams) -> types.Elic
 
 
 def done(sb: SandboxServer, uid: str) -> bool:
-    task = sb.store.get_record("task", uid)
+    task = sb.store.get_record("journal", uid)
     assert task is not None
     return Store.task_status(task) == "done"
 

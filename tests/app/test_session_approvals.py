@@ -32,7 +32,7 @@ async def test_an_approval_belongs_to_its_session(sandbox: SandboxServer, tmp_pa
             approve(first.structured_content["approval_url"])
             stolen = await bob.call_tool("update_task", args)
             assert stolen.structured_content["status"] == "approval_required"
-            task = sandbox.store.get_record("task", uid)
+            task = sandbox.store.get_record("journal", uid)
             assert task is not None and Store.task_status(task) == "open"
             mine = await alice.call_tool("update_task", args)
             assert mine.structured_content["status"] == "applied"

@@ -33,7 +33,8 @@ def allowed_paths(bucket: str) -> list[tuple[frozenset[str], re.Pattern[str]]]:
         (get, rf"/search/v2/{b}/person"),
         (get, rf"/search/v2/{b}/help"),
         (get, rf"/api/v2/{b}/{CONTACT}/{UID}/(summary|communications/detail|personal/detail|membership/all)"),
-        (get, rf"/api/v2/{b}/(person|organisation|booking|task|member)/{UID}/audit"),
+        (get, rf"/audit/v2/{b}/(person|organisation|booking|task|journal|member)/{UID}/audit"),
+        (get, rf"/api/v2/{b}/[a-z_]+/{UID}/display"),
         (get, rf"/events/v2/{b}/bookings/(current|future|past|running|draft|all)"),
         (get, rf"/events/v2/{b}/booking/{UID}(/summary|/available_tickets|/attendance/all)?"),
         (put, rf"/events/v2/{b}/booking/{UID}/attendance"),
@@ -52,7 +53,7 @@ def allowed_paths(bucket: str) -> list[tuple[frozenset[str], re.Pattern[str]]]:
 
 QUERY_KEYS = frozenset(
     {"q", "page", "page_size", "limit", "include_text", "email", "realtime", "title", "first_name", "last_name",
-     "date_of_birth", "postal_code", "since_days", "name", "person_uri", "status", "until"}
+     "date_of_birth", "postal_code", "since_days", "name", "person_uri", "status", "include_completed"}
 )
 
 

@@ -88,7 +88,7 @@ def targets(store: Store, workers: int) -> list[Targets]:
     fixed = {v for k, v in facts.items() if k.endswith("_uri")} | set(facts["injection_uris"])
     people = [r.uri for r in store.by_type("person") if r.uri not in fixed]
     keep = {facts["my_open_task_uid"], facts["injection_task_uid"]}
-    tasks = [t.uid for t in store.tasks() if t.uid not in keep and store.task_status(t) != "snoozed"]
+    tasks = [t.uid for t in store.tasks() if t.uid not in keep]
     event = f"/{store.bucket}/booking/{facts['past_event_uid']}/"
     attendees = list(dict.fromkeys(a.data["person_ref"] for a in store.attendance(event)))
     attendees = [a for a in attendees if a not in fixed]

@@ -13,9 +13,9 @@ V2 = "/segments/v2/demo/all"
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic dGVzdC1rZXk="}])
 def test_bad_credentials(sandbox: SandboxServer, headers: dict[str, str]) -> None:
-    with httpx.Client(base_url=sandbox.url, headers=headers) as client:
-        v1 = client.get(V1)
-        v2 = client.get(V2)
+    with httpx.Client(headers=headers) as client:
+        v1 = client.get(sandbox.url_for(V1))
+        v2 = client.get(sandbox.url_for(V2))
     assert v1.status_code == 404 and "error" in v1.json()  # v1 hides bad credentials as not found
     assert v2.status_code == 401 and v2.json()["error"] == "unauthorized"
 
@@ -23,12 +23,32 @@ def test_bad_credentials(sandbox: SandboxServer, headers: dict[str, str]) -> Non
 def test_other_bucket_is_not_found(client: httpx.Client) -> None:
     for path in ("/api/v1/other/", "/segments/v2/other/all", "/search/v2/other?q=jane", "/api/v1/other/person/abc/"):
         response = client.get(path)
-        assert response.status_code == 404 and response.json() == {"error": "bucket not found"}, path
+        assert response.status_code == 404 and response.json()["description"] == "bucket other not found", path
 
 
 def test_ping_needs_no_auth(sandbox: SandboxServer) -> None:
-    with httpx.Client(base_url=sandbox.url) as client:
-        assert client.get("/api/v1/ping/").json() == {"message": "pong"}
+    with httpx.Client() as client:
+        assert client.get(sandbox.url_for("/api/v1/ping/")).json() == {"message": "pong"}
+
+
+def test_v1_and_v2_are_separate_listeners(sandbox: SandboxServer) -> None:
+    """As sheepCRM's hosts are (api.sheepcrm.com, sls-api.sheepcrm.com): each serves its own API only."""
+    assert sandbox.v1_url != sandbox.url
+    assert sandbox.settings()["v1_base_url"] == sandbox.v1_url and sandbox.settings()["base_url"] == sandbox.url
+    with httpx.Client(headers={"Authorization": f"Bearer {sandbox.key}"}) as client:
+        assert client.get(sandbox.url + "/api/v1/ping/").status_code == 404
+        assert client.get(sandbox.v1_url + "/segments/v2/demo/all").status_code == 404
+        assert client.get(sandbox.v1_url + V1).status_code == 200 and client.get(sandbox.url + V2).status_code == 200
+
+
+def test_restricted_key_gets_403_with_the_documented_body_and_the_reduced_summary(sandbox: SandboxServer) -> None:
+    with SandboxServer(key="k", restricted_key="r") as server, httpx.Client(
+        base_url=server.url, headers={"Authorization": "Bearer r"}
+    ) as client:
+        uid = server.store.demo_facts()["past_event_uid"]
+        full = client.get(f"/events/v2/demo/booking/{uid}")
+        assert full.status_code == 403 and set(full.json()) == {"error", "description", "type"}
+        assert client.get(f"/events/v2/demo/booking/{uid}/summary").status_code == 200
 
 
 def test_good_key(client: httpx.Client) -> None:

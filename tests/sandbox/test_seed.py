@@ -20,7 +20,7 @@ def test_demo_sizes(sandbox: SandboxServer) -> None:
     contacts = store.count("person") + store.count("organisation")
     assert 280 <= contacts <= 320
     assert store.count("booking") == 15
-    assert store.count("task") == 60
+    assert store.count("journal") == 60
     assert store.count("segment") == 10
     assert store.count("help") == 40
     assert all(UID.match(r.uid) for r in store.by_type("person"))
@@ -49,7 +49,9 @@ def test_well_known_people(sandbox: SandboxServer) -> None:
     assert len(store.contacts_by_email(facts["shared_email"])) == 2
     statuses = Counter(store.membership_status(r.uri)[0] for r in store.by_type("person"))
     assert all(statuses[s] >= 5 for s in ("current", "lapsed", "future", "none")), statuses
-    plans = {m.data["membership_type_display"] for r in store.by_type("member") for m in [r]}
+    plans = {store.display_of(m.data["membership_type"]) for m in store.by_type("member")}
+    assert store.membership_status(facts["unpaid_uri"])[0] == "none"  # unpaid and deleted records do not count
+    assert store.membership_status(facts["deleted_member_uri"])[0] == "none"
     assert plans == {"Standard", "Concession", "Fellow", "Corporate"}
 
 
@@ -64,7 +66,8 @@ def test_events_tasks_segments_help(sandbox: SandboxServer) -> None:
     free = store.get_record("booking", facts["free_event_uid"])
     assert free is not None and all(t.data["amount"] == "0.00" for t in store.ticket_types(free.uri))
     tasks = store.tasks()
-    assert Counter(store.task_status(t) for t in tasks).keys() == {"open", "done", "snoozed"}
+    assert Counter(store.task_status(t) for t in tasks).keys() == {"open", "done"}
+    assert all(t.uri.startswith("/demo/journal/") for t in tasks)  # the 2025-02 draft: /{bucket}/journal/{uid}/
     mine = store.tasks(store.api_user)
     week = now_utc() + timedelta(days=7)
     assert any(store.task_status(t) == "open" and parse_dt(t.data["date"]) < week for t in mine)
@@ -92,7 +95,7 @@ def test_large_build() -> None:
     try:
         print(f"\nlarge seed built in {seconds:.1f}s")
         assert store.count("person") + store.count("organisation") >= 50_000
-        assert store.count("booking") >= 300 and store.count("task") >= 10_000
+        assert store.count("booking") >= 300 and store.count("journal") >= 10_000
         assert max(store.segment_count(s.uri) for s in store.segments()) >= 10_000
         found, total = store.search_contacts("smith", limit=10)
         assert total > 100 and len(found) == 10

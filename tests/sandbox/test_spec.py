@@ -149,31 +149,32 @@ V2_CASES: list[tuple[str, str, str, dict[str, Any], str, int, str | None]] = [
         404,
         None,
     ),
-    ("audit", "GET", "/api/v2{jane_uri}audit", {}, "/api/v2/{bucket}/{resource_type}/{uid}/audit", 200, None),
+    ("audit", "GET", "/audit/v2/demo/person/{jane_uid}/audit", {}, "/audit/v2/{bucket}/{resource_type}/{uid}/audit",
+     200, None),
     (
         "audit-event",
         "GET",
-        "/api/v2/demo/booking/{past_event_uid}/audit",
+        "/audit/v2/demo/booking/{past_event_uid}/audit",
         {"limit": "5", "since_days": "3650"},
-        "/api/v2/{bucket}/{resource_type}/{uid}/audit",
+        "/audit/v2/{bucket}/{resource_type}/{uid}/audit",
         200,
         None,
     ),
     (
         "audit-400",
         "GET",
-        "/api/v2{jane_uri}audit",
+        "/audit/v2/demo/person/{jane_uid}/audit",
         {"limit": "0"},
-        "/api/v2/{bucket}/{resource_type}/{uid}/audit",
+        "/audit/v2/{bucket}/{resource_type}/{uid}/audit",
         400,
         None,
     ),
     (
         "audit-404",
         "GET",
-        "/api/v2/demo/person/ffffffffffffffffffffffff/audit",
+        "/audit/v2/demo/person/ffffffffffffffffffffffff/audit",
         {},
-        "/api/v2/{bucket}/{resource_type}/{uid}/audit",
+        "/audit/v2/{bucket}/{resource_type}/{uid}/audit",
         404,
         None,
     ),
@@ -486,7 +487,7 @@ def test_task_lists_match_spec_item_schema(
     path: str,
     params: dict[str, str],
 ) -> None:
-    """Deviation (README): `tasks` is a list; each item is validated against the spec's `tasks` object."""
+    """`tasks` is a list (the 2025-02 draft); each item is validated against the 2024-12 cut's `tasks` object."""
     with httpx.Client(base_url=spec_sandbox.url, headers={"Authorization": "Bearer spec-key"}) as client:
         response = client.get(path, params=params)
     assert response.status_code == 200
@@ -495,7 +496,7 @@ def test_task_lists_match_spec_item_schema(
     item = spec_schemas["getTasks"]["properties"]["tasks"]
     for task in body["tasks"]:
         jsonschema.validate(task, item)
-    assert set(body) == {"tasks", "count"}
+    assert set(body) == {"tasks", "total", "user_uri"}  # the 2025-02 draft's TaskList envelope
 
 
 V1_CASES: list[tuple[str, str, str, dict[str, Any], Any, int, str]] = [
@@ -553,7 +554,7 @@ def test_v1_responses_match_notes(
     shape: str,
 ) -> None:
     facts = spec_sandbox.store.demo_facts()
-    with httpx.Client(base_url=spec_sandbox.url, headers={"Authorization": "Bearer spec-key"}) as client:
+    with httpx.Client(base_url=spec_sandbox.v1_url, headers={"Authorization": "Bearer spec-key"}) as client:
         response = client.request(
             method, fill(path, facts), params={k: fill(v, facts) for k, v in params.items()}, json=body
         )
@@ -563,7 +564,7 @@ def test_v1_responses_match_notes(
 
 def test_v1_auth(spec_sandbox: SandboxServer, check_shape: Callable[..., None]) -> None:
     email = spec_sandbox.store.demo_facts()["api_user_email"]
-    with httpx.Client(base_url=spec_sandbox.url) as client:
+    with httpx.Client(base_url=spec_sandbox.v1_url) as client:
         ok = client.post("/api/v1/auth/", data={"username": email, "password": "sandbox-password"})
         bad = client.post("/api/v1/auth/", data={"username": email, "password": "guess"})
     assert ok.status_code == 200 and ok.json() == {"api_key": "spec-key"}

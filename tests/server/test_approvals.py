@@ -37,7 +37,7 @@ def decide(url: str, action: str, *, origin: str | None = None, csrf: str | None
 
 
 def status(sb: SandboxServer, uid: str) -> str:
-    task = sb.store.get_record("task", uid)
+    task = sb.store.get_record("journal", uid)
     assert task is not None
     return Store.task_status(task)
 

@@ -6,6 +6,7 @@ Each test gets a fresh sandbox, so writes never leak between tests.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import anyio
 import mcp_types as types
 import pytest
 
+from sheepcrm_mcp.sandbox.records import now_utc, parse_dt
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.store import Store
 
@@ -41,7 +43,7 @@ ACCEPT = answering("accept", {"confirm": True})
 
 
 def task_status(sb: SandboxServer, uid: str) -> str:
-    task = sb.store.get_record("task", uid)
+    task = sb.store.get_record("journal", uid)
     assert task is not None
     return Store.task_status(task)
 
@@ -267,15 +269,22 @@ async def test_update_contact_applies_and_undo_restores(sandbox: SandboxServer, 
     assert restored.data["email"][0] == before.data["email"][0]
 
 
-async def test_snooze_until_a_date(sandbox: SandboxServer, connect: Any) -> None:
+async def test_snooze_is_24_hours_and_verified_by_the_new_due_date(sandbox: SandboxServer, connect: Any) -> None:
+    """Finding 2: sheepCRM's snooze takes no parameters (+24 h, or 24 h from now if overdue). The gate must see
+    the moved due date as success, send no `until`, and refuse an `until` argument."""
     uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    before = sandbox.store.get_record("journal", uid)
+    assert before is not None
     async with connect(sandbox, elicitation=ACCEPT) as client:
-        result = await client.call_tool("update_task", {"uid": uid, "action": "snooze", "until": "2099-01-31"})
-        assert result.structured_content["status"] == "applied"
-        missing = await client.call_tool("update_task", {"uid": uid, "action": "snooze"})
-        assert missing.is_error and "until" in missing.content[0].text  # type: ignore[union-attr]
-    task = sandbox.store.get_record("task", uid)
-    assert task is not None and task.data["snoozed_until"].startswith("2099-01-31")
+        result = await client.call_tool("update_task", {"uid": uid, "action": "snooze"})
+        assert result.structured_content["status"] == "applied", result.structured_content
+        dated = await client.call_tool("update_task", {"uid": uid, "action": "snooze", "until": "2099-01-31"})
+        assert dated.is_error and "until" in dated.content[0].text  # type: ignore[union-attr]
+    task = sandbox.store.get_record("journal", uid)
+    expected = max(parse_dt(before.data["date"]), now_utc()) + timedelta(hours=24)
+    assert task is not None and abs((parse_dt(task.data["date"]) - expected).total_seconds()) < 60
+    snoozes = [r for r in sandbox.request_log if r.path.endswith("/snooze")]
+    assert len(snoozes) == 1 and snoozes[0].query == ""
 
 
 async def test_read_only_mode_removes_write_tools(sandbox: SandboxServer, connect: Any) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
+import re
+import time
 from collections.abc import Callable
 
 import httpx
@@ -10,15 +13,19 @@ import pytest
 from sheepcrm_mcp.server.settings import Settings
 from sheepcrm_mcp.sheepcrm import (
     AuthError,
+    BadRequestError,
     CircuitOpenError,
+    ClientConfig,
     ConflictError,
     NotFoundError,
+    PermissionDenied,
     RateLimitedError,
     SheepClient,
     UpstreamError,
     UpstreamTimeout,
 )
 from sheepcrm_mcp.sheepcrm.scope import RecordUri
+from sheepcrm_mcp.sheepcrm.transport import retry_after
 
 KEY = "canary-key-7f3a9c"
 
@@ -31,7 +38,7 @@ def make(handler: Callable[[httpx.Request], httpx.Response], **over: object) -> 
         return handler(request)
 
     base: dict[str, object] = {
-        "api_key": KEY, "bucket": "demo", "base_url": "http://up.test", "v1_base_url": "http://up.test",
+        "api_key": KEY, "bucket": "demo", "base_url": "https://up.test", "v1_base_url": "https://up.test",
         "retry_attempts": 4, "retry_budget": 10.0, "retry_wait_max": 0.05, "cache_ttl": 0,
     }
     base.update(over)
@@ -125,7 +132,7 @@ async def test_put_is_never_retried(failure: str, sleeps: list[float]) -> None:
 async def test_status_mapping_is_honest() -> None:
     for status, kind, words in [
         (401, AuthError, "SHEEPCRM_API_KEY"),
-        (403, AuthError, "doctor"),
+        (403, PermissionDenied, "valid but its user lacks a permission"),
         (404, NotFoundError, "also answers 404 when it does not accept the credentials"),
         (409, ConflictError, "data conflict"),
     ]:
@@ -199,3 +206,69 @@ async def test_rate_limiting_does_not_open_the_breaker(sleeps: list[float]) -> N
         with pytest.raises(RateLimitedError):
             await client.search("x")
     assert client.breaker.opened_at is None
+
+
+async def test_403_is_a_missing_permission_named_when_the_body_names_it() -> None:
+    """Finding 13: 403 is "valid credentials but not enough privileges" (openapi.yaml), not a refused key."""
+    body = {"error": "forbidden", "description": "requires the booking.orders permission", "type": "forbidden"}
+    client, _ = make(sequence(httpx.Response(403, json=body)))
+    with pytest.raises(PermissionDenied) as info:
+        await client.event("abc")
+    assert info.value.permission == "booking.orders" and "'booking.orders' permission" in str(info.value)
+    assert "SHEEPCRM_API_KEY" not in str(info.value) and not isinstance(info.value, AuthError)
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"error": {"param": "bucket", "message": "bucket is required"}}, "bucket is required (parameter bucket)"),
+        ({"error": "bad_request", "description": "limit must be a number", "type": "bad"}, "limit must be a number"),
+        ({"error_detail": "Username and Password do not match", "error": "Unable to authenticate"}, "do not match"),
+    ],
+)
+async def test_every_documented_error_body_is_read(body: dict[str, object], words: str) -> None:
+    """Finding 14: the 2025-02 draft's {"error": {"param", "message"}}, openapi.yaml's description, v1's
+    error_detail all reach the message."""
+    client, _ = make(sequence(httpx.Response(400, json=body)))
+    with pytest.raises(BadRequestError, match=re.escape(words)):
+        await client.search("x")
+
+
+async def test_v1_404_keeps_the_credentials_caveat_and_v2_404_does_not() -> None:
+    """Finding 11: only a v1 404 may also mean bad credentials (v1 notes)."""
+    client, _ = make(sequence(httpx.Response(404, json={"error": "not found"})))
+    with pytest.raises(NotFoundError) as v1:
+        await client.record(RecordUri("demo", "person", "abc"))
+    assert v1.value.api == "v1" and "v1 API also answers 404" in str(v1.value)
+    client, _ = make(sequence(httpx.Response(404, json={"error": "not found"})))
+    with pytest.raises(NotFoundError) as v2:
+        await client.event("abc")
+    assert v2.value.api == "v2" and "credentials" not in str(v2.value)
+
+
+async def test_history_uses_the_moved_audit_path() -> None:
+    """Finding 1: openapi.yaml (2025-04-22) serves record history at /audit/v2/{bucket}/{type}/{uid}/audit."""
+    client, seen = make(sequence(httpx.Response(200, json={"results": []})))
+    await client.record_audit(RecordUri("demo", "person", "abc"))
+    assert seen[0].url.path == "/audit/v2/demo/person/abc/audit"
+
+
+def test_retry_after_as_an_http_date() -> None:
+    """Finding 14: Retry-After may be an HTTP-date."""
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    wait = retry_after(httpx.Response(429, headers={"Retry-After": when}))
+    assert wait is not None and 25 < wait <= 30
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [("http://127.0.0.1:8089", True), ("http://localhost:1", True), ("https://sls-api.sheepcrm.com", True),
+     ("http://sls-api.sheepcrm.com", False), ("http://10.0.0.1", False), ("ftp://x", False)],
+)
+def test_plain_http_only_to_loopback(url: str, ok: bool) -> None:
+    """Finding 14: the key travels in every request, so plain http:// is for a local sandbox only."""
+    if ok:
+        assert ClientConfig(api_key="k", bucket="demo", base_url=url).base_url == url
+    else:
+        with pytest.raises(ValueError, match="https://"):
+            ClientConfig(api_key="k", bucket="demo", base_url=url)

@@ -1,0 +1,123 @@
+"""Contract, field side: every field the tools read is named by sheepCRM's documents for that endpoint's
+family (or sits in tools/contract.py's short UNDOCUMENTED table with its reason), and the tools read no field
+that table does not list (checked by recording every key the tools touch in real answers)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.sheepcrm.transport import Http
+from sheepcrm_mcp.tools.contract import READS, UNDOCUMENTED, Read
+from tests.contract import _regex, documented_names
+
+
+def test_every_field_the_tools_read_is_documented() -> None:
+    names = documented_names()
+    undocumented = sorted(
+        f"{r.name}: {f}"
+        for r in READS
+        for f in (*r.wrapper, *r.fields)
+        if f not in names and (r.name, f) not in UNDOCUMENTED
+    )
+    assert undocumented == [], "fields no document names (add to UNDOCUMENTED only with a reason)"
+    listed = {(r.name, f) for r in READS for f in (*r.wrapper, *r.fields)}
+    assert set(UNDOCUMENTED) <= listed, "stale UNDOCUMENTED entries"
+    assert all(len(why) > 20 for why in UNDOCUMENTED.values())
+
+
+@pytest.mark.parametrize("name", ["snoozed_until", "membership_type_display", "user_display", "member_display"])
+def test_sandbox_only_fields_are_not_documented(name: str) -> None:
+    """The fields the old tools depended on are sandbox inventions: none may come back into READS."""
+    assert name not in documented_names()
+    assert all(name not in r.fields for r in READS)
+
+
+class Recorder(dict[str, Any]):
+    """A dict that notes every key read from it (and from dicts inside it)."""
+
+    def __init__(self, data: dict[str, Any], seen: set[str]) -> None:
+        super().__init__({k: wrap(v, seen) for k, v in data.items()})
+        self.seen = seen
+
+    def get(self, key: Any, default: Any = None) -> Any:  # type: ignore[override]
+        self.seen.add(str(key))
+        return super().get(key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        self.seen.add(str(key))
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.seen.add(str(key))
+        return super().__contains__(key)
+
+
+def wrap(value: Any, seen: set[str]) -> Any:
+    if isinstance(value, dict) and not isinstance(value, Recorder):
+        return Recorder(value, seen)
+    if isinstance(value, list):
+        return [wrap(v, seen) for v in value]
+    return value
+
+
+def read_for(path: str) -> Read | None:
+    matches = [r for r in READS if _regex(r.path).fullmatch(path)]
+    matches.sort(key=lambda r: r.path.count("{"))
+    return matches[0] if matches else None
+
+
+async def test_tools_read_only_the_listed_fields(
+    sandbox: SandboxServer, connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, set[str]] = defaultdict(set)
+    unknown: list[str] = []
+    original = Http.get
+
+    async def recording(self: Http, path: str, *args: Any, **kwargs: Any) -> Any:
+        data = await original(self, path, *args, **kwargs)
+        read = read_for(path)
+        if read is None:
+            unknown.append(path)
+            return data
+        return wrap(data, seen[read.name])
+
+    monkeypatch.setattr(Http, "get", recording)
+    facts = sandbox.store.demo_facts()
+    task = facts["my_open_task_uid"]
+    segment = facts["segment_current_members_uid"]
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("search_contacts", {"query": "austen"}),
+        ("search_contacts", {"last_name": "Austen"}),
+        ("get_contact", {"uri": facts["jane_uri"], "detail": "full"}),
+        ("check_membership", {"email": facts["jane_email"], "detail": "full"}),
+        ("check_membership", {"uri": facts["unpaid_uri"]}),
+        ("get_record_history", {"uri": facts["jane_uri"], "since_days": 3650}),
+        ("list_events", {"state": "all"}),
+        ("get_event", {"uid": facts["past_event_uid"], "detail": "full"}),
+        ("list_attendees", {"uid": facts["past_event_uid"]}),
+        ("list_tasks", {"scope": "all", "status": "any"}),
+        ("list_tasks", {"status": "done"}),
+        ("get_task", {"uid": task, "detail": "full"}),
+        ("find_segments", {}),
+        ("find_segments", {"name": "members"}),
+        ("query_segment", {"uid": segment}),
+        ("query_segment", {"uid": segment, "mode": "members"}),
+        ("query_segment", {"uid": segment, "mode": "lookup", "q": "austen"}),
+        ("search_help", {"query": "refund booking", "detail": "full"}),
+    ]
+    async with connect(sandbox) as client:
+        for name, args in calls:
+            result = await client.call_tool(name, args)
+            assert not result.is_error, (name, result.content)
+    assert unknown == [], "upstream reads missing from tools/contract.py"
+    by_name = {r.name: r for r in READS}
+    extra = {
+        name: sorted(keys - {*by_name[name].wrapper, *by_name[name].fields}) for name, keys in seen.items()
+    }
+    assert {k: v for k, v in extra.items() if v} == {}, "fields the tools read but tools/contract.py does not list"
+    assert {"search", "person search", "v1 record", "memberships", "record history", "events", "attendance",
+            "my tasks", "all tasks", "task", "segment members", "help search"} <= seen.keys()

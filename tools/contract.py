@@ -1,0 +1,123 @@
+"""Every upstream read the tools use, with the fields they read from it: the one table behind
+`sheepcrm-mcp doctor --contract` and the contract tests.
+
+`wrapper` names the keys the records may sit under (empty: the answer is the record, or a bare list);
+`fields` is every key the tools read from a record or the answer; `core` are the ones without which a
+tool cannot give its answer (a drift in those is reported as drift, the rest as warnings). The tests
+check each field against sheepCRM's documents (openapi.yaml, the 2024-12 tasks cut, the 2025-02 draft,
+the v1 notes) and UNDOCUMENTED lists the few that no document names, each with its reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Read:
+    name: str
+    method: str  # the client method that makes the call
+    path: str  # the documented path template
+    wrapper: tuple[str, ...]
+    fields: tuple[str, ...]
+    core: tuple[str, ...] = ()
+
+
+SEARCH_ITEM = ("id", "uri", "display_value", "resource", "primary_email", "primary_telephone")
+TASK = (
+    "uid", "title", "display_value", "completed", "date", "due_date", "assigned_to", "assigned_to_display",
+    "allocated_to", "allocated_to_display", "context", "context_display", "text_body", "created", "last_updated",
+    "record_state",
+)
+EVENT = (
+    "uid", "display_value", "title", "start_datetime", "start_date", "end_datetime", "end_date", "location",
+    "cancelled", "status", "is_sold_out", "record_state",
+)
+
+READS: tuple[Read, ...] = (
+    Read("search", "search", "/search/v2/{bucket}", ("results",), SEARCH_ITEM, ("id", "display_value")),
+    Read("person search", "search_people", "/search/v2/{bucket}/person", ("results",), SEARCH_ITEM, ("id",)),
+    Read(
+        "help search", "search_help", "/search/v2/{bucket}/help", ("results", "articles"),
+        ("title", "display_value", "link", "url", "snippet", "summary", "text"), ("title",),
+    ),
+    Read(
+        "v1 record", "record", "/api/v1/{bucket}/{resource_type}/{uid}/", (),
+        ("display_value", "data", "meta", "last_updated", "email", "telephone", "address_lines", "postal_code",
+         "locality", "region", "country", "tags", "comms_permission", "title", "first_name", "last_name",
+         "date_of_birth", "formatted_name", "name"),
+        ("display_value", "data"),
+    ),
+    Read(
+        "v1 membership by email", "membership_by_email", "/api/v1/{bucket}/user/membership/", (),
+        ("person", "first_name", "last_name", "member_till_plus_grace", "membership_record_status",
+         "active_memberships_for_display"),
+        ("person",),
+    ),
+    Read(
+        "memberships", "memberships", "/api/v2{person_uri}membership/all", ("memberships",),
+        ("start_date", "end_date", "cancellation_date", "display_value", "membership_number",
+         "membership_record_status", "membership_type", "paid", "record_state"),
+        ("start_date", "end_date"),
+    ),
+    Read("display", "display", "/api/v2/{bucket}/{resource_type}/{uid}/display", (), ("display_value",),
+         ("display_value",)),
+    Read(
+        "record history", "record_audit", "/audit/v2/{bucket}/{resource_type}/{uid}/audit", ("results",),
+        ("date", "user", "message", "clean_diff", "field", "prev", "value"), ("date",),
+    ),
+    Read("events", "events", "/events/v2/{bucket}/bookings/{state}", ("bookings",), EVENT, ("uid",)),
+    Read(
+        "event", "event", "/events/v2/{bucket}/booking/{uid}", (),
+        (*EVENT, "capacity", "description", "location_address_string", "website"), ("uid",),
+    ),
+    Read("event summary", "event_summary", "/events/v2/{bucket}/booking/{uid}/summary", (), EVENT, ("uid",)),
+    Read(
+        "tickets", "event_tickets", "/events/v2/{bucket}/booking/{uid}/available_tickets", ("available_tickets",),
+        ("name", "amount", "member_only", "total", "allocated", "available"), ("name",),
+    ),
+    Read(
+        "attendance", "attendance", "/events/v2/{bucket}/booking/{uid}/attendance/all", ("sessions",),
+        ("uid", "person_ref", "ref", "attendee_name", "display_value", "attendee_email", "status", "ticket",
+         "guest", "guest_ref", "record_state"),
+        ("status",),
+    ),
+    Read("my tasks", "my_tasks", "/notifications/v2/{bucket}/tasks", ("tasks",), TASK, ("uid",)),
+    Read("all tasks", "all_tasks", "/notifications/v2/{bucket}/tasks/all", ("tasks",), TASK, ("uid",)),
+    Read("task", "task", "/notifications/v2/{bucket}/task/{uid}", (), TASK, ("uid",)),
+    Read(
+        "segments", "all_segments", "/segments/v2/{bucket}/all", ("segments",),
+        ("uid", "name", "display_value", "description", "segment_type", "resource_type", "active", "record_state"),
+        ("uid",),
+    ),
+    Read(
+        "segment search", "find_segments", "/segments/v2/{bucket}/find", ("segments",),
+        ("uid", "name", "display_value", "description", "segment_type", "resource_type", "active", "record_state"),
+        ("uid",),
+    ),
+    Read("segment count", "segment_count", "/segments/v2/{bucket}/segment/{uid}/count", (), ("count",), ("count",)),
+    Read("segment members", "segment_members", "/segments/v2/{bucket}/segment/{uid}/all", ("results",), SEARCH_ITEM,
+         ("id",)),
+    Read("segment lookup", "segment_lookup", "/segments/v2/{bucket}/segment/{uid}/lookup", ("results",),
+         SEARCH_ITEM, ("id",)),
+)
+
+# Fields read that no document names for that endpoint, and why reading them is safe.
+UNDOCUMENTED: dict[tuple[str, str], str] = {
+    ("person search", "results"): "no 200 body is documented; read as the identical global search's wrapper",
+    ("help search", "results"): "no 200 body is documented; the search endpoints' wrapper",
+    ("help search", "articles"): "no 200 body is documented; an alternative wrapper, optional",
+    ("help search", "link"): "no 200 body is documented; optional, shown as the article's address",
+    ("help search", "url"): "no 200 body is documented; optional alternative to link",
+    ("help search", "snippet"): "no 200 body is documented; optional",
+    ("help search", "summary"): "no 200 body is documented; optional alternative to snippet",
+    ("segment members", "results"): "'a list of records with contents depending on segment type'; optional",
+    ("segment lookup", "results"): "the documented answer is a bare list; a wrapper is tolerated",
+    ("segment lookup", "resource"): "not in the lookup schema; optional, the type falls back to the uri",
+    ("segment lookup", "primary_email"): "not in the lookup schema; optional",
+    ("segment lookup", "primary_telephone"): "not in the lookup schema; optional",
+}
+
+
+def by_name() -> dict[str, Read]:
+    return {r.name: r for r in READS}
