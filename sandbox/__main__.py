@@ -17,7 +17,9 @@ from sheepcrm_mcp.sandbox.store import Store
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sheepcrm_mcp.sandbox", description="sheepCRM-compatible sandbox API")
+    parser = argparse.ArgumentParser(
+        prog="python -m sheepcrm_mcp.sandbox", description="sheepCRM-compatible sandbox API"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8089, help="v2 API port")
     parser.add_argument("--v1-port", type=int, default=None, help="v1 API port (default: --port + 1)")
