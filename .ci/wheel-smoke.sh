@@ -71,11 +71,12 @@ say "install from a git URL (pip install git+file://)"
 "$WORK/venv-git/bin/pip" install -q --disable-pip-version-check -c "$REPO/constraints.txt" "git+file://$REPO"
 "$WORK/venv-git/bin/sheepcrm-mcp" --version
 
-say "install from a checkout with pipx (pipx install .)"
+say "install from a checkout with pipx (pipx install .), in a fresh clone so no build/ is left behind"
+git clone -q "$REPO" "$WORK/checkout"
 "$PY" -m venv "$WORK/venv-pipx"
 "$WORK/venv-pipx/bin/pip" install -q --disable-pip-version-check pipx
 PIPX_HOME="$WORK/pipx" PIPX_BIN_DIR="$WORK/pipx-bin" PIP_CONSTRAINT="$REPO/constraints.txt" \
-  "$WORK/venv-pipx/bin/pipx" install --quiet "$REPO" >/dev/null
+  "$WORK/venv-pipx/bin/pipx" install --quiet "$WORK/checkout" >/dev/null
 "$WORK/pipx-bin/sheepcrm-mcp" --version
 
 say "wheel smoke test passed"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import mcp_types as mt
 import pytest
 
 from sheepcrm_mcp.assembly import build_app
@@ -138,4 +139,11 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0)
     pytest.fail(f"{url} not healthy after {timeout}s")
 
 
+async def approve(context: Any, params: mt.ElicitRequestParams) -> mt.ElicitResult:
+    """A scripted person who approves every confirmation (pass as `elicitation=` to `connect`)."""
+    return mt.ElicitResult(action="accept", content={"confirm": True})
 
+
+async def decline(context: Any, params: mt.ElicitRequestParams) -> mt.ElicitResult:
+    """A scripted person who declines every confirmation."""
+    return mt.ElicitResult(action="decline")

@@ -1,6 +1,6 @@
 """Shared pieces of the reliability and security suite (run with `python -m pytest -m reliability`).
 
-- `ALLOWED` / `out_of_scope()`: the request paths the server may send, written from DESIGN.md's catalogue.
+- `ALLOWED` / `out_of_scope()`: the request paths the server may send, written from the tool catalogue and the client's endpoints.
 - `approve` / `decline`: elicitation callbacks a scripted person answers with.
 - `FIGURES` / `figure()`: measured figures, printed at the end of the run and written as JSON to
   `$RELIABILITY_REPORT` when set (docs/RELIABILITY.md is written from that file).
@@ -18,13 +18,16 @@ from urllib.parse import parse_qsl
 import mcp_types as mt
 
 from sheepcrm_mcp.sandbox.app import LoggedRequest
+from tests.helpers import approve, decline
+
+__all__ = ["approve", "decline"]  # re-exported for the reliability tests
 
 UID = r"[A-Za-z0-9]{1,64}"
 CONTACT = r"(person|organisation)"
 
 
 def allowed_paths(bucket: str) -> list[tuple[frozenset[str], re.Pattern[str]]]:
-    """(methods, full-match regex) for every upstream path in DESIGN.md's tool catalogue, for `bucket` only."""
+    """(methods, full-match regex) for every upstream path the client's endpoints send, for `bucket` only."""
     b = re.escape(bucket)
     get = frozenset({"GET"})
     put = frozenset({"PUT"})
@@ -80,14 +83,6 @@ def scope_violation(entry: LoggedRequest, bucket: str) -> str | None:
 
 def out_of_scope(log: Iterable[LoggedRequest], bucket: str) -> list[tuple[str, str, str, str]]:
     return [(e.method, e.raw_path, e.query, why) for e in log if (why := scope_violation(e, bucket))]
-
-
-async def approve(context: Any, params: mt.ElicitRequestParams) -> mt.ElicitResult:
-    return mt.ElicitResult(action="accept", content={"confirm": True})
-
-
-async def decline(context: Any, params: mt.ElicitRequestParams) -> mt.ElicitResult:
-    return mt.ElicitResult(action="decline")
 
 
 def result_text(result: mt.CallToolResult) -> str:

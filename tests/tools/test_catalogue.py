@@ -1,4 +1,4 @@
-"""Every tool in the catalogue went through every step of README's "Adding a tool" checklist.
+"""Every tool in the catalogue went through every step of CONTRIBUTING.md's "Adding a tool" checklist.
 
 Each assertion names the step a new tool missed and where to do it.
 """
@@ -18,7 +18,9 @@ TESTS = REPO / "tests"
 
 
 def _tests_text() -> str:
-    return "\n".join(p.read_text() for p in TESTS.rglob("test_*.py"))
+    """The end-to-end tests: every test module but the catalogue's own checks and the bad-input cases."""
+    skip = {"test_catalogue.py", "test_bad_input.py", "test_surface.py"}
+    return "\n".join(p.read_text() for p in TESTS.rglob("test_*.py") if p.name not in skip)
 
 
 @pytest.mark.parametrize("spec", TOOLS, ids=[t.name for t in TOOLS])
@@ -29,13 +31,17 @@ def test_tool_went_through_the_checklist(spec: ReadTool[Input, Output] | WriteTo
     if isinstance(spec, ReadTool):
         assert issubclass(spec.output, Output), f"{name}: its output model must derive from toolkit.Output"
     assert (TESTS / "__toolsnaps__" / f"{name}.json").exists(), (
-        f"{name}: no tools/list snapshot; run `UPDATE_TOOLSNAPS=1 pytest tests/tools/test_surface.py` and review it"
+        f"{name}: no tools/list snapshot; run `UPDATE_TOOLSNAPS=1 .venv/bin/pytest tests/tools/test_surface.py`"
+        " and review it"
     )
     readme = (REPO / "README.md").read_text()
     mark = " ✎" if isinstance(spec, WriteTool) else ""
-    assert f"| `{name}`{mark} |" in readme, f"{name}: add a row for it to the README's tool table ({mark or 'no'} ✎)"
-    tests = _tests_text()
-    assert f'"{name}"' in tests.replace("'", '"'), f"{name}: no test calls it; add an end-to-end test in tests/tools/"
+    row = f"| `{name}`{mark} |"
+    assert row in readme, f"{name}: add a row for it to the README's tool table, with the cell {row!r}"
+    calls = _tests_text().replace("'", '"')
+    assert re.search(rf'\bcall(_tool)?\([^\n]*"{name}"', calls), (
+        f"{name}: no end-to-end test calls it; add one in tests/tools/ (client.call_tool({name!r}, ...))"
+    )
     bad_input = (TESTS / "tools" / "test_bad_input.py").read_text()
     assert f'("{name}",' in bad_input, f"{name}: add a bad-input case to CASES in tests/tools/test_bad_input.py"
 
