@@ -1,7 +1,7 @@
 """Shared pieces of the reliability and security suite (run with `python -m pytest -m reliability`).
 
-- `ALLOWED` / `out_of_scope()`: the request paths the server may send, written from the tool catalogue and the client's endpoints.
-- `approve` / `decline`: elicitation callbacks a scripted person answers with.
+- `ALLOWED` / `out_of_scope()`: the request paths the server may send (the client's endpoints).
+- `approve` / `decline`: re-exported from tests.helpers.
 - `FIGURES` / `figure()`: measured figures, printed at the end of the run and written as JSON to
   `$RELIABILITY_REPORT` when set (docs/RELIABILITY.md is written from that file).
 """
