@@ -19,6 +19,7 @@ class ClientConfig:
     retry_budget: float = 20.0  # seconds a read may spend retrying
     retry_wait_max: float = 5.0  # longest single wait between tries
     cache_ttl: float = 5.0  # seconds a read is reused; 0 disables
+    max_body: int = 8_000_000  # largest answer accepted, bytes (counted while it streams in)
 
     def __repr__(self) -> str:  # never show the key
         return f"ClientConfig(bucket={self.bucket!r}, base_url={self.base_url!r}, v1_base_url={self.v1_base_url!r})"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 
@@ -51,16 +53,41 @@ class CircuitOpenError(UpstreamError):
     """Recent calls failed; calls fail fast until the cool-down ends."""
 
 
+DETAIL_CAP = 120
+_UNSAFE = re.compile(r"[^A-Za-z0-9 .,:;()'/_@+-]")
+_TOKENISH = re.compile(r"(?i)\b(bearer|basic|token|key|authorization)\b\s*[:=]?\s*\S+|[A-Za-z0-9_\-]{24,}")
+
+
 def error_detail(response: httpx.Response) -> str:
+    """sheepCRM's own explanation, never verbatim: the key scrubbed, credential-looking words and long
+    tokens dropped, only plain characters kept, and cut short. A hostile upstream may echo anything."""
     try:
         body = response.json()
     except ValueError:
         return ""
+    text = ""
     if isinstance(body, dict):
         for key in ("error_detail", "error", "message", "detail"):
             if isinstance(body.get(key), str):
-                return str(body[key])[:200]
-    return ""
+                text = str(body[key])
+                break
+    if not text:
+        return ""
+    auth = response.request.headers.get("authorization", "") if _has_request(response) else ""
+    secret = auth.partition(" ")[2].strip()
+    if secret:
+        text = text.replace(secret, "")
+    text = _TOKENISH.sub("[removed]", text)
+    text = " ".join(_UNSAFE.sub(" ", text).split())
+    return text[:DETAIL_CAP]
+
+
+def _has_request(response: httpx.Response) -> bool:
+    try:
+        response.request  # noqa: B018 - raises when the response was built without one
+    except RuntimeError:
+        return False
+    return True
 
 
 def error_for(response: httpx.Response, what: str, write: bool) -> SheepError:

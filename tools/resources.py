@@ -8,6 +8,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from pydantic import BaseModel
 
+from sheepcrm_mcp.server.logs import scrub
 from sheepcrm_mcp.server.toolkit import EXPECTED, Deps
 from sheepcrm_mcp.sheepcrm import NotFoundError
 from sheepcrm_mcp.sheepcrm.scope import check_uid
@@ -42,9 +43,9 @@ def install(server: MCPServer, deps: Deps, toolsets: tuple[str, ...]) -> None:
 
     async def render(make: Callable[[], Awaitable[BaseModel]]) -> str:
         try:
-            return (await make()).model_dump_json(indent=1)
+            return scrub((await make()).model_dump_json(indent=1))
         except EXPECTED as exc:
-            raise ResourceError(str(exc)) from None
+            raise ResourceError(scrub(str(exc))) from None
 
     async def contact(uid: str) -> str:
         async def find() -> BaseModel:

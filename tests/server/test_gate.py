@@ -99,9 +99,11 @@ async def test_client_without_elicitation_fails_closed(
     uid = sandbox.store.demo_facts()["my_open_task_uid"]
     async with connect(sandbox, mode=mode) as client:
         result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+        opened = list(client.opened)
     body = result.structured_content
-    assert body["status"] == "approval_required"
-    assert body["approval_url"].startswith("http://127.0.0.1:")
+    assert body["status"] == "approval_required" and "approval_url" not in body
+    assert "http" not in result.content[0].text  # type: ignore[union-attr]
+    assert len(opened) == 1 and opened[0].startswith("http://127.0.0.1:")  # the person's browser got it
     assert "Nothing was changed" in body["message"] and "same arguments" in body["message"]
     assert task_status(sandbox, uid) == "open" and writes(sandbox) == []
     assert audit_lines(tmp_path)[-1]["outcome"] == "approval_required"
@@ -161,8 +163,9 @@ async def test_replayed_strings_as_extra_arguments_are_refused(
     uid = sandbox.store.demo_facts()["my_open_task_uid"]
     async with connect(sandbox, mode=mode) as client:
         first = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
-        url = first.structured_content["approval_url"]
-        for extra in ({"approval_url": url}, {"approval_id": url.rsplit("/", 1)[-1]}, {"confirm": True},
+        assert first.structured_content["status"] == "approval_required"
+        url = client.opened[-1]
+        for extra in ({"approval_url": url}, {"approval_id": url.rsplit("/", 3)[-3]}, {"confirm": True},
                       {"confirmation": {"confirm": True}}):
             result = await client.call_tool("update_task", {"uid": uid, "action": "complete", **extra})
             assert result.is_error, extra
