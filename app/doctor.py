@@ -102,8 +102,10 @@ def run_doctor(overrides: dict[str, Any], *, sandbox: bool = False, env_file: Pa
             print("doctor: fix the settings, then run doctor again", file=sys.stderr)
             return EXIT_SETTINGS
         print(
-            logs.scrub(f"{OK} settings: bucket '{settings.bucket}', read_only={settings.read_only}, "
-            f"confirm={settings.confirm}, audit log {settings.audit_log}")
+            logs.scrub(
+                f"{OK} settings: bucket '{settings.bucket}', read_only={settings.read_only}, "
+                f"confirm={settings.confirm}, audit log {settings.audit_log}"
+            )
         )
         lines = anyio.run(diagnose, settings)
         for ok, text in lines:

@@ -38,8 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sheepcrm_mcp.server.approvals import ApprovalPage, ApprovalStore, Pending, digest
 from sheepcrm_mcp.server.audit import AuditLog
 from sheepcrm_mcp.server.settings import Settings
-from sheepcrm_mcp.server.toolkit import Output, Registration, WriteDeps, WriteTool, answering
-from sheepcrm_mcp.server.writes import Change, WritePlan
+from sheepcrm_mcp.server.toolkit import Output, Refusal, Registration, WriteDeps, WriteTool, answering
+from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, first_hidden, visible
 from sheepcrm_mcp.sheepcrm import SheepError
 
 log = logging.getLogger("sheepcrm_mcp.gate")
@@ -117,6 +117,18 @@ def _elicitation_modes(ctx: Context) -> tuple[bool, bool]:
     return form, elicitation.url is not None
 
 
+def _refuse_hidden(tool: str, args: dict[str, Any]) -> None:
+    """Write arguments may not hold invisible or text-moving characters (they could fake a preview)."""
+    for name, value in args.items():
+        for item in value if isinstance(value, list) else [value]:
+            found = first_hidden(item) if isinstance(item, str) else None
+            if found:
+                raise Refusal(
+                    f"Invalid arguments for {tool}: {name} contains an invisible or control character ({found}); "
+                    "remove it and call again."
+                )
+
+
 def _answered_no(ctx: Context) -> Literal["declined", "cancelled"] | None:
     """On 2026-07-28, whether this round carries the person's "no" to the confirmation."""
     for answer in (ctx.input_responses or {}).values():
@@ -151,8 +163,10 @@ class Gate:
 
         async def prepare(ctx: Context, **args: Any) -> Prepared:
             with answering(spec.name):
+                _refuse_hidden(spec.name, args)
                 request = spec.input.model_validate(args)
                 plan = await spec.handler(request, make_deps(ctx))
+                plan.summary = visible(plan.summary, 2 * NAME_CAP)
                 try:
                     state = await plan.read()
                 except SheepError:
@@ -349,8 +363,11 @@ class Gate:
             try:
                 if done > 1:  # each unit is checked against a fresh read right before it is written
                     state = await plan.read()
-                    still = {c.key for c in plan.diff(state)}
-                    if any(c.key not in still or _moved(c, state, plan) for c in unit):
+                    try:
+                        now = {c.key: c for c in plan.diff(state)}
+                    except Refusal:  # the record no longer fits this request at all
+                        now = {}
+                    if any(c.key not in now or now[c.key].before != c.before for c in unit):
                         moved.extend(unit)
                         continue
                 await plan.apply(unit, state)
@@ -385,7 +402,7 @@ class Gate:
             after = await plan.read()
             pending = {c.key for c in plan.diff(after)}
             results = {c.key: ("not_applied" if c.key in pending else "applied") for c in changes}
-        except SheepError as exc:
+        except (SheepError, Refusal) as exc:
             after = None
             results = {c.key: "unknown" for c in changes}
             failure = (failure or "") + f" Reading the record back failed too ({exc})."
@@ -471,14 +488,6 @@ AUDIT_FAILED = (
     " WARNING: the audit log could not be written after this write (its 'attempt' line was written before); "
     "check SHEEPCRM_AUDIT_LOG."
 )
-
-
-def _moved(change: Change, state: Any, plan: WritePlan) -> bool:
-    """Whether the state no longer shows this change's `before` (someone else changed it)."""
-    for now in plan.diff(state):
-        if now.key == change.key:
-            return bool(now.before != change.before)
-    return True
 
 
 def _lines(changes: list[Change]) -> list[ChangeLine]:

@@ -21,7 +21,6 @@ from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from tests.helpers import CANARY_KEY, settings_for
 
-
 # No test may start a desktop browser: the approval page's default opener (Python's webbrowser, which
 # honours $BROWSER) runs `true` instead, here and in every server subprocess a test starts.
 os.environ["BROWSER"] = "true"

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field, model_validator
 
 from sheepcrm_mcp.server.toolkit import Deps, Input, Output, ReadTool, ToolSpec, WriteDeps, WriteTool
-from sheepcrm_mcp.server.writes import Change, WritePlan
+from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, visible
 from sheepcrm_mcp.sheepcrm.scope import parse_uri
 from sheepcrm_mcp.tools.common import ContactRef, Detail, text
 
@@ -131,6 +131,26 @@ def _current(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _replace_first(values: list[Any], new: str) -> list[Any]:
+    """The list with its first non-empty entry (the primary one) replaced, or removed when `new` is empty;
+    every other entry is kept as it is."""
+    out = list(values)
+    at = next((i for i, v in enumerate(out) if v), None)
+    if at is None:
+        return [new, *out] if new else out
+    if new:
+        out[at] = new
+    else:
+        del out[at]
+    return out
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
 async def update_contact(req: UpdateContactInput, deps: WriteDeps) -> WritePlan:
     uri = parse_uri(req.uri, deps.client.bucket)
     wanted = {f: getattr(req, f).strip() for f in EDITABLE if getattr(req, f) is not None}
@@ -142,8 +162,9 @@ async def update_contact(req: UpdateContactInput, deps: WriteDeps) -> WritePlan:
             "name": text(record.get("display_value")),
             "fields": _current(record),
             "last_updated": (record.get("meta") or {}).get("last_updated"),
-            "emails": data.get("email") or [],
-            "phones": data.get("telephone") or [],
+            "emails": _as_list(data.get("email")),
+            "phones": _as_list(data.get("telephone")),
+            "address_lines": _as_list(data.get("address_lines")),  # all of them, lines 4+ included
         }
 
     def diff(state: dict[str, Any]) -> list[Change]:
@@ -155,18 +176,17 @@ async def update_contact(req: UpdateContactInput, deps: WriteDeps) -> WritePlan:
         packet: dict[str, Any] = {}
         keys = {c.key: c.after for c in changes}
         if "email" in keys:
-            rest = [e for e in state["emails"] if e and e != state["fields"]["email"]]
-            packet["email"] = [keys["email"], *rest] if keys["email"] else rest
+            packet["email"] = _replace_first(state["emails"], keys["email"])
         if "phone" in keys:
-            rest = [p for p in state["phones"] if p and p != state["fields"]["phone"]]
-            packet["telephone"] = [keys["phone"], *rest] if keys["phone"] else rest
+            packet["telephone"] = _replace_first(state["phones"], keys["phone"])
         if {"address_line_1", "address_line_2", "address_line_3"} & keys.keys():
-            lines = [state["fields"][f"address_line_{i}"] for i in (1, 2, 3)]
+            original = state["address_lines"]
+            lines = [*original, "", "", ""][: max(3, len(original))]
             for i in (1, 2, 3):
                 lines[i - 1] = keys.get(f"address_line_{i}", lines[i - 1])
-            while lines and not lines[-1]:
+            while len(lines) > len(original) and not lines[-1]:  # only the padding added above
                 lines.pop()
-            packet["address_lines"] = lines
+            packet["address_lines"] = lines  # lines 4 and beyond are sent back unchanged
         if "postcode" in keys:
             packet["postal_code"] = keys["postcode"]
         await deps.client.update_record(uri, packet)
@@ -180,7 +200,7 @@ async def update_contact(req: UpdateContactInput, deps: WriteDeps) -> WritePlan:
 
 async def _name(deps: Deps, uri: Any) -> str:
     record = await deps.client.record(uri)
-    return text(record.get("display_value")) or str(uri)
+    return visible(text(record.get("display_value")) or str(uri), NAME_CAP)
 
 
 TOOLS: list[ToolSpec] = [

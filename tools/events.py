@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from sheepcrm_mcp.server.toolkit import Deps, Input, Output, ReadTool, Refusal, ToolSpec, WriteDeps, WriteTool, paginate
-from sheepcrm_mcp.server.writes import Change, WritePlan
+from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, visible
 from sheepcrm_mcp.sheepcrm import NotFoundError
 from sheepcrm_mcp.sheepcrm.scope import check_uid, parse_uri
 from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, rows, text
@@ -212,7 +212,7 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
     bucket = deps.client.bucket
     people = [parse_uri(u, bucket, ("person",)) for u in req.person_uris]
     e = await _event_or_refuse(req.uid, deps)
-    title = text(e.get("display_value")) or req.uid
+    title = visible(text(e.get("display_value")) or req.uid, NAME_CAP)
 
     wanted = {str(p) for p in people}
 

@@ -68,13 +68,26 @@ def install(server: MCPServer, deps: Deps, toolsets: tuple[str, ...]) -> None:
 
     json_type = "application/json"
     if "contacts" in toolsets:
-        server.resource("sheepcrm://contact/{uid}", name="contact", mime_type=json_type,
-                        description="A person in this bucket by uid (concise JSON).")(contact)
+        server.resource(
+            "sheepcrm://contact/{uid}",
+            name="contact",
+            mime_type=json_type,
+            description="A person in this bucket by uid (concise JSON).",
+        )(contact)
     if "events" in toolsets:
-        server.resource("sheepcrm://event/{uid}", name="event", mime_type=json_type,
-                        description="An event by uid: dates, tickets, attendance counts.")(event)
+        server.resource(
+            "sheepcrm://event/{uid}",
+            name="event",
+            mime_type=json_type,
+            description="An event by uid: dates, tickets, attendance counts.",
+        )(event)
     if "segments" in toolsets:
-        server.resource("sheepcrm://segment/{uid}", name="segment", mime_type=json_type,
-                        description="A segment by uid: size and first members.")(segment)
-    server.resource("sheepcrm://guide", name="guide", mime_type="text/markdown",
-                    description="How the tools fit together.")(guide)
+        server.resource(
+            "sheepcrm://segment/{uid}",
+            name="segment",
+            mime_type=json_type,
+            description="A segment by uid: size and first members.",
+        )(segment)
+    server.resource(
+        "sheepcrm://guide", name="guide", mime_type="text/markdown", description="How the tools fit together."
+    )(guide)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from sheepcrm_mcp.server.toolkit import Deps, Input, Output, ReadTool, Refusal, ToolSpec, WriteDeps, WriteTool, paginate
-from sheepcrm_mcp.server.writes import Change, WritePlan
+from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, visible
 from sheepcrm_mcp.sheepcrm import NotFoundError
 from sheepcrm_mcp.sheepcrm.scope import check_uid
 from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, day, rows, text, today
@@ -138,7 +138,7 @@ class UpdateTaskInput(Input):
 
 async def update_task(req: UpdateTaskInput, deps: WriteDeps) -> WritePlan:
     t = await _task_or_refuse(req.uid, deps)
-    title = text(t.get("display_value")) or req.uid
+    title = visible(text(t.get("display_value")) or req.uid, NAME_CAP)
     target: TaskStatus = {"complete": "done", "reopen": "open", "snooze": "snoozed"}[req.action]  # type: ignore[assignment]
 
     async def read() -> dict[str, Any]:
@@ -198,8 +198,7 @@ TOOLS: list[ToolSpec] = [
         name="update_task",
         title="Update task",
         toolset="tasks",
-        description="Complete, reopen or snooze (until a date) a task. A person approves the preview; returns "
-        "undo.",
+        description="Complete, reopen or snooze (until a date) a task. A person approves the preview; returns undo.",
         input=UpdateTaskInput,
         handler=update_task,
         destructive=False,

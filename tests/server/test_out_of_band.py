@@ -123,7 +123,9 @@ async def test_a_model_with_a_browser_cannot_approve_its_own_write(
 ) -> None:
     uid = sandbox.store.demo_facts()["my_open_task_uid"]
     args = {"uid": uid, "action": "complete"}
-    over: dict[str, Any] = {"confirm": "page", "elicitation": form_answered_by_the_model} if setup != "no-elicitation" else {}
+    over: dict[str, Any] = {}
+    if setup == "confirm=page":
+        over = {"confirm": "page", "elicitation": form_answered_by_the_model}
     model = ModelWithABrowser()
     async with connect(sandbox, mode=mode, **over) as client:
         for _ in range(3):  # ask, attack with everything seen so far, repeat the call

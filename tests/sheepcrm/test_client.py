@@ -31,7 +31,7 @@ def make(handler: Callable[[httpx.Request], httpx.Response], **over: object) -> 
         return handler(request)
 
     base: dict[str, object] = {
-        "api_key": KEY, "bucket": "demo", "base_url": "http://up.test", "v1_base_url": "http://up.test",
+        "api_key": KEY, "bucket": "demo", "base_url": "https://up.test", "v1_base_url": "https://up.test",
         "retry_attempts": 4, "retry_budget": 10.0, "retry_wait_max": 0.05, "cache_ttl": 0,
     }
     base.update(over)
