@@ -16,7 +16,7 @@ import uvicorn
 
 UPSTREAM = f"http://127.0.0.1:{sys.argv[2]}"
 TOKEN = os.environ["SHEEPCRM_MCP_TOKEN"].encode()
-client = httpx.AsyncClient(timeout=None)
+client = httpx.AsyncClient(timeout=httpx.Timeout(600.0))
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
