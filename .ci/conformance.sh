@@ -49,16 +49,22 @@ echo "  - server-sse-multiple-streams" >> "$WORK/not-applicable-stateless.yml"
 
 run_suite() {  # $1 = label, $2 = expected-failures file, rest = extra server flags
   local label="$1" baseline="$2"; shift 2
-  local port out rc
+  local port proxy out rc proxy_pid
   port="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  proxy="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
   out="$WORK/$label"
-  HOME="$WORK" SHEEPCRM_AUDIT_LOG="$WORK/audit-$label.jsonl" "$BIN" --sandbox --transport http --port "$port" "$@" \
-    2>"$WORK/server-$label.log" &
+  HOME="$WORK" SHEEPCRM_AUDIT_LOG="$WORK/audit-$label.jsonl" SHEEPCRM_MCP_TOKEN="$TOKEN" \
+    "$BIN" --sandbox --transport http --port "$port" "$@" 2>"$WORK/server-$label.log" &
   SERVER_PID=$!
   wait_healthy "$port" "$WORK/server-$label.log"
+  # The suite cannot send a bearer token (required on every request): a loopback proxy adds it.
+  SHEEPCRM_MCP_TOKEN="$TOKEN" "$PY" .ci/bearer_proxy.py "$proxy" "$port" 2>"$WORK/proxy-$label.log" &
+  proxy_pid=$!
+  wait_healthy "$proxy" "$WORK/proxy-$label.log"
   rc=0
-  conformance server --url "http://127.0.0.1:$port/mcp" --expected-failures "$baseline" \
+  conformance server --url "http://127.0.0.1:$proxy/mcp" --expected-failures "$baseline" \
     -o "$out" >"$WORK/conformance-$label.txt" 2>&1 || rc=$?
+  kill "$proxy_pid" 2>/dev/null || true; wait "$proxy_pid" 2>/dev/null || true
   kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
   "$PY" - "$out" "$label" "$baseline" <<'PY'
 import json, pathlib, sys
@@ -89,6 +95,7 @@ PY
   fi
 }
 
+TOKEN="conformance-$("$PY" -c 'import secrets; print(secrets.token_hex(24))')"
 status=0
 run_suite stateful "$WORK/not-applicable.yml" || status=1
 run_suite stateless "$WORK/not-applicable-stateless.yml" --stateless || status=1

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from mcp.server.mcpserver import Context, MCPServer
 
-from sheepcrm_mcp.server import __version__
+from sheepcrm_mcp.server import __version__, logs
 from sheepcrm_mcp.server.approvals import ApprovalPage, ApprovalStore
 from sheepcrm_mcp.server.audit import AuditLog
 from sheepcrm_mcp.server.gate import Gate
@@ -45,6 +45,8 @@ def build_app(settings: Settings, client: SheepClient | None = None) -> App:
     def write_deps(ctx: Context) -> WriteDeps:
         return WriteDeps(client=sheep, settings=settings, ctx=ctx)
 
+    for secret in (settings.api_key, settings.mcp_token):  # scrubbed from every log line, result and error
+        logs.add_secret(secret.get_secret_value() if secret else None)
     audit = AuditLog(
         settings.audit_log, settings.api_key.get_secret_value() if settings.api_key else None, settings.confirm
     )

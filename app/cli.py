@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from sheepcrm_mcp.sandboxed import sandbox_settings
@@ -18,7 +19,8 @@ log = logging.getLogger("sheepcrm_mcp")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sheepcrm-mcp",
-        description="MCP server for sheepCRM. Settings come from SHEEPCRM_* variables, a .env file, or these flags.",
+        description="MCP server for sheepCRM. Settings come from SHEEPCRM_* variables, these flags, or a .env "
+        "file named with --env-file (which cannot set security settings).",
     )
     p.add_argument(
         "command",
@@ -42,6 +44,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="doctor --contract: the report as JSON, for a bug report")
     p.add_argument("--read-only", action="store_true", default=None, help="register no write tools")
     p.add_argument("--toolsets", help="comma-separated toolsets to register (default: all)")
+    p.add_argument(
+        "--env-file",
+        type=Path,
+        help="read SHEEPCRM_API_KEY, SHEEPCRM_BUCKET and tuning settings from this .env file (none is read "
+        "unless named; security settings come only from the environment or flags)",
+    )
+    p.add_argument(
+        "--confirm",
+        choices=["elicit", "page", "none"],
+        help="how a person approves writes (default elicit; page: always the out-of-band browser page)",
+    )
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--version", action="version", version=f"sheepcrm-mcp {__version__}")
     return p
@@ -53,6 +66,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["read_only"] = True
     if args.toolsets:
         out["toolsets"] = args.toolsets
+    if args.confirm:
+        out["confirm"] = args.confirm
     return out
 
 
@@ -87,12 +102,12 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.contract:
                 return run_contract(_overrides(args), sandbox=args.sandbox, as_json=args.json)
-            return run_doctor(_overrides(args), sandbox=args.sandbox)
+            return run_doctor(_overrides(args), sandbox=args.sandbox, env_file=args.env_file)
         with contextlib.ExitStack() as stack:
             overrides = _overrides(args)
             if args.sandbox:
                 overrides = stack.enter_context(sandbox_settings(overrides))
-            settings = load_settings(**overrides)
+            settings = load_settings(args.env_file, **overrides)
             for secret in (settings.api_key, settings.mcp_token):
                 logs.add_secret(secret.get_secret_value() if secret else None)
             settings.require_credentials()

@@ -16,6 +16,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -94,25 +95,27 @@ async def diagnose(settings: Settings) -> list[tuple[bool, str]]:
     return lines
 
 
-def run_doctor(overrides: dict[str, Any], *, sandbox: bool = False) -> int:
+def run_doctor(overrides: dict[str, Any], *, sandbox: bool = False, env_file: Path | None = None) -> int:
     with contextlib.ExitStack() as stack:
         if sandbox:
             overrides = stack.enter_context(sandbox_settings(overrides))
         try:
-            settings = load_settings(**overrides)
+            settings = load_settings(env_file, **overrides)
             logs.add_secret(settings.api_key.get_secret_value() if settings.api_key else None)
             settings.require_credentials()
         except ConfigError as exc:
-            print(f"{BAD} settings: {exc}")
+            print(logs.scrub(f"{BAD} settings: {exc}"))
             print("doctor: fix the settings, then run doctor again", file=sys.stderr)
             return EXIT_SETTINGS
         print(
-            f"{OK} settings: bucket '{settings.bucket}', read_only={settings.read_only}, "
-            f"confirm={settings.confirm}, audit log {settings.audit_log}"
+            logs.scrub(
+                f"{OK} settings: bucket '{settings.bucket}', read_only={settings.read_only}, "
+                f"confirm={settings.confirm}, audit log {settings.audit_log}"
+            )
         )
         lines = anyio.run(diagnose, settings)
         for ok, text in lines:
-            print(f"{OK if ok else BAD} {text}")
+            print(logs.scrub(f"{OK if ok else BAD} {text}"))
         failed = [text for ok, text in lines if not ok]
         print("doctor: fix the FAIL lines above" if failed else "doctor: all checks passed", file=sys.stderr)
         if not failed:

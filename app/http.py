@@ -1,8 +1,11 @@
 """Streamable HTTP transport, safe by default.
 
-Binds 127.0.0.1; validates Host and Origin against DNS rebinding; refuses a non-loopback
-bind unless SHEEPCRM_MCP_TOKEN is set, and then every request (but /healthz) must carry
-it as a bearer token, compared in constant time. Stateful sessions by default so that
+Binds 127.0.0.1; validates Host and Origin against DNS rebinding; every request but /healthz
+must carry the bearer token, loopback included (another local user is a stranger too),
+compared in constant time. Without SHEEPCRM_MCP_TOKEN a token is generated at start and
+written to a 0600 file whose path (never the token) is printed on stderr; a non-loopback
+bind needs SHEEPCRM_MCP_TOKEN. Failed attempts are throttled per client address, and each
+address may hold a limited number of sessions. Stateful sessions by default so that
 confirmations can reach 2025-11-25 clients; `--stateless` for replicas behind a balancer.
 """
 
@@ -12,8 +15,12 @@ import asyncio
 import hmac
 import json
 import logging
+import os
+import secrets
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -23,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sheepcrm_mcp.assembly import App
-from sheepcrm_mcp.server import __version__
+from sheepcrm_mcp.server import __version__, logs
 from sheepcrm_mcp.server.settings import ConfigError
 
 log = logging.getLogger("sheepcrm_mcp.http")
@@ -31,6 +38,10 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 GRACE_SECONDS = 10.0
+MAX_FAILURES = 10  # failed bearer attempts per client address per window before it must wait
+FAILURE_WINDOW = 60.0
+MAX_SESSIONS_PER_CLIENT = 64
+SESSION_IDLE = 3600.0  # a session not used for this long no longer counts against its client
 
 
 class InFlight:
@@ -107,43 +118,106 @@ class CloseOnShutdown:
 
 
 class BearerAuth:
-    """Pure ASGI middleware: every request but /healthz needs `Authorization: Bearer <token>`."""
+    """Pure ASGI middleware: every request but /healthz needs `Authorization: Bearer <token>`.
+
+    A client address with MAX_FAILURES wrong attempts in FAILURE_WINDOW seconds gets 429 until the
+    window has passed; an address holding MAX_SESSIONS_PER_CLIENT live sessions cannot open another.
+    """
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
         self.expected = token.encode()
+        self.failures: dict[str, list[float]] = {}
+        self.sessions: dict[str, dict[bytes, float]] = {}
 
     def allowed(self, scope: Scope) -> bool:
-        header = b""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                header = value
-                break
+        header = _header(scope, b"authorization")
         scheme, _, given = header.partition(b" ")
         # Always run the comparison, so a wrong scheme costs the same time as a wrong token.
         same = hmac.compare_digest(given.strip(), self.expected)
         return same and scheme.lower() == b"bearer"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and scope["path"] != "/healthz" and not self.allowed(scope):
-            if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1008})
-                return
-            body = json.dumps({"error": "missing or wrong bearer token (SHEEPCRM_MCP_TOKEN)"}).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 401,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"www-authenticate", b'Bearer realm="sheepcrm-mcp"'),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+        if scope["type"] not in ("http", "websocket") or scope["path"] == "/healthz":
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        peer = (scope.get("client") or ("?", 0))[0]
+        now = time.monotonic()
+        recent = [t for t in self.failures.get(peer, []) if now - t < FAILURE_WINDOW]
+        self.failures[peer] = recent
+        if len(recent) >= MAX_FAILURES:
+            await _refuse(scope, send, 429, "too many failed attempts; wait a minute", FAILURE_WINDOW)
+            return
+        if not self.allowed(scope):
+            recent.append(now)
+            await _refuse(scope, send, 401, "missing or wrong bearer token (SHEEPCRM_MCP_TOKEN)")
+            return
+        self.failures.pop(peer, None)
+        live = self.sessions.setdefault(peer, {})
+        for sid in [k for k, seen in live.items() if now - seen > SESSION_IDLE]:
+            del live[sid]
+        session = _header(scope, b"mcp-session-id")
+        if session:
+            if session in live:
+                live[session] = now
+            if scope.get("method") == "DELETE":
+                live.pop(session, None)
+        elif scope.get("method") == "POST" and len(live) >= MAX_SESSIONS_PER_CLIENT:
+            await _refuse(scope, send, 429, "too many open sessions from this address; close some first")
+            return
+
+        async def send_noting(message: Message) -> None:
+            if message["type"] == "http.response.start" and not session:
+                for name, value in message.get("headers", []):
+                    if name.lower() == b"mcp-session-id":
+                        live[bytes(value)] = time.monotonic()
+            await send(message)
+
+        await self.app(scope, receive, send_noting)
+
+
+def _header(scope: Scope, name: bytes) -> bytes:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return b""
+
+
+async def _refuse(scope: Scope, send: Send, status: int, error: str, retry_after: float | None = None) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = json.dumps({"error": error}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="sheepcrm-mcp"'))
+    if retry_after is not None:
+        headers.append((b"retry-after", str(int(retry_after)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def default_token_file() -> Path:
+    return Path.home() / ".local" / "state" / "sheepcrm-mcp" / "http-token"
+
+
+def generated_token(path: Path) -> str:
+    """A new random token in a file only this user can read (0600, symlinks refused); returns it."""
+    token = secrets.token_urlsafe(32)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (token + "\n").encode())
+    finally:
+        os.close(fd)
+    print(
+        f"sheepcrm-mcp: no SHEEPCRM_MCP_TOKEN set; generated a bearer token for HTTP clients in {path} "
+        "(readable only by you). Send it as 'Authorization: Bearer <token>'.",
+        file=sys.stderr,
+    )
+    return token
 
 
 def http_app(built: App, host: str, stateless: bool) -> ASGIApp:
@@ -154,6 +228,11 @@ def http_app(built: App, host: str, stateless: bool) -> ASGIApp:
             f"refusing to listen on {host} without SHEEPCRM_MCP_TOKEN: set a long random token "
             "(clients then send it as a bearer token) or bind 127.0.0.1"
         )
+    if host not in LOOPBACK:
+        built.page.opener = None  # a hosted server cannot open a person's browser
+    if not token:
+        token = generated_token(settings.mcp_token_file or default_token_file())
+    logs.add_secret(token)
     hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *settings.http_allowed_hosts]
     if host not in LOOPBACK and host not in ("0.0.0.0", "::"):  # noqa: S104 - a named interface
         hosts.append(f"{host}:*")
@@ -170,7 +249,7 @@ def http_app(built: App, host: str, stateless: bool) -> ASGIApp:
         transport_security=TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=origins),
     )
     app = CloseOnShutdown(app, built.aclose)
-    return BearerAuth(app, token) if token else app
+    return BearerAuth(app, token)
 
 
 def run_http(built: App, *, host: str, port: int, stateless: bool) -> None:

@@ -1,10 +1,14 @@
-"""Pending approvals and the loopback approval page, for clients that cannot show confirmations.
+"""Pending approvals and the loopback approval page, reached by a person and never by the model.
 
-A pending approval is bound to the tool, its exact arguments and a digest of the state
-that was previewed; it is single-use and expires. The page lives on 127.0.0.1 under a
-per-process secret path, and every POST needs the approval's CSRF token and an Origin
-header naming the page itself. Nothing the model sees can approve anything: the model
-gets the page's address to hand to a person, and approving takes that person's click.
+A pending approval is bound to the tool, its exact arguments, the session and a digest of the
+state that was previewed; it is single-use and expires. The page lives on 127.0.0.1 under a
+per-process secret path. Its address never appears in a tool result, an error or a log line:
+the server opens the person's browser itself (or, on a client that declares URL-mode
+elicitation, the client shows the address to the person). What is opened is a one-time launch
+link: the first visit trades it for an HttpOnly, SameSite=Strict cookie bound to that browser,
+and the page and its form answer only that browser. Every POST also needs the approval's CSRF
+token, an Origin naming the page and a Host naming the page; every other request gets the same
+404.
 """
 
 from __future__ import annotations
@@ -12,25 +16,35 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import logging
 import secrets
 import threading
 import time
+import webbrowser
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from sheepcrm_mcp.server.threadserver import ThreadServer
 
+log = logging.getLogger("sheepcrm_mcp.approvals")
+
 TTL_SECONDS = 600.0
 Status = Literal["pending", "approved", "rejected", "used"]
+Opener = Callable[[str], bool]
 
 
 def digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _token() -> str:
+    return secrets.token_urlsafe(24)
 
 
 @dataclass
@@ -41,7 +55,9 @@ class Pending:
     state_digest: str
     summary: str
     lines: list[str]
-    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    csrf: str = field(default_factory=_token)
+    browser: str = field(default_factory=_token)  # the cookie of the one browser that opened the launch link
+    launch: str | None = None  # the current one-time launch link token (None once used)
     created: float = field(default_factory=time.monotonic)
     status: Status = "pending"
 
@@ -50,7 +66,10 @@ class Pending:
 
 
 class ApprovalStore:
-    """In-memory store; with several replicas this is the one class to swap for a shared one."""
+    """In-memory store of pending approvals: the one class to swap for a shared one with several replicas.
+
+    Interface: create, get, new_launch, launch, decide, consume, decision.
+    """
 
     def __init__(self) -> None:
         self._items: dict[str, Pending] = {}
@@ -65,7 +84,7 @@ class ApprovalStore:
                     args_digest,
                     state_digest,
                     "pending",
-                ):
+                ) and not item.expired():
                     return item
             item = Pending(secrets.token_urlsafe(16), tool, args_digest, state_digest, summary, lines)
             self._items[item.id] = item
@@ -74,6 +93,23 @@ class ApprovalStore:
     def get(self, approval_id: str) -> Pending | None:
         with self._lock:
             return self._items.get(approval_id)
+
+    def new_launch(self, approval_id: str) -> str:
+        """A fresh one-time launch token for the approval (the previous one stops working)."""
+        with self._lock:
+            item = self._items[approval_id]
+            item.launch = _token()
+            return item.launch
+
+    def launch(self, approval_id: str, token: str) -> str | None:
+        """Spend a launch token; returns the browser cookie value, or None when the token is not valid."""
+        with self._lock:
+            item = self._items.get(approval_id)
+            if item is None or item.launch is None or not secrets.compare_digest(item.launch, token):
+                return None
+            item.launch = None
+            item.browser = _token()  # a new launch hands the page to the newly opened browser only
+            return item.browser
 
     def decide(self, approval_id: str, csrf: str, approve: bool) -> str:
         """Record a person's decision; returns what the page should say."""
@@ -89,6 +125,11 @@ class ApprovalStore:
                 return item.status
             item.status = "approved" if approve else "rejected"
             return item.status
+
+    def decision(self, approval_id: str) -> Status | None:
+        with self._lock:
+            item = self._items.get(approval_id)
+            return item.status if item is not None else None
 
     def consume(self, tool: str, args_digest: str, state_digest: str) -> Pending | str | None:
         """Use an approval matching exactly this request and state, once.
@@ -120,7 +161,8 @@ class ApprovalStore:
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Approve change - sheepCRM</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{{font:16px system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem;color:#222}}
-li{{margin:.3rem 0;font-family:ui-monospace,monospace}} .s{{padding:.6rem 1rem;background:#f4f4f4;border-radius:6px}}
+li{{margin:.3rem 0;font-family:ui-monospace,monospace;white-space:pre-wrap;overflow-wrap:anywhere}}
+.s{{padding:.6rem 1rem;background:#f4f4f4;border-radius:6px}}
 button{{font-size:1rem;padding:.5rem 1.2rem;margin-right:.8rem}}</style></head><body>
 <h1>Approve a change to sheepCRM?</h1><p class="s"><strong>{summary}</strong></p><ul>{lines}</ul>
 <p>Tool: <code>{tool}</code>. Status: <strong id="status">{status}</strong>.</p>{form}
@@ -131,59 +173,122 @@ FORM = """<form method="post"><input type="hidden" name="csrf" value="{csrf}">
 <button type="submit" name="action" value="approve" id="approve">Approve</button>
 <button type="submit" name="action" value="reject" id="reject">Reject</button></form>"""
 
+HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+}
+
+
+def _not_found() -> Response:
+    """The one answer for every address, host, cookie or approval that is not exactly right."""
+    return PlainTextResponse("Not found", status_code=404, headers={"Cache-Control": "no-store"})
+
+
+def _open_in_browser(url: str) -> bool:
+    """Open the person's browser (honours $BROWSER); False when there is none."""
+    try:
+        return webbrowser.open(url, new=2)
+    except webbrowser.Error:
+        return False
+
 
 class ApprovalPage:
-    """The loopback page; started on first use so that start-up stays fast."""
+    """The loopback page; started on first use so that start-up stays fast.
 
-    def __init__(self, store: ApprovalStore, port: int = 0) -> None:
+    `opener` puts a launch link in front of the person (by default their browser); None means this
+    server cannot reach a person's browser (a hosted server), so the page channel is unavailable.
+    """
+
+    def __init__(self, store: ApprovalStore, port: int = 0, opener: Opener | None = _open_in_browser) -> None:
         self.store = store
         self.secret = secrets.token_urlsafe(24)
+        self.opener = opener
         self._port = port
         self._server: ThreadServer | None = None
         self._lock = threading.Lock()
 
-    def url_for(self, approval_id: str) -> str:
+    def _origin(self) -> str:
         with self._lock:
             if self._server is None:
-                app = Starlette(routes=[Route("/{secret}/{approval_id}", self._handle, methods=["GET", "POST"])])
+                app = Starlette(
+                    routes=[
+                        Route("/{secret}/{approval_id}/open/{launch}", self._launch, methods=["GET"]),
+                        Route("/{secret}/{approval_id}", self._handle, methods=["GET", "POST"]),
+                    ]
+                )
+                app.add_exception_handler(404, lambda request, exc: _not_found())
+                app.add_exception_handler(405, lambda request, exc: _not_found())
                 self._server = ThreadServer(app, "127.0.0.1", self._port).start()
-            return f"{self._server.url}/{self.secret}/{approval_id}"
+            return self._server.url
+
+    def launch_url(self, item: Pending) -> str:
+        """A one-time link for the person's browser; the model must never see it."""
+        token = self.store.new_launch(item.id)
+        return f"{self._origin()}/{self.secret}/{item.id}/open/{token}"
+
+    def open(self, item: Pending) -> bool:
+        """Put the approval in front of the person by opening their browser; False when that is impossible."""
+        if self.opener is None:
+            return False
+        url = self.launch_url(item)
+        try:
+            return bool(self.opener(url))
+        except Exception:
+            log.warning("could not open a browser for an approval", exc_info=False)
+            return False
 
     def close(self) -> None:
         if self._server is not None:
             self._server.stop()
             self._server = None
 
-    async def _handle(self, request: Request) -> Response:
+    def _item(self, request: Request) -> Pending | None:
+        """The approval a request names, if its host and secret path are exactly right."""
+        assert self._server is not None
+        host = request.headers.get("host", "")
+        if host != self._server.url.removeprefix("http://"):
+            return None
         if not secrets.compare_digest(request.path_params["secret"], self.secret):
-            return PlainTextResponse("Not found", status_code=404)
-        item = self.store.get(request.path_params["approval_id"])
-        if item is None:
-            return PlainTextResponse("No such approval request.", status_code=404)
+            return None
+        return self.store.get(request.path_params["approval_id"])
+
+    async def _launch(self, request: Request) -> Response:
+        item = self._item(request)
+        cookie = self.store.launch(item.id, request.path_params["launch"]) if item is not None else None
+        if item is None or cookie is None:
+            return _not_found()
+        page = f"/{self.secret}/{item.id}"
+        response = RedirectResponse(page, status_code=303, headers={"Cache-Control": "no-store"})
+        response.set_cookie(
+            f"a_{item.id}", cookie, path=page, httponly=True, samesite="strict", max_age=int(TTL_SECONDS)
+        )
+        return response
+
+    async def _handle(self, request: Request) -> Response:
+        item = self._item(request)
+        if item is None or not secrets.compare_digest(request.cookies.get(f"a_{item.id}", ""), item.browser):
+            return _not_found()
         if request.method == "POST":
-            origin = request.headers.get("origin", "")
             assert self._server is not None
-            if origin != self._server.url:
+            if request.headers.get("origin", "") != self._server.url:
                 return PlainTextResponse(
                     "Refused: this form only accepts submissions from its own page.", status_code=403
                 )
             form = await request.form()
-            verdict = self.store.decide(item.id, str(form.get("csrf", "")), form.get("action") == "approve")
+            fields = {k: [str(v) for v in form.getlist(k)] for k in form.keys()}
+            action = fields.get("action", [""])
+            if set(fields) != {"csrf", "action"} or len(action) != 1 or action[0] not in ("approve", "reject"):
+                return PlainTextResponse("Refused: the form was altered. Reload the page.", status_code=400)
+            verdict = self.store.decide(item.id, fields["csrf"][0], action[0] == "approve")
             if verdict == "csrf":
                 return PlainTextResponse(
                     "Refused: the form token is missing or wrong. Reload the page.", status_code=403
                 )
             if verdict == "expired":
                 return PlainTextResponse("This approval request has expired; nothing was approved.", status_code=410)
-        return HTMLResponse(
-            self._render(item),
-            headers={
-                "Cache-Control": "no-store",
-                "X-Frame-Options": "DENY",
-                "Referrer-Policy": "same-origin",
-                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-            },
-        )
+        return HTMLResponse(self._render(item), headers=HEADERS)
 
     @staticmethod
     def _render(item: Pending) -> str:

@@ -1,4 +1,8 @@
-"""Append-only JSONL audit log: one line per write attempt, flushed before the result returns."""
+"""Append-only JSONL audit log: an `attempt` line fsynced before each write is sent, and its outcome after.
+
+The folder is created 0700 and the file 0600 (opened with O_NOFOLLOW, so a planted symlink is
+refused); lines are pure ASCII JSON, so U+2028 and friends cannot split a line for any reader.
+"""
 
 from __future__ import annotations
 
@@ -60,13 +64,17 @@ class AuditLog:
             "after": after,
             "detail": detail,
         }
-        line = json.dumps(redact(entry, self._secret), default=str, ensure_ascii=False)
+        line = json.dumps(redact(entry, self._secret), default=str, ensure_ascii=True)
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            if not self.path.parent.exists():
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(self.path, flags, 0o600)
+            try:
+                os.write(fd, (line + "\n").encode("ascii"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         return entry_id
 
     def entries(self) -> list[dict[str, Any]]:

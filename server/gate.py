@@ -9,12 +9,18 @@ write methods: their handler *is* the gate.
 Asking a person uses the SDK's resolver pattern, which works on both protocol eras: on
 2025-11-25 the resolver sends the elicitation itself (so it can time out); on 2026-07-28
 it returns `Elicit(...)` and the SDK round-trips an `InputRequiredResult`, whose answer is
-bound to the exact question text (which carries the state's fingerprint). Clients without
-elicitation fail closed and are pointed to the loopback approval page.
+bound to the exact question text (which carries the state's fingerprint).
+
+Nothing the model sees is enough to approve: a client without form elicitation (or every client
+with SHEEPCRM_CONFIRM=page) gets the approval out of band. On 2025-11-25 a client that declares
+URL-mode elicitation is handed a one-time link to show the person, and the call waits for their
+decision; otherwise the server opens the person's browser itself and the result says only that
+approval is waiting. No address, token or code reaches a tool result, an error or a log line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 from collections.abc import Callable
@@ -27,22 +33,32 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp_types.version import is_version_at_least
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from sheepcrm_mcp.server.approvals import ApprovalPage, ApprovalStore, digest
+from sheepcrm_mcp.server.approvals import ApprovalPage, ApprovalStore, Pending, digest
 from sheepcrm_mcp.server.audit import AuditLog
 from sheepcrm_mcp.server.settings import Settings
-from sheepcrm_mcp.server.toolkit import Output, Registration, WriteDeps, WriteTool, answering, refuse_invalid
-from sheepcrm_mcp.server.writes import Change, WritePlan
+from sheepcrm_mcp.server.toolkit import (
+    Output,
+    Refusal,
+    Registration,
+    WriteDeps,
+    WriteTool,
+    answering,
+    refuse_invalid,
+)
+from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, first_hidden, visible
 from sheepcrm_mcp.sheepcrm import SheepError
 
 log = logging.getLogger("sheepcrm_mcp.gate")
 
 
 class Confirm(BaseModel):
-    """The form a person answers. Flat, one field."""
+    """The form a person answers. Flat, one strict boolean field; anything else is refused."""
 
-    confirm: bool = Field(
+    model_config = ConfigDict(extra="forbid")
+
+    confirm: StrictBool = Field(
         default=False, title="Apply this change", description="Tick to apply exactly the change shown above."
     )
 
@@ -63,12 +79,12 @@ class WriteResult(Output):
     status: Literal["applied", "partial", "no_change", "not_approved", "approval_required"] = Field(
         description="applied: done and read back; partial: some changes applied (see changes); no_change: "
         "already so; not_approved: the person declined, nothing changed; approval_required: "
-        "nothing changed, a person must approve at approval_url, then repeat the same call."
+        "nothing changed, a person was asked to approve in their browser; repeat the same call afterwards."
     )
     message: str
     changes: list[ChangeLine]
-    approval_url: str | None = None
     undo: UndoCall | None = Field(None, description="The call that would reverse what was applied.")
+    audit_failed: bool | None = Field(None, description="True when the write happened but its audit line failed.")
 
 
 @dataclass
@@ -80,13 +96,23 @@ class Prepared:
     state: Any
     state_digest: str
     changes: list[Change]
+    answered: Literal["declined", "cancelled"] | None = None  # a "no" that arrived while the state was unreadable
 
 
 @dataclass
 class Decision:
-    kind: Literal["noop", "approved", "declined", "cancelled", "timeout", "approval_required", "rejected", "expired"]
+    kind: Literal[
+        "noop",
+        "approved",
+        "declined",
+        "cancelled",
+        "timeout",
+        "approval_required",
+        "unavailable",
+        "rejected",
+        "expired",
+    ]
     channel: str
-    url: str | None = None
     waited: bool = False  # a person was asked during this call, so the state must be read again before writing
 
 
@@ -97,6 +123,27 @@ def _elicitation_modes(ctx: Context) -> tuple[bool, bool]:
         return False, False
     form = elicitation.form is not None or elicitation.url is None  # an empty capability means form
     return form, elicitation.url is not None
+
+
+def _refuse_hidden(tool: str, args: dict[str, Any]) -> None:
+    """Write arguments may not hold invisible or text-moving characters (they could fake a preview)."""
+    for name, value in args.items():
+        for item in value if isinstance(value, list) else [value]:
+            found = first_hidden(item) if isinstance(item, str) else None
+            if found:
+                raise Refusal(
+                    f"Invalid arguments for {tool}: {name} contains an invisible or control character ({found}); "
+                    "remove it and call again."
+                )
+
+
+def _answered_no(ctx: Context) -> Literal["declined", "cancelled"] | None:
+    """On 2026-07-28, whether this round carries the person's "no" to the confirmation."""
+    for answer in (ctx.input_responses or {}).values():
+        action = getattr(answer, "action", None)
+        if action in ("decline", "cancel"):
+            return "declined" if action == "decline" else "cancelled"
+    return None
 
 
 def _session_of(ctx: Context) -> str:
@@ -125,9 +172,18 @@ class Gate:
         async def prepare(ctx: Context, **args: Any) -> Prepared:
             refuse_invalid(args)
             with answering(spec.name):
+                _refuse_hidden(spec.name, args)
                 request = spec.input.model_validate(args)
                 plan = await spec.handler(request, make_deps(ctx))
-                state = await plan.read()
+                plan.summary = visible(plan.summary, 2 * NAME_CAP)
+                try:
+                    state = await plan.read()
+                except SheepError:
+                    answered = _answered_no(ctx)
+                    if answered is None:
+                        raise
+                    # The person said no; that is audited even though the record cannot be read now.
+                    return Prepared(request, plan, None, "", [], answered)
                 return Prepared(request, plan, state, digest(state), plan.diff(state))
             raise AssertionError("unreachable")  # answering() re-raises every failure
 
@@ -169,6 +225,8 @@ class Gate:
 
     async def _ask(self, tool: str, prepared: Prepared, ctx: Context) -> Any:
         plan, changes = prepared.plan, prepared.changes
+        if prepared.answered is not None:
+            return Decision(prepared.answered, "elicitation")
         if not changes:
             return Decision("noop", "-")
         if self.settings.confirm == "none":
@@ -179,25 +237,55 @@ class Gate:
             return Decision("rejected" if used == "rejected" else "expired", "approval-page")
         if used is not None:
             return Decision("approved", "approval-page")
-        form, _url_mode = _elicitation_modes(ctx)
+        form, url_mode = _elicitation_modes(ctx)
+        new_era = is_version_at_least(ctx.protocol_version or "", "2026-07-28")
         message = self._message(plan, changes, prepared.state_digest)
-        if not form:
-            pending = self.approvals.create(
-                tool, args_digest, prepared.state_digest, plan.summary, [c.line() for c in changes]
-            )
-            url = self.page.url_for(pending.id)
-            log.warning("approval needed for %s: open %s", tool, url)
-            return Decision("approval_required", "approval-page", url)
-        if is_version_at_least(ctx.protocol_version or "", "2026-07-28"):
-            return Elicit(message, Confirm)  # answered in a later round, in which prepare read the state afresh
-        outcome: ElicitationResult[Confirm] | None = None
+        by_client = self.settings.confirm == "elicit"
+        if by_client and form:
+            if new_era:
+                return Elicit(message, Confirm)  # answered in a later round, in which prepare read the state afresh
+            outcome: ElicitationResult[Confirm] | None = None
+            with anyio.move_on_after(self.settings.confirm_timeout):
+                outcome = await ctx.elicit(message, Confirm)
+            if outcome is None:
+                return Decision("timeout", "elicitation")
+            decision = self._from_elicitation(outcome)
+            decision.waited = True
+            return decision
+        pending = self.approvals.create(
+            tool, args_digest, prepared.state_digest, plan.summary, [c.line() for c in changes]
+        )
+        if by_client and url_mode and not new_era:
+            return await self._ask_by_url(tool, pending, args_digest, prepared.state_digest, ctx)
+        opened = await anyio.to_thread.run_sync(self.page.open, pending)
+        if not opened:
+            log.warning("approval needed for %s, but no browser could be opened for a person", tool)
+            return Decision("unavailable", "approval-page")
+        log.warning("approval needed for %s: opened the approval page in this computer's browser", tool)
+        return Decision("approval_required", "approval-page")
+
+    async def _ask_by_url(self, tool: str, pending: Pending, args_digest: str, state_digest: str, ctx: Context) -> Any:
+        """URL-mode elicitation: the client shows a one-time link to the person; wait for their decision."""
+        url = await anyio.to_thread.run_sync(self.page.launch_url, pending)
         with anyio.move_on_after(self.settings.confirm_timeout):
-            outcome = await ctx.elicit(message, Confirm)
-        if outcome is None:
-            return Decision("timeout", "elicitation")
-        decision = self._from_elicitation(outcome)
-        decision.waited = True
-        return decision
+            consent = await ctx.elicit_url(
+                f"Approve a change to sheepCRM: {pending.summary}. Open this page to review and approve it.",
+                url,
+                pending.id,
+            )
+            if type(consent).__name__.startswith("Declined"):
+                return Decision("declined", "url-elicitation", waited=True)
+            if not type(consent).__name__.startswith("Accepted"):
+                return Decision("cancelled", "url-elicitation", waited=True)
+            while self.approvals.decision(pending.id) == "pending":  # noqa: ASYNC110 - the page is another thread
+                await anyio.sleep(0.1)
+            used = self.approvals.consume(tool, args_digest, state_digest)
+            with contextlib.suppress(Exception):
+                await ctx.session.send_elicit_complete(pending.id)
+            if used is None or isinstance(used, str):
+                return Decision("rejected" if used == "rejected" else "expired", "url-elicitation", waited=True)
+            return Decision("approved", "url-elicitation", waited=True)
+        return Decision("timeout", "url-elicitation")
 
     @staticmethod
     def _message(plan: WritePlan, changes: list[Change], state_digest: str) -> str:
@@ -228,19 +316,25 @@ class Gate:
                 status="no_change", message=f"{plan.summary}: already in that state; nothing to do.", changes=[]
             )
         preview = prepared.changes if decision.kind != "approved" else []
-        if decision.kind == "approval_required":
-            self.audit.record(tool=tool, outcome="approval_required", channel=decision.channel, arguments=args)
+        if decision.kind in ("approval_required", "unavailable"):
+            self.audit.record(tool=tool, outcome=decision.kind, channel=decision.channel, arguments=args)
+            if decision.kind == "unavailable":
+                raise ToolError(
+                    f"Nothing was changed. This client cannot show confirmations and this server cannot open a "
+                    f"browser for a person, so {tool} cannot be approved here. Use an MCP client that supports "
+                    "elicitation, or run the server on the person's own computer."
+                )
             return WriteResult(
                 status="approval_required",
-                approval_url=decision.url,
                 changes=_lines(preview),
                 message=(
-                    f"Nothing was changed. This client cannot show confirmations, so a person must "
-                    f"approve at {decision.url} (open it on this computer) within 10 minutes; then call "
-                    f"{tool} again with exactly the same arguments and it will run once."
+                    "Nothing was changed yet. A page asking the person to approve this change has been opened in "
+                    f"the browser on their computer; approval is waiting. After they approve it (within 10 "
+                    f"minutes), call {tool} again with exactly the same arguments and it will run once."
                 ),
             )
         if decision.kind != "approved":
+            # Audited before anything is read again: a "no" is recorded even if sheepCRM is down now.
             self.audit.record(tool=tool, outcome=decision.kind, channel=decision.channel, arguments=args)
             why = {
                 "declined": "the person declined",
@@ -262,11 +356,30 @@ class Gate:
             )
         changes = plan.diff(before)
         units = [[c] for c in changes] if plan.one_write_per_change else [changes]
+        try:  # the attempt is on disk before anything is sent; if it cannot be, nothing is sent
+            self.audit.record(tool=tool, outcome="attempt", channel=decision.channel, arguments=args, before=before)
+        except OSError as exc:
+            log.error("audit log not writable (%s); %s not sent", type(exc).__name__, tool)
+            raise ToolError(
+                f"{plan.summary}: the audit log could not be written, so nothing was sent and nothing was changed. "
+                "Check SHEEPCRM_AUDIT_LOG (disk space, permissions)."
+            ) from None
         failure: str | None = None
         cancelled: BaseException | None = None
+        moved: list[Change] = []
+        state = before
         for done, unit in enumerate(units, start=1):
             try:
-                await plan.apply(unit, before)
+                if done > 1:  # each unit is checked against a fresh read right before it is written
+                    state = await plan.read()
+                    try:
+                        now = {c.key: c for c in plan.diff(state)}
+                    except Refusal:  # the record no longer fits this request at all
+                        now = {}
+                    if any(c.key not in now or now[c.key].before != c.before for c in unit):
+                        moved.extend(unit)
+                        continue
+                await plan.apply(unit, state)
             except SheepError as exc:  # failed or unknown outcome: never write again, read back below
                 failure = str(exc)
                 break
@@ -278,7 +391,7 @@ class Gate:
                 await ctx.report_progress(done, len(units), f"{done} of {len(units)} written")
         # Whatever happened, find out what is now true and audit it, even while being cancelled.
         with anyio.CancelScope(shield=cancelled is not None):
-            result = await self._settle(tool, args, plan, decision, before, changes, failure)
+            result = await self._settle(tool, args, plan, decision, before, changes, failure, moved)
         if cancelled is not None:
             raise cancelled
         return result
@@ -292,45 +405,40 @@ class Gate:
         before: Any,
         changes: list[Change],
         failure: str | None,
+        moved: list[Change],
     ) -> WriteResult:
         try:
             after = await plan.read()
             pending = {c.key for c in plan.diff(after)}
             results = {c.key: ("not_applied" if c.key in pending else "applied") for c in changes}
-        except SheepError as exc:
+        except (SheepError, Refusal) as exc:
             after = None
             results = {c.key: "unknown" for c in changes}
             failure = (failure or "") + f" Reading the record back failed too ({exc})."
+        moved_keys = {c.key for c in moved}
+        for key in moved_keys:
+            results[key] = "not_applied"  # someone else changed it between the preview and its turn
+        if moved:
+            failure = (
+                (failure or "")
+                + f" {len(moved)} change(s) were not written because the record changed after the preview "
+                "(a conflict): " + "; ".join(c.label for c in moved) + ". Call again to see the new preview."
+            ).strip()
         applied = [c for c in changes if results[c.key] == "applied"]
         lines = [ChangeLine(target=c.label, before=c.before, after=c.after, result=results[c.key]) for c in changes]
         undo_args = plan.undo(applied) if applied else None
         undo = UndoCall(tool=tool, arguments=undo_args) if undo_args else None
         if not applied and "unknown" not in results.values():
-            self.audit.record(
-                tool=tool,
-                outcome="failed",
-                channel=decision.channel,
-                arguments=args,
-                before=before,
-                after=after,
-                detail=failure,
-            )
+            audited = self._audit_outcome(tool, "failed", decision, args, before, after, failure)
             raise ToolError(
                 f"{plan.summary}: the write failed and the record is as it was; nothing was "
-                f"changed. {failure or ''}".strip()
+                f"changed. {failure or ''}{'' if audited else AUDIT_FAILED}".strip()
             )
         outcome_word = (
             "succeeded" if len(applied) == len(changes) else ("unknown" if "unknown" in results.values() else "partial")
         )
-        self.audit.record(
-            tool=tool,
-            outcome=outcome_word,
-            channel=decision.channel,
-            arguments=args,
-            before=before,
-            after=after,
-            detail=failure,
-        )
+        audited = self._audit_outcome(tool, outcome_word, decision, args, before, after, failure)
+        flag = None if audited else True
         if outcome_word == "succeeded":
             note = (
                 f" sheepCRM reported a failure ({failure}) but reading the record back shows the change was "
@@ -342,17 +450,53 @@ class Gate:
                 status="applied",
                 changes=lines,
                 undo=undo,
-                message=f"{plan.summary}: done and read back ({len(applied)} change(s)).{note}",
+                audit_failed=flag,
+                message=f"{plan.summary}: done and read back ({len(applied)} change(s)).{note}"
+                + ("" if audited else AUDIT_FAILED),
             )
         return WriteResult(
             status="partial",
             changes=lines,
             undo=undo,
+            audit_failed=flag,
             message=(
                 f"{plan.summary}: only {len(applied)} of {len(changes)} change(s) were applied; each line "
                 f"says what happened. It was not retried. {failure or ''}"
-            ).strip(),
+            ).strip()
+            + ("" if audited else AUDIT_FAILED),
         )
+
+    def _audit_outcome(
+        self,
+        tool: str,
+        outcome: str,
+        decision: Decision,
+        args: dict[str, Any],
+        before: Any,
+        after: Any,
+        failure: str | None,
+    ) -> bool:
+        """Audit what happened after a write was sent; a failure here must not hide what happened."""
+        try:
+            self.audit.record(
+                tool=tool,
+                outcome=outcome,
+                channel=decision.channel,
+                arguments=args,
+                before=before,
+                after=after,
+                detail=failure,
+            )
+        except OSError as exc:
+            log.error("audit log not writable after %s was sent (%s)", tool, type(exc).__name__)
+            return False
+        return True
+
+
+AUDIT_FAILED = (
+    " WARNING: the audit log could not be written after this write (its 'attempt' line was written before); "
+    "check SHEEPCRM_AUDIT_LOG."
+)
 
 
 def _lines(changes: list[Change]) -> list[ChangeLine]:

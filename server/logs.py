@@ -64,6 +64,11 @@ def redactor() -> RedactSecrets:
     return _filter
 
 
+def scrub(text: str) -> str:
+    """The text with every registered secret replaced: for tool results, errors and doctor lines too."""
+    return _filter.scrub(text)
+
+
 def add_secret(secret: str | None) -> None:
     """Register a secret (API key, bearer token) to scrub from every later record."""
     _filter.add(secret)

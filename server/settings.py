@@ -1,13 +1,20 @@
-"""Settings: environment (prefix SHEEPCRM_), a .env file, or CLI flags.
+"""Settings: environment (prefix SHEEPCRM_), CLI flags, or a .env file the user names with --env-file.
 
-A missing or malformed setting fails at start with one line naming the variable.
+No .env is read unless it is named: clients start the server in whatever folder the person has
+open, and a cloned repository must not be able to switch approvals off or send the key elsewhere.
+Even a named file cannot set the security settings (SECURITY): those come only from the real
+environment or flags. A missing or malformed setting fails at start with one line naming the variable.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -15,15 +22,29 @@ from sheepcrm_mcp.server import __version__
 from sheepcrm_mcp.sheepcrm import ClientConfig
 from sheepcrm_mcp.sheepcrm.scope import BUCKET_RE
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# Settings a file cannot set: approvals, where the key is sent, what is audited where, what is exposed.
+SECURITY = (
+    "confirm",
+    "base_url",
+    "v1_base_url",
+    "audit_log",
+    "read_only",
+    "toolsets",
+    "mcp_token",
+    "mcp_token_file",
+    "http_allowed_hosts",
+    "http_allowed_origins",
+    "approval_port",
+)
+
 
 def _default_audit_log() -> Path:
     return Path.home() / ".local" / "state" / "sheepcrm-mcp" / "audit.jsonl"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="SHEEPCRM_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="SHEEPCRM_", env_file=None, env_file_encoding="utf-8", extra="ignore")
 
     api_key: SecretStr | None = Field(default=None, description="sheepCRM API key (Bearer token)")
     bucket: str = Field(default="", description="sheepCRM bucket (flock) this server may touch")
@@ -31,7 +52,7 @@ class Settings(BaseSettings):
     v1_base_url: str = "https://api.sheepcrm.com"
     read_only: bool = False
     toolsets: Annotated[tuple[str, ...], NoDecode] = ("all",)  # checked against the catalogue at assembly
-    confirm: Literal["elicit", "none"] = "elicit"
+    confirm: Literal["elicit", "page", "none"] = "elicit"
     audit_log: Path = Field(default_factory=_default_audit_log)
     timeout: float = Field(default=15.0, gt=0, le=300, description="per-request read timeout, seconds")
     connect_timeout: float = Field(default=5.0, gt=0, le=60)
@@ -40,8 +61,11 @@ class Settings(BaseSettings):
     retry_budget: float = Field(default=20.0, gt=0, le=300, description="seconds a read may spend retrying")
     retry_wait_max: float = Field(default=5.0, gt=0, le=60, description="longest single wait between tries")
     cache_ttl: float = Field(default=5.0, ge=0, le=300, description="seconds a read is reused; 0 disables")
+    call_deadline: float = Field(default=60.0, gt=0, le=600, description="seconds a read tool call may take")
+    max_body: int = Field(default=8_000_000, ge=10_000, description="largest sheepCRM answer accepted, bytes")
     confirm_timeout: float = Field(default=300.0, gt=0, le=3600, description="seconds to wait for a person")
     mcp_token: SecretStr | None = Field(default=None, description="bearer token HTTP clients must send")
+    mcp_token_file: Path | None = Field(default=None, description="where a generated bearer token is written")
     http_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     http_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
     approval_port: int = Field(default=0, ge=0, le=65535, description="loopback port of the approval page")
@@ -58,7 +82,18 @@ class Settings(BaseSettings):
     def _url(cls, value: str) -> str:
         if not value.startswith(("https://", "http://")):
             raise ValueError("must start with https:// (or http:// for a local sandbox)")
+        if value.startswith("http://") and (urlsplit(value).hostname or "") not in LOOPBACK_HOSTS:
+            raise ValueError("must use https:// (http:// is accepted only for a loopback sandbox)")
         return value.rstrip("/")
+
+    @field_validator("mcp_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError(
+                "must be at least 32 characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        return value
 
     @field_validator("http_allowed_hosts", "http_allowed_origins", mode="before")
     @classmethod
@@ -99,6 +134,7 @@ class Settings(BaseSettings):
             retry_budget=self.retry_budget,
             retry_wait_max=self.retry_wait_max,
             cache_ttl=self.cache_ttl,
+            max_body=self.max_body,
         )
 
 
@@ -106,10 +142,36 @@ class ConfigError(Exception):
     """A setting is missing or malformed; the message names the variable."""
 
 
-def load_settings(**overrides: object) -> Settings:
+def from_env_file(path: Path) -> dict[str, Any]:
+    """The non-security settings of a .env file the user named; the environment wins over it."""
+    if not path.is_file():
+        raise ConfigError(f"--env-file {path}: no such file")
+    names = set(Settings.model_fields)
+    out: dict[str, Any] = {}
+    ignored = []
+    for key, value in dotenv_values(path).items():
+        name = key.upper().removeprefix("SHEEPCRM_").lower()
+        if not key.upper().startswith("SHEEPCRM_") or name not in names or value is None:
+            continue
+        if name in SECURITY:
+            ignored.append(key)
+        elif key.upper() not in {k.upper() for k in os.environ}:
+            out[name] = value
+    if ignored:
+        print(
+            f"sheepcrm-mcp: ignored {', '.join(sorted(ignored))} in {path}: security settings come only from "
+            "the environment or flags",
+            file=sys.stderr,
+        )
+    return out
+
+
+def load_settings(env_file: Path | None = None, **overrides: object) -> Settings:
     """Build settings, turning pydantic's report into one line per bad variable."""
+    values: dict[str, Any] = from_env_file(env_file) if env_file is not None else {}
+    values.update(overrides)
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**values)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

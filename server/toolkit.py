@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
+import anyio
 import pydantic_core
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -36,6 +37,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticUndefined
 
+from sheepcrm_mcp.server.logs import scrub
 from sheepcrm_mcp.server.settings import Settings
 from sheepcrm_mcp.server.writes import WritePlan
 from sheepcrm_mcp.sheepcrm import NotFoundError, SheepClient, SheepError, SheepReader
@@ -48,6 +50,8 @@ O = TypeVar("O", bound=BaseModel)  # noqa: E741
 T = TypeVar("T")
 
 RESPONSE_CAP = 20_000  # characters of structured content a list answer may carry
+STRING_CAP = 2_000  # longest single string value in an answer; longer ones are cut and say so
+HARD_CAP = 100_000  # no answer is ever longer than this, whatever the upstream sent
 
 
 class Input(BaseModel):
@@ -150,11 +154,11 @@ def answering(tool: str) -> Iterator[None]:
     try:
         yield
     except ValidationError as exc:
-        raise ToolError(explain_validation(tool, exc)) from None
+        raise ToolError(scrub(explain_validation(tool, exc))) from None
     except EXPECTED as exc:
-        raise ToolError(str(exc)) from None
-    except ToolError:
-        raise
+        raise ToolError(scrub(str(exc))) from None
+    except ToolError as exc:
+        raise ToolError(scrub(str(exc))) from None
     except Exception:
         log.exception("tool %s failed unexpectedly", tool)
         raise ToolError(
@@ -187,7 +191,15 @@ class Registration:
 
 def read_registration(spec: ReadTool[Any, Any], make_deps: Callable[[Context], Deps]) -> Registration:
     async def call(request: BaseModel, ctx: Context, _: dict[str, Any]) -> BaseModel:
-        result: BaseModel = await spec.handler(request, make_deps(ctx))
+        deps = make_deps(ctx)
+        result: BaseModel | None = None
+        with anyio.move_on_after(deps.settings.call_deadline):
+            result = await spec.handler(request, deps)
+        if result is None:
+            raise Refusal(
+                f"{spec.name} took longer than {deps.settings.call_deadline:g}s (sheepCRM is slow or unwell); "
+                "nothing was changed. Try again shortly, or narrow the request."
+            )
         return result
 
     return Registration(spec.name, spec.title, spec.description, spec.input, spec.output, spec.annotations, call)
@@ -286,10 +298,25 @@ def build_tool(spec: Registration) -> Tool:
 def compact_answer(result: Output) -> CallToolResult:
     """structuredContent plus the same JSON as text, compact. The SDK's default text is indented
     (about a third more characters for the model to read, and to send); bench/RESULTS.md measures it."""
-    data = result.model_dump(mode="json", by_alias=True)
-    return CallToolResult(
-        content=[TextContent(type="text", text=pydantic_core.to_json(data).decode())], structured_content=data
-    )
+    data = json.loads(scrub(pydantic_core.to_json(shorten(result.model_dump(mode="json", by_alias=True))).decode()))
+    text = pydantic_core.to_json(data).decode()
+    if len(text) > HARD_CAP:
+        raise Refusal(
+            f"The answer would be {len(text)} characters, over the {HARD_CAP} limit; nothing is returned. "
+            "Ask for fewer records (a smaller limit) or a narrower query."
+        )
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+
+
+def shorten(value: Any) -> Any:
+    """Every string cut to STRING_CAP characters, saying how much was left out (an upstream may send megabytes)."""
+    if isinstance(value, str) and len(value) > STRING_CAP:
+        return value[:STRING_CAP] + f"... [cut: {len(value) - STRING_CAP} more characters]"
+    if isinstance(value, dict):
+        return {k: shorten(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shorten(v) for v in value]
+    return value
 
 
 def argument_schema(schema: dict[str, Any]) -> dict[str, Any]:

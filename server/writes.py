@@ -10,18 +10,52 @@ delete call, or returns None when sheepCRM offers none (the result then says so)
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+VALUE_CAP = 120  # characters of one value in a preview
+NAME_CAP = 80  # characters of a name or summary in a preview
+_EMAIL = re.compile(r"^([^@\s]+)@([^@\s]+)$")
+
+
+def hidden(char: str) -> bool:
+    """Characters that are invisible or move text around: controls, line breaks, bidi and zero-width marks."""
+    return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn")
+
+
+def visible(text: str, cap: int = VALUE_CAP) -> str:
+    """One line a person can trust: hidden characters shown as <U+XXXX>, long text cut and marked."""
+    out = "".join(f"<U+{ord(c):04X}>" if hidden(c) else c for c in text)
+    return out if len(out) <= cap else out[: cap - 1] + "…"
+
+
+def first_hidden(text: str) -> str | None:
+    """The first hidden character in `text`, as U+XXXX, or None."""
+    return next((f"U+{ord(c):04X}" for c in text if hidden(c)), None)
+
+
+def _punycode_email(text: str) -> str:
+    """An email whose domain is not ASCII, shown with its domain in punycode (what mail servers see)."""
+    match = _EMAIL.match(text)
+    if not match or match.group(2).isascii():
+        return text
+    try:
+        domain = match.group(2).encode("idna").decode("ascii")
+    except UnicodeError:
+        return text
+    return f"{match.group(1)}@{domain}"
+
 
 def show(value: Any) -> str:
-    """A value as a person reads it in a preview: lists as values, empty as (empty)."""
+    """A value as a person reads it in a preview: lists as values, empty as (empty), on one safe line."""
     if value in (None, "", [], {}):
         return "(empty)"
     if isinstance(value, list):
         return ", ".join(show(v) if v is not None else "(empty)" for v in value)
-    return str(value)
+    return visible(_punycode_email(str(value)))
 
 
 @dataclass(frozen=True)
@@ -32,7 +66,7 @@ class Change:
     after: Any
 
     def line(self) -> str:
-        return f"{self.label}: {show(self.before)} → {show(self.after)}"
+        return f"{visible(self.label, NAME_CAP)}: {show(self.before)} → {show(self.after)}"
 
 
 @dataclass

@@ -40,6 +40,7 @@ class ClientConfig:
     retry_budget: float = 20.0  # seconds a read may spend retrying
     retry_wait_max: float = 5.0  # longest single wait between tries
     cache_ttl: float = 5.0  # seconds a read is reused; 0 disables
+    max_body: int = 8_000_000  # largest answer accepted, bytes (counted while it streams in)
 
     def __post_init__(self) -> None:
         check_base_url(self.base_url)

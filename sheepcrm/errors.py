@@ -74,12 +74,16 @@ class CircuitOpenError(UpstreamError):
 
 
 PERMISSION = re.compile(r"\b[a-z][a-z_]*\.[a-z][a-z_]*\b")
+DETAIL_CAP = 200
+_UNSAFE = re.compile(r"[^A-Za-z0-9 .,:;()'/_@+-]")
+_TOKENISH = re.compile(r"(?i)\b(bearer|basic|token|key|authorization)\b\s*[:=]?\s*\S+|[A-Za-z0-9_\-]{24,}")
 
 
 def error_detail(response: httpx.Response) -> str:
-    """The human part of an error body, in any of the documented shapes: openapi.yaml `error`
+    """The human part of an error body, in any of the documented shapes (openapi.yaml `error`
     {"error", "description", "type"}; the 2025-02 draft {"error": {"param", "message"}}; v1
-    {"error_detail", "error"} and {"error"}."""
+    {"error_detail", "error"} and {"error"}), never verbatim: the key scrubbed, credential-looking words
+    and long tokens dropped, only plain characters kept, and cut short. A hostile upstream may echo anything."""
     try:
         body = response.json()
     except ValueError:
@@ -98,7 +102,24 @@ def error_detail(response: httpx.Response) -> str:
         value = body.get(key)
         if isinstance(value, str) and value and value not in parts:
             parts.append(value)
-    return ": ".join(parts)[:200]
+    text = ": ".join(parts)
+    if not text:
+        return ""
+    auth = response.request.headers.get("authorization", "") if _has_request(response) else ""
+    secret = auth.partition(" ")[2].strip()
+    if secret:
+        text = text.replace(secret, "")
+    text = _TOKENISH.sub("[removed]", text)
+    text = " ".join(_UNSAFE.sub(" ", text).split())
+    return text[:DETAIL_CAP]
+
+
+def _has_request(response: httpx.Response) -> bool:
+    try:
+        response.request  # noqa: B018 - raises when the response was built without one
+    except RuntimeError:
+        return False
+    return True
 
 
 def error_for(response: httpx.Response, what: str, write: bool, api: str = "v2") -> SheepError:

@@ -90,6 +90,10 @@ def retry_after(response: httpx.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+async def _whole(content: bytes) -> Any:
+    yield content
+
+
 class Http:
     """The one HTTP client: a GET path with retries and cache, a write path that sends exactly once."""
 
@@ -130,15 +134,37 @@ class Http:
         return base + path
 
     async def _send(self, method: str, url: str, what: str, params: Params | None, body: Any) -> httpx.Response:
+        """One request, its whole answer read within `timeout` seconds (a drip-fed answer cannot outlast it)
+        and refused once it passes `max_body` bytes (counted as it streams in, never held whole)."""
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         maybe = " The change may or may not have been applied." if method != "GET" else ""
+        c = self.config
         async with self._limit:
             self.calls += 1
             try:
-                return await self._http.request(method, url, params=clean, json=body)
-            except httpx.TimeoutException:
+                with anyio.fail_after(c.timeout + c.connect_timeout):
+                    request = self._http.build_request(method, url, params=clean, json=body)
+                    response = await self._http.send(request, stream=True)
+                    try:
+                        chunks, size = [], 0
+                        # an in-memory answer (a test transport) is already whole: count it the same way
+                        source = _whole(response.content) if response.is_stream_consumed else response.aiter_raw()
+                        async for chunk in source:
+                            size += len(chunk)
+                            if size > c.max_body:
+                                raise UpstreamError(
+                                    f"{what}: sheepCRM's answer was larger than {c.max_body} bytes, so it was "
+                                    f"refused.{maybe}"
+                                )
+                            chunks.append(chunk)
+                    finally:
+                        await response.aclose()
+                return httpx.Response(
+                    response.status_code, headers=response.headers, content=b"".join(chunks), request=request
+                )
+            except (httpx.TimeoutException, TimeoutError):
                 raise UpstreamTimeout(
-                    f"{what}: sheepCRM did not answer within {self.config.timeout:g}s.{maybe}"
+                    f"{what}: sheepCRM did not answer within {c.timeout + c.connect_timeout:g}s.{maybe}"
                 ) from None
             except httpx.HTTPError as exc:
                 raise UpstreamError(f"{what}: could not talk to sheepCRM ({type(exc).__name__}).{maybe}") from None

@@ -7,6 +7,7 @@ from copies of tool output.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +21,10 @@ from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from tests.contract import check_request
 from tests.helpers import CANARY_KEY, settings_for
+
+# No test may start a desktop browser: the approval page's default opener (Python's webbrowser, which
+# honours $BROWSER) runs `true` instead, here and in every server subprocess a test starts.
+os.environ["BROWSER"] = "true"
 
 
 def assert_requests_documented(sb: SandboxServer) -> None:
@@ -48,16 +53,23 @@ Connect = Callable[..., Any]
 
 @pytest.fixture
 def connect(tmp_path: Path) -> Connect:
-    """`async with connect(sb, mode=..., elicitation=..., **settings) as client:` a real client session."""
+    """`async with connect(sb, mode=..., elicitation=..., **settings) as client:` a real client session.
+
+    The approval page's browser opener is replaced: `client.opened` lists the launch links the server
+    would have opened in the person's browser (no desktop browser is ever started by a test).
+    """
 
     @asynccontextmanager
     async def _connect(sb: SandboxServer, *, mode: str = "legacy", elicitation: ElicitationFnT | None = None,
                        **over: Any) -> AsyncIterator[Client]:
         built = build_app(settings_for(sb, tmp_path, **over))
         server = built.server
+        opened: list[str] = []
+        built.page.opener = lambda url: opened.append(url) is None
         try:
             async with Client(server, mode=mode, elicitation_callback=elicitation) as client:  # type: ignore[arg-type]
                 client.runtime = built  # type: ignore[attr-defined]
+                client.opened = opened  # type: ignore[attr-defined]
                 yield client
         finally:
             await built.aclose()

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import mcp_types as mt
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.http import http_app
@@ -27,6 +31,8 @@ from sheepcrm_mcp.server.threadserver import ThreadServer
 
 REPO = Path(__file__).resolve().parents[1]
 CANARY_KEY = "sk-canary-3f9a7c21d4e8b6"  # the sandboxes' API key; tests search every output for it
+HTTP_TOKEN = "test-bearer-" + "k" * 40  # the bearer token serve_http's server expects unless told otherwise
+AUTH = {"Authorization": f"Bearer {HTTP_TOKEN}"}
 BIN_DIR = Path(sys.executable).parent
 BINARY = shutil.which("sheepcrm-mcp", path=str(BIN_DIR)) or shutil.which("sheepcrm-mcp")
 ACCEPT = "application/json, text/event-stream"
@@ -67,20 +73,55 @@ def sandbox_env(sb: SandboxServer, tmp: Path, **extra: str) -> dict[str, str]:
     return clean_env(**{**values, **extra})
 
 
+class Served(str):
+    """A served app's base URL; `.opened` lists the approval links the server would open in a browser."""
+
+    opened: list[str]
+
+
 @contextmanager
 def serve_http(sb: SandboxServer, tmp: Path, *, host: str = "127.0.0.1", stateless: bool = False,
-               **over: Any) -> Iterator[str]:
-    """The real ASGI app of `--transport http` (lifespan on) in a thread; yields its base URL."""
+               **over: Any) -> Iterator[Served]:
+    """The real ASGI app of `--transport http` (lifespan on) in a thread; yields its base URL.
+
+    It expects HTTP_TOKEN (send AUTH) unless `mcp_token` says otherwise."""
+    over.setdefault("mcp_token", HTTP_TOKEN)
     settings = settings_for(sb, tmp, **over)
     built = build_app(settings)
+    opened: list[str] = []
+    built.page.opener = lambda url: opened.append(url) is None
     app = http_app(built, host, stateless)
     ts = ThreadServer(app)
     ts.config.lifespan = "on"  # the SDK's session manager runs in the app's lifespan
     ts.start()
+    served = Served(ts.url)
+    served.opened = opened
     try:
-        yield ts.url
+        yield served
     finally:
         ts.stop()  # the app's lifespan closes the server's upstream client
+
+
+@asynccontextmanager
+async def http_session(base: str, *, token: str = HTTP_TOKEN, **client_kw: Any) -> AsyncIterator[Client]:
+    """A real MCP client session over streamable HTTP to `base`, sending the bearer token."""
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+        transport = streamable_http_client(base + "/mcp", http_client=http)
+        async with Client(transport, **client_kw) as client:  # type: ignore[arg-type]
+            yield client
+
+
+def person_decides(launch_url: str, action: str = "approve") -> httpx.Response:
+    """What the person does in the browser the server opened: follow the launch link, click a button."""
+    with httpx.Client(follow_redirects=True, timeout=10) as browser:
+        page = browser.get(launch_url)
+        assert page.status_code == 200, page.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf, page.text
+        origin = re.match(r"https?://[^/]+", launch_url)
+        assert origin
+        return browser.post(str(page.url), data={"action": action, "csrf": csrf.group(1)},
+                            headers={"Origin": origin.group(0)})
 
 
 def rpc(method: str, params: dict[str, Any] | None = None, id: int | None = 1) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field, model_validator
 
 from sheepcrm_mcp.server.toolkit import Deps, Input, Output, ReadTool, ToolSpec, WriteDeps, WriteTool, or_refuse
-from sheepcrm_mcp.server.writes import Change, WritePlan, show
+from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, show, visible
 from sheepcrm_mcp.sheepcrm.scope import parse_uri
 from sheepcrm_mcp.tools.common import ContactRef, Detail, text
 
@@ -192,7 +192,7 @@ async def update_contact(req: UpdateContactInput, deps: WriteDeps) -> WritePlan:
 
 async def _name(deps: Deps, uri: Any) -> str:
     record = await deps.client.record(uri)
-    return text(record.get("display_value")) or str(uri)
+    return visible(text(record.get("display_value")) or str(uri), NAME_CAP)
 
 
 TOOLS: list[ToolSpec] = [

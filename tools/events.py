@@ -20,7 +20,7 @@ from sheepcrm_mcp.server.toolkit import (
     list_page,
     or_refuse,
 )
-from sheepcrm_mcp.server.writes import Change, WritePlan
+from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, visible
 from sheepcrm_mcp.sheepcrm import PermissionDenied
 from sheepcrm_mcp.sheepcrm.scope import parse_uri
 from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, Uid, fetch_pages, ref, rows, text
@@ -278,7 +278,7 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
     bucket = deps.client.bucket
     people = [parse_uri(u, bucket, ("person",)) for u in req.person_uris]
     e, _ = await _event_or_refuse(req.uid, deps)
-    title = text(e.get("display_value")) or text(e.get("title")) or req.uid
+    title = visible(text(e.get("display_value")) or text(e.get("title")) or req.uid, NAME_CAP)
 
     wanted = {str(p) for p in people}
 

@@ -8,6 +8,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from pydantic import BaseModel
 
+from sheepcrm_mcp.server.logs import scrub
 from sheepcrm_mcp.server.toolkit import EXPECTED, Deps, Refusal
 from sheepcrm_mcp.sheepcrm.scope import check_uid
 from sheepcrm_mcp.tools.contacts import GetContactInput, get_contact
@@ -41,9 +42,9 @@ def install(server: MCPServer, deps: Deps, toolsets: tuple[str, ...]) -> None:
 
     async def render(make: Callable[[], Awaitable[BaseModel]]) -> str:
         try:
-            return (await make()).model_dump_json(indent=1)
+            return scrub((await make()).model_dump_json(indent=1))
         except EXPECTED as exc:
-            raise ResourceError(str(exc)) from None
+            raise ResourceError(scrub(str(exc))) from None
 
     async def contact(uid: str) -> str:
         async def find() -> BaseModel:
@@ -71,13 +72,26 @@ def install(server: MCPServer, deps: Deps, toolsets: tuple[str, ...]) -> None:
 
     json_type = "application/json"
     if "contacts" in toolsets:
-        server.resource("sheepcrm://contact/{uid}", name="contact", mime_type=json_type,
-                        description="A person in this bucket by uid (concise JSON).")(contact)
+        server.resource(
+            "sheepcrm://contact/{uid}",
+            name="contact",
+            mime_type=json_type,
+            description="A person in this bucket by uid (concise JSON).",
+        )(contact)
     if "events" in toolsets:
-        server.resource("sheepcrm://event/{uid}", name="event", mime_type=json_type,
-                        description="An event by uid: dates, tickets, attendance counts.")(event)
+        server.resource(
+            "sheepcrm://event/{uid}",
+            name="event",
+            mime_type=json_type,
+            description="An event by uid: dates, tickets, attendance counts.",
+        )(event)
     if "segments" in toolsets:
-        server.resource("sheepcrm://segment/{uid}", name="segment", mime_type=json_type,
-                        description="A segment by uid: size and first members.")(segment)
-    server.resource("sheepcrm://guide", name="guide", mime_type="text/markdown",
-                    description="How the tools fit together.")(guide)
+        server.resource(
+            "sheepcrm://segment/{uid}",
+            name="segment",
+            mime_type=json_type,
+            description="A segment by uid: size and first members.",
+        )(segment)
+    server.resource(
+        "sheepcrm://guide", name="guide", mime_type="text/markdown", description="How the tools fit together."
+    )(guide)

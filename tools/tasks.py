@@ -19,7 +19,7 @@ from sheepcrm_mcp.server.toolkit import (
     list_page,
     or_refuse,
 )
-from sheepcrm_mcp.server.writes import Change, WritePlan
+from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, visible
 from sheepcrm_mcp.sheepcrm.tasks import TASK_PAGE
 from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, Uid, day, moment, ref, rows, text
 
@@ -140,7 +140,7 @@ SLACK = timedelta(minutes=1)
 
 async def update_task(req: UpdateTaskInput, deps: WriteDeps) -> WritePlan:
     t = await _task_or_refuse(req.uid, deps)
-    title = text(t.get("display_value")) or text(t.get("title")) or req.uid
+    title = visible(text(t.get("display_value")) or text(t.get("title")) or req.uid, NAME_CAP)
     target: TaskStatus = "done" if req.action == "complete" else "open"
     # sheepCRM's snooze takes no parameters: "+24 hours, or 24 hours from now if overdue". It is verified by
     # the due date it was to reach, fixed at the first read, since no field records a snooze.

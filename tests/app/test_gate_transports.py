@@ -12,7 +12,7 @@ from mcp import Client, StdioServerParameters
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.store import Store
-from tests.helpers import binary, sandbox_env, serve_http
+from tests.helpers import binary, http_session, sandbox_env, serve_http
 
 
 async def accept(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
@@ -46,7 +46,7 @@ async def test_gated_write_over_stdio(sandbox: SandboxServer, tmp_path: Path, an
 async def test_gated_write_over_http(sandbox: SandboxServer, tmp_path: Path, mode: str) -> None:
     uid = sandbox.store.demo_facts()["my_open_task_uid"]
     with serve_http(sandbox, tmp_path) as base:
-        async with Client(f"{base}/mcp", mode=mode, elicitation_callback=accept) as client:
+        async with http_session(base, mode=mode, elicitation_callback=accept) as client:
             result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
     assert result.structured_content["status"] == "applied" and done(sandbox, uid)
     assert len([r for r in sandbox.request_log if r.method == "PUT"]) == 1

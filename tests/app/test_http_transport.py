@@ -22,9 +22,12 @@ from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.settings import ConfigError
 from tests.helpers import (
     ACCEPT,
+    AUTH,
+    HTTP_TOKEN,
     PROTOCOL,
     clean_env,
     free_port,
+    http_session,
     initialize,
     parse_body,
     rpc,
@@ -38,8 +41,9 @@ from tests.helpers import (
 TOKEN = "t0ken-" + "x" * 40
 
 
-def post(url: str, body: dict[str, Any], **headers: str) -> httpx.Response:
-    return httpx.post(url + "/mcp", json=body, headers={"accept": ACCEPT, **headers}, timeout=10)
+def post(url: str, body: dict[str, Any], token: str | None = HTTP_TOKEN, **headers: str) -> httpx.Response:
+    auth = {"authorization": f"Bearer {token}"} if token else {}
+    return httpx.post(url + "/mcp", json=body, headers={"accept": ACCEPT, **auth, **headers}, timeout=10)
 
 
 # --- DNS rebinding: Host and Origin ---------------------------------------------------------------
@@ -70,7 +74,7 @@ def test_allowed_origins_setting_extends_the_list(shared_sandbox: SandboxServer,
 
 def test_token_required_on_every_request(shared_sandbox: SandboxServer, tmp_path: Path) -> None:
     with serve_http(shared_sandbox, tmp_path, mcp_token=TOKEN) as url:
-        missing = post(url, initialize())
+        missing = post(url, initialize(), token=None)
         assert missing.status_code == 401
         assert missing.headers["www-authenticate"].startswith("Bearer")
         assert "SHEEPCRM_MCP_TOKEN" in missing.json()["error"]
@@ -86,7 +90,8 @@ def test_token_required_on_every_request(shared_sandbox: SandboxServer, tmp_path
         assert good.status_code == 200, good.text
         session = good.headers["mcp-session-id"]
         # ...and a session id alone is not a credential.
-        listed = post(url, rpc("tools/list", {}, 2), **{"mcp-session-id": session, "mcp-protocol-version": PROTOCOL})
+        listed = post(url, rpc("tools/list", {}, 2), token=None,
+                      **{"mcp-session-id": session, "mcp-protocol-version": PROTOCOL})
         assert listed.status_code == 401
         # Health checks need no token.
         health = httpx.get(url + "/healthz")
@@ -132,7 +137,7 @@ def test_cli_refuses_non_loopback_bind_without_token(tmp_path: Path) -> None:
 
 async def test_concurrent_sessions_are_separate(shared_sandbox: SandboxServer, tmp_path: Path) -> None:
     with serve_http(shared_sandbox, tmp_path) as url:
-        async with httpx.AsyncClient(base_url=url, headers={"accept": ACCEPT}, timeout=10) as http:
+        async with httpx.AsyncClient(base_url=url, headers={"accept": ACCEPT, **AUTH}, timeout=10) as http:
 
             async def open_session() -> dict[str, str]:
                 r = await http.post("/mcp", json=initialize())
@@ -177,7 +182,7 @@ async def test_concurrent_sessions_are_separate(shared_sandbox: SandboxServer, t
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 async def test_mcp_client_over_http(shared_sandbox: SandboxServer, tmp_path: Path, mode: str) -> None:
     with serve_http(shared_sandbox, tmp_path) as url:
-        async with Client(url + "/mcp", mode=mode) as client:  # type: ignore[arg-type]
+        async with http_session(url, mode=mode) as client:
             tools = {t.name for t in (await client.list_tools()).tools}
             found = await client.call_tool("search_contacts", {"query": "austen"})
     assert {"search_contacts", "update_contact"} <= tools
@@ -194,7 +199,7 @@ async def test_stateless_mode(shared_sandbox: SandboxServer, tmp_path: Path) -> 
                     **{"mcp-protocol-version": PROTOCOL})
         assert call.status_code == 200, call.text
         assert parse_body(call)[0]["result"]["structuredContent"]["contacts"]
-        async with Client(url + "/mcp", mode="legacy") as client:
+        async with http_session(url, mode="legacy") as client:
             assert (await client.call_tool("search_contacts", {"query": "bronte"})).structured_content
 
 
@@ -205,7 +210,8 @@ def test_sigterm_lets_an_in_flight_call_finish(tmp_path: Path) -> None:
     # Searches take 1.5 s upstream; SIGTERM arrives while one is in flight.
     with SandboxServer(faults=["latency=1500:1:/search/"]) as sb:
         port = free_port()
-        with run_binary(["--transport", "http", "--port", str(port)], sandbox_env(sb, tmp_path)) as proc:
+        env = sandbox_env(sb, tmp_path, SHEEPCRM_MCP_TOKEN=HTTP_TOKEN)
+        with run_binary(["--transport", "http", "--port", str(port)], env) as proc:
             url = f"http://127.0.0.1:{port}"
             wait_healthy(url, proc)
             assert httpx.get(url + "/healthz").json()["version"]

@@ -251,6 +251,7 @@ def summarise(kind: str, run: dict[str, Any]) -> dict[str, Any]:
         "puts_in_log": run["puts_in_log"],
         "audit_lines": audit_lines,
         "audit_lines_without_put": sum(1 for c in writes if c.audit and not c.puts),
+        "audit_attempt_lines": sum(1 for c in calls for e in c.audit if e["outcome"] == "attempt"),
         "circuit_open_errors": sum(1 for c in calls if "not calling it for another" in c.text),
         "hangs": sum(c.hung for c in calls),
         "protocol_errors": sum(1 for c in calls if c.protocol_error),
@@ -290,17 +291,19 @@ async def test_fault_sessions(tmp_path: Path) -> None:
         for c in calls:
             if not c.ok and not c.hung and not c.protocol_error and len(c.text) < 20:
                 problems.append(f"{kind}: {c.tool} failed without an explanation: {c.text!r}")
-        # writes: each attempted at most once, every PUT belongs to one call, one audit line per attempt
+        # writes: each attempted at most once, every PUT belongs to one call; an attempt line before each
+        # write and its outcome line after
         if s["max_puts_per_write"] > 1:
             problems.append(f"{kind}: a write was sent {s['max_puts_per_write']} times")
         if run["puts_in_log"] != sum(c.puts for c in writes) or run["puts_for_targets"] != run["puts_in_log"]:
             problems.append(f"{kind}: {run['puts_in_log']} PUTs reached the sandbox, calls account for "
                             f"{sum(c.puts for c in writes)}")
         for c in writes:
-            if c.puts and len(c.audit) != 1:
-                problems.append(f"{kind}: {c.tool} {c.args} wrote once but has {len(c.audit)} audit lines")
-            if not c.puts and c.audit and c.audit[0]["outcome"] not in ("conflict", "failed"):
-                problems.append(f"{kind}: {c.tool} sent nothing but was audited as {c.audit[0]['outcome']}")
+            outcomes = [e["outcome"] for e in c.audit]
+            if c.puts and (len(outcomes) != 2 or outcomes[0] != "attempt" or outcomes[1] == "attempt"):
+                problems.append(f"{kind}: {c.tool} {c.args} wrote once but was audited as {outcomes}")
+            if not c.puts and outcomes not in ([], ["conflict"], ["failed"], ["attempt", "failed"]):
+                problems.append(f"{kind}: {c.tool} sent nothing but was audited as {outcomes}")
             if c.status == "applied" and not c.puts:
                 problems.append(f"{kind}: {c.tool} says applied without a write")
             if c.puts and c.ok and c.status not in ("applied", "partial"):

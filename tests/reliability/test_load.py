@@ -20,10 +20,9 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from mcp import Client
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.helpers import CANARY_KEY
+from tests.helpers import CANARY_KEY, HTTP_TOKEN, http_session
 from tests.reliability.helpers import approve, figure, out_of_scope, percentile, result_text
 
 pytestmark = pytest.mark.reliability
@@ -74,6 +73,7 @@ async def test_http_load(tmp_path: Path) -> None:
             **os.environ,
             **sb.env(),
             "SHEEPCRM_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+            "SHEEPCRM_MCP_TOKEN": HTTP_TOKEN,
         }
         exe = str(Path(sys.executable).with_name("sheepcrm-mcp"))
         server_log = (tmp_path / "server.log").open("w")
@@ -103,7 +103,7 @@ async def test_http_load(tmp_path: Path) -> None:
                 rnd = random.Random(n)
                 pool = reads(facts)
                 done = False
-                async with Client(f"http://127.0.0.1:{port}/mcp", elicitation_callback=approve) as client:
+                async with http_session(f"http://127.0.0.1:{port}", elicitation_callback=approve) as client:
                     while time.perf_counter() < deadline:
                         if rnd.random() < 0.1:
                             done = not done

@@ -136,6 +136,8 @@ async def test_injected_text_is_data_and_changes_nothing(sandbox: SandboxServer,
         ("search_help", {"query": help_text, "detail": "full"}),
     ]
     built = build_app(settings_for(sandbox, tmp_path))
+    opened: list[str] = []
+    built.page.opener = lambda url: opened.append(url) is None  # the person's browser, not the model's
     server = built.server
     rt = built
     carried: list[str] = []
@@ -152,6 +154,7 @@ async def test_injected_text_is_data_and_changes_nothing(sandbox: SandboxServer,
             result = await client.call_tool("update_task", {"uid": task, "action": "complete"})
         assert not result.is_error, result_text(result)
         assert result.structured_content["status"] == "approval_required"
+        assert len(opened) == 1 and opened[0] not in result_text(result)
     finally:
         await rt.aclose()
     puts = [e for e in sandbox.request_log if e.method in WRITE_METHODS]

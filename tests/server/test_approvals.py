@@ -1,4 +1,8 @@
-"""The approval page for clients without elicitation, exercised over real HTTP and in a real browser."""
+"""The approval page for clients without elicitation, exercised over real HTTP and in a real browser.
+
+The server opens the person's browser at a one-time launch link (tests capture it as `client.opened`:
+that link is for the person, never the model); the first visit binds the page to that browser.
+"""
 
 from __future__ import annotations
 
@@ -15,25 +19,38 @@ import pytest
 import sheepcrm_mcp.server.approvals as approvals
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.store import Store
+from tests.helpers import person_decides
 
 
-def page_parts(url: str) -> tuple[str, str]:
-    """The page's origin and its CSRF token."""
-    html = httpx.get(url).text
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match, html
-    origin = re.match(r"https?://[^/]+", url)
-    assert origin
-    return origin.group(0), match.group(1)
+class Browser:
+    """The person's browser: keeps its cookies, follows the launch link's redirect."""
 
+    def __init__(self) -> None:
+        self.http = httpx.Client(follow_redirects=True, timeout=10)
+        self.page_url = ""
 
-def decide(url: str, action: str, *, origin: str | None = None, csrf: str | None = None) -> httpx.Response:
-    real_origin, real_csrf = page_parts(url)
-    headers = {"Origin": origin if origin is not None else real_origin}
-    if origin == "":
-        headers = {}
-    data = {"action": action, "csrf": csrf if csrf is not None else real_csrf}
-    return httpx.post(url, data=data, headers=headers)
+    def open(self, launch: str) -> httpx.Response:
+        response = self.http.get(launch)
+        self.page_url = str(response.url)
+        return response
+
+    def parts(self) -> tuple[str, str]:
+        """The page's origin and its CSRF token."""
+        html = self.http.get(self.page_url).text
+        match = re.search(r'name="csrf" value="([^"]+)"', html)
+        assert match, html
+        origin = re.match(r"https?://[^/]+", self.page_url)
+        assert origin
+        return origin.group(0), match.group(1)
+
+    def decide(self, action: str, *, origin: str | None = None, csrf: str | None = None,
+               extra: dict[str, str] | None = None) -> httpx.Response:
+        real_origin, real_csrf = self.parts()
+        headers = {"Origin": origin if origin is not None else real_origin}
+        if origin == "":
+            headers = {}
+        data = {"action": action, "csrf": csrf if csrf is not None else real_csrf, **(extra or {})}
+        return self.http.post(self.page_url, data=data, headers=headers)
 
 
 def status(sb: SandboxServer, uid: str) -> str:
@@ -59,27 +76,29 @@ async def test_approve_then_the_same_call_runs_once(sandbox: SandboxServer, conn
     args = {"uid": uid, "action": "complete"}
     async with connect(sandbox, mode=mode) as client:
         first = await ask(client, args)
-        url = first["approval_url"]
-        page = httpx.get(url)
+        assert first["status"] == "approval_required" and len(client.opened) == 1
+        browser = Browser()
+        page = browser.open(client.opened[-1])
         assert page.status_code == 200 and "open → done" in page.text and "Call about renewal" in page.text
         assert page.headers["x-frame-options"] == "DENY"
-        assert decide(url, "approve").status_code == 200
+        assert browser.decide("approve").status_code == 200
         assert status(sandbox, uid) == "open" and puts(sandbox) == 0  # approving alone writes nothing
         second = await ask(client, args)
         assert second["status"] == "applied" and status(sandbox, uid) == "done" and puts(sandbox) == 1
         # the approval is spent: reopen by hand, and the same request needs a new approval
         sandbox.store.uncomplete_task(uid)
         third = await ask(client, args)
-        assert third["status"] == "approval_required" and third["approval_url"] != url
+        assert third["status"] == "approval_required" and len(client.opened) == 2
+        assert client.opened[1] != client.opened[0]
     assert puts(sandbox) == 1
 
 
 async def test_reject(sandbox: SandboxServer, connect: Any) -> None:
     uid = sandbox.store.demo_facts()["my_open_task_uid"]
     async with connect(sandbox) as client:
-        url = (await ask(client, {"uid": uid, "action": "complete"}))["approval_url"]
-        assert decide(url, "reject").status_code == 200
-        assert "rejected" in httpx.get(url).text
+        await ask(client, {"uid": uid, "action": "complete"})
+        answer = person_decides(client.opened[-1], "reject")
+        assert answer.status_code == 200 and "rejected" in answer.text
         again = await ask(client, {"uid": uid, "action": "complete"})
     assert again["status"] == "not_approved" and "rejected" in again["message"]
     assert status(sandbox, uid) == "open" and puts(sandbox) == 0
@@ -88,8 +107,8 @@ async def test_reject(sandbox: SandboxServer, connect: Any) -> None:
 async def test_changed_arguments_need_a_new_approval(sandbox: SandboxServer, connect: Any) -> None:
     jane = sandbox.store.demo_facts()["jane_uri"]
     async with connect(sandbox) as client:
-        url = (await ask(client, {"uri": jane, "phone": "+44 1111"}))["approval_url"]
-        assert decide(url, "approve").status_code == 200
+        await ask(client, {"uri": jane, "phone": "+44 1111"})
+        assert person_decides(client.opened[-1]).status_code == 200
         other = await ask(client, {"uri": jane, "phone": "+44 2222"})
     assert other["status"] == "approval_required" and puts(sandbox) == 0
 
@@ -97,8 +116,8 @@ async def test_changed_arguments_need_a_new_approval(sandbox: SandboxServer, con
 async def test_record_changed_after_approval_needs_a_new_one(sandbox: SandboxServer, connect: Any) -> None:
     jane = sandbox.store.demo_facts()["jane_uri"]
     async with connect(sandbox) as client:
-        url = (await ask(client, {"uri": jane, "phone": "+44 1111"}))["approval_url"]
-        assert decide(url, "approve").status_code == 200
+        await ask(client, {"uri": jane, "phone": "+44 1111"})
+        assert person_decides(client.opened[-1]).status_code == 200
         sandbox.store.update(jane, {"postal_code": "ZZ1 1ZZ"}, message="someone else")
         again = await ask(client, {"uri": jane, "phone": "+44 1111"})
     assert again["status"] == "approval_required" and puts(sandbox) == 0
@@ -107,46 +126,86 @@ async def test_record_changed_after_approval_needs_a_new_one(sandbox: SandboxSer
 async def test_expired_approval(sandbox: SandboxServer, connect: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     uid = sandbox.store.demo_facts()["my_open_task_uid"]
     async with connect(sandbox) as client:
-        url = (await ask(client, {"uid": uid, "action": "complete"}))["approval_url"]
-        assert decide(url, "approve").status_code == 200
+        await ask(client, {"uid": uid, "action": "complete"})
+        assert person_decides(client.opened[-1]).status_code == 200
         monkeypatch.setattr(approvals, "TTL_SECONDS", 0.0)
         again = await ask(client, {"uid": uid, "action": "complete"})
         assert again["status"] == "not_approved" and "expired" in again["message"]
         monkeypatch.setattr(approvals, "TTL_SECONDS", 600.0)
-        url2 = (await ask(client, {"uid": uid, "action": "complete"}))["approval_url"]
-        origin, csrf = page_parts(url2)
+        await ask(client, {"uid": uid, "action": "complete"})
+        browser = Browser()
+        browser.open(client.opened[-1])
+        origin, csrf = browser.parts()
         monkeypatch.setattr(approvals, "TTL_SECONDS", 0.0)
         time.sleep(0.01)
-        late = httpx.post(url2, data={"action": "approve", "csrf": csrf}, headers={"Origin": origin})
+        late = browser.http.post(browser.page_url, data={"action": "approve", "csrf": csrf}, headers={"Origin": origin})
         assert late.status_code == 410
     assert status(sandbox, uid) == "open" and puts(sandbox) == 0
 
 
 @pytest.mark.parametrize(
-    ("origin", "csrf", "code"),
-    [("http://evil.example", None, 403), ("", None, 403), (None, "forged", 403), (None, "", 403)],
+    ("origin", "csrf", "extra", "action", "code"),
+    [
+        ("http://evil.example", None, None, "approve", 403),
+        ("", None, None, "approve", 403),
+        (None, "forged", None, "approve", 403),
+        (None, "", None, "approve", 403),
+        (None, None, {"confirm": "yes"}, "approve", 400),  # extra fields are refused
+        (None, None, None, "Approve", 400),  # only the exact button values count
+        (None, None, None, "1", 400),
+    ],
 )
 async def test_forged_submissions_are_refused(
-    sandbox: SandboxServer, connect: Any, origin: str | None, csrf: str | None, code: int
+    sandbox: SandboxServer, connect: Any, origin: str | None, csrf: str | None, extra: dict[str, str] | None,
+    action: str, code: int,
 ) -> None:
     uid = sandbox.store.demo_facts()["my_open_task_uid"]
     async with connect(sandbox) as client:
-        url = (await ask(client, {"uid": uid, "action": "complete"}))["approval_url"]
-        assert decide(url, "approve", origin=origin, csrf=csrf).status_code == code
+        await ask(client, {"uid": uid, "action": "complete"})
+        browser = Browser()
+        browser.open(client.opened[-1])
+        assert browser.decide(action, origin=origin, csrf=csrf, extra=extra).status_code == code
         again = await ask(client, {"uid": uid, "action": "complete"})
     assert again["status"] == "approval_required" and puts(sandbox) == 0
 
 
-async def test_page_is_loopback_only_and_secret(sandbox: SandboxServer, connect: Any) -> None:
+async def test_page_answers_only_the_browser_that_opened_it(sandbox: SandboxServer, connect: Any) -> None:
+    """A launch link works once; the page and its form answer only the browser that used it; every
+    wrong address, host or cookie gets the same 404."""
     uid = sandbox.store.demo_facts()["my_open_task_uid"]
     async with connect(sandbox) as client:
-        url = (await ask(client, {"uid": uid, "action": "complete"}))["approval_url"]
-        assert url.startswith("http://127.0.0.1:")
-        base, secret, approval_id = url.rsplit("/", 2)
-        assert len(secret) >= 24 and len(approval_id) >= 16
-        assert httpx.get(f"{base}/wrong-secret/{approval_id}").status_code == 404
-        assert httpx.get(f"{base}/{secret}/unknown").status_code == 404
-        assert httpx.get(url).status_code == 200
+        await ask(client, {"uid": uid, "action": "complete"})
+        launch = client.opened[-1]
+        assert launch.startswith("http://127.0.0.1:")
+        base, secret, approval_id, _, token = launch.rsplit("/", 4)
+        assert len(secret) >= 24 and len(approval_id) >= 16 and len(token) >= 24
+        person = Browser()
+        assert person.open(launch).status_code == 200
+        page = person.page_url
+        assert "/open/" not in page
+        port = base.rsplit(":", 1)[1]
+        misses = [
+            httpx.get(launch),  # the launch link is spent
+            httpx.get(page),  # the page without the person's cookie
+            httpx.post(page, data={"action": "approve", "csrf": "x"}, headers={"Origin": base}),
+            httpx.get(f"{base}/wrong-secret/{approval_id}"),
+            httpx.get(f"{base}/{secret}/unknown"),
+            httpx.get(f"{base}/"),
+            httpx.get(f"{base}/{secret}"),
+            httpx.delete(page),
+            person.http.get(page, headers={"Host": f"localhost:{port}"}),  # DNS rebinding: a foreign Host
+            person.http.get(page, headers={"Host": f"evil.example:{port}"}),
+        ]
+        assert [r.status_code for r in misses] == [404] * len(misses)
+        assert len({r.text for r in misses}) == 1  # all alike: nothing tells a prober what exists
+        assert person.http.get(page).status_code == 200
+        # Opening again (the same call repeated) hands the page to the newly opened browser only.
+        await ask(client, {"uid": uid, "action": "complete"})
+        assert client.opened[-1] != launch
+        other = Browser()
+        assert other.open(client.opened[-1]).status_code == 200
+        assert person.http.get(page).status_code == 404
+    assert puts(sandbox) == 0
 
 
 def test_store_approvals_are_single_use() -> None:
@@ -162,27 +221,37 @@ def test_store_approvals_are_single_use() -> None:
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+async def launch_chromium(pw: Any) -> Any:
+    assert CHROMIUM, "CI must install Debian's chromium (see .ci/run)"
+    return await pw.chromium.launch(
+        executable_path=CHROMIUM, headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+              "--disable-component-update", "--disable-sync", "--disable-quic"],
+    )
+
+
 @pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="Chromium is not installed here")
 async def test_approval_page_in_a_real_browser(sandbox: SandboxServer, connect: Any, tmp_path: Path) -> None:
     from playwright.async_api import async_playwright
 
-    assert CHROMIUM, "CI must install Debian's chromium (see .ci/run)"
     uid = sandbox.store.demo_facts()["my_open_task_uid"]
     async with connect(sandbox) as client:
-        url = (await ask(client, {"uid": uid, "action": "complete"}))["approval_url"]
+        await ask(client, {"uid": uid, "action": "complete"})
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(
-                executable_path=CHROMIUM, headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-                      "--disable-component-update", "--disable-sync", "--disable-quic"],
-            )
+            browser = await launch_chromium(pw)
             page = await browser.new_page()
-            await page.goto(url)
+            await page.goto(client.opened[-1])  # where the server sent the person's browser
             assert "open → done" in await page.inner_text("body")
             await page.screenshot(path=str(tmp_path / "approval.png"))
             await page.click("#approve")
             await page.wait_for_selector("#status")
             assert (await page.inner_text("#status")) == "approved"
+            # Another browser (another profile, or a model's own browser) gets nothing from the same links.
+            stranger = await browser.new_context()
+            probe = await stranger.new_page()
+            for url in (client.opened[-1], page.url):
+                response = await probe.goto(url)
+                assert response is not None and response.status == 404
             await browser.close()
         assert status(sandbox, uid) == "open"
         done = await ask(client, {"uid": uid, "action": "complete"})

@@ -60,7 +60,8 @@ async def test_accept_changes_once_and_audits(sandbox: SandboxServer, connect: A
     assert len(writes(sandbox)) == 1
     assert len(seen) == 1 and "open → done" in seen[0]
     assert body["undo"] == {"tool": "update_task", "arguments": {"uid": uid, "action": "reopen"}}
-    [line] = audit_lines(tmp_path)
+    attempt, line = audit_lines(tmp_path)
+    assert attempt["outcome"] == "attempt" and attempt["before"]["status"] == "open"
     assert line["outcome"] == "succeeded" and line["channel"] == "elicitation" and line["tool"] == "update_task"
     assert line["before"]["status"] == "open" and line["after"]["status"] == "done"
 
@@ -101,9 +102,11 @@ async def test_client_without_elicitation_fails_closed(
     uid = sandbox.store.demo_facts()["my_open_task_uid"]
     async with connect(sandbox, mode=mode) as client:
         result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+        opened = list(client.opened)
     body = result.structured_content
-    assert body["status"] == "approval_required"
-    assert body["approval_url"].startswith("http://127.0.0.1:")
+    assert body["status"] == "approval_required" and "approval_url" not in body
+    assert "http" not in result.content[0].text  # type: ignore[union-attr]
+    assert len(opened) == 1 and opened[0].startswith("http://127.0.0.1:")  # the person's browser got it
     assert "Nothing was changed" in body["message"] and "same arguments" in body["message"]
     assert task_status(sandbox, uid) == "open" and writes(sandbox) == []
     assert audit_lines(tmp_path)[-1]["outcome"] == "approval_required"
@@ -163,8 +166,9 @@ async def test_replayed_strings_as_extra_arguments_are_refused(
     uid = sandbox.store.demo_facts()["my_open_task_uid"]
     async with connect(sandbox, mode=mode) as client:
         first = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
-        url = first.structured_content["approval_url"]
-        for extra in ({"approval_url": url}, {"approval_id": url.rsplit("/", 1)[-1]}, {"confirm": True},
+        assert first.structured_content["status"] == "approval_required"
+        url = client.opened[-1]
+        for extra in ({"approval_url": url}, {"approval_id": url.rsplit("/", 3)[-3]}, {"confirm": True},
                       {"confirmation": {"confirm": True}}):
             result = await client.call_tool("update_task", {"uid": uid, "action": "complete", **extra})
             assert result.is_error, extra
@@ -302,8 +306,9 @@ async def test_confirm_none_is_recorded_in_every_audit_line(
     async with connect(sandbox, confirm="none") as client:
         result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
     assert result.structured_content["status"] == "applied"
-    [line] = audit_lines(tmp_path)
-    assert line["confirm_mode"] == "none" and line["channel"].startswith("none")
+    lines = audit_lines(tmp_path)
+    assert [line["outcome"] for line in lines] == ["attempt", "succeeded"]
+    assert all(line["confirm_mode"] == "none" and line["channel"].startswith("none") for line in lines)
 
 
 @pytest.mark.parametrize("mode", MODES)

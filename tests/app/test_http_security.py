@@ -1,0 +1,153 @@
+"""HTTP: the bearer token is needed on every request, loopback included; a generated token lives in a
+private file; failed attempts are throttled; sessions per client are capped. Settings: no implicit .env,
+security settings only from the environment or flags, https upstreams."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import httpx
+import pytest
+
+import sheepcrm_mcp.http as http_module
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.server.settings import ConfigError, load_settings
+from tests.helpers import (
+    ACCEPT,
+    AUTH,
+    free_port,
+    initialize,
+    run_binary,
+    sandbox_env,
+    serve_http,
+    wait_healthy,
+)
+
+
+def post(url: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.post(url + "/mcp", json=initialize(), headers={"accept": ACCEPT, **(headers or {})}, timeout=10)
+
+
+def test_loopback_needs_the_token_too(shared_sandbox: SandboxServer, tmp_path: Path) -> None:
+    with serve_http(shared_sandbox, tmp_path) as url:
+        assert post(url).status_code == 401  # another local user or process gets nothing
+        assert post(url, AUTH).status_code == 200
+
+
+def test_a_proxied_loopback_bind_needs_the_token(shared_sandbox: SandboxServer, tmp_path: Path) -> None:
+    with serve_http(shared_sandbox, tmp_path, http_allowed_hosts="mcp.example.org") as url:
+        assert post(url, {"host": "mcp.example.org"}).status_code == 401
+        assert post(url, {"host": "mcp.example.org", **AUTH}).status_code == 200
+
+
+def test_without_a_token_one_is_generated_into_a_private_file(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "state" / "http-token"
+    port = free_port()
+    env = sandbox_env(sandbox, tmp_path, SHEEPCRM_MCP_TOKEN_FILE=str(token_file), HOME=str(tmp_path))
+    with run_binary(["--transport", "http", "--port", str(port)], env) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, proc)
+        token = token_file.read_text().strip()
+        assert len(token) >= 32 and stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert post(url).status_code == 401
+        assert post(url, {"authorization": f"Bearer {token}"}).status_code == 200
+        proc.terminate()
+        _, err = proc.communicate(timeout=15)
+    assert str(token_file).encode() in err and token.encode() not in err
+
+
+def test_short_tokens_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHEEPCRM_MCP_TOKEN", "x" * 31)
+    with pytest.raises(ConfigError, match=r"SHEEPCRM_MCP_TOKEN.*32"):
+        load_settings()
+
+
+def test_failed_attempts_are_throttled(shared_sandbox: SandboxServer, tmp_path: Path) -> None:
+    with serve_http(shared_sandbox, tmp_path) as url:
+        codes = [post(url, {"authorization": f"Bearer guess-{n:040d}"}).status_code for n in range(12)]
+        assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
+        locked = post(url, AUTH)  # even the right token waits: guessing cannot continue at full speed
+        assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 0
+
+
+def test_sessions_per_client_are_capped(
+    shared_sandbox: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_module, "MAX_SESSIONS_PER_CLIENT", 3)
+    with serve_http(shared_sandbox, tmp_path) as url:
+        sessions = [post(url, AUTH) for _ in range(3)]
+        assert all(r.status_code == 200 for r in sessions)
+        assert post(url, AUTH).status_code == 429
+        ended = httpx.delete(url + "/mcp", headers={**AUTH, "mcp-session-id": sessions[0].headers["mcp-session-id"]})
+        assert ended.status_code == 200
+        assert post(url, AUTH).status_code == 200  # a closed session frees its place
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+HOSTILE_ENV = """SHEEPCRM_CONFIRM=none
+SHEEPCRM_BASE_URL=https://attacker.example
+SHEEPCRM_V1_BASE_URL=https://attacker.example
+SHEEPCRM_AUDIT_LOG=/tmp/elsewhere.jsonl
+SHEEPCRM_READ_ONLY=false
+SHEEPCRM_TOOLSETS=all
+SHEEPCRM_MCP_TOKEN=attacker-known-token-0123456789abcdef
+SHEEPCRM_API_KEY=from-the-file
+SHEEPCRM_BUCKET=filebucket
+SHEEPCRM_TIMEOUT=7
+"""
+
+
+def clear_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in [k for k in os.environ if k.startswith("SHEEPCRM_")]:
+        monkeypatch.delenv(name)
+
+
+def test_a_dotenv_in_the_launch_folder_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clear_env(monkeypatch)
+    (tmp_path / ".env").write_text(HOSTILE_ENV)
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert settings.confirm == "elicit" and settings.base_url == "https://sls-api.sheepcrm.com"
+    assert settings.api_key is None and settings.mcp_token is None
+
+
+def test_a_named_env_file_cannot_set_security_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clear_env(monkeypatch)
+    env_file = tmp_path / "my.env"
+    env_file.write_text(HOSTILE_ENV)
+    monkeypatch.setenv("SHEEPCRM_TIMEOUT", "9")  # the real environment wins over the file
+    settings = load_settings(env_file)
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "from-the-file"
+    assert settings.bucket == "filebucket" and settings.timeout == 9
+    assert settings.confirm == "elicit" and settings.base_url == "https://sls-api.sheepcrm.com"
+    assert settings.mcp_token is None and str(settings.audit_log) != "/tmp/elsewhere.jsonl"
+    assert "SHEEPCRM_CONFIRM" in capsys.readouterr().err
+    monkeypatch.setenv("SHEEPCRM_CONFIRM", "page")  # from the environment it counts
+    assert load_settings(env_file).confirm == "page"
+
+
+@pytest.mark.parametrize("url", ["http://attacker.example", "http://10.0.0.5:8080", "ftp://x"])
+def test_non_loopback_upstreams_need_https(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    clear_env(monkeypatch)
+    monkeypatch.setenv("SHEEPCRM_BASE_URL", url)
+    with pytest.raises(ConfigError, match="SHEEPCRM_BASE_URL"):
+        load_settings()
+    monkeypatch.setenv("SHEEPCRM_BASE_URL", "http://127.0.0.1:9999")
+    assert load_settings().base_url == "http://127.0.0.1:9999"
+
+
+def test_the_binary_ignores_a_dotenv_in_its_folder(sandbox: SandboxServer, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(HOSTILE_ENV)
+    with run_binary(["doctor"], sandbox_env(sandbox, tmp_path), cwd=tmp_path) as proc:
+        out, _ = proc.communicate(timeout=60)
+    assert b"confirm=elicit" in out and b"attacker" not in out and proc.returncode == 0
+
+

@@ -1,0 +1,344 @@
+"""What a security review found, each through a real client session (or the real file system):
+secrets in results, the audit trail around a write, resources and toolsets, spoofed previews,
+address lines 4+, batches that move under us, hostile upstreams, the audit file itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.sandbox.store import Store
+from sheepcrm_mcp.server.audit import AuditLog
+from sheepcrm_mcp.server.threadserver import ThreadServer
+from tests.helpers import CANARY_KEY
+
+MODES = ["legacy", "auto"]
+
+
+def writes(sb: SandboxServer) -> list[Any]:
+    return [r for r in sb.request_log if r.method in ("PUT", "POST")]
+
+
+def audit_lines(tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def text_of(result: Any) -> str:
+    return " ".join(getattr(c, "text", "") for c in result.content) + json.dumps(result.structured_content or {})
+
+
+def recorder(seen: list[str], action: str = "accept") -> Any:
+    async def callback(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        seen.append(params.message)
+        content = {"confirm": True} if action == "accept" else None
+        return types.ElicitResult(action=action, content=content)  # type: ignore[arg-type]
+
+    return callback
+
+
+def task_status(sb: SandboxServer, uid: str) -> str:
+    task = sb.store.get_record("task", uid)
+    assert task is not None
+    return Store.task_status(task)
+
+
+# --- a hostile upstream ----------------------------------------------------------------------------
+
+
+@contextmanager
+def hostile(handler: Any) -> Iterator[str]:
+    app = Starlette(routes=[Route("/{path:path}", handler, methods=["GET", "PUT", "POST"])])
+    server = ThreadServer(app).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def upstream(url: str, **over: Any) -> dict[str, Any]:
+    return {"base_url": url, "v1_base_url": url, "retry_attempts": 1, "cache_ttl": 0.0, **over}
+
+
+async def echo_authorization(request: Request) -> Response:
+    said = f"bad request from {request.headers.get('authorization')} key={CANARY_KEY}\u202e\n\n"
+    return JSONResponse({"error": said}, status_code=400)
+
+
+async def test_an_upstream_echoing_the_key_never_reaches_the_model(
+    shared_sandbox: SandboxServer, connect: Any
+) -> None:
+    with hostile(echo_authorization) as url:
+        async with connect(shared_sandbox, **upstream(url)) as client:
+            found = await client.call_tool("search_contacts", {"query": "austen"})
+            read = await client.call_tool("get_contact", {"uri": f"/{shared_sandbox.bucket}/person/abc/"})
+    for result in (found, read):
+        assert result.is_error
+        body = text_of(result)
+        assert CANARY_KEY not in body and "Bearer" not in body and "\u202e" not in body
+        assert "sheepCRM" in body  # still an answer a person can act on
+
+
+def test_doctor_lines_never_show_the_key(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from sheepcrm_mcp.doctor import run_doctor
+
+    with hostile(echo_authorization) as url:
+        monkeypatch.setenv("SHEEPCRM_API_KEY", CANARY_KEY)
+        monkeypatch.setenv("SHEEPCRM_BUCKET", "demo")
+        monkeypatch.setenv("SHEEPCRM_BASE_URL", url)
+        monkeypatch.setenv("SHEEPCRM_V1_BASE_URL", url)
+        code = run_doctor({})
+    out = capsys.readouterr()
+    assert code != 0
+    assert CANARY_KEY not in out.out + out.err and "Bearer" not in out.out
+
+
+async def huge(request: Request) -> Response:
+    async def body() -> Any:
+        yield b'{"results": [{"display_value": "'
+        for _ in range(64):
+            yield b"x" * 1_000_000
+        yield b'"}]}'
+
+    return StreamingResponse(body(), media_type="application/json")
+
+
+async def drip(request: Request) -> Response:
+    async def body() -> Any:
+        for _ in range(600):
+            yield b" "
+            await anyio.sleep(0.5)
+
+    return StreamingResponse(body(), media_type="application/json")
+
+
+async def test_an_oversized_answer_is_refused_while_it_streams(shared_sandbox: SandboxServer, connect: Any) -> None:
+    with hostile(huge) as url:
+        async with connect(shared_sandbox, **upstream(url, max_body=1_000_000)) as client:
+            result = await client.call_tool("search_contacts", {"query": "austen"})
+    assert result.is_error and "larger than 1000000 bytes" in text_of(result)
+
+
+async def test_a_drip_fed_answer_hits_the_deadline(shared_sandbox: SandboxServer, connect: Any) -> None:
+    with hostile(drip) as url:
+        async with connect(shared_sandbox, **upstream(url, timeout=1.0, connect_timeout=1.0)) as client:
+            result = await client.call_tool("search_contacts", {"query": "austen"})
+    # httpx's read timeout alone would wait forever: a byte arrives every 0.5 s.
+    assert result.is_error and "did not answer within 2s" in text_of(result)
+
+
+async def test_long_strings_are_cut_and_answers_are_capped(sandbox: SandboxServer, connect: Any) -> None:
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    sandbox.store.update(jane, {"postal_code": "Q" * 50_000}, message="hostile data")
+    async with connect(sandbox) as client:
+        result = await client.call_tool("get_contact", {"uri": jane, "detail": "full"})
+    assert not result.is_error
+    body = text_of(result)
+    assert "Q" * 2_001 not in body and "[cut: 48000 more characters]" in body
+    assert len(result.content[0].text) < 100_000  # type: ignore[union-attr]
+
+
+# --- the audit trail around a write ----------------------------------------------------------------
+
+
+async def test_attempt_is_audited_before_the_write_and_the_outcome_after(
+    sandbox: SandboxServer, connect: Any, tmp_path: Path
+) -> None:
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    async with connect(sandbox, elicitation=recorder([])) as client:
+        original = AuditLog.record
+        seen_puts: list[int] = []
+
+        def spy(self: AuditLog, **kw: Any) -> str:
+            seen_puts.append(len(writes(sandbox)))
+            return original(self, **kw)
+
+        client.runtime.audit.record = spy.__get__(client.runtime.audit)
+        result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    assert result.structured_content["status"] == "applied"
+    assert [e["outcome"] for e in audit_lines(tmp_path)] == ["attempt", "succeeded"]
+    assert seen_puts == [0, 1]  # the attempt line was on disk before the PUT was sent
+
+
+async def test_audit_failing_after_the_write_reports_the_truth(
+    sandbox: SandboxServer, connect: Any, tmp_path: Path
+) -> None:
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    async with connect(sandbox, elicitation=recorder([])) as client:
+        original = AuditLog.record
+
+        def full_disk_after_attempt(self: AuditLog, **kw: Any) -> str:
+            if kw["outcome"] != "attempt":
+                raise OSError(28, "No space left on device")
+            return original(self, **kw)
+
+        client.runtime.audit.record = full_disk_after_attempt.__get__(client.runtime.audit)
+        result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    body = result.structured_content
+    assert not result.is_error and body["status"] == "applied" and body["audit_failed"] is True
+    assert "nothing was changed" not in body["message"].lower() and "audit log could not be written" in body["message"]
+    assert task_status(sandbox, uid) == "done"
+    assert [e["outcome"] for e in audit_lines(tmp_path)] == ["attempt"]
+
+
+async def test_an_unwritable_audit_log_stops_the_write(sandbox: SandboxServer, connect: Any) -> None:
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    async with connect(sandbox, elicitation=recorder([]), audit_log=Path("/dev/null")) as client:
+        result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    assert result.is_error and "nothing was sent" in text_of(result)
+    assert task_status(sandbox, uid) == "open" and writes(sandbox) == []
+
+
+async def test_a_decline_is_audited_even_when_the_record_cannot_be_read_again(
+    sandbox: SandboxServer, connect: Any, tmp_path: Path
+) -> None:
+    """2026-07-28: the answer round reads the record again; sheepCRM is down by then; the "no" is audited."""
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+
+    async def decline_then_upstream_dies(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        sandbox.stop()
+        return types.ElicitResult(action="decline")
+
+    async with connect(sandbox, mode="auto", elicitation=decline_then_upstream_dies, retry_attempts=1) as client:
+        result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    assert result.structured_content["status"] == "not_approved", text_of(result)
+    assert [e["outcome"] for e in audit_lines(tmp_path)] == ["declined"]
+
+
+# --- resources follow toolsets -------------------------------------------------------------------
+
+
+async def test_resources_come_only_with_their_toolset(shared_sandbox: SandboxServer, connect: Any) -> None:
+    facts = shared_sandbox.store.demo_facts()
+    uid = facts["jane_uri"].strip("/").rsplit("/", 1)[-1]
+    async with connect(shared_sandbox, toolsets="help") as client:
+        templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
+        with pytest.raises(Exception, match=r"(?i)unknown|not found"):
+            await client.read_resource(f"sheepcrm://contact/{uid}")
+        with pytest.raises(Exception, match=r"(?i)unknown|not found"):
+            await client.read_resource(f"sheepcrm://segment/{facts['segment_fellows_uid']}")
+    assert templates == set()
+    async with connect(shared_sandbox, toolsets="contacts") as client:
+        contact = await client.read_resource(f"sheepcrm://contact/{uid}")
+    assert "Jane" in contact.contents[0].text  # type: ignore[union-attr]
+
+
+# --- previews a person can trust -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_spoofed_name_cannot_fake_the_preview(sandbox: SandboxServer, connect: Any, mode: str) -> None:
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    fake = "Jane\u202e\u200b\n" + "\n" * 40 + "• email: (empty) → (empty)" + "x" * 500
+    sandbox.store.update(jane, {"formatted_name": fake}, message="hostile name")
+    seen: list[str] = []
+    async with connect(sandbox, mode=mode, elicitation=recorder(seen, "decline")) as client:
+        await client.call_tool("update_contact", {"uri": jane, "phone": "+44 20 7946 0999"})
+    [message] = seen[-1:]
+    lines = message.splitlines()
+    assert len(lines) == 3, message  # summary, one change, the question: nothing else fits in between
+    assert "\u202e" not in message and "\u200b" not in message and "<U+202E>" in message
+    assert len(lines[0]) <= 200
+
+
+@pytest.mark.parametrize("value", ["+44 20\u202e7946", "+44\u200b20", "+44\n20", "+44\x1b[2J"])
+async def test_hidden_characters_in_write_inputs_are_refused(
+    sandbox: SandboxServer, connect: Any, value: str
+) -> None:
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    async with connect(sandbox, elicitation=recorder([])) as client:
+        result = await client.call_tool("update_contact", {"uri": jane, "phone": value})
+    assert result.is_error and "invisible or control character" in text_of(result)
+    assert writes(sandbox) == []
+
+
+async def test_non_ascii_email_domains_are_shown_in_punycode(sandbox: SandboxServer, connect: Any) -> None:
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=recorder(seen, "decline")) as client:
+        await client.call_tool("update_contact", {"uri": jane, "email": "jane@exаmple.org"})  # Cyrillic а
+    assert "jane@xn--exmple-4nf.org" in seen[-1] and "exаmple" not in seen[-1]
+
+
+async def test_update_contact_keeps_address_lines_four_and_beyond(
+    sandbox: SandboxServer, connect: Any, tmp_path: Path
+) -> None:
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    lines = ["1 High St", "Flat 2", "Old Town", "Bath", "Somerset"]
+    sandbox.store.update(jane, {"address_lines": lines}, message="five lines")
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=recorder(seen)) as client:
+        result = await client.call_tool("update_contact", {"uri": jane, "address_line_1": "3 High St"})
+    assert result.structured_content["status"] == "applied"
+    record = sandbox.store.get(jane)
+    assert record is not None and record.data["address_lines"] == ["3 High St", *lines[1:]]
+    assert "address line 1: 1 High St → 3 High St" in seen[-1]
+    line = [e for e in audit_lines(tmp_path) if e["outcome"] == "succeeded"][-1]
+    assert line["before"]["address_lines"] == lines and line["after"]["address_lines"][3:] == lines[3:]
+
+
+# --- batches re-read before each unit ------------------------------------------------------------
+
+
+async def test_a_batch_reports_units_that_moved_as_conflicts(sandbox: SandboxServer, connect: Any) -> None:
+    facts = sandbox.store.demo_facts()
+    event = facts["past_event_uid"]
+    store = sandbox.store
+    rows = [a for a in store.attendance(store.uri("booking", event)) if a.data.get("status") != "attended"][:2]
+    people = [a.data["person_ref"] for a in rows]
+    assert len(people) == 2
+    async with connect(sandbox, elicitation=recorder([])) as client:
+        sheep = client.runtime.client
+        original = sheep.set_attendance
+        sent: list[str] = []
+
+        async def colleague_acts_after_our_first_write(uid: str, person: Any, status: str) -> Any:
+            answer = await original(uid, person, status)
+            sent.append(str(person))
+            if len(sent) == 1:  # a colleague marks the second person "no-show" meanwhile
+                store.set_attendance(store.uri("booking", event), people[1], "no-show")
+            return answer
+
+        sheep.set_attendance = colleague_acts_after_our_first_write
+        result = await client.call_tool("set_attendance", {"uid": event, "person_uris": people, "status": "attended"})
+    body = result.structured_content
+    assert body["status"] == "partial" and sent == [people[0]], body
+    assert "conflict" in body["message"]
+    assert [c["result"] for c in body["changes"]] == ["applied", "not_applied"]
+
+
+# --- the audit file itself -----------------------------------------------------------------------
+
+
+def test_audit_file_is_private_ascii_and_refuses_symlinks(tmp_path: Path) -> None:
+    folder = tmp_path / "state" / "sheepcrm"
+    log = AuditLog(folder / "audit.jsonl", None, "elicit")
+    log.record(tool="t", outcome="attempt", channel="c", arguments={"name": "a\u2028b\u2029c é"})
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "audit.jsonl").stat().st_mode) == 0o600
+    raw = (folder / "audit.jsonl").read_bytes()
+    assert raw.isascii() and len(raw.decode().splitlines()) == 1
+    assert log.entries()[0]["arguments"]["name"] == "a\u2028b\u2029c é"
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("")
+    link = tmp_path / "link.jsonl"
+    os.symlink(target, link)
+    with pytest.raises(OSError):
+        AuditLog(link, None, "elicit").record(tool="t", outcome="x", channel="c", arguments={})
+    assert target.read_text() == ""
+    time.sleep(0)
