@@ -11,10 +11,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx2
+from mcp.client.streamable_http import streamable_http_client
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "sheepcrm-api" / "openapi-with-tasks.yaml"
@@ -123,6 +126,17 @@ def echo_command() -> list[str]:
     return [sys.executable, "-m", "bench.echo_server"]
 
 
+BENCH_TOKEN = "bench-bearer-" + "t" * 40  # HTTP servers started here expect it on every request
+
+
+async def authorized(stack: AsyncExitStack, url: str) -> Any:
+    """A streamable-HTTP transport to `url` sending the bench's bearer token; its HTTP client closes with `stack`."""
+    http = await stack.enter_async_context(
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {BENCH_TOKEN}"}, timeout=30)
+    )
+    return streamable_http_client(url, http_client=http)
+
+
 def server_env(sb: Any, **extra: str) -> dict[str, str]:
     """Environment for a `sheepcrm-mcp` subprocess pointed at the sandbox `sb`, reads never cached."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHEEPCRM_")}
@@ -130,6 +144,7 @@ def server_env(sb: Any, **extra: str) -> dict[str, str]:
         {
             **sb.env(),
             "SHEEPCRM_CACHE_TTL": "0",
+            "SHEEPCRM_MCP_TOKEN": BENCH_TOKEN,
             "SHEEPCRM_AUDIT_LOG": str(Path(os.environ.get("TMPDIR", "/tmp")) / "sheepcrm-bench-audit.jsonl"),
             "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         }

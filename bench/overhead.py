@@ -17,7 +17,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from bench.common import REPO, Row, echo_command, http_process, ms, p50, p95, server_command, server_env
+from bench.common import REPO, Row, authorized, echo_command, http_process, ms, p50, p95, server_command, server_env
 
 TARGET_MS = 0.5
 TARGET_PCT = 10.0
@@ -99,11 +99,16 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
         clients = {
             "ours_stdio": Client(stdio(server_command(), env), mode="legacy"),
             "echo_stdio": Client(stdio(echo_command(), {"PYTHONPATH": str(REPO)}), mode="legacy"),
-            "ours_http": Client(stack.enter_context(http_process(server_command(), env)).url, mode="legacy"),
+            "ours_http": Client(
+                await authorized(stack, stack.enter_context(http_process(server_command(), env)).url), mode="legacy"
+            ),
             "echo_http": Client(stack.enter_context(http_process(echo_command())).url, mode="legacy"),
             "ours_inproc": Client(inproc_server, mode="legacy"),
             "cached_stdio": Client(stdio(server_command(), cached_env), mode="legacy"),
-            "cached_http": Client(stack.enter_context(http_process(server_command(), cached_env)).url, mode="legacy"),
+            "cached_http": Client(
+                await authorized(stack, stack.enter_context(http_process(server_command(), cached_env)).url),
+                mode="legacy",
+            ),
             "echo_inproc": Client(build_echo(), mode="legacy"),
         }
         for name, client in clients.items():
@@ -143,9 +148,13 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
 
     d = {name: (p50(v), p95(v)) for name, v in times.items()}
     rows: list[Row] = []
-    notes = [f"Per-call: {rounds} interleaved rounds per path after {warmup} warm-up rounds; legacy (2025-11-25) "
-             "sessions; SHEEPCRM_CACHE_TTL=0 so every get_contact reaches the sandbox.", "",
-             "| path | p50 | p95 |", "|---|---|---|"]
+    notes = [
+        f"Per-call: {rounds} interleaved rounds per path after {warmup} warm-up rounds; legacy (2025-11-25) "
+        "sessions; SHEEPCRM_CACHE_TTL=0 so every get_contact reaches the sandbox.",
+        "",
+        "| path | p50 | p95 |",
+        "|---|---|---|",
+    ]
     labels = {
         "direct": "direct SheepClient.contact_summary, in the bench process",
         "direct_proc": "direct SheepClient.contact_summary, from its own process (as the server calls)",
@@ -161,32 +170,87 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
     }
     for name, label in labels.items():
         notes.append(f"| {label} | {ms(d[name][0])} | {ms(d[name][1])} |")
-    rows.append(Row("direct read p50/p95, own process (in bench process)",
-                    f"{ms(d['direct_proc'][0])} / {ms(d['direct_proc'][1])}",
-                    f"({ms(d['direct'][0])} / {ms(d['direct'][1])})", "-", "-", None))
+    rows.append(
+        Row(
+            "direct read p50/p95, own process (in bench process)",
+            f"{ms(d['direct_proc'][0])} / {ms(d['direct_proc'][1])}",
+            f"({ms(d['direct'][0])} / {ms(d['direct'][1])})",
+            "-",
+            "-",
+            None,
+        )
+    )
     for transport, label in (("stdio", "stdio"), ("http", "HTTP"), ("inproc", "in-process")):
         o, e = d[f"ours_{transport}"], d[f"echo_{transport}"]
-        rows.append(Row(f"MCP call {label} p50/p95: get_contact vs echo", f"{ms(o[0])} / {ms(o[1])}",
-                        f"{ms(e[0])} / {ms(e[1])}", f"{o[0] / e[0]:.2f}x", "-", None))
+        rows.append(
+            Row(
+                f"MCP call {label} p50/p95: get_contact vs echo",
+                f"{ms(o[0])} / {ms(o[1])}",
+                f"{ms(e[0])} / {ms(e[1])}",
+                f"{o[0] / e[0]:.2f}x",
+                "-",
+                None,
+            )
+        )
         if transport == "inproc":
             over = o[0] - d["direct"][0] - e[0]
-            rows.append(Row("our overhead in-process p50", f"{over * 1000:.2f} ms", f"echo {ms(e[0])}",
-                            f"{100 * over / e[0]:.1f} %", "-", None))
+            rows.append(
+                Row(
+                    "our overhead in-process p50",
+                    f"{over * 1000:.2f} ms",
+                    f"echo {ms(e[0])}",
+                    f"{100 * over / e[0]:.1f} %",
+                    "-",
+                    None,
+                )
+            )
             continue
         over = o[0] - d["direct_proc"][0] - e[0]
         share = 100 * over / e[0]
         ok = over <= TARGET_MS / 1000 and share <= TARGET_PCT
-        rows.append(Row(f"our overhead {label} p50 (MCP - direct - echo)", f"{over * 1000:.2f} ms",
-                        f"echo {ms(e[0])}", f"{share:.1f} %", f"<= {TARGET_MS} ms, <= {TARGET_PCT:.0f} %", ok))
+        rows.append(
+            Row(
+                f"our overhead {label} p50 (MCP - direct - echo)",
+                f"{over * 1000:.2f} ms",
+                f"echo {ms(e[0])}",
+                f"{share:.1f} %",
+                f"<= {TARGET_MS} ms, <= {TARGET_PCT:.0f} %",
+                ok,
+            )
+        )
         c = d[f"cached_{transport}"]
         cover = c[0] - e[0]
-        rows.append(Row(f"our overhead {label} p50, no upstream hop (cached - echo)", f"{cover * 1000:.2f} ms",
-                        f"echo {ms(e[0])}", f"{100 * cover / e[0]:.1f} %", "-", None))
+        rows.append(
+            Row(
+                f"our overhead {label} p50, no upstream hop (cached - echo)",
+                f"{cover * 1000:.2f} ms",
+                f"echo {ms(e[0])}",
+                f"{100 * cover / e[0]:.1f} %",
+                "-",
+                None,
+            )
+        )
         naive = o[0] - d["direct"][0] - e[0]
-        rows.append(Row(f"our overhead {label} p50, direct read in bench process", f"{naive * 1000:.2f} ms",
-                        f"echo {ms(e[0])}", f"{100 * naive / e[0]:.1f} %", "-", None))
+        rows.append(
+            Row(
+                f"our overhead {label} p50, direct read in bench process",
+                f"{naive * 1000:.2f} ms",
+                f"echo {ms(e[0])}",
+                f"{100 * naive / e[0]:.1f} %",
+                "-",
+                None,
+            )
+        )
     handler_over = d["handler"][0] - d["direct"][0]
-    rows.append(Row("our handler over the direct read p50 (no MCP)", f"{handler_over * 1000:.3f} ms",
-                    f"direct {ms(d['direct'][0])}", f"{100 * handler_over / d['direct'][0]:.1f} %", "-", None))
+    rows.append(
+        Row(
+            "our handler over the direct read p50 (no MCP)",
+            f"{handler_over * 1000:.3f} ms",
+            f"direct {ms(d['direct'][0])}",
+            f"{100 * handler_over / d['direct'][0]:.1f} %",
+            "-",
+            None,
+        )
+    )
     print(f"  overhead: {rounds} rounds done", file=sys.stderr)
     return rows, notes
