@@ -53,7 +53,7 @@ def recorder(seen: list[str], action: str = "accept") -> Any:
 
 
 def task_status(sb: SandboxServer, uid: str) -> str:
-    task = sb.store.get_record("task", uid)
+    task = sb.store.get_record("journal", uid)
     assert task is not None
     return Store.task_status(task)
 

@@ -25,7 +25,7 @@ URL = re.compile(r"https?://[^\s\"'<>\\]+")
 
 
 def task_status(sb: SandboxServer, uid: str) -> str:
-    task = sb.store.get_record("task", uid)
+    task = sb.store.get_record("journal", uid)
     assert task is not None
     return Store.task_status(task)
 
