@@ -177,21 +177,24 @@ class Upstream:
     """Where a sandbox answers: what `server_env` needs."""
 
     url: str
+    v1_url: str | None = None  # the v1 listener (sheepCRM serves v1 from its own host)
     key: str = "sandbox-key"
     bucket: str = "demo"
 
     def env(self) -> dict[str, str]:
         from sheepcrm_mcp.sandbox.runner import client_env
 
-        return client_env(self.url, self.key, self.bucket)
+        return client_env(self.url, self.key, self.bucket, self.v1_url)
 
 
 @contextmanager
 def sandbox_process(size: str = "demo", seed: int = 1) -> Iterator[Upstream]:
     """`python -m sheepcrm_mcp.sandbox` in its own process (same seed: the same uris as an in-process sandbox)."""
-    command = [sys.executable, "-m", "sheepcrm_mcp.sandbox", "--size", size, "--seed", str(seed)]
+    v1_port = free_port()
+    command = [sys.executable, "-m", "sheepcrm_mcp.sandbox", "--size", size, "--seed", str(seed),
+               "--v1-port", str(v1_port)]
     with listening(command, None, 60.0) as (port, _):
-        yield Upstream(f"http://127.0.0.1:{port}")
+        yield Upstream(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{v1_port}")
 
 
 @contextmanager

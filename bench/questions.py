@@ -68,7 +68,7 @@ def questions(f: F, bucket: str) -> list[Question]:
         ),
         Question(
             "What are my open tasks due this week?",
-            [("list_tasks", {"scope": "mine", "status": "open", "due_before": week})],
+            [("list_tasks", {"scope": "mine", "status": "open", "due_before": week, "limit": 20})],
             [(f"/notifications/v2/{b}/tasks", {"page_size": 250})],
             f["my_open_task_uid"],
         ),
@@ -94,7 +94,7 @@ def questions(f: F, bucket: str) -> list[Question]:
         Question(
             "What changed on Jane Austen's record recently?",
             [("search_contacts", {"query": "Jane Austen"}), ("get_record_history", {"uri": f["jane_uri"]})],
-            [(f"/search/v2/{b}", {"q": "Jane Austen"}), (f"/api/v2/{b}/person/{jane_uid}/audit", {})],
+            [(f"/search/v2/{b}", {"q": "Jane Austen"}), (f"/audit/v2/{b}/person/{jane_uid}/audit", {})],
             "",
         ),
         Question(
@@ -147,7 +147,7 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
                     raise RuntimeError(f"Q{n}: our answer lacks {q.expect!r}")
                 raw = 0
                 for path, params in q.raw:
-                    response = await http.get(path, params=params)
+                    response = await http.get(sb.url_for(path), params=params)
                     response.raise_for_status()
                     raw += len(response.text)
                 ratio = ours / raw

@@ -22,7 +22,7 @@ GUIDE = """\
   `check_membership` answers "is X a member, until when" in one call and also takes an email.
 - Events: `list_events` (state future/current/past/running/draft/all) -> `get_event` (tickets and free
   places, attendance counts) -> `list_attendees` (filter by status or name).
-- Tasks: `list_tasks` (scope mine/all, status open/done/snoozed/any, due_before) -> `get_task`.
+- Tasks: `list_tasks` (scope mine/all, status open/done/any, due_before) -> `get_task`.
 - Help desk: `search_help` gives titles, links and snippets; `detail="full"` adds article text.
 - Segments: `find_segments` -> `query_segment` with mode count, members or lookup.
 - History: `get_record_history` shows who changed what on a contact, event, task or membership.

@@ -121,7 +121,7 @@ async def test_injected_text_is_data_and_changes_nothing(sandbox: SandboxServer,
     uris = facts["injection_uris"]
     person = next(u for u in uris if "/person/" in u)
     booking = next(u for u in uris if "/booking/" in u).split("/")[3]
-    task = next(u for u in uris if "/task/" in u).split("/")[3]
+    task = next(u for u in uris if "/journal/" in u).split("/")[3]
     help_text = sandbox.store.get(next(u for u in uris if "/help/" in u)).data["title"]  # type: ignore[union-attr]
     done_before = sum(sandbox.store.task_status(t) == "done" for t in sandbox.store.tasks())
     reads = [
