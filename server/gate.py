@@ -9,12 +9,14 @@ write methods: their handler *is* the gate.
 Asking a person uses the SDK's resolver pattern, which works on both protocol eras: on
 2025-11-25 the resolver sends the elicitation itself (so it can time out); on 2026-07-28
 it returns `Elicit(...)` and the SDK round-trips an `InputRequiredResult`, whose answer is
-bound to the exact question text (which carries the state's fingerprint). Clients without
+bound to the exact question (whose schema carries the state's fingerprint in a `$comment`, out of
+what a person reads). Clients without
 elicitation fail closed and are pointed to the loopback approval page.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Callable
@@ -27,7 +29,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp_types.version import is_version_at_least
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from sheepcrm_mcp.server.approvals import ApprovalPage, ApprovalStore, digest
 from sheepcrm_mcp.server.audit import AuditLog
@@ -45,6 +47,17 @@ class Confirm(BaseModel):
     confirm: bool = Field(
         default=False, title="Apply this change", description="Tick to apply exactly the change shown above."
     )
+
+
+@functools.lru_cache(maxsize=256)
+def confirm_form(state_digest: str) -> type[Confirm]:
+    """The Confirm form bound to one previewed state: the fingerprint rides in the schema's `$comment`, so an
+    answer given to one preview cannot be replayed against another state, and the person reads no jargon."""
+
+    class Bound(Confirm):
+        model_config = ConfigDict(title="Confirm", json_schema_extra={"$comment": f"state {state_digest[:16]}"})
+
+    return Bound
 
 
 class ChangeLine(Output):
@@ -179,7 +192,7 @@ class Gate:
         if used is not None:
             return Decision("approved", "approval-page")
         form, _url_mode = _elicitation_modes(ctx)
-        message = self._message(plan, changes, prepared.state_digest)
+        message = self._message(plan, changes)
         if not form:
             pending = self.approvals.create(
                 tool, args_digest, prepared.state_digest, plan.summary, [c.line() for c in changes]
@@ -188,10 +201,11 @@ class Gate:
             log.warning("approval needed for %s: open %s", tool, url)
             return Decision("approval_required", "approval-page", url)
         if is_version_at_least(ctx.protocol_version or "", "2026-07-28"):
-            return Elicit(message, Confirm)  # answered in a later round, in which prepare read the state afresh
+            # answered in a later round, in which prepare read the state afresh
+            return Elicit(message, confirm_form(prepared.state_digest))
         outcome: ElicitationResult[Confirm] | None = None
         with anyio.move_on_after(self.settings.confirm_timeout):
-            outcome = await ctx.elicit(message, Confirm)
+            outcome = await ctx.elicit(message, confirm_form(prepared.state_digest))
         if outcome is None:
             return Decision("timeout", "elicitation")
         decision = self._from_elicitation(outcome)
@@ -199,9 +213,12 @@ class Gate:
         return decision
 
     @staticmethod
-    def _message(plan: WritePlan, changes: list[Change], state_digest: str) -> str:
+    def _message(plan: WritePlan, changes: list[Change]) -> str:
+        """What a person reads: the change only. The approval stays bound to the state it was shown against
+        (the gate compares the state's digest before writing), so no fingerprint needs to be shown."""
         lines = "\n".join(f"• {c.line()}" for c in changes)
-        return f"{plan.summary}\n{lines}\n(record version {state_digest[:8]}) Apply this change?"
+        warning = f"\n{plan.no_undo}" if plan.no_undo else ""
+        return f"{plan.summary}\n{lines}{warning}\nApply this change?"
 
     @staticmethod
     def _from_elicitation(outcome: Any) -> Decision:
@@ -341,7 +358,8 @@ class Gate:
                 status="applied",
                 changes=lines,
                 undo=undo,
-                message=f"{plan.summary}: done and read back ({len(applied)} change(s)).{note}",
+                message=f"{plan.summary}: done and read back ({len(applied)} change(s)).{note}"
+                + (f" {plan.no_undo}" if plan.no_undo and undo is None else ""),
             )
         return WriteResult(
             status="partial",

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
-
 from typing import Any
 
 import httpx
 
-from sheepcrm_mcp.sandbox.records import now_utc, parse_dt
-
 from sheepcrm_mcp.sandbox import SandboxServer
+from sheepcrm_mcp.sandbox.records import now_utc, parse_dt
 
 
 def test_search_finds_contacts_by_name_email_and_postcode(client: httpx.Client, facts: dict[str, Any]) -> None:
