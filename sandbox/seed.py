@@ -859,6 +859,7 @@ def _tasks(b: Builder, users: list[tuple[str, str, str]], people: list[str], cou
             facts["injection_task_uid"] = uri.split("/")[3]
         if i == 0:
             facts["my_open_task_uid"] = uri.split("/")[3]
+            facts["my_open_task_about"] = {"uri": context, "name": name}
 
 
 def _segments(b: Builder, people: list[str], orgs: list[str], status: dict[str, str], facts: dict[str, Any]) -> None:
