@@ -232,6 +232,6 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
                                 f"{raw} ({len(q.raw)})", f"{ratio:.2f}x", "<= 0.33x, <= 2 calls", ok))
     finally:
         await built.aclose()
-    rows.append(Row(f"{len(qs)} questions: total answer chars", f"{tot_ours}", f"{tot_raw}", f"{tot_ours / tot_raw:.2f}x",
-                    "<= 0.33x each", all_ok))
+    rows.append(Row(f"{len(qs)} questions: total answer chars", f"{tot_ours}", f"{tot_raw}",
+                    f"{tot_ours / tot_raw:.2f}x", "<= 0.33x each", all_ok))
     return rows, notes

@@ -31,7 +31,7 @@ class ContactReads(Reads):
         envelope's own (the notes name no request parameters for paging)."""
         if rtype not in LISTABLE or not all(FILTER_RE.fullmatch(k) for k in filters):
             raise ScopeError(f"cannot list {rtype!r} with filters {sorted(filters)}")
-        params = {**filters, "mode": mode, "page": page, "page_size": page_size}
+        params: dict[str, str | int] = {**filters, "mode": mode, "page": page, "page_size": page_size}
         result: JSON = await self._get(f"/api/v1/{self.bucket}/{rtype}/", f"{rtype} list", params, api="v1")
         return result
 

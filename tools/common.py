@@ -31,7 +31,9 @@ ContactRef = Annotated[
 ]
 
 
-def _uid_or_uri(finder: str) -> Callable[[str], str]:
+def uid_or_uri(finder: str) -> AfterValidator:
+    """The check of a uid-or-uri argument; a wrong form gets a hint naming `finder`."""
+
     def check(value: str) -> str:
         if value.startswith("/"):
             parts = value.strip("/").split("/")
@@ -42,15 +44,12 @@ def _uid_or_uri(finder: str) -> Callable[[str], str]:
             raise ValueError(f"is not a uid (letters and digits) or uri: a name or title? find the uid with {finder}")
         return check_uid(value)
 
-    return check
+    return AfterValidator(check)
 
 
-def uid_arg(what: str, finder: str) -> Any:
-    """The one uid input type: a uid or the record's uri (either form other tools return), checked at the input;
-    a wrong form (a title, an email) is answered with the tool that finds the right one."""
-    return Annotated[
-        str, Field(min_length=1, max_length=200, description=f"{what} uid or uri."), AfterValidator(_uid_or_uri(finder))
-    ]
+# The one uid input type: a uid or the record's uri (either form other tools return), checked at the input; a
+# wrong form (a title, an email) is answered with the tool that finds the right one. Each domain names its finder.
+UidOrUri = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 def uid_in(value: str, bucket: str, types: tuple[str, ...]) -> str:

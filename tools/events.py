@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Awaitable
 from datetime import date
@@ -32,19 +33,20 @@ from sheepcrm_mcp.tools.common import (
     ListOutput,
     Paged,
     TimedListOutput,
+    UidOrUri,
     day,
     fetch_pages,
     ref,
     rows,
     text,
-    uid_arg,
     uid_in,
+    uid_or_uri,
 )
 
 State = Literal["upcoming", "current", "future", "past", "running", "draft", "all"]
 AttendanceStatus = Literal["invited", "accepted", "declined", "attended", "no-show"]
 STATUSES: tuple[AttendanceStatus, ...] = ("invited", "accepted", "declined", "attended", "no-show")
-EventUid = uid_arg("Event", "list_events(query=...)")
+EventUid = Annotated[UidOrUri, Field(description="Event uid or uri."), uid_or_uri("list_events(query=...)")]
 BOOKING = ("booking",)
 
 
@@ -156,6 +158,10 @@ async def _person_events(person: str, deps: Deps) -> tuple[list[dict[str, Any]],
     return [events[u] for u in dict.fromkeys(uids)], statuses
 
 
+async def _events_page(deps: Deps, state: str, page: int, size: int) -> Any:
+    return await deps.client.events(state, page, size)
+
+
 def _booking_uri(order: dict[str, Any], deps: Deps) -> Any:
     value = ref(order.get("booking_uri"))
     try:
@@ -178,7 +184,7 @@ async def list_events(req: ListEventsInput, deps: Deps) -> ListEventsOutput:
         state = req.state or "upcoming"
         found, complete = [], True
         for one in ("running", "future") if state == "upcoming" else (state,):
-            part, done = await fetch_pages(lambda page, size, s=one: deps.client.events(s, page, size), "bookings")
+            part, done = await fetch_pages(functools.partial(_events_page, deps, one), "bookings")
             found, complete = found + part, complete and done
         if not complete:
             cut = f"Stopped after {len(found)} events (sheepCRM gives no total); narrow the state or dates."

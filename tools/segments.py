@@ -18,10 +18,10 @@ from sheepcrm_mcp.server.toolkit import (
     list_page,
 )
 from sheepcrm_mcp.sheepcrm import NotFoundError
-from sheepcrm_mcp.tools.common import ListOutput, Paged, fetch_pages, text, uid_arg, uid_in
+from sheepcrm_mcp.tools.common import ListOutput, Paged, UidOrUri, fetch_pages, text, uid_in, uid_or_uri
 from sheepcrm_mcp.tools.search import ContactHit, hit, records
 
-SegmentUid = uid_arg("Segment", "find_segments(name=...)")
+SegmentUid = Annotated[UidOrUri, Field(description="Segment uid or uri."), uid_or_uri("find_segments(name=...)")]
 
 
 class FindSegmentsInput(Paged):

@@ -27,17 +27,18 @@ from sheepcrm_mcp.tools.common import (
     Detail,
     Paged,
     TimedListOutput,
+    UidOrUri,
     day,
     moment,
     ref,
     rows,
     text,
-    uid_arg,
     uid_in,
+    uid_or_uri,
 )
 
 TaskStatus = Literal["open", "done"]
-TaskUid = uid_arg("Task", "list_tasks(query=...)")
+TaskUid = Annotated[UidOrUri, Field(description="Task uid or uri."), uid_or_uri("list_tasks(query=...)")]
 TASK_TYPES = ("journal", "task")
 
 
