@@ -80,12 +80,16 @@ async def script(client: Client, facts: dict[str, Any], audit_log: Path) -> None
     m = await d.call("check_membership", {"email": facts["jane_email"]})
     answer(m.get("summary", "?"))
 
-    question("Which upcoming events still have free tickets?")
-    events = await d.call("list_events", {"state": "future", "limit": 3})
+    question("Which events has Jane Austen booked, and did she come?")
+    mine = await d.call("list_events", {"person": facts["jane_uri"]})
+    for e in mine.get("events", []):
+        answer(f"{str(e.get('start', ''))[:10]}  {e['title']}: {e.get('person_status', '?')}")
+
+    question("Which events in the next 14 days still have free places?")
+    fortnight = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 14 * 86400))
+    events = await d.call("list_events", {"to_date": fortnight, "limit": 5})
     for e in events.get("events", []):
-        ev = await d.call("get_event", {"uid": e["uid"]})
-        kinds = ", ".join(f"{t['name']} {t.get('free', '?')}" for t in ev.get("tickets", []))
-        answer(f"{ev.get('title')} on {str(ev.get('start', ''))[:10]}: {ev.get('tickets_free', '?')} free ({kinds})")
+        answer(f"{e.get('title')} on {str(e.get('start', ''))[:10]}: {e.get('free', '?')} free")
 
     question("Who attended our last past event?")
     att = await d.call("list_attendees", {"uid": facts["past_event_uid"], "status": "attended", "limit": 10})

@@ -422,6 +422,15 @@ async def event_attendance(request: Request) -> Response:
     return JSONResponse({"booking": event_json(store, record), "booking_uri": record.uri, "sessions": sessions})
 
 
+async def person_orders(request: Request) -> Response:
+    """openapi.yaml getEventOrdersForContact: the events a person booked (sessions they hold, not deleted)."""
+    store = store_of(request)
+    person = store.require("person", path_uid(request))
+    events = store.events_of(person.uri)
+    orders = [{"booking_display": e.display_value, "booking_uri": e.uri} for e in events]
+    return JSONResponse({"contact_uri": person.uri, "orders": orders})
+
+
 async def event_set_attendance(request: Request) -> Response:
     store, record = store_of(request), event(request)
     person_uri, status = required(request, "person_uri"), required(request, "status")
@@ -634,6 +643,60 @@ def _today() -> str:
     return now_utc().date().isoformat()
 
 
+V1_OPS: dict[str, Callable[[Any, str], bool]] = {
+    "eq": lambda have, want: str(have) == want,
+    "ne": lambda have, want: str(have) != want,
+    "gt": lambda have, want: have is not None and str(have) > want,
+    "gte": lambda have, want: have is not None and str(have) >= want,
+    "lt": lambda have, want: have is not None and str(have) < want,
+    "lte": lambda have, want: have is not None and str(have) <= want,
+    "startswith": lambda have, want: str(have or "").startswith(want),
+    "startswithi": lambda have, want: str(have or "").lower().startswith(want.lower()),
+}
+
+
+def v1_matches(data: dict[str, Any], field: str, op: str, want: str) -> bool:
+    """A v1 field filter (v1 notes): plain `field=value` is a case-insensitive match; on a list field, any entry."""
+    have = data.get(field)
+    values = have if isinstance(have, list) else [have]
+    if op == "":
+        return any(str(v).lower() == want.lower() for v in values if v is not None)
+    return any(V1_OPS[op](v, want) for v in values)
+
+
+async def v1_list(request: Request) -> Response:
+    """v1 resource listing (v1 notes): field filters with modifiers, mode=AND|OR, paged envelope."""
+    store, rtype = store_of(request), request.path_params["rtype"]
+    page, size = paging(request, 25)
+    mode = request.query_params.get("mode", "AND").upper()
+    tests = []
+    for key, want in request.query_params.items():
+        if key in ("mode", "page", "page_size"):
+            continue
+        field, _, op = key.partition("__")
+        if op and op not in V1_OPS:
+            raise Invalid(f"unknown filter modifier __{op}")
+        tests.append((field, op, want))
+    combine = all if mode != "OR" else any
+    found = [
+        r for r in store.by_type(rtype)
+        if r.data.get("record_state") != "deleted" and (not tests or combine(v1_matches(r.data, *t) for t in tests))
+    ]
+    chunk = found[(page - 1) * size : page * size]
+    return JSONResponse(
+        {
+            "grand_total": len(found),
+            "links": [],
+            "results": [v1_record(r) | {"id": r.uid, "state": r.state} for r in chunk],
+            "page_size": size,
+            "page": page,
+            "formatted_results": [],
+            "total": len(found),
+            "pages": max(1, -(-len(found) // size)),
+        }
+    )
+
+
 async def v1_record_get(request: Request) -> Response:
     record = store_of(request).require(request.path_params["rtype"], path_uid(request))
     return JSONResponse(v1_record(record))
@@ -708,6 +771,7 @@ def routes() -> list[Route]:
         Route(f"{ev}/attendance/all", event_attendance),
         Route(f"{ev}/attendance", event_attendance, methods=["GET"]),
         Route(f"{ev}/attendance", event_set_attendance, methods=["PUT"]),
+        Route("/events/v2/{bucket}/person/{uid}/orders", person_orders),
         Route(f"{nt}/tasks", tasks_mine),
         Route(f"{nt}/tasks/all", tasks_all),
         Route(f"{nt}/task/{{uid}}", task_single),
@@ -724,6 +788,7 @@ def routes() -> list[Route]:
         Route("/api/v1/auth/", v1_auth, methods=["POST"]),
         Route("/api/v1/{bucket}/", v1_bucket),
         Route("/api/v1/{bucket}/user/membership/", v1_membership),
+        Route("/api/v1/{bucket}/{rtype}/", v1_list),
         Route("/api/v1/{bucket}/{rtype}/{uid}/", v1_record_get, methods=["GET"]),
         Route("/api/v1/{bucket}/{rtype}/{uid}/", v1_record_put, methods=["PUT"]),
     ]

@@ -228,6 +228,7 @@ def build(
     people += [_person(b, users, i) for i in range(counts["people"])]
     orgs = [_organisation(b, users, i) for i in range(counts["organisations"])]
     facts["organisation_uri"] = orgs[0]
+    _connections(b, people, orgs, facts)
     status = _memberships(b, people, orgs, plans, facts)
     _events(b, people, counts, facts)
     _tasks(b, users, people, counts["tasks"], facts)
@@ -318,6 +319,7 @@ def person_data(
         "job_title": None,
         "notes": None,
         "tags": [],
+        "connections": [],
         "comms_permission": ["email"],
         "website": None,
         **address,
@@ -356,9 +358,30 @@ def _organisation(b: Builder, users: list[tuple[str, str, str]], i: int) -> str:
         "website": f"https://{slug}.example.org",
         "notes": None,
         "tags": [],
+        "connections": [],
         **_address(b),
     }
     return _contact(b, "organisation", data, users)
+
+
+def _connections(b: Builder, people: list[str], orgs: list[str], facts: dict[str, Any]) -> None:
+    """Person <-> organisation links in `connections` (a field of both records in the v1 notes and
+    SheepResources.yaml, shape undocumented: here a list of the other record's uri), with a job title."""
+    links = {orgs[0]: people[FIXED : FIXED + 3], orgs[1]: people[FIXED + 3 : FIXED + 5]} if len(orgs) > 1 else {}
+    titles = ("Director", "Treasurer", "Trustee")
+    changed: dict[str, dict[str, Any]] = {}
+    for org, members in links.items():
+        changed[org] = {"connections": list(members)}
+        for n, person in enumerate(members):
+            changed[person] = {"connections": [org], "job_title": titles[n % len(titles)]}
+    for i, row in enumerate(b.records):
+        if row[0] in changed:
+            data = json.loads(row[9])
+            data.update(changed[row[0]])
+            b.contact_data[row[0]].update(changed[row[0]])
+            b.records[i] = (*row[:9], json.dumps(data))
+    if links:
+        facts["organisation_people"] = links[orgs[0]]
 
 
 def _fixed_people(
@@ -383,6 +406,8 @@ def _fixed_people(
             gender="F",
             date_of_birth="1975-12-16",
             tags=["newsletter"],
+            known_as="Jenny",
+            notes="Prefers letters to email.",
         ),
         "lapsed": person_data(
             "Charles",
@@ -834,6 +859,7 @@ def _tasks(b: Builder, users: list[tuple[str, str, str]], people: list[str], cou
             facts["injection_task_uid"] = uri.split("/")[3]
         if i == 0:
             facts["my_open_task_uid"] = uri.split("/")[3]
+            facts["my_open_task_about"] = {"uri": context, "name": name}
 
 
 def _segments(b: Builder, people: list[str], orgs: list[str], status: dict[str, str], facts: dict[str, Any]) -> None:

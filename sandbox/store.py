@@ -338,6 +338,14 @@ class Store:
     def attendance(self, event_uri: str) -> list[Record]:
         return self.linked(event_uri, "attendance")
 
+    def events_of(self, person_uri: str) -> list[Record]:
+        """Events where `person_uri` holds a session (as the booker), not deleted; by start."""
+        uris = {
+            s.link for s in self.by_type("attendance")
+            if s.data.get("person_ref") == person_uri and s.data.get("record_state") != "deleted"
+        }
+        return [e for e in self.by_type("booking") if e.uri in uris]
+
     # -- tasks ----------------------------------------------------------------
 
     def tasks(self, assigned_to: str | None = None) -> list[Record]:

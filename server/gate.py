@@ -9,7 +9,8 @@ write methods: their handler *is* the gate.
 Asking a person uses the SDK's resolver pattern, which works on both protocol eras: on
 2025-11-25 the resolver sends the elicitation itself (so it can time out); on 2026-07-28
 it returns `Elicit(...)` and the SDK round-trips an `InputRequiredResult`, whose answer is
-bound to the exact question text (which carries the state's fingerprint).
+bound to the exact question (whose schema carries the state's fingerprint in a `$comment`, out of
+what a person reads).
 
 Nothing the model sees is enough to approve: a client without form elicitation (or every client
 with SHEEPCRM_CONFIRM=page) gets the approval out of band. On 2025-11-25 a client that declares
@@ -21,6 +22,7 @@ approval is waiting. No address, token or code reaches a tool result, an error o
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import logging
 from collections.abc import Callable
@@ -61,6 +63,17 @@ class Confirm(BaseModel):
     confirm: StrictBool = Field(
         default=False, title="Apply this change", description="Tick to apply exactly the change shown above."
     )
+
+
+@functools.lru_cache(maxsize=256)
+def confirm_form(state_digest: str) -> type[Confirm]:
+    """The Confirm form bound to one previewed state: the fingerprint rides in the schema's `$comment`, so an
+    answer given to one preview cannot be replayed against another state, and the person reads no jargon."""
+
+    class Bound(Confirm):
+        model_config = ConfigDict(title="Confirm", json_schema_extra={"$comment": f"state {state_digest[:16]}"})
+
+    return Bound
 
 
 class ChangeLine(Output):
@@ -239,14 +252,15 @@ class Gate:
             return Decision("approved", "approval-page")
         form, url_mode = _elicitation_modes(ctx)
         new_era = is_version_at_least(ctx.protocol_version or "", "2026-07-28")
-        message = self._message(plan, changes, prepared.state_digest)
+        message = self._message(plan, changes)
         by_client = self.settings.confirm == "elicit"
         if by_client and form:
             if new_era:
-                return Elicit(message, Confirm)  # answered in a later round, in which prepare read the state afresh
+                # answered in a later round, in which prepare read the state afresh
+                return Elicit(message, confirm_form(prepared.state_digest))
             outcome: ElicitationResult[Confirm] | None = None
             with anyio.move_on_after(self.settings.confirm_timeout):
-                outcome = await ctx.elicit(message, Confirm)
+                outcome = await ctx.elicit(message, confirm_form(prepared.state_digest))
             if outcome is None:
                 return Decision("timeout", "elicitation")
             decision = self._from_elicitation(outcome)
@@ -288,9 +302,12 @@ class Gate:
         return Decision("timeout", "url-elicitation")
 
     @staticmethod
-    def _message(plan: WritePlan, changes: list[Change], state_digest: str) -> str:
+    def _message(plan: WritePlan, changes: list[Change]) -> str:
+        """What a person reads: the change only. The approval stays bound to the state it was shown against
+        (the gate compares the state's digest before writing), so no fingerprint needs to be shown."""
         lines = "\n".join(f"• {c.line()}" for c in changes)
-        return f"{plan.summary}\n{lines}\n(record version {state_digest[:8]}) Apply this change?"
+        warning = f"\n{plan.no_undo}" if plan.no_undo else ""
+        return f"{plan.summary}\n{lines}{warning}\nApply this change?"
 
     @staticmethod
     def _from_elicitation(outcome: Any) -> Decision:
@@ -452,6 +469,7 @@ class Gate:
                 undo=undo,
                 audit_failed=flag,
                 message=f"{plan.summary}: done and read back ({len(applied)} change(s)).{note}"
+                + (f" {plan.no_undo}" if plan.no_undo and undo is None else "")
                 + ("" if audited else AUDIT_FAILED),
             )
         return WriteResult(

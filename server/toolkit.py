@@ -19,6 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 import anyio
@@ -488,3 +489,8 @@ def list_page(
         "next_cursor": page.next_cursor,
         "note": " ".join(notes) or None,
     }
+
+
+def as_of() -> str:
+    """When a list answer was read, to the minute (UTC): 'today', 'overdue' and 'running' are relative to it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%MZ")

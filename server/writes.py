@@ -79,3 +79,4 @@ class WritePlan:
     apply: Callable[[list[Change], Any], Awaitable[None]]  # one write for these changes, given the state just read
     undo: Callable[[list[Change]], dict[str, Any] | None]  # arguments of the same tool that undo them, or None
     one_write_per_change: bool = False
+    no_undo: str | None = None  # said in the preview and the result when the change cannot be undone

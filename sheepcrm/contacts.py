@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from sheepcrm_mcp.sheepcrm.base import JSON, Reads, Writes
 from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, RecordUri, ScopeError
+
+LISTABLE = ("person", "organisation", "member", "membership_type")
+FILTER_RE = re.compile(r"[a-z_]{1,40}(__(eq|gt|gte|lt|lte|ne|startswith|startswithi))?", re.ASCII)
 
 
 class ContactReads(Reads):
@@ -17,6 +21,18 @@ class ContactReads(Reads):
 
     async def record(self, uri: RecordUri, *, fresh: bool = False) -> JSON:
         result: JSON = await self._get(f"/api/v1{uri}", f"record {uri}", api="v1", fresh=fresh)
+        return result
+
+    async def resources(
+        self, rtype: str, filters: Mapping[str, str], page: int = 1, page_size: int = 25, mode: str = "AND"
+    ) -> JSON:
+        """v1 resource listing with field filters (v1 notes: `?first_name=james&mode=AND`, modifiers such as
+        `end_date__gte`); envelope {results, total, page, pages, page_size}. The paging parameter names are the
+        envelope's own (the notes name no request parameters for paging)."""
+        if rtype not in LISTABLE or not all(FILTER_RE.fullmatch(k) for k in filters):
+            raise ScopeError(f"cannot list {rtype!r} with filters {sorted(filters)}")
+        params: dict[str, str | int] = {**filters, "mode": mode, "page": page, "page_size": page_size}
+        result: JSON = await self._get(f"/api/v1/{self.bucket}/{rtype}/", f"{rtype} list", params, api="v1")
         return result
 
     async def membership_by_email(self, email: str) -> JSON:

@@ -37,6 +37,12 @@ class EventReads(Reads):
     async def attendance(self, uid: str, *, fresh: bool = False) -> Any:
         return await self._get(f"{self._booking(uid)}/attendance/all", f"attendance of event {uid}", fresh=fresh)
 
+    async def person_orders(self, uid: str) -> Any:
+        """openapi.yaml getEventOrdersForContact: {contact_uri, orders: [{booking_display, booking_uri}]}."""
+        return await self._get(
+            f"/events/v2/{self.bucket}/person/{check_uid(uid, 'person uid')}/orders", f"event orders of person {uid}"
+        )
+
 
 class EventWrites(EventReads, Writes):
     async def set_attendance(self, uid: str, person: RecordUri, status: str) -> JSON:

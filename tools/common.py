@@ -9,21 +9,52 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field
 
 from sheepcrm_mcp.server.toolkit import Input, Output, check_cursor
-from sheepcrm_mcp.sheepcrm.scope import check_uid
+from sheepcrm_mcp.sheepcrm.scope import UID_RE, check_uid, parse_uri
 
 Limit = Annotated[int, Field(ge=1, le=50)]
 Cursor = Annotated[str | None, Field(max_length=200), AfterValidator(check_cursor)]  # next_cursor of the previous page
 Detail = Annotated[Literal["concise", "full"], Field()]
+
+
+def _contact_ref(value: str) -> str:
+    if "@" in value:
+        raise ValueError("is an email, not a contact uri: find the uri with search_contacts(email=...)")
+    if not value.startswith("/"):
+        raise ValueError("is not a record uri (/bucket/person/uid/): find the contact with search_contacts(query=...)")
+    return value
+
+
 ContactRef = Annotated[
     str,
-    Field(
-        min_length=1,
-        max_length=200,
-        description="Contact uri from search_contacts.",
-    ),
+    Field(min_length=1, max_length=200, description="Contact uri from search_contacts."),
+    AfterValidator(_contact_ref),
 ]
-# The one uid input type: checked at the input (letters and digits only), so no tool checks it again.
-Uid = Annotated[str, Field(min_length=1, max_length=64, description="uid from a list tool."), AfterValidator(check_uid)]
+
+
+def uid_or_uri(finder: str) -> AfterValidator:
+    """The check of a uid-or-uri argument; a wrong form gets a hint naming `finder`."""
+
+    def check(value: str) -> str:
+        if value.startswith("/"):
+            parts = value.strip("/").split("/")
+            if len(parts) == 3 and UID_RE.fullmatch(parts[2]):
+                return value
+            raise ValueError(f"is not a record uri (/bucket/type/uid/); find the record with {finder}")
+        if not UID_RE.fullmatch(value):
+            raise ValueError(f"is not a uid (letters and digits) or uri: a name or title? find the uid with {finder}")
+        return check_uid(value)
+
+    return AfterValidator(check)
+
+
+# The one uid input type: a uid or the record's uri (either form other tools return), checked at the input; a
+# wrong form (a title, an email) is answered with the tool that finds the right one. Each domain names its finder.
+UidOrUri = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def uid_in(value: str, bucket: str, types: tuple[str, ...]) -> str:
+    """The uid of a uid-or-uri argument; a uri must be of this bucket and one of `types`."""
+    return parse_uri(value, bucket, types).uid if value.startswith("/") else value
 
 
 class Paged(Input):
@@ -35,6 +66,12 @@ class ListOutput(Output):
     total: int | None = Field(None, description="How many records match in all, when known.")
     next_cursor: str | None = Field(None, description="Pass as cursor to get the next page; null on the last page.")
     note: str | None = Field(None, description="Anything the reader should know about this answer.")
+
+
+class TimedListOutput(ListOutput):
+    """A list whose meaning depends on the time it was read (today, overdue, running)."""
+
+    as_of: str | None = None
 
 
 def text(value: Any) -> str | None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Awaitable
+from datetime import date
 from typing import Annotated, Any, Literal
 
+import anyio
 from pydantic import Field, field_validator
 
 from sheepcrm_mcp.server.toolkit import (
@@ -17,22 +20,39 @@ from sheepcrm_mcp.server.toolkit import (
     ToolSpec,
     WriteDeps,
     WriteTool,
+    as_of,
     list_page,
     or_refuse,
 )
 from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, visible
 from sheepcrm_mcp.sheepcrm import PermissionDenied
 from sheepcrm_mcp.sheepcrm.scope import parse_uri
-from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, Uid, fetch_pages, ref, rows, text
+from sheepcrm_mcp.tools.common import (
+    ContactRef,
+    Detail,
+    ListOutput,
+    Paged,
+    TimedListOutput,
+    UidOrUri,
+    day,
+    fetch_pages,
+    ref,
+    rows,
+    text,
+    uid_in,
+    uid_or_uri,
+)
 
-State = Literal["current", "future", "past", "running", "draft", "all"]
+State = Literal["upcoming", "current", "future", "past", "running", "draft", "all"]
 AttendanceStatus = Literal["invited", "accepted", "declined", "attended", "no-show"]
 STATUSES: tuple[AttendanceStatus, ...] = ("invited", "accepted", "declined", "attended", "no-show")
-EventUid = Annotated[Uid, Field(description="Event uid.")]
+EventUid = Annotated[UidOrUri, Field(description="Event uid or uri."), uid_or_uri("list_events(query=...)")]
+BOOKING = ("booking",)
 
 
 class EventBrief(Output):
     uid: str
+    uri: str | None = None
     title: str
     start: str | None = None
     end: str | None = None
@@ -41,9 +61,16 @@ class EventBrief(Output):
     sold_out: bool | None = None
 
 
+class ListedEvent(EventBrief):
+    free: int | None = None
+    person_status: str | None = None
+
+
 def brief(e: dict[str, Any]) -> EventBrief:
+    uid = text(e.get("uid")) or ""
     return EventBrief(
-        uid=text(e.get("uid")) or "",
+        uid=uid,
+        uri=text(e.get("uri")),
         title=text(e.get("display_value")) or text(e.get("title")) or "(untitled)",
         start=text(e.get("start_datetime")) or text(e.get("start_date")),
         end=text(e.get("end_datetime")) or text(e.get("end_date")),
@@ -82,26 +109,108 @@ async def _optional(call: Awaitable[Any], what: str, notes: list[str]) -> Any:
 
 
 class ListEventsInput(Paged):
-    state: Annotated[State, Field()] = "future"
+    state: Annotated[
+        State | None,
+        Field(
+            description="Default upcoming (running+future; all with person); current: -14 to +90 days; draft: "
+            "unpublished."
+        ),
+    ] = None
     query: Annotated[str | None, Field(max_length=100, description="Words in title or location.")] = None
+    from_date: Annotated[date | None, Field(description="Ends on/after.")] = None
+    to_date: Annotated[date | None, Field(description="Starts on/before.")] = None
+    person: Annotated[ContactRef | None, Field(description="Contact uri: their events.")] = None
 
 
-class ListEventsOutput(ListOutput):
-    events: list[EventBrief]
+class ListEventsOutput(TimedListOutput):
+    events: list[ListedEvent]
+
+
+async def _free(event: ListedEvent, deps: Deps) -> None:
+    try:
+        tickets = rows(await deps.client.event_tickets(event.uid), "available_tickets")
+    except PermissionDenied:
+        return
+    frees = [n for t in tickets if (n := _int(t.get("available"))) is not None]
+    event.free = sum(frees) if frees else None
+
+
+async def _person_events(person: str, deps: Deps) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The events a person booked (openapi.yaml getEventOrdersForContact) and their status at each."""
+    uri = parse_uri(person, deps.client.bucket, ("person",))
+    data = await or_refuse(
+        deps.client.person_orders(uri.uid), f"No person {uri}; find people with search_contacts."
+    )
+    uids = [b.uid for o in rows(data, "orders") if (b := _booking_uri(o, deps))]
+    events: dict[str, dict[str, Any]] = {}
+    statuses: dict[str, str] = {}
+
+    async def one(uid: str) -> None:
+        found = await deps.client.attendance(uid)
+        booking = found.get("booking") if isinstance(found, dict) else None
+        events[uid] = booking if isinstance(booking, dict) else {"uid": uid}
+        mine = sorted({a.status for a in sessions(found)[0] if a.person_uri == str(uri) and not a.guest})
+        statuses[uid] = "/".join(mine) or "guest only"
+
+    async with anyio.create_task_group() as tg:
+        for uid in dict.fromkeys(uids):
+            tg.start_soon(one, uid)
+    return [events[u] for u in dict.fromkeys(uids)], statuses
+
+
+async def _events_page(deps: Deps, state: str, page: int, size: int) -> Any:
+    return await deps.client.events(state, page, size)
+
+
+def _booking_uri(order: dict[str, Any], deps: Deps) -> Any:
+    value = ref(order.get("booking_uri"))
+    try:
+        return parse_uri(value or "", deps.client.bucket, BOOKING)
+    except ValueError:
+        return None
 
 
 async def list_events(req: ListEventsInput, deps: Deps) -> ListEventsOutput:
-    found, complete = await fetch_pages(lambda page, size: deps.client.events(req.state, page, size), "bookings")
-    events = [brief(e) for e in found if text(e.get("record_state")) != "deleted"]
+    statuses: dict[str, str] = {}
+    cut = None
+    if req.person:
+        found, statuses = await _person_events(req.person, deps)
+        state = req.state or "all"
+        if state != "all":
+            listed, _ = await fetch_pages(lambda page, size: deps.client.events(state, page, size), "bookings")
+            keep = {text(e.get("uid")) for e in listed}
+            found = [e for e in found if text(e.get("uid")) in keep]
+    else:
+        state = req.state or "upcoming"
+        found, complete = [], True
+        for one in ("running", "future") if state == "upcoming" else (state,):
+            part, done = await fetch_pages(functools.partial(_events_page, deps, one), "bookings")
+            found, complete = found + part, complete and done
+        if not complete:
+            cut = f"Stopped after {len(found)} events (sheepCRM gives no total); narrow the state or dates."
+    events = [ListedEvent(**brief(e).model_dump()) for e in found if text(e.get("record_state")) != "deleted"]
+    for e in events:
+        e.uri = e.uri or f"/{deps.client.bucket}/booking/{e.uid}/"
+        e.person_status = statuses.get(e.uid)
     if req.query:
         words = req.query.lower().split()
         events = [e for e in events if all(w in f"{e.title} {e.location or ''}".lower() for w in words)]
+    if req.from_date:
+        events = [e for e in events if (d := day(e.end or e.start)) is None or d >= req.from_date]
+    if req.to_date:
+        events = [e for e in events if (d := day(e.start)) is None or d <= req.to_date]
+    events.sort(key=lambda e: e.start or "")
     items, envelope = list_page(
-        events, req.limit, req.cursor, f"events:{req.state}:{req.query}",
-        f"No {req.state} events match; try state='all' or fewer words.",
-        cut=None if complete else f"Stopped after {len(found)} events (sheepCRM gives no total); narrow the state.",
+        events, req.limit, req.cursor, f"events:{state}:{req.query}:{req.from_date}:{req.to_date}:{req.person}",
+        f"No {state} events match" + (" for this person (state='all' shows every one)." if req.person
+                                       else "; try state='all', other dates or fewer words."),
+        cut=cut,
     )
-    return ListEventsOutput(events=items, **envelope)
+    if not req.person:
+        async with anyio.create_task_group() as tg:
+            for e in items:
+                tg.start_soon(_free, e, deps)
+    return ListEventsOutput(events=items, as_of=as_of(), **envelope)
 
 
 # ---- get_event --------------------------------------------------------------------------
@@ -118,6 +227,7 @@ class TicketType(Output):
     member_only: bool | None = None
     capacity: int | None = None
     booked: int | None = None
+    reserved: int | None = Field(None, description="Held back, not for sale: capacity = booked + reserved + free.")
     free: int | None = Field(None, description="Tickets still available.")
 
 
@@ -140,10 +250,11 @@ def _int(value: Any) -> int | None:
 
 
 async def get_event(req: GetEventInput, deps: Deps) -> Event:
-    e, reduced = await _event_or_refuse(req.uid, deps)
+    uid = uid_in(req.uid, deps.client.bucket, BOOKING)
+    e, reduced = await _event_or_refuse(uid, deps)
     notes = [reduced] if reduced else []
-    tickets_data = await _optional(deps.client.event_tickets(req.uid), "Tickets", notes)
-    attendance = await _optional(deps.client.attendance(req.uid), "Attendance", notes)
+    tickets_data = await _optional(deps.client.event_tickets(uid), "Tickets", notes)
+    attendance = await _optional(deps.client.attendance(uid), "Attendance", notes)
     tickets = [
         TicketType(
             name=text(t.get("name")) or "ticket",
@@ -151,6 +262,7 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
             member_only=t.get("member_only") if isinstance(t.get("member_only"), bool) else None,
             capacity=_int(t.get("total")),
             booked=_int(t.get("allocated")),
+            reserved=_int(t.get("reserved")),
             free=_int(t.get("available")),
         )
         for t in rows(tickets_data, "available_tickets")
@@ -158,7 +270,7 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
     counts = Counter(s.status for s in sessions(attendance)[0])
     frees = [t.free for t in tickets if t.free is not None]
     event = Event(
-        **brief(e).model_dump(),
+        **(brief(e).model_dump() | {"uri": text(e.get("uri")) or f"/{deps.client.bucket}/booking/{uid}/"}),
         capacity=_int(e.get("capacity")),
         tickets=tickets,
         tickets_free=sum(frees) if frees else None,
@@ -177,8 +289,11 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
 
 class ListAttendeesInput(Paged):
     uid: EventUid
-    status: Annotated[AttendanceStatus | None, Field()] = None
-    name: Annotated[str | None, Field(max_length=100, description="Part of a name.")] = None
+    status: Annotated[
+        AttendanceStatus | None,
+        Field(description="accepted: booked; no-show: booked, did not come."),
+    ] = None
+    name: Annotated[str | None, Field(max_length=200, description="Name part, email or uri.")] = None
 
 
 class Attendee(Output):
@@ -236,22 +351,39 @@ def session_notes(people: list[Attendee], deleted: int) -> list[str]:
     return notes
 
 
+def _matches(a: Attendee, wanted: str) -> bool:
+    """A name part; an email (the session's attendee_email); or a person uri (booker or guest)."""
+    w = wanted.lower()
+    if "@" in w:
+        return (a.email or "").lower() == w
+    if w.startswith("/"):
+        return w.rstrip("/") in {(a.person_uri or "").lower().rstrip("/"), (a.guest_uri or "").lower().rstrip("/")}
+    return w in a.name.lower()
+
+
 async def list_attendees(req: ListAttendeesInput, deps: Deps) -> ListAttendeesOutput:
-    e, reduced = await _event_or_refuse(req.uid, deps)
-    people, deleted = sessions(await deps.client.attendance(req.uid))
+    uid = uid_in(req.uid, deps.client.bucket, BOOKING)
+    e, reduced = await _event_or_refuse(uid, deps)
+    people, deleted = sessions(await deps.client.attendance(uid))
     counts = dict(sorted(Counter(p.status for p in people).items()))
     notes = [*([reduced] if reduced else []), *session_notes(people, deleted)]
     if req.status:
         people = [p for p in people if p.status == req.status]
-    if req.name:
-        people = [p for p in people if req.name.lower() in p.name.lower()]
+    wanted = req.name
+    if wanted:
+        people = [p for p in people if _matches(p, wanted)]
+    empty = "No attendees match these filters."
+    if wanted and "@" in wanted:
+        empty = (
+            f"No session of this event has the email {wanted}: not booked under it. They may have booked under "
+            "another email: find them with search_contacts(email=...) and pass their uri as name."
+        )
     items, envelope = list_page(
-        people, req.limit, req.cursor, f"attendees:{req.uid}:{req.status}:{req.name}",
-        "No attendees match these filters.",
+        people, req.limit, req.cursor, f"attendees:{uid}:{req.status}:{req.name}", empty
     )
     envelope["note"] = " ".join(filter(None, [*notes, envelope["note"]])) or None
     return ListAttendeesOutput(
-        event=text(e.get("display_value")) or text(e.get("title")) or req.uid, counts=counts, attendees=items,
+        event=text(e.get("display_value")) or text(e.get("title")) or uid, counts=counts, attendees=items,
         **envelope,
     )
 
@@ -277,8 +409,9 @@ class SetAttendanceInput(Input):
 async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
     bucket = deps.client.bucket
     people = [parse_uri(u, bucket, ("person",)) for u in req.person_uris]
-    e, _ = await _event_or_refuse(req.uid, deps)
-    title = visible(text(e.get("display_value")) or text(e.get("title")) or req.uid, NAME_CAP)
+    uid = uid_in(req.uid, bucket, BOOKING)
+    e, _ = await _event_or_refuse(uid, deps)
+    title = visible(text(e.get("display_value")) or text(e.get("title")) or uid, NAME_CAP)
 
     wanted = {str(p) for p in people}
 
@@ -286,7 +419,7 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
         # Only the attendees being changed: the gate fingerprints this state, and a colleague marking
         # someone else at the same event must not abort this change as a conflict. A person may hold
         # several sessions (the PUT sets them all); guest sessions are not set through the booker.
-        found, _ = sessions(await deps.client.attendance(req.uid, fresh=True))
+        found, _ = sessions(await deps.client.attendance(uid, fresh=True))
         state: dict[str, Any] = {}
         for a in found:
             if a.person_uri in wanted and not a.guest:
@@ -314,12 +447,12 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
 
     async def apply(changes: list[Change], _: Any) -> None:
         for change in changes:
-            await deps.client.set_attendance(req.uid, parse_uri(change.key, bucket, ("person",)), req.status)
+            await deps.client.set_attendance(uid, parse_uri(change.key, bucket, ("person",)), req.status)
 
     def undo(applied: list[Change]) -> dict[str, Any] | None:
         before = {c.before for c in applied}
         if len(before) == 1 and next(iter(before)) in STATUSES:
-            return {"uid": req.uid, "person_uris": [c.key for c in applied], "status": before.pop()}
+            return {"uid": uid, "person_uris": [c.key for c in applied], "status": before.pop()}
         return None  # mixed previous statuses: undo needs one call per status
 
     return WritePlan(
@@ -337,7 +470,8 @@ TOOLS: list[ToolSpec] = [
         name="list_events",
         title="List events",
         toolset="events",
-        description="Events by state, optionally with words from the title or location.",
+        description="Events with free places; filter by state, words, dates, or person (their events, "
+        "person_status).",
         input=ListEventsInput,
         output=ListEventsOutput,
         handler=list_events,
@@ -346,8 +480,8 @@ TOOLS: list[ToolSpec] = [
         name="get_event",
         title="Get event",
         toolset="events",
-        description="One event: dates, ticket types with free places, attendance counts by status (reduced when "
-        "the key lacks event permissions). full: description, address.",
+        description="One event: dates, tickets (booked, reserved, free), attendance counts by status. full: "
+        "description, address.",
         input=GetEventInput,
         output=Event,
         handler=get_event,
@@ -356,8 +490,8 @@ TOOLS: list[ToolSpec] = [
         name="list_attendees",
         title="List attendees",
         toolset="events",
-        description="An event's attendance sessions (person_uri, status, ticket, guests) and counts by status; "
-        "filter by status or name.",
+        description="An event's attendance sessions (person_uri, status, ticket, guests), counts by status; filter "
+        "by status or name (email, uri).",
         input=ListAttendeesInput,
         output=ListAttendeesOutput,
         handler=list_attendees,

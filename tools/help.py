@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import Field
@@ -48,11 +49,36 @@ async def search_help(req: SearchHelpInput, deps: Deps) -> SearchHelpOutput:
     if keep < len(articles):
         note = f"Cut after {keep} articles to stay short; ask for fewer with limit or use detail='concise'."
         articles = articles[:keep]
+    if articles and (weak := _weak(req.query, articles)):
+        note = " ".join(filter(None, [note, weak]))
     if not articles:
         note = "No sheepCRM help article matches; try other words (for example 'refund booking')."
         if found or (data and not isinstance(data, (list, dict))):
             note = "sheepCRM's help search answered in a shape this server cannot read; nothing to show."
     return SearchHelpOutput(articles=articles, total=len(articles), note=note)
+
+
+STOP = frozenset("the and for with how can does what when where why who our your".split())
+
+
+def _weak(query: str, articles: list[HelpArticle]) -> str | None:
+    """A note when no article mentions most of the question's words: the matches may not answer it."""
+    words = [w for w in re.findall(r"[a-z0-9]+", query.lower()) if len(w) > 2 and w not in STOP]
+    if not words:
+        return None
+
+    def covered(a: HelpArticle) -> set[str]:
+        seen = f"{a.title} {a.snippet or ''} {a.text or ''}".lower()
+        return {w for w in words if w[:5] in seen}
+
+    best = max((covered(a) for a in articles), key=len)
+    if len(best) * 2 > len(words):
+        return None
+    missing = [w for w in words if w not in best]
+    return (
+        f"Weak matches: no article mentions {', '.join(missing)}; these may not answer the question. Say so "
+        "rather than guess, or try other words."
+    )
 
 
 TOOLS: list[ToolSpec] = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -27,6 +28,7 @@ class FieldChange(Output):
 
 class HistoryEntry(Output):
     date: str | None = None
+    record: str | None = Field(None, description="Name of a related record changed (e.g. the attendee).")
     user: str | None = Field(None, description="Name of the user, or their uri when sheepCRM gives no name.")
     message: str | None = None
     changes: list[FieldChange] = []
@@ -35,6 +37,16 @@ class HistoryEntry(Output):
 class GetRecordHistoryOutput(ListOutput):
     uri: str
     entries: list[HistoryEntry]
+
+
+def value(v: Any) -> Any:
+    """A diff value as a value: sheepCRM's clean_diff writes lists as JSON text ('["a", null]')."""
+    if isinstance(v, str) and v[:1] in "[{" and v[-1:] in "]}":
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    return v
 
 
 async def _names(uris: set[str], deps: Deps) -> dict[str, str]:
@@ -66,13 +78,16 @@ async def get_record_history(req: GetRecordHistoryInput, deps: Deps) -> GetRecor
     )
     found = rows(data, "results")
     names = await _names({u for e in found if (u := ref(e.get("user")))}, deps)
+    related = {u for e in found if (u := text(e.get("uri"))) and u.rstrip("/") != str(uri).rstrip("/")}
+    records = await _names(related, deps)
     entries = [
         HistoryEntry(
             date=text(e.get("date")),
+            record=records.get(r, r) if (r := text(e.get("uri"))) in related else None,
             user=names.get(u, u) if (u := ref(e.get("user"))) else None,
             message=text(e.get("message")),
             changes=[
-                FieldChange(field=text(d.get("field")) or "?", before=d.get("prev"), after=d.get("value"))
+                FieldChange(field=text(d.get("field")) or "?", before=value(d.get("prev")), after=value(d.get("value")))
                 for d in rows(e, "clean_diff")
             ],
         )
@@ -94,7 +109,7 @@ TOOLS: list[ToolSpec] = [
         name="get_record_history",
         title="Record history",
         toolset="history",
-        description="Who changed what when on a contact, event, task or membership; newest first.",
+        description="Who (by name) changed what when on a contact, event, task or membership; newest first.",
         input=GetRecordHistoryInput,
         output=GetRecordHistoryOutput,
         handler=get_record_history,

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
+import anyio
 from pydantic import Field, model_validator
 
-from sheepcrm_mcp.server.toolkit import Deps, Input, Output, ReadTool, Refusal, ToolSpec, or_refuse
+from sheepcrm_mcp.server.toolkit import (
+    Deps,
+    Input,
+    Output,
+    ReadTool,
+    Refusal,
+    ToolSpec,
+    or_refuse,
+)
 from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepError
 from sheepcrm_mcp.sheepcrm.errors import V1_404_CAVEAT
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
@@ -29,6 +39,7 @@ class CheckMembershipInput(Input):
 
 
 class MembershipRecord(Output):
+    uri: str | None = None
     plan: str | None = None
     status: Status
     start_date: str | None = None
@@ -39,8 +50,9 @@ class MembershipRecord(Output):
 
 
 class MembershipAnswer(Output):
-    contact_uri: str
+    contact_uri: str | None = None
     name: str | None = None
+    membership_uri: str | None = None
     is_member: bool = Field(description="True when a paid, active, not deleted membership covers today.")
     status: Status = Field(
         description="current, grace (ended, within sheepCRM's grace period), unpaid, future, lapsed or none."
@@ -78,6 +90,7 @@ def classify(m: dict[str, Any], on: date) -> Status:
 def record(m: dict[str, Any], on: date, plans: dict[str, str]) -> MembershipRecord:
     paid = m.get("paid")
     return MembershipRecord(
+        uri=text(m.get("uri")),
         plan=plans.get(ref(m.get("membership_type")) or "") or text(m.get("display_value")),
         status=classify(m, on),
         start_date=text(m.get("start_date")),
@@ -103,14 +116,15 @@ async def plan_names(members: list[dict[str, Any]], deps: Deps) -> dict[str, str
     return names
 
 
+class NotInCrm(Exception):
+    """No contact has this email: an answer ("not a member"), not a failure."""
+
+
 async def _by_email(email: str, deps: Deps) -> tuple[RecordUri, dict[str, Any]]:
     try:
         found = await deps.client.membership_by_email(email)
     except NotFoundError:
-        raise Refusal(
-            f"No contact has the email {email!r}. Check the spelling, or find the person with "
-            f"search_contacts (by name) and pass its uri. {V1_404_CAVEAT}"
-        ) from None
+        raise NotInCrm from None
     except ConflictError:
         raise Refusal(
             f"Several contacts share the email {email!r}. Call search_contacts with email={email!r}, "
@@ -135,11 +149,23 @@ SUMMARIES = {
 async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipAnswer:
     v1: dict[str, Any] = {}
     if req.email:
-        uri, v1 = await _by_email(req.email, deps)
+        try:
+            uri, v1 = await _by_email(req.email, deps)
+        except NotInCrm:
+            return MembershipAnswer(
+                is_member=False, status="none",
+                summary=f"No contact in the CRM has the email {req.email}, so it is not a member's email. Check the "
+                f"spelling, or find the person by name with search_contacts. {V1_404_CAVEAT}",
+            )
     else:
         assert req.uri is not None
         uri = parse_uri(req.uri, deps.client.bucket)
     name = " ".join(filter(None, [text(v1.get("first_name")), text(v1.get("last_name"))])) or None
+    if name is None:
+        try:
+            name = await deps.client.display(uri.type, uri.uid)
+        except SheepError:
+            name = None
     data = await or_refuse(
         deps.client.memberships(uri), f"No contact {uri} - find the person with search_contacts and pass its uri."
     )
@@ -168,6 +194,7 @@ async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipA
     return MembershipAnswer(
         contact_uri=str(uri),
         name=name,
+        membership_uri=best.uri,
         is_member=status == "current",
         status=status,
         plan=best.plan,
@@ -179,6 +206,89 @@ async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipA
         summary=summary,
         history=records if req.detail == "full" else None,
     )
+
+
+# ---- members by renewal date or plan (search_contacts' membership filters) -------------------
+
+
+@dataclass
+class MemberRow:
+    contact_uri: str
+    name: str | None
+    membership_uri: str
+    plan: str | None
+    end_date: str | None
+
+
+@dataclass
+class MembersPage:
+    rows: list[MemberRow]
+    plans: list[str]
+    total: int | None
+    next_offset: int | None
+
+
+async def _plans(deps: Deps) -> dict[str, str]:
+    """Plan uri -> name, from the v1 listing of membership_type records."""
+    data = await deps.client.resources("membership_type", {}, page_size=100)
+    return {u: text(r.get("display_value")) or u for r in rows(data, "results") if (u := text(r.get("uri")))}
+
+
+async def current_members(
+    deps: Deps, ends_within_days: int | None, plan: str | None, offset: int, limit: int
+) -> MembersPage:
+    """Current memberships (started, not ended, not deleted) from the v1 listing of `member` records with field
+    filters (v1 notes: end_date__gte, end_date__lte, membership_type), paged upstream; the plans by name."""
+    plans = await _plans(deps)
+    on = today()
+    filters = {"start_date__lte": on.isoformat(), "end_date__gte": on.isoformat()}
+    if ends_within_days is not None:
+        filters["end_date__lte"] = (on + timedelta(days=ends_within_days)).isoformat()
+    if plan:
+        wanted = plan.strip().lower()
+        uri = next((u for u, n in plans.items() if wanted in (u.lower(), n.lower())), None)
+        if uri is None:
+            raise Refusal(f"No plan named {plan!r}; the plans are: {', '.join(sorted(plans.values()))}.")
+        filters["membership_type"] = uri
+    data = await deps.client.resources("member", filters, page=offset // limit + 1, page_size=limit)
+    found = [r for r in rows(data, "results") if text((r.get("data") or {}).get("record_state")) != "deleted"]
+    names = await _display_names({c for r in found if (c := ref((r.get("data") or {}).get("member")))}, deps)
+    out = []
+    for r in found:
+        d: dict[str, Any] = r.get("data") or {}
+        contact = ref(d.get("member")) or ""
+        out.append(
+            MemberRow(
+                contact_uri=contact,
+                name=names.get(contact),
+                membership_uri=text(r.get("uri")) or "",
+                plan=plans.get(ref(d.get("membership_type")) or ""),
+                end_date=text(d.get("end_date")),
+            )
+        )
+    out.sort(key=lambda m: m.end_date or "")
+    total = data.get("total") if isinstance(data.get("total"), int) else None
+    end = offset + len(found)
+    more = end < total if total is not None else len(found) >= limit
+    return MembersPage(out, sorted(plans.values()), total, end if more else None)
+
+
+async def _display_names(uris: set[str], deps: Deps) -> dict[str, str]:
+    names: dict[str, str] = {}
+
+    async def one(uri: str) -> None:
+        parts = uri.strip("/").split("/")
+        if len(parts) == 3:
+            try:
+                if name := await deps.client.display(parts[1], parts[2]):
+                    names[uri] = name
+            except SheepError:
+                return
+
+    async with anyio.create_task_group() as tg:
+        for uri in uris:
+            tg.start_soon(one, uri)
+    return names
 
 
 TOOLS: list[ToolSpec] = [

@@ -6,25 +6,45 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from sheepcrm_mcp.server.toolkit import Deps, Output, ReadTool, ToolSpec, list_page
+from sheepcrm_mcp.server.toolkit import (
+    Deps,
+    Output,
+    ReadTool,
+    ToolSpec,
+    decode_cursor,
+    encode_cursor,
+    list_page,
+)
 from sheepcrm_mcp.sheepcrm import NotFoundError
-from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES
+from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, parse_uri
 from sheepcrm_mcp.tools.common import ListOutput, Paged, rows, text
+from sheepcrm_mcp.tools.membership import current_members
 
 Short = Annotated[str | None, Field(max_length=100)]
 
 
 class SearchContactsInput(Paged):
     query: Annotated[str | None, Field(max_length=200, description="Name, email, phone or organisation.")] = None
-    first_name: Annotated[Short, Field()] = None
-    last_name: Annotated[Short, Field()] = None
+    first_name: Annotated[Short, Field(description="Exact match.")] = None
+    last_name: Annotated[Short, Field(description="Exact match.")] = None
     email: Annotated[Short, Field()] = None
     postcode: Annotated[Short, Field()] = None
+    organisation: Annotated[
+        Short, Field(description="Organisation uri.")
+    ] = None
+    renewing_within_days: Annotated[
+        int | None, Field(ge=0, le=366, description="Membership ends within N days.")
+    ] = None
+    plan: Annotated[Short, Field(description="Plan name: its members.")] = None
 
     @model_validator(mode="after")
     def _something(self) -> SearchContactsInput:
-        if not any((self.query, self.first_name, self.last_name, self.email, self.postcode)):
-            raise ValueError("give query (free text) or at least one of first_name, last_name, email, postcode")
+        given = (self.first_name, self.last_name, self.email, self.postcode, self.organisation, self.plan)
+        if not any((self.query, *given)) and self.renewing_within_days is None:
+            raise ValueError(
+                "give query (free text) or at least one of first_name, last_name, email, postcode, organisation, "
+                "renewing_within_days, plan"
+            )
         return self
 
 
@@ -34,10 +54,16 @@ class ContactHit(Output):
     type: Literal["person", "organisation"] | str
     email: str | None = None
     phone: str | None = None
+    postcode: str | None = None
+    job_title: str | None = None
+    plan: str | None = None
+    end_date: str | None = None
+    membership_uri: str | None = None
 
 
 class SearchContactsOutput(ListOutput):
     contacts: list[ContactHit]
+    plans: list[str] | None = None
 
 
 def hit(row: dict[str, Any]) -> ContactHit:
@@ -48,6 +74,7 @@ def hit(row: dict[str, Any]) -> ContactHit:
         type=kind_of(row),
         email=text(row.get("primary_email")),
         phone=text(row.get("primary_telephone")),
+        postcode=text(row.get("postal_code")),
     )
 
 
@@ -65,7 +92,61 @@ def records(data: Any) -> list[dict[str, Any]]:
     return rows(data, "results")
 
 
+ORG_NOTE = (
+    "People at an organisation are found by the `connections` field of their records (v1 resource filter "
+    "connections=<organisation uri>); sheepCRM documents no other person-organisation link, so people linked "
+    "only in ways it does not document (e.g. free-text employer) are not found."
+)
+
+
+async def at_organisation(req: SearchContactsInput, deps: Deps) -> SearchContactsOutput:
+    assert req.organisation is not None
+    org = parse_uri(req.organisation, deps.client.bucket, ("organisation",))
+    key = f"org:{org}:{req.limit}"
+    offset = decode_cursor(req.cursor, key)
+    data = await deps.client.resources(
+        "person", {"connections": str(org)}, page=offset // req.limit + 1, page_size=req.limit
+    )
+    hits = []
+    for r in rows(data, "results"):
+        d: dict[str, Any] = r.get("data") or {}
+        hits.append(
+            ContactHit(
+                uri=text(r.get("uri")) or "", name=text(r.get("display_value")) or "(no name)", type="person",
+                email=text(d.get("email")), phone=text(d.get("telephone")), job_title=text(d.get("job_title")),
+            )
+        )
+    total = data.get("total") if isinstance(data.get("total"), int) else None
+    end = offset + len(hits)
+    more = end < total if total is not None else len(hits) >= req.limit
+    return SearchContactsOutput(
+        contacts=hits, total=total, next_cursor=encode_cursor(end, key) if more else None,
+        note=ORG_NOTE if not hits else None,
+    )
+
+
+async def members(req: SearchContactsInput, deps: Deps) -> SearchContactsOutput:
+    key = f"members:{req.renewing_within_days}:{req.plan}:{req.limit}"
+    page = await current_members(deps, req.renewing_within_days, req.plan, decode_cursor(req.cursor, key), req.limit)
+    hits = [
+        ContactHit(
+            uri=m.contact_uri, name=m.name or "(no name)", type=m.contact_uri.split("/")[2] if m.contact_uri.count(
+                "/") >= 3 else "person", plan=m.plan, end_date=m.end_date, membership_uri=m.membership_uri,
+        )
+        for m in page.rows
+    ]
+    return SearchContactsOutput(
+        contacts=hits, plans=page.plans, total=page.total,
+        next_cursor=encode_cursor(page.next_offset, key) if page.next_offset is not None else None,
+        note=None if hits else "No current membership matches.",
+    )
+
+
 async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContactsOutput:
+    if req.renewing_within_days is not None or req.plan:
+        return await members(req, deps)
+    if req.organisation:
+        return await at_organisation(req, deps)
     fielded = {
         "first_name": req.first_name,
         "last_name": req.last_name,
@@ -82,6 +163,9 @@ async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContact
         data = await deps.client.search(req.query)
     found = records(data)
     hits = [hit(r) for r in found if kind_of(r) in CONTACT_TYPES]  # global search also finds events, tasks...
+    if req.postcode:  # the person search matched it; its results may not repeat it
+        for h in hits:
+            h.postcode = h.postcode or req.postcode.upper()
     key = f"search:{req.query}:{sorted(fielded.items())}"
     items, envelope = list_page(
         hits, req.limit, req.cursor, key, "No contacts match. Try fewer words, only the last name, or the email."
@@ -96,7 +180,7 @@ TOOLS: list[ToolSpec] = [
         name="search_contacts",
         title="Search contacts",
         description="Find people/organisations by free text (query), or people by first_name, last_name, "
-        "email, postcode. Gives uris.",
+        "email, postcode, organisation, plan or renewal window. Gives uris.",
         toolset="search",
         input=SearchContactsInput,
         output=SearchContactsOutput,

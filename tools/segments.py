@@ -18,8 +18,10 @@ from sheepcrm_mcp.server.toolkit import (
     list_page,
 )
 from sheepcrm_mcp.sheepcrm import NotFoundError
-from sheepcrm_mcp.tools.common import ListOutput, Paged, Uid, fetch_pages, text
+from sheepcrm_mcp.tools.common import ListOutput, Paged, UidOrUri, fetch_pages, text, uid_in, uid_or_uri
 from sheepcrm_mcp.tools.search import ContactHit, hit, records
+
+SegmentUid = Annotated[UidOrUri, Field(description="Segment uid or uri."), uid_or_uri("find_segments(name=...)")]
 
 
 class FindSegmentsInput(Paged):
@@ -40,14 +42,16 @@ class FindSegmentsOutput(ListOutput):
 
 
 async def find_segments(req: FindSegmentsInput, deps: Deps) -> FindSegmentsOutput:
-    # /find lists active segments matching the name; /all every segment, inactive too (openapi.yaml). Both are
-    # paged with no total, so both are read to a short page and shown the same way, `active` included.
+    # /find lists only active segments (openapi.yaml); /all every one, inactive too. A name search reads /all and
+    # matches the name here, so active and inactive segments are found alike, each showing `active`.
     name = req.name
-    found, complete = await fetch_pages(
-        (lambda page, size: deps.client.find_segments(name, page, size)) if name
-        else (lambda page, size: deps.client.all_segments(page, size)),
-        "segments",
-    )
+    found, complete = await fetch_pages(lambda page, size: deps.client.all_segments(page, size), "segments")
+    if name:
+        words = name.lower().split()
+        found = [
+            s for s in found
+            if all(w in f"{text(s.get('name')) or text(s.get('display_value')) or ''}".lower() for w in words)
+        ]
     segments = [
         Segment(
             uid=text(s.get("uid")) or "",
@@ -62,14 +66,14 @@ async def find_segments(req: FindSegmentsInput, deps: Deps) -> FindSegmentsOutpu
     ]
     items, envelope = list_page(
         segments, req.limit, req.cursor, f"segments:{req.name}",
-        "No active segment matches; omit name to list all, inactive ones too." if name else "No segments.",
+        "No segment matches; try fewer words, or omit name to list all." if name else "No segments.",
         cut=None if complete else f"Stopped after {len(found)} segments (sheepCRM gives no total); use name.",
     )
     return FindSegmentsOutput(segments=items, **envelope)
 
 
 class QuerySegmentInput(Paged):
-    uid: Annotated[Uid, Field(description="Segment uid.")]
+    uid: SegmentUid
     mode: Annotated[Literal["count", "members", "lookup"], Field()] = "count"
     q: Annotated[str | None, Field(max_length=100, description="Name or email.")] = None
 
@@ -92,7 +96,7 @@ def by_type(members: list[ContactHit]) -> dict[str, int] | None:
 
 
 async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutput:
-    uid = req.uid
+    uid = uid_in(req.uid, deps.client.bucket, ("segment",))
     try:
         if req.mode == "count":
             data = await deps.client.segment_count(uid)
@@ -132,7 +136,7 @@ TOOLS: list[ToolSpec] = [
         name="find_segments",
         title="Find segments",
         toolset="segments",
-        description="Saved segments by name (active ones), or all (inactive too); each with its record type.",
+        description="Saved segments (active and inactive), all or by words in the name; each with its record type.",
         input=FindSegmentsInput,
         output=FindSegmentsOutput,
         handler=find_segments,

@@ -16,15 +16,30 @@ from sheepcrm_mcp.server.toolkit import (
     ToolSpec,
     WriteDeps,
     WriteTool,
+    as_of,
     list_page,
     or_refuse,
 )
 from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, visible
 from sheepcrm_mcp.sheepcrm.tasks import TASK_PAGE
-from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, Uid, day, moment, ref, rows, text
+from sheepcrm_mcp.tools.common import (
+    ContactRef,
+    Detail,
+    Paged,
+    TimedListOutput,
+    UidOrUri,
+    day,
+    moment,
+    ref,
+    rows,
+    text,
+    uid_in,
+    uid_or_uri,
+)
 
 TaskStatus = Literal["open", "done"]
-TaskUid = Annotated[Uid, Field(description="Task uid.")]
+TaskUid = Annotated[UidOrUri, Field(description="Task uid or uri."), uid_or_uri("list_tasks(query=...)")]
+TASK_TYPES = ("journal", "task")
 
 
 def status_of(t: dict[str, Any]) -> TaskStatus:
@@ -39,6 +54,7 @@ def due_of(t: dict[str, Any]) -> str | None:
 
 class TaskBrief(Output):
     uid: str
+    uri: str | None = None
     title: str
     status: TaskStatus
     due: str | None = None
@@ -56,6 +72,7 @@ class Task(TaskBrief):
 def brief(t: dict[str, Any]) -> TaskBrief:
     return TaskBrief(
         uid=text(t.get("uid")) or "",
+        uri=text(t.get("uri")),
         title=text(t.get("display_value")) or text(t.get("title")) or "(untitled)",
         status=status_of(t),
         due=due_of(t),
@@ -70,18 +87,22 @@ def brief(t: dict[str, Any]) -> TaskBrief:
 
 
 class ListTasksInput(Paged):
-    scope: Annotated[Literal["mine", "all"], Field()] = "mine"
+    scope: Annotated[Literal["mine", "all"] | None, Field(description="Default mine; all with about.")] = None
     status: Annotated[Literal["open", "done", "any"], Field()] = "open"
     due_before: Annotated[date | None, Field()] = None
+    overdue: Annotated[bool | None, Field(description="Open, due before now.")] = None
+    about: Annotated[ContactRef | None, Field(description="Contact uri.")] = None
+    query: Annotated[str | None, Field(max_length=100, description="Words in the title.")] = None
 
 
-class ListTasksOutput(ListOutput):
+class ListTasksOutput(TimedListOutput):
     tasks: list[TaskBrief]
 
 
 async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
     completed = req.status != "open"
-    fetch = deps.client.my_tasks if req.scope == "mine" else deps.client.all_tasks
+    scope = req.scope or ("all" if req.about else "mine")
+    fetch = deps.client.my_tasks if scope == "mine" else deps.client.all_tasks
     data = await fetch(TASK_PAGE, include_completed=completed)
     found = rows(data, "tasks")
     tasks = [brief(t) for t in found if text(t.get("record_state")) != "deleted"]
@@ -89,14 +110,24 @@ async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
         tasks = [t for t in tasks if t.status == req.status]
     if req.due_before:
         tasks = [t for t in tasks if (d := day(t.due)) is not None and d <= req.due_before]
+    if req.overdue:
+        now = datetime.now(UTC)
+        tasks = [t for t in tasks if t.status == "open" and (m := moment(t.due)) is not None and m < now]
+    if req.about:
+        about = req.about.rstrip("/") + "/"
+        tasks = [t for t in tasks if t.about_uri == about]
+    if req.query:
+        words = req.query.lower().split()
+        tasks = [t for t in tasks if all(w in t.title.lower() for w in words)]
     tasks.sort(key=lambda t: t.due or "9999")
+    key = f"tasks:{scope}:{req.status}:{req.due_before}:{req.overdue}:{req.about}:{req.query}"
     items, envelope = list_page(
-        tasks, req.limit, req.cursor, f"tasks:{req.scope}:{req.status}:{req.due_before}",
+        tasks, req.limit, req.cursor, key,
         "No tasks match; try status='any' or scope='all'.",
         cut=f"sheepCRM sent a full page of {TASK_PAGE} tasks and offers no next page, so the list may be cut "
         "short." if len(found) >= TASK_PAGE else None,
     )
-    return ListTasksOutput(tasks=items, **envelope)
+    return ListTasksOutput(tasks=items, as_of=as_of(), **envelope)
 
 
 # ---- get_task ---------------------------------------------------------------------------
@@ -115,7 +146,7 @@ async def _task_or_refuse(uid: str, deps: Deps, fresh: bool = False) -> dict[str
 
 
 async def get_task(req: GetTaskInput, deps: Deps) -> Task:
-    t = await _task_or_refuse(req.uid, deps)
+    t = await _task_or_refuse(uid_in(req.uid, deps.client.bucket, TASK_TYPES), deps)
     task = Task(**brief(t).model_dump(), text=text(t.get("text_body")))
     if req.detail == "full":
         task.created = text(t.get("created"))
@@ -139,15 +170,21 @@ SLACK = timedelta(minutes=1)
 
 
 async def update_task(req: UpdateTaskInput, deps: WriteDeps) -> WritePlan:
-    t = await _task_or_refuse(req.uid, deps)
-    title = visible(text(t.get("display_value")) or text(t.get("title")) or req.uid, NAME_CAP)
+    uid = uid_in(req.uid, deps.client.bucket, TASK_TYPES)
+    t = await _task_or_refuse(uid, deps)
+    title = visible(text(t.get("display_value")) or text(t.get("title")) or uid, NAME_CAP)
+    # What a person needs to tell two same-titled tasks apart: whom it is about and when it is due.
+    about = text(t.get("context_display")) or ref(t.get("context"))
+    due = moment(due_of(t))
+    detail = ", ".join(filter(None, [f"about {about}" if about else None, f"due {due:%d %b %Y %H:%M} UTC" if due
+                                     else None]))
     target: TaskStatus = "done" if req.action == "complete" else "open"
     # sheepCRM's snooze takes no parameters: "+24 hours, or 24 hours from now if overdue". It is verified by
     # the due date it was to reach, fixed at the first read, since no field records a snooze.
     snoozed_due: datetime | None = None
 
     async def read() -> dict[str, Any]:
-        task = await _task_or_refuse(req.uid, deps, fresh=True)
+        task = await _task_or_refuse(uid, deps, fresh=True)
         return {"status": status_of(task), "due": due_of(task), "last_updated": text(task.get("last_updated"))}
 
     def diff(state: dict[str, Any]) -> list[Change]:
@@ -166,16 +203,21 @@ async def update_task(req: UpdateTaskInput, deps: WriteDeps) -> WritePlan:
         return [Change("status", "status", state["status"], target)]
 
     async def apply(_: list[Change], __: Any) -> None:
-        await deps.client.task_action(req.uid, UPSTREAM[req.action])
+        await deps.client.task_action(uid, UPSTREAM[req.action])
 
     def undo(applied: list[Change]) -> dict[str, Any] | None:
         if req.action == "complete":
-            return {"uid": req.uid, "action": "reopen"}
+            return {"uid": uid, "action": "reopen"}
         if req.action == "reopen":
-            return {"uid": req.uid, "action": "complete"}
+            return {"uid": uid, "action": "complete"}
         return None  # sheepCRM has no un-snooze and no way to name a due date
 
-    return WritePlan(summary=f"{req.action.capitalize()} task '{title}'", read=read, diff=diff, apply=apply, undo=undo)
+    summary = f"{req.action.capitalize()} task '{title}'" + (f" ({detail})" if detail else "")
+    return WritePlan(
+        summary=summary, read=read, diff=diff, apply=apply, undo=undo,
+        no_undo="A snooze cannot be undone: sheepCRM has no un-snooze and no way to set a due date."
+        if req.action == "snooze" else None,
+    )
 
 
 TOOLS: list[ToolSpec] = [
@@ -183,7 +225,7 @@ TOOLS: list[ToolSpec] = [
         name="list_tasks",
         title="List tasks",
         toolset="tasks",
-        description="My (or sheepCRM's 'all') tasks by status, optionally due on or before a date; soonest first.",
+        description="My (or all) tasks by status, due date, overdue, contact or title words; soonest first.",
         input=ListTasksInput,
         output=ListTasksOutput,
         handler=list_tasks,
@@ -201,7 +243,8 @@ TOOLS: list[ToolSpec] = [
         name="update_task",
         title="Update task",
         toolset="tasks",
-        description="Complete, reopen or snooze (24 hours) a task. A person approves the preview; returns undo.",
+        description="Complete, reopen or snooze (24 hours; no undo) a task. A person approves the preview; returns "
+        "undo.",
         input=UpdateTaskInput,
         handler=update_task,
         destructive=False,

@@ -142,19 +142,21 @@ async def test_record_changed_between_preview_and_commit_is_a_conflict(
 
 
 async def test_modern_era_re_asks_when_the_record_moved(sandbox: SandboxServer, connect: Any) -> None:
-    """On 2026-07-28 the answer is bound to the question text, which carries the record's version."""
+    """On 2026-07-28 the answer is bound to the question, whose schema carries the record's version (the text a
+    person reads carries no fingerprint)."""
     jane = sandbox.store.demo_facts()["jane_uri"]
     seen: list[str] = []
 
     async def meddle_once(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
-        seen.append(params.message)
+        assert "version" not in params.message and "Apply this change?" in params.message
+        seen.append(json.dumps(params.model_dump(mode="json", exclude_none=True), sort_keys=True))
         if len(seen) == 1:
             sandbox.store.update(jane, {"postal_code": "ZZ1 1ZZ"}, message="changed by someone else")
         return types.ElicitResult(action="accept", content={"confirm": True})
 
     async with connect(sandbox, mode="auto", elicitation=meddle_once) as client:
         result = await client.call_tool("update_contact", {"uri": jane, "phone": "+44 20 7946 0001"})
-    assert len(seen) == 2 and seen[0] != seen[1]
+    assert len(seen) == 2  # the answer to the first question was not reused for the moved record
     assert result.structured_content["status"] == "applied"
     assert len(writes(sandbox)) == 1
 
