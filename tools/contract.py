@@ -23,14 +23,14 @@ class Read:
     core: tuple[str, ...] = ()
 
 
-SEARCH_ITEM = ("id", "uri", "display_value", "resource", "primary_email", "primary_telephone")
+SEARCH_ITEM = ("id", "uri", "display_value", "resource", "primary_email", "primary_telephone", "postal_code")
 TASK = (
     "uid", "title", "display_value", "completed", "date", "due_date", "assigned_to", "assigned_to_display",
     "allocated_to", "allocated_to_display", "context", "context_display", "text_body", "created", "last_updated",
-    "record_state",
+    "record_state", "uri",
 )
 EVENT = (
-    "uid", "display_value", "title", "start_datetime", "start_date", "end_datetime", "end_date", "location",
+    "uid", "uri", "display_value", "title", "start_datetime", "start_date", "end_datetime", "end_date", "location",
     "cancelled", "status", "is_sold_out", "record_state",
 )
 
@@ -45,7 +45,7 @@ READS: tuple[Read, ...] = (
         "v1 record", "record", "/api/v1/{bucket}/{resource_type}/{uid}/", (),
         ("display_value", "data", "meta", "last_updated", "email", "telephone", "address_lines", "postal_code",
          "locality", "region", "country", "tags", "comms_permission", "title", "first_name", "last_name",
-         "date_of_birth", "formatted_name", "name"),
+         "date_of_birth", "formatted_name", "name", "job_title", "known_as", "notes"),
         ("display_value", "data"),
     ),
     Read(
@@ -57,14 +57,14 @@ READS: tuple[Read, ...] = (
     Read(
         "memberships", "memberships", "/api/v2{person_uri}membership/all", ("memberships",),
         ("start_date", "end_date", "cancellation_date", "display_value", "membership_number",
-         "membership_record_status", "membership_type", "paid", "record_state"),
+         "membership_record_status", "membership_type", "paid", "record_state", "uri"),
         ("start_date", "end_date"),
     ),
     Read("display", "display", "/api/v2/{bucket}/{resource_type}/{uid}/display", (), ("display_value",),
          ("display_value",)),
     Read(
         "record history", "record_audit", "/audit/v2/{bucket}/{resource_type}/{uid}/audit", ("results",),
-        ("date", "user", "message", "clean_diff", "field", "prev", "value"), ("date",),
+        ("date", "user", "message", "clean_diff", "field", "prev", "value", "uri"), ("date",),
     ),
     Read("events", "events", "/events/v2/{bucket}/bookings/{state}", ("bookings",), EVENT, ("uid",)),
     Read(
@@ -74,7 +74,7 @@ READS: tuple[Read, ...] = (
     Read("event summary", "event_summary", "/events/v2/{bucket}/booking/{uid}/summary", (), EVENT, ("uid",)),
     Read(
         "tickets", "event_tickets", "/events/v2/{bucket}/booking/{uid}/available_tickets", ("available_tickets",),
-        ("name", "amount", "member_only", "total", "allocated", "available"), ("name",),
+        ("name", "amount", "member_only", "total", "allocated", "available", "reserved"), ("name",),
     ),
     Read(
         "attendance", "attendance", "/events/v2/{bucket}/booking/{uid}/attendance/all", ("sessions",),

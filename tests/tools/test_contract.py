@@ -118,6 +118,7 @@ async def test_tools_read_only_the_listed_fields(
     extra = {
         name: sorted(keys - {*by_name[name].wrapper, *by_name[name].fields}) for name, keys in seen.items()
     }
-    assert {k: v for k, v in extra.items() if v} == {}, "fields the tools read but tools/contract.py does not list"
+    missing = {k: v for k, v in extra.items() if v}
+    assert missing == {}, f"fields the tools read but tools/contract.py does not list: {missing}"
     assert {"search", "person search", "v1 record", "memberships", "record history", "events", "attendance",
             "my tasks", "all tasks", "task", "segment members", "help search"} <= seen.keys()
