@@ -267,7 +267,7 @@ class Gate:
             decision.waited = True
             return decision
         pending = self.approvals.create(
-            tool, args_digest, prepared.state_digest, plan.summary, [c.line() for c in changes]
+            tool, args_digest, prepared.state_digest, plan.summary, [*(c.line() for c in changes), *plan.notes()]
         )
         if by_client and url_mode and not new_era:
             return await self._ask_by_url(tool, pending, args_digest, prepared.state_digest, ctx)
@@ -305,9 +305,8 @@ class Gate:
     def _message(plan: WritePlan, changes: list[Change]) -> str:
         """What a person reads: the change only. The approval stays bound to the state it was shown against
         (the gate compares the state's digest before writing), so no fingerprint needs to be shown."""
-        lines = "\n".join(f"• {c.line()}" for c in changes)
-        warning = f"\n{plan.no_undo}" if plan.no_undo else ""
-        return f"{plan.summary}\n{lines}{warning}\nApply this change?"
+        lines = "\n".join([*(f"• {c.line()}" for c in changes), *plan.notes()])
+        return f"{plan.summary}\n{lines}\nApply this change?"
 
     @staticmethod
     def _from_elicitation(outcome: Any) -> Decision:

@@ -80,3 +80,8 @@ class WritePlan:
     undo: Callable[[list[Change]], dict[str, Any] | None]  # arguments of the same tool that undo them, or None
     one_write_per_change: bool = False
     no_undo: str | None = None  # said in the preview and the result when the change cannot be undone
+    warning: str | None = None  # something the person should weigh before approving (shown in every preview)
+
+    def notes(self) -> list[str]:
+        """The extra lines of every preview: the warning (escaped, capped) and the no-undo notice."""
+        return [visible(n, 4 * NAME_CAP) for n in (self.warning, self.no_undo) if n]

@@ -196,23 +196,22 @@ async def update_contact(req: UpdateContactInput, deps: WriteDeps) -> WritePlan:
 
     state_name = await _name(deps, uri)
     summary = f"Update contact {state_name} ({uri})"
-    if wanted.get("email"):
-        summary += await _email_taken(deps, wanted["email"], str(uri))
-    return WritePlan(summary=summary, read=read, diff=diff, apply=apply, undo=undo)
+    warning = await _email_taken(deps, wanted["email"], str(uri)) if wanted.get("email") else None
+    return WritePlan(summary=summary, read=read, diff=diff, apply=apply, undo=undo, warning=warning)
 
 
-async def _email_taken(deps: Deps, email: str, uri: str) -> str:
+async def _email_taken(deps: Deps, email: str, uri: str) -> str | None:
     """A warning when the new email already belongs to another contact (the person search by email)."""
     try:
         found = await deps.client.search_people(email=email)
     except NotFoundError:
-        return ""
+        return None
     others = [(r.get("display_value"), u) for r in records(found) if (u := text(r.get("id")) or text(r.get("uri")))
               and u != uri]
     if not others:
-        return ""
+        return None
     names = ", ".join(f"{text(n) or '(no name)'} ({u})" for n, u in others[:3])
-    return f". Warning: {email} already belongs to {names}; two contacts would share it"
+    return f"Warning: {email} already belongs to {names}; two contacts would share it"
 
 
 async def _name(deps: Deps, uri: Any) -> str:
