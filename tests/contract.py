@@ -20,11 +20,16 @@ DOCS = Path(__file__).resolve().parents[1] / ".." / "shared" / "sheepcrm-api"
 SEEDS = Path(__file__).resolve().parents[1] / ".." / "shared" / "seeds"
 MAIN, TASKS, DRAFT = "openapi.yaml", "openapi-with-tasks.yaml", "openapi-2025-02-draft.yaml"
 
+LISTING_PARAMS = {"page", "page_size", "mode"}
+FIELD_FILTER = re.compile(
+    r"[a-z_]+(__(and|eq|gt|gte|lt|lte|ne|near|none|or|raw|startswith|startswithi))?"
+)
 # The v1 calls (v1 notes): path regex, method -> query parameter names.
-V1: list[tuple[str, dict[str, set[str]]]] = [
+V1: list[tuple[str, dict[str, set[str] | None]]] = [
     (r"/api/v1/ping/", {"GET": set()}),
     (r"/api/v1/[^/]+/", {"GET": set()}),
     (r"/api/v1/[^/]+/user/membership/", {"GET": {"email", "realtime"}}),
+    (r"/api/v1/[^/]+/[a-z_]+/", {"GET": None}),  # a resource listing: field filters with modifiers, paging
     (r"/api/v1/[^/]+/[a-z_]+/[^/]+/", {"GET": set(), "PUT": set()}),
 ]
 
@@ -96,7 +101,11 @@ def check_request(method: str, path: str, query: str) -> str | None:
             if re.fullmatch(rx, path):
                 if method not in methods:
                     return f"{method} {path}: method not in the v1 notes"
-                extra = names - methods[method]
+                allowed = methods[method]
+                if allowed is None:  # "Append the field name with a modifier to use query logic" (v1 notes)
+                    extra = {n for n in names if n not in LISTING_PARAMS and not FIELD_FILTER.fullmatch(n)}
+                    return f"{method} {path}: not a field filter: {sorted(extra)}" if extra else None
+                extra = names - allowed
                 return f"{method} {path}: undocumented parameter(s) {sorted(extra)}" if extra else None
         return f"{method} {path}: no such v1 call in the v1 notes"
     ops = operations(method, path)
