@@ -1,4 +1,7 @@
-"""Append-only JSONL audit log: one line per write attempt, flushed before the result returns."""
+"""Append-only JSONL audit log: one line per write attempt, flushed before the result returns.
+
+On a hosted server (SHEEPCRM_AUTH=oauth) each line names the signed-in caller: sub, email, profile.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from sheepcrm_mcp.server.auth import current_caller
 
 SECRET_WORDS = ("key", "token", "secret", "password", "authorization", "csrf")
 
@@ -60,6 +65,8 @@ class AuditLog:
             "after": after,
             "detail": detail,
         }
+        if (caller := current_caller()) is not None:  # hosted mode: who asked (and so who approved)
+            entry["caller"] = caller.audit()
         line = json.dumps(redact(entry, self._secret), default=str, ensure_ascii=False)
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
