@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+import httpx
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sheepcrm_mcp.assembly import App, build_app
@@ -66,13 +67,13 @@ class Hosted:
         return found
 
 
-def build_hosted(settings: Settings) -> Hosted:
+def build_hosted(settings: Settings, *, http: httpx.AsyncClient | None = None) -> Hosted:
     """One server per profile that has a sheepCRM key; at least one must."""
     if settings.confirm == "none":
         raise ConfigError("SHEEPCRM_CONFIRM=none is not allowed with SHEEPCRM_AUTH=oauth: every write needs a person")
     if not settings.bucket:
         raise ConfigError("SHEEPCRM_BUCKET is not set: name your sheepCRM bucket, e.g. SHEEPCRM_BUCKET=demo")
-    oauth = build_oauth(settings)
+    oauth = build_oauth(settings, http)
     apps: dict[ProfileName, App] = {}
     for name in PROFILES:
         key = settings.profile_key(name)
