@@ -13,6 +13,7 @@ the audit log read it with `current_caller()`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -263,3 +264,38 @@ async def discover_jwks_uri(http: httpx.AsyncClient, issuer: str) -> str:
             raise ValueError(f"the metadata at {path} names issuer {meta.get('issuer')!r}, not {issuer!r}")
         return str(meta["jwks_uri"])
     raise ValueError(f"no OpenID or OAuth metadata at {base}/.well-known/")
+
+
+async def check_oauth(settings: Settings, http: httpx.AsyncClient | None = None) -> list[tuple[bool, str]]:
+    """doctor's hosted-mode checks: audience configured, issuer reachable with matching metadata, JWKS fetched,
+    which profiles have a sheepCRM key."""
+    lines: list[tuple[bool, str]] = []
+    try:
+        require_oauth_settings(settings)
+    except ConfigError as exc:
+        return [(False, str(exc))]
+    resource = settings.oauth_resource
+    loopback = resource.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]"))
+    if resource.startswith("https://") or loopback:
+        lines.append((True, f"audience (resource) configured: {resource}"))
+    else:
+        lines.append((False, f"SHEEPCRM_OAUTH_RESOURCE {resource} is not https -> use the public https URL of /mcp"))
+    async with contextlib.AsyncExitStack() as stack:
+        client = http if http is not None else await stack.enter_async_context(httpx.AsyncClient(timeout=5))
+        try:
+            jwks_uri = settings.oauth_jwks_url or await discover_jwks_uri(client, settings.oauth_issuer)
+            lines.append((True, f"issuer {settings.oauth_issuer} reachable; keys at {jwks_uri}"))
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            lines.append((False, f"issuer {settings.oauth_issuer} not usable ({exc}) -> check SHEEPCRM_OAUTH_ISSUER"))
+            return lines
+        try:
+            count = await JWKSCache(jwks_uri, client).refresh(force=True)
+            lines.append((count > 0, f"JWKS fetched: {count} signing key(s)" + ("" if count else " -> none usable")))
+        except (httpx.HTTPError, ValueError) as exc:
+            lines.append((False, f"JWKS at {jwks_uri} could not be fetched ({exc})"))
+    keyed = [p for p in PROFILES if settings.profile_key(p) is not None]
+    lines.append((bool(keyed), "profiles with a sheepCRM key: " + (", ".join(keyed) or "none -> set SHEEPCRM_API_KEY_"
+                                                                  "STAFF / _HELPDESK / _MEMBER")))
+    if settings.confirm == "none":
+        lines.append((False, "SHEEPCRM_CONFIRM=none is refused in hosted mode -> remove it"))
+    return lines

@@ -4,6 +4,7 @@ authorization code + PKCE, a tool call per profile, the refusals, and a member s
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.toolkit import encode_cursor
-from tests.helpers import ACCEPT, CANARY_KEY, initialize, running_idp, serve_hosted, sign_in
+from tests.helpers import ACCEPT, CANARY_KEY, binary, clean_env, initialize, running_idp, serve_hosted, sign_in
 
 MEMBER_TOOLS = {"my_membership", "my_bookings", "upcoming_events", "search_help"}
 
@@ -89,7 +90,8 @@ async def test_helpdesk_writes_tasks_but_not_contacts_and_is_audited(
     assert edit.is_error  # not a tool of this profile
     lines = [json.loads(x) for x in (tmp / "audit.jsonl").read_text().splitlines()]
     mine = [x for x in lines if x["tool"] == "update_task" and x["outcome"] == "succeeded"]
-    assert mine and mine[-1]["caller"] == {"sub": "u-helpdesk", "email": "helpdesk@sheepcrm.test", "profile": "helpdesk"}
+    who = {"sub": "u-helpdesk", "email": "helpdesk@sheepcrm.test", "profile": "helpdesk"}
+    assert mine and mine[-1]["caller"] == who
 
 
 async def test_member_gets_self_service_about_themselves(site: tuple[str, SandboxServer, Path], idp: str) -> None:
@@ -219,3 +221,16 @@ async def test_member_isolation_under_attack(site: tuple[str, SandboxServer, Pat
     print(f"\nmember isolation: {calls} calls, {refused} refused, {len(leaks)} leaks of {len(secret)} identifiers")
     assert leaks == []
     assert calls > 1000
+
+
+@pytest.mark.parametrize("good", [True, False])
+def test_doctor_checks_the_auth_settings(idp: str, good: bool) -> None:
+    issuer = idp if good else "http://127.0.0.1:9/"
+    env = clean_env(SHEEPCRM_AUTH="oauth", SHEEPCRM_OAUTH_ISSUER=issuer,
+                    SHEEPCRM_OAUTH_RESOURCE="http://127.0.0.1:8765/mcp")
+    done = subprocess.run([binary(), "doctor", "--sandbox"], env=env, capture_output=True, text=True, timeout=60)
+    assert ("ok   JWKS fetched: 1 signing key(s)" in done.stdout) == good, done.stdout
+    assert ("ok   audience (resource) configured: http://127.0.0.1:8765/mcp") in done.stdout
+    assert (done.returncode == 0) == good
+    if not good:
+        assert f"FAIL issuer {issuer} not usable" in done.stdout
