@@ -9,11 +9,13 @@ from mcp.server.mcpserver import Context, MCPServer
 from sheepcrm_mcp.server import __version__, logs
 from sheepcrm_mcp.server.approvals import ApprovalPage, ApprovalStore
 from sheepcrm_mcp.server.audit import AuditLog
+from sheepcrm_mcp.server.auth import OAuth
 from sheepcrm_mcp.server.gate import Gate
 from sheepcrm_mcp.server.settings import Settings
 from sheepcrm_mcp.server.toolkit import Deps, ReadTool, WriteDeps, build_tool, read_registration
 from sheepcrm_mcp.sheepcrm import SheepClient
-from sheepcrm_mcp.tools import catalogue, prompts, resources
+from sheepcrm_mcp.tools import catalogue
+from sheepcrm_mcp.tools.profiles import STAFF, Profile
 
 
 @dataclass
@@ -32,10 +34,16 @@ class App:
         await self.client.aclose()
 
 
-def build_app(settings: Settings, client: SheepClient | None = None) -> App:
-    """An MCP server bound to one bucket. The client is created here unless one is given."""
-    toolsets = catalogue.toolsets(settings.toolsets)
-    specs = catalogue.select(settings.toolsets, settings.read_only)
+def build_app(
+    settings: Settings, client: SheepClient | None = None, *, profile: Profile = STAFF, oauth: OAuth | None = None
+) -> App:
+    """An MCP server bound to one bucket. The client is created here unless one is given.
+
+    `profile` picks the tools, resources and prompts (stdio and token mode: staff, the whole catalogue);
+    `oauth` makes it an OAuth resource server through the SDK's own auth settings (hosted mode).
+    """
+    catalogue.toolsets(settings.toolsets)  # an unknown toolset name fails here, whatever the profile
+    specs = profile.tools(settings)
     sheep = client or SheepClient(settings.client_config())
     reader = sheep.reader  # read tools, resources and prompts get a client that cannot write
 
@@ -59,10 +67,11 @@ def build_app(settings: Settings, client: SheepClient | None = None) -> App:
     server: MCPServer = MCPServer(
         name="sheepcrm-mcp",
         title="sheepCRM",
-        instructions=catalogue.INSTRUCTIONS,
+        instructions=profile.instructions,
         version=__version__,
         tools=[build_tool(r) for r in registrations],
+        token_verifier=oauth.verifier if oauth else None,
+        auth=oauth.auth_settings() if oauth else None,
     )
-    resources.install(server, Deps(client=reader, settings=settings), toolsets)
-    prompts.install(server, toolsets, settings.read_only)
+    profile.install(server, Deps(client=reader, settings=settings), settings)
     return App(server, sheep, settings, gate, audit, page)

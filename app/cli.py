@@ -80,6 +80,13 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
             "(trusted automation only); every audit line records it.",
             file=sys.stderr,
         )
+    if settings.auth == "oauth":
+        if args.transport != "http":
+            raise ConfigError("SHEEPCRM_AUTH=oauth needs --transport http (stdio has one user and no tokens)")
+        from sheepcrm_mcp.hosted import run_hosted
+
+        run_hosted(settings, host=args.host, port=args.port, stateless=args.stateless)
+        return
     built = build_app(settings)
     if args.transport == "http":
         from sheepcrm_mcp.http import run_http
@@ -108,9 +115,16 @@ def main(argv: list[str] | None = None) -> int:
             if args.sandbox:
                 overrides = stack.enter_context(sandbox_settings(overrides))
             settings = load_settings(args.env_file, **overrides)
-            for secret in (settings.api_key, settings.mcp_token):
+            for secret in (
+                settings.api_key,
+                settings.mcp_token,
+                settings.api_key_staff,
+                settings.api_key_helpdesk,
+                settings.api_key_member,
+            ):
                 logs.add_secret(secret.get_secret_value() if secret else None)
-            settings.require_credentials()
+            if settings.auth != "oauth":  # hosted mode checks each profile's key itself
+                settings.require_credentials()
             serve(settings, args)
         return 0
     except ConfigError as exc:

@@ -23,6 +23,7 @@ import anyio
 
 from sheepcrm_mcp.sandboxed import sandbox_settings
 from sheepcrm_mcp.server import __version__, logs
+from sheepcrm_mcp.server.auth import PROFILES, check_oauth
 from sheepcrm_mcp.server.settings import ConfigError, Settings, load_settings
 from sheepcrm_mcp.sheepcrm import AuthError, NotFoundError, PermissionDenied, SheepClient, SheepError
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, ScopeError, parse_uri
@@ -102,6 +103,11 @@ def run_doctor(overrides: dict[str, Any], *, sandbox: bool = False, env_file: Pa
         try:
             settings = load_settings(env_file, **overrides)
             logs.add_secret(settings.api_key.get_secret_value() if settings.api_key else None)
+            if settings.auth == "oauth":  # hosted: sheepCRM is checked with the first profile's own key
+                keys = [k for p in PROFILES if (k := settings.profile_key(p)) is not None]
+                for key in keys:
+                    logs.add_secret(key.get_secret_value())
+                settings = settings.model_copy(update={"api_key": keys[0] if keys else None})
             settings.require_credentials()
         except ConfigError as exc:
             print(logs.scrub(f"{BAD} settings: {exc}"))
@@ -114,6 +120,8 @@ def run_doctor(overrides: dict[str, Any], *, sandbox: bool = False, env_file: Pa
             )
         )
         lines = anyio.run(diagnose, settings)
+        if settings.auth == "oauth":
+            lines += anyio.run(check_oauth, settings)
         for ok, text in lines:
             print(logs.scrub(f"{OK if ok else BAD} {text}"))
         failed = [text for ok, text in lines if not ok]
@@ -307,6 +315,11 @@ def run_contract(overrides: dict[str, Any], *, sandbox: bool = False, as_json: b
         try:
             settings = load_settings(**overrides)
             logs.add_secret(settings.api_key.get_secret_value() if settings.api_key else None)
+            if settings.auth == "oauth":  # hosted: sheepCRM is checked with the first profile's own key
+                keys = [k for p in PROFILES if (k := settings.profile_key(p)) is not None]
+                for key in keys:
+                    logs.add_secret(key.get_secret_value())
+                settings = settings.model_copy(update={"api_key": keys[0] if keys else None})
             settings.require_credentials()
         except ConfigError as exc:
             print(json.dumps({"error": str(exc)}) if as_json else f"{BAD} settings: {exc}")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -31,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sheepcrm_mcp.assembly import App
 from sheepcrm_mcp.server import __version__, logs
-from sheepcrm_mcp.server.settings import ConfigError
+from sheepcrm_mcp.server.settings import ConfigError, Settings
 
 log = logging.getLogger("sheepcrm_mcp.http")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -220,6 +221,22 @@ def generated_token(path: Path) -> str:
     return token
 
 
+def transport_security(settings: Settings, host: str) -> TransportSecuritySettings:
+    """Host and Origin checks against DNS rebinding: loopback names, the bind address, the configured ones."""
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *settings.http_allowed_hosts]
+    if host not in LOOPBACK and host not in ("0.0.0.0", "::"):  # noqa: S104 - a named interface
+        hosts.append(f"{host}:*")
+    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", *settings.http_allowed_origins]
+    return TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=origins)
+
+
+def healthz_route(server: MCPServer) -> None:
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    server.custom_route("/healthz", methods=["GET"])(healthz)
+
+
 def http_app(built: App, host: str, stateless: bool) -> ASGIApp:
     server, settings = built.server, built.settings
     token = settings.mcp_token.get_secret_value() if settings.mcp_token else ""
@@ -233,20 +250,9 @@ def http_app(built: App, host: str, stateless: bool) -> ASGIApp:
     if not token:
         token = generated_token(settings.mcp_token_file or default_token_file())
     logs.add_secret(token)
-    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *settings.http_allowed_hosts]
-    if host not in LOOPBACK and host not in ("0.0.0.0", "::"):  # noqa: S104 - a named interface
-        hosts.append(f"{host}:*")
-    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", *settings.http_allowed_origins]
-
-    async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok", "version": __version__})
-
-    server.custom_route("/healthz", methods=["GET"])(healthz)
-
+    healthz_route(server)
     app: ASGIApp = server.streamable_http_app(
-        stateless_http=stateless,
-        host=host,
-        transport_security=TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=origins),
+        stateless_http=stateless, host=host, transport_security=transport_security(settings, host)
     )
     app = CloseOnShutdown(app, built.aclose)
     return BearerAuth(app, token)
@@ -264,6 +270,10 @@ def run_http(built: App, *, host: str, port: int, stateless: bool) -> None:
             "only Host headers naming a loopback address are accepted; set SHEEPCRM_HTTP_ALLOWED_HOSTS "
             "(e.g. mcp.example.org,mcp.example.org:*) to the names clients or your proxy use"
         )
+    serve_asgi(app, host=host, port=port)
+
+
+def serve_asgi(app: ASGIApp, *, host: str, port: int) -> None:
     inflight = InFlight(app)
     # log_config=None: uvicorn's records go through our stderr handler and its secret filter.
     config = uvicorn.Config(

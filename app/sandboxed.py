@@ -12,4 +12,5 @@ from sheepcrm_mcp.sandbox.runner import SandboxServer
 @contextlib.contextmanager
 def sandbox_settings(overrides: dict[str, Any]) -> Iterator[dict[str, Any]]:
     with SandboxServer() as sb:
-        yield {**overrides, **sb.settings()}
+        # Every hosted-mode profile uses the sandbox's one key (SHEEPCRM_AUTH=oauth --sandbox).
+        yield {**overrides, **sb.settings(), "api_key_helpdesk": sb.key, "api_key_member": sb.key}

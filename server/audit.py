@@ -2,6 +2,8 @@
 
 The folder is created 0700 and the file 0600 (opened with O_NOFOLLOW, so a planted symlink is
 refused); lines are pure ASCII JSON, so U+2028 and friends cannot split a line for any reader.
+
+On a hosted server (SHEEPCRM_AUTH=oauth) each line names the signed-in caller: sub, email, profile.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from sheepcrm_mcp.server.auth import current_caller
 
 SECRET_WORDS = ("key", "token", "secret", "password", "authorization", "csrf")
 
@@ -64,6 +68,8 @@ class AuditLog:
             "after": after,
             "detail": detail,
         }
+        if (caller := current_caller()) is not None:  # hosted mode: who asked (and so who approved)
+            entry["caller"] = caller.audit()
         line = json.dumps(redact(entry, self._secret), default=str, ensure_ascii=True)
         with self._lock:
             if not self.path.parent.exists():

@@ -36,6 +36,16 @@ SECURITY = (
     "http_allowed_hosts",
     "http_allowed_origins",
     "approval_port",
+    "auth",
+    "oauth_issuer",
+    "oauth_resource",
+    "oauth_jwks_url",
+    "oauth_scopes",
+    "oauth_roles_claim",
+    "oauth_staff_roles",
+    "oauth_helpdesk_roles",
+    "oauth_member_roles",
+    "helpdesk_writes",
 )
 
 
@@ -69,6 +79,20 @@ class Settings(BaseSettings):
     http_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     http_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
     approval_port: int = Field(default=0, ge=0, le=65535, description="loopback port of the approval page")
+    # Hosted mode (SHEEPCRM_AUTH=oauth, HTTP only): see docs/HOSTING.md.
+    auth: Literal["token", "oauth"] = "token"
+    oauth_issuer: str = Field(default="", description="the identity provider's issuer URL, exactly as it states it")
+    oauth_resource: str = Field(default="", description="public URL of this server's /mcp (the tokens' audience)")
+    oauth_jwks_url: str = Field(default="", description="JWKS address; found in the issuer's metadata when empty")
+    oauth_scopes: Annotated[tuple[str, ...], NoDecode] = ("sheepcrm",)
+    oauth_roles_claim: str = Field(default="roles", min_length=1, description="claim (or dotted path) with roles")
+    oauth_staff_roles: Annotated[tuple[str, ...], NoDecode] = ("staff",)
+    oauth_helpdesk_roles: Annotated[tuple[str, ...], NoDecode] = ("helpdesk",)
+    oauth_member_roles: Annotated[tuple[str, ...], NoDecode] = ("member",)
+    helpdesk_writes: Annotated[tuple[str, ...], NoDecode] = ("set_attendance", "update_task")
+    api_key_staff: SecretStr | None = Field(default=None, description="sheepCRM key of the staff profile")
+    api_key_helpdesk: SecretStr | None = Field(default=None, description="sheepCRM key of the helpdesk profile")
+    api_key_member: SecretStr | None = Field(default=None, description="sheepCRM key of the member profile")
 
     @field_validator("bucket")
     @classmethod
@@ -95,7 +119,23 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("http_allowed_hosts", "http_allowed_origins", mode="before")
+    @field_validator("oauth_issuer", "oauth_resource", "oauth_jwks_url")
+    @classmethod
+    def _oauth_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an https:// URL (http:// only for a local test provider)")
+        return value
+
+    @field_validator(
+        "http_allowed_hosts",
+        "http_allowed_origins",
+        "oauth_scopes",
+        "oauth_staff_roles",
+        "oauth_helpdesk_roles",
+        "oauth_member_roles",
+        "helpdesk_writes",
+        mode="before",
+    )
     @classmethod
     def _csv(cls, value: object) -> tuple[str, ...]:
         items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
@@ -116,6 +156,13 @@ class Settings(BaseSettings):
             raise ConfigError("SHEEPCRM_API_KEY is not set: put your sheepCRM API key in it (or use --sandbox)")
         if not self.bucket:
             raise ConfigError("SHEEPCRM_BUCKET is not set: name your sheepCRM bucket, e.g. SHEEPCRM_BUCKET=demo")
+
+    def profile_key(self, profile: str) -> SecretStr | None:
+        """The sheepCRM key a hosted profile uses: its own, or for staff the plain SHEEPCRM_API_KEY."""
+        own = {"staff": self.api_key_staff, "helpdesk": self.api_key_helpdesk, "member": self.api_key_member}[profile]
+        if own is not None and own.get_secret_value():
+            return own
+        return self.api_key if profile == "staff" else None
 
     def client_config(self) -> ClientConfig:
         """What the sheepCRM client needs from these settings."""

@@ -3,18 +3,23 @@ the real HTTP app on a loopback port, the real binary as a subprocess."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import httpx2
@@ -188,3 +193,98 @@ async def approve(context: Any, params: mt.ElicitRequestParams) -> mt.ElicitResu
 async def decline(context: Any, params: mt.ElicitRequestParams) -> mt.ElicitResult:
     """A scripted person who declines every confirmation."""
     return mt.ElicitResult(action="decline")
+
+# --- the local OpenID provider (.ci/idp, oidc-provider) and sign-in through it ---------------
+
+IDP_CLIENT = "sheepcrm-test"  # public PKCE client of .ci/idp/provider.mjs; passwords are "<username>-pw"
+IDP_REDIRECT = "http://127.0.0.1:53682/callback"  # nothing listens there: the code is read from the redirect
+
+
+@contextmanager
+def running_idp(timeout: float = 120.0, **env: str) -> Iterator[str]:
+    """The project's OpenID provider (`bash .ci/idp.sh`, which installs it once) on a free port; yields its issuer."""
+    proc = subprocess.Popen(["bash", str(REPO / ".ci" / "idp.sh"), "--port", "0"], cwd=REPO,
+                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready: list[str] = []
+        reader = threading.Thread(target=lambda: ready.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        reader.join(timeout)
+        if not ready or not ready[0].strip():
+            proc.kill()
+            pytest.fail(f"the OpenID provider did not start: {proc.stderr.read() if proc.stderr else ''}")  # type: ignore[union-attr]
+        yield str(json.loads(ready[0])["issuer"])
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def sign_in(issuer: str, user: str, resource: str, scope: str = "sheepcrm") -> str:
+    """Authorization code + PKCE at the provider, posting its login form as a person would; the access token.
+
+    A fresh cookie jar per sign-in: a shared one would silently reuse the first user's session."""
+    verifier = _b64url(secrets.token_bytes(32))
+    challenge = _b64url(hashlib.sha256(verifier.encode()).digest())
+    state = secrets.token_urlsafe(16)
+    with httpx.Client(timeout=10) as http:
+        meta = http.get(f"{issuer}/.well-known/oauth-authorization-server").raise_for_status().json()
+        response = http.get(meta["authorization_endpoint"], params={
+            "client_id": IDP_CLIENT, "response_type": "code", "redirect_uri": IDP_REDIRECT, "scope": scope,
+            "resource": resource, "state": state, "code_challenge": challenge, "code_challenge_method": "S256"})
+        callback = None
+        for _ in range(20):
+            if response.is_redirect:
+                location = urljoin(str(response.url), response.headers["location"])
+                if location.startswith(IDP_REDIRECT):
+                    callback = location
+                    break
+                response = http.get(location)
+            elif 'id="login-form"' in response.text and response.status_code == 200:
+                action = re.search(r'<form id="login-form" method="post" action="([^"]+)"', response.text)
+                assert action is not None
+                response = http.post(urljoin(str(response.url), action.group(1)),
+                                     data={"username": user, "password": f"{user}-pw"})
+            else:
+                raise AssertionError(f"sign-in stopped at {response.status_code} {response.url}: {response.text[:200]}")
+        assert callback is not None, "the provider never redirected back"
+        query = parse_qs(urlsplit(callback).query)
+        assert query.get("state") == [state] and "code" in query, query
+        token = http.post(meta["token_endpoint"], data={
+            "grant_type": "authorization_code", "code": query["code"][0], "redirect_uri": IDP_REDIRECT,
+            "code_verifier": verifier, "client_id": IDP_CLIENT, "resource": resource})
+        assert token.status_code == 200, token.text
+        return str(token.json()["access_token"])
+
+
+@contextmanager
+def serve_hosted(sb: SandboxServer, tmp: Path, issuer: str, *, http: Any = None, **over: Any) -> Iterator[str]:
+    """Hosted mode (SHEEPCRM_AUTH=oauth) in a thread on a free port, every profile on the sandbox's key.
+
+    Yields the base URL; the resource (token audience) is base + "/mcp". `http` replaces the client
+    that fetches the issuer's keys (unit tests serve a local key set through it)."""
+    from sheepcrm_mcp.hosted import build_hosted, hosted_app
+
+    port = free_port()
+    resource = f"http://127.0.0.1:{port}/mcp"
+    values: dict[str, Any] = {"auth": "oauth", "oauth_issuer": issuer, "oauth_resource": resource,
+                              "api_key_helpdesk": sb.key, "api_key_member": sb.key}
+    settings = settings_for(sb, tmp, **{**values, **over})
+    hosted = build_hosted(settings, http=http)
+    ts = ThreadServer(hosted_app(hosted, "127.0.0.1", False), "127.0.0.1", port)
+    ts.config.lifespan = "on"
+    ts.start()
+    try:
+        yield ts.url
+    finally:
+        ts.stop()

@@ -1,0 +1,301 @@
+"""OAuth 2.1 resource server pieces (SHEEPCRM_AUTH=oauth): token verification, callers, profiles.
+
+Access tokens are JWTs (RFC 9068) from the organisation's identity provider. `JWTVerifier` is the
+SDK's `TokenVerifier`: it checks the signature against the issuer's JWKS (fetched with httpx and
+cached), `iss`, `aud` (= this server's resource URL), `exp`/`iat`, and leaves required scopes to the
+SDK's `AuthSettings.required_scopes` (which answers 403 insufficient_scope). The user's token is
+never sent anywhere: sheepCRM is called with the operator's per-profile key.
+
+A `Caller` is who is calling (sub, email, profile, and for members the one person they are); the
+HTTP layer sets it per request in a context variable the SDK carries into tool calls, so tools and
+the audit log read it with `current_caller()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+import httpx
+import jwt
+from mcp.server.auth.provider import AccessToken, TokenVerifier
+from mcp.server.auth.settings import AuthSettings
+
+from sheepcrm_mcp.server.settings import ConfigError, Settings
+
+log = logging.getLogger("sheepcrm_mcp.auth")
+
+ProfileName = Literal["staff", "helpdesk", "member"]
+PROFILES: tuple[ProfileName, ...] = ("staff", "helpdesk", "member")  # most powerful first
+ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A signed-in person: their subject at the issuer, email, profile, and (members) their contact uri."""
+
+    sub: str
+    email: str | None
+    profile: ProfileName
+    person: str | None = None
+    roles: tuple[str, ...] = ()
+
+    def audit(self) -> dict[str, Any]:
+        return {"sub": self.sub, "email": self.email, "profile": self.profile}
+
+
+_caller: ContextVar[Caller | None] = ContextVar("sheepcrm_caller", default=None)
+
+
+def current_caller() -> Caller | None:
+    """The caller of the request being answered (None on stdio and in token mode)."""
+    return _caller.get()
+
+
+def set_caller(caller: Caller | None) -> None:
+    _caller.set(caller)
+
+
+class JWKSCache:
+    """The issuer's signing keys: fetched asynchronously, kept `ttl` seconds; an unknown kid refetches
+    (key rotation) at most once every `min_refresh` seconds."""
+
+    def __init__(self, jwks_uri: str, http: httpx.AsyncClient, *, ttl: float = 300, min_refresh: float = 30) -> None:
+        self.jwks_uri, self.http, self.ttl, self.min_refresh = jwks_uri, http, ttl, min_refresh
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched = float("-inf")
+        self._lock = anyio.Lock()
+
+    async def refresh(self, *, force: bool = False) -> int:
+        async with self._lock:
+            if not force and time.monotonic() - self._fetched < self.min_refresh:
+                return len(self._keys)
+            response = await self.http.get(self.jwks_uri, timeout=5)
+            response.raise_for_status()
+            keys: dict[str, jwt.PyJWK] = {}
+            for jwk in response.json().get("keys", []):
+                if jwk.get("use", "sig") != "sig" or "kid" not in jwk:
+                    continue
+                try:
+                    keys[str(jwk["kid"])] = jwt.PyJWK(jwk)
+                except jwt.PyJWKError:  # an algorithm we do not support: skip that key only
+                    continue
+            self._keys, self._fetched = keys, time.monotonic()
+            return len(keys)
+
+    async def get(self, kid: str) -> jwt.PyJWK | None:
+        if time.monotonic() - self._fetched > self.ttl:
+            await self.refresh()
+        key = self._keys.get(kid)
+        if key is None:
+            await self.refresh()
+            key = self._keys.get(kid)
+        return key
+
+
+class JWTVerifier(TokenVerifier):
+    """RFC 9068 JWT access tokens. Any invalid token gives None (the SDK answers 401 invalid_token)."""
+
+    def __init__(
+        self, *, issuer: str, resource: str, jwks: JWKSCache, algorithms: Sequence[str] = ALGORITHMS, leeway: int = 30
+    ) -> None:
+        self.issuer, self.resource, self.jwks = issuer, resource, jwks
+        self.algorithms, self.leeway = list(algorithms), leeway
+        self._seen: dict[str, AccessToken] = {}  # verified tokens until they expire (the router and the SDK both ask)
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        cached = self._seen.get(token)
+        if cached is not None:
+            if cached.expires_at is not None and cached.expires_at + self.leeway > time.time():
+                return cached
+            self._seen.pop(token, None)
+        try:
+            header = jwt.get_unverified_header(token)
+            if header.get("alg") not in self.algorithms:
+                return None
+            if str(header.get("typ", "")).lower() not in ("at+jwt", "application/at+jwt"):
+                return None  # RFC 9068: an ID token is not an access token
+            key = await self.jwks.get(str(header.get("kid", "")))
+            if key is None:
+                return None
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=self.algorithms,
+                audience=self.resource,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+            )
+        except (jwt.InvalidTokenError, jwt.PyJWKError, httpx.HTTPError, ValueError) as exc:
+            log.info("rejected a bearer token: %s", type(exc).__name__)
+            return None
+        scope = claims.get("scope", "")
+        scopes = scope.split() if isinstance(scope, str) else [str(s) for s in claims.get("scp", [])]
+        access = AccessToken(
+            token=token,
+            client_id=str(claims.get("client_id") or claims.get("azp") or ""),
+            scopes=scopes,
+            expires_at=int(claims["exp"]),
+            resource=self.resource,
+            subject=str(claims["sub"]),
+            claims=claims,
+        )
+        if len(self._seen) > 4096:
+            self._seen.clear()
+        self._seen[token] = access
+        return access
+
+
+def claim(claims: dict[str, Any], path: str) -> Any:
+    """A claim by name, or by dotted path for nested claims (Keycloak's `realm_access.roles`)."""
+    if path in claims:
+        return claims[path]
+    value: Any = claims
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def roles_of(claims: dict[str, Any], roles_claim: str) -> tuple[str, ...]:
+    value = claim(claims, roles_claim)
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, list | tuple):
+        return tuple(str(v) for v in value)
+    return ()
+
+
+def profile_for(roles: Iterable[str], settings: Settings) -> ProfileName | None:
+    """The most powerful profile any of the caller's roles maps to; None when no role maps."""
+    have = set(roles)
+    mapping: dict[ProfileName, tuple[str, ...]] = {
+        "staff": settings.oauth_staff_roles,
+        "helpdesk": settings.oauth_helpdesk_roles,
+        "member": settings.oauth_member_roles,
+    }
+    for name in PROFILES:
+        if have & set(mapping[name]):
+            return name
+    return None
+
+
+@dataclass
+class OAuth:
+    """Everything the SDK needs to act as a resource server, built once from the settings."""
+
+    issuer: str
+    resource: str
+    scopes: tuple[str, ...]
+    verifier: JWTVerifier
+    http: httpx.AsyncClient
+
+    def auth_settings(self) -> AuthSettings:
+        # Strings, not AnyHttpUrl built here: the SDK keeps them exactly as given (an issuer is
+        # compared character for character, and a rebuilt URL would gain a trailing slash).
+        return AuthSettings(
+            issuer_url=self.issuer,
+            resource_server_url=self.resource,
+            required_scopes=list(self.scopes) or None,
+            validate_token_resource=True,
+        )
+
+    @property
+    def metadata_url(self) -> str:
+        scheme, _, rest = self.resource.partition("://")
+        host, _, path = rest.partition("/")
+        return f"{scheme}://{host}/.well-known/oauth-protected-resource" + (f"/{path}" if path else "")
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def require_oauth_settings(settings: Settings) -> None:
+    missing = [
+        name
+        for name, value in (("SHEEPCRM_OAUTH_ISSUER", settings.oauth_issuer), ("SHEEPCRM_OAUTH_RESOURCE",
+                                                                               settings.oauth_resource))
+        if not value
+    ]
+    if missing:
+        raise ConfigError(
+            f"SHEEPCRM_AUTH=oauth needs {' and '.join(missing)}: the identity provider's issuer URL and the "
+            "public URL of this server's /mcp endpoint (the audience of its access tokens); see docs/HOSTING.md"
+        )
+
+
+def build_oauth(settings: Settings, http: httpx.AsyncClient | None = None) -> OAuth:
+    require_oauth_settings(settings)
+    client = http or httpx.AsyncClient(timeout=5, follow_redirects=False)
+    jwks_uri = settings.oauth_jwks_url or ""
+    jwks = LazyJWKS(settings.oauth_issuer, jwks_uri, client)
+    verifier = JWTVerifier(issuer=settings.oauth_issuer, resource=settings.oauth_resource, jwks=jwks)
+    return OAuth(settings.oauth_issuer, settings.oauth_resource, settings.oauth_scopes, verifier, client)
+
+
+class LazyJWKS(JWKSCache):
+    """A JWKS cache that finds the key set's address in the issuer's metadata on first use."""
+
+    def __init__(self, issuer: str, jwks_uri: str, http: httpx.AsyncClient, *, min_refresh: float = 30) -> None:
+        super().__init__(jwks_uri, http, min_refresh=min_refresh)
+        self.issuer = issuer
+
+    async def refresh(self, *, force: bool = False) -> int:
+        if not self.jwks_uri:
+            self.jwks_uri = await discover_jwks_uri(self.http, self.issuer)
+        return await super().refresh(force=force)
+
+
+async def discover_jwks_uri(http: httpx.AsyncClient, issuer: str) -> str:
+    """The `jwks_uri` from the issuer's RFC 8414 / OpenID metadata (whose `issuer` must match exactly)."""
+    base = issuer.rstrip("/")
+    for path in ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"):
+        response = await http.get(base + path, timeout=5)
+        if response.status_code != 200:
+            continue
+        meta = response.json()
+        if meta.get("issuer") != issuer:
+            raise ValueError(f"the metadata at {path} names issuer {meta.get('issuer')!r}, not {issuer!r}")
+        return str(meta["jwks_uri"])
+    raise ValueError(f"no OpenID or OAuth metadata at {base}/.well-known/")
+
+
+async def check_oauth(settings: Settings, http: httpx.AsyncClient | None = None) -> list[tuple[bool, str]]:
+    """doctor's hosted-mode checks: audience configured, issuer reachable with matching metadata, JWKS fetched,
+    which profiles have a sheepCRM key."""
+    lines: list[tuple[bool, str]] = []
+    try:
+        require_oauth_settings(settings)
+    except ConfigError as exc:
+        return [(False, str(exc))]
+    resource = settings.oauth_resource
+    loopback = resource.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]"))
+    if resource.startswith("https://") or loopback:
+        lines.append((True, f"audience (resource) configured: {resource}"))
+    else:
+        lines.append((False, f"SHEEPCRM_OAUTH_RESOURCE {resource} is not https -> use the public https URL of /mcp"))
+    async with contextlib.AsyncExitStack() as stack:
+        client = http if http is not None else await stack.enter_async_context(httpx.AsyncClient(timeout=5))
+        try:
+            jwks_uri = settings.oauth_jwks_url or await discover_jwks_uri(client, settings.oauth_issuer)
+            lines.append((True, f"issuer {settings.oauth_issuer} reachable; keys at {jwks_uri}"))
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            lines.append((False, f"issuer {settings.oauth_issuer} not usable ({exc}) -> check SHEEPCRM_OAUTH_ISSUER"))
+            return lines
+        try:
+            count = await JWKSCache(jwks_uri, client).refresh(force=True)
+            lines.append((count > 0, f"JWKS fetched: {count} signing key(s)" + ("" if count else " -> none usable")))
+        except (httpx.HTTPError, ValueError) as exc:
+            lines.append((False, f"JWKS at {jwks_uri} could not be fetched ({exc})"))
+    keyed = [p for p in PROFILES if settings.profile_key(p) is not None]
+    lines.append((bool(keyed), "profiles with a sheepCRM key: " + (", ".join(keyed) or "none -> set SHEEPCRM_API_KEY_"
+                                                                  "STAFF / _HELPDESK / _MEMBER")))
+    if settings.confirm == "none":
+        lines.append((False, "SHEEPCRM_CONFIRM=none is refused in hosted mode -> remove it"))
+    return lines

@@ -1,0 +1,239 @@
+"""Hosted mode end to end with the project's real OpenID provider (.ci/idp, oidc-provider): sign-in by
+authorization code + PKCE, a tool call per profile, the refusals, and a member session under attack."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.parse
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import mcp_types as types
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.server.toolkit import encode_cursor
+from tests.helpers import ACCEPT, CANARY_KEY, binary, clean_env, initialize, running_idp, serve_hosted, sign_in
+
+MEMBER_TOOLS = {"my_membership", "my_bookings", "upcoming_events", "search_help"}
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[str]:
+    with running_idp() as issuer:
+        yield issuer
+
+
+@pytest.fixture(scope="module")
+def site(idp: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, SandboxServer, Path]]:
+    tmp = tmp_path_factory.mktemp("hosted")
+    with SandboxServer(key=CANARY_KEY) as sb, serve_hosted(sb, tmp, idp) as url:
+        yield url, sb, tmp
+
+
+@asynccontextmanager
+async def session(url: str, token: str, **kw: Any) -> AsyncIterator[Client]:
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+        async with Client(streamable_http_client(url + "/mcp", http_client=http), mode="legacy",  # type: ignore[arg-type]
+                          **kw) as client:
+            yield client
+
+
+async def accept(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+    return types.ElicitResult(action="accept", content={"confirm": True})
+
+
+def post_initialize(url: str, token: str | None) -> httpx.Response:
+    headers = {"accept": ACCEPT, **({"authorization": f"Bearer {token}"} if token else {})}
+    return httpx.post(url + "/mcp", json=initialize(), headers=headers, timeout=10)
+
+
+def test_metadata_and_401_point_at_the_provider(site: tuple[str, SandboxServer, Path], idp: str) -> None:
+    url = site[0]
+    meta = httpx.get(url + "/.well-known/oauth-protected-resource/mcp").json()
+    assert meta["resource"] == url + "/mcp" and meta["authorization_servers"] == [idp]
+    assert meta["scopes_supported"] == ["sheepcrm"]
+    response = post_initialize(url, None)
+    assert response.status_code == 401
+    assert f'resource_metadata="{url}/.well-known/oauth-protected-resource/mcp"' in response.headers["www-authenticate"]
+    assert "result" not in response.text
+    assert httpx.get(url + "/healthz").status_code == 200
+
+
+async def test_staff_signs_in_and_gets_every_tool(site: tuple[str, SandboxServer, Path], idp: str) -> None:
+    url = site[0]
+    async with session(url, sign_in(idp, "staff", url + "/mcp")) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        found = await client.call_tool("search_contacts", {"query": "austen"})
+    assert {"update_contact", "set_attendance", "update_task", "search_contacts"} <= names
+    assert not found.is_error and any("Austen" in c["name"] for c in found.structured_content["contacts"])
+
+
+async def test_helpdesk_writes_tasks_but_not_contacts_and_is_audited(
+    site: tuple[str, SandboxServer, Path], idp: str
+) -> None:
+    url, sb, tmp = site
+    uid = sb.store.demo_facts()["my_open_task_uid"]
+    async with session(url, sign_in(idp, "helpdesk", url + "/mcp"), elicitation_callback=accept) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        done = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+        edit = await client.call_tool("update_contact", {"uri": "/demo/person/x/", "fields": {"locality": "Y"}})
+    assert "update_contact" not in names and {"update_task", "set_attendance", "get_contact"} <= names
+    assert done.structured_content["status"] == "applied"
+    assert edit.is_error  # not a tool of this profile
+    lines = [json.loads(x) for x in (tmp / "audit.jsonl").read_text().splitlines()]
+    mine = [x for x in lines if x["tool"] == "update_task" and x["outcome"] == "succeeded"]
+    who = {"sub": "u-helpdesk", "email": "helpdesk@sheepcrm.test", "profile": "helpdesk"}
+    assert mine and mine[-1]["caller"] == who
+
+
+async def test_member_gets_self_service_about_themselves(site: tuple[str, SandboxServer, Path], idp: str) -> None:
+    url, sb, _ = site
+    facts = sb.store.demo_facts()
+    async with session(url, sign_in(idp, "member", url + "/mcp")) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        mine = await client.call_tool("my_membership", {})
+    assert names == MEMBER_TOOLS
+    assert mine.structured_content["contact_uri"] == facts["jane_uri"] and mine.structured_content["is_member"]
+
+
+@pytest.mark.parametrize(
+    ("user", "resource", "scope", "status", "error"),
+    [
+        ("staff", "http://127.0.0.1:1/mcp", "sheepcrm", 401, "invalid_token"),  # wrong audience
+        ("staff", None, "sheepcrm:write", 403, "insufficient_scope"),  # missing the required scope
+        ("unverified", None, "sheepcrm", 403, "insufficient_scope"),  # email_verified false
+        ("shared-a", None, "sheepcrm", 403, "insufficient_scope"),  # email shared by two contacts
+        ("stranger", None, "sheepcrm", 403, "insufficient_scope"),  # email of no contact
+        ("norole", None, "sheepcrm", 403, "insufficient_scope"),  # no role maps to a profile
+    ],
+)
+def test_refusals_from_real_tokens(
+    site: tuple[str, SandboxServer, Path], idp: str, user: str, resource: str | None, scope: str, status: int,
+    error: str,
+) -> None:
+    url = site[0]
+    response = post_initialize(url, sign_in(idp, user, resource or url + "/mcp", scope))
+    assert response.status_code == status
+    header = response.headers["www-authenticate"]
+    assert header.startswith("Bearer ") and f'error="{error}"' in header
+    assert f'resource_metadata="{url}/.well-known/oauth-protected-resource/mcp"' in header
+    assert "result" not in response.text and "serverInfo" not in response.text
+
+
+# --- member isolation under attack ------------------------------------------------------------
+
+
+def others(sb: SandboxServer, me: str) -> set[str]:
+    """Every identifier and name of every contact but `me`: uris, uids, emails, names."""
+    found: set[str] = set()
+    for rtype in ("person", "organisation"):
+        for r in sb.store.by_type(rtype):
+            if r.uri == me:
+                continue
+            emails = r.data.get("email") or []
+            found |= {r.uri, r.uid, r.display_value, *(e for e in emails if e)}
+    return {s for s in found if s and len(s) >= 4}
+
+
+ARGS = ("uri", "uid", "email", "person", "person_uri", "contact_uri", "name", "uids")
+
+
+def variants(value: str) -> list[str]:
+    return [value, value.upper(), urllib.parse.quote(value, safe=""), urllib.parse.quote(urllib.parse.quote(value)),
+            value.replace("/", "%2F")]
+
+
+async def test_member_isolation_under_attack(site: tuple[str, SandboxServer, Path], idp: str) -> None:
+    url, sb, _ = site
+    facts = sb.store.demo_facts()
+    me = facts["jane_uri"]
+    secret = others(sb, me)
+    targets = [facts[f"{k}_uri"] for k in ("lapsed", "shared_email_1", "injection_person")]
+    probes: list[str] = []
+    for uri in targets:
+        rec = sb.store.get(uri)
+        assert rec is not None
+        probes += variants(uri) + variants(rec.uid) + variants(rec.data["email"][0]) + variants(rec.display_value)
+    # A cursor issued to another session (staff, list_events) and one forged for another person's bookings.
+    async with session(url, sign_in(idp, "staff", url + "/mcp")) as staff:
+        page = await staff.call_tool("list_events", {"state": "all", "limit": 1})
+        staff_view = (await staff.call_tool("search_contacts", {"query": "bronte"})).model_dump_json()
+    assert any(s in staff_view for s in secret)  # the leak check does see other people's data when it is there
+    foreign_cursors = [page.structured_content["next_cursor"], encode_cursor(0, f"bookings:{targets[0]}:upcoming"),
+                       encode_cursor(1, f"bookings:{targets[1]}:all")]
+
+    calls = refused = 0
+    leaks: list[str] = []
+
+    def check(sent: Any, answer: str) -> None:
+        nonlocal calls
+        calls += 1
+        text = json.dumps(sent)
+        leaks.extend(s for s in secret if s in answer and s not in text)
+
+    async with session(url, sign_in(idp, "member", url + "/mcp")) as client:
+        tools = (await client.list_tools()).tools
+        assert {t.name for t in tools} == MEMBER_TOOLS
+        for tool in tools:
+            for n, probe in enumerate(probes):
+                for arg in (ARGS[n % len(ARGS)], ARGS[(n + 3) % len(ARGS)]):  # each name of argument, in turn
+                    args = {arg: probe}
+                    result = await client.call_tool(tool.name, args)
+                    refused += result.is_error
+                    assert result.is_error, (tool.name, args)
+                    check(args, result.model_dump_json())
+        searches: list[tuple[str, dict[str, Any]]] = [("my_membership", {"detail": "full"})]
+        searches += [("my_bookings", {"when": w}) for w in ("upcoming", "past", "all")]
+        searches += [("upcoming_events", {"query": p[:100]}) for p in probes]
+        searches += [("search_help", {"query": p[:200], "detail": "full"}) for p in probes if len(p.strip()) >= 2]
+        searches += [(name, {"cursor": c}) for c in foreign_cursors for name in ("my_bookings", "upcoming_events")]
+        for name, args in searches:
+            result = await client.call_tool(name, args)
+            if "cursor" in args:
+                assert result.is_error, (name, args)
+                refused += 1
+            check(args, result.model_dump_json())
+        templates = (await client.list_resource_templates()).resource_templates
+        assert templates == []  # nothing takes an id
+        uris = ["sheepcrm://me/membership", "sheepcrm://guide"]
+        for probe in probes:
+            uris += [f"sheepcrm://contact/{probe}", f"sheepcrm://me/membership/{probe}", f"sheepcrm://me/{probe}",
+                     f"sheepcrm://event/{probe}", f"sheepcrm://segment/{probe}", f"sheepcrm://me/membership?uri={probe}"]
+        for uri in uris:
+            try:
+                read = (await client.read_resource(uri)).model_dump_json()
+            except Exception as exc:  # an MCP error is a refusal
+                read = str(exc)
+                refused += 1
+            check(uri, read)
+        for prompt in (await client.list_prompts()).prompts:
+            for probe in probes[:8]:
+                args = {a.name: probe for a in prompt.arguments or []}
+                got = await client.get_prompt(prompt.name, args)
+                check(args, got.model_dump_json())
+        own = await client.call_tool("my_membership", {})
+    assert own.structured_content["contact_uri"] == me
+    print(f"\nmember isolation: {calls} calls, {refused} refused, {len(leaks)} leaks of {len(secret)} identifiers")
+    assert leaks == []
+    assert calls > 500
+
+
+@pytest.mark.parametrize("good", [True, False])
+def test_doctor_checks_the_auth_settings(idp: str, good: bool) -> None:
+    issuer = idp if good else "http://127.0.0.1:9/"
+    env = clean_env(SHEEPCRM_AUTH="oauth", SHEEPCRM_OAUTH_ISSUER=issuer,
+                    SHEEPCRM_OAUTH_RESOURCE="http://127.0.0.1:8765/mcp")
+    done = subprocess.run([binary(), "doctor", "--sandbox"], env=env, capture_output=True, text=True, timeout=60)
+    assert ("ok   JWKS fetched: 1 signing key(s)" in done.stdout) == good, done.stdout
+    assert ("ok   audience (resource) configured: http://127.0.0.1:8765/mcp") in done.stdout
+    assert (done.returncode == 0) == good
+    if not good:
+        assert f"FAIL issuer {issuer} not usable" in done.stdout

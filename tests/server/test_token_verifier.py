@@ -1,0 +1,138 @@
+"""The token verifier and hosted-mode refusals with tokens signed by a local key (served as the issuer's JWKS
+through httpx's mock transport): expired, wrong issuer, wrong audience, bad signature, alg none, ID token,
+missing scope. Each is a 401/403 with a WWW-Authenticate header, never a tool answer."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.server.auth import JWKSCache, JWTVerifier, profile_for, roles_of
+from tests.helpers import ACCEPT, initialize, serve_hosted, settings_for
+
+ISSUER = "https://idp.example.test"
+RESOURCE = "https://mcp.example.test/mcp"
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def jwks_transport(fetches: list[int] | None = None) -> httpx.MockTransport:
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key()))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/.well-known/openid-configuration":
+            return httpx.Response(200, json={"issuer": ISSUER, "jwks_uri": f"{ISSUER}/jwks"})
+        if request.url.path == "/jwks":
+            if fetches is not None:
+                fetches.append(1)
+            return httpx.Response(200, json={"keys": [{**public, "kid": "k1", "use": "sig", "alg": "RS256"}]})
+        return httpx.Response(404)
+
+    return httpx.MockTransport(handler)
+
+
+def token(*, key: Any = KEY, alg: str = "RS256", typ: str = "at+jwt", kid: str = "k1", **over: Any) -> str:
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": RESOURCE, "sub": "u-1", "iat": now, "exp": now + 300, "scope": "sheepcrm",
+              "client_id": "c", "email": "staff@example.test", "email_verified": True, "roles": ["staff"]}
+    claims.update(over)
+    claims = {k: v for k, v in claims.items() if v is not None}
+    return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid, "typ": typ})
+
+
+def verifier(fetches: list[int] | None = None, resource: str = RESOURCE) -> JWTVerifier:
+    http = httpx.AsyncClient(transport=jwks_transport(fetches))
+    return JWTVerifier(issuer=ISSUER, resource=resource, jwks=JWKSCache(f"{ISSUER}/jwks", http))
+
+
+async def test_a_good_token_is_accepted_and_the_keys_are_fetched_once() -> None:
+    fetches: list[int] = []
+    v = verifier(fetches)
+    first = await v.verify_token(token())
+    second = await v.verify_token(token(sub="u-2"))
+    assert first is not None and first.subject == "u-1" and first.scopes == ["sheepcrm"] and first.resource == RESOURCE
+    assert second is not None and second.subject == "u-2"
+    assert len(fetches) == 1
+
+
+def tampered(aud: str) -> str:
+    head, _, sig = token(aud=aud).split(".")
+    claims = jwt.decode(token(aud=aud), options={"verify_signature": False}) | {"roles": ["staff", "admin"]}
+    return f"{head}.{jwt.utils.base64url_encode(json.dumps(claims).encode()).decode()}.{sig}"
+
+
+def unsigned(aud: str) -> str:
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": aud, "sub": "u", "exp": now + 60, "iat": now, "scope": "sheepcrm"}
+    return jwt.encode(claims, None, algorithm="none", headers={"typ": "at+jwt"})
+
+
+BAD = {  # each builds a token for audience `aud` that must be refused
+    "expired": lambda aud: token(aud=aud, exp=int(time.time()) - 120, iat=int(time.time()) - 600),
+    "wrong issuer": lambda aud: token(aud=aud, iss="https://evil.example.test"),
+    "wrong audience": lambda aud: token(aud="https://other.example.test/mcp"),
+    "bad signature": lambda aud: token(aud=aud, key=OTHER_KEY),
+    "unknown key": lambda aud: token(aud=aud, kid="nope"),
+    "tampered": tampered,
+    "alg none": unsigned,
+    "an id token": lambda aud: token(aud=aud, typ="JWT"),
+    "no sub": lambda aud: token(aud=aud, sub=None),
+    "garbage": lambda aud: "not-a-jwt",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+async def test_bad_tokens_are_refused(case: str) -> None:
+    assert await verifier().verify_token(BAD[case](RESOURCE)) is None
+
+
+def test_roles_map_to_the_most_powerful_profile(tmp_path: Path, shared_sandbox: SandboxServer) -> None:
+    s = settings_for(shared_sandbox, tmp_path, oauth_helpdesk_roles="agents,helpdesk")
+    assert profile_for(roles_of({"roles": ["member", "staff"]}, "roles"), s) == "staff"
+    assert profile_for(roles_of({"groups": "agents"}, "groups"), s) == "helpdesk"
+    assert profile_for(roles_of({"realm_access": {"roles": ["member"]}}, "realm_access.roles"), s) == "member"
+    assert profile_for(roles_of({"roles": ["visitor"]}, "roles"), s) is None
+
+
+@pytest.fixture(scope="module")
+def local_site(tmp_path_factory: pytest.TempPathFactory, shared_sandbox: SandboxServer) -> Iterator[str]:
+    http = httpx.AsyncClient(transport=jwks_transport())
+    with serve_hosted(shared_sandbox, tmp_path_factory.mktemp("local"), ISSUER, http=http) as url:
+        yield url
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "error"),
+    [*((c, 401, "invalid_token") for c in sorted(BAD)), ("missing scope", 403, "insufficient_scope"),
+     ("unverified email", 403, "insufficient_scope"), ("no role", 403, "insufficient_scope")],
+)
+def test_hosted_refusals(local_site: str, case: str, status: int, error: str) -> None:
+    resource = local_site + "/mcp"
+    if case in BAD:
+        raw = BAD[case](resource)
+    else:
+        raw = token(aud=resource, **{
+            "missing scope": {"scope": "other"},
+            "unverified email": {"roles": ["member"], "email_verified": False},
+            "no role": {"roles": ["visitor"]},
+        }[case])
+    response = httpx.post(resource, json=initialize(), headers={"accept": ACCEPT, "authorization": f"Bearer {raw}"})
+    assert response.status_code == status, response.text
+    header = response.headers["www-authenticate"]
+    assert f'error="{error}"' in header and "resource_metadata=" in header
+    assert "result" not in response.text and "serverInfo" not in response.text
+
+
+def test_a_good_local_token_gets_the_server(local_site: str) -> None:
+    response = httpx.post(local_site + "/mcp", json=initialize(),
+                          headers={"accept": ACCEPT, "authorization": f"Bearer {token(aud=local_site + '/mcp')}"})
+    assert response.status_code == 200 and "serverInfo" in response.text

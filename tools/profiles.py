@@ -1,0 +1,57 @@
+"""What each kind of caller gets: the tools, resources and prompts of a profile.
+
+`staff` is the whole catalogue (as chosen by SHEEPCRM_TOOLSETS / SHEEPCRM_READ_ONLY), and is what
+stdio and token mode serve. On a hosted server (SHEEPCRM_AUTH=oauth) the caller's roles pick one:
+`helpdesk` is every read plus the writes named in SHEEPCRM_HELPDESK_WRITES (attendance and tasks by
+default, no contact edits); `member` is self-service about the signed-in person only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mcp.server.mcpserver import MCPServer
+
+from sheepcrm_mcp.server.settings import ConfigError, Settings
+from sheepcrm_mcp.server.toolkit import Deps, ReadTool, ToolSpec
+from sheepcrm_mcp.tools import catalogue, prompts, resources, self_service
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    instructions: str
+    tools: Callable[[Settings], list[ToolSpec]]
+    install: Callable[[MCPServer, Deps, Settings], None]  # resources and prompts
+
+
+def _catalogue(settings: Settings) -> list[ToolSpec]:
+    return catalogue.select(settings.toolsets, settings.read_only)
+
+
+def _helpdesk(settings: Settings) -> list[ToolSpec]:
+    writes = {t.name for t in catalogue.TOOLS if not isinstance(t, ReadTool)}
+    unknown = sorted(set(settings.helpdesk_writes) - writes)
+    if unknown:
+        raise ConfigError(
+            f"SHEEPCRM_HELPDESK_WRITES: {', '.join(unknown)} is not a write tool; "
+            f"choose from {', '.join(sorted(writes))}"
+        )
+    return [t for t in _catalogue(settings) if isinstance(t, ReadTool) or t.name in settings.helpdesk_writes]
+
+
+def _install_catalogue(server: MCPServer, deps: Deps, settings: Settings) -> None:
+    chosen = catalogue.toolsets(settings.toolsets)
+    resources.install(server, deps, chosen)
+    prompts.install(server, chosen, settings.read_only)
+
+
+def _install_member(server: MCPServer, deps: Deps, settings: Settings) -> None:
+    self_service.install(server, deps)
+
+
+STAFF = Profile("staff", catalogue.INSTRUCTIONS, _catalogue, _install_catalogue)
+HELPDESK = Profile("helpdesk", catalogue.INSTRUCTIONS, _helpdesk, _install_catalogue)
+MEMBER = Profile("member", self_service.INSTRUCTIONS, lambda _: list(self_service.TOOLS), _install_member)
+PROFILES: dict[str, Profile] = {p.name: p for p in (STAFF, HELPDESK, MEMBER)}
