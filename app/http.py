@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sheepcrm_mcp.assembly import App
 from sheepcrm_mcp.server import __version__
+from sheepcrm_mcp.server.approvals import ServedPage
 from sheepcrm_mcp.server.settings import ConfigError
 
 log = logging.getLogger("sheepcrm_mcp.http")
@@ -163,6 +164,8 @@ def http_app(built: App, host: str, stateless: bool) -> ASGIApp:
         return JSONResponse({"status": "ok", "version": __version__})
 
     server.custom_route("/healthz", methods=["GET"])(healthz)
+    if isinstance(built.page, ServedPage):  # replicas: the approval page is a route of every replica
+        server.custom_route(ServedPage.ROUTE, methods=["GET", "POST"])(built.page.handle)
 
     app: ASGIApp = server.streamable_http_app(
         stateless_http=stateless,

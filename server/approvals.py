@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,6 +24,9 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from sheepcrm_mcp.server.threadserver import ThreadServer
+
+if TYPE_CHECKING:
+    from sheepcrm_mcp.server.stores import Approvals
 
 TTL_SECONDS = 600.0
 Status = Literal["pending", "approved", "rejected", "used"]
@@ -44,19 +47,20 @@ class Pending:
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     created: float = field(default_factory=time.monotonic)
     status: Status = "pending"
+    wall: float = field(default_factory=time.time)  # when it was created, for stores shared between processes
 
     def expired(self, now: float | None = None) -> bool:
         return (now or time.monotonic()) - self.created > TTL_SECONDS
 
 
 class ApprovalStore:
-    """In-memory store; with several replicas this is the one class to swap for a shared one."""
+    """In this process (stores.Approvals); with several replicas, redis_store.RedisApprovals instead."""
 
     def __init__(self) -> None:
         self._items: dict[str, Pending] = {}
         self._lock = threading.Lock()
 
-    def create(self, tool: str, args_digest: str, state_digest: str, summary: str, lines: list[str]) -> Pending:
+    async def create(self, tool: str, args_digest: str, state_digest: str, summary: str, lines: list[str]) -> Pending:
         with self._lock:
             self._purge()
             for item in self._items.values():  # the same request again: reuse its page
@@ -71,11 +75,11 @@ class ApprovalStore:
             self._items[item.id] = item
             return item
 
-    def get(self, approval_id: str) -> Pending | None:
+    async def get(self, approval_id: str) -> Pending | None:
         with self._lock:
             return self._items.get(approval_id)
 
-    def decide(self, approval_id: str, csrf: str, approve: bool) -> str:
+    async def decide(self, approval_id: str, csrf: str, approve: bool) -> str:
         """Record a person's decision; returns what the page should say."""
         with self._lock:
             item = self._items.get(approval_id)
@@ -90,7 +94,7 @@ class ApprovalStore:
             item.status = "approved" if approve else "rejected"
             return item.status
 
-    def consume(self, tool: str, args_digest: str, state_digest: str) -> Pending | str | None:
+    async def consume(self, tool: str, args_digest: str, state_digest: str) -> Pending | str | None:
         """Use an approval matching exactly this request and state, once.
 
         Returns the approval, or 'expired' / 'rejected' when the matching one is, or None.
@@ -135,7 +139,7 @@ FORM = """<form method="post"><input type="hidden" name="csrf" value="{csrf}">
 class ApprovalPage:
     """The loopback page; started on first use so that start-up stays fast."""
 
-    def __init__(self, store: ApprovalStore, port: int = 0) -> None:
+    def __init__(self, store: Approvals, port: int = 0) -> None:
         self.store = store
         self.secret = secrets.token_urlsafe(24)
         self._port = port
@@ -155,20 +159,26 @@ class ApprovalPage:
             self._server = None
 
     async def _handle(self, request: Request) -> Response:
-        if not secrets.compare_digest(request.path_params["secret"], self.secret):
+        if not secrets.compare_digest(request.path_params.get("secret", ""), self.secret):
             return PlainTextResponse("Not found", status_code=404)
-        item = self.store.get(request.path_params["approval_id"])
+        return await self.handle(request)
+
+    def origin(self) -> str:
+        """The origin the page is served from: a form POST must name it."""
+        assert self._server is not None
+        return self._server.url
+
+    async def handle(self, request: Request) -> Response:
+        item = await self.store.get(request.path_params["approval_id"])
         if item is None:
             return PlainTextResponse("No such approval request.", status_code=404)
         if request.method == "POST":
-            origin = request.headers.get("origin", "")
-            assert self._server is not None
-            if origin != self._server.url:
+            if request.headers.get("origin", "") != self.origin():
                 return PlainTextResponse(
                     "Refused: this form only accepts submissions from its own page.", status_code=403
                 )
             form = await request.form()
-            verdict = self.store.decide(item.id, str(form.get("csrf", "")), form.get("action") == "approve")
+            verdict = await self.store.decide(item.id, str(form.get("csrf", "")), form.get("action") == "approve")
             if verdict == "csrf":
                 return PlainTextResponse(
                     "Refused: the form token is missing or wrong. Reload the page.", status_code=403
@@ -196,3 +206,25 @@ class ApprovalPage:
             lines="".join(f"<li>{html.escape(line)}</li>" for line in item.lines),
             form=form,
         )
+
+
+class ServedPage(ApprovalPage):
+    """The page as a route of the HTTP app itself (/approve/{id}), for replicas behind a balancer: any
+    replica serves an approval another one created, since the store is shared. `public_url` is the
+    address people reach the replicas at (the balancer's); a form POST must come from that origin."""
+
+    ROUTE = "/approve/{approval_id}"
+
+    def __init__(self, store: Approvals, public_url: str) -> None:
+        super().__init__(store)
+        self.public_url = public_url.rstrip("/")
+
+    def url_for(self, approval_id: str) -> str:
+        return f"{self.public_url}/approve/{approval_id}"
+
+    def origin(self) -> str:
+        scheme, _, rest = self.public_url.partition("://")
+        return f"{scheme}://{rest.split('/', 1)[0]}"
+
+    def close(self) -> None:
+        pass

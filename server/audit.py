@@ -1,4 +1,5 @@
-"""Append-only JSONL audit log: one line per write attempt, flushed before the result returns."""
+"""Append-only JSONL audit log (stores.Audit in this process): a line when a write is attempted and one
+with its outcome, each fsynced before the write goes on or the result returns."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ class AuditLog:
         self._confirm_mode = confirm_mode
         self._lock = threading.Lock()
 
-    def record(
+    async def record(
         self,
         *,
         tool: str,
@@ -48,19 +49,8 @@ class AuditLog:
         detail: str | None = None,
     ) -> str:
         entry_id = uuid.uuid4().hex[:12]
-        entry = {
-            "id": entry_id,
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "tool": tool,
-            "outcome": outcome,
-            "channel": channel,
-            "confirm_mode": self._confirm_mode,
-            "arguments": arguments,
-            "before": before,
-            "after": after,
-            "detail": detail,
-        }
-        line = json.dumps(redact(entry, self._secret), default=str, ensure_ascii=False)
+        line = entry_line(entry_id, self._secret, self._confirm_mode, tool=tool, outcome=outcome, channel=channel,
+                          arguments=arguments, before=before, after=after, detail=detail)
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as fh:
@@ -69,8 +59,27 @@ class AuditLog:
                 os.fsync(fh.fileno())
         return entry_id
 
-    def entries(self) -> list[dict[str, Any]]:
+    async def entries(self, last: int | None = None) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
         with self.path.open(encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh if line.strip()]
+            found = [json.loads(line) for line in fh if line.strip()]
+        return found[-last:] if last else found
+
+
+def entry_line(entry_id: str, secret: str | None, confirm_mode: str, *, tool: str, outcome: str, channel: str,
+               arguments: dict[str, Any], before: Any, after: Any, detail: str | None) -> str:
+    """One audit entry as a JSON line, secrets redacted (the same for every audit store)."""
+    entry = {
+        "id": entry_id,
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "tool": tool,
+        "outcome": outcome,
+        "channel": channel,
+        "confirm_mode": confirm_mode,
+        "arguments": arguments,
+        "before": before,
+        "after": after,
+        "detail": detail,
+    }
+    return json.dumps(redact(entry, secret), default=str, ensure_ascii=False)

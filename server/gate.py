@@ -29,9 +29,9 @@ from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
-from sheepcrm_mcp.server.approvals import ApprovalPage, ApprovalStore, digest
-from sheepcrm_mcp.server.audit import AuditLog
+from sheepcrm_mcp.server.approvals import ApprovalPage, digest
 from sheepcrm_mcp.server.settings import Settings
+from sheepcrm_mcp.server.stores import Approvals, Audit, RateLimit
 from sheepcrm_mcp.server.toolkit import Output, Registration, WriteDeps, WriteTool, answering
 from sheepcrm_mcp.server.writes import Change, WritePlan
 from sheepcrm_mcp.sheepcrm import SheepError
@@ -110,11 +110,19 @@ def _session_of(ctx: Context) -> str:
 
 
 class Gate:
-    def __init__(self, settings: Settings, audit: AuditLog, approvals: ApprovalStore, page: ApprovalPage) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        audit: Audit,
+        approvals: Approvals,
+        page: ApprovalPage,
+        limit: RateLimit | None = None,
+    ) -> None:
         self.settings = settings
         self.audit = audit
         self.approvals = approvals
         self.page = page
+        self.limit = limit
 
     # ---- wiring --------------------------------------------------------------------
 
@@ -125,6 +133,8 @@ class Gate:
         async def prepare(ctx: Context, **args: Any) -> Prepared:
             with answering(spec.name):
                 request = spec.input.model_validate(args)
+                if self.limit is not None:
+                    await self.limit.check(spec.name, ctx)
                 plan = await spec.handler(request, make_deps(ctx))
                 state = await plan.read()
                 return Prepared(request, plan, state, digest(state), plan.diff(state))
@@ -173,7 +183,7 @@ class Gate:
         if self.settings.confirm == "none":
             return Decision("approved", "none (SHEEPCRM_CONFIRM=none)")
         args_digest = digest([tool, self._arguments(prepared.request), _session_of(ctx)])
-        used = self.approvals.consume(tool, args_digest, prepared.state_digest)
+        used = await self.approvals.consume(tool, args_digest, prepared.state_digest)
         if isinstance(used, str):
             return Decision("rejected" if used == "rejected" else "expired", "approval-page")
         if used is not None:
@@ -181,7 +191,7 @@ class Gate:
         form, _url_mode = _elicitation_modes(ctx)
         message = self._message(plan, changes, prepared.state_digest)
         if not form:
-            pending = self.approvals.create(
+            pending = await self.approvals.create(
                 tool, args_digest, prepared.state_digest, plan.summary, [c.line() for c in changes]
             )
             url = self.page.url_for(pending.id)
@@ -228,7 +238,7 @@ class Gate:
             )
         preview = prepared.changes if decision.kind != "approved" else []
         if decision.kind == "approval_required":
-            self.audit.record(tool=tool, outcome="approval_required", channel=decision.channel, arguments=args)
+            await self.audit.record(tool=tool, outcome="approval_required", channel=decision.channel, arguments=args)
             return WriteResult(
                 status="approval_required",
                 approval_url=decision.url,
@@ -240,7 +250,7 @@ class Gate:
                 ),
             )
         if decision.kind != "approved":
-            self.audit.record(tool=tool, outcome=decision.kind, channel=decision.channel, arguments=args)
+            await self.audit.record(tool=tool, outcome=decision.kind, channel=decision.channel, arguments=args)
             why = {
                 "declined": "the person declined",
                 "cancelled": "the confirmation was cancelled",
@@ -254,12 +264,16 @@ class Gate:
 
         before = await plan.read() if decision.waited else prepared.state
         if digest(before) != prepared.state_digest:
-            self.audit.record(tool=tool, outcome="conflict", channel=decision.channel, arguments=args, before=before)
+            await self.audit.record(
+                tool=tool, outcome="conflict", channel=decision.channel, arguments=args, before=before
+            )
             raise ToolError(
                 f"{plan.summary}: the record changed after the preview was shown, so nothing was "
                 f"written. Call {tool} again to see the new preview."
             )
         changes = plan.diff(before)
+        # The attempt is on record before anything is sent; if it cannot be recorded, nothing is sent.
+        await self.audit.record(tool=tool, outcome="attempt", channel=decision.channel, arguments=args, before=before)
         units = [[c] for c in changes] if plan.one_write_per_change else [changes]
         failure: str | None = None
         cancelled: BaseException | None = None
@@ -305,7 +319,7 @@ class Gate:
         undo_args = plan.undo(applied) if applied else None
         undo = UndoCall(tool=tool, arguments=undo_args) if undo_args else None
         if not applied and "unknown" not in results.values():
-            self.audit.record(
+            await self.audit.record(
                 tool=tool,
                 outcome="failed",
                 channel=decision.channel,
@@ -321,7 +335,7 @@ class Gate:
         outcome_word = (
             "succeeded" if len(applied) == len(changes) else ("unknown" if "unknown" in results.values() else "partial")
         )
-        self.audit.record(
+        await self.audit.record(
             tool=tool,
             outcome=outcome_word,
             channel=decision.channel,

@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     http_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     http_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
     approval_port: int = Field(default=0, ge=0, le=65535, description="loopback port of the approval page")
+    redis_url: SecretStr | None = Field(
+        default=None, description="Redis shared by replicas: approvals, audit stream, rate limits (redis://...)"
+    )
+    public_url: str = Field(
+        default="", description="address people reach the replicas at (the balancer); approval pages live under it"
+    )
+    rate_limit: int = Field(default=0, ge=0, le=100_000, description="calls a minute per user and tool; 0 = off")
 
     @field_validator("bucket")
     @classmethod
@@ -58,6 +65,13 @@ class Settings(BaseSettings):
     def _url(cls, value: str) -> str:
         if not value.startswith(("https://", "http://")):
             raise ValueError("must start with https:// (or http:// for a local sandbox)")
+        return value.rstrip("/")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// on loopback), e.g. https://mcp.example.org")
         return value.rstrip("/")
 
     @field_validator("http_allowed_hosts", "http_allowed_origins", mode="before")

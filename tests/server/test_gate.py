@@ -58,7 +58,8 @@ async def test_accept_changes_once_and_audits(sandbox: SandboxServer, connect: A
     assert len(writes(sandbox)) == 1
     assert len(seen) == 1 and "open → done" in seen[0]
     assert body["undo"] == {"tool": "update_task", "arguments": {"uid": uid, "action": "reopen"}}
-    [line] = audit_lines(tmp_path)
+    attempt, line = audit_lines(tmp_path)  # the attempt is on record before the write is sent
+    assert attempt["outcome"] == "attempt" and attempt["arguments"] == line["arguments"]
     assert line["outcome"] == "succeeded" and line["channel"] == "elicitation" and line["tool"] == "update_task"
     assert line["before"]["status"] == "open" and line["after"]["status"] == "done"
 
@@ -293,8 +294,9 @@ async def test_confirm_none_is_recorded_in_every_audit_line(
     async with connect(sandbox, confirm="none") as client:
         result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
     assert result.structured_content["status"] == "applied"
-    [line] = audit_lines(tmp_path)
-    assert line["confirm_mode"] == "none" and line["channel"].startswith("none")
+    lines = audit_lines(tmp_path)
+    assert [line["outcome"] for line in lines] == ["attempt", "succeeded"]
+    assert all(line["confirm_mode"] == "none" and line["channel"].startswith("none") for line in lines)
 
 
 @pytest.mark.parametrize("mode", MODES)
