@@ -185,6 +185,7 @@ class ApprovalPage:
                 )
             if verdict == "expired":
                 return PlainTextResponse("This approval request has expired; nothing was approved.", status_code=410)
+            item = await self.store.get(item.id) or item  # a shared store hands out copies
         return HTMLResponse(
             self._render(item),
             headers={
