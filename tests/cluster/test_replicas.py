@@ -182,3 +182,20 @@ async def test_redis_down_refuses_writes_reads_go_on(running: Cluster, cluster_s
     assert done.structured_content["status"] == "applied", text_of(done)
     assert puts_for(sb, uid_of(uri)) == 1
     assert trail(c, args) == ["approval_required", "attempt", "succeeded"]
+
+
+async def test_rate_limits_are_shared_by_replicas(running: Cluster) -> None:
+    from sheepcrm_mcp.server.redis_store import RedisLimiter, connect
+
+    url = running.redis_url
+    a, b = connect(url), connect(url)  # two processes' clients
+    try:
+        one, two = RedisLimiter(a, url), RedisLimiter(b, url)
+        user = f"user-{anyio.current_time()}"
+        waits = [await (one if i % 2 else two).hit(user, "get_contact", 5, 60.0) for i in range(7)]
+        assert waits[:5] == [0.0] * 5 and all(0 < w <= 60 for w in waits[5:]), waits
+        assert await one.hit(user, "search_contacts", 5, 60.0) == 0.0  # per tool
+        assert await two.hit(f"{user}-other", "get_contact", 5, 60.0) == 0.0  # per user
+    finally:
+        await a.aclose()
+        await b.aclose()
