@@ -34,7 +34,7 @@ EXPECTED = (
 )
 
 
-@pytest.mark.slow  # about two minutes (it starts the Redis + HAProxy cluster twice): run by `bash dev.sh test` (and CI) with the reliability suite
+@pytest.mark.slow  # about two minutes (it starts the cluster twice); run by `bash dev.sh test` and CI
 @pytest.mark.timeout(420)
 def test_bench_quick_prints_every_figure() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
