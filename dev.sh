@@ -43,7 +43,7 @@ case "$cmd" in
   test)
     lint
     "$VENV/bin/python" -m pytest "$@"
-    exec "$VENV/bin/python" -m pytest -m "reliability or slow" "$@" ;;
+    exec "$VENV/bin/python" -m pytest -m "reliability or slow or cluster" "$@" ;;
   bench) exec "$VENV/bin/python" -m bench "$@" ;;
   *) echo "usage: bash dev.sh demo|test|bench" >&2; exit 2 ;;
 esac

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
 
 from sheepcrm_mcp.server import __version__, logs
-from sheepcrm_mcp.server.approvals import ApprovalPage, ApprovalStore
+from sheepcrm_mcp.server.approvals import ApprovalPage, ApprovalStore, ServedPage
 from sheepcrm_mcp.server.audit import AuditLog
 from sheepcrm_mcp.server.auth import OAuth
 from sheepcrm_mcp.server.gate import Gate
-from sheepcrm_mcp.server.settings import Settings
-from sheepcrm_mcp.server.toolkit import Deps, ReadTool, WriteDeps, build_tool, read_registration
+from sheepcrm_mcp.server.settings import ConfigError, Settings
+from sheepcrm_mcp.server.stores import Approvals, Audit, Limiter, MemoryLimiter, RateLimit
+from sheepcrm_mcp.server.toolkit import (
+    Deps,
+    ReadTool,
+    Registration,
+    WriteDeps,
+    WriteTool,
+    build_tool,
+    read_registration,
+)
 from sheepcrm_mcp.sheepcrm import SheepClient
 from sheepcrm_mcp.tools import catalogue
 from sheepcrm_mcp.tools.profiles import STAFF, Profile
@@ -26,12 +36,40 @@ class App:
     client: SheepClient
     settings: Settings
     gate: Gate
-    audit: AuditLog
+    audit: Audit
     page: ApprovalPage
+    shared: Any = None  # the Redis client when the stores are shared (SHEEPCRM_REDIS_URL)
 
     async def aclose(self) -> None:
         self.page.close()
         await self.client.aclose()
+        if self.shared is not None:
+            await self.shared.aclose()
+
+
+@dataclass
+class Stores:
+    approvals: Approvals
+    audit: Audit
+    limiter: Limiter
+    shared: Any = None
+
+
+def open_stores(settings: Settings) -> Stores:
+    """In this process, or in Redis when SHEEPCRM_REDIS_URL is set (replicas share them)."""
+    secret = settings.api_key.get_secret_value() if settings.api_key else None
+    if settings.redis_url is None:
+        return Stores(ApprovalStore(), AuditLog(settings.audit_log, secret, settings.confirm), MemoryLimiter())
+    from sheepcrm_mcp.server import redis_store
+
+    url = settings.redis_url.get_secret_value()
+    client = redis_store.connect(url)
+    return Stores(
+        redis_store.RedisApprovals(client, url),
+        redis_store.RedisAudit(client, url, secret, settings.confirm),
+        redis_store.RedisLimiter(client, url),
+        client,
+    )
 
 
 def build_app(
@@ -53,17 +91,29 @@ def build_app(
     def write_deps(ctx: Context) -> WriteDeps:
         return WriteDeps(client=sheep, settings=settings, ctx=ctx)
 
-    for secret in (settings.api_key, settings.mcp_token):  # scrubbed from every log line, result and error
+    for secret in (settings.api_key, settings.mcp_token, settings.redis_url):  # scrubbed from every log line
         logs.add_secret(secret.get_secret_value() if secret else None)
-    audit = AuditLog(
-        settings.audit_log, settings.api_key.get_secret_value() if settings.api_key else None, settings.confirm
+    if settings.redis_url is not None and not settings.public_url:
+        raise ConfigError(
+            "SHEEPCRM_PUBLIC_URL is not set: with SHEEPCRM_REDIS_URL the approval page is served by every replica; "
+            "name the address people reach them at, e.g. https://mcp.example.org"
+        )
+    stores = open_stores(settings)
+    page = (
+        ServedPage(stores.approvals, settings.public_url)
+        if settings.redis_url is not None
+        else ApprovalPage(stores.approvals, settings.approval_port)
     )
-    page = ApprovalPage(ApprovalStore(), settings.approval_port)
-    gate = Gate(settings, audit, page.store, page)
-    registrations = [
-        read_registration(spec, read_deps) if isinstance(spec, ReadTool) else gate.registration(spec, write_deps)
-        for spec in specs
-    ]
+    limit = RateLimit(stores.limiter, settings.rate_limit) if settings.rate_limit else None
+    gate = Gate(settings, stores.audit, stores.approvals, page, limit)
+
+    def registration(spec: ReadTool[Any, Any] | WriteTool[Any]) -> Registration:
+        if isinstance(spec, ReadTool):
+            reg = read_registration(spec, read_deps)
+            return limit.wrap(reg) if limit else reg
+        return gate.registration(spec, write_deps)
+
+    registrations = [registration(spec) for spec in specs]
     server: MCPServer = MCPServer(
         name="sheepcrm-mcp",
         title="sheepCRM",
@@ -74,4 +124,4 @@ def build_app(
         auth=oauth.auth_settings() if oauth else None,
     )
     profile.install(server, Deps(client=reader, settings=settings), settings)
-    return App(server, sheep, settings, gate, audit, page)
+    return App(server, sheep, settings, gate, stores.audit, page, stores.shared)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 from sheepcrm_mcp.sandboxed import sandbox_settings
 from sheepcrm_mcp.server import __version__, logs
@@ -25,11 +28,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "command",
         nargs="?",
-        choices=["serve", "demo", "doctor"],
+        choices=["serve", "demo", "doctor", "audit"],
         default="serve",
         help="serve (default): run the MCP server; demo: scripted session against the sandbox; "
-        "doctor: check settings, reachability and credentials",
+        "doctor: check settings, reachability and credentials; audit tail|archive: read the audit",
     )
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=["tail", "archive"],
+        help="with audit: tail prints the last lines (of the Redis stream when SHEEPCRM_REDIS_URL is set, else "
+        "of SHEEPCRM_AUDIT_LOG); archive appends the stream's new entries to SHEEPCRM_AUDIT_LOG, once each",
+    )
+    p.add_argument("-n", "--lines", type=int, default=20, help="audit tail: how many lines (default 20)")
+    p.add_argument("--follow", action="store_true", help="audit tail: keep printing new entries (Redis only)")
     p.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
@@ -96,6 +108,37 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
         built.server.run("stdio")
 
 
+async def run_audit(settings: Settings, args: argparse.Namespace) -> int:
+    """`sheepcrm-mcp audit tail|archive`: one command reads the audit every replica writes."""
+    from sheepcrm_mcp.assembly import open_stores
+    from sheepcrm_mcp.server.redis_store import RedisAudit
+    from sheepcrm_mcp.server.stores import StoreUnavailable
+
+    stores = open_stores(settings)
+    shared = stores.audit if isinstance(stores.audit, RedisAudit) else None
+    try:
+        if args.action == "archive":
+            if shared is None:
+                raise ConfigError("audit archive copies the Redis stream: set SHEEPCRM_REDIS_URL")
+            added = await shared.archive(settings.audit_log)
+            print(f"appended {added} audit line(s) to {settings.audit_log}", file=sys.stderr)
+            return 0
+        for entry in await stores.audit.entries(last=max(1, args.lines)):
+            print(json.dumps(entry, ensure_ascii=True), flush=True)
+        if args.follow:
+            if shared is None:
+                raise ConfigError("--follow reads the Redis stream: set SHEEPCRM_REDIS_URL (or tail -f the file)")
+            async for entry in shared.follow():
+                print(json.dumps(entry, ensure_ascii=True), flush=True)
+        return 0
+    except StoreUnavailable as exc:
+        print(f"sheepcrm-mcp: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if stores.shared is not None:
+            await stores.shared.aclose()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logs.configure(args.log_level)
@@ -104,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             from sheepcrm_mcp.demo import run_demo
 
             return run_demo()
+        if args.command == "audit":
+            return anyio.run(run_audit, load_settings(), args)
         if args.command == "doctor":
             from sheepcrm_mcp.doctor import run_contract, run_doctor
 

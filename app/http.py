@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sheepcrm_mcp.assembly import App
 from sheepcrm_mcp.server import __version__, logs
+from sheepcrm_mcp.server.approvals import ServedPage
 from sheepcrm_mcp.server.settings import ConfigError, Settings
 
 log = logging.getLogger("sheepcrm_mcp.http")
@@ -119,17 +120,24 @@ class CloseOnShutdown:
 
 
 class BearerAuth:
-    """Pure ASGI middleware: every request but /healthz needs `Authorization: Bearer <token>`.
+    """Pure ASGI middleware: every request but /healthz (and a replica's approval page, see _page) needs
+    `Authorization: Bearer <token>`.
 
     A client address with MAX_FAILURES wrong attempts in FAILURE_WINDOW seconds gets 429 until the
     window has passed; an address holding MAX_SESSIONS_PER_CLIENT live sessions cannot open another.
     """
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, page_prefix: str | None = None) -> None:
         self.app = app
+        self.page_prefix = page_prefix
         self.expected = token.encode()
         self.failures: dict[str, list[float]] = {}
         self.sessions: dict[str, dict[bytes, float]] = {}
+
+    def _page(self, scope: Scope, path: str) -> bool:
+        """The approval page of a replica is opened by a person's browser, which has no bearer token: it is
+        admitted by its own one-time launch link, HttpOnly cookie, CSRF token and Host/Origin checks."""
+        return scope["type"] == "http" and self.page_prefix is not None and path.startswith(self.page_prefix)
 
     def allowed(self, scope: Scope) -> bool:
         header = _header(scope, b"authorization")
@@ -139,7 +147,8 @@ class BearerAuth:
         return same and scheme.lower() == b"bearer"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or scope["path"] == "/healthz":
+        path = scope.get("path", "")
+        if scope["type"] not in ("http", "websocket") or path == "/healthz" or self._page(scope, path):
             await self.app(scope, receive, send)
             return
         peer = (scope.get("client") or ("?", 0))[0]
@@ -251,11 +260,16 @@ def http_app(built: App, host: str, stateless: bool) -> ASGIApp:
         token = generated_token(settings.mcp_token_file or default_token_file())
     logs.add_secret(token)
     healthz_route(server)
+    page_prefix = None
+    if isinstance(built.page, ServedPage):  # replicas: the approval page is a route of every replica
+        for route in built.page.routes():
+            server.custom_route(route.path, methods=sorted(route.methods or ()))(route.endpoint)
+        page_prefix = ServedPage.PREFIX + "/"
     app: ASGIApp = server.streamable_http_app(
         stateless_http=stateless, host=host, transport_security=transport_security(settings, host)
     )
     app = CloseOnShutdown(app, built.aclose)
-    return BearerAuth(app, token)
+    return BearerAuth(app, token, page_prefix)
 
 
 def run_http(built: App, *, host: str, port: int, stateless: bool) -> None:

@@ -23,14 +23,19 @@ import time
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from sheepcrm_mcp.server.threadserver import ThreadServer
+
+if TYPE_CHECKING:
+    from sheepcrm_mcp.server.stores import Approvals
 
 log = logging.getLogger("sheepcrm_mcp.approvals")
 
@@ -60,22 +65,23 @@ class Pending:
     launch: str | None = None  # the current one-time launch link token (None once used)
     created: float = field(default_factory=time.monotonic)
     status: Status = "pending"
+    wall: float = field(default_factory=time.time)  # when it was created, for stores shared between processes
 
     def expired(self, now: float | None = None) -> bool:
         return (now or time.monotonic()) - self.created > TTL_SECONDS
 
 
 class ApprovalStore:
-    """In-memory store of pending approvals: the one class to swap for a shared one with several replicas.
+    """stores.Approvals in this process (one server); with replicas, redis_store.RedisApprovals instead.
 
-    Interface: create, get, new_launch, launch, decide, consume, decision.
+    Interface: create, get, new_launch, launch, decide, consume, decision (async, like the shared one).
     """
 
     def __init__(self) -> None:
         self._items: dict[str, Pending] = {}
         self._lock = threading.Lock()
 
-    def create(self, tool: str, args_digest: str, state_digest: str, summary: str, lines: list[str]) -> Pending:
+    async def create(self, tool: str, args_digest: str, state_digest: str, summary: str, lines: list[str]) -> Pending:
         with self._lock:
             self._purge()
             for item in self._items.values():  # the same request again: reuse its page
@@ -90,18 +96,18 @@ class ApprovalStore:
             self._items[item.id] = item
             return item
 
-    def get(self, approval_id: str) -> Pending | None:
+    async def get(self, approval_id: str) -> Pending | None:
         with self._lock:
             return self._items.get(approval_id)
 
-    def new_launch(self, approval_id: str) -> str:
+    async def new_launch(self, approval_id: str) -> str:
         """A fresh one-time launch token for the approval (the previous one stops working)."""
         with self._lock:
             item = self._items[approval_id]
             item.launch = _token()
             return item.launch
 
-    def launch(self, approval_id: str, token: str) -> str | None:
+    async def launch(self, approval_id: str, token: str) -> str | None:
         """Spend a launch token; returns the browser cookie value, or None when the token is not valid."""
         with self._lock:
             item = self._items.get(approval_id)
@@ -111,7 +117,7 @@ class ApprovalStore:
             item.browser = _token()  # a new launch hands the page to the newly opened browser only
             return item.browser
 
-    def decide(self, approval_id: str, csrf: str, approve: bool) -> str:
+    async def decide(self, approval_id: str, csrf: str, approve: bool) -> str:
         """Record a person's decision; returns what the page should say."""
         with self._lock:
             item = self._items.get(approval_id)
@@ -126,12 +132,12 @@ class ApprovalStore:
             item.status = "approved" if approve else "rejected"
             return item.status
 
-    def decision(self, approval_id: str) -> Status | None:
+    async def decision(self, approval_id: str) -> Status | None:
         with self._lock:
             item = self._items.get(approval_id)
             return item.status if item is not None else None
 
-    def consume(self, tool: str, args_digest: str, state_digest: str) -> Pending | str | None:
+    async def consume(self, tool: str, args_digest: str, state_digest: str) -> Pending | str | None:
         """Use an approval matching exactly this request and state, once.
 
         Returns the approval, or 'expired' / 'rejected' when the matching one is, or None.
@@ -201,7 +207,7 @@ class ApprovalPage:
     server cannot reach a person's browser (a hosted server), so the page channel is unavailable.
     """
 
-    def __init__(self, store: ApprovalStore, port: int = 0, opener: Opener | None = _open_in_browser) -> None:
+    def __init__(self, store: Approvals, port: int = 0, opener: Opener | None = _open_in_browser) -> None:
         self.store = store
         self.secret = secrets.token_urlsafe(24)
         self.opener = opener
@@ -223,18 +229,29 @@ class ApprovalPage:
                 self._server = ThreadServer(app, "127.0.0.1", self._port).start()
             return self._server.url
 
-    def launch_url(self, item: Pending) -> str:
-        """A one-time link for the person's browser; the model must never see it."""
-        token = self.store.new_launch(item.id)
-        return f"{self._origin()}/{self.secret}/{item.id}/open/{token}"
+    def _base(self) -> str:
+        """Where the page lives: origin and path prefix."""
+        return f"{self._origin()}/{self.secret}"
 
-    def open(self, item: Pending) -> bool:
+    def origin(self) -> str:
+        """The origin the page is served from: a form POST must name it, and requests its host."""
+        assert self._server is not None
+        return self._server.url
+
+    async def launch_url(self, item: Pending) -> str:
+        """A one-time link for the person's browser; the model must never see it."""
+        base = await anyio.to_thread.run_sync(self._base)
+        token = await self.store.new_launch(item.id)
+        return f"{base}/{item.id}/open/{token}"
+
+    async def open(self, item: Pending) -> bool:
         """Put the approval in front of the person by opening their browser; False when that is impossible."""
-        if self.opener is None:
+        opener = self.opener
+        if opener is None:
             return False
-        url = self.launch_url(item)
+        url = await self.launch_url(item)
         try:
-            return bool(self.opener(url))
+            return bool(await anyio.to_thread.run_sync(opener, url))
         except Exception:
             log.warning("could not open a browser for an approval", exc_info=False)
             return False
@@ -244,35 +261,42 @@ class ApprovalPage:
             self._server.stop()
             self._server = None
 
-    def _item(self, request: Request) -> Pending | None:
+    def _path(self, approval_id: str) -> str:
+        return f"/{self.secret}/{approval_id}"
+
+    async def _item(self, request: Request) -> Pending | None:
         """The approval a request names, if its host and secret path are exactly right."""
-        assert self._server is not None
         host = request.headers.get("host", "")
-        if host != self._server.url.removeprefix("http://"):
+        if host != self.origin().split("://", 1)[1]:
             return None
-        if not secrets.compare_digest(request.path_params["secret"], self.secret):
+        if not secrets.compare_digest(request.path_params.get("secret", ""), self.secret):
             return None
-        return self.store.get(request.path_params["approval_id"])
+        return await self.store.get(request.path_params["approval_id"])
 
     async def _launch(self, request: Request) -> Response:
-        item = self._item(request)
-        cookie = self.store.launch(item.id, request.path_params["launch"]) if item is not None else None
+        item = await self._item(request)
+        cookie = await self.store.launch(item.id, request.path_params["launch"]) if item is not None else None
         if item is None or cookie is None:
             return _not_found()
-        page = f"/{self.secret}/{item.id}"
+        page = self._path(item.id)
         response = RedirectResponse(page, status_code=303, headers={"Cache-Control": "no-store"})
         response.set_cookie(
-            f"a_{item.id}", cookie, path=page, httponly=True, samesite="strict", max_age=int(TTL_SECONDS)
+            f"a_{item.id}",
+            cookie,
+            path=page,
+            httponly=True,
+            samesite="strict",
+            secure=self.origin().startswith("https://"),
+            max_age=int(TTL_SECONDS),
         )
         return response
 
     async def _handle(self, request: Request) -> Response:
-        item = self._item(request)
+        item = await self._item(request)
         if item is None or not secrets.compare_digest(request.cookies.get(f"a_{item.id}", ""), item.browser):
             return _not_found()
         if request.method == "POST":
-            assert self._server is not None
-            if request.headers.get("origin", "") != self._server.url:
+            if request.headers.get("origin", "") != self.origin():
                 return PlainTextResponse(
                     "Refused: this form only accepts submissions from its own page.", status_code=403
                 )
@@ -281,13 +305,14 @@ class ApprovalPage:
             action = fields.get("action", [""])
             if set(fields) != {"csrf", "action"} or len(action) != 1 or action[0] not in ("approve", "reject"):
                 return PlainTextResponse("Refused: the form was altered. Reload the page.", status_code=400)
-            verdict = self.store.decide(item.id, fields["csrf"][0], action[0] == "approve")
+            verdict = await self.store.decide(item.id, fields["csrf"][0], action[0] == "approve")
             if verdict == "csrf":
                 return PlainTextResponse(
                     "Refused: the form token is missing or wrong. Reload the page.", status_code=403
                 )
             if verdict == "expired":
                 return PlainTextResponse("This approval request has expired; nothing was approved.", status_code=410)
+            item = await self.store.get(item.id) or item  # a shared store hands out copies
         return HTMLResponse(self._render(item), headers=HEADERS)
 
     @staticmethod
@@ -301,3 +326,43 @@ class ApprovalPage:
             lines="".join(f"<li>{html.escape(line)}</li>" for line in item.lines),
             form=form,
         )
+
+
+class ServedPage(ApprovalPage):
+    """The page as routes of the HTTP app itself, for replicas behind a balancer: any replica serves an
+    approval another one created, since the store is shared. `public_url` is the address people reach the
+    replicas at (the balancer's): requests must name its host, a form POST its origin. The same one-time
+    launch link, browser cookie, CSRF token and strict form as the loopback page; the launch link still
+    goes only to the person's browser (the opener), never into a tool result. The routes carry no bearer
+    token (a browser has none): the one-time link and the cookie are what admit the person."""
+
+    PREFIX = "/approve"
+    ROUTES = ("/approve/{approval_id}", "/approve/{approval_id}/open/{launch}")
+
+    def __init__(self, store: Approvals, public_url: str, opener: Opener | None = _open_in_browser) -> None:
+        super().__init__(store, opener=opener)
+        self.public_url = public_url.rstrip("/")
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(self.ROUTES[1], self._launch, methods=["GET"]),
+            Route(self.ROUTES[0], self._handle, methods=["GET", "POST"]),
+        ]
+
+    def _base(self) -> str:
+        return f"{self.public_url}{self.PREFIX}"
+
+    def _path(self, approval_id: str) -> str:
+        return f"{urlsplit(self.public_url).path}{self.PREFIX}/{approval_id}"
+
+    def origin(self) -> str:
+        parts = urlsplit(self.public_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    async def _item(self, request: Request) -> Pending | None:
+        if request.headers.get("host", "") != urlsplit(self.public_url).netloc:
+            return None
+        return await self.store.get(request.path_params["approval_id"])
+
+    def close(self) -> None:
+        pass

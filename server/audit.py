@@ -4,6 +4,8 @@ The folder is created 0700 and the file 0600 (opened with O_NOFOLLOW, so a plant
 refused); lines are pure ASCII JSON, so U+2028 and friends cannot split a line for any reader.
 
 On a hosted server (SHEEPCRM_AUTH=oauth) each line names the signed-in caller: sub, email, profile.
+AuditLog is stores.Audit in this process; with replicas, redis_store.RedisAudit keeps the same lines
+(entry_line) in one Redis stream, and `sheepcrm-mcp audit archive` appends them here (append_lines).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class AuditLog:
         self._confirm_mode = confirm_mode
         self._lock = threading.Lock()
 
-    def record(
+    async def record(
         self,
         *,
         tool: str,
@@ -56,35 +58,60 @@ class AuditLog:
         detail: str | None = None,
     ) -> str:
         entry_id = uuid.uuid4().hex[:12]
-        entry = {
-            "id": entry_id,
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "tool": tool,
-            "outcome": outcome,
-            "channel": channel,
-            "confirm_mode": self._confirm_mode,
-            "arguments": arguments,
-            "before": before,
-            "after": after,
-            "detail": detail,
-        }
-        if (caller := current_caller()) is not None:  # hosted mode: who asked (and so who approved)
-            entry["caller"] = caller.audit()
-        line = json.dumps(redact(entry, self._secret), default=str, ensure_ascii=True)
+        line = entry_line(entry_id, self._secret, self._confirm_mode, tool=tool, outcome=outcome, channel=channel,
+                          arguments=arguments, before=before, after=after, detail=detail)
         with self._lock:
-            if not self.path.parent.exists():
-                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-            fd = os.open(self.path, flags, 0o600)
-            try:
-                os.write(fd, (line + "\n").encode("ascii"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append_lines(self.path, [line])
         return entry_id
 
-    def entries(self) -> list[dict[str, Any]]:
+    async def entries(self, last: int | None = None) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
         with self.path.open(encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh if line.strip()]
+            found = [json.loads(line) for line in fh if line.strip()]
+        return found[-last:] if last else found
+
+
+
+def append_lines(path: Path, lines: list[str]) -> None:
+    """Append ASCII JSON lines to the audit file and fsync: folder 0700, file 0600, never through a symlink."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.write(fd, "".join(line + "\n" for line in lines).encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def entry_line(
+    entry_id: str,
+    secret: str | None,
+    confirm_mode: str,
+    *,
+    tool: str,
+    outcome: str,
+    channel: str,
+    arguments: dict[str, Any],
+    before: Any,
+    after: Any,
+    detail: str | None,
+) -> str:
+    """One audit entry as an ASCII JSON line, secrets redacted, the caller named (the same for every store)."""
+    entry = {
+        "id": entry_id,
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "tool": tool,
+        "outcome": outcome,
+        "channel": channel,
+        "confirm_mode": confirm_mode,
+        "arguments": arguments,
+        "before": before,
+        "after": after,
+        "detail": detail,
+    }
+    if (caller := current_caller()) is not None:  # hosted mode: who asked (and so who approved)
+        entry["caller"] = caller.audit()
+    return json.dumps(redact(entry, secret), default=str, ensure_ascii=True)

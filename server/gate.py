@@ -37,9 +37,9 @@ from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from sheepcrm_mcp.server.approvals import ApprovalPage, ApprovalStore, Pending, digest
-from sheepcrm_mcp.server.audit import AuditLog
+from sheepcrm_mcp.server.approvals import ApprovalPage, Pending, digest
 from sheepcrm_mcp.server.settings import Settings
+from sheepcrm_mcp.server.stores import Approvals, Audit, RateLimit, StoreUnavailable
 from sheepcrm_mcp.server.toolkit import (
     Output,
     Refusal,
@@ -170,11 +170,19 @@ def _session_of(ctx: Context) -> str:
 
 
 class Gate:
-    def __init__(self, settings: Settings, audit: AuditLog, approvals: ApprovalStore, page: ApprovalPage) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        audit: Audit,
+        approvals: Approvals,
+        page: ApprovalPage,
+        limit: RateLimit | None = None,
+    ) -> None:
         self.settings = settings
         self.audit = audit
         self.approvals = approvals
         self.page = page
+        self.limit = limit
 
     # ---- wiring --------------------------------------------------------------------
 
@@ -187,6 +195,8 @@ class Gate:
             with answering(spec.name):
                 _refuse_hidden(spec.name, args)
                 request = spec.input.model_validate(args)
+                if self.limit is not None:
+                    await self.limit.check(spec.name, ctx)
                 plan = await spec.handler(request, make_deps(ctx))
                 plan.summary = visible(plan.summary, 2 * NAME_CAP)
                 try:
@@ -245,7 +255,7 @@ class Gate:
         if self.settings.confirm == "none":
             return Decision("approved", "none (SHEEPCRM_CONFIRM=none)")
         args_digest = digest([tool, self._arguments(prepared.request), _session_of(ctx)])
-        used = self.approvals.consume(tool, args_digest, prepared.state_digest)
+        used = await self.approvals.consume(tool, args_digest, prepared.state_digest)
         if isinstance(used, str):
             return Decision("rejected" if used == "rejected" else "expired", "approval-page")
         if used is not None:
@@ -266,12 +276,12 @@ class Gate:
             decision = self._from_elicitation(outcome)
             decision.waited = True
             return decision
-        pending = self.approvals.create(
+        pending = await self.approvals.create(
             tool, args_digest, prepared.state_digest, plan.summary, [*(c.line() for c in changes), *plan.notes()]
         )
         if by_client and url_mode and not new_era:
             return await self._ask_by_url(tool, pending, args_digest, prepared.state_digest, ctx)
-        opened = await anyio.to_thread.run_sync(self.page.open, pending)
+        opened = await self.page.open(pending)
         if not opened:
             log.warning("approval needed for %s, but no browser could be opened for a person", tool)
             return Decision("unavailable", "approval-page")
@@ -280,7 +290,7 @@ class Gate:
 
     async def _ask_by_url(self, tool: str, pending: Pending, args_digest: str, state_digest: str, ctx: Context) -> Any:
         """URL-mode elicitation: the client shows a one-time link to the person; wait for their decision."""
-        url = await anyio.to_thread.run_sync(self.page.launch_url, pending)
+        url = await self.page.launch_url(pending)
         with anyio.move_on_after(self.settings.confirm_timeout):
             consent = await ctx.elicit_url(
                 f"Approve a change to sheepCRM: {pending.summary}. Open this page to review and approve it.",
@@ -291,9 +301,9 @@ class Gate:
                 return Decision("declined", "url-elicitation", waited=True)
             if not type(consent).__name__.startswith("Accepted"):
                 return Decision("cancelled", "url-elicitation", waited=True)
-            while self.approvals.decision(pending.id) == "pending":  # noqa: ASYNC110 - the page is another thread
+            while await self.approvals.decision(pending.id) == "pending":  # noqa: ASYNC110 - decided elsewhere
                 await anyio.sleep(0.1)
-            used = self.approvals.consume(tool, args_digest, state_digest)
+            used = await self.approvals.consume(tool, args_digest, state_digest)
             with contextlib.suppress(Exception):
                 await ctx.session.send_elicit_complete(pending.id)
             if used is None or isinstance(used, str):
@@ -333,7 +343,7 @@ class Gate:
             )
         preview = prepared.changes if decision.kind != "approved" else []
         if decision.kind in ("approval_required", "unavailable"):
-            self.audit.record(tool=tool, outcome=decision.kind, channel=decision.channel, arguments=args)
+            await self.audit.record(tool=tool, outcome=decision.kind, channel=decision.channel, arguments=args)
             if decision.kind == "unavailable":
                 raise ToolError(
                     f"Nothing was changed. This client cannot show confirmations and this server cannot open a "
@@ -351,7 +361,7 @@ class Gate:
             )
         if decision.kind != "approved":
             # Audited before anything is read again: a "no" is recorded even if sheepCRM is down now.
-            self.audit.record(tool=tool, outcome=decision.kind, channel=decision.channel, arguments=args)
+            await self.audit.record(tool=tool, outcome=decision.kind, channel=decision.channel, arguments=args)
             why = {
                 "declined": "the person declined",
                 "cancelled": "the confirmation was cancelled",
@@ -365,15 +375,21 @@ class Gate:
 
         before = await plan.read() if decision.waited else prepared.state
         if digest(before) != prepared.state_digest:
-            self.audit.record(tool=tool, outcome="conflict", channel=decision.channel, arguments=args, before=before)
+            await self.audit.record(
+                tool=tool, outcome="conflict", channel=decision.channel, arguments=args, before=before
+            )
             raise ToolError(
                 f"{plan.summary}: the record changed after the preview was shown, so nothing was "
                 f"written. Call {tool} again to see the new preview."
             )
         changes = plan.diff(before)
         units = [[c] for c in changes] if plan.one_write_per_change else [changes]
-        try:  # the attempt is on disk before anything is sent; if it cannot be, nothing is sent
-            self.audit.record(tool=tool, outcome="attempt", channel=decision.channel, arguments=args, before=before)
+        try:  # the attempt is on record before anything is sent; if it cannot be, nothing is sent
+            await self.audit.record(
+                tool=tool, outcome="attempt", channel=decision.channel, arguments=args, before=before
+            )
+        except StoreUnavailable:
+            raise
         except OSError as exc:
             log.error("audit log not writable (%s); %s not sent", type(exc).__name__, tool)
             raise ToolError(
@@ -445,7 +461,7 @@ class Gate:
         undo_args = plan.undo(applied) if applied else None
         undo = UndoCall(tool=tool, arguments=undo_args) if undo_args else None
         if not applied and "unknown" not in results.values():
-            audited = self._audit_outcome(tool, "failed", decision, args, before, after, failure)
+            audited = await self._audit_outcome(tool, "failed", decision, args, before, after, failure)
             raise ToolError(
                 f"{plan.summary}: the write failed and the record is as it was; nothing was "
                 f"changed. {failure or ''}{'' if audited else AUDIT_FAILED}".strip()
@@ -453,7 +469,7 @@ class Gate:
         outcome_word = (
             "succeeded" if len(applied) == len(changes) else ("unknown" if "unknown" in results.values() else "partial")
         )
-        audited = self._audit_outcome(tool, outcome_word, decision, args, before, after, failure)
+        audited = await self._audit_outcome(tool, outcome_word, decision, args, before, after, failure)
         flag = None if audited else True
         if outcome_word == "succeeded":
             note = (
@@ -483,7 +499,7 @@ class Gate:
             + ("" if audited else AUDIT_FAILED),
         )
 
-    def _audit_outcome(
+    async def _audit_outcome(
         self,
         tool: str,
         outcome: str,
@@ -495,7 +511,7 @@ class Gate:
     ) -> bool:
         """Audit what happened after a write was sent; a failure here must not hide what happened."""
         try:
-            self.audit.record(
+            await self.audit.record(
                 tool=tool,
                 outcome=outcome,
                 channel=decision.channel,
@@ -504,15 +520,15 @@ class Gate:
                 after=after,
                 detail=failure,
             )
-        except OSError as exc:
-            log.error("audit log not writable after %s was sent (%s)", tool, type(exc).__name__)
+        except (OSError, StoreUnavailable) as exc:
+            log.error("audit not recorded after %s was sent (%s)", tool, type(exc).__name__)
             return False
         return True
 
 
 AUDIT_FAILED = (
     " WARNING: the audit log could not be written after this write (its 'attempt' line was written before); "
-    "check SHEEPCRM_AUDIT_LOG."
+    "check SHEEPCRM_AUDIT_LOG (or the shared store, SHEEPCRM_REDIS_URL)."
 )
 
 

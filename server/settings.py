@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     api_key_staff: SecretStr | None = Field(default=None, description="sheepCRM key of the staff profile")
     api_key_helpdesk: SecretStr | None = Field(default=None, description="sheepCRM key of the helpdesk profile")
     api_key_member: SecretStr | None = Field(default=None, description="sheepCRM key of the member profile")
+    redis_url: SecretStr | None = Field(
+        default=None, description="Redis shared by replicas: approvals, audit stream, rate limits (redis://...)"
+    )
+    public_url: str = Field(
+        default="", description="address people reach the replicas at (the balancer); approval pages live under it"
+    )
+    rate_limit: int = Field(default=0, ge=0, le=100_000, description="calls a minute per user and tool; 0 = off")
 
     @field_validator("bucket")
     @classmethod
@@ -108,6 +115,15 @@ class Settings(BaseSettings):
             raise ValueError("must start with https:// (or http:// for a local sandbox)")
         if value.startswith("http://") and (urlsplit(value).hostname or "") not in LOOPBACK_HOSTS:
             raise ValueError("must use https:// (http:// is accepted only for a loopback sandbox)")
+        return value.rstrip("/")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// on loopback), e.g. https://mcp.example.org")
+        if value.startswith("http://") and (urlsplit(value).hostname or "") not in LOOPBACK_HOSTS:
+            raise ValueError("must use https:// (http:// is accepted only on loopback), e.g. https://mcp.example.org")
         return value.rstrip("/")
 
     @field_validator("mcp_token")

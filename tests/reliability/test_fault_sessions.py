@@ -172,7 +172,7 @@ async def run_worker(sb: SandboxServer, calls: list[Call], audit_dir: Path) -> d
     try:
         async with Client(server, mode="legacy", elicitation_callback=approve) as client:
             for call in calls:
-                first_request, first_audit = len(sb.request_log), len(rt.audit.entries())
+                first_request, first_audit = len(sb.request_log), len(await rt.audit.entries())
                 started = time.perf_counter()
                 try:
                     with anyio.fail_after(limit):
@@ -189,7 +189,7 @@ async def run_worker(sb: SandboxServer, calls: list[Call], audit_dir: Path) -> d
                 if call.target is not None:
                     target = call.target
                     call.puts = sum(1 for e in sb.request_log[first_request:] if is_put_for(e, target))
-                call.audit = rt.audit.entries()[first_audit:]
+                call.audit = (await rt.audit.entries())[first_audit:]
         return {"breaker_failures": rt.client.breaker.failures}
     finally:
         await rt.aclose()

@@ -159,7 +159,7 @@ async def test_injected_text_is_data_and_changes_nothing(sandbox: SandboxServer,
         await rt.aclose()
     puts = [e for e in sandbox.request_log if e.method in WRITE_METHODS]
     done_after = sum(sandbox.store.task_status(t) == "done" for t in sandbox.store.tasks())
-    audit = rt.audit.entries()
+    audit = await rt.audit.entries()
     figure(
         "injected_data",
         injection_records=len(uris),

@@ -208,14 +208,14 @@ async def test_page_answers_only_the_browser_that_opened_it(sandbox: SandboxServ
     assert puts(sandbox) == 0
 
 
-def test_store_approvals_are_single_use() -> None:
+async def test_store_approvals_are_single_use() -> None:
     store = approvals.ApprovalStore()
-    item = store.create("update_task", "args", "state", "summary", ["line"])
-    assert store.consume("update_task", "args", "state") is None  # not approved yet
-    assert store.decide(item.id, item.csrf, approve=True) == "approved"
-    assert store.consume("update_task", "args", "other-state") is None
-    assert store.consume("update_task", "args", "state") is item
-    assert store.consume("update_task", "args", "state") is None
+    item = await store.create("update_task", "args", "state", "summary", ["line"])
+    assert await store.consume("update_task", "args", "state") is None  # not approved yet
+    assert await store.decide(item.id, item.csrf, approve=True) == "approved"
+    assert await store.consume("update_task", "args", "other-state") is None
+    assert await store.consume("update_task", "args", "state") is item
+    assert await store.consume("update_task", "args", "state") is None
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -62,6 +62,7 @@ async def test_accept_changes_once_and_audits(sandbox: SandboxServer, connect: A
     assert body["undo"] == {"tool": "update_task", "arguments": {"uid": uid, "action": "reopen"}}
     attempt, line = audit_lines(tmp_path)
     assert attempt["outcome"] == "attempt" and attempt["before"]["status"] == "open"
+    assert attempt["arguments"] == line["arguments"]
     assert line["outcome"] == "succeeded" and line["channel"] == "elicitation" and line["tool"] == "update_task"
     assert line["before"]["status"] == "open" and line["after"]["status"] == "done"
 

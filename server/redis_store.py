@@ -1,0 +1,349 @@
+"""The shared stores in Redis (SHEEPCRM_REDIS_URL), for replicas behind a load balancer.
+
+- Approvals: `approval:{id}` (what was previewed, immutable), `approval:{id}:status`,
+  `approval:{id}:launch` (the one-time launch token), `approval:{id}:browser` (the cookie of the browser
+  that used it) and an `approval-match:{request}` pointer, all expiring with the approval. Every change
+  (status, launch, browser) is one Lua script, so two replicas racing to spend one approval or one
+  launch link get one success between them.
+- Audit: one stream (`audit`), appended by a script that records each entry id once, so a retried
+  append after a lost reply is not a second line. `sheepcrm-mcp audit tail` reads it; `audit archive`
+  appends it to the JSONL file, the file's last line being the checkpoint (exactly once).
+- Rate limits: fixed windows counted in Redis time, so replicas with skewed clocks agree.
+
+Every call has explicit socket timeouts, one quick retry (a restarted Redis drops pooled
+connections) and an outer deadline; if Redis cannot be reached, StoreUnavailable says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import anyio
+import redis.asyncio as aredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
+
+from sheepcrm_mcp.server.approvals import TTL_SECONDS, Pending, Status, digest
+from sheepcrm_mcp.server.audit import append_lines, entry_line
+from sheepcrm_mcp.server.stores import StoreUnavailable
+
+log = logging.getLogger("sheepcrm_mcp.redis")
+
+PREFIX = "sheepcrm:"
+DEADLINE = 2.0  # seconds any one store operation may take, retries included
+KEEP = int(2 * TTL_SECONDS)  # an approval's keys outlive it, so that a late use is told "expired"
+
+CREATE = """
+local existing = redis.call('GET', KEYS[1])
+if existing and redis.call('GET', ARGV[4] .. existing .. ':status') == 'pending' then return existing end
+redis.call('SET', ARGV[4] .. ARGV[1], ARGV[2], 'EX', ARGV[3])
+redis.call('SET', ARGV[4] .. ARGV[1] .. ':status', 'pending', 'EX', ARGV[3])
+redis.call('SET', ARGV[4] .. ARGV[1] .. ':launch', '', 'EX', ARGV[3])
+redis.call('SET', ARGV[4] .. ARGV[1] .. ':browser', ARGV[5], 'EX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+return ARGV[1]
+"""
+
+DECIDE = """
+local status = redis.call('GET', KEYS[1])
+if status == 'pending' then redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL') return ARGV[1] end
+return status
+"""
+
+NEW_LAUNCH = """
+if not redis.call('GET', KEYS[1]) then return false end
+redis.call('SET', KEYS[2], ARGV[1], 'KEEPTTL')
+return ARGV[1]
+"""
+
+LAUNCH = """
+local token = redis.call('GET', KEYS[1])
+if not token or token == '' or token ~= ARGV[1] then return false end
+redis.call('SET', KEYS[1], '', 'KEEPTTL')
+redis.call('SET', KEYS[2], ARGV[2], 'KEEPTTL')
+return ARGV[2]
+"""
+
+SPEND = """
+local id = redis.call('GET', KEYS[1])
+if not id then return false end
+local status = redis.call('GET', ARGV[1] .. id .. ':status')
+if status == 'approved' or status == 'rejected' then
+  redis.call('SET', ARGV[1] .. id .. ':status', 'used', 'KEEPTTL')
+  return {id, status}
+end
+return false
+"""
+
+APPEND = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', 86400) then
+  return redis.call('XADD', KEYS[1], '*', 'entry', ARGV[1])
+end
+return false
+"""
+
+HIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+local slot = math.floor(now / window)
+local key = KEYS[1] .. ':' .. slot
+local n = redis.call('INCR', key)
+if n == 1 then redis.call('PEXPIRE', key, window) end
+return {n, (slot + 1) * window - now}
+"""
+
+
+def where(url: str) -> str:
+    """host:port of a Redis URL, without its password."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+
+
+def connect(url: str) -> aredis.Redis:
+    """One client per process: fail fast (0.5 s socket timeouts, one quick retry, 1 s to get a connection)."""
+    pool = aredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=64,
+        timeout=1.0,
+        socket_connect_timeout=0.5,
+        socket_timeout=0.5,
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
+        health_check_interval=30,
+        decode_responses=True,
+        client_name="sheepcrm-mcp",
+    )
+    return aredis.Redis(connection_pool=pool)
+
+
+class RedisStore:
+    """The connection and the failure policy the three stores share."""
+
+    def __init__(self, client: aredis.Redis, url: str) -> None:
+        self.client = client
+        self.where = where(url)
+
+    @contextlib.contextmanager
+    def _guard(self, doing: str, consequence: str = "nothing was written to sheepCRM") -> Iterator[None]:
+        try:
+            with anyio.fail_after(DEADLINE):
+                yield
+        except (RedisError, TimeoutError, OSError) as exc:
+            log.warning("shared store at %s failed while %s: %s", self.where, doing, type(exc).__name__)
+            raise StoreUnavailable(
+                f"The shared store (Redis at {self.where}) is unreachable while {doing}, so {consequence}. "
+                "Reads still work; try the write again once the store is back."
+            ) from None
+
+
+class RedisApprovals(RedisStore):
+    """stores.Approvals in Redis."""
+
+    def __init__(self, client: aredis.Redis, url: str) -> None:
+        super().__init__(client, url)
+        self._create = client.register_script(CREATE)
+        self._decide = client.register_script(DECIDE)
+        self._spend = client.register_script(SPEND)
+        self._new_launch = client.register_script(NEW_LAUNCH)
+        self._launch = client.register_script(LAUNCH)
+
+    @staticmethod
+    def _match(tool: str, args_digest: str, state_digest: str) -> str:
+        return f"{PREFIX}approval-match:{digest([tool, args_digest, state_digest])}"
+
+    async def create(self, tool: str, args_digest: str, state_digest: str, summary: str, lines: list[str]) -> Pending:
+        item = Pending(secrets.token_urlsafe(16), tool, args_digest, state_digest, summary, lines)
+        body = {k: getattr(item, k) for k in ("tool", "args_digest", "state_digest", "summary", "lines", "csrf")}
+        with self._guard("asking for an approval"):
+            chosen = await self._create(
+                keys=[self._match(tool, args_digest, state_digest)],
+                args=[item.id, json.dumps({**body, "wall": item.wall}), KEEP, f"{PREFIX}approval:", item.browser],
+            )
+        if chosen == item.id:
+            return item
+        found = await self.get(str(chosen))
+        return found or item
+
+    async def get(self, approval_id: str) -> Pending | None:
+        key = f"{PREFIX}approval:{approval_id}"
+        with self._guard("reading an approval"):
+            body, status, launch, browser = await self.client.mget(
+                [key, f"{key}:status", f"{key}:launch", f"{key}:browser"]
+            )
+        if body is None or status is None or browser is None:
+            return None
+        data = json.loads(body)
+        wall = float(data.pop("wall"))
+        created = time.monotonic() - (time.time() - wall)
+        return Pending(
+            approval_id,
+            **data,
+            browser=str(browser),
+            launch=str(launch) if launch else None,  # a digest of the launch token, never the token
+            status=cast(Status, status),
+            wall=wall,
+            created=created,
+        )
+
+    async def new_launch(self, approval_id: str) -> str:
+        key = f"{PREFIX}approval:{approval_id}"
+        token = secrets.token_urlsafe(24)
+        with self._guard("preparing the approval page"):  # only a digest is stored: compared in Lua
+            stored = await self._new_launch(keys=[key, f"{key}:launch"], args=[digest(token)])
+        if not stored:
+            raise KeyError(approval_id)
+        return token
+
+    async def launch(self, approval_id: str, token: str) -> str | None:
+        key = f"{PREFIX}approval:{approval_id}"
+        if not token:
+            return None
+        with self._guard("opening the approval page"):
+            cookie = await self._launch(
+                keys=[f"{key}:launch", f"{key}:browser"], args=[digest(token), secrets.token_urlsafe(24)]
+            )
+        return str(cookie) if cookie else None
+
+    async def decision(self, approval_id: str) -> Status | None:
+        with self._guard("reading an approval"):
+            status = await self.client.get(f"{PREFIX}approval:{approval_id}:status")
+        return cast(Status, status) if status is not None else None
+
+    async def decide(self, approval_id: str, csrf: str, approve: bool) -> str:
+        item = await self.get(approval_id)
+        if item is None:
+            return "unknown"
+        if not secrets.compare_digest(item.csrf, csrf):
+            return "csrf"
+        if item.expired():
+            return "expired"
+        with self._guard("recording a decision"):
+            status = await self._decide(
+                keys=[f"{PREFIX}approval:{approval_id}:status"], args=["approved" if approve else "rejected"]
+            )
+        return str(status) if status else "unknown"
+
+    async def consume(self, tool: str, args_digest: str, state_digest: str) -> Pending | str | None:
+        with self._guard("checking for an approval"):
+            spent = await self._spend(keys=[self._match(tool, args_digest, state_digest)], args=[f"{PREFIX}approval:"])
+        if not spent:
+            return None
+        approval_id, status = spent
+        if status == "rejected":
+            return "rejected"
+        item = await self.get(str(approval_id))
+        if item is None or item.expired():
+            return "expired"
+        return item
+
+
+class RedisAudit(RedisStore):
+    """stores.Audit in one Redis stream, shared by every replica."""
+
+    STREAM = f"{PREFIX}audit"
+
+    def __init__(self, client: aredis.Redis, url: str, secret: str | None, confirm_mode: str) -> None:
+        super().__init__(client, url)
+        self._secret, self._confirm_mode = secret, confirm_mode
+        self._append = client.register_script(APPEND)
+
+    async def record(
+        self,
+        *,
+        tool: str,
+        outcome: str,
+        channel: str,
+        arguments: dict[str, Any],
+        before: Any = None,
+        after: Any = None,
+        detail: str | None = None,
+    ) -> str:
+        entry_id = uuid.uuid4().hex[:12]
+        line = entry_line(entry_id, self._secret, self._confirm_mode, tool=tool, outcome=outcome, channel=channel,
+                          arguments=arguments, before=before, after=after, detail=detail)
+        consequence = (
+            "the change WAS made but its outcome is missing from the audit; check the record before repeating"
+            if outcome in ("succeeded", "partial", "unknown")
+            else "nothing was written to sheepCRM"
+        )
+        with self._guard("recording the write in the audit", consequence):
+            await self._append(keys=[self.STREAM, f"{PREFIX}audit-seen:{entry_id}"], args=[line])
+        return entry_id
+
+    @staticmethod
+    def _entry(stream_id: str, fields: dict[str, str]) -> dict[str, Any]:
+        entry: dict[str, Any] = json.loads(fields["entry"])
+        entry["seq"] = stream_id
+        return entry
+
+    async def entries(self, last: int | None = None) -> list[dict[str, Any]]:
+        rows: Any
+        with self._guard("reading the audit"):
+            if last:
+                rows = await self.client.xrevrange(self.STREAM, count=last)
+                rows = rows[::-1]
+            else:
+                rows = await self.client.xrange(self.STREAM)
+        return [self._entry(i, f) for i, f in rows]
+
+    async def follow(self, after: str = "$") -> AsyncIterator[dict[str, Any]]:
+        """New entries as they are appended (for `audit tail --follow`)."""
+        while True:
+            found: Any
+            with self._guard("reading the audit"):
+                found = await self.client.xread({self.STREAM: after}, block=1000, count=100)
+            streams = found.items() if isinstance(found, dict) else (found or [])  # RESP3 answers a map
+            for _, rows in streams:
+                for stream_id, fields in rows:
+                    after = stream_id
+                    yield self._entry(stream_id, fields)
+
+    async def archive(self, path: Path) -> int:
+        """Append entries not yet in the JSONL file at `path` (its last `seq` is the checkpoint); run one at
+        a time per file. Returns how many lines were added."""
+        last = "0"
+        if path.exists():
+            with path.open("rb+") as fh:  # a torn last line (a crash mid-write) is cut off first
+                data = fh.read()
+                keep = data.rfind(b"\n") + 1
+                if keep != len(data):
+                    fh.truncate(keep)
+            lines = data[:keep].splitlines()
+            if lines:
+                last = json.loads(lines[-1]).get("seq", "0")
+        added = 0
+        while True:
+            rows: Any
+            with self._guard("reading the audit"):
+                rows = await self.client.xrange(self.STREAM, min=f"({last}", count=500)
+            if not rows:
+                break
+            append_lines(path, [json.dumps(self._entry(i, f), ensure_ascii=True) for i, f in rows])
+            last = rows[-1][0]
+            added += len(rows)
+        return added
+
+
+class RedisLimiter(RedisStore):
+    """stores.Limiter in Redis."""
+
+    def __init__(self, client: aredis.Redis, url: str) -> None:
+        super().__init__(client, url)
+        self._hit = client.register_script(HIT)
+
+    async def hit(self, user: str, tool: str, limit: int, window: float) -> float:
+        with self._guard("counting the call for its rate limit"):
+            count, wait_ms = await self._hit(
+                keys=[f"{PREFIX}rate:{digest([user, tool])[:24]}"], args=[int(window * 1000)]
+            )
+        return 0.0 if int(count) <= limit else int(wait_ms) / 1000

@@ -1,0 +1,138 @@
+"""The stores the gate and the tools share, defined once: approvals, the audit, rate limits.
+
+Each store is one interface with two implementations: in this process (approvals.ApprovalStore,
+audit.AuditLog, MemoryLimiter below) for one server, or in Redis (redis_store) when
+SHEEPCRM_REDIS_URL is set, so that several replicas behind a balancer share one set of approvals,
+one ordered audit and one set of counters. A shared store that cannot be reached fails closed
+for writes (StoreUnavailable, with a message saying so) and open for rate limits on reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mcp.server.mcpserver import Context
+from pydantic import BaseModel
+
+from sheepcrm_mcp.server.toolkit import Refusal, Registration
+
+if TYPE_CHECKING:
+    from sheepcrm_mcp.server.approvals import Pending, Status
+
+log = logging.getLogger("sheepcrm_mcp.stores")
+
+
+class StoreUnavailable(Refusal):
+    """The shared store did not answer: the write was refused before anything was sent to sheepCRM."""
+
+
+class Approvals(Protocol):
+    """Pending approvals: bound to tool, arguments and previewed state; single-use; they expire."""
+
+    async def create(
+        self, tool: str, args_digest: str, state_digest: str, summary: str, lines: list[str]
+    ) -> Pending: ...
+
+    async def get(self, approval_id: str) -> Pending | None: ...
+
+    async def new_launch(self, approval_id: str) -> str:
+        """A fresh one-time launch token (the previous one stops working)."""
+        ...
+
+    async def launch(self, approval_id: str, token: str) -> str | None:
+        """Spend a launch token; the new browser cookie value, or None when the token is not valid."""
+        ...
+
+    async def decide(self, approval_id: str, csrf: str, approve: bool) -> str: ...
+
+    async def decision(self, approval_id: str) -> Status | None: ...
+
+    async def consume(self, tool: str, args_digest: str, state_digest: str) -> Pending | str | None: ...
+
+
+class Audit(Protocol):
+    """Every write attempt and outcome, once each, in order; a failure to record is raised, never swallowed."""
+
+    async def record(
+        self,
+        *,
+        tool: str,
+        outcome: str,
+        channel: str,
+        arguments: dict[str, Any],
+        before: Any = None,
+        after: Any = None,
+        detail: str | None = None,
+    ) -> str: ...
+
+    async def entries(self, last: int | None = None) -> list[dict[str, Any]]: ...
+
+
+class Limiter(Protocol):
+    """Fixed-window counters per user and tool. hit() returns the seconds to wait, or 0 when allowed."""
+
+    async def hit(self, user: str, tool: str, limit: int, window: float) -> float: ...
+
+
+class MemoryLimiter:
+    """Counters in this process (one server)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str, int], int] = {}
+        self._lock = threading.Lock()
+
+    async def hit(self, user: str, tool: str, limit: int, window: float) -> float:
+        now = time.time()
+        slot = math.floor(now / window)
+        with self._lock:
+            for key in [k for k in self._counts if k[2] < slot]:
+                del self._counts[key]
+            count = self._counts.get((user, tool, slot), 0) + 1
+            self._counts[(user, tool, slot)] = count
+        return 0.0 if count <= limit else (slot + 1) * window - now
+
+
+def user_of(ctx: Context) -> str:
+    """Who is calling, for rate limits: a digest of the credential the request carried, never the credential."""
+    headers = ctx.headers or {}
+    credential = headers.get("authorization") or ""
+    return hashlib.sha256(credential.encode()).hexdigest()[:16] if credential else "anonymous"
+
+
+class RateLimit:
+    """At most `per_minute` calls of each tool per user, counted in `limiter`. A limiter that cannot be
+    reached lets calls through (writes are refused anyway when the shared store is down; reads go on)."""
+
+    def __init__(self, limiter: Limiter, per_minute: int) -> None:
+        self.limiter, self.per_minute = limiter, per_minute
+
+    async def check(self, tool: str, ctx: Context) -> None:
+        if self.per_minute <= 0:
+            return
+        try:
+            wait = await self.limiter.hit(user_of(ctx), tool, self.per_minute, 60.0)
+        except StoreUnavailable as exc:
+            log.warning("rate limit not checked: %s", exc)
+            return
+        if wait > 0:
+            raise Refusal(
+                f"Rate limit: at most {self.per_minute} {tool} calls a minute per user. Nothing was done; "
+                f"try again in {math.ceil(wait)} s."
+            )
+
+    def wrap(self, reg: Registration) -> Registration:
+        """The same read tool, checked first (write tools are checked by the gate before their preview)."""
+        inner: Callable[[BaseModel, Context, dict[str, Any]], Awaitable[BaseModel]] = reg.call
+
+        async def call(request: BaseModel, ctx: Context, extras: dict[str, Any]) -> BaseModel:
+            await self.check(reg.name, ctx)
+            return await inner(request, ctx, extras)
+
+        reg.call = call
+        return reg

@@ -1,0 +1,135 @@
+"""Drive scripts/cluster.sh from tests: a real Redis, real HAProxy and N real `sheepcrm-mcp --stateless`
+replicas on free loopback ports, pointed at a sandbox the test owns (so it can count the PUTs)."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from tests.helpers import HTTP_TOKEN, REPO, binary, clean_env
+
+SCRIPT = REPO / "scripts" / "cluster.sh"
+
+
+def free_block(n: int) -> int:
+    """The first of n consecutive free loopback ports."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if base + n > 65000:
+            continue
+        try:
+            socks = []
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no block of free ports")
+
+
+@dataclass
+class Cluster:
+    state: Path
+    env: dict[str, str]
+    replicas: int
+    base: int
+
+    @property
+    def lb(self) -> str:
+        return f"http://127.0.0.1:{self.env['LB_PORT']}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.env['REDIS_PORT']}/0"
+
+    def replica(self, i: int) -> str:
+        return f"http://127.0.0.1:{self.base + i - 1}"
+
+    def launches(self) -> list[str]:
+        """The one-time launch links the replicas opened in "the person's browser" ($BROWSER, a script)."""
+        path = self.state.parent / "launches.txt"
+        return path.read_text().split() if path.exists() else []
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(["bash", str(SCRIPT), *args], env=self.env, capture_output=True, text=True,
+                              timeout=180)
+        if check and done.returncode != 0:
+            raise AssertionError(f"cluster.sh {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        return done
+
+    def audit(self) -> list[dict[str, Any]]:
+        """The shared audit as `sheepcrm-mcp audit tail` prints it (the one command that reads it)."""
+        done = subprocess.run([binary(), "audit", "tail", "-n", "100000"], capture_output=True, text=True,
+                              env=clean_env(SHEEPCRM_REDIS_URL=self.redis_url), timeout=60, cwd=REPO)
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+@contextmanager
+def cluster(sb: SandboxServer, tmp: Path, replicas: int = 3, **extra: str) -> Any:
+    base = free_block(replicas + 4)
+    browser = tmp / "browser.sh"  # what webbrowser runs: the launch link goes here, never to the model
+    browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> "{tmp / "launches.txt"}"\n')
+    browser.chmod(0o755)
+    env = clean_env(
+        **sb.env(),
+        CLUSTER_STATE_DIR=str(tmp / "cluster"),
+        REPLICAS=str(replicas),
+        REPLICA_BASE_PORT=str(base),
+        LB_PORT=str(base + replicas),
+        LB_STATS_PORT=str(base + replicas + 1),
+        REDIS_PORT=str(base + replicas + 2),
+        SANDBOX_PORT=str(base + replicas + 3),
+        SHEEPCRM_BIN=binary(),
+        SHEEPCRM_AUDIT_LOG=str(tmp / "audit.jsonl"),
+        SHEEPCRM_MCP_TOKEN=HTTP_TOKEN,
+        BROWSER=str(browser),
+        **extra,
+    )
+    c = Cluster(tmp / "cluster", env, replicas, base)
+    try:
+        c.run("start")
+        yield c
+    finally:
+        c.run("stop", check=False)
+
+
+def open_page(launch_url: str, via: str, public: str) -> tuple[httpx.Client, str]:
+    """The person's browser following the launch link, reaching the replica `via` as the balancer would (Host
+    names the public address). Returns the browser (holding its cookie) and the page's address at `via`."""
+    host = urlsplit(public).netloc
+    launch = re.sub(r"^https?://[^/]+", via, launch_url)
+    browser = httpx.Client(timeout=10, headers={"Host": host})
+    opened = browser.get(launch)
+    assert opened.status_code == 303, opened.text
+    return browser, via + opened.headers["location"]
+
+
+def approve(launch_url: str, via: str, public: str) -> str:
+    """A person approving on the page: follow the launch link at `via` (any replica or the balancer), POST the form."""
+    browser, page_url = open_page(launch_url, via, public)
+    with browser:
+        page = browser.get(page_url)
+        assert page.status_code == 200, page.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf, page.text
+        done = browser.post(page_url, data={"action": "approve", "csrf": csrf.group(1)}, headers={"Origin": public})
+        assert done.status_code == 200 and 'id="status">approved<' in done.text, done.text
+    return page_url

@@ -1,0 +1,217 @@
+"""Replicas behind a balancer share approvals, the audit and limits in one real Redis.
+
+scripts/cluster.sh starts Redis (Debian's redis-server), three `sheepcrm-mcp --transport http --stateless`
+replicas and HAProxy in front of them; the replicas write to a sandbox this test owns, so every PUT is
+counted where it lands. A client that cannot show confirmations (mode="legacy") is told approval is waiting;
+the replica opens the person's browser at a one-time launch link ($BROWSER is a script that records it), which
+any replica serves, since the approval lives in Redis.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import anyio
+import httpx
+import mcp.types as mt
+import pytest
+
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from tests.cluster.helpers import Cluster, approve, open_page
+from tests.helpers import http_session
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
+
+
+def text_of(result: mt.CallToolResult) -> str:
+    return " ".join(c.text for c in result.content if isinstance(c, mt.TextContent))
+
+
+def puts_for(sb: SandboxServer, uid: str) -> int:
+    return sum(1 for e in sb.request_log if e.method == "PUT" and uid in e.path + e.query)
+
+
+def people(sb: SandboxServer, n: int, skip: int = 0) -> list[str]:
+    return [r.uri for r in sb.store.by_type("person")][skip : skip + n]
+
+
+def uid_of(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[1]
+
+
+async def call(base: str, tool: str, args: dict[str, Any]) -> mt.CallToolResult:
+    async with http_session(base, mode="legacy") as client:
+        return await client.call_tool(tool, args)
+
+
+async def preview(c: Cluster, args: dict[str, Any], via: str) -> str:
+    """Ask for the write; returns the launch link the replica opened for the person (never in the result)."""
+    seen = len(c.launches())
+    first = await call(via, "update_contact", args)
+    assert first.structured_content and first.structured_content["status"] == "approval_required", text_of(first)
+    [launch] = c.launches()[seen:]
+    assert launch.startswith(f"{c.lb}/approve/")  # the address people reach the replicas at
+    assert launch not in str(first.model_dump()) and "/approve/" not in str(first.model_dump())
+    return launch
+
+
+async def preview_and_approve(c: Cluster, args: dict[str, Any], page_via: str, preview_via: str | None = None) -> None:
+    approve(await preview(c, args, preview_via or c.lb), page_via, public=c.lb)
+
+
+def trail(c: Cluster, args: dict[str, Any]) -> list[str]:
+    return [e["outcome"] for e in c.audit() if e["tool"] == "update_contact" and e["arguments"] == args]
+
+
+async def test_preview_on_a_approve_on_b_apply_through_c(running: Cluster, cluster_sandbox: SandboxServer) -> None:
+    c, sb = running, cluster_sandbox
+    [uri] = people(sb, 1)
+    args = {"uri": uri, "phone": "+44 20 7946 0100"}
+    launch = await preview(c, args, via=c.replica(1))
+    page_url = approve(launch, via=c.replica(2), public=c.lb)  # created on A, served and approved on B
+    assert puts_for(sb, uid_of(uri)) == 0  # approving writes nothing by itself
+    done = await call(c.replica(3), "update_contact", args)
+    assert done.structured_content["status"] == "applied", text_of(done)
+    again = await call(c.replica(1), "update_contact", args)
+    assert again.structured_content["status"] == "no_change", text_of(again)
+    assert puts_for(sb, uid_of(uri)) == 1
+    assert trail(c, args) == ["approval_required", "attempt", "succeeded"]
+    # without the browser's cookie the page is a 404 on every replica, bearer token or not
+    for base in (c.lb, c.replica(1), c.replica(3)):
+        url = page_url.replace(c.replica(2), base)
+        assert httpx.get(url, headers={"Host": c.lb.split("://")[1]}).status_code == 404
+        assert httpx.post(url, data={"action": "approve", "csrf": "x"}, headers={"Origin": c.lb}).status_code == 404
+    assert httpx.get(launch).status_code == 404  # the launch link was spent
+    # the person's browser, but a form posted from another origin: refused
+    other = {"uri": uri, "phone": "+44 20 7946 0101"}
+    browser, url = open_page(await preview(c, other, via=c.replica(3)), via=c.replica(1), public=c.lb)
+    with browser:
+        assert browser.get(url).status_code == 200
+        evil = browser.post(url, data={"action": "approve", "csrf": "x"}, headers={"Origin": "http://evil.example"})
+        assert evil.status_code == 403
+
+
+async def test_one_approval_raced_on_two_replicas_writes_once(running: Cluster, cluster_sandbox: SandboxServer) -> None:
+    c, sb = running, cluster_sandbox
+    [uri] = people(sb, 1, skip=1)
+    before = puts_for(sb, uid_of(uri))
+    statuses: Counter[str] = Counter()
+    for i in range(20):
+        args = {"uri": uri, "phone": f"+44 20 7946 1{i:03d}"}
+        await preview_and_approve(c, args, page_via=c.lb)
+        results: list[mt.CallToolResult] = []
+
+        async def one(base: str, args: dict[str, Any] = args, results: list[mt.CallToolResult] = results) -> None:
+            results.append(await call(base, "update_contact", args))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one, c.replica(1))
+            tg.start_soon(one, c.replica(2))
+        got = sorted(r.structured_content["status"] for r in results if r.structured_content)
+        statuses.update(got)
+        assert got.count("applied") == 1, [text_of(r) for r in results]
+    assert puts_for(sb, uid_of(uri)) - before == 20  # 20 approvals, 20 writes, never 40
+    assert statuses["applied"] == 20
+
+
+async def test_killing_a_replica_under_load_loses_nothing(running: Cluster, cluster_sandbox: SandboxServer) -> None:
+    c, sb = running, cluster_sandbox
+    targets = people(sb, 12, skip=2)
+    calls = [{"uri": uri, "phone": f"+44 20 7946 2{n:03d}"} for n, uri in enumerate(targets)]
+    for args in calls:  # approvals made before the replica goes away
+        await preview_and_approve(c, args, page_via=c.lb)
+    puts_before = {uri: puts_for(sb, uid_of(uri)) for uri in targets}
+    outcome: dict[str, str] = {}
+    reconnects = 0
+    reads_ok = 0
+    killed = anyio.Event()
+
+    async def retrying(tool: str, args: dict[str, Any]) -> mt.CallToolResult:
+        nonlocal reconnects
+        for _ in range(10):  # a client whose replica went away reconnects (through the balancer) and carries on
+            try:
+                return await call(c.lb, tool, args)
+            except Exception:
+                reconnects += 1
+                await anyio.sleep(0.3)
+        raise AssertionError(f"{tool} never got through")
+
+    async def writer(args: dict[str, Any]) -> None:
+        nonlocal reads_ok
+        for _ in range(3):
+            read = await retrying("get_contact", {"uri": args["uri"]})
+            reads_ok += not read.is_error
+        result = await retrying("update_contact", args)
+        outcome[args["uri"]] = (result.structured_content or {}).get("status", text_of(result))
+
+    async def killer() -> None:
+        await anyio.sleep(1.0)
+        await anyio.to_thread.run_sync(lambda: c.run("kill-replica", "2"))
+        killed.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(killer)
+        limiter = anyio.CapacityLimiter(4)
+
+        async def bounded(args: dict[str, Any]) -> None:
+            async with limiter:
+                await writer(args)
+
+        for args in calls:
+            tg.start_soon(bounded, args)
+    assert killed.is_set()
+    await anyio.to_thread.run_sync(lambda: c.run("start-replica", "2"))
+    # no lost approval: every approved change was applied once ("no_change" only if an answer was lost in the kill)
+    assert set(outcome.values()) <= {"applied", "no_change"}, outcome
+    assert {uri: puts_for(sb, uid_of(uri)) - puts_before[uri] for uri in targets} == dict.fromkeys(targets, 1)
+    assert reads_ok == 3 * len(calls)
+    # no lost or duplicated audit line: one attempt and one outcome per write, each entry once, in order
+    entries = c.audit()
+    assert len({e["id"] for e in entries}) == len(entries)
+    for args in calls:
+        assert trail(c, args) == ["approval_required", "attempt", "succeeded"], args
+
+
+async def test_redis_down_refuses_writes_reads_go_on(running: Cluster, cluster_sandbox: SandboxServer) -> None:
+    c, sb = running, cluster_sandbox
+    [uri] = people(sb, 1, skip=20)
+    args = {"uri": uri, "phone": "+44 20 7946 3000"}
+    audit_before = len(c.audit())
+    puts_before = len([e for e in sb.request_log if e.method == "PUT"])
+    c.run("stop-redis")
+    try:
+        refused = await call(c.lb, "update_contact", args)
+        assert refused.is_error
+        message = text_of(refused)
+        assert "shared store" in message and "unreachable" in message and "nothing was written" in message, message
+        read = await call(c.lb, "get_contact", {"uri": uri})
+        assert not read.is_error, text_of(read)
+        assert len([e for e in sb.request_log if e.method == "PUT"]) == puts_before
+        tail = c.run("status", check=False)
+        assert tail.returncode == 3  # the script sees Redis down
+    finally:
+        c.run("start")  # brings Redis back (its AOF kept the stream)
+    assert len(c.audit()) == audit_before  # nothing was recorded while it was down, nothing lost either
+    await preview_and_approve(c, args, page_via=c.replica(1))
+    done = await call(c.lb, "update_contact", args)
+    assert done.structured_content["status"] == "applied", text_of(done)
+    assert puts_for(sb, uid_of(uri)) == 1
+    assert trail(c, args) == ["approval_required", "attempt", "succeeded"]
+
+
+async def test_rate_limits_are_shared_by_replicas(running: Cluster) -> None:
+    from sheepcrm_mcp.server.redis_store import RedisLimiter, connect
+
+    url = running.redis_url
+    a, b = connect(url), connect(url)  # two processes' clients
+    try:
+        one, two = RedisLimiter(a, url), RedisLimiter(b, url)
+        user = f"user-{anyio.current_time()}"
+        waits = [await (one if i % 2 else two).hit(user, "get_contact", 5, 60.0) for i in range(7)]
+        assert waits[:5] == [0.0] * 5 and all(0 < w <= 60 for w in waits[5:]), waits
+        assert await one.hit(user, "search_contacts", 5, 60.0) == 0.0  # per tool
+        assert await two.hit(f"{user}-other", "get_contact", 5, 60.0) == 0.0  # per user
+    finally:
+        await a.aclose()
+        await b.aclose()

@@ -1,0 +1,34 @@
+"""The in-process rate limit: per user and tool, refusing with the wait, never counting across windows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sheepcrm_mcp.server.stores import MemoryLimiter, RateLimit
+from sheepcrm_mcp.server.toolkit import Refusal
+
+
+class Ctx:
+    def __init__(self, auth: str | None) -> None:
+        self.headers: dict[str, str] | None = {"authorization": auth} if auth else None
+
+
+async def test_memory_limiter_counts_per_user_and_tool() -> None:
+    limiter = MemoryLimiter()
+    waits = [await limiter.hit("u1", "get_contact", 3, 60.0) for _ in range(4)]
+    assert waits[:3] == [0.0, 0.0, 0.0] and 0 < waits[3] <= 60
+    assert await limiter.hit("u1", "search_contacts", 3, 60.0) == 0.0
+    assert await limiter.hit("u2", "get_contact", 3, 60.0) == 0.0
+
+
+async def test_rate_limit_refuses_with_the_wait_and_keys_on_the_credential() -> None:
+    limit = RateLimit(MemoryLimiter(), 2)
+    alice: Any = Ctx("Bearer alice-token")
+    for _ in range(2):
+        await limit.check("get_contact", alice)
+    with pytest.raises(Refusal, match=r"at most 2 get_contact calls a minute per user.*try again in \d+ s"):
+        await limit.check("get_contact", alice)
+    await limit.check("get_contact", Ctx("Bearer bob-token"))  # another user is not held up
+    await RateLimit(MemoryLimiter(), 0).check("get_contact", alice)  # 0 = off
