@@ -125,11 +125,13 @@ def open_page(launch_url: str, via: str, public: str) -> tuple[httpx.Client, str
 def approve(launch_url: str, via: str, public: str) -> str:
     """A person approving on the page: follow the launch link at `via` (any replica or the balancer), POST the form."""
     browser, page_url = open_page(launch_url, via, public)
-    with browser:
+    try:
         page = browser.get(page_url)
         assert page.status_code == 200, page.text
         csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
         assert csrf, page.text
         done = browser.post(page_url, data={"action": "approve", "csrf": csrf.group(1)}, headers={"Origin": public})
         assert done.status_code == 200 and 'id="status">approved<' in done.text, done.text
+    finally:
+        browser.close()
     return page_url

@@ -86,10 +86,12 @@ async def test_preview_on_a_approve_on_b_apply_through_c(running: Cluster, clust
     # the person's browser, but a form posted from another origin: refused
     other = {"uri": uri, "phone": "+44 20 7946 0101"}
     browser, url = open_page(await preview(c, other, via=c.replica(3)), via=c.replica(1), public=c.lb)
-    with browser:
+    try:
         assert browser.get(url).status_code == 200
         evil = browser.post(url, data={"action": "approve", "csrf": "x"}, headers={"Origin": "http://evil.example"})
         assert evil.status_code == 403
+    finally:
+        browser.close()
 
 
 async def test_one_approval_raced_on_two_replicas_writes_once(running: Cluster, cluster_sandbox: SandboxServer) -> None:
