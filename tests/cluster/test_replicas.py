@@ -217,3 +217,37 @@ async def test_rate_limits_are_shared_by_replicas(running: Cluster) -> None:
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_redis_approvals_follow_the_in_process_interface(running: Cluster) -> None:
+    """The same calls give the same answers on both stores: one-time launch links, one browser, single use."""
+    from sheepcrm_mcp.server.approvals import ApprovalStore
+    from sheepcrm_mcp.server.redis_store import RedisApprovals, connect
+
+    client = connect(running.redis_url)
+    try:
+        for store in (ApprovalStore(), RedisApprovals(client, running.redis_url)):
+            tag = f"{type(store).__name__}-{anyio.current_time()}"
+            item = await store.create("update_task", tag, "state", "summary", ["line"])
+            again = await store.create("update_task", tag, "state", "summary", ["line"])
+            assert again.id == item.id  # the same request reuses its pending approval
+            first = await store.new_launch(item.id)
+            second = await store.new_launch(item.id)
+            assert await store.launch(item.id, first) is None  # a newer link replaces the older one
+            cookie = await store.launch(item.id, second)
+            assert cookie and await store.launch(item.id, second) is None  # spent once
+            seen = await store.get(item.id)
+            assert seen is not None and seen.browser == cookie and seen.status == "pending"
+            assert await store.decide(item.id, "wrong", approve=True) == "csrf"
+            assert await store.decision(item.id) == "pending"
+            assert await store.consume("update_task", tag, "state") is None  # not approved yet
+            assert await store.decide(item.id, seen.csrf, approve=True) == "approved"
+            assert await store.decision(item.id) == "approved"
+            assert await store.consume("update_task", tag, "other-state") is None
+            used = await store.consume("update_task", tag, "state")
+            assert not isinstance(used, str) and used is not None and used.id == item.id
+            assert await store.consume("update_task", tag, "state") is None
+            assert await store.decision(item.id) == "used"
+            assert await store.get("no-such-id") is None and await store.launch("no-such-id", second) is None
+    finally:
+        await client.aclose()
