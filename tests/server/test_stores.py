@@ -32,3 +32,17 @@ async def test_rate_limit_refuses_with_the_wait_and_keys_on_the_credential() -> 
         await limit.check("get_contact", alice)
     await limit.check("get_contact", Ctx("Bearer bob-token"))  # another user is not held up
     await RateLimit(MemoryLimiter(), 0).check("get_contact", alice)  # 0 = off
+
+
+def test_an_expected_failure_in_a_task_group_keeps_its_message() -> None:
+    """Concurrent reads fail as an ExceptionGroup; the one error path still gives the model the actual reason."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from sheepcrm_mcp.server.toolkit import answering
+
+    with pytest.raises(ToolError, match=r"^tickets of event e1: sheepCRM failed"):
+        with answering("list_events"):
+            raise ExceptionGroup("reads", [Refusal("tickets of event e1: sheepCRM failed (HTTP 500).")])
+    with pytest.raises(ToolError, match="failed unexpectedly"):
+        with answering("list_events"):
+            raise ExceptionGroup("reads", [KeyError("bug")])
