@@ -12,7 +12,7 @@ from sheepcrm_mcp.server.audit import AuditLog
 from sheepcrm_mcp.server.auth import OAuth
 from sheepcrm_mcp.server.gate import Gate
 from sheepcrm_mcp.server.settings import Settings
-from sheepcrm_mcp.server.toolkit import Deps, ReadTool, WriteDeps, build_tool, read_registration
+from sheepcrm_mcp.server.toolkit import Deps, GatedWrites, ReadTool, WriteDeps, build_tool, read_registration
 from sheepcrm_mcp.sheepcrm import SheepClient
 from sheepcrm_mcp.tools import catalogue
 from sheepcrm_mcp.tools.profiles import STAFF, Profile
@@ -51,7 +51,7 @@ def build_app(
         return Deps(client=reader, settings=settings, ctx=ctx)
 
     def write_deps(ctx: Context) -> WriteDeps:
-        return WriteDeps(client=sheep, settings=settings, ctx=ctx)
+        return WriteDeps(client=reader, settings=settings, ctx=ctx, writes=GatedWrites(sheep))
 
     for secret in (settings.api_key, settings.mcp_token):  # scrubbed from every log line, result and error
         logs.add_secret(secret.get_secret_value() if secret else None)

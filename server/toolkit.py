@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -88,11 +88,37 @@ class Deps:
     ctx: Context | None = None
 
 
+class GatedWrites:
+    """The client's write methods, reachable only while the gate applies a plan a person approved.
+
+    A write handler builds its plan with the read-only `deps.client`; its `apply` reaches the writes
+    through `deps.writes.client`, which the gate opens only around `WritePlan.apply` (Gate._commit).
+    Anywhere else, including while the plan is built or previewed, it raises."""
+
+    def __init__(self, client: SheepClient) -> None:
+        self._client = client
+        self._open = False
+
+    @property
+    def client(self) -> SheepClient:
+        if not self._open:
+            raise RuntimeError("write methods are reachable only inside WritePlan.apply, after a person approved")
+        return self._client
+
+    @contextmanager
+    def opened(self) -> Iterator[None]:
+        self._open = True
+        try:
+            yield
+        finally:
+            self._open = False
+
+
 @dataclass
 class WriteDeps(Deps):
-    """What a write handler may use to build its plan: the full client (its writes run inside the gate)."""
+    """What a write handler may use: the read-only client to build its plan, and the gated writes for apply."""
 
-    client: SheepClient
+    writes: GatedWrites = field(kw_only=True)
 
 
 @dataclass(frozen=True, kw_only=True)
