@@ -248,6 +248,6 @@ TOOLS: list[ToolSpec] = [
         input=UpdateTaskInput,
         handler=update_task,
         destructive=False,
-        idempotent=True,
+        idempotent=False,  # a snooze moves the due date again each time
     ),
 ]
