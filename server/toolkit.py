@@ -186,12 +186,27 @@ def answering(tool: str) -> Iterator[None]:
         raise ToolError(scrub(str(exc))) from None
     except ToolError as exc:
         raise ToolError(scrub(str(exc))) from None
+    except ExceptionGroup as group:  # reads made side by side (a task group) that failed in the expected ways
+        expected, rest = group.split(EXPECTED)
+        if expected is not None and rest is None:
+            raise ToolError(scrub(str(_first(expected)))) from None
+        log.exception("tool %s failed unexpectedly", tool)
+        raise ToolError(
+            f"{tool} failed unexpectedly; nothing was changed by this call. "
+            "Try again; if it keeps failing, report it with the server log."
+        ) from None
     except Exception:
         log.exception("tool %s failed unexpectedly", tool)
         raise ToolError(
             f"{tool} failed unexpectedly; nothing was changed by this call. "
             "Try again; if it keeps failing, report it with the server log."
         ) from None
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first leaf exception of a (possibly nested) exception group."""
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 async def or_refuse(call: Awaitable[T], message: str) -> T:

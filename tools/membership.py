@@ -253,11 +253,7 @@ async def current_members(
     data = await deps.client.resources("member", filters, page=offset // limit + 1, page_size=limit)
     raw = rows(data, "results")
     # The listing filters by dates only; "current" also means paid, active and not deleted, as check_membership says.
-    found = [
-        r
-        for r in raw
-        if text((d := r.get("data") or {}).get("record_state")) != "deleted" and classify(d, on) == "current"
-    ]
+    found = [r for r in raw if _current_record(r.get("data") or {}, on)]
     names = await _display_names({c for r in found if (c := ref((r.get("data") or {}).get("member")))}, deps)
     out = []
     for r in found:
@@ -279,6 +275,10 @@ async def current_members(
     if len(found) != len(raw):
         total = None  # sheepCRM's total counts the unpaid or inactive records left out here
     return MembersPage(out, sorted(plans.values()), total, end if more else None)
+
+
+def _current_record(data: dict[str, Any], on: date) -> bool:
+    return text(data.get("record_state")) != "deleted" and classify(data, on) == "current"
 
 
 async def _display_names(uris: set[str], deps: Deps) -> dict[str, str]:
