@@ -16,6 +16,7 @@ from sheepcrm_mcp.server.settings import ConfigError, Settings
 from sheepcrm_mcp.server.stores import Approvals, Audit, Limiter, MemoryLimiter, RateLimit
 from sheepcrm_mcp.server.toolkit import (
     Deps,
+    GatedWrites,
     ReadTool,
     Registration,
     WriteDeps,
@@ -89,7 +90,7 @@ def build_app(
         return Deps(client=reader, settings=settings, ctx=ctx)
 
     def write_deps(ctx: Context) -> WriteDeps:
-        return WriteDeps(client=sheep, settings=settings, ctx=ctx)
+        return WriteDeps(client=reader, settings=settings, ctx=ctx, writes=GatedWrites(sheep))
 
     for secret in (settings.api_key, settings.mcp_token, settings.redis_url):  # scrubbed from every log line
         logs.add_secret(secret.get_secret_value() if secret else None)

@@ -41,6 +41,7 @@ from sheepcrm_mcp.server.approvals import ApprovalPage, Pending, digest
 from sheepcrm_mcp.server.settings import Settings
 from sheepcrm_mcp.server.stores import Approvals, Audit, RateLimit, StoreUnavailable
 from sheepcrm_mcp.server.toolkit import (
+    GatedWrites,
     Output,
     Refusal,
     Registration,
@@ -110,6 +111,7 @@ class Prepared:
     state_digest: str
     changes: list[Change]
     answered: Literal["declined", "cancelled"] | None = None  # a "no" that arrived while the state was unreadable
+    writes: GatedWrites | None = None  # the plan's write methods, opened only around apply
 
 
 @dataclass
@@ -197,7 +199,8 @@ class Gate:
                 request = spec.input.model_validate(args)
                 if self.limit is not None:
                     await self.limit.check(spec.name, ctx)
-                plan = await spec.handler(request, make_deps(ctx))
+                deps = make_deps(ctx)
+                plan = await spec.handler(request, deps)
                 plan.summary = visible(plan.summary, 2 * NAME_CAP)
                 try:
                     state = await plan.read()
@@ -206,8 +209,8 @@ class Gate:
                     if answered is None:
                         raise
                     # The person said no; that is audited even though the record cannot be read now.
-                    return Prepared(request, plan, None, "", [], answered)
-                return Prepared(request, plan, state, digest(state), plan.diff(state))
+                    return Prepared(request, plan, None, "", [], answered, deps.writes)
+                return Prepared(request, plan, state, digest(state), plan.diff(state), writes=deps.writes)
             raise AssertionError("unreachable")  # answering() re-raises every failure
 
         async def confirm(prepared: Annotated[Prepared, Resolve(prepare)], ctx: Context) -> Any:
@@ -411,7 +414,9 @@ class Gate:
                     if any(c.key not in now or now[c.key].before != c.before for c in unit):
                         moved.extend(unit)
                         continue
-                await plan.apply(unit, state)
+                assert prepared.writes is not None
+                with prepared.writes.opened():  # the only place a plan's writes are reachable
+                    await plan.apply(unit, state)
             except SheepError as exc:  # failed or unknown outcome: never write again, read back below
                 failure = str(exc)
                 break

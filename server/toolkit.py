@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -88,11 +88,37 @@ class Deps:
     ctx: Context | None = None
 
 
+class GatedWrites:
+    """The client's write methods, reachable only while the gate applies a plan a person approved.
+
+    A write handler builds its plan with the read-only `deps.client`; its `apply` reaches the writes
+    through `deps.writes.client`, which the gate opens only around `WritePlan.apply` (Gate._commit).
+    Anywhere else, including while the plan is built or previewed, it raises."""
+
+    def __init__(self, client: SheepClient) -> None:
+        self._client = client
+        self._open = False
+
+    @property
+    def client(self) -> SheepClient:
+        if not self._open:
+            raise RuntimeError("write methods are reachable only inside WritePlan.apply, after a person approved")
+        return self._client
+
+    @contextmanager
+    def opened(self) -> Iterator[None]:
+        self._open = True
+        try:
+            yield
+        finally:
+            self._open = False
+
+
 @dataclass
 class WriteDeps(Deps):
-    """What a write handler may use to build its plan: the full client (its writes run inside the gate)."""
+    """What a write handler may use: the read-only client to build its plan, and the gated writes for apply."""
 
-    client: SheepClient
+    writes: GatedWrites = field(kw_only=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,24 +186,27 @@ def answering(tool: str) -> Iterator[None]:
         raise ToolError(scrub(str(exc))) from None
     except ToolError as exc:
         raise ToolError(scrub(str(exc))) from None
-    except ExceptionGroup as group:  # concurrent reads (a task group): an expected failure speaks for itself
-        split, _ = group.split(EXPECTED)
-        if split is None:
-            log.exception("tool %s failed unexpectedly", tool)
-            raise ToolError(
-                f"{tool} failed unexpectedly; nothing was changed by this call. "
-                "Try again; if it keeps failing, report it with the server log."
-            ) from None
-        first: BaseException = split
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise ToolError(scrub(str(first))) from None
+    except ExceptionGroup as group:  # reads made side by side (a task group) that failed in the expected ways
+        expected, rest = group.split(EXPECTED)
+        if expected is not None and rest is None:
+            raise ToolError(scrub(str(_first(expected)))) from None
+        log.exception("tool %s failed unexpectedly", tool)
+        raise ToolError(
+            f"{tool} failed unexpectedly; nothing was changed by this call. "
+            "Try again; if it keeps failing, report it with the server log."
+        ) from None
     except Exception:
         log.exception("tool %s failed unexpectedly", tool)
         raise ToolError(
             f"{tool} failed unexpectedly; nothing was changed by this call. "
             "Try again; if it keeps failing, report it with the server log."
         ) from None
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first leaf exception of a (possibly nested) exception group."""
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 async def or_refuse(call: Awaitable[T], message: str) -> T:

@@ -36,9 +36,12 @@ def assert_requests_documented(sb: SandboxServer) -> None:
 
 @pytest.fixture(scope="session")
 def shared_sandbox() -> Iterator[SandboxServer]:
+    """One sandbox for the whole run, for tests that only read: it must never see a write."""
     with SandboxServer(key=CANARY_KEY) as sb:
         yield sb
         assert_requests_documented(sb)
+        writes = [f"{r.method} {r.path}" for r in sb.request_log if r.method != "GET"]
+        assert not writes, f"tests on the read-only shared sandbox sent writes: {writes[:5]}"
 
 
 @pytest.fixture

@@ -189,7 +189,7 @@ async def update_contact(req: UpdateContactInput, deps: WriteDeps) -> WritePlan:
             packet["address_lines"] = lines
         if "postcode" in keys:
             packet["postal_code"] = keys["postcode"]
-        await deps.client.update_record(uri, packet)
+        await deps.writes.client.update_record(uri, packet)
 
     def undo(applied: list[Change]) -> dict[str, Any]:
         return {"uri": str(uri), **{c.key: c.before or "" for c in applied}}

@@ -447,7 +447,7 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
 
     async def apply(changes: list[Change], _: Any) -> None:
         for change in changes:
-            await deps.client.set_attendance(uid, parse_uri(change.key, bucket, ("person",)), req.status)
+            await deps.writes.client.set_attendance(uid, parse_uri(change.key, bucket, ("person",)), req.status)
 
     def undo(applied: list[Change]) -> dict[str, Any] | None:
         before = {c.before for c in applied}

@@ -237,8 +237,8 @@ async def _plans(deps: Deps) -> dict[str, str]:
 async def current_members(
     deps: Deps, ends_within_days: int | None, plan: str | None, offset: int, limit: int
 ) -> MembersPage:
-    """Current memberships (started, not ended, not deleted) from the v1 listing of `member` records with field
-    filters (v1 notes: end_date__gte, end_date__lte, membership_type), paged upstream; the plans by name."""
+    """Current memberships (covering today, paid, active, not deleted) from the v1 listing of `member` records
+    with field filters (v1 notes: end_date__gte, end_date__lte, membership_type), paged upstream; the plans by name."""
     plans = await _plans(deps)
     on = today()
     filters = {"start_date__lte": on.isoformat(), "end_date__gte": on.isoformat()}
@@ -251,7 +251,9 @@ async def current_members(
             raise Refusal(f"No plan named {plan!r}; the plans are: {', '.join(sorted(plans.values()))}.")
         filters["membership_type"] = uri
     data = await deps.client.resources("member", filters, page=offset // limit + 1, page_size=limit)
-    found = [r for r in rows(data, "results") if text((r.get("data") or {}).get("record_state")) != "deleted"]
+    raw = rows(data, "results")
+    # The listing filters by dates only; "current" also means paid, active and not deleted, as check_membership says.
+    found = [r for r in raw if _current_record(r.get("data") or {}, on)]
     names = await _display_names({c for r in found if (c := ref((r.get("data") or {}).get("member")))}, deps)
     out = []
     for r in found:
@@ -268,9 +270,15 @@ async def current_members(
         )
     out.sort(key=lambda m: m.end_date or "")
     total = data.get("total") if isinstance(data.get("total"), int) else None
-    end = offset + len(found)
-    more = end < total if total is not None else len(found) >= limit
+    end = offset + len(raw)
+    more = end < total if total is not None else len(raw) >= limit
+    if len(found) != len(raw):
+        total = None  # sheepCRM's total counts the unpaid or inactive records left out here
     return MembersPage(out, sorted(plans.values()), total, end if more else None)
+
+
+def _current_record(data: dict[str, Any], on: date) -> bool:
+    return text(data.get("record_state")) != "deleted" and classify(data, on) == "current"
 
 
 async def _display_names(uris: set[str], deps: Deps) -> dict[str, str]:

@@ -203,7 +203,7 @@ async def update_task(req: UpdateTaskInput, deps: WriteDeps) -> WritePlan:
         return [Change("status", "status", state["status"], target)]
 
     async def apply(_: list[Change], __: Any) -> None:
-        await deps.client.task_action(uid, UPSTREAM[req.action])
+        await deps.writes.client.task_action(uid, UPSTREAM[req.action])
 
     def undo(applied: list[Change]) -> dict[str, Any] | None:
         if req.action == "complete":
@@ -248,6 +248,6 @@ TOOLS: list[ToolSpec] = [
         input=UpdateTaskInput,
         handler=update_task,
         destructive=False,
-        idempotent=True,
+        idempotent=False,  # a snooze moves the due date again each time
     ),
 ]

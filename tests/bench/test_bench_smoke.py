@@ -20,7 +20,7 @@ EXPECTED = (
     "tools/list est. tokens",
     "Q1 answer chars",
     "Q10 answer chars",
-    "10 questions: total answer chars",
+    "questions: total answer chars",
     "start-up to initialize response",
     "idle RSS after initialize",
     "our overhead stdio p50 (MCP - direct - echo)",
@@ -35,19 +35,19 @@ EXPECTED = (
 
 
 @pytest.mark.slow  # about two minutes (it starts the cluster twice); run by `bash dev.sh test` and CI
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(600)
 def test_bench_quick_prints_every_figure() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env = {k: v for k, v in env.items() if not k.startswith("SHEEPCRM_")}
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--no-write"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=400,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=580,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and not line.startswith("| figure")]
     figures = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in rows}
     for name in EXPECTED:
-        assert any(f.startswith(name) for f in figures), f"missing row {name!r} in:\n{proc.stdout}"
+        assert any(name in f for f in figures), f"missing row {name!r} in:\n{proc.stdout}"
     for figure, (ours, baseline, ratio, _target, result) in figures.items():
         assert NUMBER.search(ours), f"{figure}: ours {ours!r} has no number"
         assert result in ("pass", "FAIL", "info"), f"{figure}: result {result!r}"

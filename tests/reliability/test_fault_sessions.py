@@ -313,11 +313,15 @@ async def test_fault_sessions(tmp_path: Path) -> None:
         # reads: retried kinds (and faults that never touch reads) succeed within the retry budget
         if kind in RETRIED and s["read_success"] < 0.98:
             problems.append(f"{kind}: only {s['read_success']:.1%} of reads succeeded within the retry budget")
-        if kind in ("none", "409", "slow", "unknown_outcome") and s["read_success"] < 1:
+        if kind in ("none", "409", "unknown_outcome") and s["read_success"] < 1:
             problems.append(f"{kind}: reads failed without a read fault: {s['read_success']:.2%}")
+        if kind == "slow":  # added latency may push a many-page read past its deadline: rarely, and it must say so
+            late = [c.text[:120] for c in calls if not c.write and not c.ok and "did not answer within" not in c.text]
+            if late or s["read_success"] < 0.99:
+                problems.append(f"slow: {s['read_success']:.2%} of reads succeeded; other failures: {late[:3]}")
         if kind == "500":  # not retried by design (DESIGN: 429/502/503/504); each failure must say so
             bad = [c.text[:120] for c in calls if not c.write and not c.ok and "HTTP 500" not in c.text
-                   and "not calling it for another" not in c.text]
+                   and "not calling it for another" not in c.text and "did not answer within" not in c.text]
             if bad:
                 problems.append(f"500: read failures that do not name HTTP 500: {bad[:3]}")
         if kind == "none" and (s["writes_failed"] or s["read_success"] < 1):

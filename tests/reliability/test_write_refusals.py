@@ -18,7 +18,7 @@ pytestmark = pytest.mark.reliability
 async def test_write_tools_explain_scope_refusals(sandbox: SandboxServer, connect: Any, mode: str) -> None:
     event = sandbox.store.demo_facts()["past_event_uid"]
     cases = [
-        ("update_task", {"uid": "../x", "action": "complete"}, "uid is not valid"),
+        ("update_task", {"uid": "../x", "action": "complete"}, "is not a uid"),
         ("set_attendance", {"uid": event, "person_uris": ["/other/person/abc/"], "status": "attended"}, "outside"),
         ("update_contact", {"uri": "/other/person/abc/", "phone": "01632 960000"}, "outside"),
         ("set_attendance", {"uid": "%2e%2e", "person_uris": ["/demo/person/abc/"], "status": "attended"}, "uid"),

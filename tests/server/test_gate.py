@@ -6,6 +6,7 @@ Each test gets a fresh sandbox, so writes never leak between tests.
 from __future__ import annotations
 
 import json
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -330,3 +331,21 @@ async def test_batch_reports_progress(sandbox: SandboxServer, connect: Any, mode
                                         progress_callback=progress)
     assert result.structured_content["status"] == "applied"
     assert seen == [(n, 4) for n in range(1, 5)]
+
+
+async def test_writes_are_reachable_only_while_the_gate_applies(sandbox: SandboxServer) -> None:
+    from sheepcrm_mcp.server.toolkit import GatedWrites
+    from sheepcrm_mcp.sheepcrm import SheepClient
+    from tests.helpers import settings_for
+
+    client = SheepClient(settings_for(sandbox, Path(tempfile.gettempdir())).client_config())
+    writes = GatedWrites(client)
+    with pytest.raises(RuntimeError, match=r"only inside WritePlan\.apply"):
+        _ = writes.client  # building or previewing a plan: no writes
+    with writes.opened():
+        assert writes.client is client
+    with pytest.raises(RuntimeError):
+        _ = writes.client  # closed again after apply
+    reader = client.reader
+    assert not any(hasattr(reader, m) for m in ("task_action", "set_attendance", "update_record"))
+    await client.aclose()

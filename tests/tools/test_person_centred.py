@@ -103,12 +103,32 @@ def current_members(sb: SandboxServer, days: int | None = None, plan: str | None
         d = m.data
         if d["record_state"] == "deleted" or d["start_date"] > today.isoformat() or d["end_date"] < today.isoformat():
             continue
+        if d.get("paid") is False or (d.get("membership_record_status") or "active").lower() != "active":
+            continue  # current means paid and active too, as check_membership says
         if days is not None and d["end_date"] > (today + timedelta(days=days)).isoformat():
             continue
         if plan and sb.store.display_of(d["membership_type"]) != plan:
             continue
         out.add(m.uri)
     return out
+
+
+async def test_members_on_a_plan_leave_out_unpaid_memberships(shared_sandbox: SandboxServer, connect: Any) -> None:
+    facts = shared_sandbox.store.demo_facts()
+    answer, _ = await call(connect, shared_sandbox, "check_membership", {"uri": facts["unpaid_uri"], "detail": "full"})
+    assert answer["status"] == "unpaid" and answer["is_member"] is False
+    plan = answer["history"][-1]["plan"]
+    seen: set[str] = set()
+    cursor = None
+    while True:
+        args = {"plan": plan, "limit": 50, **({"cursor": cursor} if cursor else {})}
+        body, _ = await call(connect, shared_sandbox, "search_contacts", args)
+        seen |= {c["uri"] for c in body["contacts"]}
+        if not (cursor := body.get("next_cursor")):
+            break
+    assert facts["unpaid_uri"] not in seen, "an unpaid membership was listed as a current member"
+    members = current_members(shared_sandbox, plan=plan)
+    assert {shared_sandbox.store.get(m).data["member"] for m in members} == seen  # type: ignore[union-attr]
 
 
 async def test_renewals_and_members_on_a_plan(shared_sandbox: SandboxServer, connect: Any) -> None:
