@@ -42,14 +42,14 @@ KINDS: dict[str, list[str]] = {
     "429": [f"429=1:{RATE}"],
     "500": [f"500:{RATE}"],
     "503": [f"503:{RATE}"],
-    "timeout": [f"timeout=5:{RATE}"],  # hangs 5 s; the client gives up after 0.5 s
+    "timeout": [f"timeout=5:{RATE}"],  # hangs 5 s; the client gives up after 1 s
     "drop": [f"drop:{RATE}"],
     "409": [f"409:{RATE}"],
     "slow": [f"latency=300:{RATE}"],
     "unknown_outcome": [f"drop@after:{RATE / 2}", f"500@after:{RATE / 2}"],  # write commits, answer lost
 }
 RETRIED = ("429", "503", "timeout", "drop")  # DESIGN: reads retry 429/502/503/504 and transport errors
-OVER = {"timeout": 0.5, "cache_ttl": 0, "retry_wait_max": 0.2}  # cache off: every call reaches the sandbox
+OVER = {"timeout": 1.0, "cache_ttl": 0, "retry_wait_max": 0.2}  # cache off: every call reaches the sandbox
 UPSTREAM_PER_CALL = 7  # most upstream requests one tool call makes (update_contact: 6 GETs and a PUT)
 
 
