@@ -74,12 +74,19 @@ def open_stores(settings: Settings) -> Stores:
 
 
 def build_app(
-    settings: Settings, client: SheepClient | None = None, *, profile: Profile = STAFF, oauth: OAuth | None = None
+    settings: Settings,
+    client: SheepClient | None = None,
+    *,
+    profile: Profile = STAFF,
+    oauth: OAuth | None = None,
+    stores: Stores | None = None,
+    page: ApprovalPage | None = None,
 ) -> App:
     """An MCP server bound to one bucket. The client is created here unless one is given.
 
     `profile` picks the tools, resources and prompts (stdio and token mode: staff, the whole catalogue);
-    `oauth` makes it an OAuth resource server through the SDK's own auth settings (hosted mode).
+    `oauth` makes it an OAuth resource server through the SDK's own auth settings (hosted mode), where the
+    profiles' servers share one set of `stores` and one approval `page`.
     """
     catalogue.toolsets(settings.toolsets)  # an unknown toolset name fails here, whatever the profile
     specs = profile.tools(settings)
@@ -99,12 +106,13 @@ def build_app(
             "SHEEPCRM_PUBLIC_URL is not set: with SHEEPCRM_REDIS_URL the approval page is served by every replica; "
             "name the address people reach them at, e.g. https://mcp.example.org"
         )
-    stores = open_stores(settings)
-    page = (
-        ServedPage(stores.approvals, settings.public_url)
-        if settings.redis_url is not None
-        else ApprovalPage(stores.approvals, settings.approval_port)
-    )
+    stores = stores or open_stores(settings)
+    if page is None:
+        page = (
+            ServedPage(stores.approvals, settings.public_url)
+            if settings.redis_url is not None
+            else ApprovalPage(stores.approvals, settings.approval_port)
+        )
     limit = RateLimit(stores.limiter, settings.rate_limit) if settings.rate_limit else None
     gate = Gate(settings, stores.audit, stores.approvals, page, limit)
 

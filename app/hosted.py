@@ -21,8 +21,10 @@ from typing import Literal
 import httpx
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sheepcrm_mcp.assembly import App, build_app
+from sheepcrm_mcp.assembly import App, Stores, build_app, open_stores
 from sheepcrm_mcp.http import healthz_route, serve_asgi, transport_security
+from sheepcrm_mcp.server import logs
+from sheepcrm_mcp.server.approvals import ApprovalPage, ServedPage
 from sheepcrm_mcp.server.auth import (
     PROFILES,
     Caller,
@@ -34,6 +36,7 @@ from sheepcrm_mcp.server.auth import (
     set_caller,
 )
 from sheepcrm_mcp.server.settings import ConfigError, Settings
+from sheepcrm_mcp.server.signin import SignedInPage
 from sheepcrm_mcp.sheepcrm import SheepError
 from sheepcrm_mcp.tools.profiles import PROFILES as PROFILE_SPECS
 from sheepcrm_mcp.tools.self_service import resolve_member
@@ -74,18 +77,46 @@ def build_hosted(settings: Settings, *, http: httpx.AsyncClient | None = None) -
     if not settings.bucket:
         raise ConfigError("SHEEPCRM_BUCKET is not set: name your sheepCRM bucket, e.g. SHEEPCRM_BUCKET=demo")
     oauth = build_oauth(settings, http)
+    for name in PROFILES:  # every profile's key is scrubbed from logs and the shared audit log
+        key = settings.profile_key(name)
+        logs.add_secret(key.get_secret_value() if key else None)
+    logs.add_secret(settings.oauth_client_secret.get_secret_value() if settings.oauth_client_secret else None)
+    stores = open_stores(settings)  # one audit log and one set of approvals for every profile
+    page = approval_page(settings, stores, oauth)
     apps: dict[ProfileName, App] = {}
     for name in PROFILES:
         key = settings.profile_key(name)
         if key is not None:
             apps[name] = build_app(settings.model_copy(update={"api_key": key}), profile=PROFILE_SPECS[name],
-                                   oauth=oauth)
+                                   oauth=oauth, stores=stores, page=page)
     if not apps:
         raise ConfigError(
             "SHEEPCRM_AUTH=oauth: no profile has a sheepCRM key; set SHEEPCRM_API_KEY_STAFF, "
             "SHEEPCRM_API_KEY_HELPDESK and/or SHEEPCRM_API_KEY_MEMBER (see docs/HOSTING.md)"
         )
     return Hosted(settings, oauth, apps)
+
+
+def approval_page(settings: Settings, stores: Stores, oauth: OAuth) -> ApprovalPage:
+    """Where a person approves a write when their client cannot ask them: the page behind their own sign-in.
+
+    Without SHEEPCRM_OAUTH_CLIENT_ID there is none: writes then need a client that supports elicitation."""
+    if not settings.oauth_client_id:
+        return ApprovalPage(stores.approvals, opener=None)
+    public = settings.public_url or settings.oauth_resource.removesuffix("/").removesuffix(MCP_PATH)
+    secret = settings.oauth_client_secret.get_secret_value() if settings.oauth_client_secret else None
+    return SignedInPage(
+        stores.approvals,
+        public,
+        issuer=settings.oauth_issuer,
+        client_id=settings.oauth_client_id,
+        client_secret=secret or None,
+        scope=settings.oauth_signin_scope,
+        roles_claim=settings.oauth_roles_claim,
+        approver_roles=settings.oauth_approver_roles,
+        jwks=oauth.verifier.jwks,
+        http=oauth.http,
+    )
 
 
 async def _refuse(send: Send, status: int, error: str, description: str, metadata_url: str) -> None:
@@ -173,6 +204,9 @@ def hosted_app(hosted: Hosted, host: str, stateless: bool) -> ASGIApp:
     security = transport_security(hosted.settings, host)
     first = next(iter(hosted.apps.values()))
     healthz_route(first.server)
+    if isinstance(first.page, ServedPage):  # the approval page: a route the router hands to the first server
+        for route in first.page.routes():
+            first.server.custom_route(route.path, methods=sorted(route.methods or ()))(route.endpoint)
     apps: dict[ProfileName, ASGIApp] = {
         name: built.server.streamable_http_app(stateless_http=stateless, host=host, transport_security=security)
         for name, built in hosted.apps.items()

@@ -66,6 +66,8 @@ class Pending:
     created: float = field(default_factory=time.monotonic)
     status: Status = "pending"
     wall: float = field(default_factory=time.time)  # when it was created, for stores shared between processes
+    owner: dict[str, Any] | None = None  # hosted mode: who asked for the write (sub, email, profile)
+    approver: dict[str, Any] | None = None  # hosted mode: who decided on the page (sub, email, name)
 
     def expired(self, now: float | None = None) -> bool:
         return (now or time.monotonic()) - self.created > TTL_SECONDS
@@ -81,7 +83,15 @@ class ApprovalStore:
         self._items: dict[str, Pending] = {}
         self._lock = threading.Lock()
 
-    async def create(self, tool: str, args_digest: str, state_digest: str, summary: str, lines: list[str]) -> Pending:
+    async def create(
+        self,
+        tool: str,
+        args_digest: str,
+        state_digest: str,
+        summary: str,
+        lines: list[str],
+        owner: dict[str, Any] | None = None,
+    ) -> Pending:
         with self._lock:
             self._purge()
             for item in self._items.values():  # the same request again: reuse its page
@@ -92,7 +102,7 @@ class ApprovalStore:
                     "pending",
                 ) and not item.expired():
                     return item
-            item = Pending(secrets.token_urlsafe(16), tool, args_digest, state_digest, summary, lines)
+            item = Pending(secrets.token_urlsafe(16), tool, args_digest, state_digest, summary, lines, owner=owner)
             self._items[item.id] = item
             return item
 
@@ -117,8 +127,8 @@ class ApprovalStore:
             item.browser = _token()  # a new launch hands the page to the newly opened browser only
             return item.browser
 
-    async def decide(self, approval_id: str, csrf: str, approve: bool) -> str:
-        """Record a person's decision; returns what the page should say."""
+    async def decide(self, approval_id: str, csrf: str, approve: bool, by: dict[str, Any] | None = None) -> str:
+        """Record a person's decision (and, on a hosted server, who they are); returns what the page should say."""
         with self._lock:
             item = self._items.get(approval_id)
             if item is None:
@@ -130,6 +140,7 @@ class ApprovalStore:
             if item.status != "pending":
                 return item.status
             item.status = "approved" if approve else "rejected"
+            item.approver = by
             return item.status
 
     async def decision(self, approval_id: str) -> Status | None:
@@ -170,7 +181,7 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Appr
 li{{margin:.3rem 0;font-family:ui-monospace,monospace;white-space:pre-wrap;overflow-wrap:anywhere}}
 .s{{padding:.6rem 1rem;background:#f4f4f4;border-radius:6px}}
 button{{font-size:1rem;padding:.5rem 1.2rem;margin-right:.8rem}}</style></head><body>
-<h1>Approve a change to sheepCRM?</h1><p class="s"><strong>{summary}</strong></p><ul>{lines}</ul>
+<h1>Approve a change to sheepCRM?</h1>{who}<p class="s"><strong>{summary}</strong></p><ul>{lines}</ul>
 <p>Tool: <code>{tool}</code>. Status: <strong id="status">{status}</strong>.</p>{form}
 <p><small>After you approve, ask the assistant to repeat the same request; it will run once.
 The approval expires 10 minutes after it was requested.</small></p></body></html>"""
@@ -187,7 +198,7 @@ HEADERS = {
 }
 
 
-def _not_found() -> Response:
+def not_found() -> Response:
     """The one answer for every address, host, cookie or approval that is not exactly right."""
     return PlainTextResponse("Not found", status_code=404, headers={"Cache-Control": "no-store"})
 
@@ -224,8 +235,8 @@ class ApprovalPage:
                         Route("/{secret}/{approval_id}", self._handle, methods=["GET", "POST"]),
                     ]
                 )
-                app.add_exception_handler(404, lambda request, exc: _not_found())
-                app.add_exception_handler(405, lambda request, exc: _not_found())
+                app.add_exception_handler(404, lambda request, exc: not_found())
+                app.add_exception_handler(405, lambda request, exc: not_found())
                 self._server = ThreadServer(app, "127.0.0.1", self._port).start()
             return self._server.url
 
@@ -256,6 +267,16 @@ class ApprovalPage:
             log.warning("could not open a browser for an approval", exc_info=False)
             return False
 
+    where = "opened the approval page in this computer's browser"  # for the log: never an address
+
+    def waiting(self, tool: str, item: Pending) -> str:
+        """What the model is told while a person decides: never the page's address, which admits its holder."""
+        return (
+            "Nothing was changed yet. A page asking the person to approve this change has been opened in the "
+            f"browser on their computer; approval is waiting. After they approve it (within 10 minutes), call {tool} "
+            "again with exactly the same arguments and it will run once."
+        )
+
     def close(self) -> None:
         if self._server is not None:
             self._server.stop()
@@ -277,7 +298,7 @@ class ApprovalPage:
         item = await self._item(request)
         cookie = await self.store.launch(item.id, request.path_params["launch"]) if item is not None else None
         if item is None or cookie is None:
-            return _not_found()
+            return not_found()
         page = self._path(item.id)
         response = RedirectResponse(page, status_code=303, headers={"Cache-Control": "no-store"})
         response.set_cookie(
@@ -294,7 +315,13 @@ class ApprovalPage:
     async def _handle(self, request: Request) -> Response:
         item = await self._item(request)
         if item is None or not secrets.compare_digest(request.cookies.get(f"a_{item.id}", ""), item.browser):
-            return _not_found()
+            return not_found()
+        return await self._answer(request, item)
+
+    async def _answer(
+        self, request: Request, item: Pending, by: dict[str, Any] | None = None, who: str = ""
+    ) -> Response:
+        """The page, or (POST) the person's decision: strict form, CSRF token, Origin of the page."""
         if request.method == "POST":
             if request.headers.get("origin", "") != self.origin():
                 return PlainTextResponse(
@@ -305,7 +332,7 @@ class ApprovalPage:
             action = fields.get("action", [""])
             if set(fields) != {"csrf", "action"} or len(action) != 1 or action[0] not in ("approve", "reject"):
                 return PlainTextResponse("Refused: the form was altered. Reload the page.", status_code=400)
-            verdict = await self.store.decide(item.id, fields["csrf"][0], action[0] == "approve")
+            verdict = await self.store.decide(item.id, fields["csrf"][0], action[0] == "approve", by)
             if verdict == "csrf":
                 return PlainTextResponse(
                     "Refused: the form token is missing or wrong. Reload the page.", status_code=403
@@ -313,13 +340,15 @@ class ApprovalPage:
             if verdict == "expired":
                 return PlainTextResponse("This approval request has expired; nothing was approved.", status_code=410)
             item = await self.store.get(item.id) or item  # a shared store hands out copies
-        return HTMLResponse(self._render(item), headers=HEADERS)
+        return HTMLResponse(self._render(item, who), headers=HEADERS)
 
     @staticmethod
-    def _render(item: Pending) -> str:
+    def _render(item: Pending, who: str = "") -> str:
+        """The page; `who` is trusted HTML (already escaped) saying who approves what, on a hosted server."""
         status = "expired" if item.status == "pending" and item.expired() else item.status
         form = FORM.format(csrf=html.escape(item.csrf)) if status == "pending" else ""
         return PAGE.format(
+            who=who,
             summary=html.escape(item.summary),
             tool=html.escape(item.tool),
             status=status,

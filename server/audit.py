@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sheepcrm_mcp.server.auth import current_caller
+from sheepcrm_mcp.server.logs import scrub
 
 SECRET_WORDS = ("key", "token", "secret", "password", "authorization", "csrf")
 
@@ -32,8 +33,10 @@ def redact(value: Any, secret: str | None) -> Any:
         }
     if isinstance(value, list | tuple):
         return [redact(v, secret) for v in value]
-    if isinstance(value, str) and secret and secret in value:
-        return value.replace(secret, "[redacted]")
+    if isinstance(value, str):
+        if secret and secret in value:
+            value = value.replace(secret, "[redacted]")
+        return scrub(value)  # every other registered secret too (a hosted server has one key per profile)
     return value
 
 
@@ -56,10 +59,11 @@ class AuditLog:
         before: Any = None,
         after: Any = None,
         detail: str | None = None,
+        approver: dict[str, Any] | None = None,
     ) -> str:
         entry_id = uuid.uuid4().hex[:12]
         line = entry_line(entry_id, self._secret, self._confirm_mode, tool=tool, outcome=outcome, channel=channel,
-                          arguments=arguments, before=before, after=after, detail=detail)
+                          arguments=arguments, before=before, after=after, detail=detail, approver=approver)
         with self._lock:
             append_lines(self.path, [line])
         return entry_id
@@ -98,6 +102,7 @@ def entry_line(
     before: Any,
     after: Any,
     detail: str | None,
+    approver: dict[str, Any] | None = None,
 ) -> str:
     """One audit entry as an ASCII JSON line, secrets redacted, the caller named (the same for every store)."""
     entry = {
@@ -114,4 +119,6 @@ def entry_line(
     }
     if (caller := current_caller()) is not None:  # hosted mode: who asked (and so who approved)
         entry["caller"] = caller.audit()
+    if approver is not None:  # hosted mode: the signed-in person who approved it on the page
+        entry["approved_by"] = approver
     return json.dumps(redact(entry, secret), default=str, ensure_ascii=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
@@ -153,6 +154,47 @@ class JWTVerifier(TokenVerifier):
         return access
 
 
+class SignInRefused(Exception):
+    """An OpenID sign-in that must not be trusted; the message says why, in words a person can act on."""
+
+
+async def verify_id_token(
+    token: str, *, jwks: JWKSCache, issuer: str, client_id: str, nonce: str, started: float, leeway: int = 30
+) -> dict[str, Any]:
+    """An OpenID Connect ID token from the approval page's sign-in: signature (issuer's JWKS), `iss`, `aud` =
+    our client, `exp`, `nonce` of this sign-in, and `auth_time` no earlier than `started` (the person signed in
+    just now, not only through an earlier single sign-on session). Returns the claims."""
+    try:
+        header = jwt.get_unverified_header(token)
+        if header.get("alg") not in ALGORITHMS:
+            raise SignInRefused("the provider signed the sign-in with an algorithm this server does not accept")
+        key = await jwks.get(str(header.get("kid", "")))
+        if key is None:
+            raise SignInRefused("the sign-in was signed with a key the provider does not publish")
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=list(ALGORITHMS),
+            audience=client_id,
+            issuer=issuer,
+            leeway=leeway,
+            options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+        )
+    except (jwt.InvalidTokenError, jwt.PyJWKError, httpx.HTTPError, ValueError) as exc:
+        raise SignInRefused(f"the sign-in could not be verified ({type(exc).__name__})") from None
+    if not secrets.compare_digest(str(claims.get("nonce", "")), nonce):
+        raise SignInRefused("the sign-in does not belong to this browser's request (nonce)")
+    if claims.get("azp") not in (None, client_id):
+        raise SignInRefused("the sign-in was made for another application (azp)")
+    auth_time = claims.get("auth_time")
+    if not isinstance(auth_time, int | float) or auth_time + leeway < started:
+        raise SignInRefused(
+            "the provider did not ask you to sign in again: approving a change needs a fresh sign-in. "
+            "Ask your administrator to let this application request prompt=login."
+        )
+    return claims
+
+
 def claim(claims: dict[str, Any], path: str) -> Any:
     """A claim by name, or by dotted path for nested claims (Keycloak's `realm_access.roles`)."""
     if path in claims:
@@ -252,18 +294,23 @@ class LazyJWKS(JWKSCache):
         return await super().refresh(force=force)
 
 
-async def discover_jwks_uri(http: httpx.AsyncClient, issuer: str) -> str:
-    """The `jwks_uri` from the issuer's RFC 8414 / OpenID metadata (whose `issuer` must match exactly)."""
+async def discover(http: httpx.AsyncClient, issuer: str) -> dict[str, Any]:
+    """The issuer's OpenID / RFC 8414 metadata, whose `issuer` must match exactly."""
     base = issuer.rstrip("/")
     for path in ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"):
         response = await http.get(base + path, timeout=5)
         if response.status_code != 200:
             continue
-        meta = response.json()
+        meta: dict[str, Any] = response.json()
         if meta.get("issuer") != issuer:
             raise ValueError(f"the metadata at {path} names issuer {meta.get('issuer')!r}, not {issuer!r}")
-        return str(meta["jwks_uri"])
+        return meta
     raise ValueError(f"no OpenID or OAuth metadata at {base}/.well-known/")
+
+
+async def discover_jwks_uri(http: httpx.AsyncClient, issuer: str) -> str:
+    """The `jwks_uri` from the issuer's metadata."""
+    return str((await discover(http, issuer))["jwks_uri"])
 
 
 async def check_oauth(settings: Settings, http: httpx.AsyncClient | None = None) -> list[tuple[bool, str]]:

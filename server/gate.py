@@ -38,6 +38,7 @@ from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from sheepcrm_mcp.server.approvals import ApprovalPage, Pending, digest
+from sheepcrm_mcp.server.auth import current_caller
 from sheepcrm_mcp.server.settings import Settings
 from sheepcrm_mcp.server.stores import Approvals, Audit, RateLimit, StoreUnavailable
 from sheepcrm_mcp.server.toolkit import (
@@ -129,6 +130,8 @@ class Decision:
     ]
     channel: str
     waited: bool = False  # a person was asked during this call, so the state must be read again before writing
+    approver: dict[str, Any] | None = None  # hosted mode: who approved on the page (audited)
+    message: str | None = None  # approval_required: where the person approves
 
 
 def _elicitation_modes(ctx: Context) -> tuple[bool, bool]:
@@ -257,12 +260,16 @@ class Gate:
             return Decision("noop", "-")
         if self.settings.confirm == "none":
             return Decision("approved", "none (SHEEPCRM_CONFIRM=none)")
-        args_digest = digest([tool, self._arguments(prepared.request), _session_of(ctx)])
+        caller = current_caller()
+        # An approval is spent only by whoever asked: on a hosted server the signed-in caller (in any of their
+        # sessions: a client may reconnect while the person approves), elsewhere the same session.
+        who = f"caller:{caller.sub}" if caller is not None else _session_of(ctx)
+        args_digest = digest([tool, self._arguments(prepared.request), who])
         used = await self.approvals.consume(tool, args_digest, prepared.state_digest)
         if isinstance(used, str):
             return Decision("rejected" if used == "rejected" else "expired", "approval-page")
         if used is not None:
-            return Decision("approved", "approval-page")
+            return Decision("approved", "approval-page", approver=used.approver)
         form, url_mode = _elicitation_modes(ctx)
         new_era = is_version_at_least(ctx.protocol_version or "", "2026-07-28")
         message = self._message(plan, changes)
@@ -280,7 +287,12 @@ class Gate:
             decision.waited = True
             return decision
         pending = await self.approvals.create(
-            tool, args_digest, prepared.state_digest, plan.summary, [*(c.line() for c in changes), *plan.notes()]
+            tool,
+            args_digest,
+            prepared.state_digest,
+            plan.summary,
+            [*(c.line() for c in changes), *plan.notes()],
+            owner=caller.audit() if caller is not None else None,
         )
         if by_client and url_mode and not new_era:
             return await self._ask_by_url(tool, pending, args_digest, prepared.state_digest, ctx)
@@ -288,8 +300,8 @@ class Gate:
         if not opened:
             log.warning("approval needed for %s, but no browser could be opened for a person", tool)
             return Decision("unavailable", "approval-page")
-        log.warning("approval needed for %s: opened the approval page in this computer's browser", tool)
-        return Decision("approval_required", "approval-page")
+        log.warning("approval needed for %s: %s", tool, self.page.where)
+        return Decision("approval_required", "approval-page", message=self.page.waiting(tool, pending))
 
     async def _ask_by_url(self, tool: str, pending: Pending, args_digest: str, state_digest: str, ctx: Context) -> Any:
         """URL-mode elicitation: the client shows a one-time link to the person; wait for their decision."""
@@ -311,7 +323,7 @@ class Gate:
                 await ctx.session.send_elicit_complete(pending.id)
             if used is None or isinstance(used, str):
                 return Decision("rejected" if used == "rejected" else "expired", "url-elicitation", waited=True)
-            return Decision("approved", "url-elicitation", waited=True)
+            return Decision("approved", "url-elicitation", waited=True, approver=used.approver)
         return Decision("timeout", "url-elicitation")
 
     @staticmethod
@@ -356,11 +368,7 @@ class Gate:
             return WriteResult(
                 status="approval_required",
                 changes=_lines(preview),
-                message=(
-                    "Nothing was changed yet. A page asking the person to approve this change has been opened in "
-                    f"the browser on their computer; approval is waiting. After they approve it (within 10 "
-                    f"minutes), call {tool} again with exactly the same arguments and it will run once."
-                ),
+                message=decision.message or "Nothing was changed yet; approval is waiting.",
             )
         if decision.kind != "approved":
             # Audited before anything is read again: a "no" is recorded even if sheepCRM is down now.
@@ -379,7 +387,8 @@ class Gate:
         before = await plan.read() if decision.waited else prepared.state
         if digest(before) != prepared.state_digest:
             await self.audit.record(
-                tool=tool, outcome="conflict", channel=decision.channel, arguments=args, before=before
+                tool=tool, outcome="conflict", channel=decision.channel, arguments=args, before=before,
+                approver=decision.approver,
             )
             raise ToolError(
                 f"{plan.summary}: the record changed after the preview was shown, so nothing was "
@@ -389,7 +398,8 @@ class Gate:
         units = [[c] for c in changes] if plan.one_write_per_change else [changes]
         try:  # the attempt is on record before anything is sent; if it cannot be, nothing is sent
             await self.audit.record(
-                tool=tool, outcome="attempt", channel=decision.channel, arguments=args, before=before
+                tool=tool, outcome="attempt", channel=decision.channel, arguments=args, before=before,
+                approver=decision.approver,
             )
         except StoreUnavailable:
             raise
@@ -524,6 +534,7 @@ class Gate:
                 before=before,
                 after=after,
                 detail=failure,
+                approver=decision.approver,
             )
         except (OSError, StoreUnavailable) as exc:
             log.error("audit not recorded after %s was sent (%s)", tool, type(exc).__name__)

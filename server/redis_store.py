@@ -161,9 +161,19 @@ class RedisApprovals(RedisStore):
     def _match(tool: str, args_digest: str, state_digest: str) -> str:
         return f"{PREFIX}approval-match:{digest([tool, args_digest, state_digest])}"
 
-    async def create(self, tool: str, args_digest: str, state_digest: str, summary: str, lines: list[str]) -> Pending:
-        item = Pending(secrets.token_urlsafe(16), tool, args_digest, state_digest, summary, lines)
-        body = {k: getattr(item, k) for k in ("tool", "args_digest", "state_digest", "summary", "lines", "csrf")}
+    async def create(
+        self,
+        tool: str,
+        args_digest: str,
+        state_digest: str,
+        summary: str,
+        lines: list[str],
+        owner: dict[str, Any] | None = None,
+    ) -> Pending:
+        item = Pending(secrets.token_urlsafe(16), tool, args_digest, state_digest, summary, lines, owner=owner)
+        body = {
+            k: getattr(item, k) for k in ("tool", "args_digest", "state_digest", "summary", "lines", "csrf", "owner")
+        }
         with self._guard("asking for an approval"):
             chosen = await self._create(
                 keys=[self._match(tool, args_digest, state_digest)],
@@ -177,8 +187,8 @@ class RedisApprovals(RedisStore):
     async def get(self, approval_id: str) -> Pending | None:
         key = f"{PREFIX}approval:{approval_id}"
         with self._guard("reading an approval"):
-            body, status, launch, browser = await self.client.mget(
-                [key, f"{key}:status", f"{key}:launch", f"{key}:browser"]
+            body, status, launch, browser, by = await self.client.mget(
+                [key, f"{key}:status", f"{key}:launch", f"{key}:browser", f"{key}:by"]
             )
         if body is None or status is None or browser is None:
             return None
@@ -193,6 +203,7 @@ class RedisApprovals(RedisStore):
             status=cast(Status, status),
             wall=wall,
             created=created,
+            approver=json.loads(by) if by else None,
         )
 
     async def new_launch(self, approval_id: str) -> str:
@@ -219,7 +230,7 @@ class RedisApprovals(RedisStore):
             status = await self.client.get(f"{PREFIX}approval:{approval_id}:status")
         return cast(Status, status) if status is not None else None
 
-    async def decide(self, approval_id: str, csrf: str, approve: bool) -> str:
+    async def decide(self, approval_id: str, csrf: str, approve: bool, by: dict[str, Any] | None = None) -> str:
         item = await self.get(approval_id)
         if item is None:
             return "unknown"
@@ -228,6 +239,8 @@ class RedisApprovals(RedisStore):
         if item.expired():
             return "expired"
         with self._guard("recording a decision"):
+            if by is not None:  # who decides is on record before the decision can be spent
+                await self.client.set(f"{PREFIX}approval:{approval_id}:by", json.dumps(by), ex=KEEP)
             status = await self._decide(
                 keys=[f"{PREFIX}approval:{approval_id}:status"], args=["approved" if approve else "rejected"]
             )
@@ -267,10 +280,11 @@ class RedisAudit(RedisStore):
         before: Any = None,
         after: Any = None,
         detail: str | None = None,
+        approver: dict[str, Any] | None = None,
     ) -> str:
         entry_id = uuid.uuid4().hex[:12]
         line = entry_line(entry_id, self._secret, self._confirm_mode, tool=tool, outcome=outcome, channel=channel,
-                          arguments=arguments, before=before, after=after, detail=detail)
+                          arguments=arguments, before=before, after=after, detail=detail, approver=approver)
         consequence = (
             "the change WAS made but its outcome is missing from the audit; check the record before repeating"
             if outcome in ("succeeded", "partial", "unknown")

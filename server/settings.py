@@ -46,6 +46,11 @@ SECURITY = (
     "oauth_helpdesk_roles",
     "oauth_member_roles",
     "helpdesk_writes",
+    "oauth_client_id",
+    "oauth_client_secret",
+    "oauth_signin_scope",
+    "oauth_approver_roles",
+    "public_url",
 )
 
 
@@ -90,6 +95,10 @@ class Settings(BaseSettings):
     oauth_helpdesk_roles: Annotated[tuple[str, ...], NoDecode] = ("helpdesk",)
     oauth_member_roles: Annotated[tuple[str, ...], NoDecode] = ("member",)
     helpdesk_writes: Annotated[tuple[str, ...], NoDecode] = ("set_attendance", "update_task")
+    oauth_client_id: str = Field(default="", description="the approval page's client at the provider (sign-in)")
+    oauth_client_secret: SecretStr | None = Field(default=None, description="that client's secret, if confidential")
+    oauth_signin_scope: str = Field(default="openid email profile", description="scope the approval page asks for")
+    oauth_approver_roles: Annotated[tuple[str, ...], NoDecode] = ()
     api_key_staff: SecretStr | None = Field(default=None, description="sheepCRM key of the staff profile")
     api_key_helpdesk: SecretStr | None = Field(default=None, description="sheepCRM key of the helpdesk profile")
     api_key_member: SecretStr | None = Field(default=None, description="sheepCRM key of the member profile")
@@ -149,6 +158,7 @@ class Settings(BaseSettings):
         "oauth_staff_roles",
         "oauth_helpdesk_roles",
         "oauth_member_roles",
+        "oauth_approver_roles",
         "helpdesk_writes",
         mode="before",
     )

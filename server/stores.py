@@ -36,7 +36,13 @@ class Approvals(Protocol):
     """Pending approvals: bound to tool, arguments and previewed state; single-use; they expire."""
 
     async def create(
-        self, tool: str, args_digest: str, state_digest: str, summary: str, lines: list[str]
+        self,
+        tool: str,
+        args_digest: str,
+        state_digest: str,
+        summary: str,
+        lines: list[str],
+        owner: dict[str, Any] | None = None,
     ) -> Pending: ...
 
     async def get(self, approval_id: str) -> Pending | None: ...
@@ -49,7 +55,9 @@ class Approvals(Protocol):
         """Spend a launch token; the new browser cookie value, or None when the token is not valid."""
         ...
 
-    async def decide(self, approval_id: str, csrf: str, approve: bool) -> str: ...
+    async def decide(self, approval_id: str, csrf: str, approve: bool, by: dict[str, Any] | None = None) -> str:
+        """Record a person's decision; `by` names them on a hosted server (it is audited with the write)."""
+        ...
 
     async def decision(self, approval_id: str) -> Status | None: ...
 
@@ -69,6 +77,7 @@ class Audit(Protocol):
         before: Any = None,
         after: Any = None,
         detail: str | None = None,
+        approver: dict[str, Any] | None = None,
     ) -> str: ...
 
     async def entries(self, last: int | None = None) -> list[dict[str, Any]]: ...

@@ -20,6 +20,7 @@
 //   IDP_DEFAULT_SCOPE     scope used when an authorization request has none (default "sheepcrm";
 //                         oidc-provider itself answers such a request with access_denied)
 //   IDP_SERVICE_SECRET    client_secret of the client_credentials test client (default below)
+//   IDP_PAGE_SECRET       client_secret of the approval page's client, sheepcrm-approvals (default below)
 import crypto from 'node:crypto';
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
@@ -42,6 +43,7 @@ const ROLES_CLAIM = env.IDP_ROLES_CLAIM || 'roles';
 const AT_TTL = Number(env.IDP_AT_TTL ?? 300);
 const DEFAULT_SCOPE = env.IDP_DEFAULT_SCOPE ?? 'sheepcrm';
 const SERVICE_SECRET = env.IDP_SERVICE_SECRET ?? 'sheepcrm-service-secret-for-tests-only';
+const PAGE_SECRET = env.IDP_PAGE_SECRET ?? 'sheepcrm-approvals-secret-for-tests-only';
 
 // username -> account. `password` is checked by the login form; `sub` is the OIDC subject.
 const ACCOUNTS = env.IDP_ACCOUNTS_FILE ? JSON.parse(readFileSync(env.IDP_ACCOUNTS_FILE, 'utf8')) : {
@@ -152,6 +154,18 @@ const configuration = {
       redirect_uris: ['http://127.0.0.1/callback', 'http://localhost/callback'],
     },
     {
+      // The hosted server's approval page (SHEEPCRM_OAUTH_CLIENT_ID): a confidential web client that
+      // signs people in with code + PKCE; native => its loopback redirect may use any port.
+      client_id: 'sheepcrm-approvals',
+      client_secret: PAGE_SECRET,
+      application_type: 'native',
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/approve/callback'],
+      require_auth_time: true,
+    },
+    {
       // Confidential machine client: client_credentials, no user (sub = client_id).
       client_id: 'sheepcrm-service',
       client_secret: SERVICE_SECRET,
@@ -162,6 +176,9 @@ const configuration = {
       // no `scope` here: client metadata may only name the AS's OIDC `scopes`, not resource scopes
     },
   ],
+  // ID tokens carry the claims of the granted scopes (email, name, roles), as Entra's and Keycloak's
+  // do, not only through userinfo: the approval page reads who signed in from the ID token.
+  conformIdTokenClaims: false,
   jwks: { keys: signingKeys() },
   cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
   // OAuth 2.1: PKCE (S256, the only method oidc-provider 9 supports) for every client.

@@ -136,3 +136,40 @@ def test_a_good_local_token_gets_the_server(local_site: str) -> None:
     response = httpx.post(local_site + "/mcp", json=initialize(),
                           headers={"accept": ACCEPT, "authorization": f"Bearer {token(aud=local_site + '/mcp')}"})
     assert response.status_code == 200 and "serverInfo" in response.text
+
+
+# ---- the approval page's sign-in: the ID token ------------------------------------------------------
+
+PAGE_CLIENT = "sheepcrm-approvals"
+
+
+def id_token(started: float, **over: Any) -> str:
+    """An ID token as the provider would send it after a sign-in that began at `started`."""
+    claims = {"iss": ISSUER, "aud": PAGE_CLIENT, "sub": "u-1", "nonce": "n-1", "auth_time": int(started) + 5}
+    return token(typ="JWT", scope=None, client_id=None, **{**claims, **over})
+
+
+ID_BAD = {  # each must be refused: a sign-in this page did not ask for, or one without a fresh login
+    "single sign-on only (auth_time before the sign-in began)": {"auth_time": 1_000},
+    "no auth_time": {"auth_time": None},
+    "another sign-in's nonce": {"nonce": "n-2"},
+    "made for another client (aud)": {"aud": "some-other-app"},
+    "another client's (azp)": {"azp": "some-other-app"},
+    "another issuer": {"iss": "https://evil.example.test"},
+    "expired": {"exp": 1_000, "iat": 900},
+    "another key": {"key": OTHER_KEY},
+}
+
+
+@pytest.mark.parametrize("case", list(ID_BAD))
+async def test_the_page_refuses_an_id_token_that_is_not_a_fresh_sign_in_for_it(case: str) -> None:
+    from sheepcrm_mcp.server.auth import SignInRefused, verify_id_token
+
+    started = time.time() - 10
+    jwks = JWKSCache(f"{ISSUER}/jwks", httpx.AsyncClient(transport=jwks_transport()))
+    good = await verify_id_token(id_token(started), jwks=jwks, issuer=ISSUER, client_id=PAGE_CLIENT, nonce="n-1",
+                                 started=started)
+    assert good["sub"] == "u-1"  # the same call accepts the good token: each case differs by one thing
+    with pytest.raises(SignInRefused):
+        await verify_id_token(id_token(started, **ID_BAD[case]), jwks=jwks, issuer=ISSUER, client_id=PAGE_CLIENT,
+                              nonce="n-1", started=started)

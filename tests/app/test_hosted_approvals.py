@@ -1,0 +1,201 @@
+"""Approvals on a hosted server, with the project's real OpenID provider (.ci/idp) and Chromium: a client
+without elicitation gets the page's address; the person signs in there (code + PKCE, prompt=login) and
+approves; only the person who asked, or an approver role, may decide; the audit names both."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import httpx
+import pytest
+
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.sandbox.store import Store
+from tests.app.test_hosted import session
+from tests.server.test_approvals import launch_chromium, status
+from tests.helpers import CANARY_KEY, running_idp, serve_hosted, sign_in
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PAGE = {  # the approval page's client in .ci/idp/provider.mjs; staff may approve for others here
+    "oauth_client_id": "sheepcrm-approvals",
+    "oauth_client_secret": "sheepcrm-approvals-secret-for-tests-only",
+    "oauth_signin_scope": "openid email profile roles",
+    "oauth_approver_roles": ("staff",),
+}
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[str]:
+    with running_idp() as issuer:
+        yield issuer
+
+
+@pytest.fixture(scope="module")
+def site(idp: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, SandboxServer, Path]]:
+    tmp = tmp_path_factory.mktemp("hosted-approvals")
+    with SandboxServer(key=CANARY_KEY) as sb, serve_hosted(sb, tmp, idp, **PAGE) as url:
+        yield url, sb, tmp
+
+
+def task_status(sb: SandboxServer, uid: str) -> str:
+    return status(sb, uid)
+
+
+def fresh_task(sb: SandboxServer) -> str:
+    """An open task no other test here completes: each test asks for its own change."""
+    for task in sb.store.by_type("journal"):
+        if Store.task_status(task) == "open" and task.uid not in USED:
+            USED.add(task.uid)
+            return task.uid
+    raise AssertionError("the sandbox has no open task left")
+
+
+USED: set[str] = set()
+
+
+async def ask(url: str, token: str, uid: str) -> dict[str, Any]:
+    """The helpdesk's client asks to complete a task; it has no elicitation, so the page is the way."""
+    async with session(url, token) as client:
+        result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    assert not result.is_error, result.content
+    return dict(result.structured_content or {})
+
+
+def link_in(answer: dict[str, Any], url: str) -> str:
+    found = re.search(re.escape(url) + r"/approve/[\w-]+", answer["message"])
+    assert answer["status"] == "approval_required" and found, answer
+    return found.group(0)
+
+
+def browse(http: httpx.Client, start: str, user: str) -> httpx.Response:
+    """A person's browser, scripted: follow redirects, sign in at the provider's form when it is shown."""
+    response = http.get(start)
+    for _ in range(25):
+        if response.is_redirect:
+            response = http.get(urljoin(str(response.url), response.headers["location"]))
+        elif 'id="login-form"' in response.text:
+            action = re.search(r'<form id="login-form" method="post" action="([^"]+)"', response.text)
+            assert action is not None
+            response = http.post(urljoin(str(response.url), action.group(1)),
+                                 data={"username": user, "password": f"{user}-pw"})
+        else:
+            return response
+    raise AssertionError("sign-in never ended")
+
+
+def decide(http: httpx.Client, page: httpx.Response, url: str, action: str = "approve") -> httpx.Response:
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None, page.text
+    return http.post(str(page.url), data={"csrf": csrf.group(1), "action": action}, headers={"origin": url})
+
+
+def audit(tmp: Path, tool: str = "update_task") -> list[dict[str, Any]]:
+    return [x for x in map(json.loads, (tmp / "audit.jsonl").read_text().splitlines()) if x["tool"] == tool]
+
+
+@pytest.mark.skipif(CHROMIUM is None and not __import__("os").environ.get("CI"), reason="Chromium is not installed")
+async def test_the_person_signs_in_and_approves_in_chromium(site: tuple[str, SandboxServer, Path], idp: str) -> None:
+    from playwright.async_api import async_playwright
+
+    url, sb, tmp = site
+    uid = fresh_task(sb)
+    token = sign_in(idp, "helpdesk", url + "/mcp")
+    link = link_in(await ask(url, token, uid), url)
+    async with async_playwright() as pw:
+        browser = await launch_chromium(pw)
+        page = await browser.new_page()
+        await page.goto(link)
+        await page.wait_for_selector("#login-form")  # at the provider: nothing of the change is shown yet
+        assert urlsplit(page.url).netloc == urlsplit(idp).netloc
+        await page.fill("#username", "helpdesk")
+        await page.fill("#password", "helpdesk-pw")
+        await page.click("#submit")
+        await page.wait_for_selector("#who")
+        assert page.url == link
+        who = await page.inner_text("#who")
+        assert "Hana Helpdesk" in who and "Asked for by you" in who
+        assert "open → done" in await page.inner_text("body")
+        await page.click("#approve")
+        await page.wait_for_selector("#status")
+        assert (await page.inner_text("#status")) == "approved"
+        # A browser without the person's sign-in (a model's own browser) is sent to the provider's login.
+        other = await (await browser.new_context()).new_page()
+        await other.goto(link)
+        await other.wait_for_selector("#login-form")
+        await browser.close()
+    assert task_status(sb, uid) == "open"  # approving alone writes nothing
+    done = await ask(url, token, uid)
+    assert done["status"] == "applied" and task_status(sb, uid) == "done"
+    lines = [x for x in audit(tmp) if x["arguments"].get("uid") == uid]
+    applied = [x for x in lines if x["outcome"] == "succeeded"]
+    assert applied and applied[-1]["channel"] == "approval-page"
+    assert applied[-1]["caller"]["sub"] == "u-helpdesk" and applied[-1]["approved_by"]["sub"] == "u-helpdesk"
+    assert {x["outcome"] for x in lines} >= {"approval_required", "attempt", "succeeded"}
+
+
+async def test_only_the_person_who_asked_or_an_approver_may_decide(
+    site: tuple[str, SandboxServer, Path], idp: str
+) -> None:
+    url, sb, tmp = site
+    uid = fresh_task(sb)
+    token = sign_in(idp, "helpdesk", url + "/mcp")
+    link = link_in(await ask(url, token, uid), url)
+    with httpx.Client(timeout=10) as member:  # signed in, but neither the caller nor an approver
+        page = browse(member, link, "member")
+        assert page.status_code == 403 and "someone else" in page.text and "open → done" not in page.text
+        refused = member.post(link, data={"csrf": "x", "action": "approve"}, headers={"origin": url})
+        assert refused.status_code == 403
+    with httpx.Client(timeout=10) as staff:  # the approver role: sees who asked, and may approve
+        page = browse(staff, link, "staff")
+        assert page.status_code == 200 and "helpdesk@sheepcrm.test" in page.text and "as an approver" in page.text
+        assert decide(staff, page, url).status_code == 200
+    assert task_status(sb, uid) == "open"
+    assert (await ask(url, token, uid))["status"] == "applied"
+    applied = [x for x in audit(tmp) if x["arguments"].get("uid") == uid and x["outcome"] == "succeeded"]
+    assert applied[-1]["caller"]["sub"] == "u-helpdesk" and applied[-1]["approved_by"]["sub"] == "u-staff"
+
+
+async def test_nothing_but_a_fresh_sign_in_opens_the_page(site: tuple[str, SandboxServer, Path], idp: str) -> None:
+    url, sb, _ = site
+    uid = fresh_task(sb)
+    token = sign_in(idp, "helpdesk", url + "/mcp")
+    link = link_in(await ask(url, token, uid), url)
+    with httpx.Client(timeout=10) as model:  # what a model can do with the address and no person
+        first = model.get(link)
+        assert first.status_code == 303
+        to = urlsplit(first.headers["location"])
+        params = {k: v[0] for k, v in parse_qs(to.query).items()}
+        assert f"{to.scheme}://{to.netloc}" == idp and params["prompt"] == "login"
+        assert params["code_challenge_method"] == "S256" and params["client_id"] == "sheepcrm-approvals"
+        assert params["redirect_uri"] == url + "/approve/callback" and "helpdesk" not in first.text
+        assert model.post(link, data={"csrf": "x", "action": "approve"}, headers={"origin": url}).status_code == 401
+        forged = model.get(url + "/approve/callback", params={"state": params["state"], "code": "made-up"})
+        assert forged.status_code in (400, 403)  # a made-up code is refused by the provider
+        again = model.get(url + "/approve/callback", params={"state": params["state"], "code": "x"})
+        assert again.status_code == 400  # and each sign-in is single-use
+        assert model.get(url + "/approve/" + "A" * 22).status_code == 404
+    with httpx.Client(timeout=10) as person:  # the provider asks for the password every time, SSO or not
+        page = browse(person, link, "helpdesk")
+        assert page.status_code == 200 and "Asked for by <strong>you</strong>" in page.text
+        again = person.get(url + "/approve/callback?state=x&code=y")
+        assert again.status_code == 400
+        person.cookies.delete("sheepcrm_approver")
+        restart = person.get(link, follow_redirects=True)
+        assert 'id="login-form"' in restart.text  # an earlier provider session is not enough
+    assert task_status(sb, uid) == "open"
+    assert (await ask(url, token, uid))["status"] == "approval_required"  # still waiting; nothing approved
+
+
+async def test_without_a_page_client_the_write_is_refused_not_applied(idp: str, tmp_path: Path) -> None:
+    with SandboxServer(key=CANARY_KEY) as sb, serve_hosted(sb, tmp_path, idp) as url:
+        uid = sb.store.demo_facts()["my_open_task_uid"]
+        async with session(url, sign_in(idp, "helpdesk", url + "/mcp")) as client:
+            result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+        assert result.is_error and "elicitation" in str(result.content)
+        assert task_status(sb, uid) == "open"
