@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import httpx
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sheepcrm_mcp.assembly import App, Stores, build_app, open_stores
 from sheepcrm_mcp.http import healthz_route, serve_asgi, transport_security
@@ -76,6 +76,11 @@ def build_hosted(settings: Settings, *, http: httpx.AsyncClient | None = None) -
         raise ConfigError("SHEEPCRM_CONFIRM=none is not allowed with SHEEPCRM_AUTH=oauth: every write needs a person")
     if not settings.bucket:
         raise ConfigError("SHEEPCRM_BUCKET is not set: name your sheepCRM bucket, e.g. SHEEPCRM_BUCKET=demo")
+    if settings.redis_url is not None:
+        raise ConfigError(
+            "SHEEPCRM_AUTH=oauth does not run as replicas yet (SHEEPCRM_REDIS_URL): the approval page's sign-ins "
+            "live in one server's memory. Run one hosted server, without SHEEPCRM_REDIS_URL"
+        )
     oauth = build_oauth(settings, http)
     for name in PROFILES:  # every profile's key is scrubbed from logs and the shared audit log
         key = settings.profile_key(name)
@@ -117,6 +122,21 @@ def approval_page(settings: Settings, stores: Stores, oauth: OAuth) -> ApprovalP
         jwks=oauth.verifier.jwks,
         http=oauth.http,
     )
+
+
+def _with_scope(send: Send, scopes: tuple[str, ...]) -> Send:
+    """A 401/403 challenge that names the scopes a client should ask for (MCP authorization, RFC 6750 3)."""
+    wanted = f', scope="{" ".join(scopes)}"'.encode()
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] in (401, 403) and scopes:
+            message = {**message, "headers": [
+                (name, value + wanted if name.lower() == b"www-authenticate" and b"scope=" not in value else value)
+                for name, value in message.get("headers", [])
+            ]}
+        await send(message)
+
+    return sending
 
 
 async def _refuse(send: Send, status: int, error: str, description: str, metadata_url: str) -> None:
@@ -164,7 +184,8 @@ class ProfileRouter:
         token = _bearer(scope)
         access = await oauth.verifier.verify_token(token) if token else None
         if access is None or not set(oauth.scopes) <= set(access.scopes):
-            await self.primary(scope, receive, send)  # the SDK answers 401 / 403 insufficient_scope
+            # The SDK answers 401 / 403 insufficient_scope; its challenge gains the scopes to ask for.
+            await self.primary(scope, receive, _with_scope(send, oauth.scopes))
             return
         claims = access.claims or {}
         roles = roles_of(claims, settings.oauth_roles_claim)

@@ -63,6 +63,7 @@ def test_metadata_and_401_point_at_the_provider(site: tuple[str, SandboxServer, 
     response = post_initialize(url, None)
     assert response.status_code == 401
     assert f'resource_metadata="{url}/.well-known/oauth-protected-resource/mcp"' in response.headers["www-authenticate"]
+    assert 'scope="sheepcrm"' in response.headers["www-authenticate"]  # what a client should ask the provider for
     assert "result" not in response.text
     assert httpx.get(url + "/healthz").status_code == 200
 

@@ -199,3 +199,16 @@ async def test_without_a_page_client_the_write_is_refused_not_applied(idp: str, 
             result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
         assert result.is_error and "elicitation" in str(result.content)
         assert task_status(sb, uid) == "open"
+
+
+def test_hosted_mode_refuses_replicas_for_now(tmp_path: Path) -> None:
+    from sheepcrm_mcp.hosted import build_hosted
+    from sheepcrm_mcp.server.settings import ConfigError
+    from tests.helpers import settings_for
+
+    with SandboxServer(key=CANARY_KEY) as sb:
+        settings = settings_for(sb, tmp_path, auth="oauth", oauth_issuer="http://127.0.0.1:9/",
+                                oauth_resource="http://127.0.0.1:8765/mcp", redis_url="redis://127.0.0.1:9/0",
+                                public_url="http://127.0.0.1:8765", **PAGE)
+        with pytest.raises(ConfigError, match="replicas"):
+            build_hosted(settings)

@@ -129,6 +129,8 @@ def test_hosted_refusals(local_site: str, case: str, status: int, error: str) ->
     assert response.status_code == status, response.text
     header = response.headers["www-authenticate"]
     assert f'error="{error}"' in header and "resource_metadata=" in header
+    if case in BAD or case == "missing scope":  # a new token can mend these: the challenge names the scopes
+        assert 'scope="sheepcrm"' in header
     assert "result" not in response.text and "serverInfo" not in response.text
 
 
