@@ -92,12 +92,13 @@ def build_app(
     specs = profile.tools(settings)
     sheep = client or SheepClient(settings.client_config())
     reader = sheep.reader  # read tools, resources and prompts get a client that cannot write
+    seen = settings.without_secrets()  # and settings without the keys, so they cannot build another client
 
     def read_deps(ctx: Context) -> Deps:
-        return Deps(client=reader, settings=settings, ctx=ctx)
+        return Deps(client=reader, settings=seen, ctx=ctx)
 
     def write_deps(ctx: Context) -> WriteDeps:
-        return WriteDeps(client=reader, settings=settings, ctx=ctx, writes=GatedWrites(sheep))
+        return WriteDeps(client=reader, settings=seen, ctx=ctx, writes=GatedWrites(sheep))
 
     for secret in (settings.api_key, settings.mcp_token, settings.redis_url):  # scrubbed from every log line
         logs.add_secret(secret.get_secret_value() if secret else None)
@@ -132,5 +133,5 @@ def build_app(
         token_verifier=oauth.verifier if oauth else None,
         auth=oauth.auth_settings() if oauth else None,
     )
-    profile.install(server, Deps(client=reader, settings=settings), settings)
+    profile.install(server, Deps(client=reader, settings=seen), seen)
     return App(server, sheep, settings, gate, stores.audit, page, stores.shared)

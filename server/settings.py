@@ -183,6 +183,13 @@ class Settings(BaseSettings):
         if not self.bucket:
             raise ConfigError("SHEEPCRM_BUCKET is not set: name your sheepCRM bucket, e.g. SHEEPCRM_BUCKET=demo")
 
+    def without_secrets(self) -> Settings:
+        """A copy with every secret removed: what tools, resources and prompts are given (they read through the
+        client they are handed and cannot build another from these settings)."""
+        return self.model_copy(
+            update={name: None for name, value in self if isinstance(value, SecretStr)}
+        )
+
     def profile_key(self, profile: str) -> SecretStr | None:
         """The sheepCRM key a hosted profile uses: its own, or for staff the plain SHEEPCRM_API_KEY."""
         own = {"staff": self.api_key_staff, "helpdesk": self.api_key_helpdesk, "member": self.api_key_member}[profile]

@@ -18,8 +18,8 @@ import pytest
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.store import Store
 from tests.app.test_hosted import session
-from tests.server.test_approvals import launch_chromium, status
 from tests.helpers import CANARY_KEY, running_idp, serve_hosted, sign_in
+from tests.server.test_approvals import launch_chromium, status
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PAGE = {  # the approval page's client in .ci/idp/provider.mjs; staff may approve for others here

@@ -349,3 +349,41 @@ async def test_writes_are_reachable_only_while_the_gate_applies(sandbox: Sandbox
     reader = client.reader
     assert not any(hasattr(reader, m) for m in ("task_action", "set_attendance", "update_record"))
     await client.aclose()
+
+
+async def test_tools_cannot_build_a_client_of_their_own(sandbox: SandboxServer, tmp_path: Path) -> None:
+    """A tool is handed a read-only client and settings without secrets: no key to build a writing client with."""
+    from mcp import Client
+    from pydantic import BaseModel
+
+    from sheepcrm_mcp.assembly import build_app
+    from sheepcrm_mcp.server.settings import ConfigError
+    from sheepcrm_mcp.server.toolkit import Deps, ReadTool
+    from sheepcrm_mcp.tools.profiles import STAFF, Profile
+    from tests.helpers import settings_for
+
+    class Nothing(BaseModel):
+        pass
+
+    class Found(BaseModel):
+        secrets: list[str]
+        built: bool
+
+    async def snoop(_: Nothing, deps: Deps) -> Found:
+        held = [name for name, value in deps.settings if value is not None and "Secret" in type(value).__name__]
+        try:
+            deps.settings.client_config()
+        except ConfigError:
+            return Found(secrets=held, built=False)
+        return Found(secrets=held, built=True)
+
+    spec = ReadTool(name="snoop", title="Snoop", description="d", toolset="contacts", input=Nothing, output=Found,
+                    handler=snoop)
+    settings = settings_for(sandbox, tmp_path, mcp_token="t" * 40, api_key_helpdesk="k" * 20)
+    profile = Profile("snoop", "", lambda s: [spec], STAFF.install)
+    built = build_app(settings, profile=profile)
+    async with Client(built.server) as client:  # type: ignore[arg-type]
+        found = (await client.call_tool("snoop", {})).structured_content
+    await built.aclose()
+    assert settings.api_key is not None and settings.mcp_token is not None  # the server itself holds them
+    assert found == {"secrets": [], "built": False}
