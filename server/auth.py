@@ -313,6 +313,19 @@ async def discover_jwks_uri(http: httpx.AsyncClient, issuer: str) -> str:
     return str((await discover(http, issuer))["jwks_uri"])
 
 
+def _page_check(settings: Settings, meta: dict[str, Any]) -> tuple[bool, str]:
+    """Whether the approval page can sign people in at this provider (code + PKCE S256)."""
+    if not settings.oauth_client_id:
+        return True, ("approval page: off (no SHEEPCRM_OAUTH_CLIENT_ID) -> writes need clients with elicitation; "
+                      "see docs/HOSTING.md")
+    methods = meta.get("code_challenge_methods_supported") or []
+    if not meta.get("authorization_endpoint") or not meta.get("token_endpoint") or "S256" not in methods:
+        return False, "approval page: the provider does not state code + PKCE (S256) support in its metadata"
+    public = settings.public_url or settings.oauth_resource.removesuffix("/").removesuffix("/mcp")
+    return True, (f"approval page: sign-in client {settings.oauth_client_id}; its redirect URI at the provider must "
+                  f"be {public}/approve/callback")
+
+
 async def check_oauth(settings: Settings, http: httpx.AsyncClient | None = None) -> list[tuple[bool, str]]:
     """doctor's hosted-mode checks: audience configured, issuer reachable with matching metadata, JWKS fetched,
     which profiles have a sheepCRM key."""
@@ -330,11 +343,13 @@ async def check_oauth(settings: Settings, http: httpx.AsyncClient | None = None)
     async with contextlib.AsyncExitStack() as stack:
         client = http if http is not None else await stack.enter_async_context(httpx.AsyncClient(timeout=5))
         try:
-            jwks_uri = settings.oauth_jwks_url or await discover_jwks_uri(client, settings.oauth_issuer)
+            meta = await discover(client, settings.oauth_issuer)
+            jwks_uri = settings.oauth_jwks_url or str(meta["jwks_uri"])
             lines.append((True, f"issuer {settings.oauth_issuer} reachable; keys at {jwks_uri}"))
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             lines.append((False, f"issuer {settings.oauth_issuer} not usable ({exc}) -> check SHEEPCRM_OAUTH_ISSUER"))
             return lines
+        lines.append(_page_check(settings, meta))
         try:
             count = await JWKSCache(jwks_uri, client).refresh(force=True)
             lines.append((count > 0, f"JWKS fetched: {count} signing key(s)" + ("" if count else " -> none usable")))

@@ -236,5 +236,13 @@ def test_doctor_checks_the_auth_settings(idp: str, good: bool) -> None:
     assert ("ok   JWKS fetched: 1 signing key(s)" in done.stdout) == good, done.stdout
     assert ("ok   audience (resource) configured: http://127.0.0.1:8765/mcp") in done.stdout
     assert (done.returncode == 0) == good
+    if good:
+        assert "ok   approval page: off (no SHEEPCRM_OAUTH_CLIENT_ID)" in done.stdout
+        env["SHEEPCRM_OAUTH_CLIENT_ID"] = "sheepcrm-approvals"
+        env["SHEEPCRM_OAUTH_CLIENT_SECRET"] = "page-secret-" + "x" * 20
+        page = subprocess.run([binary(), "doctor", "--sandbox"], env=env, capture_output=True, text=True, timeout=60)
+        assert ("ok   approval page: sign-in client sheepcrm-approvals; its redirect URI at the provider must be "
+                "http://127.0.0.1:8765/approve/callback") in page.stdout, page.stdout
+        assert "x" * 20 not in page.stdout + page.stderr and page.returncode == 0
     if not good:
         assert f"FAIL issuer {issuer} not usable" in done.stdout
