@@ -34,6 +34,19 @@ EXIT_OK, EXIT_REFUSED, EXIT_SETTINGS, EXIT_UNREACHABLE = 0, 1, 2, 3
 UNREACHABLE = "cannot reach"
 
 
+def _settings_to_check(settings: Settings) -> Settings:
+    """The settings doctor checks sheepCRM with: in hosted mode (SHEEPCRM_AUTH=oauth) the first profile's own key.
+    Every key is scrubbed from the output; ConfigError when there is none."""
+    logs.add_secret(settings.api_key.get_secret_value() if settings.api_key else None)
+    if settings.auth == "oauth":
+        keys = [k for p in PROFILES if (k := settings.profile_key(p)) is not None]
+        for key in keys:
+            logs.add_secret(key.get_secret_value())
+        settings = settings.model_copy(update={"api_key": keys[0] if keys else None})
+    settings.require_credentials()
+    return settings
+
+
 async def diagnose(settings: Settings) -> list[tuple[bool, str]]:
     lines: list[tuple[bool, str]] = []
     quick = settings.model_copy(update={"retry_attempts": 1, "cache_ttl": 0.0, "timeout": min(settings.timeout, 5.0)})
@@ -101,14 +114,7 @@ def run_doctor(overrides: dict[str, Any], *, sandbox: bool = False, env_file: Pa
         if sandbox:
             overrides = stack.enter_context(sandbox_settings(overrides))
         try:
-            settings = load_settings(env_file, **overrides)
-            logs.add_secret(settings.api_key.get_secret_value() if settings.api_key else None)
-            if settings.auth == "oauth":  # hosted: sheepCRM is checked with the first profile's own key
-                keys = [k for p in PROFILES if (k := settings.profile_key(p)) is not None]
-                for key in keys:
-                    logs.add_secret(key.get_secret_value())
-                settings = settings.model_copy(update={"api_key": keys[0] if keys else None})
-            settings.require_credentials()
+            settings = _settings_to_check(load_settings(env_file, **overrides))
         except ConfigError as exc:
             print(logs.scrub(f"{BAD} settings: {exc}"))
             print("doctor: fix the settings, then run doctor again", file=sys.stderr)
@@ -313,14 +319,7 @@ def run_contract(overrides: dict[str, Any], *, sandbox: bool = False, as_json: b
         if sandbox:
             overrides = stack.enter_context(sandbox_settings(overrides))
         try:
-            settings = load_settings(**overrides)
-            logs.add_secret(settings.api_key.get_secret_value() if settings.api_key else None)
-            if settings.auth == "oauth":  # hosted: sheepCRM is checked with the first profile's own key
-                keys = [k for p in PROFILES if (k := settings.profile_key(p)) is not None]
-                for key in keys:
-                    logs.add_secret(key.get_secret_value())
-                settings = settings.model_copy(update={"api_key": keys[0] if keys else None})
-            settings.require_credentials()
+            settings = _settings_to_check(load_settings(**overrides))
         except ConfigError as exc:
             print(json.dumps({"error": str(exc)}) if as_json else f"{BAD} settings: {exc}")
             return EXIT_SETTINGS

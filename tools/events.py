@@ -26,7 +26,7 @@ from sheepcrm_mcp.server.toolkit import (
 )
 from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, visible
 from sheepcrm_mcp.sheepcrm import PermissionDenied
-from sheepcrm_mcp.sheepcrm.scope import parse_uri
+from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
 from sheepcrm_mcp.tools.common import (
     ContactRef,
     Detail,
@@ -135,31 +135,41 @@ async def _free(event: ListedEvent, deps: Deps) -> None:
     event.free = sum(frees) if frees else None
 
 
-async def _person_events(person: str, deps: Deps) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """The events a person booked (openapi.yaml getEventOrdersForContact) and their status at each."""
-    uri = parse_uri(person, deps.client.bucket, ("person",))
-    data = await or_refuse(
-        deps.client.person_orders(uri.uid), f"No person {uri}; find people with search_contacts."
-    )
-    uids = [b.uid for o in rows(data, "orders") if (b := _booking_uri(o, deps))]
-    events: dict[str, dict[str, Any]] = {}
-    statuses: dict[str, str] = {}
+async def person_events(
+    person: RecordUri, deps: Deps, states: tuple[str, ...], missing: str
+) -> list[tuple[dict[str, Any], list[Attendee]]]:
+    """The events a person booked (openapi.yaml getEventOrdersForContact) that are listed under one of `states`
+    ('all': every one), each with the person's own sessions there (none: they booked only for guests).
+    One request for the orders, one per state list page, one attendance read per event kept."""
+    data = await or_refuse(deps.client.person_orders(person.uid), missing)
+    orders = {b.uid: text(o.get("booking_display")) for o in rows(data, "orders") if (b := _booking_uri(o, deps))}
+    if "all" not in states:
+        listed: set[str | None] = set()
+        for state in states:
+            found, _ = await fetch_pages(functools.partial(_events_page, deps, state), "bookings")
+            listed |= {text(e.get("uid")) for e in found}
+        orders = {uid: title for uid, title in orders.items() if uid in listed}
+    out: dict[str, tuple[dict[str, Any], list[Attendee]]] = {}
 
     async def one(uid: str) -> None:
         found = await deps.client.attendance(uid)
         booking = found.get("booking") if isinstance(found, dict) else None
-        events[uid] = booking if isinstance(booking, dict) else {"uid": uid}
-        mine = sorted({a.status for a in sessions(found)[0] if a.person_uri == str(uri) and not a.guest})
-        statuses[uid] = "/".join(mine) or "guest only"
+        event = {"uid": uid, "display_value": orders[uid], **(booking if isinstance(booking, dict) else {})}
+        out[uid] = event, [a for a in sessions(found)[0] if a.person_uri == str(person) and not a.guest]
 
     async with anyio.create_task_group() as tg:
-        for uid in dict.fromkeys(uids):
+        for uid in orders:
             tg.start_soon(one, uid)
-    return [events[u] for u in dict.fromkeys(uids)], statuses
+    return [out[u] for u in orders if text(out[u][0].get("record_state")) != "deleted"]
 
 
 async def _events_page(deps: Deps, state: str, page: int, size: int) -> Any:
     return await deps.client.events(state, page, size)
+
+
+def _states(state: str) -> tuple[str, ...]:
+    """The sheepCRM state lists behind a state of list_events: upcoming = running + future."""
+    return ("running", "future") if state == "upcoming" else (state,)
 
 
 def _booking_uri(order: dict[str, Any], deps: Deps) -> Any:
@@ -174,16 +184,16 @@ async def list_events(req: ListEventsInput, deps: Deps) -> ListEventsOutput:
     statuses: dict[str, str] = {}
     cut = None
     if req.person:
-        found, statuses = await _person_events(req.person, deps)
         state = req.state or "all"
-        if state != "all":
-            listed, _ = await fetch_pages(lambda page, size: deps.client.events(state, page, size), "bookings")
-            keep = {text(e.get("uid")) for e in listed}
-            found = [e for e in found if text(e.get("uid")) in keep]
+        uri = parse_uri(req.person, deps.client.bucket, ("person",))
+        booked = await person_events(uri, deps, _states(state), f"No person {uri}; find people with search_contacts.")
+        found = [event for event, _ in booked]
+        for event, mine in booked:
+            statuses[str(event["uid"])] = "/".join(sorted({a.status for a in mine})) or "guest only"
     else:
         state = req.state or "upcoming"
         found, complete = [], True
-        for one in ("running", "future") if state == "upcoming" else (state,):
+        for one in _states(state):
             part, done = await fetch_pages(functools.partial(_events_page, deps, one), "bookings")
             found, complete = found + part, complete and done
         if not complete:

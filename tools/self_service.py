@@ -19,10 +19,10 @@ from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepReader
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
 from sheepcrm_mcp.tools import help
 from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, rows, text
-from sheepcrm_mcp.tools.events import brief
+from sheepcrm_mcp.tools.events import brief, person_events
 from sheepcrm_mcp.tools.membership import CheckMembershipInput, MembershipAnswer, check_membership
 
-SCAN_LIMIT = 100  # events looked at per answer (bookings and free places are found event by event)
+SCAN_LIMIT = 100  # events looked at per answer of upcoming_events (free places are found event by event)
 
 INSTRUCTIONS = """\
 sheepCRM self-service for one signed-in member. Every tool is about that member only and takes no \
@@ -85,32 +85,18 @@ class MyBookingsOutput(ListOutput):
 STATES = {"upcoming": ("current", "future"), "past": ("past",), "all": ("all",)}
 
 
-async def _events(deps: Deps, states: tuple[str, ...]) -> list[dict[str, Any]]:
-    seen: dict[str, dict[str, Any]] = {}
-    for state in states:
-        for e in rows(await deps.client.events(state), "bookings", "results"):
-            if (uid := text(e.get("uid"))) and uid not in seen:
-                seen[uid] = e
-    return list(seen.values())[:SCAN_LIMIT]
-
-
 async def my_bookings(req: MyBookingsInput, deps: Deps) -> MyBookingsOutput:
-    person = str(me(deps))
+    person = me(deps)
     found: list[Booking] = []
-    for e in await _events(deps, STATES[req.when]):
+    missing = "Your contact record was not found in sheepCRM; ask the membership team."
+    for e, mine in await person_events(person, deps, STATES[req.when], missing):
         b = brief(e)
-        for a in rows(await deps.client.attendance(b.uid), "sessions", "attendance"):
-            if text(a.get("person_ref")) == person:
-                found.append(
-                    Booking(
-                        event_uid=b.uid,
-                        event=b.title,
-                        start=b.start,
-                        location=b.location,
-                        status=text(a.get("status")) or "unknown",
-                        ticket=text(a.get("ticket")),
-                    )
-                )
+        found += [
+            Booking(
+                event_uid=b.uid, event=b.title, start=b.start, location=b.location, status=s.status, ticket=s.ticket
+            )
+            for s in mine
+        ] or [Booking(event_uid=b.uid, event=b.title, start=b.start, location=b.location, status="guest only")]
     found.sort(key=lambda x: x.start or "")
     items, envelope = list_page(
         found, req.limit, req.cursor, f"bookings:{person}:{req.when}", f"You have no {req.when} bookings."
@@ -137,6 +123,15 @@ class OpenEvent(Output):
 
 class UpcomingEventsOutput(ListOutput):
     events: list[OpenEvent]
+
+
+async def _events(deps: Deps, states: tuple[str, ...]) -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for state in states:
+        for e in rows(await deps.client.events(state), "bookings", "results"):
+            if (uid := text(e.get("uid"))) and uid not in seen:
+                seen[uid] = e
+    return list(seen.values())[:SCAN_LIMIT]
 
 
 def _int(value: Any) -> int:

@@ -20,6 +20,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.toolkit import encode_cursor
+from tests.contract import check_request
 from tests.helpers import ACCEPT, CANARY_KEY, binary, clean_env, initialize, running_idp, serve_hosted, sign_in
 
 MEMBER_TOOLS = {"my_membership", "my_bookings", "upcoming_events", "search_help"}
@@ -103,6 +104,41 @@ async def test_member_gets_self_service_about_themselves(site: tuple[str, Sandbo
         mine = await client.call_tool("my_membership", {})
     assert names == MEMBER_TOOLS
     assert mine.structured_content["contact_uri"] == facts["jane_uri"] and mine.structured_content["is_member"]
+
+
+async def test_my_bookings_reads_the_members_orders_not_every_event(idp: str, tmp_path: Path) -> None:
+    """my_bookings asks sheepCRM for the member's own orders (getEventOrdersForContact) and reads the attendance
+    of those events only: one request for the orders, one per state list, one per booked event; never one per
+    event in the CRM. The bookings are the member's own sessions, as the store holds them."""
+    with SandboxServer(key=CANARY_KEY) as sb, serve_hosted(sb, tmp_path, idp, cache_ttl=0) as url:
+        store, facts = sb.store, sb.store.demo_facts()
+        jane = facts["jane_uri"]
+        booked = store.events_of(jane)
+        async with session(url, sign_in(idp, "member", url + "/mcp")) as client:
+            for when, states in (("upcoming", {"current", "future"}), ("past", {"past"}), ("all", {"all"})):
+                before = len(sb.request_log)
+                result = await client.call_tool("my_bookings", {"when": when, "limit": 50})
+                sent = [r for r in sb.request_log[before:] if r.path.startswith("/events/")]
+                assert not result.is_error, result.content
+                events = [e for e in booked if store.event_states(e) & states]
+                expected = sorted(
+                    (e.uid, s.data["status"], s.data["ticket"]) for e in events for s in store.attendance(e.uri)
+                    if s.data.get("person_ref") == jane and not s.data.get("guest")
+                    and s.data.get("record_state") != "deleted"
+                )
+                got = result.structured_content["bookings"]
+                assert sorted((b["event_uid"], b["status"], b["ticket"]) for b in got) == expected and expected
+                read = sorted(r.path.split("/")[5] for r in sent if r.path.endswith("/attendance/all"))
+                assert read == sorted(e.uid for e in events), when  # the booked events, each once, nothing else
+                assert [r.path for r in sent if "/person/" in r.path] == [
+                    f"/events/v2/demo/person/{facts['jane_uid']}/orders"
+                ]
+                lists = [r for r in sent if "/bookings/" in r.path]
+                assert len(lists) == (0 if when == "all" else len(states))
+                assert len(sent) == 1 + len(lists) + len(read) < len(store.events("all")), when
+                print(f"\nmy_bookings({when}): {len(sent)} upstream event requests, {len(store.events('all'))} events")
+        bad = [why for r in sb.request_log if (why := check_request(r.method, r.path, r.query))]
+        assert bad == []
 
 
 @pytest.mark.parametrize(
