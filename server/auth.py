@@ -109,6 +109,19 @@ class JWTVerifier(TokenVerifier):
         self.issuer, self.resource, self.jwks = issuer, resource, jwks
         self.algorithms, self.leeway = list(algorithms), leeway
         self._seen: dict[str, AccessToken] = {}  # verified tokens until they expire (the router and the SDK both ask)
+        self._headers: dict[str, dict[str, Any]] = {}
+
+    def _header(self, token: str) -> dict[str, Any]:
+        """The token's JOSE header, parsed once per distinct header (an issuer's tokens share a few). Only which
+        key and algorithm to try is read from it; the signature check below covers it."""
+        segment = token.partition(".")[0]
+        header = self._headers.get(segment)
+        if header is None:
+            header = jwt.get_unverified_header(token)
+            if len(self._headers) > 64:
+                self._headers.clear()
+            self._headers[segment] = header
+        return header
 
     async def verify_token(self, token: str) -> AccessToken | None:
         cached = self._seen.get(token)
@@ -117,7 +130,7 @@ class JWTVerifier(TokenVerifier):
                 return cached
             self._seen.pop(token, None)
         try:
-            header = jwt.get_unverified_header(token)
+            header = self._header(token)
             if header.get("alg") not in self.algorithms:
                 return None
             if str(header.get("typ", "")).lower() not in ("at+jwt", "application/at+jwt"):
