@@ -128,6 +128,10 @@ def run_doctor(overrides: dict[str, Any], *, sandbox: bool = False, env_file: Pa
         lines = anyio.run(diagnose, settings)
         if settings.auth == "oauth":
             lines += anyio.run(check_oauth, settings)
+        if settings.redis_url is not None:
+            from sheepcrm_mcp.server.redis_store import check_redis  # Redis is loaded only where it is used
+
+            lines += anyio.run(check_redis, settings.redis_url.get_secret_value(), settings.public_url)
         for ok, text in lines:
             print(logs.scrub(f"{OK if ok else BAD} {text}"))
         failed = [text for ok, text in lines if not ok]

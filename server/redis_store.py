@@ -361,3 +361,24 @@ class RedisLimiter(RedisStore):
                 keys=[f"{PREFIX}rate:{digest([user, tool])[:24]}"], args=[int(window * 1000)]
             )
         return 0.0 if int(count) <= limit else int(wait_ms) / 1000
+
+
+async def check_redis(url: str, public_url: str) -> list[tuple[bool, str]]:
+    """doctor's replica checks: Redis answers (named by host and port only: the URL may hold a password) and the
+    approval page has a public address."""
+    parts = urlsplit(url)
+    where = f"{parts.hostname or '?'}:{parts.port or 6379}"
+    lines: list[tuple[bool, str]] = []
+    client = connect(url)
+    try:
+        info = await client.info("server")
+        lines.append((True, f"Redis at {where} answers (version {info.get('redis_version', '?')}): approvals, "
+                            "audit and rate limits are shared by the replicas"))
+    except (RedisError, TimeoutError, OSError) as exc:
+        lines.append((False, f"Redis at {where} does not answer ({type(exc).__name__}) -> start it or fix "
+                             "SHEEPCRM_REDIS_URL; writes are refused until it answers"))
+    finally:
+        await client.aclose()
+    lines.append((bool(public_url), f"approval page at {public_url}/approve/<id>" if public_url else
+                  "SHEEPCRM_PUBLIC_URL is not set -> name the address people reach the replicas at"))
+    return lines

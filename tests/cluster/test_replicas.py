@@ -9,6 +9,7 @@ any replica serves, since the approval lives in Redis.
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from typing import Any
 
@@ -251,3 +252,17 @@ async def test_redis_approvals_follow_the_in_process_interface(running: Cluster)
             assert await store.get("no-such-id") is None and await store.launch("no-such-id", second) is None
     finally:
         await client.aclose()
+
+
+def test_doctor_checks_the_shared_store(running: Cluster) -> None:
+    """doctor says whether Redis answers (by host and port: never the URL, which may hold a password)."""
+    from tests.helpers import binary, clean_env
+
+    secret = "doctor-redis-password-" + "p" * 12
+    for url, good in ((running.redis_url, True), (f"redis://:{secret}@127.0.0.1:9/0", False)):
+        env = clean_env(SHEEPCRM_REDIS_URL=url, SHEEPCRM_PUBLIC_URL="http://127.0.0.1:8765")
+        done = subprocess.run([binary(), "doctor", "--sandbox"], env=env, capture_output=True, text=True, timeout=60)
+        port = running.env["REDIS_PORT"] if good else "9"
+        assert (f"ok   Redis at 127.0.0.1:{port} answers" in done.stdout) == good, done.stdout
+        assert (f"FAIL Redis at 127.0.0.1:{port} does not answer" in done.stdout) == (not good), done.stdout
+        assert (done.returncode == 0) == good and secret not in done.stdout + done.stderr
