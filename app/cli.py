@@ -45,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
-    p.add_argument("--stateless", action="store_true", help="stateless HTTP (writes fail closed without elicitation)")
+    p.add_argument(
+        "--stateless", action="store_true", help="stateless HTTP (no sessions; confirmations go to the approval page)"
+    )
     p.add_argument(
         "--sandbox", action="store_true", help="start the embedded sheepCRM sandbox on a free loopback port and use it"
     )

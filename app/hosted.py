@@ -81,6 +81,11 @@ def build_hosted(settings: Settings, *, http: httpx.AsyncClient | None = None) -
             "SHEEPCRM_AUTH=oauth does not run as replicas yet (SHEEPCRM_REDIS_URL): the approval page's sign-ins "
             "live in one server's memory. Run one hosted server, without SHEEPCRM_REDIS_URL"
         )
+    if settings.confirm == "page" and not settings.oauth_client_id:
+        raise ConfigError(
+            "SHEEPCRM_CONFIRM=page needs the approval page's sign-in client in hosted mode: set "
+            "SHEEPCRM_OAUTH_CLIENT_ID (see docs/HOSTING.md, Approvals on a hosted server)"
+        )
     oauth = build_oauth(settings, http)
     for name in PROFILES:  # every profile's key is scrubbed from logs and the shared audit log
         key = settings.profile_key(name)
@@ -121,6 +126,8 @@ def approval_page(settings: Settings, stores: Stores, oauth: OAuth) -> ApprovalP
         approver_roles=settings.oauth_approver_roles,
         jwks=oauth.verifier.jwks,
         http=oauth.http,
+        audit=stores.audit,
+        bucket=settings.bucket,
     )
 
 
@@ -279,4 +286,10 @@ def run_hosted(settings: Settings, *, host: str, port: int, stateless: bool) -> 
         "hosted mode (OAuth resource server for %s, issuer %s); profiles: %s",
         settings.oauth_resource, settings.oauth_issuer, ", ".join(hosted.apps),
     )
+    if settings.confirm == "elicit":
+        log.warning(
+            "writes are confirmed in the MCP client's own form where it offers one, which this server cannot tell from "
+            "the client answering itself; SHEEPCRM_CONFIRM=page makes every write need the person's sign-in on the "
+            "approval page"
+        )
     serve_asgi(hosted_app(hosted, host, stateless), host=host, port=port)

@@ -172,7 +172,15 @@ class SignInRefused(Exception):
 
 
 async def verify_id_token(
-    token: str, *, jwks: JWKSCache, issuer: str, client_id: str, nonce: str, started: float, leeway: int = 30
+    token: str,
+    *,
+    jwks: JWKSCache,
+    issuer: str,
+    client_id: str,
+    nonce: str,
+    started: float,
+    leeway: int = 30,
+    fresh_leeway: int = 10,
 ) -> dict[str, Any]:
     """An OpenID Connect ID token from the approval page's sign-in: signature (issuer's JWKS), `iss`, `aud` =
     our client, `exp`, `nonce` of this sign-in, and `auth_time` no earlier than `started` (the person signed in
@@ -200,7 +208,7 @@ async def verify_id_token(
     if claims.get("azp") not in (None, client_id):
         raise SignInRefused("the sign-in was made for another application (azp)")
     auth_time = claims.get("auth_time")
-    if not isinstance(auth_time, int | float) or auth_time + leeway < started:
+    if not isinstance(auth_time, int | float) or auth_time + fresh_leeway < started:
         raise SignInRefused(
             "the provider did not ask you to sign in again: approving a change needs a fresh sign-in. "
             "Ask your administrator to let this application request prompt=login."
@@ -335,8 +343,14 @@ def _page_check(settings: Settings, meta: dict[str, Any]) -> tuple[bool, str]:
     if not meta.get("authorization_endpoint") or not meta.get("token_endpoint") or "S256" not in methods:
         return False, "approval page: the provider does not state code + PKCE (S256) support in its metadata"
     public = settings.public_url or settings.oauth_resource.removesuffix("/").removesuffix("/mcp")
+    pushed = (
+        "sign-in requests are pushed (PAR); make the provider require PAR for this client"
+        if meta.get("pushed_authorization_request_endpoint")
+        else "WARNING the provider has no pushed authorization requests (PAR): a model driving the person's browser "
+        "could drop prompt=login from the sign-in (docs/SECURITY.md)"
+    )
     return True, (f"approval page: sign-in client {settings.oauth_client_id}; its redirect URI at the provider must "
-                  f"be {public}/approve/callback")
+                  f"be {public}/approve/callback; {pushed}")
 
 
 async def check_oauth(settings: Settings, http: httpx.AsyncClient | None = None) -> list[tuple[bool, str]]:

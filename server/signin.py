@@ -1,15 +1,19 @@
 """The approval page of a hosted server (SHEEPCRM_AUTH=oauth): the person signs in to approve.
 
-Routes of the hosted app under /approve. Opening /approve/{id} without a session starts an OpenID
-Connect sign-in at the provider that issues the access tokens: authorization code + PKCE (S256),
-`state` bound to this browser by a cookie, a `nonce`, and `prompt=login`, so that the person types
-their credentials now. A single sign-on session alone is not enough, since a model driving the
-person's browser could ride it: the ID token's `auth_time` must fall after the sign-in started. The
-callback trades the code for tokens, which are kept only for that request. It verifies the ID token
-against the issuer's JWKS (signature, iss, aud = this page's client, exp, nonce, auth_time) and then
-sets an HttpOnly session cookie. Only the person who asked for the change (the same `sub`) or a
-person with an approver role may decide, and the page says who is signed in and who asked for what.
-The address is not a secret: without the person's own sign-in it shows nothing and approves nothing.
+Routes of the hosted app under /approve. Opening /approve/{id} starts an OpenID Connect sign-in at the
+provider that issues the access tokens, for that one approval: authorization code + PKCE (S256), a
+`nonce`, `state` bound to this browser by a cookie, and `prompt=login` with `max_age`, so that the
+person types their credentials now. When the provider offers pushed authorization requests (RFC
+9126), the request is sent to it directly by this server and the browser carries only an opaque
+`request_uri`: nothing in the browser can drop `prompt=login`, and the `nonce` and `state` are never
+in the browser at all, so a sign-in the page did not ask for cannot be passed off as one. The ID
+token's `auth_time` must fall after the sign-in began. The callback trades the code for tokens, which
+are kept only for that request. It verifies the ID token against the issuer's JWKS (signature, iss,
+aud = this page's client, exp, nonce, auth_time) and then sets an HttpOnly session cookie scoped to
+that one approval's page, spent by one decision. Only the person who asked for the change (the same
+`sub`) or a person with an approver role may decide. The page says who is signed in, who asked for
+what, in which bucket, when and until when. Each decision is audited when it is made. The address
+is not a secret: without the person's own sign-in it shows nothing and approves nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
@@ -29,19 +34,21 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from sheepcrm_mcp.server.approvals import HEADERS, Pending, ServedPage, not_found
+from sheepcrm_mcp.server.approvals import HEADERS, TTL_SECONDS, Pending, ServedPage, not_found
 from sheepcrm_mcp.server.auth import JWKSCache, SignInRefused, discover, roles_of, verify_id_token
 
 if TYPE_CHECKING:
-    from sheepcrm_mcp.server.stores import Approvals
+    from sheepcrm_mcp.server.stores import Approvals, Audit
 
 log = logging.getLogger("sheepcrm_mcp.signin")
 
-SESSION_TTL = 900.0  # seconds a page sign-in lasts
+SESSION_TTL = 600.0  # seconds a page sign-in lasts; it is good for one approval and one decision
 LOGIN_TTL = 600.0  # seconds a person has to finish signing in at the provider
-MAX_LOGINS = 10_000  # sign-ins in progress at once; more are refused rather than held in memory
+PER_APPROVAL = 5  # sign-ins in progress per approval; a newer one pushes out the oldest
+FRESH_LEEWAY = 10  # seconds of clock difference allowed between the provider's auth_time and this server
 SESSION_COOKIE = "sheepcrm_approver"
 LOGIN_COOKIE = "sheepcrm_signin"
+CANCELLED = {"access_denied": "you cancelled it, or the provider refused it", "login_required": "no sign-in was made"}
 
 
 @dataclass(frozen=True)
@@ -63,10 +70,17 @@ class Person:
 
 @dataclass
 class _SignIn:
+    approval: str
     verifier: str
     nonce: str
-    next: str
     started: float  # wall clock, compared with the ID token's auth_time
+
+
+@dataclass
+class _Session:
+    approval: str
+    person: Person
+    until: float  # monotonic
 
 
 def _b64url(raw: bytes) -> str:
@@ -77,8 +91,12 @@ def _message(status: int, text: str) -> Response:
     return PlainTextResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
 
 
+def _when(wall: float) -> str:
+    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 class SignedInPage(ServedPage):
-    """ServedPage with sign-in instead of a one-time launch link (see the module's docstring)."""
+    """ServedPage with a sign-in per approval instead of a one-time launch link (see the module's docstring)."""
 
     where = "the person approves on the server's page after signing in"
 
@@ -95,15 +113,17 @@ class SignedInPage(ServedPage):
         approver_roles: tuple[str, ...],
         jwks: JWKSCache,
         http: httpx.AsyncClient,
+        audit: Audit,
+        bucket: str,
     ) -> None:
         super().__init__(store, public_url, opener=None)
         self.issuer, self.client_id, self.client_secret = issuer, client_id, client_secret
         self.scope, self.roles_claim, self.approver_roles = scope, roles_claim, approver_roles
-        self.jwks, self.http = jwks, http
+        self.jwks, self.http, self.audit, self.bucket = jwks, http, audit, bucket
         self._meta: dict[str, Any] | None = None
         self._sign_ins: dict[str, _SignIn] = {}
-        self._sessions: dict[str, tuple[float, Person]] = {}
-        self._cookie_path = f"{urlsplit(self.public_url).path}{self.PREFIX}"
+        self._sessions: dict[str, _Session] = {}
+        self._base_path = urlsplit(self.public_url).path
         self._secure = self.public_url.startswith("https://")
 
     # ---- what the gate uses ----------------------------------------------------------
@@ -141,20 +161,43 @@ class SignedInPage(ServedPage):
         item = await self._item(request)
         if item is None:
             return not_found()
-        person = self._person(request)
-        if person is None:
+        sid = request.cookies.get(SESSION_COOKIE, "")
+        session = self._session(sid, item.id)
+        if session is None or (request.method == "GET" and "again" in request.query_params):
             if request.method == "POST":
-                return _message(401, "Your sign-in has expired; nothing was approved. Reload the page and sign in.")
-            return await self._sign_in(self._path(item.id))
+                return _message(401, "Your sign-in for this approval has ended; nothing was approved. "
+                                     "Reload the page and sign in again.")
+            return await self._sign_in(item.id)
+        person = session.person
         if not self._may_decide(person, item):
             body = (
-                f"<!doctype html><html lang=en><meta charset=utf-8><title>Not yours to approve</title>"
+                "<!doctype html><html lang=en><meta charset=utf-8><title>Not yours to approve</title>"
                 f"<p>You are signed in as <strong>{html.escape(person.shown())}</strong>. This change was asked for "
                 "by someone else: only they, or a person with an approver role, can approve it. Nothing was "
-                "changed.</p></html>"
+                f'changed.</p><p><a href="{html.escape(self._path(item.id))}?again=1">Sign in as someone else</a>'
+                "</p></html>"
             )
             return HTMLResponse(body, status_code=403, headers=HEADERS)
-        return await self._answer(request, item, person.audit(), self._who(person, item))
+        before = item.status
+        response = await self._answer(request, item, person.audit(), self._who(person, item))
+        if request.method == "POST":
+            after = await self.store.decision(item.id)
+            if before == "pending" and after in ("approved", "rejected"):
+                self._sessions.pop(sid, None)  # one sign-in, one decision
+                response.delete_cookie(SESSION_COOKIE, path=self._path(item.id))
+                await self._audit_decision(item, person, after)
+        return response
+
+    async def _audit_decision(self, item: Pending, person: Person, verdict: str) -> None:
+        """The decision on record when it is made (the write, if it follows, is audited again with it)."""
+        try:
+            await self.audit.record(
+                tool=item.tool, outcome=f"page_{verdict}", channel="approval-page",
+                arguments={"approval": item.id, "asked_by": item.owner}, detail=item.summary,
+                approver=person.audit(),
+            )
+        except Exception as exc:  # the decision stands; the write it allows is audited on its own
+            log.error("a decision on the approval page was not audited (%s)", type(exc).__name__)
 
     def _may_decide(self, person: Person, item: Pending) -> bool:
         owner = str((item.owner or {}).get("sub") or "")
@@ -162,27 +205,27 @@ class SignedInPage(ServedPage):
             return True
         return bool(set(person.roles) & set(self.approver_roles))
 
-    @staticmethod
-    def _who(person: Person, item: Pending) -> str:
+    def _who(self, person: Person, item: Pending) -> str:
         owner = item.owner or {}
-        asked = str(owner.get("email") or owner.get("sub") or "unknown")
         yours = str(owner.get("sub") or "") == person.sub
+        asked = "you" if yours else html.escape(f"{owner.get('email') or '(no email)'} (subject {owner.get('sub')})")
+        role = "" if yours else ": you are approving as an approver"
         return (
             f'<p id="who">Signed in as <strong>{html.escape(person.shown())}</strong>. '
-            f"Asked for by <strong>{'you' if yours else html.escape(asked)}</strong>"
-            f" ({html.escape(str(owner.get('profile') or '?'))} profile)"
-            f"{'' if yours else ': you are approving as an approver'}.</p>"
+            f"Asked for by <strong>{asked}</strong> ({html.escape(str(owner.get('profile') or '?'))} profile){role}, "
+            f"in sheepCRM bucket <strong>{html.escape(self.bucket)}</strong>, at {_when(item.wall)}; "
+            f"this request expires at {_when(item.wall + TTL_SECONDS)}.</p>"
         )
 
-    def _person(self, request: Request) -> Person | None:
-        sid = request.cookies.get(SESSION_COOKIE, "")
+    def _session(self, sid: str, approval: str) -> _Session | None:
+        """The page session of this browser, if it was signed in for exactly this approval and has not ended."""
         held = self._sessions.get(sid) if sid else None
-        if held is None:
+        if held is None or held.approval != approval:
             return None
-        if held[0] < time.monotonic():
+        if held.until < time.monotonic():
             self._sessions.pop(sid, None)
             return None
-        return held[1]
+        return held
 
     # ---- signing in ------------------------------------------------------------------
 
@@ -191,76 +234,96 @@ class SignedInPage(ServedPage):
             self._meta = await discover(self.http, self.issuer)
         return self._meta
 
-    def _purge(self) -> None:
+    def _purge(self, approval: str) -> None:
         now, wall = time.monotonic(), time.time()
         for key in [k for k, s in self._sign_ins.items() if wall - s.started > LOGIN_TTL]:
             del self._sign_ins[key]
-        for key in [k for k, (until, _) in self._sessions.items() if until < now]:
+        for key in [k for k, s in self._sessions.items() if s.until < now]:
             del self._sessions[key]
+        mine = [k for k, s in self._sign_ins.items() if s.approval == approval]
+        for key in mine[: max(0, len(mine) - PER_APPROVAL + 1)]:  # the oldest make room (dicts keep order)
+            del self._sign_ins[key]
 
-    async def _sign_in(self, next_path: str) -> Response:
-        """Send the browser to the provider: code + PKCE, state bound to this browser, a fresh login asked for."""
-        self._purge()
-        if len(self._sign_ins) >= MAX_LOGINS:
-            return _message(503, "Too many sign-ins are in progress; try again in a few minutes.")
-        try:
-            endpoint = str((await self._metadata())["authorization_endpoint"])
-        except (httpx.HTTPError, ValueError, KeyError):
-            log.warning("the identity provider's metadata could not be read for a sign-in")
-            return _message(503, "The sign-in provider cannot be reached; nothing was approved. Try again shortly.")
+    async def _sign_in(self, approval: str) -> Response:
+        """Send the browser to the provider: code + PKCE, a fresh login asked for, pushed when the provider can."""
+        self._purge(approval)
         state, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(48)
-        sign_in = _SignIn(verifier, secrets.token_urlsafe(24), next_path, time.time())
+        sign_in = _SignIn(approval, verifier, secrets.token_urlsafe(24), time.time())
+        params = {
+            "response_type": "code",
+            "client_id": self.client_id,
+            "redirect_uri": self.redirect_uri,
+            "scope": self.scope,
+            "state": state,
+            "nonce": sign_in.nonce,
+            "code_challenge": _b64url(hashlib.sha256(verifier.encode()).digest()),
+            "code_challenge_method": "S256",
+            "prompt": "login",
+            "max_age": str(int(LOGIN_TTL)),  # makes auth_time a required claim of the ID token
+        }
+        try:
+            meta = await self._metadata()
+            endpoint = str(meta["authorization_endpoint"])
+            pushed = meta.get("pushed_authorization_request_endpoint")
+            if pushed:  # RFC 9126: the browser carries only an opaque reference to this exact request
+                query = urlencode({"client_id": self.client_id, "request_uri": await self._push(str(pushed), params)})
+            else:
+                query = urlencode(params)
+        except (httpx.HTTPError, ValueError, KeyError, SignInRefused):
+            log.warning("a sign-in for the approval page could not be started at the identity provider")
+            return _message(503, "The sign-in provider cannot be reached; nothing was approved. Try again shortly.")
         self._sign_ins[state] = sign_in
-        query = urlencode(
-            {
-                "response_type": "code",
-                "client_id": self.client_id,
-                "redirect_uri": self.redirect_uri,
-                "scope": self.scope,
-                "state": state,
-                "nonce": sign_in.nonce,
-                "code_challenge": _b64url(hashlib.sha256(verifier.encode()).digest()),
-                "code_challenge_method": "S256",
-                "prompt": "login",
-                "max_age": str(int(LOGIN_TTL)),  # makes auth_time a required claim of the ID token
-            }
-        )
         response = RedirectResponse(f"{endpoint}?{query}", status_code=303, headers={"Cache-Control": "no-store"})
         response.set_cookie(
-            LOGIN_COOKIE, state, path=self._cookie_path, httponly=True, samesite="lax", secure=self._secure,
-            max_age=int(LOGIN_TTL),
+            LOGIN_COOKIE, state, path=f"{self._base_path}{self.PREFIX}", httponly=True, samesite="lax",
+            secure=self._secure, max_age=int(LOGIN_TTL),
         )
         return response
+
+    async def _push(self, endpoint: str, params: dict[str, str]) -> str:
+        response = await self.http.post(endpoint, data=params, timeout=10, **self._client_auth())
+        if response.status_code not in (200, 201):
+            raise SignInRefused(f"the provider refused the pushed sign-in request (HTTP {response.status_code})")
+        return str(response.json()["request_uri"])
+
+    def _client_auth(self) -> dict[str, Any]:
+        """client_secret_basic for a confidential client; a public client names itself in the form."""
+        return {"auth": httpx.BasicAuth(self.client_id, self.client_secret)} if self.client_secret else {}
 
     async def _callback(self, request: Request) -> Response:
         if request.headers.get("host", "") != urlsplit(self.public_url).netloc:
             return not_found()
         query = request.query_params
         state = query.get("state", "")
-        sign_in = self._sign_ins.pop(state, None) if state else None
-        if (
-            sign_in is None
-            or not secrets.compare_digest(request.cookies.get(LOGIN_COOKIE, ""), state)
-            or time.time() - sign_in.started > LOGIN_TTL
-        ):
-            return _message(400, "This sign-in is not valid any more (used, expired or begun in another browser); "
+        sign_in = self._sign_ins.get(state) if state else None
+        # Only the browser that began the sign-in may finish it (or spend it): the cookie is checked first.
+        if sign_in is None or not secrets.compare_digest(request.cookies.get(LOGIN_COOKIE, ""), state):
+            return _message(400, "This sign-in is not valid here (used, expired or begun in another browser); "
                                  "nothing was approved. Open the approval link again.")
+        del self._sign_ins[state]
+        if time.time() - sign_in.started > LOGIN_TTL:
+            return _message(400, "This sign-in took too long; nothing was approved. Open the approval link again.")
+        if query.get("iss") not in (None, self.issuer):  # RFC 9207: the answer must come from our provider
+            return _message(400, "This sign-in came back from another provider; nothing was approved.")
         if "error" in query or not query.get("code"):
-            error = query.get("error", "no code")[:60]
-            return _message(400, f"Sign-in did not complete ({error}); nothing was approved.")
+            why = CANCELLED.get(query.get("error", ""), "the provider reported an error")
+            return _message(400, f"Sign-in did not complete ({why}); nothing was approved.")
         try:
             person = await self._exchange(query["code"], sign_in)
         except SignInRefused as exc:
             log.warning("an approval page sign-in was refused: %s", exc)
             return _message(403, f"Sign-in refused: {exc}. Nothing was approved.")
         sid = secrets.token_urlsafe(32)
-        self._sessions[sid] = (time.monotonic() + SESSION_TTL, person)
-        response = RedirectResponse(sign_in.next, status_code=303, headers={"Cache-Control": "no-store"})
+        self._sessions[sid] = _Session(sign_in.approval, person, time.monotonic() + SESSION_TTL)
+        page = self._path(sign_in.approval)
+        response = RedirectResponse(page, status_code=303, headers={"Cache-Control": "no-store"})
+        # Lax, not Strict: the browser arrives here from the provider's site, and the page that follows is part
+        # of that same navigation. The cookie is scoped to this one approval's page and ends with its decision.
         response.set_cookie(
-            SESSION_COOKIE, sid, path=self._cookie_path, httponly=True, samesite="lax", secure=self._secure,
+            SESSION_COOKIE, sid, path=page, httponly=True, samesite="lax", secure=self._secure,
             max_age=int(SESSION_TTL),
         )
-        response.delete_cookie(LOGIN_COOKIE, path=self._cookie_path)
+        response.delete_cookie(LOGIN_COOKIE, path=f"{self._base_path}{self.PREFIX}")
         return response
 
     async def _exchange(self, code: str, sign_in: _SignIn) -> Person:
@@ -274,11 +337,7 @@ class SignedInPage(ServedPage):
         }
         try:
             endpoint = str((await self._metadata())["token_endpoint"])
-            if self.client_secret:  # a confidential client: client_secret_basic
-                auth = httpx.BasicAuth(self.client_id, self.client_secret)
-                response = await self.http.post(endpoint, data=data, auth=auth, timeout=10)
-            else:
-                response = await self.http.post(endpoint, data=data, timeout=10)
+            response = await self.http.post(endpoint, data=data, timeout=10, **self._client_auth())
         except (httpx.HTTPError, ValueError, KeyError):
             raise SignInRefused("the sign-in provider could not be reached") from None
         if response.status_code != 200:
@@ -291,7 +350,7 @@ class SignedInPage(ServedPage):
             raise SignInRefused("the provider sent no ID token; the page's client needs the 'openid' scope")
         claims = await verify_id_token(
             token, jwks=self.jwks, issuer=self.issuer, client_id=self.client_id, nonce=sign_in.nonce,
-            started=sign_in.started,
+            started=sign_in.started, fresh_leeway=FRESH_LEEWAY,
         )
         email, name = claims.get("email"), claims.get("name")
         return Person(

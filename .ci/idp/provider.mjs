@@ -164,6 +164,9 @@ const configuration = {
       response_types: ['code'],
       redirect_uris: ['http://127.0.0.1/approve/callback'],
       require_auth_time: true,
+      // Only pushed authorization requests (RFC 9126): a browser cannot alter or replace the page's
+      // sign-in request (drop prompt=login), as docs/HOSTING.md advises for every provider that can.
+      require_pushed_authorization_requests: true,
     },
     {
       // Confidential machine client: client_credentials, no user (sub = client_id).

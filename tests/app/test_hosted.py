@@ -278,7 +278,7 @@ def test_doctor_checks_the_auth_settings(idp: str, good: bool) -> None:
         env["SHEEPCRM_OAUTH_CLIENT_SECRET"] = "page-secret-" + "x" * 20
         page = subprocess.run([binary(), "doctor", "--sandbox"], env=env, capture_output=True, text=True, timeout=60)
         assert ("ok   approval page: sign-in client sheepcrm-approvals; its redirect URI at the provider must be "
-                "http://127.0.0.1:8765/approve/callback") in page.stdout, page.stdout
+                "http://127.0.0.1:8765/approve/callback; sign-in requests are pushed (PAR)") in page.stdout, page.stdout
         assert "x" * 20 not in page.stdout + page.stderr and page.returncode == 0
     if not good:
         assert f"FAIL issuer {issuer} not usable" in done.stdout

@@ -119,7 +119,7 @@ async def test_the_person_signs_in_and_approves_in_chromium(site: tuple[str, San
         await page.wait_for_selector("#who")
         assert page.url == link
         who = await page.inner_text("#who")
-        assert "Hana Helpdesk" in who and "Asked for by you" in who
+        assert "Hana Helpdesk" in who and "Asked for by you" in who and "bucket demo" in who and "expires" in who
         assert "open → done" in await page.inner_text("body")
         await page.click("#approve")
         await page.wait_for_selector("#status")
@@ -171,25 +171,82 @@ async def test_nothing_but_a_fresh_sign_in_opens_the_page(site: tuple[str, Sandb
         assert first.status_code == 303
         to = urlsplit(first.headers["location"])
         params = {k: v[0] for k, v in parse_qs(to.query).items()}
-        assert f"{to.scheme}://{to.netloc}" == idp and params["prompt"] == "login"
-        assert params["code_challenge_method"] == "S256" and params["client_id"] == "sheepcrm-approvals"
-        assert params["redirect_uri"] == url + "/approve/callback" and "helpdesk" not in first.text
+        # A pushed request: the browser holds only a reference; prompt=login, nonce and state never reach it.
+        assert f"{to.scheme}://{to.netloc}" == idp and set(params) == {"client_id", "request_uri"}
+        assert params["client_id"] == "sheepcrm-approvals" and "helpdesk" not in first.text
         assert model.post(link, data={"csrf": "x", "action": "approve"}, headers={"origin": url}).status_code == 401
-        forged = model.get(url + "/approve/callback", params={"state": params["state"], "code": "made-up"})
-        assert forged.status_code in (400, 403)  # a made-up code is refused by the provider
-        again = model.get(url + "/approve/callback", params={"state": params["state"], "code": "x"})
-        assert again.status_code == 400  # and each sign-in is single-use
+        forged = model.get(url + "/approve/callback", params={"state": "guessed", "code": "made-up"})
+        assert forged.status_code == 400
         assert model.get(url + "/approve/" + "A" * 22).status_code == 404
-    with httpx.Client(timeout=10) as person:  # the provider asks for the password every time, SSO or not
+    with httpx.Client(timeout=10) as person:
         page = browse(person, link, "helpdesk")
         assert page.status_code == 200 and "Asked for by <strong>you</strong>" in page.text
-        again = person.get(url + "/approve/callback?state=x&code=y")
-        assert again.status_code == 400
+        assert "bucket <strong>demo</strong>" in page.text
+        # Driving the person's browser, which is signed in at the provider: a sign-in request of the model's own
+        # making, without prompt=login, is refused by the provider (the page's client must push its requests),
+        # and even a code would not match any sign-in the page began.
+        crafted = person.get(idp + "/auth", params={
+            "client_id": "sheepcrm-approvals", "response_type": "code", "scope": "openid",
+            "redirect_uri": url + "/approve/callback", "state": "s", "nonce": "n",
+            "code_challenge": "E9Melhoe2OwvFrEMTJguCp4lj6zwJh-C8G2OegB1HFk", "code_challenge_method": "S256"})
+        assert "code=" not in crafted.headers.get("location", "") and "code=" not in str(crafted.url)
         person.cookies.delete("sheepcrm_approver")
         restart = person.get(link, follow_redirects=True)
-        assert 'id="login-form"' in restart.text  # an earlier provider session is not enough
+        assert 'id="login-form"' in restart.text  # the provider asks for the password again, SSO or not
     assert task_status(sb, uid) == "open"
     assert (await ask(url, token, uid))["status"] == "approval_required"  # still waiting; nothing approved
+
+
+def until_callback(http: httpx.Client, start: str, user: str) -> str:
+    """The person's sign-in up to the provider's redirect back to the page: the callback address, not followed."""
+    response = http.get(start)
+    for _ in range(25):
+        location = urljoin(str(response.url), response.headers.get("location", "")) if response.is_redirect else ""
+        if "/approve/callback" in location:
+            return location
+        if response.is_redirect:
+            response = http.get(location)
+        elif 'id="login-form"' in response.text:
+            action = re.search(r'<form id="login-form" method="post" action="([^"]+)"', response.text)
+            assert action is not None
+            response = http.post(urljoin(str(response.url), action.group(1)),
+                                 data={"username": user, "password": f"{user}-pw"})
+        else:
+            raise AssertionError(f"stopped at {response.status_code} {response.url}")
+    raise AssertionError("never came back")
+
+
+async def test_a_sign_in_is_for_one_browser_one_approval_one_decision(
+    site: tuple[str, SandboxServer, Path], idp: str
+) -> None:
+    url, sb, tmp = site
+    first, second = fresh_task(sb), fresh_task(sb)
+    token = sign_in(idp, "helpdesk", url + "/mcp")
+    link_a = link_in(await ask(url, token, first), url)
+    link_b = link_in(await ask(url, token, second), url)
+    with httpx.Client(timeout=10) as person, httpx.Client(timeout=10) as model:
+        back = until_callback(person, link_a, "helpdesk")
+        # Someone who sees the callback address cannot spend it (no cookie of that browser), nor cancel it.
+        assert model.get(back).status_code == 400
+        page = person.get(back, follow_redirects=True)
+        assert page.status_code == 200 and "Asked for by <strong>you</strong>" in page.text
+        assert decide(person, page, url).status_code == 200
+        again = person.post(link_a, data={"csrf": "x", "action": "reject"}, headers={"origin": url})
+        assert again.status_code == 401  # the sign-in was spent by its one decision
+        other = person.get(link_b)  # the same browser, another approval: sign in again
+        assert other.status_code == 303 and urlsplit(other.headers["location"]).netloc == urlsplit(idp).netloc
+        # The provider's error text is never shown, and an answer from another issuer is refused.
+        back = until_callback(person, link_b, "helpdesk")
+        state = parse_qs(urlsplit(back).query)["state"][0]
+        spoof = person.get(url + "/approve/callback", params={"state": state, "error": "Call 0800-EVIL now"})
+        assert spoof.status_code == 400 and "0800" not in spoof.text
+        back = until_callback(person, link_b, "helpdesk")
+        foreign = person.get(back + "&iss=https%3A%2F%2Fevil.example")
+        assert foreign.status_code == 400 and "another provider" in foreign.text
+    assert task_status(sb, second) == "open"
+    decided = [x for x in audit(tmp) if x["outcome"] == "page_approved"]
+    assert decided and decided[-1]["approved_by"]["sub"] == "u-helpdesk"
+    assert decided[-1]["arguments"]["asked_by"]["sub"] == "u-helpdesk"
 
 
 async def test_without_a_page_client_the_write_is_refused_not_applied(idp: str, tmp_path: Path) -> None:
@@ -211,4 +268,16 @@ def test_hosted_mode_refuses_replicas_for_now(tmp_path: Path) -> None:
                                 oauth_resource="http://127.0.0.1:8765/mcp", redis_url="redis://127.0.0.1:9/0",
                                 public_url="http://127.0.0.1:8765", **PAGE)
         with pytest.raises(ConfigError, match="replicas"):
+            build_hosted(settings)
+
+
+def test_hosted_page_mode_needs_the_page_client(tmp_path: Path) -> None:
+    from sheepcrm_mcp.hosted import build_hosted
+    from sheepcrm_mcp.server.settings import ConfigError
+    from tests.helpers import settings_for
+
+    with SandboxServer(key=CANARY_KEY) as sb:
+        settings = settings_for(sb, tmp_path, auth="oauth", oauth_issuer="http://127.0.0.1:9/", confirm="page",
+                                oauth_resource="http://127.0.0.1:8765/mcp")
+        with pytest.raises(ConfigError, match="SHEEPCRM_OAUTH_CLIENT_ID"):
             build_hosted(settings)
