@@ -20,7 +20,7 @@ from mcp.client.session import ElicitationFnT
 from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from tests.contract import check_request
-from tests.helpers import CANARY_KEY, settings_for
+from tests.helpers import CANARY_KEY, running_idp, settings_for
 
 # No test may start a desktop browser: the approval page's default opener (Python's webbrowser, which
 # honours $BROWSER) runs `true` instead, here and in every server subprocess a test starts.
@@ -83,3 +83,10 @@ def connect(tmp_path: Path) -> Connect:
 @pytest.fixture
 def facts(shared_sandbox: SandboxServer) -> dict[str, Any]:
     return shared_sandbox.store.demo_facts()
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[str]:
+    """The project's OpenID provider (.ci/idp), one per test module; yields its issuer."""
+    with running_idp() as issuer:
+        yield issuer

@@ -230,6 +230,30 @@ def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+def browse(http: httpx.Client, start: str | httpx.Response, user: str, until: str | None = None) -> Any:
+    """A person's browser, scripted: follows redirects and signs in as `user` at the provider's login form.
+
+    Returns the first page that is neither (an httpx.Response), or, when a redirect's address contains `until`,
+    that address unfollowed (a str: where the provider sends the code back)."""
+    response = http.get(start) if isinstance(start, str) else start
+    for _ in range(25):
+        if response.is_redirect:
+            location = urljoin(str(response.url), response.headers["location"])
+            if until is not None and until in location:
+                return location
+            response = http.get(location)
+        elif 'id="login-form"' in response.text and response.status_code == 200:
+            action = re.search(r'<form id="login-form" method="post" action="([^"]+)"', response.text)
+            assert action is not None
+            response = http.post(urljoin(str(response.url), action.group(1)),
+                                 data={"username": user, "password": f"{user}-pw"})
+        elif until is not None:
+            raise AssertionError(f"sign-in stopped at {response.status_code} {response.url}: {response.text[:200]}")
+        else:
+            return response
+    raise AssertionError("the sign-in never ended")
+
+
 def sign_in(issuer: str, user: str, resource: str, scope: str = "sheepcrm") -> str:
     """Authorization code + PKCE at the provider, posting its login form as a person would; the access token.
 
@@ -242,22 +266,8 @@ def sign_in(issuer: str, user: str, resource: str, scope: str = "sheepcrm") -> s
         response = http.get(meta["authorization_endpoint"], params={
             "client_id": IDP_CLIENT, "response_type": "code", "redirect_uri": IDP_REDIRECT, "scope": scope,
             "resource": resource, "state": state, "code_challenge": challenge, "code_challenge_method": "S256"})
-        callback = None
-        for _ in range(20):
-            if response.is_redirect:
-                location = urljoin(str(response.url), response.headers["location"])
-                if location.startswith(IDP_REDIRECT):
-                    callback = location
-                    break
-                response = http.get(location)
-            elif 'id="login-form"' in response.text and response.status_code == 200:
-                action = re.search(r'<form id="login-form" method="post" action="([^"]+)"', response.text)
-                assert action is not None
-                response = http.post(urljoin(str(response.url), action.group(1)),
-                                     data={"username": user, "password": f"{user}-pw"})
-            else:
-                raise AssertionError(f"sign-in stopped at {response.status_code} {response.url}: {response.text[:200]}")
-        assert callback is not None, "the provider never redirected back"
+        callback = browse(http, response, user, until=IDP_REDIRECT)
+        assert isinstance(callback, str), "the provider never redirected back"
         query = parse_qs(urlsplit(callback).query)
         assert query.get("state") == [state] and "code" in query, query
         token = http.post(meta["token_endpoint"], data={

@@ -21,15 +21,9 @@ from mcp.client.streamable_http import streamable_http_client
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.toolkit import encode_cursor
 from tests.contract import check_request
-from tests.helpers import ACCEPT, CANARY_KEY, binary, clean_env, initialize, running_idp, serve_hosted, sign_in
+from tests.helpers import ACCEPT, CANARY_KEY, binary, clean_env, initialize, serve_hosted, sign_in
 
 MEMBER_TOOLS = {"my_membership", "my_bookings", "upcoming_events", "search_help"}
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[str]:
-    with running_idp() as issuer:
-        yield issuer
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -18,7 +18,7 @@ import pytest
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.store import Store
 from tests.app.test_hosted import session
-from tests.helpers import CANARY_KEY, running_idp, serve_hosted, sign_in
+from tests.helpers import CANARY_KEY, browse, serve_hosted, sign_in
 from tests.server.test_approvals import launch_chromium, status
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -28,12 +28,6 @@ PAGE = {  # the approval page's client in .ci/idp/provider.mjs; staff may approv
     "oauth_signin_scope": "openid email profile roles",
     "oauth_approver_roles": ("staff",),
 }
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[str]:
-    with running_idp() as issuer:
-        yield issuer
 
 
 @pytest.fixture(scope="module")
@@ -71,22 +65,6 @@ def link_in(answer: dict[str, Any], url: str) -> str:
     found = re.search(re.escape(url) + r"/approve/[\w-]+", answer["message"])
     assert answer["status"] == "approval_required" and found, answer
     return found.group(0)
-
-
-def browse(http: httpx.Client, start: str, user: str) -> httpx.Response:
-    """A person's browser, scripted: follow redirects, sign in at the provider's form when it is shown."""
-    response = http.get(start)
-    for _ in range(25):
-        if response.is_redirect:
-            response = http.get(urljoin(str(response.url), response.headers["location"]))
-        elif 'id="login-form"' in response.text:
-            action = re.search(r'<form id="login-form" method="post" action="([^"]+)"', response.text)
-            assert action is not None
-            response = http.post(urljoin(str(response.url), action.group(1)),
-                                 data={"username": user, "password": f"{user}-pw"})
-        else:
-            return response
-    raise AssertionError("sign-in never ended")
 
 
 def decide(http: httpx.Client, page: httpx.Response, url: str, action: str = "approve") -> httpx.Response:
@@ -199,21 +177,8 @@ async def test_nothing_but_a_fresh_sign_in_opens_the_page(site: tuple[str, Sandb
 
 def until_callback(http: httpx.Client, start: str, user: str) -> str:
     """The person's sign-in up to the provider's redirect back to the page: the callback address, not followed."""
-    response = http.get(start)
-    for _ in range(25):
-        location = urljoin(str(response.url), response.headers.get("location", "")) if response.is_redirect else ""
-        if "/approve/callback" in location:
-            return location
-        if response.is_redirect:
-            response = http.get(location)
-        elif 'id="login-form"' in response.text:
-            action = re.search(r'<form id="login-form" method="post" action="([^"]+)"', response.text)
-            assert action is not None
-            response = http.post(urljoin(str(response.url), action.group(1)),
-                                 data={"username": user, "password": f"{user}-pw"})
-        else:
-            raise AssertionError(f"stopped at {response.status_code} {response.url}")
-    raise AssertionError("never came back")
+    back: str = browse(http, start, user, until="/approve/callback")
+    return back
 
 
 async def test_a_sign_in_is_for_one_browser_one_approval_one_decision(
