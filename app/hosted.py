@@ -123,6 +123,7 @@ def approval_page(settings: Settings, stores: Stores, oauth: OAuth) -> ApprovalP
         client_secret=secret or None,
         scope=settings.oauth_signin_scope,
         roles_claim=settings.oauth_roles_claim,
+        subject_claim=settings.oauth_subject_claim,
         approver_roles=settings.oauth_approver_roles,
         jwks=oauth.verifier.jwks,
         http=oauth.http,
@@ -223,7 +224,10 @@ class ProfileRouter:
                               f"{why}: ask the organisation to fix your record", oauth.metadata_url)
                 return
             person = found
-        set_caller(Caller(sub=access.subject or "", email=email, profile=profile, person=person, roles=roles))
+        subject = claims.get(settings.oauth_subject_claim) if settings.oauth_subject_claim != "sub" else None
+        name = claims.get("name")
+        set_caller(Caller(sub=str(subject or access.subject or ""), email=email, profile=profile, person=person,
+                          roles=roles, name=name if isinstance(name, str) else None))
         await self.apps[profile](scope, receive, send)
 
 

@@ -319,7 +319,11 @@ class ApprovalPage:
         return await self._answer(request, item)
 
     async def _answer(
-        self, request: Request, item: Pending, by: dict[str, Any] | None = None, who: str = ""
+        self,
+        request: Request,
+        item: Pending,
+        by: dict[str, Any] | None = None,
+        who: Callable[[Pending], str] | None = None,
     ) -> Response:
         """The page, or (POST) the person's decision: strict form, CSRF token, Origin of the page."""
         if request.method == "POST":
@@ -340,7 +344,7 @@ class ApprovalPage:
             if verdict == "expired":
                 return PlainTextResponse("This approval request has expired; nothing was approved.", status_code=410)
             item = await self.store.get(item.id) or item  # a shared store hands out copies
-        return HTMLResponse(self._render(item, who), headers=HEADERS)
+        return HTMLResponse(self._render(item, who(item) if who else ""), headers=HEADERS)
 
     @staticmethod
     def _render(item: Pending, who: str = "") -> str:

@@ -46,6 +46,7 @@ class Caller:
     profile: ProfileName
     person: str | None = None
     roles: tuple[str, ...] = ()
+    name: str | None = None
 
     def audit(self) -> dict[str, Any]:
         return {"sub": self.sub, "email": self.email, "profile": self.profile}

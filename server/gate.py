@@ -292,7 +292,7 @@ class Gate:
             prepared.state_digest,
             plan.summary,
             [*(c.line() for c in changes), *plan.notes()],
-            owner=caller.audit() if caller is not None else None,
+            owner={**caller.audit(), "name": caller.name} if caller is not None else None,
         )
         if by_client and url_mode and not new_era:
             return await self._ask_by_url(tool, pending, args_digest, prepared.state_digest, ctx)

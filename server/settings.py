@@ -42,6 +42,7 @@ SECURITY = (
     "oauth_jwks_url",
     "oauth_scopes",
     "oauth_roles_claim",
+    "oauth_subject_claim",
     "oauth_staff_roles",
     "oauth_helpdesk_roles",
     "oauth_member_roles",
@@ -91,6 +92,7 @@ class Settings(BaseSettings):
     oauth_jwks_url: str = Field(default="", description="JWKS address; found in the issuer's metadata when empty")
     oauth_scopes: Annotated[tuple[str, ...], NoDecode] = ("sheepcrm",)
     oauth_roles_claim: str = Field(default="roles", min_length=1, description="claim (or dotted path) with roles")
+    oauth_subject_claim: str = Field(default="sub", min_length=1, description="claim naming the person (Entra: oid)")
     oauth_staff_roles: Annotated[tuple[str, ...], NoDecode] = ("staff",)
     oauth_helpdesk_roles: Annotated[tuple[str, ...], NoDecode] = ("helpdesk",)
     oauth_member_roles: Annotated[tuple[str, ...], NoDecode] = ("member",)

@@ -45,6 +45,7 @@ log = logging.getLogger("sheepcrm_mcp.signin")
 SESSION_TTL = 600.0  # seconds a page sign-in lasts; it is good for one approval and one decision
 LOGIN_TTL = 600.0  # seconds a person has to finish signing in at the provider
 PER_APPROVAL = 5  # sign-ins in progress per approval; a newer one pushes out the oldest
+STARTS_PER_MINUTE = 60  # sign-ins this server starts at the provider per minute, all approvals together
 FRESH_LEEWAY = 10  # seconds of clock difference allowed between the provider's auth_time and this server
 SESSION_COOKIE = "sheepcrm_approver"
 LOGIN_COOKIE = "sheepcrm_signin"
@@ -74,6 +75,8 @@ class _SignIn:
     verifier: str
     nonce: str
     started: float  # wall clock, compared with the ID token's auth_time
+    cookie: str  # the name of this sign-in's cookie in the browser that began it (one per sign-in)
+    browser: str  # its value: a secret of its own, not the state (which travels in the callback's address)
 
 
 @dataclass
@@ -110,6 +113,7 @@ class SignedInPage(ServedPage):
         client_secret: str | None,
         scope: str,
         roles_claim: str,
+        subject_claim: str,
         approver_roles: tuple[str, ...],
         jwks: JWKSCache,
         http: httpx.AsyncClient,
@@ -119,6 +123,8 @@ class SignedInPage(ServedPage):
         super().__init__(store, public_url, opener=None)
         self.issuer, self.client_id, self.client_secret = issuer, client_id, client_secret
         self.scope, self.roles_claim, self.approver_roles = scope, roles_claim, approver_roles
+        self.subject_claim = subject_claim
+        self._starts: list[float] = []
         self.jwks, self.http, self.audit, self.bucket = jwks, http, audit, bucket
         self._meta: dict[str, Any] | None = None
         self._sign_ins: dict[str, _SignIn] = {}
@@ -167,6 +173,10 @@ class SignedInPage(ServedPage):
             if request.method == "POST":
                 return _message(401, "Your sign-in for this approval has ended; nothing was approved. "
                                      "Reload the page and sign in again.")
+            if item.status != "pending" or item.expired():  # nothing left to decide: no sign-in for it
+                state = "expired" if item.status == "pending" else item.status
+                return _message(410, f"This approval request is no longer waiting (it is {state}); nothing to do "
+                                     "here. Ask the assistant to repeat the request if it is still needed.")
             return await self._sign_in(item.id)
         person = session.person
         if not self._may_decide(person, item):
@@ -179,7 +189,7 @@ class SignedInPage(ServedPage):
             )
             return HTMLResponse(body, status_code=403, headers=HEADERS)
         before = item.status
-        response = await self._answer(request, item, person.audit(), self._who(person, item))
+        response = await self._answer(request, item, person.audit(), lambda now: self._who(person, now))
         if request.method == "POST":
             after = await self.store.decision(item.id)
             if before == "pending" and after in ("approved", "rejected"):
@@ -208,13 +218,18 @@ class SignedInPage(ServedPage):
     def _who(self, person: Person, item: Pending) -> str:
         owner = item.owner or {}
         yours = str(owner.get("sub") or "") == person.sub
-        asked = "you" if yours else html.escape(f"{owner.get('email') or '(no email)'} (subject {owner.get('sub')})")
+        label = " ".join(str(v) for v in (owner.get("name"), f"<{owner.get('email') or 'no email'}>") if v)
+        asked = "you" if yours else html.escape(f"{label} (subject {owner.get('sub')})")
         role = "" if yours else ": you are approving as an approver"
+        decided = ""
+        if item.approver:
+            by = item.approver
+            decided = f" Decided by {html.escape(str(by.get('name') or by.get('email') or by.get('sub')))}."
         return (
             f'<p id="who">Signed in as <strong>{html.escape(person.shown())}</strong>. '
             f"Asked for by <strong>{asked}</strong> ({html.escape(str(owner.get('profile') or '?'))} profile){role}, "
             f"in sheepCRM bucket <strong>{html.escape(self.bucket)}</strong>, at {_when(item.wall)}; "
-            f"this request expires at {_when(item.wall + TTL_SECONDS)}.</p>"
+            f"this request expires at {_when(item.wall + TTL_SECONDS)}.{decided}</p>"
         )
 
     def _session(self, sid: str, approval: str) -> _Session | None:
@@ -247,8 +262,14 @@ class SignedInPage(ServedPage):
     async def _sign_in(self, approval: str) -> Response:
         """Send the browser to the provider: code + PKCE, a fresh login asked for, pushed when the provider can."""
         self._purge(approval)
+        now = time.monotonic()
+        self._starts = [t for t in self._starts if now - t < 60]
+        if len(self._starts) >= STARTS_PER_MINUTE:
+            return _message(429, "Too many sign-ins are being started right now; try again in a minute.")
+        self._starts.append(now)
         state, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(48)
-        sign_in = _SignIn(approval, verifier, secrets.token_urlsafe(24), time.time())
+        sign_in = _SignIn(approval, verifier, secrets.token_urlsafe(24), time.time(),
+                          f"{LOGIN_COOKIE}_{secrets.token_hex(6)}", secrets.token_urlsafe(24))
         params = {
             "response_type": "code",
             "client_id": self.client_id,
@@ -275,7 +296,7 @@ class SignedInPage(ServedPage):
         self._sign_ins[state] = sign_in
         response = RedirectResponse(f"{endpoint}?{query}", status_code=303, headers={"Cache-Control": "no-store"})
         response.set_cookie(
-            LOGIN_COOKIE, state, path=f"{self._base_path}{self.PREFIX}", httponly=True, samesite="lax",
+            sign_in.cookie, sign_in.browser, path=f"{self._base_path}{self.PREFIX}", httponly=True, samesite="lax",
             secure=self._secure, max_age=int(LOGIN_TTL),
         )
         return response
@@ -295,15 +316,23 @@ class SignedInPage(ServedPage):
             return not_found()
         query = request.query_params
         state = query.get("state", "")
-        sign_in = self._sign_ins.get(state) if state else None
-        # Only the browser that began the sign-in may finish it (or spend it): the cookie is checked first.
-        if sign_in is None or not secrets.compare_digest(request.cookies.get(LOGIN_COOKIE, ""), state):
-            return _message(400, "This sign-in is not valid here (used, expired or begun in another browser); "
-                                 "nothing was approved. Open the approval link again.")
-        del self._sign_ins[state]
+        sign_in = self._sign_ins.pop(state, None) if state else None
+        if sign_in is None:
+            return _message(400, "This sign-in is unknown: already used, too old, or pushed out by newer ones for the "
+                                 "same approval. Nothing was approved. Open the approval link again.")
+        # Only the browser that began the sign-in may finish it. Anywhere else it ends here, unused: an address
+        # read from the person's browser cannot be replayed where the sign-in began.
+        if not secrets.compare_digest(request.cookies.get(sign_in.cookie, ""), sign_in.browser):
+            log.warning("an approval page sign-in came back to a browser that did not begin it; it was cancelled")
+            return _message(400, "This sign-in was begun in another browser, so it was cancelled and nothing was "
+                                 "approved. If you did not just open an approval link yourself, someone may be trying "
+                                 "to use your sign-in: tell your administrator. Otherwise open the approval link "
+                                 "again in this browser.")
         if time.time() - sign_in.started > LOGIN_TTL:
             return _message(400, "This sign-in took too long; nothing was approved. Open the approval link again.")
-        if query.get("iss") not in (None, self.issuer):  # RFC 9207: the answer must come from our provider
+        meta = self._meta or {}
+        required = bool(meta.get("authorization_response_iss_parameter_supported"))
+        if query.get("iss") != self.issuer and (required or "iss" in query):  # RFC 9207: from our provider only
             return _message(400, "This sign-in came back from another provider; nothing was approved.")
         if "error" in query or not query.get("code"):
             why = CANCELLED.get(query.get("error", ""), "the provider reported an error")
@@ -323,7 +352,7 @@ class SignedInPage(ServedPage):
             SESSION_COOKIE, sid, path=page, httponly=True, samesite="lax", secure=self._secure,
             max_age=int(SESSION_TTL),
         )
-        response.delete_cookie(LOGIN_COOKIE, path=f"{self._base_path}{self.PREFIX}")
+        response.delete_cookie(sign_in.cookie, path=f"{self._base_path}{self.PREFIX}")
         return response
 
     async def _exchange(self, code: str, sign_in: _SignIn) -> Person:
@@ -354,7 +383,7 @@ class SignedInPage(ServedPage):
         )
         email, name = claims.get("email"), claims.get("name")
         return Person(
-            sub=str(claims["sub"]),
+            sub=str(claims.get(self.subject_claim) or claims["sub"]),
             email=email if isinstance(email, str) else None,
             name=name if isinstance(name, str) else None,
             roles=roles_of(claims, self.roles_claim),

@@ -99,13 +99,17 @@ async def test_the_person_signs_in_and_approves_in_chromium(site: tuple[str, San
         who = await page.inner_text("#who")
         assert "Hana Helpdesk" in who and "Asked for by you" in who and "bucket demo" in who and "expires" in who
         assert "open → done" in await page.inner_text("body")
-        await page.click("#approve")
-        await page.wait_for_selector("#status")
-        assert (await page.inner_text("#status")) == "approved"
         # A browser without the person's sign-in (a model's own browser) is sent to the provider's login.
         other = await (await browser.new_context()).new_page()
         await other.goto(link)
         await other.wait_for_selector("#login-form")
+        await page.click("#approve")
+        await page.wait_for_selector("#status")
+        assert (await page.inner_text("#status")) == "approved"
+        assert "Decided by Hana Helpdesk" in await page.inner_text("#who")
+        await other.goto(link)  # once decided, nothing is left to sign in for, and nothing of it is shown
+        assert "no longer waiting" in await other.inner_text("body")
+        assert "open → done" not in await other.inner_text("body")
         await browser.close()
     assert task_status(sb, uid) == "open"  # approving alone writes nothing
     done = await ask(url, token, uid)
@@ -190,10 +194,21 @@ async def test_a_sign_in_is_for_one_browser_one_approval_one_decision(
     link_a = link_in(await ask(url, token, first), url)
     link_b = link_in(await ask(url, token, second), url)
     with httpx.Client(timeout=10) as person, httpx.Client(timeout=10) as model:
+        # The model begins the sign-in in its own browser and steers the person's browser to the provider: the
+        # person signs in, their browser brings the code back, and the sign-in is cancelled there. Replaying the
+        # address where the sign-in began (the model's browser, which holds its cookie) gets nothing.
+        started = model.get(link_a)
+        back = browse(person, started.headers["location"], "helpdesk", until="/approve/callback")
+        cancelled = person.get(back)
+        assert cancelled.status_code == 400 and "begun in another browser" in cancelled.text
+        assert model.get(back).status_code == 400 and "sheepcrm_approver" not in model.cookies
+        # A cookie made up from the address is no use either: the browser's cookie is a secret of its own.
         back = until_callback(person, link_a, "helpdesk")
-        # Someone who sees the callback address cannot spend it (no cookie of that browser), nor cancel it.
+        state = parse_qs(urlsplit(back).query)["state"][0]
+        model.cookies.set("sheepcrm_signin", state)
         assert model.get(back).status_code == 400
-        page = person.get(back, follow_redirects=True)
+        assert person.get(back).status_code == 400  # that sign-in is spent; the person opens the link again
+        page = browse(person, link_a, "helpdesk")
         assert page.status_code == 200 and "Asked for by <strong>you</strong>" in page.text
         assert decide(person, page, url).status_code == 200
         again = person.post(link_a, data={"csrf": "x", "action": "reject"}, headers={"origin": url})
