@@ -167,9 +167,12 @@ async def _events_page(deps: Deps, state: str, page: int, size: int) -> Any:
     return await deps.client.events(state, page, size)
 
 
-def _states(state: str) -> tuple[str, ...]:
-    """The sheepCRM state lists behind a state of list_events: upcoming = running + future."""
-    return ("running", "future") if state == "upcoming" else (state,)
+UPCOMING = ("running", "future")  # sheepCRM's "current" is -14 to +90 days, so it holds events that have ended
+
+
+def state_lists(state: str) -> tuple[str, ...]:
+    """The sheepCRM state lists behind a state of list_events or my_bookings: upcoming = running + future."""
+    return UPCOMING if state == "upcoming" else (state,)
 
 
 def _booking_uri(order: dict[str, Any], deps: Deps) -> Any:
@@ -186,14 +189,15 @@ async def list_events(req: ListEventsInput, deps: Deps) -> ListEventsOutput:
     if req.person:
         state = req.state or "all"
         uri = parse_uri(req.person, deps.client.bucket, ("person",))
-        booked = await person_events(uri, deps, _states(state), f"No person {uri}; find people with search_contacts.")
+        missing = f"No person {uri}; find people with search_contacts."
+        booked = await person_events(uri, deps, state_lists(state), missing)
         found = [event for event, _ in booked]
         for event, mine in booked:
             statuses[str(event["uid"])] = "/".join(sorted({a.status for a in mine})) or "guest only"
     else:
         state = req.state or "upcoming"
         found, complete = [], True
-        for one in _states(state):
+        for one in state_lists(state):
             part, done = await fetch_pages(functools.partial(_events_page, deps, one), "bookings")
             found, complete = found + part, complete and done
         if not complete:

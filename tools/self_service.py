@@ -19,7 +19,7 @@ from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepReader
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
 from sheepcrm_mcp.tools import help
 from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, rows, text
-from sheepcrm_mcp.tools.events import brief, person_events
+from sheepcrm_mcp.tools.events import brief, person_events, state_lists
 from sheepcrm_mcp.tools.membership import CheckMembershipInput, MembershipAnswer, check_membership
 
 SCAN_LIMIT = 100  # events looked at per answer of upcoming_events (free places are found event by event)
@@ -82,14 +82,11 @@ class MyBookingsOutput(ListOutput):
     bookings: list[Booking]
 
 
-STATES = {"upcoming": ("current", "future"), "past": ("past",), "all": ("all",)}
-
-
 async def my_bookings(req: MyBookingsInput, deps: Deps) -> MyBookingsOutput:
     person = me(deps)
     found: list[Booking] = []
     missing = "Your contact record was not found in sheepCRM; ask the membership team."
-    for e, mine in await person_events(person, deps, STATES[req.when], missing):
+    for e, mine in await person_events(person, deps, state_lists(req.when), missing):
         b = brief(e)
         found += [
             Booking(
