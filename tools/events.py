@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections import Counter
 from collections.abc import Awaitable
 from datetime import date
@@ -464,12 +465,14 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
             await deps.writes.client.set_attendance(uid, parse_uri(change.key, bucket, ("person",)), req.status)
 
     def undo(applied: list[Change]) -> dict[str, Any] | None:
+        plan.no_undo = None
         before = {c.before for c in applied}
         if len(before) == 1 and next(iter(before)) in STATUSES:
             return {"uid": uid, "person_uris": [c.key for c in applied], "status": before.pop()}
-        return None  # mixed previous statuses: undo needs one call per status
+        plan.no_undo = _no_single_undo(uid, applied)  # the gate says it in the result when undo is None
+        return None
 
-    return WritePlan(
+    plan = WritePlan(
         summary=f"Set {len(people)} attendee(s) of {title} to '{req.status}'",
         read=read,
         diff=diff,
@@ -477,6 +480,34 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
         undo=undo,
         one_write_per_change=True,
     )
+    return plan
+
+
+def _no_single_undo(uid: str, applied: list[Change]) -> str:
+    """How to undo a batch whose attendees had different statuses: one set_attendance call per old status.
+    A person whose several sessions had different statuses cannot be put back by set_attendance (it sets
+    every session of a person), so they are named apart."""
+    by_status: dict[str, list[str]] = {}
+    mixed: list[str] = []
+    for c in applied:
+        if c.before in STATUSES:
+            by_status.setdefault(c.before, []).append(c.key)
+        else:
+            mixed.append(f"{c.key} ({c.before})")
+    calls = [
+        f"set_attendance(uid={json.dumps(uid)}, person_uris={json.dumps(keys)}, status={json.dumps(status)})"
+        for status, keys in by_status.items()
+    ]
+    olds = ", ".join([*by_status, *(["several"] if mixed else [])])
+    text = f"No single undo: these attendees had different statuses before ({olds})."
+    if calls:
+        text += " To undo, call set_attendance once per old status: " + "; ".join(calls) + "."
+    if mixed:
+        text += (
+            " set_attendance cannot put these back (it sets every session of a person to one status); "
+            "restore them in sheepCRM: " + ", ".join(mixed) + "."
+        )
+    return text
 
 
 TOOLS: list[ToolSpec] = [
