@@ -10,7 +10,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 import anyio
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from sheepcrm_mcp.server.toolkit import (
     Deps,
@@ -121,6 +121,12 @@ class ListEventsInput(Paged):
     from_date: Annotated[date | None, Field(description="Ends on/after.")] = None
     to_date: Annotated[date | None, Field(description="Starts on/before.")] = None
     person: Annotated[ContactRef | None, Field(description="Contact uri: their events.")] = None
+
+    @model_validator(mode="after")
+    def _range(self) -> ListEventsInput:
+        if self.from_date and self.to_date and self.from_date > self.to_date:
+            raise ValueError("from_date is after to_date, so no event could match: swap them")
+        return self
 
 
 class ListEventsOutput(TimedListOutput):

@@ -44,6 +44,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("list_tasks", {"due_before": "tomorrow"}, "due_before: use a date as YYYY-MM-DD (e.g. 2026-12-31)"),
     ("list_events", {"from_date": "31/12/2026"}, "from_date: use a date as YYYY-MM-DD (e.g. 2026-12-31)"),
     ("list_events", {"to_date": "2026-12-31T25:00"}, "to_date: use a date as YYYY-MM-DD"),
+    ("list_events", {"from_date": "2027-01-01", "to_date": "2026-01-01"}, "from_date is after to_date"),
     ("get_task", {"uid": GOOD_UID}, "No task"),
     ("get_task", {"uid": "a b"}, "not a uid"),
     ("search_help", {"query": ""}, "at least 2"),
