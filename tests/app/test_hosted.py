@@ -96,6 +96,19 @@ async def test_helpdesk_writes_tasks_but_not_contacts_and_is_audited(
     assert mine and mine[-1]["caller"] == who
 
 
+async def test_helpdesk_my_tasks_say_they_are_the_shared_keys(site: tuple[str, SandboxServer, Path], idp: str) -> None:
+    """Every helpdesk agent shares the profile's sheepCRM key, so scope 'mine' is that key's user's tasks: the answer
+    says so, lest the assistant tell the agent they are theirs. scope 'all' needs no such note."""
+    url = site[0]
+    async with session(url, sign_in(idp, "helpdesk", url + "/mcp")) as client:
+        mine = await client.call_tool("list_tasks", {"status": "any"})
+        every = await client.call_tool("list_tasks", {"scope": "all", "status": "any"})
+    assert not mine.is_error and mine.structured_content["tasks"], mine.content
+    note = mine.structured_content["note"]
+    assert "sheepCRM user this server's helpdesk key belongs to" in note and "everyone using the helpdesk" in note
+    assert "key belongs to" not in (every.structured_content.get("note") or "")
+
+
 async def test_member_gets_self_service_about_themselves(site: tuple[str, SandboxServer, Path], idp: str) -> None:
     url, sb, _ = site
     facts = sb.store.demo_facts()
