@@ -188,7 +188,8 @@ TOOLS: list[ToolSpec] = [
         name="upcoming_events",
         title="Upcoming events with free places",
         toolset="self_service",
-        description="Upcoming events that still have free places, optionally with words from the title or location.",
+        description="Events not yet started (running ones left out) that still have free places, optionally with "
+        "words from the title or location.",
         input=UpcomingEventsInput,
         output=UpcomingEventsOutput,
         handler=upcoming_events,
@@ -201,7 +202,7 @@ GUIDE = """\
 
 - `my_membership`: whether you are a member today, your plan and until when.
 - `my_bookings`: the events you are booked on (`when`: upcoming, past or all).
-- `upcoming_events`: events that still have free places.
+- `upcoming_events`: events not yet started that still have free places.
 - `search_help`: how-to articles.
 Everything here is about you only; nobody else's records can be looked up.
 """
