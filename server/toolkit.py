@@ -247,13 +247,26 @@ def read_registration(spec: ReadTool[Any, Any], make_deps: Callable[[Context], D
     return Registration(spec.name, spec.title, spec.description, spec.input, spec.output, spec.annotations, call)
 
 
+# pydantic's words for an unreadable date ("invalid character in year", "input is too short") say nothing of the
+# format to send; every date or datetime argument of every tool is answered with the format instead.
+DATE_ERRORS = {"date_parsing", "date_from_datetime_parsing", "date_from_datetime_inexact", "date_type"}
+DATETIME_ERRORS = {"datetime_parsing", "datetime_from_date_parsing", "datetime_type", "datetime_object_invalid"}
+DATE_FORMAT = "use a date as YYYY-MM-DD (e.g. 2026-12-31)"
+DATETIME_FORMAT = "use a date and time as YYYY-MM-DDTHH:MM:SSZ (e.g. 2026-12-31T09:30:00Z)"
+
+
 def explain_validation(tool: str, exc: ValidationError) -> str:
+    """Our words for bad arguments, by name and rule only: values, which may be secrets, are never echoed."""
     parts = []
     for err in exc.errors(include_url=False):
         where = ".".join(str(p) for p in err["loc"]) or "arguments"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "is not an argument of this tool"
+        elif err["type"] in DATE_ERRORS:
+            msg = DATE_FORMAT
+        elif err["type"] in DATETIME_ERRORS:
+            msg = DATETIME_FORMAT
         parts.append(f"{where}: {msg}")
     return f"Invalid arguments for {tool}: " + "; ".join(parts) + ". Fix them and call again."
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections import Counter
 from collections.abc import Awaitable
 from datetime import date
 from typing import Annotated, Any, Literal
 
 import anyio
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from sheepcrm_mcp.server.toolkit import (
     Deps,
@@ -121,6 +122,12 @@ class ListEventsInput(Paged):
     to_date: Annotated[date | None, Field(description="Starts on/before.")] = None
     person: Annotated[ContactRef | None, Field(description="Contact uri: their events.")] = None
 
+    @model_validator(mode="after")
+    def _range(self) -> ListEventsInput:
+        if self.from_date and self.to_date and self.from_date > self.to_date:
+            raise ValueError("from_date is after to_date, so no event could match: swap them")
+        return self
+
 
 class ListEventsOutput(TimedListOutput):
     events: list[ListedEvent]
@@ -167,9 +174,12 @@ async def _events_page(deps: Deps, state: str, page: int, size: int) -> Any:
     return await deps.client.events(state, page, size)
 
 
-def _states(state: str) -> tuple[str, ...]:
-    """The sheepCRM state lists behind a state of list_events: upcoming = running + future."""
-    return ("running", "future") if state == "upcoming" else (state,)
+UPCOMING = ("running", "future")  # sheepCRM's "current" is -14 to +90 days, so it holds events that have ended
+
+
+def state_lists(state: str) -> tuple[str, ...]:
+    """The sheepCRM state lists behind a state of list_events or my_bookings: upcoming = running + future."""
+    return UPCOMING if state == "upcoming" else (state,)
 
 
 def _booking_uri(order: dict[str, Any], deps: Deps) -> Any:
@@ -186,14 +196,15 @@ async def list_events(req: ListEventsInput, deps: Deps) -> ListEventsOutput:
     if req.person:
         state = req.state or "all"
         uri = parse_uri(req.person, deps.client.bucket, ("person",))
-        booked = await person_events(uri, deps, _states(state), f"No person {uri}; find people with search_contacts.")
+        missing = f"No person {uri}; find people with search_contacts."
+        booked = await person_events(uri, deps, state_lists(state), missing)
         found = [event for event, _ in booked]
         for event, mine in booked:
             statuses[str(event["uid"])] = "/".join(sorted({a.status for a in mine})) or "guest only"
     else:
         state = req.state or "upcoming"
         found, complete = [], True
-        for one in _states(state):
+        for one in state_lists(state):
             part, done = await fetch_pages(functools.partial(_events_page, deps, one), "bookings")
             found, complete = found + part, complete and done
         if not complete:
@@ -460,12 +471,14 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
             await deps.writes.client.set_attendance(uid, parse_uri(change.key, bucket, ("person",)), req.status)
 
     def undo(applied: list[Change]) -> dict[str, Any] | None:
+        plan.no_undo = None
         before = {c.before for c in applied}
         if len(before) == 1 and next(iter(before)) in STATUSES:
             return {"uid": uid, "person_uris": [c.key for c in applied], "status": before.pop()}
-        return None  # mixed previous statuses: undo needs one call per status
+        plan.no_undo = _no_single_undo(uid, applied)  # the gate says it in the result when undo is None
+        return None
 
-    return WritePlan(
+    plan = WritePlan(
         summary=f"Set {len(people)} attendee(s) of {title} to '{req.status}'",
         read=read,
         diff=diff,
@@ -473,6 +486,34 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
         undo=undo,
         one_write_per_change=True,
     )
+    return plan
+
+
+def _no_single_undo(uid: str, applied: list[Change]) -> str:
+    """How to undo a batch whose attendees had different statuses: one set_attendance call per old status.
+    A person whose several sessions had different statuses cannot be put back by set_attendance (it sets
+    every session of a person), so they are named apart."""
+    by_status: dict[str, list[str]] = {}
+    mixed: list[str] = []
+    for c in applied:
+        if c.before in STATUSES:
+            by_status.setdefault(c.before, []).append(c.key)
+        else:
+            mixed.append(f"{c.key} ({c.before})")
+    calls = [
+        f"set_attendance(uid={json.dumps(uid)}, person_uris={json.dumps(keys)}, status={json.dumps(status)})"
+        for status, keys in by_status.items()
+    ]
+    olds = ", ".join([*by_status, *(["several"] if mixed else [])])
+    text = f"No single undo: these attendees had different statuses before ({olds})."
+    if calls:
+        text += " To undo, call set_attendance once per old status: " + "; ".join(calls) + "."
+    if mixed:
+        text += (
+            " set_attendance cannot put these back (it sets every session of a person to one status); "
+            "restore them in sheepCRM: " + ", ".join(mixed) + "."
+        )
+    return text
 
 
 TOOLS: list[ToolSpec] = [

@@ -19,7 +19,7 @@ from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepReader
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
 from sheepcrm_mcp.tools import help
 from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, rows, text
-from sheepcrm_mcp.tools.events import brief, person_events
+from sheepcrm_mcp.tools.events import brief, person_events, state_lists
 from sheepcrm_mcp.tools.membership import CheckMembershipInput, MembershipAnswer, check_membership
 
 SCAN_LIMIT = 100  # events looked at per answer of upcoming_events (free places are found event by event)
@@ -82,14 +82,11 @@ class MyBookingsOutput(ListOutput):
     bookings: list[Booking]
 
 
-STATES = {"upcoming": ("current", "future"), "past": ("past",), "all": ("all",)}
-
-
 async def my_bookings(req: MyBookingsInput, deps: Deps) -> MyBookingsOutput:
     person = me(deps)
     found: list[Booking] = []
     missing = "Your contact record was not found in sheepCRM; ask the membership team."
-    for e, mine in await person_events(person, deps, STATES[req.when], missing):
+    for e, mine in await person_events(person, deps, state_lists(req.when), missing):
         b = brief(e)
         found += [
             Booking(
@@ -191,7 +188,8 @@ TOOLS: list[ToolSpec] = [
         name="upcoming_events",
         title="Upcoming events with free places",
         toolset="self_service",
-        description="Upcoming events that still have free places, optionally with words from the title or location.",
+        description="Events not yet started (running ones left out) that still have free places, optionally with "
+        "words from the title or location.",
         input=UpcomingEventsInput,
         output=UpcomingEventsOutput,
         handler=upcoming_events,
@@ -204,7 +202,7 @@ GUIDE = """\
 
 - `my_membership`: whether you are a member today, your plan and until when.
 - `my_bookings`: the events you are booked on (`when`: upcoming, past or all).
-- `upcoming_events`: events that still have free places.
+- `upcoming_events`: events not yet started that still have free places.
 - `search_help`: how-to articles.
 Everything here is about you only; nobody else's records can be looked up.
 """

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from sheepcrm_mcp.server.auth import current_caller
 from sheepcrm_mcp.server.toolkit import (
     Deps,
     Input,
@@ -127,6 +128,12 @@ async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
         cut=f"sheepCRM sent a full page of {TASK_PAGE} tasks and offers no next page, so the list may be cut "
         "short." if len(found) >= TASK_PAGE else None,
     )
+    if scope == "mine" and (caller := current_caller()) is not None:
+        shared = (
+            f"'mine' means the tasks of the sheepCRM user this server's {caller.profile} key belongs to, shared by "
+            f"everyone using the {caller.profile} profile: not the tasks of the signed-in person."
+        )
+        envelope["note"] = " ".join(filter(None, [shared, envelope["note"]]))
     return ListTasksOutput(tasks=items, as_of=as_of(), **envelope)
 
 

@@ -6,6 +6,7 @@ Each test gets a fresh sandbox, so writes never leak between tests.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -387,3 +388,31 @@ async def test_tools_cannot_build_a_client_of_their_own(sandbox: SandboxServer, 
     await built.aclose()
     assert settings.api_key is not None and settings.mcp_token is not None  # the server itself holds them
     assert found == {"secrets": [], "built": False}
+
+
+async def test_set_attendance_mixed_old_statuses_says_how_to_undo(sandbox: SandboxServer, connect: Any) -> None:
+    """No single undo call exists when the attendees had different statuses: the result says so and lists one
+    set_attendance call per old status, and making those calls puts every attendee back."""
+    store = sandbox.store
+    uid = store.demo_facts()["past_event_uid"]
+    rows = store.attendance(store.uri("booking", uid))
+    accepted = next(a.data["person_ref"] for a in rows if a.data["status"] == "accepted" and not a.data.get("guest"))
+    invited = next(a.data["person_ref"] for a in rows if a.data["status"] == "invited" and not a.data.get("guest"))
+    old = {a.data["person_ref"]: a.data["status"] for a in rows if a.data["person_ref"] in (accepted, invited)}
+    async with connect(sandbox, elicitation=ACCEPT) as client:
+        result = await client.call_tool(
+            "set_attendance", {"uid": uid, "person_uris": [accepted, invited], "status": "attended"}
+        )
+        body = result.structured_content
+        assert body["status"] == "applied" and "undo" not in body
+        message = body["message"]
+        assert "No single undo" in message and "accepted" in message and "invited" in message
+        calls = re.findall(r'set_attendance\(uid=("[^"]*"), person_uris=(\[[^\]]*\]), status=("[^"]*")\)', message)
+        assert {json.loads(s): json.loads(p) for _, p, s in calls} == {"accepted": [accepted], "invited": [invited]}
+        for u, p, s in calls:
+            back = await client.call_tool(
+                "set_attendance", {"uid": json.loads(u), "person_uris": json.loads(p), "status": json.loads(s)}
+            )
+            assert back.structured_content["status"] == "applied", back.content
+    now = {a.data["person_ref"]: a.data["status"] for a in store.attendance(store.uri("booking", uid))}
+    assert {p: now[p] for p in old} == old

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import socket
+from datetime import date, datetime
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.server.toolkit import Input, explain_validation
 from sheepcrm_mcp.tools.catalogue import TOOLS
 
 GOOD_UID = "ffffffffffffffffffffffff"
@@ -38,6 +41,10 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("list_attendees", {"uid": GOOD_UID, "status": "maybe"}, "attended"),
     ("list_tasks", {"scope": "theirs"}, "mine"),
     ("list_tasks", {"due_before": "next tuesday"}, "date"),
+    ("list_tasks", {"due_before": "tomorrow"}, "due_before: use a date as YYYY-MM-DD (e.g. 2026-12-31)"),
+    ("list_events", {"from_date": "31/12/2026"}, "from_date: use a date as YYYY-MM-DD (e.g. 2026-12-31)"),
+    ("list_events", {"to_date": "2026-12-31T25:00"}, "to_date: use a date as YYYY-MM-DD"),
+    ("list_events", {"from_date": "2027-01-01", "to_date": "2026-01-01"}, "from_date is after to_date"),
     ("get_task", {"uid": GOOD_UID}, "No task"),
     ("get_task", {"uid": "a b"}, "not a uid"),
     ("search_help", {"query": ""}, "at least 2"),
@@ -69,6 +76,9 @@ async def test_bad_input_is_an_actionable_error(
     assert words.lower() in text.lower(), text
     assert "Traceback" not in text and "unexpectedly" not in text
     assert "validation error for" not in text and "input_value" not in text, text  # our words, not pydantic's
+    assert "invalid character" not in text and "too short" not in text, text
+    dates = [v for k, v in args.items() if k.endswith(("_date", "_before"))]
+    assert not any(v in text for v in dates), text  # the bad value is not echoed
     assert all(r.method == "GET" for r in sandbox.request_log)
 
 
@@ -124,3 +134,18 @@ async def test_argument_errors_never_echo_values(shared_sandbox: SandboxServer, 
             text = result.content[0].text  # type: ignore[union-attr]
             assert result.is_error and secret not in text, text
             assert "search_contacts" in text
+
+
+def test_every_date_and_datetime_argument_is_told_the_format() -> None:
+    """The wording lives in the one argument-error path, for any date or datetime field of any input model."""
+
+    class Dated(Input):
+        on: date
+        at: datetime | None = None
+
+    with pytest.raises(ValidationError) as caught:
+        Dated.model_validate({"on": "31/12/2026", "at": "tomorrow 9am"})
+    text = explain_validation("a_tool", caught.value)
+    assert "on: use a date as YYYY-MM-DD (e.g. 2026-12-31)" in text
+    assert "at: use a date and time as YYYY-MM-DDTHH:MM:SSZ" in text
+    assert "31/12/2026" not in text and "tomorrow" not in text and "invalid character" not in text

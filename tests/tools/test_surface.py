@@ -14,9 +14,12 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.toolkit import ReadTool, WriteTool
 from sheepcrm_mcp.tools.catalogue import TOOLS
+from sheepcrm_mcp.tools.profiles import MEMBER
+from tests.helpers import settings_for
 
 SNAPS = Path(__file__).resolve().parents[1] / "__toolsnaps__"
 
@@ -45,6 +48,28 @@ async def test_tools_list_matches_snapshots(shared_sandbox: SandboxServer, conne
         assert path.read_text() == text, f"{tool['name']} changed: review, then run with UPDATE_TOOLSNAPS=1"
     stale = {p.stem for p in SNAPS.glob("*.json")} - names
     assert not stale, f"snapshots for tools that no longer exist: {stale}"
+
+
+async def test_member_tools_match_snapshots(shared_sandbox: SandboxServer, tmp_path: Path) -> None:
+    """The member profile's tools (descriptions included) as a signed-in member's client lists them."""
+    built = build_app(settings_for(shared_sandbox, tmp_path), profile=MEMBER)
+    try:
+        async with Client(built.server, mode="legacy") as client:
+            tools = [t.model_dump(mode="json", by_alias=True, exclude_none=True)
+                     for t in (await client.list_tools()).tools]
+    finally:
+        await built.aclose()
+    snaps = SNAPS / "member"
+    update = os.environ.get("UPDATE_TOOLSNAPS") == "1"
+    snaps.mkdir(exist_ok=True)
+    for tool in tools:
+        path = snaps / f"{tool['name']}.json"
+        text = json.dumps(tool, indent=2, sort_keys=True) + "\n"
+        if update:
+            path.write_text(text)
+        assert path.exists(), f"no member snapshot for {tool['name']}: run with UPDATE_TOOLSNAPS=1"
+        assert path.read_text() == text, f"member {tool['name']} changed: review, then run with UPDATE_TOOLSNAPS=1"
+    assert {p.stem for p in snaps.glob("*.json")} == {t["name"] for t in tools}
 
 
 def test_every_tool_declares_its_hints_and_schemas() -> None:
