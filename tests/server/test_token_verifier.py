@@ -175,3 +175,19 @@ async def test_the_page_refuses_an_id_token_that_is_not_a_fresh_sign_in_for_it(c
     with pytest.raises(SignInRefused):
         await verify_id_token(id_token(started, **ID_BAD[case]), jwks=jwks, issuer=ISSUER, client_id=PAGE_CLIENT,
                               nonce="n-1", started=started)
+
+
+async def test_a_configured_subject_claim_names_the_caller(tmp_path: Path) -> None:
+    """With SHEEPCRM_OAUTH_SUBJECT_CLAIM=oid (Entra), audit lines and approvals name people by `oid`, not `sub`."""
+    from tests.app.test_hosted import accept, session
+
+    with SandboxServer() as sb:
+        uid = sb.store.demo_facts()["my_open_task_uid"]
+        http = httpx.AsyncClient(transport=jwks_transport())
+        with serve_hosted(sb, tmp_path, ISSUER, http=http, oauth_subject_claim="oid") as url:
+            raw = token(aud=url + "/mcp", sub="pairwise-for-this-app", oid="oid-123")
+            async with session(url, raw, elicitation_callback=accept) as client:
+                done = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    assert done.structured_content["status"] == "applied"
+    lines = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert {x["caller"]["sub"] for x in lines} == {"oid-123"}
