@@ -224,10 +224,15 @@ class ProfileRouter:
                               f"{why}: ask the organisation to fix your record", oauth.metadata_url)
                 return
             person = found
-        subject = claims.get(settings.oauth_subject_claim) if settings.oauth_subject_claim != "sub" else None
+        subject = claims.get(settings.oauth_subject_claim)
+        if not isinstance(subject, str) or not subject:  # never another claim in its place: people are matched by it
+            await _refuse(send, 403, "insufficient_scope",
+                          f"your token has no {settings.oauth_subject_claim} claim, which names people on this server",
+                          oauth.metadata_url)
+            return
         name = claims.get("name")
-        set_caller(Caller(sub=str(subject or access.subject or ""), email=email, profile=profile, person=person,
-                          roles=roles, name=name if isinstance(name, str) else None))
+        set_caller(Caller(sub=subject, email=email, profile=profile, person=person, roles=roles,
+                          name=name if isinstance(name, str) else None))
         await self.apps[profile](scope, receive, send)
 
 

@@ -45,10 +45,12 @@ log = logging.getLogger("sheepcrm_mcp.signin")
 SESSION_TTL = 600.0  # seconds a page sign-in lasts; it is good for one approval and one decision
 LOGIN_TTL = 600.0  # seconds a person has to finish signing in at the provider
 PER_APPROVAL = 5  # sign-ins in progress per approval; a newer one pushes out the oldest
-STARTS_PER_MINUTE = 60  # sign-ins this server starts at the provider per minute, all approvals together
+STARTS_PER_MINUTE = 10  # sign-ins started per approval per minute (each is a request pushed to the provider)
+ALL_STARTS_PER_MINUTE = 600  # and for every approval together
 FRESH_LEEWAY = 10  # seconds of clock difference allowed between the provider's auth_time and this server
 SESSION_COOKIE = "sheepcrm_approver"
 LOGIN_COOKIE = "sheepcrm_signin"
+CONTESTED = "-"  # in `_spent`: the sign-in came back a second time, so it gives no session
 CANCELLED = {"access_denied": "you cancelled it, or the provider refused it", "login_required": "no sign-in was made"}
 
 
@@ -124,7 +126,8 @@ class SignedInPage(ServedPage):
         self.issuer, self.client_id, self.client_secret = issuer, client_id, client_secret
         self.scope, self.roles_claim, self.approver_roles = scope, roles_claim, approver_roles
         self.subject_claim = subject_claim
-        self._starts: list[float] = []
+        self._starts: dict[str, list[float]] = {}  # approval id ("" = all) -> when sign-ins were started
+        self._spent: dict[str, tuple[float, str | None]] = {}  # state -> (when, the session it gave, if any)
         self.jwks, self.http, self.audit, self.bucket = jwks, http, audit, bucket
         self._meta: dict[str, Any] | None = None
         self._sign_ins: dict[str, _SignIn] = {}
@@ -255,6 +258,8 @@ class SignedInPage(ServedPage):
             del self._sign_ins[key]
         for key in [k for k, s in self._sessions.items() if s.until < now]:
             del self._sessions[key]
+        for key in [k for k, (when, _) in self._spent.items() if wall - when > LOGIN_TTL]:
+            del self._spent[key]
         mine = [k for k, s in self._sign_ins.items() if s.approval == approval]
         for key in mine[: max(0, len(mine) - PER_APPROVAL + 1)]:  # the oldest make room (dicts keep order)
             del self._sign_ins[key]
@@ -263,10 +268,12 @@ class SignedInPage(ServedPage):
         """Send the browser to the provider: code + PKCE, a fresh login asked for, pushed when the provider can."""
         self._purge(approval)
         now = time.monotonic()
-        self._starts = [t for t in self._starts if now - t < 60]
-        if len(self._starts) >= STARTS_PER_MINUTE:
-            return _message(429, "Too many sign-ins are being started right now; try again in a minute.")
-        self._starts.append(now)
+        for key in (approval, ""):
+            recent = self._starts[key] = [t for t in self._starts.get(key, []) if now - t < 60]
+            if len(recent) >= (STARTS_PER_MINUTE if key else ALL_STARTS_PER_MINUTE):
+                return _message(429, "Too many sign-ins were started for this right now; try again in a minute.")
+        for key in (approval, ""):
+            self._starts[key].append(now)
         state, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(48)
         sign_in = _SignIn(approval, verifier, secrets.token_urlsafe(24), time.time(),
                           f"{LOGIN_COOKIE}_{secrets.token_hex(6)}", secrets.token_urlsafe(24))
@@ -317,9 +324,21 @@ class SignedInPage(ServedPage):
         query = request.query_params
         state = query.get("state", "")
         sign_in = self._sign_ins.pop(state, None) if state else None
+        if sign_in is None and state in self._spent:
+            # The same sign-in came back twice: two browsers hold its address. Whoever came first loses the page.
+            sid = self._spent[state][1]
+            self._spent[state] = (self._spent[state][0], CONTESTED)  # a session still being made is not given
+            if sid is not None and self._sessions.pop(sid, None) is not None:
+                log.warning("an approval page sign-in came back twice; the page session it gave was withdrawn")
+            else:
+                log.warning("an approval page sign-in came back twice")
+            return _message(400, "This sign-in was already used by another browser, so its access to the page was "
+                                 "withdrawn. If you did not just open this approval in two places, someone may be "
+                                 "trying to use your sign-in: tell your administrator. Open the approval link again.")
         if sign_in is None:
-            return _message(400, "This sign-in is unknown: already used, too old, or pushed out by newer ones for the "
-                                 "same approval. Nothing was approved. Open the approval link again.")
+            return _message(400, "This sign-in is unknown: too old, or pushed out by newer ones for the same "
+                                 "approval. Nothing was approved. Open the approval link again.")
+        self._spent[state] = (time.time(), None)
         # Only the browser that began the sign-in may finish it. Anywhere else it ends here, unused: an address
         # read from the person's browser cannot be replayed where the sign-in began.
         if not secrets.compare_digest(request.cookies.get(sign_in.cookie, ""), sign_in.browser):
@@ -342,8 +361,12 @@ class SignedInPage(ServedPage):
         except SignInRefused as exc:
             log.warning("an approval page sign-in was refused: %s", exc)
             return _message(403, f"Sign-in refused: {exc}. Nothing was approved.")
+        if self._spent.get(state, (0.0, None))[1] == CONTESTED:  # came back twice while the code was traded
+            return _message(400, "This sign-in was also used by another browser, so it gives no access. Nothing was "
+                                 "approved. Open the approval link again.")
         sid = secrets.token_urlsafe(32)
         self._sessions[sid] = _Session(sign_in.approval, person, time.monotonic() + SESSION_TTL)
+        self._spent[state] = (time.time(), sid)
         page = self._path(sign_in.approval)
         response = RedirectResponse(page, status_code=303, headers={"Cache-Control": "no-store"})
         # Lax, not Strict: the browser arrives here from the provider's site, and the page that follows is part
@@ -381,9 +404,11 @@ class SignedInPage(ServedPage):
             token, jwks=self.jwks, issuer=self.issuer, client_id=self.client_id, nonce=sign_in.nonce,
             started=sign_in.started, fresh_leeway=FRESH_LEEWAY,
         )
-        email, name = claims.get("email"), claims.get("name")
+        email, name, subject = claims.get("email"), claims.get("name"), claims.get(self.subject_claim)
+        if not isinstance(subject, str) or not subject:
+            raise SignInRefused(f"the sign-in has no {self.subject_claim} claim, which names people on this server")
         return Person(
-            sub=str(claims.get(self.subject_claim) or claims["sub"]),
+            sub=subject,
             email=email if isinstance(email, str) else None,
             name=name if isinstance(name, str) else None,
             roles=roles_of(claims, self.roles_claim),

@@ -202,6 +202,16 @@ async def test_a_sign_in_is_for_one_browser_one_approval_one_decision(
         cancelled = person.get(back)
         assert cancelled.status_code == 400 and "begun in another browser" in cancelled.text
         assert model.get(back).status_code == 400 and "sheepcrm_approver" not in model.cookies
+        # Racing the person's browser with the address it is about to load (seen, not stopped): the model's
+        # browser gets the page first, and loses it the moment the person's browser arrives with the same sign-in.
+        started = model.get(link_a)
+        back = browse(person, started.headers["location"], "helpdesk", until="/approve/callback")
+        assert model.get(back).status_code == 303 and "sheepcrm_approver" in model.cookies
+        raced = person.get(back)
+        assert raced.status_code == 400 and "already used by another browser" in raced.text
+        page = model.get(link_a)
+        assert page.status_code == 303 and "open → done" not in page.text  # withdrawn: back to the provider
+        model.cookies.clear()
         # A cookie made up from the address is no use either: the browser's cookie is a secret of its own.
         back = until_callback(person, link_a, "helpdesk")
         state = parse_qs(urlsplit(back).query)["state"][0]

@@ -188,6 +188,10 @@ async def test_a_configured_subject_claim_names_the_caller(tmp_path: Path) -> No
             raw = token(aud=url + "/mcp", sub="pairwise-for-this-app", oid="oid-123")
             async with session(url, raw, elicitation_callback=accept) as client:
                 done = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+            without = token(aud=url + "/mcp", sub="pairwise-for-this-app")  # no oid: never matched by sub instead
+            refused = httpx.post(url + "/mcp", json=initialize(),
+                                 headers={"accept": ACCEPT, "authorization": f"Bearer {without}"})
     assert done.structured_content["status"] == "applied"
     lines = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert {x["caller"]["sub"] for x in lines} == {"oid-123"}
+    assert refused.status_code == 403 and "no oid claim" in refused.text
