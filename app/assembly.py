@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 
 from sheepcrm_mcp.server import __version__, logs
 from sheepcrm_mcp.server.approvals import ApprovalPage, ApprovalStore, ServedPage
 from sheepcrm_mcp.server.audit import AuditLog
-from sheepcrm_mcp.server.auth import OAuth
 from sheepcrm_mcp.server.gate import Gate
 from sheepcrm_mcp.server.settings import ConfigError, Settings
 from sheepcrm_mcp.server.stores import Approvals, Audit, Limiter, MemoryLimiter, RateLimit
@@ -27,6 +26,9 @@ from sheepcrm_mcp.server.toolkit import (
 from sheepcrm_mcp.sheepcrm import SheepClient
 from sheepcrm_mcp.tools import catalogue
 from sheepcrm_mcp.tools.profiles import STAFF, Profile
+
+if TYPE_CHECKING:
+    from sheepcrm_mcp.server.auth import OAuth
 
 
 @dataclass

@@ -23,7 +23,8 @@ import anyio
 
 from sheepcrm_mcp.sandboxed import sandbox_settings
 from sheepcrm_mcp.server import __version__, logs
-from sheepcrm_mcp.server.auth import PROFILES, check_oauth
+from sheepcrm_mcp.server.auth import check_oauth
+from sheepcrm_mcp.server.caller import PROFILES
 from sheepcrm_mcp.server.settings import ConfigError, Settings, load_settings
 from sheepcrm_mcp.sheepcrm import AuthError, NotFoundError, PermissionDenied, SheepClient, SheepError
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, ScopeError, parse_uri

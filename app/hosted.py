@@ -25,16 +25,8 @@ from sheepcrm_mcp.assembly import App, Stores, build_app, open_stores
 from sheepcrm_mcp.http import healthz_route, serve_asgi, transport_security
 from sheepcrm_mcp.server import logs
 from sheepcrm_mcp.server.approvals import ApprovalPage, ServedPage
-from sheepcrm_mcp.server.auth import (
-    PROFILES,
-    Caller,
-    OAuth,
-    ProfileName,
-    build_oauth,
-    profile_for,
-    roles_of,
-    set_caller,
-)
+from sheepcrm_mcp.server.auth import OAuth, build_oauth, profile_for, roles_of
+from sheepcrm_mcp.server.caller import PROFILES, Caller, ProfileName, set_caller
 from sheepcrm_mcp.server.settings import ConfigError, Settings
 from sheepcrm_mcp.server.signin import SignedInPage
 from sheepcrm_mcp.sheepcrm import SheepError

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sheepcrm_mcp.server.auth import current_caller
+from sheepcrm_mcp.server.caller import current_caller
 from sheepcrm_mcp.server.logs import scrub
 
 SECRET_WORDS = ("key", "token", "secret", "password", "authorization", "csrf")

@@ -6,9 +6,8 @@ cached), `iss`, `aud` (= this server's resource URL), `exp`/`iat`, and leaves re
 SDK's `AuthSettings.required_scopes` (which answers 403 insufficient_scope). The user's token is
 never sent anywhere: sheepCRM is called with the operator's per-profile key.
 
-A `Caller` is who is calling (sub, email, profile, and for members the one person they are); the
-HTTP layer sets it per request in a context variable the SDK carries into tool calls, so tools and
-the audit log read it with `current_caller()`.
+Who is calling lives in `caller.py` (light: stdio never loads the JOSE library); the names are
+re-exported here for the hosted entry.
 """
 
 from __future__ import annotations
@@ -18,9 +17,8 @@ import logging
 import secrets
 import time
 from collections.abc import Iterable, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import httpx
@@ -28,40 +26,12 @@ import jwt
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 
+from sheepcrm_mcp.server.caller import PROFILES, ProfileName
 from sheepcrm_mcp.server.settings import ConfigError, Settings
 
 log = logging.getLogger("sheepcrm_mcp.auth")
 
-ProfileName = Literal["staff", "helpdesk", "member"]
-PROFILES: tuple[ProfileName, ...] = ("staff", "helpdesk", "member")  # most powerful first
 ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
-
-
-@dataclass(frozen=True)
-class Caller:
-    """A signed-in person: their subject at the issuer, email, profile, and (members) their contact uri."""
-
-    sub: str
-    email: str | None
-    profile: ProfileName
-    person: str | None = None
-    roles: tuple[str, ...] = ()
-    name: str | None = None
-
-    def audit(self) -> dict[str, Any]:
-        return {"sub": self.sub, "email": self.email, "profile": self.profile}
-
-
-_caller: ContextVar[Caller | None] = ContextVar("sheepcrm_caller", default=None)
-
-
-def current_caller() -> Caller | None:
-    """The caller of the request being answered (None on stdio and in token mode)."""
-    return _caller.get()
-
-
-def set_caller(caller: Caller | None) -> None:
-    _caller.set(caller)
 
 
 class JWKSCache:

@@ -38,7 +38,7 @@ from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from sheepcrm_mcp.server.approvals import ApprovalPage, Pending, digest
-from sheepcrm_mcp.server.auth import current_caller
+from sheepcrm_mcp.server.caller import current_caller
 from sheepcrm_mcp.server.settings import Settings
 from sheepcrm_mcp.server.stores import Approvals, Audit, RateLimit, StoreUnavailable
 from sheepcrm_mcp.server.toolkit import (

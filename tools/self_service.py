@@ -13,7 +13,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from pydantic import Field
 
-from sheepcrm_mcp.server.auth import current_caller
+from sheepcrm_mcp.server.caller import current_caller
 from sheepcrm_mcp.server.toolkit import EXPECTED, Deps, Input, Output, ReadTool, Refusal, ToolSpec, list_page
 from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepReader
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from sheepcrm_mcp.server.auth import current_caller
+from sheepcrm_mcp.server.caller import current_caller
 from sheepcrm_mcp.server.toolkit import (
     Deps,
     Input,

@@ -34,3 +34,15 @@ async def test_search_contacts_over_stdio_subprocess() -> None:
     assert "search_contacts" in names and "update_task" not in names
     assert not result.is_error
     assert [c["name"] for c in result.structured_content["contacts"]] == ["Jane Austen"]
+
+
+def test_stdio_and_token_mode_do_not_load_hosted_mode_libraries() -> None:
+    """Start-up cost: the JOSE library (and Redis) load only where hosted mode or replicas use them."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, sheepcrm_mcp.cli, sheepcrm_mcp.assembly, sheepcrm_mcp.http; "
+             "print(sorted(m for m in ('jwt', 'redis', 'sheepcrm_mcp.server.signin') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
