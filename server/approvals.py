@@ -73,6 +73,17 @@ class Pending:
         return (now or time.monotonic()) - self.created > TTL_SECONDS
 
 
+def refusal(item: Pending | None, csrf: str) -> str | None:
+    """Why a decision on `item` cannot be taken ('unknown', 'csrf', 'expired'), or None: the same for every store."""
+    if item is None:
+        return "unknown"
+    if not secrets.compare_digest(item.csrf, csrf):
+        return "csrf"
+    if item.expired():
+        return "expired"
+    return None
+
+
 class ApprovalStore:
     """stores.Approvals in this process (one server); with replicas, redis_store.RedisApprovals instead.
 
@@ -131,12 +142,9 @@ class ApprovalStore:
         """Record a person's decision (and, on a hosted server, who they are); returns what the page should say."""
         with self._lock:
             item = self._items.get(approval_id)
-            if item is None:
-                return "unknown"
-            if not secrets.compare_digest(item.csrf, csrf):
-                return "csrf"
-            if item.expired():
-                return "expired"
+            refused = refusal(item, csrf)
+            if refused is not None or item is None:
+                return refused or "unknown"
             if item.status != "pending":
                 return item.status
             item.status = "approved" if approve else "rejected"

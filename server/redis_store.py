@@ -33,7 +33,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
-from sheepcrm_mcp.server.approvals import TTL_SECONDS, Pending, Status, digest
+from sheepcrm_mcp.server.approvals import TTL_SECONDS, Pending, Status, digest, refusal
 from sheepcrm_mcp.server.audit import append_lines, entry_line
 from sheepcrm_mcp.server.stores import StoreUnavailable
 
@@ -56,7 +56,11 @@ return ARGV[1]
 
 DECIDE = """
 local status = redis.call('GET', KEYS[1])
-if status == 'pending' then redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL') return ARGV[1] end
+if status == 'pending' then
+  redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
+  if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3]) end
+  return ARGV[1]
+end
 return status
 """
 
@@ -231,18 +235,14 @@ class RedisApprovals(RedisStore):
         return cast(Status, status) if status is not None else None
 
     async def decide(self, approval_id: str, csrf: str, approve: bool, by: dict[str, Any] | None = None) -> str:
-        item = await self.get(approval_id)
-        if item is None:
-            return "unknown"
-        if not secrets.compare_digest(item.csrf, csrf):
-            return "csrf"
-        if item.expired():
-            return "expired"
-        with self._guard("recording a decision"):
-            if by is not None:  # who decides is on record before the decision can be spent
-                await self.client.set(f"{PREFIX}approval:{approval_id}:by", json.dumps(by), ex=KEEP)
+        refused = refusal(await self.get(approval_id), csrf)
+        if refused is not None:
+            return refused
+        key = f"{PREFIX}approval:{approval_id}"
+        with self._guard("recording a decision"):  # who decided is set with the decision, only if it is the first
             status = await self._decide(
-                keys=[f"{PREFIX}approval:{approval_id}:status"], args=["approved" if approve else "rejected"]
+                keys=[f"{key}:status", f"{key}:by"],
+                args=["approved" if approve else "rejected", json.dumps(by) if by is not None else "", KEEP],
             )
         return str(status) if status else "unknown"
 

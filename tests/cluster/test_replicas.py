@@ -242,8 +242,12 @@ async def test_redis_approvals_follow_the_in_process_interface(running: Cluster)
             assert await store.decide(item.id, "wrong", approve=True) == "csrf"
             assert await store.decision(item.id) == "pending"
             assert await store.consume("update_task", tag, "state") is None  # not approved yet
-            assert await store.decide(item.id, seen.csrf, approve=True) == "approved"
+            assert await store.decide(item.id, seen.csrf, approve=True, by={"sub": "first"}) == "approved"
             assert await store.decision(item.id) == "approved"
+            # A later decision changes nothing, not even who is on record as having decided.
+            assert await store.decide(item.id, seen.csrf, approve=False, by={"sub": "second"}) == "approved"
+            decided = await store.get(item.id)
+            assert decided is not None and decided.approver == {"sub": "first"}
             assert await store.consume("update_task", tag, "other-state") is None
             used = await store.consume("update_task", tag, "state")
             assert not isinstance(used, str) and used is not None and used.id == item.id
