@@ -34,20 +34,24 @@ async def listed(connect: Any, sb: SandboxServer, **over: Any) -> list[dict[str,
     return [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]
 
 
-async def test_tools_list_matches_snapshots(shared_sandbox: SandboxServer, connect: Any) -> None:
-    tools = await listed(connect, shared_sandbox)
+def check_snapshots(tools: list[dict[str, Any]], snaps: Path) -> None:
+    """Each tool as listed equals its committed snapshot in `snaps`, and no snapshot is left for a tool that is gone;
+    UPDATE_TOOLSNAPS=1 rewrites them (for deliberate changes only)."""
     update = os.environ.get("UPDATE_TOOLSNAPS") == "1"
-    SNAPS.mkdir(exist_ok=True)
-    names = {t["name"] for t in tools}
+    snaps.mkdir(exist_ok=True)
     for tool in tools:
-        path = SNAPS / f"{tool['name']}.json"
+        path = snaps / f"{tool['name']}.json"
         text = json.dumps(tool, indent=2, sort_keys=True) + "\n"
         if update:
             path.write_text(text)
-        assert path.exists(), f"no snapshot for {tool['name']}: run with UPDATE_TOOLSNAPS=1"
-        assert path.read_text() == text, f"{tool['name']} changed: review, then run with UPDATE_TOOLSNAPS=1"
-    stale = {p.stem for p in SNAPS.glob("*.json")} - names
+        assert path.exists(), f"no snapshot {path.relative_to(SNAPS)}: run with UPDATE_TOOLSNAPS=1"
+        assert path.read_text() == text, f"{path.relative_to(SNAPS)} changed: review, then run with UPDATE_TOOLSNAPS=1"
+    stale = {p.stem for p in snaps.glob("*.json")} - {t["name"] for t in tools}
     assert not stale, f"snapshots for tools that no longer exist: {stale}"
+
+
+async def test_tools_list_matches_snapshots(shared_sandbox: SandboxServer, connect: Any) -> None:
+    check_snapshots(await listed(connect, shared_sandbox), SNAPS)
 
 
 async def test_member_tools_match_snapshots(shared_sandbox: SandboxServer, tmp_path: Path) -> None:
@@ -59,17 +63,7 @@ async def test_member_tools_match_snapshots(shared_sandbox: SandboxServer, tmp_p
                      for t in (await client.list_tools()).tools]
     finally:
         await built.aclose()
-    snaps = SNAPS / "member"
-    update = os.environ.get("UPDATE_TOOLSNAPS") == "1"
-    snaps.mkdir(exist_ok=True)
-    for tool in tools:
-        path = snaps / f"{tool['name']}.json"
-        text = json.dumps(tool, indent=2, sort_keys=True) + "\n"
-        if update:
-            path.write_text(text)
-        assert path.exists(), f"no member snapshot for {tool['name']}: run with UPDATE_TOOLSNAPS=1"
-        assert path.read_text() == text, f"member {tool['name']} changed: review, then run with UPDATE_TOOLSNAPS=1"
-    assert {p.stem for p in snaps.glob("*.json")} == {t["name"] for t in tools}
+    check_snapshots(tools, SNAPS / "member")
 
 
 def test_every_tool_declares_its_hints_and_schemas() -> None:
