@@ -102,8 +102,8 @@ def build_app(
     def write_deps(ctx: Context) -> WriteDeps:
         return WriteDeps(client=reader, settings=seen, ctx=ctx, writes=GatedWrites(sheep))
 
-    for secret in (settings.api_key, settings.mcp_token, settings.redis_url):  # scrubbed from every log line
-        logs.add_secret(secret.get_secret_value() if secret else None)
+    for secret in settings.secret_values():  # scrubbed from every log line, result and audit line
+        logs.add_secret(secret)
     if settings.redis_url is not None and not settings.public_url:
         raise ConfigError(
             "SHEEPCRM_PUBLIC_URL is not set: with SHEEPCRM_REDIS_URL the approval page is served by every replica; "

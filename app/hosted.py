@@ -23,7 +23,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sheepcrm_mcp.assembly import App, Stores, build_app, open_stores
 from sheepcrm_mcp.http import healthz_route, serve_asgi, transport_security
-from sheepcrm_mcp.server import logs
 from sheepcrm_mcp.server.approvals import ApprovalPage, ServedPage
 from sheepcrm_mcp.server.auth import OAuth, build_oauth, profile_for, roles_of
 from sheepcrm_mcp.server.caller import PROFILES, Caller, ProfileName, set_caller
@@ -79,10 +78,6 @@ def build_hosted(settings: Settings, *, http: httpx.AsyncClient | None = None) -
             "SHEEPCRM_OAUTH_CLIENT_ID (see docs/HOSTING.md, Approvals on a hosted server)"
         )
     oauth = build_oauth(settings, http)
-    for name in PROFILES:  # every profile's key is scrubbed from logs and the shared audit log
-        key = settings.profile_key(name)
-        logs.add_secret(key.get_secret_value() if key else None)
-    logs.add_secret(settings.oauth_client_secret.get_secret_value() if settings.oauth_client_secret else None)
     stores = open_stores(settings)  # one audit log and one set of approvals for every profile
     page = approval_page(settings, stores, oauth)
     apps: dict[ProfileName, App] = {}
@@ -105,7 +100,7 @@ def approval_page(settings: Settings, stores: Stores, oauth: OAuth) -> ApprovalP
     Without SHEEPCRM_OAUTH_CLIENT_ID there is none: writes then need a client that supports elicitation."""
     if not settings.oauth_client_id:
         return ApprovalPage(stores.approvals, opener=None)
-    public = settings.public_url or settings.oauth_resource.removesuffix("/").removesuffix(MCP_PATH)
+    public = settings.public_address()
     secret = settings.oauth_client_secret.get_secret_value() if settings.oauth_client_secret else None
     return SignedInPage(
         stores.approvals,

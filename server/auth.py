@@ -313,7 +313,7 @@ def _page_check(settings: Settings, meta: dict[str, Any]) -> tuple[bool, str]:
     methods = meta.get("code_challenge_methods_supported") or []
     if not meta.get("authorization_endpoint") or not meta.get("token_endpoint") or "S256" not in methods:
         return False, "approval page: the provider does not state code + PKCE (S256) support in its metadata"
-    public = settings.public_url or settings.oauth_resource.removesuffix("/").removesuffix("/mcp")
+    public = settings.public_address()
     pushed = (
         "sign-in requests are pushed (PAR); make the provider require PAR for this client"
         if meta.get("pushed_authorization_request_endpoint")

@@ -188,9 +188,15 @@ class Settings(BaseSettings):
     def without_secrets(self) -> Settings:
         """A copy with every secret removed: what tools, resources and prompts are given (they read through the
         client they are handed and cannot build another from these settings)."""
-        return self.model_copy(
-            update={name: None for name, value in self if isinstance(value, SecretStr)}
-        )
+        return self.model_copy(update={name: None for name, value in self if isinstance(value, SecretStr)})
+
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold (keys, tokens, the Redis URL, the page's client secret): for scrubbing."""
+        return [v.get_secret_value() for _, v in self if isinstance(v, SecretStr) and v.get_secret_value()]
+
+    def public_address(self) -> str:
+        """Where people reach this server: SHEEPCRM_PUBLIC_URL, or in hosted mode the resource URL without /mcp."""
+        return self.public_url or self.oauth_resource.removesuffix("/").removesuffix("/mcp")
 
     def profile_key(self, profile: str) -> SecretStr | None:
         """The sheepCRM key a hosted profile uses: its own, or for staff the plain SHEEPCRM_API_KEY."""
