@@ -126,12 +126,12 @@ class SignedInPage(ServedPage):
         self.issuer, self.client_id, self.client_secret = issuer, client_id, client_secret
         self.scope, self.roles_claim, self.approver_roles = scope, roles_claim, approver_roles
         self.subject_claim = subject_claim
-        self._starts: dict[str, list[float]] = {}  # approval id ("" = all) -> when sign-ins were started
-        self._spent: dict[str, tuple[float, str | None]] = {}  # state -> (when, the session it gave, if any)
         self.jwks, self.http, self.audit, self.bucket = jwks, http, audit, bucket
         self._meta: dict[str, Any] | None = None
-        self._sign_ins: dict[str, _SignIn] = {}
-        self._sessions: dict[str, _Session] = {}
+        self._sign_ins: dict[str, _SignIn] = {}  # state -> a sign-in in progress
+        self._sessions: dict[str, _Session] = {}  # session cookie -> who signed in, for which approval
+        self._spent: dict[str, tuple[float, str | None]] = {}  # state -> (when, the session it gave, if any)
+        self._starts: dict[str, list[float]] = {}  # approval id ("" = all) -> when sign-ins were started
         self._base_path = urlsplit(self.public_url).path
         self._secure = self.public_url.startswith("https://")
 
@@ -158,11 +158,11 @@ class SignedInPage(ServedPage):
         )
 
     def _url(self, item: Pending) -> str:
-        return f"{self.public_url}{self.PREFIX}/{item.id}"
+        return f"{self._base()}/{item.id}"
 
     @property
     def redirect_uri(self) -> str:
-        return f"{self.public_url}{self.PREFIX}/callback"
+        return f"{self._base()}/callback"
 
     # ---- the page --------------------------------------------------------------------
 
