@@ -711,7 +711,7 @@ async def v1_record_put(request: Request) -> Response:
         raise Invalid("body must be a JSON object of fields") from None
     if not isinstance(packet, dict) or not packet:
         raise Invalid("body must be a non-empty JSON object of fields")
-    changes = validate_packet(record, packet)
+    changes = validate_packet(record.type, record.data, packet)
     if record.type == "person" and ({"first_name", "last_name"} & changes.keys()):
         first = changes.get("first_name", record.data.get("first_name")) or ""
         last = changes.get("last_name", record.data.get("last_name")) or ""
@@ -721,13 +721,14 @@ async def v1_record_put(request: Request) -> Response:
     return JSONResponse(v1_record(updated))
 
 
-def validate_packet(record: Record, packet: dict[str, Any]) -> dict[str, Any]:
-    """400 for fields the record does not have or values of the wrong shape; 409 for bad emails."""
+def validate_packet(rtype: str, fields: dict[str, Any], packet: dict[str, Any]) -> dict[str, Any]:
+    """400 for fields a record of `rtype` (whose data is `fields`) does not have or values of the wrong shape;
+    409 for bad emails."""
     changes: dict[str, Any] = {}
     for name, value in packet.items():
-        if name in ("uid", "uri") or name not in record.data:
-            raise Invalid(f"unknown field {name!r} for {record.type}")
-        if name in LIST_FIELDS or isinstance(record.data[name], list):
+        if name in ("uid", "uri") or name not in fields:
+            raise Invalid(f"unknown field {name!r} for {rtype}")
+        if name in LIST_FIELDS or isinstance(fields[name], list):
             if isinstance(value, str):
                 value = [value]
             if not isinstance(value, list) or not all(v is None or isinstance(v, str) for v in value):
@@ -738,6 +739,77 @@ def validate_packet(record: Record, packet: dict[str, Any]) -> dict[str, Any]:
             raise Conflict(f"invalid email address in {value!r}")
         changes[name] = value
     return changes
+
+
+# -- v1: creating and deleting contacts (v1 notes: POST -> 201 + Location; DELETE, recoverable in the UI only) --
+
+CONTACT_TEMPLATES: dict[str, dict[str, Any]] = {
+    "person": {
+        "title": "", "first_name": None, "last_name": None, "formatted_name": None, "sortable_name": None,
+        "known_as": None, "email": [], "telephone": [], "gender": None, "date_of_birth": None, "job_title": None,
+        "notes": None, "tags": [], "connections": [], "comms_permission": [], "website": None, "address_lines": [],
+        "locality": None, "region": None, "postal_code": None, "country": None,
+    },
+    "organisation": {
+        "name": None, "formatted_name": None, "sortable_name": None, "email": [], "telephone": [], "website": None,
+        "notes": None, "tags": [], "connections": [], "address_lines": [], "locality": None, "region": None,
+        "postal_code": None, "country": None,
+    },
+}
+# How the sandbox answers a create: as documented (201 + Location), or the two departures a client must survive.
+CREATE_VARIANTS = ("documented", "no-location", "200")
+
+
+def create_variant(app: Starlette, variant: str) -> None:
+    """Make `app` (the v1 app) answer creates as `variant` (one of CREATE_VARIANTS)."""
+    if variant not in CREATE_VARIANTS:
+        raise ValueError(f"unknown create variant {variant!r}; choose from {', '.join(CREATE_VARIANTS)}")
+    app.state.create_variant = variant
+
+
+async def v1_create(request: Request) -> Response:
+    """POST a JSON packet (v1 notes); 409 with the notes' bodies when the email already has an account."""
+    store, rtype = store_of(request), request.path_params["rtype"]
+    if rtype not in CONTACT_TEMPLATES:
+        raise Invalid(f"the sandbox creates only {', '.join(CONTACT_TEMPLATES)} records")
+    try:
+        packet = json.loads(await request.body() or b"null")
+    except ValueError:
+        raise Invalid("body must be a JSON object of fields") from None
+    if not isinstance(packet, dict) or not packet:
+        raise Invalid("body must be a non-empty JSON object of fields")
+    template = CONTACT_TEMPLATES[rtype]
+    data = {**template, **validate_packet(rtype, template, packet)}
+    if rtype == "person":
+        if not (data["first_name"] or data["last_name"]):
+            raise Invalid("a person needs first_name or last_name")
+        data["formatted_name"] = f"{data['first_name'] or ''} {data['last_name'] or ''}".strip()
+        data["sortable_name"] = f"{data['last_name'] or ''} {data['first_name'] or ''}".strip().lower()
+    else:
+        if not data["name"]:
+            raise Invalid("an organisation needs a name")
+        data["formatted_name"], data["sortable_name"] = data["name"], str(data["name"]).lower()
+    emails = {e.lower() for e in data["email"] if e}
+    if emails & {str(u.data.get("email", "")).lower() for u in store.by_type("user")}:
+        return JSONResponse({"error": "existing user account found"}, status_code=409)
+    if any(store.contacts_by_email(e) for e in emails):
+        return JSONResponse({"error": "existing person found without user account"}, status_code=409)
+    record = store.create_contact(rtype, data)
+    variant = getattr(request.app.state, "create_variant", "documented")
+    response = JSONResponse({"status": "ok"}, status_code=200 if variant == "200" else 201)
+    if variant != "no-location":
+        response.headers["Location"] = record.uri  # "The URI of the new record will be in the location header"
+    return response
+
+
+async def v1_delete(request: Request) -> Response:
+    rtype = request.path_params["rtype"]
+    if rtype not in CONTACT_TEMPLATES:
+        raise Invalid(f"the sandbox deletes only {', '.join(CONTACT_TEMPLATES)} records")
+    store = store_of(request)
+    record = store.require(rtype, path_uid(request))
+    store.delete(record.uri)
+    return JSONResponse({"status": "ok"})
 
 
 class Conflict(Exception):
@@ -788,9 +860,11 @@ def routes() -> list[Route]:
         Route("/api/v1/auth/", v1_auth, methods=["POST"]),
         Route("/api/v1/{bucket}/", v1_bucket),
         Route("/api/v1/{bucket}/user/membership/", v1_membership),
-        Route("/api/v1/{bucket}/{rtype}/", v1_list),
+        Route("/api/v1/{bucket}/{rtype}/", v1_list, methods=["GET"]),
+        Route("/api/v1/{bucket}/{rtype}/", v1_create, methods=["POST"]),
         Route("/api/v1/{bucket}/{rtype}/{uid}/", v1_record_get, methods=["GET"]),
         Route("/api/v1/{bucket}/{rtype}/{uid}/", v1_record_put, methods=["PUT"]),
+        Route("/api/v1/{bucket}/{rtype}/{uid}/", v1_delete, methods=["DELETE"]),
     ]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import sqlite3
 import tempfile
 import threading
@@ -187,7 +188,7 @@ class Store:
 
     def require(self, rtype: str, uid: str) -> Record:
         record = self.get_record(rtype, uid)
-        if record is None:
+        if record is None or record.state == "deleted":  # a deleted contact is gone from the API
             raise NotFound(f"no {rtype} with uid {uid}")
         return record
 
@@ -196,7 +197,7 @@ class Store:
         return record.display_value if record else uri
 
     def by_type(self, rtype: str) -> list[Record]:
-        return self._record_rows("type = ?", (rtype,), "ORDER BY sort_key, uri")
+        return self._record_rows("type = ? AND state != 'deleted'", (rtype,), "ORDER BY sort_key, uri")
 
     def linked(self, link: str, rtype: str) -> list[Record]:
         return self._record_rows("link = ? AND type = ?", (link, rtype), "ORDER BY sort_key, uri")
@@ -479,6 +480,47 @@ class Store:
         result = self.get(uri)
         assert result is not None
         return result
+
+    def create_contact(self, rtype: str, data: dict[str, Any], *, user: str | None = None) -> Record:
+        """A new person or organisation from a complete data packet: indexed for search, one audit entry."""
+        if rtype not in CONTACT_TYPES:
+            raise Invalid(f"{rtype} is not a contact type")
+        uid = secrets.token_hex(12)
+        uri = self.uri(rtype, uid)
+        data = {**data, "uid": uid, "uri": uri}
+        stamp = fmt_dt(now_utc())
+        display = str(data.get("formatted_name") or data.get("name") or uri)
+        with self._lock, self.transaction() as db:
+            db.execute(
+                "INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (uri, rtype, uid, display, None, sort_key_for(rtype, data), stamp, stamp, "created", json.dumps(data)),
+            )
+            db.execute("INSERT INTO contacts VALUES (?,?,?,?,?,?,?,?,?)", contact_index_row(uri, rtype, data))
+            db.executemany("INSERT INTO emails VALUES (?, ?)", [(e.lower(), uri) for e in data.get("email") or [] if e])
+            fields = [k for k in ("first_name", "last_name", "name", "email", "postal_code") if data.get(k)]
+            diff = [{"field": k, "prev": "", "value": _text(data[k]), "verb": "add"} for k in fields]
+            db.execute(
+                "INSERT INTO audit (uri, related, date, user, message, diff) VALUES (?,?,?,?,?,?)",
+                (uri, None, stamp, user or self.api_user, "Record created via API", json.dumps(diff)),
+            )
+        created = self.get(uri)
+        assert created is not None
+        return created
+
+    def delete(self, uri: str, *, user: str | None = None) -> None:
+        """Delete a contact as sheepCRM's v1 DELETE does: gone from the API (reads, listings, searches), kept
+        here in state 'deleted' (sheepCRM's UI can recover it; its API cannot)."""
+        with self._lock, self.transaction() as db:
+            record = self.get(uri)
+            if record is None or record.state == "deleted":
+                raise NotFound(f"no record {uri}")
+            db.execute("UPDATE records SET state = 'deleted', last_updated = ? WHERE uri = ?", (fmt_dt(now_utc()), uri))
+            db.execute("DELETE FROM contacts WHERE uri = ?", (uri,))
+            db.execute("DELETE FROM emails WHERE uri = ?", (uri,))
+            db.execute(
+                "INSERT INTO audit (uri, related, date, user, message, diff) VALUES (?,?,?,?,?,?)",
+                (uri, None, fmt_dt(now_utc()), user or self.api_user, "Record deleted via API", "[]"),
+            )
 
     def set_attendance(self, event_uri: str, person_uri: str, status: str) -> list[Record]:
         """Set the status of every attendance session of a person at an event."""

@@ -9,6 +9,7 @@
   append after a lost reply is not a second line. `sheepcrm-mcp audit tail` reads it; `audit archive`
   appends it to the JSONL file, the file's last line being the checkpoint (exactly once).
 - Rate limits: fixed windows counted in Redis time, so replicas with skewed clocks agree.
+- The ledger: `ledger:{key}` JSON values with their own expiry; a claim is one SET NX.
 
 Every call has explicit socket timeouts, one quick retry (a restarted Redis drops pooled
 connections) and an outer deadline; if Redis cannot be reached, StoreUnavailable says so.
@@ -361,6 +362,34 @@ class RedisLimiter(RedisStore):
                 keys=[f"{PREFIX}rate:{digest([user, tool])[:24]}"], args=[int(window * 1000)]
             )
         return 0.0 if int(count) <= limit else int(wait_ms) / 1000
+
+
+class RedisLedger(RedisStore):
+    """stores.Ledger in Redis, shared by every replica."""
+
+    @staticmethod
+    def _key(key: str) -> str:
+        return f"{PREFIX}ledger:{key}"
+
+    async def claim(self, key: str, value: dict[str, Any], ttl: float) -> dict[str, Any] | None:
+        with self._guard("remembering a write"):
+            if await self.client.set(self._key(key), json.dumps(value), nx=True, px=max(1, int(ttl * 1000))):
+                return None
+            held = await self.client.get(self._key(key))
+        return json.loads(held) if held else {}
+
+    async def put(self, key: str, value: dict[str, Any], ttl: float) -> None:
+        with self._guard("remembering a write", "the write's outcome may not be remembered by other replicas"):
+            await self.client.set(self._key(key), json.dumps(value), px=max(1, int(ttl * 1000)))
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        with self._guard("reading what this server wrote"):
+            held = await self.client.get(self._key(key))
+        return json.loads(held) if held else None
+
+    async def forget(self, key: str) -> None:
+        with self._guard("forgetting a write", "it is still remembered until it expires"):
+            await self.client.delete(self._key(key))
 
 
 async def check_redis(url: str, public_url: str) -> list[tuple[bool, str]]:

@@ -1,10 +1,11 @@
-"""The stores the gate and the tools share, defined once: approvals, the audit, rate limits.
+"""The stores the gate and the tools share, defined once: approvals, the audit, rate limits, the ledger.
 
 Each store is one interface with two implementations: in this process (approvals.ApprovalStore,
-audit.AuditLog, MemoryLimiter below) for one server, or in Redis (redis_store) when
+audit.AuditLog, MemoryLimiter and MemoryLedger below) for one server, or in Redis (redis_store) when
 SHEEPCRM_REDIS_URL is set, so that several replicas behind a balancer share one set of approvals,
-one ordered audit and one set of counters. A shared store that cannot be reached fails closed
-for writes (StoreUnavailable, with a message saying so) and open for rate limits on reads.
+one ordered audit, one set of counters and one ledger of what this server created. A shared store that
+cannot be reached fails closed for writes (StoreUnavailable, with a message saying so) and open for rate
+limits on reads.
 """
 
 from __future__ import annotations
@@ -105,6 +106,56 @@ class MemoryLimiter:
             count = self._counts.get((user, tool, slot), 0) + 1
             self._counts[(user, tool, slot)] = count
         return 0.0 if count <= limit else (slot + 1) * window - now
+
+
+class Ledger(Protocol):
+    """What writes must remember across calls and replicas for a while (create_contact: which call created which
+    record, and when, so a repeated call never creates twice and only a fresh creation may be deleted).
+    Values are small JSON objects; each key expires after the `ttl` seconds it was written with."""
+
+    async def claim(self, key: str, value: dict[str, Any], ttl: float) -> dict[str, Any] | None:
+        """Write `value` only if `key` holds nothing: None when written, else what `key` already holds."""
+        ...
+
+    async def put(self, key: str, value: dict[str, Any], ttl: float) -> None: ...
+
+    async def get(self, key: str) -> dict[str, Any] | None: ...
+
+    async def forget(self, key: str) -> None: ...
+
+
+class MemoryLedger:
+    """The ledger in this process (one server)."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def _live(self, key: str, now: float) -> dict[str, Any] | None:
+        for old in [k for k, (until, _) in self._items.items() if until <= now]:
+            del self._items[old]
+        found = self._items.get(key)
+        return dict(found[1]) if found else None
+
+    async def claim(self, key: str, value: dict[str, Any], ttl: float) -> dict[str, Any] | None:
+        now = time.monotonic()
+        with self._lock:
+            held = self._live(key, now)
+            if held is None:
+                self._items[key] = (now + ttl, dict(value))
+            return held
+
+    async def put(self, key: str, value: dict[str, Any], ttl: float) -> None:
+        with self._lock:
+            self._items[key] = (time.monotonic() + ttl, dict(value))
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._live(key, time.monotonic())
+
+    async def forget(self, key: str) -> None:
+        with self._lock:
+            self._items.pop(key, None)
 
 
 def user_of(ctx: Context) -> str:

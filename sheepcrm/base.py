@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from sheepcrm_mcp.sheepcrm.transport import Api, Http, Params
+from sheepcrm_mcp.sheepcrm.transport import Api, Created, Http, Method, Params
 
 JSON = dict[str, Any]
 
@@ -28,9 +28,13 @@ class Writes(Reads):
     def __init__(self, http: Http) -> None:
         super().__init__(http)
         self._send = http.write
+        self._post_new = http.create
 
     async def _write(
-        self, method: Literal["PUT", "POST"], path: str, what: str, params: Params | None = None, body: Any = None,
+        self, method: Method, path: str, what: str, params: Params | None = None, body: Any = None,
         *, api: Api = "v2",
     ) -> Any:
         return await self._send(method, path, what, params, body, api=api)
+
+    async def _create(self, path: str, what: str, body: Any) -> Created:
+        return await self._post_new(path, what, body, api="v1")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from sheepcrm_mcp.sheepcrm.base import JSON, Reads, Writes
-from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, RecordUri, ScopeError
+from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, RecordUri, ScopeError, parse_uri
+from sheepcrm_mcp.sheepcrm.transport import Created
 
 LISTABLE = ("person", "organisation", "member", "membership_type")
 FILTER_RE = re.compile(r"[a-z_]{1,40}(__(eq|gt|gte|lt|lte|ne|startswith|startswithi))?", re.ASCII)
@@ -64,3 +66,30 @@ class ContactWrites(Writes):
     async def update_record(self, uri: RecordUri, fields: Mapping[str, Any]) -> JSON:
         result: JSON = await self._write("PUT", f"/api/v1{uri}", f"update of {uri}", body=dict(fields), api="v1")
         return result
+
+    async def create_contact(self, rtype: str, fields: Mapping[str, Any]) -> Created:
+        """POST /api/v1/{flock}/{person|organisation}/ with a JSON packet (v1 notes): 201, the new record's uri in
+        the Location header. Sent once; the caller reads back to learn what happened."""
+        if rtype not in CONTACT_TYPES:
+            raise ScopeError(f"cannot create a {rtype!r}; only {', '.join(CONTACT_TYPES)}")
+        return await self._create(f"/api/v1/{self.bucket}/{rtype}/", f"creation of a {rtype}", dict(fields))
+
+    async def delete_record(self, uri: RecordUri) -> JSON:
+        """DELETE /api/v1{uri} (v1 notes): sheepCRM's UI can recover the record, its API cannot."""
+        if uri.bucket != self.bucket or uri.type not in CONTACT_TYPES:
+            raise ScopeError(f"{uri} is not a contact of bucket {self.bucket}")
+        result: JSON = await self._write("DELETE", f"/api/v1{uri}", f"deletion of {uri}", api="v1")
+        return result
+
+
+def located(location: str | None, bucket: str, rtype: str) -> RecordUri | None:
+    """The record a create's Location header names: the v1 notes say "the URI of the new record", which may come
+    as the uri itself or as its v1 address. None when absent or not a record of that type in this bucket."""
+    if not location:
+        return None
+    path = urlsplit(location.strip()).path
+    path = path.removeprefix("/api/v1")
+    try:
+        return parse_uri(path, bucket, (rtype,))
+    except ScopeError:
+        return None

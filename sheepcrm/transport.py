@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
@@ -34,6 +35,7 @@ logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 Params = Mapping[str, str | int | float | bool | None]
 Api = Literal["v1", "v2"]
+Method = Literal["PUT", "POST", "DELETE"]
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})  # GETs only; a read is safe to repeat
 
 
@@ -224,7 +226,7 @@ class Http:
 
     async def write(
         self,
-        method: Literal["PUT", "POST"],
+        method: Method,
         path: str,
         what: str,
         params: Params | None = None,
@@ -233,10 +235,30 @@ class Http:
         api: Api = "v2",
     ) -> Any:
         """Send a write exactly once. Never retried: the caller decides what to do on failure."""
+        response = await self._write(method, path, what, params, body, api)
+        return self._json(response, what) if response.content else {}
+
+    async def create(self, path: str, what: str, body: Any, *, api: Api = "v1") -> Created:
+        """POST a new record exactly once; the answer's status and Location header (where sheepCRM names the
+        new record, v1 notes) come back with it, so the caller can tell a named record from an unnamed one."""
+        response = await self._write("POST", path, what, None, body, api)
+        return Created(response.status_code, response.headers.get("location"))
+
+    async def _write(
+        self, method: Method, path: str, what: str, params: Params | None, body: Any, api: Api
+    ) -> httpx.Response:
         self.breaker.check()
         self._cache.clear()
         response = await self._send(method, self.url(api, path), what, params, body)
         self.breaker.record(response.status_code < 500)
         if response.status_code >= 400:
             raise error_for(response, what, True, api)
-        return self._json(response, what) if response.content else {}
+        return response
+
+
+@dataclass(frozen=True)
+class Created:
+    """What sheepCRM said to a create: its status (201 documented) and the Location header (None when absent)."""
+
+    status: int
+    location: str | None

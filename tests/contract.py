@@ -29,8 +29,8 @@ V1: list[tuple[str, dict[str, set[str] | None]]] = [
     (r"/api/v1/ping/", {"GET": set()}),
     (r"/api/v1/[^/]+/", {"GET": set()}),
     (r"/api/v1/[^/]+/user/membership/", {"GET": {"email", "realtime"}}),
-    (r"/api/v1/[^/]+/[a-z_]+/", {"GET": None}),  # a resource listing: field filters with modifiers, paging
-    (r"/api/v1/[^/]+/[a-z_]+/[^/]+/", {"GET": set(), "PUT": set()}),
+    (r"/api/v1/[^/]+/[a-z_]+/", {"GET": None, "POST": set()}),  # a listing (field filters, paging); a create
+    (r"/api/v1/[^/]+/[a-z_]+/[^/]+/", {"GET": set(), "PUT": set(), "DELETE": set()}),
 ]
 
 

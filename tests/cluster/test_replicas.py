@@ -258,6 +258,29 @@ async def test_redis_approvals_follow_the_in_process_interface(running: Cluster)
         await client.aclose()
 
 
+async def test_redis_ledger_follows_the_in_process_interface(running: Cluster) -> None:
+    """create_contact's memory: one claim wins across processes, values expire, forget forgets."""
+    from sheepcrm_mcp.server.redis_store import RedisLedger, connect
+    from sheepcrm_mcp.server.stores import MemoryLedger
+
+    a, b = connect(running.redis_url), connect(running.redis_url)
+    try:
+        for one, two in ((MemoryLedger(),) * 2, (RedisLedger(a, running.redis_url), RedisLedger(b, running.redis_url))):
+            key = f"test-{type(one).__name__}-{anyio.current_time()}"
+            assert await one.claim(key, {"state": "sending"}, 60) is None
+            assert await two.claim(key, {"state": "sending", "by": "b"}, 60) == {"state": "sending"}
+            await two.put(key, {"state": "created", "uri": "/demo/person/a/"}, 60)
+            assert await one.get(key) == {"state": "created", "uri": "/demo/person/a/"}
+            await one.forget(key)
+            assert await two.get(key) is None
+            await one.put(key, {"at": 1}, 0.05)
+            await anyio.sleep(0.1)
+            assert await two.get(key) is None
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
 def test_doctor_checks_the_shared_store(running: Cluster) -> None:
     """doctor says whether Redis answers (by host and port: never the URL, which may hold a password)."""
     from tests.helpers import binary, clean_env

@@ -142,6 +142,52 @@ def test_v1_put_updates_record_and_audit(fresh: SandboxServer, fresh_client: htt
     assert renamed["display_value"] == "Janet Austen"
 
 
+def test_v1_post_creates_and_delete_removes(fresh: SandboxServer, fresh_client: httpx.Client) -> None:
+    created = fresh_client.post("/api/v1/demo/person/", json={"first_name": "Jim", "last_name": "Lovell",
+                                                               "email": "jim@example.org"})
+    assert created.status_code == 201 and created.json() == {"status": "ok"}
+    uri = created.headers["location"]  # "The URI of the new record will be in the location header"
+    record = fresh_client.get(f"/api/v1{uri}").json()
+    assert record["display_value"] == "Jim Lovell" and record["data"]["email"] == ["jim@example.org"]
+    assert record["data"]["sortable_name"] == "lovell jim" and record["resource"] == "person"
+    found = fresh_client.get("/search/v2/demo/person", params={"email": "JIM@example.org"}).json()["results"]
+    assert [r["id"] for r in found] == [uri]
+    assert [e["message"] for e in fresh_client.get(f"/audit/v2{uri}audit").json()["results"]] == [
+        "Record created via API"]
+    org = fresh_client.post("/api/v1/demo/organisation/", json={"name": "Aquarius Society"})
+    assert org.status_code == 201 and fresh.store.get(org.headers["location"]) is not None
+    # an email that already has an account: the v1 notes' 409 bodies
+    jane = fresh.store.demo_facts()["jane_email"]
+    again = fresh_client.post("/api/v1/demo/person/", json={"first_name": "J", "last_name": "A", "email": jane})
+    assert again.status_code == 409 and again.json() == {"error": "existing person found without user account"}
+    staff = fresh_client.post("/api/v1/demo/person/", json={"last_name": "S", "email": fresh.store.demo_facts()[
+        "api_user_email"]})
+    assert staff.status_code == 409 and staff.json() == {"error": "existing user account found"}
+    for bad in ({"first_name": "X", "shoe_size": 9}, {"email": "x@example.org"}, {}):
+        assert fresh_client.post("/api/v1/demo/person/", json=bad).status_code == 400, bad
+    deleted = fresh_client.delete(f"/api/v1{uri}")
+    assert deleted.status_code == 200
+    assert fresh_client.get(f"/api/v1{uri}").status_code == 404
+    assert fresh_client.get("/search/v2/demo/person", params={"email": "jim@example.org"}).status_code == 404
+    assert uri not in [r["uri"] for r in fresh_client.get("/api/v1/demo/person/", params={
+        "last_name": "lovell"}).json()["results"]]
+    assert fresh_client.delete(f"/api/v1{uri}").status_code == 404
+    assert fresh.store.get(uri).state == "deleted"  # type: ignore[union-attr]  # kept, for sheepCRM's UI
+
+
+def test_v1_create_variants(fresh: SandboxServer, fresh_client: httpx.Client) -> None:
+    from sheepcrm_mcp.sandbox.app import create_variant
+
+    v1 = fresh._v1_app
+    assert v1 is not None
+    create_variant(v1, "no-location")
+    unnamed = fresh_client.post("/api/v1/demo/person/", json={"first_name": "A", "last_name": "B"})
+    assert unnamed.status_code == 201 and "location" not in unnamed.headers
+    create_variant(v1, "200")
+    ok = fresh_client.post("/api/v1/demo/person/", json={"first_name": "C", "last_name": "D"})
+    assert ok.status_code == 200 and ok.headers["location"].startswith("/demo/person/")
+
+
 def test_segments(client: httpx.Client, sandbox: SandboxServer, facts: dict[str, Any]) -> None:
     active = client.get("/segments/v2/demo").json()["segments"]
     every = client.get("/segments/v2/demo/all").json()["segments"]

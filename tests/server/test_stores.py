@@ -1,12 +1,13 @@
-"""The in-process rate limit: per user and tool, refusing with the wait, never counting across windows."""
+"""The in-process stores: rate limits (per user and tool, refusing with the wait, never across windows), the ledger."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 
-from sheepcrm_mcp.server.stores import MemoryLimiter, RateLimit
+from sheepcrm_mcp.server.stores import MemoryLedger, MemoryLimiter, RateLimit
 from sheepcrm_mcp.server.toolkit import Refusal
 
 
@@ -46,3 +47,16 @@ def test_an_expected_failure_in_a_task_group_keeps_its_message() -> None:
     with pytest.raises(ToolError, match="failed unexpectedly"):
         with answering("list_events"):
             raise ExceptionGroup("reads", [KeyError("bug")])
+
+
+async def test_memory_ledger_claims_once_and_forgets_on_expiry() -> None:
+    ledger = MemoryLedger()
+    assert await ledger.claim("k", {"state": "sending"}, 60) is None
+    assert await ledger.claim("k", {"state": "other"}, 60) == {"state": "sending"}  # the first claim holds
+    await ledger.put("k", {"state": "created", "uri": "/demo/person/a/"}, 60)
+    assert await ledger.get("k") == {"state": "created", "uri": "/demo/person/a/"}
+    await ledger.forget("k")
+    assert await ledger.get("k") is None
+    await ledger.put("short", {"at": 1}, 0.01)
+    await anyio.sleep(0.02)
+    assert await ledger.get("short") is None and await ledger.claim("short", {"at": 2}, 60) is None

@@ -20,10 +20,12 @@ from sheepcrm_mcp.sheepcrm import (
     NotFoundError,
     PermissionDenied,
     RateLimitedError,
+    ScopeError,
     SheepClient,
     UpstreamError,
     UpstreamTimeout,
 )
+from sheepcrm_mcp.sheepcrm.contacts import located
 from sheepcrm_mcp.sheepcrm.scope import RecordUri
 from sheepcrm_mcp.sheepcrm.transport import retry_after
 
@@ -127,6 +129,30 @@ async def test_put_is_never_retried(failure: str, sleeps: list[float]) -> None:
         await client.task_action("abc123", "complete")
     assert len(seen) == 1 and sleeps == []
     assert isinstance(info.value, UpstreamTimeout) == (failure == "timeout")
+
+
+async def test_a_create_is_sent_once_and_answers_its_location(sleeps: list[float]) -> None:
+    client, seen = make(lambda r: httpx.Response(201, json={"status": "ok"},
+                                                 headers={"Location": "/demo/person/abc123/"}))
+    created = await client.create_contact("person", {"first_name": "Jim"})
+    assert (created.status, created.location) == (201, "/demo/person/abc123/")
+    assert [(r.method, r.url.path) for r in seen] == [("POST", "/api/v1/demo/person/")]
+    assert located(created.location, "demo", "person") == RecordUri("demo", "person", "abc123")
+    assert located("https://api.sheepcrm.com/api/v1/demo/person/abc123/", "demo", "person") == RecordUri(
+        "demo", "person", "abc123")
+    for odd in (None, "", "/other/person/abc123/", "/demo/organisation/abc123/", "/demo/person/../x/"):
+        assert located(odd, "demo", "person") is None, odd
+    with pytest.raises(ScopeError):
+        await client.create_contact("membership", {})
+    timeout, seen = make(lambda r: (_ for _ in ()).throw(httpx.ReadTimeout("slow", request=r)))
+    with pytest.raises(UpstreamTimeout, match="may or may not have been applied"):
+        await timeout.create_contact("person", {"first_name": "Jim"})
+    assert len(seen) == 1 and sleeps == []
+    deleting, seen = make(lambda r: httpx.Response(200, json={"status": "ok"}))
+    await deleting.delete_record(RecordUri("demo", "person", "abc123"))
+    assert [(r.method, r.url.path) for r in seen] == [("DELETE", "/api/v1/demo/person/abc123/")]
+    with pytest.raises(ScopeError):
+        await deleting.delete_record(RecordUri("other", "person", "abc123"))
 
 
 async def test_status_mapping_is_honest() -> None:
