@@ -8,27 +8,25 @@ Exit 0 when the wheel is complete; 1 with one line per problem otherwise.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 
 def expected_files(repo: Path) -> dict[str, str]:
-    """wheel path -> repo path, for every tracked file the package-dir mapping ships."""
-    mapping = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
-    tracked = subprocess.run(
-        ["git", "-C", str(repo), "ls-files"], check=True, capture_output=True, text=True
-    ).stdout.splitlines()
+    """wheel path -> repo path, for every tracked module under sheepcrm_mcp/ (its subpackages are symlinks to the
+    top-level folders, which the wheel must hold as real files)."""
+    tracked = set(
+        subprocess.run(["git", "-C", str(repo), "ls-files"], check=True, capture_output=True, text=True).stdout.split()
+    )
     out: dict[str, str] = {}
-    for package, folder in mapping.items():
-        prefix = package.replace(".", "/")
-        for path in tracked:
-            rel = Path(path)
-            if rel.parent != Path(folder) or rel.suffix != ".py":
-                continue  # a package's own folder; sub-folders are packages of their own in the mapping
-            out[f"{prefix}/{rel.name}"] = path
+    for folder, _, names in os.walk(repo / "sheepcrm_mcp", followlinks=True):
+        for path in (Path(folder) / n for n in names if n.endswith(".py")):
+            source = path.resolve().relative_to(repo.resolve()).as_posix()
+            if source in tracked:
+                out[path.relative_to(repo).as_posix()] = source
     return out
 
 

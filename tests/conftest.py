@@ -7,9 +7,12 @@ from copies of tool output.
 
 from __future__ import annotations
 
+import json
 import os
+import sysconfig
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +20,37 @@ import pytest
 from mcp import Client
 from mcp.client.session import ElicitationFnT
 
+import sheepcrm_mcp
 from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from tests.contract import check_request
-from tests.helpers import CANARY_KEY, running_idp, settings_for
+from tests.helpers import CANARY_KEY, REPO, running_idp, settings_for
 
 # No test may start a desktop browser: the approval page's default opener (Python's webbrowser, which
 # honours $BROWSER) runs `true` instead, here and in every server subprocess a test starts.
 os.environ["BROWSER"] = "true"
+
+
+def not_this_checkout() -> list[str]:
+    """Why the code under test would not be this checkout's: the package imported here, and the editable install
+    that the console script and every server subprocess import, must both be REPO."""
+    problems = []
+    imported = Path(sheepcrm_mcp.__file__).resolve().parent
+    if imported != (REPO / "sheepcrm_mcp").resolve():
+        problems.append(f"`import sheepcrm_mcp` loads {imported}")
+    installed = list(distributions(name="sheepcrm-mcp", path=[sysconfig.get_path("purelib")]))
+    direct = json.loads(installed[0].read_text("direct_url.json") or "{}") if installed else {}
+    if direct.get("url") != REPO.resolve().as_uri() or not direct.get("dir_info", {}).get("editable"):
+        problems.append(f"the installed sheepcrm-mcp is {direct.get('url') or 'not an editable install'}")
+    return problems
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if problems := not_this_checkout():
+        raise pytest.UsageError(
+            f"these tests are in {REPO}, but " + "; ".join(problems) + ". Give this checkout its own venv: "
+            f"cd {REPO} && python3 -m venv .venv && .venv/bin/pip install -c constraints.txt -e '.[dev,bench]'"
+        )
 
 
 def assert_requests_documented(sb: SandboxServer) -> None:
