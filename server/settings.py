@@ -51,6 +51,12 @@ SECURITY = (
     "oauth_client_secret",
     "oauth_signin_scope",
     "oauth_approver_roles",
+    "oauth_profile",
+    "oauth_tenant",
+    "oauth_v1_issuer",
+    "oauth_audiences",
+    "oauth_introspection_client_id",
+    "oauth_introspection_client_secret",
     "public_url",
 )
 
@@ -101,6 +107,18 @@ class Settings(BaseSettings):
     oauth_client_secret: SecretStr | None = Field(default=None, description="that client's secret, if confidential")
     oauth_signin_scope: str = Field(default="openid email profile", description="scope the approval page asks for")
     oauth_approver_roles: Annotated[tuple[str, ...], NoDecode] = ()
+    oauth_profile: Literal["standard", "entra"] = Field(
+        default="standard", description="what the provider's access tokens look like: RFC 9068, or Entra ID's"
+    )
+    oauth_tenant: str = Field(default="", description="Entra ID: the tenant id every token's tid must name")
+    oauth_v1_issuer: str = Field(default="", description="Entra ID: also accept v1 tokens of this issuer")
+    oauth_audiences: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="further audiences a token may name (Entra: Application ID URI, client id)"
+    )
+    oauth_introspection_client_id: str = Field(
+        default="", description="client that introspects opaque access tokens (RFC 7662); off when empty"
+    )
+    oauth_introspection_client_secret: SecretStr | None = Field(default=None, description="that client's secret")
     api_key_staff: SecretStr | None = Field(default=None, description="sheepCRM key of the staff profile")
     api_key_helpdesk: SecretStr | None = Field(default=None, description="sheepCRM key of the helpdesk profile")
     api_key_member: SecretStr | None = Field(default=None, description="sheepCRM key of the member profile")
@@ -146,7 +164,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("oauth_issuer", "oauth_resource", "oauth_jwks_url")
+    @field_validator("oauth_issuer", "oauth_resource", "oauth_jwks_url", "oauth_v1_issuer")
     @classmethod
     def _oauth_url(cls, value: str) -> str:
         if value and not value.startswith(("https://", "http://")):
@@ -161,6 +179,7 @@ class Settings(BaseSettings):
         "oauth_helpdesk_roles",
         "oauth_member_roles",
         "oauth_approver_roles",
+        "oauth_audiences",
         "helpdesk_writes",
         mode="before",
     )
@@ -193,6 +212,12 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every secret these settings hold (keys, tokens, the Redis URL, the page's client secret): for scrubbing."""
         return [v.get_secret_value() for _, v in self if isinstance(v, SecretStr) and v.get_secret_value()]
+
+    def subject_claim(self) -> str:
+        """The claim that names a person: Entra's `oid` with the entra profile (its `sub` differs per application)."""
+        if self.oauth_profile == "entra" and self.oauth_subject_claim == "sub":
+            return "oid"
+        return self.oauth_subject_claim
 
     def public_address(self) -> str:
         """Where people reach this server: SHEEPCRM_PUBLIC_URL, or in hosted mode the resource URL without /mcp."""

@@ -121,11 +121,12 @@ class SignedInPage(ServedPage):
         http: httpx.AsyncClient,
         audit: Audit,
         bucket: str,
+        tenant: str | None = None,
     ) -> None:
         super().__init__(store, public_url, opener=None)
         self.issuer, self.client_id, self.client_secret = issuer, client_id, client_secret
         self.scope, self.roles_claim, self.approver_roles = scope, roles_claim, approver_roles
-        self.subject_claim = subject_claim
+        self.subject_claim, self.tenant = subject_claim, tenant
         self.jwks, self.http, self.audit, self.bucket = jwks, http, audit, bucket
         self._meta: dict[str, Any] | None = None
         self._sign_ins: dict[str, _SignIn] = {}  # state -> a sign-in in progress
@@ -402,7 +403,7 @@ class SignedInPage(ServedPage):
             raise SignInRefused("the provider sent no ID token; the page's client needs the 'openid' scope")
         claims = await verify_id_token(
             token, jwks=self.jwks, issuer=self.issuer, client_id=self.client_id, nonce=sign_in.nonce,
-            started=sign_in.started, fresh_leeway=FRESH_LEEWAY,
+            started=sign_in.started, fresh_leeway=FRESH_LEEWAY, tenant=self.tenant,
         )
         email, name, subject = claims.get("email"), claims.get("name"), claims.get(self.subject_claim)
         if not isinstance(subject, str) or not subject:

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sheepcrm_mcp.assembly import App, Stores, build_app, open_stores
 from sheepcrm_mcp.http import healthz_route, serve_asgi, transport_security
 from sheepcrm_mcp.server.approvals import ApprovalPage, ServedPage
-from sheepcrm_mcp.server.auth import OAuth, build_oauth, profile_for, roles_of
+from sheepcrm_mcp.server.auth import OAuth, build_oauth, email_verified, profile_for, roles_of
 from sheepcrm_mcp.server.caller import PROFILES, Caller, ProfileName, set_caller
 from sheepcrm_mcp.server.settings import ConfigError, Settings
 from sheepcrm_mcp.server.signin import SignedInPage
@@ -110,7 +110,8 @@ def approval_page(settings: Settings, stores: Stores, oauth: OAuth) -> ApprovalP
         client_secret=secret or None,
         scope=settings.oauth_signin_scope,
         roles_claim=settings.oauth_roles_claim,
-        subject_claim=settings.oauth_subject_claim,
+        subject_claim=settings.subject_claim(),
+        tenant=settings.oauth_tenant or None,
         approver_roles=settings.oauth_approver_roles,
         jwks=oauth.verifier.jwks,
         http=oauth.http,
@@ -194,9 +195,10 @@ class ProfileRouter:
         email = email.strip().lower() if isinstance(email, str) and email.strip() else None
         person: str | None = None
         if profile == "member":
-            if email is None or claims.get("email_verified") is not True:
+            if email is None or not email_verified(claims, settings.oauth_profile):
                 await _refuse(send, 403, "insufficient_scope",
-                              "member access needs a verified email address (email_verified)", oauth.metadata_url)
+                              "member access needs a verified email address (email_verified, with Entra ID xms_edov)",
+                              oauth.metadata_url)
                 return
             try:
                 found = await self.hosted.member_uri(email)
@@ -211,10 +213,10 @@ class ProfileRouter:
                               f"{why}: ask the organisation to fix your record", oauth.metadata_url)
                 return
             person = found
-        subject = claims.get(settings.oauth_subject_claim)
+        subject = claims.get(settings.subject_claim())
         if not isinstance(subject, str) or not subject:  # never another claim in its place: people are matched by it
             await _refuse(send, 403, "insufficient_scope",
-                          f"your token has no {settings.oauth_subject_claim} claim, which names people on this server",
+                          f"your token has no {settings.subject_claim()} claim, which names people on this server",
                           oauth.metadata_url)
             return
         name = claims.get("name")

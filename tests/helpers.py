@@ -254,7 +254,7 @@ def browse(http: httpx.Client, start: str | httpx.Response, user: str, until: st
     raise AssertionError("the sign-in never ended")
 
 
-def sign_in(issuer: str, user: str, resource: str, scope: str = "sheepcrm") -> str:
+def sign_in(issuer: str, user: str, resource: str, scope: str = "sheepcrm", client: str = IDP_CLIENT) -> str:
     """Authorization code + PKCE at the provider, posting its login form as a person would; the access token.
 
     A fresh cookie jar per sign-in: a shared one would silently reuse the first user's session."""
@@ -264,7 +264,7 @@ def sign_in(issuer: str, user: str, resource: str, scope: str = "sheepcrm") -> s
     with httpx.Client(timeout=10) as http:
         meta = http.get(f"{issuer}/.well-known/oauth-authorization-server").raise_for_status().json()
         response = http.get(meta["authorization_endpoint"], params={
-            "client_id": IDP_CLIENT, "response_type": "code", "redirect_uri": IDP_REDIRECT, "scope": scope,
+            "client_id": client, "response_type": "code", "redirect_uri": IDP_REDIRECT, "scope": scope,
             "resource": resource, "state": state, "code_challenge": challenge, "code_challenge_method": "S256"})
         callback = browse(http, response, user, until=IDP_REDIRECT)
         assert isinstance(callback, str), "the provider never redirected back"
@@ -272,7 +272,7 @@ def sign_in(issuer: str, user: str, resource: str, scope: str = "sheepcrm") -> s
         assert query.get("state") == [state] and "code" in query, query
         token = http.post(meta["token_endpoint"], data={
             "grant_type": "authorization_code", "code": query["code"][0], "redirect_uri": IDP_REDIRECT,
-            "code_verifier": verifier, "client_id": IDP_CLIENT, "resource": resource})
+            "code_verifier": verifier, "client_id": client, "resource": resource})
         assert token.status_code == 200, token.text
         return str(token.json()["access_token"])
 

@@ -21,6 +21,17 @@
 //                         oidc-provider itself answers such a request with access_denied)
 //   IDP_SERVICE_SECRET    client_secret of the client_credentials test client (default below)
 //   IDP_PAGE_SECRET       client_secret of the approval page's client, sheepcrm-approvals (default below)
+//   IDP_OPAQUE_RESOURCES  comma list (globs as IDP_RESOURCES) of resources whose access tokens are opaque
+//                         reference tokens, checked by RFC 7662 introspection (/token/introspection)
+//   IDP_ENTRA_TENANT      a tenant id: issue tokens shaped like Microsoft Entra ID's. The issuer becomes
+//                         <origin>/<tenant>/v2.0 (the v2 form); access tokens are `typ: JWT` with `scp`,
+//                         `oid`, `tid`, `ver`, `azp`, a `sub` that differs per client, no `email_verified`
+//                         but `xms_edov`; ID tokens carry `oid` and `tid`; there are no pushed authorization
+//                         requests. Tokens for the client sheepcrm-test-v1 have the v1 issuer form
+//                         <origin>/sts/<tenant>/ and `appid`. The account `outsider` belongs to
+//                         IDP_ENTRA_OTHER_TENANT (default below): its tokens name that tenant.
+//   IDP_ENTRA_APP_ID      the API's client id: v2 tokens for a resource in IDP_ENTRA_APP_URIS (globs;
+//                         default every resource) name it in `aud`, as Entra's v2 tokens do
 import crypto from 'node:crypto';
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
@@ -44,6 +55,13 @@ const AT_TTL = Number(env.IDP_AT_TTL ?? 300);
 const DEFAULT_SCOPE = env.IDP_DEFAULT_SCOPE ?? 'sheepcrm';
 const SERVICE_SECRET = env.IDP_SERVICE_SECRET ?? 'sheepcrm-service-secret-for-tests-only';
 const PAGE_SECRET = env.IDP_PAGE_SECRET ?? 'sheepcrm-approvals-secret-for-tests-only';
+const OPAQUE = (env.IDP_OPAQUE_RESOURCES ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+const ENTRA = env.IDP_ENTRA_TENANT || '';
+const ENTRA_OTHER = env.IDP_ENTRA_OTHER_TENANT || '0b0b0b0b-0000-4000-8000-0000000000ff';
+const ENTRA_APP_ID = env.IDP_ENTRA_APP_ID || '';
+const ENTRA_APP_URIS = (env.IDP_ENTRA_APP_URIS ?? '*').split(',').map((s) => s.trim()).filter(Boolean);
+const ENTRA_V1_CLIENT = 'sheepcrm-test-v1';
+const PREFIX = ENTRA ? `/${ENTRA}/v2.0` : ''; // Entra's v2 issuer has a path: the provider is mounted under it
 
 // username -> account. `password` is checked by the login form; `sub` is the OIDC subject.
 const ACCOUNTS = env.IDP_ACCOUNTS_FILE ? JSON.parse(readFileSync(env.IDP_ACCOUNTS_FILE, 'utf8')) : {
@@ -82,6 +100,13 @@ const ACCOUNTS = env.IDP_ACCOUNTS_FILE ? JSON.parse(readFileSync(env.IDP_ACCOUNT
     email: 'norole@sheepcrm.test', email_verified: true, roles: [],
   },
 };
+if (ENTRA && !env.IDP_ACCOUNTS_FILE) {
+  // Another tenant's user with a member's (verified) email: Entra signs every tenant's tokens with the same keys.
+  ACCOUNTS.outsider = {
+    sub: 'u-outsider', password: 'outsider-pw', name: 'Jane Austen (elsewhere)',
+    email: 'jane.austen@example.org', email_verified: true, roles: ['member'], tid: ENTRA_OTHER,
+  };
+}
 const BY_SUB = new Map(Object.entries(ACCOUNTS).map(([username, a]) => [a.sub, { username, ...a }]));
 
 function globMatch(pattern, value) {
@@ -97,8 +122,14 @@ function signingKeys() {
   return [{ ...jwk, kid: `test-${crypto.randomBytes(4).toString('hex')}`, use: 'sig', alg: 'RS256' }];
 }
 
+// Entra's object id: one per person and tenant, the same for every application (a uuid-shaped digest here).
+function oidOf(account) {
+  const h = crypto.createHash('sha256').update(`oid:${account.sub}`).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
 function userClaims(account) {
-  return {
+  const claims = {
     sub: account.sub,
     name: account.name,
     preferred_username: account.username,
@@ -106,6 +137,38 @@ function userClaims(account) {
     email_verified: account.email_verified,
     [ROLES_CLAIM]: account.roles ?? [],
   };
+  if (ENTRA) {
+    // Entra sends no email_verified; `xms_edov` (optional claim) says the email's domain owner is verified.
+    delete claims.email_verified;
+    Object.assign(claims, { oid: oidOf(account), tid: account.tid ?? ENTRA, xms_edov: Boolean(account.email_verified) });
+  }
+  return claims;
+}
+
+// An access token as Entra ID shapes it (typ JWT, scp, oid, tid, ver, issuer and audience forms).
+function entraAccessToken(token, jwt) {
+  const p = jwt.payload;
+  const account = token.accountId ? BY_SUB.get(token.accountId) : undefined;
+  const v1 = p.client_id === ENTRA_V1_CLIENT;
+  const tenant = account?.tid ?? ENTRA;
+  const resource = Array.isArray(p.aud) ? p.aud[0] : p.aud;
+  jwt.header = { typ: 'JWT' };
+  p.iss = v1 ? `${ORIGIN}/sts/${tenant}/` : `${ORIGIN}/${tenant}/v2.0`;
+  p.ver = v1 ? '1.0' : '2.0';
+  if (!v1 && ENTRA_APP_ID && ENTRA_APP_URIS.some((u) => globMatch(u, resource))) p.aud = ENTRA_APP_ID;
+  if (p.scope) p.scp = p.scope;
+  delete p.scope;
+  p[v1 ? 'appid' : 'azp'] = p.client_id;
+  delete p.client_id;
+  // Entra's `sub` is pairwise: different for each application. `oid` names the person.
+  p.sub = crypto.createHash('sha256').update(`${p.sub}:${token.clientId}`).digest('base64url').slice(0, 43);
+  if (account) {
+    const { email, oid, tid, xms_edov, [ROLES_CLAIM]: roles } = userClaims(account);
+    delete p.email_verified;
+    Object.assign(p, { email, oid, tid, xms_edov, [ROLES_CLAIM]: roles });
+  } else {
+    p.tid = ENTRA;
+  }
 }
 
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -117,12 +180,12 @@ function loginPage(uid, clientId, error) {
   <h1>Sign in</h1>
   <p>to continue to <code>${esc(clientId)}</code></p>
   ${error ? `<p id="error" role="alert">${esc(error)}</p>` : ''}
-  <form id="login-form" method="post" action="/interaction/${esc(uid)}/login" autocomplete="off">
+  <form id="login-form" method="post" action="${PREFIX}/interaction/${esc(uid)}/login" autocomplete="off">
     <label>Username <input id="username" name="username" type="text" required autofocus></label>
     <label>Password <input id="password" name="password" type="password" required></label>
     <button id="submit" type="submit">Sign in</button>
   </form>
-  <form method="post" action="/interaction/${esc(uid)}/abort"><button id="cancel" type="submit">Cancel</button></form>
+  <form method="post" action="${PREFIX}/interaction/${esc(uid)}/abort"><button id="cancel" type="submit">Cancel</button></form>
 </body></html>`;
 }
 
@@ -140,7 +203,8 @@ async function readForm(req) {
 const listener = http.createServer();
 await new Promise((resolve) => listener.listen(PORT, '127.0.0.1', resolve));
 const port = listener.address().port;
-const ISSUER = `http://127.0.0.1:${port}`;
+const ORIGIN = `http://127.0.0.1:${port}`;
+const ISSUER = `${ORIGIN}${PREFIX}`;
 
 const configuration = {
   clients: [
@@ -153,6 +217,15 @@ const configuration = {
       response_types: ['code'],
       redirect_uris: ['http://127.0.0.1/callback', 'http://localhost/callback'],
     },
+    ...(ENTRA ? [{
+      // With IDP_ENTRA_TENANT: a client whose access tokens have Entra's v1 form.
+      client_id: ENTRA_V1_CLIENT,
+      application_type: 'native',
+      token_endpoint_auth_method: 'none',
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/callback', 'http://localhost/callback'],
+    }] : []),
     {
       // The hosted server's approval page (SHEEPCRM_OAUTH_CLIENT_ID): a confidential web client that
       // signs people in with code + PKCE; native => its loopback redirect may use any port.
@@ -166,7 +239,8 @@ const configuration = {
       require_auth_time: true,
       // Only pushed authorization requests (RFC 9126): a browser cannot alter or replace the page's
       // sign-in request (drop prompt=login), as docs/HOSTING.md advises for every provider that can.
-      require_pushed_authorization_requests: true,
+      // Entra has none.
+      require_pushed_authorization_requests: !ENTRA,
     },
     {
       // Confidential machine client: client_credentials, no user (sub = client_id).
@@ -193,8 +267,8 @@ const configuration = {
   // Server supported scope values"). Tokens still carry them only for the resource.
   scopes: ['openid', 'offline_access', 'email', 'profile', 'roles', ...SCOPES],
   claims: {
-    openid: ['sub'],
-    email: ['email', 'email_verified'],
+    openid: ENTRA ? ['sub', 'oid', 'tid'] : ['sub'],
+    email: ENTRA ? ['email', 'xms_edov'] : ['email', 'email_verified'],
     profile: ['name', 'preferred_username'],
     roles: [ROLES_CLAIM],
   },
@@ -211,6 +285,13 @@ const configuration = {
     if (!account) return undefined;
     const { email, email_verified, [ROLES_CLAIM]: roles } = userClaims(account);
     return { email, email_verified, [ROLES_CLAIM]: roles };
+  },
+  formats: {
+    customizers: {
+      async jwt(ctx, token, jwt) {
+        if (ENTRA) entraAccessToken(token, jwt);
+      },
+    },
   },
   // Refresh tokens for every client allowed the refresh_token grant (MCP clients refresh), not
   // only when `offline_access` + prompt=consent was asked for (oidc-provider's default).
@@ -237,6 +318,7 @@ ${form}<button id="logout" type="submit" form="op.logoutForm" value="yes" name="
     devInteractions: { enabled: false }, // our own login form below
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
+    pushedAuthorizationRequests: { enabled: !ENTRA },
     revocation: { enabled: true },
     registration: { enabled: true }, // RFC 7591 DCR, as MCP clients use it
     resourceIndicators: {
@@ -250,13 +332,13 @@ ${form}<button id="logout" type="submit" form="op.logoutForm" value="yes" name="
           scope: SCOPES.join(' '),
           audience: resourceIndicator,
           accessTokenTTL: AT_TTL,
-          accessTokenFormat: 'jwt',
+          accessTokenFormat: OPAQUE.some((p) => globMatch(p, resourceIndicator)) ? 'opaque' : 'jwt',
           jwt: { sign: { alg: 'RS256' } },
         };
       },
     },
   },
-  interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+  interactions: { url: (ctx, interaction) => `${PREFIX}/interaction/${interaction.uid}` },
   ttl: {
     AccessToken: AT_TTL,
     ClientCredentials: AT_TTL,
@@ -342,7 +424,14 @@ provider.on('server_error', (ctx, err) => console.error('server_error', err));
 provider.on('grant.error', (ctx, err) => console.error('grant.error', err.message, err.error_description ?? ''));
 provider.on('authorization.error', (ctx, err) => console.error('authorization.error', err.message, err.error_description ?? ''));
 
-listener.on('request', provider.callback());
+const callback = provider.callback();
+listener.on('request', (req, res) => {
+  if (PREFIX && req.url.startsWith(PREFIX)) { // mounted under the issuer's path, as koa-mount would
+    req.originalUrl = req.url;
+    req.url = req.url.slice(PREFIX.length) || '/';
+  }
+  return callback(req, res);
+});
 console.log(JSON.stringify({ ready: true, issuer: ISSUER, port, resources: RESOURCES, scopes: SCOPES }));
 
 for (const signal of ['SIGTERM', 'SIGINT']) {
