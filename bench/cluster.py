@@ -55,7 +55,13 @@ class Cluster:
             SHEEPCRM_AUDIT_LOG=str(state / "audit.jsonl"), SHEEPCRM_MCP_TOKEN=BENCH_TOKEN,
         )
         self.lb = f"http://127.0.0.1:{base + replicas}"
-        self.redis_url = f"redis://127.0.0.1:{base + replicas + 2}/0"
+        self.state = state
+
+    @property
+    def redis_url(self) -> str:
+        """The URL replicas use, password included (cluster.sh keeps it in a 0600 file)."""
+        password = (self.state / "redis.pass").read_text().strip()
+        return f"redis://:{password}@127.0.0.1:{self.env['REDIS_PORT']}/0"
 
     def run(self, *args: str) -> None:
         done = subprocess.run(["bash", str(SCRIPT), *args], env=self.env, capture_output=True, text=True, timeout=180)

@@ -3,6 +3,10 @@
 # Redis (approvals, audit stream, rate limits), as plain processes (no systemd, no docker).
 # The tests in tests/cluster and the benchmarks start and stop it; .ci/run calls `install`.
 #
+# Everything it writes is private: umask 077, the state folder 0700, Redis's AOF and logs 0600. Redis needs a
+# password, generated once into $CLUSTER_STATE_DIR/redis.pass (0600) and given to Redis in a 0600 config file
+# (never on a command line, which every local user can read); replicas get it in SHEEPCRM_REDIS_URL.
+#
 # Subcommands:
 #   install           apt-get install redis-server + haproxy if missing (idempotent, quiet)
 #   start             start redis, (a sandbox,) N replicas, haproxy; wait until each answers
@@ -13,14 +17,16 @@
 #   start-replica N   (re)start replica N and wait until it and haproxy see it healthy
 #   stop-redis        stop only Redis (its AOF keeps what was written); `start` brings it back
 #   config            print the generated haproxy config
+#   redis-url         print the Redis URL, password included (for your own tools; keep it private)
 #
 # Environment (defaults in brackets):
-#   CLUSTER_STATE_DIR   [/tmp/sheepcrm-cluster]  pid files, logs, haproxy.cfg, redis AOF dir
+#   CLUSTER_STATE_DIR   [/tmp/sheepcrm-cluster]  pid files, logs, haproxy.cfg, redis AOF dir, redis.pass (0700)
 #   REPLICAS            [3]
 #   REPLICA_BASE_PORT   [18101]   replica i listens on REPLICA_BASE_PORT + i - 1
 #   REPLICA_CMD         [sheepcrm-mcp --transport http --stateless --port {port}]
-#                       placeholders {port} {index} {redis_url}; each replica also gets PORT, REPLICA_INDEX,
-#                       REPLICA_ID, SHEEPCRM_REDIS_URL and SHEEPCRM_PUBLIC_URL (the balancer's address)
+#                       placeholders {port} {index}; each replica also gets PORT, REPLICA_INDEX, REPLICA_ID,
+#                       SHEEPCRM_REDIS_URL (password included), SHEEPCRM_PUBLIC_URL (the balancer's address)
+#                       and SHEEPCRM_FORWARDED_ALLOW_IPS=$BIND_ADDR (haproxy's X-Forwarded-For names the client)
 #   SHEEPCRM_BIN        [sheepcrm-mcp next to this repo's .venv python, else on PATH]
 #   SHEEPCRM_BASE_URL   upstream sheepCRM; when unset, the script starts the embedded sandbox on
 #                       SANDBOX_PORT [18090] and points every replica at it (one shared fake CRM)
@@ -35,6 +41,7 @@
 #   LB_STREAM_TIMEOUT   [1h]      client/server idle timeout (SSE streams need keep-alive events under this)
 #   KILL_SIGNAL         [TERM]    signal used by kill-replica
 set -Eeuo pipefail
+umask 077
 
 STATE_DIR="${CLUSTER_STATE_DIR:-/tmp/sheepcrm-cluster}"
 REPLICAS="${REPLICAS:-3}"
@@ -49,7 +56,7 @@ START_TIMEOUT="${START_TIMEOUT:-30}"
 STOP_TIMEOUT="${STOP_TIMEOUT:-15}"
 LB_STREAM_TIMEOUT="${LB_STREAM_TIMEOUT:-1h}"
 KILL_SIGNAL="${KILL_SIGNAL:-TERM}"
-REDIS_URL="redis://${BIND_ADDR}:${REDIS_PORT}/0"
+REDIS_SHOWN="redis://${BIND_ADDR}:${REDIS_PORT}/0"  # what logs say: never the password
 SANDBOX_PORT="${SANDBOX_PORT:-18090}"
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [[ -z "${SHEEPCRM_BIN:-}" ]]; then
@@ -63,6 +70,8 @@ RUN_DIR="$STATE_DIR/run"
 LOG_DIR="$STATE_DIR/logs"
 REDIS_DIR="$STATE_DIR/redis"
 HAPROXY_CFG="$STATE_DIR/haproxy.cfg"
+REDIS_PASS_FILE="$STATE_DIR/redis.pass"
+REDIS_CONF="$RUN_DIR/redis.conf"
 STUB="$STATE_DIR/stub_replica.py"
 
 log()  { printf '[cluster] %s\n' "$*" >&2; }
@@ -225,20 +234,31 @@ ensure_port_free() {  # port owner-description
 }
 
 # ----------------------------------------------------------------- redis ---
-redis_ping() { [[ "$(redis-cli -h "$BIND_ADDR" -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]; }
+redis_password() {  # generated once, 0600; printed on stdout for the caller only
+  if [[ ! -s "$REDIS_PASS_FILE" ]]; then
+    (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$REDIS_PASS_FILE")
+  fi
+  chmod 600 "$REDIS_PASS_FILE"
+  cat "$REDIS_PASS_FILE"
+}
+redis_url() { printf 'redis://:%s@%s:%s/0' "$(redis_password)" "$BIND_ADDR" "$REDIS_PORT"; }
+# REDISCLI_AUTH: redis-cli reads the password from its environment, not its command line
+redis_ping() { [[ "$(REDISCLI_AUTH="$(redis_password)" redis-cli -h "$BIND_ADDR" -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]; }
 
 start_redis() {
   if pid_of redis >/dev/null; then log "redis already running (pid $(pid_of redis)) on $BIND_ADDR:$REDIS_PORT"; return 0; fi
   ensure_port_free "$REDIS_PORT" redis || return 1
   mkdir -p "$REDIS_DIR"
-  # No config file: everything on the command line. RDB snapshots off, AOF on.
-  spawn redis "$LOG_DIR/redis.log" redis-server \
+  # The password goes in a 0600 config file; the rest on the command line. RDB snapshots off, AOF on.
+  printf 'requirepass %s\n' "$(redis_password)" >"$REDIS_CONF"
+  chmod 600 "$REDIS_CONF"
+  spawn redis "$LOG_DIR/redis.log" redis-server "$REDIS_CONF" \
     --bind "$BIND_ADDR" --port "$REDIS_PORT" --protected-mode yes \
     --dir "$REDIS_DIR" --daemonize no --supervised no \
     --save '' --appendonly yes --appendfsync "$REDIS_APPENDFSYNC" \
     --loglevel notice || return 1
   wait_until redis "PING on $BIND_ADDR:$REDIS_PORT" redis_ping || return 1
-  log "redis up on $BIND_ADDR:$REDIS_PORT (pid $(pid_of redis), aof dir $REDIS_DIR, appendfsync $REDIS_APPENDFSYNC)"
+  log "redis up on $BIND_ADDR:$REDIS_PORT (pid $(pid_of redis), aof dir $REDIS_DIR, appendfsync $REDIS_APPENDFSYNC, password in $REDIS_PASS_FILE)"
 }
 
 # -------------------------------------------------------------- replicas ---
@@ -276,14 +296,15 @@ start_replica() {  # index
   if pid_of "$name" >/dev/null; then log "$name already running (pid $(pid_of "$name")) on :$port"; return 0; fi
   ensure_port_free "$port" "$name" || return 1
   cmd="$(replica_cmd_template)"
-  cmd="${cmd//\{port\}/$port}"; cmd="${cmd//\{index\}/$i}"; cmd="${cmd//\{redis_url\}/$REDIS_URL}"
+  cmd="${cmd//\{port\}/$port}"; cmd="${cmd//\{index\}/$i}"
   printf '%s\n' "--- $(date -Is) starting: $cmd" >>"$LOG_DIR/$name.log"
   local -a upstream=()
   mapfile -t upstream < <(replica_env)
   (
     for kv in "${upstream[@]}"; do export "${kv?}"; done
-    export PORT="$port" REPLICA_INDEX="$i" REPLICA_ID="$name" REDIS_URL="$REDIS_URL"
-    export SHEEPCRM_REDIS_URL="${SHEEPCRM_REDIS_URL:-$REDIS_URL}"
+    export PORT="$port" REPLICA_INDEX="$i" REPLICA_ID="$name"
+    export SHEEPCRM_REDIS_URL="${SHEEPCRM_REDIS_URL:-$(redis_url)}"
+    export SHEEPCRM_FORWARDED_ALLOW_IPS="${SHEEPCRM_FORWARDED_ALLOW_IPS:-$BIND_ADDR}"
     export SHEEPCRM_PUBLIC_URL="${SHEEPCRM_PUBLIC_URL:-http://$BIND_ADDR:$LB_PORT}"
     spawn "$name" "$LOG_DIR/$name.log" bash -c "exec $cmd"
   ) || return 1
@@ -387,7 +408,12 @@ start_haproxy() {
 }
 
 # -------------------------------------------------------------- commands ---
-prepare_dirs() { mkdir -p "$RUN_DIR" "$LOG_DIR" "$REDIS_DIR"; }
+prepare_dirs() {  # private: a state folder someone else made (e.g. in /tmp) is refused, older files made 0600
+  mkdir -p "$STATE_DIR"
+  [[ -O "$STATE_DIR" && ! -L "$STATE_DIR" ]] || die "$STATE_DIR belongs to someone else (or is a link); pick another CLUSTER_STATE_DIR"
+  mkdir -p "$RUN_DIR" "$LOG_DIR" "$REDIS_DIR"
+  chmod -R go-rwx "$STATE_DIR"
+}
 
 cmd_start() {
   validate_env
@@ -418,7 +444,7 @@ cmd_start() {
   done
   start_haproxy || { log "start failed; stopping what was started"; cmd_stop_all; exit 1; }
   printf '%s\n' "$REPLICAS" >"$RUN_DIR/replicas"
-  log "cluster ready: http://$BIND_ADDR:$LB_PORT  redis $REDIS_URL  state $STATE_DIR"
+  log "cluster ready: http://$BIND_ADDR:$LB_PORT  redis $REDIS_SHOWN (password in $REDIS_PASS_FILE)  state $STATE_DIR"
 }
 
 cmd_stop_all() {
@@ -489,7 +515,7 @@ cmd_start_replica() {
   fi
 }
 
-usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; }
 
 main() {
   local cmd="${1:-help}"; shift || true
@@ -503,6 +529,7 @@ main() {
     kill-replica)   cmd_kill_replica "$@" ;;
     start-replica)  cmd_start_replica "$@" ;;
     config)         write_haproxy_cfg_to_stdout ;;
+    redis-url)      prepare_dirs; redis_url; echo ;;
     help|-h|--help) usage ;;
     *) usage >&2; die "unknown subcommand '$cmd'" ;;
   esac

@@ -51,7 +51,7 @@ from sheepcrm_mcp.server.toolkit import (
     answering,
     refuse_invalid,
 )
-from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, first_hidden, visible
+from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, unsafe, visible
 from sheepcrm_mcp.sheepcrm import SheepError
 
 log = logging.getLogger("sheepcrm_mcp.gate")
@@ -144,15 +144,13 @@ def _elicitation_modes(ctx: Context) -> tuple[bool, bool]:
 
 
 def _refuse_hidden(tool: str, args: dict[str, Any]) -> None:
-    """Write arguments may not hold invisible or text-moving characters (they could fake a preview)."""
+    """Write arguments may not hold invisible or text-moving characters (they could fake a preview), nor an email
+    domain that is not a valid international domain name."""
     for name, value in args.items():
         for item in value if isinstance(value, list) else [value]:
-            found = first_hidden(item) if isinstance(item, str) else None
-            if found:
-                raise Refusal(
-                    f"Invalid arguments for {tool}: {name} contains an invisible or control character ({found}); "
-                    "remove it and call again."
-                )
+            why = unsafe(item) if isinstance(item, str) else None
+            if why:
+                raise Refusal(f"Invalid arguments for {tool}: {name} {why}; correct it and call again.")
 
 
 def _answered_no(ctx: Context) -> Literal["declined", "cancelled"] | None:

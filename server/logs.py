@@ -1,5 +1,8 @@
 """Logging to stderr, one structured line per record, with secrets scrubbed from every record.
 
+Every record is one line: line breaks and control characters in its message, arguments and
+traceback text are escaped, so text someone else chose cannot forge a line.
+
 stdout belongs to JSON-RPC on the stdio transport, so nothing here ever writes there. Python
 warnings are routed into logging (and so to stderr, scrubbed). The filter sits on the handler,
 so it sees records from every logger (ours, the SDK's, httpx's, uvicorn's) and the formatted
@@ -39,21 +42,30 @@ class RedactSecrets(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
         try:
             message = record.getMessage()
         except Exception:  # a bad %-format must not lose the record
             message = f"{record.msg!r} {record.args!r}"
-        record.msg, record.args = self.scrub(message), None
+        record.msg, record.args = one_line(self.scrub(message)), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = self.scrub(record.exc_text)
+            record.exc_text = one_line(self.scrub(record.exc_text))
             record.exc_info = None
         if record.stack_info:
-            record.stack_info = self.scrub(record.stack_info)
+            record.stack_info = one_line(self.scrub(record.stack_info))
         return True
+
+
+# Line breaks (CR, LF, NEL, U+2028/2029) and other controls (ESC...) written as escapes: text a model or an
+# upstream chose (a prompt name, an exception's message) cannot start a forged line in the log or drive a terminal.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c != 0x09}
+_ESCAPES |= {0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def one_line(text: str) -> str:
+    """`text` on one line: every line break and control character escaped (tabs kept)."""
+    return text.translate(_ESCAPES)
 
 
 _filter = RedactSecrets()

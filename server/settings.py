@@ -8,7 +8,9 @@ environment or flags. A missing or malformed setting fails at start with one lin
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -36,6 +38,7 @@ SECURITY = (
     "http_allowed_hosts",
     "http_allowed_origins",
     "approval_port",
+    "forwarded_allow_ips",
     "auth",
     "oauth_issuer",
     "oauth_resource",
@@ -91,6 +94,9 @@ class Settings(BaseSettings):
     http_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     http_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
     approval_port: int = Field(default=0, ge=0, le=65535, description="loopback port of the approval page")
+    forwarded_allow_ips: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="proxies whose X-Forwarded-For names the client (none: the socket's address)"
+    )
     # Hosted mode (SHEEPCRM_AUTH=oauth, HTTP only): see docs/HOSTING.md.
     auth: Literal["token", "oauth"] = "token"
     oauth_issuer: str = Field(default="", description="the identity provider's issuer URL, exactly as it states it")
@@ -123,7 +129,9 @@ class Settings(BaseSettings):
     api_key_helpdesk: SecretStr | None = Field(default=None, description="sheepCRM key of the helpdesk profile")
     api_key_member: SecretStr | None = Field(default=None, description="sheepCRM key of the member profile")
     redis_url: SecretStr | None = Field(
-        default=None, description="Redis shared by replicas: approvals, audit stream, rate limits (redis://...)"
+        default=None,
+        description="Redis shared by replicas: approvals, audit stream, rate limits (redis:// or rediss:// for "
+        "TLS; user:password@ for an ACL user)",
     )
     public_url: str = Field(
         default="", description="address people reach the replicas at (the balancer); approval pages live under it"
@@ -155,6 +163,16 @@ class Settings(BaseSettings):
             raise ValueError("must use https:// (http:// is accepted only on loopback), e.g. https://mcp.example.org")
         return value.rstrip("/")
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        url = value.get_secret_value() if value is not None else ""
+        if value is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "must be redis://[user:password@]host:port/db, rediss://... (TLS) or unix:///path.sock"
+            )
+        return value
+
     @field_validator("mcp_token")
     @classmethod
     def _token(cls, value: SecretStr | None) -> SecretStr | None:
@@ -174,6 +192,7 @@ class Settings(BaseSettings):
     @field_validator(
         "http_allowed_hosts",
         "http_allowed_origins",
+        "forwarded_allow_ips",
         "oauth_scopes",
         "oauth_staff_roles",
         "oauth_helpdesk_roles",
@@ -279,15 +298,134 @@ def from_env_file(path: Path) -> dict[str, Any]:
     return out
 
 
-def load_settings(env_file: Path | None = None, **overrides: object) -> Settings:
-    """Build settings, turning pydantic's report into one line per bad variable."""
-    values: dict[str, Any] = from_env_file(env_file) if env_file is not None else {}
+# ---- settings only the person's own file may set --------------------------------------------------------
+#
+# A client starts the server with whatever environment and arguments its config names, and a project-scoped
+# config (.mcp.json, .vscode/mcp.json, .cursor/mcp.json in a cloned repository) names them too. So the two
+# settings that would hand the key to someone else or let writes through without a person (an upstream outside
+# sheepCRM's hosts, SHEEPCRM_CONFIRM=none) count only when the person's own settings file says the same: a file
+# at a fixed place in their home folder (found from the account database, not from $HOME or $XDG_CONFIG_HOME,
+# which a config could set), owned by them, 0600, in a folder only they can write. A loopback upstream (the
+# sandbox) is allowed from anywhere; whenever either is in effect, the session's first answer says so.
+
+SHEEPCRM_DOMAIN = "sheepcrm.com"
+USER_FILE_HINT = "~/.config/sheepcrm-mcp/settings.env"
+
+
+def user_settings_file() -> Path:
+    """The person's own settings file: in their account's home folder, whatever the environment says."""
+    try:
+        import pwd
+
+        home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    except (ImportError, KeyError):  # no account database (Windows): the profile folder
+        home = Path.home()
+    return home / ".config" / "sheepcrm-mcp" / "settings.env"
+
+
+def is_sheepcrm(url: str) -> bool:
+    """An https address at sheepCRM's own hosts (sheepcrm.com and its subdomains)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return parts.scheme == "https" and (host == SHEEPCRM_DOMAIN or host.endswith("." + SHEEPCRM_DOMAIN))
+
+
+def is_loopback(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in LOOPBACK_HOSTS
+
+
+def read_user_file(path: Path) -> dict[str, str]:
+    """The SHEEPCRM_* lines of the person's own settings file ({} when there is none). It must be a regular file
+    owned by this user, readable by no one else (0600), in a folder no one else can write; otherwise nothing in
+    it counts and the server says what to fix."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror}); it must be a plain file, not a link") from None
+    with os.fdopen(fd, "r", encoding="utf-8") as handle:
+        info = os.fstat(handle.fileno())
+        folder = path.parent.stat()
+        uid = os.getuid() if hasattr(os, "getuid") else info.st_uid
+        if info.st_uid != uid or info.st_mode & 0o077 or not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{path} must be your own file, readable only by you: run chmod 600 {path}")
+        if folder.st_uid not in (uid, 0) or folder.st_mode & 0o022:
+            raise ConfigError(f"{path.parent} must be writable only by you: run chmod 700 {path.parent}")
+        text = handle.read()
+    return {k.upper(): v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
+
+
+def needs_own_file(settings: Settings) -> dict[str, str]:
+    """The settings in effect that only the person's own file may set: variable -> value."""
+    found: dict[str, str] = {}
+    if settings.confirm == "none":
+        found["SHEEPCRM_CONFIRM"] = "none"
+    for name in ("base_url", "v1_base_url"):
+        url = getattr(settings, name)
+        if not is_sheepcrm(url) and not is_loopback(url):
+            found[f"SHEEPCRM_{name.upper()}"] = url
+    return found
+
+
+def trust_notes(settings: Settings) -> list[str]:
+    """What a person must know about this server before trusting its answers: approvals off, the key sent
+    somewhere other than sheepCRM. Said in the first answer of every session (not only on stderr)."""
+    notes = []
+    if settings.confirm == "none":
+        notes.append(
+            "Approvals are OFF on this server (SHEEPCRM_CONFIRM=none): write tools change sheepCRM without asking "
+            "a person. Tell the person before using a write tool."
+        )
+    for name in ("base_url", "v1_base_url"):
+        url = getattr(settings, name)
+        if not is_sheepcrm(url):
+            shown = urlsplit(url)
+            notes.append(
+                f"This server sends its sheepCRM API key to {shown.scheme}://{shown.netloc}, which is not "
+                f"sheepCRM's ({SHEEPCRM_DOMAIN}): SHEEPCRM_{name.upper()}. Tell the person."
+            )
+    return notes
+
+
+def _from_user_file(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The person's own file: settings it sets that the environment does not (the environment wins), and the
+    raw SHEEPCRM_* values it holds (to check the settings only it may set)."""
+    raw = read_user_file(path)
+    names = set(Settings.model_fields)
+    environment = {k.upper() for k in os.environ}
+    values = {
+        key.removeprefix("SHEEPCRM_").lower(): value
+        for key, value in raw.items()
+        if key.startswith("SHEEPCRM_") and key.removeprefix("SHEEPCRM_").lower() in names and key not in environment
+    }
+    return values, raw
+
+
+def load_settings(env_file: Path | None = None, *, user_file: Path | None = None, **overrides: object) -> Settings:
+    """Build settings, turning pydantic's report into one line per bad variable.
+
+    Sources, later ones winning: the person's own file (`user_settings_file()`), a named --env-file (not its
+    security settings), the environment, flags. What only the person's own file may set is then checked.
+    """
+    own_file = user_file or user_settings_file()
+    values, own = _from_user_file(own_file)
+    values.update(from_env_file(env_file) if env_file is not None else {})
     values.update(overrides)
     try:
-        return Settings(**values)
+        settings = Settings(**values)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
             field = str(err["loc"][0]) if err["loc"] else "?"
             lines.append(f"SHEEPCRM_{field.upper()}: {err['msg']}")
         raise ConfigError("; ".join(lines)) from None
+    refused = [f"{k}={v}" for k, v in needs_own_file(settings).items() if own.get(k, "").rstrip("/") != v]
+    if refused:
+        raise ConfigError(
+            f"{', '.join(refused)} would send the API key outside sheepCRM or let writes through without a person, "
+            f"so it counts only in your own settings file {own_file} (yours, chmod 600), not from the environment, "
+            "flags or a client's config, which a cloned repository can set"
+        )
+    return settings

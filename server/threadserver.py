@@ -15,6 +15,7 @@ class ThreadServer:
             app,
             host=host,
             port=port,
+            proxy_headers=False,  # a loopback page has no proxy in front: no client names its own address
             log_level="warning",
             access_log=False,
             lifespan="off",

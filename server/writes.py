@@ -16,20 +16,38 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-VALUE_CAP = 120  # characters of one value in a preview
+import idna
+
+VALUE_CAP = 120  # characters of a value read from sheepCRM in a preview (a value to be written is never cut)
 NAME_CAP = 80  # characters of a name or summary in a preview
 _EMAIL = re.compile(r"^([^@\s]+)@([^@\s]+)$")
 
+# Code points that show as nothing (or as a plain blank) yet are stored: Unicode's Default_Ignorable_Code_Point
+# (DerivedCoreProperties.txt: soft hyphen, U+034F, Hangul fillers U+115F U+1160 U+3164 U+FFA0, Mongolian and
+# other variation selectors, tag characters...) and the Braille blank U+2800, which is a letter.
+_INVISIBLE = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F),
+    (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x2800, 0x2800), (0x3164, 0x3164), (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)  # fmt: skip
+
 
 def hidden(char: str) -> bool:
-    """Characters that are invisible or move text around: controls, line breaks, bidi and zero-width marks."""
-    return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn")
+    """Characters a person cannot see or tell apart from a plain space: controls, line breaks, bidi and
+    zero-width marks, default-ignorable code points, filler letters and every space but U+0020."""
+    category = unicodedata.category(char)
+    if category in ("Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn") or (category == "Zs" and char != " "):
+        return True
+    code = ord(char)
+    return any(low <= code <= high for low, high in _INVISIBLE)
 
 
-def visible(text: str, cap: int = VALUE_CAP) -> str:
-    """One line a person can trust: hidden characters shown as <U+XXXX>, long text cut and marked."""
+def visible(text: str, cap: int | None = VALUE_CAP) -> str:
+    """One line a person can trust: hidden characters shown as <U+XXXX>, text longer than `cap` cut and marked
+    (cap None: never cut, for a value that will be written)."""
     out = "".join(f"<U+{ord(c):04X}>" if hidden(c) else c for c in text)
-    return out if len(out) <= cap else out[: cap - 1] + "…"
+    return out if cap is None or len(out) <= cap else out[: cap - 1] + "…"
 
 
 def first_hidden(text: str) -> str | None:
@@ -37,25 +55,43 @@ def first_hidden(text: str) -> str | None:
     return next((f"U+{ord(c):04X}" for c in text if hidden(c)), None)
 
 
-def _punycode_email(text: str) -> str:
-    """An email whose domain is not ASCII, shown with its domain in punycode (what mail servers see)."""
+def mail_domain(domain: str) -> str | None:
+    """A non-ASCII email domain as mail servers see it (UTS 46 non-transitional, IDNA 2008: 'ß' stays 'ß',
+    so glaßhouse.org is xn--glahouse-sya.org, not glasshouse.org), or None when it is not a valid domain."""
+    try:
+        return idna.encode(domain, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        return None
+
+
+def unsafe(text: str) -> str | None:
+    """Why `text` may not be written (a hidden character, an email domain no mail server accepts), or None."""
+    found = first_hidden(text)
+    if found:
+        return f"contains an invisible or control character ({found})"
+    match = _EMAIL.match(text)
+    if match and not match.group(2).isascii() and mail_domain(match.group(2)) is None:
+        return "has an email domain that is not a valid international domain name (IDNA 2008)"
+    return None
+
+
+def _with_punycode(text: str) -> str:
+    """An email whose domain is not ASCII, followed by that domain in punycode (what mail servers see)."""
     match = _EMAIL.match(text)
     if not match or match.group(2).isascii():
         return text
-    try:
-        domain = match.group(2).encode("idna").decode("ascii")
-    except UnicodeError:
-        return text
-    return f"{match.group(1)}@{domain}"
+    ascii_domain = mail_domain(match.group(2))
+    return f"{text} [domain {ascii_domain or 'not a valid domain name'}]"
 
 
-def show(value: Any) -> str:
-    """A value as a person reads it in a preview: lists as values, empty as (empty), on one safe line."""
+def show(value: Any, cap: int | None = VALUE_CAP) -> str:
+    """A value as a person reads it in a preview: lists as values, empty as (empty), on one safe line; the
+    exact string, hidden characters escaped, a non-ASCII email domain followed by its punycode."""
     if value in (None, "", [], {}):
         return "(empty)"
     if isinstance(value, list):
-        return ", ".join(show(v) if v is not None else "(empty)" for v in value)
-    return visible(_punycode_email(str(value)))
+        return ", ".join(show(v, cap) if v is not None else "(empty)" for v in value)
+    return visible(_with_punycode(str(value)), cap)
 
 
 @dataclass(frozen=True)
@@ -66,7 +102,8 @@ class Change:
     after: Any
 
     def line(self) -> str:
-        return f"{visible(self.label, NAME_CAP)}: {show(self.before)} → {show(self.after)}"
+        # The value that will be written is shown whole (write inputs are capped, hidden characters refused).
+        return f"{visible(self.label, NAME_CAP)}: {show(self.before)} → {show(self.after, None)}"
 
 
 @dataclass

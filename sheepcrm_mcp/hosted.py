@@ -290,4 +290,4 @@ def run_hosted(settings: Settings, *, host: str, port: int, stateless: bool) -> 
             "the client answering itself; SHEEPCRM_CONFIRM=page makes every write need the person's sign-in on the "
             "approval page"
         )
-    serve_asgi(hosted_app(hosted, host, stateless), host=host, port=port)
+    serve_asgi(hosted_app(hosted, host, stateless), host=host, port=port, forwarded=settings.forwarded_allow_ips)

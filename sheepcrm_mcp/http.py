@@ -43,6 +43,7 @@ GRACE_SECONDS = 10.0
 MAX_FAILURES = 10  # failed bearer attempts per client address per window before it must wait
 FAILURE_WINDOW = 60.0
 MAX_SESSIONS_PER_CLIENT = 64
+MAX_TRACKED = 4096  # client addresses with recent failures kept before aged-out ones are dropped
 SESSION_IDLE = 3600.0  # a session not used for this long no longer counts against its client
 
 
@@ -123,8 +124,9 @@ class BearerAuth:
     """Pure ASGI middleware: every request but /healthz (and a replica's approval page, see _page) needs
     `Authorization: Bearer <token>`.
 
-    A client address with MAX_FAILURES wrong attempts in FAILURE_WINDOW seconds gets 429 until the
-    window has passed; an address holding MAX_SESSIONS_PER_CLIENT live sessions cannot open another.
+    A client address with MAX_FAILURES wrong attempts in FAILURE_WINDOW seconds gets 429 for further wrong
+    attempts until the window has passed (the right token still passes); an address holding
+    MAX_SESSIONS_PER_CLIENT live sessions cannot open another.
     """
 
     def __init__(self, app: ASGIApp, token: str, page_prefix: str | None = None) -> None:
@@ -133,6 +135,12 @@ class BearerAuth:
         self.expected = token.encode()
         self.failures: dict[str, list[float]] = {}
         self.sessions: dict[str, dict[bytes, float]] = {}
+
+    def _forget_old(self, now: float) -> None:
+        """Keep the failure table small: addresses whose failures have all aged out are dropped."""
+        if len(self.failures) > MAX_TRACKED:
+            for peer in [p for p, times in self.failures.items() if not times or now - times[-1] >= FAILURE_WINDOW]:
+                del self.failures[peer]
 
     def _page(self, scope: Scope, path: str) -> bool:
         """The approval page of a replica is opened by a person's browser, which has no bearer token: it is
@@ -151,18 +159,21 @@ class BearerAuth:
         if scope["type"] not in ("http", "websocket") or path == "/healthz" or self._page(scope, path):
             await self.app(scope, receive, send)
             return
+        # The peer is the socket's address; uvicorn replaces it from X-Forwarded-For only for a proxy named in
+        # SHEEPCRM_FORWARDED_ALLOW_IPS (none by default), so a client cannot choose the address it is counted under.
         peer = (scope.get("client") or ("?", 0))[0]
         now = time.monotonic()
-        recent = [t for t in self.failures.get(peer, []) if now - t < FAILURE_WINDOW]
-        self.failures[peer] = recent
-        if len(recent) >= MAX_FAILURES:
-            await _refuse(scope, send, 429, "too many failed attempts; wait a minute", FAILURE_WINDOW)
-            return
         if not self.allowed(scope):
-            recent.append(now)
+            # Only wrong tokens are throttled: one client's failures (or a balancer's shared address) never
+            # lock out a client holding the right token; guessing a 32+ character token stays hopeless.
+            recent = [t for t in self.failures.get(peer, []) if now - t < FAILURE_WINDOW]
+            if len(recent) >= MAX_FAILURES:
+                await _refuse(scope, send, 429, "too many failed attempts; wait a minute", FAILURE_WINDOW)
+                return
+            self._forget_old(now)
+            self.failures[peer] = [*recent, now]
             await _refuse(scope, send, 401, "missing or wrong bearer token (SHEEPCRM_MCP_TOKEN)")
             return
-        self.failures.pop(peer, None)
         live = self.sessions.setdefault(peer, {})
         for sid in [k for k, seen in live.items() if now - seen > SESSION_IDLE]:
             del live[sid]
@@ -284,16 +295,19 @@ def run_http(built: App, *, host: str, port: int, stateless: bool) -> None:
             "only Host headers naming a loopback address are accepted; set SHEEPCRM_HTTP_ALLOWED_HOSTS "
             "(e.g. mcp.example.org,mcp.example.org:*) to the names clients or your proxy use"
         )
-    serve_asgi(app, host=host, port=port)
+    serve_asgi(app, host=host, port=port, forwarded=settings.forwarded_allow_ips)
 
 
-def serve_asgi(app: ASGIApp, *, host: str, port: int) -> None:
+def serve_asgi(app: ASGIApp, *, host: str, port: int, forwarded: tuple[str, ...] = ()) -> None:
+    """Serve `app`; X-Forwarded-For/-Proto are honoured only from the proxies in `forwarded` (none by default)."""
     inflight = InFlight(app)
     # log_config=None: uvicorn's records go through our stderr handler and its secret filter.
     config = uvicorn.Config(
         inflight,
         host=host,
         port=port,
+        proxy_headers=bool(forwarded),
+        forwarded_allow_ips=list(forwarded) or None,
         log_config=None,
         log_level="warning",
         access_log=False,

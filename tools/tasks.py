@@ -173,15 +173,19 @@ class UpdateTaskInput(Input):
 
 
 SNOOZE = timedelta(hours=24)
+TITLE_CAP = NAME_CAP * 3 // 4  # the summary (cut at 2 * NAME_CAP) then always has room for subject and due date
+ABOUT_CAP = NAME_CAP // 2
 SLACK = timedelta(minutes=1)
 
 
 async def update_task(req: UpdateTaskInput, deps: WriteDeps) -> WritePlan:
     uid = uid_in(req.uid, deps.client.bucket, TASK_TYPES)
     t = await _task_or_refuse(uid, deps)
-    title = visible(text(t.get("display_value")) or text(t.get("title")) or uid, NAME_CAP)
-    # What a person needs to tell two same-titled tasks apart: whom it is about and when it is due.
+    title = visible(text(t.get("display_value")) or text(t.get("title")) or uid, TITLE_CAP)
+    # What a person needs to tell two same-titled tasks apart: whom it is about and when it is due. Title and
+    # subject have caps of their own, so the due date always fits in the preview's summary.
     about = text(t.get("context_display")) or ref(t.get("context"))
+    about = visible(about, ABOUT_CAP) if about else None
     due = moment(due_of(t))
     detail = ", ".join(filter(None, [f"about {about}" if about else None, f"due {due:%d %b %Y %H:%M} UTC" if due
                                      else None]))

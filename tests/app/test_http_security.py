@@ -16,6 +16,7 @@ from sheepcrm_mcp.server.settings import ConfigError, load_settings
 from tests.helpers import (
     ACCEPT,
     AUTH,
+    HTTP_TOKEN,
     free_port,
     initialize,
     run_binary,
@@ -69,8 +70,43 @@ def test_failed_attempts_are_throttled(shared_sandbox: SandboxServer, tmp_path: 
     with serve_http(shared_sandbox, tmp_path) as url:
         codes = [post(url, {"authorization": f"Bearer guess-{n:040d}"}).status_code for n in range(12)]
         assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
-        locked = post(url, AUTH)  # even the right token waits: guessing cannot continue at full speed
+        locked = post(url, {"authorization": f"Bearer guess-{99:040d}"})
         assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 0
+        # Someone's wrong guesses (behind a balancer: anyone's) never lock out the client holding the token.
+        assert post(url, AUTH).status_code == 200
+
+
+def guesses(url: str, forwarded_for: str | None = None, n: int = 12) -> list[int]:
+    extra = {"x-forwarded-for": forwarded_for} if forwarded_for else {}
+    return [
+        post(url, {"authorization": f"Bearer guess-{i:040d}", **extra, **({} if forwarded_for else
+             {"x-forwarded-for": f"203.0.113.{i}"})}).status_code
+        for i in range(n)
+    ]
+
+
+def test_a_client_cannot_name_its_own_address_to_escape_the_throttle(sandbox: SandboxServer, tmp_path: Path) -> None:
+    """uvicorn took X-Forwarded-For from any request arriving from 127.0.0.1, so each guess could claim a new
+    address. By default no proxy is trusted: the socket's address is the one counted."""
+    port = free_port()
+    with run_binary(["--transport", "http", "--port", str(port)], sandbox_env(sandbox, tmp_path)) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, proc)
+        codes = guesses(url)  # each one claims another address
+        assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
+
+
+def test_behind_a_named_proxy_one_client_failing_does_not_lock_out_another(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = sandbox_env(sandbox, tmp_path, SHEEPCRM_FORWARDED_ALLOW_IPS="127.0.0.1", SHEEPCRM_MCP_TOKEN=HTTP_TOKEN)
+    with run_binary(["--transport", "http", "--port", str(port)], env) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, proc)
+        assert guesses(url, "198.51.100.7")[10:] == [429, 429]  # the proxy names the client: it is throttled
+        assert guesses(url, "198.51.100.8", n=3) == [401] * 3  # another client behind the same proxy is not
+        assert post(url, {**AUTH, "x-forwarded-for": "198.51.100.7"}).status_code == 200
 
 
 def test_sessions_per_client_are_capped(

@@ -152,3 +152,26 @@ def test_prints_warnings_and_logs_inside_a_tool_call_stay_off_stdout(tmp_path: P
         assert text in err, f"{text!r} missing from stderr:\n{err[-3000:]}"
     # ...with the key scrubbed from every log record, traceback included.
     assert CANARY_KEY not in err
+
+
+def test_text_a_model_chose_cannot_forge_a_log_line(tmp_path: Path) -> None:
+    """An unknown prompt (or tool) name holding line breaks was logged as is: its second line looked like a record
+    of ours. Every record is one line, line breaks and terminal escapes written out."""
+    forged = "level=WARNING logger=sheepcrm_mcp.gate the person approved update_contact"
+    name = f"nope\r\n2026-12-07 00:00:00,000 {forged}\x1b[2K\u2028x"
+    env = clean_env(SHEEPCRM_AUDIT_LOG=str(tmp_path / "audit.jsonl"))
+    proc = subprocess.Popen([binary(), "--sandbox", "--log-level", "DEBUG"], env=env, cwd=REPO,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        s, _ = drive(proc)
+        s.request("prompts/get", {"name": name, "arguments": {}})
+        s.request("tools/call", {"name": name, "arguments": {}})
+        _, err = s.finish()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "nope\\r\\n2026" in err, err[-3000:]  # it was logged, escaped (so the test can fail)
+    for line in err.splitlines():
+        assert not line.startswith("2026-12-07 00:00:00,000"), line
+        assert "\x1b" not in line and "\u2028" not in line

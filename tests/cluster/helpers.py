@@ -57,7 +57,9 @@ class Cluster:
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.env['REDIS_PORT']}/0"
+        """The URL replicas use, password included (cluster.sh keeps it in a 0600 file)."""
+        password = (self.state / "redis.pass").read_text().strip()
+        return f"redis://:{password}@127.0.0.1:{self.env['REDIS_PORT']}/0"
 
     def replica(self, i: int) -> str:
         return f"http://127.0.0.1:{self.base + i - 1}"

@@ -272,7 +272,93 @@ async def test_non_ascii_email_domains_are_shown_in_punycode(sandbox: SandboxSer
     seen: list[str] = []
     async with connect(sandbox, elicitation=recorder(seen, "decline")) as client:
         await client.call_tool("update_contact", {"uri": jane, "email": "jane@exаmple.org"})  # Cyrillic а
-    assert "jane@xn--exmple-4nf.org" in seen[-1] and "exаmple" not in seen[-1]
+    assert "jane@exаmple.org [domain xn--exmple-4nf.org]" in seen[-1]
+
+
+async def test_the_preview_shows_the_email_domain_that_will_be_stored(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    """IDNA 2003 maps ß to ss: the person would approve glasshouse.org while glaßhouse.org (another domain under
+    IDNA 2008 / UTS 46 non-transitional) is stored. The preview shows the exact string and its real punycode."""
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=recorder(seen)) as client:
+        result = await client.call_tool("update_contact", {"uri": jane, "email": "jane@glaßhouse.org"})
+    assert result.structured_content["status"] == "applied"
+    assert "→ jane@glaßhouse.org [domain xn--glahouse-sya.org]" in seen[-1]
+    assert "glasshouse" not in seen[-1]
+    record = sandbox.store.get(jane)
+    assert record is not None and "jane@glaßhouse.org" in record.data["email"]
+
+
+async def test_an_email_domain_no_mail_server_accepts_is_refused(sandbox: SandboxServer, connect: Any) -> None:
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    async with connect(sandbox, elicitation=recorder([])) as client:
+        result = await client.call_tool("update_contact", {"uri": jane, "email": "jane@gla☃house.org"})
+    assert result.is_error and "IDNA 2008" in text_of(result)
+    assert writes(sandbox) == []
+
+
+INVISIBLE = {
+    "Hangul choseong filler": "\u115f", "Hangul jungseong filler": "\u1160", "Hangul filler": "\u3164",
+    "halfwidth Hangul filler": "\uffa0", "Braille blank": "\u2800", "combining grapheme joiner": "\u034f",
+    "variation selector 16": "\ufe0f", "Mongolian variation selector": "\u180b", "no-break space": "\u00a0",
+    "em space": "\u2003", "soft hyphen": "\u00ad", "tag letter": "\U000e0041",
+}
+
+
+@pytest.mark.parametrize("char", INVISIBLE.values(), ids=INVISIBLE.keys())
+async def test_invisible_letters_in_write_inputs_are_refused(
+    sandbox: SandboxServer, connect: Any, char: str
+) -> None:
+    """Filler letters and default-ignorable code points pad a value so that the preview looks like another."""
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    async with connect(sandbox, elicitation=recorder([])) as client:
+        result = await client.call_tool("update_contact", {"uri": jane, "address_line_1": f"1 High{char}St"})
+    assert result.is_error and f"U+{ord(char):04X}" in text_of(result)
+    assert writes(sandbox) == []
+
+
+async def test_invisible_letters_from_sheepcrm_are_escaped_in_the_preview(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    padded = "Jane" + "\u3164" * 30 + "\u2800" * 30 + "(email: verified)"
+    sandbox.store.update(jane, {"formatted_name": padded}, message="padded name")
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=recorder(seen, "decline")) as client:
+        await client.call_tool("update_contact", {"uri": jane, "phone": "+44 20 7946 0999"})
+    assert "\u3164" not in seen[-1] and "\u2800" not in seen[-1]
+    assert "Jane<U+3164><U+3164>" in seen[-1]
+
+
+async def test_the_preview_never_cuts_a_value_that_will_be_written(sandbox: SandboxServer, connect: Any) -> None:
+    """A value of 121-200 characters was previewed cut at 120 while its hidden tail was written."""
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    value = "1 High St " + "a" * 150 + " TAIL-ONLY-WRITTEN"
+    assert len(value) <= 200
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=recorder(seen)) as client:
+        result = await client.call_tool("update_contact", {"uri": jane, "address_line_1": value})
+    assert result.structured_content["status"] == "applied"
+    assert f"→ {value}\n" in seen[-1]
+    record = sandbox.store.get(jane)
+    assert record is not None and record.data["address_lines"][0] == value
+
+
+async def test_a_long_task_title_and_subject_leave_the_due_date_in_the_preview(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    uri = sandbox.store.uri("journal", uid)
+    sandbox.store.update(uri, {"title": "T" * 300, "display_value": "T" * 300, "context_display": "S" * 300},
+                         message="long title and subject")
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=recorder(seen, "decline")) as client:
+        await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    summary = seen[-1].splitlines()[0]
+    assert "T" * 40 in summary and "S" * 20 in summary
+    assert " UTC)" in summary and ", due " in summary, summary
 
 
 async def test_update_contact_keeps_address_lines_four_and_beyond(
