@@ -298,3 +298,29 @@ def serve_hosted(sb: SandboxServer, tmp: Path, issuer: str, *, http: Any = None,
         yield ts.url
     finally:
         ts.stop()
+
+
+STRANGER = "sheepcrm-stranger"  # the second local user the attack tests run as
+
+
+def stranger() -> str:
+    """A real second local account (created once when the tests run as root): another user on this machine."""
+    import pwd
+
+    try:
+        pwd.getpwnam(STRANGER)
+    except KeyError:
+        if os.geteuid() != 0:
+            if os.environ.get("CI"):
+                pytest.fail(f"CI runs as root so that it can create the local user {STRANGER}")
+            pytest.skip(f"needs root to create the local user {STRANGER}")
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", STRANGER],
+                       check=True, capture_output=True)
+    return STRANGER
+
+
+def as_stranger(*command: str, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Run a command as the second local user (uid other than ours), from a folder it may enter."""
+    user = stranger()
+    return subprocess.run(["runuser", "-u", user, "--", *command], capture_output=True, text=True, timeout=timeout,
+                          cwd="/", **kw)
