@@ -14,6 +14,7 @@ from sheepcrm_mcp.sandbox.faults import FaultPlan, FaultSyntaxError
 from sheepcrm_mcp.sandbox.runner import ByPort, listen
 from sheepcrm_mcp.sandbox.seed import SIZES
 from sheepcrm_mcp.sandbox.store import Store
+from sheepcrm_mcp.sandbox.variants import ENV, NAMES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--v1-port", type=int, default=None, help="v1 API port (default: --port + 1)")
     parser.add_argument("--restricted-key", default=None, help="a second key whose user lacks event permissions")
     parser.add_argument("--drift", action="append", default=[], choices=DRIFTS, help="change answers on purpose")
+    parser.add_argument(
+        "--variant", default=os.environ.get(ENV) or None, choices=NAMES,
+        help=f"serve another answer the documents allow for one silent choice (also ${ENV}; see sandbox/README.md)",
+    )
     parser.add_argument("--key", default=os.environ.get("SANDBOX_KEY", "sandbox-key"), help="bearer key accepted")
     parser.add_argument("--bucket", default="demo")
     parser.add_argument("--db", default=None, help="SQLite file (rebuilt on start); a temp file by default")
@@ -44,11 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         faults = FaultPlan.parse(specs, args.seed if args.fault_seed is None else args.fault_seed) if specs else None
     except FaultSyntaxError as exc:
         parser.error(str(exc))
-    store = Store.create(args.db, size=args.size, seed=args.seed, bucket=args.bucket)
+    store = Store.create(args.db, size=args.size, seed=args.seed, bucket=args.bucket, variant=args.variant)
     v1_port = args.port + 1 if args.v1_port is None else args.v1_port
     options: dict[str, Any] = {
         "key": args.key, "bucket": args.bucket, "faults": faults, "log": [],
-        "restricted_key": args.restricted_key, "drift": frozenset(args.drift),
+        "restricted_key": args.restricted_key, "drift": frozenset(args.drift), "variant": args.variant,
     }
     app = ByPort({args.port: create_app(store, api="v2", **options), v1_port: create_app(store, api="v1", **options)})
     counts = {r["name"]: r["count"] for r in store.resource_counts()}
@@ -60,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         f"sandbox: size={args.size} seed={args.seed} built in {store.build_seconds:.2f}s: "
         f"{counts.get('person', 0)} people, {counts.get('organisation', 0)} organisations, "
         f"{counts.get('booking', 0)} events, {counts.get('task', 0)} tasks, {counts.get('segment', 0)} segments; "
-        f"faults: {', '.join(r.label for r in faults.rules) if faults else 'none'}",
+        f"faults: {', '.join(r.label for r in faults.rules) if faults else 'none'}; variant: {args.variant or 'none'}",
         file=sys.stderr,
     )
     config = uvicorn.Config(app, lifespan="off", log_level="warning", timeout_graceful_shutdown=1)

@@ -34,6 +34,7 @@ from sheepcrm_mcp.sandbox.records import (
     primary,
 )
 from sheepcrm_mcp.sandbox.store import Invalid, NotFound, Record, Store
+from sheepcrm_mcp.sandbox.variants import active, check, extra_event_keys
 
 UID = re.compile(r"^[A-Za-z0-9]{1,64}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -63,6 +64,7 @@ def error(status: int, message: str, description: str | None = None, kind: str |
 _ERROR_TYPES = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
@@ -153,10 +155,14 @@ def search_item(record: Record) -> dict[str, Any]:
     )
 
 
-def event_json(store: Store, event: Record) -> dict[str, Any]:
+def event_json(store: Store, event: Record, *, extra: bool = False) -> dict[str, Any]:
     tickets = tickets_json(store, event)
     data = dict(event.data, is_sold_out=bool(tickets) and all(t["available"] <= 0 for t in tickets))
-    return compact(data)
+    return compact(extra_event_keys(data, tickets) if extra else data)
+
+
+def event_of(request: Request, event: Record) -> dict[str, Any]:
+    return event_json(store_of(request), event, extra=active(request, "extra-keys"))
 
 
 def tickets_json(store: Store, event: Record) -> list[dict[str, Any]]:
@@ -174,7 +180,8 @@ def tickets_json(store: Store, event: Record) -> list[dict[str, Any]]:
 
 
 def session_json(session: Record) -> dict[str, Any]:
-    return {k: v for k, v in session.data.items() if k != "booking_ref"}  # nulls kept (guest_ref, person_ref)
+    # nulls kept (guest_ref, person_ref); `buyer` is the sandbox's own note of who paid (variant orders-by-buyer)
+    return {k: v for k, v in session.data.items() if k not in ("booking_ref", "buyer")}
 
 
 def v1_record(record: Record) -> dict[str, Any]:
@@ -221,6 +228,8 @@ async def search_person(request: Request) -> Response:
         return error(404, "not found", "No person matching those details was found")
     if bool_param(request, "take_first_if_multiple"):
         found = found[:1]
+    if active(request, "other-wrappers"):
+        return JSONResponse({"people": [search_item(r) for r in found]})
     return JSONResponse({"results": [search_item(r) for r in found]})
 
 
@@ -241,6 +250,8 @@ async def search_help(request: Request) -> Response:
         if include_html:
             item["html"] = article.data["html"]
         results.append(item)
+    if active(request, "other-wrappers"):
+        return JSONResponse({"hits": results})
     return JSONResponse({"results": results})
 
 
@@ -331,10 +342,14 @@ async def contact_memberships(request: Request) -> Response:
 
 
 async def record_display(request: Request) -> Response:
-    """openapi.yaml /api/v2/{bucket}/{resource_type}/{uid}/display. Users live in sheepCRM's own bucket
-    (/sheepcrm/user/{uid}/); asked for in this bucket's path they are found there."""
+    """openapi.yaml /api/v2/{bucket}/{resource_type}/{uid}/display, for records of this bucket. Users live in
+    sheepCRM's own bucket (/sheepcrm/user/{uid}/), and nothing shows that a client bucket's path names them:
+    only the variant user-display names them, in their own bucket's path."""
     store, rtype, uid = store_of(request), request.path_params["rtype"], path_uid(request)
-    record = store.get_record(rtype, uid) or (store.get(f"/sheepcrm/user/{uid}/") if rtype == "user" else None)
+    if request.path_params["bucket"] == store.bucket:
+        record = store.get_record(rtype, uid)
+    else:  # reached only under user-display (the middleware lets /api/v2/sheepcrm/user/.../display through)
+        record = store.get(f"/sheepcrm/user/{uid}/") if rtype == "user" else None
     if record is None:
         raise NotFound(f"no {rtype} with uid {uid}")
     return JSONResponse({"display_value": record.display_value})
@@ -377,11 +392,11 @@ async def events_by_state(request: Request) -> Response:
     store = store_of(request)
     found = store.events(state)
     chunk = found[(page - 1) * size : page * size]
-    return JSONResponse({"bookings": [event_json(store, e) for e in chunk]})
+    return JSONResponse({"bookings": [event_of(request, e) for e in chunk]})
 
 
 async def event_single(request: Request) -> Response:
-    return JSONResponse(event_json(store_of(request), event(request)))
+    return JSONResponse(event_of(request, event(request)))
 
 
 SUMMARY_FIELDS = (
@@ -408,7 +423,7 @@ SUMMARY_FIELDS = (
 
 
 async def event_summary(request: Request) -> Response:
-    full = event_json(store_of(request), event(request))
+    full = event_of(request, event(request))
     return JSONResponse({k: full[k] for k in SUMMARY_FIELDS if k in full})
 
 
@@ -419,14 +434,14 @@ async def event_tickets(request: Request) -> Response:
 async def event_attendance(request: Request) -> Response:
     store, record = store_of(request), event(request)
     sessions = [session_json(s) for s in store.attendance(record.uri)]
-    return JSONResponse({"booking": event_json(store, record), "booking_uri": record.uri, "sessions": sessions})
+    return JSONResponse({"booking": event_of(request, record), "booking_uri": record.uri, "sessions": sessions})
 
 
 async def person_orders(request: Request) -> Response:
     """openapi.yaml getEventOrdersForContact: the events a person booked (sessions they hold, not deleted)."""
     store = store_of(request)
     person = store.require("person", path_uid(request))
-    events = store.events_of(person.uri)
+    events = store.events_of(person.uri, by_buyer=active(request, "orders-by-buyer"))
     orders = [{"booking_display": e.display_value, "booking_uri": e.uri} for e in events]
     return JSONResponse({"contact_uri": person.uri, "orders": orders})
 
@@ -438,7 +453,7 @@ async def event_set_attendance(request: Request) -> Response:
         raise Invalid(f"status must be one of {', '.join(ATTENDANCE_STATUSES)}")
     if not re.fullmatch(rf"/{re.escape(store.bucket)}/person/[A-Za-z0-9]{{1,64}}/", person_uri):
         raise Invalid(f"person_uri must look like /{store.bucket}/person/<uid>/")
-    updated = store.set_attendance(record.uri, person_uri, status)
+    updated = store.set_attendance(record.uri, person_uri, status, first_only=active(request, "one-session"))
     attendance = [
         {
             "attendance": compact(
@@ -465,10 +480,13 @@ async def event_set_attendance(request: Request) -> Response:
 # -- v2: tasks ---------------------------------------------------------------------
 
 
-def task_json(task: Record) -> dict[str, Any]:
+def task_json(task: Record, *, cut_2024: bool = False) -> dict[str, Any]:
     """The 2024-12 cut's task fields plus the 2025-02 draft's names for the same values (due_date,
-    allocated_to, allocated_to_display); uris are /{bucket}/journal/{uid}/ as the draft says."""
+    allocated_to, allocated_to_display); uris are /{bucket}/journal/{uid}/ as the draft says.
+    `cut_2024`: the 2024-12 names only (variant tasks-2024)."""
     d = task.data
+    if cut_2024:
+        return dict(d)
     return dict(
         d, due_date=d.get("date"), allocated_to=d.get("assigned_to"), allocated_to_display=d.get("assigned_to_display")
     )
@@ -489,11 +507,14 @@ def _tasks(request: Request, found: list[Record], user: str) -> Response:
     size = int_param(request, "page_size", 7, maximum=MAX_PAGE_SIZE)
     if not bool_param(request, "include_completed"):
         found = [t for t in found if not t.data.get("completed")]
+    if active(request, "tasks-2024"):
+        return JSONResponse({"tasks": [task_json(t, cut_2024=True) for t in found[:size]]})
     return JSONResponse({"tasks": [task_json(t) for t in found[:size]], "total": len(found), "user_uri": user})
 
 
 async def task_single(request: Request) -> Response:
-    return JSONResponse(task_json(store_of(request).require("journal", path_uid(request))))
+    task = store_of(request).require("journal", path_uid(request))
+    return JSONResponse(task_json(task, cut_2024=active(request, "tasks-2024")))
 
 
 TaskAction = Callable[[Store, str], Record]
@@ -502,7 +523,8 @@ TaskAction = Callable[[Store, str], Record]
 def task_action(action: TaskAction) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         try:
-            return JSONResponse(task_json(action(store_of(request), path_uid(request))))
+            task = action(store_of(request), path_uid(request))
+            return JSONResponse(task_json(task, cut_2024=active(request, "tasks-2024")))
         except Invalid as exc:  # e.g. snoozing a completed task: the values, not the request, are wrong
             return error(409, str(exc))
 
@@ -558,6 +580,8 @@ async def segment_all(request: Request) -> Response:
         if verbose:
             item["data"] = member.data
         results.append(item)
+    if active(request, "other-wrappers"):
+        return JSONResponse({"members": results})
     return JSONResponse({"results": results})  # "a list of records with contents depending on segment type"
 
 
@@ -667,20 +691,25 @@ def v1_matches(data: dict[str, Any], field: str, op: str, want: str) -> bool:
 async def v1_list(request: Request) -> Response:
     """v1 resource listing (v1 notes): field filters with modifiers, mode=AND|OR, paged envelope."""
     store, rtype = store_of(request), request.path_params["rtype"]
-    page, size = paging(request, 25)
+    page, size = (1, 25) if active(request, "v1-paging") else paging(request, 25)
+    if active(request, "v1-paging"):  # this variant pages with limit/skip
+        size = int_param(request, "limit", 25, maximum=MAX_PAGE_SIZE)
+        page = int_param(request, "skip", 0, minimum=0) // size + 1
     mode = request.query_params.get("mode", "AND").upper()
     tests = []
     for key, want in request.query_params.items():
-        if key in ("mode", "page", "page_size"):
+        if key in ("mode", "page", "page_size", "limit", "skip"):
             continue
         field, _, op = key.partition("__")
         if op and op not in V1_OPS:
             raise Invalid(f"unknown filter modifier __{op}")
         tests.append((field, op, want))
     combine = all if mode != "OR" else any
+    listed = active(request, "deleted-listed")
     found = [
         r for r in store.by_type(rtype)
-        if r.data.get("record_state") != "deleted" and (not tests or combine(v1_matches(r.data, *t) for t in tests))
+        if (listed or r.data.get("record_state") != "deleted")
+        and (not tests or combine(v1_matches(r.data, *t) for t in tests))
     ]
     chunk = found[(page - 1) * size : page * size]
     return JSONResponse(
@@ -891,7 +920,7 @@ def headers_note(request: Request) -> str:
 
 API = Literal["v1", "v2", "both"]
 RESTRICTED = re.compile(r"^/events/v2/[^/]+/booking/[^/]+(/available_tickets|/attendance(/all)?)?$")
-MISSING_PERMISSION = "booking.orders"
+USER_DISPLAY = re.compile(r"^/api/v2/sheepcrm/user/[A-Za-z0-9]{1,64}/display$")
 DRIFTS = ("renamed-field", "other-wrapper", "extra-nulls")
 
 
@@ -905,13 +934,16 @@ def create_app(
     restricted_key: str | None = None,
     drift: frozenset[str] = frozenset(),
     log: list[LoggedRequest] | None = None,
+    variant: str | None = None,
 ) -> Starlette:
     """The sandbox app for one bucket. `key` is the bearer token it accepts.
 
     `api` picks the v1 routes (/api/v1/...), the v2 routes, or both: sheepCRM serves them on separate hosts,
     and so does SandboxServer. `restricted_key` is a second key whose user lacks the permission for full
     event details (403, openapi.yaml's reduced /summary still works). `drift` changes the answers on purpose
-    (see DRIFTS and README) so that `doctor --contract` can be shown to notice. `log` may be shared."""
+    (see DRIFTS and README) so that `doctor --contract` can be shown to notice. `log` may be shared. `variant`
+    serves another answer the documents allow for one of the sandbox's own choices (sandbox/variants.py); the
+    store must have been built with the same variant."""
     if bucket != store.bucket:
         raise ValueError(f"store holds bucket {store.bucket!r}, not {bucket!r}")
     unknown = set(drift) - set(DRIFTS)
@@ -924,7 +956,7 @@ def create_app(
         middleware=[
             Middleware(
                 SandboxMiddleware, key=key, bucket=bucket, faults=faults, log=log, restricted_key=restricted_key,
-                drift=frozenset(drift),
+                drift=frozenset(drift), variant=check(variant),
             )
         ],
         exception_handlers={NotFound: _not_found, Invalid: _invalid, Conflict: _conflict, HTTPException: _http_error},
@@ -934,6 +966,7 @@ def create_app(
     app.state.bucket = bucket
     app.state.faults = faults
     app.state.request_log = log
+    app.state.variant = check(variant)
     return app
 
 
@@ -942,10 +975,10 @@ class SandboxMiddleware:
 
     def __init__(
         self, app: ASGIApp, *, key: str, bucket: str, faults: FaultPlan | None, log: list[LoggedRequest],
-        restricted_key: str | None = None, drift: frozenset[str] = frozenset(),
+        restricted_key: str | None = None, drift: frozenset[str] = frozenset(), variant: str | None = None,
     ) -> None:
         self.app, self.key, self.bucket, self.faults, self.log = app, key, bucket, faults, log
-        self.restricted_key, self.drift = restricted_key, drift
+        self.restricted_key, self.drift, self.variant = restricted_key, drift, variant
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -992,14 +1025,14 @@ class SandboxMiddleware:
             token.encode(), self.restricted_key.encode()
         )
         if restricted and RESTRICTED.match(path):  # openapi.yaml 403: valid credentials, not enough privileges
-            return error(
-                403, "forbidden", f"requires the {MISSING_PERMISSION} permission", "forbidden"
-            )
+            return error(403, "forbidden")  # no body is documented: the spec's error schema, naming no permission
         if not restricted and not hmac.compare_digest(token.encode(), self.key.encode()):
             if v1:  # sheepCRM's v1 answers bad credentials with 404
                 return error(404, "not found", "no such resource, or bad credentials")
             return error(401, "unauthorized", "missing or invalid bearer token")
         parts = path.split("/")
+        if self.variant == "user-display" and USER_DISPLAY.match(path):
+            return None
         if len(parts) > 3 and parts[3] != self.bucket:
             return error(404, "not found", f"bucket {parts[3]} not found")
         return None

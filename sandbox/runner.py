@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from sheepcrm_mcp.sandbox.app import LoggedRequest, create_app
 from sheepcrm_mcp.sandbox.faults import FaultPlan
 from sheepcrm_mcp.sandbox.store import Store
+from sheepcrm_mcp.sandbox.variants import check
 
 
 def client_settings(url: str, key: str, bucket: str, v1_url: str | None = None) -> dict[str, str]:
@@ -69,6 +70,7 @@ class SandboxServer:
         log_level: str = "critical",
         restricted_key: str | None = None,
         drift: list[str] | None = None,
+        variant: str | None = None,
     ) -> None:
         self.size, self.seed, self.key, self.bucket = size, seed, key, bucket
         if isinstance(faults, list):
@@ -76,6 +78,7 @@ class SandboxServer:
         self.faults = faults
         self.db_path, self.host, self.port, self.v1_port, self.log_level = db_path, host, port, v1_port, log_level
         self.restricted_key, self.drift = restricted_key, frozenset(drift or ())
+        self.variant = check(variant)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._store: Store | None = None
@@ -118,11 +121,13 @@ class SandboxServer:
         return log
 
     def start(self) -> SandboxServer:
-        self._store = Store.create(self.db_path, size=self.size, seed=self.seed, bucket=self.bucket)
+        self._store = Store.create(
+            self.db_path, size=self.size, seed=self.seed, bucket=self.bucket, variant=self.variant
+        )
         log: list[LoggedRequest] = []
         options: dict[str, Any] = {
             "key": self.key, "bucket": self.bucket, "faults": self.faults, "log": log,
-            "restricted_key": self.restricted_key, "drift": self.drift,
+            "restricted_key": self.restricted_key, "drift": self.drift, "variant": self.variant,
         }
         self._app = create_app(self._store, api="v2", **options)
         self._v1_app = create_app(self._store, api="v1", **options)

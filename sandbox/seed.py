@@ -733,6 +733,9 @@ def _events(b: Builder, people: list[str], counts: dict[str, int], facts: dict[s
             ticket_uri, ticket_name = ticket_uris[n % len(ticket_uris)]
             p = b.contact_data[person]
             b.attended.add(person)
+            booked_for = offset == -9 and n == 5  # Jane paid for this attendee's place (variant orders-by-buyer)
+            if booked_for:
+                facts["booked_by_other_uri"] = person
             created = fmt_dt(min(start, b.now) - timedelta(days=10, minutes=n))
             b.add(
                 "attendance",
@@ -750,6 +753,7 @@ def _events(b: Builder, people: list[str], counts: dict[str, int], facts: dict[s
                     "ticket": ticket_name,
                     "ticket_ref": ticket_uri,
                     "booking_ref": uri,
+                    **({"buyer": facts["jane_uri"]} if booked_for else {}),
                 },
                 link=uri,
                 sort_key=f"{n:06d}",

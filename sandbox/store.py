@@ -110,9 +110,14 @@ class Store:
     # -- building -------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | None = None, *, size: str = "demo", seed: int = 1, bucket: str = "demo") -> Store:
-        """Build a fresh, seeded database at `path` (a temp file when None; an existing file is replaced)."""
+    def create(
+        cls, path: str | None = None, *, size: str = "demo", seed: int = 1, bucket: str = "demo",
+        variant: str | None = None,
+    ) -> Store:
+        """Build a fresh, seeded database at `path` (a temp file when None; an existing file is replaced),
+        reshaped for `variant` (sandbox/variants.py) when one is given."""
         from sheepcrm_mcp.sandbox.seed import build  # imported here: only building needs it
+        from sheepcrm_mcp.sandbox.variants import check, reshape
 
         owns = path is None
         if path is None:
@@ -125,6 +130,7 @@ class Store:
         started = now_utc()
         store._db.executescript(SCHEMA)
         build(store.bucket, store.transaction, size=size, seed=seed)
+        reshape(store, check(variant))
         store.build_seconds = (now_utc() - started).total_seconds()
         return store
 
@@ -339,11 +345,13 @@ class Store:
     def attendance(self, event_uri: str) -> list[Record]:
         return self.linked(event_uri, "attendance")
 
-    def events_of(self, person_uri: str) -> list[Record]:
-        """Events where `person_uri` holds a session (as the booker), not deleted; by start."""
+    def events_of(self, person_uri: str, *, by_buyer: bool = False) -> list[Record]:
+        """Events where `person_uri` holds a session (as the booker), not deleted; by start. `by_buyer`: where
+        they bought a session (`buyer`, seeded where someone else booked for the attendee, else the booker)."""
         uris = {
             s.link for s in self.by_type("attendance")
-            if s.data.get("person_ref") == person_uri and s.data.get("record_state") != "deleted"
+            if (s.data.get("buyer", s.data.get("person_ref")) if by_buyer else s.data.get("person_ref")) == person_uri
+            and s.data.get("record_state") != "deleted"
         }
         return [e for e in self.by_type("booking") if e.uri in uris]
 
@@ -428,6 +436,15 @@ class Store:
         ]
 
     # -- writes ---------------------------------------------------------------
+
+    def replace_data(self, uri: str, data: dict[str, Any]) -> None:
+        """Set a record's data as if it had always been so (no audit entry, same last_updated): for building."""
+        with self.transaction() as db:
+            db.execute("UPDATE records SET data = ? WHERE uri = ?", (json.dumps(data), uri))
+            rtype = uri.split("/")[2]
+            if rtype in CONTACT_TYPES:
+                db.execute("DELETE FROM contacts WHERE uri = ?", (uri,))
+                db.execute("INSERT INTO contacts VALUES (?,?,?,?,?,?,?,?,?)", contact_index_row(uri, rtype, data))
 
     def update(self, uri: str, changes: dict[str, Any], *, message: str, user: str | None = None) -> Record:
         """Apply field changes to a record's data, bump last_updated, append one audit entry."""
@@ -522,8 +539,8 @@ class Store:
                 (uri, None, fmt_dt(now_utc()), user or self.api_user, "Record deleted via API", "[]"),
             )
 
-    def set_attendance(self, event_uri: str, person_uri: str, status: str) -> list[Record]:
-        """Set the status of every attendance session of a person at an event."""
+    def set_attendance(self, event_uri: str, person_uri: str, status: str, *, first_only: bool = False) -> list[Record]:
+        """Set the status of every attendance session of a person at an event (`first_only`: the first one)."""
         if status not in ATTENDANCE_STATUSES:
             raise Invalid(f"status must be one of {', '.join(ATTENDANCE_STATUSES)}")
         sessions = [
@@ -535,6 +552,8 @@ class Store:
         ]
         if not sessions:
             raise NotFound(f"{person_uri} is not an attendee of {event_uri}")
+        if first_only:
+            sessions = sessions[:1]
         return [self.update(s.uri, {"status": status}, message=f"attendance set to {status}") for s in sessions]
 
     def complete_task(self, uid: str) -> Record:

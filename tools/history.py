@@ -29,7 +29,7 @@ class FieldChange(Output):
 class HistoryEntry(Output):
     date: str | None = None
     record: str | None = Field(None, description="Name of a related record changed (e.g. the attendee).")
-    user: str | None = Field(None, description="Name of the user, or their uri when sheepCRM gives no name.")
+    user: str | None = Field(None, description="The user's uri: sheepCRM's history names no user.")
     message: str | None = None
     changes: list[FieldChange] = []
 
@@ -50,8 +50,9 @@ def value(v: Any) -> Any:
 
 
 async def _names(uris: set[str], deps: Deps) -> dict[str, str]:
-    """User uris (/{bucket}/user/{uid}/, e.g. /sheepcrm/user/..., openapi.yaml diffs.user) to display values via
-    /api/v2/{bucket}/user/{uid}/display; a uri that cannot be named stays a uri."""
+    """Record uris of this bucket to display values via /api/v2/{bucket}/{type}/{uid}/display; a uri that cannot
+    be named stays a uri. Not for users: they live in sheepCRM's own bucket (/sheepcrm/user/{uid}/), and nothing
+    shows that this bucket's /display names them."""
     names: dict[str, str] = {}
     for uri in sorted(uris)[:MAX_NAMES]:
         parts = uri.strip("/").split("/")
@@ -77,14 +78,13 @@ async def get_record_history(req: GetRecordHistoryInput, deps: Deps) -> GetRecor
         "Find it with search_contacts, list_events or list_tasks.",
     )
     found = rows(data, "results")
-    names = await _names({u for e in found if (u := ref(e.get("user")))}, deps)
     related = {u for e in found if (u := text(e.get("uri"))) and u.rstrip("/") != str(uri).rstrip("/")}
     records = await _names(related, deps)
     entries = [
         HistoryEntry(
             date=text(e.get("date")),
             record=records.get(r, r) if (r := text(e.get("uri"))) in related else None,
-            user=names.get(u, u) if (u := ref(e.get("user"))) else None,
+            user=ref(e.get("user")),
             message=text(e.get("message")),
             changes=[
                 FieldChange(field=text(d.get("field")) or "?", before=value(d.get("prev")), after=value(d.get("value")))
@@ -99,7 +99,12 @@ async def get_record_history(req: GetRecordHistoryInput, deps: Deps) -> GetRecor
         f"No changes in the last {req.since_days} days.",
         cut="sheepCRM sent its limit of 250 entries; older changes may be missing." if len(found) >= 250 else None,
     )
+    if any(e.user for e in items):
+        envelope["note"] = " ".join(filter(None, [envelope.get("note"), USERS_NOTE]))
     return GetRecordHistoryOutput(uri=str(uri), entries=items, **envelope)
+
+
+USERS_NOTE = "Users are shown by their uri (/sheepcrm/user/<uid>/): sheepCRM's history does not name them."
 
 
 assert set(HISTORY_TYPES) <= set(RECORD_TYPES)
@@ -109,7 +114,7 @@ TOOLS: list[ToolSpec] = [
         name="get_record_history",
         title="Record history",
         toolset="history",
-        description="Who (by name) changed what when on a contact, event, task or membership; newest first.",
+        description="Who (user uri) changed what when on a contact, event, task or membership; newest first.",
         input=GetRecordHistoryInput,
         output=GetRecordHistoryOutput,
         handler=get_record_history,

@@ -171,17 +171,20 @@ async def test_13_restricted_key_gets_the_reduced_event(connect: Any) -> None:
         attendees = None
         async with connect(sb, api_key="sk-limited-13") as client:
             attendees = await client.call_tool("list_attendees", {"uid": uid})
-    assert body["uid"] == uid and "reduced fields" in body["note"] and "booking.orders" in body["note"]
-    assert attendees.is_error and "booking.orders" in attendees.content[0].text  # type: ignore[union-attr]
+    assert body["uid"] == uid and "reduced fields" in body["note"] and "permission" in body["note"]
+    assert attendees.is_error and "permission" in attendees.content[0].text  # type: ignore[union-attr]
     assert "SHEEPCRM_API_KEY" not in attendees.content[0].text  # type: ignore[union-attr]
 
 
-async def test_14_history_names_the_user(shared_sandbox: SandboxServer, connect: Any) -> None:
+async def test_14_history_shows_users_by_uri_and_says_so(shared_sandbox: SandboxServer, connect: Any) -> None:
+    """Users live in sheepCRM's own bucket; nothing shows that the client bucket's /display names them
+    (EVIDENCE.md, users): the history shows their uri and says why, and never asks /display for a user."""
     facts = shared_sandbox.store.demo_facts()
     body = await call(connect, shared_sandbox, "get_record_history", {"uri": facts["jane_uri"], "since_days": 3650})
     users = {e.get("user") for e in body["entries"]}
-    assert users and not any(u and u.startswith("/sheepcrm/user/") for u in users)
-    assert users <= {"Sandbox API User", "Priya Shah", "Tom Fletcher", "Grace Okafor"}
+    assert users and users <= {u.uri for u in shared_sandbox.store.by_type("user")}
+    assert "shown by their uri" in body["note"]
+    assert not [r for r in shared_sandbox.request_log if "/user/" in r.path and r.path.endswith("/display")]
 
 
 async def accept(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
