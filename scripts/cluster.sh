@@ -25,7 +25,8 @@
 #   REPLICA_BASE_PORT   [18101]   replica i listens on REPLICA_BASE_PORT + i - 1
 #   REPLICA_CMD         [sheepcrm-mcp --transport http --stateless --port {port}]
 #                       placeholders {port} {index}; each replica also gets PORT, REPLICA_INDEX, REPLICA_ID,
-#                       SHEEPCRM_REDIS_URL (password included), SHEEPCRM_PUBLIC_URL (the balancer's address)
+#                       SHEEPCRM_REDIS_URL (password included), SHEEPCRM_REQUEST_STATE_KEY (request-state.key,
+#                       0600, the same for all), SHEEPCRM_PUBLIC_URL (the balancer's address)
 #                       and SHEEPCRM_FORWARDED_ALLOW_IPS=$BIND_ADDR (haproxy's X-Forwarded-For names the client)
 #   SHEEPCRM_BIN        [sheepcrm-mcp next to this repo's .venv python, else on PATH]
 #   SHEEPCRM_BASE_URL   upstream sheepCRM; when unset, the script starts the embedded sandbox on
@@ -72,6 +73,7 @@ REDIS_DIR="$STATE_DIR/redis"
 HAPROXY_CFG="$STATE_DIR/haproxy.cfg"
 REDIS_PASS_FILE="$STATE_DIR/redis.pass"
 REDIS_CONF="$RUN_DIR/redis.conf"
+STATE_KEY_FILE="$STATE_DIR/request-state.key"
 STUB="$STATE_DIR/stub_replica.py"
 
 log()  { printf '[cluster] %s\n' "$*" >&2; }
@@ -241,6 +243,13 @@ redis_password() {  # generated once, 0600; printed on stdout for the caller onl
   chmod 600 "$REDIS_PASS_FILE"
   cat "$REDIS_PASS_FILE"
 }
+state_key() {  # the request-state key every replica shares (2026-07-28 confirmations), generated once, 0600
+  if [[ ! -s "$STATE_KEY_FILE" ]]; then
+    (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$STATE_KEY_FILE")
+  fi
+  chmod 600 "$STATE_KEY_FILE"
+  cat "$STATE_KEY_FILE"
+}
 redis_url() { printf 'redis://:%s@%s:%s/0' "$(redis_password)" "$BIND_ADDR" "$REDIS_PORT"; }
 # REDISCLI_AUTH: redis-cli reads the password from its environment, not its command line
 redis_ping() { [[ "$(REDISCLI_AUTH="$(redis_password)" redis-cli -h "$BIND_ADDR" -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]; }
@@ -305,6 +314,7 @@ start_replica() {  # index
     export PORT="$port" REPLICA_INDEX="$i" REPLICA_ID="$name"
     export SHEEPCRM_REDIS_URL="${SHEEPCRM_REDIS_URL:-$(redis_url)}"
     export SHEEPCRM_FORWARDED_ALLOW_IPS="${SHEEPCRM_FORWARDED_ALLOW_IPS:-$BIND_ADDR}"
+    export SHEEPCRM_REQUEST_STATE_KEY="${SHEEPCRM_REQUEST_STATE_KEY:-$(state_key)}"
     export SHEEPCRM_PUBLIC_URL="${SHEEPCRM_PUBLIC_URL:-http://$BIND_ADDR:$LB_PORT}"
     spawn "$name" "$LOG_DIR/$name.log" bash -c "exec $cmd"
   ) || return 1
@@ -515,7 +525,7 @@ cmd_start_replica() {
   fi
 }
 
-usage() { sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; }
 
 main() {
   local cmd="${1:-help}"; shift || true

@@ -39,6 +39,8 @@ SECURITY = (
     "http_allowed_origins",
     "approval_port",
     "forwarded_allow_ips",
+    "request_state_key",
+    "request_state_old_key",
     "auth",
     "oauth_issuer",
     "oauth_resource",
@@ -133,6 +135,12 @@ class Settings(BaseSettings):
         description="Redis shared by replicas: approvals, audit stream, rate limits (redis:// or rediss:// for "
         "TLS; user:password@ for an ACL user)",
     )
+    request_state_key: SecretStr | None = Field(
+        default=None, description="seals 2026-07-28 request state; the same on every replica (32+ characters)"
+    )
+    request_state_old_key: SecretStr | None = Field(
+        default=None, description="the previous request-state key while a new one rolls out (still unseals)"
+    )
     public_url: str = Field(
         default="", description="address people reach the replicas at (the balancer); approval pages live under it"
     )
@@ -170,6 +178,15 @@ class Settings(BaseSettings):
         if value is not None and not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(
                 "must be redis://[user:password@]host:port/db, rediss://... (TLS) or unix:///path.sock"
+            )
+        return value
+
+    @field_validator("request_state_key", "request_state_old_key")
+    @classmethod
+    def _state_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError(
+                "must be at least 32 characters (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
             )
         return value
 
@@ -237,6 +254,10 @@ class Settings(BaseSettings):
         if self.oauth_profile == "entra" and self.oauth_subject_claim == "sub":
             return "oid"
         return self.oauth_subject_claim
+
+    def request_state_keys(self) -> list[str]:
+        """The keys that seal (the first) and unseal (all) 2026-07-28 request state; [] = one made per process."""
+        return [k.get_secret_value() for k in (self.request_state_key, self.request_state_old_key) if k is not None]
 
     def public_address(self) -> str:
         """Where people reach this server: SHEEPCRM_PUBLIC_URL, or in hosted mode the resource URL without /mcp."""

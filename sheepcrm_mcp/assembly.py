@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.request_state import RequestStateSecurity
 
 from sheepcrm_mcp.server import __version__, logs
 from sheepcrm_mcp.server.approvals import ApprovalPage, ApprovalStore, ServedPage
@@ -109,6 +110,12 @@ def build_app(
             "SHEEPCRM_PUBLIC_URL is not set: with SHEEPCRM_REDIS_URL the approval page is served by every replica; "
             "name the address people reach them at, e.g. https://mcp.example.org"
         )
+    if settings.redis_url is not None and not settings.request_state_keys():
+        raise ConfigError(
+            "SHEEPCRM_REQUEST_STATE_KEY is not set: with SHEEPCRM_REDIS_URL a 2026-07-28 confirmation's next round may "
+            "reach another replica, so every replica needs the same key to seal its request state; generate one with "
+            "`python -c 'import secrets; print(secrets.token_hex(32))'`"
+        )
     stores = stores or open_stores(settings)
     if page is None:
         page = (
@@ -134,6 +141,8 @@ def build_app(
         tools=[build_tool(r) for r in registrations],
         token_verifier=oauth.verifier if oauth else None,
         auth=oauth.auth_settings() if oauth else None,
+        # One key for every replica (SHEEPCRM_REQUEST_STATE_KEY), else one made for this process.
+        request_state_security=RequestStateSecurity(keys=keys) if (keys := settings.request_state_keys()) else None,
     )
     profile.install(server, Deps(client=reader, settings=seen), seen)
     return App(server, sheep, settings, gate, stores.audit, page, stores.shared)

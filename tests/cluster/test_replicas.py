@@ -293,3 +293,24 @@ def test_doctor_checks_the_shared_store(running: Cluster) -> None:
         assert (f"ok   Redis at 127.0.0.1:{port} answers" in done.stdout) == good, done.stdout
         assert (f"FAIL Redis at 127.0.0.1:{port} does not answer" in done.stdout) == (not good), done.stdout
         assert (done.returncode == 0) == good and secret not in done.stdout + done.stderr
+
+
+async def test_a_2026_confirmation_answered_on_another_replica(
+    running: Cluster, cluster_sandbox: SandboxServer
+) -> None:
+    """On 2026-07-28 the person's answer comes back in a second request, which the balancer sends to the next
+    replica; its request state was sealed with a per-process key, so the answer failed there. Every replica now
+    has the deployment's key (SHEEPCRM_REQUEST_STATE_KEY)."""
+    uid = cluster_sandbox.store.demo_facts()["my_open_task_uid"]
+    questions: list[str] = []
+
+    async def person_accepts(context: Any, params: Any) -> mt.ElicitResult:
+        questions.append(params.message)
+        return mt.ElicitResult(action="accept", content={"confirm": True})
+
+    before = len([r for r in cluster_sandbox.request_log if r.method == "PUT"])
+    async with http_session(running.lb, mode="auto", elicitation_callback=person_accepts) as client:
+        result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    assert questions and result.structured_content, text_of(result)
+    assert result.structured_content["status"] == "applied", text_of(result)
+    assert len([r for r in cluster_sandbox.request_log if r.method == "PUT"]) == before + 1

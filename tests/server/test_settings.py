@@ -151,3 +151,13 @@ def test_the_sandbox_and_sheepcrm_hosts_need_no_own_file(tmp_path: Path, monkeyp
     monkeypatch.setenv("SHEEPCRM_BASE_URL", "https://sheepcrm.com.attacker.example")
     with pytest.raises(ConfigError):
         load_settings(user_file=missing)
+
+
+def test_replicas_need_one_request_state_key(tmp_path: Path) -> None:
+    """Without a shared key each replica seals 2026-07-28 request state with its own, and answers fail elsewhere."""
+    settings = Settings(api_key=CANARY_KEY, bucket="demo", redis_url="redis://127.0.0.1:9/0",  # type: ignore[arg-type]
+                        public_url="http://127.0.0.1:8765", audit_log=tmp_path / "a.jsonl", _env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match="SHEEPCRM_REQUEST_STATE_KEY"):
+        build_app(settings)
+    with pytest.raises(ConfigError, match="SHEEPCRM_REQUEST_STATE_KEY"):
+        load_settings(user_file=tmp_path / "none", request_state_key="short")
