@@ -7,12 +7,11 @@ from copies of tool output.
 
 from __future__ import annotations
 
-import json
 import os
-import sysconfig
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any
 
@@ -32,24 +31,29 @@ os.environ["BROWSER"] = "true"
 
 
 def not_this_checkout() -> list[str]:
-    """Why the code under test would not be this checkout's: the package imported here, and the editable install
-    that the console script and every server subprocess import, must both be REPO."""
+    """Why the code under test would not be this checkout's: the package imported here, and the one the venv's
+    python imports from anywhere else (as the console script and every server subprocess do), must both be
+    REPO/sheepcrm_mcp."""
     problems = []
+    here = (REPO / "sheepcrm_mcp").resolve()
     imported = Path(sheepcrm_mcp.__file__).resolve().parent
-    if imported != (REPO / "sheepcrm_mcp").resolve():
+    if imported != here:
         problems.append(f"`import sheepcrm_mcp` loads {imported}")
-    installed = list(distributions(name="sheepcrm-mcp", path=[sysconfig.get_path("purelib")]))
-    direct = json.loads(installed[0].read_text("direct_url.json") or "{}") if installed else {}
-    if direct.get("url") != REPO.resolve().as_uri() or not direct.get("dir_info", {}).get("editable"):
-        problems.append(f"the installed sheepcrm-mcp is {direct.get('url') or 'not an editable install'}")
+    probe = "import sheepcrm_mcp, pathlib; print(pathlib.Path(sheepcrm_mcp.__file__).resolve().parent)"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run([sys.executable, "-c", probe], cwd="/", env=env, capture_output=True, text=True, timeout=60)
+    installed = run.stdout.strip() or f"not importable ({run.stderr.strip().splitlines()[-1:]})"
+    if installed != str(here):
+        problems.append(f"the venv's installed sheepcrm_mcp is {installed}")
     return problems
 
 
 def pytest_configure(config: pytest.Config) -> None:
     if problems := not_this_checkout():
         raise pytest.UsageError(
-            f"these tests are in {REPO}, but " + "; ".join(problems) + ". Give this checkout its own venv: "
-            f"cd {REPO} && python3 -m venv .venv && .venv/bin/pip install -c constraints.txt -e '.[dev,bench]'"
+            f"these tests are in {REPO}, but " + "; ".join(problems) + ". Install this checkout into its own venv "
+            f"(again after a change of layout): cd {REPO} && python3 -m venv .venv && "
+            ".venv/bin/pip install -c constraints.txt -e '.[dev,bench]'"
         )
 
 

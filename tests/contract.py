@@ -1,25 +1,28 @@
-"""sheepCRM's documents as a request checker and a field dictionary, for the contract tests.
+"""The project's contract with sheepCRM (tests/contract_table.json) as a request checker, a field dictionary and
+an answer checker, for the contract tests. The table is the project's own, committed: the operations, parameters
+and fields it relies on, each with its reference in sheepCRM's documents (openapi.yaml, the 2025-04-22 cut, for all
+it covers; the 2024-12 cut for tasks, with the 2025-02 draft's task parameters accepted too; the v1 notes).
 
-`check_request(method, path, query)` says why a request the client sent is not one the documents
-describe (path and method, parameter names, integer/boolean/enum values), or None. openapi.yaml
-(2025-04-22) is the contract for all it covers, the 2024-12 cut for tasks, with the 2025-02 draft's task
-parameters accepted too; the v1 calls follow the v1 notes.
+`check_request(method, path, query)` says why a request the client sent is not one the table describes (path and
+method, parameter names, integer/boolean/enum values), or None. `check_answer(method, template, status, body)`
+says why an answer is not one the documents allow as far as the project relies on them.
+
+Nothing here reads outside the repository. With SHEEPCRM_API_DOCS pointing at a copy of sheepCRM's documents
+(the folder holding openapi.yaml), `docs()` returns it: tests/test_contract_table.py then rebuilds the table from
+the documents and compares, and the sandbox's answers are also validated against the full documents.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-import yaml
-
-DOCS = Path(__file__).resolve().parents[1] / ".." / "shared" / "sheepcrm-api"
-SEEDS = Path(__file__).resolve().parents[1] / ".." / "shared" / "seeds"
-MAIN, TASKS, DRAFT = "openapi.yaml", "openapi-with-tasks.yaml", "openapi-2025-02-draft.yaml"
-
+TABLE = Path(__file__).with_name("contract_table.json")
 LISTING_PARAMS = {"page", "page_size", "mode"}
 FIELD_FILTER = re.compile(
     r"[a-z_]+(__(and|eq|gt|gte|lt|lte|ne|near|none|or|raw|startswith|startswithi))?"
@@ -34,9 +37,20 @@ V1: list[tuple[str, dict[str, set[str] | None]]] = [
 ]
 
 
+def docs() -> Path | None:
+    """The folder of sheepCRM's documents named by SHEEPCRM_API_DOCS, or None (the default: the repository alone)."""
+    folder = os.environ.get("SHEEPCRM_API_DOCS")
+    if not folder:
+        return None
+    path = Path(folder)
+    if not (path / "openapi.yaml").is_file():
+        raise RuntimeError(f"SHEEPCRM_API_DOCS={folder} does not hold openapi.yaml")
+    return path
+
+
 @cache
-def spec(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((DOCS / name).read_text())
+def table() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(TABLE.read_text())
     return loaded
 
 
@@ -50,42 +64,21 @@ def _regex(template: str) -> re.Pattern[str]:
     return re.compile(out)
 
 
-def _resolve(doc: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in item:
-        node: Any = doc
-        for key in item["$ref"].lstrip("#/").split("/"):
-            node = node[key]
-        item = node
-    return item
-
-
-def operations(method: str, path: str) -> list[tuple[str, dict[str, Any]]]:
-    """(document, query parameters by name) of every documented operation matching the request; the most
-    specific template (fewest placeholders) wins within a document."""
-    found = []
-    names = [TASKS, DRAFT] if path.startswith("/notifications/") else [MAIN]
-    for name in names:
-        doc = spec(name)
-        matches = [t for t in doc["paths"] if _regex(t).fullmatch(path)]
-        matches.sort(key=lambda t: t.count("{"))
-        for template in matches[:1]:
-            item = doc["paths"][template]
-            op = item.get(method.lower())
-            if op is None:
-                continue
-            params = {}
-            for p in [*item.get("parameters", []), *op.get("parameters", [])]:
-                p = _resolve(doc, p)
-                if p.get("in") == "query":
-                    params[p["name"]] = _resolve(doc, p.get("schema") or {})
-            found.append((name, params))
-    return found
+def operation(method: str, path: str) -> dict[str, Any] | None:
+    """The table's operation for a request (the most specific template, fewest placeholders, wins), or None."""
+    matches = [o for o in table()["operations"] if _regex(o["path"]).fullmatch(path)]
+    matches.sort(key=lambda o: o["path"].count("{"))
+    if not matches:
+        return None
+    return next((o for o in matches if o["path"] == matches[0]["path"] and o["method"] == method), None)
 
 
 def _bad_value(name: str, value: str, schema: dict[str, Any]) -> str | None:
     kind = schema.get("type")
     if kind == "integer" and not re.fullmatch(r"-?\d+", value):
         return f"{name}={value!r} is not an integer"
+    if kind == "number" and not re.fullmatch(r"-?\d+(\.\d+)?", value):
+        return f"{name}={value!r} is not a number"
     if kind == "boolean" and value.lower() not in ("true", "false"):
         return f"{name}={value!r} is not a boolean"
     if "enum" in schema and value not in [str(v) for v in schema["enum"]]:
@@ -108,12 +101,10 @@ def check_request(method: str, path: str, query: str) -> str | None:
                 extra = names - allowed
                 return f"{method} {path}: undocumented parameter(s) {sorted(extra)}" if extra else None
         return f"{method} {path}: no such v1 call in the v1 notes"
-    ops = operations(method, path)
-    if not ops:
-        return f"{method} {path}: no documented operation"
-    documented: dict[str, dict[str, Any]] = {}
-    for _, params in ops:
-        documented.update(params)
+    op = operation(method, path)
+    if op is None:
+        return f"{method} {path}: not an operation in tests/contract_table.json (scripts/contract_table.py --add)"
+    documented: dict[str, dict[str, Any]] = op["params"]
     extra = names - documented.keys()
     if extra:
         return f"{method} {path}: undocumented parameter(s) {sorted(extra)}"
@@ -123,24 +114,63 @@ def check_request(method: str, path: str, query: str) -> str | None:
     return None
 
 
-def _properties(node: Any, out: set[str]) -> None:
-    if isinstance(node, dict):
-        props = node.get("properties")
-        if isinstance(props, dict):
-            out.update(props)
-        for value in node.values():
-            _properties(value, out)
-    elif isinstance(node, list):
-        for value in node:
-            _properties(value, out)
+def field_refs() -> dict[str, dict[str, str | None]]:
+    """For each read of tools/contract.py: every field it reads -> its reference (None: named by no document)."""
+    return {read: {f: spec["ref"] for f, spec in entry["fields"].items()} for read, entry in table()["fields"].items()}
 
 
-@cache
-def documented_names() -> frozenset[str]:
-    """Every property name any schema of the three cuts declares, plus the names in the v1 notes' examples."""
-    names: set[str] = set()
-    for doc in (MAIN, TASKS, DRAFT):
-        _properties(spec(doc), names)
-    notes = (SEEDS / "sheepcrm-api-v1-notes.txt").read_text()
-    names.update(re.findall(r'"([A-Za-z_]+)"\s*:', notes))
-    return frozenset(names)
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list, "object": dict,
+}
+
+
+def _typed(value: Any, kind: str | list[str] | None) -> bool:
+    """Whether `value` has the documented type (or one of them, when the cuts differ)."""
+    if kind is None or value is None:  # nulls are read as absent (the reference text shows nulls on strings)
+        return True
+    if isinstance(kind, list):
+        return any(_typed(value, k) for k in kind)
+    if kind in ("integer", "number") and isinstance(value, bool):
+        return False
+    return isinstance(value, _TYPES[kind])
+
+
+def _at(body: Any, steps: list[str]) -> list[Any]:
+    """The values at a place in an answer ("results.[]": every item of results)."""
+    nodes = [body]
+    for step in steps:
+        if step == "[]":
+            nodes = [item for n in nodes if isinstance(n, list) for item in n]
+        else:
+            nodes = [n[step] for n in nodes if isinstance(n, dict) and step in n]
+    return nodes
+
+
+def check_answer(method: str, template: str, status: int, body: Any) -> list[str]:
+    """Why an answer to the operation at `template` is not what the documents say, as far as the table holds them:
+    the status is documented (an undocumented one only as an error, with the error object's shape), and every
+    field the tools read that the answer declares has the documented type where it is present."""
+    op = next((o for o in table()["operations"] if o["path"] == template and o["method"] == method), None)
+    if op is None:
+        return [f"{method} {template}: not an operation in tests/contract_table.json"]
+    problems = []
+    if str(status) not in op["statuses"] and status < 400:
+        problems.append(f"{method} {template}: status {status} is not documented")
+    if status >= 400:
+        error = table()["error"]["properties"]
+        if not isinstance(body, dict):
+            problems.append(f"{method} {template}: the {status} body is not an error object")
+        else:
+            problems += [f"{method} {template}: error.{k} is not a {error[k]['type']}"
+                         for k, v in body.items() if k in error and not _typed(v, error[k].get("type"))]
+        return problems
+    for read in table()["fields"].values():
+        if read["path"] != template or method != "GET":
+            continue
+        for name, spec in read["fields"].items():
+            for place in spec.get("at", []):
+                for parent in _at(body, [step for step in place.split(".") if step]):
+                    if isinstance(parent, dict) and name in parent and not _typed(parent[name], spec.get("type")):
+                        problems.append(f"{method} {template}: {place or 'the answer'}.{name} = "
+                                        f"{parent[name]!r:.40} is not a {spec['type']} ({spec['ref']})")
+    return problems

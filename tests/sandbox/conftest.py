@@ -1,4 +1,8 @@
-"""Fixtures for the sandbox tests: running servers, an authenticated client, spec checks."""
+"""Fixtures for the sandbox tests: running servers, an authenticated client, spec checks.
+
+Answers are checked against the project's contract table (tests/contract_table.json: documented statuses, the
+types of the fields the tools read); with SHEEPCRM_API_DOCS pointing at a copy of sheepCRM's documents they are
+also validated against the full OpenAPI documents."""
 
 from __future__ import annotations
 
@@ -10,17 +14,10 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
-import yaml
-from openapi_core import Config, OpenAPI
-from openapi_core.exceptions import OpenAPIError
-from openapi_core.templating.responses.exceptions import ResponseNotFound
-from openapi_core.testing import MockRequest, MockResponse
 
 from sheepcrm_mcp.sandbox import SandboxServer
+from tests.contract import check_answer, docs
 
-DOCS = Path(__file__).resolve().parents[2] / ".." / "shared" / "sheepcrm-api"
-SPEC = DOCS / "openapi.yaml"  # the contract (2025-04-22) for everything it covers
-TASKS_SPEC = DOCS / "openapi-with-tasks.yaml"  # tasks only: later cuts dropped them
 KEY = "test-key"
 
 # Shapes for responses the spec leaves without a schema (documented in sandbox/README.md).
@@ -136,21 +133,53 @@ SHAPES: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture(scope="session")
-def openapi() -> dict[str, OpenAPI]:
-    # The specs have unresolvable path parameters (e.g. tasks declare resource_type), so skip spec validation.
-    return {
-        "main": OpenAPI.from_file_path(str(SPEC), config=Config(spec_validator_cls=None)),
-        "tasks": OpenAPI.from_file_path(str(TASKS_SPEC), config=Config(spec_validator_cls=None)),
-    }
+class Documents:
+    """sheepCRM's full OpenAPI documents (SHEEPCRM_API_DOCS), for the deeper check."""
+
+    def __init__(self, folder: Path) -> None:
+        import yaml
+        from openapi_core import Config, OpenAPI
+
+        main, tasks = folder / "openapi.yaml", folder / "openapi-with-tasks.yaml"  # tasks: only the 2024-12 cut
+        # The specs have unresolvable path parameters (e.g. tasks declare resource_type): skip spec validation.
+        self.main = OpenAPI.from_file_path(str(main), config=Config(spec_validator_cls=None))
+        self.tasks = OpenAPI.from_file_path(str(tasks), config=Config(spec_validator_cls=None))
+        self.schemas: dict[str, Any] = yaml.safe_load(tasks.read_text())["components"]["schemas"]
+        self.schemas.update(yaml.safe_load(main.read_text())["components"]["schemas"])
+
+    def validate(self, response: httpx.Response, pattern: str) -> None:
+        """Validate a response against the operation at `pattern` (a path template of the spec); the request
+        carries `path_pattern`, so templates like /api/v2{contact_uri}summary need no matching. An error status
+        the operation does not list is checked against components/schemas/error."""
+        from openapi_core.exceptions import OpenAPIError
+        from openapi_core.templating.responses.exceptions import ResponseNotFound
+        from openapi_core.testing import MockRequest, MockResponse
+
+        request = MockRequest(
+            "https://sls-api.sheepcrm.com", response.request.method, response.request.url.path,
+            path_pattern=pattern, args=dict(response.request.url.params),
+        )
+        content = json.dumps(without_nulls(response.json())).encode() if response.content else b""
+        mock = MockResponse(
+            content, response.status_code, headers=dict(response.headers),
+            content_type=response.headers.get("content-type", ""),
+        )
+        spec = self.tasks if pattern.startswith("/notifications/") else self.main
+        try:
+            spec.validate_response(request, mock)
+        except ResponseNotFound:
+            assert response.status_code >= 400, f"{response.status_code} not in spec for {pattern}"
+            jsonschema.validate(response.json(), self.schemas["error"])
+        except OpenAPIError as exc:
+            raise AssertionError(f"{pattern} {response.status_code}: {str(exc)[:500]}") from None
+        if response.status_code >= 400:
+            jsonschema.validate(response.json(), self.schemas["error"])
 
 
 @pytest.fixture(scope="session")
-def spec_schemas() -> dict[str, Any]:
-    """components/schemas of both specs as plain JSON (use only the $ref-free ones directly)."""
-    schemas: dict[str, Any] = yaml.safe_load(TASKS_SPEC.read_text())["components"]["schemas"]
-    schemas.update(yaml.safe_load(SPEC.read_text())["components"]["schemas"])
-    return schemas
+def documents() -> Documents | None:
+    folder = docs()
+    return Documents(folder) if folder else None
 
 
 def without_nulls(value: Any) -> Any:
@@ -164,38 +193,30 @@ def without_nulls(value: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def check_spec(openapi: dict[str, OpenAPI], spec_schemas: dict[str, Any]) -> Callable[[httpx.Response, str], None]:
-    """Validate a response against the operation at `pattern` (a path template of the spec).
-
-    The request carries `path_pattern`, so templates like /api/v2{contact_uri}summary need no matching.
-    An error status the operation does not list is checked against components/schemas/error."""
-    error_schema = spec_schemas["error"]
+def check_spec(documents: Documents | None) -> Callable[[httpx.Response, str], None]:
+    """Check a response to the operation at `pattern` (a path template): against the project's contract table,
+    and against the full documents when SHEEPCRM_API_DOCS is set."""
 
     def check(response: httpx.Response, pattern: str) -> None:
-        request = MockRequest(
-            "https://sls-api.sheepcrm.com",
-            response.request.method,
-            response.request.url.path,
-            path_pattern=pattern,
-            args=dict(response.request.url.params),
-        )
-        content = json.dumps(without_nulls(response.json())).encode() if response.content else b""
-        mock = MockResponse(
-            content,
-            response.status_code,
-            headers=dict(response.headers),
-            content_type=response.headers.get("content-type", ""),
-        )
-        spec = openapi["tasks" if pattern.startswith("/notifications/") else "main"]
-        try:
-            spec.validate_response(request, mock)
-        except ResponseNotFound:
-            assert response.status_code >= 400, f"{response.status_code} not in spec for {pattern}"
-            jsonschema.validate(response.json(), error_schema)
-        except OpenAPIError as exc:
-            raise AssertionError(f"{pattern} {response.status_code}: {str(exc)[:500]}") from None
-        if response.status_code >= 400:
-            jsonschema.validate(response.json(), error_schema)
+        body = response.json() if response.content else None
+        problems = check_answer(response.request.method, pattern, response.status_code, body)
+        assert not problems, "\n".join(problems)
+        if documents is not None:
+            documents.validate(response, pattern)
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def check_task(documents: Documents | None) -> Callable[[Any], None]:
+    """Check one task object: the table's task fields and types (both cuts), and with the full documents the
+    2024-12 cut's `tasks` object schema (the spec gives tasks only as the list's item schema)."""
+
+    def check(task: Any) -> None:
+        problems = check_answer("GET", "/notifications/v2/{bucket}/task/{uid}", 200, task)
+        assert not problems, "\n".join(problems)
+        if documents is not None:
+            jsonschema.validate(task, documents.schemas["getTasks"]["properties"]["tasks"])
 
     return check
 

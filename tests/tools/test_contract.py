@@ -1,6 +1,7 @@
-"""Contract, field side: every field the tools read is named by sheepCRM's documents for that endpoint's
-family (or sits in tools/contract.py's short UNDOCUMENTED table with its reason), and the tools read no field
-that table does not list (checked by recording every key the tools touch in real answers)."""
+"""Contract, field side: every field the tools read has its reference in sheepCRM's documents in the project's
+contract table (tests/contract_table.json), or sits in tools/contract.py's short UNDOCUMENTED table with its
+reason, and the tools read no field that table does not list (checked by recording every key the tools touch in
+real answers). tests/test_contract_table.py checks the table against the documents themselves."""
 
 from __future__ import annotations
 
@@ -12,28 +13,34 @@ import pytest
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sheepcrm.transport import Http
 from sheepcrm_mcp.tools.contract import READS, UNDOCUMENTED, Read
-from tests.contract import _regex, documented_names
+from tests.contract import _regex, field_refs, table
 
 
-def test_every_field_the_tools_read_is_documented() -> None:
-    names = documented_names()
-    undocumented = sorted(
-        f"{r.name}: {f}"
-        for r in READS
-        for f in (*r.wrapper, *r.fields)
-        if f not in names and (r.name, f) not in UNDOCUMENTED
+def test_every_field_the_tools_read_has_its_reference() -> None:
+    refs = field_refs()
+    stale = sorted(
+        f"{r.name}: {f}" for r in READS for f in (*r.wrapper, *r.fields) if f not in refs.get(r.name, {})
     )
-    assert undocumented == [], "fields no document names (add to UNDOCUMENTED only with a reason)"
+    assert stale == [], "fields READS reads that tests/contract_table.json lacks: run scripts/contract_table.py"
     listed = {(r.name, f) for r in READS for f in (*r.wrapper, *r.fields)}
-    assert set(UNDOCUMENTED) <= listed, "stale UNDOCUMENTED entries"
+    assert {(r, f) for r, fields in refs.items() for f in fields} == listed, "the table lists reads READS has not"
+    unreferenced = {(r, f) for r, fields in refs.items() for f, ref in fields.items() if ref is None}
+    assert unreferenced == set(UNDOCUMENTED), "a field with no reference needs its reason in UNDOCUMENTED (and back)"
     assert all(len(why) > 20 for why in UNDOCUMENTED.values())
+    cuts = table()["cuts"]
+    for read, fields in refs.items():
+        for field, ref in fields.items():
+            for one in (ref or "").split(", ") if ref else []:
+                document, line = one.rsplit(":", 1)
+                assert document in cuts and int(line) > 0, f"{read}: {field}: {ref}"
 
 
 @pytest.mark.parametrize("name", ["snoozed_until", "membership_type_display", "user_display", "member_display"])
-def test_sandbox_only_fields_are_not_documented(name: str) -> None:
-    """The fields the old tools depended on are sandbox inventions: none may come back into READS."""
-    assert name not in documented_names()
+def test_sandbox_only_fields_are_not_read(name: str) -> None:
+    """The fields the old tools depended on are sandbox inventions (no document names them: checked against the
+    documents in tests/test_contract_table.py): none may come back into READS or the table."""
     assert all(name not in r.fields for r in READS)
+    assert all(name not in fields for fields in field_refs().values())
 
 
 class Recorder(dict[str, Any]):
