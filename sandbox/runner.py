@@ -122,7 +122,8 @@ class SandboxServer:
 
     def start(self) -> SandboxServer:
         self._store = Store.create(
-            self.db_path, size=self.size, seed=self.seed, bucket=self.bucket, variant=self.variant
+            self.db_path, size=self.size, seed=self.seed, bucket=self.bucket, variant=self.variant,
+            reuse=self.db_path is None,
         )
         log: list[LoggedRequest] = []
         options: dict[str, Any] = {

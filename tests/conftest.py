@@ -11,19 +11,17 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.client.session import ElicitationFnT
 
 import sheepcrm_mcp
-from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from tests.contract import check_request
-from tests.helpers import CANARY_KEY, REPO, running_idp, settings_for
+from tests.helpers import CANARY_KEY, REPO, Readers, open_session, running_idp
 
 # No test may start a desktop browser: the approval page's default opener (Python's webbrowser, which
 # honours $BROWSER) runs `true` instead, here and in every server subprocess a test starts.
@@ -49,6 +47,8 @@ def not_this_checkout() -> list[str]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the controller has checked
+        return
     if problems := not_this_checkout():
         raise pytest.UsageError(
             f"these tests are in {REPO}, but " + "; ".join(problems) + ". Install this checkout into its own venv "
@@ -92,22 +92,17 @@ def connect(tmp_path: Path) -> Connect:
     would have opened in the person's browser (no desktop browser is ever started by a test).
     """
 
-    @asynccontextmanager
-    async def _connect(sb: SandboxServer, *, mode: str = "legacy", elicitation: ElicitationFnT | None = None,
-                       **over: Any) -> AsyncIterator[Client]:
-        built = build_app(settings_for(sb, tmp_path, **over))
-        server = built.server
-        opened: list[str] = []
-        built.page.opener = lambda url: opened.append(url) is None
-        try:
-            async with Client(server, mode=mode, elicitation_callback=elicitation) as client:  # type: ignore[arg-type]
-                client.runtime = built  # type: ignore[attr-defined]
-                client.opened = opened  # type: ignore[attr-defined]
-                yield client
-        finally:
-            await built.aclose()
+    def _connect(sb: SandboxServer, **kw: Any) -> AbstractAsyncContextManager[Client]:
+        return open_session(sb, tmp_path, **kw)
 
     return _connect
+
+
+@pytest.fixture(scope="module")
+async def readers(shared_sandbox: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Readers]:
+    held = Readers(shared_sandbox, tmp_path_factory.mktemp("readers"))
+    yield held
+    await held.aclose()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ the real HTTP app on a loopback port, the real binary as a subprocess."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -26,6 +27,7 @@ import httpx2
 import mcp_types as mt
 import pytest
 from mcp import Client
+from mcp.client.session import ElicitationFnT
 from mcp.client.streamable_http import streamable_http_client
 
 from sheepcrm_mcp.assembly import build_app
@@ -324,3 +326,55 @@ def as_stranger(*command: str, timeout: float = 60, **kw: Any) -> subprocess.Com
     user = stranger()
     return subprocess.run(["runuser", "-u", user, "--", *command], capture_output=True, text=True, timeout=timeout,
                           cwd="/", **kw)
+
+
+@asynccontextmanager
+async def open_session(sb: SandboxServer, audit_dir: Path, *, mode: str = "legacy",
+                       elicitation: ElicitationFnT | None = None, **over: Any) -> AsyncIterator[Client]:
+    """A real client session on a freshly built app pointed at `sb`; `client.runtime` is the app and
+    `client.opened` lists the launch links the server would have opened in the person's browser."""
+    built = build_app(settings_for(sb, audit_dir, **over))
+    opened: list[str] = []
+    built.page.opener = lambda url: opened.append(url) is None
+    try:
+        async with Client(built.server, mode=mode, elicitation_callback=elicitation) as client:  # type: ignore[arg-type]
+            client.runtime = built  # type: ignore[attr-defined]
+            client.opened = opened  # type: ignore[attr-defined]
+            yield client
+    finally:
+        await built.aclose()
+
+
+class Readers:
+    """`await readers(mode)`: one client session per mode on the shared read-only sandbox, opened on first use
+    and kept for the whole test module (a session costs about as much as twenty calls). Only for tests that
+    read: the shared sandbox fails the run if it sees a write. Each session is held by a task of its own,
+    since a session must be closed by the task that opened it."""
+
+    def __init__(self, sb: SandboxServer, audit_dir: Path) -> None:
+        self.sb, self.audit_dir = sb, audit_dir
+        self.held: dict[str, tuple[Client, asyncio.Event, asyncio.Task[None]]] = {}
+
+    async def __call__(self, mode: str = "legacy") -> Client:
+        if mode not in self.held:
+            opened: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
+            done = asyncio.Event()
+
+            async def hold() -> None:
+                try:
+                    async with open_session(self.sb, self.audit_dir, mode=mode) as client:
+                        opened.set_result(client)
+                        await done.wait()
+                except BaseException as exc:
+                    if not opened.done():
+                        opened.set_exception(exc)
+                    raise
+
+            task = asyncio.create_task(hold())
+            self.held[mode] = (await opened, done, task)
+        return self.held[mode][0]
+
+    async def aclose(self) -> None:
+        for _, done, task in self.held.values():
+            done.set()
+            await task

@@ -37,6 +37,27 @@ def test_same_seed_same_data() -> None:
             store.close()
 
 
+def test_a_reused_build_is_a_private_copy() -> None:
+    """Store.create(reuse=True) (what SandboxServer does) copies a recent build: the same data as seeding again,
+    and a write to one store is never seen by another."""
+    first = Store.create(seed=7, reuse=True)
+    second, seeded = Store.create(seed=7, reuse=True), Store.create(seed=7)
+    try:
+        assert first.path != second.path
+        assert second.build_seconds < first.build_seconds
+        assert [r.data for r in second.by_type("person")] == [r.data for r in seeded.by_type("person")]
+        uri = first.demo_facts()["jane_uri"]
+        with first.transaction() as db:
+            db.execute("DELETE FROM records WHERE uri = ?", (uri,))
+        assert first.get(uri) is None
+        third = Store.create(seed=7, reuse=True)
+        assert second.get(uri) is not None and third.get(uri) is not None
+        third.close()
+    finally:
+        for store in (first, second, seeded):
+            store.close()
+
+
 def test_well_known_people(sandbox: SandboxServer) -> None:
     store, facts = sandbox.store, sandbox.store.demo_facts()
     assert facts["jane_email"] == "jane.austen@example.org"
