@@ -40,7 +40,7 @@ system() {
       exit 1
     fi
     if [ "$(id -u)" != 0 ] && ! sudo -n true >/dev/null 2>&1; then
-      echo "dev.sh: the tests need ${apt[*]}, which are not installed, and installing them needs root. Run:" >&2
+      echo "dev.sh: the tests need Debian packages missing here (${apt[*]}); installing them needs root. Run:" >&2
       echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${apt[*]}" >&2
       echo "then bash dev.sh test again. Nothing was run." >&2
       exit 1
