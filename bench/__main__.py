@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     # A target missed is a finding to report; a comparison with no baseline is no measurement at all.
     missing = [r.figure for r in rows if r.baseline == "no baseline"]
     if missing:
-        print(f"bench: no baseline for {', '.join(missing)}: install the bench extra", file=sys.stderr)
+        print(f"bench: no baseline for {', '.join(missing)}: install the bench extra (and, for the context "
+              "section, set SHEEPCRM_API_DOCS to a copy of sheepCRM's documents)", file=sys.stderr)
     return 1 if missing else 0
 
 

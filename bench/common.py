@@ -20,7 +20,10 @@ import httpx2
 from mcp.client.streamable_http import streamable_http_client
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "sheepcrm-api" / "openapi-with-tasks.yaml"
+# The context baseline (a server generated from sheepCRM's OpenAPI document) needs a copy of sheepCRM's documents:
+# the folder SHEEPCRM_API_DOCS names (nothing outside the repository is read otherwise).
+DOCS = os.environ.get("SHEEPCRM_API_DOCS")
+SPEC = Path(DOCS) / "openapi-with-tasks.yaml" if DOCS else None
 
 
 def pct(values: list[float], q: float) -> float:
