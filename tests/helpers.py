@@ -172,7 +172,7 @@ def run_binary(args: list[str], env: dict[str, str], **kw: Any) -> Iterator[subp
                 stream.close()
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
