@@ -25,7 +25,7 @@ from sheepcrm_mcp.server.toolkit import (
     read_registration,
 )
 from sheepcrm_mcp.sheepcrm import SheepClient
-from sheepcrm_mcp.tools import catalogue
+from sheepcrm_mcp.tools import apps, catalogue
 from sheepcrm_mcp.tools.profiles import STAFF, Profile
 
 if TYPE_CHECKING:
@@ -133,12 +133,16 @@ def build_app(
         return gate.registration(spec, write_deps)
 
     registrations = [registration(spec) for spec in specs]
+    tools = [build_tool(r) for r in registrations]
+    ui = apps.for_tools(t.name for t in tools)  # MCP Apps for the tools this caller gets (none: no extension)
     server: MCPServer = MCPServer(
         name="sheepcrm-mcp",
         title="sheepCRM",
         instructions=profile.instructions,
         version=__version__,
-        tools=[build_tool(r) for r in registrations],
+        tools=ui.stamp(tools) if ui else tools,
+        extensions=[ui.extension] if ui else None,
+        middleware=[ui.middleware] if ui else None,
         token_verifier=oauth.verifier if oauth else None,
         auth=oauth.auth_settings() if oauth else None,
         # One key for every replica (SHEEPCRM_REQUEST_STATE_KEY), else one made for this process.
