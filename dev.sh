@@ -22,7 +22,8 @@ install() {
 
 # The system parts the tests use, installed when missing: Debian's redis-server, redis-tools and haproxy (the
 # cluster tests, via scripts/cluster.sh install), chromium (the approval page in a real browser), and the local
-# OpenID provider (.ci/idp.sh --install: npm ci, plus a pinned Node when the one on PATH is older than 20.19).
+# OpenID provider (.ci/idp.sh --install: npm ci, plus a pinned Node when the one on PATH is older than 20.19) and
+# the test MCP Apps host (.ci/apps-host.sh --install: npm ci and an esbuild bundle).
 # apt-get needs root or sudo without a password; without either, nothing runs and the exact command is printed.
 system() {
   local apt=() node_ok=0
@@ -58,6 +59,7 @@ system() {
     fi
   fi
   bash .ci/idp.sh --install
+  bash .ci/apps-host.sh --install
 }
 
 lint() {
