@@ -9,7 +9,8 @@ from typing import Any
 
 import uvicorn
 
-from sheepcrm_mcp.sandbox.app import DRIFTS, create_app
+from sheepcrm_mcp.sandbox.app import create_app
+from sheepcrm_mcp.sandbox.drift import parse as parse_drift
 from sheepcrm_mcp.sandbox.faults import FaultPlan, FaultSyntaxError
 from sheepcrm_mcp.sandbox.runner import ByPort, listen
 from sheepcrm_mcp.sandbox.seed import SIZES
@@ -25,7 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8089, help="v2 API port")
     parser.add_argument("--v1-port", type=int, default=None, help="v1 API port (default: --port + 1)")
     parser.add_argument("--restricted-key", default=None, help="a second key whose user lacks event permissions")
-    parser.add_argument("--drift", action="append", default=[], choices=DRIFTS, help="change answers on purpose")
+    parser.add_argument(
+        "--drift", action="append", default=[], metavar="KIND[=ARG][:PATH_REGEX]",
+        help="answer as a changed upstream would (see sandbox/drift.py), for doctor --contract",
+    )
     parser.add_argument(
         "--variant", default=os.environ.get(ENV) or None, choices=NAMES,
         help=f"serve another answer the documents allow for one silent choice (also ${ENV}; see sandbox/README.md)",
@@ -48,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         faults = FaultPlan.parse(specs, args.seed if args.fault_seed is None else args.fault_seed) if specs else None
     except FaultSyntaxError as exc:
+        parser.error(str(exc))
+    try:
+        parse_drift(args.drift)
+    except ValueError as exc:
         parser.error(str(exc))
     store = Store.create(args.db, size=args.size, seed=args.seed, bucket=args.bucket, variant=args.variant)
     v1_port = args.port + 1 if args.v1_port is None else args.v1_port

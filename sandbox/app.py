@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -23,6 +24,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sheepcrm_mcp.sandbox.drift import DriftRule, refusal, rewriting
+from sheepcrm_mcp.sandbox.drift import parse as parse_drift
 from sheepcrm_mcp.sandbox.faults import FaultPlan, FaultRule
 from sheepcrm_mcp.sandbox.records import (
     ATTENDANCE_STATUSES,
@@ -921,7 +924,6 @@ def headers_note(request: Request) -> str:
 API = Literal["v1", "v2", "both"]
 RESTRICTED = re.compile(r"^/events/v2/[^/]+/booking/[^/]+(/available_tickets|/attendance(/all)?)?$")
 USER_DISPLAY = re.compile(r"^/api/v2/sheepcrm/user/[A-Za-z0-9]{1,64}/display$")
-DRIFTS = ("renamed-field", "other-wrapper", "extra-nulls")
 
 
 def create_app(
@@ -941,14 +943,12 @@ def create_app(
     `api` picks the v1 routes (/api/v1/...), the v2 routes, or both: sheepCRM serves them on separate hosts,
     and so does SandboxServer. `restricted_key` is a second key whose user lacks the permission for full
     event details (403, openapi.yaml's reduced /summary still works). `drift` changes the answers on purpose
-    (see DRIFTS and README) so that `doctor --contract` can be shown to notice. `log` may be shared. `variant`
+    (sandbox/drift.py, README) so that `doctor --contract` can be shown to notice. `log` may be shared. `variant`
     serves another answer the documents allow for one of the sandbox's own choices (sandbox/variants.py); the
     store must have been built with the same variant."""
     if bucket != store.bucket:
         raise ValueError(f"store holds bucket {store.bucket!r}, not {bucket!r}")
-    unknown = set(drift) - set(DRIFTS)
-    if unknown:
-        raise ValueError(f"unknown drift {sorted(unknown)}; choose from {', '.join(DRIFTS)}")
+    rules = parse_drift(drift)  # ValueError for a bad spec
     log = [] if log is None else log
     chosen = [r for r in routes() if api == "both" or (r.path.startswith("/api/v1/") == (api == "v1"))]
     app = Starlette(
@@ -956,7 +956,7 @@ def create_app(
         middleware=[
             Middleware(
                 SandboxMiddleware, key=key, bucket=bucket, faults=faults, log=log, restricted_key=restricted_key,
-                drift=frozenset(drift), variant=check(variant),
+                drift=rules, variant=check(variant),
             )
         ],
         exception_handlers={NotFound: _not_found, Invalid: _invalid, Conflict: _conflict, HTTPException: _http_error},
@@ -975,7 +975,7 @@ class SandboxMiddleware:
 
     def __init__(
         self, app: ASGIApp, *, key: str, bucket: str, faults: FaultPlan | None, log: list[LoggedRequest],
-        restricted_key: str | None = None, drift: frozenset[str] = frozenset(), variant: str | None = None,
+        restricted_key: str | None = None, drift: tuple[DriftRule, ...] = (), variant: str | None = None,
     ) -> None:
         self.app, self.key, self.bucket, self.faults, self.log = app, key, bucket, faults, log
         self.restricted_key, self.drift, self.variant = restricted_key, drift, variant
@@ -1005,7 +1005,10 @@ class SandboxMiddleware:
                 entry.fault = rule.label
         target: ASGIApp = self.check_access(scope) or self.app
         if self.drift and scope["method"] == "GET":
-            logged_send = drifted(self.drift, logged_send)
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            if target is self.app and (refused := refusal(self.drift, scope["path"], query)):
+                target = error(refused[0], "not found" if refused[0] == 404 else refused[1], refused[1])
+            logged_send = rewriting(self.drift, scope["path"], logged_send)
         if rule is None:
             await target(scope, receive, logged_send)
         elif rule.after:
@@ -1040,70 +1043,6 @@ class SandboxMiddleware:
 
 async def _discard(message: Message) -> None:
     return None
-
-
-WRAPPERS = ("bookings", "segments", "results", "tasks", "sessions", "memberships", "available_tickets")
-
-
-def drifted(drift: frozenset[str], send: Send) -> Send:
-    """Rewrite a JSON answer the way an upstream change would (for `doctor --contract` to notice):
-    renamed-field: display_value -> displayValue everywhere; other-wrapper: the list wrapper becomes `items`;
-    extra-nulls: every scalar of every listed record becomes null."""
-    start: dict[str, Any] = {}
-    chunks: list[bytes] = []
-
-    async def wrapped(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            start.update(message)
-            return
-        if message["type"] != "http.response.body":
-            await send(message)
-            return
-        chunks.append(message.get("body", b""))
-        if message.get("more_body"):
-            return
-        body = b"".join(chunks)
-        if start.get("status") == 200:
-            try:
-                body = json.dumps(_drift(drift, json.loads(body))).encode()
-            except ValueError:
-                pass
-        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({**start, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    return wrapped
-
-
-def _drift(drift: frozenset[str], body: Any) -> Any:
-    if "renamed-field" in drift:
-        body = _rename(body)
-    if isinstance(body, dict):
-        for key in WRAPPERS:
-            if isinstance(body.get(key), list):
-                if "extra-nulls" in drift:
-                    body[key] = [_nulls(r) for r in body[key]]
-                if "other-wrapper" in drift:
-                    body["items"] = body.pop(key)
-                break
-    elif isinstance(body, list) and "extra-nulls" in drift:
-        body = [_nulls(r) for r in body]
-    return body
-
-
-def _rename(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {("displayValue" if k == "display_value" else k): _rename(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rename(v) for v in value]
-    return value
-
-
-def _nulls(record: Any) -> Any:
-    return {k: (None if not isinstance(v, (dict, list)) else v) for k, v in record.items()} if isinstance(
-        record, dict
-    ) else record
 
 
 async def inject(rule: FaultRule, scope: Scope, receive: Receive, send: Send) -> None:

@@ -6,12 +6,14 @@ Exit codes, so scripts can tell the verdicts apart:
   1  sheepCRM answered but refused: the API key, the bucket, or a sample read
   2  the settings are missing or malformed (as for `sheepcrm-mcp` itself)
   3  sheepCRM could not be reached at the configured address
-  4  (--contract) an endpoint the tools read answered in a shape other than the documented one
+  4  (--contract) drift: an endpoint the tools read answered in another shape, lost a field the answers
+     depend on, or refused (4xx other than 403) a request the tools send as documented
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -27,7 +29,7 @@ from sheepcrm_mcp.server.auth import check_oauth
 from sheepcrm_mcp.server.caller import PROFILES
 from sheepcrm_mcp.server.settings import ConfigError, Settings, load_settings
 from sheepcrm_mcp.sheepcrm import AuthError, NotFoundError, PermissionDenied, SheepClient, SheepError
-from sheepcrm_mcp.sheepcrm.scope import RecordUri, ScopeError, parse_uri
+from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, RecordUri, ScopeError, parse_uri
 from sheepcrm_mcp.tools.contract import Read, by_name
 
 OK, BAD = "ok  ", "FAIL"
@@ -145,6 +147,7 @@ def run_doctor(overrides: dict[str, Any], *, sandbox: bool = False, env_file: Pa
 # ---- doctor --contract --------------------------------------------------------------------
 
 EXIT_DRIFT = 4
+ACT = "upgrade sheepcrm-mcp, or send `sheepcrm-mcp doctor --contract --json` to its maintainers"
 
 
 @dataclass
@@ -156,14 +159,15 @@ class Probe:
     status: int | str
     records: int = 0
     wrapper: str | None = None
-    missing: list[str] = field(default_factory=list)  # core fields absent from every record
+    missing: list[str] = field(default_factory=list)  # core fields (or groups a|b) absent from every record
     null: list[str] = field(default_factory=list)  # core fields present but null in every record
     absent: list[str] = field(default_factory=list)  # optional fields seen in no record (a warning)
     note: str | None = None
+    refused: str | None = None  # why a 4xx other than 403 is drift: the path moved or a parameter is refused
 
     @property
     def drift(self) -> bool:
-        return self.wrapper == "(not found)" or bool(self.missing or self.null)
+        return self.wrapper == "(not found)" or bool(self.missing or self.null or self.refused)
 
 
 def _keys(value: Any, seen: dict[str, list[Any]]) -> None:
@@ -180,17 +184,23 @@ def _keys(value: Any, seen: dict[str, list[Any]]) -> None:
 def inspect(read: Read, data: Any, status: int | str = 200) -> Probe:
     probe = Probe(read.name, read.path, status)
     records: list[Any]
+    if isinstance(data, dict):
+        lost = [k for k in read.envelope if k not in data]
+        probe.missing += lost
     if isinstance(data, list):
         records = data
     elif isinstance(data, dict) and read.wrapper:
         key = next((k for k in read.wrapper if k in data), None)
-        if key is None:
+        if key is None and read.bare and any(f in data for g in read.groups for f in g):
+            records, probe.wrapper = [data], "(the record itself)"
+        elif key is None:
             probe.wrapper = "(not found)"
-            probe.note = f"none of {', '.join(read.wrapper)} in the answer"
+            probe.note = f"none of {', '.join(read.wrapper)} in the answer (keys: {', '.join(sorted(data)[:8])})"
             return probe
-        probe.wrapper = key
-        inner = data[key]
-        records = inner if isinstance(inner, list) else [inner]
+        else:
+            probe.wrapper = key
+            inner = data[key]
+            records = inner if isinstance(inner, list) else [inner]
     else:
         records = [data]
     records = [r for r in records if isinstance(r, dict)]
@@ -201,13 +211,26 @@ def inspect(read: Read, data: Any, status: int | str = 200) -> Probe:
     seen: dict[str, list[Any]] = {}
     for r in records:
         _keys(r, seen)
-    for name in read.fields:
-        values = seen.get(name)
-        if values is None:
-            (probe.missing if name in read.core else probe.absent).append(name)
-        elif name in read.core and all(v is None for v in values):
+    core = {f for g in read.groups for f in g}
+    for group, name in zip(read.groups, read.core, strict=True):
+        values = [v for f in group for v in seen.get(f, [])]
+        if not any(f in seen for f in group):
+            probe.missing.append(name)
+        elif all(v is None for v in values):
             probe.null.append(name)
+    top = set(data) if isinstance(data, dict) else set()  # keys of the answer itself (a listing's total)
+    probe.absent = [f for f in read.fields if f not in core and f not in seen and f not in top]
     return probe
+
+
+def refusal(status: int, read: Read, found: bool) -> str:
+    """Why a 4xx answer (not 403, not a documented answer) is drift, in words a person can act on."""
+    what = "a record this check had just found" if found else "a request the tools send as documented"
+    if status == 404:
+        return f"sheepCRM answered 404 for {what}: the path has moved or the endpoint is gone -> {ACT}"
+    if status in (400, 422):
+        return f"sheepCRM refused the parameters the tools send (HTTP {status}) -> {ACT}"
+    return f"sheepCRM answered HTTP {status} for {what} -> {ACT}"
 
 
 async def probe_contract(settings: Settings) -> list[Probe]:
@@ -217,19 +240,25 @@ async def probe_contract(settings: Settings) -> list[Probe]:
     probes: list[Probe] = []
     async with SheepClient(quick.client_config()) as client:
 
-        async def call(name: str, make: Callable[[], Awaitable[Any]]) -> Any:
+        async def call(name: str, make: Callable[[], Awaitable[Any]], *, found: bool = True) -> Any:
+            """`found`: the call is about a record this check found (a 404 then means the path moved)."""
             read = reads[name]
             try:
                 data = await make()
             except PermissionDenied as exc:
-                lacks = exc.permission or "a permission"
-                probes.append(Probe(read.name, read.path, 403, note=f"this key lacks {lacks}"))
-                return None
-            except NotFoundError:
-                probes.append(Probe(read.name, read.path, 404, note="not found (no match or no such record)"))
+                lacks = f"the '{exc.permission}' permission" if exc.permission else "a permission"
+                probes.append(Probe(read.name, read.path, 403, note=f"this key lacks {lacks}: not checked"))
                 return None
             except SheepError as exc:
-                probes.append(Probe(read.name, read.path, exc.status or "error", note=type(exc).__name__))
+                status = exc.status
+                probe = Probe(read.name, read.path, status or "error", note=type(exc).__name__)
+                if status in read.answers:
+                    probe.note = "a documented answer (no match)" if status == 404 else "a documented answer"
+                elif status is not None and 400 <= status < 500:
+                    probe.refused = refusal(status, read, found)
+                else:
+                    probe.note = f"{type(exc).__name__}: could not check (try again later)"
+                probes.append(probe)
                 return None
             probes.append(inspect(read, data))
             return data
@@ -237,7 +266,7 @@ async def probe_contract(settings: Settings) -> list[Probe]:
         def skipped(name: str, why: str) -> None:
             probes.append(Probe(name, reads[name].path, "skipped", note=why))
 
-        found = await call("search", lambda: client.search("a"))
+        found = await call("search", lambda: client.search("a"), found=False)
         people = [r for r in _records(found, "results") if "person" in str(r.get("resource") or r.get("id") or "")]
         contact = _uri(people[0].get("id") or people[0].get("uri"), client.bucket) if people else None
         email = last = None
@@ -248,60 +277,81 @@ async def probe_contract(settings: Settings) -> list[Probe]:
                 emails = data.get("email")
                 email = next((e for e in emails if e), None) if isinstance(emails, list) else emails
                 last = data.get("last_name") if isinstance(data.get("last_name"), str) else None
-            await call("memberships", lambda: client.memberships(contact))
-            audit = await call("record history", lambda: client.record_audit(contact, since_days=3650))
-            users = [str(e["user"]) for e in _records(audit, "results") if isinstance(e.get("user"), str)]
-            parts = users[0].strip("/").split("/") if users else []
-            if len(parts) == 3:
-                await call("display", lambda: _display(client, parts))
-            else:
-                skipped("display", "no user in the sample history")
+            await call("record history", lambda: client.record_audit(contact, since_days=3650))
         else:
-            for name in ("v1 record", "memberships", "record history", "display"):
+            for name in ("v1 record", "record history"):
                 skipped(name, "the search found no person to sample")
         if email:
-            await call("v1 membership by email", lambda: client.membership_by_email(str(email)))
+            await call("v1 membership by email", lambda: client.membership_by_email(str(email).split(";")[0]))
         else:
             skipped("v1 membership by email", "no sample email")
-        await call("person search", lambda: client.search_people(last_name=last or "Smith"))
-        await call("help search", lambda: client.search_help("membership"))
-        events = await call("events", lambda: client.events("all", 1, 20))
+        await call("person search", lambda: client.search_people(last_name=last or "Smith"), found=False)
+        await call("help search", lambda: client.search_help("membership"), found=False)
+        listed = {
+            rtype: await call(f"{rtype} list", functools.partial(client.resources, rtype, {}, 1, 5), found=False)
+            for rtype in ("person", "organisation", "member", "membership_type")
+        }
+        holders = (_uri(d.get("member"), client.bucket) for r in _records(listed["member"], "results")
+                   if isinstance(d := r.get("data"), dict))
+        holder = next((h for h in holders if h), None)
+        if holder:
+            memberships = await call("memberships", lambda: client.memberships(holder))
+            plans = (_uri(m.get("membership_type"), client.bucket, ("membership_type",))
+                     for m in _records(memberships, "memberships"))
+            plan = next((p for p in plans if p), None)
+            if plan:
+                await call("display", lambda: _display(client, plan))
+            else:
+                skipped("display", "no membership plan to name")
+        else:
+            for name in ("memberships", "display"):
+                skipped(name, "no member to sample")
+        events = await call("events", lambda: client.events("all", 1, 20), found=False)
         event_uids = [str(e["uid"]) for e in _records(events, "bookings") if isinstance(e.get("uid"), str)]
         if event_uids:
             uid = event_uids[0]
             await call("event", lambda: client.event(uid))
             await call("event summary", lambda: client.event_summary(uid))
             await call("tickets", lambda: client.event_tickets(uid))
-            await call("attendance", lambda: client.attendance(uid))
+            sessions = await call("attendance", lambda: client.attendance(uid))
+            booker = next((u for s in _records(sessions, "sessions")
+                           if (u := _uri(s.get("person_ref"), client.bucket)) and u.type == "person"), None)
+            if booker:
+                await call("person orders", lambda: client.person_orders(booker.uid))
+            else:
+                skipped("person orders", "no attendee to sample")
         else:
-            for name in ("event", "event summary", "tickets", "attendance"):
+            for name in ("event", "event summary", "tickets", "attendance", "person orders"):
                 skipped(name, "no event to sample")
-        mine = await call("my tasks", lambda: client.my_tasks(20, include_completed=True))
-        every = await call("all tasks", lambda: client.all_tasks(20, include_completed=True))
+        mine = await call("my tasks", lambda: client.my_tasks(20, include_completed=True), found=False)
+        every = await call("all tasks", lambda: client.all_tasks(20, include_completed=True), found=False)
         tasks = _records(every, "tasks") + _records(mine, "tasks")
         task_uids = [str(t["uid"]) for t in tasks if isinstance(t.get("uid"), str)]
         if task_uids:
             await call("task", lambda: client.task(task_uids[0]))
         else:
             skipped("task", "no task to sample")
-        segments = await call("segments", lambda: client.all_segments(1, 20))
-        seg = [s for s in _records(segments, "segments") if isinstance(s.get("uid"), str)]
+        segments = await call("segments", lambda: client.all_segments(1, 20), found=False)
+        seg = sorted((s for s in _records(segments, "segments") if isinstance(s.get("uid"), str)),
+                     key=lambda s: s.get("active") is not True)  # an active one first: find lists only those
         seg_name = str(seg[0]["name"]) if seg and isinstance(seg[0].get("name"), str) else "a"
-        await call("segment search", lambda: client.find_segments(seg_name, 1, 20))
+        await call("segment search", lambda: client.find_segments(seg_name, 1, 20), found=bool(seg))
         if seg:
             seg_uid = str(seg[0]["uid"])
             await call("segment count", lambda: client.segment_count(seg_uid))
-            await call("segment members", lambda: client.segment_members(seg_uid, 1, 10))
-            await call("segment lookup", lambda: client.segment_lookup(seg_uid, last or "a"))
+            listed_members = await call("segment members", lambda: client.segment_members(seg_uid, 1, 10))
+            names = [str(r["display_value"]).split()[-1] for r in _records(listed_members, "results")
+                     if isinstance(r.get("display_value"), str) and r["display_value"].strip()]
+            await call("segment lookup", lambda: client.segment_lookup(seg_uid, names[0] if names else "a"))
         else:
             for n in ("segment count", "segment members", "segment lookup"):
                 skipped(n, "no segment to sample")
     return probes
 
 
-async def _display(client: SheepClient, parts: list[str]) -> dict[str, Any]:
-    name = await client.display(parts[1], parts[2])
-    return {"display_value": name}
+async def _display(client: SheepClient, uri: RecordUri) -> dict[str, Any]:
+    name = await client.display(uri.type, uri.uid)  # None when the answer has no display_value
+    return {"display_value": name} if name is not None else {}
 
 
 def _records(data: Any, key: str) -> list[dict[str, Any]]:
@@ -311,9 +361,9 @@ def _records(data: Any, key: str) -> list[dict[str, Any]]:
     return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
 
 
-def _uri(value: Any, bucket: str) -> RecordUri | None:
+def _uri(value: Any, bucket: str, types: tuple[str, ...] = CONTACT_TYPES) -> RecordUri | None:
     try:
-        return parse_uri(str(value), bucket)
+        return parse_uri(str(value), bucket, types)
     except ScopeError:
         return None
 
@@ -341,23 +391,26 @@ def run_contract(overrides: dict[str, Any], *, sandbox: bool = False, as_json: b
             "drift": bool(drift),
             "endpoints": [{**asdict(p), "drift": p.drift} for p in probes],
         }
-        print(json.dumps(report, indent=1))
+        print(logs.scrub(json.dumps(report, indent=1)))
     else:
         for p in probes:
             parts = [f"HTTP {p.status}", f"{p.records} record(s)"]
             if p.wrapper:
                 parts.append(f"under '{p.wrapper}'")
             if p.missing:
-                parts.append(f"MISSING {', '.join(p.missing)}")
+                parts.append(f"MISSING {', '.join(p.missing)} (the tools' answers depend on it)")
             if p.null:
                 parts.append(f"ALWAYS NULL {', '.join(p.null)}")
             if p.absent:
                 parts.append(f"not seen (optional): {', '.join(p.absent)}")
             if p.note:
                 parts.append(p.note)
-            print(f"{'DRIFT' if p.drift else OK:5} {p.endpoint} ({p.path}): {'; '.join(parts)}")
+            if p.refused:
+                parts.append(p.refused)
+            print(logs.scrub(f"{'DRIFT' if p.drift else OK:5} {p.endpoint} ({p.path}): {'; '.join(parts)}"))
         print(
-            "doctor --contract: drift found; send the --json output to the sheepcrm-mcp maintainers"
+            f"doctor --contract: sheepCRM has changed under {len(drift)} read(s) (the DRIFT lines): answers that "
+            f"depend on them may be wrong or fail -> {ACT}"
             if drift
             else "doctor --contract: every read the tools use answered in the documented shape",
             file=sys.stderr,

@@ -1,9 +1,12 @@
 """Every upstream read the tools use, with the fields they read from it: the one table behind
 `sheepcrm-mcp doctor --contract` and the contract tests.
 
-`wrapper` names the keys the records may sit under (empty: the answer is the record, or a bare list);
-`fields` is every key the tools read from a record or the answer; `core` are the ones without which a
-tool cannot give its answer (a drift in those is reported as drift, the rest as warnings). The tests
+`wrapper` names the keys the records may sit under (empty: the answer is the record, or a bare list; with
+`bare`, the answer may also be one record without the wrapper); `fields` is every key the tools read from a
+record or the answer; `core` are the fields that decide the tools' answers, each a group of alternatives
+written `a|b` (the group is there when one of them is): losing one is drift, the rest are warnings.
+`envelope` are keys the answer itself must carry (a listing's total). `answers` are the HTTP statuses the
+documents give as answers rather than failures (404 = no match); any other 4xx but 403 is drift. The tests
 check each field against sheepCRM's documents (openapi.yaml, the 2024-12 tasks cut, the 2025-02 draft,
 the v1 notes) and UNDOCUMENTED lists the few that no document names, each with its reason.
 """
@@ -21,6 +24,14 @@ class Read:
     wrapper: tuple[str, ...]
     fields: tuple[str, ...]
     core: tuple[str, ...] = ()
+    envelope: tuple[str, ...] = ()
+    answers: tuple[int, ...] = ()
+    bare: bool = False
+
+    @property
+    def groups(self) -> list[tuple[str, ...]]:
+        """The core fields as groups of alternatives."""
+        return [tuple(c.split("|")) for c in self.core]
 
 
 SEARCH_ITEM = ("id", "uri", "display_value", "resource", "primary_email", "primary_telephone", "postal_code")
@@ -29,6 +40,8 @@ TASK = (
     "allocated_to", "allocated_to_display", "context", "context_display", "text_body", "created", "last_updated",
     "record_state", "uri",
 )
+TASK_CORE = ("uid", "completed", "date|due_date")
+V1_CONTACT = ("uri", "display_value", "data", "email", "telephone", "job_title", "total")
 EVENT = (
     "uid", "uri", "display_value", "title", "start_datetime", "start_date", "end_datetime", "end_date", "location",
     "cancelled", "status", "is_sold_out", "record_state",
@@ -36,7 +49,10 @@ EVENT = (
 
 READS: tuple[Read, ...] = (
     Read("search", "search", "/search/v2/{bucket}", ("results",), SEARCH_ITEM, ("id", "display_value")),
-    Read("person search", "search_people", "/search/v2/{bucket}/person", ("results",), SEARCH_ITEM, ("id",)),
+    Read(  # EVIDENCE.md: a match answers the full person record; a list or `results` is accepted too
+        "person search", "search_people", "/search/v2/{bucket}/person", ("results",), SEARCH_ITEM, ("id|uri",),
+        answers=(404,), bare=True,
+    ),
     Read(
         "help search", "search_help", "/search/v2/{bucket}/help", ("results", "articles"),
         ("title", "display_value", "link", "url", "snippet", "summary", "text"), ("title",),
@@ -52,13 +68,14 @@ READS: tuple[Read, ...] = (
         "v1 membership by email", "membership_by_email", "/api/v1/{bucket}/user/membership/", (),
         ("person", "first_name", "last_name", "member_till_plus_grace", "membership_record_status",
          "active_memberships_for_display"),
-        ("person",),
+        ("person", "membership_record_status"),
+        answers=(409,),  # several contacts share the email (v1 notes)
     ),
     Read(
         "memberships", "memberships", "/api/v2{person_uri}membership/all", ("memberships",),
         ("start_date", "end_date", "cancellation_date", "display_value", "membership_number",
          "membership_record_status", "membership_type", "paid", "record_state", "uri"),
-        ("start_date", "end_date"),
+        ("start_date", "end_date", "paid|membership_record_status"),
     ),
     Read("display", "display", "/api/v2/{bucket}/{resource_type}/{uid}/display", (), ("display_value",),
          ("display_value",)),
@@ -66,25 +83,32 @@ READS: tuple[Read, ...] = (
         "record history", "record_audit", "/audit/v2/{bucket}/{resource_type}/{uid}/audit", ("results",),
         ("date", "user", "message", "clean_diff", "field", "prev", "value", "uri"), ("date",),
     ),
-    Read("events", "events", "/events/v2/{bucket}/bookings/{state}", ("bookings",), EVENT, ("uid",)),
+    Read(
+        "events", "events", "/events/v2/{bucket}/bookings/{state}", ("bookings",), EVENT,
+        ("uid", "start_datetime|start_date"),
+    ),
     Read(
         "event", "event", "/events/v2/{bucket}/booking/{uid}", (),
-        (*EVENT, "capacity", "description", "location_address_string", "website"), ("uid",),
+        (*EVENT, "capacity", "description", "location_address_string", "website"), ("uid", "start_datetime|start_date"),
     ),
     Read("event summary", "event_summary", "/events/v2/{bucket}/booking/{uid}/summary", (), EVENT, ("uid",)),
     Read(
         "tickets", "event_tickets", "/events/v2/{bucket}/booking/{uid}/available_tickets", ("available_tickets",),
-        ("name", "amount", "member_only", "total", "allocated", "available", "reserved"), ("name",),
+        ("name", "amount", "member_only", "total", "allocated", "available", "reserved"), ("name", "available"),
     ),
     Read(
         "attendance", "attendance", "/events/v2/{bucket}/booking/{uid}/attendance/all", ("sessions",),
         ("uid", "person_ref", "ref", "attendee_name", "display_value", "attendee_email", "status", "ticket",
-         "guest", "guest_ref", "record_state"),
-        ("status",),
+         "guest", "guest_ref", "record_state", "booking"),
+        ("status", "guest", "person_ref"),
     ),
-    Read("my tasks", "my_tasks", "/notifications/v2/{bucket}/tasks", ("tasks",), TASK, ("uid",)),
-    Read("all tasks", "all_tasks", "/notifications/v2/{bucket}/tasks/all", ("tasks",), TASK, ("uid",)),
-    Read("task", "task", "/notifications/v2/{bucket}/task/{uid}", (), TASK, ("uid",)),
+    Read(
+        "person orders", "person_orders", "/events/v2/{bucket}/person/{uid}/orders", ("orders",),
+        ("booking_display", "booking_uri"), ("booking_uri",),
+    ),
+    Read("my tasks", "my_tasks", "/notifications/v2/{bucket}/tasks", ("tasks",), TASK, TASK_CORE),
+    Read("all tasks", "all_tasks", "/notifications/v2/{bucket}/tasks/all", ("tasks",), TASK, TASK_CORE),
+    Read("task", "task", "/notifications/v2/{bucket}/task/{uid}", (), TASK, TASK_CORE),
     Read(
         "segments", "all_segments", "/segments/v2/{bucket}/all", ("segments",),
         ("uid", "name", "display_value", "description", "segment_type", "resource_type", "active", "record_state"),
@@ -97,9 +121,23 @@ READS: tuple[Read, ...] = (
     ),
     Read("segment count", "segment_count", "/segments/v2/{bucket}/segment/{uid}/count", (), ("count",), ("count",)),
     Read("segment members", "segment_members", "/segments/v2/{bucket}/segment/{uid}/all", ("results",), SEARCH_ITEM,
-         ("id",)),
+         ("id|uri",)),
     Read("segment lookup", "segment_lookup", "/segments/v2/{bucket}/segment/{uid}/lookup", ("results",),
-         SEARCH_ITEM, ("id",)),
+         SEARCH_ITEM, ("id|uri",)),
+    # v1 listings (v1 notes): {results: [v1 records], total, page, pages, page_size}
+    Read("person list", "resources", "/api/v1/{bucket}/person/", ("results",), V1_CONTACT, ("uri", "data"),
+         envelope=("total",)),
+    Read("organisation list", "resources", "/api/v1/{bucket}/organisation/", ("results",), V1_CONTACT,
+         ("uri", "data"), envelope=("total",)),
+    Read(
+        "member list", "resources", "/api/v1/{bucket}/member/", ("results",),
+        ("uri", "data", "member", "start_date", "end_date", "membership_type", "paid", "membership_record_status",
+         "record_state", "cancellation_date", "total"),
+        ("data", "member", "start_date", "end_date", "membership_type", "paid|membership_record_status"),
+        envelope=("total",),
+    ),
+    Read("membership_type list", "resources", "/api/v1/{bucket}/membership_type/", ("results",),
+         ("uri", "display_value", "total"), ("uri", "display_value"), envelope=("total",)),
 )
 
 # Fields read that no document names for that endpoint, and why reading them is safe.

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from sheepcrm_mcp.doctor import run_contract
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from sheepcrm_mcp.tools.contract import READS
+from sheepcrm_mcp.sandbox.variants import NAMES
+from sheepcrm_mcp.tools.contract import READS, Read
+from tests.contract import _regex
 from tests.helpers import REPO, binary, clean_env, free_port, sandbox_env
 
 
@@ -93,9 +97,19 @@ def test_contract_is_clean_against_the_documented_shapes(doctor_sandbox: Sandbox
 @pytest.mark.parametrize(
     ("drift", "expect"),
     [
-        ("renamed-field", "MISSING display_value"),
+        ("renamed-field", "DRIFT search (/search/v2/{bucket}): HTTP 200; 50 record(s); under 'results'; "
+         "MISSING display_value"),
         ("other-wrapper", "none of bookings in the answer"),
         ("extra-nulls", "ALWAYS NULL uid"),
+        # the path moved: a 404 for a record the check had just found
+        ("moved-path:^/audit/v2/", "DRIFT record history (/audit/v2/{bucket}/{resource_type}/{uid}/audit): HTTP 404"),
+        # a parameter the tools send is refused
+        ("rejected-param=since_days", "DRIFT record history (/audit/v2/{bucket}/{resource_type}/{uid}/audit): "
+         "HTTP 400"),
+        ("rejected-param=include_completed", "DRIFT my tasks (/notifications/v2/{bucket}/tasks): HTTP 400"),
+        # a v1 listing's wrapper renamed
+        ("other-wrapper=results:^/api/v1/[^/]+/member/$", "DRIFT member list (/api/v1/{bucket}/member/): HTTP 200; "
+         "0 record(s); under '(not found)'; none of results in the answer"),
     ],
 )
 def test_contract_reports_drift(tmp_path: Path, drift: str, expect: str) -> None:
@@ -103,9 +117,59 @@ def test_contract_reports_drift(tmp_path: Path, drift: str, expect: str) -> None
         r = contract(sb, tmp_path)
         report = json.loads(contract(sb, tmp_path, "--json").stdout)
     assert r.returncode == 4, r.stdout + r.stderr
-    assert expect in r.stdout and "DRIFT" in r.stdout
+    assert expect in r.stdout, r.stdout
     assert report["drift"] is True and any(e["drift"] for e in report["endpoints"])
-    assert "send the --json output" in r.stderr
+    assert "upgrade sheepcrm-mcp, or send `sheepcrm-mcp doctor --contract --json`" in r.stderr
+    if "HTTP 404" in expect:
+        assert "the path has moved or the endpoint is gone" in r.stdout
+    if "HTTP 400" in expect:
+        assert "refused the parameters the tools send" in r.stdout
+
+
+def path_regex(read: Read) -> str:
+    return f"^{_regex(read.path).pattern}$"
+
+
+CORE = [(read, group) for read in READS for group in (*read.core, *read.envelope)]
+NAMED = {("my tasks", "completed"), ("my tasks", "date|due_date"), ("memberships", "paid|membership_record_status"),
+         ("attendance", "guest"), ("member list", "total"), ("person search", "id|uri")}
+
+
+@pytest.mark.parametrize(
+    ("read", "group"),
+    [pytest.param(r, g, id=f"{r.name}:{g}", marks=() if (r.name, g) in NAMED else pytest.mark.slow) for r, g in CORE],
+)
+def test_contract_reports_each_core_field_renamed(
+    read: Read, group: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each field (or group of alternatives) an answer depends on, renamed on its endpoint only: exit 4 and a
+    DRIFT line for that endpoint naming it (in-process: the same code as the command, without a subprocess)."""
+    for name in [k for k in os.environ if k.startswith("SHEEPCRM_")]:
+        monkeypatch.delenv(name)
+    drift = [f"renamed-field={f}:{path_regex(read)}" for f in group.split("|")]
+    with SandboxServer(key="sk-doctor-core-5e1", drift=drift) as sb:
+        code = run_contract({**sb.settings(), "audit_log": tmp_path / "audit.jsonl"})
+    out = capsys.readouterr()
+    line = next((x for x in out.out.splitlines() if x.startswith(f"DRIFT {read.name} (")), None)
+    assert code == 4 and line is not None, out.out
+    assert f"MISSING {group}" in line, line
+
+
+@pytest.mark.parametrize("variant", [pytest.param(v, marks=pytest.mark.slow) for v in NAMES])
+def test_contract_under_every_variant(variant: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variant is an answer the documents allow: no drift, except bodies in wrappers no client can know
+    (other-wrappers), which the tools cannot read either."""
+    for name in [k for k in os.environ if k.startswith("SHEEPCRM_")]:
+        monkeypatch.delenv(name)
+    with SandboxServer(key="sk-doctor-variant-7", variant=variant) as sb:
+        code = run_contract({**sb.settings(), "audit_log": tmp_path / "audit.jsonl"})
+    out = capsys.readouterr().out
+    drift = sorted(x.split(" (")[0] for x in out.splitlines() if x.startswith("DRIFT"))
+    if variant == "other-wrappers":
+        assert code == 4 and drift == ["DRIFT help search", "DRIFT person search", "DRIFT segment members"], out
+    else:
+        assert code == 0 and drift == [], out
 
 
 def test_contract_with_a_restricted_key_says_which_permission(tmp_path: Path) -> None:
