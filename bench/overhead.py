@@ -74,7 +74,7 @@ async def measure(paths: dict[str, Callable[[], Awaitable[Any]]], rounds: int, w
 async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
     from bench.echo_server import build as build_echo
     from sheepcrm_mcp.assembly import build_app
-    from sheepcrm_mcp.server.toolkit import Deps
+    from sheepcrm_mcp.server.specs import Deps
     from sheepcrm_mcp.sheepcrm import SheepClient
     from sheepcrm_mcp.sheepcrm.scope import parse_uri
     from sheepcrm_mcp.tools.contacts import GetContactInput, get_contact

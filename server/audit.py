@@ -4,8 +4,9 @@ The folder is created 0700 and the file 0600 (opened with O_NOFOLLOW, so a plant
 refused); lines are pure ASCII JSON, so U+2028 and friends cannot split a line for any reader.
 
 On a hosted server (SHEEPCRM_AUTH=oauth) each line names the signed-in caller: sub, email, profile.
-AuditLog is stores.Audit in this process; with replicas, redis_store.RedisAudit keeps the same lines
-(entry_line) in one Redis stream, and `sheepcrm-mcp audit archive` appends them here (append_lines).
+Every store records the same `AuditEntry` as the same line (entry_line). AuditLog is stores.Audit in this
+process; with replicas, redis_store.RedisAudit keeps the lines in one Redis stream, and
+`sheepcrm-mcp audit archive` appends them here (append_lines).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import threading
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,20 @@ def redact(value: Any, secret: str | None) -> Any:
     return value
 
 
+@dataclass(frozen=True, kw_only=True)
+class AuditEntry:
+    """One line of the audit, as every store records it: what was tried, how it ended, who approved it."""
+
+    tool: str
+    outcome: str  # attempt, succeeded, partial, unknown, failed, conflict, declined, ... or page_<decision>
+    channel: str  # how it was approved: elicitation, approval-page, ...
+    arguments: dict[str, Any]
+    before: Any = None
+    after: Any = None
+    detail: str | None = None
+    approver: dict[str, Any] | None = None  # hosted mode: the signed-in person who approved it on the page
+
+
 class AuditLog:
     """Writes are serialised and fsynced; a failure to audit is raised, never swallowed."""
 
@@ -49,21 +65,9 @@ class AuditLog:
         self._confirm_mode = confirm_mode
         self._lock = threading.Lock()
 
-    async def record(
-        self,
-        *,
-        tool: str,
-        outcome: str,
-        channel: str,
-        arguments: dict[str, Any],
-        before: Any = None,
-        after: Any = None,
-        detail: str | None = None,
-        approver: dict[str, Any] | None = None,
-    ) -> str:
+    async def record(self, entry: AuditEntry) -> str:
         entry_id = uuid.uuid4().hex[:12]
-        line = entry_line(entry_id, self._secret, self._confirm_mode, tool=tool, outcome=outcome, channel=channel,
-                          arguments=arguments, before=before, after=after, detail=detail, approver=approver)
+        line = entry_line(entry_id, self._secret, self._confirm_mode, entry)
         with self._lock:
             append_lines(self.path, [line])
         return entry_id
@@ -90,35 +94,22 @@ def append_lines(path: Path, lines: list[str]) -> None:
         os.close(fd)
 
 
-def entry_line(
-    entry_id: str,
-    secret: str | None,
-    confirm_mode: str,
-    *,
-    tool: str,
-    outcome: str,
-    channel: str,
-    arguments: dict[str, Any],
-    before: Any,
-    after: Any,
-    detail: str | None,
-    approver: dict[str, Any] | None = None,
-) -> str:
+def entry_line(entry_id: str, secret: str | None, confirm_mode: str, entry: AuditEntry) -> str:
     """One audit entry as an ASCII JSON line, secrets redacted, the caller named (the same for every store)."""
-    entry = {
+    line = {
         "id": entry_id,
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "tool": tool,
-        "outcome": outcome,
-        "channel": channel,
+        "tool": entry.tool,
+        "outcome": entry.outcome,
+        "channel": entry.channel,
         "confirm_mode": confirm_mode,
-        "arguments": arguments,
-        "before": before,
-        "after": after,
-        "detail": detail,
+        "arguments": entry.arguments,
+        "before": entry.before,
+        "after": entry.after,
+        "detail": entry.detail,
     }
     if (caller := current_caller()) is not None:  # hosted mode: who asked (and so who approved)
-        entry["caller"] = caller.audit()
-    if approver is not None:  # hosted mode: the signed-in person who approved it on the page
-        entry["approved_by"] = approver
-    return json.dumps(redact(entry, secret), default=str, ensure_ascii=True)
+        line["caller"] = caller.audit()
+    if entry.approver is not None:  # hosted mode: the signed-in person who approved it on the page
+        line["approved_by"] = entry.approver
+    return json.dumps(redact(line, secret), default=str, ensure_ascii=True)

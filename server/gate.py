@@ -26,31 +26,32 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import anyio
-from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
+from mcp.server.elicitation import (
+    AcceptedElicitation,
+    AcceptedUrlElicitation,
+    DeclinedElicitation,
+    ElicitationResult,
+)
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from sheepcrm_mcp.server.approvals import ApprovalPage, Pending, digest
+from sheepcrm_mcp.server.approvals.page import ApprovalPage
+from sheepcrm_mcp.server.approvals.pending import ApprovalRequest, Pending, digest
+from sheepcrm_mcp.server.approvals.store import Approvals
+from sheepcrm_mcp.server.audit import AuditEntry
 from sheepcrm_mcp.server.caller import current_caller
+from sheepcrm_mcp.server.errors import Refusal, answering, refuse_invalid
+from sheepcrm_mcp.server.registration import Registration
 from sheepcrm_mcp.server.settings import Settings
-from sheepcrm_mcp.server.stores import Approvals, Audit, RateLimit, StoreUnavailable
-from sheepcrm_mcp.server.toolkit import (
-    GatedWrites,
-    Output,
-    Refusal,
-    Registration,
-    WriteDeps,
-    WriteTool,
-    answering,
-    refuse_invalid,
-)
+from sheepcrm_mcp.server.specs import GatedWrites, Output, WriteDeps, WriteTool
+from sheepcrm_mcp.server.stores import Audit, RateLimit, StoreUnavailable
 from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, unsafe, visible
 from sheepcrm_mcp.sheepcrm import SheepError
 
@@ -113,6 +114,40 @@ class Prepared:
     changes: list[Change]
     answered: Literal["declined", "cancelled"] | None = None  # a "no" that arrived while the state was unreadable
     writes: GatedWrites | None = None  # the plan's write methods, opened only around apply
+
+
+@dataclass
+class Attempt:
+    """An approved write about to be sent: the state it was checked against and the changes it makes."""
+
+    tool: str
+    plan: WritePlan
+    decision: Decision
+    arguments: dict[str, Any]
+    before: Any
+    changes: list[Change]
+
+    def entry(self, outcome: str, after: Any = None, detail: str | None = None) -> AuditEntry:
+        """Its audit line at one step: the attempt, then its outcome."""
+        return AuditEntry(
+            tool=self.tool,
+            outcome=outcome,
+            channel=self.decision.channel,
+            arguments=self.arguments,
+            before=self.before,
+            after=after,
+            detail=detail,
+            approver=self.decision.approver,
+        )
+
+
+@dataclass
+class Applied:
+    """What sending an attempt's changes came to, before the record is read back."""
+
+    failure: str | None = None  # what sheepCRM said when a write failed (or its outcome is unknown)
+    moved: list[Change] = field(default_factory=list)  # not sent: the record changed before their turn
+    cancelled: BaseException | None = None  # the call was cancelled; raised once the outcome is settled
 
 
 @dataclass
@@ -285,12 +320,14 @@ class Gate:
             decision.waited = True
             return decision
         pending = await self.approvals.create(
-            tool,
-            args_digest,
-            prepared.state_digest,
-            plan.summary,
-            [*(c.line() for c in changes), *plan.notes()],
-            owner={**caller.audit(), "name": caller.name} if caller is not None else None,
+            ApprovalRequest(
+                tool,
+                args_digest,
+                prepared.state_digest,
+                plan.summary,
+                [*(c.line() for c in changes), *plan.notes()],
+                owner={**caller.audit(), "name": caller.name} if caller is not None else None,
+            )
         )
         if by_client and url_mode and not new_era:
             return await self._ask_by_url(tool, pending, args_digest, prepared.state_digest, ctx)
@@ -310,9 +347,9 @@ class Gate:
                 url,
                 pending.id,
             )
-            if type(consent).__name__.startswith("Declined"):
+            if isinstance(consent, DeclinedElicitation):
                 return Decision("declined", "url-elicitation", waited=True)
-            if not type(consent).__name__.startswith("Accepted"):
+            if not isinstance(consent, AcceptedUrlElicitation):
                 return Decision("cancelled", "url-elicitation", waited=True)
             while await self.approvals.decision(pending.id) == "pending":  # noqa: ASYNC110 - decided elsewhere
                 await anyio.sleep(0.1)
@@ -341,64 +378,88 @@ class Gate:
                 return Decision("approved" if data.confirm else "declined", "elicitation")
             if isinstance(data, AcceptedElicitation | BaseModel):
                 return Gate._from_elicitation(data)
-        kind = type(outcome).__name__
-        return Decision("declined" if kind.startswith("Declined") else "cancelled", "elicitation")
+        return Decision("declined" if isinstance(outcome, DeclinedElicitation) else "cancelled", "elicitation")
 
     # ---- committing ----------------------------------------------------------------
 
     async def _commit(self, tool: str, prepared: Prepared, outcome: Any, ctx: Context | None = None) -> WriteResult:
+        """Write what a person approved (apply), then find out what is now true and audit it (settle)."""
         decision = self._from_elicitation(outcome)
+        if decision.kind != "approved":
+            return await self._unapproved(tool, prepared, decision)
+        attempt = await self._attempt(tool, prepared, decision)
+        applied = await self._apply(attempt, prepared.writes, ctx)
+        # Whatever happened, find out what is now true and audit it, even while being cancelled.
+        with anyio.CancelScope(shield=applied.cancelled is not None):
+            result = await self._settle(attempt, applied)
+        if applied.cancelled is not None:
+            raise applied.cancelled
+        return result
+
+    async def _unapproved(self, tool: str, prepared: Prepared, decision: Decision) -> WriteResult:
+        """Nothing is written: there is nothing to do, approval is waiting, or it was not given."""
         plan = prepared.plan
-        args = self._arguments(prepared.request)
         if decision.kind == "noop":
             return WriteResult(
                 status="no_change", message=f"{plan.summary}: already in that state; nothing to do.", changes=[]
             )
-        preview = prepared.changes if decision.kind != "approved" else []
-        if decision.kind in ("approval_required", "unavailable"):
-            await self.audit.record(tool=tool, outcome=decision.kind, channel=decision.channel, arguments=args)
-            if decision.kind == "unavailable":
-                raise ToolError(
-                    f"Nothing was changed. This client cannot show confirmations and this server cannot open a "
-                    f"browser for a person, so {tool} cannot be approved here. Use an MCP client that supports "
-                    "elicitation, or run the server on the person's own computer."
-                )
+        # Audited before anything is read again: a "no" is recorded even if sheepCRM is down now.
+        await self.audit.record(
+            AuditEntry(
+                tool=tool,
+                outcome=decision.kind,
+                channel=decision.channel,
+                arguments=self._arguments(prepared.request),
+            )
+        )
+        if decision.kind == "unavailable":
+            raise ToolError(
+                f"Nothing was changed. This client cannot show confirmations and this server cannot open a "
+                f"browser for a person, so {tool} cannot be approved here. Use an MCP client that supports "
+                "elicitation, or run the server on the person's own computer."
+            )
+        if decision.kind == "approval_required":
             return WriteResult(
                 status="approval_required",
-                changes=_lines(preview),
+                changes=_lines(prepared.changes),
                 message=decision.message or "Nothing was changed yet; approval is waiting.",
             )
-        if decision.kind != "approved":
-            # Audited before anything is read again: a "no" is recorded even if sheepCRM is down now.
-            await self.audit.record(tool=tool, outcome=decision.kind, channel=decision.channel, arguments=args)
-            why = {
-                "declined": "the person declined",
-                "cancelled": "the confirmation was cancelled",
-                "timeout": "nobody answered the confirmation in time",
-                "rejected": "the person rejected it on the approval page",
-                "expired": "the approval expired",
-            }[decision.kind]
-            return WriteResult(
-                status="not_approved", changes=_lines(preview), message=f"Not approved ({why}); nothing was changed."
-            )
+        why = {
+            "declined": "the person declined",
+            "cancelled": "the confirmation was cancelled",
+            "timeout": "nobody answered the confirmation in time",
+            "rejected": "the person rejected it on the approval page",
+            "expired": "the approval expired",
+        }[decision.kind]
+        return WriteResult(
+            status="not_approved",
+            changes=_lines(prepared.changes),
+            message=f"Not approved ({why}); nothing was changed.",
+        )
 
+    async def _attempt(self, tool: str, prepared: Prepared, decision: Decision) -> Attempt:
+        """The approved write, checked against the state the person saw and on record before anything is sent."""
+        plan = prepared.plan
+        args = self._arguments(prepared.request)
         before = await plan.read() if decision.waited else prepared.state
         if digest(before) != prepared.state_digest:
             await self.audit.record(
-                tool=tool, outcome="conflict", channel=decision.channel, arguments=args, before=before,
-                approver=decision.approver,
+                AuditEntry(
+                    tool=tool,
+                    outcome="conflict",
+                    channel=decision.channel,
+                    arguments=args,
+                    before=before,
+                    approver=decision.approver,
+                )
             )
             raise ToolError(
                 f"{plan.summary}: the record changed after the preview was shown, so nothing was "
                 f"written. Call {tool} again to see the new preview."
             )
-        changes = plan.diff(before)
-        units = [[c] for c in changes] if plan.one_write_per_change else [changes]
+        attempt = Attempt(tool, plan, decision, args, before, plan.diff(before))
         try:  # the attempt is on record before anything is sent; if it cannot be, nothing is sent
-            await self.audit.record(
-                tool=tool, outcome="attempt", channel=decision.channel, arguments=args, before=before,
-                approver=decision.approver,
-            )
+            await self.audit.record(attempt.entry("attempt"))
         except StoreUnavailable:
             raise
         except OSError as exc:
@@ -407,10 +468,16 @@ class Gate:
                 f"{plan.summary}: the audit log could not be written, so nothing was sent and nothing was changed. "
                 "Check SHEEPCRM_AUDIT_LOG (disk space, permissions)."
             ) from None
-        failure: str | None = None
-        cancelled: BaseException | None = None
-        moved: list[Change] = []
-        state = before
+        return attempt
+
+    @staticmethod
+    async def _apply(attempt: Attempt, writes: GatedWrites | None, ctx: Context | None) -> Applied:
+        """Send the changes, once each: one write, or one per change, each checked against a fresh read first.
+        A failed or unknown write stops it (never written again); a cancellation is kept for the caller to raise."""
+        plan = attempt.plan
+        units = [[c] for c in attempt.changes] if plan.one_write_per_change else [attempt.changes]
+        applied = Applied()
+        state = attempt.before
         for done, unit in enumerate(units, start=1):
             try:
                 if done > 1:  # each unit is checked against a fresh read right before it is written
@@ -420,38 +487,26 @@ class Gate:
                     except Refusal:  # the record no longer fits this request at all
                         now = {}
                     if any(c.key not in now or now[c.key].before != c.before for c in unit):
-                        moved.extend(unit)
+                        applied.moved.extend(unit)
                         continue
-                assert prepared.writes is not None
-                with prepared.writes.opened():  # the only place a plan's writes are reachable
+                assert writes is not None
+                with writes.opened():  # the only place a plan's writes are reachable
                     await plan.apply(unit, state)
-            except SheepError as exc:  # failed or unknown outcome: never write again, read back below
-                failure = str(exc)
+            except SheepError as exc:  # failed or unknown outcome: never write again, read back in settle
+                applied.failure = str(exc)
                 break
             except anyio.get_cancelled_exc_class() as exc:
-                cancelled = exc
-                failure = "The call was cancelled; the remaining changes were not sent."
+                applied.cancelled = exc
+                applied.failure = "The call was cancelled; the remaining changes were not sent."
                 break
             if len(units) > 1 and ctx is not None:
                 await ctx.report_progress(done, len(units), f"{done} of {len(units)} written")
-        # Whatever happened, find out what is now true and audit it, even while being cancelled.
-        with anyio.CancelScope(shield=cancelled is not None):
-            result = await self._settle(tool, args, plan, decision, before, changes, failure, moved)
-        if cancelled is not None:
-            raise cancelled
-        return result
+        return applied
 
-    async def _settle(
-        self,
-        tool: str,
-        args: dict[str, Any],
-        plan: WritePlan,
-        decision: Decision,
-        before: Any,
-        changes: list[Change],
-        failure: str | None,
-        moved: list[Change],
-    ) -> WriteResult:
+    async def _settle(self, attempt: Attempt, applied: Applied) -> WriteResult:
+        """Read the record back, say change by change what happened, audit the outcome and offer the undo."""
+        tool, plan, changes = attempt.tool, attempt.plan, attempt.changes
+        failure, moved = applied.failure, applied.moved
         try:
             after = await plan.read()
             pending = {c.key for c in plan.diff(after)}
@@ -469,20 +524,20 @@ class Gate:
                 + f" {len(moved)} change(s) were not written because the record changed after the preview "
                 "(a conflict): " + "; ".join(c.label for c in moved) + ". Call again to see the new preview."
             ).strip()
-        applied = [c for c in changes if results[c.key] == "applied"]
+        done = [c for c in changes if results[c.key] == "applied"]
         lines = [ChangeLine(target=c.label, before=c.before, after=c.after, result=results[c.key]) for c in changes]
-        undo_args = plan.undo(applied) if applied else None
+        undo_args = plan.undo(done) if done else None
         undo = UndoCall(tool=tool, arguments=undo_args) if undo_args else None
-        if not applied and "unknown" not in results.values():
-            audited = await self._audit_outcome(tool, "failed", decision, args, before, after, failure)
+        if not done and "unknown" not in results.values():
+            audited = await self._audit_outcome(attempt, "failed", after, failure)
             raise ToolError(
                 f"{plan.summary}: the write failed and the record is as it was; nothing was "
                 f"changed. {failure or ''}{'' if audited else AUDIT_FAILED}".strip()
             )
         outcome_word = (
-            "succeeded" if len(applied) == len(changes) else ("unknown" if "unknown" in results.values() else "partial")
+            "succeeded" if len(done) == len(changes) else ("unknown" if "unknown" in results.values() else "partial")
         )
-        audited = await self._audit_outcome(tool, outcome_word, decision, args, before, after, failure)
+        audited = await self._audit_outcome(attempt, outcome_word, after, failure)
         flag = None if audited else True
         if outcome_word == "succeeded":
             note = (
@@ -496,7 +551,7 @@ class Gate:
                 changes=lines,
                 undo=undo,
                 audit_failed=flag,
-                message=f"{plan.summary}: done and read back ({len(applied)} change(s)).{note}"
+                message=f"{plan.summary}: done and read back ({len(done)} change(s)).{note}"
                 + (f" {plan.no_undo}" if plan.no_undo and undo is None else "")
                 + ("" if audited else AUDIT_FAILED),
             )
@@ -506,36 +561,18 @@ class Gate:
             undo=undo,
             audit_failed=flag,
             message=(
-                f"{plan.summary}: only {len(applied)} of {len(changes)} change(s) were applied; each line "
+                f"{plan.summary}: only {len(done)} of {len(changes)} change(s) were applied; each line "
                 f"says what happened. It was not retried. {failure or ''}"
             ).strip()
             + ("" if audited else AUDIT_FAILED),
         )
 
-    async def _audit_outcome(
-        self,
-        tool: str,
-        outcome: str,
-        decision: Decision,
-        args: dict[str, Any],
-        before: Any,
-        after: Any,
-        failure: str | None,
-    ) -> bool:
+    async def _audit_outcome(self, attempt: Attempt, outcome: str, after: Any, failure: str | None) -> bool:
         """Audit what happened after a write was sent; a failure here must not hide what happened."""
         try:
-            await self.audit.record(
-                tool=tool,
-                outcome=outcome,
-                channel=decision.channel,
-                arguments=args,
-                before=before,
-                after=after,
-                detail=failure,
-                approver=decision.approver,
-            )
+            await self.audit.record(attempt.entry(outcome, after, failure))
         except (OSError, StoreUnavailable) as exc:
-            log.error("audit not recorded after %s was sent (%s)", tool, type(exc).__name__)
+            log.error("audit not recorded after %s was sent (%s)", attempt.tool, type(exc).__name__)
             return False
         return True
 

@@ -34,8 +34,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
-from sheepcrm_mcp.server.approvals import TTL_SECONDS, Pending, Status, digest, refusal
-from sheepcrm_mcp.server.audit import append_lines, entry_line
+from sheepcrm_mcp.server.approvals.pending import TTL_SECONDS, ApprovalRequest, Pending, Status, digest, refusal
+from sheepcrm_mcp.server.audit import AuditEntry, append_lines, entry_line
 from sheepcrm_mcp.server.stores import StoreUnavailable
 
 log = logging.getLogger("sheepcrm_mcp.redis")
@@ -152,7 +152,7 @@ class RedisStore:
 
 
 class RedisApprovals(RedisStore):
-    """stores.Approvals in Redis."""
+    """approvals.store.Approvals in Redis."""
 
     def __init__(self, client: aredis.Redis, url: str) -> None:
         super().__init__(client, url)
@@ -166,22 +166,14 @@ class RedisApprovals(RedisStore):
     def _match(tool: str, args_digest: str, state_digest: str) -> str:
         return f"{PREFIX}approval-match:{digest([tool, args_digest, state_digest])}"
 
-    async def create(
-        self,
-        tool: str,
-        args_digest: str,
-        state_digest: str,
-        summary: str,
-        lines: list[str],
-        owner: dict[str, Any] | None = None,
-    ) -> Pending:
-        item = Pending(secrets.token_urlsafe(16), tool, args_digest, state_digest, summary, lines, owner=owner)
+    async def create(self, request: ApprovalRequest) -> Pending:
+        item = Pending.new(request)
         body = {
             k: getattr(item, k) for k in ("tool", "args_digest", "state_digest", "summary", "lines", "csrf", "owner")
         }
         with self._guard("asking for an approval"):
             chosen = await self._create(
-                keys=[self._match(tool, args_digest, state_digest)],
+                keys=[self._match(item.tool, item.args_digest, item.state_digest)],
                 args=[item.id, json.dumps({**body, "wall": item.wall}), KEEP, f"{PREFIX}approval:", item.browser],
             )
         if chosen == item.id:
@@ -271,24 +263,12 @@ class RedisAudit(RedisStore):
         self._secret, self._confirm_mode = secret, confirm_mode
         self._append = client.register_script(APPEND)
 
-    async def record(
-        self,
-        *,
-        tool: str,
-        outcome: str,
-        channel: str,
-        arguments: dict[str, Any],
-        before: Any = None,
-        after: Any = None,
-        detail: str | None = None,
-        approver: dict[str, Any] | None = None,
-    ) -> str:
+    async def record(self, entry: AuditEntry) -> str:
         entry_id = uuid.uuid4().hex[:12]
-        line = entry_line(entry_id, self._secret, self._confirm_mode, tool=tool, outcome=outcome, channel=channel,
-                          arguments=arguments, before=before, after=after, detail=detail, approver=approver)
+        line = entry_line(entry_id, self._secret, self._confirm_mode, entry)
         consequence = (
             "the change WAS made but its outcome is missing from the audit; check the record before repeating"
-            if outcome in ("succeeded", "partial", "unknown")
+            if entry.outcome in ("succeeded", "partial", "unknown")
             else "nothing was written to sheepCRM"
         )
         with self._guard("recording the write in the audit", consequence):

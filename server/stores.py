@@ -1,6 +1,7 @@
-"""The stores the gate and the tools share, defined once: approvals, the audit, rate limits, the ledger.
+"""The stores the gate and the tools share, defined once: the audit, rate limits, the ledger (approvals:
+approvals.store).
 
-Each store is one interface with two implementations: in this process (approvals.ApprovalStore,
+Each store is one interface with two implementations: in this process (approvals.store.ApprovalStore,
 audit.AuditLog, MemoryLimiter and MemoryLedger below) for one server, or in Redis (redis_store) when
 SHEEPCRM_REDIS_URL is set, so that several replicas behind a balancer share one set of approvals,
 one ordered audit, one set of counters and one ledger of what this server created. A shared store that
@@ -16,15 +17,14 @@ import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel
 
-from sheepcrm_mcp.server.toolkit import Refusal, Registration
-
-if TYPE_CHECKING:
-    from sheepcrm_mcp.server.approvals import Pending, Status
+from sheepcrm_mcp.server.audit import AuditEntry
+from sheepcrm_mcp.server.errors import Refusal
+from sheepcrm_mcp.server.registration import Registration
 
 log = logging.getLogger("sheepcrm_mcp.stores")
 
@@ -33,53 +33,12 @@ class StoreUnavailable(Refusal):
     """The shared store did not answer: the write was refused before anything was sent to sheepCRM."""
 
 
-class Approvals(Protocol):
-    """Pending approvals: bound to tool, arguments and previewed state; single-use; they expire."""
-
-    async def create(
-        self,
-        tool: str,
-        args_digest: str,
-        state_digest: str,
-        summary: str,
-        lines: list[str],
-        owner: dict[str, Any] | None = None,
-    ) -> Pending: ...
-
-    async def get(self, approval_id: str) -> Pending | None: ...
-
-    async def new_launch(self, approval_id: str) -> str:
-        """A fresh one-time launch token (the previous one stops working)."""
-        ...
-
-    async def launch(self, approval_id: str, token: str) -> str | None:
-        """Spend a launch token; the new browser cookie value, or None when the token is not valid."""
-        ...
-
-    async def decide(self, approval_id: str, csrf: str, approve: bool, by: dict[str, Any] | None = None) -> str:
-        """Record a person's decision; `by` names them on a hosted server (it is audited with the write)."""
-        ...
-
-    async def decision(self, approval_id: str) -> Status | None: ...
-
-    async def consume(self, tool: str, args_digest: str, state_digest: str) -> Pending | str | None: ...
-
-
 class Audit(Protocol):
     """Every write attempt and outcome, once each, in order; a failure to record is raised, never swallowed."""
 
-    async def record(
-        self,
-        *,
-        tool: str,
-        outcome: str,
-        channel: str,
-        arguments: dict[str, Any],
-        before: Any = None,
-        after: Any = None,
-        detail: str | None = None,
-        approver: dict[str, Any] | None = None,
-    ) -> str: ...
+    async def record(self, entry: AuditEntry) -> str:
+        """Append `entry`; returns its id."""
+        ...
 
     async def entries(self, last: int | None = None) -> list[dict[str, Any]]: ...
 

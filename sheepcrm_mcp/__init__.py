@@ -4,7 +4,7 @@ The package is layered; each layer imports only the ones below it (checked by im
 
   sheepcrm_mcp           the entry: CLI, app assembly, HTTP transport, doctor, demo (the modules in this folder)
   sheepcrm_mcp.tools     the tool catalogue: tools, resources, prompts, instructions
-  sheepcrm_mcp.server    the MCP machinery, domain-free: toolkit, gate, approvals, audit, logs, settings
+  sheepcrm_mcp.server    the MCP machinery, domain-free: tool specs, gate, approvals, audit, logs, settings
   sheepcrm_mcp.sheepcrm  the sheepCRM API client, knowing nothing of MCP
 
 `sheepcrm_mcp.sandbox` is the embedded fake sheepCRM; it imports none of the above.

@@ -9,21 +9,14 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.request_state import RequestStateSecurity
 
 from sheepcrm_mcp.server import __version__, logs
-from sheepcrm_mcp.server.approvals import ApprovalPage, ApprovalStore, ServedPage
+from sheepcrm_mcp.server.approvals.page import ApprovalPage, ServedPage
+from sheepcrm_mcp.server.approvals.store import Approvals, ApprovalStore
 from sheepcrm_mcp.server.audit import AuditLog
 from sheepcrm_mcp.server.gate import Gate
+from sheepcrm_mcp.server.registration import Registration, build_tool, read_registration
 from sheepcrm_mcp.server.settings import ConfigError, Settings
-from sheepcrm_mcp.server.stores import Approvals, Audit, Limiter, MemoryLimiter, RateLimit
-from sheepcrm_mcp.server.toolkit import (
-    Deps,
-    GatedWrites,
-    ReadTool,
-    Registration,
-    WriteDeps,
-    WriteTool,
-    build_tool,
-    read_registration,
-)
+from sheepcrm_mcp.server.specs import Deps, GatedWrites, ReadTool, WriteDeps, WriteTool
+from sheepcrm_mcp.server.stores import Audit, Limiter, MemoryLimiter, RateLimit
 from sheepcrm_mcp.sheepcrm import SheepClient
 from sheepcrm_mcp.tools import apps, catalogue
 from sheepcrm_mcp.tools.profiles import STAFF, Profile

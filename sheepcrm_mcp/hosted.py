@@ -23,11 +23,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sheepcrm_mcp.assembly import App, Stores, build_app, open_stores
 from sheepcrm_mcp.http import healthz_route, serve_asgi, transport_security
-from sheepcrm_mcp.server.approvals import ApprovalPage, ServedPage
+from sheepcrm_mcp.server.approvals.page import ApprovalPage, ServedPage
+from sheepcrm_mcp.server.approvals.signin import SignedInPage
 from sheepcrm_mcp.server.auth import OAuth, build_oauth, email_verified, profile_for, roles_of
 from sheepcrm_mcp.server.caller import PROFILES, Caller, ProfileName, set_caller
 from sheepcrm_mcp.server.settings import ConfigError, Settings
-from sheepcrm_mcp.server.signin import SignedInPage
 from sheepcrm_mcp.sheepcrm import SheepError
 from sheepcrm_mcp.tools.profiles import PROFILES as PROFILE_SPECS
 from sheepcrm_mcp.tools.self_service import resolve_member

@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sheepcrm_mcp.assembly import App
 from sheepcrm_mcp.server import __version__, logs
-from sheepcrm_mcp.server.approvals import ServedPage
+from sheepcrm_mcp.server.approvals.page import ServedPage
 from sheepcrm_mcp.server.settings import ConfigError, Settings
 
 log = logging.getLogger("sheepcrm_mcp.http")

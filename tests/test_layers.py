@@ -54,7 +54,7 @@ def test_the_copied_package_holds_too(copied: Path) -> None:
 @pytest.mark.parametrize(
     ("module", "upward"),
     [
-        ("sheepcrm/errors.py", "import sheepcrm_mcp.server.toolkit"),  # the client reaching into MCP machinery
+        ("sheepcrm/errors.py", "import sheepcrm_mcp.server.specs"),  # the client reaching into MCP machinery
         ("server/gate.py", "import sheepcrm_mcp.tools.catalogue"),  # machinery reaching into the catalogue
         ("tools/common.py", "import sheepcrm_mcp.assembly"),  # the catalogue reaching into the entry
         ("sheepcrm/client.py", "import mcp"),  # the client knowing MCP

@@ -7,7 +7,7 @@ tools themselves (each declares one), so there is no second list to keep in step
 from __future__ import annotations
 
 from sheepcrm_mcp.server.settings import ConfigError
-from sheepcrm_mcp.server.toolkit import ReadTool, ToolSpec
+from sheepcrm_mcp.server.specs import ReadTool, ToolSpec
 from sheepcrm_mcp.tools import contacts, events, help, history, membership, search, segments, tasks
 
 TOOLS: tuple[ToolSpec, ...] = (

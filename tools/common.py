@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
-from sheepcrm_mcp.server.toolkit import Input, Output, check_cursor
+from sheepcrm_mcp.server.paging import check_cursor
+from sheepcrm_mcp.server.specs import Input, Output
 from sheepcrm_mcp.sheepcrm.scope import UID_RE, check_uid, parse_uri
 
 Limit = Annotated[int, Field(ge=1, le=50)]

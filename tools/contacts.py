@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
-from sheepcrm_mcp.server.toolkit import Deps, Input, Output, ReadTool, ToolSpec, WriteDeps, WriteTool, or_refuse
+from sheepcrm_mcp.server.errors import or_refuse
+from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec, WriteDeps, WriteTool
 from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, show, visible
 from sheepcrm_mcp.sheepcrm import NotFoundError
 from sheepcrm_mcp.sheepcrm.scope import parse_uri

@@ -12,19 +12,9 @@ from typing import Annotated, Any, Literal
 import anyio
 from pydantic import Field, field_validator, model_validator
 
-from sheepcrm_mcp.server.toolkit import (
-    Deps,
-    Input,
-    Output,
-    ReadTool,
-    Refusal,
-    ToolSpec,
-    WriteDeps,
-    WriteTool,
-    as_of,
-    list_page,
-    or_refuse,
-)
+from sheepcrm_mcp.server.errors import Refusal, or_refuse
+from sheepcrm_mcp.server.paging import as_of, list_page
+from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec, WriteDeps, WriteTool
 from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, visible
 from sheepcrm_mcp.sheepcrm import PermissionDenied
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri

@@ -7,7 +7,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from sheepcrm_mcp.server.toolkit import Deps, Input, Output, ReadTool, ToolSpec, fit
+from sheepcrm_mcp.server.paging import fit
+from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec
 from sheepcrm_mcp.tools.common import Detail, ListOutput, rows, text
 
 

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from sheepcrm_mcp.server.toolkit import Deps, Output, ReadTool, ToolSpec, list_page, or_refuse
+from sheepcrm_mcp.server.errors import or_refuse
+from sheepcrm_mcp.server.paging import list_page
+from sheepcrm_mcp.server.specs import Deps, Output, ReadTool, ToolSpec
 from sheepcrm_mcp.sheepcrm import SheepError
 from sheepcrm_mcp.sheepcrm.scope import RECORD_TYPES, parse_uri
 from sheepcrm_mcp.tools.common import ListOutput, Paged, ref, rows, text

@@ -9,15 +9,8 @@ from typing import Annotated, Any, Literal
 import anyio
 from pydantic import Field, model_validator
 
-from sheepcrm_mcp.server.toolkit import (
-    Deps,
-    Input,
-    Output,
-    ReadTool,
-    Refusal,
-    ToolSpec,
-    or_refuse,
-)
+from sheepcrm_mcp.server.errors import Refusal, or_refuse
+from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec
 from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepError
 from sheepcrm_mcp.sheepcrm.errors import V1_404_CAVEAT
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri

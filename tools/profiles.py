@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from mcp.server.mcpserver import MCPServer
 
 from sheepcrm_mcp.server.settings import ConfigError, Settings
-from sheepcrm_mcp.server.toolkit import Deps, ReadTool, ToolSpec
+from sheepcrm_mcp.server.specs import Deps, ReadTool, ToolSpec
 from sheepcrm_mcp.tools import catalogue, prompts, resources, self_service
 
 

@@ -8,8 +8,9 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from pydantic import BaseModel
 
+from sheepcrm_mcp.server.errors import EXPECTED, Refusal
 from sheepcrm_mcp.server.logs import scrub
-from sheepcrm_mcp.server.toolkit import EXPECTED, Deps, Refusal
+from sheepcrm_mcp.server.specs import Deps
 from sheepcrm_mcp.sheepcrm.scope import check_uid
 from sheepcrm_mcp.tools.contacts import GetContactInput, get_contact
 from sheepcrm_mcp.tools.events import GetEventInput, get_event

@@ -6,15 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from sheepcrm_mcp.server.toolkit import (
-    Deps,
-    Output,
-    ReadTool,
-    ToolSpec,
-    decode_cursor,
-    encode_cursor,
-    list_page,
-)
+from sheepcrm_mcp.server.paging import decode_cursor, encode_cursor, list_page
+from sheepcrm_mcp.server.specs import Deps, Output, ReadTool, ToolSpec
 from sheepcrm_mcp.sheepcrm import NotFoundError
 from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, parse_uri
 from sheepcrm_mcp.tools.common import ListOutput, Paged, rows, text

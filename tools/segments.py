@@ -7,16 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from sheepcrm_mcp.server.toolkit import (
-    Deps,
-    Output,
-    ReadTool,
-    Refusal,
-    ToolSpec,
-    decode_cursor,
-    encode_cursor,
-    list_page,
-)
+from sheepcrm_mcp.server.errors import Refusal
+from sheepcrm_mcp.server.paging import decode_cursor, encode_cursor, list_page
+from sheepcrm_mcp.server.specs import Deps, Output, ReadTool, ToolSpec
 from sheepcrm_mcp.sheepcrm import NotFoundError
 from sheepcrm_mcp.tools.common import ListOutput, Paged, UidOrUri, fetch_pages, text, uid_in, uid_or_uri
 from sheepcrm_mcp.tools.search import ContactHit, hit, records

@@ -14,7 +14,9 @@ from mcp.server.mcpserver.exceptions import ResourceError
 from pydantic import Field
 
 from sheepcrm_mcp.server.caller import current_caller
-from sheepcrm_mcp.server.toolkit import EXPECTED, Deps, Input, Output, ReadTool, Refusal, ToolSpec, list_page
+from sheepcrm_mcp.server.errors import EXPECTED, Refusal
+from sheepcrm_mcp.server.paging import list_page
+from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec
 from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepReader
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
 from sheepcrm_mcp.tools import help

@@ -8,19 +8,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from sheepcrm_mcp.server.caller import current_caller
-from sheepcrm_mcp.server.toolkit import (
-    Deps,
-    Input,
-    Output,
-    ReadTool,
-    Refusal,
-    ToolSpec,
-    WriteDeps,
-    WriteTool,
-    as_of,
-    list_page,
-    or_refuse,
-)
+from sheepcrm_mcp.server.errors import Refusal, or_refuse
+from sheepcrm_mcp.server.paging import as_of, list_page
+from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec, WriteDeps, WriteTool
 from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, visible
 from sheepcrm_mcp.sheepcrm.tasks import TASK_PAGE
 from sheepcrm_mcp.tools.common import (

@@ -42,7 +42,7 @@ def test_stdio_and_token_mode_do_not_load_hosted_mode_libraries() -> None:
     import sys
 
     probe = ("import sys, sheepcrm_mcp.cli, sheepcrm_mcp.assembly, sheepcrm_mcp.http; "
-             "print(sorted(m for m in ('jwt', 'redis', 'sheepcrm_mcp.server.signin') if m in sys.modules))")
+             "print(sorted(m for m in ('jwt', 'redis', 'sheepcrm_mcp.server.approvals.signin') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

@@ -19,7 +19,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from sheepcrm_mcp.server.toolkit import encode_cursor
+from sheepcrm_mcp.server.paging import encode_cursor
 from tests.contract import check_request
 from tests.helpers import ACCEPT, CANARY_KEY, binary, clean_env, initialize, serve_hosted, sign_in
 

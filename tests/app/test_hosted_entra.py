@@ -159,7 +159,7 @@ async def test_a_model_in_the_persons_browser_cannot_skip_the_fresh_sign_in(
     holds a single sign-on session at the provider, removes prompt=login (and max_age) so that no password is
     asked. The provider then hands back a code at once, but the ID token's auth_time shows the earlier login,
     before this sign-in began: the page refuses it and nothing is approved."""
-    from sheepcrm_mcp.server import signin
+    from sheepcrm_mcp.server.approvals import signin
 
     monkeypatch.setattr(signin, "FRESH_LEEWAY", 1)  # the clock leeway, so that the test waits 3 s, not 12
     url, sb, _ = site

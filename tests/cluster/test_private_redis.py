@@ -59,6 +59,7 @@ def test_the_acl_user_deploy_md_describes_runs_the_approval_store(running: Clust
     SHEEPCRM_REDIS_URL takes it as user:password@."""
     import anyio
 
+    from sheepcrm_mcp.server.approvals.pending import ApprovalRequest
     from sheepcrm_mcp.server.redis_store import RedisApprovals, connect
 
     deploy = (REPO / "docs" / "DEPLOY.md").read_text()
@@ -75,7 +76,7 @@ def test_the_acl_user_deploy_md_describes_runs_the_approval_store(running: Clust
             client = connect(url)
             try:
                 store = RedisApprovals(client, url)
-                item = await store.create("update_task", "acl-test", "state", "summary", ["line"])
+                item = await store.create(ApprovalRequest("update_task", "acl-test", "state", "summary", ["line"]))
                 cookie = await store.launch(item.id, await store.new_launch(item.id))
                 seen = await store.get(item.id)
                 assert cookie and seen is not None

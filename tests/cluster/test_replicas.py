@@ -222,15 +222,16 @@ async def test_rate_limits_are_shared_by_replicas(running: Cluster) -> None:
 
 async def test_redis_approvals_follow_the_in_process_interface(running: Cluster) -> None:
     """The same calls give the same answers on both stores: one-time launch links, one browser, single use."""
-    from sheepcrm_mcp.server.approvals import ApprovalStore
+    from sheepcrm_mcp.server.approvals.pending import ApprovalRequest
+    from sheepcrm_mcp.server.approvals.store import ApprovalStore
     from sheepcrm_mcp.server.redis_store import RedisApprovals, connect
 
     client = connect(running.redis_url)
     try:
         for store in (ApprovalStore(), RedisApprovals(client, running.redis_url)):
             tag = f"{type(store).__name__}-{anyio.current_time()}"
-            item = await store.create("update_task", tag, "state", "summary", ["line"])
-            again = await store.create("update_task", tag, "state", "summary", ["line"])
+            item = await store.create(ApprovalRequest("update_task", tag, "state", "summary", ["line"]))
+            again = await store.create(ApprovalRequest("update_task", tag, "state", "summary", ["line"]))
             assert again.id == item.id  # the same request reuses its pending approval
             first = await store.new_launch(item.id)
             second = await store.new_launch(item.id)

@@ -16,9 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-import sheepcrm_mcp.server.approvals as approvals
+import sheepcrm_mcp.server.approvals.pending as pending
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.store import Store
+from sheepcrm_mcp.server.approvals.store import ApprovalStore
 from tests.helpers import person_decides
 
 
@@ -128,15 +129,15 @@ async def test_expired_approval(sandbox: SandboxServer, connect: Any, monkeypatc
     async with connect(sandbox) as client:
         await ask(client, {"uid": uid, "action": "complete"})
         assert person_decides(client.opened[-1]).status_code == 200
-        monkeypatch.setattr(approvals, "TTL_SECONDS", 0.0)
+        monkeypatch.setattr(pending, "TTL_SECONDS", 0.0)
         again = await ask(client, {"uid": uid, "action": "complete"})
         assert again["status"] == "not_approved" and "expired" in again["message"]
-        monkeypatch.setattr(approvals, "TTL_SECONDS", 600.0)
+        monkeypatch.setattr(pending, "TTL_SECONDS", 600.0)
         await ask(client, {"uid": uid, "action": "complete"})
         browser = Browser()
         browser.open(client.opened[-1])
         origin, csrf = browser.parts()
-        monkeypatch.setattr(approvals, "TTL_SECONDS", 0.0)
+        monkeypatch.setattr(pending, "TTL_SECONDS", 0.0)
         time.sleep(0.01)
         late = browser.http.post(browser.page_url, data={"action": "approve", "csrf": csrf}, headers={"Origin": origin})
         assert late.status_code == 410
@@ -209,8 +210,8 @@ async def test_page_answers_only_the_browser_that_opened_it(sandbox: SandboxServ
 
 
 async def test_store_approvals_are_single_use() -> None:
-    store = approvals.ApprovalStore()
-    item = await store.create("update_task", "args", "state", "summary", ["line"])
+    store = ApprovalStore()
+    item = await store.create(pending.ApprovalRequest("update_task", "args", "state", "summary", ["line"]))
     assert await store.consume("update_task", "args", "state") is None  # not approved yet
     assert await store.decide(item.id, item.csrf, approve=True) == "approved"
     assert await store.consume("update_task", "args", "other-state") is None

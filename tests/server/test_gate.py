@@ -335,7 +335,7 @@ async def test_batch_reports_progress(sandbox: SandboxServer, connect: Any, mode
 
 
 async def test_writes_are_reachable_only_while_the_gate_applies(sandbox: SandboxServer) -> None:
-    from sheepcrm_mcp.server.toolkit import GatedWrites
+    from sheepcrm_mcp.server.specs import GatedWrites
     from sheepcrm_mcp.sheepcrm import SheepClient
     from tests.helpers import settings_for
 
@@ -359,7 +359,7 @@ async def test_tools_cannot_build_a_client_of_their_own(sandbox: SandboxServer, 
 
     from sheepcrm_mcp.assembly import build_app
     from sheepcrm_mcp.server.settings import ConfigError
-    from sheepcrm_mcp.server.toolkit import Deps, ReadTool
+    from sheepcrm_mcp.server.specs import Deps, ReadTool
     from sheepcrm_mcp.tools.profiles import STAFF, Profile
     from tests.helpers import settings_for
 

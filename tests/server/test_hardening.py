@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.store import Store
-from sheepcrm_mcp.server.audit import AuditLog
+from sheepcrm_mcp.server.audit import AuditEntry, AuditLog
 from sheepcrm_mcp.server.threadserver import ThreadServer
 from tests.helpers import CANARY_KEY
 
@@ -164,9 +164,9 @@ async def test_attempt_is_audited_before_the_write_and_the_outcome_after(
         original = AuditLog.record
         seen_puts: list[int] = []
 
-        async def spy(self: AuditLog, **kw: Any) -> str:
+        async def spy(self: AuditLog, entry: AuditEntry) -> str:
             seen_puts.append(len(writes(sandbox)))
-            return await original(self, **kw)
+            return await original(self, entry)
 
         client.runtime.audit.record = spy.__get__(client.runtime.audit)
         result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
@@ -182,10 +182,10 @@ async def test_audit_failing_after_the_write_reports_the_truth(
     async with connect(sandbox, elicitation=recorder([])) as client:
         original = AuditLog.record
 
-        async def full_disk_after_attempt(self: AuditLog, **kw: Any) -> str:
-            if kw["outcome"] != "attempt":
+        async def full_disk_after_attempt(self: AuditLog, entry: AuditEntry) -> str:
+            if entry.outcome != "attempt":
                 raise OSError(28, "No space left on device")
-            return await original(self, **kw)
+            return await original(self, entry)
 
         client.runtime.audit.record = full_disk_after_attempt.__get__(client.runtime.audit)
         result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
@@ -414,7 +414,7 @@ async def test_a_batch_reports_units_that_moved_as_conflicts(sandbox: SandboxSer
 async def test_audit_file_is_private_ascii_and_refuses_symlinks(tmp_path: Path) -> None:
     folder = tmp_path / "state" / "sheepcrm"
     log = AuditLog(folder / "audit.jsonl", None, "elicit")
-    await log.record(tool="t", outcome="attempt", channel="c", arguments={"name": "a\u2028b\u2029c é"})
+    await log.record(AuditEntry(tool="t", outcome="attempt", channel="c", arguments={"name": "a\u2028b\u2029c é"}))
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE((folder / "audit.jsonl").stat().st_mode) == 0o600
     raw = (folder / "audit.jsonl").read_bytes()
@@ -425,6 +425,6 @@ async def test_audit_file_is_private_ascii_and_refuses_symlinks(tmp_path: Path) 
     link = tmp_path / "link.jsonl"
     os.symlink(target, link)
     with pytest.raises(OSError):
-        await AuditLog(link, None, "elicit").record(tool="t", outcome="x", channel="c", arguments={})
+        await AuditLog(link, None, "elicit").record(AuditEntry(tool="t", outcome="x", channel="c", arguments={}))
     assert target.read_text() == ""
     time.sleep(0)

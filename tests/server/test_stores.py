@@ -7,8 +7,8 @@ from typing import Any
 import anyio
 import pytest
 
+from sheepcrm_mcp.server.errors import Refusal
 from sheepcrm_mcp.server.stores import MemoryLedger, MemoryLimiter, RateLimit
-from sheepcrm_mcp.server.toolkit import Refusal
 
 
 class Ctx:
@@ -39,7 +39,7 @@ def test_an_expected_failure_in_a_task_group_keeps_its_message() -> None:
     """Concurrent reads fail as an ExceptionGroup; the one error path still gives the model the actual reason."""
     from mcp.server.mcpserver.exceptions import ToolError
 
-    from sheepcrm_mcp.server.toolkit import answering
+    from sheepcrm_mcp.server.errors import answering
 
     with pytest.raises(ToolError, match=r"^tickets of event e1: sheepCRM failed"):
         with answering("list_events"):

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from sheepcrm_mcp.server.toolkit import Input, explain_validation
+from sheepcrm_mcp.server.errors import explain_validation
+from sheepcrm_mcp.server.specs import Input
 from sheepcrm_mcp.tools.catalogue import TOOLS
 from tests.helpers import Readers
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sheepcrm_mcp.server.toolkit import Input, Output, ReadTool, WriteTool
+from sheepcrm_mcp.server.specs import Input, Output, ReadTool, WriteTool
 from sheepcrm_mcp.tools.catalogue import TOOLS, TOOLSETS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,9 +27,9 @@ def _tests_text() -> str:
 def test_tool_went_through_the_checklist(spec: ReadTool[Input, Output] | WriteTool[Input]) -> None:
     name = spec.name
     assert re.fullmatch(r"[a-z][a-z_]{2,40}", name), f"{name}: tool names are snake_case verbs"
-    assert issubclass(spec.input, Input), f"{name}: its input model must derive from toolkit.Input"
+    assert issubclass(spec.input, Input), f"{name}: its input model must derive from specs.Input"
     if isinstance(spec, ReadTool):
-        assert issubclass(spec.output, Output), f"{name}: its output model must derive from toolkit.Output"
+        assert issubclass(spec.output, Output), f"{name}: its output model must derive from specs.Output"
     assert (TESTS / "__toolsnaps__" / f"{name}.json").exists(), (
         f"{name}: no tools/list snapshot; run `UPDATE_TOOLSNAPS=1 .venv/bin/pytest tests/tools/test_surface.py`"
         " and review it"

@@ -10,8 +10,9 @@ import httpx
 import mcp_types as types
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.server.paging import list_page
 from sheepcrm_mcp.server.settings import Settings
-from sheepcrm_mcp.server.toolkit import Deps, list_page
+from sheepcrm_mcp.server.specs import Deps
 from sheepcrm_mcp.sheepcrm import SheepClient
 from sheepcrm_mcp.tools.catalogue import select
 from sheepcrm_mcp.tools.common import fetch_pages

@@ -16,7 +16,7 @@ from mcp import Client
 
 from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from sheepcrm_mcp.server.toolkit import ReadTool, WriteTool
+from sheepcrm_mcp.server.specs import ReadTool, WriteTool
 from sheepcrm_mcp.tools.catalogue import TOOLS
 from sheepcrm_mcp.tools.profiles import MEMBER
 from tests.helpers import settings_for

@@ -1,8 +1,7 @@
-"""Pending approvals and the loopback approval page, reached by a person and never by the model.
+"""The approval page, reached by a person and never by the model.
 
-A pending approval is bound to the tool, its exact arguments, the session and a digest of the
-state that was previewed; it is single-use and expires. The page lives on 127.0.0.1 under a
-per-process secret path. Its address never appears in a tool result, an error or a log line:
+The loopback page (`ApprovalPage`) lives on 127.0.0.1 under a per-process secret path; on replicas
+the page is routes of the HTTP app (`ServedPage`). Its address never appears in a tool result, an error or a log line:
 the server opens the person's browser itself (or, on a client that declares URL-mode
 elicitation, the client shows the address to the person). What is opened is a one-time launch
 link: the first visit trades it for an HttpOnly, SameSite=Strict cookie bound to that browser,
@@ -13,17 +12,13 @@ token, an Origin naming the page and a Host naming the page; every other request
 
 from __future__ import annotations
 
-import hashlib
 import html
-import json
 import logging
 import secrets
 import threading
-import time
 import webbrowser
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -32,155 +27,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from sheepcrm_mcp.server.approvals.pending import TTL_SECONDS, Pending
+from sheepcrm_mcp.server.approvals.store import Approvals
 from sheepcrm_mcp.server.threadserver import ThreadServer
-
-if TYPE_CHECKING:
-    from sheepcrm_mcp.server.stores import Approvals
 
 log = logging.getLogger("sheepcrm_mcp.approvals")
 
-TTL_SECONDS = 600.0
-Status = Literal["pending", "approved", "rejected", "used"]
 Opener = Callable[[str], bool]
-
-
-def digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _token() -> str:
-    return secrets.token_urlsafe(24)
-
-
-@dataclass
-class Pending:
-    id: str
-    tool: str
-    args_digest: str
-    state_digest: str
-    summary: str
-    lines: list[str]
-    csrf: str = field(default_factory=_token)
-    browser: str = field(default_factory=_token)  # the cookie of the one browser that opened the launch link
-    launch: str | None = None  # the current one-time launch link token (None once used)
-    created: float = field(default_factory=time.monotonic)
-    status: Status = "pending"
-    wall: float = field(default_factory=time.time)  # when it was created, for stores shared between processes
-    owner: dict[str, Any] | None = None  # hosted mode: who asked for the write (sub, email, profile)
-    approver: dict[str, Any] | None = None  # hosted mode: who decided on the page (sub, email, name)
-
-    def expired(self, now: float | None = None) -> bool:
-        return (now or time.monotonic()) - self.created > TTL_SECONDS
-
-
-def refusal(item: Pending | None, csrf: str) -> str | None:
-    """Why a decision on `item` cannot be taken ('unknown', 'csrf', 'expired'), or None: the same for every store."""
-    if item is None:
-        return "unknown"
-    if not secrets.compare_digest(item.csrf, csrf):
-        return "csrf"
-    if item.expired():
-        return "expired"
-    return None
-
-
-class ApprovalStore:
-    """stores.Approvals in this process (one server); with replicas, redis_store.RedisApprovals instead.
-
-    Interface: create, get, new_launch, launch, decide, consume, decision (async, like the shared one).
-    """
-
-    def __init__(self) -> None:
-        self._items: dict[str, Pending] = {}
-        self._lock = threading.Lock()
-
-    async def create(
-        self,
-        tool: str,
-        args_digest: str,
-        state_digest: str,
-        summary: str,
-        lines: list[str],
-        owner: dict[str, Any] | None = None,
-    ) -> Pending:
-        with self._lock:
-            self._purge()
-            for item in self._items.values():  # the same request again: reuse its page
-                if (item.tool, item.args_digest, item.state_digest, item.status) == (
-                    tool,
-                    args_digest,
-                    state_digest,
-                    "pending",
-                ) and not item.expired():
-                    return item
-            item = Pending(secrets.token_urlsafe(16), tool, args_digest, state_digest, summary, lines, owner=owner)
-            self._items[item.id] = item
-            return item
-
-    async def get(self, approval_id: str) -> Pending | None:
-        with self._lock:
-            return self._items.get(approval_id)
-
-    async def new_launch(self, approval_id: str) -> str:
-        """A fresh one-time launch token for the approval (the previous one stops working)."""
-        with self._lock:
-            item = self._items[approval_id]
-            item.launch = _token()
-            return item.launch
-
-    async def launch(self, approval_id: str, token: str) -> str | None:
-        """Spend a launch token; returns the browser cookie value, or None when the token is not valid."""
-        with self._lock:
-            item = self._items.get(approval_id)
-            if item is None or item.launch is None or not secrets.compare_digest(item.launch, token):
-                return None
-            item.launch = None
-            item.browser = _token()  # a new launch hands the page to the newly opened browser only
-            return item.browser
-
-    async def decide(self, approval_id: str, csrf: str, approve: bool, by: dict[str, Any] | None = None) -> str:
-        """Record a person's decision (and, on a hosted server, who they are); returns what the page should say."""
-        with self._lock:
-            item = self._items.get(approval_id)
-            refused = refusal(item, csrf)
-            if refused is not None or item is None:
-                return refused or "unknown"
-            if item.status != "pending":
-                return item.status
-            item.status = "approved" if approve else "rejected"
-            item.approver = by
-            return item.status
-
-    async def decision(self, approval_id: str) -> Status | None:
-        with self._lock:
-            item = self._items.get(approval_id)
-            return item.status if item is not None else None
-
-    async def consume(self, tool: str, args_digest: str, state_digest: str) -> Pending | str | None:
-        """Use an approval matching exactly this request and state, once.
-
-        Returns the approval, or 'expired' / 'rejected' when the matching one is, or None.
-        """
-        with self._lock:
-            found: Pending | str | None = None
-            for item in self._items.values():
-                if (item.tool, item.args_digest, item.state_digest) != (tool, args_digest, state_digest):
-                    continue
-                if item.status == "approved" and not item.expired():
-                    item.status = "used"
-                    return item
-                if item.status == "approved":  # approved too late: report it once, then it is spent
-                    item.status = "used"
-                    found = "expired"
-                elif item.status == "rejected":
-                    item.status = "used"
-                    found = "rejected"
-            return found
-
-    def _purge(self) -> None:
-        now = time.monotonic()
-        for key in [k for k, v in self._items.items() if now - v.created > 2 * TTL_SECONDS]:
-            del self._items[key]
 
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Approve change - sheepCRM</title>

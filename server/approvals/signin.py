@@ -26,7 +26,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -34,11 +34,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from sheepcrm_mcp.server.approvals import HEADERS, TTL_SECONDS, Pending, ServedPage, not_found
+from sheepcrm_mcp.server.approvals.page import HEADERS, ServedPage, not_found
+from sheepcrm_mcp.server.approvals.pending import TTL_SECONDS, Pending
+from sheepcrm_mcp.server.approvals.store import Approvals
+from sheepcrm_mcp.server.audit import AuditEntry
 from sheepcrm_mcp.server.auth import JWKSCache, SignInRefused, discover, roles_of, verify_id_token
-
-if TYPE_CHECKING:
-    from sheepcrm_mcp.server.stores import Approvals, Audit
+from sheepcrm_mcp.server.stores import Audit
 
 log = logging.getLogger("sheepcrm_mcp.signin")
 
@@ -206,9 +207,14 @@ class SignedInPage(ServedPage):
         """The decision on record when it is made (the write, if it follows, is audited again with it)."""
         try:
             await self.audit.record(
-                tool=item.tool, outcome=f"page_{verdict}", channel="approval-page",
-                arguments={"approval": item.id, "asked_by": item.owner}, detail=item.summary,
-                approver=person.audit(),
+                AuditEntry(
+                    tool=item.tool,
+                    outcome=f"page_{verdict}",
+                    channel="approval-page",
+                    arguments={"approval": item.id, "asked_by": item.owner},
+                    detail=item.summary,
+                    approver=person.audit(),
+                )
             )
         except Exception as exc:  # the decision stands; the write it allows is audited on its own
             log.error("a decision on the approval page was not audited (%s)", type(exc).__name__)

@@ -1,0 +1,127 @@
+"""Where approvals are kept: the `Approvals` interface, and `ApprovalStore`, its implementation in this process.
+
+With replicas behind a balancer, `redis_store.RedisApprovals` keeps them in Redis instead, so any replica
+spends an approval another one created.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from typing import Any, Protocol
+
+from sheepcrm_mcp.server.approvals.pending import TTL_SECONDS, ApprovalRequest, Pending, Status, _token, refusal
+
+
+class Approvals(Protocol):
+    """Pending approvals: bound to tool, arguments and previewed state; single-use; they expire."""
+
+    async def create(self, request: ApprovalRequest) -> Pending:
+        """The pending approval for `request`: the one already waiting for the same request, or a new one."""
+        ...
+
+    async def get(self, approval_id: str) -> Pending | None: ...
+
+    async def new_launch(self, approval_id: str) -> str:
+        """A fresh one-time launch token (the previous one stops working)."""
+        ...
+
+    async def launch(self, approval_id: str, token: str) -> str | None:
+        """Spend a launch token; the new browser cookie value, or None when the token is not valid."""
+        ...
+
+    async def decide(self, approval_id: str, csrf: str, approve: bool, by: dict[str, Any] | None = None) -> str:
+        """Record a person's decision; `by` names them on a hosted server (it is audited with the write)."""
+        ...
+
+    async def decision(self, approval_id: str) -> Status | None: ...
+
+    async def consume(self, tool: str, args_digest: str, state_digest: str) -> Pending | str | None: ...
+
+
+class ApprovalStore:
+    """Approvals in this process (one server)."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, Pending] = {}
+        self._lock = threading.Lock()
+
+    async def create(self, request: ApprovalRequest) -> Pending:
+        with self._lock:
+            self._purge()
+            for item in self._items.values():  # the same request again: reuse its page
+                if (
+                    item.matches(request.tool, request.args_digest, request.state_digest)
+                    and item.status == "pending"
+                    and not item.expired()
+                ):
+                    return item
+            item = Pending.new(request)
+            self._items[item.id] = item
+            return item
+
+    async def get(self, approval_id: str) -> Pending | None:
+        with self._lock:
+            return self._items.get(approval_id)
+
+    async def new_launch(self, approval_id: str) -> str:
+        """A fresh one-time launch token for the approval (the previous one stops working)."""
+        with self._lock:
+            item = self._items[approval_id]
+            item.launch = _token()
+            return item.launch
+
+    async def launch(self, approval_id: str, token: str) -> str | None:
+        """Spend a launch token; returns the browser cookie value, or None when the token is not valid."""
+        with self._lock:
+            item = self._items.get(approval_id)
+            if item is None or item.launch is None or not secrets.compare_digest(item.launch, token):
+                return None
+            item.launch = None
+            item.browser = _token()  # a new launch hands the page to the newly opened browser only
+            return item.browser
+
+    async def decide(self, approval_id: str, csrf: str, approve: bool, by: dict[str, Any] | None = None) -> str:
+        """Record a person's decision (and, on a hosted server, who they are); returns what the page should say."""
+        with self._lock:
+            item = self._items.get(approval_id)
+            refused = refusal(item, csrf)
+            if refused is not None or item is None:
+                return refused or "unknown"
+            if item.status != "pending":
+                return item.status
+            item.status = "approved" if approve else "rejected"
+            item.approver = by
+            return item.status
+
+    async def decision(self, approval_id: str) -> Status | None:
+        with self._lock:
+            item = self._items.get(approval_id)
+            return item.status if item is not None else None
+
+    async def consume(self, tool: str, args_digest: str, state_digest: str) -> Pending | str | None:
+        """Use an approval matching exactly this request and state, once.
+
+        Returns the approval, or 'expired' / 'rejected' when the matching one is, or None.
+        """
+        with self._lock:
+            found: Pending | str | None = None
+            for item in self._items.values():
+                if not item.matches(tool, args_digest, state_digest):
+                    continue
+                if item.status == "approved" and not item.expired():
+                    item.status = "used"
+                    return item
+                if item.status == "approved":  # approved too late: report it once, then it is spent
+                    item.status = "used"
+                    found = "expired"
+                elif item.status == "rejected":
+                    item.status = "used"
+                    found = "rejected"
+            return found
+
+    def _purge(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, v in self._items.items() if now - v.created > 2 * TTL_SECONDS]:
+            del self._items[key]

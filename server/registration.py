@@ -1,0 +1,137 @@
+"""How a tool spec becomes an MCP tool.
+
+A `Registration` is what the model sees and the call behind it (`read_registration` for a read tool,
+`Gate.registration` for a write). `build_tool` exposes the input model's fields as the tool's
+parameters (so the model sees a flat schema), re-validates with the model itself (so cross-field
+rules hold), refuses unknown arguments, and maps every failure through `errors.answering`:
+nothing reaches the client as a traceback.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import anyio
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
+from mcp_types import CallToolResult, ToolAnnotations
+from pydantic import BaseModel, ValidationError, model_validator
+from pydantic_core import PydanticUndefined
+
+from sheepcrm_mcp.server.errors import InvalidArguments, Refusal, answering, explain_validation, refuse_invalid
+from sheepcrm_mcp.server.paging import compact_answer
+from sheepcrm_mcp.server.schema import answer_schema, argument_schema, compact_schema
+from sheepcrm_mcp.server.specs import Deps, Output, ReadTool
+
+
+@dataclass
+class Registration:
+    """Everything build_tool needs: what the model sees and the call behind it."""
+
+    name: str
+    title: str
+    description: str
+    input: type[BaseModel]
+    output: type[BaseModel]
+    annotations: ToolAnnotations
+    call: Callable[[BaseModel, Context, dict[str, Any]], Awaitable[BaseModel]]
+    extra_params: tuple[inspect.Parameter, ...] = ()
+
+
+def read_registration(spec: ReadTool[Any, Any], make_deps: Callable[[Context], Deps]) -> Registration:
+    async def call(request: BaseModel, ctx: Context, _: dict[str, Any]) -> BaseModel:
+        deps = make_deps(ctx)
+        result: BaseModel | None = None
+        with anyio.move_on_after(deps.settings.call_deadline):
+            result = await spec.handler(request, deps)
+        if result is None:
+            raise Refusal(
+                f"{spec.name} took longer than {deps.settings.call_deadline:g}s (sheepCRM is slow or unwell); "
+                "nothing was changed. Try again shortly, or narrow the request."
+            )
+        return result
+
+    return Registration(spec.name, spec.title, spec.description, spec.input, spec.output, spec.annotations, call)
+
+
+def _parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
+    params = []
+    for name, info in model.model_fields.items():
+        meta = copy.copy(info)
+        default = info.get_default(call_default_factory=True) if not info.is_required() else inspect.Parameter.empty
+        meta.default = PydanticUndefined
+        meta.default_factory = None
+        params.append(
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[info.annotation, meta]
+            )
+        )
+    return params
+
+
+def build_tool(spec: Registration) -> Tool:
+    """The SDK tool for `spec`: flat parameters from the input model, unknown arguments refused."""
+
+    async def call(**kwargs: Any) -> BaseModel | CallToolResult:
+        refuse_invalid(kwargs)
+        ctx: Context = kwargs.pop("ctx")
+        extras = {p.name: kwargs.pop(p.name) for p in spec.extra_params if p.name in kwargs}
+        with answering(spec.name):
+            request = spec.input.model_validate(kwargs)
+            result = await spec.call(request, ctx, extras)
+            return compact_answer(result) if isinstance(result, Output) else result
+
+    params = [
+        *_parameters(spec.input),
+        *spec.extra_params,
+        inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
+    ]
+    call.__name__ = spec.name
+    call.__signature__ = inspect.Signature(params, return_annotation=spec.output)  # type: ignore[attr-defined]
+    call.__annotations__ = {p.name: p.annotation for p in params} | {"return": spec.output}
+    tool = Tool.from_function(
+        call,
+        name=spec.name,
+        title=spec.title,
+        description=spec.description,
+        annotations=spec.annotations,
+        structured_output=True,
+    )
+    # The SDK ignores unknown arguments; refuse them instead, so a model cannot smuggle in
+    # strings (for example text copied from an earlier result) and believe they had an effect.
+    base = tool.fn_metadata.arg_model
+    known = sorted(spec.input.model_fields)
+
+    def no_strangers(cls: type[BaseModel], data: Any) -> Any:
+        if isinstance(data, dict) and (unknown := sorted(set(data) - set(known))):
+            raise ValueError(
+                f"unknown argument(s) {', '.join(unknown)[:200]}; {spec.name} takes only: {', '.join(known)}"
+            )
+        return data
+
+    class Strict(base):  # type: ignore[valid-type,misc]
+        model_config = {**base.model_config, "extra": "forbid"}
+        _no_strangers = model_validator(mode="before")(classmethod(no_strangers))  # type: ignore[arg-type]
+
+        @classmethod
+        def model_validate(cls, obj: Any, **kwargs: Any) -> Any:
+            """Bad arguments become our own message (by name and rule only: values, which may be secrets,
+            are not echoed), carried to the tool as an InvalidArguments stand-in: the SDK would otherwise
+            answer with pydantic's "1 validation error for ..." report."""
+            try:
+                return super().model_validate(obj, **kwargs)
+            except ValidationError as exc:
+                invalid = InvalidArguments(explain_validation(spec.name, exc))
+                return cls.model_construct(**dict.fromkeys(cls.model_fields, invalid))
+
+    Strict.__name__ = f"{spec.name}_arguments"
+    strict: type[BaseModel] = Strict
+    tool.fn_metadata.arg_model = strict  # type: ignore[assignment]
+    tool.parameters = argument_schema(compact_schema(strict.model_json_schema(by_alias=True)))
+    if tool.fn_metadata.output_schema is not None:
+        tool.fn_metadata.output_schema = answer_schema(compact_schema(tool.fn_metadata.output_schema))
+    return tool

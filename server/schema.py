@@ -1,0 +1,85 @@
+"""The JSON schemas a tool publishes, in as few characters as they can be said.
+
+Every character of tools/list is paid for in the model's context on every turn: generated titles,
+null defaults and `null` alternatives are folded away (`compact_schema`); arguments drop what is
+checked on every call anyway (`argument_schema`); answers drop what the description already says
+(`answer_schema`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def argument_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Published input schema: optional means omit it (null is never needed). Lengths and unknown arguments
+    are still checked on every call, with an error naming the allowed arguments; they are left out here
+    because every character of tools/list is paid for in the model's context on every turn."""
+    props = {}
+    for name, sub in schema.get("properties", {}).items():
+        sub = {k: v for k, v in sub.items() if k not in ("maxLength", "minLength")}
+        if isinstance(sub.get("type"), list) and "null" in sub["type"]:
+            rest = [t for t in sub["type"] if t != "null"]
+            sub["type"] = rest[0] if len(rest) == 1 else rest
+        props[name] = sub
+    return {k: v for k, v in schema.items() if k != "additionalProperties"} | {"properties": props}
+
+
+def answer_schema(schema: Any, top: bool = True) -> Any:
+    """Output schemas describe answers: None is never sent (see Output), so nullable means optional.
+
+    Descriptions, defaults, additionalProperties and nested record shapes are dropped here: the tool
+    description carries the meaning, and every byte of tools/list costs the model context on every turn.
+    """
+    if isinstance(schema, list):
+        return [answer_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in ("description", "default") or (key == "additionalProperties" and value is False):
+            continue
+        if key == "$defs":
+            continue  # nested records are described by the tool description, not re-listed here
+        if key == "$ref":
+            out["type"] = "object"
+        elif key == "properties":
+            out[key] = {name: answer_schema(sub, False) for name, sub in value.items()}
+        else:
+            out[key] = answer_schema(value, top)
+    kind = out.get("type")
+    if isinstance(kind, list) and "null" in kind:
+        rest = [k for k in kind if k != "null"]
+        out["type"] = rest[0] if len(rest) == 1 else rest
+    options = out.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [o for o in options if o != {"type": "null"}]
+        del out["anyOf"]
+        out = {**rest[0], **out} if len(rest) == 1 else {**out, "anyOf": rest}
+    out.pop("required", None)  # answers omit unset fields, so nothing is promised to be present
+    return out
+
+
+def compact_schema(schema: Any) -> Any:
+    """The same JSON schema in fewer tokens: no generated titles, `null` folded into `type`, no null defaults."""
+    if isinstance(schema, list):
+        return [compact_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if key == "default" and value is None:
+            continue
+        if key in ("properties", "$defs", "patternProperties"):
+            out[key] = {name: compact_schema(sub) for name, sub in value.items()}
+        else:
+            out[key] = compact_schema(value)
+    options = out.get("anyOf")
+    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+        other = next(o for o in options if o != {"type": "null"})
+        if isinstance(other.get("type"), str) and "$ref" not in other:
+            del out["anyOf"]
+            out = {**other, **out, "type": [other["type"], "null"]}
+    return out
