@@ -58,11 +58,11 @@ function askPerson(params) {
   });
 }
 
-host.connect = async ({ token, apps = true }) => {
-  const capabilities = { elicitation: { form: {} } };
+host.connect = async ({ token, apps = true, elicitation = true }) => {
+  const capabilities = elicitation ? { elicitation: { form: {} } } : {};
   if (apps) capabilities.extensions = { [UI]: { mimeTypes: [MIME] } };
   const client = new Client({ name: "sheepcrm-test-host", version: "1.0.0" }, { capabilities });
-  client.setRequestHandler("elicitation/create", (request) => askPerson(request.params));
+  if (elicitation) client.setRequestHandler("elicitation/create", (request) => askPerson(request.params));
   const transport = new StreamableHTTPClientTransport(new URL("/mcp", location.origin), {
     requestInit: { headers: { Authorization: "Bearer " + token } },
   });

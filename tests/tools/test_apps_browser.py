@@ -25,7 +25,7 @@ import pytest
 
 from sheepcrm_mcp.sandbox.records import fmt_dt, now_utc
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.helpers import CANARY_KEY, HTTP_TOKEN, REPO, serve_http
+from tests.helpers import CANARY_KEY, HTTP_TOKEN, REPO, person_decides, serve_http
 from tests.server.test_approvals import CHROMIUM, launch_chromium
 
 HOST = REPO / ".ci" / "apps-host"
@@ -68,7 +68,7 @@ async def browser() -> AsyncIterator[Any]:
 @asynccontextmanager
 async def host_page(
     browser: Any, bundle: Path, sb: SandboxServer, tmp: Path, *, viewport: dict[str, int] = PHONE, apps: bool = True,
-    **settings: Any,
+    elicitation: bool = True, **settings: Any,
 ) -> AsyncIterator[Any]:
     """The test host connected to a real server over HTTP; yields the page (its tools as `page.tools`)."""
     with serve_http(sb, tmp, **settings) as base:
@@ -88,9 +88,10 @@ async def host_page(
         await page.goto(f"{base}/host/index.html")
         await page.wait_for_function("window.hostReady === true")
         page.tools = await page.evaluate(  # type: ignore[attr-defined]
-            "([token, apps]) => host.connect({token, apps})", [HTTP_TOKEN, apps]
+            "([token, apps, elicitation]) => host.connect({token, apps, elicitation})", [HTTP_TOKEN, apps, elicitation]
         )
         page.errors = errors  # type: ignore[attr-defined]
+        page.opened = base.opened  # type: ignore[attr-defined]  # approval links the server would open for the person
         try:
             yield page
         finally:
@@ -241,6 +242,29 @@ async def test_declining_the_approval_writes_nothing(
         await page.locator("#approval-decline").click()
         await board.locator("#outcome-list .badge", has_text="not approved").wait_for(timeout=20_000)
         assert puts(sandbox) == []
+
+
+async def test_without_form_elicitation_the_person_approves_on_the_page_then_tries_again(
+    sandbox: SandboxServer, host_bundle: Path, browser: Any, tmp_path: Path
+) -> None:
+    """A host that cannot show the approval form: the board says approval is waiting (the server opened the
+    approval page for the person, not for the app); after the person approves there, Try again writes once."""
+    event = sandbox.store.demo_facts()["running_event_uid"]
+    async with host_page(browser, host_bundle, sandbox, tmp_path, elicitation=False) as page:
+        await run_tool(page, "list_attendees", {"uid": event})
+        board = app(page)
+        box = board.locator(".row input[type=checkbox]").first
+        person = await box.evaluate("b => b.closest('.row').dataset.person")
+        await box.check()
+        await board.locator("#mark-attended").click()
+        await board.locator("#outcome-list .badge", has_text="awaiting approval").wait_for(timeout=20_000)
+        assert puts(sandbox) == [] and len(page.opened) == 1
+        traffic = json.dumps(await page.evaluate("host.log"))
+        assert page.opened[0] not in traffic and "/open/" not in traffic  # the app never sees the approval link
+        assert person_decides(page.opened[0]).status_code == 200
+        await board.locator("#again").click()
+        await board.locator("#outcome-list .badge", has_text="attended ✓").wait_for(timeout=20_000)
+        assert len(puts(sandbox)) == 1 and status_of(sandbox, event, person) == {"attended"}
 
 
 async def test_read_only_board_has_no_write_controls(

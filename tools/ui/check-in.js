@@ -160,8 +160,10 @@ async function mark(status, people) {
   list.replaceChildren();
   $("outcome").hidden = false;
   $("undo-all").hidden = true;
+  $("again").hidden = true;
   const messages = [];
   const undos = [];
+  const waiting = []; // approved out of band (a page the server opened for the person): the same call again
   for (let i = 0; i < people.length; i += BATCH) {
     const batch = people.slice(i, i + BATCH);
     $("outcome-message").textContent = "Waiting for approval of " + batch.length + " change(s)…";
@@ -198,11 +200,15 @@ async function mark(status, people) {
       if (c && c.result === "applied") board.selected.delete(person);
     }
     if (answer && answer.undo && answer.undo.tool === "set_attendance") undos.push(answer.undo.arguments);
+    if (answer && answer.status === "approval_required") waiting.push(...batch);
   }
   $("outcome-message").textContent = messages.join(" ");
   const undoAll = $("undo-all");
   undoAll.hidden = !(undos.length === 1 && people.length > 1);
   undoAll.onclick = undos.length === 1 ? () => mark(undos[0].status, undos[0].person_uris) : null;
+  const again = $("again");
+  again.hidden = waiting.length === 0;
+  again.onclick = waiting.length ? () => mark(status, waiting) : null;
   await loadAll();
   board.busy = false;
   updateActions();
