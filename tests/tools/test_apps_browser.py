@@ -76,6 +76,7 @@ async def host_page(
         page = await context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)  # frames too
 
         async def serve_host(route: Any) -> None:
             name = route.request.url.rsplit("/", 1)[-1]

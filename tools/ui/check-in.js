@@ -2,7 +2,8 @@
 // Marking people is a call to set_attendance through the host (so the server's gate previews it, asks the person,
 // re-reads, writes, audits and offers the undo); the board then reads the list again and shows the new state.
 const ORDER = ["accepted", "invited", "attended", "no-show", "declined"];
-const TONE = { attended: "tone-ok", "no-show": "tone-bad", declined: "tone-warn", accepted: "tone-info" };
+const TONES = { attended: "tone-ok", "no-show": "tone-bad", declined: "tone-warn", accepted: "tone-info" };
+const tone = (status) => (Object.hasOwn(TONES, status) ? TONES[status] : "");
 const BATCH = 50; // set_attendance takes 1-50 people per call
 const MAX_PAGES = 40;
 
@@ -39,7 +40,7 @@ function render() {
     const details = el("details", "group");
     details.open = true;
     details.dataset.status = status;
-    const count = el("span", "badge " + (TONE[status] || ""), people.length);
+    const count = el("span", "badge " + tone(status), people.length);
     details.append(el("summary", "", null, [el("span", "", status), count]));
     const list = el("ul");
     for (const s of people) list.append(row(s));
@@ -50,7 +51,7 @@ function render() {
   const counts = $("counts");
   counts.replaceChildren();
   for (const [status, n] of Object.entries(board.counts || {})) {
-    counts.append(el("span", "badge " + (TONE[status] || ""), status + " " + n));
+    counts.append(el("span", "badge " + tone(status), status + " " + n));
   }
   filter();
   updateActions();
@@ -137,7 +138,7 @@ async function loadAll() {
     if (!cursor) { showNote(answer.note || ""); break; }
   }
   board.sessions = sessions;
-  $("summary").textContent = sessions.length + " session(s)";
+  $("summary").textContent = sessions.length + " session(s)" + (cursor ? " (the first " + sessions.length + " only)" : "");
   render();
   return true;
 }
@@ -179,17 +180,17 @@ async function mark(status, people) {
     for (const c of (answer && answer.changes) || []) lines.set(changedUid(c.target), c);
     for (const person of batch) {
       const c = lines.get(uidOf(person));
-      let text, tone;
-      if (!answer) [text, tone] = ["not changed", "tone-bad"];
-      else if (answer.status === "not_approved") [text, tone] = ["not approved", "tone-warn"];
-      else if (answer.status === "approval_required") [text, tone] = ["awaiting approval", "tone-warn"];
-      else if (c && c.result === "applied") [text, tone] = [c.after + " ✓", TONE[c.after] || "tone-ok"];
-      else if (c && c.result === "unknown") [text, tone] = ["unknown: check", "tone-warn"];
-      else if (c) [text, tone] = ["not applied", "tone-bad"];
-      else [text, tone] = ["already " + status, ""];
-      board.outcomes.set(person, [text, tone]);
+      let text, look;
+      if (!answer) [text, look] = ["not changed", "tone-bad"];
+      else if (answer.status === "not_approved") [text, look] = ["not approved", "tone-warn"];
+      else if (answer.status === "approval_required") [text, look] = ["awaiting approval", "tone-warn"];
+      else if (c && c.result === "applied") [text, look] = [c.after + " ✓", tone(c.after) || "tone-ok"];
+      else if (c && c.result === "unknown") [text, look] = ["unknown: check", "tone-warn"];
+      else if (c) [text, look] = ["not applied", "tone-bad"];
+      else [text, look] = ["already " + status, ""];
+      board.outcomes.set(person, [text, look]);
       const session = board.sessions.find((s) => s.person_uri === person && !s.guest);
-      const item = el("li", "", null, [el("span", "who", session ? session.name : person), el("span", "badge " + tone, text)]);
+      const item = el("li", "", null, [el("span", "who", session ? session.name : person), el("span", "badge " + look, text)]);
       if (c && c.result === "applied" && ORDER.includes(c.before)) {
         const undo = el("button", "", "Undo");
         undo.type = "button";

@@ -17,7 +17,7 @@ function render(answer) {
   const main = document.getElementById("card");
   main.replaceChildren();
   const status = typeof answer.status === "string" ? answer.status : "unknown";
-  const [label, tone] = STATUS[status] || ["Unknown", ""];
+  const [label, tone] = Object.hasOwn(STATUS, status) ? STATUS[status] : [status, ""]; // as the answer says it
   const card = el("section", "card");
   const head = el("header");
   const who = el("div", "", null, [
