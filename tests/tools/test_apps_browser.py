@@ -10,6 +10,7 @@ outside the app. Tests act as the person: search, select, tap, approve.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -150,9 +151,9 @@ async def no_injection_ran(page: Any) -> None:
 
 
 async def shot(page: Any, tmp: Path, name: str) -> None:
-    """A screenshot of the host page; UPDATE_SCREENSHOTS=1 also writes it to docs/ (the README shows them)."""
+    """A screenshot of the host's conversation; UPDATE_SCREENSHOTS=1 also writes it to docs/ (the README shows them)."""
     await page.wait_for_timeout(500)  # the app reports its new size; the host resizes the frame
-    await page.screenshot(path=str(tmp / name), full_page=True)
+    await page.locator("#chat").screenshot(path=str(tmp / name))  # the conversation: the call and its app
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":
         shutil.copy(tmp / name, DOCS / name)
 
@@ -243,6 +244,18 @@ async def test_declining_the_approval_writes_nothing(
         await page.locator("#approval-decline").click()
         await board.locator("#outcome-list .badge", has_text="not approved").wait_for(timeout=20_000)
         assert puts(sandbox) == []
+        # An app taken over (script run in its frame by hand) gets no further: an extra "approval" argument is
+        # refused, and a plain call waits for the person like any other.
+        person = await board.locator(".row").first.get_attribute("data-person")
+        call = "([uid, p, extra]) => bridge.callTool('set_attendance', {uid, person_uris: [p], status: 'attended', ...extra})"
+        refused = await page.frames[1].evaluate(call, [event, person, {"confirm": True}])
+        assert refused["isError"] and "unknown argument" in refused["content"][0]["text"]
+        pending = asyncio.ensure_future(page.frames[1].evaluate(call, [event, person, {}]))
+        await page.locator("#approval").wait_for(state="visible")
+        assert puts(sandbox) == []
+        await page.locator("#approval-decline").click()
+        assert (await pending)["structuredContent"]["status"] == "not_approved"
+        assert puts(sandbox) == []
 
 
 async def test_without_form_elicitation_the_person_approves_on_the_page_then_tries_again(
@@ -305,6 +318,8 @@ async def test_membership_card_shows_the_answer(
                     assert str(answer[key]) in body, key
             if "days_left" in answer:
                 assert str(answer["days_left"]) in await card.locator(".days").inner_text()
+            if status == "current":
+                await shot(page, tmp_path, "apps-membership-card-phone.png")
         await no_injection_ran(page)
 
 

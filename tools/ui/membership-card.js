@@ -39,7 +39,9 @@ function render(answer) {
   fact(facts, "Grace until", answer.grace_until);
   fact(facts, "Number", answer.membership_number);
   if (facts.childElementCount) card.append(facts);
-  if (answer.summary) card.append(el("div", "next", null, [el("h2", "", "What to do next"), el("p", "", answer.summary)]));
+  if (answer.summary) card.append(el("p", "summary", answer.summary));
+  // A next step only when the answer names one: the card adds no advice of its own.
+  if (answer.next_step) card.append(el("div", "next", null, [el("h2", "", "What to do next"), el("p", "", answer.next_step)]));
   if (Array.isArray(answer.history) && answer.history.length) {
     const list = el("ul", "history");
     for (const r of answer.history) {
