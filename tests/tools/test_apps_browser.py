@@ -247,7 +247,8 @@ async def test_declining_the_approval_writes_nothing(
         # An app taken over (script run in its frame by hand) gets no further: an extra "approval" argument is
         # refused, and a plain call waits for the person like any other.
         person = await board.locator(".row").first.get_attribute("data-person")
-        call = "([uid, p, extra]) => bridge.callTool('set_attendance', {uid, person_uris: [p], status: 'attended', ...extra})"
+        call = ("([uid, p, extra]) => "
+                "bridge.callTool('set_attendance', {uid, person_uris: [p], status: 'attended', ...extra})")
         refused = await page.frames[1].evaluate(call, [event, person, {"confirm": True}])
         assert refused["isError"] and "unknown argument" in refused["content"][0]["text"]
         pending = asyncio.ensure_future(page.frames[1].evaluate(call, [event, person, {}]))
