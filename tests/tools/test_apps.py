@@ -27,7 +27,7 @@ from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.tools import apps
 from sheepcrm_mcp.tools.profiles import HELPDESK, MEMBER, STAFF, Profile
-from tests.helpers import CANARY_KEY, HTTP_TOKEN, REPO, settings_for
+from tests.helpers import CANARY_KEY, HTTP_TOKEN, REPO, http_session, serve_http, settings_for
 
 SNAP = REPO / "tests" / "__toolsnaps__" / "apps" / "ui.json"
 UI_SOURCES = REPO / "tools" / "ui"
@@ -85,6 +85,20 @@ async def test_a_client_without_apps_sees_what_it_saw_before(
     # Apart from the ui keys, the tools are the same for both.
     assert {n: {k: v for k, v in t.items() if k != "_meta"} for n, t in rich_tools.items()} == tools
     assert [r for r in rich_resources if not r["uri"].startswith("ui://")] == resources
+
+
+async def test_a_stateless_server_offers_apps_only_where_the_request_says_the_client_has_them(
+    shared_sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """On 2025-11-25 a stateless server has no session to remember the client's capabilities, so it cannot know;
+    on 2026-07-28 every request declares them."""
+    seen = {}
+    with serve_http(shared_sandbox, tmp_path, stateless=True) as base:
+        for mode in ("legacy", "2026-07-28"):
+            async with http_session(base, mode=mode, extensions=[APPS_CLIENT]) as client:
+                seen[mode] = bound({t.name: t.model_dump(by_alias=True) for t in (await client.list_tools()).tools})
+    assert seen == {"legacy": {}, "2026-07-28": {
+        "list_attendees": CHECK_IN, "check_membership": CARD, "search_contacts": RENEWALS}}
 
 
 async def test_answers_are_the_same_with_and_without_apps(shared_sandbox: SandboxServer, tmp_path: Path) -> None:
