@@ -20,8 +20,8 @@ install() {
   fi
 }
 
-# The system parts the tests use, installed when missing: Debian's redis-server, redis-tools and haproxy (the
-# cluster tests, via scripts/cluster.sh install), chromium (the approval page in a real browser), and the local
+# The system parts the tests use, installed when missing: Debian's redis-server, redis-tools, haproxy and prometheus
+# (the cluster tests, via scripts/cluster.sh install), chromium (the approval page in a real browser), and the local
 # OpenID provider (.ci/idp.sh --install: npm ci, plus a pinned Node when the one on PATH is older than 20.19) and
 # the test MCP Apps host (.ci/apps-host.sh --install: npm ci and an esbuild bundle).
 # apt-get needs root or sudo without a password; without either, nothing runs and the exact command is printed.
@@ -30,6 +30,7 @@ system() {
   command -v redis-server >/dev/null 2>&1 || apt+=(redis-server)
   command -v redis-cli >/dev/null 2>&1 || apt+=(redis-tools)
   command -v haproxy >/dev/null 2>&1 || apt+=(haproxy)
+  command -v prometheus >/dev/null 2>&1 || apt+=(prometheus)
   command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || apt+=(chromium)
   node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' \
     >/dev/null 2>&1 && node_ok=1
@@ -48,7 +49,7 @@ system() {
     fi
     local rest=()
     for p in "${apt[@]}"; do
-      case "$p" in redis-server|redis-tools|haproxy) ;; *) rest+=("$p") ;; esac
+      case "$p" in redis-server|redis-tools|haproxy|prometheus) ;; *) rest+=("$p") ;; esac
     done
     bash scripts/cluster.sh install
     if ((${#rest[@]})); then

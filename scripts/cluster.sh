@@ -8,7 +8,7 @@
 # (never on a command line, which every local user can read); replicas get it in SHEEPCRM_REDIS_URL.
 #
 # Subcommands:
-#   install           apt-get install redis-server + haproxy if missing (idempotent, quiet)
+#   install           apt-get install redis-server + haproxy + prometheus if missing (idempotent, quiet)
 #   start             start redis, (a sandbox,) N replicas, haproxy; wait until each answers
 #   stop              stop everything started (pid files in $CLUSTER_STATE_DIR)
 #   restart           stop + start
@@ -115,6 +115,7 @@ cmd_install() {
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   command -v redis-cli    >/dev/null 2>&1 || missing+=(redis-tools)
   command -v haproxy      >/dev/null 2>&1 || missing+=(haproxy)
+  command -v prometheus   >/dev/null 2>&1 || missing+=(prometheus)  # scrapes the replicas' /metrics in the tests
   if ((${#missing[@]} == 0)); then
     log "already installed: redis-server $(redis-server --version | awk '{print $3}' | sed 's/^v=//') / $(haproxy -v | head -1 | awk '{print $1, $3}')"
     return 0
@@ -145,7 +146,9 @@ cmd_install() {
     printf '%s\n' "$out" | tail -20 >&2
     die "apt-get install ${missing[*]} failed (rc=$rc)"
   fi
-  for c in redis-server redis-cli haproxy; do command -v "$c" >/dev/null 2>&1 || die "$c still missing after install"; done
+  for c in redis-server redis-cli haproxy prometheus; do
+    command -v "$c" >/dev/null 2>&1 || die "$c still missing after install"
+  done
   log "installed: redis-server $(redis-server --version | awk '{print $3}' | sed 's/^v=//') / $(haproxy -v | head -1 | awk '{print $1, $3}')"
 }
 

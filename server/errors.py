@@ -17,6 +17,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import ValidationError
 
 from sheepcrm_mcp.server.logs import scrub
+from sheepcrm_mcp.server.telemetry import error_kind
 from sheepcrm_mcp.sheepcrm import NotFoundError, SheepError
 from sheepcrm_mcp.sheepcrm.errors import V1_404_CAVEAT
 
@@ -47,25 +48,32 @@ def refuse_invalid(arguments: dict[str, Any]) -> None:
 
 @contextmanager
 def answering(tool: str) -> Iterator[None]:
-    """The one error path: expected failures become a ToolError the model can act on; the rest is logged."""
+    """The one error path: expected failures become a ToolError the model can act on; the rest is logged.
+    Each is noted for /metrics by its kind (an exception's class name, never its text)."""
     try:
         yield
     except ValidationError as exc:
+        error_kind("invalid_arguments")
         raise ToolError(scrub(explain_validation(tool, exc))) from None
     except EXPECTED as exc:
+        error_kind(type(exc).__name__)
         raise ToolError(scrub(str(exc))) from None
     except ToolError as exc:
+        error_kind("refused")
         raise ToolError(scrub(str(exc))) from None
     except ExceptionGroup as group:  # reads made side by side (a task group) that failed in the expected ways
         expected, rest = group.split(EXPECTED)
         if expected is not None and rest is None:
+            error_kind(type(_first(expected)).__name__)
             raise ToolError(scrub(str(_first(expected)))) from None
+        error_kind("unexpected")
         log.exception("tool %s failed unexpectedly", tool)
         raise ToolError(
             f"{tool} failed unexpectedly; nothing was changed by this call. "
             "Try again; if it keeps failing, report it with the server log."
         ) from None
     except Exception:
+        error_kind("unexpected")
         log.exception("tool %s failed unexpectedly", tool)
         raise ToolError(
             f"{tool} failed unexpectedly; nothing was changed by this call. "

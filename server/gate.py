@@ -52,6 +52,7 @@ from sheepcrm_mcp.server.registration import Registration
 from sheepcrm_mcp.server.settings import Settings
 from sheepcrm_mcp.server.specs import GatedWrites, Output, WriteDeps, WriteTool
 from sheepcrm_mcp.server.stores import Audit, RateLimit, StoreUnavailable
+from sheepcrm_mcp.server.telemetry import tracer
 from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, unsafe, visible
 from sheepcrm_mcp.sheepcrm import SheepError
 
@@ -250,7 +251,7 @@ class Gate:
             raise AssertionError("unreachable")  # answering() re-raises every failure
 
         async def confirm(prepared: Annotated[Prepared, Resolve(prepare)], ctx: Context) -> Any:
-            with answering(spec.name):
+            with answering(spec.name), tracer.start_as_current_span("gate ask", attributes={"mcp.tool": spec.name}):
                 return await self._ask(spec.name, prepared, ctx)
 
         kw = inspect.Parameter.KEYWORD_ONLY
@@ -270,7 +271,10 @@ class Gate:
         confirm.__name__ = f"confirm_{spec.name}"
 
         async def call(request: BaseModel, ctx: Context, extras: dict[str, Any]) -> BaseModel:
-            return await self._commit(spec.name, extras["prepared"], extras["confirmation"], ctx)
+            with tracer.start_as_current_span("gate commit", attributes={"mcp.tool": spec.name}) as span:
+                result = await self._commit(spec.name, extras["prepared"], extras["confirmation"], ctx)
+                span.set_attribute("sheepcrm_mcp.write.status", result.status)
+                return result
 
         extra = (
             inspect.Parameter("prepared", kw, annotation=prepared_type),

@@ -63,6 +63,8 @@ SECURITY = (
     "oauth_introspection_client_id",
     "oauth_introspection_client_secret",
     "public_url",
+    "metrics",
+    "otel",
 )
 
 
@@ -144,6 +146,8 @@ class Settings(BaseSettings):
     public_url: str = Field(
         default="", description="address people reach the replicas at (the balancer); approval pages live under it"
     )
+    metrics: bool = Field(default=False, description="serve Prometheus metrics at /metrics, next to /healthz")
+    otel: bool = Field(default=False, description="export OpenTelemetry traces by OTLP (OTEL_* variables)")
     rate_limit: int = Field(default=0, ge=0, le=100_000, description="calls a minute per user and tool; 0 = off")
 
     @field_validator("bucket")

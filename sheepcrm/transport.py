@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
@@ -18,6 +18,7 @@ from typing import Any, Literal
 import anyio
 import httpx
 import stamina
+from opentelemetry import trace
 
 from sheepcrm_mcp.sheepcrm.config import ClientConfig
 from sheepcrm_mcp.sheepcrm.errors import (
@@ -37,6 +38,15 @@ Params = Mapping[str, str | int | float | bool | None]
 Api = Literal["v1", "v2"]
 Method = Literal["PUT", "POST", "DELETE"]
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})  # GETs only; a read is safe to repeat
+# Told of upstream events, "rate_limited" (a 429) and "retry" (a read tried again): the server's metrics
+# register here when they are on. Spans of each request go to OpenTelemetry (a no-op without a provider).
+OBSERVERS: list[Callable[[str], None]] = []
+_tracer = trace.get_tracer("sheepcrm-mcp")
+
+
+def _observe(event: str) -> None:
+    for observer in OBSERVERS:
+        observer(event)
 
 
 class _Retryable(Exception):
@@ -136,6 +146,20 @@ class Http:
         return base + path
 
     async def _send(self, method: str, url: str, what: str, params: Params | None, body: Any) -> httpx.Response:
+        """One request in a span naming only the method, the API host and the status (never the path: it holds
+        record ids); a 429 is told to the observers."""
+        attributes = {"http.request.method": method, "server.address": httpx.URL(url).host}
+        with _tracer.start_as_current_span(f"sheepcrm {method}", kind=trace.SpanKind.CLIENT, attributes=attributes,
+                                           record_exception=False) as span:
+            response = await self._send_once(method, url, what, params, body)
+            span.set_attribute("http.response.status_code", response.status_code)
+        if response.status_code == 429:
+            _observe("rate_limited")
+        return response
+
+    async def _send_once(
+        self, method: str, url: str, what: str, params: Params | None, body: Any
+    ) -> httpx.Response:
         """One request, its whole answer read within `timeout` seconds (a drip-fed answer cannot outlast it)
         and refused once it passes `max_body` bytes (counted as it streams in, never held whole)."""
         clean = {k: v for k, v in (params or {}).items() if v is not None}
@@ -205,6 +229,8 @@ class Http:
                 wait_max=c.retry_wait_max,
                 wait_jitter=0.5,
             ):
+                if attempt.num > 1:
+                    _observe("retry")
                 with attempt:
                     try:
                         response = await self._send("GET", url, what, params, None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.request_state import RequestStateSecurity
@@ -53,7 +53,19 @@ class Stores:
 
 
 def open_stores(settings: Settings) -> Stores:
-    """In this process, or in Redis when SHEEPCRM_REDIS_URL is set (replicas share them)."""
+    """In this process, or in Redis when SHEEPCRM_REDIS_URL is set (replicas share them); counted for /metrics
+    when SHEEPCRM_METRICS=1."""
+    stores = _open_stores(settings)
+    if settings.metrics:
+        from sheepcrm_mcp.server.telemetry import METRICS, CountedApprovals, CountedAudit
+
+        METRICS.enable()
+        stores.approvals = cast("Approvals", CountedApprovals(stores.approvals))
+        stores.audit = cast("Audit", CountedAudit(stores.audit))
+    return stores
+
+
+def _open_stores(settings: Settings) -> Stores:
     secret = settings.api_key.get_secret_value() if settings.api_key else None
     if settings.redis_url is None:
         return Stores(ApprovalStore(), AuditLog(settings.audit_log, secret, settings.confirm), MemoryLimiter())
@@ -67,6 +79,16 @@ def open_stores(settings: Settings) -> Stores:
         redis_store.RedisLimiter(client, url),
         client,
     )
+
+
+def _observers(settings: Settings, tools: list[Registration]) -> list[Any]:
+    """SDK middleware counting tool calls for /metrics (SHEEPCRM_METRICS=1); none otherwise."""
+    if not settings.metrics:
+        return []
+    from sheepcrm_mcp.server.telemetry import METRICS, CallMetrics
+
+    METRICS.enable()
+    return [CallMetrics(frozenset(r.name for r in tools))]
 
 
 def build_app(
@@ -135,7 +157,7 @@ def build_app(
         version=__version__,
         tools=ui.stamp(tools) if ui else tools,
         extensions=[ui.extension] if ui else None,
-        middleware=[ui.middleware] if ui else None,
+        middleware=[*([ui.middleware] if ui else []), *_observers(settings, registrations)],
         token_verifier=oauth.verifier if oauth else None,
         auth=oauth.auth_settings() if oauth else None,
         # One key for every replica (SHEEPCRM_REQUEST_STATE_KEY), else one made for this process.

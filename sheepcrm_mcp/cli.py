@@ -97,6 +97,10 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
     if settings.redis_url is not None and args.transport != "http":
         # Whoever runs that Redis decides approvals: only replicas serving HTTP share one (docs/DEPLOY.md).
         raise ConfigError("SHEEPCRM_REDIS_URL is for replicas (--transport http); a stdio server keeps its own")
+    if settings.otel:
+        from sheepcrm_mcp.server.telemetry import enable_tracing
+
+        enable_tracing()
     if settings.auth == "oauth":
         if args.transport != "http":
             raise ConfigError("SHEEPCRM_AUTH=oauth needs --transport http (stdio has one user and no tokens)")

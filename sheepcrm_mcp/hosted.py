@@ -229,7 +229,7 @@ def hosted_app(hosted: Hosted, host: str, stateless: bool) -> ASGIApp:
     """The ASGI app of hosted mode: the router, with every profile server's session manager in its lifespan."""
     security = transport_security(hosted.settings, host)
     first = next(iter(hosted.apps.values()))
-    healthz_route(first.server)
+    healthz_route(first.server, hosted.settings)
     if isinstance(first.page, ServedPage):  # the approval page: a route the router hands to the first server
         for route in first.page.routes():
             first.server.custom_route(route.path, methods=sorted(route.methods or ()))(route.endpoint)

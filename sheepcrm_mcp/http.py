@@ -129,9 +129,10 @@ class BearerAuth:
     MAX_SESSIONS_PER_CLIENT live sessions cannot open another.
     """
 
-    def __init__(self, app: ASGIApp, token: str, page_prefix: str | None = None) -> None:
+    def __init__(self, app: ASGIApp, token: str, page_prefix: str | None = None,
+                 open_paths: tuple[str, ...] = ("/healthz",)) -> None:
         self.app = app
-        self.page_prefix = page_prefix
+        self.page_prefix, self.open_paths = page_prefix, open_paths
         self.expected = token.encode()
         self.failures: dict[str, list[float]] = {}
         self.sessions: dict[str, dict[bytes, float]] = {}
@@ -156,7 +157,7 @@ class BearerAuth:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] not in ("http", "websocket") or path == "/healthz" or self._page(scope, path):
+        if scope["type"] not in ("http", "websocket") or path in self.open_paths or self._page(scope, path):
             await self.app(scope, receive, send)
             return
         # The peer is the socket's address; uvicorn replaces it from X-Forwarded-For only for a proxy named in
@@ -250,11 +251,27 @@ def transport_security(settings: Settings, host: str) -> TransportSecuritySettin
     return TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=origins)
 
 
-def healthz_route(server: MCPServer) -> None:
+def healthz_route(server: MCPServer, settings: Settings) -> tuple[str, ...]:
+    """/healthz, and /metrics with SHEEPCRM_METRICS=1: served without the bearer token, like /healthz. Returns
+    those paths. The metrics name tools, profiles and counts, never a person; keep them off the public internet
+    (docs/DEPLOY.md)."""
+
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
 
     server.custom_route("/healthz", methods=["GET"])(healthz)
+    if not settings.metrics:
+        return ("/healthz",)
+    from sheepcrm_mcp.server.telemetry import METRICS
+
+    METRICS.enable()
+
+    async def metrics(_: Request) -> Response:
+        body, content_type = METRICS.render()
+        return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
+
+    server.custom_route("/metrics", methods=["GET"])(metrics)
+    return ("/healthz", "/metrics")
 
 
 def http_app(built: App, host: str, stateless: bool) -> ASGIApp:
@@ -270,7 +287,7 @@ def http_app(built: App, host: str, stateless: bool) -> ASGIApp:
     if not token:
         token = generated_token(settings.mcp_token_file or default_token_file())
     logs.add_secret(token)
-    healthz_route(server)
+    open_paths = healthz_route(server, settings)
     page_prefix = None
     if isinstance(built.page, ServedPage):  # replicas: the approval page is a route of every replica
         for route in built.page.routes():
@@ -280,7 +297,7 @@ def http_app(built: App, host: str, stateless: bool) -> ASGIApp:
         stateless_http=stateless, host=host, transport_security=transport_security(settings, host)
     )
     app = CloseOnShutdown(app, built.aclose)
-    return BearerAuth(app, token, page_prefix)
+    return BearerAuth(app, token, page_prefix, open_paths)
 
 
 def run_http(built: App, *, host: str, port: int, stateless: bool) -> None:

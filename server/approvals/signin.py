@@ -40,6 +40,7 @@ from sheepcrm_mcp.server.approvals.store import Approvals
 from sheepcrm_mcp.server.audit import AuditEntry
 from sheepcrm_mcp.server.auth import JWKSCache, SignInRefused, discover, roles_of, verify_id_token
 from sheepcrm_mcp.server.stores import Audit
+from sheepcrm_mcp.server.telemetry import METRICS
 
 log = logging.getLogger("sheepcrm_mcp.signin")
 
@@ -308,6 +309,7 @@ class SignedInPage(ServedPage):
             log.warning("a sign-in for the approval page could not be started at the identity provider")
             return _message(503, "The sign-in provider cannot be reached; nothing was approved. Try again shortly.")
         self._sign_ins[state] = sign_in
+        METRICS.sign_in("started")
         response = RedirectResponse(f"{endpoint}?{query}", status_code=303, headers={"Cache-Control": "no-store"})
         response.set_cookie(
             sign_in.cookie, sign_in.browser, path=f"{self._base_path}{self.PREFIX}", httponly=True, samesite="lax",
@@ -366,6 +368,7 @@ class SignedInPage(ServedPage):
         try:
             person = await self._exchange(query["code"], sign_in)
         except SignInRefused as exc:
+            METRICS.sign_in("refused")
             log.warning("an approval page sign-in was refused: %s", exc)
             return _message(403, f"Sign-in refused: {exc}. Nothing was approved.")
         if self._spent.get(state, (0.0, None))[1] == CONTESTED:  # came back twice while the code was traded
@@ -373,6 +376,7 @@ class SignedInPage(ServedPage):
                                  "approved. Open the approval link again.")
         sid = secrets.token_urlsafe(32)
         self._sessions[sid] = _Session(sign_in.approval, person, time.monotonic() + SESSION_TTL)
+        METRICS.sign_in("completed")
         self._spent[state] = (time.time(), sid)
         page = self._path(sign_in.approval)
         response = RedirectResponse(page, status_code=303, headers={"Cache-Control": "no-store"})

@@ -22,6 +22,7 @@ from sheepcrm_mcp.sandbox.runner import SandboxServer
 from tests.app.test_hosted import accept, post_initialize, session
 from tests.app.test_hosted_approvals import PAGE, ask, audit, decide, fresh_task, link_in, task_status
 from tests.helpers import CANARY_KEY, binary, browse, clean_env, running_idp, serve_hosted, sign_in
+from tests.server.test_telemetry import delta, scrape
 
 TENANT = "7a1e5c3d-1111-4222-8333-444455556666"
 APP_ID = "9f0e2b7a-aaaa-4bbb-8ccc-dddddddddddd"
@@ -41,7 +42,8 @@ def origin(issuer: str) -> str:
 
 
 def entra_settings(issuer: str, **over: Any) -> dict[str, Any]:
-    return {"oauth_profile": "entra", "oauth_tenant": TENANT, "oauth_audiences": (APP_ID,), **PAGE, **over}
+    return {"oauth_profile": "entra", "oauth_tenant": TENANT, "oauth_audiences": (APP_ID,), "metrics": True, **PAGE,
+            **over}
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +138,7 @@ async def test_the_page_signs_in_without_par_and_the_approval_names_oid(
     url, sb, tmp = site
     uid = fresh_task(sb)
     token = sign_in(entra_idp, "helpdesk", url + "/mcp")
+    before = scrape(url)
     link = link_in(await ask(url, token, uid), url)
     with httpx.Client(timeout=10) as person:
         first = person.get(link)
@@ -149,6 +152,16 @@ async def test_the_page_signs_in_without_par_and_the_approval_names_oid(
     applied = [x for x in audit(tmp) if x["arguments"].get("uid") == uid and x["outcome"] == "succeeded"]
     oid = claims_of(token)[1]["oid"]
     assert applied[-1]["caller"]["sub"] == oid and applied[-1]["approved_by"]["sub"] == oid
+    after = scrape(url)
+    for name, labels, count in [
+        ("sheepcrm_mcp_sign_ins_total", {"event": "started"}, 1),
+        ("sheepcrm_mcp_sign_ins_total", {"event": "completed"}, 1),
+        ("sheepcrm_mcp_approvals_total", {"event": "asked"}, 1),
+        ("sheepcrm_mcp_approvals_total", {"event": "approved"}, 1),
+        ("sheepcrm_mcp_tool_calls_total", {"tool": "update_task", "profile": "helpdesk", "outcome": "ok"}, 2),
+    ]:
+        assert delta(before, after, name, **labels) == count, (name, labels)
+    assert oid not in httpx.get(url + "/metrics").text
 
 
 @pytest.mark.parametrize("dropped", [("prompt",), ("prompt", "max_age")])
@@ -166,6 +179,7 @@ async def test_a_model_in_the_persons_browser_cannot_skip_the_fresh_sign_in(
     uid = fresh_task(sb)
     token = sign_in(entra_idp, "helpdesk", url + "/mcp")
     link = link_in(await ask(url, token, uid), url)
+    before = scrape(url)
     with httpx.Client(timeout=10) as person:
         browse(person, sign_in_url(entra_idp), "helpdesk", until="127.0.0.1/callback")  # signed in at the provider
         time.sleep(3)
@@ -176,6 +190,7 @@ async def test_a_model_in_the_persons_browser_cannot_skip_the_fresh_sign_in(
         assert 'id="login-form"' not in ridden.text  # the provider did ride the session: no password asked
         assert ridden.status_code == 403 and "sign in again" in ridden.text, ridden.text
         assert "sheepcrm_approver" not in person.cookies
+        assert delta(before, scrape(url), "sheepcrm_mcp_sign_ins_total", event="refused") == 1
         refused = person.post(link, data={"csrf": "x", "action": "approve"}, headers={"origin": url})
         assert refused.status_code == 401
     assert task_status(sb, uid) == "open"

@@ -30,5 +30,5 @@ def running(cluster_sandbox: SandboxServer, tmp_path_factory: pytest.TempPathFac
     if missing:
         pytest.fail(f"{', '.join(missing)} missing: run `bash scripts/cluster.sh install` (.ci/run does)")
     tmp: Path = tmp_path_factory.mktemp("cluster")
-    with cluster(cluster_sandbox, tmp) as c:
+    with cluster(cluster_sandbox, tmp, SHEEPCRM_METRICS="1") as c:  # /metrics on: scraped by prometheus
         yield c

@@ -137,3 +137,40 @@ def approve(launch_url: str, via: str, public: str) -> str:
     finally:
         browser.close()
     return page_url
+
+
+@contextmanager
+def prometheus(targets: list[str], tmp: Path) -> Any:
+    """Debian's real `prometheus` scraping `targets` (host:port) every second; yields a query function."""
+    from tests.helpers import free_port
+
+    port = free_port()
+    config = tmp / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: sheepcrm-mcp\n"
+        f"    static_configs: [{{targets: {json.dumps(targets)}}}]\n"
+    )
+    log = (tmp / "prometheus.log").open("w")
+    proc = subprocess.Popen(
+        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def query(expr: str) -> list[dict[str, Any]]:
+        answer = httpx.get(base + "/api/v1/query", params={"query": expr}, timeout=10).raise_for_status().json()
+        assert answer["status"] == "success", answer
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
+
+    try:
+        yield query
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -19,7 +20,7 @@ import mcp.types as mt
 import pytest
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.cluster.helpers import Cluster, approve, open_page
+from tests.cluster.helpers import Cluster, approve, open_page, prometheus
 from tests.helpers import http_session
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -315,3 +316,40 @@ async def test_a_2026_confirmation_answered_on_another_replica(
     assert questions and result.structured_content, text_of(result)
     assert result.structured_content["status"] == "applied", text_of(result)
     assert len([r for r in cluster_sandbox.request_log if r.method == "PUT"]) == before + 1
+
+
+async def test_prometheus_scrapes_every_replica_and_counts_the_workload(running: Cluster, tmp_path: Path) -> None:
+    """Debian's prometheus scrapes /metrics of the three replicas; after a known workload through the balancer,
+    the sum over replicas is exactly that workload, and the balancer spread it."""
+    import time
+
+    c = running
+    targets = [c.replica(i).removeprefix("http://") for i in range(1, c.replicas + 1)]
+    total = 'sum(sheepcrm_mcp_tool_calls_total{tool="list_tasks",outcome="ok"}) or vector(0)'
+    with prometheus(targets, tmp_path) as query:
+
+        def until(check: Any, what: str) -> Any:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    found = check()
+                except httpx.HTTPError:
+                    found = None
+                if found:
+                    return found
+                time.sleep(0.5)
+            raise AssertionError(f"prometheus never saw {what}")
+
+        until(lambda: len([r for r in query("up") if r["value"][1] == "1"]) == c.replicas, "every replica up")
+        before = float(until(lambda: query(total), "the first scrape")[0]["value"][1])
+        calls = 30
+        async with http_session(c.lb, mode="legacy") as client:  # one session: the balancer still spreads requests
+            for _ in range(calls):
+                assert not (await client.call_tool("list_tasks", {})).is_error
+        for _ in range(calls // 3):  # new sessions too
+            assert not (await call(c.lb, "list_tasks", {})).is_error
+        want = before + calls + calls // 3
+        until(lambda: float(query(total)[0]["value"][1]) == want, f"{want} list_tasks calls")
+        spread = query('sheepcrm_mcp_tool_calls_total{tool="list_tasks",outcome="ok"}')
+        assert len([r for r in spread if float(r["value"][1]) > 0]) >= 2, spread  # more than one replica answered
+        assert query('sum(sheepcrm_mcp_upstream_events_total{event="rate_limited"})')[0]["value"][1] == "0"
