@@ -1051,7 +1051,7 @@ async def inject(rule: FaultRule, scope: Scope, receive: Receive, send: Send) ->
         seconds = rule.arg or 1
         response: Response = error(429, "too many requests", f"retry after {seconds:g} seconds")
         response.headers["Retry-After"] = str(math.ceil(seconds))
-    elif rule.kind in ("500", "503", "409"):
+    elif rule.kind in ("500", "503", "409", "403"):
         response = error(int(rule.kind), "injected fault", f"sandbox fault {rule.label}")
     elif rule.kind == "timeout":
         await _wait_for_disconnect(receive, rule.arg or 30.0)

@@ -8,7 +8,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 
-KINDS = ("latency", "429", "500", "503", "timeout", "drop", "409")
+KINDS = ("latency", "429", "500", "503", "timeout", "drop", "409", "403")
 AFTER_KINDS = ("500", "503", "timeout", "drop")
 DEFAULT_ARG = {"latency": 200.0, "429": 1.0, "timeout": 30.0}
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

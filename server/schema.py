@@ -25,28 +25,43 @@ def argument_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in schema.items() if k != "additionalProperties"} | {"properties": props}
 
 
-def answer_schema(schema: Any, top: bool = True) -> Any:
+# An output field's json_schema_extra when the model must read its description to read the answer right (whose
+# guest, what counts as booked): answer_schema keeps those descriptions, and only those, in tools/list.
+SHOWN: dict[str, Any] = {"shown": True}
+
+
+def answer_schema(schema: Any, top: bool = True, defs: dict[str, Any] | None = None) -> Any:
     """Output schemas describe answers: None is never sent (see Output), so nullable means optional.
 
-    Descriptions, defaults, additionalProperties and nested record shapes are dropped here: the tool
-    description carries the meaning, and every byte of tools/list costs the model context on every turn.
+    Descriptions, defaults, additionalProperties and nested record shapes are dropped here: the tool description
+    carries the meaning, and every byte of tools/list costs the model context on every turn. The exception is a
+    field marked SHOWN: its description is kept, and a nested record lists its SHOWN fields.
     """
     if isinstance(schema, list):
-        return [answer_schema(s) for s in schema]
+        return [answer_schema(s, False, defs) for s in schema]
     if not isinstance(schema, dict):
         return schema
+    if top:
+        defs = schema.get("$defs") or {}
+    shown = schema.get("shown") is True
     out: dict[str, Any] = {}
     for key, value in schema.items():
-        if key in ("description", "default") or (key == "additionalProperties" and value is False):
+        if key == "shown" or (key == "description" and not shown) or key == "default":
+            continue
+        if key == "additionalProperties" and value is False:
             continue
         if key == "$defs":
             continue  # nested records are described by the tool description, not re-listed here
         if key == "$ref":
             out["type"] = "object"
+            nested = (defs or {}).get(str(value).rsplit("/", 1)[-1], {}).get("properties", {})
+            kept = {n: answer_schema(sub, False, defs) for n, sub in nested.items() if sub.get("shown") is True}
+            if kept:
+                out["properties"] = kept
         elif key == "properties":
-            out[key] = {name: answer_schema(sub, False) for name, sub in value.items()}
+            out[key] = {name: answer_schema(sub, False, defs) for name, sub in value.items()}
         else:
-            out[key] = answer_schema(value, top)
+            out[key] = answer_schema(value, False, defs)
     kind = out.get("type")
     if isinstance(kind, list) and "null" in kind:
         rest = [k for k in kind if k != "null"]

@@ -50,14 +50,6 @@ class ContactReads(Reads):
         result: JSON = await self._get(f"{self._contact(uri)}summary", f"contact {uri}")
         return result
 
-    async def contact_communications(self, uri: RecordUri) -> JSON:
-        result: JSON = await self._get(f"{self._contact(uri)}communications/detail", f"contact details of {uri}")
-        return result
-
-    async def contact_personal(self, uri: RecordUri) -> JSON:
-        result: JSON = await self._get(f"{self._contact(uri)}personal/detail", f"personal details of {uri}")
-        return result
-
     async def memberships(self, uri: RecordUri) -> Any:
         return await self._get(f"{self._contact(uri)}membership/all", f"memberships of {uri}")
 

@@ -27,11 +27,12 @@ class AuthError(SheepError):
 
 class PermissionDenied(SheepError):
     """403: valid credentials without the privilege this call needs (openapi.yaml: "valid credentials but not
-    enough privileges"). `permission` is the one sheepCRM named, when it named one."""
+    enough privileges"). sheepCRM's own words (`detail`, cleaned), if any, are quoted; no permission name is parsed
+    out of them."""
 
-    def __init__(self, message: str, status: int | None = None, permission: str | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, detail: str = "") -> None:
         super().__init__(message, status)
-        self.permission = permission
+        self.detail = detail
 
 
 class NotFoundError(SheepError):
@@ -73,7 +74,6 @@ class CircuitOpenError(UpstreamError):
     """Recent calls failed; calls fail fast until the cool-down ends."""
 
 
-PERMISSION = re.compile(r"\b[a-z][a-z_]*\.[a-z][a-z_]*\b")
 DETAIL_CAP = 200
 _UNSAFE = re.compile(r"[^A-Za-z0-9 .,:;()'/_@+-]")
 _TOKENISH = re.compile(r"(?i)\b(bearer|basic|token|key|authorization)\b\s*[:=]?\s*\S+|[A-Za-z0-9_\-]{24,}")
@@ -133,15 +133,12 @@ def error_for(response: httpx.Response, what: str, write: bool, api: str = "v2")
             "and that the key's user may use this bucket; `sheepcrm-mcp doctor` checks both.",
             status,
         )
-    if status == 403:
-        named = PERMISSION.search(detail)
-        permission = named.group(0) if named else None
-        needs = f"the '{permission}' permission" if permission else "a permission this call needs"
+    if status == 403:  # which permission is never guessed from sheepCRM's free text: its words are quoted
         return PermissionDenied(
-            f"{what}: the API key is valid but its user lacks {needs} (HTTP 403){suffix}. "
+            f"{what}: the API key is valid but its user lacks a permission this call needs (HTTP 403){suffix}. "
             "Ask a sheepCRM administrator to grant it to the key's user.",
             status,
-            permission,
+            detail,
         )
     if status == 404:
         caveat = f" {V1_404_CAVEAT}" if api == "v1" else ""

@@ -29,4 +29,7 @@ class SegmentReads(Reads):
         )
 
     async def segment_lookup(self, uid: str, q: str) -> Any:
+        """openapi.yaml segmentLookup: "Lookup a record within a segment using a simple single search term". Its
+        `q` is typed there as a uid (schemas/uid), which contradicts that description: the term (a name or an email)
+        is sent as it is, never checked as a uid."""
         return await self._get(f"{self._segment(uid)}/lookup", f"lookup in segment {uid}", {"q": q})

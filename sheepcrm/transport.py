@@ -9,6 +9,7 @@ reads back to learn what happened. The API key lives only in the Authorization h
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -87,9 +88,17 @@ class CircuitBreaker:
 
 
 def retry_after(response: httpx.Response) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date."""
+    """Seconds to wait: Retry-After (delta-seconds or an HTTP-date), else sheepCRM's x-rate-limit-reset (seconds
+    until the limit resets, EVIDENCE.md "throttling") when x-rate-limit-remaining says none are left."""
     value = response.headers.get("retry-after")
     if value is None:
+        reset = response.headers.get("x-rate-limit-reset", "").split(",")[0].strip()
+        remaining = response.headers.get("x-rate-limit-remaining", "").split(",")[0].strip()
+        if reset and (remaining == "0" or response.status_code == 429):
+            try:
+                return max(0.0, float(reset))
+            except ValueError:
+                return None
         return None
     try:
         return max(0.0, float(value))
@@ -217,7 +226,9 @@ class Http:
             if not isinstance(exc, _Retryable):
                 return False
             if exc.wait is not None:
-                return min(exc.wait, c.retry_wait_max)
+                # sheepCRM's wait is honoured, never cut short: a longer one than this client may wait is not
+                # retried early (that would only be refused again); the error says how long to wait.
+                return exc.wait if exc.wait <= c.retry_wait_max else False
             return True
 
         try:
@@ -241,6 +252,12 @@ class Http:
         except _Retryable as exc:
             # The breaker counts calls, not attempts; being rate limited is not being down.
             self.breaker.record(isinstance(exc.error, RateLimitedError))
+            if exc.wait is not None and exc.wait > c.retry_wait_max:
+                raise type(exc.error)(
+                    f"{what}: sheepCRM asks to wait {math.ceil(exc.wait)}s before the next call "
+                    f"(HTTP {exc.error.status}); it was not asked again sooner. Try again after that.",
+                    exc.error.status,
+                ) from None
             raise exc.error from None
         self.breaker.record(response.status_code < 500)
         if response.status_code >= 400:

@@ -73,8 +73,17 @@ async def diagnose(settings: Settings) -> list[tuple[bool, str]]:
             lines.append(
                 (
                     False,
-                    "the API key was refused (HTTP 401/403) -> put a valid key in SHEEPCRM_API_KEY "
+                    "the API key was refused (HTTP 401) -> put a valid key in SHEEPCRM_API_KEY "
                     "(sheepCRM: Settings > API keys)",
+                )
+            )
+            return lines
+        except PermissionDenied:
+            lines.append(
+                (
+                    False,
+                    "the API key is valid but may not list segments (HTTP 403) -> give the key's user the "
+                    "permissions the tools need in sheepCRM, or use a key whose user has them",
                 )
             )
             return lines
@@ -246,8 +255,8 @@ async def probe_contract(settings: Settings) -> list[Probe]:
             try:
                 data = await make()
             except PermissionDenied as exc:
-                lacks = f"the '{exc.permission}' permission" if exc.permission else "a permission"
-                probes.append(Probe(read.name, read.path, 403, note=f"this key lacks {lacks}: not checked"))
+                said = f" (sheepCRM said: {exc.detail})" if exc.detail else ""
+                probes.append(Probe(read.name, read.path, 403, note=f"this key lacks a permission{said}: not checked"))
                 return None
             except SheepError as exc:
                 status = exc.status

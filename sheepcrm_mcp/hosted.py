@@ -202,8 +202,8 @@ class ProfileRouter:
                 return
             try:
                 found = await self.hosted.member_uri(email)
-            except SheepError:
-                log.warning("resolving a member's email failed upstream")
+            except SheepError as exc:  # its message says what to check (a v1 404 may be the member key)
+                log.warning("resolving a member's email failed upstream: %s", exc)
                 await _refuse(send, 503, "temporarily_unavailable", "could not look up your membership; try again",
                               oauth.metadata_url)
                 return

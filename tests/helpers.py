@@ -378,3 +378,58 @@ class Readers:
         for _, done, task in self.held.values():
             done.set()
             await task
+
+
+# --- answers through a real client session, and sandbox data shaped for one test -------------
+
+
+async def answer(connect: Any, sb: SandboxServer, tool: str, args: dict[str, Any], **over: Any) -> mt.CallToolResult:
+    """One tool call through a real MCP client session (the `connect` fixture) against `sb`."""
+    async with connect(sb, **over) as client:
+        result: mt.CallToolResult = await client.call_tool(tool, args)
+    return result
+
+
+def error_text(result: mt.CallToolResult) -> str:
+    assert result.is_error, result.structured_content
+    return "".join(getattr(c, "text", "") for c in result.content)
+
+
+@asynccontextmanager
+async def member_session(sb: SandboxServer, tmp: Path, person: str, email: str) -> AsyncIterator[Client]:
+    """The member profile served in process to a real client, its caller set as the hosted layer sets it per
+    request (the context variable the SDK carries into tool calls)."""
+    from sheepcrm_mcp.server.caller import Caller, set_caller
+    from sheepcrm_mcp.tools.profiles import MEMBER
+
+    built = build_app(settings_for(sb, tmp), profile=MEMBER)
+    set_caller(Caller(sub=f"member-{person}", email=email, profile="member", person=person))
+    try:
+        async with Client(built.server, mode="legacy") as client:
+            yield client
+    finally:
+        set_caller(None)
+        await built.aclose()
+
+
+def clone_records(sb: SandboxServer, uri: str, copies: int, **data: Any) -> list[str]:
+    """`copies` new records like `uri` (new uids), with `data` over its data: more of a kind than the seed has."""
+    from sheepcrm_mcp.sandbox.records import sort_key_for
+
+    store = sb.store
+    record = store.get(uri)
+    assert record is not None
+    made = []
+    with store.transaction() as db:
+        for _ in range(copies):
+            uid = secrets.token_hex(12)
+            new = f"/{record.bucket}/{record.type}/{uid}/"
+            body = {**record.data, **data}
+            body.update({k: v for k, v in (("uid", uid), ("uri", new)) if k in record.data})
+            db.execute(
+                "INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (new, record.type, uid, record.display_value, record.link, sort_key_for(record.type, body),
+                 record.created, record.last_updated, record.state, json.dumps(body)),
+            )
+            made.append(new)
+    return made

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
@@ -10,6 +11,7 @@ from pydantic import AfterValidator, Field
 
 from sheepcrm_mcp.server.paging import check_cursor
 from sheepcrm_mcp.server.specs import Input, Output
+from sheepcrm_mcp.sheepcrm import UpstreamError
 from sheepcrm_mcp.sheepcrm.scope import UID_RE, check_uid, parse_uri
 
 Limit = Annotated[int, Field(ge=1, le=50)]
@@ -128,6 +130,38 @@ def rows(data: Any, *keys: str) -> list[dict[str, Any]]:
             if isinstance(value, dict):
                 return [value]
     return []
+
+
+def shape(data: Any) -> str:
+    """What an answer looks like, by its keys and kinds only: never a value (keys are cut and plain)."""
+    if isinstance(data, dict):
+        keys = sorted(re.sub(r"[^A-Za-z0-9_.-]", "?", str(k))[:30] for k in data)
+        more = f" and {len(keys) - 8} more" if len(keys) > 8 else ""
+        return f"an object with keys {', '.join(keys[:8]) or '(none)'}{more}"
+    if isinstance(data, list):
+        kinds = sorted({type(v).__name__.replace("dict", "object").replace("str", "string") for v in data})
+        return f"a list of {len(data)} ({', '.join(kinds) or 'empty'})"
+    return f"a {type(data).__name__.replace('str', 'string').replace('NoneType', 'null')}"
+
+
+def listed(data: Any, what: str, *keys: str, single: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The records of an answer whose body the documents do not define: a list under one of `keys`, a bare list,
+    or one record (an object with one of the `single` fields). Any other shape is not read as "none": it raises
+    UpstreamError saying sheepCRM's answer could not be read, naming its keys (never its values)."""
+    if isinstance(data, list):
+        return [r for r in data if isinstance(r, dict)]
+    if isinstance(data, dict):
+        for key in keys:
+            value = data.get(key)
+            if isinstance(value, list):
+                return [r for r in value if isinstance(r, dict)]
+        if any(data.get(f) for f in single):
+            return [data]
+    raise UpstreamError(
+        f"Could not read sheepCRM's answer to {what} (shape: {shape(data)}; expected "
+        f"{' or '.join(f'{k!r}' for k in keys)} holding a list). This is not 'none found': the answer is unknown. "
+        "sheepCRM may have changed; `sheepcrm-mcp doctor --contract` checks every read."
+    )
 
 
 def ref(value: Any) -> str | None:

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from sheepcrm_mcp.server.errors import or_refuse
 from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec, WriteDeps, WriteTool
 from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, show, visible
-from sheepcrm_mcp.sheepcrm import NotFoundError
+from sheepcrm_mcp.sheepcrm import NotFoundError, SheepError
 from sheepcrm_mcp.sheepcrm.scope import parse_uri
 from sheepcrm_mcp.tools.common import ContactRef, Detail, text
 from sheepcrm_mcp.tools.search import records
@@ -202,12 +202,15 @@ async def update_contact(req: UpdateContactInput, deps: WriteDeps) -> WritePlan:
 
 
 async def _email_taken(deps: Deps, email: str, uri: str) -> str | None:
-    """A warning when the new email already belongs to another contact (the person search by email)."""
+    """A warning when the new email already belongs to another contact (the person search by email), or when
+    that could not be checked (never silence: the person approving should know)."""
     try:
-        found = await deps.client.search_people(email=email)
+        found = records(await deps.client.search_people(email=email), "the person search")
     except NotFoundError:
         return None
-    others = [(r.get("display_value"), u) for r in records(found) if (u := text(r.get("id")) or text(r.get("uri")))
+    except SheepError as exc:
+        return f"Warning: could not check whether {email} already belongs to another contact ({exc})"
+    others = [(r.get("display_value"), u) for r in found if (u := text(r.get("id")) or text(r.get("uri")))
               and u != uri]
     if not others:
         return None

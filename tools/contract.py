@@ -74,7 +74,8 @@ READS: tuple[Read, ...] = (
     Read(
         "memberships", "memberships", "/api/v2{person_uri}membership/all", ("memberships",),
         ("start_date", "end_date", "cancellation_date", "display_value", "membership_number",
-         "membership_record_status", "membership_type", "paid", "record_state", "uri"),
+         "membership_record_status", "membership_type", "paid", "record_state", "uri", "auto_renew", "has_renewed",
+         "advise_lapse", "payment_method"),
         ("start_date", "end_date", "paid|membership_record_status"),
     ),
     Read("display", "display", "/api/v2/{bucket}/{resource_type}/{uid}/display", (), ("display_value",),
@@ -106,8 +107,8 @@ READS: tuple[Read, ...] = (
         "person orders", "person_orders", "/events/v2/{bucket}/person/{uid}/orders", ("orders",),
         ("booking_display", "booking_uri"), ("booking_uri",),
     ),
-    Read("my tasks", "my_tasks", "/notifications/v2/{bucket}/tasks", ("tasks",), TASK, TASK_CORE),
-    Read("all tasks", "all_tasks", "/notifications/v2/{bucket}/tasks/all", ("tasks",), TASK, TASK_CORE),
+    Read("my tasks", "my_tasks", "/notifications/v2/{bucket}/tasks", ("tasks",), (*TASK, "total"), TASK_CORE),
+    Read("all tasks", "all_tasks", "/notifications/v2/{bucket}/tasks/all", ("tasks",), (*TASK, "total"), TASK_CORE),
     Read("task", "task", "/notifications/v2/{bucket}/task/{uid}", (), TASK, TASK_CORE),
     Read(
         "segments", "all_segments", "/segments/v2/{bucket}/all", ("segments",),
@@ -123,7 +124,7 @@ READS: tuple[Read, ...] = (
     Read("segment members", "segment_members", "/segments/v2/{bucket}/segment/{uid}/all", ("results",), SEARCH_ITEM,
          ("id|uri",)),
     Read("segment lookup", "segment_lookup", "/segments/v2/{bucket}/segment/{uid}/lookup", ("results",),
-         SEARCH_ITEM, ("id|uri",)),
+         (*SEARCH_ITEM, "label", "text"), ("id|uri",)),
     # v1 listings (v1 notes): {results: [v1 records], total, page, pages, page_size}
     Read("person list", "resources", "/api/v1/{bucket}/person/", ("results",), V1_CONTACT, ("uri", "data"),
          envelope=("total",)),

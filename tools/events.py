@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import json
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -14,9 +15,10 @@ from pydantic import Field, field_validator, model_validator
 
 from sheepcrm_mcp.server.errors import Refusal, or_refuse
 from sheepcrm_mcp.server.paging import as_of, list_page
+from sheepcrm_mcp.server.schema import SHOWN
 from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec, WriteDeps, WriteTool
 from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, visible
-from sheepcrm_mcp.sheepcrm import PermissionDenied
+from sheepcrm_mcp.sheepcrm import PermissionDenied, SheepError
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
 from sheepcrm_mcp.tools.common import (
     ContactRef,
@@ -27,9 +29,11 @@ from sheepcrm_mcp.tools.common import (
     UidOrUri,
     day,
     fetch_pages,
+    listed,
     ref,
     rows,
     text,
+    today,
     uid_in,
     uid_or_uri,
 )
@@ -37,6 +41,10 @@ from sheepcrm_mcp.tools.common import (
 State = Literal["upcoming", "current", "future", "past", "running", "draft", "all"]
 AttendanceStatus = Literal["invited", "accepted", "declined", "attended", "no-show"]
 STATUSES: tuple[AttendanceStatus, ...] = ("invited", "accepted", "declined", "attended", "no-show")
+# "Booked", the one definition every tool uses: a session that holds a place (accepted, then attended or no-show);
+# an invitation is not a booking, nor is a declined one.
+BOOKED: frozenset[str] = frozenset({"accepted", "attended", "no-show"})
+BOOKED_MEANS = "accepted, attended or no-show; never invited"
 EventUid = Annotated[UidOrUri, Field(description="Event uid or uri."), uid_or_uri("list_events(query=...)")]
 BOOKING = ("booking",)
 
@@ -54,7 +62,8 @@ class EventBrief(Output):
 
 class ListedEvent(EventBrief):
     free: int | None = None
-    person_status: str | None = None
+    person_status: str | None = Field(None, description="'guest: <status>': came as a guest.", json_schema_extra=SHOWN)
+    guest_of: str | None = None
 
 
 def brief(e: dict[str, Any]) -> EventBrief:
@@ -132,32 +141,95 @@ async def _free(event: ListedEvent, deps: Deps) -> None:
     event.free = sum(frees) if frees else None
 
 
+@dataclass
+class PersonEvent:
+    """An event in a person's life: the sessions they hold themselves, the ones where they came as someone's guest
+    (the session's guest_ref is them), and whether an order of theirs names it (orders are keyed by buyer)."""
+
+    event: dict[str, Any]
+    own: list[Attendee]
+    as_guest: list[Attendee]
+    ordered: bool
+
+
+SCAN = 60  # events per answer whose attendance is read for sessions that no order of the person shows
+
+
 async def person_events(
-    person: RecordUri, deps: Deps, states: tuple[str, ...], missing: str
-) -> list[tuple[dict[str, Any], list[Attendee]]]:
-    """The events a person booked (openapi.yaml getEventOrdersForContact) that are listed under one of `states`
-    ('all': every one), each with the person's own sessions there (none: they booked only for guests).
-    One request for the orders, one per state list page, one attendance read per event kept."""
+    person: RecordUri, deps: Deps, states: tuple[str, ...], missing: str,
+    keep: Callable[[dict[str, Any]], bool] | None = None,
+) -> tuple[list[PersonEvent], str | None]:
+    """The events a person ordered (openapi.yaml getEventOrdersForContact; orders are keyed by the buyer) or holds
+    a session at (their own, or as someone's guest), listed under one of `states` ('all': every one) and passing
+    `keep`. Orders alone would miss an attendee booked by someone else and every guest, so the attendance of the
+    listed events is read too (at most SCAN besides the ordered ones; sheepCRM's person session endpoints document
+    no body). Returns the events and a note when the answer may be incomplete."""
     data = await or_refuse(deps.client.person_orders(person.uid), missing)
-    orders = {b.uid: text(o.get("booking_display")) for o in rows(data, "orders") if (b := _booking_uri(o, deps))}
+    orders = {
+        b.uid: text(o.get("booking_display"))
+        for o in listed(data, "the person's event orders", "orders") if (b := _booking_uri(o, deps))
+    }
+    events: dict[str, dict[str, Any]] = {}
+    complete = True
+    for state in states:
+        found, done = await fetch_pages(functools.partial(_events_page, deps, state), "bookings")
+        complete = complete and done
+        for e in found:
+            if (uid := text(e.get("uid"))) and text(e.get("record_state")) != "deleted":
+                events.setdefault(uid, e)
     if "all" not in states:
-        listed: set[str | None] = set()
-        for state in states:
-            found, _ = await fetch_pages(functools.partial(_events_page, deps, state), "bookings")
-            listed |= {text(e.get("uid")) for e in found}
-        orders = {uid: title for uid, title in orders.items() if uid in listed}
-    out: dict[str, tuple[dict[str, Any], list[Attendee]]] = {}
+        orders = {uid: title for uid, title in orders.items() if uid in events}
+    if keep is not None:
+        orders = {uid: title for uid, title in orders.items() if uid not in events or keep(events[uid])}
+    others = sorted(
+        (uid for uid, e in events.items() if uid not in orders and (keep is None or keep(e))),
+        key=lambda uid: abs((day(text(events[uid].get("start_date")) or text(events[uid].get("start_datetime")))
+                             or today()).toordinal() - today().toordinal()),
+    )
+    scanned, skipped = [*orders, *others[:SCAN]], len(others) - SCAN
+    out: dict[str, PersonEvent] = {}
+    failed: list[str] = []
+    me = str(person)
 
     async def one(uid: str) -> None:
-        found = await deps.client.attendance(uid)
+        try:
+            found = await deps.client.attendance(uid)
+        except SheepError:
+            failed.append(uid)
+            return
         booking = found.get("booking") if isinstance(found, dict) else None
-        event = {"uid": uid, "display_value": orders[uid], **(booking if isinstance(booking, dict) else {})}
-        out[uid] = event, [a for a in sessions(found)[0] if a.person_uri == str(person) and not a.guest]
+        event = {
+            "uid": uid, "display_value": orders.get(uid), **events.get(uid, {}),
+            **(booking if isinstance(booking, dict) else {}),
+        }
+        people, _ = sessions(found)
+        own = [a for a in people if a.person_uri == me and not a.guest]
+        as_guest = [a for a in people if a.guest and a.guest_uri == me]
+        if own or as_guest or uid in orders:
+            out[uid] = PersonEvent(event, own, as_guest, uid in orders)
 
     async with anyio.create_task_group() as tg:
-        for uid in orders:
+        for uid in scanned:
             tg.start_soon(one, uid)
-    return [out[u] for u in orders if text(out[u][0].get("record_state")) != "deleted"]
+    notes = []
+    if skipped > 0:
+        notes.append(
+            f"Read the attendance of {len(scanned)} events; {skipped} more events were not read, where this person "
+            "may attend as a guest or booked by someone else: narrow with state or dates."
+        )
+    if not complete:
+        notes.append("sheepCRM's event list was cut after 2000 events (it gives no total).")
+    if failed:
+        notes.append(f"The attendance of {len(failed)} event(s) could not be read, so this list may be incomplete.")
+    found_events = [out[u] for u in scanned if u in out and text(out[u].event.get("record_state")) != "deleted"]
+    return found_events, " ".join(notes) or None
+
+
+def person_status(found: PersonEvent) -> str:
+    """The person's part in an event in a few words: their own statuses, as a guest, or only ordered."""
+    parts = sorted({a.status for a in found.own})
+    parts += [f"guest: {s}" for s in sorted({a.status for a in found.as_guest})]
+    return "/".join(parts) or "ordered for others"
 
 
 async def _events_page(deps: Deps, state: str, page: int, size: int) -> Any:
@@ -172,6 +244,14 @@ def state_lists(state: str) -> tuple[str, ...]:
     return UPCOMING if state == "upcoming" else (state,)
 
 
+def _in_range(start: date | None, end: date | None, e: dict[str, Any]) -> bool:
+    """An event dict inside list_events' from_date/to_date (an unreadable date keeps it)."""
+    b = brief(e)
+    if start and (d := day(b.end or b.start)) is not None and d < start:
+        return False
+    return not (end and (d := day(b.start)) is not None and d > end)
+
+
 def _booking_uri(order: dict[str, Any], deps: Deps) -> Any:
     value = ref(order.get("booking_uri"))
     try:
@@ -182,15 +262,19 @@ def _booking_uri(order: dict[str, Any], deps: Deps) -> Any:
 
 async def list_events(req: ListEventsInput, deps: Deps) -> ListEventsOutput:
     statuses: dict[str, str] = {}
+    hosts: dict[str, str | None] = {}
     cut = None
     if req.person:
         state = req.state or "all"
         uri = parse_uri(req.person, deps.client.bucket, ("person",))
         missing = f"No person {uri}; find people with search_contacts."
-        booked = await person_events(uri, deps, state_lists(state), missing)
-        found = [event for event, _ in booked]
-        for event, mine in booked:
-            statuses[str(event["uid"])] = "/".join(sorted({a.status for a in mine})) or "guest only"
+        booked, cut = await person_events(uri, deps, state_lists(state), missing, keep=functools.partial(
+            _in_range, req.from_date, req.to_date))
+        found = [b.event for b in booked]
+        for b in booked:
+            statuses[str(b.event["uid"])] = person_status(b)
+            if b.as_guest and not b.own:
+                hosts[str(b.event["uid"])] = b.as_guest[0].person_uri
     else:
         state = req.state or "upcoming"
         found, complete = [], True
@@ -203,6 +287,7 @@ async def list_events(req: ListEventsInput, deps: Deps) -> ListEventsOutput:
     for e in events:
         e.uri = e.uri or f"/{deps.client.bucket}/booking/{e.uid}/"
         e.person_status = statuses.get(e.uid)
+        e.guest_of = hosts.get(e.uid)
     if req.query:
         words = req.query.lower().split()
         events = [e for e in events if all(w in f"{e.title} {e.location or ''}".lower() for w in words)]
@@ -237,8 +322,9 @@ class TicketType(Output):
     price: str | None = None
     member_only: bool | None = None
     capacity: int | None = None
-    booked: int | None = None
-    reserved: int | None = Field(None, description="Held back, not for sale: capacity = booked + reserved + free.")
+    booked: int | None = Field(None, description=f"Sessions of this ticket: {BOOKED_MEANS}.")
+    allocated: int | None = Field(None, description="sheepCRM's count: capacity = allocated + reserved + free.")
+    reserved: int | None = Field(None, description="Held back, not for sale.")
     free: int | None = Field(None, description="Tickets still available.")
 
 
@@ -247,6 +333,7 @@ class Event(EventBrief):
     tickets: list[TicketType]
     tickets_free: int | None = Field(None, description="Free places over all ticket types.")
     attendance: dict[str, int] = Field(description="Sessions by status: invited, accepted, declined, ...")
+    booked: int | None = Field(None, description=BOOKED_MEANS, json_schema_extra=SHOWN)
     description: str | None = None
     address: str | None = None
     website: str | None = None
@@ -272,13 +359,17 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
             price=text(t.get("amount")),
             member_only=t.get("member_only") if isinstance(t.get("member_only"), bool) else None,
             capacity=_int(t.get("total")),
-            booked=_int(t.get("allocated")),
+            allocated=_int(t.get("allocated")),
             reserved=_int(t.get("reserved")),
             free=_int(t.get("available")),
         )
         for t in rows(tickets_data, "available_tickets")
     ]
-    counts = Counter(s.status for s in sessions(attendance)[0])
+    people = sessions(attendance)[0]
+    counts = Counter(s.status for s in people)
+    if attendance is not None:  # booked per ticket from the sessions, by the one definition (never invitations)
+        for t in tickets:
+            t.booked = sum(1 for s in people if s.status in BOOKED and s.ticket == t.name)
     frees = [t.free for t in tickets if t.free is not None]
     event = Event(
         **(brief(e).model_dump() | {"uri": text(e.get("uri")) or f"/{deps.client.bucket}/booking/{uid}/"}),
@@ -286,6 +377,7 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
         tickets=tickets,
         tickets_free=sum(frees) if frees else None,
         attendance=dict(sorted(counts.items())),
+        booked=sum(n for status, n in counts.items() if status in BOOKED) if attendance is not None else None,
         note=" ".join(notes) or None,
     )
     if req.detail == "full":
@@ -301,26 +393,27 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
 class ListAttendeesInput(Paged):
     uid: EventUid
     status: Annotated[
-        AttendanceStatus | None,
-        Field(description="accepted: booked; no-show: booked, did not come."),
+        Literal["invited", "accepted", "declined", "attended", "no-show", "booked"] | None,
+        Field(description=f"booked: {BOOKED_MEANS}."),
     ] = None
     name: Annotated[str | None, Field(max_length=200, description="Name part, email or uri.")] = None
 
 
 class Attendee(Output):
     session_uid: str | None = None
-    person_uri: str | None = Field(None, description="The booker; for a guest, whose guest they are.")
+    person_uri: str | None = Field(None, description="For a guest: whose guest.", json_schema_extra=SHOWN)
     name: str
     email: str | None = None
     status: str
     ticket: str | None = None
     guest: bool | None = None
-    guest_uri: str | None = None
+    guest_uri: str | None = Field(None, description="A guest's own contact.")
 
 
 class ListAttendeesOutput(ListOutput):
     event: str
     counts: dict[str, int] = Field(description="All sessions of the event by status (before filters).")
+    booked: int = Field(description=BOOKED_MEANS, json_schema_extra=SHOWN)
     attendees: list[Attendee]
 
 
@@ -378,7 +471,10 @@ async def list_attendees(req: ListAttendeesInput, deps: Deps) -> ListAttendeesOu
     people, deleted = sessions(await deps.client.attendance(uid))
     counts = dict(sorted(Counter(p.status for p in people).items()))
     notes = [*([reduced] if reduced else []), *session_notes(people, deleted)]
-    if req.status:
+    booked = sum(1 for p in people if p.status in BOOKED)
+    if req.status == "booked":
+        people = [p for p in people if p.status in BOOKED]
+    elif req.status:
         people = [p for p in people if p.status == req.status]
     wanted = req.name
     if wanted:
@@ -394,7 +490,8 @@ async def list_attendees(req: ListAttendeesInput, deps: Deps) -> ListAttendeesOu
     )
     envelope["note"] = " ".join(filter(None, [*notes, envelope["note"]])) or None
     return ListAttendeesOutput(
-        event=text(e.get("display_value")) or text(e.get("title")) or uid, counts=counts, attendees=items,
+        event=text(e.get("display_value")) or text(e.get("title")) or uid, counts=counts, booked=booked,
+        attendees=items,
         **envelope,
     )
 

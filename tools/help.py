@@ -9,7 +9,7 @@ from pydantic import Field
 
 from sheepcrm_mcp.server.paging import fit
 from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec
-from sheepcrm_mcp.tools.common import Detail, ListOutput, rows, text
+from sheepcrm_mcp.tools.common import Detail, ListOutput, listed, text
 
 
 class SearchHelpInput(Input):
@@ -32,10 +32,9 @@ class SearchHelpOutput(ListOutput):
 async def search_help(req: SearchHelpInput, deps: Deps) -> SearchHelpOutput:
     full = req.detail == "full"
     data = await deps.client.search_help(req.query, limit=req.limit, include_text=full)
-    # No response schema is documented: accept results/articles/a bare list/one object; every field optional.
-    found = [data] if isinstance(data, dict) and ("title" in data or "link" in data or "url" in data) else rows(
-        data, "results", "articles"
-    )
+    # No response schema is documented (EVIDENCE.md: {docs, q, results: [{link, title}]}): results, articles, a bare
+    # list or one article; every field optional. Any other shape is "could not read", never "no article".
+    found = listed(data, "the help search", "results", "articles", single=("title", "link", "url"))
     articles = [
         HelpArticle(
             title=text(a.get("title")) or text(a.get("display_value")) or "(untitled)",
@@ -54,9 +53,8 @@ async def search_help(req: SearchHelpInput, deps: Deps) -> SearchHelpOutput:
         note = " ".join(filter(None, [note, weak]))
     if not articles:
         note = "No sheepCRM help article matches; try other words (for example 'refund booking')."
-        if found or (data and not isinstance(data, (list, dict))):
-            note = "sheepCRM's help search answered in a shape this server cannot read; nothing to show."
-    return SearchHelpOutput(articles=articles, total=len(articles), note=note)
+    # The help search has no paging and no total: how many articles there are in all is not known.
+    return SearchHelpOutput(articles=articles, note=note)
 
 
 STOP = frozenset("the and for with how can does what when where why who our your".split())

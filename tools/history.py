@@ -96,9 +96,13 @@ async def get_record_history(req: GetRecordHistoryInput, deps: Deps) -> GetRecor
         for e in found
     ]
     entries.sort(key=lambda e: e.date or "", reverse=True)
+    longer = (
+        f" Older changes may exist: call again with a longer window (since_days={min(req.since_days * 4, 3650)}, "
+        "up to 3650)." if req.since_days < 3650 else ""
+    )
     items, envelope = list_page(
         entries, req.limit, req.cursor, f"history:{uri}:{req.since_days}",
-        f"No changes in the last {req.since_days} days.",
+        f"No changes in the last {req.since_days} days.{longer}",
         cut="sheepCRM sent its limit of 250 entries; older changes may be missing." if len(found) >= 250 else None,
     )
     if any(e.user for e in items):

@@ -11,12 +11,16 @@ from pydantic import Field, model_validator
 
 from sheepcrm_mcp.server.errors import Refusal, or_refuse
 from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec
+from sheepcrm_mcp.server.writes import visible
 from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepError
 from sheepcrm_mcp.sheepcrm.errors import V1_404_CAVEAT
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
-from sheepcrm_mcp.tools.common import Detail, day, ref, rows, text, today
+from sheepcrm_mcp.tools.common import Detail, day, listed, ref, rows, text, today
 
-Status = Literal["current", "grace", "unpaid", "lapsed", "future", "none"]
+Status = Literal["current", "grace", "unpaid", "pending", "future", "lapsed", "cancelled", "none", "unknown"]
+# The vendor's six membership record statuses (shared/sheepcrm-api/EVIDENCE.md, "membership record status"), matched
+# case-insensitively; any other value is answered as `unknown`, naming it, never guessed into a yes or a no.
+RECORD_STATUSES = ("active", "lapsed", "cancelled", "future", "incomplete", "pending")
 
 
 class CheckMembershipInput(Input):
@@ -40,15 +44,31 @@ class MembershipRecord(Output):
     membership_number: str | None = None
     record_status: str | None = Field(None, description="sheepCRM's membership_record_status, verbatim.")
     paid: bool | None = None
+    auto_renew: bool | None = None
+    has_renewed: bool | None = None
+    advise_lapse: bool | None = None
+    payment_method: str | None = None
+
+
+class Renewal(Output):
+    """What a help desk needs for "why did I get a reminder?", as the record has it (absent: not stated)."""
+
+    auto_renew: bool | None = None
+    has_renewed: bool | None = None
+    advise_lapse: bool | None = None
+    payment_method: str | None = None
 
 
 class MembershipAnswer(Output):
     contact_uri: str | None = None
     name: str | None = None
     membership_uri: str | None = None
-    is_member: bool = Field(description="True when a paid, active, not deleted membership covers today.")
+    is_member: bool | None = Field(
+        None, description="True when a paid, active, not deleted membership covers today; absent when unknown."
+    )
     status: Status = Field(
-        description="current, grace (ended, within sheepCRM's grace period), unpaid, future, lapsed or none."
+        description="current, grace (ended, within sheepCRM's grace period), unpaid, pending (sign-up not complete), "
+        "future, lapsed, cancelled, none or unknown (sheepCRM's answer could not be interpreted: say so)."
     )
     plan: str | None = None
     start_date: str | None = None
@@ -56,32 +76,50 @@ class MembershipAnswer(Output):
     grace_until: str | None = None
     days_left: int | None = Field(None, description="Days until end_date when current.")
     membership_number: str | None = None
+    renewal: Renewal | None = None
     summary: str = Field(description="One sentence to tell the person asking.")
+    note: str | None = Field(None, description="For staff, not to repeat to a member.")
     history: list[MembershipRecord] | None = Field(None, description="Only with detail='full'.")
 
 
+def _unreadable_date(m: dict[str, Any], key: str) -> bool:
+    return text(m.get(key)) is not None and day(m.get(key)) is None
+
+
 def classify(m: dict[str, Any], on: date) -> Status:
-    """By dates, then by what sheepCRM says of the record: only a paid record whose
-    membership_record_status (when given) is "active" can be current."""
+    """By dates, then by what sheepCRM says of the record. Only a paid record whose membership_record_status (when
+    given) is "active" can be current; a status outside sheepCRM's six, or a date that cannot be read, is unknown."""
+    if any(_unreadable_date(m, k) for k in ("start_date", "end_date", "cancellation_date")):
+        return "unknown"
     start, end = day(m.get("start_date")), day(m.get("end_date"))
-    if (d := day(m.get("cancellation_date"))) and d <= on:
-        return "lapsed"
+    record_status = (text(m.get("membership_record_status")) or "").lower() or None
+    if record_status == "cancelled" or ((d := day(m.get("cancellation_date"))) and d <= on):
+        return "cancelled"
     if start and start > on:
         return "future"
     if end and end < on:
         return "lapsed"
+    if record_status is not None and record_status not in RECORD_STATUSES:
+        return "unknown"
     if not start:
         return "none"
+    if record_status in ("pending", "incomplete"):
+        return "pending"
     if m.get("paid") is False:
         return "unpaid"
-    record_status = text(m.get("membership_record_status"))
-    if record_status and record_status.lower() != "active":
-        return "lapsed"
+    if record_status == "lapsed":
+        return "lapsed"  # sheepCRM says so although the dates cover today
+    if record_status == "future":
+        return "future"
     return "current"
 
 
+def _flag(m: dict[str, Any], key: str) -> bool | None:
+    value = m.get(key)
+    return value if isinstance(value, bool) else None
+
+
 def record(m: dict[str, Any], on: date, plans: dict[str, str]) -> MembershipRecord:
-    paid = m.get("paid")
     return MembershipRecord(
         uri=text(m.get("uri")),
         plan=plans.get(ref(m.get("membership_type")) or "") or text(m.get("display_value")),
@@ -90,7 +128,11 @@ def record(m: dict[str, Any], on: date, plans: dict[str, str]) -> MembershipReco
         end_date=text(m.get("end_date")),
         membership_number=text(m.get("membership_number")),
         record_status=text(m.get("membership_record_status")),
-        paid=paid if isinstance(paid, bool) else None,
+        paid=_flag(m, "paid"),
+        auto_renew=_flag(m, "auto_renew"),
+        has_renewed=_flag(m, "has_renewed"),
+        advise_lapse=_flag(m, "advise_lapse"),
+        payment_method=text(m.get("payment_method")),
     )
 
 
@@ -129,13 +171,94 @@ async def _by_email(email: str, deps: Deps) -> tuple[RecordUri, dict[str, Any]]:
     return parse_uri(person, deps.client.bucket), found
 
 
+async def grace_of(uri: RecordUri, v1: dict[str, Any], deps: Deps) -> tuple[str | None, str | None]:
+    """(member_till_plus_grace, a note when it could not be learned). sheepCRM states the grace period only in its
+    membership-by-email answer, so for a uri the contact's own email is asked, and the answer is used only when it
+    is about this contact."""
+    if v1:
+        return text(v1.get("member_till_plus_grace")), None
+    unknown = "Whether sheepCRM's grace period still applies could not be checked"
+    try:
+        contact = await deps.client.record(uri)
+        email = text((contact.get("data") or {}).get("email"))
+        if not email:
+            return None, f"{unknown}: the contact has no email to ask sheepCRM's membership-by-email with."
+        found = await deps.client.membership_by_email(email)
+    except ConflictError:
+        return None, f"{unknown}: the contact's email is shared by several contacts."
+    except SheepError as exc:
+        return None, f"{unknown} ({exc})."
+    if ref(found.get("person")) != str(uri):
+        return None, f"{unknown}: sheepCRM's membership-by-email answer is about another contact."
+    return text(found.get("member_till_plus_grace")), None
+
+
 SUMMARIES = {
     "current": "{who} is a current {plan} member until {end} ({days} days left).",
     "grace": "{who} is not a current member: the {plan} membership ended on {end}, but sheepCRM's grace period "
     "runs until {grace}.",
     "unpaid": "{who} is not a current member: the {plan} membership covering today is not paid.",
+    "pending": "{who} is not a current member yet: the sign-up for the {plan} membership is not complete in sheepCRM "
+    "(status '{record_status}'; usually a payment is missing).",
     "future": "{who} is not a member yet: a {plan} membership starts on {start}.",
     "lapsed": "{who} is not a member: the {plan} membership ended on {end}.",
+    "cancelled": "{who} is not a member: the {plan} membership was cancelled{cancelled}.",
+    "marked": "{who} is not a current member: sheepCRM marks the {plan} membership '{record_status}' although its "
+    "dates ({start} to {end}) cover today.",
+    "unknown": "{who}'s membership is unknown: sheepCRM's answer for the {plan} membership ({start} to {end}) could "
+    "not be interpreted ({why}). Do not tell the person they are or are not a member; check the record in sheepCRM.",
+}
+
+
+def on_day(value: str | None) -> str | None:
+    """A sheepCRM date or datetime as the date a sentence needs (YYYY-MM-DD); an unreadable one as it is."""
+    d = day(value)
+    return d.isoformat() if d else value
+
+
+def _renewal(m: MembershipRecord) -> Renewal | None:
+    found = Renewal(
+        auto_renew=m.auto_renew, has_renewed=m.has_renewed, advise_lapse=m.advise_lapse, payment_method=m.payment_method
+    )
+    return found if found.model_dump() else None
+
+
+def _why_unknown(m: MembershipRecord, raw: dict[str, Any]) -> str:
+    bad = [k for k in ("start_date", "end_date", "cancellation_date") if _unreadable_date(raw, k)]
+    if bad:
+        return f"unreadable {', '.join(bad)}: {visible(text(raw.get(bad[0])) or '', 40)!r}"
+    return (
+        f"status {visible(m.record_status or '', 40)!r} is not one of sheepCRM's statuses "
+        f"({', '.join(RECORD_STATUSES)})"
+    )
+
+
+async def memberships_of(uri: RecordUri, deps: Deps) -> tuple[list[dict[str, Any]], str | None]:
+    """A contact's membership records, not deleted, and a note saying how they were read for an organisation.
+    sheepCRM's membership list (/api/v2{person_uri}membership/all) is documented for people; an organisation's
+    memberships are the v1 `member` records whose member it is (v1 resource filter member=<uri>)."""
+    if uri.type != "organisation":
+        data = await or_refuse(
+            deps.client.memberships(uri), f"No contact {uri} - find the person with search_contacts and pass its uri."
+        )
+        return [m for m in rows(data, "memberships") if text(m.get("record_state")) != "deleted"], None
+    listing = await deps.client.resources("member", {"member": str(uri)}, page_size=100)
+    found = [
+        {**(r.get("data") or {}), "uri": text(r.get("uri"))}
+        for r in listed(listing, "the organisation's membership records", "results")
+    ]
+    note = (
+        "An organisation: its memberships were read from sheepCRM's v1 membership records whose member is this "
+        "organisation (the membership list endpoint is documented for people only)."
+    )
+    if isinstance(listing, dict) and isinstance(listing.get("total"), int) and listing["total"] > len(found):
+        note += f" Only the first {len(found)} of {listing['total']} records were read."
+    return [m for m in found if text(m.get("record_state")) != "deleted"], note
+
+
+ORDER: dict[Status, int] = {
+    "current": 0, "unknown": 1, "pending": 2, "unpaid": 2, "future": 3, "lapsed": 4, "grace": 4, "cancelled": 4,
+    "none": 5,
 }
 
 
@@ -148,7 +271,8 @@ async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipA
             return MembershipAnswer(
                 is_member=False, status="none",
                 summary=f"No contact in the CRM has the email {req.email}, so it is not a member's email. Check the "
-                f"spelling, or find the person by name with search_contacts. {V1_404_CAVEAT}",
+                "spelling, or find the person by name with search_contacts.",
+                note=V1_404_CAVEAT,
             )
     else:
         assert req.uri is not None
@@ -159,45 +283,60 @@ async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipA
             name = await deps.client.display(uri.type, uri.uid)
         except SheepError:
             name = None
-    data = await or_refuse(
-        deps.client.memberships(uri), f"No contact {uri} - find the person with search_contacts and pass its uri."
-    )
-    members = [m for m in rows(data, "memberships") if text(m.get("record_state")) != "deleted"]
+    members, note = await memberships_of(uri, deps)
     on = today()
     plans = await plan_names(members, deps)
-    records = sorted((record(m, on, plans) for m in members), key=lambda r: (r.start_date or "", r.end_date or ""))
-    order: dict[Status, int] = {"current": 0, "unpaid": 1, "future": 2, "lapsed": 3, "grace": 3, "none": 4}
-    best = min(records, key=lambda r: (order[r.status], -(day(r.end_date) or on).toordinal()), default=None)
+    pairs = sorted(
+        ((record(m, on, plans), m) for m in members), key=lambda p: (p[0].start_date or "", p[0].end_date or "")
+    )
+    records = [r for r, _ in pairs]
+    best_pair = min(pairs, key=lambda p: (ORDER[p[0].status], -(day(p[0].end_date) or on).toordinal()), default=None)
     who = name or str(uri)
-    grace = text(v1.get("member_till_plus_grace"))
-    if best is None or best.status == "none":
+    history = records if req.detail == "full" else None
+    if best_pair is None or best_pair[0].status == "none":
         return MembershipAnswer(
             contact_uri=str(uri), name=name, is_member=False, status="none",
-            summary=f"{who} has no membership on record.", history=records if req.detail == "full" else None,
+            summary=f"{who} has no membership on record.", note=note, history=history,
         )
-    status = best.status
-    if status == "lapsed" and (g := day(grace)) and g >= on and text(v1.get("membership_record_status")) == "active":
-        status = "grace"
+    best, raw = best_pair
+    status: Status = best.status
     end = day(best.end_date)
+    grace: str | None = None
+    if status == "lapsed" and end is not None and end < on:
+        grace, unchecked = await grace_of(uri, v1, deps)
+        if (g := day(grace)) and g >= on:
+            status = "grace"
+        note = " ".join(filter(None, [note, unchecked])) or None
     days_left = (end - on).days if end and status == "current" else None
     plan = best.plan or (text(v1.get("active_memberships_for_display")) if status == "current" else None) or "(unnamed)"
-    summary = SUMMARIES[status].format(
-        who=who, plan=plan, end=best.end_date, days=days_left, start=best.start_date, grace=grace
+    form: str = status
+    start = day(best.start_date)
+    if (status == "lapsed" and not (end and end < on)) or (status == "future" and not (start and start > on)):
+        form = "marked"  # sheepCRM's status says so; the dates do not
+    cancelled = day(raw.get("cancellation_date"))
+    summary = SUMMARIES[form].format(
+        who=who, plan=plan, end=on_day(best.end_date), days=days_left, start=on_day(best.start_date),
+        grace=on_day(grace),
+        record_status=visible(best.record_status or "", 40),
+        cancelled=f" on {cancelled.isoformat()}" if cancelled else "",
+        why=_why_unknown(best, raw) if status == "unknown" else "",
     )
     return MembershipAnswer(
         contact_uri=str(uri),
         name=name,
         membership_uri=best.uri,
-        is_member=status == "current",
+        is_member=None if status == "unknown" else status == "current",
         status=status,
         plan=best.plan,
         start_date=best.start_date,
         end_date=best.end_date,
-        grace_until=grace if status == "grace" else None,
+        grace_until=on_day(grace) if status == "grace" else None,
         days_left=days_left,
         membership_number=best.membership_number,
+        renewal=_renewal(best),
         summary=summary,
-        history=records if req.detail == "full" else None,
+        note=note,
+        history=history,
     )
 
 
@@ -208,9 +347,12 @@ async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipA
 class MemberRow:
     contact_uri: str
     name: str | None
+    email: str | None
     membership_uri: str
     plan: str | None
     end_date: str | None
+    auto_renew: bool | None
+    unknown: str | None = None  # why sheepCRM's record could not be read as current or not
 
 
 @dataclass
@@ -219,6 +361,7 @@ class MembersPage:
     plans: list[str]
     total: int | None
     next_offset: int | None
+    renewed: int = 0  # memberships left out because sheepCRM says they have been renewed
 
 
 async def _plans(deps: Deps) -> dict[str, str]:
@@ -231,7 +374,8 @@ async def current_members(
     deps: Deps, ends_within_days: int | None, plan: str | None, offset: int, limit: int
 ) -> MembersPage:
     """Current memberships (covering today, paid, active, not deleted) from the v1 listing of `member` records
-    with field filters (v1 notes: end_date__gte, end_date__lte, membership_type), paged upstream; the plans by name."""
+    with field filters (v1 notes: end_date__gte, end_date__lte, membership_type), paged upstream; the plans by name.
+    For a renewal window, memberships sheepCRM marks `has_renewed` are left out: nobody needs to chase them."""
     plans = await _plans(deps)
     on = today()
     filters = {"start_date__lte": on.isoformat(), "end_date__gte": on.isoformat()}
@@ -244,52 +388,63 @@ async def current_members(
             raise Refusal(f"No plan named {plan!r}; the plans are: {', '.join(sorted(plans.values()))}.")
         filters["membership_type"] = uri
     data = await deps.client.resources("member", filters, page=offset // limit + 1, page_size=limit)
-    raw = rows(data, "results")
+    raw = listed(data, "the membership listing", "results")
     # The listing filters by dates only; "current" also means paid, active and not deleted, as check_membership says.
-    found = [r for r in raw if _current_record(r.get("data") or {}, on)]
-    names = await _display_names({c for r in found if (c := ref((r.get("data") or {}).get("member")))}, deps)
+    # A record that cannot be read either way (a status sheepCRM's documents do not name) is listed, marked unknown.
+    found = [r for r in raw if _current_record(r.get("data") or {}, on) in ("current", "unknown")]
+    renewed = 0
+    if ends_within_days is not None:
+        kept = [r for r in found if (r.get("data") or {}).get("has_renewed") is not True]
+        renewed, found = len(found) - len(kept), kept
+    contacts = await _contacts({c for r in found if (c := ref((r.get("data") or {}).get("member")))}, deps)
     out = []
     for r in found:
         d: dict[str, Any] = r.get("data") or {}
         contact = ref(d.get("member")) or ""
+        name, email = contacts.get(contact, (None, None))
         out.append(
             MemberRow(
                 contact_uri=contact,
-                name=names.get(contact),
+                name=name,
+                email=email,
                 membership_uri=text(r.get("uri")) or "",
                 plan=plans.get(ref(d.get("membership_type")) or ""),
                 end_date=text(d.get("end_date")),
+                auto_renew=_flag(d, "auto_renew"),
+                unknown=visible(text(d.get("membership_record_status")) or "an unreadable date", 40)
+                if classify(d, on) == "unknown" else None,
             )
         )
     out.sort(key=lambda m: m.end_date or "")
-    total = data.get("total") if isinstance(data.get("total"), int) else None
+    total = data.get("total") if isinstance(data, dict) and isinstance(data.get("total"), int) else None
     end = offset + len(raw)
     more = end < total if total is not None else len(raw) >= limit
     if len(found) != len(raw):
-        total = None  # sheepCRM's total counts the unpaid or inactive records left out here
-    return MembersPage(out, sorted(plans.values()), total, end if more else None)
+        total = None  # sheepCRM's total counts the unpaid, inactive or renewed records left out here
+    return MembersPage(out, sorted(plans.values()), total, end if more else None, renewed)
 
 
-def _current_record(data: dict[str, Any], on: date) -> bool:
-    return text(data.get("record_state")) != "deleted" and classify(data, on) == "current"
+def _current_record(data: dict[str, Any], on: date) -> Status | None:
+    return classify(data, on) if text(data.get("record_state")) != "deleted" else None
 
 
-async def _display_names(uris: set[str], deps: Deps) -> dict[str, str]:
-    names: dict[str, str] = {}
+async def _contacts(uris: set[str], deps: Deps) -> dict[str, tuple[str | None, str | None]]:
+    """Each contact's name and email (to chase a renewal), from its v1 record; a contact that cannot be read is
+    left out (its row keeps the uri)."""
+    found: dict[str, tuple[str | None, str | None]] = {}
 
     async def one(uri: str) -> None:
-        parts = uri.strip("/").split("/")
-        if len(parts) == 3:
-            try:
-                if name := await deps.client.display(parts[1], parts[2]):
-                    names[uri] = name
-            except SheepError:
-                return
+        try:
+            contact = await deps.client.record(parse_uri(uri, deps.client.bucket))
+        except (SheepError, ValueError):
+            return
+        data: dict[str, Any] = contact.get("data") or {}
+        found[uri] = (text(contact.get("display_value")), text(data.get("email")))
 
     async with anyio.create_task_group() as tg:
         for uri in uris:
             tg.start_soon(one, uri)
-    return names
+    return found
 
 
 TOOLS: list[ToolSpec] = [
@@ -297,7 +452,7 @@ TOOLS: list[ToolSpec] = [
         name="check_membership",
         title="Check membership",
         description="Is this person (uri or email) a member today? Status (paid, active, grace), plan, dates, "
-        "days left, summary. full: history.",
+        "days left, renewal flags, summary. full: history.",
         toolset="membership",
         input=CheckMembershipInput,
         output=MembershipAnswer,

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated, Any, Literal
 
+import anyio
 from pydantic import Field, model_validator
 
+from sheepcrm_mcp.server.errors import Refusal
 from sheepcrm_mcp.server.paging import decode_cursor, encode_cursor, list_page
 from sheepcrm_mcp.server.specs import Deps, Output, ReadTool, ToolSpec
-from sheepcrm_mcp.sheepcrm import NotFoundError
+from sheepcrm_mcp.sheepcrm import NotFoundError, SheepError
 from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, parse_uri
-from sheepcrm_mcp.tools.common import ListOutput, Paged, rows, text
-from sheepcrm_mcp.tools.membership import current_members
+from sheepcrm_mcp.tools.common import ListOutput, Paged, listed, text, today
+from sheepcrm_mcp.tools.membership import classify, current_members, memberships_of
 
 Short = Annotated[str | None, Field(max_length=100)]
 
@@ -31,12 +34,24 @@ class SearchContactsInput(Paged):
     plan: Annotated[Short, Field(description="Plan name: its members.")] = None
 
     @model_validator(mode="after")
-    def _something(self) -> SearchContactsInput:
-        given = (self.first_name, self.last_name, self.email, self.postcode, self.organisation, self.plan)
-        if not any((self.query, *given)) and self.renewing_within_days is None:
+    def _one_kind(self) -> SearchContactsInput:
+        """One kind of search per call; a mix is refused rather than half of it silently ignored."""
+        kinds: dict[str, list[object]] = {
+            "query": [self.query],
+            "first_name/last_name/email/postcode": [self.first_name, self.last_name, self.email, self.postcode],
+            "organisation": [self.organisation],
+            "renewing_within_days/plan": [self.renewing_within_days is not None or None, self.plan],
+        }
+        given = [k for k, values in kinds.items() if any(values)]
+        if not given:
             raise ValueError(
                 "give query (free text) or at least one of first_name, last_name, email, postcode, organisation, "
                 "renewing_within_days, plan"
+            )
+        if len(given) > 1:
+            raise ValueError(
+                f"{' and '.join(given)} are different searches and cannot be combined (one would be ignored): "
+                "call once per search"
             )
         return self
 
@@ -48,9 +63,12 @@ class ContactHit(Output):
     email: str | None = None
     phone: str | None = None
     postcode: str | None = None
+    town: str | None = None
+    member: bool | None = Field(None, description="A current member today; absent when not known.")
     job_title: str | None = None
     plan: str | None = None
     end_date: str | None = None
+    auto_renew: bool | None = None
     membership_uri: str | None = None
 
 
@@ -77,12 +95,11 @@ def kind_of(row: dict[str, Any]) -> str:
     return text(row.get("resource")) or (uri.split("/")[2] if uri.count("/") >= 3 else "record")
 
 
-def records(data: Any) -> list[dict[str, Any]]:
+def records(data: Any, what: str) -> list[dict[str, Any]]:
     """Search results: {"results": [...]} (SearchResultsResponse), a bare list, or one record object (the person
-    search documents no 200 body, and take_first_if_multiple suggests it may send one record)."""
-    if isinstance(data, dict) and "results" not in data and (data.get("id") or data.get("uri")):
-        return [data]
-    return rows(data, "results")
+    search documents no 200 body; EVIDENCE.md: "the full person record is returned"). Any other shape is
+    "could not read", never "no match"."""
+    return listed(data, what, "results", single=("id", "uri"))
 
 
 ORG_NOTE = (
@@ -101,7 +118,7 @@ async def at_organisation(req: SearchContactsInput, deps: Deps) -> SearchContact
         "person", {"connections": str(org)}, page=offset // req.limit + 1, page_size=req.limit
     )
     hits = []
-    for r in rows(data, "results"):
+    for r in listed(data, "the person listing", "results"):
         d: dict[str, Any] = r.get("data") or {}
         hits.append(
             ContactHit(
@@ -109,7 +126,7 @@ async def at_organisation(req: SearchContactsInput, deps: Deps) -> SearchContact
                 email=text(d.get("email")), phone=text(d.get("telephone")), job_title=text(d.get("job_title")),
             )
         )
-    total = data.get("total") if isinstance(data.get("total"), int) else None
+    total = data.get("total") if isinstance(data, dict) and isinstance(data.get("total"), int) else None
     end = offset + len(hits)
     more = end < total if total is not None else len(hits) >= req.limit
     return SearchContactsOutput(
@@ -124,14 +141,67 @@ async def members(req: SearchContactsInput, deps: Deps) -> SearchContactsOutput:
     hits = [
         ContactHit(
             uri=m.contact_uri, name=m.name or "(no name)", type=m.contact_uri.split("/")[2] if m.contact_uri.count(
-                "/") >= 3 else "person", plan=m.plan, end_date=m.end_date, membership_uri=m.membership_uri,
+                "/") >= 3 else "person", email=m.email, plan=m.plan, end_date=m.end_date, auto_renew=m.auto_renew,
+            membership_uri=m.membership_uri, member=True if m.unknown is None else None,
         )
         for m in page.rows
     ]
+    unknown = sorted({m.unknown for m in page.rows if m.unknown})
+    unread = (
+        f"{sum(1 for m in page.rows if m.unknown)} of these memberships could not be read as current or not "
+        f"(status {', '.join(repr(u) for u in unknown)}, not one sheepCRM's documents name): member is left out for "
+        "them; check them in sheepCRM." if unknown else None
+    )
+    renewed = (
+        f"{page.renewed} membership(s) on this page that sheepCRM marks as already renewed (has_renewed) are left "
+        "out." if page.renewed else None
+    )
     return SearchContactsOutput(
         contacts=hits, plans=page.plans, total=page.total,
         next_cursor=encode_cursor(page.next_offset, key) if page.next_offset is not None else None,
-        note=None if hits else "No current membership matches.",
+        note=" ".join(filter(None, [unread, renewed, None if hits else "No current membership matches."])) or None,
+    )
+
+
+async def describe(hits: list[ContactHit], deps: Deps) -> str | None:
+    """What tells contacts apart, read from each one's record: its real postcode and town (a postcode search
+    matches by prefix), and whether it is a current member. A contact that cannot be read keeps what the search
+    gave, and the note says so."""
+    failed = 0
+
+    async def one(h: ContactHit) -> None:
+        nonlocal failed
+        try:
+            uri = parse_uri(h.uri, deps.client.bucket)
+            contact, (members_, _) = await deps.client.record(uri), await memberships_of(uri, deps)
+        except (SheepError, Refusal, ValueError):
+            failed += 1
+            return
+        d: dict[str, Any] = contact.get("data") or {}
+        h.postcode = text(d.get("postal_code")) or h.postcode
+        h.town = text(d.get("locality"))
+        h.email = h.email or text(d.get("email"))
+        on = today()
+        states = {classify(m, on) for m in members_}
+        h.member = True if "current" in states else (None if "unknown" in states else False)
+
+    async with anyio.create_task_group() as tg:
+        for h in hits:
+            tg.start_soon(one, h)
+    return f"The details of {failed} contact(s) could not be read; their postcode and membership are not known." \
+        if failed else None
+
+
+def namesakes(hits: list[ContactHit]) -> str | None:
+    """A note when several contacts share a name, so the reader asks which one is meant."""
+    by_name = Counter(h.name.strip().lower() for h in hits)
+    shared = [h.name for h in hits if by_name[h.name.strip().lower()] > 1]
+    if not shared:
+        return None
+    names = sorted(set(shared), key=shared.index)
+    return (
+        f"Several contacts share the name {', '.join(repr(n) for n in names[:3])}: tell them apart by town, postcode "
+        "and member before acting, or ask which one is meant."
     )
 
 
@@ -148,23 +218,22 @@ async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContact
     }
     if any(fielded.values()):
         try:
-            data = await deps.client.search_people(**fielded)
+            found = records(await deps.client.search_people(**fielded), "the person search")
         except NotFoundError:  # the person search answers 404 when no person matches
-            data = {"results": []}
+            found = []
     else:
         assert req.query is not None
-        data = await deps.client.search(req.query)
-    found = records(data)
+        found = records(await deps.client.search(req.query), "the search")
     hits = [hit(r) for r in found if kind_of(r) in CONTACT_TYPES]  # global search also finds events, tasks...
-    if req.postcode:  # the person search matched it; its results may not repeat it
-        for h in hits:
-            h.postcode = h.postcode or req.postcode.upper()
     key = f"search:{req.query}:{sorted(fielded.items())}"
-    items, envelope = list_page(
-        hits, req.limit, req.cursor, key, "No contacts match. Try fewer words, only the last name, or the email."
-    )
+    empty = "No contacts match. Try fewer words, only the last name, or the email."
+    if req.first_name or req.last_name:
+        empty += " Names must match exactly, including capital letters."
+    items, envelope = list_page(hits, req.limit, req.cursor, key, empty)
     if not any(fielded.values()):
         envelope["total"] = None  # the global search has no paging and no total: its list may be its best matches
+    notes = [await describe(items, deps), namesakes(items), envelope["note"]]
+    envelope["note"] = " ".join(n for n in notes if n) or None
     return SearchContactsOutput(contacts=items, **envelope)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -84,6 +84,18 @@ class QuerySegmentOutput(ListOutput):
     members: list[ContactHit] = Field(default_factory=list)
 
 
+def lookup_hit(row: dict[str, Any]) -> ContactHit:
+    """A lookup row {display_value, id, label, text, uri, value} (EVIDENCE.md): `text` is the contact's email when
+    it looks like one, `label` the name when display_value is missing."""
+    found = hit(row)
+    if found.name == "(no name)":
+        found.name = text(row.get("label")) or found.name
+    said = text(row.get("text"))
+    if not found.email and said and "@" in said:
+        found.email = said
+    return found
+
+
 def by_type(members: list[ContactHit]) -> dict[str, int] | None:
     return dict(sorted(Counter(m.type for m in members).items())) or None
 
@@ -98,7 +110,7 @@ async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutpu
             return QuerySegmentOutput(segment_uid=uid, count=number, total=number)
         if req.mode == "lookup":
             assert req.q is not None
-            found = [hit(r) for r in records(await deps.client.segment_lookup(uid, req.q))]
+            found = [lookup_hit(r) for r in records(await deps.client.segment_lookup(uid, req.q), "the segment lookup")]
             items, envelope = list_page(
                 found, req.limit, req.cursor, f"lookup:{uid}:{req.q}",
                 f"Nobody matching {req.q!r} is in this segment.",
@@ -111,7 +123,7 @@ async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutpu
         raise Refusal(f"No segment with uid {uid!r}; find segments with find_segments.") from None
     # "a list of records with contents depending on segment type": no documented wrapper and no total, so a
     # full page means there may be more.
-    members = [hit(r) for r in records(data)]
+    members = [hit(r) for r in records(data, "the segment's members")]
     end = offset + len(members)
     full = len(members) >= req.limit
     return QuerySegmentOutput(

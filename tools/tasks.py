@@ -20,9 +20,9 @@ from sheepcrm_mcp.tools.common import (
     TimedListOutput,
     UidOrUri,
     day,
+    listed,
     moment,
     ref,
-    rows,
     text,
     uid_in,
     uid_or_uri,
@@ -90,12 +90,17 @@ class ListTasksOutput(TimedListOutput):
     tasks: list[TaskBrief]
 
 
+def _one_task(data: Any) -> bool:
+    """The 2024-12 cut types the list's `tasks` as one object."""
+    return isinstance(data, dict) and isinstance(data.get("tasks"), dict)
+
+
 async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
     completed = req.status != "open"
     scope = req.scope or ("all" if req.about else "mine")
     fetch = deps.client.my_tasks if scope == "mine" else deps.client.all_tasks
     data = await fetch(TASK_PAGE, include_completed=completed)
-    found = rows(data, "tasks")
+    found = listed(data, "the task list", "tasks", single=("uid",)) if not _one_task(data) else [data["tasks"]]
     tasks = [brief(t) for t in found if text(t.get("record_state")) != "deleted"]
     if req.status != "any":
         tasks = [t for t in tasks if t.status == req.status]
@@ -115,8 +120,7 @@ async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
     items, envelope = list_page(
         tasks, req.limit, req.cursor, key,
         "No tasks match; try status='any' or scope='all'.",
-        cut=f"sheepCRM sent a full page of {TASK_PAGE} tasks and offers no next page, so the list may be cut "
-        "short." if len(found) >= TASK_PAGE else None,
+        cut=_cut(data, len(found)),
     )
     if scope == "mine" and (caller := current_caller()) is not None:
         shared = (
@@ -125,6 +129,19 @@ async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
         )
         envelope["note"] = " ".join(filter(None, [shared, envelope["note"]]))
     return ListTasksOutput(tasks=items, as_of=as_of(), **envelope)
+
+
+def _cut(data: Any, sent: int) -> str | None:
+    """Why the task list may not be everything: sheepCRM's `total` (2025-02 draft) when it sends one, else a full
+    page (the lists have no next page)."""
+    total = data.get("total") if isinstance(data, dict) else None
+    if isinstance(total, int) and not isinstance(total, bool):
+        if total > sent:
+            return f"sheepCRM has {total} tasks in this list but sent {sent} and offers no next page: the list is cut."
+        return None
+    if sent >= TASK_PAGE:
+        return f"sheepCRM sent a full page of {TASK_PAGE} tasks and offers no next page, so the list may be cut short."
+    return None
 
 
 # ---- get_task ---------------------------------------------------------------------------

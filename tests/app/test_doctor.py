@@ -179,3 +179,11 @@ def test_contract_with_a_restricted_key_says_which_permission(tmp_path: Path) ->
     assert r.returncode == 0, r.stdout + r.stderr
     assert "HTTP 403" in r.stdout and "lacks a permission" in r.stdout
     assert any(line.startswith("ok") and "event summary" in line for line in r.stdout.splitlines())
+
+
+def test_a_403_is_not_called_a_refused_key(tmp_path: Path) -> None:
+    with SandboxServer(key="sk-doctor-403-5e2a", faults=["403:1.0:/segments/"]) as sb:
+        r = doctor(sandbox_env(sb, tmp_path, HOME=str(tmp_path)))
+    assert r.returncode == 1, r.stdout + r.stderr
+    [line] = fail_lines(r.stdout)
+    assert "HTTP 403" in line and "valid" in line and "refused" not in line, line

@@ -26,17 +26,9 @@ VARIANT_PARAMS = [None, *(pytest.param(name, marks=pytest.mark.slow) for name in
 
 # (scenario, variant) -> the wrong answer today's tools give under that variant.
 WRONG: dict[tuple[str, str], str] = {
-    ("membership", "statuses"): "a paid record covering today with status renewal_due is answered 'not a member' "
-    "(lapsed), not status unknown naming the value",
-    ("search", "other-wrappers"): "person search {people: [...]} is answered 'No contacts match'",
     ("search", "labelled-lists"): "the contact's email is shown with its v1 label ('x@y;home')",
-    ("help", "other-wrappers"): "help search {hits: [...]} is answered 'No sheepCRM help article matches'",
-    ("person_events", "orders-by-buyer"): "an attendee booked by someone else is answered as having no events",
     ("organisation", "connections-endpoint"): "no `connections` field on records is answered as nobody at the "
     "organisation (an empty list)",
-    ("renewals", "has-renewed"): "memberships already renewed (has_renewed: true) are listed as due for renewal",
-    ("plan_pages", "statuses"): "current members of a plan whose records say renewal_due are answered as none "
-    "(an empty list), not 'could not tell'",
     ("plan_pages", "v1-paging"): "a v1 listing that ignores page/page_size repeats its first page as the next one",
     ("attendance_write", "one-session"): "a PUT that set one of Jane's two sessions is reported as failed with "
     "'nothing was changed'",
@@ -111,7 +103,7 @@ async def test_membership(reading: SandboxServer, connect: Any, variant: str | N
         known = {"active", "lapsed", "cancelled", "future", "incomplete", "pending"}
         expected = {
             "jane": {"current"} if jane_record in known else {"unknown"},
-            "lapsed": {"lapsed", "grace"},
+            "lapsed": {"lapsed", "grace", "cancelled"},  # a record sheepCRM marks cancelled is said so
             "non_member": {"none"},
         }
         for who, allowed in expected.items():

@@ -1,0 +1,121 @@
+"""check_membership (and my_membership, and the renewal lists) end to end: membership means the same whichever
+way it is asked, and what sheepCRM says that the documents do not name is answered as unknown, never as "no".
+Expected values come from the sandbox's store."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sheepcrm_mcp.sandbox.records import now_utc, primary
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from tests.helpers import answer, member_session
+
+
+def current_membership(sb: SandboxServer, contact: str) -> str:
+    today = now_utc().date().isoformat()
+    return next(m.uri for m in sb.store.memberships(contact)
+                if m.data["start_date"] <= today <= m.data["end_date"] and m.data["record_state"] != "deleted")
+
+
+async def check(connect: Any, sb: SandboxServer, **args: Any) -> dict[str, Any]:
+    result = await answer(connect, sb, "check_membership", args)
+    assert not result.is_error, result.content
+    body: dict[str, Any] = result.structured_content
+    return body
+
+
+async def test_a_status_sheepcrm_does_not_name_is_unknown_naming_it(sandbox: SandboxServer, connect: Any) -> None:
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    sandbox.store.update(current_membership(sandbox, jane), {"membership_record_status": "renewal_due"}, message="t")
+    body = await check(connect, sandbox, uri=jane)
+    assert body["status"] == "unknown" and "is_member" not in body, body
+    assert "renewal_due" in body["summary"] and "ended" not in body["summary"]
+
+
+async def test_pending_means_the_sign_up_is_not_complete(sandbox: SandboxServer, connect: Any) -> None:
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    sandbox.store.update(current_membership(sandbox, jane), {"membership_record_status": "Pending"}, message="t")
+    body = await check(connect, sandbox, uri=jane)
+    assert body["status"] == "pending" and body["is_member"] is False and "not complete" in body["summary"]
+
+
+async def test_a_date_that_cannot_be_read_is_unknown(sandbox: SandboxServer, connect: Any) -> None:
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    sandbox.store.update(current_membership(sandbox, jane), {"end_date": "31/12/2099"}, message="t")
+    body = await check(connect, sandbox, uri=jane)
+    assert body["status"] == "unknown" and "is_member" not in body and "end_date" in body["summary"]
+
+
+def into_grace(sb: SandboxServer) -> tuple[str, str]:
+    """Charles's last membership ended five days ago: inside sheepCRM's grace period (v1 member_till_plus_grace)."""
+    facts = sb.store.demo_facts()
+    charles = facts["lapsed_uri"]
+    last = sb.store.memberships(charles)[0]
+    today = now_utc().date()
+    sb.store.update(last.uri, {"start_date": (today - timedelta(days=370)).isoformat(),
+                               "end_date": (today - timedelta(days=5)).isoformat()}, message="t")
+    return charles, facts["lapsed_email"]
+
+
+async def test_grace_is_the_same_by_uri_by_email_and_for_the_member(
+    sandbox: SandboxServer, connect: Any, tmp_path: Path
+) -> None:
+    charles, email = into_grace(sandbox)
+    by_uri = await check(connect, sandbox, uri=charles)
+    by_email = await check(connect, sandbox, email=email)
+    async with member_session(sandbox, tmp_path, charles, email) as client:
+        mine = (await client.call_tool("my_membership", {})).structured_content
+    for body in (by_uri, by_email, mine):
+        assert body["status"] == "grace" and body["is_member"] is False, body
+        assert body["grace_until"] == by_email["grace_until"]
+        assert "T00:00:00" not in body["summary"]  # a date in a sentence, not a raw datetime
+
+
+async def test_the_renewal_flags_are_shown(shared_sandbox: SandboxServer, connect: Any) -> None:
+    jane = shared_sandbox.store.demo_facts()["jane_uri"]
+    body = await check(connect, shared_sandbox, uri=jane)
+    record = shared_sandbox.store.get(body["membership_uri"])
+    assert record is not None
+    assert body["renewal"] == {k: record.data[k] for k in ("auto_renew", "has_renewed", "advise_lapse",
+                                                           "payment_method")}
+
+
+async def test_an_organisation_is_not_sent_down_the_person_path(
+    shared_sandbox: SandboxServer, connect: Any
+) -> None:
+    org = shared_sandbox.store.demo_facts()["organisation_uri"]
+    before = len(shared_sandbox.request_log)
+    body = await check(connect, shared_sandbox, uri=org)
+    paths = [r.path for r in shared_sandbox.request_log[before:]]
+    assert not [p for p in paths if p.endswith("/membership/all")], paths
+    assert body["status"] == "current" and body["plan"] == "Corporate" and "organisation" in body["note"]
+
+
+async def test_an_unknown_email_keeps_the_credentials_caveat_out_of_the_summary(
+    shared_sandbox: SandboxServer, connect: Any
+) -> None:
+    body = await check(connect, shared_sandbox, email="nobody@nowhere.example")
+    assert body["is_member"] is False and "No contact in the CRM" in body["summary"]
+    assert "doctor" not in body["summary"] and "credentials" not in body["summary"]
+    assert "doctor" in body["note"]  # still said, for staff
+
+
+async def test_renewal_lists_leave_out_renewed_and_carry_an_email(sandbox: SandboxServer, connect: Any) -> None:
+    store = sandbox.store
+    today = now_utc().date()
+    current = [m for m in store.by_type("member") if m.data["paid"] and m.data["record_state"] != "deleted"
+               and m.data["start_date"] <= today.isoformat() <= m.data["end_date"]
+               and m.data["membership_record_status"] == "active"]
+    renewed, due = current[0], current[1]
+    store.update(renewed.uri, {"end_date": (today + timedelta(days=10)).isoformat(), "has_renewed": True},
+                 message="t")
+    store.update(due.uri, {"end_date": (today + timedelta(days=11)).isoformat()}, message="t")
+    result = await answer(connect, sandbox, "search_contacts", {"renewing_within_days": 12, "limit": 50})
+    body = result.structured_content
+    rows = {c["membership_uri"]: c for c in body["contacts"]}
+    assert renewed.uri not in rows and due.uri in rows, body
+    contact = store.get(due.data["member"])
+    assert contact is not None and rows[due.uri]["email"] == primary(contact.data["email"])
+    assert "has_renewed" in body["note"]
