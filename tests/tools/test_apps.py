@@ -33,7 +33,7 @@ SNAP = REPO / "tests" / "__toolsnaps__" / "apps" / "ui.json"
 UI_SOURCES = REPO / "tools" / "ui"
 CHECK_IN, CARD, RENEWALS = (a.uri for a in apps.APPS)
 APPS_CLIENT = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
-BUDGET = 13_500  # tools/list for a client without apps (tests/tools/test_surface.py)
+BUDGET = 14_000  # tools/list for a client without apps (tests/tools/test_surface.py)
 APPS_ALLOWANCE = 400  # what the apps' _meta may add to it for a client that negotiates them
 
 
