@@ -370,6 +370,7 @@ frontend fe_mcp
 
 backend be_replicas
     balance roundrobin
+    http-response set-header X-Served-By %[srv_name]
     option httpchk
     http-check send meth GET uri $REPLICA_HEALTH_PATH ver HTTP/1.1 hdr Host localhost
     http-check expect status 200

@@ -25,6 +25,7 @@ from sheepcrm_mcp.assembly import App, Stores, build_app, open_stores
 from sheepcrm_mcp.http import healthz_route, serve_asgi, transport_security
 from sheepcrm_mcp.server.approvals.page import ApprovalPage, ServedPage
 from sheepcrm_mcp.server.approvals.signin import SignedInPage
+from sheepcrm_mcp.server.approvals.signins import MemorySignIns, RedisSignIns, SignIns
 from sheepcrm_mcp.server.auth import OAuth, build_oauth, email_verified, profile_for, roles_of
 from sheepcrm_mcp.server.caller import PROFILES, Caller, ProfileName, set_caller
 from sheepcrm_mcp.server.settings import ConfigError, Settings
@@ -67,11 +68,6 @@ def build_hosted(settings: Settings, *, http: httpx.AsyncClient | None = None) -
         raise ConfigError("SHEEPCRM_CONFIRM=none is not allowed with SHEEPCRM_AUTH=oauth: every write needs a person")
     if not settings.bucket:
         raise ConfigError("SHEEPCRM_BUCKET is not set: name your sheepCRM bucket, e.g. SHEEPCRM_BUCKET=demo")
-    if settings.redis_url is not None:
-        raise ConfigError(
-            "SHEEPCRM_AUTH=oauth does not run as replicas yet (SHEEPCRM_REDIS_URL): the approval page's sign-ins "
-            "live in one server's memory. Run one hosted server, without SHEEPCRM_REDIS_URL"
-        )
     if settings.confirm == "page" and not settings.oauth_client_id:
         raise ConfigError(
             "SHEEPCRM_CONFIRM=page needs the approval page's sign-in client in hosted mode: set "
@@ -117,7 +113,18 @@ def approval_page(settings: Settings, stores: Stores, oauth: OAuth) -> ApprovalP
         http=oauth.http,
         audit=stores.audit,
         bucket=settings.bucket,
+        signins=sign_ins(stores),
+        limiter=stores.limiter,
+        key=next(iter(settings.request_state_keys()), None),
     )
+
+
+def sign_ins(stores: Stores) -> SignIns:
+    """The approval page's sign-ins and sessions: in the Redis the replicas share when there is one, so that any
+    replica serves any step and a restart loses nothing; else in this process."""
+    if stores.shared is None:
+        return MemorySignIns()
+    return RedisSignIns(stores.shared)
 
 
 def _with_scope(send: Send, scopes: tuple[str, ...]) -> Send:

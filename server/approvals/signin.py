@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import html
 import logging
 import secrets
@@ -36,23 +37,29 @@ from starlette.routing import Route
 
 from sheepcrm_mcp.server.approvals.page import HEADERS, ServedPage, not_found
 from sheepcrm_mcp.server.approvals.pending import TTL_SECONDS, Pending
+from sheepcrm_mcp.server.approvals.signins import (
+    CONTESTED,
+    MemorySignIns,
+    SessionRecord,
+    SignInRecord,
+    SignIns,
+    digest,
+)
 from sheepcrm_mcp.server.approvals.store import Approvals
 from sheepcrm_mcp.server.audit import AuditEntry
 from sheepcrm_mcp.server.auth import JWKSCache, SignInRefused, discover, roles_of, verify_id_token
-from sheepcrm_mcp.server.stores import Audit
+from sheepcrm_mcp.server.stores import Audit, Limiter
 from sheepcrm_mcp.server.telemetry import METRICS
 
 log = logging.getLogger("sheepcrm_mcp.signin")
 
 SESSION_TTL = 600.0  # seconds a page sign-in lasts; it is good for one approval and one decision
 LOGIN_TTL = 600.0  # seconds a person has to finish signing in at the provider
-PER_APPROVAL = 5  # sign-ins in progress per approval; a newer one pushes out the oldest
 STARTS_PER_MINUTE = 10  # sign-ins started per approval per minute (each is a request pushed to the provider)
 ALL_STARTS_PER_MINUTE = 600  # and for every approval together
 FRESH_LEEWAY = 10  # seconds of clock difference allowed between the provider's auth_time and this server
 SESSION_COOKIE = "sheepcrm_approver"
 LOGIN_COOKIE = "sheepcrm_signin"
-CONTESTED = "-"  # in `_spent`: the sign-in came back a second time, so it gives no session
 CANCELLED = {"access_denied": "you cancelled it, or the provider refused it", "login_required": "no sign-in was made"}
 
 
@@ -74,20 +81,9 @@ class Person:
 
 
 @dataclass
-class _SignIn:
-    approval: str
-    verifier: str
-    nonce: str
-    started: float  # wall clock, compared with the ID token's auth_time
-    cookie: str  # the name of this sign-in's cookie in the browser that began it (one per sign-in)
-    browser: str  # its value: a secret of its own, not the state (which travels in the callback's address)
-
-
-@dataclass
 class _Session:
     approval: str
     person: Person
-    until: float  # monotonic
 
 
 def _b64url(raw: bytes) -> str:
@@ -124,6 +120,9 @@ class SignedInPage(ServedPage):
         audit: Audit,
         bucket: str,
         tenant: str | None = None,
+        signins: SignIns | None = None,
+        limiter: Limiter | None = None,
+        key: str | None = None,
     ) -> None:
         super().__init__(store, public_url, opener=None)
         self.issuer, self.client_id, self.client_secret = issuer, client_id, client_secret
@@ -131,10 +130,10 @@ class SignedInPage(ServedPage):
         self.subject_claim, self.tenant = subject_claim, tenant
         self.jwks, self.http, self.audit, self.bucket = jwks, http, audit, bucket
         self._meta: dict[str, Any] | None = None
-        self._sign_ins: dict[str, _SignIn] = {}  # state -> a sign-in in progress
-        self._sessions: dict[str, _Session] = {}  # session cookie -> who signed in, for which approval
-        self._spent: dict[str, tuple[float, str | None]] = {}  # state -> (when, the session it gave, if any)
-        self._starts: dict[str, list[float]] = {}  # approval id ("" = all) -> when sign-ins were started
+        self.signins: SignIns = signins or MemorySignIns()  # shared by the replicas when they share Redis
+        self.limiter = limiter
+        self._key = (key or secrets.token_hex(32)).encode()  # derives each sign-in's PKCE verifier and nonce
+        self._starts: dict[str, list[float]] = {}  # without a limiter: approval id ("" = all) -> sign-in starts
         self._base_path = urlsplit(self.public_url).path
         self._secure = self.public_url.startswith("https://")
 
@@ -170,11 +169,17 @@ class SignedInPage(ServedPage):
     # ---- the page --------------------------------------------------------------------
 
     async def _handle(self, request: Request) -> Response:
-        item = await self._item(request)
+        try:
+            item = await self._item(request)
+        except Exception as exc:  # the approvals live in the store too
+            return self._store_down(exc)
         if item is None:
             return not_found()
         sid = request.cookies.get(SESSION_COOKIE, "")
-        session = self._session(sid, item.id)
+        try:
+            session = await self._session(sid, item.id)
+        except Exception as exc:  # the shared store is away: say so, approve nothing
+            return self._store_down(exc)
         if session is None or (request.method == "GET" and "again" in request.query_params):
             if request.method == "POST":
                 return _message(401, "Your sign-in for this approval has ended; nothing was approved. "
@@ -199,7 +204,7 @@ class SignedInPage(ServedPage):
         if request.method == "POST":
             after = await self.store.decision(item.id)
             if before == "pending" and after in ("approved", "rejected"):
-                self._sessions.pop(sid, None)  # one sign-in, one decision
+                await self.signins.end(sid)  # one sign-in, one decision
                 response.delete_cookie(SESSION_COOKIE, path=self._path(item.id))
                 await self._audit_decision(item, person, after)
         return response
@@ -243,15 +248,22 @@ class SignedInPage(ServedPage):
             f"this request expires at {_when(item.wall + TTL_SECONDS)}.{decided}</p>"
         )
 
-    def _session(self, sid: str, approval: str) -> _Session | None:
+    async def _session(self, sid: str, approval: str) -> _Session | None:
         """The page session of this browser, if it was signed in for exactly this approval and has not ended."""
-        held = self._sessions.get(sid) if sid else None
+        held = await self.signins.session(sid) if sid else None
         if held is None or held.approval != approval:
             return None
-        if held.until < time.monotonic():
-            self._sessions.pop(sid, None)
-            return None
-        return held
+        return _Session(held.approval, Person(held.sub, held.email, held.name, held.roles))
+
+    @staticmethod
+    def _store_down(exc: Exception) -> Response:
+        log.warning("the approval page's sign-in store cannot be reached (%s)", type(exc).__name__)
+        return _message(503, "Signing in to approve is unavailable right now: this server cannot reach the store "
+                             "its replicas share (Redis). Nothing was approved. Try again in a few minutes.")
+
+    def _derived(self, state: str, purpose: str) -> str:
+        """The sign-in's PKCE verifier or nonce: derived from its state with the page's key, never stored."""
+        return _b64url(hmac.new(self._key, f"{purpose}:{state}".encode(), hashlib.sha256).digest())
 
     # ---- signing in ------------------------------------------------------------------
 
@@ -260,38 +272,23 @@ class SignedInPage(ServedPage):
             self._meta = await discover(self.http, self.issuer)
         return self._meta
 
-    def _purge(self, approval: str) -> None:
-        now, wall = time.monotonic(), time.time()
-        for key in [k for k, s in self._sign_ins.items() if wall - s.started > LOGIN_TTL]:
-            del self._sign_ins[key]
-        for key in [k for k, s in self._sessions.items() if s.until < now]:
-            del self._sessions[key]
-        for key in [k for k, (when, _) in self._spent.items() if wall - when > LOGIN_TTL]:
-            del self._spent[key]
-        mine = [k for k, s in self._sign_ins.items() if s.approval == approval]
-        for key in mine[: max(0, len(mine) - PER_APPROVAL + 1)]:  # the oldest make room (dicts keep order)
-            del self._sign_ins[key]
-
     async def _sign_in(self, approval: str) -> Response:
         """Send the browser to the provider: code + PKCE, a fresh login asked for, pushed when the provider can."""
-        self._purge(approval)
-        now = time.monotonic()
-        for key in (approval, ""):
-            recent = self._starts[key] = [t for t in self._starts.get(key, []) if now - t < 60]
-            if len(recent) >= (STARTS_PER_MINUTE if key else ALL_STARTS_PER_MINUTE):
+        try:
+            if await self._too_many(approval):
                 return _message(429, "Too many sign-ins were started for this right now; try again in a minute.")
-        for key in (approval, ""):
-            self._starts[key].append(now)
-        state, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(48)
-        sign_in = _SignIn(approval, verifier, secrets.token_urlsafe(24), time.time(),
-                          f"{LOGIN_COOKIE}_{secrets.token_hex(6)}", secrets.token_urlsafe(24))
+        except Exception as exc:
+            return self._store_down(exc)
+        state, browser = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        verifier = self._derived(state, "pkce")
+        sign_in = SignInRecord(approval, time.time(), f"{LOGIN_COOKIE}_{secrets.token_hex(6)}", digest(browser))
         params = {
             "response_type": "code",
             "client_id": self.client_id,
             "redirect_uri": self.redirect_uri,
             "scope": self.scope,
             "state": state,
-            "nonce": sign_in.nonce,
+            "nonce": self._derived(state, "nonce"),
             "code_challenge": _b64url(hashlib.sha256(verifier.encode()).digest()),
             "code_challenge_method": "S256",
             "prompt": "login",
@@ -308,14 +305,34 @@ class SignedInPage(ServedPage):
         except (httpx.HTTPError, ValueError, KeyError, SignInRefused):
             log.warning("a sign-in for the approval page could not be started at the identity provider")
             return _message(503, "The sign-in provider cannot be reached; nothing was approved. Try again shortly.")
-        self._sign_ins[state] = sign_in
+        try:
+            await self.signins.begin(state, sign_in, LOGIN_TTL)
+        except Exception as exc:
+            return self._store_down(exc)
         METRICS.sign_in("started")
         response = RedirectResponse(f"{endpoint}?{query}", status_code=303, headers={"Cache-Control": "no-store"})
         response.set_cookie(
-            sign_in.cookie, sign_in.browser, path=f"{self._base_path}{self.PREFIX}", httponly=True, samesite="lax",
+            sign_in.cookie, browser, path=f"{self._base_path}{self.PREFIX}", httponly=True, samesite="lax",
             secure=self._secure, max_age=int(LOGIN_TTL),
         )
         return response
+
+    async def _too_many(self, approval: str) -> bool:
+        """Sign-ins started per approval and for all together in the last minute: in the shared limiter when there
+        is one (every replica counts together), else in this process."""
+        if self.limiter is not None:
+            for user, limit in ((f"approval:{approval}", STARTS_PER_MINUTE), ("approval:*", ALL_STARTS_PER_MINUTE)):
+                if await self.limiter.hit(user, "sign-in", limit, 60.0) > 0:
+                    return True
+            return False
+        now = time.monotonic()
+        for key in (approval, ""):
+            recent = self._starts[key] = [t for t in self._starts.get(key, []) if now - t < 60]
+            if len(recent) >= (STARTS_PER_MINUTE if key else ALL_STARTS_PER_MINUTE):
+                return True
+        for key in (approval, ""):
+            self._starts[key].append(now)
+        return False
 
     async def _push(self, endpoint: str, params: dict[str, str]) -> str:
         response = await self.http.post(endpoint, data=params, timeout=10, **self._client_auth())
@@ -332,25 +349,27 @@ class SignedInPage(ServedPage):
             return not_found()
         query = request.query_params
         state = query.get("state", "")
-        sign_in = self._sign_ins.pop(state, None) if state else None
-        if sign_in is None and state in self._spent:
-            # The same sign-in came back twice: two browsers hold its address. Whoever came first loses the page.
-            sid = self._spent[state][1]
-            self._spent[state] = (self._spent[state][0], CONTESTED)  # a session still being made is not given
-            if sid is not None and self._sessions.pop(sid, None) is not None:
+        try:
+            taken = await self.signins.take(state, LOGIN_TTL) if state else None
+        except Exception as exc:
+            return self._store_down(exc)
+        if isinstance(taken, str):
+            # The same sign-in came back twice: two browsers hold its address. Whoever came first loses the page
+            # (the store withdrew the session it gave; one still being made will not be given).
+            if taken not in ("", CONTESTED):
                 log.warning("an approval page sign-in came back twice; the page session it gave was withdrawn")
             else:
                 log.warning("an approval page sign-in came back twice")
             return _message(400, "This sign-in was already used by another browser, so its access to the page was "
                                  "withdrawn. If you did not just open this approval in two places, someone may be "
                                  "trying to use your sign-in: tell your administrator. Open the approval link again.")
-        if sign_in is None:
-            return _message(400, "This sign-in is unknown: too old, or pushed out by newer ones for the same "
-                                 "approval. Nothing was approved. Open the approval link again.")
-        self._spent[state] = (time.time(), None)
+        if taken is None:
+            return _message(400, "This sign-in is unknown or too old. Nothing was approved. Open the approval link "
+                                 "again.")
+        sign_in = taken
         # Only the browser that began the sign-in may finish it. Anywhere else it ends here, unused: an address
         # read from the person's browser cannot be replayed where the sign-in began.
-        if not secrets.compare_digest(request.cookies.get(sign_in.cookie, ""), sign_in.browser):
+        if not secrets.compare_digest(digest(request.cookies.get(sign_in.cookie, "")), sign_in.browser):
             log.warning("an approval page sign-in came back to a browser that did not begin it; it was cancelled")
             return _message(400, "This sign-in was begun in another browser, so it was cancelled and nothing was "
                                  "approved. If you did not just open an approval link yourself, someone may be trying "
@@ -366,18 +385,22 @@ class SignedInPage(ServedPage):
             why = CANCELLED.get(query.get("error", ""), "the provider reported an error")
             return _message(400, f"Sign-in did not complete ({why}); nothing was approved.")
         try:
-            person = await self._exchange(query["code"], sign_in)
+            person = await self._exchange(query["code"], sign_in, state)
         except SignInRefused as exc:
             METRICS.sign_in("refused")
             log.warning("an approval page sign-in was refused: %s", exc)
             return _message(403, f"Sign-in refused: {exc}. Nothing was approved.")
-        if self._spent.get(state, (0.0, None))[1] == CONTESTED:  # came back twice while the code was traded
+        sid = secrets.token_urlsafe(32)
+        record = SessionRecord(sign_in.approval, person.sub, person.email, person.name, person.roles,
+                               time.time() + SESSION_TTL)
+        try:
+            opened = await self.signins.open_session(state, sid, record, SESSION_TTL)
+        except Exception as exc:
+            return self._store_down(exc)
+        if not opened:  # came back twice while the code was traded
             return _message(400, "This sign-in was also used by another browser, so it gives no access. Nothing was "
                                  "approved. Open the approval link again.")
-        sid = secrets.token_urlsafe(32)
-        self._sessions[sid] = _Session(sign_in.approval, person, time.monotonic() + SESSION_TTL)
         METRICS.sign_in("completed")
-        self._spent[state] = (time.time(), sid)
         page = self._path(sign_in.approval)
         response = RedirectResponse(page, status_code=303, headers={"Cache-Control": "no-store"})
         # Lax, not Strict: the browser arrives here from the provider's site, and the page that follows is part
@@ -389,13 +412,13 @@ class SignedInPage(ServedPage):
         response.delete_cookie(sign_in.cookie, path=f"{self._base_path}{self.PREFIX}")
         return response
 
-    async def _exchange(self, code: str, sign_in: _SignIn) -> Person:
+    async def _exchange(self, code: str, sign_in: SignInRecord, state: str) -> Person:
         """The code for tokens at the provider (PKCE verifier, client auth when confidential); the verified person."""
         data = {
             "grant_type": "authorization_code",
             "code": code,
             "redirect_uri": self.redirect_uri,
-            "code_verifier": sign_in.verifier,
+            "code_verifier": self._derived(state, "pkce"),
             "client_id": self.client_id,
         }
         try:
@@ -412,7 +435,7 @@ class SignedInPage(ServedPage):
         if not isinstance(token, str):
             raise SignInRefused("the provider sent no ID token; the page's client needs the 'openid' scope")
         claims = await verify_id_token(
-            token, jwks=self.jwks, issuer=self.issuer, client_id=self.client_id, nonce=sign_in.nonce,
+            token, jwks=self.jwks, issuer=self.issuer, client_id=self.client_id, nonce=self._derived(state, "nonce"),
             started=sign_in.started, fresh_leeway=FRESH_LEEWAY, tenant=self.tenant,
         )
         email, name, subject = claims.get("email"), claims.get("name"), claims.get(self.subject_claim)

@@ -248,17 +248,23 @@ async def test_without_a_page_client_the_write_is_refused_not_applied(idp: str, 
         assert task_status(sb, uid) == "open"
 
 
-def test_hosted_mode_refuses_replicas_for_now(tmp_path: Path) -> None:
+def test_hosted_mode_on_replicas_keeps_sign_ins_in_redis(tmp_path: Path) -> None:
+    """With SHEEPCRM_REDIS_URL, hosted mode starts and its page keeps sign-ins and sessions in Redis (which the
+    cluster tests run: tests/cluster/test_hosted_replicas.py); without it, in the process."""
     from sheepcrm_mcp.hosted import build_hosted
-    from sheepcrm_mcp.server.settings import ConfigError
+    from sheepcrm_mcp.server.approvals.signin import SignedInPage
+    from sheepcrm_mcp.server.approvals.signins import MemorySignIns, RedisSignIns
     from tests.helpers import settings_for
 
     with SandboxServer(key=CANARY_KEY) as sb:
-        settings = settings_for(sb, tmp_path, auth="oauth", oauth_issuer="http://127.0.0.1:9/",
-                                oauth_resource="http://127.0.0.1:8765/mcp", redis_url="redis://127.0.0.1:9/0",
-                                public_url="http://127.0.0.1:8765", **PAGE)
-        with pytest.raises(ConfigError, match="replicas"):
-            build_hosted(settings)
+        base = {"auth": "oauth", "oauth_issuer": "http://127.0.0.1:9/", "oauth_resource": "http://127.0.0.1:8765/mcp",
+                "public_url": "http://127.0.0.1:8765", "request_state_key": "k" * 32, **PAGE}
+        shared = build_hosted(settings_for(sb, tmp_path, redis_url="redis://127.0.0.1:9/0", **base))
+        alone = build_hosted(settings_for(sb, tmp_path, **base))
+        pages = [next(iter(h.apps.values())).page for h in (shared, alone)]
+        assert all(isinstance(p, SignedInPage) for p in pages)
+        assert isinstance(pages[0].signins, RedisSignIns)  # type: ignore[attr-defined]
+        assert isinstance(pages[1].signins, MemorySignIns)  # type: ignore[attr-defined]
 
 
 def test_hosted_page_mode_needs_the_page_client(tmp_path: Path) -> None:

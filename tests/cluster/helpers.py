@@ -103,7 +103,7 @@ def cluster(sb: SandboxServer, tmp: Path, replicas: int = 3, **extra: str) -> An
         SHEEPCRM_AUDIT_LOG=str(tmp / "audit.jsonl"),
         SHEEPCRM_MCP_TOKEN=HTTP_TOKEN,
         BROWSER=str(browser),
-        **extra,
+        **{k: v.replace("{lb}", f"http://127.0.0.1:{base + replicas}") for k, v in extra.items()},
     )
     c = Cluster(tmp / "cluster", env, replicas, base)
     try:
