@@ -41,6 +41,8 @@
 #   STOP_TIMEOUT        [15]      seconds between SIGTERM and SIGKILL (replicas drain in-flight calls)
 #   LB_STREAM_TIMEOUT   [1h]      client/server idle timeout (SSE streams need keep-alive events under this)
 #   KILL_SIGNAL         [TERM]    signal used by kill-replica
+#   REPLICA_ENV_FILE    a deployment's replica settings (KEY=value lines, e.g. examples/member-bot/replica.env):
+#                       each replica gets those not already set by the environment or by this script
 set -Eeuo pipefail
 umask 077
 
@@ -319,6 +321,14 @@ start_replica() {  # index
     export SHEEPCRM_FORWARDED_ALLOW_IPS="${SHEEPCRM_FORWARDED_ALLOW_IPS:-$BIND_ADDR}"
     export SHEEPCRM_REQUEST_STATE_KEY="${SHEEPCRM_REQUEST_STATE_KEY:-$(state_key)}"
     export SHEEPCRM_PUBLIC_URL="${SHEEPCRM_PUBLIC_URL:-http://$BIND_ADDR:$LB_PORT}"
+    if [[ -n "${REPLICA_ENV_FILE:-}" ]]; then
+      local line key
+      while IFS= read -r line || [[ -n "$line" ]]; do
+        [[ "$line" =~ ^[A-Z_][A-Z0-9_]*= ]] || continue
+        key="${line%%=*}"
+        [[ -n "${!key:-}" ]] || export "${line?}"
+      done <"$REPLICA_ENV_FILE"
+    fi
     spawn "$name" "$LOG_DIR/$name.log" bash -c "exec $cmd"
   ) || return 1
   wait_until "$name" "GET $REPLICA_HEALTH_PATH -> 200 on :$port" replica_healthy "$port" || {

@@ -90,21 +90,22 @@ def cluster(sb: SandboxServer, tmp: Path, replicas: int = 3, **extra: str) -> An
     browser = tmp / "browser.sh"  # what webbrowser runs: the launch link goes here, never to the model
     browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> "{tmp / "launches.txt"}"\n')
     browser.chmod(0o755)
-    env = clean_env(
+    env = clean_env(**{
         **sb.env(),
-        CLUSTER_STATE_DIR=str(tmp / "cluster"),
-        REPLICAS=str(replicas),
-        REPLICA_BASE_PORT=str(base),
-        LB_PORT=str(base + replicas),
-        LB_STATS_PORT=str(base + replicas + 1),
-        REDIS_PORT=str(base + replicas + 2),
-        SANDBOX_PORT=str(base + replicas + 3),
-        SHEEPCRM_BIN=binary(),
-        SHEEPCRM_AUDIT_LOG=str(tmp / "audit.jsonl"),
-        SHEEPCRM_MCP_TOKEN=HTTP_TOKEN,
-        BROWSER=str(browser),
+        "CLUSTER_STATE_DIR": str(tmp / "cluster"),
+        "REPLICAS": str(replicas),
+        "REPLICA_BASE_PORT": str(base),
+        "LB_PORT": str(base + replicas),
+        "LB_STATS_PORT": str(base + replicas + 1),
+        "REDIS_PORT": str(base + replicas + 2),
+        "SANDBOX_PORT": str(base + replicas + 3),
+        "SHEEPCRM_BIN": binary(),
+        "SHEEPCRM_AUDIT_LOG": str(tmp / "audit.jsonl"),
+        "SHEEPCRM_MCP_TOKEN": HTTP_TOKEN,
+        "BROWSER": str(browser),
         **{k: v.replace("{lb}", f"http://127.0.0.1:{base + replicas}") for k, v in extra.items()},
-    )
+    })
+    env = {k: v for k, v in env.items() if v != ""}  # an empty value removes a setting (e.g. the staff key)
     c = Cluster(tmp / "cluster", env, replicas, base)
     try:
         c.run("start")
