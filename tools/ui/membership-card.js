@@ -4,8 +4,11 @@ const STATUS = {
   grace: ["Grace period", "tone-warn"],
   unpaid: ["Not paid", "tone-warn"],
   future: ["Not started", "tone-info"],
+  pending: ["Pending", "tone-warn"],
   lapsed: ["Lapsed", "tone-bad"],
+  cancelled: ["Cancelled", "tone-bad"],
   none: ["No membership", ""],
+  unknown: ["Unknown", "tone-warn"],
 };
 
 function fact(list, label, value) {

@@ -38,7 +38,7 @@ function render(answer) {
       const d = isoDay(r.end_date);
       const item = el("li", "", null, [
         el("span", "who", r.name || r.uri || "(no name)"),
-        el("span", "plan muted", r.plan || ""),
+        el("span", "plan muted", [r.plan, r.auto_renew === true ? "renews automatically" : null].filter(Boolean).join(" · ")),
         r.email ? el("span", "email", r.email) : el("span", "email none", "no email"),
         el("span", "when", d ? fmt(d, { weekday: "short", day: "numeric", month: "short" }) : ""),
       ]);
