@@ -1,8 +1,10 @@
 """The shared stores in Redis (SHEEPCRM_REDIS_URL), for replicas behind a load balancer.
 
 - Approvals: `approval:{id}` (what was previewed, immutable), `approval:{id}:status`,
-  `approval:{id}:launch` (the one-time launch token), `approval:{id}:browser` (the cookie of the browser
-  that used it) and an `approval-match:{request}` pointer, all expiring with the approval. Every change
+  `approval:{id}:launch` (a digest of the one-time launch token), `approval:{id}:browser` (a digest of the
+  cookie of the browser that used it) and an `approval-match:{request}` pointer, all expiring with the
+  approval. No secret is kept in clear: read access to Redis gives no launch link, cookie or form token (the
+  form token is derived from the cookie). Every change
   (status, launch, browser) is one Lua script, so two replicas racing to spend one approval or one
   launch link get one success between them.
 - Audit: one stream (`audit`), appended by a script that records each entry id once, so a retried
@@ -56,6 +58,7 @@ return ARGV[1]
 """
 
 DECIDE = """
+if ARGV[4] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[4] then return 'browser' end
 local status = redis.call('GET', KEYS[1])
 if status == 'pending' then
   redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
@@ -169,7 +172,7 @@ class RedisApprovals(RedisStore):
     async def create(self, request: ApprovalRequest) -> Pending:
         item = Pending.new(request)
         body = {
-            k: getattr(item, k) for k in ("tool", "args_digest", "state_digest", "summary", "lines", "csrf", "owner")
+            k: getattr(item, k) for k in ("tool", "args_digest", "state_digest", "summary", "lines", "owner")
         }
         with self._guard("asking for an approval"):
             chosen = await self._create(
@@ -195,7 +198,7 @@ class RedisApprovals(RedisStore):
         return Pending(
             approval_id,
             **data,
-            browser=str(browser),
+            browser=str(browser),  # a digest of the browser cookie, never the cookie
             launch=str(launch) if launch else None,  # a digest of the launch token, never the token
             status=cast(Status, status),
             wall=wall,
@@ -216,26 +219,34 @@ class RedisApprovals(RedisStore):
         key = f"{PREFIX}approval:{approval_id}"
         if not token:
             return None
-        with self._guard("opening the approval page"):
-            cookie = await self._launch(
-                keys=[f"{key}:launch", f"{key}:browser"], args=[digest(token), secrets.token_urlsafe(24)]
-            )
-        return str(cookie) if cookie else None
+        cookie = secrets.token_urlsafe(24)
+        with self._guard("opening the approval page"):  # the token compared, the cookie kept, as digests
+            spent = await self._launch(keys=[f"{key}:launch", f"{key}:browser"], args=[digest(token), digest(cookie)])
+        return cookie if spent else None
 
     async def decision(self, approval_id: str) -> Status | None:
         with self._guard("reading an approval"):
             status = await self.client.get(f"{PREFIX}approval:{approval_id}:status")
         return cast(Status, status) if status is not None else None
 
-    async def decide(self, approval_id: str, csrf: str, approve: bool, by: dict[str, Any] | None = None) -> str:
-        refused = refusal(await self.get(approval_id), csrf)
+    async def decide(
+        self, approval_id: str, browser: str | None, approve: bool, by: dict[str, Any] | None = None
+    ) -> str:
+        refused = refusal(await self.get(approval_id), None)  # unknown or expired; the browser is checked below
         if refused is not None:
             return refused
         key = f"{PREFIX}approval:{approval_id}"
-        with self._guard("recording a decision"):  # who decided is set with the decision, only if it is the first
+        # In one script: the browser's cookie digest (a newer launch may have replaced it), then the decision and
+        # who made it, only if it is the first.
+        with self._guard("recording a decision"):
             status = await self._decide(
-                keys=[f"{key}:status", f"{key}:by"],
-                args=["approved" if approve else "rejected", json.dumps(by) if by is not None else "", KEEP],
+                keys=[f"{key}:status", f"{key}:by", f"{key}:browser"],
+                args=[
+                    "approved" if approve else "rejected",
+                    json.dumps(by) if by is not None else "",
+                    KEEP,
+                    digest(browser) if browser is not None else "",
+                ],
             )
         return str(status) if status else "unknown"
 

@@ -400,17 +400,19 @@ def trust_notes(settings: Settings) -> list[str]:
     notes = []
     if settings.confirm == "none":
         notes.append(
-            "Approvals are OFF on this server (SHEEPCRM_CONFIRM=none): write tools change sheepCRM without asking "
-            "a person. Tell the person before using a write tool."
+            "NOTICE: approvals are OFF on this server (SHEEPCRM_CONFIRM=none): write tools change sheepCRM without "
+            "asking a person. Tell the person before using a write tool."
         )
-    for name in ("base_url", "v1_base_url"):
-        url = getattr(settings, name)
-        if not is_sheepcrm(url):
-            shown = urlsplit(url)
-            notes.append(
-                f"This server sends its sheepCRM API key to {shown.scheme}://{shown.netloc}, which is not "
-                f"sheepCRM's ({SHEEPCRM_DOMAIN}): SHEEPCRM_{name.upper()}. Tell the person."
-            )
+    elsewhere = {
+        f"SHEEPCRM_{name.upper()}": f"{urlsplit(url).scheme}://{urlsplit(url).netloc}"
+        for name in ("base_url", "v1_base_url")
+        if not is_sheepcrm(url := getattr(settings, name))
+    }
+    if elsewhere:
+        notes.append(
+            f"NOTICE: this server sends its sheepCRM API key to {', '.join(sorted(set(elsewhere.values())))} "
+            f"({', '.join(elsewhere)}), not to sheepCRM ({SHEEPCRM_DOMAIN}). Tell the person."
+        )
     return notes
 
 

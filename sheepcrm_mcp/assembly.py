@@ -14,7 +14,7 @@ from sheepcrm_mcp.server.approvals.store import Approvals, ApprovalStore
 from sheepcrm_mcp.server.audit import AuditLog
 from sheepcrm_mcp.server.gate import Gate
 from sheepcrm_mcp.server.registration import Registration, build_tool, read_registration
-from sheepcrm_mcp.server.settings import ConfigError, Settings
+from sheepcrm_mcp.server.settings import ConfigError, Settings, trust_notes
 from sheepcrm_mcp.server.specs import Deps, GatedWrites, ReadTool, WriteDeps, WriteTool
 from sheepcrm_mcp.server.stores import Audit, Limiter, MemoryLimiter, RateLimit
 from sheepcrm_mcp.sheepcrm import SheepClient
@@ -134,9 +134,9 @@ def build_app(
     stores = stores or open_stores(settings)
     if page is None:
         page = (
-            ServedPage(stores.approvals, settings.public_url)
+            ServedPage(stores.approvals, settings.public_url, bucket=settings.bucket)
             if settings.redis_url is not None
-            else ApprovalPage(stores.approvals, settings.approval_port)
+            else ApprovalPage(stores.approvals, settings.approval_port, bucket=settings.bucket)
         )
     limit = RateLimit(stores.limiter, settings.rate_limit) if settings.rate_limit else None
     gate = Gate(settings, stores.audit, stores.approvals, page, limit)
@@ -153,7 +153,8 @@ def build_app(
     server: MCPServer = MCPServer(
         name="sheepcrm-mcp",
         title="sheepCRM",
-        instructions=profile.instructions,
+        # Approvals off or the key sent elsewhere is said in the session's first answer (initialize), in-band.
+        instructions="\n".join([*trust_notes(settings), profile.instructions]),
         version=__version__,
         tools=ui.stamp(tools) if ui else tools,
         extensions=[ui.extension] if ui else None,

@@ -23,8 +23,8 @@ from sheepcrm_mcp.sandbox.runner import SandboxServer
 from tests.contract import check_request
 from tests.helpers import CANARY_KEY, REPO, Readers, open_session, running_idp
 
-# No test may start a desktop browser: the approval page's default opener (Python's webbrowser, which
-# honours $BROWSER) runs `true` instead, here and in every server subprocess a test starts.
+# No test may start a desktop browser: the approval page's default opener (which honours $BROWSER) runs `true`
+# instead, here and in every server subprocess a test starts.
 os.environ["BROWSER"] = "true"
 
 

@@ -96,7 +96,7 @@ def serve_http(sb: SandboxServer, tmp: Path, *, host: str = "127.0.0.1", statele
     settings = settings_for(sb, tmp, **over)
     built = build_app(settings)
     opened: list[str] = []
-    built.page.opener = lambda url: opened.append(url) is None
+    built.page.opener = lambda target: opened.append(launch_link(target)) is None
     app = http_app(built, host, stateless)
     ts = ThreadServer(app)
     ts.config.lifespan = "on"  # the SDK's session manager runs in the app's lifespan
@@ -116,6 +116,16 @@ async def http_session(base: str, *, token: str = HTTP_TOKEN, **client_kw: Any) 
         transport = streamable_http_client(base + "/mcp", http_client=http)
         async with Client(transport, **client_kw) as client:  # type: ignore[arg-type]
             yield client
+
+
+def launch_link(target: str) -> str:
+    """The one-time launch link inside the private launch file the server opens the browser on (a file:// path,
+    which is all the browser's command line shows): what the person's browser posts, as a link a test can follow."""
+    text = Path(urlsplit(target).path).read_text()
+    action = re.search(r'action="([^"]+)"', text)
+    token = re.search(r'name="launch" value="([^"]+)"', text)
+    assert action and token, text
+    return f"{action.group(1)}/{token.group(1)}"
 
 
 def person_decides(launch_url: str, action: str = "approve") -> httpx.Response:
@@ -335,7 +345,7 @@ async def open_session(sb: SandboxServer, audit_dir: Path, *, mode: str = "legac
     `client.opened` lists the launch links the server would have opened in the person's browser."""
     built = build_app(settings_for(sb, audit_dir, **over))
     opened: list[str] = []
-    built.page.opener = lambda url: opened.append(url) is None
+    built.page.opener = lambda target: opened.append(launch_link(target)) is None
     try:
         async with Client(built.server, mode=mode, elicitation_callback=elicitation) as client:  # type: ignore[arg-type]
             client.runtime = built  # type: ignore[attr-defined]

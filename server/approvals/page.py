@@ -3,21 +3,29 @@
 The loopback page (`ApprovalPage`) lives on 127.0.0.1 under a per-process secret path; on replicas
 the page is routes of the HTTP app (`ServedPage`). Its address never appears in a tool result, an error or a log line:
 the server opens the person's browser itself (or, on a client that declares URL-mode
-elicitation, the client shows the address to the person). What is opened is a one-time launch
-link: the first visit trades it for an HttpOnly, SameSite=Strict cookie bound to that browser,
-and the page and its form answer only that browser. Every POST also needs the approval's CSRF
-token, an Origin naming the page and a Host naming the page; every other request gets the same
-404.
+elicitation, the client shows the address to the person). The browser is opened on a file, not on
+an address: a page in a folder only this user can read (0700, the file 0600) that posts the one-time
+launch token to the page. A browser's command line and environment are readable by every local user
+(/proc/<pid>/cmdline), so no secret may travel there; a file path may. The first visit trades the
+launch token for an HttpOnly, SameSite=Strict cookie bound to that browser, and the page and its form
+answer only that browser. Every POST also needs the form token (derived from that cookie), an Origin
+naming the page and a Host naming the page; every other request gets the same 404.
 """
 
 from __future__ import annotations
 
 import html
 import logging
+import os
 import secrets
+import shlex
+import stat
+import subprocess
+import sys
 import threading
-import webbrowser
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,13 +35,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from sheepcrm_mcp.server.approvals.pending import TTL_SECONDS, Pending
+from sheepcrm_mcp.server.approvals.pending import TTL_SECONDS, Pending, csrf_for
 from sheepcrm_mcp.server.approvals.store import Approvals
 from sheepcrm_mcp.server.threadserver import ThreadServer
 
 log = logging.getLogger("sheepcrm_mcp.approvals")
 
 Opener = Callable[[str], bool]
+OPENER_WAIT = 3.0  # seconds an opener may take to say it failed (xdg-open exits; a browser itself keeps running)
 
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Approve change - sheepCRM</title>
@@ -43,9 +52,35 @@ li{{margin:.3rem 0;font-family:ui-monospace,monospace;white-space:pre-wrap;overf
 .s{{padding:.6rem 1rem;background:#f4f4f4;border-radius:6px}}
 button{{font-size:1rem;padding:.5rem 1.2rem;margin-right:.8rem}}</style></head><body>
 <h1>Approve a change to sheepCRM?</h1>{who}<p class="s"><strong>{summary}</strong></p><ul>{lines}</ul>
-<p>Tool: <code>{tool}</code>. Status: <strong id="status">{status}</strong>.</p>{form}
-<p><small>After you approve, ask the assistant to repeat the same request; it will run once.
-The approval expires 10 minutes after it was requested.</small></p></body></html>"""
+<p>Tool: <code>{tool}</code>. Status: <strong id="status">{status}</strong>. <span id="said">{said}</span></p>{form}
+<p><small>After you approve, tell the assistant you did; it repeats the same request and it runs once.
+</small></p></body></html>"""
+
+SAID = {
+    "pending": "Nothing has been changed yet: approve or reject it below.",
+    "approved": "You approved it. Tell the assistant you have decided; when it repeats the request, the change is "
+    "made once.",
+    "rejected": "You rejected it. Nothing will be changed; you can tell the assistant.",
+    "used": "It was approved and the assistant has already made the change. Nothing more to do here.",
+    "expired": "This request expired before it was decided, so nothing was approved or changed. Ask the assistant "
+    "to repeat it if it is still needed.",
+}
+
+LAUNCH_FILE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Opening the approval page - sheepCRM</title></head>
+<body onload="document.forms[0].submit()"><form method="post" action="{action}">
+<input type="hidden" name="launch" value="{token}">
+<p>Opening the page that asks you to approve a change to sheepCRM... <button type="submit">Continue</button></p>
+</form></body></html>"""
+
+OPENING = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="0;url={page}"><title>Approve change - sheepCRM</title></head>
+<body><p><a href="{page}">Continue to the approval page</a></p></body></html>"""
+
+GONE = (
+    "This approval link was already used or replaced: the page it opened stays valid in the tab or window where "
+    "it first opened. Nothing was approved here. If you closed that tab, ask the assistant to repeat the request."
+)
 
 FORM = """<form method="post"><input type="hidden" name="csrf" value="{csrf}">
 <button type="submit" name="action" value="approve" id="approve">Approve</button>
@@ -60,16 +95,73 @@ HEADERS = {
 
 
 def not_found() -> Response:
-    """The one answer for every address, host, cookie or approval that is not exactly right."""
-    return PlainTextResponse("Not found", status_code=404, headers={"Cache-Control": "no-store"})
+    """The one answer for every address, host, cookie or approval that is not exactly right (a person may read it:
+    it says what to do, and nothing about which part was wrong)."""
+    return PlainTextResponse(
+        "Not found. This approval page is not open in this browser, or it is no longer waiting; nothing was "
+        "approved here. Use the tab that opened by itself when the assistant asked, or ask the assistant to repeat "
+        "the request.",
+        status_code=404,
+        headers={"Cache-Control": "no-store"},
+    )
 
 
-def _open_in_browser(url: str) -> bool:
-    """Open the person's browser (honours $BROWSER); False when there is none."""
-    try:
-        return webbrowser.open(url, new=2)
-    except webbrowser.Error:
-        return False
+def when(wall: float, local: bool = False) -> str:
+    """A clock time a person reads: UTC on a hosted page, this computer's own time on the local one."""
+    moment = datetime.fromtimestamp(wall, UTC)
+    return moment.astimezone().strftime("%H:%M (%Z) on %d %b %Y") if local else moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def launch_folder() -> Path:
+    """Where launch files are written: a folder only this user can enter (made 0700, checked to be theirs)."""
+    folder = Path.home() / ".cache" / "sheepcrm-mcp" / "approve"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = folder.lstat()
+    if stat.S_ISLNK(info.st_mode) or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+        raise OSError(f"{folder} is not this user's own folder")
+    if info.st_mode & 0o077:
+        folder.chmod(0o700)
+    return folder
+
+
+def write_private(path: Path, text: str) -> None:
+    """A new file only this user can read (0600, never through a link)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _open_in_browser(target: str) -> bool:
+    """Open `target` (a file:// address) in the person's browser: $BROWSER, else the desktop's opener. Its output
+    goes to /dev/null (an opener that echoes its argument must not write into the client's log) and its exit is
+    checked; False when nothing could open it."""
+    if sys.platform == "win32":  # pragma: no cover - the tests run on Linux
+        try:
+            os.startfile(target)  # type: ignore[attr-defined]  # noqa: S606 - the desktop opens a file
+        except OSError:
+            return False
+        return True
+    commands = [c for c in os.environ.get("BROWSER", "").split(os.pathsep) if c.strip()]
+    commands.append("open" if sys.platform == "darwin" else "xdg-open")
+    for command in commands:
+        argv = [a.replace("%s", target) for a in shlex.split(command)]
+        if "%s" not in command:
+            argv.append(target)
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - the person's own browser command
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True, close_fds=True,
+            )
+        except OSError:
+            continue
+        try:
+            if proc.wait(timeout=OPENER_WAIT) == 0:
+                return True
+        except subprocess.TimeoutExpired:  # a browser started by $BROWSER itself keeps running: it opened
+            threading.Thread(target=proc.wait, daemon=True).start()
+            return True
+    return False
 
 
 class ApprovalPage:
@@ -79,13 +171,19 @@ class ApprovalPage:
     server cannot reach a person's browser (a hosted server), so the page channel is unavailable.
     """
 
-    def __init__(self, store: Approvals, port: int = 0, opener: Opener | None = _open_in_browser) -> None:
+    LOCAL = True  # the page shows this computer's clock time
+
+    def __init__(
+        self, store: Approvals, port: int = 0, opener: Opener | None = _open_in_browser, bucket: str = ""
+    ) -> None:
         self.store = store
         self.secret = secrets.token_urlsafe(24)
         self.opener = opener
+        self.bucket = bucket
         self._port = port
         self._server: ThreadServer | None = None
         self._lock = threading.Lock()
+        self._files: dict[str, Path] = {}  # launch files not yet used, by approval
 
     def _origin(self) -> str:
         with self._lock:
@@ -93,6 +191,7 @@ class ApprovalPage:
                 app = Starlette(
                     routes=[
                         Route("/{secret}/{approval_id}/open/{launch}", self._launch, methods=["GET"]),
+                        Route("/{secret}/{approval_id}/open", self._launch, methods=["POST"]),
                         Route("/{secret}/{approval_id}", self._handle, methods=["GET", "POST"]),
                     ]
                 )
@@ -116,29 +215,60 @@ class ApprovalPage:
         token = await self.store.new_launch(item.id)
         return f"{base}/{item.id}/open/{token}"
 
+    async def launch_file(self, item: Pending) -> str:
+        """A file:// address for the person's browser: a private file that posts a fresh one-time launch token to
+        the page. The address names only the file, so the browser's command line holds no secret."""
+        base = await anyio.to_thread.run_sync(self._base)
+        token = await self.store.new_launch(item.id)
+        page = LAUNCH_FILE.format(action=html.escape(f"{base}/{item.id}/open"), token=html.escape(token))
+
+        def write() -> Path:
+            path = launch_folder() / f"{secrets.token_hex(8)}.html"
+            write_private(path, page)
+            return path
+
+        path = await anyio.to_thread.run_sync(write)
+        self._forget(item.id)
+        self._files[item.id] = path
+        return path.as_uri()
+
+    def _forget(self, approval_id: str) -> None:
+        """Remove an approval's launch file (used, replaced, or the server stops)."""
+        old = self._files.pop(approval_id, None)
+        if old is not None:
+            old.unlink(missing_ok=True)
+
     async def open(self, item: Pending) -> bool:
         """Put the approval in front of the person by opening their browser; False when that is impossible."""
         opener = self.opener
         if opener is None:
             return False
-        url = await self.launch_url(item)
         try:
-            return bool(await anyio.to_thread.run_sync(opener, url))
-        except Exception:
-            log.warning("could not open a browser for an approval", exc_info=False)
+            target = await self.launch_file(item)
+            return bool(await anyio.to_thread.run_sync(opener, target))
+        except Exception as exc:
+            log.warning("could not open a browser for an approval (%s)", type(exc).__name__)
             return False
 
     where = "opened the approval page in this computer's browser"  # for the log: never an address
 
-    def waiting(self, tool: str, item: Pending) -> str:
+    def waiting(self, tool: str, item: Pending, again: bool = False) -> str:
         """What the model is told while a person decides: never the page's address, which admits its holder."""
+        where = (
+            "The page asking the person to approve this exact change is already open in the browser on their "
+            "computer and still waiting for them; no new page was opened."
+            if again
+            else "A page asking the person to approve this change has been opened in the browser on their computer."
+        )
         return (
-            "Nothing was changed yet. A page asking the person to approve this change has been opened in the "
-            f"browser on their computer; approval is waiting. After they approve it (within 10 minutes), call {tool} "
-            "again with exactly the same arguments and it will run once."
+            f"Nothing was changed yet. {where} Wait until the person tells you they have approved or rejected it "
+            f"(within 10 minutes); do not call {tool} again before that. Then call {tool} once more with exactly the "
+            "same arguments: if they approved, it runs once."
         )
 
     def close(self) -> None:
+        for approval_id in list(self._files):
+            self._forget(approval_id)
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -157,11 +287,20 @@ class ApprovalPage:
 
     async def _launch(self, request: Request) -> Response:
         item = await self._item(request)
-        cookie = await self.store.launch(item.id, request.path_params["launch"]) if item is not None else None
-        if item is None or cookie is None:
+        if item is None:
             return not_found()
+        posted = request.method == "POST"  # from the launch file (Origin: null): the token is the proof
+        token = str((await request.form()).get("launch", "")) if posted else request.path_params["launch"]
+        cookie = await self.store.launch(item.id, token)
+        if cookie is None:  # used or replaced: the same words as every other miss, which say what to do
+            return not_found()
+        self._forget(item.id)
         page = self._path(item.id)
-        response = RedirectResponse(page, status_code=303, headers={"Cache-Control": "no-store"})
+        response: Response
+        if posted:  # the page is then opened by a page of ours, so the SameSite=Strict cookie goes with it
+            response = HTMLResponse(OPENING.format(page=html.escape(page)), headers=HEADERS)
+        else:
+            response = RedirectResponse(page, status_code=303, headers={"Cache-Control": "no-store"})
         response.set_cookie(
             f"a_{item.id}",
             cookie,
@@ -175,18 +314,23 @@ class ApprovalPage:
 
     async def _handle(self, request: Request) -> Response:
         item = await self._item(request)
-        if item is None or not secrets.compare_digest(request.cookies.get(f"a_{item.id}", ""), item.browser):
+        cookie = request.cookies.get(f"a_{item.id}", "") if item is not None else ""
+        if item is None or not item.held_by(cookie):
             return not_found()
-        return await self._answer(request, item)
+        return await self._answer(request, item, cookie, browser=cookie)
 
     async def _answer(
         self,
         request: Request,
         item: Pending,
+        secret: str,
+        *,
+        browser: str | None = None,
         by: dict[str, Any] | None = None,
         who: Callable[[Pending], str] | None = None,
     ) -> Response:
-        """The page, or (POST) the person's decision: strict form, CSRF token, Origin of the page."""
+        """The page, or (POST) the person's decision: strict form, its token (derived from `secret`, what admitted
+        this browser), Origin of the page. `browser`, the cookie, is checked again with the decision itself."""
         if request.method == "POST":
             if request.headers.get("origin", "") != self.origin():
                 return PlainTextResponse(
@@ -197,26 +341,37 @@ class ApprovalPage:
             action = fields.get("action", [""])
             if set(fields) != {"csrf", "action"} or len(action) != 1 or action[0] not in ("approve", "reject"):
                 return PlainTextResponse("Refused: the form was altered. Reload the page.", status_code=400)
-            verdict = await self.store.decide(item.id, fields["csrf"][0], action[0] == "approve", by)
-            if verdict == "csrf":
+            if not secrets.compare_digest(fields["csrf"][0], csrf_for(secret, item.id)):
                 return PlainTextResponse(
                     "Refused: the form token is missing or wrong. Reload the page.", status_code=403
                 )
+            verdict = await self.store.decide(item.id, browser, action[0] == "approve", by)
+            if verdict == "browser":
+                return PlainTextResponse(GONE, status_code=409)
             if verdict == "expired":
-                return PlainTextResponse("This approval request has expired; nothing was approved.", status_code=410)
+                return PlainTextResponse(SAID["expired"], status_code=410)
             item = await self.store.get(item.id) or item  # a shared store hands out copies
-        return HTMLResponse(self._render(item, who(item) if who else ""), headers=HEADERS)
+        return HTMLResponse(self._render(item, secret, who(item) if who else self._where(item)), headers=HEADERS)
+
+    def _where(self, item: Pending) -> str:
+        """Which bucket the change is for, and when the request was made and expires (this computer's time)."""
+        bucket = f" in sheepCRM bucket <strong>{html.escape(self.bucket)}</strong>" if self.bucket else ""
+        return (
+            f'<p id="who">Asked for{bucket} at {when(item.wall, self.LOCAL)}; this request expires at '
+            f"<strong>{when(item.wall + TTL_SECONDS, self.LOCAL)}</strong>.</p>"
+        )
 
     @staticmethod
-    def _render(item: Pending, who: str = "") -> str:
-        """The page; `who` is trusted HTML (already escaped) saying who approves what, on a hosted server."""
+    def _render(item: Pending, secret: str, who: str = "") -> str:
+        """The page; `who` is trusted HTML (already escaped) saying who asked, where and until when."""
         status = "expired" if item.status == "pending" and item.expired() else item.status
-        form = FORM.format(csrf=html.escape(item.csrf)) if status == "pending" else ""
+        form = FORM.format(csrf=html.escape(csrf_for(secret, item.id))) if status == "pending" else ""
         return PAGE.format(
             who=who,
             summary=html.escape(item.summary),
             tool=html.escape(item.tool),
             status=status,
+            said=SAID[status],
             lines="".join(f"<li>{html.escape(line)}</li>" for line in item.lines),
             form=form,
         )
@@ -231,15 +386,19 @@ class ServedPage(ApprovalPage):
     token (a browser has none): the one-time link and the cookie are what admit the person."""
 
     PREFIX = "/approve"
-    ROUTES = ("/approve/{approval_id}", "/approve/{approval_id}/open/{launch}")
+    ROUTES = ("/approve/{approval_id}", "/approve/{approval_id}/open/{launch}", "/approve/{approval_id}/open")
+    LOCAL = False
 
-    def __init__(self, store: Approvals, public_url: str, opener: Opener | None = _open_in_browser) -> None:
-        super().__init__(store, opener=opener)
+    def __init__(
+        self, store: Approvals, public_url: str, opener: Opener | None = _open_in_browser, bucket: str = ""
+    ) -> None:
+        super().__init__(store, opener=opener, bucket=bucket)
         self.public_url = public_url.rstrip("/")
 
     def routes(self) -> list[Route]:
         return [
             Route(self.ROUTES[1], self._launch, methods=["GET"]),
+            Route(self.ROUTES[2], self._launch, methods=["POST"]),
             Route(self.ROUTES[0], self._handle, methods=["GET", "POST"]),
         ]
 
@@ -259,4 +418,5 @@ class ServedPage(ApprovalPage):
         return await self.store.get(request.path_params["approval_id"])
 
     def close(self) -> None:
-        pass
+        for approval_id in list(self._files):
+            self._forget(approval_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import secrets
 import time
@@ -41,9 +42,8 @@ class Pending:
     state_digest: str
     summary: str
     lines: list[str]
-    csrf: str = field(default_factory=_token)
-    browser: str = field(default_factory=_token)  # the cookie of the one browser that opened the launch link
-    launch: str | None = None  # the current one-time launch link token (None once used)
+    browser: str = ""  # a digest of the cookie of the one browser that opened the launch link ("" = none yet)
+    launch: str | None = None  # a digest of the current one-time launch token (None when there is none)
     created: float = field(default_factory=time.monotonic)
     status: Status = "pending"
     wall: float = field(default_factory=time.time)  # when it was created, for stores shared between processes
@@ -63,6 +63,15 @@ class Pending:
             owner=request.owner,
         )
 
+    @property
+    def opened(self) -> bool:
+        """A browser holds this approval's page (its launch link was used): opening another would replace it."""
+        return bool(self.browser)
+
+    def held_by(self, cookie: str) -> bool:
+        """Whether `cookie` is the one browser cookie this approval's page answers (compared as digests)."""
+        return bool(cookie) and bool(self.browser) and secrets.compare_digest(digest(cookie), self.browser)
+
     def matches(self, tool: str, args_digest: str, state_digest: str) -> bool:
         return (self.tool, self.args_digest, self.state_digest) == (tool, args_digest, state_digest)
 
@@ -70,12 +79,19 @@ class Pending:
         return (now or time.monotonic()) - self.created > TTL_SECONDS
 
 
-def refusal(item: Pending | None, csrf: str) -> str | None:
-    """Why a decision on `item` cannot be taken ('unknown', 'csrf', 'expired'), or None: the same for every store."""
+def csrf_for(secret: str, approval_id: str) -> str:
+    """The form token of one approval's page in one browser: derived from the secret that admitted that browser
+    (its cookie), so no store keeps it and reading a store gives no one a form token."""
+    return hmac.new(secret.encode(), f"csrf:{approval_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def refusal(item: Pending | None, browser: str | None) -> str | None:
+    """Why a decision on `item` cannot be taken ('unknown', 'browser', 'expired'), or None: the same for every
+    store. `browser` is the cookie the deciding browser presented (None: the page checked who decides itself)."""
     if item is None:
         return "unknown"
-    if not secrets.compare_digest(item.csrf, csrf):
-        return "csrf"
+    if browser is not None and not item.held_by(browser):
+        return "browser"
     if item.expired():
         return "expired"
     return None

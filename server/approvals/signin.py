@@ -151,12 +151,12 @@ class SignedInPage(ServedPage):
     async def launch_url(self, item: Pending) -> str:
         return self._url(item)
 
-    def waiting(self, tool: str, item: Pending) -> str:
+    def waiting(self, tool: str, item: Pending, again: bool = False) -> str:
         others = " or an approver" if self.approver_roles else ""
         return (
             f"Nothing was changed yet. A person must approve this change: ask the user to open {self._url(item)}, "
-            f"sign in and approve it (only they{others} can, within 10 minutes). Then call {tool} again with exactly "
-            "the same arguments and it will run once."
+            f"sign in and approve it (only they{others} can, within 10 minutes). Wait until they tell you they have "
+            f"decided, then call {tool} again with exactly the same arguments: if they approved, it runs once."
         )
 
     def _url(self, item: Pending) -> str:
@@ -200,7 +200,8 @@ class SignedInPage(ServedPage):
             )
             return HTMLResponse(body, status_code=403, headers=HEADERS)
         before = item.status
-        response = await self._answer(request, item, person.audit(), lambda now: self._who(person, now))
+        # The form token comes from this browser's page session (the sign-in cookie), checked on every POST.
+        response = await self._answer(request, item, sid, by=person.audit(), who=lambda now: self._who(person, now))
         if request.method == "POST":
             after = await self.store.decision(item.id)
             if before == "pending" and after in ("approved", "rejected"):

@@ -11,7 +11,15 @@ import threading
 import time
 from typing import Any, Protocol
 
-from sheepcrm_mcp.server.approvals.pending import TTL_SECONDS, ApprovalRequest, Pending, Status, _token, refusal
+from sheepcrm_mcp.server.approvals.pending import (
+    TTL_SECONDS,
+    ApprovalRequest,
+    Pending,
+    Status,
+    _token,
+    digest,
+    refusal,
+)
 
 
 class Approvals(Protocol):
@@ -31,8 +39,12 @@ class Approvals(Protocol):
         """Spend a launch token; the new browser cookie value, or None when the token is not valid."""
         ...
 
-    async def decide(self, approval_id: str, csrf: str, approve: bool, by: dict[str, Any] | None = None) -> str:
-        """Record a person's decision; `by` names them on a hosted server (it is audited with the write)."""
+    async def decide(
+        self, approval_id: str, browser: str | None, approve: bool, by: dict[str, Any] | None = None
+    ) -> str:
+        """Record a person's decision, if `browser` (the cookie it presented) is the one that holds the page (None:
+        the page checked who decides); `by` names them on a hosted server (it is audited with the write). Returns
+        the status, or 'unknown' / 'browser' / 'expired'."""
         ...
 
     async def decision(self, approval_id: str) -> Status | None: ...
@@ -69,24 +81,28 @@ class ApprovalStore:
         """A fresh one-time launch token for the approval (the previous one stops working)."""
         with self._lock:
             item = self._items[approval_id]
-            item.launch = _token()
-            return item.launch
+            token = _token()
+            item.launch = digest(token)  # like the shared store: only a digest is kept
+            return token
 
     async def launch(self, approval_id: str, token: str) -> str | None:
         """Spend a launch token; returns the browser cookie value, or None when the token is not valid."""
         with self._lock:
             item = self._items.get(approval_id)
-            if item is None or item.launch is None or not secrets.compare_digest(item.launch, token):
+            if item is None or item.launch is None or not secrets.compare_digest(item.launch, digest(token)):
                 return None
             item.launch = None
-            item.browser = _token()  # a new launch hands the page to the newly opened browser only
-            return item.browser
+            cookie = _token()  # a new launch hands the page to the newly opened browser only
+            item.browser = digest(cookie)
+            return cookie
 
-    async def decide(self, approval_id: str, csrf: str, approve: bool, by: dict[str, Any] | None = None) -> str:
+    async def decide(
+        self, approval_id: str, browser: str | None, approve: bool, by: dict[str, Any] | None = None
+    ) -> str:
         """Record a person's decision (and, on a hosted server, who they are); returns what the page should say."""
         with self._lock:
             item = self._items.get(approval_id)
-            refused = refusal(item, csrf)
+            refused = refusal(item, browser)
             if refused is not None or item is None:
                 return refused or "unknown"
             if item.status != "pending":

@@ -7,6 +7,7 @@ import json
 import re
 import socket
 import subprocess
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,11 +85,22 @@ class Cluster:
         return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
+BROWSER = """#!{python}
+import re, sys
+from urllib.parse import urlsplit
+text = open(urlsplit(sys.argv[1]).path).read()
+action = re.search(r'action="([^"]+)"', text).group(1)
+token = re.search(r'name="launch" value="([^"]+)"', text).group(1)
+open({record!r}, "a").write(action + "/" + token + "\\n")
+"""
+
+
 @contextmanager
 def cluster(sb: SandboxServer, tmp: Path, replicas: int = 3, **extra: str) -> Any:
     base = free_block(replicas + 4)
-    browser = tmp / "browser.sh"  # what webbrowser runs: the launch link goes here, never to the model
-    browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> "{tmp / "launches.txt"}"\n')
+    browser = tmp / "browser.sh"  # $BROWSER: what the replicas open the launch file with
+    # $1 is the private launch file; the script records the launch link in it (what the browser would post)
+    browser.write_text(BROWSER.format(python=sys.executable, record=str(tmp / "launches.txt")))
     browser.chmod(0o755)
     env = clean_env(**{
         **sb.env(),

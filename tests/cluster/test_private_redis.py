@@ -10,9 +10,12 @@ import re
 import socket
 import stat
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from sheepcrm_mcp.server.redis_store import connect
 from tests.cluster.helpers import Cluster
 from tests.helpers import REPO, as_stranger
 
@@ -60,7 +63,7 @@ def test_the_acl_user_deploy_md_describes_runs_the_approval_store(running: Clust
     import anyio
 
     from sheepcrm_mcp.server.approvals.pending import ApprovalRequest
-    from sheepcrm_mcp.server.redis_store import RedisApprovals, connect
+    from sheepcrm_mcp.server.redis_store import RedisApprovals
 
     deploy = (REPO / "docs" / "DEPLOY.md").read_text()
     [rule] = re.findall(r"^\s*ACL SETUSER sheepcrm (.+)$", deploy, re.M)
@@ -80,7 +83,7 @@ def test_the_acl_user_deploy_md_describes_runs_the_approval_store(running: Clust
                 cookie = await store.launch(item.id, await store.new_launch(item.id))
                 seen = await store.get(item.id)
                 assert cookie and seen is not None
-                assert await store.decide(item.id, seen.csrf, approve=True) == "approved"
+                assert await store.decide(item.id, cookie, approve=True) == "approved"
                 used = await store.consume("update_task", "acl-test", "state")
                 assert used is not None and not isinstance(used, str)
                 with pytest.raises(Exception, match="no permissions"):
@@ -94,3 +97,46 @@ def test_the_acl_user_deploy_md_describes_runs_the_approval_store(running: Clust
             await admin.aclose()
 
     anyio.run(main)
+
+
+async def test_read_access_to_redis_approves_nothing(running: Cluster, cluster_sandbox: Any) -> None:
+    """F2: the CSRF token and the browser cookie were stored in clear, so whoever could read Redis could take the
+    page and approve. Now Redis holds digests only (the form token is derived from the cookie): an attacker who
+    reads every key of a pending approval, and tries each value as launch token, cookie and form token, gets
+    nothing, and no PUT happens; the person's own launch link still works."""
+    from tests.cluster.helpers import approve
+    from tests.cluster.test_replicas import call, preview, puts_for, uid_of
+
+    person = cluster_sandbox.store.by_type("person")[7].uri
+    args = {"uri": person, "phone": "+44 20 7946 0777"}
+    launch = await preview(running, args, running.lb)
+    approval_id = launch.split("/approve/", 1)[1].split("/", 1)[0]
+    admin = connect(running.redis_url)
+    try:
+        keys = await admin.keys(f"sheepcrm:approval:{approval_id}*")
+        values = [v for v in await admin.mget(keys) if v]
+    finally:
+        await admin.aclose()
+    assert len(keys) >= 4 and values
+    token = launch.rsplit("/", 1)[1]
+    assert all(token not in v for v in values)  # the launch token is not there in clear
+    public, host = running.lb, running.lb.split("://", 1)[1]
+    page = f"{public}/approve/{approval_id}"
+    guesses = {w for v in values for w in re.findall(r"[A-Za-z0-9_\-]{20,}", v)}
+    with httpx.Client(timeout=10, headers={"Host": host}) as attacker:
+        for guess in guesses:
+            assert attacker.get(f"{page}/open/{guess}").status_code == 404
+            assert attacker.post(f"{page}/open", data={"launch": guess}, headers={"Origin": "null"}).status_code == 404
+            attacker.cookies.set(f"a_{approval_id}", guess)
+            assert attacker.get(page).status_code == 404
+            refused = attacker.post(page, data={"action": "approve", "csrf": guess}, headers={"Origin": public})
+            assert refused.status_code == 404
+            attacker.cookies.clear()
+    again = await call(running.lb, "update_contact", args)
+    assert again.structured_content and again.structured_content["status"] == "approval_required"
+    assert puts_for(cluster_sandbox, uid_of(person)) == 0
+    # The person (whose browser had not used its link yet, so the repeat sent a fresh one), on another replica.
+    approve(running.launches()[-1], running.replica(2), public=public)
+    done = await call(running.lb, "update_contact", args)
+    assert done.structured_content and done.structured_content["status"] == "applied"
+    assert puts_for(cluster_sandbox, uid_of(person)) == 1

@@ -240,14 +240,15 @@ async def test_redis_approvals_follow_the_in_process_interface(running: Cluster)
             cookie = await store.launch(item.id, second)
             assert cookie and await store.launch(item.id, second) is None  # spent once
             seen = await store.get(item.id)
-            assert seen is not None and seen.browser == cookie and seen.status == "pending"
-            assert await store.decide(item.id, "wrong", approve=True) == "csrf"
+            assert seen is not None and seen.held_by(cookie) and seen.status == "pending"
+            assert cookie not in seen.browser  # kept as a digest only
+            assert await store.decide(item.id, "another-browser", approve=True) == "browser"
             assert await store.decision(item.id) == "pending"
             assert await store.consume("update_task", tag, "state") is None  # not approved yet
-            assert await store.decide(item.id, seen.csrf, approve=True, by={"sub": "first"}) == "approved"
+            assert await store.decide(item.id, cookie, approve=True, by={"sub": "first"}) == "approved"
             assert await store.decision(item.id) == "approved"
             # A later decision changes nothing, not even who is on record as having decided.
-            assert await store.decide(item.id, seen.csrf, approve=False, by={"sub": "second"}) == "approved"
+            assert await store.decide(item.id, cookie, approve=False, by={"sub": "second"}) == "approved"
             decided = await store.get(item.id)
             assert decided is not None and decided.approver == {"sub": "first"}
             assert await store.consume("update_task", tag, "other-state") is None

@@ -22,7 +22,7 @@ from mcp import Client
 from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.doctor import run_doctor
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.helpers import CANARY_KEY, settings_for
+from tests.helpers import CANARY_KEY, launch_link, settings_for
 from tests.reliability.helpers import approve, decline, figure, result_text
 
 pytestmark = pytest.mark.reliability
@@ -137,7 +137,7 @@ async def test_injected_text_is_data_and_changes_nothing(sandbox: SandboxServer,
     ]
     built = build_app(settings_for(sandbox, tmp_path))
     opened: list[str] = []
-    built.page.opener = lambda url: opened.append(url) is None  # the person's browser, not the model's
+    built.page.opener = lambda target: opened.append(launch_link(target)) is None  # the person's, not the model's
     server = built.server
     rt = built
     carried: list[str] = []

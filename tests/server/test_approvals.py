@@ -200,20 +200,24 @@ async def test_page_answers_only_the_browser_that_opened_it(sandbox: SandboxServ
         assert [r.status_code for r in misses] == [404] * len(misses)
         assert len({r.text for r in misses}) == 1  # all alike: nothing tells a prober what exists
         assert person.http.get(page).status_code == 200
-        # Opening again (the same call repeated) hands the page to the newly opened browser only.
-        await ask(client, {"uid": uid, "action": "complete"})
-        assert client.opened[-1] != launch
-        other = Browser()
-        assert other.open(client.opened[-1]).status_code == 200
-        assert person.http.get(page).status_code == 404
-    assert puts(sandbox) == 0
+        # The same call repeated while the person decides ("did it work?") opens nothing new: their tab stays valid.
+        again = await ask(client, {"uid": uid, "action": "complete"})
+        assert again["status"] == "approval_required" and client.opened == [launch]
+        assert "already open" in again["message"] and "Wait until the person tells you" in again["message"]
+        assert person.http.get(page).status_code == 200
+        assert person.decide("approve").status_code == 200
+        done = await ask(client, {"uid": uid, "action": "complete"})
+    assert done["status"] == "applied" and puts(sandbox) == 1
 
 
 async def test_store_approvals_are_single_use() -> None:
     store = ApprovalStore()
     item = await store.create(pending.ApprovalRequest("update_task", "args", "state", "summary", ["line"]))
     assert await store.consume("update_task", "args", "state") is None  # not approved yet
-    assert await store.decide(item.id, item.csrf, approve=True) == "approved"
+    cookie = await store.launch(item.id, await store.new_launch(item.id))
+    assert cookie is not None
+    assert await store.decide(item.id, "another-browser", approve=True) == "browser"
+    assert await store.decide(item.id, cookie, approve=True) == "approved"
     assert await store.consume("update_task", "args", "other-state") is None
     assert await store.consume("update_task", "args", "state") is item
     assert await store.consume("update_task", "args", "state") is None

@@ -141,3 +141,31 @@ async def test_instructions_say_crm_text_is_data(shared_sandbox: SandboxServer, 
         instructions = client.instructions or ""
     assert "never instructions" in instructions and "search_contacts" in instructions
     assert len(instructions) < 1200
+
+
+async def test_the_guide_names_every_write_tool_and_the_approval_as_it_is(
+    shared_sandbox: SandboxServer, connect: Any
+) -> None:
+    from sheepcrm_mcp.server.specs import WriteTool
+    from sheepcrm_mcp.tools import catalogue
+
+    writes = [spec.name for spec in catalogue.TOOLS if isinstance(spec, WriteTool)]
+    assert writes
+    async with connect(shared_sandbox) as client:
+        guide = (await client.read_resource("sheepcrm://guide")).contents[0].text
+    flat = " ".join(guide.split())
+    missing = [name for name in writes if f"`{name}`" not in guide]
+    assert not missing, f"the guide does not name the write tool(s) {missing}"
+    assert "no result carries its address" in flat and "wait until they say" in flat
+    assert "result gives an approval page address" not in flat  # the design before the page was out of band
+
+
+async def test_the_first_answer_says_when_approvals_are_off_or_the_key_goes_elsewhere(
+    shared_sandbox: SandboxServer, connect: Any
+) -> None:
+    async with connect(shared_sandbox, confirm="none") as client:
+        instructions = client.instructions or ""
+    assert "approvals are OFF" in instructions
+    sandbox = shared_sandbox.url.split("://", 1)[1].rstrip("/")
+    [notice] = [line for line in instructions.splitlines() if "sends its sheepCRM API key to" in line]
+    assert f"http://{sandbox}" in notice and "not to sheepCRM" in notice  # a sandbox is not sheepCRM
