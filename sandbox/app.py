@@ -788,17 +788,6 @@ CONTACT_TEMPLATES: dict[str, dict[str, Any]] = {
         "postal_code": None, "country": None,
     },
 }
-# How the sandbox answers a create: as documented (201 + Location), or the two departures a client must survive.
-CREATE_VARIANTS = ("documented", "no-location", "200")
-
-
-def create_variant(app: Starlette, variant: str) -> None:
-    """Make `app` (the v1 app) answer creates as `variant` (one of CREATE_VARIANTS)."""
-    if variant not in CREATE_VARIANTS:
-        raise ValueError(f"unknown create variant {variant!r}; choose from {', '.join(CREATE_VARIANTS)}")
-    app.state.create_variant = variant
-
-
 async def v1_create(request: Request) -> Response:
     """POST a JSON packet (v1 notes); 409 with the notes' bodies when the email already has an account."""
     store, rtype = store_of(request), request.path_params["rtype"]
@@ -827,9 +816,8 @@ async def v1_create(request: Request) -> Response:
     if any(store.contacts_by_email(e) for e in emails):
         return JSONResponse({"error": "existing person found without user account"}, status_code=409)
     record = store.create_contact(rtype, data)
-    variant = getattr(request.app.state, "create_variant", "documented")
-    response = JSONResponse({"status": "ok"}, status_code=200 if variant == "200" else 201)
-    if variant != "no-location":
+    response = JSONResponse({"status": "ok"}, status_code=200 if active(request, "create-200") else 201)
+    if not active(request, "create-unnamed"):
         response.headers["Location"] = record.uri  # "The URI of the new record will be in the location header"
     return response
 

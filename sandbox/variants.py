@@ -87,6 +87,14 @@ VARIANTS: tuple[Variant, ...] = (
         "`member_only_event`, `multi_day`, `hide_from_self_service`, ...)",
     ),
     Variant(
+        "create-unnamed", "create answers",
+        "a v1 create answers 201 without the `Location` header (the new record is not named)",
+    ),
+    Variant(
+        "create-200", "create answers",
+        "a v1 create answers 200 instead of the documented 201 (with `Location`)",
+    ),
+    Variant(
         "tasks-2024", "tasks wrapper and names",
         "the 2024-12 task list: `{\"tasks\": [...]}` without `total` or `user_uri`, and only the 2024-12 names "
         "(`date`, `assigned_to`), no `due_date`/`allocated_to`",

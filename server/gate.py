@@ -374,7 +374,7 @@ class Gate:
         """What a person reads: the change only. The approval stays bound to the state it was shown against
         (the gate compares the state's digest before writing), so no fingerprint needs to be shown."""
         lines = "\n".join([*(f"• {c.line()}" for c in changes), *plan.notes()])
-        return f"{plan.summary}\n{lines}\nApply this change?"
+        return f"{plan.summary}\n{lines}\n{visible(plan.question, NAME_CAP)}"
 
     @staticmethod
     def _from_elicitation(outcome: Any) -> Decision:
@@ -408,8 +408,12 @@ class Gate:
         """Nothing is written: there is nothing to do, approval is waiting, or it was not given."""
         plan = prepared.plan
         if decision.kind == "noop":
+            made, undo_args = plan.made(prepared.state) if plan.made else ("", None)
             return WriteResult(
-                status="no_change", message=f"{plan.summary}: already in that state; nothing to do.", changes=[]
+                status="no_change",
+                message=f"{plan.summary}: already in that state; nothing to do." + (f" {made}" if made else ""),
+                changes=[],
+                undo=UndoCall(tool=plan.undo_tool or tool, arguments=undo_args) if undo_args else None,
             )
         # Audited before anything is read again: a "no" is recorded even if sheepCRM is down now.
         await self.audit.record(
@@ -535,7 +539,10 @@ class Gate:
         done = [c for c in changes if results[c.key] == "applied"]
         lines = [ChangeLine(target=c.label, before=c.before, after=c.after, result=results[c.key]) for c in changes]
         undo_args = plan.undo(done) if done else None
-        undo = UndoCall(tool=tool, arguments=undo_args) if undo_args else None
+        made = ""
+        if plan.made is not None and done and after is not None:  # a create: the record as read back
+            made, undo_args = plan.made(after)
+        undo = UndoCall(tool=plan.undo_tool or tool, arguments=undo_args) if undo_args else None
         if not done and "unknown" not in results.values():
             audited = await self._audit_outcome(attempt, "failed", after, failure)
             raise ToolError(
@@ -560,6 +567,7 @@ class Gate:
                 undo=undo,
                 audit_failed=flag,
                 message=f"{plan.summary}: done and read back ({len(done)} change(s)).{note}"
+                + (f" {made}" if made else "")
                 + (f" {plan.no_undo}" if plan.no_undo and undo is None else "")
                 + ("" if audited else AUDIT_FAILED),
             )

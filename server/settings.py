@@ -52,6 +52,7 @@ SECURITY = (
     "oauth_helpdesk_roles",
     "oauth_member_roles",
     "helpdesk_writes",
+    "delete_window",
     "oauth_client_id",
     "oauth_client_secret",
     "oauth_signin_scope",
@@ -149,6 +150,10 @@ class Settings(BaseSettings):
     metrics: bool = Field(default=False, description="serve Prometheus metrics at /metrics, next to /healthz")
     otel: bool = Field(default=False, description="export OpenTelemetry traces by OTLP (OTEL_* variables)")
     rate_limit: int = Field(default=0, ge=0, le=100_000, description="calls a minute per user and tool; 0 = off")
+    delete_window: float = Field(
+        default=3600.0, ge=0, le=7 * 86400,
+        description="seconds after create_contact during which delete_contact may delete what it created; 0 = never",
+    )
 
     @field_validator("bucket")
     @classmethod

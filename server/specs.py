@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from mcp.server.mcpserver import Context
 from mcp_types import ToolAnnotations
@@ -21,6 +21,9 @@ from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model
 from sheepcrm_mcp.server.settings import Settings
 from sheepcrm_mcp.server.writes import WritePlan
 from sheepcrm_mcp.sheepcrm import SheepClient, SheepReader
+
+if TYPE_CHECKING:
+    from sheepcrm_mcp.server.stores import Ledger
 
 I = TypeVar("I", bound=BaseModel)  # noqa: E741
 
@@ -82,9 +85,11 @@ class GatedWrites:
 
 @dataclass
 class WriteDeps(Deps):
-    """What a write handler may use: the read-only client to build its plan, and the gated writes for apply."""
+    """What a write handler may use: the read-only client to build its plan, the gated writes for apply, and the
+    ledger of what writes must remember across calls (a create: which call made which record)."""
 
     writes: GatedWrites = field(kw_only=True)
+    ledger: Ledger = field(kw_only=True)
 
 
 @dataclass(frozen=True, kw_only=True)

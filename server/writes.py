@@ -1,11 +1,13 @@
 """What a write tool hands the gate: a `WritePlan` of `Change`s.
 
 An update reads the record, diffs it against the wanted values, applies the changes and says
-how to undo them. A create fits the same shape: `read` looks for the record it would create
-(for example by its natural key) and returns None while it does not exist; `diff` turns "absent"
-into one Change (before None, after the new record); `apply` sends the create once; the gate's
-read-back then finds the record, which is how it knows the create happened; `undo` names the
-delete call, or returns None when sheepCRM offers none (the result then says so).
+how to undo them. A create fits the same shape: `read` looks for the record it would create (one it
+made already, remembered or found by searching) and says what exists instead while it does not;
+`diff` gives one Change per new value (before None) until the record exists, and none after; `apply`
+sends the create once; the gate's read-back then finds the record, which is how it knows the create
+happened. `made` tells the result which record that is (uri and name as read back) and gives the
+arguments of `undo_tool` (the delete) that would remove it; a repeated call is then "no change" and
+answers with the same record.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import idna
@@ -118,7 +120,13 @@ class WritePlan:
     one_write_per_change: bool = False
     no_undo: str | None = None  # said in the preview and the result when the change cannot be undone
     warning: str | None = None  # something the person should weigh before approving (shown in every preview)
+    listed: list[str] = field(default_factory=list)  # after the warning, one line each: records to look at first
+    question: str = "Apply this change?"  # the preview's last line
+    undo_tool: str | None = None  # the tool `undo` and `made` give arguments for, when not this one
+    # A create: from a state that shows the record, what the result says of it and the arguments that undo it.
+    made: Callable[[Any], tuple[str, dict[str, Any]]] | None = None
 
     def notes(self) -> list[str]:
-        """The extra lines of every preview: the warning (escaped, capped) and the no-undo notice."""
-        return [visible(n, 4 * NAME_CAP) for n in (self.warning, self.no_undo) if n]
+        """The extra lines of every preview: the warning, the listed records and the no-undo notice (each
+        escaped and capped)."""
+        return [visible(n, 4 * NAME_CAP) for n in (self.warning, *self.listed, self.no_undo) if n]

@@ -16,7 +16,7 @@ from sheepcrm_mcp.server.gate import Gate
 from sheepcrm_mcp.server.registration import Registration, build_tool, read_registration
 from sheepcrm_mcp.server.settings import ConfigError, Settings, trust_notes
 from sheepcrm_mcp.server.specs import Deps, GatedWrites, ReadTool, WriteDeps, WriteTool
-from sheepcrm_mcp.server.stores import Audit, Limiter, MemoryLimiter, RateLimit
+from sheepcrm_mcp.server.stores import Audit, Ledger, Limiter, MemoryLedger, MemoryLimiter, RateLimit
 from sheepcrm_mcp.sheepcrm import SheepClient
 from sheepcrm_mcp.tools import apps, catalogue
 from sheepcrm_mcp.tools.profiles import STAFF, Profile
@@ -49,6 +49,7 @@ class Stores:
     approvals: Approvals
     audit: Audit
     limiter: Limiter
+    ledger: Ledger
     shared: Any = None
 
 
@@ -68,7 +69,9 @@ def open_stores(settings: Settings) -> Stores:
 def _open_stores(settings: Settings) -> Stores:
     secret = settings.api_key.get_secret_value() if settings.api_key else None
     if settings.redis_url is None:
-        return Stores(ApprovalStore(), AuditLog(settings.audit_log, secret, settings.confirm), MemoryLimiter())
+        return Stores(
+            ApprovalStore(), AuditLog(settings.audit_log, secret, settings.confirm), MemoryLimiter(), MemoryLedger()
+        )
     from sheepcrm_mcp.server import redis_store
 
     url = settings.redis_url.get_secret_value()
@@ -77,6 +80,7 @@ def _open_stores(settings: Settings) -> Stores:
         redis_store.RedisApprovals(client, url),
         redis_store.RedisAudit(client, url, secret, settings.confirm),
         redis_store.RedisLimiter(client, url),
+        redis_store.RedisLedger(client, url),
         client,
     )
 
@@ -115,8 +119,6 @@ def build_app(
     def read_deps(ctx: Context) -> Deps:
         return Deps(client=reader, settings=seen, ctx=ctx)
 
-    def write_deps(ctx: Context) -> WriteDeps:
-        return WriteDeps(client=reader, settings=seen, ctx=ctx, writes=GatedWrites(sheep))
 
     for secret in settings.secret_values():  # scrubbed from every log line, result and audit line
         logs.add_secret(secret)
@@ -132,6 +134,10 @@ def build_app(
             "`python -c 'import secrets; print(secrets.token_hex(32))'`"
         )
     stores = stores or open_stores(settings)
+    ledger = stores.ledger
+
+    def write_deps(ctx: Context) -> WriteDeps:
+        return WriteDeps(client=reader, settings=seen, ctx=ctx, writes=GatedWrites(sheep), ledger=ledger)
     if page is None:
         page = (
             ServedPage(stores.approvals, settings.public_url, bucket=settings.bucket)

@@ -43,6 +43,9 @@ AUTH = {"Authorization": f"Bearer {HTTP_TOKEN}"}
 BIN_DIR = Path(sys.executable).parent
 BINARY = shutil.which("sheepcrm-mcp", path=str(BIN_DIR)) or shutil.which("sheepcrm-mcp")
 ACCEPT = "application/json, text/event-stream"
+# Characters of the whole tools/list for a client without apps (every character is paid on every turn);
+# 14,000 until create_contact and delete_contact added their 1,780.
+TOOLS_LIST_BUDGET = 15_800
 PROTOCOL = "2025-11-25"
 
 

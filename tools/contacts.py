@@ -1,18 +1,30 @@
-"""get_contact and update_contact."""
+"""get_contact, update_contact, create_contact and delete_contact."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import contextlib
+import logging
+import re
+import time
+import unicodedata
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from sheepcrm_mcp.server.errors import or_refuse
+from sheepcrm_mcp.server.approvals.pending import digest
+from sheepcrm_mcp.server.errors import Refusal, or_refuse
 from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec, WriteDeps, WriteTool
+from sheepcrm_mcp.server.stores import StoreUnavailable
 from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, show, visible
-from sheepcrm_mcp.sheepcrm import NotFoundError, SheepError
+from sheepcrm_mcp.sheepcrm import CircuitOpenError, InvalidRequest, NotFoundError, SheepError, UpstreamError
+from sheepcrm_mcp.sheepcrm.contacts import located
 from sheepcrm_mcp.sheepcrm.scope import parse_uri
-from sheepcrm_mcp.tools.common import ContactRef, Detail, text
+from sheepcrm_mcp.tools.common import ContactRef, Detail, listed, text
 from sheepcrm_mcp.tools.search import records
+
+log = logging.getLogger("sheepcrm_mcp.tools")
 
 
 class GetContactInput(Input):
@@ -223,6 +235,382 @@ async def _name(deps: Deps, uri: Any) -> str:
     return visible(text(record.get("display_value")) or str(uri), NAME_CAP)
 
 
+# ---- create_contact and delete_contact (writes, gated) ---------------------------------
+
+REMEMBERED = 86_400.0  # seconds a creation is remembered: a repeated call answers with it, never creates again
+UNRESOLVED = 900.0  # seconds an unknown outcome is remembered: an identical call searches for it, never posts
+PHONE = re.compile(r"\+?[0-9][0-9 ()./-]{4,29}")
+POSTCODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 -]{1,11}")
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+Name = Annotated[str | None, Field(max_length=100)]
+SAME_EMAIL = "same email"
+
+
+class CreateContactInput(Input):
+    type: Literal["person", "organisation"] = "person"
+    first_name: Name = None
+    last_name: Name = None
+    title: Annotated[str | None, Field(max_length=20)] = None
+    name: Annotated[Name, Field(description="Organisations only.")] = None
+    email: Value = None
+    phone: Value = None
+    address_lines: list[str] | None = None
+    postcode: Annotated[str | None, Field(max_length=12)] = None
+    date_of_birth: date | None = None
+
+    @model_validator(mode="after")
+    def _fits(self) -> CreateContactInput:
+        person = ("first_name", "last_name", "title", "date_of_birth")
+        for f in ("first_name", "last_name", "title", "name", "email", "phone", "postcode"):
+            if getattr(self, f) == "":
+                raise ValueError(f"{f} is empty: leave it out instead")
+        if self.type == "person":
+            if not (self.first_name and self.last_name):
+                raise ValueError("a person needs first_name and last_name")
+            if self.name:
+                raise ValueError("name is an organisation's; for a person give first_name and last_name")
+        else:
+            if not self.name:
+                raise ValueError("an organisation needs name")
+            if given := [f for f in person if getattr(self, f)]:
+                raise ValueError(f"{', '.join(given)}: a person's fields; an organisation takes name")
+        if self.email is not None and not EMAIL.fullmatch(self.email):
+            raise ValueError("email must look like name@example.org")
+        if self.phone is not None and not PHONE.fullmatch(self.phone):
+            raise ValueError("phone takes digits, spaces and + ( ) - . only")
+        if self.postcode is not None and not POSTCODE.fullmatch(self.postcode):
+            raise ValueError("postcode takes letters, digits, spaces and - only")
+        lines = self.address_lines or []
+        if len(lines) > 3 or any(not line.strip() or len(line) > 200 for line in lines):
+            raise ValueError("address_lines takes at most 3 lines, none empty, each at most 200 characters")
+        return self
+
+
+def _shown(request: CreateContactInput) -> str:
+    return request.name or f"{request.first_name} {request.last_name}"
+
+
+def _link(uri: str) -> str:
+    """Where a person (or their client) opens a contact: this server's resource for it."""
+    return f"sheepcrm://contact/{uri.rstrip('/').rsplit('/', 1)[-1]}"
+
+
+def _alphabets(value: str | None) -> int:
+    """How many alphabets the letters of `value` come from (Latin and Cyrillic look-alikes fool a search)."""
+    return len({unicodedata.name(c, "?").split()[0] for c in value or "" if c.isalpha()})
+
+
+def _deleted(row: dict[str, Any]) -> bool:
+    """A listed record sheepCRM marks deleted (`record_state`, on the record or in its data)."""
+    data = row.get("data") if isinstance(row.get("data"), dict) else {}
+    return "deleted" in (row.get("record_state"), row.get("state"), data.get("record_state"))  # type: ignore[union-attr]
+
+
+def _fold(value: Any) -> str:
+    return " ".join(str(value or "").split()).casefold()
+
+
+def _email_values(value: Any) -> list[str]:
+    """A v1 email field's addresses: a list or one value, entries possibly "address;label" (v1 list fields)."""
+    return [_fold(str(v).split(";", 1)[0]) for v in positional(value) if v]
+
+
+def _summary_of(row: dict[str, Any]) -> dict[str, Any]:
+    """One found record as the preview shows it (search answers and v1 listing records have different shapes: a
+    search item's `id` is its uri, a v1 listing record's `id` is its uid beside `uri`)."""
+    uri = text(row.get("uri")) or text(row.get("id")) or ""
+    data: dict[str, Any] = row.get("data") if isinstance(row.get("data"), dict) else {}  # type: ignore[assignment]
+    emails = _email_values(data.get("email")) if data else []
+    return {
+        "uri": uri,
+        "name": text(row.get("display_value")) or text(data.get("formatted_name")) or "(no name)",
+        "email": text(row.get("primary_email")) or (emails[0] if emails else None),
+        "postcode": text(row.get("postal_code")) or text(data.get("postal_code")),
+    }
+
+
+async def lookalikes(deps: Deps, req: CreateContactInput) -> list[dict[str, Any]]:
+    """Contacts that may be the one to create, each with why: sheepCRM's matching rules for people (email;
+    first+last+date of birth; first+last+postcode; title+last+postcode: exact and, for names and postcode,
+    case-sensitive), then namesakes in any case (the v1 listing's plain filters ignore case). Organisations: the
+    same email or name. A search that fails is "could not check", never "none found"."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def add(rows_: list[dict[str, Any]], why: str, keep: Callable[[dict[str, Any]], bool] = lambda r: True) -> None:
+        for row in rows_:
+            item = _summary_of(row)
+            if item["uri"] and item["uri"] not in found and keep(row) and not _deleted(row):
+                found[item["uri"]] = {**item, "why": why}
+
+    email = req.email
+    try:
+        if email:  # the v1 listing too: list values may carry a label ("x@y;work") an exact filter would miss
+            same = await deps.client.resources(req.type, {"email__startswithi": email}, page_size=10)
+            add(listed(same, f"the {req.type} listing by email", "results"), SAME_EMAIL,
+                lambda r: _fold(email) in _email_values((r.get("data") or {}).get("email")))
+        if req.type == "person":
+            dob = req.date_of_birth.isoformat() if req.date_of_birth else None
+            rules = (
+                (SAME_EMAIL, {"email": email}),
+                ("same first name, last name and date of birth",
+                 {"first_name": req.first_name, "last_name": req.last_name, "date_of_birth": dob}),
+                ("same first name, last name and postcode",
+                 {"first_name": req.first_name, "last_name": req.last_name, "postal_code": req.postcode}),
+                ("same title, last name and postcode",
+                 {"title": req.title, "last_name": req.last_name, "postal_code": req.postcode}),
+            )
+            for why, fields in rules:
+                if all(fields.values()):
+                    try:
+                        add(records(await deps.client.search_people(**fields), "the person search"), why)
+                    except NotFoundError:  # the person search's "no match"
+                        pass
+            names = {"first_name": str(req.first_name), "last_name": str(req.last_name)}
+            namesakes = await deps.client.resources("person", names, page_size=10)
+            add(listed(namesakes, "the person listing by name", "results"), "same name (any case)")
+        else:
+            named = await deps.client.resources("organisation", {"name": str(req.name)}, page_size=10)
+            add(listed(named, "the organisation listing by name", "results"), "same name (any case)")
+    except SheepError as exc:
+        raise Refusal(
+            f"Could not check sheepCRM for an existing contact ({exc}); nothing was created. Try again shortly."
+        ) from None
+    return sorted(found.values(), key=lambda f: (f["why"] != SAME_EMAIL, f["uri"]))
+
+
+async def find_created(deps: Deps, req: CreateContactInput, known: set[str]) -> list[str]:
+    """The record a create made, found by searching (its answer did not name it, or never came): records that
+    match every name, email and postcode given and that were not there before it was sent."""
+    rtype = req.type
+    filters = (
+        {"email__startswithi": req.email} if req.email
+        else {"name": str(req.name)} if rtype == "organisation"
+        else {"first_name": str(req.first_name), "last_name": str(req.last_name)}
+    )
+    data = await deps.client.resources(rtype, filters, page_size=25)
+    wanted = {
+        "first_name": req.first_name, "last_name": req.last_name, "name": req.name, "postal_code": req.postcode,
+    }
+    hits = []
+    for row in listed(data, f"the {rtype} listing", "results"):
+        d: dict[str, Any] = row.get("data") or {}
+        uri = text(row.get("uri")) or ""
+        if not uri or uri in known or _deleted(row):
+            continue
+        if any(v and _fold(d.get(k)).replace(" ", "") != _fold(v).replace(" ", "") for k, v in wanted.items()):
+            continue
+        if req.email and _fold(req.email) not in _email_values(d.get("email")):
+            continue
+        hits.append(uri)
+    return hits
+
+
+def _packet(req: CreateContactInput) -> dict[str, Any]:
+    """The JSON packet POSTed (v1 notes' example: `{"first_name": ..., "last_name": ..., "email": ...}`)."""
+    names = (
+        {"name": req.name} if req.type == "organisation"
+        else {"first_name": req.first_name, "last_name": req.last_name, "title": req.title,
+              "date_of_birth": req.date_of_birth.isoformat() if req.date_of_birth else None}
+    )
+    packet: dict[str, Any] = {**names, "email": req.email, "telephone": req.phone, "postal_code": req.postcode,
+                              "address_lines": req.address_lines}
+    return {k: v for k, v in packet.items() if v}
+
+
+LABELS = {
+    "first_name": "first name", "last_name": "last name", "name": "name", "title": "title", "email": "email",
+    "phone": "phone", "address_lines": "address", "postcode": "postcode", "date_of_birth": "date of birth",
+}
+
+
+def _when(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
+    bucket, rtype, ledger = deps.client.bucket, req.type, deps.ledger
+    args = req.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+    key = "create:" + digest([bucket, "create_contact", args])
+    window = deps.settings.delete_window
+    sent: dict[str, Any] = {}  # what this call sent and learnt (the ledger may be shared, or unreachable later)
+    posted: list[bool] = []  # [True] once this call sent the create
+
+    async def remember(value: dict[str, Any], ttl: float) -> None:
+        sent.clear()
+        sent.update(value)
+        try:
+            await ledger.put(key, value, ttl)
+            if value.get("uri") and window > 0:
+                await ledger.put(f"created:{value['uri']}", {"at": value["at"], "key": key}, window)
+        except StoreUnavailable as exc:  # the write is done; say so in the log, and the result still tells it
+            log.warning("create_contact: %s", exc)
+
+    async def read() -> dict[str, Any]:
+        held = dict(sent) if sent else await ledger.get(key)
+        if held is None:
+            return {"created": None, "lookalikes": await lookalikes(deps, req)}
+        if held.get("state") != "created":  # sent but unnamed, or its outcome unknown: search, never post again
+            try:
+                hits = await find_created(deps, req, set(held.get("known") or []))
+            except SheepError as exc:
+                raise Refusal(f"Could not search for the contact an earlier create_contact may have made ({exc}). "
+                              "It was not created again.") from None
+            if len(hits) != 1:
+                what = "no record" if not hits else f"{len(hits)} records ({', '.join(hits[:3])})"
+                raise Refusal(
+                    f"create_contact with these arguments at {_when(held['at'])} may or may not have created "
+                    f"{_shown(req)}: sheepCRM did not say which record, and searching finds {what} with these "
+                    "details. It was not created again. Look with search_contacts; this call is refused until "
+                    f"{_when(held['at'] + UNRESOLVED)}."
+                )
+            how = "search, unnamed" if held.get("state") == "sent" else "search, unanswered"
+            held = {**held, "state": "created", "uri": hits[0], "how": how}
+            await remember(held, REMEMBERED)
+        uri = parse_uri(str(held.get("uri")), bucket, (rtype,))
+        try:
+            record = await deps.client.record(uri, fresh=True)
+        except NotFoundError:
+            raise Refusal(
+                f"create_contact with these arguments created {uri} at {_when(held['at'])}; sheepCRM no longer has "
+                "it (deleted?). It was not created again: restore it in sheepCRM, or create it there."
+            ) from None
+        name = text(record.get("display_value")) or text((record.get("data") or {}).get("formatted_name"))
+        return {"created": {"uri": str(uri), "name": name, "at": held["at"], "how": held.get("how"),
+                            "status": held.get("status")}}
+
+    def diff(state: dict[str, Any]) -> list[Change]:
+        if state["created"] is not None:
+            return []
+        return [Change(f, LABELS[f], None, args[f]) for f in LABELS if args.get(f)]
+
+    async def apply(changes: list[Change], state: dict[str, Any]) -> None:
+        claim = {"state": "sending", "at": time.time(), "known": [f["uri"] for f in state["lookalikes"]]}
+        if await ledger.claim(key, claim, UNRESOLVED) is not None:
+            raise InvalidRequest("An identical create_contact is already being sent; this call sent nothing.")
+        sent.update(claim)
+        try:
+            created = await deps.writes.client.create_contact(rtype, _packet(req))
+        except CircuitOpenError:  # refused before sending anything
+            sent.clear()
+            with contextlib.suppress(StoreUnavailable):
+                await ledger.forget(key)
+            raise
+        except UpstreamError:  # no answer, or a failure that may have come after the record was made
+            posted.append(True)
+            await remember({**claim, "state": "unknown"}, UNRESOLVED)
+            raise
+        except SheepError:  # sheepCRM refused it: nothing was created, and an identical call may try again
+            sent.clear()
+            with contextlib.suppress(StoreUnavailable):
+                await ledger.forget(key)
+            raise
+        posted.append(True)
+        uri = located(created.location, bucket, rtype)
+        if uri is None:
+            await remember({**claim, "state": "sent", "status": created.status}, UNRESOLVED)
+        else:
+            await remember({**claim, "state": "created", "uri": str(uri), "how": "location",
+                            "status": created.status}, REMEMBERED)
+
+    def made(state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        c = state["created"]
+        name = visible(c["name"] or "(no name)", NAME_CAP)
+        how = {
+            "location": "named by sheepCRM's Location header, then read back",
+            "search, unnamed": "found by searching, as sheepCRM's answer did not name it",
+        }.get(c["how"], "found by searching, as sheepCRM's answer never came")
+        odd = f" sheepCRM answered {c['status']}, not the documented 201." if c.get("status") not in (None, 201) else ""
+        if posted:
+            words = f"New {rtype}: {name}, {c['uri']} ({how}).{odd}"
+        else:
+            words = (f"An identical call already created it at {_when(c['at'])}: {name}, {c['uri']}; "
+                     "it was not created again.")
+        if window > 0:
+            words += f" delete_contact can undo it until {_when(c['at'] + window)}."
+        return words, {"uri": c["uri"]}
+
+    state = await read()
+    found = state.get("lookalikes") or []
+    same = [f for f in found if f["why"] == SAME_EMAIL]
+    if same:
+        names = "; ".join(f"{visible(f['name'], NAME_CAP)} ({f['uri']})" for f in same[:3])
+        raise Refusal(
+            f"Not created: {req.email} already belongs to {names}. Use that record (get_contact, update_contact); "
+            "if this is someone else, ask for their own email."
+        )
+    listed = [
+        f"• {visible(f['name'], NAME_CAP)}" + (f" <{visible(f['email'], NAME_CAP)}>" if f.get("email") else "")
+        + (f" {visible(f['postcode'], 20)}" if f.get("postcode") else "") + f" [{f['why']}] {_link(f['uri'])}"
+        for f in found[:5]
+    ]
+    if len(found) > 5:
+        listed.append(f"• and at least {len(found) - 5} more (search_contacts finds them)")
+    mixed = [LABELS[f] for f in ("first_name", "last_name", "name") if _alphabets(getattr(req, f)) > 1]
+    notes = [f"{', '.join(mixed)} mixes alphabets: look-alike letters can hide a duplicate."] if mixed else []
+    if found:
+        notes.append(f"Possibly already in sheepCRM ({len(found)}); open each before approving, which creates it "
+                     "anyway:")
+    return WritePlan(
+        summary=f"Create {rtype} {_shown(req)}",
+        read=read,
+        diff=diff,
+        apply=apply,
+        undo=lambda applied: None,
+        warning=" ".join(notes) or None,
+        listed=listed,
+        question="Create anyway?" if found else "Create this contact?",
+        undo_tool="delete_contact",
+        made=made,
+    )
+
+
+class DeleteContactInput(Input):
+    uri: ContactRef
+
+
+async def delete_contact(req: DeleteContactInput, deps: WriteDeps) -> WritePlan:
+    uri = parse_uri(req.uri, deps.client.bucket)
+    window = deps.settings.delete_window
+    held = await deps.ledger.get(f"created:{uri}")
+    if held is None or time.time() - float(held["at"]) > window:
+        raise Refusal(
+            f"Not deleted: delete_contact deletes only a contact this server created in the last {window / 60:g} "
+            f"minutes (SHEEPCRM_DELETE_WINDOW), and {uri} is not one. A person can delete it in sheepCRM."
+        )
+
+    async def read() -> dict[str, Any] | None:
+        try:
+            record = await deps.client.record(uri, fresh=True)
+        except NotFoundError:
+            return None  # gone (sheepCRM's v1 also says 404 to a key it refuses: then nothing reads at all)
+        return {"name": text(record.get("display_value")), "last_updated": (record.get("meta") or {}).get(
+            "last_updated")}
+
+    def diff(state: dict[str, Any] | None) -> list[Change]:
+        if state is None:
+            return []
+        return [Change("contact", "contact", f"{state['name'] or '(no name)'} ({uri})", "(deleted)")]
+
+    async def apply(changes: list[Change], state: dict[str, Any] | None) -> None:
+        await deps.writes.client.delete_record(uri)
+        with contextlib.suppress(StoreUnavailable):  # deleted: the same create may be made again, deliberately
+            await deps.ledger.forget(f"created:{uri}")
+            await deps.ledger.forget(str(held["key"]))
+
+    try:
+        name = await _name(deps, uri)
+    except NotFoundError:
+        name = "(no longer in sheepCRM)"
+    return WritePlan(
+        summary=f"Delete contact {name} ({uri}), created by this server at {_when(held['at'])}",
+        read=read,
+        diff=diff,
+        apply=apply,
+        undo=lambda applied: None,
+        no_undo="sheepCRM can restore a deleted record in its own UI, not through its API: this server cannot undo it.",
+    )
+
+
 TOOLS: list[ToolSpec] = [
     ReadTool(
         name="get_contact",
@@ -242,6 +630,28 @@ TOOLS: list[ToolSpec] = [
         toolset="contacts",
         input=UpdateContactInput,
         handler=update_contact,
+        destructive=True,
+        idempotent=True,
+    ),
+    WriteTool(
+        name="create_contact",
+        title="Create contact",
+        description="New person or organisation. Refuses a known email; shows likely duplicates for a person to "
+        "approve; repeat-safe. Undo: delete_contact.",
+        toolset="contacts",
+        input=CreateContactInput,
+        handler=create_contact,
+        destructive=False,
+        idempotent=True,
+    ),
+    WriteTool(
+        name="delete_contact",
+        title="Delete contact",
+        description="Undo create_contact: delete a contact it made recently, after a person approves. Only "
+        "sheepCRM's UI can restore it.",
+        toolset="contacts",
+        input=DeleteContactInput,
+        handler=delete_contact,
         destructive=True,
         idempotent=True,
     ),

@@ -204,6 +204,26 @@ async def test_redis_down_refuses_writes_reads_go_on(running: Cluster, cluster_s
     assert trail(c, args) == ["approval_required", "attempt", "succeeded"]
 
 
+async def test_a_create_repeated_on_other_replicas_creates_once(
+    running: Cluster, cluster_sandbox: SandboxServer
+) -> None:
+    """create_contact's memory lives in Redis: approved on one replica, run on a second, repeated on a third."""
+    c, sb = running, cluster_sandbox
+    args = {"first_name": "Jack", "last_name": "Swigert", "email": "jack.swigert@example.org"}
+    seen = len(c.launches())
+    first = await call(c.replica(1), "create_contact", args)
+    assert first.structured_content["status"] == "approval_required", text_of(first)
+    [launch] = c.launches()[seen:]
+    approve(launch, via=c.replica(2), public=c.lb)
+    done = await call(c.replica(2), "create_contact", args)
+    assert done.structured_content["status"] == "applied", text_of(done)
+    again = await call(c.replica(3), "create_contact", args)
+    assert again.structured_content["status"] == "no_change" and "already created" in text_of(again)
+    [record] = sb.store.contacts_by_email(args["email"])
+    assert record.uri in text_of(again)
+    assert [e.path for e in sb.request_log if e.method == "POST"] == ["/api/v1/demo/person/"]
+
+
 async def test_rate_limits_are_shared_by_replicas(running: Cluster) -> None:
     from sheepcrm_mcp.server.redis_store import RedisLimiter, connect
 

@@ -102,6 +102,8 @@ def slots(facts: dict[str, Any], bad: str) -> list[tuple[str, dict[str, Any]]]:
         ("get_contact", {"uri": bad}),
         ("get_contact", {"uri": bad, "detail": "full"}),
         ("update_contact", {"uri": bad, "phone": "01632 960000"}),
+        ("delete_contact", {"uri": bad}),
+        ("create_contact", {"first_name": bad, "last_name": "Quill", "email": f"{bad}@example.org"}),
         ("check_membership", {"uri": bad}),
         ("check_membership", {"email": bad}),
         ("get_record_history", {"uri": bad}),

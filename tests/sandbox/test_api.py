@@ -9,6 +9,7 @@ import httpx
 
 from sheepcrm_mcp.sandbox import SandboxServer
 from sheepcrm_mcp.sandbox.records import now_utc, parse_dt
+from tests.helpers import CANARY_KEY
 
 
 def test_search_finds_contacts_by_name_email_and_postcode(client: httpx.Client, facts: dict[str, Any]) -> None:
@@ -175,17 +176,13 @@ def test_v1_post_creates_and_delete_removes(fresh: SandboxServer, fresh_client: 
     assert fresh.store.get(uri).state == "deleted"  # type: ignore[union-attr]  # kept, for sheepCRM's UI
 
 
-def test_v1_create_variants(fresh: SandboxServer, fresh_client: httpx.Client) -> None:
-    from sheepcrm_mcp.sandbox.app import create_variant
-
-    v1 = fresh._v1_app
-    assert v1 is not None
-    create_variant(v1, "no-location")
-    unnamed = fresh_client.post("/api/v1/demo/person/", json={"first_name": "A", "last_name": "B"})
-    assert unnamed.status_code == 201 and "location" not in unnamed.headers
-    create_variant(v1, "200")
-    ok = fresh_client.post("/api/v1/demo/person/", json={"first_name": "C", "last_name": "D"})
-    assert ok.status_code == 200 and ok.headers["location"].startswith("/demo/person/")
+def test_v1_create_variants(make_client: Any) -> None:
+    for variant, status, named in (("create-unnamed", 201, False), ("create-200", 200, True)):
+        with SandboxServer(key=CANARY_KEY, variant=variant) as sb:
+            answer = make_client(sb, key=CANARY_KEY).post("/api/v1/demo/person/", json={"first_name": "A",
+                                                                                        "last_name": "B"})
+            assert answer.status_code == status and ("location" in answer.headers) == named, variant
+            assert [r.data["last_name"] for r in sb.store.by_type("person") if r.data["first_name"] == "A"] == ["B"]
 
 
 def test_segments(client: httpx.Client, sandbox: SandboxServer, facts: dict[str, Any]) -> None:

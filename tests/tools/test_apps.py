@@ -27,13 +27,12 @@ from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.tools import apps
 from sheepcrm_mcp.tools.profiles import HELPDESK, MEMBER, STAFF, Profile
-from tests.helpers import CANARY_KEY, HTTP_TOKEN, REPO, http_session, serve_http, settings_for
+from tests.helpers import CANARY_KEY, HTTP_TOKEN, REPO, TOOLS_LIST_BUDGET, http_session, serve_http, settings_for
 
 SNAP = REPO / "tests" / "__toolsnaps__" / "apps" / "ui.json"
 UI_SOURCES = REPO / "tools" / "ui"
 CHECK_IN, CARD, RENEWALS = (a.uri for a in apps.APPS)
 APPS_CLIENT = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
-BUDGET = 14_000  # tools/list for a client without apps (tests/tools/test_surface.py)
 APPS_ALLOWANCE = 400  # what the apps' _meta may add to it for a client that negotiates them
 
 
@@ -145,7 +144,7 @@ async def test_tools_list_with_apps_fits_the_budget(shared_sandbox: SandboxServe
         async with session(shared_sandbox, tmp_path, ui=ui) as client:
             sizes.append(len((await client.list_tools()).model_dump_json(by_alias=True, exclude_none=True)))
     plain, rich = sizes
-    assert plain <= BUDGET, f"tools/list is {plain} characters"
+    assert plain <= TOOLS_LIST_BUDGET, f"tools/list is {plain} characters"
     assert 0 < rich - plain <= APPS_ALLOWANCE, f"the apps add {rich - plain} characters to tools/list"
 
 

@@ -19,7 +19,7 @@ from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.specs import ReadTool, WriteTool
 from sheepcrm_mcp.tools.catalogue import TOOLS
 from sheepcrm_mcp.tools.profiles import MEMBER
-from tests.helpers import settings_for
+from tests.helpers import TOOLS_LIST_BUDGET, settings_for
 
 SNAPS = Path(__file__).resolve().parents[1] / "__toolsnaps__"
 
@@ -86,7 +86,7 @@ async def test_listed_tools_carry_output_schemas_and_hints(shared_sandbox: Sandb
 async def test_tools_list_fits_the_context_budget(shared_sandbox: SandboxServer, connect: Any) -> None:
     async with connect(shared_sandbox) as client:
         listing = (await client.list_tools()).model_dump_json(by_alias=True, exclude_none=True)
-    assert len(listing) <= 14_000, f"tools/list is {len(listing)} characters"
+    assert len(listing) <= TOOLS_LIST_BUDGET, f"tools/list is {len(listing)} characters"
 
 
 async def test_toolsets_register_only_the_named_sets(shared_sandbox: SandboxServer, connect: Any) -> None:

@@ -268,3 +268,23 @@ async def test_contact_write(writing: SandboxServer, connect: Any, tmp_path: Pat
         assert store.get(jane).data["postal_code"] == "BA1 1AA"  # type: ignore[union-attr]
         assert old in json.dumps(body)
 
+
+
+async def test_contact_create(writing: SandboxServer, connect: Any, tmp_path: Path, variant: str | None) -> None:
+    """Add a new person: created once and named by uri (however sheepCRM answers the POST); a known email is
+    refused naming its record (however the searches answer)."""
+    store, facts = writing.store, writing.store.demo_facts()
+    args = {"first_name": "Ken", "last_name": "Mattingly", "email": "ken.mattingly@example.org"}
+    async with connect(writing, elicitation=approve) as writer:
+        body, text, is_error = await ask(writer, "create_contact", args)
+        again, again_text, _ = await ask(writer, "create_contact", args)
+        _, refused, refused_error = await ask(
+            writer, "create_contact", {"first_name": "J", "last_name": "Doe", "email": facts["jane_email"]})
+    [made] = [r for r in store.by_type("person") if r.data.get("last_name") == "Mattingly"]
+    assert not is_error and body["status"] == "applied" and made.uri in text, text
+    assert again["status"] == "no_change" and made.uri in again_text, again_text
+    assert [r.path for r in writing.request_log if r.method == "POST"] == ["/api/v1/demo/person/"]
+    if variant == "other-wrappers":  # the person search's matches cannot be read: "could not check", no create
+        assert refused_error and "Could not check sheepCRM for an existing contact" in refused, refused
+    else:
+        assert refused_error and facts["jane_uri"] in refused, refused

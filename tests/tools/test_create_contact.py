@@ -1,0 +1,246 @@
+"""create_contact and delete_contact end to end: a real client session, the gate, the sandbox's v1 POST/DELETE.
+
+Expected values come from the sandbox's store; every POST and DELETE the sandbox received is counted.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+from mcp import Client
+
+from sheepcrm_mcp.assembly import build_app
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.tools.profiles import HELPDESK, MEMBER
+from tests.helpers import CANARY_KEY, approve, decline, settings_for
+
+JIM = {
+    "first_name": "Jim", "last_name": "Lovell", "email": "jim.lovell@example.org", "phone": "+44 20 7946 0013",
+    "address_lines": ["13 Aquarius Way", "Flat 2"], "postcode": "SW1A 2AA",
+}
+
+
+def sent(sb: SandboxServer, method: str) -> list[str]:
+    return [r.path for r in sb.request_log if r.method == method]
+
+
+def audit_lines(tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def text_of(result: types.CallToolResult) -> str:
+    return " ".join(c.text for c in result.content if isinstance(c, types.TextContent))
+
+
+def asking(seen: list[str], action: str = "accept") -> Any:
+    """A scripted person who reads each preview (kept in `seen`) and approves, or declines."""
+
+    async def callback(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        seen.append(params.message)
+        if action == "accept":
+            return types.ElicitResult(action="accept", content={"confirm": True})
+        return types.ElicitResult(action="decline")
+
+    return callback
+
+
+def uid_of(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[1]
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])  # both protocol eras
+async def test_create_with_approval_reads_back_and_audits(
+    sandbox: SandboxServer, connect: Any, tmp_path: Path, mode: str
+) -> None:
+    seen: list[str] = []
+    async with connect(sandbox, mode=mode, elicitation=asking(seen)) as client:
+        result = await client.call_tool("create_contact", JIM)
+    body = result.structured_content
+    assert not result.is_error and body["status"] == "applied", text_of(result)
+    [record] = sandbox.store.contacts_by_email(JIM["email"])
+    assert (record.type, record.data["first_name"], record.data["last_name"]) == ("person", "Jim", "Lovell")
+    assert record.data["address_lines"] == JIM["address_lines"] and record.data["postal_code"] == JIM["postcode"]
+    assert record.data["telephone"] == [JIM["phone"]]
+    assert sent(sandbox, "POST") == ["/api/v1/demo/person/"]
+    assert f"Jim Lovell, {record.uri}" in body["message"] and "Location header" in body["message"]
+    assert body["undo"] == {"tool": "delete_contact", "arguments": {"uri": record.uri}}
+    [preview] = seen
+    assert preview.startswith("Create person Jim Lovell") and "first name: (empty) → Jim" in preview
+    assert preview.rstrip().endswith("Create this contact?") and "Possibly already" not in preview
+    attempt, outcome = audit_lines(tmp_path)
+    assert (attempt["tool"], attempt["outcome"], outcome["outcome"]) == ("create_contact", "attempt", "succeeded")
+    assert outcome["after"]["created"]["uri"] == record.uri and attempt["arguments"]["email"] == JIM["email"]
+
+
+async def test_create_an_organisation(sandbox: SandboxServer, connect: Any) -> None:
+    async with connect(sandbox, elicitation=approve) as client:
+        result = await client.call_tool(
+            "create_contact", {"type": "organisation", "name": "Aquarius Lunar Society", "postcode": "HP1 1AA"}
+        )
+    assert result.structured_content["status"] == "applied", text_of(result)
+    [org] = [r for r in sandbox.store.by_type("organisation") if r.data["name"] == "Aquarius Lunar Society"]
+    assert org.data["postal_code"] == "HP1 1AA" and org.uri in result.structured_content["message"]
+    assert sent(sandbox, "POST") == ["/api/v1/demo/organisation/"]
+
+
+async def test_decline_creates_nothing(sandbox: SandboxServer, connect: Any, tmp_path: Path) -> None:
+    async with connect(sandbox, elicitation=decline) as client:
+        result = await client.call_tool("create_contact", JIM)
+    assert result.structured_content["status"] == "not_approved"
+    assert sandbox.store.contacts_by_email(JIM["email"]) == [] and sent(sandbox, "POST") == []
+    assert [e["outcome"] for e in audit_lines(tmp_path)] == ["declined"]
+
+
+@pytest.mark.parametrize("email", ["jane.austen@example.org", "JANE.Austen@Example.org"])
+async def test_an_exact_email_match_refuses_naming_the_record(
+    sandbox: SandboxServer, connect: Any, email: str
+) -> None:
+    facts = sandbox.store.demo_facts()
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=asking(seen)) as client:
+        result = await client.call_tool("create_contact", {"first_name": "Janet", "last_name": "Smith", "email": email})
+    assert result.is_error and seen == [] and sent(sandbox, "POST") == []
+    assert "already belongs to Jane Austen" in text_of(result) and facts["jane_uri"] in text_of(result)
+
+
+async def test_a_namesake_is_shown_with_a_link_and_the_person_asked_to_create_anyway(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    facts = sandbox.store.demo_facts()
+    jane = facts["jane_uri"]
+    new = {"first_name": "jane", "last_name": "austen", "email": "j.austen@example.net"}  # names in another case
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=asking(seen, "decline")) as client:
+        declined = await client.call_tool("create_contact", new)
+    assert declined.structured_content["status"] == "not_approved" and sent(sandbox, "POST") == []
+    assert f"sheepcrm://contact/{uid_of(jane)}" in seen[0] and "same name (any case)" in seen[0]
+    assert seen[0].rstrip().endswith("Create anyway?")
+    # the documented rule (first + last + postcode, exact case) is named as such
+    rule = {"first_name": "Jane", "last_name": "Austen", "postcode": facts["jane_postal_code"]}
+    async with connect(sandbox, elicitation=asking(seen)) as client:
+        created = await client.call_tool("create_contact", rule)
+    assert "same first name, last name and postcode" in seen[1] and "Create anyway?" in seen[1]
+    assert created.structured_content["status"] == "applied"
+    assert len([r for r in sandbox.store.by_type("person") if r.data["last_name"] == "Austen"]) == 2
+
+
+async def test_a_retried_call_after_a_timeout_creates_one_record(connect: Any, tmp_path: Path) -> None:
+    """The POST is applied but its answer never comes: the call finds the record by searching; the model's
+    retry answers with it; nothing is posted twice."""
+    faults = ["timeout=5@after:1:^/api/v1/demo/person/$"]
+    with SandboxServer(key=CANARY_KEY, faults=faults) as sb:
+        async with connect(sb, elicitation=approve, timeout=0.5, connect_timeout=0.5) as client:
+            first = await client.call_tool("create_contact", JIM)
+            retry = await client.call_tool("create_contact", JIM)
+        [record] = sb.store.contacts_by_email(JIM["email"])
+        assert sent(sb, "POST") == ["/api/v1/demo/person/"]
+    assert first.structured_content["status"] == "applied", text_of(first)
+    assert "did not answer" in first.structured_content["message"] and "found by searching" in text_of(first)
+    assert retry.structured_content["status"] == "no_change", text_of(retry)
+    assert "already created" in text_of(retry) and record.uri in text_of(retry)
+    assert retry.structured_content["undo"] == {"tool": "delete_contact", "arguments": {"uri": record.uri}}
+    assert [e["outcome"] for e in audit_lines(tmp_path)] == ["attempt", "succeeded"]
+
+
+async def test_a_refused_create_changes_nothing_and_may_be_tried_again(connect: Any, tmp_path: Path) -> None:
+    """A 409 (sheepCRM: the values clash) is a definite no: said so, audited as failed, not remembered."""
+    with SandboxServer(key=CANARY_KEY, faults=["409:1:^/api/v1/demo/person/$"]) as sb:
+        async with connect(sb, elicitation=approve) as client:
+            first = await client.call_tool("create_contact", JIM)
+            again = await client.call_tool("create_contact", JIM)
+        assert sb.store.contacts_by_email(JIM["email"]) == []
+        assert sent(sb, "POST") == ["/api/v1/demo/person/"] * 2
+    for result in (first, again):
+        assert result.is_error and "nothing was changed" in text_of(result) and "409" in text_of(result)
+    assert [e["outcome"] for e in audit_lines(tmp_path)] == ["attempt", "failed"] * 2
+
+
+@pytest.mark.parametrize("variant", ["create-unnamed", "create-200"])
+async def test_an_unnamed_or_odd_answer_is_resolved_by_reading_back(connect: Any, variant: str) -> None:
+    args = {"first_name": "Fred", "last_name": "Haise", "postcode": "SW1A 1AA"}  # no email: found by name
+    with SandboxServer(key=CANARY_KEY, variant=variant) as sb:
+        async with connect(sb, elicitation=approve) as client:
+            result = await client.call_tool("create_contact", args)
+            again = await client.call_tool("create_contact", args)
+        [record] = [r for r in sb.store.by_type("person") if r.data["last_name"] == "Haise"]
+        assert len(sent(sb, "POST")) == 1
+    message = result.structured_content["message"]
+    assert result.structured_content["status"] == "applied" and record.uri in message
+    if variant == "create-unnamed":
+        assert "found by searching, as sheepCRM's answer did not name it" in message
+    else:
+        assert "answered 200, not the documented 201" in message and "Location header" in message
+    assert again.structured_content["status"] == "no_change"
+
+
+async def test_undo_within_the_window_and_refused_outside_it(
+    sandbox: SandboxServer, connect: Any, tmp_path: Path
+) -> None:
+    facts = sandbox.store.demo_facts()
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=asking(seen)) as client:
+        created = await client.call_tool("create_contact", JIM)
+        undo = created.structured_content["undo"]
+        deleted = await client.call_tool(undo["tool"], undo["arguments"])
+        repeat = await client.call_tool("delete_contact", undo["arguments"])
+        seeded = await client.call_tool("delete_contact", {"uri": facts["jane_uri"]})
+    uri = undo["arguments"]["uri"]
+    assert deleted.structured_content["status"] == "applied", text_of(deleted)
+    assert "restore a deleted record in its own UI, not through its API" in deleted.structured_content["message"]
+    assert "undo" not in deleted.structured_content
+    assert "Delete contact Jim Lovell" in seen[1] and "restore" in seen[1]
+    record = sandbox.store.get(uri)
+    assert record is not None and record.state == "deleted" and sandbox.store.contacts_by_email(JIM["email"]) == []
+    assert repeat.is_error and "Not deleted" in text_of(repeat)  # forgotten once deleted
+    assert seeded.is_error and "created in the last 60 minutes" in text_of(seeded)
+    assert sent(sandbox, "DELETE") == [f"/api/v1{uri}"]
+    outcomes = [(e["tool"], e["outcome"]) for e in audit_lines(tmp_path)]
+    assert outcomes == [("create_contact", "attempt"), ("create_contact", "succeeded"),
+                        ("delete_contact", "attempt"), ("delete_contact", "succeeded")]
+    # outside the window: refused before anything is asked or sent
+    async with connect(sandbox, elicitation=asking(seen), delete_window=1) as client:
+        again = await client.call_tool("create_contact", {**JIM, "email": "jim2@example.org"})
+        await anyio.sleep(1.2)
+        late = await client.call_tool("delete_contact", again.structured_content["undo"]["arguments"])
+    assert late.is_error and "Not deleted" in text_of(late) and len(sent(sandbox, "DELETE")) == 1
+
+
+async def test_hidden_characters_are_refused(sandbox: SandboxServer, connect: Any) -> None:
+    async with connect(sandbox, elicitation=approve) as client:
+        for args in ({**JIM, "last_name": "Lov\u202eell"}, {**JIM, "address_lines": ["13 Aquarius\u200b Way"]}):
+            result = await client.call_tool("create_contact", args)
+            assert result.is_error and "invisible or control character" in text_of(result)
+    assert sandbox.request_log == []
+
+
+async def test_look_alike_letters_are_pointed_out(sandbox: SandboxServer, connect: Any) -> None:
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=asking(seen, "decline")) as client:
+        await client.call_tool("create_contact", {**JIM, "first_name": "J\u0456m"})  # Cyrillic і
+        await client.call_tool("create_contact", {**JIM, "first_name": "Zoë"})
+    assert "first name mixes alphabets" in seen[0] and "mixes alphabets" not in seen[1]
+
+
+async def _tool_names(sb: SandboxServer, tmp_path: Path, profile: Any = None, **over: Any) -> set[str]:
+    built = build_app(settings_for(sb, tmp_path, **over), **({"profile": profile} if profile else {}))
+    try:
+        async with Client(built.server, mode="legacy") as client:
+            return {t.name for t in (await client.list_tools()).tools}
+    finally:
+        await built.aclose()
+
+
+async def test_profiles_and_read_only(shared_sandbox: SandboxServer, tmp_path: Path) -> None:
+    writes = {"create_contact", "delete_contact"}
+    assert writes <= await _tool_names(shared_sandbox, tmp_path)
+    assert not writes & await _tool_names(shared_sandbox, tmp_path, read_only=True)
+    assert not writes & await _tool_names(shared_sandbox, tmp_path, profile=MEMBER)
+    assert not writes & await _tool_names(shared_sandbox, tmp_path, profile=HELPDESK)
+    listed = await _tool_names(shared_sandbox, tmp_path, profile=HELPDESK, helpdesk_writes="create_contact")
+    assert "create_contact" in listed and "delete_contact" not in listed
