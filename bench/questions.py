@@ -71,9 +71,10 @@ def person_centred(f: F, b: str, store: Any) -> list[Question]:
         Question(
             "Who changed Jane Austen's record?",
             [("search_contacts", {"query": "Jane Austen"}), ("get_record_history", {"uri": jane})],
-            [(f"/search/v2/{b}", {"q": "Jane Austen"}), (f"/audit/v2/{b}/person/{jane_uid}/audit", {})]
-            + [(f"/api/v2/{b}/user/{u.strip('/').split('/')[-1]}/display", {}) for u in users],
-            "Priya Shah",
+            [(f"/search/v2/{b}", {"q": "Jane Austen"}), (f"/audit/v2/{b}/person/{jane_uid}/audit", {})],
+            # sheepCRM's history names a user by uri only (users live in sheepCRM's own bucket, and nothing shows
+            # that this bucket's /display names them): the truthful answer is the uri, on both sides.
+            users[0],
         ),
         Question(
             "Whose membership ends in the next 30 days?",

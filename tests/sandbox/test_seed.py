@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 from datetime import timedelta
 
@@ -110,16 +109,13 @@ def test_injection_strings_are_seeded_as_data(sandbox: SandboxServer) -> None:
 
 @pytest.mark.slow
 def test_large_build() -> None:
-    started = time.monotonic()
+    """What the large seed holds; how long it takes to build is a bench figure (`python -m bench`, scale)."""
     store = Store.create(size="large", seed=1)
-    seconds = time.monotonic() - started
     try:
-        print(f"\nlarge seed built in {seconds:.1f}s")
         assert store.count("person") + store.count("organisation") >= 50_000
         assert store.count("booking") >= 300 and store.count("journal") >= 10_000
         assert max(store.segment_count(s.uri) for s in store.segments()) >= 10_000
         found, total = store.search_contacts("smith", limit=10)
         assert total > 100 and len(found) == 10
-        assert seconds < 60
     finally:
         store.close()
