@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sheepcrm_mcp.sandbox.drift import DriftRule, refusal, rewriting
+from sheepcrm_mcp.sandbox.drift import DriftRule, json_rewriting, refusal, rewriting
 from sheepcrm_mcp.sandbox.drift import parse as parse_drift
 from sheepcrm_mcp.sandbox.faults import FaultPlan, FaultRule
 from sheepcrm_mcp.sandbox.records import (
@@ -56,6 +55,7 @@ class LoggedRequest:
     query: str
     status: int | None = None  # None while in flight or when no response was started
     fault: str | None = None  # the injected fault, if any
+    application: str | None = None  # the APPLICATION header (docs-dev: <agency>/<app>/<version>), if sent
 
 
 def error(status: int, message: str, description: str | None = None, kind: str | None = None) -> JSONResponse:
@@ -199,14 +199,6 @@ def v1_record(record: Record) -> dict[str, Any]:
     }
 
 
-def snippet(text: str, q: str, width: int = 160) -> str:
-    lower = text.lower()
-    hits = [lower.find(w) for w in re.findall(r"\w+", q.lower()) if len(w) > 1 and w in lower]
-    start = max(0, min(hits) - 40) if hits else 0
-    cut = text[start : start + width]
-    return ("…" if start else "") + cut + ("…" if start + width < len(text) else "")
-
-
 # -- v2: search ------------------------------------------------------------------
 
 
@@ -226,14 +218,19 @@ async def search_person(request: Request) -> Response:
     filters = {k: request.query_params.get(k, "").strip() or None for k in PERSON_FILTERS}
     if not any(filters.values()):
         raise Invalid(f"give at least one of {', '.join(PERSON_FILTERS)}")
-    found = store_of(request).find_people(**filters)
+    found = store_of(request).find_people(**filters, case_sensitive=True)  # EVIDENCE.md: names and postcode
     if not found:  # "No person matching those details was found" (the find/person call it is identical to)
         return error(404, "not found", "No person matching those details was found")
     if bool_param(request, "take_first_if_multiple"):
         found = found[:1]
     if active(request, "other-wrappers"):
         return JSONResponse({"people": [search_item(r) for r in found]})
-    return JSONResponse({"results": [search_item(r) for r in found]})
+    if active(request, "people-list"):
+        return JSONResponse({"results": [search_item(r) for r in found]})
+    if len(found) > 1:  # one record is the answer, so several are a conflict unless take_first_if_multiple
+        return error(409, "multiple people match those details",
+                     f"{len(found)} people match; give more fields or take_first_if_multiple=true")
+    return JSONResponse(v1_record(found[0]))  # EVIDENCE.md: "the full person record is returned"
 
 
 async def search_help(request: Request) -> Response:
@@ -241,13 +238,8 @@ async def search_help(request: Request) -> Response:
     limit = int_param(request, "limit", 10, maximum=50)
     include_text, include_html = bool_param(request, "include_text"), bool_param(request, "include_html")
     results = []
-    for article in store_of(request).search_help(q, limit):
-        item = {
-            "uid": article.uid,
-            "title": article.data["title"],
-            "link": article.data["link"],
-            "snippet": snippet(article.data["text"], q),
-        }
+    for article in store_of(request).search_help(q, limit):  # EVIDENCE.md: {docs, q, results: [{link, title}]}
+        item = {"link": article.data["link"], "title": article.data["title"]}
         if include_text:
             item["text"] = article.data["text"]
         if include_html:
@@ -255,7 +247,10 @@ async def search_help(request: Request) -> Response:
         results.append(item)
     if active(request, "other-wrappers"):
         return JSONResponse({"hits": results})
-    return JSONResponse({"results": results})
+    return JSONResponse({"docs": HELP_DOCS, "q": q, "results": results})
+
+
+HELP_DOCS = "https://help.sheepcrm.com"  # what `docs` holds is not shown; the sandbox sends the help site
 
 
 # -- v2: contacts ------------------------------------------------------------------
@@ -729,6 +724,27 @@ async def v1_list(request: Request) -> Response:
     )
 
 
+async def v1_connections(request: Request) -> Response:
+    """EVIDENCE.md (connections): `GET /api/v1/{flock}/connections/?uri=<uid>` with `limit`, `connection_type`,
+    `hidden` -> {connections: [{automatic, bidirectional, connection_note, connection_type, destination, ...}]}.
+    Links are bidirectional: asked from either end, `destination` is the other record. None is hidden."""
+    store = store_of(request)
+    uid = required(request, "uri").strip("/").split("/")[-1]
+    limit = int_param(request, "limit", 25, maximum=MAX_PAGE_SIZE)
+    kind = request.query_params.get("connection_type")
+    bool_param(request, "hidden")  # accepted; the sandbox hides no connection
+    out = []
+    for link in store.meta("connections") or []:
+        ends = {link["source"].split("/")[3]: link["destination"], link["destination"].split("/")[3]: link["source"]}
+        if uid not in ends or (kind and link["connection_type"] != kind):
+            continue
+        out.append({
+            "automatic": False, "bidirectional": True, "connection_note": link["connection_note"],
+            "connection_type": link["connection_type"], "destination": ends[uid],
+        })
+    return JSONResponse({"connections": out[:limit]})
+
+
 async def v1_record_get(request: Request) -> Response:
     record = store_of(request).require(request.path_params["rtype"], path_uid(request))
     return JSONResponse(v1_record(record))
@@ -880,6 +896,7 @@ def routes() -> list[Route]:
         Route("/api/v1/auth/", v1_auth, methods=["POST"]),
         Route("/api/v1/{bucket}/", v1_bucket),
         Route("/api/v1/{bucket}/user/membership/", v1_membership),
+        Route("/api/v1/{bucket}/connections/", v1_connections, methods=["GET"]),
         Route("/api/v1/{bucket}/{rtype}/", v1_list, methods=["GET"]),
         Route("/api/v1/{bucket}/{rtype}/", v1_create, methods=["POST"]),
         Route("/api/v1/{bucket}/{rtype}/{uid}/", v1_record_get, methods=["GET"]),
@@ -974,7 +991,8 @@ class SandboxMiddleware:
             return
         raw = scope.get("raw_path") or scope["path"].encode()
         entry = LoggedRequest(
-            scope["method"], scope["path"], raw.decode("latin-1"), scope.get("query_string", b"").decode("latin-1")
+            scope["method"], scope["path"], raw.decode("latin-1"), scope.get("query_string", b"").decode("latin-1"),
+            application=(dict(scope["headers"]).get(b"application") or b"").decode("latin-1") or None,
         )
         self.log.append(entry)
 
@@ -997,6 +1015,9 @@ class SandboxMiddleware:
             if target is self.app and (refused := refusal(self.drift, scope["path"], query)):
                 target = error(refused[0], "not found" if refused[0] == 404 else refused[1], refused[1])
             logged_send = rewriting(self.drift, scope["path"], logged_send)
+        if scope["path"].startswith("/api/v1/") and rule is None:
+            logged_send = json_rewriting(logged_send, v1_error)
+        logged_send = rate_limited(logged_send, rule.arg if rule is not None and rule.kind == "429" else None)
         if rule is None:
             await target(scope, receive, logged_send)
         elif rule.after:
@@ -1033,12 +1054,41 @@ async def _discard(message: Message) -> None:
     return None
 
 
+def v1_error(status: int, body: Any) -> Any:
+    """v1 errors carry `error` and `error_detail` (EVIDENCE.md, error bodies; the v1 notes' 403 and 409)."""
+    if status < 400 or not isinstance(body, dict) or "error_detail" in body or not isinstance(body.get("error"), str):
+        return body
+    detail = body.get("description")
+    return {"error": body["error"], **({"error_detail": detail} if detail and detail != body["error"] else {})}
+
+
+RATE_LIMIT = "40, 400;window=60, 1000;window=3600"  # EVIDENCE.md, throttling (docs-dev's example)
+
+
+def rate_limited(send: Send, reset: float | None = None) -> Send:
+    """Every answer carries x-rate-limit-limit/-remaining/-reset (EVIDENCE.md, throttling); a 429 says 0 remain
+    and when the window resets, in seconds, and sends no Retry-After."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            limited = message["status"] == 429
+            wait = reset if reset is not None else 1.0
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"retry-after"] + [
+                (b"x-rate-limit-limit", RATE_LIMIT.encode()),
+                (b"x-rate-limit-remaining", b"0" if limited else b"399"),
+                (b"x-rate-limit-reset", f"{wait if limited else 60:g}".encode()),
+            ]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return wrapped
+
+
 async def inject(rule: FaultRule, scope: Scope, receive: Receive, send: Send) -> None:
     """Answer with the fault instead of the real response."""
     if rule.kind == "429":
         seconds = rule.arg or 1
         response: Response = error(429, "too many requests", f"retry after {seconds:g} seconds")
-        response.headers["Retry-After"] = str(math.ceil(seconds))
     elif rule.kind in ("500", "503", "409", "403"):
         response = error(int(rule.kind), "injected fault", f"sandbox fault {rule.label}")
     elif rule.kind == "timeout":

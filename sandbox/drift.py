@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,18 @@ def rewriting(rules: tuple[DriftRule, ...], path: str, send: Send) -> Send:
     chosen = [r for r in rules if r.kind in ("renamed-field", "other-wrapper", "extra-nulls") and r.applies(path)]
     if not chosen:
         return send
+
+    def change(status: int, data: Any) -> Any:
+        if status == 200:
+            for rule in chosen:
+                data = rewrite(rule, data)
+        return data
+
+    return json_rewriting(send, change)
+
+
+def json_rewriting(send: Send, change: Callable[[int, Any], Any]) -> Send:
+    """`send`, with a JSON answer replaced by change(status, data)."""
     start: dict[str, Any] = {}
     chunks: list[bytes] = []
 
@@ -80,15 +93,12 @@ def rewriting(rules: tuple[DriftRule, ...], path: str, send: Send) -> Send:
         if message.get("more_body"):
             return
         body = b"".join(chunks)
-        if start.get("status") == 200:
-            try:
-                data = json.loads(body)
-            except ValueError:
-                pass
-            else:
-                for rule in chosen:
-                    data = rewrite(rule, data)
-                body = json.dumps(data).encode()
+        try:
+            data = json.loads(body)
+        except ValueError:
+            pass
+        else:
+            body = json.dumps(change(int(start.get("status", 200)), data)).encode()
         headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
         await send({**start, "headers": headers})

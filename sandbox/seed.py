@@ -374,6 +374,11 @@ def _connections(b: Builder, people: list[str], orgs: list[str], facts: dict[str
         changed[org] = {"connections": list(members)}
         for n, person in enumerate(members):
             changed[person] = {"connections": [org], "job_title": titles[n % len(titles)]}
+    # The same links as the connections endpoint serves them (EVIDENCE.md, connections).
+    b.meta["connections"] = [
+        {"source": person, "destination": org, "connection_type": "employee", "connection_note": titles[n % 3]}
+        for org, members in links.items() for n, person in enumerate(members)
+    ]
     for i, row in enumerate(b.records):
         if row[0] in changed:
             data = json.loads(row[9])
@@ -481,6 +486,8 @@ def _member(
 ) -> str:
     end = start + timedelta(days=365)
     status = "future" if start > b.now else "lapsed" if end < b.now else "active"
+    if not paid:  # EVIDENCE.md: "pending" = sign-up not complete, usually a missing payment
+        status = "pending"
     amount = next(p[1] for p in PLANS if p[0] == plan)
     created = fmt_dt(min(start, b.now) - timedelta(days=3))
     data: dict[str, Any] = {

@@ -270,9 +270,11 @@ class Store:
         email: str | None = None,
         date_of_birth: str | None = None,
         postal_code: str | None = None,
+        case_sensitive: bool = False,
     ) -> list[Record]:
         """People matching every given field: names, title and email exactly (case-insensitive),
-        date of birth exactly, postcode by prefix ignoring spaces and case."""
+        date of birth exactly, postcode by prefix ignoring spaces and case. `case_sensitive`: names, title and
+        postcode must also match case (as sheepCRM's person search does; email never does)."""
         clauses = ["c.type = 'person'"]
         params: list[Any] = []
         for column, value in (("title", title), ("first_name", first_name), ("last_name", last_name)):
@@ -295,7 +297,16 @@ class Store:
                 params,
             )
         ]
-        return self._in_order(uris)
+        found = self._in_order(uris)
+        if case_sensitive:
+            exact = {"title": title, "first_name": first_name, "last_name": last_name}
+            found = [
+                r for r in found
+                if all(r.data.get(k) == v.strip() for k, v in exact.items() if v)
+                and (not postal_code or re.sub(r"\s+", "", r.data.get("postal_code") or "").startswith(
+                    re.sub(r"\s+", "", postal_code)))
+            ]
+        return found
 
     def contacts_by_email(self, email: str) -> list[Record]:
         uris = [

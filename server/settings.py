@@ -289,6 +289,7 @@ class Settings(BaseSettings):
             base_url=self.base_url,
             v1_base_url=self.v1_base_url,
             user_agent=f"sheepcrm-mcp/{__version__}",
+            application=f"sheepcrm-mcp/sheepcrm-mcp/{__version__}",
             timeout=self.timeout,
             connect_timeout=self.connect_timeout,
             max_concurrency=self.max_concurrency,

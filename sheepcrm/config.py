@@ -33,6 +33,7 @@ class ClientConfig:
     base_url: str = "https://sls-api.sheepcrm.com"
     v1_base_url: str = "https://api.sheepcrm.com"
     user_agent: str = "sheepcrm-mcp"
+    application: str = "sheepcrm-mcp/sheepcrm-mcp/dev"  # the APPLICATION header: <agency>/<app>/<version>
     timeout: float = 15.0  # per-request read timeout, seconds
     connect_timeout: float = 5.0
     max_concurrency: int = 8

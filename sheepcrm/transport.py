@@ -137,6 +137,7 @@ class Http:
                 headers={
                     "Authorization": f"Bearer {c.api_key}",
                     "User-Agent": c.user_agent,
+                    "APPLICATION": c.application,  # docs-dev: identifies the client (EVIDENCE.md)
                     "Accept": "application/json",
                 },
                 timeout=httpx.Timeout(c.timeout, connect=c.connect_timeout),

@@ -200,7 +200,7 @@ def inspect(read: Read, data: Any, status: int | str = 200) -> Probe:
         records = data
     elif isinstance(data, dict) and read.wrapper:
         key = next((k for k in read.wrapper if k in data), None)
-        if key is None and read.bare and any(f in data for g in read.groups for f in g):
+        if key is None and read.bare and any(f in data for f in read.fields):
             records, probe.wrapper = [data], "(the record itself)"
         elif key is None:
             probe.wrapper = "(not found)"
@@ -294,7 +294,12 @@ async def probe_contract(settings: Settings) -> list[Probe]:
             await call("v1 membership by email", lambda: client.membership_by_email(str(email).split(";")[0]))
         else:
             skipped("v1 membership by email", "no sample email")
-        await call("person search", lambda: client.search_people(last_name=last or "Smith"), found=False)
+        await call(
+            "person search",
+            lambda: client.search_people(email=str(email).split(";")[0]) if email else client.search_people(
+                last_name=last or "Smith"),
+            found=False,
+        )
         await call("help search", lambda: client.search_help("membership"), found=False)
         listed = {
             rtype: await call(f"{rtype} list", functools.partial(client.resources, rtype, {}, 1, 5), found=False)

@@ -51,7 +51,7 @@ READS: tuple[Read, ...] = (
     Read("search", "search", "/search/v2/{bucket}", ("results",), SEARCH_ITEM, ("id", "display_value")),
     Read(  # EVIDENCE.md: a match answers the full person record; a list or `results` is accepted too
         "person search", "search_people", "/search/v2/{bucket}/person", ("results",), SEARCH_ITEM, ("id|uri",),
-        answers=(404,), bare=True,
+        answers=(404, 409), bare=True,  # no match; several match without take_first_if_multiple
     ),
     Read(
         "help search", "search_help", "/search/v2/{bucket}/help", ("results", "articles"),

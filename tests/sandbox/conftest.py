@@ -58,23 +58,25 @@ SHAPES: dict[str, dict[str, Any]] = {
         "required": ["uri", "first_name", "last_name", "formatted_name"],
         "properties": {"first_name": _STR, "last_name": _STR, "notes": _STR},
     },
-    "person_search": {
+    "person_search": {  # EVIDENCE.md: "the full person record is returned" (the v1 record form)
         "type": "object",
-        "required": ["results"],
-        "properties": {"results": {"type": "array", "items": _SEARCH_ITEM}},
+        "required": ["bucket", "data", "display_value", "meta", "resource", "uri"],
+        "properties": {"resource": {"const": "person"}, "data": {"type": "object"}},
     },
-    "help": {
+    "help": {  # EVIDENCE.md: {docs, q, results: [{link, title}]}, no snippet; include_text/_html add text/html
         "type": "object",
-        "required": ["results"],
+        "required": ["docs", "q", "results"],
         "properties": {
+            "q": _STR,
             "results": {
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "required": ["uid", "title", "link", "snippet"],
-                    "properties": {"title": _STR, "link": _STR, "snippet": _STR, "text": _STR, "html": _STR},
+                    "required": ["link", "title"],
+                    "properties": {"title": _STR, "link": _STR, "text": _STR, "html": _STR},
+                    "not": {"required": ["snippet"]},
                 },
-            }
+            },
         },
     },
     "segment_all": {
@@ -117,7 +119,7 @@ SHAPES: dict[str, dict[str, Any]] = {
         "properties": {
             "active_memberships_for_display": _STRS,
             "membership_numbers": _STRS,
-            "membership_record_status": {"enum": ["active", "lapsed", "future", "none"]},
+            "membership_record_status": {"enum": ["active", "lapsed", "future", "pending", "none"]},
             "member_till": {"type": ["string", "null"]},
         },
     },

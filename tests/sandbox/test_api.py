@@ -28,14 +28,30 @@ def test_search_agrees_with_store_without_paging(client: httpx.Client, sandbox: 
 
 
 def test_person_search(client: httpx.Client, facts: dict[str, Any]) -> None:
-    found = client.get("/search/v2/demo/person", params={"email": facts["shared_email"]}).json()["results"]
-    assert len(found) == 2
+    """EVIDENCE.md: a match answers the full person record; names and postcode match case, email does not."""
+    jane = client.get("/search/v2/demo/person", params={"email": facts["jane_email"].upper()})
+    assert jane.status_code == 200 and jane.json()["uri"] == facts["jane_uri"] and jane.json()["data"]
+    both = client.get("/search/v2/demo/person", params={"email": facts["shared_email"]})
+    assert both.status_code == 409 and "take_first_if_multiple" in both.json()["description"]
     first = client.get(
         "/search/v2/demo/person", params={"email": facts["shared_email"], "take_first_if_multiple": "true"}
-    ).json()["results"]
-    assert len(first) == 1
-    nobody = client.get("/search/v2/demo/person", params={"last_name": "nobody-here"})
-    assert nobody.status_code == 404  # "No person matching those details was found"
+    ).json()
+    assert first["uri"] in (facts["shared_email_1_uri"], facts["shared_email_2_uri"])
+    by_name = client.get("/search/v2/demo/person", params={"first_name": "Jane", "last_name": "Austen"})
+    assert by_name.json()["uri"] == facts["jane_uri"]
+    for params in ({"last_name": "austen"}, {"last_name": "nobody-here"}, {"postal_code": "ba2 6nf"}):
+        nobody = client.get("/search/v2/demo/person", params=params)
+        assert nobody.status_code == 404, params  # "No person matching those details was found"
+    postcode = client.get("/search/v2/demo/person", params={"postal_code": "BA26NF"})
+    assert postcode.json()["uri"] == facts["jane_uri"]
+
+
+def test_person_search_variants(facts: dict[str, Any]) -> None:
+    """people-list: every match under results; other-wrappers: under a key no client knows."""
+    for variant, key in (("people-list", "results"), ("other-wrappers", "people")):
+        with SandboxServer(key="k", variant=variant) as sb, httpx.Client(headers={"Authorization": "Bearer k"}) as c:
+            found = c.get(sb.url + "/search/v2/demo/person", params={"email": facts["shared_email"]}).json()
+        assert len(found[key]) == 2, variant
 
 
 def test_membership_statuses(client: httpx.Client, facts: dict[str, Any]) -> None:
@@ -134,8 +150,8 @@ def test_v1_put_updates_record_and_audit(fresh: SandboxServer, fresh_client: htt
     assert after["data"]["email"] == ["jane@example.net"] and after["data"]["postal_code"] == "BA1 1AA"
     assert after["meta"]["last_updated"] > before["meta"]["last_updated"]
     assert fresh_client.get(f"/api/v1{uri}").json() == after
-    found = fresh_client.get("/search/v2/demo/person", params={"email": "jane@example.net"}).json()["results"]
-    assert [r["id"] for r in found] == [uri]
+    found = fresh_client.get("/search/v2/demo/person", params={"email": "jane@example.net"}).json()
+    assert found["uri"] == uri  # one match: the person record
     latest = fresh_client.get(f"/audit/v2{uri}audit").json()["results"][0]
     assert {d["field"] for d in latest["clean_diff"]} == {"email", "postal_code"}
     assert latest["user"] == fresh.store.api_user
@@ -151,8 +167,8 @@ def test_v1_post_creates_and_delete_removes(fresh: SandboxServer, fresh_client: 
     record = fresh_client.get(f"/api/v1{uri}").json()
     assert record["display_value"] == "Jim Lovell" and record["data"]["email"] == ["jim@example.org"]
     assert record["data"]["sortable_name"] == "lovell jim" and record["resource"] == "person"
-    found = fresh_client.get("/search/v2/demo/person", params={"email": "JIM@example.org"}).json()["results"]
-    assert [r["id"] for r in found] == [uri]
+    found = fresh_client.get("/search/v2/demo/person", params={"email": "JIM@example.org"}).json()
+    assert found["uri"] == uri
     assert [e["message"] for e in fresh_client.get(f"/audit/v2{uri}audit").json()["results"]] == [
         "Record created via API"]
     org = fresh_client.post("/api/v1/demo/organisation/", json={"name": "Aquarius Society"})
@@ -203,10 +219,11 @@ def test_segments(client: httpx.Client, sandbox: SandboxServer, facts: dict[str,
     assert [m["uri"] for m in lookup] == [facts["jane_uri"]]
 
 
-def test_help_search(client: httpx.Client, facts: dict[str, Any]) -> None:
+def test_help_search(client: httpx.Client, facts: dict[str, Any], sandbox: SandboxServer) -> None:
     body = client.get("/search/v2/demo/help", params={"q": "how do I refund a booking"}).json()
-    assert body["results"][0]["uid"] == facts["refund_help_uid"]
-    assert "text" not in body["results"][0]
+    refund = sandbox.store.require("help", facts["refund_help_uid"]).data
+    assert body["q"] == "how do I refund a booking" and "docs" in body
+    assert body["results"][0] == {"link": refund["link"], "title": refund["title"]}  # no snippet (EVIDENCE.md)
     full = client.get("/search/v2/demo/help", params={"q": "refund", "include_text": "true"}).json()
     assert "refund" in full["results"][0]["text"].lower()
 
@@ -224,3 +241,24 @@ def test_unknown_paths_and_methods_are_json(client: httpx.Client) -> None:
     assert missing.status_code == 404 and missing.json()["error"] == "not found"
     wrong = client.delete("/segments/v2/demo/all")
     assert wrong.status_code == 405 and wrong.json()["type"] == "method_not_allowed"
+
+
+def test_connections_endpoint(client: httpx.Client, facts: dict[str, Any]) -> None:
+    """EVIDENCE.md (connections): their own endpoint, from either end of a link."""
+    org_uid = facts["organisation_uri"].split("/")[3]
+    body = client.get("/api/v1/demo/connections/", params={"uri": org_uid}).json()
+    assert {c["destination"] for c in body["connections"]} == set(facts["organisation_people"])
+    keys = {"automatic", "bidirectional", "connection_note", "connection_type"}
+    assert all(keys <= c.keys() for c in body["connections"])
+    person = facts["organisation_people"][0].split("/")[3]
+    back = client.get("/api/v1/demo/connections/", params={"uri": person, "limit": 5}).json()["connections"]
+    assert [c["destination"] for c in back] == [facts["organisation_uri"]]
+
+
+def test_rate_limit_headers_and_v1_error_detail(client: httpx.Client) -> None:
+    """EVIDENCE.md: x-rate-limit-* on answers, no Retry-After; v1 errors carry error_detail."""
+    ok = client.get("/segments/v2/demo/all")
+    assert ok.headers["x-rate-limit-limit"].startswith("40") and int(ok.headers["x-rate-limit-remaining"]) > 0
+    assert "retry-after" not in ok.headers
+    missing = client.get("/api/v1/demo/person/000000000000000000000000/")
+    assert missing.status_code == 404 and set(missing.json()) <= {"error", "error_detail"}

@@ -23,7 +23,9 @@ def test_bad_credentials(sandbox: SandboxServer, headers: dict[str, str]) -> Non
 def test_other_bucket_is_not_found(client: httpx.Client) -> None:
     for path in ("/api/v1/other/", "/segments/v2/other/all", "/search/v2/other?q=jane", "/api/v1/other/person/abc/"):
         response = client.get(path)
-        assert response.status_code == 404 and response.json()["description"] == "bucket other not found", path
+        body = response.json()
+        detail = body["error_detail"] if path.startswith("/api/v1/") else body["description"]  # v1: error_detail
+        assert response.status_code == 404 and detail == "bucket other not found", path
 
 
 def test_ping_needs_no_auth(sandbox: SandboxServer) -> None:

@@ -64,13 +64,17 @@ def statuses(faults: list[str], n: int = 40, seed: int = 1) -> tuple[list[int], 
     ):
         responses = [client.get("/search/v2/demo", params={"q": "jane"}) for _ in range(n)]
         assert client.get(server.v1_url + "/api/v1/ping/").status_code == 200  # ping is never faulted
-        return [r.status_code for r in responses], [r.headers.get("Retry-After") for r in responses]
+        assert not any("retry-after" in r.headers for r in responses)  # EVIDENCE.md: no Retry-After
+        return [r.status_code for r in responses], [
+            (r.headers.get("x-rate-limit-remaining"), r.headers.get("x-rate-limit-reset")) for r in responses
+        ]
 
 
-def test_429_over_http_is_reproducible_with_retry_after() -> None:
-    codes, retry_after = statuses(["429:0.5"])
+def test_429_over_http_is_reproducible_with_rate_limit_headers() -> None:
+    codes, limits = statuses(["429:0.5"])
     assert set(codes) == {200, 429}
-    assert all(ra == "1" for code, ra in zip(codes, retry_after, strict=True) if code == 429)
+    assert all(lim == ("0", "1") for code, lim in zip(codes, limits, strict=True) if code == 429)
+    assert all(lim[0] != "0" for code, lim in zip(codes, limits, strict=True) if code == 200)
     assert codes == statuses(["429:0.5"])[0]
     assert codes != statuses(["429:0.5"], seed=2)[0]
 

@@ -310,3 +310,17 @@ def test_plain_http_only_to_loopback(url: str, ok: bool) -> None:
         with pytest.raises(ValueError, match="https://"):
             ClientConfig(api_key="k", bucket="demo", base_url=url)
 
+
+async def test_application_header_names_the_client() -> None:
+    """docs-dev (EVIDENCE.md): an `APPLICATION: <agency>/<app>/<version>` header identifies the client."""
+    from sheepcrm_mcp import __version__
+    from sheepcrm_mcp.sandbox.runner import SandboxServer
+    from sheepcrm_mcp.server.settings import Settings
+
+    with SandboxServer(key="k-app") as sb:
+        settings = Settings(_env_file=None, **sb.settings())  # type: ignore[call-arg]
+        async with SheepClient(settings.client_config()) as client:
+            await client.bucket_info()
+            await client.all_segments()
+        assert {r.application for r in sb.request_log} == {f"sheepcrm-mcp/sheepcrm-mcp/{__version__}"}
+
