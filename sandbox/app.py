@@ -218,14 +218,15 @@ async def search_person(request: Request) -> Response:
     filters = {k: request.query_params.get(k, "").strip() or None for k in PERSON_FILTERS}
     if not any(filters.values()):
         raise Invalid(f"give at least one of {', '.join(PERSON_FILTERS)}")
-    found = store_of(request).find_people(**filters, case_sensitive=True)  # EVIDENCE.md: names and postcode
+    one = active(request, "person-record")  # EVIDENCE.md: one record; names and postcode match case
+    found = store_of(request).find_people(**filters, case_sensitive=one)
     if not found:  # "No person matching those details was found" (the find/person call it is identical to)
         return error(404, "not found", "No person matching those details was found")
     if bool_param(request, "take_first_if_multiple"):
         found = found[:1]
     if active(request, "other-wrappers"):
         return JSONResponse({"people": [search_item(r) for r in found]})
-    if active(request, "people-list"):
+    if not one:
         return JSONResponse({"results": [search_item(r) for r in found]})
     if len(found) > 1:  # one record is the answer, so several are a conflict unless take_first_if_multiple
         return error(409, "multiple people match those details",

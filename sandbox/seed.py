@@ -486,8 +486,6 @@ def _member(
 ) -> str:
     end = start + timedelta(days=365)
     status = "future" if start > b.now else "lapsed" if end < b.now else "active"
-    if not paid:  # EVIDENCE.md: "pending" = sign-up not complete, usually a missing payment
-        status = "pending"
     amount = next(p[1] for p in PLANS if p[0] == plan)
     created = fmt_dt(min(start, b.now) - timedelta(days=3))
     data: dict[str, Any] = {

@@ -34,8 +34,9 @@ class Variant:
 
 VARIANTS: tuple[Variant, ...] = (
     Variant(
-        "people-list", "person search 200 body",
-        "every match as `{\"results\": [...]}` in global search's item shape, instead of one person record",
+        "person-record", "person search 200 body",
+        "what public evidence shows: one match answers the full person record (several: 409 unless "
+        "take_first_if_multiple), and names and postcode match case-sensitively",
     ),
     Variant(
         "other-wrappers", "bodies with no documented schema",

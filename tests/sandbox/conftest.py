@@ -58,10 +58,10 @@ SHAPES: dict[str, dict[str, Any]] = {
         "required": ["uri", "first_name", "last_name", "formatted_name"],
         "properties": {"first_name": _STR, "last_name": _STR, "notes": _STR},
     },
-    "person_search": {  # EVIDENCE.md: "the full person record is returned" (the v1 record form)
+    "person_search": {
         "type": "object",
-        "required": ["bucket", "data", "display_value", "meta", "resource", "uri"],
-        "properties": {"resource": {"const": "person"}, "data": {"type": "object"}},
+        "required": ["results"],
+        "properties": {"results": {"type": "array", "items": _SEARCH_ITEM}},
     },
     "help": {  # EVIDENCE.md: {docs, q, results: [{link, title}]}, no snippet; include_text/_html add text/html
         "type": "object",
@@ -119,7 +119,7 @@ SHAPES: dict[str, dict[str, Any]] = {
         "properties": {
             "active_memberships_for_display": _STRS,
             "membership_numbers": _STRS,
-            "membership_record_status": {"enum": ["active", "lapsed", "future", "pending", "none"]},
+            "membership_record_status": {"enum": ["active", "lapsed", "future", "none"]},
             "member_till": {"type": ["string", "null"]},
         },
     },

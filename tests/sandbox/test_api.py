@@ -28,30 +28,42 @@ def test_search_agrees_with_store_without_paging(client: httpx.Client, sandbox: 
 
 
 def test_person_search(client: httpx.Client, facts: dict[str, Any]) -> None:
-    """EVIDENCE.md: a match answers the full person record; names and postcode match case, email does not."""
-    jane = client.get("/search/v2/demo/person", params={"email": facts["jane_email"].upper()})
-    assert jane.status_code == 200 and jane.json()["uri"] == facts["jane_uri"] and jane.json()["data"]
-    both = client.get("/search/v2/demo/person", params={"email": facts["shared_email"]})
-    assert both.status_code == 409 and "take_first_if_multiple" in both.json()["description"]
+    found = client.get("/search/v2/demo/person", params={"email": facts["shared_email"]}).json()["results"]
+    assert len(found) == 2
     first = client.get(
         "/search/v2/demo/person", params={"email": facts["shared_email"], "take_first_if_multiple": "true"}
-    ).json()
-    assert first["uri"] in (facts["shared_email_1_uri"], facts["shared_email_2_uri"])
-    by_name = client.get("/search/v2/demo/person", params={"first_name": "Jane", "last_name": "Austen"})
-    assert by_name.json()["uri"] == facts["jane_uri"]
-    for params in ({"last_name": "austen"}, {"last_name": "nobody-here"}, {"postal_code": "ba2 6nf"}):
-        nobody = client.get("/search/v2/demo/person", params=params)
-        assert nobody.status_code == 404, params  # "No person matching those details was found"
-    postcode = client.get("/search/v2/demo/person", params={"postal_code": "BA26NF"})
-    assert postcode.json()["uri"] == facts["jane_uri"]
+    ).json()["results"]
+    assert len(first) == 1
+    nobody = client.get("/search/v2/demo/person", params={"last_name": "nobody-here"})
+    assert nobody.status_code == 404  # "No person matching those details was found"
 
 
-def test_person_search_variants(facts: dict[str, Any]) -> None:
-    """people-list: every match under results; other-wrappers: under a key no client knows."""
-    for variant, key in (("people-list", "results"), ("other-wrappers", "people")):
-        with SandboxServer(key="k", variant=variant) as sb, httpx.Client(headers={"Authorization": "Bearer k"}) as c:
-            found = c.get(sb.url + "/search/v2/demo/person", params={"email": facts["shared_email"]}).json()
-        assert len(found[key]) == 2, variant
+def test_person_search_as_evidence_shows(facts: dict[str, Any]) -> None:
+    """Variant person-record (EVIDENCE.md): a match answers the full person record; names and postcode match
+    case, email does not; several match -> 409 unless take_first_if_multiple."""
+    with SandboxServer(key="k", variant="person-record") as sb, httpx.Client(
+        base_url=sb.url, headers={"Authorization": "Bearer k"}
+    ) as client:
+        jane = client.get("/search/v2/demo/person", params={"email": facts["jane_email"].upper()})
+        assert jane.status_code == 200 and jane.json()["uri"] == facts["jane_uri"] and jane.json()["data"]
+        both = client.get("/search/v2/demo/person", params={"email": facts["shared_email"]})
+        assert both.status_code == 409 and "take_first_if_multiple" in both.json()["description"]
+        first = client.get(
+            "/search/v2/demo/person", params={"email": facts["shared_email"], "take_first_if_multiple": "true"}
+        ).json()
+        assert first["uri"] in (facts["shared_email_1_uri"], facts["shared_email_2_uri"])
+        for params in ({"last_name": "austen"}, {"postal_code": "ba2 6nf"}):
+            assert client.get("/search/v2/demo/person", params=params).status_code == 404, params
+        assert client.get("/search/v2/demo/person", params={"postal_code": "BA26NF"}).json()["uri"] == facts[
+            "jane_uri"]
+
+
+def test_person_search_in_unknown_wrappers(facts: dict[str, Any]) -> None:
+    with SandboxServer(key="k", variant="other-wrappers") as sb, httpx.Client(
+        headers={"Authorization": "Bearer k"}
+    ) as client:
+        found = client.get(sb.url + "/search/v2/demo/person", params={"email": facts["shared_email"]}).json()
+    assert len(found["people"]) == 2
 
 
 def test_membership_statuses(client: httpx.Client, facts: dict[str, Any]) -> None:
@@ -150,8 +162,8 @@ def test_v1_put_updates_record_and_audit(fresh: SandboxServer, fresh_client: htt
     assert after["data"]["email"] == ["jane@example.net"] and after["data"]["postal_code"] == "BA1 1AA"
     assert after["meta"]["last_updated"] > before["meta"]["last_updated"]
     assert fresh_client.get(f"/api/v1{uri}").json() == after
-    found = fresh_client.get("/search/v2/demo/person", params={"email": "jane@example.net"}).json()
-    assert found["uri"] == uri  # one match: the person record
+    found = fresh_client.get("/search/v2/demo/person", params={"email": "jane@example.net"}).json()["results"]
+    assert [r["id"] for r in found] == [uri]
     latest = fresh_client.get(f"/audit/v2{uri}audit").json()["results"][0]
     assert {d["field"] for d in latest["clean_diff"]} == {"email", "postal_code"}
     assert latest["user"] == fresh.store.api_user
@@ -167,8 +179,8 @@ def test_v1_post_creates_and_delete_removes(fresh: SandboxServer, fresh_client: 
     record = fresh_client.get(f"/api/v1{uri}").json()
     assert record["display_value"] == "Jim Lovell" and record["data"]["email"] == ["jim@example.org"]
     assert record["data"]["sortable_name"] == "lovell jim" and record["resource"] == "person"
-    found = fresh_client.get("/search/v2/demo/person", params={"email": "JIM@example.org"}).json()
-    assert found["uri"] == uri
+    found = fresh_client.get("/search/v2/demo/person", params={"email": "JIM@example.org"}).json()["results"]
+    assert [r["id"] for r in found] == [uri]
     assert [e["message"] for e in fresh_client.get(f"/audit/v2{uri}audit").json()["results"]] == [
         "Record created via API"]
     org = fresh_client.post("/api/v1/demo/organisation/", json={"name": "Aquarius Society"})
