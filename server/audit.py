@@ -47,7 +47,8 @@ class AuditEntry:
     """One line of the audit, as every store records it: what was tried, how it ended, who approved it."""
 
     tool: str
-    outcome: str  # attempt, succeeded, partial, unknown, failed, conflict, declined, ... or page_<decision>
+    outcome: str  # attempt, succeeded, different, partial, changed_otherwise, unknown, failed, conflict, declined, ...
+    # or page_<decision>
     channel: str  # how it was approved: elicitation, approval-page, ...
     arguments: dict[str, Any]
     before: Any = None

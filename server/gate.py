@@ -84,7 +84,8 @@ class ChangeLine(Output):
     target: str = Field(description="What changes: a field, an attendee or the task.")
     before: Any = None
     after: Any = None
-    result: Literal["proposed", "applied", "not_applied", "unknown"] = "proposed"
+    result: Literal["proposed", "applied", "different", "not_applied", "unknown"] = "proposed"
+    now: Any = None  # different: what reading back found instead of `after`
 
 
 class UndoCall(Output):
@@ -519,10 +520,19 @@ class Gate:
         """Read the record back, say change by change what happened, audit the outcome and offer the undo."""
         tool, plan, changes = attempt.tool, attempt.plan, attempt.changes
         failure, moved = applied.failure, applied.moved
+        unchanged = False  # the read-back equals the state before the write: only then was nothing changed
+        now: dict[str, Change] = {}
         try:
             after = await plan.read()
-            pending = {c.key for c in plan.diff(after)}
-            results = {c.key: ("not_applied" if c.key in pending else "applied") for c in changes}
+            now = {c.key: c for c in plan.diff(after)}
+            # A change still needed with its old value untouched was not applied; one whose value moved, but not to
+            # what was asked, was applied differently (judged against the state before the write, not the wish).
+            results = {
+                c.key: "applied" if c.key not in now else "not_applied" if now[c.key].before == c.before
+                else "different"
+                for c in changes
+            }
+            unchanged = digest(after) == digest(attempt.before)
         except (SheepError, Refusal) as exc:
             after = None
             results = {c.key: "unknown" for c in changes}
@@ -536,21 +546,31 @@ class Gate:
                 + f" {len(moved)} change(s) were not written because the record changed after the preview "
                 "(a conflict): " + "; ".join(c.label for c in moved) + ". Call again to see the new preview."
             ).strip()
+        if plan.reported:
+            failure = " ".join(filter(None, [failure, "sheepCRM's answer: " + "; ".join(plan.reported) + "."]))
         done = [c for c in changes if results[c.key] == "applied"]
-        lines = [ChangeLine(target=c.label, before=c.before, after=c.after, result=results[c.key]) for c in changes]
-        undo_args = plan.undo(done) if done else None
+        changed = [c for c in changes if results[c.key] in ("applied", "different")]
+        lines = [
+            ChangeLine(target=c.label, before=c.before, after=c.after, result=results[c.key],
+                       now=now[c.key].before if results[c.key] == "different" else None)
+            for c in changes
+        ]
+        undo_args = plan.undo(changed) if changed else None
         made = ""
         if plan.made is not None and done and after is not None:  # a create: the record as read back
             made, undo_args = plan.made(after)
         undo = UndoCall(tool=plan.undo_tool or tool, arguments=undo_args) if undo_args else None
-        if not done and "unknown" not in results.values():
+        if not changed and "unknown" not in results.values() and (unchanged or moved):
             audited = await self._audit_outcome(attempt, "failed", after, failure)
             raise ToolError(
                 f"{plan.summary}: the write failed and the record is as it was; nothing was "
                 f"changed. {failure or ''}{'' if audited else AUDIT_FAILED}".strip()
             )
         outcome_word = (
-            "succeeded" if len(done) == len(changes) else ("unknown" if "unknown" in results.values() else "partial")
+            "succeeded" if len(done) == len(changes)
+            else "unknown" if "unknown" in results.values()
+            else "different" if changed
+            else "changed_otherwise"
         )
         audited = await self._audit_outcome(attempt, outcome_word, after, failure)
         flag = None if audited else True
@@ -571,15 +591,26 @@ class Gate:
                 + (f" {plan.no_undo}" if plan.no_undo and undo is None else "")
                 + ("" if audited else AUDIT_FAILED),
             )
+        if outcome_word == "different":
+            what = (
+                f"{plan.summary}: applied differently: {len(done)} of {len(changes)} change(s) read back as asked, "
+                f"{len(changed) - len(done)} read back otherwise (each line's `now` says what is now true)"
+            )
+        elif outcome_word == "changed_otherwise":
+            what = (
+                f"{plan.summary}: none of the changes reads back as asked, but the record is no longer as it was "
+                "before the write: read it to see what changed"
+            )
+        else:
+            what = f"{plan.summary}: only {len(done)} of {len(changes)} change(s) were applied; each line says what " \
+                "happened"
         return WriteResult(
             status="partial",
             changes=lines,
             undo=undo,
             audit_failed=flag,
-            message=(
-                f"{plan.summary}: only {len(done)} of {len(changes)} change(s) were applied; each line "
-                f"says what happened. It was not retried. {failure or ''}"
-            ).strip()
+            message=(f"{what}. It was not retried. {failure or ''}").strip()
+            + (f" {plan.no_undo}" if plan.no_undo and undo is None and changed else "")
             + ("" if audited else AUDIT_FAILED),
         )
 

@@ -89,7 +89,9 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(default=8, ge=1, le=64)
     retry_attempts: int = Field(default=4, ge=1, le=10, description="tries per read, first one included")
     retry_budget: float = Field(default=20.0, gt=0, le=300, description="seconds a read may spend retrying")
-    retry_wait_max: float = Field(default=5.0, gt=0, le=60, description="longest single wait between tries")
+    retry_wait_max: float = Field(
+        default=5.0, gt=0, le=60, description="longest backoff between tries (a wait sheepCRM asks for is kept)"
+    )
     cache_ttl: float = Field(default=5.0, ge=0, le=300, description="seconds a read is reused; 0 disables")
     call_deadline: float = Field(default=60.0, gt=0, le=600, description="seconds a read tool call may take")
     max_body: int = Field(default=8_000_000, ge=10_000, description="largest sheepCRM answer accepted, bytes")

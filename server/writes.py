@@ -125,6 +125,7 @@ class WritePlan:
     undo_tool: str | None = None  # the tool `undo` and `made` give arguments for, when not this one
     # A create: from a state that shows the record, what the result says of it and the arguments that undo it.
     made: Callable[[Any], tuple[str, dict[str, Any]]] | None = None
+    reported: list[str] = field(default_factory=list)  # what sheepCRM's answers to the writes said they did
 
     def notes(self) -> list[str]:
         """The extra lines of every preview: the warning, the listed records and the no-undo notice (each

@@ -227,9 +227,10 @@ class Http:
             if not isinstance(exc, _Retryable):
                 return False
             if exc.wait is not None:
-                # sheepCRM's wait is honoured, never cut short: a longer one than this client may wait is not
-                # retried early (that would only be refused again); the error says how long to wait.
-                return exc.wait if exc.wait <= c.retry_wait_max else False
+                # sheepCRM's wait is honoured in full, never cut to retry_wait_max (which caps this client's own
+                # backoff): asking sooner would only be refused again. A wait longer than the whole retry budget
+                # is not waited for; the error says how long it is.
+                return exc.wait if exc.wait <= c.retry_budget else False
             return True
 
         try:

@@ -526,7 +526,8 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
     async def read() -> dict[str, Any]:
         # Only the attendees being changed: the gate fingerprints this state, and a colleague marking
         # someone else at the same event must not abort this change as a conflict. A person may hold
-        # several sessions (the PUT sets them all); guest sessions are not set through the booker.
+        # several sessions (the PUT is keyed by person: it may set any or all of them); guest sessions are not
+        # set through the booker.
         found, _ = sessions(await deps.client.attendance(uid, fresh=True))
         state: dict[str, Any] = {}
         for a in found:
@@ -547,15 +548,24 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
             statuses = state[str(p)]["statuses"]
             if all(s == req.status for s in statuses):
                 continue
-            several = f", all {len(statuses)} sessions" if len(statuses) > 1 else ""
+            several = f", {len(statuses)} sessions: sheepCRM may set all of them" if len(statuses) > 1 else ""
             label = f"{state[str(p)]['name']} ({p.uid}){several}"
             before = statuses[0] if len(set(statuses)) == 1 else " / ".join(statuses)
             changes.append(Change(str(p), label, before, req.status))
         return changes
 
-    async def apply(changes: list[Change], _: Any) -> None:
+    async def apply(changes: list[Change], state: Any) -> None:
         for change in changes:
-            await deps.writes.client.set_attendance(uid, parse_uri(change.key, bucket, ("person",)), req.status)
+            said = await deps.writes.client.set_attendance(uid, parse_uri(change.key, bucket, ("person",)), req.status)
+            # openapi.yaml UpdatedEventAttendance: attendance[] lists the sessions the PUT set
+            set_ = said.get("attendance") if isinstance(said, dict) else None
+            held = len(state[change.key]["statuses"]) if change.key in state else 0
+            if not isinstance(set_, list):
+                plan.reported.append(f"{state[change.key]['name']}: sheepCRM's answer does not say which sessions "
+                                     "it set")
+            elif len(set_) != held:
+                plan.reported.append(f"{state[change.key]['name']}: sheepCRM says it set {len(set_)} of their "
+                                     f"{held} sessions")
 
     def undo(applied: list[Change]) -> dict[str, Any] | None:
         plan.no_undo = None

@@ -213,8 +213,8 @@ async def update_task(req: UpdateTaskInput, deps: WriteDeps) -> WritePlan:
             due = moment(state["due"])
             if snoozed_due is None:
                 snoozed_due = max(due or datetime.now(UTC), datetime.now(UTC)) + SNOOZE
-            if due is not None and due >= snoozed_due - SLACK:
-                return []
+            if due is not None and abs(due - snoozed_due) <= SLACK:
+                return []  # where the snooze was to put it (a due date elsewhere is read back as it is)
             return [Change("due", "due", state["due"], f"{snoozed_due:%Y-%m-%d %H:%M} UTC (snoozed 24 hours)")]
         if state["status"] == target:
             return []

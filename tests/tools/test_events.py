@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
+import mcp_types as types
+
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.helpers import answer, error_text
+from tests.helpers import CANARY_KEY, answer, error_text
 
 BOOKED = {"accepted", "attended", "no-show"}
 
@@ -74,3 +77,34 @@ async def test_a_403_quotes_sheepcrm_and_guesses_no_permission_name(connect: Any
     text = error_text(result)
     assert "HTTP 403" in text and "sheepCRM said" in text
     assert "the 'booking.orders' permission" not in text  # not parsed out of sheepCRM's free text
+
+
+async def test_an_attendance_put_that_set_one_of_two_sessions_is_applied_differently(
+    connect: Any, tmp_path: Path
+) -> None:
+    """The PUT is keyed by person (variant one-session: it sets the person's first session only, and its answer
+    lists that one). The outcome is judged against the state before the write: partly applied, audited so, with
+    the undo; never 'the write failed, nothing was changed'. The preview says every session may change."""
+    seen: list[str] = []
+
+    async def approve_and_note(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        seen.append(params.message)
+        return types.ElicitResult(action="accept", content={"confirm": True})
+
+    with SandboxServer(key=CANARY_KEY, variant="one-session") as sb:
+        facts = sb.store.demo_facts()
+        uid, jane = facts["multi_session_event_uid"], facts["jane_uri"]
+        before = sorted(s["status"] for s in live(sb, uid) if s.get("person_ref") == jane and not s.get("guest"))
+        assert len(before) == 2 and "attended" not in before
+        result = await answer(connect, sb, "set_attendance", {"uid": uid, "person_uris": [jane], "status": "attended"},
+                              elicitation=approve_and_note)
+        after = sorted(s["status"] for s in live(sb, uid) if s.get("person_ref") == jane and not s.get("guest"))
+    body = result.structured_content
+    assert not result.is_error and body["status"] == "partial", result.content
+    assert "applied differently" in body["message"] and "set 1 of their 2 sessions" in body["message"]
+    [line] = body["changes"]
+    assert line["result"] == "different" and "attended" in line["now"] and after.count("attended") == 1
+    assert "undo" not in body and "restore them in sheepCRM" in body["message"]  # her two statuses differed
+    assert "sheepCRM may set all of them" in seen[0]
+    outcomes = [json.loads(x)["outcome"] for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert outcomes[-1] == "different"

@@ -30,8 +30,6 @@ WRONG: dict[tuple[str, str], str] = {
     ("organisation", "connections-endpoint"): "no `connections` field on records is answered as nobody at the "
     "organisation (an empty list)",
     ("plan_pages", "v1-paging"): "a v1 listing that ignores page/page_size repeats its first page as the next one",
-    ("attendance_write", "one-session"): "a PUT that set one of Jane's two sessions is reported as failed with "
-    "'nothing was changed'",
 }
 
 
