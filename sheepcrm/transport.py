@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 import anyio
 import httpx
-import stamina
 from opentelemetry import trace
 
 from sheepcrm_mcp.sheepcrm.config import ClientConfig
@@ -232,6 +231,8 @@ class Http:
                 # is not waited for; the error says how long it is.
                 return exc.wait if exc.wait <= c.retry_budget else False
             return True
+
+        import stamina  # loaded on the first upstream read, not at start-up
 
         try:
             async for attempt in stamina.retry_context(

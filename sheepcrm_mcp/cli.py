@@ -12,7 +12,6 @@ from typing import Any
 
 import anyio
 
-from sheepcrm_mcp.sandboxed import sandbox_settings
 from sheepcrm_mcp.server import __version__, logs
 from sheepcrm_mcp.server.settings import ConfigError, Settings, load_settings
 
@@ -167,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.ExitStack() as stack:
             overrides = _overrides(args)
             if args.sandbox:
+                from sheepcrm_mcp.sandboxed import sandbox_settings  # the sandbox loads only when asked for
+
                 overrides = stack.enter_context(sandbox_settings(overrides))
             settings = load_settings(args.env_file, **overrides)
             for secret in (

@@ -36,13 +36,46 @@ async def test_search_contacts_over_stdio_subprocess() -> None:
     assert [c["name"] for c in result.structured_content["contacts"]] == ["Jane Austen"]
 
 
-def test_stdio_and_token_mode_do_not_load_hosted_mode_libraries() -> None:
-    """Start-up cost: the JOSE library (and Redis) load only where hosted mode or replicas use them."""
+# What a stdio server's first initialize and tools/list do not need: hosted mode and its JOSE library, Redis,
+# the approval page's sign-in, the sandbox, doctor, demo, metrics, and the retry library (first upstream read).
+DEFERRED = (
+    "jwt", "redis", "stamina", "tenacity", "prometheus_client", "sheepcrm_mcp.hosted", "sheepcrm_mcp.doctor",
+    "sheepcrm_mcp.demo", "sheepcrm_mcp.sandboxed", "sheepcrm_mcp.sandbox", "sheepcrm_mcp.server.redis_store",
+    "sheepcrm_mcp.server.approvals.signin",
+)
+STDIO_START = """
+import os, sys, anyio
+os.environ.update(SHEEPCRM_API_KEY="k", SHEEPCRM_BUCKET="demo", SHEEPCRM_BASE_URL="http://127.0.0.1:9")
+from sheepcrm_mcp.cli import main  # what `sheepcrm-mcp` runs, up to the server's first answers
+from sheepcrm_mcp.assembly import build_app
+from sheepcrm_mcp.server.settings import load_settings
+app = build_app(load_settings())
+tools = anyio.run(app.server.list_tools)
+assert len(tools) > 10, len(tools)
+print(sorted(m for m in DEFERRED if m in sys.modules))
+"""
+
+
+def _loaded(code: str) -> str:
     import subprocess
     import sys
 
-    probe = ("import sys, sheepcrm_mcp.cli, sheepcrm_mcp.assembly, sheepcrm_mcp.http; "
-             "print(sorted(m for m in ('jwt', 'redis', 'sheepcrm_mcp.server.approvals.signin') if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}
+    done = subprocess.run([sys.executable, "-c", f"DEFERRED = {DEFERRED!r}\n{code}"], capture_output=True,
+                          text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    return done.stdout.strip()
+
+
+def test_stdio_start_up_loads_none_of_the_deferred_modules() -> None:
+    """Start-up cost: stdio start-up, up to tools/list, imports nothing in DEFERRED (and the probe can see them:
+    the sandbox run below loads the sandbox)."""
+    assert _loaded(STDIO_START) == "[]"
+    assert "sheepcrm_mcp.sandbox" in _loaded("import sys\nimport sheepcrm_mcp.sandboxed\nprint(sorted(sys.modules))")
+
+
+def test_stdio_and_token_mode_do_not_load_hosted_mode_libraries() -> None:
+    """Start-up cost: the JOSE library (and Redis) load only where hosted mode or replicas use them."""
+    probe = ("import sys, sheepcrm_mcp.cli, sheepcrm_mcp.assembly, sheepcrm_mcp.http; "
+             "print(sorted(m for m in DEFERRED if m in sys.modules))")
+    assert _loaded(probe) == "[]"
