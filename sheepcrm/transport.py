@@ -8,6 +8,7 @@ reads back to learn what happened. The API key lives only in the Authorization h
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -42,6 +43,17 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})  # GETs only; a read is sa
 # register here when they are on. Spans of each request go to OpenTelemetry (a no-op without a provider).
 OBSERVERS: list[Callable[[str], None]] = []
 _tracer = trace.get_tracer("sheepcrm-mcp")
+
+
+@functools.lru_cache(maxsize=64)
+def _base_host(base: str) -> str:
+    return httpx.URL(base).host
+
+
+def _host(url: str) -> str:
+    """The URL's host, parsed once per scheme and authority (httpx's URL parsing is a hot spot per call)."""
+    scheme, _, rest = url.partition("://")
+    return _base_host(f"{scheme}://{rest.split('/', 1)[0]}")
 
 
 def _observe(event: str) -> None:
@@ -157,7 +169,7 @@ class Http:
     async def _send(self, method: str, url: str, what: str, params: Params | None, body: Any) -> httpx.Response:
         """One request in a span naming only the method, the API host and the status (never the path: it holds
         record ids); a 429 is told to the observers."""
-        attributes = {"http.request.method": method, "server.address": httpx.URL(url).host}
+        attributes = {"http.request.method": method, "server.address": _host(url)}
         with _tracer.start_as_current_span(f"sheepcrm {method}", kind=trace.SpanKind.CLIENT, attributes=attributes,
                                            record_exception=False) as span:
             response = await self._send_once(method, url, what, params, body)
