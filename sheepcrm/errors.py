@@ -38,9 +38,10 @@ class PermissionDenied(SheepError):
 class NotFoundError(SheepError):
     """404: no such record, or (sheepCRM's v1 habit) credentials it does not accept. `api` says which."""
 
-    def __init__(self, message: str, status: int | None = None, api: str = "v2") -> None:
+    def __init__(self, message: str, status: int | None = None, api: str = "v2", detail: str = "") -> None:
         super().__init__(message, status)
         self.api = api
+        self.detail = detail  # sheepCRM's words, cleaned (error_detail): tells a documented "no match" from others
 
 
 # The v1 notes: 404 is "not found, also returned on bad user credentials". Said wherever a v1 404 becomes "no such".
@@ -142,7 +143,7 @@ def error_for(response: httpx.Response, what: str, write: bool, api: str = "v2")
         )
     if status == 404:
         caveat = f" {V1_404_CAVEAT}" if api == "v1" else ""
-        return NotFoundError(f"{what}: not found{suffix}.{caveat}", status, api)
+        return NotFoundError(f"{what}: not found{suffix}.{caveat}", status, api, detail)
     if status == 409:
         return ConflictError(
             f"{what}: sheepCRM reported a data conflict (HTTP 409){suffix}. The request was understood "

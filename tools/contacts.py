@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from sheepcrm_mcp.server.approvals.pending import digest
 from sheepcrm_mcp.server.errors import Refusal, or_refuse
@@ -218,8 +218,10 @@ async def _email_taken(deps: Deps, email: str, uri: str) -> str | None:
     that could not be checked (never silence: the person approving should know)."""
     try:
         found = records(await deps.client.search_people(email=email), "the person search")
-    except NotFoundError:
-        return None
+    except NotFoundError as exc:
+        if _no_match(exc):
+            return None
+        return f"Warning: could not check whether {email} already belongs to another contact ({exc})"
     except SheepError as exc:
         return f"Warning: could not check whether {email} already belongs to another contact ({exc})"
     others = [(r.get("display_value"), u) for r in found if (u := text(r.get("id")) or text(r.get("uri")))
@@ -246,6 +248,9 @@ Name = Annotated[str | None, Field(max_length=100)]
 SAME_EMAIL = "same email"
 
 
+COMPATIBLE = ("first_name", "last_name", "title", "name", "email")  # refused in full-width/compatibility forms
+
+
 class CreateContactInput(Input):
     type: Literal["person", "organisation"] = "person"
     first_name: Name = None
@@ -258,8 +263,24 @@ class CreateContactInput(Input):
     postcode: Annotated[str | None, Field(max_length=12)] = None
     date_of_birth: date | None = None
 
+    @field_validator("first_name", "last_name", "title", "name", "email", "phone", "postcode", "address_lines")
+    @classmethod
+    def _composed(cls, value: Any) -> Any:
+        """One spelling per text (NFC): what is written is what the preview shows and what duplicates match."""
+        if isinstance(value, list):
+            return [unicodedata.normalize("NFC", v) for v in value]
+        return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _fits(self) -> CreateContactInput:
+        for f in COMPATIBLE:
+            value = getattr(self, f)
+            if value and unicodedata.normalize("NFKC", value) != value:
+                odd = "".join(dict.fromkeys(c for c in value if unicodedata.normalize("NFKC", c) != c))[:5]
+                raise ValueError(
+                    f"{f} uses full-width or compatibility characters ({', '.join(f'U+{ord(c):04X}' for c in odd)}): "
+                    f"type it in ordinary characters, e.g. {unicodedata.normalize('NFKC', value)[:100]!r}"
+                )
         person = ("first_name", "last_name", "title", "date_of_birth")
         for f in ("first_name", "last_name", "title", "name", "email", "phone", "postcode"):
             if getattr(self, f) == "":
@@ -307,7 +328,14 @@ def _deleted(row: dict[str, Any]) -> bool:
 
 
 def _fold(value: Any) -> str:
-    return " ".join(str(value or "").split()).casefold()
+    """A text as duplicates are matched: compatibility forms and case folded, spaces collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", str(value or "")).split()).casefold()
+
+
+def _no_match(exc: NotFoundError) -> bool:
+    """The person search's documented "no match" (404 "No person matching those details was found"), as against
+    any other 404 (a moved path, a proxy), which means the search could not be made."""
+    return "no person matching" in exc.detail.casefold()
 
 
 def _email_values(value: Any) -> list[str]:
@@ -363,8 +391,9 @@ async def lookalikes(deps: Deps, req: CreateContactInput) -> list[dict[str, Any]
                 if all(fields.values()):
                     try:
                         add(records(await deps.client.search_people(**fields), "the person search"), why)
-                    except NotFoundError:  # the person search's "no match"
-                        pass
+                    except NotFoundError as exc:
+                        if not _no_match(exc):  # not the documented "no match": could not check
+                            raise
             names = {"first_name": str(req.first_name), "last_name": str(req.last_name)}
             namesakes = await deps.client.resources("person", names, page_size=10)
             add(listed(namesakes, "the person listing by name", "results"), "same name (any case)")

@@ -244,3 +244,36 @@ async def test_profiles_and_read_only(shared_sandbox: SandboxServer, tmp_path: P
     assert not writes & await _tool_names(shared_sandbox, tmp_path, profile=HELPDESK)
     listed = await _tool_names(shared_sandbox, tmp_path, profile=HELPDESK, helpdesk_writes="create_contact")
     assert "create_contact" in listed and "delete_contact" not in listed
+
+
+async def test_one_spelling_per_name_and_compatibility_forms_refused(sandbox: SandboxServer, connect: Any) -> None:
+    """NFC then NFD of the same name: the second is written as the first (NFC) and shown as its namesake;
+    full-width letters are refused before anything is sent."""
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=asking(seen)) as client:
+        first = await client.call_tool("create_contact", {"first_name": "Zoë", "last_name": "Brontë"})
+    assert first.structured_content["status"] == "applied", text_of(first)
+    async with connect(sandbox, elicitation=asking(seen, "decline")) as client:
+        second = await client.call_tool("create_contact", {"first_name": "Zoe\u0308", "last_name": "Bronte\u0308"})
+        before = len(sandbox.request_log)
+        wide = await client.call_tool("create_contact", {"first_name": "Ｊａｎｅ", "last_name": "Ａｕｓｔｅｎ"})
+        mail = await client.call_tool("create_contact", {**JIM, "email": "ｊｉｍ@example.org"})
+    assert second.structured_content["status"] == "not_approved"
+    assert "Possibly already in sheepCRM" in seen[1] and "same name (any case)" in seen[1], seen[1]
+    assert "first name: (empty) → Zoë" in seen[1] and "Zoe\u0308" not in seen[1]
+    [zoe] = [r for r in sandbox.store.by_type("person") if r.data.get("last_name") == "Brontë"]
+    assert zoe.data["first_name"] == "Zoë"
+    for result, field in ((wide, "first_name"), (mail, "email")):
+        assert result.is_error and "full-width or compatibility" in text_of(result) and field in text_of(result)
+    assert "'Jane'" in text_of(wide) and len(sandbox.request_log) == before
+    assert sent(sandbox, "POST") == ["/api/v1/demo/person/"]
+
+
+async def test_a_person_search_answering_a_generic_404_is_could_not_check(connect: Any) -> None:
+    """Only sheepCRM's documented "No person matching" 404 is "none found"; a 404 from a moved path refuses."""
+    with SandboxServer(key=CANARY_KEY, drift=["moved-path:^/search/v2/demo/person"]) as sb:
+        async with connect(sb, elicitation=approve) as client:
+            result = await client.call_tool("create_contact", JIM)
+        assert sent(sb, "POST") == [] and sb.store.contacts_by_email(JIM["email"]) == []
+        assert any(p.startswith("/search/v2/demo/person") for p in sent(sb, "GET"))
+    assert result.is_error and "Could not check sheepCRM for an existing contact" in text_of(result)
