@@ -30,6 +30,7 @@ SECURITY = (
     "confirm",
     "base_url",
     "v1_base_url",
+    "https_proxy",
     "audit_log",
     "read_only",
     "toolsets",
@@ -80,6 +81,9 @@ class Settings(BaseSettings):
     bucket: str = Field(default="", description="sheepCRM bucket (flock) this server may touch")
     base_url: str = "https://sls-api.sheepcrm.com"
     v1_base_url: str = "https://api.sheepcrm.com"
+    https_proxy: str = Field(
+        default="", description="proxy to sheepCRM; only from your own settings file (HTTPS_PROXY is ignored)"
+    )
     read_only: bool = False
     toolsets: Annotated[tuple[str, ...], NoDecode] = ("all",)  # checked against the catalogue at assembly
     confirm: Literal["elicit", "page", "none"] = "elicit"
@@ -300,6 +304,7 @@ class Settings(BaseSettings):
             retry_wait_max=self.retry_wait_max,
             cache_ttl=self.cache_ttl,
             max_body=self.max_body,
+            proxy=self.https_proxy or None,
         )
 
 
@@ -339,7 +344,8 @@ def from_env_file(path: Path) -> dict[str, Any]:
 # sheepCRM's hosts, SHEEPCRM_CONFIRM=none) count only when the person's own settings file says the same: a file
 # at a fixed place in their home folder (found from the account database, not from $HOME or $XDG_CONFIG_HOME,
 # which a config could set), owned by them, 0600, in a folder only they can write. A loopback upstream (the
-# sandbox) is allowed from anywhere; whenever either is in effect, the session's first answer says so.
+# sandbox) is allowed from anywhere only while a process of this user listens on its port (not another local
+# account's); whenever either is in effect, the session's first answer says so.
 
 SHEEPCRM_DOMAIN = "sheepcrm.com"
 USER_FILE_HINT = "~/.config/sheepcrm-mcp/settings.env"
@@ -390,15 +396,45 @@ def read_user_file(path: Path) -> dict[str, str]:
     return {k.upper(): v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 
+def _listeners(port: int) -> list[int] | None:
+    """The owners (uids) of every TCP socket listening on `port` on this machine, from /proc/net (None where
+    there is no /proc: then only the person's own file can name a loopback upstream)."""
+    owners: list[int] = []
+    found_table = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        found_table = True
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 7 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                owners.append(int(fields[7]))
+    return owners if found_table else None
+
+
+def loopback_is_ours(url: str) -> bool:
+    """Whether a loopback upstream is served by this user: something listens on its port and every listener
+    on that port is this user's (the sandbox the person started), not another local account's."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    owners = _listeners(port)
+    return bool(owners) and all(uid == os.getuid() for uid in owners or ())
+
+
 def needs_own_file(settings: Settings) -> dict[str, str]:
-    """The settings in effect that only the person's own file may set: variable -> value."""
+    """The settings in effect that only the person's own file may set: variable -> value. A loopback upstream
+    counts as sheepCRM's only while this user's own process (the sandbox) listens there."""
     found: dict[str, str] = {}
     if settings.confirm == "none":
         found["SHEEPCRM_CONFIRM"] = "none"
     for name in ("base_url", "v1_base_url"):
         url = getattr(settings, name)
-        if not is_sheepcrm(url) and not is_loopback(url):
+        if not is_sheepcrm(url) and not (is_loopback(url) and loopback_is_ours(url)):
             found[f"SHEEPCRM_{name.upper()}"] = url
+    if settings.https_proxy:
+        found["SHEEPCRM_HTTPS_PROXY"] = settings.https_proxy
     return found
 
 
@@ -438,6 +474,26 @@ def _from_user_file(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     return values, raw
 
 
+def _environ(name: str) -> str | None:
+    return next((v for k, v in os.environ.items() if k.upper() == name), None)
+
+
+_CONFIRM_STRICTNESS = {"none": 0, "elicit": 1, "page": 2}
+
+
+def _stricter_own(own: dict[str, str], values: dict[str, Any]) -> dict[str, Any]:
+    """Where the person's own file is stricter than the environment, flags or a client's config, the file wins:
+    SHEEPCRM_CONFIRM=page over elicit (or none), SHEEPCRM_READ_ONLY=true over false."""
+    out: dict[str, Any] = {}
+    mine = own.get("SHEEPCRM_CONFIRM", "").strip().lower()
+    theirs = str(values.get("confirm", _environ("SHEEPCRM_CONFIRM") or "elicit")).strip().lower()
+    if mine in _CONFIRM_STRICTNESS and _CONFIRM_STRICTNESS[mine] > _CONFIRM_STRICTNESS.get(theirs, 0):
+        out["confirm"] = mine
+    if own.get("SHEEPCRM_READ_ONLY", "").strip().lower() in ("1", "true", "yes", "on"):
+        out["read_only"] = True
+    return out
+
+
 def load_settings(env_file: Path | None = None, *, user_file: Path | None = None, **overrides: object) -> Settings:
     """Build settings, turning pydantic's report into one line per bad variable.
 
@@ -448,6 +504,7 @@ def load_settings(env_file: Path | None = None, *, user_file: Path | None = None
     values, own = _from_user_file(own_file)
     values.update(from_env_file(env_file) if env_file is not None else {})
     values.update(overrides)
+    values.update(_stricter_own(own, values))
     try:
         settings = Settings(**values)
     except ValidationError as exc:

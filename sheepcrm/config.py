@@ -42,6 +42,7 @@ class ClientConfig:
     retry_wait_max: float = 5.0  # longest single wait between tries
     cache_ttl: float = 5.0  # seconds a read is reused; 0 disables
     max_body: int = 8_000_000  # largest answer accepted, bytes (counted while it streams in)
+    proxy: str | None = None  # an HTTPS proxy the person's own settings file names; never one from the environment
 
     def __post_init__(self) -> None:
         check_base_url(self.base_url)

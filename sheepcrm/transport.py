@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import anyio
+import certifi
 import httpx
 from opentelemetry import trace
 
@@ -141,7 +143,13 @@ class Http:
     @property
     def _http(self) -> httpx.AsyncClient:
         """Made on first use: building it loads the TLS trust store (~30 ms), which would otherwise
-        delay the server's first answer (initialize) at start-up."""
+        delay the server's first answer (initialize) at start-up.
+
+        It trusts nothing from the environment (trust_env=False): HTTPS_PROXY, ALL_PROXY, SSL_CERT_FILE and
+        SSL_CERT_DIR, which a client's config (a cloned repository's .mcp.json) can set, would send the key through
+        a proxy or let a certificate authority of theirs read it. It verifies with certifi's CA bundle, named
+        explicitly (OpenSSL's default paths follow SSL_CERT_FILE), and uses a proxy only when the person's own
+        settings file names one (SHEEPCRM_HTTPS_PROXY)."""
         if self._client is None:
             c = self.config
             self._client = httpx.AsyncClient(
@@ -155,6 +163,9 @@ class Http:
                 limits=httpx.Limits(max_connections=c.max_concurrency, max_keepalive_connections=c.max_concurrency),
                 transport=self._transport,
                 follow_redirects=False,
+                trust_env=False,
+                verify=ssl.create_default_context(cafile=certifi.where()),
+                proxy=c.proxy,
             )
         return self._client
 

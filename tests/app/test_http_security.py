@@ -4,6 +4,7 @@ security settings only from the environment or flags, https upstreams."""
 
 from __future__ import annotations
 
+import socket
 import stat
 from pathlib import Path
 
@@ -176,8 +177,12 @@ def test_non_loopback_upstreams_need_https(monkeypatch: pytest.MonkeyPatch, url:
     monkeypatch.setenv("SHEEPCRM_BASE_URL", url)
     with pytest.raises(ConfigError, match="SHEEPCRM_BASE_URL"):
         load_settings()
-    monkeypatch.setenv("SHEEPCRM_BASE_URL", "http://127.0.0.1:9999")
-    assert load_settings().base_url == "http://127.0.0.1:9999"
+    with socket.socket() as mine:  # loopback, served by this user (the sandbox)
+        mine.bind(("127.0.0.1", 0))
+        mine.listen()
+        sandbox = f"http://127.0.0.1:{mine.getsockname()[1]}"
+        monkeypatch.setenv("SHEEPCRM_BASE_URL", sandbox)
+        assert load_settings().base_url == sandbox
 
 
 def test_the_binary_ignores_a_dotenv_in_its_folder(sandbox: SandboxServer, tmp_path: Path) -> None:

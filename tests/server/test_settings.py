@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.server.settings import ConfigError, Settings, load_settings, trust_notes, user_settings_file
-from tests.helpers import CANARY_KEY, PROTOCOL, binary, clean_env
+from tests.helpers import CANARY_KEY, PROTOCOL, STRANGER, binary, clean_env, free_port, stranger
 
 
 def test_settings_errors_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,7 +109,7 @@ def test_the_persons_own_file_can_switch_approvals_off_and_name_another_upstream
     settings = load_settings(user_file=path, confirm="none")
     assert settings.confirm == "none" and settings.base_url == "https://proxy.example.org"
     notes = trust_notes(settings)
-    assert any("Approvals are OFF" in n for n in notes) and any("proxy.example.org" in n for n in notes)
+    assert any("approvals are off" in n.lower() for n in notes) and any("proxy.example.org" in n for n in notes)
     monkeypatch.setenv("SHEEPCRM_BASE_URL", "https://attacker.example")  # another value from the env is not
     with pytest.raises(ConfigError, match=r"SHEEPCRM_BASE_URL=https://attacker\.example"):
         load_settings(user_file=path)
@@ -145,9 +146,15 @@ def test_the_sandbox_and_sheepcrm_hosts_need_no_own_file(tmp_path: Path, monkeyp
     missing = tmp_path / "none" / "settings.env"
     monkeypatch.setenv("SHEEPCRM_BASE_URL", "https://sls-api.eu.sheepcrm.com")
     assert load_settings(user_file=missing).base_url == "https://sls-api.eu.sheepcrm.com"
-    monkeypatch.setenv("SHEEPCRM_BASE_URL", "http://127.0.0.1:9999")
-    settings = load_settings(user_file=missing)
-    assert any("127.0.0.1:9999" in n for n in trust_notes(settings))  # allowed, and said in-band
+    with socket.socket() as mine:  # a sandbox of this user's, listening
+        mine.bind(("127.0.0.1", 0))
+        mine.listen()
+        url = f"http://127.0.0.1:{mine.getsockname()[1]}"
+        monkeypatch.setenv("SHEEPCRM_BASE_URL", url)
+        settings = load_settings(user_file=missing)
+        assert any(url.removeprefix("http://") in n for n in trust_notes(settings))  # allowed, and said in-band
+    with pytest.raises(ConfigError, match="SHEEPCRM_BASE_URL"):  # nothing of ours listens there any more
+        load_settings(user_file=missing)
     monkeypatch.setenv("SHEEPCRM_BASE_URL", "https://sheepcrm.com.attacker.example")
     with pytest.raises(ConfigError):
         load_settings(user_file=missing)
@@ -161,3 +168,46 @@ def test_replicas_need_one_request_state_key(tmp_path: Path) -> None:
         build_app(settings)
     with pytest.raises(ConfigError, match="SHEEPCRM_REQUEST_STATE_KEY"):
         load_settings(user_file=tmp_path / "none", request_state_key="short")
+
+
+def test_the_persons_own_file_wins_where_it_is_stricter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client's config sets SHEEPCRM_CONFIRM=elicit and SHEEPCRM_READ_ONLY=false; the person's file says page and
+    true: the stricter setting holds, whichever source is stricter."""
+    for name in [k for k in os.environ if k.startswith("SHEEPCRM_")]:
+        monkeypatch.delenv(name)
+    path = own_file(tmp_path / "config", "SHEEPCRM_CONFIRM=page\nSHEEPCRM_READ_ONLY=true\n")
+    monkeypatch.setenv("SHEEPCRM_CONFIRM", "elicit")
+    monkeypatch.setenv("SHEEPCRM_READ_ONLY", "false")
+    settings = load_settings(user_file=path)
+    assert settings.confirm == "page" and settings.read_only is True
+    assert load_settings(user_file=path, confirm="elicit").confirm == "page"  # a flag does not loosen it either
+    loose = own_file(tmp_path / "loose", "SHEEPCRM_CONFIRM=elicit\nSHEEPCRM_READ_ONLY=false\n")
+    monkeypatch.setenv("SHEEPCRM_CONFIRM", "page")
+    monkeypatch.setenv("SHEEPCRM_READ_ONLY", "true")
+    settings = load_settings(user_file=loose)  # the environment may still be stricter than the file
+    assert settings.confirm == "page" and settings.read_only is True
+
+
+def test_a_loopback_port_another_local_user_listens_on_gets_no_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another account on the machine listens on a loopback port and a client's config points the server there:
+    the server refuses to start unless the person's own file names that upstream."""
+    for name in [k for k in os.environ if k.startswith("SHEEPCRM_")]:
+        monkeypatch.delenv(name)
+    port = free_port()
+    listen = (f"import socket,time;s=socket.socket();s.bind(('127.0.0.1',{port}));s.listen();"
+              "print('up',flush=True);time.sleep(60)")
+    stranger()
+    with subprocess.Popen(["runuser", "-u", STRANGER, "--", "/usr/bin/python3", "-c", listen], stdout=subprocess.PIPE,
+                          cwd="/", text=True) as other:
+        try:
+            assert other.stdout is not None and other.stdout.readline().strip() == "up"
+            url = f"http://127.0.0.1:{port}"
+            monkeypatch.setenv("SHEEPCRM_BASE_URL", url)
+            with pytest.raises(ConfigError, match=f"SHEEPCRM_BASE_URL={url}"):
+                load_settings(user_file=tmp_path / "none" / "settings.env")
+            path = own_file(tmp_path / "config", f"SHEEPCRM_BASE_URL={url}\n")  # the person said so: it counts
+            assert load_settings(user_file=path).base_url == url
+        finally:
+            other.kill()
