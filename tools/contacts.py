@@ -295,8 +295,10 @@ class CreateContactInput(Input):
                 raise ValueError("an organisation needs name")
             if given := [f for f in person if getattr(self, f)]:
                 raise ValueError(f"{', '.join(given)}: a person's fields; an organisation takes name")
-        if self.email is not None and not EMAIL.fullmatch(self.email):
-            raise ValueError("email must look like name@example.org")
+        if self.email is not None and self.email.casefold().startswith("mailto:"):
+            raise ValueError("email takes the address alone: leave out 'mailto:'")
+        if self.email is not None and (not EMAIL.fullmatch(self.email) or self.email.endswith(".")):
+            raise ValueError("email must look like name@example.org (no dot at the end)")
         if self.phone is not None and not PHONE.fullmatch(self.phone):
             raise ValueError("phone takes digits, spaces and + ( ) - . only")
         if self.postcode is not None and not POSTCODE.fullmatch(self.postcode):
@@ -372,10 +374,14 @@ async def lookalikes(deps: Deps, req: CreateContactInput) -> list[dict[str, Any]
 
     email = req.email
     try:
-        if email:  # the v1 listing too: list values may carry a label ("x@y;work") an exact filter would miss
-            same = await deps.client.resources(req.type, {"email__startswithi": email}, page_size=10)
-            add(listed(same, f"the {req.type} listing by email", "results"), SAME_EMAIL,
-                lambda r: _fold(email) in _email_values((r.get("data") or {}).get("email")))
+        if email:  # the v1 listing too: list values may carry a label ("x@y;work") an exact filter would miss;
+            # both types: a person given an organisation's email (or the reverse) is shown, not refused
+            other = "organisation" if req.type == "person" else "person"
+            also = f"same email, {'an' if other[0] == 'o' else 'a'} {other}"
+            for rtype, why in ((req.type, SAME_EMAIL), (other, also)):
+                same = await deps.client.resources(rtype, {"email__startswithi": email}, page_size=10)
+                add(listed(same, f"the {rtype} listing by email", "results"), why,
+                    lambda r: _fold(email) in _email_values((r.get("data") or {}).get("email")))
         if req.type == "person":
             dob = req.date_of_birth.isoformat() if req.date_of_birth else None
             rules = (
@@ -574,7 +580,7 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
     ]
     if len(found) > 5:
         listed.append(f"• and at least {len(found) - 5} more (search_contacts finds them)")
-    mixed = [LABELS[f] for f in ("first_name", "last_name", "name") if _alphabets(getattr(req, f)) > 1]
+    mixed = [LABELS[f] for f in ("first_name", "last_name", "name", "email") if _alphabets(getattr(req, f)) > 1]
     notes = [f"{', '.join(mixed)} mixes alphabets: look-alike letters can hide a duplicate."] if mixed else []
     if found:
         notes.append(f"Possibly already in sheepCRM ({len(found)}); open each before approving, which creates it "

@@ -277,3 +277,34 @@ async def test_a_person_search_answering_a_generic_404_is_could_not_check(connec
         assert sent(sb, "POST") == [] and sb.store.contacts_by_email(JIM["email"]) == []
         assert any(p.startswith("/search/v2/demo/person") for p in sent(sb, "GET"))
     assert result.is_error and "Could not check sheepCRM for an existing contact" in text_of(result)
+
+
+async def test_an_email_another_type_of_contact_has_is_shown(sandbox: SandboxServer, connect: Any) -> None:
+    """A person given an organisation's email (or the reverse) is shown in the preview, not passed silently."""
+    org = {"type": "organisation", "name": "Aquarius Lunar Society", "email": "office@aquarius.example"}
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=asking(seen)) as client:
+        made = await client.call_tool("create_contact", org)
+    [society] = sandbox.store.contacts_by_email(org["email"])
+    async with connect(sandbox, elicitation=asking(seen, "decline")) as client:
+        person = await client.call_tool("create_contact", {**JIM, "email": org["email"]})
+        jane = {**org, "name": "Austen Society", "email": "jane.austen@example.org"}
+        back = await client.call_tool("create_contact", jane)
+    assert made.structured_content["status"] == "applied" and person.structured_content["status"] == "not_approved"
+    assert "[same email, an organisation]" in seen[1] and uid_of(society.uri) in seen[1], seen[1]
+    assert seen[1].rstrip().endswith("Create anyway?") and "[same email, a person]" in seen[2], seen[2]
+    assert back.structured_content["status"] == "not_approved" and sent(sandbox, "POST") == [
+        "/api/v1/demo/organisation/"
+    ]
+
+
+async def test_email_variants_are_refused_or_flagged(sandbox: SandboxServer, connect: Any) -> None:
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=asking(seen, "decline")) as client:
+        mailto = await client.call_tool("create_contact", {**JIM, "email": "mailto:jim@example.org"})
+        dot = await client.call_tool("create_contact", {**JIM, "email": "jim@example.org."})
+        assert sandbox.request_log == []
+        await client.call_tool("create_contact", {**JIM, "email": "j\u0456m@example.org"})  # Cyrillic і
+    assert mailto.is_error and "leave out 'mailto:'" in text_of(mailto)
+    assert dot.is_error and "no dot at the end" in text_of(dot)
+    assert "email mixes alphabets" in seen[0] and sent(sandbox, "POST") == []
