@@ -40,7 +40,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp_types.version import is_version_at_least
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from sheepcrm_mcp.server.approvals.page import ApprovalPage
 from sheepcrm_mcp.server.approvals.pending import ApprovalRequest, Pending, digest
@@ -164,11 +164,13 @@ class Decision:
         "unavailable",
         "rejected",
         "expired",
+        "invalid",
     ]
     channel: str
     waited: bool = False  # a person was asked during this call, so the state must be read again before writing
     approver: dict[str, Any] | None = None  # hosted mode: who approved on the page (audited)
     message: str | None = None  # approval_required: where the person approves
+    unticked: bool = False  # declined by accepting the form without ticking its box
 
 
 def _elicitation_modes(ctx: Context) -> tuple[bool, bool]:
@@ -197,6 +199,23 @@ def _answered_no(ctx: Context) -> Literal["declined", "cancelled"] | None:
         if action in ("decline", "cancel"):
             return "declined" if action == "decline" else "cancelled"
     return None
+
+
+def _answered_invalid(ctx: Context) -> bool:
+    """On 2026-07-28, whether this round carries an "accept" whose form content is not a valid approval (a string
+    for the tick, no content, an extra field): not approved, never a failure of the tool."""
+    for answer in (ctx.input_responses or {}).values():
+        if getattr(answer, "action", None) == "accept" and not _valid_confirm(getattr(answer, "content", None)):
+            return True
+    return False
+
+
+def _valid_confirm(content: Any) -> bool:
+    try:
+        Confirm.model_validate(content)
+    except ValidationError:
+        return False
+    return True
 
 
 def _session_of(ctx: Context) -> str:
@@ -314,11 +333,17 @@ class Gate:
         by_client = self.settings.confirm == "elicit"
         if by_client and form:
             if new_era:
+                if _answered_invalid(ctx):
+                    return Decision("invalid", "elicitation")
                 # answered in a later round, in which prepare read the state afresh
                 return Elicit(message, confirm_form(prepared.state_digest))
             outcome: ElicitationResult[Confirm] | None = None
             with anyio.move_on_after(self.settings.confirm_timeout):
-                outcome = await ctx.elicit(message, confirm_form(prepared.state_digest))
+                try:
+                    outcome = await ctx.elicit(message, confirm_form(prepared.state_digest))
+                except ValueError:  # the SDK's word for an accepted answer that does not match the form
+                    log.warning("the approval form for %s was answered with content that is not a valid approval", tool)
+                    return Decision("invalid", "elicitation", waited=True)
             if outcome is None:
                 return Decision("timeout", "elicitation")
             decision = self._from_elicitation(outcome)
@@ -384,7 +409,9 @@ class Gate:
             if isinstance(data, Decision):
                 return data
             if isinstance(data, Confirm):
-                return Decision("approved" if data.confirm else "declined", "elicitation")
+                if data.confirm:
+                    return Decision("approved", "elicitation")
+                return Decision("declined", "elicitation", unticked=True)
             if isinstance(data, AcceptedElicitation | BaseModel):
                 return Gate._from_elicitation(data)
         return Decision("declined" if isinstance(outcome, DeclinedElicitation) else "cancelled", "elicitation")
@@ -438,7 +465,8 @@ class Gate:
                 message=decision.message or "Nothing was changed yet; approval is waiting.",
             )
         why = {
-            "declined": "the person declined",
+            "declined": "the confirmation box was not ticked" if decision.unticked else "the person declined",
+            "invalid": "the form answer was not a valid approval",
             "cancelled": "the confirmation was cancelled",
             "timeout": "nobody answered the confirmation in time",
             "rejected": "the person rejected it on the approval page",

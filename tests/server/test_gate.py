@@ -416,3 +416,34 @@ async def test_set_attendance_mixed_old_statuses_says_how_to_undo(sandbox: Sandb
             assert back.structured_content["status"] == "applied", back.content
     now = {a.data["person_ref"]: a.data["status"] for a in store.attendance(store.uri("booking", uid))}
     assert {p: now[p] for p in old} == old
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "answer",
+    [answering("accept", {"confirm": "true"}), answering("accept"), answering("accept", {"confirm": True, "x": 1})],
+)
+async def test_a_malformed_approval_is_not_approved_without_a_traceback(
+    sandbox: SandboxServer, connect: Any, tmp_path: Path, mode: str, answer: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A form answer that is not a valid approval (a string for the tick, no content, an extra field) writes
+    nothing and is answered as not approved, not as a failure of the tool."""
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    async with connect(sandbox, mode=mode, elicitation=answer) as client:
+        result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    assert not result.is_error, result.content
+    body = result.structured_content
+    assert body["status"] == "not_approved" and "not a valid approval" in body["message"]
+    assert task_status(sandbox, uid) == "open" and writes(sandbox) == []
+    assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_accept_without_the_tick_says_the_box_was_not_ticked(
+    sandbox: SandboxServer, connect: Any, mode: str
+) -> None:
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    async with connect(sandbox, mode=mode, elicitation=answering("accept", {"confirm": False})) as client:
+        result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    message = result.structured_content["message"]
+    assert "the confirmation box was not ticked" in message and "declined" not in message
