@@ -387,15 +387,53 @@ async def current_members(
         if uri is None:
             raise Refusal(f"No plan named {plan!r}; the plans are: {', '.join(sorted(plans.values()))}.")
         filters["membership_type"] = uri
+    if ends_within_days is not None:
+        return await _renewing(deps, filters, plans, on, offset, limit)
     data = await deps.client.resources("member", filters, page=offset // limit + 1, page_size=limit)
     raw = listed(data, "the membership listing", "results")
     # The listing filters by dates only; "current" also means paid, active and not deleted, as check_membership says.
     # A record that cannot be read either way (a status sheepCRM's documents do not name) is listed, marked unknown.
     found = [r for r in raw if _current_record(r.get("data") or {}, on) in ("current", "unknown")]
-    renewed = 0
-    if ends_within_days is not None:
-        kept = [r for r in found if (r.get("data") or {}).get("has_renewed") is not True]
-        renewed, found = len(found) - len(kept), kept
+    out = await _member_rows(found, plans, on, deps)
+    total = data.get("total") if isinstance(data, dict) and isinstance(data.get("total"), int) else None
+    end = offset + len(raw)
+    more = end < total if total is not None else len(raw) >= limit
+    if len(found) != len(raw):
+        total = None  # sheepCRM's total counts the unpaid or inactive records left out here
+    return MembersPage(out, sorted(plans.values()), total, end if more else None)
+
+
+RENEWAL_PAGE = 100  # memberships per upstream page while reading a whole renewal window
+RENEWAL_PAGES = 20  # a window of more than 2,000 memberships is refused (a shorter window or a plan narrows it)
+
+
+async def _renewing(
+    deps: Deps, filters: dict[str, str], plans: dict[str, str], on: date, offset: int, limit: int
+) -> MembersPage:
+    """A renewal window, soonest first across pages: the v1 listing documents no order, so the whole window is
+    read, sorted by end date, and the page cut from it; only that page's contacts are read."""
+    raw: list[dict[str, Any]] = []
+    for page in range(1, RENEWAL_PAGES + 1):
+        data = await deps.client.resources("member", filters, page=page, page_size=RENEWAL_PAGE)
+        got = listed(data, "the membership listing", "results")
+        raw.extend(got)
+        total = data.get("total") if isinstance(data, dict) and isinstance(data.get("total"), int) else None
+        if len(got) < RENEWAL_PAGE or (total is not None and len(raw) >= total):
+            break
+    else:
+        raise Refusal(
+            f"More than {RENEWAL_PAGE * RENEWAL_PAGES} memberships end in this window, too many to list soonest "
+            "first; ask for fewer renewing_within_days or add a plan."
+        )
+    found = [r for r in raw if _current_record(r.get("data") or {}, on) in ("current", "unknown")]
+    kept = [r for r in found if (r.get("data") or {}).get("has_renewed") is not True]
+    kept.sort(key=lambda r: (text((r.get("data") or {}).get("end_date")) or "9999", text(r.get("uri")) or ""))
+    end = offset + limit
+    out = await _member_rows(kept[offset:end], plans, on, deps)
+    return MembersPage(out, sorted(plans.values()), len(kept), end if end < len(kept) else None, len(found) - len(kept))
+
+
+async def _member_rows(found: list[dict[str, Any]], plans: dict[str, str], on: date, deps: Deps) -> list[MemberRow]:
     contacts = await _contacts({c for r in found if (c := ref((r.get("data") or {}).get("member")))}, deps)
     out = []
     for r in found:
@@ -416,12 +454,7 @@ async def current_members(
             )
         )
     out.sort(key=lambda m: m.end_date or "")
-    total = data.get("total") if isinstance(data, dict) and isinstance(data.get("total"), int) else None
-    end = offset + len(raw)
-    more = end < total if total is not None else len(raw) >= limit
-    if len(found) != len(raw):
-        total = None  # sheepCRM's total counts the unpaid, inactive or renewed records left out here
-    return MembersPage(out, sorted(plans.values()), total, end if more else None, renewed)
+    return out
 
 
 def _current_record(data: dict[str, Any], on: date) -> Status | None:

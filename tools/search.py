@@ -153,8 +153,8 @@ async def members(req: SearchContactsInput, deps: Deps) -> SearchContactsOutput:
         "them; check them in sheepCRM." if unknown else None
     )
     renewed = (
-        f"{page.renewed} membership(s) on this page that sheepCRM marks as already renewed (has_renewed) are left "
-        "out." if page.renewed else None
+        f"{page.renewed} membership(s) in this window that sheepCRM marks as already renewed (has_renewed) are "
+        "left out." if page.renewed else None
     )
     return SearchContactsOutput(
         contacts=hits, plans=page.plans, total=page.total,

@@ -119,3 +119,28 @@ async def test_renewal_lists_leave_out_renewed_and_carry_an_email(sandbox: Sandb
     contact = store.get(due.data["member"])
     assert contact is not None and rows[due.uri]["email"] == primary(contact.data["email"])
     assert "has_renewed" in body["note"]
+
+
+async def test_renewal_lists_are_soonest_first_across_pages(sandbox: SandboxServer, connect: Any) -> None:
+    """sheepCRM's listing has no documented order: the soonest renewal is on page one however small the page,
+    and the end dates never go back across pages."""
+    store = sandbox.store
+    today = now_utc().date()
+    current = [m for m in store.by_type("member") if m.data["paid"] and m.data["record_state"] != "deleted"
+               and m.data["start_date"] <= today.isoformat() <= m.data["end_date"]
+               and m.data["membership_record_status"] == "active" and not m.data.get("has_renewed")]
+    soonest = current[-1]  # the last one the listing gives
+    store.update(soonest.uri, {"end_date": (today + timedelta(days=1)).isoformat()}, message="t")
+    pages: list[list[dict[str, Any]]] = []
+    async with connect(sandbox) as client:
+        args: dict[str, Any] = {"renewing_within_days": 60, "limit": 10}
+        while True:
+            body = (await client.call_tool("search_contacts", args)).structured_content
+            pages.append(body["contacts"])
+            if not body.get("next_cursor"):
+                break
+            args = {**args, "cursor": body["next_cursor"]}
+    assert len(pages) > 1, "the window must span pages for this test to mean anything"
+    assert soonest.uri in {c["membership_uri"] for c in pages[0]}
+    ends = [c["end_date"] for page in pages for c in page]
+    assert ends == sorted(ends)
