@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -114,8 +115,11 @@ def puts(sb: SandboxServer) -> list[str]:
     return [r.path for r in sb.request_log if r.method == "PUT"]
 
 
-def add_sessions(sb: SandboxServer, event_uid: str, n: int, names: tuple[str, ...] = ()) -> list[str]:
-    """`n` more attendance sessions (status accepted) at an event, the last ones named `names`; their person uris."""
+def add_sessions(
+    sb: SandboxServer, event_uid: str, n: int, names: tuple[str, ...] = (), statuses: dict[str, str] | None = None
+) -> list[str]:
+    """`n` more attendance sessions (status accepted, or `statuses` by name) at an event, the last ones named
+    `names`; their person uris."""
     store = sb.store
     event = store.uri("booking", event_uid)
     created = fmt_dt(now_utc() - timedelta(days=3))
@@ -127,7 +131,8 @@ def add_sessions(sb: SandboxServer, event_uid: str, n: int, names: tuple[str, ..
         data = {
             "uid": uid, "uri": f"/{store.bucket}/attendance/{uid}/", "attendee_name": name, "display_value": name,
             "attendee_email": f"visitor{i:03d}@example.org", "created": created, "last_updated": created,
-            "guest": False, "person_ref": person, "record_state": "updated", "status": "accepted",
+            "guest": False, "person_ref": person, "record_state": "updated",
+            "status": (statuses or {}).get(name, "accepted"),
             "ticket": ticket["ticket"], "ticket_ref": ticket["ticket_ref"], "booking_ref": event,
         }
         rows.append((data["uri"], "attendance", uid, name, event, f"{900000 + i:06d}", created, created, "updated",
@@ -229,6 +234,63 @@ async def test_check_in_board_marks_people_attended_through_the_gate(
         assert len(puts(sandbox)) == before + 3
         await no_injection_ran(page)
         await _no_secrets(page, sandbox)
+
+
+async def test_a_write_never_carries_a_selection_the_board_no_longer_shows(
+    sandbox: SandboxServer, host_bundle: Path, browser: Any, tmp_path: Path
+) -> None:
+    """Two people marked attended, one of them already was: the outcome ends the selection, so the next search's
+    No-show asks about (and writes) only the two people ticked for it."""
+    event = sandbox.store.demo_facts()["running_event_uid"]
+    brown, stone, hill, ford = add_sessions(
+        sandbox, event, 4, names=("Leoric Brown", "Leoric Stone", "Isambard Hill", "Isambard Ford"),
+        statuses={"Leoric Brown": "attended"},
+    )
+    async with host_page(browser, host_bundle, sandbox, tmp_path) as page:
+        await run_tool(page, "list_attendees", {"uid": event})
+        board = app(page)
+        await board.locator("#summary").filter(has_text=re.compile(r"^\d+ session\(s\)$")).wait_for(timeout=20_000)
+        await board.locator("#search").fill("leoric")
+        for box in await board.locator(".row:not([hidden]) input[type=checkbox]").all():
+            await box.check()
+        await board.locator("#mark-attended").click()
+        await page.locator("#approval").wait_for(state="visible")
+        await page.locator("#approval-tick").check()
+        await page.locator("#approval-accept").click()
+        await board.locator("#outcome-list .badge", has_text="already attended").wait_for(timeout=20_000)
+        await board.locator("#selected").filter(has_text="0 selected").wait_for()
+        assert await board.locator(".row input[type=checkbox]:checked").count() == 0
+
+        await board.locator("#search").fill("isambard")
+        for box in await board.locator(".row:not([hidden]) input[type=checkbox]").all():
+            await box.check()
+        await board.locator("#selected").filter(has_text=re.compile(r"^2 selected$")).wait_for()
+        await board.locator("#mark-no-show").click()
+        await page.locator("#approval").wait_for(state="visible")
+        preview = await page.locator("#approval-message").inner_text()
+        assert "Isambard Hill" in preview and "Isambard Ford" in preview and "Leoric" not in preview
+        await page.locator("#approval-tick").check()
+        await page.locator("#approval-accept").click()
+        await board.locator("#outcome-message").filter(has_text="done and read back").wait_for(timeout=20_000)
+        assert status_of(sandbox, event, brown) == {"attended"} and status_of(sandbox, event, stone) == {"attended"}
+        assert status_of(sandbox, event, hill) == {"no-show"} and status_of(sandbox, event, ford) == {"no-show"}
+
+
+async def test_the_selected_count_says_how_many_are_not_shown(
+    sandbox: SandboxServer, host_bundle: Path, browser: Any, tmp_path: Path
+) -> None:
+    event = sandbox.store.demo_facts()["running_event_uid"]
+    add_sessions(sandbox, event, 2, names=("Leoric Brown", "Isambard Hill"))
+    async with host_page(browser, host_bundle, sandbox, tmp_path) as page:
+        await run_tool(page, "list_attendees", {"uid": event})
+        board = app(page)
+        await board.locator("#summary").filter(has_text=re.compile(r"^\d+ session\(s\)$")).wait_for(timeout=20_000)
+        await board.locator("#search").fill("leoric")
+        await board.locator(".row:not([hidden]) input[type=checkbox]").check()
+        await board.locator("#search").fill("isambard")
+        await board.locator("#selected").filter(has_text="1 selected (1 not shown)").wait_for()
+        await board.locator("#clear").click()
+        await board.locator("#selected").filter(has_text=re.compile(r"^0 selected$")).wait_for()
 
 
 async def test_declining_the_approval_writes_nothing(

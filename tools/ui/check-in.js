@@ -117,7 +117,10 @@ function updateActions() {
   $("actions").hidden = !writes;
   if (!writes) return;
   const n = board.selected.size;
-  $("selected").textContent = n + " selected" + (n > BATCH ? " (" + Math.ceil(n / BATCH) + " approvals)" : "");
+  const shown = new Set([...document.querySelectorAll(".row:not([hidden])")].map((r) => r.dataset.person));
+  const unseen = [...board.selected].filter((p) => !shown.has(p)).length;
+  $("selected").textContent = n + " selected" + (unseen ? " (" + unseen + " not shown)" : "")
+    + (n > BATCH ? " (" + Math.ceil(n / BATCH) + " approvals)" : "");
   for (const id of ["mark-attended", "mark-no-show", "clear"]) $(id).disabled = board.busy || n === 0;
 }
 
@@ -198,11 +201,12 @@ async function mark(status, people) {
         item.append(undo);
       }
       list.append(item);
-      if (c && c.result === "applied") board.selected.delete(person);
     }
     if (answer && answer.undo && answer.undo.tool === "set_attendance") undos.push(answer.undo.arguments);
     if (answer && answer.status === "approval_required") waiting.push(...batch);
   }
+  // Every outcome ends the selection: a later write never carries someone picked for an earlier one.
+  board.selected.clear();
   $("outcome-message").textContent = messages.join(" ");
   const undoAll = $("undo-all");
   undoAll.hidden = !(undos.length === 1 && people.length > 1);
@@ -210,12 +214,12 @@ async function mark(status, people) {
   const again = $("again");
   again.hidden = waiting.length === 0;
   again.onclick = waiting.length ? () => mark(status, waiting) : null;
-  await loadAll();
+  if (!(await loadAll())) render();
   board.busy = false;
   updateActions();
 }
 
-$("search").addEventListener("input", filter);
+$("search").addEventListener("input", () => { filter(); updateActions(); });
 $("mark-attended").addEventListener("click", () => mark("attended", [...board.selected]));
 $("mark-no-show").addEventListener("click", () => mark("no-show", [...board.selected]));
 $("clear").addEventListener("click", () => { for (const p of [...board.selected]) toggle(p, false); });
