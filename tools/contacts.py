@@ -627,7 +627,16 @@ async def delete_contact(req: DeleteContactInput, deps: WriteDeps) -> WritePlan:
         return [Change("contact", "contact", f"{state['name'] or '(no name)'} ({uri})", "(deleted)")]
 
     async def apply(changes: list[Change], state: dict[str, Any] | None) -> None:
-        await deps.writes.client.delete_record(uri)
+        if await deps.ledger.claim(f"deleting:{uri}", {"at": time.time()}, UNRESOLVED) is not None:
+            raise InvalidRequest(f"{uri} is already deleted, or being deleted, by another delete_contact; this call "
+                                 "sent nothing.")
+        try:
+            await deps.writes.client.delete_record(uri)
+        except SheepError as exc:
+            if not isinstance(exc, UpstreamError):  # refused: nothing was deleted, so another call may try
+                with contextlib.suppress(StoreUnavailable):
+                    await deps.ledger.forget(f"deleting:{uri}")
+            raise
         with contextlib.suppress(StoreUnavailable):  # deleted: the same create may be made again, deliberately
             await deps.ledger.forget(f"created:{uri}")
             await deps.ledger.forget(str(held["key"]))

@@ -308,3 +308,35 @@ async def test_email_variants_are_refused_or_flagged(sandbox: SandboxServer, con
     assert mailto.is_error and "leave out 'mailto:'" in text_of(mailto)
     assert dot.is_error and "no dot at the end" in text_of(dot)
     assert "email mixes alphabets" in seen[0] and sent(sandbox, "POST") == []
+
+
+async def test_two_concurrent_deletes_send_one_delete(sandbox: SandboxServer, connect: Any, tmp_path: Path) -> None:
+    """Both previews are approved together: one DELETE is sent, the other call says so and sends nothing."""
+    both = anyio.Event()
+    seen: list[str] = []
+
+    async def together(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        seen.append(params.message)
+        if len([m for m in seen if m.startswith("Delete contact")]) == 2:
+            both.set()
+        if params.message.startswith("Delete contact"):
+            await both.wait()
+        return types.ElicitResult(action="accept", content={"confirm": True})
+
+    results: list[types.CallToolResult] = []
+    async with connect(sandbox, elicitation=together) as client:
+        created = await client.call_tool("create_contact", JIM)
+        undo = created.structured_content["undo"]
+
+        async def delete() -> None:
+            results.append(await client.call_tool(undo["tool"], undo["arguments"]))
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(delete)
+                tg.start_soon(delete)
+    uri = undo["arguments"]["uri"]
+    assert sent(sandbox, "DELETE") == [f"/api/v1{uri}"]
+    texts = sorted((text_of(r) for r in results), key=lambda t: "already deleted, or being deleted" in t)
+    assert len(texts) == 2 and "already deleted, or being deleted" not in texts[0], texts
+    assert "already deleted, or being deleted" in texts[1] and "sent nothing" in texts[1], texts
