@@ -116,7 +116,9 @@ def today() -> date:
 
 
 def rows(data: Any, *keys: str) -> list[dict[str, Any]]:
-    """The list of records in an upstream answer, under the first of `keys` present (or the answer itself).
+    """The list of records in a nested part of an answer (a diff's changes, a ticket list), under the first of
+    `keys` present (or the part itself); anything else is none. A whole answer is read with `listed`, which says
+    when it cannot be read instead of answering "none".
 
     A single object where a list is expected counts as a list of one (the 2024-12 cut types the task list's
     `tasks` as one object)."""
@@ -172,13 +174,14 @@ def ref(value: Any) -> str | None:
 
 
 async def fetch_pages(
-    fetch: Callable[[int, int], Awaitable[Any]], *keys: str, page_size: int = 250, budget: int = 8
+    fetch: Callable[[int, int], Awaitable[Any]], what: str, *keys: str, page_size: int = 250, budget: int = 8
 ) -> tuple[list[dict[str, Any]], bool]:
     """Every record of a paged list with no total: pages until a short page, at most `budget` pages.
-    Returns (records, complete); complete is False when the budget ran out on a full page."""
+    Returns (records, complete); complete is False when the budget ran out on a full page. A page that cannot
+    be read raises (listed), never counts as the end of the list."""
     found: list[dict[str, Any]] = []
     for page in range(1, budget + 1):
-        chunk = rows(await fetch(page, page_size), *keys)
+        chunk = listed(await fetch(page, page_size), what, *keys)
         found += chunk
         if len(chunk) < page_size:
             return found, True

@@ -172,7 +172,7 @@ async def person_events(
     events: dict[str, dict[str, Any]] = {}
     complete = True
     for state in states:
-        found, done = await fetch_pages(functools.partial(_events_page, deps, state), "bookings")
+        found, done = await fetch_pages(functools.partial(_events_page, deps, state), f"the {state} events", "bookings")
         complete = complete and done
         for e in found:
             if (uid := text(e.get("uid"))) and text(e.get("record_state")) != "deleted":
@@ -194,7 +194,8 @@ async def person_events(
     async def one(uid: str) -> None:
         try:
             found = await deps.client.attendance(uid)
-        except SheepError:
+            people, _ = sessions(found)
+        except SheepError:  # no answer, or one that could not be read: said, never "not there"
             failed.append(uid)
             return
         booking = found.get("booking") if isinstance(found, dict) else None
@@ -202,7 +203,6 @@ async def person_events(
             "uid": uid, "display_value": orders.get(uid), **events.get(uid, {}),
             **(booking if isinstance(booking, dict) else {}),
         }
-        people, _ = sessions(found)
         own = [a for a in people if a.person_uri == me and not a.guest]
         as_guest = [a for a in people if a.guest and a.guest_uri == me]
         if own or as_guest or uid in orders:
@@ -279,7 +279,7 @@ async def list_events(req: ListEventsInput, deps: Deps) -> ListEventsOutput:
         state = req.state or "upcoming"
         found, complete = [], True
         for one in state_lists(state):
-            part, done = await fetch_pages(functools.partial(_events_page, deps, one), "bookings")
+            part, done = await fetch_pages(functools.partial(_events_page, deps, one), f"the {one} events", "bookings")
             found, complete = found + part, complete and done
         if not complete:
             cut = f"Stopped after {len(found)} events (sheepCRM gives no total); narrow the state or dates."
@@ -365,7 +365,7 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
         )
         for t in rows(tickets_data, "available_tickets")
     ]
-    people = sessions(attendance)[0]
+    people = sessions(attendance)[0] if attendance is not None else []
     counts = Counter(s.status for s in people)
     if attendance is not None:  # booked per ticket from the sessions, by the one definition (never invitations)
         for t in tickets:
@@ -421,7 +421,7 @@ def sessions(data: Any) -> tuple[list[Attendee], int]:
     """Every attendance session (several per person are possible), guests included; deleted ones left out.
     Returns (sessions, how many deleted ones were left out)."""
     out, deleted = [], 0
-    for a in rows(data, "sessions"):
+    for a in listed(data, "the event's attendance", "sessions"):
         if text(a.get("record_state")) == "deleted":
             deleted += 1
             continue

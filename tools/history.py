@@ -12,7 +12,7 @@ from sheepcrm_mcp.server.paging import list_page
 from sheepcrm_mcp.server.specs import Deps, Output, ReadTool, ToolSpec
 from sheepcrm_mcp.sheepcrm import SheepError
 from sheepcrm_mcp.sheepcrm.scope import RECORD_TYPES, parse_uri
-from sheepcrm_mcp.tools.common import ListOutput, Paged, ref, rows, text
+from sheepcrm_mcp.tools.common import ListOutput, Paged, listed, ref, rows, text
 
 HISTORY_TYPES = ("person", "organisation", "booking", "task", "journal", "member")
 
@@ -79,7 +79,7 @@ async def get_record_history(req: GetRecordHistoryInput, deps: Deps) -> GetRecor
         f"No history found at /audit/v2/{uri.bucket}/{uri.type}/{uri.uid}/audit: the record may not exist. "
         "Find it with search_contacts, list_events or list_tasks.",
     )
-    found = rows(data, "results")
+    found = listed(data, "the record's history", "results")
     related = {u for e in found if (u := text(e.get("uri"))) and u.rstrip("/") != str(uri).rstrip("/")}
     records = await _names(related, deps)
     entries = [

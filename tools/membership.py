@@ -241,7 +241,8 @@ async def memberships_of(uri: RecordUri, deps: Deps) -> tuple[list[dict[str, Any
         data = await or_refuse(
             deps.client.memberships(uri), f"No contact {uri} - find the person with search_contacts and pass its uri."
         )
-        return [m for m in rows(data, "memberships") if text(m.get("record_state")) != "deleted"], None
+        found = listed(data, "the contact's membership list", "memberships")
+        return [m for m in found if text(m.get("record_state")) != "deleted"], None
     listing = await deps.client.resources("member", {"member": str(uri)}, page_size=100)
     found = [
         {**(r.get("data") or {}), "uri": text(r.get("uri"))}

@@ -38,7 +38,9 @@ async def find_segments(req: FindSegmentsInput, deps: Deps) -> FindSegmentsOutpu
     # /find lists only active segments (openapi.yaml); /all every one, inactive too. A name search reads /all and
     # matches the name here, so active and inactive segments are found alike, each showing `active`.
     name = req.name
-    found, complete = await fetch_pages(lambda page, size: deps.client.all_segments(page, size), "segments")
+    found, complete = await fetch_pages(
+        lambda page, size: deps.client.all_segments(page, size), "the segment list", "segments"
+    )
     if name:
         words = name.lower().split()
         found = [

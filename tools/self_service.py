@@ -156,7 +156,9 @@ async def upcoming_events(req: UpcomingEventsInput, deps: Deps) -> UpcomingEvent
     does); free places are read event by event, for at most SCAN_LIMIT events, the soonest, and the answer says
     when more were left unread."""
     words = (req.query or "").lower().split()
-    found, complete = await fetch_pages(lambda page, size: deps.client.events("future", page, size), "bookings")
+    found, complete = await fetch_pages(
+        lambda page, size: deps.client.events("future", page, size), "the future events", "bookings"
+    )
     candidates = []
     for e in found:
         b = brief(e)

@@ -145,9 +145,9 @@ async def test_9_paging_reads_to_a_short_page_within_a_budget() -> None:
     async def fetch(page: int, size: int) -> Any:
         return {"bookings": [{"uid": f"{page}-{i}"} for i in range(pages.get(page, 0))]}
 
-    found, complete = await fetch_pages(fetch, "bookings")
+    found, complete = await fetch_pages(fetch, "the events", "bookings")
     assert len(found) == 507 and complete
-    found, complete = await fetch_pages(fetch, "bookings", budget=2)
+    found, complete = await fetch_pages(fetch, "the events", "bookings", budget=2)
     assert len(found) == 500 and not complete
     _, envelope = list_page(found, 10, None, "k", "none", cut="Stopped after 500 events.")
     assert envelope["total"] is None and "Stopped" in envelope["note"]

@@ -1,0 +1,45 @@
+"""An answer whose records sit under a key the documents do not name (drift `other-wrapper`) is 'could not read',
+never an empty list read as 'none': no membership, no attendees, no changes, no events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from tests.helpers import CANARY_KEY, answer
+
+
+@pytest.fixture(scope="module")
+def drifted() -> Iterator[SandboxServer]:
+    with SandboxServer(key=CANARY_KEY, drift=["other-wrapper"]) as sb:
+        yield sb
+
+
+def said_unknown(result: Any) -> str:
+    """The text of an answer that says sheepCRM's answer could not be read (an error, or a body saying so)."""
+    said = " ".join(getattr(c, "text", "") for c in result.content)
+    assert "could not read sheepcrm's answer" in said.lower(), said
+    assert "items" in said  # the key it found is named (never a value)
+    return said
+
+
+@pytest.mark.parametrize(
+    ("tool", "args"),
+    [
+        ("check_membership", {"uri": "jane_uri"}),
+        ("list_attendees", {"uid": "past_event_uid"}),
+        ("get_record_history", {"uri": "jane_uri"}),
+        ("list_events", {"state": "future"}),
+    ],
+)
+async def test_an_unreadable_list_is_not_none(
+    drifted: SandboxServer, connect: Any, tool: str, args: dict[str, str]
+) -> None:
+    facts = drifted.store.demo_facts()
+    result = await answer(connect, drifted, tool, {k: facts[v] if v in facts else v for k, v in args.items()})
+    said = said_unknown(result)
+    for wrong in ("has no membership on record", "No changes", '"is_member": false'):
+        assert wrong not in said, said
