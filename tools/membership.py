@@ -111,6 +111,8 @@ def classify(m: dict[str, Any], on: date) -> Status:
         return "lapsed"  # sheepCRM says so although the dates cover today
     if record_status == "future":
         return "future"
+    if not isinstance(m.get("paid"), bool):
+        return "unknown"  # `paid` is optional (openapi.yaml): a record that does not say it is paid is not "current"
     return "current"
 
 
@@ -227,6 +229,8 @@ def _why_unknown(m: MembershipRecord, raw: dict[str, Any]) -> str:
     bad = [k for k in ("start_date", "end_date", "cancellation_date") if _unreadable_date(raw, k)]
     if bad:
         return f"unreadable {', '.join(bad)}: {visible(text(raw.get(bad[0])) or '', 40)!r}"
+    if not isinstance(raw.get("paid"), bool) and (m.record_status or "active").lower() in RECORD_STATUSES:
+        return "the record does not say whether it is paid (no `paid` value)"
     return (
         f"status {visible(m.record_status or '', 40)!r} is not one of sheepCRM's statuses "
         f"({', '.join(RECORD_STATUSES)})"

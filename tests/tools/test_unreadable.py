@@ -3,6 +3,7 @@ never an empty list read as 'none': no membership, no attendees, no changes, no 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,3 +44,13 @@ async def test_an_unreadable_list_is_not_none(
     said = said_unknown(result)
     for wrong in ("has no membership on record", "No changes", '"is_member": false'):
         assert wrong not in said, said
+
+
+async def test_a_membership_without_paid_is_unknown(connect: Any) -> None:
+    """`paid` is optional (openapi.yaml): a record covering today that does not say it is paid is `unknown`."""
+    with SandboxServer(key=CANARY_KEY, drift=["renamed-field=paid:membership/all"]) as sb:
+        jane = sb.store.demo_facts()["jane_uri"]
+        result = await answer(connect, sb, "check_membership", {"uri": jane})
+    body = result.structured_content
+    assert not result.is_error and body["status"] == "unknown", body
+    assert body.get("is_member") is not True and "paid" in json.dumps(body), body
