@@ -30,7 +30,7 @@
 #                       and SHEEPCRM_FORWARDED_ALLOW_IPS=$BIND_ADDR (haproxy's X-Forwarded-For names the client)
 #   SHEEPCRM_BIN        [sheepcrm-mcp next to this repo's .venv python, else on PATH]
 #   SHEEPCRM_BASE_URL   upstream sheepCRM; when unset, the script starts the embedded sandbox on
-#                       SANDBOX_PORT [18090] and points every replica at it (one shared fake CRM)
+#                       SANDBOX_PORT [18090] (v1 on SANDBOX_PORT+1) and points every replica at it (one shared fake CRM)
 #   REPLICA_HEALTH_PATH [/healthz]
 #   LB_PORT             [18080]   haproxy frontend
 #   LB_STATS_PORT       [18404]   haproxy stats page (/stats, CSV at /stats;csv)
@@ -288,16 +288,17 @@ start_sandbox() {
   uses_sandbox || return 0
   if pid_of sandbox >/dev/null; then log "sandbox already running (pid $(pid_of sandbox))"; return 0; fi
   ensure_port_free "$SANDBOX_PORT" sandbox || return 1
+  ensure_port_free "$((SANDBOX_PORT + 1))" "sandbox v1" || return 1
   local py; py="$(dirname "$SHEEPCRM_BIN")/python"; [[ -x "$py" ]] || py=python3
   spawn sandbox "$LOG_DIR/sandbox.log" "$py" -m sheepcrm_mcp.sandbox --host "$BIND_ADDR" --port "$SANDBOX_PORT" \
-    --key sandbox-key --bucket demo || return 1
+    --v1-port "$((SANDBOX_PORT + 1))" --key sandbox-key --bucket demo || return 1
   wait_until sandbox "sandbox answering on :$SANDBOX_PORT" port_open "$SANDBOX_PORT" || return 1
   log "sandbox up on $BIND_ADDR:$SANDBOX_PORT"
 }
 
 replica_env() {  # the upstream settings every replica gets
   if uses_sandbox; then
-    printf '%s\n' "SHEEPCRM_BASE_URL=http://$BIND_ADDR:$SANDBOX_PORT" "SHEEPCRM_V1_BASE_URL=http://$BIND_ADDR:$SANDBOX_PORT" \
+    printf '%s\n' "SHEEPCRM_BASE_URL=http://$BIND_ADDR:$SANDBOX_PORT" "SHEEPCRM_V1_BASE_URL=http://$BIND_ADDR:$((SANDBOX_PORT + 1))" \
       "SHEEPCRM_API_KEY=sandbox-key" "SHEEPCRM_BUCKET=demo"
   fi
 }
