@@ -252,6 +252,12 @@ class Introspector:
         exp = answer.get("exp")
         if not isinstance(exp, int | float) or exp <= now:
             return "expired or no exp"
+        if answer.get("token_type", "access_token") not in ("access_token", "Bearer", "bearer"):
+            return "not an access token"  # a refresh token the provider also describes
+        for claim in ("nbf", "iat"):  # RFC 7662: not before nbf; a token issued in the future is not yet valid
+            value = answer.get(claim)
+            if value is not None and (not isinstance(value, int | float) or value > now + max(self.leeway, 5)):
+                return f"{claim} in the future"
         aud = answer.get("aud")
         auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
         if not set(map(str, auds)) & set(self.audiences):

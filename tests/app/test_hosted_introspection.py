@@ -89,3 +89,27 @@ async def test_an_answer_is_reused_for_the_tokens_lifetime_and_never_longer() ->
     while time.time() <= exp:
         time.sleep(0.2)
     assert await check.verify("opaque-1") is None and len(asked) == 2  # asked again, and expired whatever it says
+
+
+@pytest.mark.parametrize(
+    ("extra", "why"),
+    [
+        ({"token_type": "refresh_token"}, "a refresh token the provider describes with our audience"),
+        ({"nbf": 600}, "not before a time still ten minutes away (RFC 7662 nbf)"),
+        ({"iat": 600}, "issued ten minutes in the future"),
+    ],
+)
+async def test_an_answer_that_is_not_a_usable_access_token_now_is_refused(extra: dict[str, Any], why: str) -> None:
+    now = int(time.time())
+    answer = {"active": True, "exp": now + 120, "aud": "https://mcp.example.test/mcp",
+              "iss": "https://idp.example.test", "sub": "u-1", "scope": "sheepcrm"}
+    answer |= {k: (now + v if isinstance(v, int) else v) for k, v in extra.items()}
+    http = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(200, json=answer)))
+    check = Introspector(issuer="https://idp.example.test", audiences=("https://mcp.example.test/mcp",),
+                         client_id="rs", client_secret="s3cret", http=http, endpoint="https://idp.example.test/i")
+    assert await check.verify("opaque-2") is None, why
+    plain = {k: v for k, v in answer.items() if k not in extra}
+    http2 = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(200, json=plain)))
+    ok = Introspector(issuer="https://idp.example.test", audiences=("https://mcp.example.test/mcp",),
+                      client_id="rs", client_secret="s3cret", http=http2, endpoint="https://idp.example.test/i")
+    assert await ok.verify("opaque-2") is not None  # the same answer without the claim is accepted
