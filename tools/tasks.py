@@ -33,8 +33,15 @@ TaskUid = Annotated[UidOrUri, Field(description="Task uid or uri."), uid_or_uri(
 TASK_TYPES = ("journal", "task")
 
 
-def status_of(t: dict[str, Any]) -> TaskStatus:
+ShownStatus = Literal["open", "done", "unknown"]
+UNKNOWN_STATUS = "sheepCRM did not say whether {n} of these tasks are completed (no `completed` value): status unknown."
+
+
+def status_of(t: dict[str, Any]) -> ShownStatus:
     # No document names a field that records a snooze: a snoozed task is an open task with a later due date.
+    # A task that does not say whether it is completed is unknown, never "open".
+    if t.get("completed") is None:
+        return "unknown"
     return "done" if t.get("completed") else "open"
 
 
@@ -47,7 +54,7 @@ class TaskBrief(Output):
     uid: str
     uri: str | None = None
     title: str
-    status: TaskStatus
+    status: ShownStatus
     due: str | None = None
     assigned_to: str | None = None
     about: str | None = Field(None, description="Name of the record the task is about.")
@@ -103,7 +110,7 @@ async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
     found = listed(data, "the task list", "tasks", single=("uid",)) if not _one_task(data) else [data["tasks"]]
     tasks = [brief(t) for t in found if text(t.get("record_state")) != "deleted"]
     if req.status != "any":
-        tasks = [t for t in tasks if t.status == req.status]
+        tasks = [t for t in tasks if t.status in (req.status, "unknown")]  # unknown is shown, never dropped
     if req.due_before:
         tasks = [t for t in tasks if (d := day(t.due)) is not None and d <= req.due_before]
     if req.overdue:
@@ -128,6 +135,8 @@ async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
             f"everyone using the {caller.profile} profile: not the tasks of the signed-in person."
         )
         envelope["note"] = " ".join(filter(None, [shared, envelope["note"]]))
+    if unknown := sum(t.status == "unknown" for t in tasks):
+        envelope["note"] = " ".join(filter(None, [UNKNOWN_STATUS.format(n=unknown), envelope["note"]]))
     return ListTasksOutput(tasks=items, as_of=as_of(), **envelope)
 
 

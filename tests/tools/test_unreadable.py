@@ -54,3 +54,13 @@ async def test_a_membership_without_paid_is_unknown(connect: Any) -> None:
     body = result.structured_content
     assert not result.is_error and body["status"] == "unknown", body
     assert body.get("is_member") is not True and "paid" in json.dumps(body), body
+
+
+async def test_a_task_without_completed_is_unknown_not_open(connect: Any) -> None:
+    """`completed` respelled (drift): the tasks are shown with status unknown and the answer says so."""
+    with SandboxServer(key=CANARY_KEY, drift=["renamed-field=completed"]) as sb:
+        result = await answer(connect, sb, "list_tasks", {"status": "open"})
+    body = result.structured_content
+    assert not result.is_error and body["tasks"], body
+    assert {t["status"] for t in body["tasks"]} == {"unknown"}, body
+    assert "`completed`" in body["note"] and "unknown" in body["note"], body
