@@ -11,7 +11,7 @@ from pydantic import AfterValidator, Field
 
 from sheepcrm_mcp.server.paging import check_cursor
 from sheepcrm_mcp.server.specs import Input, Output
-from sheepcrm_mcp.sheepcrm import UpstreamError
+from sheepcrm_mcp.sheepcrm import NotFoundError, UpstreamError
 from sheepcrm_mcp.sheepcrm.scope import UID_RE, check_uid, parse_uri
 
 Limit = Annotated[int, Field(ge=1, le=50)]
@@ -164,6 +164,19 @@ def listed(data: Any, what: str, *keys: str, single: tuple[str, ...] = ()) -> li
         f"{' or '.join(f'{k!r}' for k in keys)} holding a list). This is not 'none found': the answer is unknown. "
         "sheepCRM may have changed; `sheepcrm-mcp doctor --contract` checks every read."
     )
+
+
+async def v1_none_found(client: Any, what: str) -> None:
+    """sheepCRM's v1 answers 404 both for "no such record" and for credentials it does not accept: a 404 counts as
+    "none" only once the same key is seen to read the bucket on v1 (bucket_info); otherwise it raises
+    UpstreamError, an error for the operator, never "none"."""
+    try:
+        await client.bucket_info()
+    except NotFoundError:
+        raise UpstreamError(
+            f"sheepCRM's v1 API answered 404 to {what} and to the bucket itself: the API key or the bucket may be "
+            "wrong (run `sheepcrm-mcp doctor`). This is not 'none found': the answer is unknown."
+        ) from None
 
 
 def ref(value: Any) -> str | None:

@@ -15,7 +15,7 @@ from sheepcrm_mcp.server.writes import visible
 from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepError
 from sheepcrm_mcp.sheepcrm.errors import V1_404_CAVEAT
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
-from sheepcrm_mcp.tools.common import Detail, day, listed, ref, rows, text, today
+from sheepcrm_mcp.tools.common import Detail, day, listed, ref, rows, text, today, v1_none_found
 
 Status = Literal["current", "grace", "unpaid", "pending", "future", "lapsed", "cancelled", "none", "unknown"]
 # The vendor's six membership record statuses (shared/sheepcrm-api/EVIDENCE.md, "membership record status"), matched
@@ -161,6 +161,7 @@ async def _by_email(email: str, deps: Deps) -> tuple[RecordUri, dict[str, Any]]:
     try:
         found = await deps.client.membership_by_email(email)
     except NotFoundError:
+        await v1_none_found(deps.client, "the membership lookup by email")
         raise NotInCrm from None
     except ConflictError:
         raise Refusal(

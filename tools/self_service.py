@@ -19,10 +19,10 @@ from sheepcrm_mcp.server.errors import EXPECTED, Refusal
 from sheepcrm_mcp.server.paging import list_page
 from sheepcrm_mcp.server.schema import SHOWN
 from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec
-from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepReader, UpstreamError
+from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepReader
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
 from sheepcrm_mcp.tools import help
-from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, fetch_pages, listed, text
+from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, fetch_pages, listed, text, v1_none_found
 from sheepcrm_mcp.tools.events import BOOKED, brief, person_events, state_lists
 from sheepcrm_mcp.tools.membership import CheckMembershipInput, MembershipAnswer, check_membership
 
@@ -45,13 +45,7 @@ async def resolve_member(client: SheepReader, email: str) -> str | Literal["ambi
     try:
         found = await client.membership_by_email(email)
     except NotFoundError:
-        try:
-            await client.bucket_info()
-        except NotFoundError:
-            raise UpstreamError(
-                "sheepCRM's v1 API answered 404 to the membership lookup and to the bucket itself: the member "
-                "profile's API key or the bucket may be wrong (run `sheepcrm-mcp doctor`)."
-            ) from None
+        await v1_none_found(client, "the membership lookup")
         return None
     except ConflictError:
         return "ambiguous"

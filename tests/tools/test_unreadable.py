@@ -64,3 +64,12 @@ async def test_a_task_without_completed_is_unknown_not_open(connect: Any) -> Non
     assert not result.is_error and body["tasks"], body
     assert {t["status"] for t in body["tasks"]} == {"unknown"}, body
     assert "`completed`" in body["note"] and "unknown" in body["note"], body
+
+
+async def test_a_v1_404_by_email_is_not_nobody_when_the_key_reads_nothing(connect: Any) -> None:
+    """v1 answers 404 to a key it does not accept too: with such a key, 'no contact has the email' is not said."""
+    with SandboxServer(key=CANARY_KEY) as sb:
+        email = sb.store.demo_facts()["jane_email"]
+        result = await answer(connect, sb, "check_membership", {"email": email}, api_key="sk-not-accepted")
+    said = " ".join(getattr(c, "text", "") for c in result.content)
+    assert result.is_error and "doctor" in said and "No contact" not in said, said
