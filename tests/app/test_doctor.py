@@ -15,7 +15,7 @@ from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.variants import NAMES
 from sheepcrm_mcp.tools.contract import READS, Read
 from tests.contract import _regex
-from tests.helpers import REPO, binary, clean_env, free_port, sandbox_env
+from tests.helpers import REPO, binary, clean_env, sandbox_env
 
 
 def doctor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -55,7 +55,9 @@ def test_bad_key_is_named(doctor_sandbox: SandboxServer, tmp_path: Path) -> None
 
 
 def test_unreachable_address_is_named(doctor_sandbox: SandboxServer, tmp_path: Path) -> None:
-    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    # a sheepCRM host name that does not exist (a loopback port with no listener is refused before any
+    # request: another local user could start listening there and get the key)
+    dead = "https://unreachable.invalid.sheepcrm.com"
     env = sandbox_env(doctor_sandbox, tmp_path, HOME=str(tmp_path), SHEEPCRM_BASE_URL=dead, SHEEPCRM_V1_BASE_URL=dead)
     r = doctor(env)
     assert r.returncode == 3, r.stdout + r.stderr
