@@ -4,6 +4,7 @@ Redis and HAProxy), and what the shared store adds to a gated write (Redis store
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -137,7 +138,7 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
                         memory_p50.append(p50(await gated_writes(sb, people[1 + round_], writes, audit_log=audit)))
                         redis_p50.append(p50(await gated_writes(
                             sb, people[4 + round_], writes, redis_url=cluster.redis_url,
-                            public_url=cluster.lb, audit_log=audit)))
+                            request_state_key=secrets.token_hex(32), public_url=cluster.lb, audit_log=audit)))
     one, two = rates[1][0], rates[2][0]
     mem, red = p50(memory_p50), p50(redis_p50)
     added = red - mem

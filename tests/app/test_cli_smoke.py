@@ -45,7 +45,7 @@ DEFERRED = (
 )
 STDIO_START = """
 import os, sys, anyio
-os.environ.update(SHEEPCRM_API_KEY="k", SHEEPCRM_BUCKET="demo", SHEEPCRM_BASE_URL="http://127.0.0.1:9")
+os.environ.update(SHEEPCRM_API_KEY="k", SHEEPCRM_BUCKET="demo", SHEEPCRM_BASE_URL="https://unreachable.invalid.sheepcrm.com")
 from sheepcrm_mcp.cli import main  # what `sheepcrm-mcp` runs, up to the server's first answers
 from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.server.settings import load_settings
