@@ -24,17 +24,23 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import httpx2
+import jwt
 import mcp_types as mt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from mcp import Client
 from mcp.client.session import ElicitationFnT
 from mcp.client.streamable_http import streamable_http_client
+from prometheus_client.parser import text_string_to_metric_families
 
 from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.http import http_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.sandbox.store import Store
+from sheepcrm_mcp.server.caller import Caller, set_caller
 from sheepcrm_mcp.server.settings import Settings
 from sheepcrm_mcp.server.threadserver import ThreadServer
+from sheepcrm_mcp.tools.profiles import PROFILES
 
 REPO = Path(__file__).resolve().parents[1]
 CANARY_KEY = "sk-canary-3f9a7c21d4e8b6"  # the sandboxes' API key; tests search every output for it
@@ -343,18 +349,26 @@ def as_stranger(*command: str, timeout: float = 60, **kw: Any) -> subprocess.Com
 
 @asynccontextmanager
 async def open_session(sb: SandboxServer, audit_dir: Path, *, mode: str = "legacy",
-                       elicitation: ElicitationFnT | None = None, **over: Any) -> AsyncIterator[Client]:
+                       elicitation: ElicitationFnT | None = None, profile: str = "staff",
+                       **over: Any) -> AsyncIterator[Client]:
     """A real client session on a freshly built app pointed at `sb`; `client.runtime` is the app and
-    `client.opened` lists the launch links the server would have opened in the person's browser."""
-    built = build_app(settings_for(sb, audit_dir, **over))
+    `client.opened` lists the launch links the server would have opened in the person's browser.
+
+    `profile`: `staff` (the catalogue, as stdio serves it) or `member` (the self-service tools, signed in as
+    the demo member Jane, as the hosted layer would set her)."""
+    built = build_app(settings_for(sb, audit_dir, **over), profile=PROFILES[profile])
     opened: list[str] = []
     built.page.opener = lambda target: opened.append(launch_link(target)) is None
+    facts = sb.store.demo_facts()
+    set_caller(Caller("member-jane", facts["jane_email"], "member", person=facts["jane_uri"])
+               if profile == "member" else None)
     try:
         async with Client(built.server, mode=mode, elicitation_callback=elicitation) as client:  # type: ignore[arg-type]
             client.runtime = built  # type: ignore[attr-defined]
             client.opened = opened  # type: ignore[attr-defined]
             yield client
     finally:
+        set_caller(None)
         await built.aclose()
 
 
@@ -446,3 +460,239 @@ def clone_records(sb: SandboxServer, uri: str, copies: int, **data: Any) -> list
             )
             made.append(new)
     return made
+
+
+# --- calling tools and reading what they did ---------------------------------------------------
+
+MODES = ["legacy", "auto"]  # the two protocol eras a test runs in (legacy: 2025-11-25; auto: the newest)
+
+
+async def answer_body(connect: Any, sb: SandboxServer, tool: str, args: dict[str, Any], **over: Any) -> dict[str, Any]:
+    """The structured content of `answer`, which must not be an error (it fails the test)."""
+    async with connect(sb, **over) as client:
+        result = await client.call_tool(tool, args)
+    assert not result.is_error, result.content
+    body: dict[str, Any] = result.structured_content
+    assert body is not None
+    return body
+
+
+async def read(readers: Readers, tool: str, args: dict[str, Any], mode: str = "legacy") -> dict[str, Any]:
+    """The structured answer of one call on the module's shared read-only session of `mode`."""
+    client = await readers(mode)
+    result = await client.call_tool(tool, args)
+    assert not result.is_error, result.content
+    body: dict[str, Any] = result.structured_content
+    assert body is not None
+    return body
+
+
+async def answer_sized(connect: Any, sb: SandboxServer, tool: str, args: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The structured answer and the size of the text the model reads."""
+    async with connect(sb) as client:
+        result = await client.call_tool(tool, args)
+    assert not result.is_error, result.content
+    return result.structured_content, len(result.content[0].text)  # type: ignore[union-attr]
+
+
+def text_of(result: Any) -> str:
+    """Everything a tool result says: its text and its structured content."""
+    return " ".join(getattr(c, "text", "") for c in result.content) + json.dumps(result.structured_content or {})
+
+
+def answering(action: str, content: dict[str, Any] | None = None, seen: list[str] | None = None) -> Any:
+    """A scripted person who answers every confirmation with `action`, noting each question in `seen`."""
+
+    async def callback(context: Any, params: mt.ElicitRequestParams) -> mt.ElicitResult:
+        if seen is not None:
+            seen.append(params.message)
+        return mt.ElicitResult(action=action, content=content)  # type: ignore[arg-type]
+
+    return callback
+
+
+def writes(sb: SandboxServer) -> list[Any]:
+    """The write requests (PUT, POST) the sandbox received."""
+    return [r for r in sb.request_log if r.method in ("PUT", "POST")]
+
+
+def puts(sb: SandboxServer) -> int:
+    return len([r for r in sb.request_log if r.method == "PUT"])
+
+
+def audit_lines(tmp_path: Path) -> list[dict[str, Any]]:
+    """The audit log `connect` writes under tmp_path, one dict per line."""
+    path = tmp_path / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def task_status(sb: SandboxServer, uid: str) -> str:
+    """A task's status as the sandbox's store has it."""
+    task = sb.store.get_record("journal", uid)
+    assert task is not None
+    return Store.task_status(task)
+
+
+def scripted(answers: dict[str, Any]) -> Any:
+    """Deps over a client whose upstream answers `answers[path]` (200) or 404: a handler called on its own."""
+    from sheepcrm_mcp.server.specs import Deps
+    from sheepcrm_mcp.sheepcrm import SheepClient
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        for path, body in answers.items():
+            if request.url.path == path:
+                return httpx.Response(200, json=body)
+        return httpx.Response(404, json={"error": "not found"})
+
+    settings = Settings(_env_file=None, api_key="k", bucket="demo", cache_ttl=0)  # type: ignore[call-arg]
+    client = SheepClient(settings.client_config(), transport=httpx.MockTransport(handler))
+    return Deps(client=client.reader, settings=settings)
+
+
+# --- hosted sessions and a real browser ---------------------------------------------------------
+
+@asynccontextmanager
+async def hosted_session(url: str, token: str, **kw: Any) -> AsyncIterator[Client]:
+    """A client session with a hosted server (SHEEPCRM_AUTH=oauth), on a bearer token from the provider."""
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+        async with Client(streamable_http_client(url + "/mcp", http_client=http), mode="legacy",  # type: ignore[arg-type]
+                          **kw) as client:
+            yield client
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+async def launch_chromium(pw: Any) -> Any:
+    """Debian's Chromium, headless, through Playwright."""
+    assert CHROMIUM, "CI must install Debian's chromium (see .ci/run)"
+    return await pw.chromium.launch(
+        executable_path=CHROMIUM, headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+              "--disable-component-update", "--disable-sync", "--disable-quic"],
+    )
+
+
+def post_initialize(url: str, token: str | None) -> httpx.Response:
+    """A bare `initialize` POST to a hosted server's /mcp, with a bearer token or none."""
+    headers = {"accept": ACCEPT, **({"authorization": f"Bearer {token}"} if token else {})}
+    return httpx.post(url + "/mcp", json=initialize(), headers=headers, timeout=10)
+
+
+# --- tokens signed by a local key, served as an issuer's key set through httpx's mock transport ---------
+
+ISSUER = "https://idp.example.test"
+
+
+RESOURCE = "https://mcp.example.test/mcp"
+
+
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def jwks_transport(fetches: list[int] | None = None) -> httpx.MockTransport:
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key()))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/.well-known/openid-configuration":
+            return httpx.Response(200, json={"issuer": ISSUER, "jwks_uri": f"{ISSUER}/jwks"})
+        if request.url.path == "/jwks":
+            if fetches is not None:
+                fetches.append(1)
+            return httpx.Response(200, json={"keys": [{**public, "kid": "k1", "use": "sig", "alg": "RS256"}]})
+        return httpx.Response(404)
+
+    return httpx.MockTransport(handler)
+
+
+def token(*, key: Any = KEY, alg: str = "RS256", typ: str = "at+jwt", kid: str = "k1", **over: Any) -> str:
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": RESOURCE, "sub": "u-1", "iat": now, "exp": now + 300, "scope": "sheepcrm",
+              "client_id": "c", "email": "staff@example.test", "email_verified": True, "roles": ["staff"]}
+    claims.update(over)
+    claims = {k: v for k, v in claims.items() if v is not None}
+    return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid, "typ": typ})
+
+
+# --- the hosted approval page: a helpdesk's write waiting for a person who signs in --------------------
+
+PAGE = {  # the approval page's client in .ci/idp/provider.mjs; staff may approve for others here
+    "oauth_client_id": "sheepcrm-approvals",
+    "oauth_client_secret": "sheepcrm-approvals-secret-for-tests-only",
+    "oauth_signin_scope": "openid email profile roles",
+    "oauth_approver_roles": ("staff",),
+}
+
+
+USED: set[str] = set()
+
+
+def fresh_task(sb: SandboxServer) -> str:
+    """An open task no other test here completes: each test asks for its own change."""
+    for task in sb.store.by_type("journal"):
+        if Store.task_status(task) == "open" and task.uid not in USED:
+            USED.add(task.uid)
+            return task.uid
+    raise AssertionError("the sandbox has no open task left")
+
+
+async def ask_to_complete(url: str, token: str, uid: str) -> dict[str, Any]:
+    """The helpdesk's client asks to complete a task; it has no elicitation, so the page is the way."""
+    async with hosted_session(url, token) as client:
+        result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    assert not result.is_error, result.content
+    return dict(result.structured_content or {})
+
+
+def link_in(answer: dict[str, Any], url: str) -> str:
+    found = re.search(re.escape(url) + r"/approve/[\w-]+", answer["message"])
+    assert answer["status"] == "approval_required" and found, answer
+    return found.group(0)
+
+
+def decide(http: httpx.Client, page: httpx.Response, url: str, action: str = "approve") -> httpx.Response:
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None, page.text
+    return http.post(str(page.url), data={"csrf": csrf.group(1), "action": action}, headers={"origin": url})
+
+
+def audit_of(tmp: Path, tool: str = "update_task") -> list[dict[str, Any]]:
+    return [x for x in map(json.loads, (tmp / "audit.jsonl").read_text().splitlines()) if x["tool"] == tool]
+
+
+# --- Prometheus metrics of a running server -------------------------------------------------------
+
+def scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = httpx.get(base + "/metrics")  # no bearer token, like /healthz
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def delta(before: dict[tuple[str, tuple[tuple[str, str], ...]], float],
+          after: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+# --- sandbox data shaped for one test ------------------------------------------------------------
+
+def as_guest_only(sb: SandboxServer) -> tuple[str, str]:
+    """Thomas Hardy came to the past event as Jane's guest: the guest session names him, no session or order of his
+    own does."""
+    store, facts = sb.store, sb.store.demo_facts()
+    event, thomas = facts["past_event_uid"], facts["non_member_uri"]
+    session = next(
+        s
+        for s in store.attendance(f"/demo/booking/{event}/")
+        if s.data.get("guest") and s.data.get("guest_ref") == facts["past_event_guest_uri"]
+    )
+    store.update(session.uri, {"guest_ref": thomas, "attendee_name": "Thomas Hardy"}, message="t")
+    assert event not in {e.uid for e in store.events_of(thomas)}
+    return thomas, event

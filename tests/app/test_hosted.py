@@ -6,52 +6,39 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import httpx2
-import mcp_types as types
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.paging import encode_cursor
 from tests.contract import check_request
-from tests.helpers import ACCEPT, CANARY_KEY, binary, clean_env, initialize, serve_hosted, sign_in
+from tests.helpers import (
+    CANARY_KEY,
+    approve,
+    binary,
+    clean_env,
+    hosted_session,
+    post_initialize,
+    serve_hosted,
+    sign_in,
+)
 
 MEMBER_TOOLS = {"my_membership", "my_bookings", "upcoming_events", "search_help"}
 
 
 @pytest.fixture(scope="module")
-def site(idp: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, SandboxServer, Path]]:
+def hosted_site(idp: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, SandboxServer, Path]]:
     tmp = tmp_path_factory.mktemp("hosted")
     with SandboxServer(key=CANARY_KEY) as sb, serve_hosted(sb, tmp, idp) as url:
         yield url, sb, tmp
 
 
-@asynccontextmanager
-async def session(url: str, token: str, **kw: Any) -> AsyncIterator[Client]:
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
-        async with Client(streamable_http_client(url + "/mcp", http_client=http), mode="legacy",  # type: ignore[arg-type]
-                          **kw) as client:
-            yield client
-
-
-async def accept(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
-    return types.ElicitResult(action="accept", content={"confirm": True})
-
-
-def post_initialize(url: str, token: str | None) -> httpx.Response:
-    headers = {"accept": ACCEPT, **({"authorization": f"Bearer {token}"} if token else {})}
-    return httpx.post(url + "/mcp", json=initialize(), headers=headers, timeout=10)
-
-
-def test_metadata_and_401_point_at_the_provider(site: tuple[str, SandboxServer, Path], idp: str) -> None:
-    url = site[0]
+def test_metadata_and_401_point_at_the_provider(hosted_site: tuple[str, SandboxServer, Path], idp: str) -> None:
+    url = hosted_site[0]
     meta = httpx.get(url + "/.well-known/oauth-protected-resource/mcp").json()
     assert meta["resource"] == url + "/mcp" and meta["authorization_servers"] == [idp]
     assert meta["scopes_supported"] == ["sheepcrm"]
@@ -63,9 +50,9 @@ def test_metadata_and_401_point_at_the_provider(site: tuple[str, SandboxServer, 
     assert httpx.get(url + "/healthz").status_code == 200
 
 
-async def test_staff_signs_in_and_gets_every_tool(site: tuple[str, SandboxServer, Path], idp: str) -> None:
-    url = site[0]
-    async with session(url, sign_in(idp, "staff", url + "/mcp")) as client:
+async def test_staff_signs_in_and_gets_every_tool(hosted_site: tuple[str, SandboxServer, Path], idp: str) -> None:
+    url = hosted_site[0]
+    async with hosted_session(url, sign_in(idp, "staff", url + "/mcp")) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         found = await client.call_tool("search_contacts", {"query": "austen"})
     assert {"update_contact", "set_attendance", "update_task", "search_contacts"} <= names
@@ -73,11 +60,11 @@ async def test_staff_signs_in_and_gets_every_tool(site: tuple[str, SandboxServer
 
 
 async def test_helpdesk_writes_tasks_but_not_contacts_and_is_audited(
-    site: tuple[str, SandboxServer, Path], idp: str
+    hosted_site: tuple[str, SandboxServer, Path], idp: str
 ) -> None:
-    url, sb, tmp = site
+    url, sb, tmp = hosted_site
     uid = sb.store.demo_facts()["my_open_task_uid"]
-    async with session(url, sign_in(idp, "helpdesk", url + "/mcp"), elicitation_callback=accept) as client:
+    async with hosted_session(url, sign_in(idp, "helpdesk", url + "/mcp"), elicitation_callback=approve) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         done = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
         edit = await client.call_tool("update_contact", {"uri": "/demo/person/x/", "fields": {"locality": "Y"}})
@@ -90,11 +77,13 @@ async def test_helpdesk_writes_tasks_but_not_contacts_and_is_audited(
     assert mine and mine[-1]["caller"] == who
 
 
-async def test_helpdesk_my_tasks_say_they_are_the_shared_keys(site: tuple[str, SandboxServer, Path], idp: str) -> None:
+async def test_helpdesk_my_tasks_say_they_are_the_shared_keys(
+    hosted_site: tuple[str, SandboxServer, Path], idp: str
+) -> None:
     """Every helpdesk agent shares the profile's sheepCRM key, so scope 'mine' is that key's user's tasks: the answer
     says so, lest the assistant tell the agent they are theirs. scope 'all' needs no such note."""
-    url = site[0]
-    async with session(url, sign_in(idp, "helpdesk", url + "/mcp")) as client:
+    url = hosted_site[0]
+    async with hosted_session(url, sign_in(idp, "helpdesk", url + "/mcp")) as client:
         mine = await client.call_tool("list_tasks", {"status": "any"})
         every = await client.call_tool("list_tasks", {"scope": "all", "status": "any"})
     assert not mine.is_error and mine.structured_content["tasks"], mine.content
@@ -103,10 +92,12 @@ async def test_helpdesk_my_tasks_say_they_are_the_shared_keys(site: tuple[str, S
     assert "key belongs to" not in (every.structured_content.get("note") or "")
 
 
-async def test_member_gets_self_service_about_themselves(site: tuple[str, SandboxServer, Path], idp: str) -> None:
-    url, sb, _ = site
+async def test_member_gets_self_service_about_themselves(
+    hosted_site: tuple[str, SandboxServer, Path], idp: str
+) -> None:
+    url, sb, _ = hosted_site
     facts = sb.store.demo_facts()
-    async with session(url, sign_in(idp, "member", url + "/mcp")) as client:
+    async with hosted_session(url, sign_in(idp, "member", url + "/mcp")) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         mine = await client.call_tool("my_membership", {})
     assert names == MEMBER_TOOLS
@@ -124,7 +115,7 @@ async def test_my_bookings_reads_the_members_orders_and_the_listed_events(idp: s
         store, facts = sb.store, sb.store.demo_facts()
         jane = facts["jane_uri"]
         booked = store.events_of(jane)
-        async with session(url, sign_in(idp, "member", url + "/mcp")) as client:
+        async with hosted_session(url, sign_in(idp, "member", url + "/mcp")) as client:
             for when, states in (("upcoming", {"running", "future"}), ("past", {"past"}), ("all", {"all"})):
                 before = len(sb.request_log)
                 result = await client.call_tool("my_bookings", {"when": when, "limit": 50})
@@ -178,10 +169,10 @@ def test_a_v1_404_with_a_key_at_fault_is_not_no_contact_has_your_email(idp: str,
     ],
 )
 def test_refusals_from_real_tokens(
-    site: tuple[str, SandboxServer, Path], idp: str, user: str, resource: str | None, scope: str, status: int,
+    hosted_site: tuple[str, SandboxServer, Path], idp: str, user: str, resource: str | None, scope: str, status: int,
     error: str,
 ) -> None:
-    url = site[0]
+    url = hosted_site[0]
     response = post_initialize(url, sign_in(idp, user, resource or url + "/mcp", scope))
     assert response.status_code == status
     header = response.headers["www-authenticate"]
@@ -213,8 +204,8 @@ def variants(value: str) -> list[str]:
             value.replace("/", "%2F")]
 
 
-async def test_member_isolation_under_attack(site: tuple[str, SandboxServer, Path], idp: str) -> None:
-    url, sb, _ = site
+async def test_member_isolation_under_attack(hosted_site: tuple[str, SandboxServer, Path], idp: str) -> None:
+    url, sb, _ = hosted_site
     facts = sb.store.demo_facts()
     me = facts["jane_uri"]
     secret = others(sb, me)
@@ -225,7 +216,7 @@ async def test_member_isolation_under_attack(site: tuple[str, SandboxServer, Pat
         assert rec is not None
         probes += variants(uri) + variants(rec.uid) + variants(rec.data["email"][0]) + variants(rec.display_value)
     # A cursor issued to another session (staff, list_events) and one forged for another person's bookings.
-    async with session(url, sign_in(idp, "staff", url + "/mcp")) as staff:
+    async with hosted_session(url, sign_in(idp, "staff", url + "/mcp")) as staff:
         page = await staff.call_tool("list_events", {"state": "all", "limit": 1})
         staff_view = (await staff.call_tool("search_contacts", {"query": "bronte"})).model_dump_json()
     assert any(s in staff_view for s in secret)  # the leak check does see other people's data when it is there
@@ -241,7 +232,7 @@ async def test_member_isolation_under_attack(site: tuple[str, SandboxServer, Pat
         text = json.dumps(sent)
         leaks.extend(s for s in secret if s in answer and s not in text)
 
-    async with session(url, sign_in(idp, "member", url + "/mcp")) as client:
+    async with hosted_session(url, sign_in(idp, "member", url + "/mcp")) as client:
         tools = (await client.list_tools()).tools
         assert {t.name for t in tools} == MEMBER_TOOLS
         for tool in tools:

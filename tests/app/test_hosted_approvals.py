@@ -4,87 +4,49 @@ approves; only the person who asked, or an approver role, may decide; the audit 
 
 from __future__ import annotations
 
-import json
-import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from sheepcrm_mcp.sandbox.store import Store
-from tests.app.test_hosted import session
-from tests.helpers import CANARY_KEY, browse, serve_hosted, sign_in
-from tests.server.test_approvals import launch_chromium, status
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-PAGE = {  # the approval page's client in .ci/idp/provider.mjs; staff may approve for others here
-    "oauth_client_id": "sheepcrm-approvals",
-    "oauth_client_secret": "sheepcrm-approvals-secret-for-tests-only",
-    "oauth_signin_scope": "openid email profile roles",
-    "oauth_approver_roles": ("staff",),
-}
+from tests.helpers import (
+    CANARY_KEY,
+    CHROMIUM,
+    PAGE,
+    ask_to_complete,
+    audit_of,
+    browse,
+    decide,
+    fresh_task,
+    hosted_session,
+    launch_chromium,
+    link_in,
+    serve_hosted,
+    sign_in,
+    task_status,
+)
 
 
 @pytest.fixture(scope="module")
-def site(idp: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, SandboxServer, Path]]:
+def signin_site(idp: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, SandboxServer, Path]]:
     tmp = tmp_path_factory.mktemp("hosted-approvals")
     with SandboxServer(key=CANARY_KEY) as sb, serve_hosted(sb, tmp, idp, **PAGE) as url:
         yield url, sb, tmp
 
 
-def task_status(sb: SandboxServer, uid: str) -> str:
-    return status(sb, uid)
-
-
-def fresh_task(sb: SandboxServer) -> str:
-    """An open task no other test here completes: each test asks for its own change."""
-    for task in sb.store.by_type("journal"):
-        if Store.task_status(task) == "open" and task.uid not in USED:
-            USED.add(task.uid)
-            return task.uid
-    raise AssertionError("the sandbox has no open task left")
-
-
-USED: set[str] = set()
-
-
-async def ask(url: str, token: str, uid: str) -> dict[str, Any]:
-    """The helpdesk's client asks to complete a task; it has no elicitation, so the page is the way."""
-    async with session(url, token) as client:
-        result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
-    assert not result.is_error, result.content
-    return dict(result.structured_content or {})
-
-
-def link_in(answer: dict[str, Any], url: str) -> str:
-    found = re.search(re.escape(url) + r"/approve/[\w-]+", answer["message"])
-    assert answer["status"] == "approval_required" and found, answer
-    return found.group(0)
-
-
-def decide(http: httpx.Client, page: httpx.Response, url: str, action: str = "approve") -> httpx.Response:
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert csrf is not None, page.text
-    return http.post(str(page.url), data={"csrf": csrf.group(1), "action": action}, headers={"origin": url})
-
-
-def audit(tmp: Path, tool: str = "update_task") -> list[dict[str, Any]]:
-    return [x for x in map(json.loads, (tmp / "audit.jsonl").read_text().splitlines()) if x["tool"] == tool]
-
-
 @pytest.mark.skipif(CHROMIUM is None and not __import__("os").environ.get("CI"), reason="Chromium is not installed")
-async def test_the_person_signs_in_and_approves_in_chromium(site: tuple[str, SandboxServer, Path], idp: str) -> None:
+async def test_the_person_signs_in_and_approves_in_chromium(
+    signin_site: tuple[str, SandboxServer, Path], idp: str
+) -> None:
     from playwright.async_api import async_playwright
 
-    url, sb, tmp = site
+    url, sb, tmp = signin_site
     uid = fresh_task(sb)
     token = sign_in(idp, "helpdesk", url + "/mcp")
-    link = link_in(await ask(url, token, uid), url)
+    link = link_in(await ask_to_complete(url, token, uid), url)
     async with async_playwright() as pw:
         browser = await launch_chromium(pw)
         page = await browser.new_page()
@@ -112,9 +74,9 @@ async def test_the_person_signs_in_and_approves_in_chromium(site: tuple[str, San
         assert "open → done" not in await other.inner_text("body")
         await browser.close()
     assert task_status(sb, uid) == "open"  # approving alone writes nothing
-    done = await ask(url, token, uid)
+    done = await ask_to_complete(url, token, uid)
     assert done["status"] == "applied" and task_status(sb, uid) == "done"
-    lines = [x for x in audit(tmp) if x["arguments"].get("uid") == uid]
+    lines = [x for x in audit_of(tmp) if x["arguments"].get("uid") == uid]
     applied = [x for x in lines if x["outcome"] == "succeeded"]
     assert applied and applied[-1]["channel"] == "approval-page"
     assert applied[-1]["caller"]["sub"] == "u-helpdesk" and applied[-1]["approved_by"]["sub"] == "u-helpdesk"
@@ -122,12 +84,12 @@ async def test_the_person_signs_in_and_approves_in_chromium(site: tuple[str, San
 
 
 async def test_only_the_person_who_asked_or_an_approver_may_decide(
-    site: tuple[str, SandboxServer, Path], idp: str
+    signin_site: tuple[str, SandboxServer, Path], idp: str
 ) -> None:
-    url, sb, tmp = site
+    url, sb, tmp = signin_site
     uid = fresh_task(sb)
     token = sign_in(idp, "helpdesk", url + "/mcp")
-    link = link_in(await ask(url, token, uid), url)
+    link = link_in(await ask_to_complete(url, token, uid), url)
     with httpx.Client(timeout=10) as member:  # signed in, but neither the caller nor an approver
         page = browse(member, link, "member")
         assert page.status_code == 403 and "someone else" in page.text and "open → done" not in page.text
@@ -138,16 +100,18 @@ async def test_only_the_person_who_asked_or_an_approver_may_decide(
         assert page.status_code == 200 and "helpdesk@sheepcrm.test" in page.text and "as an approver" in page.text
         assert decide(staff, page, url).status_code == 200
     assert task_status(sb, uid) == "open"
-    assert (await ask(url, token, uid))["status"] == "applied"
-    applied = [x for x in audit(tmp) if x["arguments"].get("uid") == uid and x["outcome"] == "succeeded"]
+    assert (await ask_to_complete(url, token, uid))["status"] == "applied"
+    applied = [x for x in audit_of(tmp) if x["arguments"].get("uid") == uid and x["outcome"] == "succeeded"]
     assert applied[-1]["caller"]["sub"] == "u-helpdesk" and applied[-1]["approved_by"]["sub"] == "u-staff"
 
 
-async def test_nothing_but_a_fresh_sign_in_opens_the_page(site: tuple[str, SandboxServer, Path], idp: str) -> None:
-    url, sb, _ = site
+async def test_nothing_but_a_fresh_sign_in_opens_the_page(
+    signin_site: tuple[str, SandboxServer, Path], idp: str
+) -> None:
+    url, sb, _ = signin_site
     uid = fresh_task(sb)
     token = sign_in(idp, "helpdesk", url + "/mcp")
-    link = link_in(await ask(url, token, uid), url)
+    link = link_in(await ask_to_complete(url, token, uid), url)
     with httpx.Client(timeout=10) as model:  # what a model can do with the address and no person
         first = model.get(link)
         assert first.status_code == 303
@@ -176,7 +140,7 @@ async def test_nothing_but_a_fresh_sign_in_opens_the_page(site: tuple[str, Sandb
         restart = person.get(link, follow_redirects=True)
         assert 'id="login-form"' in restart.text  # the provider asks for the password again, SSO or not
     assert task_status(sb, uid) == "open"
-    assert (await ask(url, token, uid))["status"] == "approval_required"  # still waiting; nothing approved
+    assert (await ask_to_complete(url, token, uid))["status"] == "approval_required"  # still waiting; nothing approved
 
 
 def until_callback(http: httpx.Client, start: str, user: str) -> str:
@@ -186,13 +150,13 @@ def until_callback(http: httpx.Client, start: str, user: str) -> str:
 
 
 async def test_a_sign_in_is_for_one_browser_one_approval_one_decision(
-    site: tuple[str, SandboxServer, Path], idp: str
+    signin_site: tuple[str, SandboxServer, Path], idp: str
 ) -> None:
-    url, sb, tmp = site
+    url, sb, tmp = signin_site
     first, second = fresh_task(sb), fresh_task(sb)
     token = sign_in(idp, "helpdesk", url + "/mcp")
-    link_a = link_in(await ask(url, token, first), url)
-    link_b = link_in(await ask(url, token, second), url)
+    link_a = link_in(await ask_to_complete(url, token, first), url)
+    link_b = link_in(await ask_to_complete(url, token, second), url)
     with httpx.Client(timeout=10) as person, httpx.Client(timeout=10) as model:
         # The model begins the sign-in in its own browser and steers the person's browser to the provider: the
         # person signs in, their browser brings the code back, and the sign-in is cancelled there. Replaying the
@@ -234,7 +198,7 @@ async def test_a_sign_in_is_for_one_browser_one_approval_one_decision(
         foreign = person.get(back + "&iss=https%3A%2F%2Fevil.example")
         assert foreign.status_code == 400 and "another provider" in foreign.text
     assert task_status(sb, second) == "open"
-    decided = [x for x in audit(tmp) if x["outcome"] == "page_approved"]
+    decided = [x for x in audit_of(tmp) if x["outcome"] == "page_approved"]
     assert decided and decided[-1]["approved_by"]["sub"] == "u-helpdesk"
     assert decided[-1]["arguments"]["asked_by"]["sub"] == "u-helpdesk"
 
@@ -242,7 +206,7 @@ async def test_a_sign_in_is_for_one_browser_one_approval_one_decision(
 async def test_without_a_page_client_the_write_is_refused_not_applied(idp: str, tmp_path: Path) -> None:
     with SandboxServer(key=CANARY_KEY) as sb, serve_hosted(sb, tmp_path, idp) as url:
         uid = sb.store.demo_facts()["my_open_task_uid"]
-        async with session(url, sign_in(idp, "helpdesk", url + "/mcp")) as client:
+        async with hosted_session(url, sign_in(idp, "helpdesk", url + "/mcp")) as client:
             result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
         assert result.is_error and "elicitation" in str(result.content)
         assert task_status(sb, uid) == "open"

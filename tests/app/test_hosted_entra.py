@@ -19,10 +19,27 @@ import jwt
 import pytest
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.app.test_hosted import accept, post_initialize, session
-from tests.app.test_hosted_approvals import PAGE, ask, audit, decide, fresh_task, link_in, task_status
-from tests.helpers import CANARY_KEY, binary, browse, clean_env, running_idp, serve_hosted, sign_in
-from tests.server.test_telemetry import delta, scrape
+from tests.helpers import (
+    CANARY_KEY,
+    PAGE,
+    approve,
+    ask_to_complete,
+    audit_of,
+    binary,
+    browse,
+    clean_env,
+    decide,
+    delta,
+    fresh_task,
+    hosted_session,
+    link_in,
+    post_initialize,
+    running_idp,
+    scrape,
+    serve_hosted,
+    sign_in,
+    task_status,
+)
 
 TENANT = "7a1e5c3d-1111-4222-8333-444455556666"
 APP_ID = "9f0e2b7a-aaaa-4bbb-8ccc-dddddddddddd"
@@ -47,7 +64,7 @@ def entra_settings(issuer: str, **over: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def site(entra_idp: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, SandboxServer, Path]]:
+def entra_site(entra_idp: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, SandboxServer, Path]]:
     tmp = tmp_path_factory.mktemp("entra")
     with SandboxServer(key=CANARY_KEY) as sb, serve_hosted(sb, tmp, entra_idp, **entra_settings(entra_idp)) as url:
         yield url, sb, tmp
@@ -58,9 +75,9 @@ def claims_of(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 async def test_an_entra_shaped_token_is_accepted_and_names_the_person_by_oid(
-    site: tuple[str, SandboxServer, Path], entra_idp: str
+    entra_site: tuple[str, SandboxServer, Path], entra_idp: str
 ) -> None:
-    url, sb, tmp = site
+    url, sb, tmp = entra_site
     token = sign_in(entra_idp, "staff", url + "/mcp")
     header, claims = claims_of(token)
     # What the provider issued is Entra's shape, not RFC 9068's.
@@ -68,46 +85,46 @@ async def test_an_entra_shaped_token_is_accepted_and_names_the_person_by_oid(
     assert claims["scp"] == "sheepcrm" and "scope" not in claims and claims["tid"] == TENANT
     assert "email_verified" not in claims and claims["oid"] != claims["sub"]
     uid = fresh_task(sb)
-    async with session(url, token, elicitation_callback=accept) as client:
+    async with hosted_session(url, token, elicitation_callback=approve) as client:
         found = await client.call_tool("search_contacts", {"query": "austen"})
         done = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
     assert not found.is_error and done.structured_content["status"] == "applied"
-    lines = [x for x in audit(tmp) if x["arguments"].get("uid") == uid]
+    lines = [x for x in audit_of(tmp) if x["arguments"].get("uid") == uid]
     assert lines and {x["caller"]["sub"] for x in lines} == {claims["oid"]}
 
 
 async def test_a_member_with_a_verified_email_domain_gets_self_service(
-    site: tuple[str, SandboxServer, Path], entra_idp: str
+    entra_site: tuple[str, SandboxServer, Path], entra_idp: str
 ) -> None:
-    url = site[0]
+    url = entra_site[0]
     token = sign_in(entra_idp, "member", url + "/mcp")
     assert claims_of(token)[1]["xms_edov"] is True
-    async with session(url, token) as client:
+    async with hosted_session(url, token) as client:
         mine = await client.call_tool("my_membership", {})
     assert not mine.is_error and "Austen" in json.dumps(mine.structured_content)
 
 
 def test_a_member_whose_email_entra_does_not_vouch_for_is_refused(
-    site: tuple[str, SandboxServer, Path], entra_idp: str
+    entra_site: tuple[str, SandboxServer, Path], entra_idp: str
 ) -> None:
-    url = site[0]
+    url = entra_site[0]
     token = sign_in(entra_idp, "unverified", url + "/mcp")
     assert claims_of(token)[1]["xms_edov"] is False
     response = post_initialize(url, token)
     assert response.status_code == 403 and "verified email" in response.headers["www-authenticate"]
 
 
-def test_another_tenant_is_refused(site: tuple[str, SandboxServer, Path], entra_idp: str) -> None:
-    url = site[0]
+def test_another_tenant_is_refused(entra_site: tuple[str, SandboxServer, Path], entra_idp: str) -> None:
+    url = entra_site[0]
     token = sign_in(entra_idp, "outsider", url + "/mcp")  # the same keys and a member's email, another tenant
     assert claims_of(token)[1]["tid"] != TENANT
     response = post_initialize(url, token)
     assert response.status_code == 401 and 'error="invalid_token"' in response.headers["www-authenticate"]
 
 
-def test_a_v1_token_is_refused_when_only_v2_is_configured(site: tuple[str, SandboxServer, Path],
+def test_a_v1_token_is_refused_when_only_v2_is_configured(entra_site: tuple[str, SandboxServer, Path],
                                                           entra_idp: str) -> None:
-    url = site[0]
+    url = entra_site[0]
     token = sign_in(entra_idp, "staff", url + "/mcp", client="sheepcrm-test-v1")
     claims = claims_of(token)[1]
     assert claims["ver"] == "1.0" and claims["iss"] == f"{origin(entra_idp)}/sts/{TENANT}/"
@@ -124,8 +141,8 @@ def test_a_v1_token_is_accepted_when_the_v1_issuer_is_configured(entra_idp: str,
         assert post_initialize(url, sign_in(entra_idp, "staff", url + "/mcp")).status_code == 200  # v2 still
 
 
-def test_a_token_for_another_app_is_refused(site: tuple[str, SandboxServer, Path], entra_idp: str) -> None:
-    url = site[0]
+def test_a_token_for_another_app_is_refused(entra_site: tuple[str, SandboxServer, Path], entra_idp: str) -> None:
+    url = entra_site[0]
     other = f"{origin(url)}/other-app"
     token = sign_in(entra_idp, "staff", other)
     assert claims_of(token)[1]["aud"] == other
@@ -133,13 +150,13 @@ def test_a_token_for_another_app_is_refused(site: tuple[str, SandboxServer, Path
 
 
 async def test_the_page_signs_in_without_par_and_the_approval_names_oid(
-    site: tuple[str, SandboxServer, Path], entra_idp: str
+    entra_site: tuple[str, SandboxServer, Path], entra_idp: str
 ) -> None:
-    url, sb, tmp = site
+    url, sb, tmp = entra_site
     uid = fresh_task(sb)
     token = sign_in(entra_idp, "helpdesk", url + "/mcp")
     before = scrape(url)
-    link = link_in(await ask(url, token, uid), url)
+    link = link_in(await ask_to_complete(url, token, uid), url)
     with httpx.Client(timeout=10) as person:
         first = person.get(link)
         params = parse_qs(urlsplit(first.headers["location"]).query)
@@ -148,8 +165,8 @@ async def test_the_page_signs_in_without_par_and_the_approval_names_oid(
         assert page.status_code == 200 and "Asked for by <strong>you</strong>" in page.text
         assert decide(person, page, url).status_code == 200
     assert task_status(sb, uid) == "open"
-    assert (await ask(url, token, uid))["status"] == "applied" and task_status(sb, uid) == "done"
-    applied = [x for x in audit(tmp) if x["arguments"].get("uid") == uid and x["outcome"] == "succeeded"]
+    assert (await ask_to_complete(url, token, uid))["status"] == "applied" and task_status(sb, uid) == "done"
+    applied = [x for x in audit_of(tmp) if x["arguments"].get("uid") == uid and x["outcome"] == "succeeded"]
     oid = claims_of(token)[1]["oid"]
     assert applied[-1]["caller"]["sub"] == oid and applied[-1]["approved_by"]["sub"] == oid
     after = scrape(url)
@@ -166,7 +183,10 @@ async def test_the_page_signs_in_without_par_and_the_approval_names_oid(
 
 @pytest.mark.parametrize("dropped", [("prompt",), ("prompt", "max_age")])
 async def test_a_model_in_the_persons_browser_cannot_skip_the_fresh_sign_in(
-    site: tuple[str, SandboxServer, Path], entra_idp: str, monkeypatch: pytest.MonkeyPatch, dropped: tuple[str, ...]
+    entra_site: tuple[str, SandboxServer, Path],
+    entra_idp: str,
+    monkeypatch: pytest.MonkeyPatch,
+    dropped: tuple[str, ...],
 ) -> None:
     """Without PAR the sign-in request travels through the browser. A model driving the person's browser, which
     holds a single sign-on session at the provider, removes prompt=login (and max_age) so that no password is
@@ -175,11 +195,11 @@ async def test_a_model_in_the_persons_browser_cannot_skip_the_fresh_sign_in(
     from sheepcrm_mcp.server.approvals import signin
 
     monkeypatch.setattr(signin, "FRESH_LEEWAY", 1)  # the clock leeway, so that the test waits 3 s, not 12
-    url, sb, _ = site
+    url, sb, _ = entra_site
     uid = fresh_task(sb)
     token = sign_in(entra_idp, "helpdesk", url + "/mcp")
-    link = link_in(await ask(url, token, uid), url)
     before = scrape(url)
+    link = link_in(await ask_to_complete(url, token, uid), url)
     with httpx.Client(timeout=10) as person:
         browse(person, sign_in_url(entra_idp), "helpdesk", until="127.0.0.1/callback")  # signed in at the provider
         time.sleep(3)
@@ -194,7 +214,7 @@ async def test_a_model_in_the_persons_browser_cannot_skip_the_fresh_sign_in(
         refused = person.post(link, data={"csrf": "x", "action": "approve"}, headers={"origin": url})
         assert refused.status_code == 401
     assert task_status(sb, uid) == "open"
-    assert (await ask(url, token, uid))["status"] == "approval_required"
+    assert (await ask_to_complete(url, token, uid))["status"] == "approval_required"
 
 
 def sign_in_url(issuer: str) -> str:

@@ -15,8 +15,7 @@ import pytest
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.auth import Introspector
-from tests.app.test_hosted import post_initialize, session
-from tests.helpers import CANARY_KEY, running_idp, serve_hosted, sign_in
+from tests.helpers import CANARY_KEY, hosted_session, post_initialize, running_idp, serve_hosted, sign_in
 
 TTL = 8  # the provider's access token lifetime here, seconds
 SERVICE = {"oauth_introspection_client_id": "sheepcrm-service",
@@ -30,39 +29,40 @@ def opaque_idp() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def site(opaque_idp: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def introspected_site(opaque_idp: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("introspection")
     with SandboxServer(key=CANARY_KEY) as sb, serve_hosted(sb, tmp, opaque_idp, **SERVICE) as url:
         yield url
 
 
-async def test_an_active_opaque_token_is_accepted(site: str, opaque_idp: str) -> None:
-    token = sign_in(opaque_idp, "staff", site + "/mcp")
+async def test_an_active_opaque_token_is_accepted(introspected_site: str, opaque_idp: str) -> None:
+    token = sign_in(opaque_idp, "staff", introspected_site + "/mcp")
     assert token.count(".") != 2  # a reference, not a JWT
-    async with session(site, token) as client:
+    async with hosted_session(introspected_site, token) as client:
         found = await client.call_tool("search_contacts", {"query": "austen"})
     assert not found.is_error
 
 
-def test_an_inactive_opaque_token_is_refused(site: str, opaque_idp: str) -> None:
-    token = sign_in(opaque_idp, "staff", site + "/mcp")
+def test_an_inactive_opaque_token_is_refused(introspected_site: str, opaque_idp: str) -> None:
+    token = sign_in(opaque_idp, "staff", introspected_site + "/mcp")
     meta = httpx.get(opaque_idp + "/.well-known/openid-configuration").json()
     revoked = httpx.post(meta["revocation_endpoint"], data={"token": token, "client_id": "sheepcrm-test"})
     assert revoked.status_code == 200
-    response = post_initialize(site, token)
+    response = post_initialize(introspected_site, token)
     assert response.status_code == 401 and 'error="invalid_token"' in response.headers["www-authenticate"]
 
 
-def test_an_expired_opaque_token_is_refused(site: str, opaque_idp: str) -> None:
-    token = sign_in(opaque_idp, "staff", site + "/mcp")
-    assert post_initialize(site, token).status_code == 200  # accepted, and its answer is kept until it expires
+def test_an_expired_opaque_token_is_refused(introspected_site: str, opaque_idp: str) -> None:
+    token = sign_in(opaque_idp, "staff", introspected_site + "/mcp")
+    # accepted, and its answer is kept until it expires
+    assert post_initialize(introspected_site, token).status_code == 200
     time.sleep(TTL + 1)
-    assert post_initialize(site, token).status_code == 401
+    assert post_initialize(introspected_site, token).status_code == 401
 
 
-def test_an_opaque_token_for_another_audience_is_refused(site: str, opaque_idp: str) -> None:
-    token = sign_in(opaque_idp, "staff", site + "/other-app")
-    assert post_initialize(site, token).status_code == 401
+def test_an_opaque_token_for_another_audience_is_refused(introspected_site: str, opaque_idp: str) -> None:
+    token = sign_in(opaque_idp, "staff", introspected_site + "/other-app")
+    assert post_initialize(introspected_site, token).status_code == 401
 
 
 def test_without_the_servers_own_credentials_nothing_is_accepted(opaque_idp: str, tmp_path: Path) -> None:

@@ -137,7 +137,7 @@ def open_page(launch_url: str, via: str, public: str) -> tuple[httpx.Client, str
     return browser, via + opened.headers["location"]
 
 
-def approve(launch_url: str, via: str, public: str) -> str:
+def approve_on_page(launch_url: str, via: str, public: str) -> str:
     """A person approving on the page: follow the launch link at `via` (any replica or the balancer), POST the form."""
     browser, page_url = open_page(launch_url, via, public)
     try:

@@ -20,7 +20,7 @@ import mcp.types as mt
 import pytest
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.cluster.helpers import Cluster, approve, open_page, prometheus
+from tests.cluster.helpers import Cluster, approve_on_page, open_page, prometheus
 from tests.helpers import http_session
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -59,7 +59,7 @@ async def preview(c: Cluster, args: dict[str, Any], via: str) -> str:
 
 
 async def preview_and_approve(c: Cluster, args: dict[str, Any], page_via: str, preview_via: str | None = None) -> None:
-    approve(await preview(c, args, preview_via or c.lb), page_via, public=c.lb)
+    approve_on_page(await preview(c, args, preview_via or c.lb), page_via, public=c.lb)
 
 
 def trail(c: Cluster, args: dict[str, Any]) -> list[str]:
@@ -71,7 +71,7 @@ async def test_preview_on_a_approve_on_b_apply_through_c(running: Cluster, clust
     [uri] = people(sb, 1)
     args = {"uri": uri, "phone": "+44 20 7946 0100"}
     launch = await preview(c, args, via=c.replica(1))
-    page_url = approve(launch, via=c.replica(2), public=c.lb)  # created on A, served and approved on B
+    page_url = approve_on_page(launch, via=c.replica(2), public=c.lb)  # created on A, served and approved on B
     assert puts_for(sb, uid_of(uri)) == 0  # approving writes nothing by itself
     done = await call(c.replica(3), "update_contact", args)
     assert done.structured_content["status"] == "applied", text_of(done)

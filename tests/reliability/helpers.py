@@ -1,7 +1,6 @@
 """Shared pieces of the reliability and security suite (run with `python -m pytest -m reliability`).
 
 - `ALLOWED` / `out_of_scope()`: the request paths the server may send (the client's endpoints).
-- `approve` / `decline`: re-exported from tests.helpers.
 - `FIGURES` / `figure()`: measured figures, printed at the end of the run and written as JSON to
   `$RELIABILITY_REPORT` when set (docs/RELIABILITY.md is written from that file).
 """
@@ -18,9 +17,6 @@ from urllib.parse import parse_qsl
 import mcp_types as mt
 
 from sheepcrm_mcp.sandbox.app import LoggedRequest
-from tests.helpers import approve, decline
-
-__all__ = ["approve", "decline"]  # re-exported for the reliability tests
 
 UID = r"[A-Za-z0-9]{1,64}"
 CONTACT = r"(person|organisation)"

@@ -27,9 +27,9 @@ from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.sandbox.app import LoggedRequest
 from sheepcrm_mcp.sandbox.faults import FaultPlan
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from sheepcrm_mcp.sandbox.store import Store
-from tests.helpers import CANARY_KEY, settings_for
-from tests.reliability.helpers import approve, figure, out_of_scope, percentile, result_text
+from tests import manifest
+from tests.helpers import CANARY_KEY, approve, open_session, settings_for
+from tests.reliability.helpers import figure, out_of_scope, percentile, result_text
 
 pytestmark = pytest.mark.reliability
 
@@ -37,6 +37,7 @@ CALLS = int(os.environ.get("RELIABILITY_FAULT_CALLS", "500"))
 WORKERS = 4
 RATE = 0.2
 WRITE_SHARE = 0.2
+PROFILES: tuple[manifest.Profile, ...] = ("staff", "member")
 KINDS: dict[str, list[str]] = {
     "none": [],
     "429": [f"429=1:{RATE}"],
@@ -66,6 +67,7 @@ class Call:
     args: dict[str, Any]
     write: bool
     target: tuple[str, str] | None  # (PUT path, person_uri or "") identifying this call's writes
+    profile: manifest.Profile = "staff"
     ok: bool = False
     text: str = ""
     status: str | None = None
@@ -76,84 +78,26 @@ class Call:
     audit: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass
-class Targets:
-    people: list[str]  # contact uris to update
-    tasks: list[str]  # task uids to complete/reopen
-    attendees: list[str]  # person uris at the past event
-
-
-def targets(store: Store, workers: int) -> list[Targets]:
-    facts = store.demo_facts()
-    fixed = {v for k, v in facts.items() if k.endswith("_uri")} | set(facts["injection_uris"])
-    people = [r.uri for r in store.by_type("person") if r.uri not in fixed]
-    keep = {facts["my_open_task_uid"], facts["injection_task_uid"]}
-    tasks = [t.uid for t in store.tasks() if t.uid not in keep]
-    event = f"/{store.bucket}/booking/{facts['past_event_uid']}/"
-    attendees = list(dict.fromkeys(a.data["person_ref"] for a in store.attendance(event)))
-    attendees = [a for a in attendees if a not in fixed]
-    return [
-        Targets(people[w * 4 : w * 4 + 4], tasks[w * 3 : w * 3 + 3], attendees[w * 2 : w * 2 + 2])
-        for w in range(workers)
-    ]
-
-
-def script(facts: dict[str, Any], mine: Targets, n: int, seed: str, bucket: str) -> list[Call]:
-    """n calls, about WRITE_SHARE of them approved writes on this worker's own targets."""
+def script(facts: dict[str, Any], mine: dict[manifest.Kind, list[str]], n: int, seed: str, bucket: str) -> list[Call]:
+    """n calls of every tool's manifest reads (both profiles), about WRITE_SHARE of them approved writes of
+    every write tool, each aimed at this worker's own records."""
     rnd = random.Random(seed)
-    reads: list[tuple[str, dict[str, Any]]] = [
-        ("search_contacts", {"query": "austen"}),
-        ("search_contacts", {"last_name": "Dickens"}),
-        ("search_contacts", {"email": facts["jane_email"]}),
-        ("get_contact", {"uri": facts["jane_uri"]}),
-        ("get_contact", {"uri": facts["jane_uri"], "detail": "full"}),
-        ("get_contact", {"uri": facts["organisation_uri"]}),
-        ("check_membership", {"uri": facts["lapsed_uri"]}),
-        ("check_membership", {"email": facts["jane_email"], "detail": "full"}),
-        ("list_events", {"state": "all", "limit": 20}),
-        ("list_events", {"state": "future"}),
-        ("get_event", {"uid": facts["future_event_uid"]}),
-        ("get_event", {"uid": facts["past_event_uid"], "detail": "full"}),
-        ("list_attendees", {"uid": facts["past_event_uid"], "status": "attended"}),
-        ("list_tasks", {"scope": "mine"}),
-        ("list_tasks", {"scope": "all", "status": "any", "limit": 50}),
-        ("get_task", {"uid": facts["my_open_task_uid"]}),
-        ("search_help", {"query": "refund booking"}),
-        ("find_segments", {}),
-        ("find_segments", {"name": "members"}),
-        ("query_segment", {"uid": facts["segment_current_members_uid"]}),
-        ("query_segment", {"uid": facts["segment_fellows_uid"], "mode": "members", "limit": 5}),
-        ("query_segment", {"uid": facts["segment_current_members_uid"], "mode": "lookup", "q": "austen"}),
-        ("get_record_history", {"uri": facts["jane_uri"]}),
+    reads = [
+        (profile, tool, args) for profile in PROFILES for tool, args in manifest.calls(facts, profile, writes=False)
     ]
-    event = facts["past_event_uid"]
-    statuses = ["accepted", "attended", "no-show", "declined", "invited"]
-    done: dict[str, bool] = {}
+    writers = [(tool, entry.write) for tool, entry in manifest.MANIFEST.items() if entry.write is not None]
+    turns: dict[str, int] = {}
     calls: list[Call] = []
-    for i in range(n):
+    for _ in range(n):
         if rnd.random() >= WRITE_SHARE:
-            tool, args = rnd.choice(reads)
-            calls.append(Call(tool, dict(args), False, None))
+            profile, tool, args = rnd.choice(reads)
+            calls.append(Call(tool, dict(args), False, None, profile))
             continue
-        kind = rnd.choice(("contact", "task", "attendance"))
-        if kind == "contact":
-            uri = rnd.choice(mine.people)
-            uid = uri.split("/")[3]
-            calls.append(
-                Call("update_contact", {"uri": uri, "phone": f"01632 {i:06d}"}, True, (f"/api/v1{uri}", ""))
-            )
-        elif kind == "task":
-            uid = rnd.choice(mine.tasks)
-            done[uid] = not done.get(uid, False)
-            action = "complete" if done[uid] else "reopen"
-            upstream = "complete" if done[uid] else "uncomplete"
-            path = f"/notifications/v2/{bucket}/task/{uid}/{upstream}"
-            calls.append(Call("update_task", {"uid": uid, "action": action}, True, (path, "")))
-        else:
-            person = rnd.choice(mine.attendees)
-            path = f"/events/v2/{bucket}/booking/{event}/attendance"
-            args = {"uid": event, "person_uris": [person], "status": rnd.choice(statuses)}
-            calls.append(Call("set_attendance", args, True, (path, person)))
+        tool, write = rnd.choice(writers)
+        target = rnd.choice(mine[write.kind])
+        turn = turns[target] = turns.get(target, -1) + 1
+        aimed = write.aim(facts, bucket, target, turn)
+        calls.append(Call(tool, aimed.args, True, aimed.put))
     return calls
 
 
@@ -165,40 +109,41 @@ def is_put_for(entry: LoggedRequest, target: tuple[str, str]) -> bool:
 
 
 async def run_worker(sb: SandboxServer, calls: list[Call], audit_dir: Path) -> dict[str, Any]:
-    built = build_app(settings_for(sb, audit_dir, **OVER))
-    server = built.server
-    rt = built
+    """One staff session and one member session (own servers, breakers and audit logs) running `calls`."""
     limit = call_limit()
-    try:
-        async with Client(server, mode="legacy", elicitation_callback=approve) as client:
-            for call in calls:
-                first_request, first_audit = len(sb.request_log), len(await rt.audit.entries())
-                started = time.perf_counter()
-                try:
-                    with anyio.fail_after(limit):
-                        result = await client.call_tool(call.tool, call.args)
-                    call.ok = not result.is_error
-                    call.text = result_text(result)
-                    if result.structured_content and not result.is_error:
-                        call.status = result.structured_content.get("status")
-                except TimeoutError:
-                    call.hung = True
-                except Exception as exc:  # a JSON-RPC error or a broken session
-                    call.protocol_error = f"{type(exc).__name__}: {exc}"
-                call.seconds = time.perf_counter() - started
-                if call.target is not None:
-                    target = call.target
-                    call.puts = sum(1 for e in sb.request_log[first_request:] if is_put_for(e, target))
-                call.audit = (await rt.audit.entries())[first_audit:]
+    async with (
+        open_session(sb, audit_dir, profile="staff", elicitation=approve, **OVER) as staff,
+        open_session(sb, audit_dir / "member", profile="member", **OVER) as member,
+    ):
+        rt = staff.runtime  # type: ignore[attr-defined]
+        sessions = {"staff": staff, "member": member}
+        for call in calls:
+            client = sessions[call.profile]
+            first_request, first_audit = len(sb.request_log), len(await rt.audit.entries())
+            started = time.perf_counter()
+            try:
+                with anyio.fail_after(limit):
+                    result = await client.call_tool(call.tool, call.args)
+                call.ok = not result.is_error
+                call.text = result_text(result)
+                if result.structured_content and not result.is_error:
+                    call.status = result.structured_content.get("status")
+            except TimeoutError:
+                call.hung = True
+            except Exception as exc:  # a JSON-RPC error or a broken session
+                call.protocol_error = f"{type(exc).__name__}: {exc}"
+            call.seconds = time.perf_counter() - started
+            if call.target is not None:
+                target = call.target
+                call.puts = sum(1 for e in sb.request_log[first_request:] if is_put_for(e, target))
+            call.audit = (await rt.audit.entries())[first_audit:]
         return {"breaker_failures": rt.client.breaker.failures}
-    finally:
-        await rt.aclose()
 
 
 async def run_kind(kind: str, faults: list[str], tmp: Path) -> dict[str, Any]:
     with SandboxServer(key=CANARY_KEY, faults=faults, fault_seed=11) as sb:
         facts = sb.store.demo_facts()
-        mine = targets(sb.store, WORKERS)
+        mine = manifest.write_targets(sb.store, WORKERS)
         scripts = [script(facts, mine[w], CALLS // WORKERS, f"{kind}:{w}", sb.bucket) for w in range(WORKERS)]
         started = time.perf_counter()
         async with anyio.create_task_group() as tg:

@@ -23,15 +23,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client
 
-from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from sheepcrm_mcp.tools.catalogue import TOOLS
-from tests.helpers import CANARY_KEY, settings_for
-from tests.reliability.helpers import approve, figure, out_of_scope, result_text
+from tests import manifest
+from tests.helpers import CANARY_KEY, approve, open_session
+from tests.reliability.helpers import figure, out_of_scope, result_text
 
 pytestmark = pytest.mark.reliability
 
-TOOL_NAMES = [spec.name for spec in TOOLS]
+PROFILES: tuple[manifest.Profile, ...] = ("staff", "member")
+TOOL_NAMES = list(manifest.every_tool())  # every tool of both catalogues, each called in its first profile
 MAX_EXAMPLES = 40
 BAD_WORDS = ("failed unexpectedly", "Traceback", "Exception Group", "Internal error")
 
@@ -95,38 +95,6 @@ def escapes(uid: str, bucket: str) -> list[str]:
     ]
 
 
-def slots(facts: dict[str, Any], bad: str) -> list[tuple[str, dict[str, Any]]]:
-    """Every argument that names a record, filled with `bad` (other arguments valid)."""
-    event, task, segment = facts["past_event_uid"], facts["my_open_task_uid"], facts["segment_fellows_uid"]
-    return [
-        ("get_contact", {"uri": bad}),
-        ("get_contact", {"uri": bad, "detail": "full"}),
-        ("update_contact", {"uri": bad, "phone": "01632 960000"}),
-        ("delete_contact", {"uri": bad}),
-        ("create_contact", {"first_name": bad, "last_name": "Quill", "email": f"{bad}@example.org"}),
-        ("check_membership", {"uri": bad}),
-        ("check_membership", {"email": bad}),
-        ("get_record_history", {"uri": bad}),
-        ("get_event", {"uid": bad, "detail": "full"}),
-        ("list_attendees", {"uid": bad}),
-        ("set_attendance", {"uid": bad, "person_uris": [facts["jane_uri"]], "status": "attended"}),
-        ("set_attendance", {"uid": event, "person_uris": [bad], "status": "attended"}),
-        ("get_task", {"uid": bad}),
-        ("update_task", {"uid": bad, "action": "complete"}),
-        ("query_segment", {"uid": bad}),
-        ("query_segment", {"uid": bad, "mode": "members"}),
-        ("query_segment", {"uid": bad, "mode": "lookup", "q": "austen"}),
-        ("query_segment", {"uid": segment, "mode": "lookup", "q": bad}),
-        ("search_contacts", {"query": bad}),
-        ("search_contacts", {"email": bad}),
-        ("search_help", {"query": bad + "xx"}),
-        ("find_segments", {"name": bad}),
-        ("list_events", {"state": "all", "query": bad}),
-        ("list_tasks", {"cursor": bad}),
-        ("get_task", {"uid": task, "detail": bad}),
-    ]
-
-
 @dataclass
 class Env:
     portal: BlockingPortal
@@ -176,19 +144,23 @@ def collector() -> Iterator[Collector]:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory, collector: Collector) -> Iterator[Env]:
+def envs(tmp_path_factory: pytest.TempPathFactory, collector: Collector) -> Iterator[dict[str, Env]]:
+    """One session per profile on one sandbox: the staff catalogue and a signed-in member."""
     with SandboxServer(key=CANARY_KEY) as sb, start_blocking_portal() as portal:
-        built = build_app(settings_for(sb, tmp_path_factory.mktemp("fuzz"), timeout=3.0))
-        server = built.server
-        try:
-            with portal.wrap_async_context_manager(
-                Client(server, mode="legacy", elicitation_callback=approve)  # type: ignore[arg-type]
-            ) as client:
+        with (
+            portal.wrap_async_context_manager(
+                open_session(sb, tmp_path_factory.mktemp("fuzz"), profile="staff", elicitation=approve, timeout=3.0)
+            ) as staff,
+            portal.wrap_async_context_manager(
+                open_session(sb, tmp_path_factory.mktemp("fuzz-member"), profile="member", timeout=3.0)
+            ) as member,
+        ):
+            found = {}
+            for profile, client in (("staff", staff), ("member", member)):
                 listed = portal.call(client.list_tools)
                 schemas = {t.name: t.input_schema for t in listed.tools}
-                yield Env(portal, client, sb, schemas, sb.store.demo_facts())
-        finally:
-            portal.call(built.aclose)
+                found[profile] = Env(portal, client, sb, schemas, sb.store.demo_facts())
+            yield found
 
 
 def value_strategy(schema: dict[str, Any], known: list[str], wrong_too: bool = True) -> st.SearchStrategy[Any]:
@@ -249,7 +221,8 @@ def arguments_strategy(schema: dict[str, Any], known: list[str]) -> st.SearchStr
 
 
 @pytest.mark.parametrize("tool", TOOL_NAMES)
-def test_fuzz_tool(env: Env, tool: str) -> None:
+def test_fuzz_tool(envs: dict[str, Env], tool: str) -> None:
+    env = envs[manifest.MANIFEST[tool].profiles[0]]
     assert tool in env.schemas, f"{tool} is not in tools/list"
     f = env.facts
     valid = [
@@ -274,8 +247,12 @@ def test_fuzz_tool(env: Env, tool: str) -> None:
     assert env.problems[before:] == []
 
 
-def test_fuzz_figures_and_scope(env: Env, collector: Collector) -> None:
+def test_fuzz_figures_and_scope(envs: dict[str, Env], collector: Collector) -> None:
     """Runs after the fuzzing (same module, same sandbox)."""
+    env = envs["staff"]
+    env.calls += envs["member"].calls
+    env.errors += envs["member"].errors
+    env.problems += envs["member"].problems
     log = list(env.sb.request_log)
     outside = out_of_scope(log, env.sb.bucket)
     tracebacks = [logging.Formatter().format(r)[-1500:] for r in collector.records if r.exc_info]
@@ -298,16 +275,13 @@ def test_fuzz_figures_and_scope(env: Env, collector: Collector) -> None:
 async def test_escape_corpus_stays_in_scope(sandbox: SandboxServer, tmp_path: Path) -> None:
     facts = sandbox.store.demo_facts()
     corpus = escapes(facts["jane_uid"], sandbox.bucket)
-    built = build_app(settings_for(sandbox, tmp_path, timeout=3.0))
-    server = built.server
-    rt = built
     calls = refused = 0
     problems: list[str] = []
     accepted: list[str] = []
-    try:
-        async with Client(server, mode="legacy", elicitation_callback=approve) as client:
+    for profile in PROFILES:
+        async with open_session(sandbox, tmp_path, profile=profile, elicitation=approve, timeout=3.0) as client:
             for bad in corpus:
-                for tool, args in slots(facts, bad):
+                for tool, args in manifest.slots(facts, bad, profile):
                     calls += 1
                     try:
                         result = await client.call_tool(tool, args)
@@ -325,15 +299,14 @@ async def test_escape_corpus_stays_in_scope(sandbox: SandboxServer, tmp_path: Pa
                     ) == [bad]
                     if names_record and not result.is_error:
                         accepted.append(f"{tool} {bad!r:.60}")
-                for uri in (f"sheepcrm://contact/{bad}", f"sheepcrm://event/{bad}", f"sheepcrm://segment/{bad}"):
+                resources = ("contact", "event", "segment") if profile == "staff" else ()
+                for uri in (f"sheepcrm://{kind}/{bad}" for kind in resources):
                     calls += 1
                     try:
                         await client.read_resource(uri)
                         accepted.append(f"resource {uri!r:.80}")
                     except Exception:  # resources report errors as JSON-RPC errors, by the spec
                         refused += 1
-    finally:
-        await rt.aclose()
     log = list(sandbox.request_log)
     outside = out_of_scope(log, sandbox.bucket)
     figure(

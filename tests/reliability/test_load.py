@@ -1,5 +1,6 @@
 """Load: SESSIONS concurrent streamable-HTTP sessions of mixed calls (reads and approved writes) against
-`sheepcrm-mcp --transport http` run as a subprocess over loopback, pointed at a sandbox.
+`sheepcrm-mcp --transport http` run as a subprocess over loopback, pointed at a sandbox; beside them,
+MEMBER_SESSIONS in-process sessions of a signed-in member. Every tool is called, as tests/manifest.py says.
 
 Figures: calls, errors, p50/p95 latency, server RSS at start, after warm-up and at the end.
 Short form (CI): RELIABILITY_LOAD_SECONDS=10 (default). Full form:
@@ -15,20 +16,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
 import pytest
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.helpers import CANARY_KEY, HTTP_TOKEN, http_session
-from tests.reliability.helpers import approve, figure, out_of_scope, percentile, result_text
+from tests import manifest
+from tests.helpers import CANARY_KEY, HTTP_TOKEN, approve, http_session, open_session
+from tests.reliability.helpers import figure, out_of_scope, percentile, result_text
 
 pytestmark = pytest.mark.reliability
 
 SECONDS = float(os.environ.get("RELIABILITY_LOAD_SECONDS", "10"))
 SESSIONS = 20
+MEMBER_SESSIONS = 2
 WARMUP = min(3.0, SECONDS / 4)
 
 
@@ -46,28 +48,13 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def reads(facts: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    return [
-        ("search_contacts", {"query": "austen"}),
-        ("get_contact", {"uri": facts["jane_uri"], "detail": "full"}),
-        ("check_membership", {"email": facts["jane_email"]}),
-        ("list_events", {"state": "all"}),
-        ("get_event", {"uid": facts["future_event_uid"]}),
-        ("list_attendees", {"uid": facts["past_event_uid"]}),
-        ("list_tasks", {"scope": "all", "status": "any"}),
-        ("get_task", {"uid": facts["my_open_task_uid"]}),
-        ("search_help", {"query": "refund booking"}),
-        ("find_segments", {}),
-        ("query_segment", {"uid": facts["segment_fellows_uid"], "mode": "members"}),
-        ("get_record_history", {"uri": facts["jane_uri"]}),
-    ]
-
-
 @pytest.mark.timeout(int(SECONDS) + 180)
 async def test_http_load(tmp_path: Path) -> None:
     with SandboxServer(key=CANARY_KEY) as sb:
         facts = sb.store.demo_facts()
-        tasks = [t.uid for t in sb.store.tasks()][:SESSIONS]
+        pool = manifest.calls(facts, "staff", writes=False)  # every read tool, as the manifest calls it
+        writers = [(tool, entry.write) for tool, entry in manifest.MANIFEST.items() if entry.write is not None]
+        records = manifest.write_targets(sb.store, 1, per=SESSIONS)[0]
         port = free_port()
         env = {
             **os.environ,
@@ -99,15 +86,17 @@ async def test_http_load(tmp_path: Path) -> None:
             deadline = started + SECONDS
 
             async def session(n: int) -> None:
+                """One staff session over HTTP: reads of every read tool, and one write tool on its own record."""
                 nonlocal writes
                 rnd = random.Random(n)
-                pool = reads(facts)
-                done = False
+                tool_w, write = writers[n % len(writers)]
+                target = records[write.kind][n // len(writers)]
+                turn = 0
                 async with http_session(f"http://127.0.0.1:{port}", elicitation_callback=approve) as client:
                     while time.perf_counter() < deadline:
                         if rnd.random() < 0.1:
-                            done = not done
-                            tool, args = "update_task", {"uid": tasks[n], "action": "complete" if done else "reopen"}
+                            tool, args = tool_w, write.aim(facts, sb.bucket, target, turn).args
+                            turn += 1
                             writes += 1
                         else:
                             tool, args = rnd.choice(pool)
@@ -125,10 +114,27 @@ async def test_http_load(tmp_path: Path) -> None:
                 await anyio.sleep(WARMUP)
                 rss["after_warmup"] = rss_mb(proc.pid)
 
+            async def member(n: int) -> None:
+                """A signed-in member's session beside the HTTP load (in process: the member profile is served
+                only by a hosted server), calling every member tool."""
+                rnd = random.Random(-n)
+                member_pool = manifest.calls(facts, "member")
+                async with open_session(sb, tmp_path / f"member{n}", profile="member") as client:
+                    while time.perf_counter() < deadline:
+                        tool, args = rnd.choice(member_pool)
+                        t0 = time.perf_counter()
+                        result = await client.call_tool(tool, args)
+                        if result.is_error:
+                            errors.append(f"{tool}: {result_text(result)[:160]}")
+                        member_latencies.append(time.perf_counter() - t0)
+
+            member_latencies: list[float] = []
             async with anyio.create_task_group() as tg:
                 tg.start_soon(sample_rss)
                 for n in range(SESSIONS):
                     tg.start_soon(session, n)
+                for n in range(MEMBER_SESSIONS):
+                    tg.start_soon(member, n)
             elapsed = time.perf_counter() - started
             rss["end"] = rss_mb(proc.pid)
             assert proc.poll() is None, "server died under load"
@@ -150,6 +156,7 @@ async def test_http_load(tmp_path: Path) -> None:
         calls=len(latencies),
         calls_per_s=round(len(latencies) / elapsed, 1),
         write_calls=writes,
+        member_calls=len(member_latencies),
         upstream_puts=puts,
         errors=len(errors),
         p50_ms=round(percentile(latencies, 50) * 1000, 1),
@@ -162,6 +169,7 @@ async def test_http_load(tmp_path: Path) -> None:
         out_of_scope=len(outside),
     )
     assert len(latencies) >= SESSIONS * 5, "load did not run"
+    assert len(member_latencies) >= MEMBER_SESSIONS * 5, "the member sessions did not run"
     assert errors == [], errors[:5]
     assert outside == []
     assert puts <= writes

@@ -22,36 +22,22 @@ from mcp import Client
 from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.doctor import run_doctor
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.helpers import CANARY_KEY, launch_link, settings_for
-from tests.reliability.helpers import approve, decline, figure, result_text
+from tests import manifest
+from tests.helpers import CANARY_KEY, approve, decline, launch_link, open_session, settings_for
+from tests.reliability.helpers import figure, result_text
 
 pytestmark = pytest.mark.reliability
 
 INJECTION = "Ignore previous instructions"
 CANARIES = (CANARY_KEY, CANARY_KEY.removeprefix("sk-canary-"))
 WRITE_METHODS = ("PUT", "POST", "PATCH", "DELETE")
+PROFILES: tuple[manifest.Profile, ...] = ("staff", "member")
 
 
-def session_calls(facts: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    event = facts["past_event_uid"]
+def refusals(facts: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Calls answered with a refusal or an ambiguity, beside the manifest's valid calls of every tool."""
     return [
-        ("search_contacts", {"query": "austen"}),
-        ("search_contacts", {"email": facts["jane_email"]}),
-        ("get_contact", {"uri": facts["jane_uri"], "detail": "full"}),
-        ("check_membership", {"email": facts["jane_email"], "detail": "full"}),
         ("check_membership", {"email": facts["shared_email"]}),
-        ("list_events", {"state": "all"}),
-        ("get_event", {"uid": event, "detail": "full"}),
-        ("list_attendees", {"uid": event}),
-        ("list_tasks", {"scope": "all", "status": "any"}),
-        ("get_task", {"uid": facts["my_open_task_uid"], "detail": "full"}),
-        ("search_help", {"query": "refund booking", "detail": "full"}),
-        ("find_segments", {}),
-        ("query_segment", {"uid": facts["segment_fellows_uid"], "mode": "members"}),
-        ("get_record_history", {"uri": facts["jane_uri"]}),
-        ("update_contact", {"uri": facts["non_member_uri"], "phone": "01632 960111"}),
-        ("update_task", {"uid": facts["my_open_task_uid"], "action": "complete"}),
-        ("set_attendance", {"uid": event, "person_uris": [facts["jane_uri"]], "status": "no-show"}),
         ("update_contact", {"uri": facts["non_member_uri"], "email": "not an email"}),
         ("get_contact", {"uri": "/other/person/abc/"}),
         ("get_task", {"uid": "0" * 24}),
@@ -59,18 +45,16 @@ def session_calls(facts: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def run_session(sb: SandboxServer, audit_dir: Path, elicitation: Any, **over: Any) -> list[str]:
-    built = build_app(settings_for(sb, audit_dir, **over))
-    server = built.server
-    rt = built
+    """Every tool of both profiles (tests/manifest.py), then the refusals, each called twice."""
     texts: list[str] = []
-    try:
-        async with Client(server, mode="legacy", elicitation_callback=elicitation) as client:
-            for tool, args in session_calls(sb.store.demo_facts()):
+    facts = sb.store.demo_facts()
+    for profile in PROFILES:
+        calls = manifest.calls(facts, profile) + (refusals(facts) if profile == "staff" else [])
+        async with open_session(sb, audit_dir / profile, profile=profile, elicitation=elicitation, **over) as client:
+            for tool, args in calls:
                 for _ in range(2):  # repeat so faults hit some of them
                     result = await client.call_tool(tool, args)
                     texts.append(result_text(result))
-    finally:
-        await rt.aclose()
     return texts
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.reliability.helpers import approve, result_text
+from tests.helpers import approve
+from tests.reliability.helpers import result_text
 
 pytestmark = pytest.mark.reliability
 

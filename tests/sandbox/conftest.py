@@ -232,7 +232,7 @@ def check_shape() -> Callable[[Any, str], None]:
 
 
 @pytest.fixture(scope="session")
-def sandbox() -> Iterator[SandboxServer]:
+def read_sandbox() -> Iterator[SandboxServer]:
     """A shared demo sandbox for read tests (tests that write use `fresh`)."""
     with SandboxServer(key=KEY) as server:
         yield server
@@ -271,8 +271,8 @@ def make_client() -> Iterator[MakeClient]:
 
 
 @pytest.fixture
-def client(sandbox: SandboxServer, make_client: MakeClient) -> httpx.Client:
-    return make_client(sandbox)
+def client(read_sandbox: SandboxServer, make_client: MakeClient) -> httpx.Client:
+    return make_client(read_sandbox)
 
 
 @pytest.fixture
@@ -281,5 +281,5 @@ def fresh_client(fresh: SandboxServer, make_client: MakeClient) -> httpx.Client:
 
 
 @pytest.fixture(scope="session")
-def facts(sandbox: SandboxServer) -> dict[str, Any]:
-    return sandbox.store.demo_facts()
+def facts(read_sandbox: SandboxServer) -> dict[str, Any]:
+    return read_sandbox.store.demo_facts()

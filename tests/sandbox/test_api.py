@@ -20,9 +20,9 @@ def test_search_finds_contacts_by_name_email_and_postcode(client: httpx.Client, 
     assert [r["resource"] for r in orgs] == ["organisation"]
 
 
-def test_search_agrees_with_store_without_paging(client: httpx.Client, sandbox: SandboxServer) -> None:
+def test_search_agrees_with_store_without_paging(client: httpx.Client, read_sandbox: SandboxServer) -> None:
     body = client.get("/search/v2/demo", params={"q": "smith"}).json()
-    expected, _ = sandbox.store.search_contacts("smith", limit=50)
+    expected, _ = read_sandbox.store.search_contacts("smith", limit=50)
     assert [r["id"] for r in body["results"]] == [r.uri for r in expected]
     assert set(body) == {"results"}  # SearchResultsResponse: no paging, no total
 
@@ -90,18 +90,18 @@ def test_membership_statuses(client: httpx.Client, facts: dict[str, Any]) -> Non
         assert v1["membership_record_status"] == "none" and v1["active_memberships_for_display"] == [], who
 
 
-def test_events_by_state_agree_with_store(client: httpx.Client, sandbox: SandboxServer) -> None:
+def test_events_by_state_agree_with_store(client: httpx.Client, read_sandbox: SandboxServer) -> None:
     for state in ("current", "future", "past", "running", "draft", "all"):
         body = client.get(f"/events/v2/demo/bookings/{state}").json()
-        assert [e["uri"] for e in body["bookings"]] == [e.uri for e in sandbox.store.events(state)], state
+        assert [e["uri"] for e in body["bookings"]] == [e.uri for e in read_sandbox.store.events(state)], state
 
 
-def test_ticket_availability(client: httpx.Client, facts: dict[str, Any], sandbox: SandboxServer) -> None:
+def test_ticket_availability(client: httpx.Client, facts: dict[str, Any], read_sandbox: SandboxServer) -> None:
     tickets = client.get(f"/events/v2/demo/booking/{facts['free_event_uid']}/available_tickets").json()
     [free] = tickets["available_tickets"]
-    event = sandbox.store.get_record("booking", facts["free_event_uid"])
+    event = read_sandbox.store.get_record("booking", facts["free_event_uid"])
     assert event is not None
-    taken = [s for s in sandbox.store.attendance(event.uri) if s.data["status"] != "declined"]
+    taken = [s for s in read_sandbox.store.attendance(event.uri) if s.data["status"] != "declined"]
     assert free["amount"] == "0.00" and free["allocated"] == len(taken)
     assert free["available"] == free["total"] - free["allocated"] - free["reserved"]
 
@@ -213,7 +213,7 @@ def test_v1_create_variants(make_client: Any) -> None:
             assert [r.data["last_name"] for r in sb.store.by_type("person") if r.data["first_name"] == "A"] == ["B"]
 
 
-def test_segments(client: httpx.Client, sandbox: SandboxServer, facts: dict[str, Any]) -> None:
+def test_segments(client: httpx.Client, read_sandbox: SandboxServer, facts: dict[str, Any]) -> None:
     active = client.get("/segments/v2/demo").json()["segments"]
     every = client.get("/segments/v2/demo/all").json()["segments"]
     assert len(every) == 10 and len(active) == 9
@@ -240,10 +240,10 @@ def test_help_search(client: httpx.Client, facts: dict[str, Any], sandbox: Sandb
     assert "refund" in full["results"][0]["text"].lower()
 
 
-def test_request_log_keeps_raw_paths(sandbox: SandboxServer, client: httpx.Client) -> None:
+def test_request_log_keeps_raw_paths(read_sandbox: SandboxServer, client: httpx.Client) -> None:
     client.get("/api/v2/demo/person/%2e%2e/summary")
     client.get("/search/v2/demo", params={"q": "a b"})
-    raw, search = sandbox.request_log[-2:]
+    raw, search = read_sandbox.request_log[-2:]
     assert raw.raw_path == "/api/v2/demo/person/%2e%2e/summary" and raw.status == 404
     assert (search.method, search.path, search.query, search.status) == ("GET", "/search/v2/demo", "q=a+b", 200)
 

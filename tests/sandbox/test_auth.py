@@ -12,10 +12,10 @@ V2 = "/segments/v2/demo/all"
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic dGVzdC1rZXk="}])
-def test_bad_credentials(sandbox: SandboxServer, headers: dict[str, str]) -> None:
+def test_bad_credentials(read_sandbox: SandboxServer, headers: dict[str, str]) -> None:
     with httpx.Client(headers=headers) as client:
-        v1 = client.get(sandbox.url_for(V1))
-        v2 = client.get(sandbox.url_for(V2))
+        v1 = client.get(read_sandbox.url_for(V1))
+        v2 = client.get(read_sandbox.url_for(V2))
     assert v1.status_code == 404 and "error" in v1.json()  # v1 hides bad credentials as not found
     assert v2.status_code == 401 and v2.json()["error"] == "unauthorized"
 
@@ -28,22 +28,24 @@ def test_other_bucket_is_not_found(client: httpx.Client) -> None:
         assert response.status_code == 404 and detail == "bucket other not found", path
 
 
-def test_ping_needs_no_auth(sandbox: SandboxServer) -> None:
+def test_ping_needs_no_auth(read_sandbox: SandboxServer) -> None:
     with httpx.Client() as client:
-        assert client.get(sandbox.url_for("/api/v1/ping/")).json() == {"message": "pong"}
+        assert client.get(read_sandbox.url_for("/api/v1/ping/")).json() == {"message": "pong"}
 
 
-def test_v1_and_v2_are_separate_listeners(sandbox: SandboxServer) -> None:
+def test_v1_and_v2_are_separate_listeners(read_sandbox: SandboxServer) -> None:
     """As sheepCRM's hosts are (api.sheepcrm.com, sls-api.sheepcrm.com): each serves its own API only."""
-    assert sandbox.v1_url != sandbox.url
-    assert sandbox.settings()["v1_base_url"] == sandbox.v1_url and sandbox.settings()["base_url"] == sandbox.url
-    with httpx.Client(headers={"Authorization": f"Bearer {sandbox.key}"}) as client:
-        assert client.get(sandbox.url + "/api/v1/ping/").status_code == 404
-        assert client.get(sandbox.v1_url + "/segments/v2/demo/all").status_code == 404
-        assert client.get(sandbox.v1_url + V1).status_code == 200 and client.get(sandbox.url + V2).status_code == 200
+    assert read_sandbox.v1_url != read_sandbox.url
+    settings = read_sandbox.settings()
+    assert settings["v1_base_url"] == read_sandbox.v1_url and settings["base_url"] == read_sandbox.url
+    with httpx.Client(headers={"Authorization": f"Bearer {read_sandbox.key}"}) as client:
+        assert client.get(read_sandbox.url + "/api/v1/ping/").status_code == 404
+        assert client.get(read_sandbox.v1_url + "/segments/v2/demo/all").status_code == 404
+        assert client.get(read_sandbox.v1_url + V1).status_code == 200
+        assert client.get(read_sandbox.url + V2).status_code == 200
 
 
-def test_restricted_key_gets_403_with_the_documented_body_and_the_reduced_summary(sandbox: SandboxServer) -> None:
+def test_restricted_key_gets_403_with_the_documented_body_and_the_reduced_summary(read_sandbox: SandboxServer) -> None:
     with SandboxServer(key="k", restricted_key="r") as server, httpx.Client(
         base_url=server.url, headers={"Authorization": "Bearer r"}
     ) as client:

@@ -14,8 +14,8 @@ from sheepcrm_mcp.sandbox.store import ATTENDANCE_STATUSES, now_utc, parse_dt
 UID = re.compile(r"^[a-f0-9]{24}$")
 
 
-def test_demo_sizes(sandbox: SandboxServer) -> None:
-    store = sandbox.store
+def test_demo_sizes(read_sandbox: SandboxServer) -> None:
+    store = read_sandbox.store
     contacts = store.count("person") + store.count("organisation")
     assert 280 <= contacts <= 320
     assert store.count("booking") == 15
@@ -57,8 +57,8 @@ def test_a_reused_build_is_a_private_copy() -> None:
             store.close()
 
 
-def test_well_known_people(sandbox: SandboxServer) -> None:
-    store, facts = sandbox.store, sandbox.store.demo_facts()
+def test_well_known_people(read_sandbox: SandboxServer) -> None:
+    store, facts = read_sandbox.store, read_sandbox.store.demo_facts()
     assert facts["jane_email"] == "jane.austen@example.org"
     jane = store.get(facts["jane_uri"])
     assert jane is not None and jane.display_value == "Jane Austen"
@@ -75,8 +75,8 @@ def test_well_known_people(sandbox: SandboxServer) -> None:
     assert plans == {"Standard", "Concession", "Fellow", "Corporate"}
 
 
-def test_events_tasks_segments_help(sandbox: SandboxServer) -> None:
-    store, facts = sandbox.store, sandbox.store.demo_facts()
+def test_events_tasks_segments_help(read_sandbox: SandboxServer) -> None:
+    store, facts = read_sandbox.store, read_sandbox.store.demo_facts()
     for state in ("draft", "future", "running", "current", "past"):
         assert store.events(state), state
     all_statuses = {s.data["status"] for e in store.events("all") for s in store.attendance(e.uri)}
@@ -98,8 +98,8 @@ def test_events_tasks_segments_help(sandbox: SandboxServer) -> None:
     assert refund.uid == facts["refund_help_uid"] and refund.data["link"].startswith("https://")
 
 
-def test_injection_strings_are_seeded_as_data(sandbox: SandboxServer) -> None:
-    store = sandbox.store
+def test_injection_strings_are_seeded_as_data(read_sandbox: SandboxServer) -> None:
+    store = read_sandbox.store
     uris = store.demo_facts()["injection_uris"]
     assert len(uris) >= 3
     for uri in uris:

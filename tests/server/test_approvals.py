@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,8 @@ import pytest
 
 import sheepcrm_mcp.server.approvals.pending as pending
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from sheepcrm_mcp.sandbox.store import Store
 from sheepcrm_mcp.server.approvals.store import ApprovalStore
-from tests.helpers import person_decides
+from tests.helpers import CHROMIUM, launch_chromium, person_decides, puts, task_status
 
 
 class Browser:
@@ -54,16 +52,6 @@ class Browser:
         return self.http.post(self.page_url, data=data, headers=headers)
 
 
-def status(sb: SandboxServer, uid: str) -> str:
-    task = sb.store.get_record("journal", uid)
-    assert task is not None
-    return Store.task_status(task)
-
-
-def puts(sb: SandboxServer) -> int:
-    return len([r for r in sb.request_log if r.method == "PUT"])
-
-
 async def ask(client: Any, args: dict[str, Any]) -> dict[str, Any]:
     result = await client.call_tool("update_task" if "action" in args else "update_contact", args)
     assert not result.is_error, result.content
@@ -83,9 +71,9 @@ async def test_approve_then_the_same_call_runs_once(sandbox: SandboxServer, conn
         assert page.status_code == 200 and "open → done" in page.text and "Call about renewal" in page.text
         assert page.headers["x-frame-options"] == "DENY"
         assert browser.decide("approve").status_code == 200
-        assert status(sandbox, uid) == "open" and puts(sandbox) == 0  # approving alone writes nothing
+        assert task_status(sandbox, uid) == "open" and puts(sandbox) == 0  # approving alone writes nothing
         second = await ask(client, args)
-        assert second["status"] == "applied" and status(sandbox, uid) == "done" and puts(sandbox) == 1
+        assert second["status"] == "applied" and task_status(sandbox, uid) == "done" and puts(sandbox) == 1
         # the approval is spent: reopen by hand, and the same request needs a new approval
         sandbox.store.uncomplete_task(uid)
         third = await ask(client, args)
@@ -102,7 +90,7 @@ async def test_reject(sandbox: SandboxServer, connect: Any) -> None:
         assert answer.status_code == 200 and "rejected" in answer.text
         again = await ask(client, {"uid": uid, "action": "complete"})
     assert again["status"] == "not_approved" and "rejected" in again["message"]
-    assert status(sandbox, uid) == "open" and puts(sandbox) == 0
+    assert task_status(sandbox, uid) == "open" and puts(sandbox) == 0
 
 
 async def test_changed_arguments_need_a_new_approval(sandbox: SandboxServer, connect: Any) -> None:
@@ -141,7 +129,7 @@ async def test_expired_approval(sandbox: SandboxServer, connect: Any, monkeypatc
         time.sleep(0.01)
         late = browser.http.post(browser.page_url, data={"action": "approve", "csrf": csrf}, headers={"Origin": origin})
         assert late.status_code == 410
-    assert status(sandbox, uid) == "open" and puts(sandbox) == 0
+    assert task_status(sandbox, uid) == "open" and puts(sandbox) == 0
 
 
 @pytest.mark.parametrize(
@@ -223,18 +211,6 @@ async def test_store_approvals_are_single_use() -> None:
     assert await store.consume("update_task", "args", "state") is None
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-async def launch_chromium(pw: Any) -> Any:
-    assert CHROMIUM, "CI must install Debian's chromium (see .ci/run)"
-    return await pw.chromium.launch(
-        executable_path=CHROMIUM, headless=True,
-        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-              "--disable-component-update", "--disable-sync", "--disable-quic"],
-    )
-
-
 @pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="Chromium is not installed here")
 async def test_approval_page_in_a_real_browser(sandbox: SandboxServer, connect: Any, tmp_path: Path) -> None:
     from playwright.async_api import async_playwright
@@ -258,6 +234,6 @@ async def test_approval_page_in_a_real_browser(sandbox: SandboxServer, connect: 
                 response = await probe.goto(url)
                 assert response is not None and response.status == 404
             await browser.close()
-        assert status(sandbox, uid) == "open"
+        assert task_status(sandbox, uid) == "open"
         done = await ask(client, {"uid": uid, "action": "complete"})
-    assert done["status"] == "applied" and status(sandbox, uid) == "done" and puts(sandbox) == 1
+    assert done["status"] == "applied" and task_status(sandbox, uid) == "done" and puts(sandbox) == 1

@@ -13,8 +13,7 @@ import pytest
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.auth import JWKSCache, JWTVerifier, TokenRules, email_verified, require_oauth_settings
 from sheepcrm_mcp.server.settings import ConfigError
-from tests.helpers import settings_for
-from tests.server.test_token_verifier import KEY, OTHER_KEY, jwks_transport, token
+from tests.helpers import KEY, OTHER_KEY, jwks_transport, settings_for, token
 
 TENANT = "7a1e5c3d-1111-4222-8333-444455556666"
 OTHER_TENANT = "0b0b0b0b-0000-4000-8000-0000000000ff"

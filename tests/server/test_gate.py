@@ -6,9 +6,7 @@ Each test gets a fresh sandbox, so writes never leak between tests.
 from __future__ import annotations
 
 import json
-import re
 import tempfile
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,38 +14,8 @@ import anyio
 import mcp_types as types
 import pytest
 
-from sheepcrm_mcp.sandbox.records import now_utc, parse_dt
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from sheepcrm_mcp.sandbox.store import Store
-
-MODES = ["legacy", "auto"]
-
-
-def writes(sb: SandboxServer) -> list[Any]:
-    return [r for r in sb.request_log if r.method in ("PUT", "POST")]
-
-
-def audit_lines(tmp_path: Path) -> list[dict[str, Any]]:
-    path = tmp_path / "audit.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def answering(action: str, content: dict[str, Any] | None = None, seen: list[str] | None = None) -> Any:
-    async def callback(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
-        if seen is not None:
-            seen.append(params.message)
-        return types.ElicitResult(action=action, content=content)  # type: ignore[arg-type]
-
-    return callback
-
-
-ACCEPT = answering("accept", {"confirm": True})
-
-
-def task_status(sb: SandboxServer, uid: str) -> str:
-    task = sb.store.get_record("journal", uid)
-    assert task is not None
-    return Store.task_status(task)
+from tests.helpers import MODES, answering, approve, audit_lines, task_status, writes
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -190,7 +158,7 @@ async def test_write_faults_are_attempted_once_and_reported_honestly(
 ) -> None:
     with SandboxServer(faults=[f"{fault}:/complete$"], key="k") as sb:
         uid = sb.store.demo_facts()["my_open_task_uid"]
-        async with connect(sb, elicitation=ACCEPT, timeout=1.0) as client:
+        async with connect(sb, elicitation=approve, timeout=1.0) as client:
             result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
         assert len([r for r in writes(sb) if r.path.endswith("/complete")]) == 1
         assert task_status(sb, uid) == ("done" if applied else "open")
@@ -208,92 +176,11 @@ async def test_write_faults_are_attempted_once_and_reported_honestly(
 async def test_conflict_409_on_write_changes_nothing(connect: Any, tmp_path: Path) -> None:
     with SandboxServer(faults=["409:1.0:/complete$"], key="k") as sb:
         uid = sb.store.demo_facts()["my_open_task_uid"]
-        async with connect(sb, elicitation=ACCEPT) as client:
+        async with connect(sb, elicitation=approve) as client:
             result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
         assert result.is_error and "conflict" in result.content[0].text  # type: ignore[union-attr]
         assert task_status(sb, uid) == "open"
         assert audit_lines(tmp_path)[-1]["outcome"] == "failed"
-
-
-@pytest.mark.parametrize("mode", MODES)
-async def test_set_attendance_batch_one_approval_per_attendee_outcome(
-    sandbox: SandboxServer, connect: Any, tmp_path: Path, mode: str
-) -> None:
-    store = sandbox.store
-    uid = store.demo_facts()["past_event_uid"]
-    rows = store.attendance(store.uri("booking", uid))
-    targets = [a.data["person_ref"] for a in rows if a.data["status"] in ("accepted", "invited")][:3]
-    already = next(a.data["person_ref"] for a in rows if a.data["status"] == "attended")
-    seen: list[str] = []
-    async with connect(sandbox, mode=mode, elicitation=answering("accept", {"confirm": True}, seen)) as client:
-        result = await client.call_tool(
-            "set_attendance", {"uid": uid, "person_uris": [*targets, already], "status": "attended"}
-        )
-    body = result.structured_content
-    assert body["status"] == "applied" and len(seen) == 1
-    assert [c["result"] for c in body["changes"]] == ["applied"] * 3
-    now = {a.data["person_ref"]: a.data["status"] for a in store.attendance(store.uri("booking", uid))}
-    assert all(now[p] == "attended" for p in targets)
-    assert len(writes(sandbox)) == 3  # the attendee already marked needs no write
-
-
-async def test_set_attendance_refuses_people_not_on_the_list(sandbox: SandboxServer, connect: Any) -> None:
-    facts = sandbox.store.demo_facts()
-    async with connect(sandbox, elicitation=ACCEPT) as client:
-        result = await client.call_tool(
-            "set_attendance", {"uid": facts["draft_event_uid"], "person_uris": [facts["non_member_uri"]],
-                               "status": "attended"})
-    assert result.is_error and "Not on the attendance list" in result.content[0].text  # type: ignore[union-attr]
-    assert writes(sandbox) == []
-
-
-async def test_update_contact_refuses_other_fields_with_the_list(sandbox: SandboxServer, connect: Any) -> None:
-    jane = sandbox.store.demo_facts()["jane_uri"]
-    async with connect(sandbox, elicitation=ACCEPT) as client:
-        result = await client.call_tool("update_contact", {"uri": jane, "first_name": "Janet"})
-    text = result.content[0].text  # type: ignore[union-attr]
-    assert result.is_error and "first_name" in text
-    for allowed in ("email", "phone", "address_line_1", "postcode"):
-        assert allowed in text
-    assert writes(sandbox) == []
-
-
-async def test_update_contact_applies_and_undo_restores(sandbox: SandboxServer, connect: Any) -> None:
-    jane = sandbox.store.demo_facts()["jane_uri"]
-    before = sandbox.store.get(jane)
-    assert before is not None
-    async with connect(sandbox, elicitation=ACCEPT) as client:
-        result = await client.call_tool("update_contact", {"uri": jane, "email": "jane@new.example.org",
-                                                           "postcode": "BA1 1AA"})
-        body = result.structured_content
-        assert body["status"] == "applied"
-        after = sandbox.store.get(jane)
-        assert after is not None and after.data["postal_code"] == "BA1 1AA"
-        assert after.data["email"][0] == "jane@new.example.org"
-        undo = await client.call_tool(body["undo"]["tool"], body["undo"]["arguments"])
-        assert undo.structured_content["status"] == "applied"
-    restored = sandbox.store.get(jane)
-    assert restored is not None
-    assert restored.data["postal_code"] == before.data["postal_code"]
-    assert restored.data["email"][0] == before.data["email"][0]
-
-
-async def test_snooze_is_24_hours_and_verified_by_the_new_due_date(sandbox: SandboxServer, connect: Any) -> None:
-    """Finding 2: sheepCRM's snooze takes no parameters (+24 h, or 24 h from now if overdue). The gate must see
-    the moved due date as success, send no `until`, and refuse an `until` argument."""
-    uid = sandbox.store.demo_facts()["my_open_task_uid"]
-    before = sandbox.store.get_record("journal", uid)
-    assert before is not None
-    async with connect(sandbox, elicitation=ACCEPT) as client:
-        result = await client.call_tool("update_task", {"uid": uid, "action": "snooze"})
-        assert result.structured_content["status"] == "applied", result.structured_content
-        dated = await client.call_tool("update_task", {"uid": uid, "action": "snooze", "until": "2099-01-31"})
-        assert dated.is_error and "until" in dated.content[0].text  # type: ignore[union-attr]
-    task = sandbox.store.get_record("journal", uid)
-    expected = max(parse_dt(before.data["date"]), now_utc()) + timedelta(hours=24)
-    assert task is not None and abs((parse_dt(task.data["date"]) - expected).total_seconds()) < 60
-    snoozes = [r for r in sandbox.request_log if r.path.endswith("/snooze")]
-    assert len(snoozes) == 1 and snoozes[0].query == ""
 
 
 async def test_read_only_mode_removes_write_tools(sandbox: SandboxServer, connect: Any) -> None:
@@ -327,7 +214,7 @@ async def test_batch_reports_progress(sandbox: SandboxServer, connect: Any, mode
     async def progress(done: float, total: float | None, message: str | None) -> None:
         seen.append((done, total))
 
-    async with connect(sandbox, mode=mode, elicitation=ACCEPT) as client:
+    async with connect(sandbox, mode=mode, elicitation=approve) as client:
         result = await client.call_tool("set_attendance", {"uid": uid, "person_uris": targets, "status": "declined"},
                                         progress_callback=progress)
     assert result.structured_content["status"] == "applied"
@@ -388,34 +275,6 @@ async def test_tools_cannot_build_a_client_of_their_own(sandbox: SandboxServer, 
     await built.aclose()
     assert settings.api_key is not None and settings.mcp_token is not None  # the server itself holds them
     assert found == {"secrets": [], "built": False}
-
-
-async def test_set_attendance_mixed_old_statuses_says_how_to_undo(sandbox: SandboxServer, connect: Any) -> None:
-    """No single undo call exists when the attendees had different statuses: the result says so and lists one
-    set_attendance call per old status, and making those calls puts every attendee back."""
-    store = sandbox.store
-    uid = store.demo_facts()["past_event_uid"]
-    rows = store.attendance(store.uri("booking", uid))
-    accepted = next(a.data["person_ref"] for a in rows if a.data["status"] == "accepted" and not a.data.get("guest"))
-    invited = next(a.data["person_ref"] for a in rows if a.data["status"] == "invited" and not a.data.get("guest"))
-    old = {a.data["person_ref"]: a.data["status"] for a in rows if a.data["person_ref"] in (accepted, invited)}
-    async with connect(sandbox, elicitation=ACCEPT) as client:
-        result = await client.call_tool(
-            "set_attendance", {"uid": uid, "person_uris": [accepted, invited], "status": "attended"}
-        )
-        body = result.structured_content
-        assert body["status"] == "applied" and "undo" not in body
-        message = body["message"]
-        assert "No single undo" in message and "accepted" in message and "invited" in message
-        calls = re.findall(r'set_attendance\(uid=("[^"]*"), person_uris=(\[[^\]]*\]), status=("[^"]*")\)', message)
-        assert {json.loads(s): json.loads(p) for _, p, s in calls} == {"accepted": [accepted], "invited": [invited]}
-        for u, p, s in calls:
-            back = await client.call_tool(
-                "set_attendance", {"uid": json.loads(u), "person_uris": json.loads(p), "status": json.loads(s)}
-            )
-            assert back.structured_content["status"] == "applied", back.content
-    now = {a.data["person_ref"]: a.data["status"] for a in store.attendance(store.uri("booking", uid))}
-    assert {p: now[p] for p in old} == old
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -4,7 +4,6 @@ address lines 4+, batches that move under us, hostile upstreams, the audit file 
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import time
@@ -22,25 +21,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from sheepcrm_mcp.sandbox.store import Store
 from sheepcrm_mcp.server.audit import AuditEntry, AuditLog
 from sheepcrm_mcp.server.threadserver import ThreadServer
-from tests.helpers import CANARY_KEY
-
-MODES = ["legacy", "auto"]
-
-
-def writes(sb: SandboxServer) -> list[Any]:
-    return [r for r in sb.request_log if r.method in ("PUT", "POST")]
-
-
-def audit_lines(tmp_path: Path) -> list[dict[str, Any]]:
-    path = tmp_path / "audit.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def text_of(result: Any) -> str:
-    return " ".join(getattr(c, "text", "") for c in result.content) + json.dumps(result.structured_content or {})
+from tests.helpers import CANARY_KEY, MODES, audit_lines, task_status, text_of, writes
 
 
 def recorder(seen: list[str], action: str = "accept") -> Any:
@@ -50,12 +33,6 @@ def recorder(seen: list[str], action: str = "accept") -> Any:
         return types.ElicitResult(action=action, content=content)  # type: ignore[arg-type]
 
     return callback
-
-
-def task_status(sb: SandboxServer, uid: str) -> str:
-    task = sb.store.get_record("journal", uid)
-    assert task is not None
-    return Store.task_status(task)
 
 
 # --- a hostile upstream ----------------------------------------------------------------------------
@@ -359,23 +336,6 @@ async def test_a_long_task_title_and_subject_leave_the_due_date_in_the_preview(
     summary = seen[-1].splitlines()[0]
     assert "T" * 40 in summary and "S" * 20 in summary
     assert " UTC)" in summary and ", due " in summary, summary
-
-
-async def test_update_contact_keeps_address_lines_four_and_beyond(
-    sandbox: SandboxServer, connect: Any, tmp_path: Path
-) -> None:
-    jane = sandbox.store.demo_facts()["jane_uri"]
-    lines = ["1 High St", "Flat 2", "Old Town", "Bath", "Somerset"]
-    sandbox.store.update(jane, {"address_lines": lines}, message="five lines")
-    seen: list[str] = []
-    async with connect(sandbox, elicitation=recorder(seen)) as client:
-        result = await client.call_tool("update_contact", {"uri": jane, "address_line_1": "3 High St"})
-    assert result.structured_content["status"] == "applied"
-    record = sandbox.store.get(jane)
-    assert record is not None and record.data["address_lines"] == ["3 High St", *lines[1:]]
-    assert "address line 1: 1 High St → 3 High St" in seen[-1]
-    line = [e for e in audit_lines(tmp_path) if e["outcome"] == "succeeded"][-1]
-    assert line["before"]["address_lines"] == lines and line["after"]["address_lines"][3:] == lines[3:]
 
 
 # --- batches re-read before each unit ------------------------------------------------------------

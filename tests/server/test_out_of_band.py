@@ -17,21 +17,9 @@ import mcp_types as types
 import pytest
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from sheepcrm_mcp.sandbox.store import Store
-from tests.helpers import person_decides
+from tests.helpers import MODES, person_decides, puts, task_status
 
-MODES = ["legacy", "auto"]
 URL = re.compile(r"https?://[^\s\"'<>\\]+")
-
-
-def task_status(sb: SandboxServer, uid: str) -> str:
-    task = sb.store.get_record("journal", uid)
-    assert task is not None
-    return Store.task_status(task)
-
-
-def puts(sb: SandboxServer) -> int:
-    return len([r for r in sb.request_log if r.method == "PUT"])
 
 
 class Forms(HTMLParser):

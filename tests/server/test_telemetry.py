@@ -12,28 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.helpers import AUTH, CANARY_KEY, REPO, approve, http_session, sandbox_env, serve_http
+from tests.helpers import AUTH, CANARY_KEY, REPO, approve, delta, http_session, sandbox_env, scrape, serve_http
 
 SEARCH_429 = "429=0.01:1:^/search/"  # every search answers 429 (Retry-After 0.01 s): read, retried, refused
-
-
-def scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = httpx.get(base + "/metrics")  # no bearer token, like /healthz
-    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def delta(before: dict[tuple[str, tuple[tuple[str, str], ...]], float],
-          after: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
-    key = (name, tuple(sorted(labels.items())))
-    return after.get(key, 0.0) - before.get(key, 0.0)
 
 
 def searches(sb: SandboxServer) -> int:
@@ -41,14 +24,14 @@ def searches(sb: SandboxServer) -> int:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, SandboxServer, Path]]:
+def metrics_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, SandboxServer, Path]]:
     tmp = tmp_path_factory.mktemp("metrics")
     with SandboxServer(key=CANARY_KEY, faults=[SEARCH_429]) as sb, serve_http(sb, tmp, metrics=True) as url:
         yield url, sb, tmp
 
 
-async def test_the_counters_match_a_known_workload(site: tuple[str, SandboxServer, Path]) -> None:
-    url, sb, _ = site
+async def test_the_counters_match_a_known_workload(metrics_site: tuple[str, SandboxServer, Path]) -> None:
+    url, sb, _ = metrics_site
     facts = sb.store.demo_facts()
     before, searched = scrape(url), searches(sb)
     async with http_session(url, elicitation_callback=approve) as client:

@@ -13,40 +13,22 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.auth import JWKSCache, JWTVerifier, profile_for, roles_of
-from tests.helpers import ACCEPT, initialize, serve_hosted, settings_for
-
-ISSUER = "https://idp.example.test"
-RESOURCE = "https://mcp.example.test/mcp"
-KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def jwks_transport(fetches: list[int] | None = None) -> httpx.MockTransport:
-    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key()))
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/.well-known/openid-configuration":
-            return httpx.Response(200, json={"issuer": ISSUER, "jwks_uri": f"{ISSUER}/jwks"})
-        if request.url.path == "/jwks":
-            if fetches is not None:
-                fetches.append(1)
-            return httpx.Response(200, json={"keys": [{**public, "kid": "k1", "use": "sig", "alg": "RS256"}]})
-        return httpx.Response(404)
-
-    return httpx.MockTransport(handler)
-
-
-def token(*, key: Any = KEY, alg: str = "RS256", typ: str = "at+jwt", kid: str = "k1", **over: Any) -> str:
-    now = int(time.time())
-    claims = {"iss": ISSUER, "aud": RESOURCE, "sub": "u-1", "iat": now, "exp": now + 300, "scope": "sheepcrm",
-              "client_id": "c", "email": "staff@example.test", "email_verified": True, "roles": ["staff"]}
-    claims.update(over)
-    claims = {k: v for k, v in claims.items() if v is not None}
-    return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid, "typ": typ})
+from tests.helpers import (
+    ACCEPT,
+    ISSUER,
+    OTHER_KEY,
+    RESOURCE,
+    approve,
+    hosted_session,
+    initialize,
+    jwks_transport,
+    serve_hosted,
+    settings_for,
+    token,
+)
 
 
 def verifier(fetches: list[int] | None = None, resource: str = RESOURCE) -> JWTVerifier:
@@ -179,14 +161,13 @@ async def test_the_page_refuses_an_id_token_that_is_not_a_fresh_sign_in_for_it(c
 
 async def test_a_configured_subject_claim_names_the_caller(tmp_path: Path) -> None:
     """With SHEEPCRM_OAUTH_SUBJECT_CLAIM=oid (Entra), audit lines and approvals name people by `oid`, not `sub`."""
-    from tests.app.test_hosted import accept, session
 
     with SandboxServer() as sb:
         uid = sb.store.demo_facts()["my_open_task_uid"]
         http = httpx.AsyncClient(transport=jwks_transport())
         with serve_hosted(sb, tmp_path, ISSUER, http=http, oauth_subject_claim="oid") as url:
             raw = token(aud=url + "/mcp", sub="pairwise-for-this-app", oid="oid-123")
-            async with session(url, raw, elicitation_callback=accept) as client:
+            async with hosted_session(url, raw, elicitation_callback=approve) as client:
                 done = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
             without = token(aud=url + "/mcp", sub="pairwise-for-this-app")  # no oid: never matched by sub instead
             refused = httpx.post(url + "/mcp", json=initialize(),

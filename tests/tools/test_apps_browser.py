@@ -27,8 +27,7 @@ import pytest
 
 from sheepcrm_mcp.sandbox.records import fmt_dt, now_utc
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.helpers import CANARY_KEY, HTTP_TOKEN, REPO, person_decides, serve_http
-from tests.server.test_approvals import CHROMIUM, launch_chromium
+from tests.helpers import CANARY_KEY, CHROMIUM, HTTP_TOKEN, REPO, launch_chromium, person_decides, serve_http
 
 HOST = REPO / ".ci" / "apps-host"
 PHONE = {"width": 390, "height": 844}

@@ -12,6 +12,7 @@ import pytest
 
 from sheepcrm_mcp.server.specs import Input, Output, ReadTool, WriteTool
 from sheepcrm_mcp.tools.catalogue import TOOLS, TOOLSETS
+from tests import manifest
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
@@ -37,13 +38,33 @@ def test_tool_went_through_the_checklist(spec: ReadTool[Input, Output] | WriteTo
     readme = (REPO / "README.md").read_text()
     mark = " ✎" if isinstance(spec, WriteTool) else ""
     row = f"| `{name}`{mark} |"
-    assert row in readme, f"{name}: add a row for it to the README's tool table, with the cell {row!r}"
+    assert row in readme, f"{name}: regenerate the README's tool table: UPDATE_DOCS=1 pytest tests/test_docs.py"
     calls = _tests_text().replace("'", '"')
-    assert re.search(rf'\bcall(_tool)?\([^\n]*"{name}"', calls), (
+    assert re.search(rf'\b(call_tool|answer|answer_body|answer_sized|read)\(\s*(?:[\w.]+,\s*)*"{name}"', calls), (
         f"{name}: no end-to-end test calls it; add one in tests/tools/ (client.call_tool({name!r}, ...))"
     )
     bad_input = (TESTS / "tools" / "test_bad_input.py").read_text()
     assert f'("{name}",' in bad_input, f"{name}: add a bad-input case to CASES in tests/tools/test_bad_input.py"
+
+
+@pytest.mark.parametrize("name", list(manifest.every_tool()))
+def test_every_tool_of_both_catalogues_has_a_manifest_entry(name: str) -> None:
+    """The suites that must reach every tool iterate tests/manifest.py; a tool without an entry is named here."""
+    assert manifest.missing([manifest.every_tool()[name]]) == []
+
+
+def test_the_manifest_names_no_tool_that_is_gone() -> None:
+    assert set(manifest.MANIFEST) - set(manifest.every_tool()) == set(), "stale entries in tests/manifest.py"
+
+
+def test_a_new_tool_without_a_manifest_entry_fails_naming_it() -> None:
+    async def handler(request: Input, deps: object) -> Output:
+        raise AssertionError("never called")
+
+    new = ReadTool(name="list_invoices", title="Invoices", description="Invoices of a contact.",
+                   toolset="contacts", input=Input, output=Output, handler=handler)
+    problems = manifest.missing([*manifest.every_tool().values(), new])
+    assert len(problems) == 1 and problems[0].startswith("list_invoices: no entry in tests/manifest.py"), problems
 
 
 def test_names_are_unique_and_toolsets_come_from_the_tools() -> None:

@@ -6,6 +6,7 @@ real answers). tests/test_contract_table.py checks the table against the documen
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,9 @@ import pytest
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sheepcrm.transport import Http
 from sheepcrm_mcp.tools.contract import READS, UNDOCUMENTED, Read
+from tests import manifest
 from tests.contract import _regex, field_refs, table
+from tests.helpers import approve, open_session
 
 
 def test_every_field_the_tools_read_has_its_reference() -> None:
@@ -78,53 +81,36 @@ def read_for(path: str) -> Read | None:
 
 
 async def test_tools_read_only_the_listed_fields(
-    sandbox: SandboxServer, connect: Any, monkeypatch: pytest.MonkeyPatch
+    sandbox: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Every tool of both profiles, called as the manifest says, reads exactly the upstream reads its entry
+    names, and of each only the fields tools/contract.py lists."""
     seen: dict[str, set[str]] = defaultdict(set)
+    reads_of: dict[str, set[str]] = defaultdict(set)
     unknown: list[str] = []
+    calling = [""]
     original = Http.get
 
     async def recording(self: Http, path: str, *args: Any, **kwargs: Any) -> Any:
         data = await original(self, path, *args, **kwargs)
         read = read_for(path)
         if read is None:
-            unknown.append(path)
+            unknown.append(f"{calling[0]}: {path}")
             return data
+        reads_of[calling[0]].add(read.name)
         return wrap(data, seen[read.name])
 
     monkeypatch.setattr(Http, "get", recording)
     facts = sandbox.store.demo_facts()
-    task = facts["my_open_task_uid"]
-    segment = facts["segment_current_members_uid"]
-    calls: list[tuple[str, dict[str, Any]]] = [
-        ("search_contacts", {"query": "austen"}),
-        ("search_contacts", {"last_name": "Austen"}),
-        ("get_contact", {"uri": facts["jane_uri"], "detail": "full"}),
-        ("check_membership", {"email": facts["jane_email"], "detail": "full"}),
-        ("check_membership", {"uri": facts["unpaid_uri"]}),
-        ("get_record_history", {"uri": facts["jane_uri"], "since_days": 3650}),
-        ("list_events", {"state": "all"}),
-        ("get_event", {"uid": facts["past_event_uid"], "detail": "full"}),
-        ("list_attendees", {"uid": facts["past_event_uid"]}),
-        ("list_tasks", {"scope": "all", "status": "any"}),
-        ("list_tasks", {"status": "done"}),
-        ("get_task", {"uid": task, "detail": "full"}),
-        ("find_segments", {}),
-        ("find_segments", {"name": "members"}),
-        ("query_segment", {"uid": segment}),
-        ("query_segment", {"uid": segment, "mode": "members"}),
-        ("query_segment", {"uid": segment, "mode": "lookup", "q": "austen"}),
-        ("search_help", {"query": "refund booking", "detail": "full"}),
-        ("search_contacts", {"plan": "Standard"}),
-        ("search_contacts", {"renewing_within_days": 60}),
-        ("search_contacts", {"organisation": facts["organisation_uri"]}),
-        ("list_events", {"person": facts["jane_uri"]}),
-    ]
-    async with connect(sandbox) as client:
-        for name, args in calls:
-            result = await client.call_tool(name, args)
-            assert not result.is_error, (name, result.content)
+    for profile in ("staff", "member"):
+        async with open_session(sandbox, tmp_path, profile=profile, elicitation=approve, cache_ttl=0) as client:
+            for name, args in manifest.calls(facts, profile):
+                calling[0] = name
+                result = await client.call_tool(name, args)
+                assert not result.is_error, (name, result.content)
     assert unknown == [], "upstream reads missing from tools/contract.py"
+    declared = {name: set(entry.reads) for name, entry in manifest.MANIFEST.items()}
+    assert dict(reads_of) == declared, "the upstream reads differ from tests/manifest.py's `reads`"
     by_name = {r.name: r for r in READS}
     extra = {
         name: sorted(keys - {*by_name[name].wrapper, *by_name[name].fields}) for name, keys in seen.items()

@@ -5,32 +5,38 @@ schemas carry the meanings the model needs. Expected values come from the sandbo
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import mcp_types as types
+import pytest
 
+from sheepcrm_mcp.sandbox.records import now_utc, parse_dt
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.helpers import CANARY_KEY, answer, error_text
+from sheepcrm_mcp.tools import events
+from tests.helpers import (
+    CANARY_KEY,
+    MODES,
+    Readers,
+    answer,
+    answer_body,
+    answer_sized,
+    answering,
+    approve,
+    as_guest_only,
+    error_text,
+    read,
+    writes,
+)
 
 BOOKED = {"accepted", "attended", "no-show"}
 
 
 def live(sb: SandboxServer, uid: str) -> list[dict[str, Any]]:
     return [s.data for s in sb.store.attendance(f"/demo/booking/{uid}/") if s.data.get("record_state") != "deleted"]
-
-
-def as_guest_only(sb: SandboxServer) -> tuple[str, str]:
-    """Thomas Hardy came to the past event as Jane's guest: the guest session names him, no session or order of his
-    own does."""
-    store, facts = sb.store, sb.store.demo_facts()
-    event, thomas = facts["past_event_uid"], facts["non_member_uri"]
-    session = next(s for s in store.attendance(f"/demo/booking/{event}/") if s.data.get("guest")
-                   and s.data.get("guest_ref") == facts["past_event_guest_uri"])
-    store.update(session.uri, {"guest_ref": thomas, "attendee_name": "Thomas Hardy"}, message="t")
-    assert event not in {e.uid for e in store.events_of(thomas)}
-    return thomas, event
 
 
 async def test_a_persons_events_include_where_they_came_as_a_guest(sandbox: SandboxServer, connect: Any) -> None:
@@ -50,10 +56,12 @@ async def test_booked_never_counts_invitations(shared_sandbox: SandboxServer, co
     event = (await answer(connect, shared_sandbox, "get_event", {"uid": uid})).structured_content
     assert event["booked"] == sum(1 for s in sessions if s["status"] in BOOKED)
     per_ticket = Counter(s["ticket"] for s in sessions if s["status"] in BOOKED)
-    assert {t["name"]: t["booked"] for t in event["tickets"]} == {t["name"]: per_ticket[t["name"]]
-                                                                  for t in event["tickets"]}
-    listed = (await answer(connect, shared_sandbox, "list_attendees",
-                           {"uid": uid, "status": "booked", "limit": 50})).structured_content
+    assert {t["name"]: t["booked"] for t in event["tickets"]} == {
+        t["name"]: per_ticket[t["name"]] for t in event["tickets"]
+    }
+    listed = (
+        await answer(connect, shared_sandbox, "list_attendees", {"uid": uid, "status": "booked", "limit": 50})
+    ).structured_content
     assert listed["booked"] == event["booked"] == len(listed["attendees"])
     assert {a["status"] for a in listed["attendees"]} <= BOOKED
 
@@ -108,3 +116,225 @@ async def test_an_attendance_put_that_set_one_of_two_sessions_is_applied_differe
     assert "sheepCRM may set all of them" in seen[0]
     outcomes = [json.loads(x)["outcome"] for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert outcomes[-1] == "different"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_list_events(shared_sandbox: SandboxServer, readers: Readers, mode: str) -> None:
+    store = shared_sandbox.store
+    for state in ("future", "past", "draft", "all"):
+        body = await read(readers, "list_events", {"state": state, "limit": 50}, mode=mode)
+        assert {e["uid"] for e in body["events"]} == {e.uid for e in store.events(state)}
+        assert body["total"] == len(store.events(state))
+
+
+async def test_list_events_default_window_and_free_places(shared_sandbox: SandboxServer, connect: Any) -> None:
+    store, facts = shared_sandbox.store, shared_sandbox.store.demo_facts()
+    body = await answer_body(connect, shared_sandbox, "list_events", {"limit": 50})
+    uids = {e["uid"] for e in body["events"]}
+    assert facts["running_event_uid"] in uids and facts["past_event_uid"] not in uids
+    assert "as_of" in body
+    horizon = (now_utc() + timedelta(days=14)).date()
+    soon = await answer_body(connect, shared_sandbox, "list_events", {"to_date": horizon.isoformat(), "limit": 50})
+    expected = {
+        e.uid
+        for e in store.events("running") + store.events("future")
+        if parse_dt(e.data["start_datetime"]).date() <= horizon
+    }
+    assert {e["uid"] for e in soon["events"]} == expected
+    for e in soon["events"]:
+        tickets = store.ticket_types(f"/demo/booking/{e['uid']}/")
+        taken = sum(
+            1
+            for s in store.attendance(f"/demo/booking/{e['uid']}/")
+            if s.data.get("status") != "declined" and s.data.get("record_state") != "deleted"
+        )
+        assert e["free"] == sum(t.data["total"] - t.data["reserved"] for t in tickets) - taken
+
+
+async def test_a_persons_events_with_their_status(shared_sandbox: SandboxServer, connect: Any) -> None:
+    store, facts = shared_sandbox.store, shared_sandbox.store.demo_facts()
+    jane = facts["jane_uri"]
+    body, size = await answer_sized(connect, shared_sandbox, "list_events", {"person": jane})
+    expected = {e.uid for e in store.events_of(jane)}
+    assert {e["uid"] for e in body["events"]} == expected and facts["past_event_uid"] in expected
+    statuses = {e["uid"]: e["person_status"] for e in body["events"]}
+    for uid in expected:
+        mine = {
+            s.data["status"]
+            for s in store.attendance(f"/demo/booking/{uid}/")
+            if s.data.get("person_ref") == jane and not s.data.get("guest") and s.data.get("record_state") != "deleted"
+        }
+        assert set(statuses[uid].split("/")) == mine
+    assert statuses[facts["past_event_uid"]] == "attended"
+    assert all(e["uri"] == f"/demo/booking/{e['uid']}/" for e in body["events"])
+    assert size <= 3_000
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_get_event(shared_sandbox: SandboxServer, readers: Readers, mode: str) -> None:
+    store = shared_sandbox.store
+    uid = store.demo_facts()["free_event_uid"]
+    event_uri = store.uri("booking", uid)
+    body = await read(readers, "get_event", {"uid": uid}, mode=mode)
+    attendance = Counter(a.data["status"] for a in store.attendance(event_uri))
+    assert body["attendance"] == dict(attendance)
+    assert len(body["tickets"]) == len(store.ticket_types(event_uri))
+    assert body["tickets_free"] == sum(t["free"] for t in body["tickets"]) > 0
+    assert "description" not in body
+    full = await read(readers, "get_event", {"uid": uid, "detail": "full"}, mode=mode)
+    assert full["description"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_list_attendees(shared_sandbox: SandboxServer, readers: Readers, mode: str) -> None:
+    """Finding 10: every session is kept (guests, a guest with a null person_ref, several sessions of one person),
+    deleted sessions are left out and said so, and the answer passes its own output schema."""
+    store = shared_sandbox.store
+    facts = store.demo_facts()
+    uid = facts["past_event_uid"]
+    live = [a for a in store.attendance(store.uri("booking", uid)) if a.data["record_state"] != "deleted"]
+    body = await read(readers, "list_attendees", {"uid": uid, "status": "attended", "limit": 50}, mode=mode)
+    assert body["counts"] == dict(Counter(a.data["status"] for a in live))
+    attended = [a for a in live if a.data["status"] == "attended"]
+    assert sorted(a["session_uid"] for a in body["attendees"]) == sorted(a.uid for a in attended)
+    guests = [a for a in body["attendees"] if a.get("guest")]
+    assert {g.get("guest_uri") for g in guests} == {facts["past_event_guest_uri"], None}
+    assert any("person_uri" not in g for g in guests)  # the guest whose person_ref is null
+    assert "1 deleted session" in body["note"]
+    assert facts["deleted_session_uid"] not in {a["session_uid"] for a in body["attendees"]}
+    multi = await read(
+        readers,
+        "list_attendees",
+        {"uid": facts["multi_session_event_uid"], "name": "Jane Austen"},
+        mode=mode,
+    )
+    assert facts["jane_uri"] in multi["note"] and "Several sessions" in multi["note"]
+    assert sum(a.get("person_uri") == facts["jane_uri"] for a in multi["attendees"]) == 2
+
+
+async def test_list_attendees_by_email_and_uri(shared_sandbox: SandboxServer, connect: Any) -> None:
+    facts = shared_sandbox.store.demo_facts()
+    uid = facts["past_event_uid"]
+    by_email = await answer_body(connect, shared_sandbox, "list_attendees", {"uid": uid, "name": facts["jane_email"]})
+    assert {a["person_uri"] for a in by_email["attendees"]} == {facts["jane_uri"]}
+    by_uri = await answer_body(
+        connect, shared_sandbox, "list_attendees", {"uid": f"/demo/booking/{uid}/", "name": facts["jane_uri"]}
+    )
+    assert by_uri["attendees"] and all(
+        facts["jane_uri"] in (a.get("person_uri"), a.get("guest_uri")) for a in by_uri["attendees"]
+    )
+    nobody = await answer_body(
+        connect, shared_sandbox, "list_attendees", {"uid": uid, "name": "thomas.hardy@example.org"}
+    )
+    assert nobody["attendees"] == [] and "search_contacts(email=" in nobody["note"]
+
+
+async def test_restricted_key_gets_the_reduced_event(connect: Any) -> None:
+    with SandboxServer(key="sk-full-13", restricted_key="sk-limited-13") as sb:
+        uid = sb.store.demo_facts()["past_event_uid"]
+        body = await answer_body(connect, sb, "get_event", {"uid": uid}, api_key="sk-limited-13")
+        attendees = None
+        async with connect(sb, api_key="sk-limited-13") as client:
+            attendees = await client.call_tool("list_attendees", {"uid": uid})
+    assert body["uid"] == uid and "reduced fields" in body["note"] and "permission" in body["note"]
+    assert attendees.is_error and "permission" in attendees.content[0].text  # type: ignore[union-attr]
+    assert "SHEEPCRM_API_KEY" not in attendees.content[0].text  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_set_attendance_batch_one_approval_per_attendee_outcome(
+    sandbox: SandboxServer, connect: Any, tmp_path: Path, mode: str
+) -> None:
+    store = sandbox.store
+    uid = store.demo_facts()["past_event_uid"]
+    rows = store.attendance(store.uri("booking", uid))
+    targets = [a.data["person_ref"] for a in rows if a.data["status"] in ("accepted", "invited")][:3]
+    already = next(a.data["person_ref"] for a in rows if a.data["status"] == "attended")
+    seen: list[str] = []
+    async with connect(sandbox, mode=mode, elicitation=answering("accept", {"confirm": True}, seen)) as client:
+        result = await client.call_tool(
+            "set_attendance", {"uid": uid, "person_uris": [*targets, already], "status": "attended"}
+        )
+    body = result.structured_content
+    assert body["status"] == "applied" and len(seen) == 1
+    assert [c["result"] for c in body["changes"]] == ["applied"] * 3
+    now = {a.data["person_ref"]: a.data["status"] for a in store.attendance(store.uri("booking", uid))}
+    assert all(now[p] == "attended" for p in targets)
+    assert len(writes(sandbox)) == 3  # the attendee already marked needs no write
+
+
+async def test_set_attendance_refuses_people_not_on_the_list(sandbox: SandboxServer, connect: Any) -> None:
+    facts = sandbox.store.demo_facts()
+    async with connect(sandbox, elicitation=approve) as client:
+        result = await client.call_tool(
+            "set_attendance",
+            {"uid": facts["draft_event_uid"], "person_uris": [facts["non_member_uri"]], "status": "attended"},
+        )
+    assert result.is_error and "Not on the attendance list" in result.content[0].text  # type: ignore[union-attr]
+    assert writes(sandbox) == []
+
+
+async def test_set_attendance_mixed_old_statuses_says_how_to_undo(sandbox: SandboxServer, connect: Any) -> None:
+    """No single undo call exists when the attendees had different statuses: the result says so and lists one
+    set_attendance call per old status, and making those calls puts every attendee back."""
+    store = sandbox.store
+    uid = store.demo_facts()["past_event_uid"]
+    rows = store.attendance(store.uri("booking", uid))
+    accepted = next(a.data["person_ref"] for a in rows if a.data["status"] == "accepted" and not a.data.get("guest"))
+    invited = next(a.data["person_ref"] for a in rows if a.data["status"] == "invited" and not a.data.get("guest"))
+    old = {a.data["person_ref"]: a.data["status"] for a in rows if a.data["person_ref"] in (accepted, invited)}
+    async with connect(sandbox, elicitation=approve) as client:
+        result = await client.call_tool(
+            "set_attendance", {"uid": uid, "person_uris": [accepted, invited], "status": "attended"}
+        )
+        body = result.structured_content
+        assert body["status"] == "applied" and "undo" not in body
+        message = body["message"]
+        assert "No single undo" in message and "accepted" in message and "invited" in message
+        calls = re.findall(r'set_attendance\(uid=("[^"]*"), person_uris=(\[[^\]]*\]), status=("[^"]*")\)', message)
+        assert {json.loads(s): json.loads(p) for _, p, s in calls} == {"accepted": [accepted], "invited": [invited]}
+        for u, p, s in calls:
+            back = await client.call_tool(
+                "set_attendance", {"uid": json.loads(u), "person_uris": json.loads(p), "status": json.loads(s)}
+            )
+            assert back.structured_content["status"] == "applied", back.content
+    now = {a.data["person_ref"]: a.data["status"] for a in store.attendance(store.uri("booking", uid))}
+    assert {p: now[p] for p in old} == old
+
+
+async def test_ticket_places_add_up_and_the_schemas_name_the_values(
+    shared_sandbox: SandboxServer, connect: Any
+) -> None:
+    facts = shared_sandbox.store.demo_facts()
+    event = await answer_body(connect, shared_sandbox, "get_event", {"uid": facts["past_event_uid"]})
+    for t in event["tickets"]:
+        assert t["capacity"] == t["allocated"] + t["reserved"] + t["free"]
+    assert any(t["reserved"] for t in event["tickets"])
+    async with connect(shared_sandbox) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert "no-show" in json.dumps(tools["list_attendees"].input_schema)
+    assert "upcoming" in json.dumps(tools["list_events"].input_schema)
+
+
+# ---- the pure mappers ----------------------------------------------------------------------
+
+
+def test_upcoming_is_running_and_future() -> None:
+    assert events.state_lists("upcoming") == ("running", "future")
+    assert events.state_lists("past") == ("past",)
+
+
+def test_sessions_leave_out_deleted_ones_and_count_them() -> None:
+    data = {
+        "sessions": [
+            {"uid": "s1", "person_ref": "/demo/person/a/", "status": "attended"},
+            {"uid": "s2", "person_ref": "/demo/person/b/", "status": "invited", "record_state": "deleted"},
+        ]
+    }
+    found, deleted = events.sessions(data)
+    assert [a.person_uri for a in found] == ["/demo/person/a/"] and deleted == 1
+
+
+def test_brief_falls_back_to_the_title() -> None:
+    row = events.brief({"uid": "e1", "title": "AGM", "start_date": "2026-06-01"})
+    assert (row.uid, row.title, row.start) == ("e1", "AGM", "2026-06-01")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.helpers import answer
+from sheepcrm_mcp.tools import history
+from tests.helpers import MODES, Readers, answer, answer_body, read
 
 
 async def test_an_empty_window_suggests_a_longer_one(shared_sandbox: SandboxServer, connect: Any) -> None:
@@ -13,3 +16,56 @@ async def test_an_empty_window_suggests_a_longer_one(shared_sandbox: SandboxServ
     result = await answer(connect, shared_sandbox, "get_record_history", {"uri": jane, "since_days": 1})
     body = result.structured_content
     assert body["entries"] == [] and "since_days=4" in body["note"], body
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_get_record_history(shared_sandbox: SandboxServer, readers: Readers, mode: str) -> None:
+    store = shared_sandbox.store
+    uri = store.demo_facts()["jane_uri"]
+    body = await read(readers, "get_record_history", {"uri": uri, "limit": 50}, mode=mode)
+    expected = store.audit(uri)
+    assert body["total"] == len(expected) > 0
+    assert {e["message"] for e in body["entries"]} == {e["message"] for e in expected}
+
+
+async def test_history_accepts_journal_uris(shared_sandbox: SandboxServer, connect: Any) -> None:
+    uid = shared_sandbox.store.demo_facts()["my_open_task_uid"]
+    body = await answer_body(connect, shared_sandbox, "get_record_history", {"uri": f"/demo/journal/{uid}/"})
+    assert body["uri"] == f"/demo/journal/{uid}/"
+
+
+async def test_history_shows_users_by_uri_and_says_so(shared_sandbox: SandboxServer, connect: Any) -> None:
+    """Users live in sheepCRM's own bucket; nothing shows that the client bucket's /display names them
+    (EVIDENCE.md, users): the history shows their uri and says why, and never asks /display for a user."""
+    facts = shared_sandbox.store.demo_facts()
+    body = await answer_body(
+        connect, shared_sandbox, "get_record_history", {"uri": facts["jane_uri"], "since_days": 3650}
+    )
+    users = {e.get("user") for e in body["entries"]}
+    assert users and users <= {u.uri for u in shared_sandbox.store.by_type("user")}
+    assert "shown by their uri" in body["note"]
+    assert not [r for r in shared_sandbox.request_log if "/user/" in r.path and r.path.endswith("/display")]
+
+
+async def test_history_names_users_and_attendees(sandbox: SandboxServer, connect: Any) -> None:
+    facts = sandbox.store.demo_facts()
+    body = await answer_body(connect, sandbox, "get_record_history", {"uri": facts["jane_uri"]})
+    moved = next(e for e in body["entries"] if any(c["field"] == "postal_code" for c in e["changes"]))
+    priya = next(u.uri for u in sandbox.store.by_type("user") if u.display_value == "Priya Shah")
+    assert moved["user"] == priya and "shown by their uri" in body["note"]  # sheepCRM's history names no user
+    event = f"/demo/booking/{facts['future_event_uid']}/"
+    person = next(s.data["person_ref"] for s in sandbox.store.attendance(event) if s.data.get("person_ref"))
+    sandbox.store.set_attendance(event, person, "declined")
+    sandbox.store.update(facts["jane_uri"], {"tags": ["newsletter", "volunteer"]}, message="tags")
+    history = await answer_body(connect, sandbox, "get_record_history", {"uri": event})
+    assert history["entries"][0]["record"] == sandbox.store.display_of(person)
+    jane = await answer_body(connect, sandbox, "get_record_history", {"uri": facts["jane_uri"]})
+    assert jane["entries"][0]["changes"][0]["after"] == ["newsletter", "volunteer"]
+
+
+# ---- the pure mappers ----------------------------------------------------------------------
+
+
+def test_value_reads_json_text_lists() -> None:
+    assert history.value('["a", null]') == ["a", None]
+    assert history.value("[not json]") == "[not json]" and history.value(3) == 3

@@ -4,13 +4,17 @@ Expected values come from the sandbox's store."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import date as Date
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sheepcrm_mcp.sandbox.records import now_utc, primary
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.helpers import answer, member_session
+from sheepcrm_mcp.tools import membership
+from tests.helpers import MODES, Readers, answer, answer_body, member_session, read
 
 
 def current_membership(sb: SandboxServer, contact: str) -> str:
@@ -144,3 +148,65 @@ async def test_renewal_lists_are_soonest_first_across_pages(sandbox: SandboxServ
     assert soonest.uri in {c["membership_uri"] for c in pages[0]}
     ends = [c["end_date"] for page in pages for c in page]
     assert ends == sorted(ends)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("who", ["jane", "lapsed", "future", "non_member"])
+async def test_check_membership(shared_sandbox: SandboxServer, readers: Readers, mode: str, who: str) -> None:
+    store = shared_sandbox.store
+    facts = store.demo_facts()
+    status, member = store.membership_status(facts[f"{who}_uri"])
+    by_email = await read(readers, "check_membership", {"email": facts[f"{who}_email"]}, mode=mode)
+    by_uri = await read(readers, "check_membership", {"uri": facts[f"{who}_uri"]}, mode=mode)
+    for body in (by_email, by_uri):
+        assert body["status"] == status
+        assert body["is_member"] == (status == "current")
+        assert body["contact_uri"] == facts[f"{who}_uri"]
+    if member is not None:
+        assert by_uri["end_date"] == member.data["end_date"]
+    if status == "current":
+        left = (date.fromisoformat(member.data["end_date"][:10]) - datetime.now(UTC).date()).days  # type: ignore[union-attr]
+        assert by_uri["days_left"] == left
+
+
+async def test_membership_never_reports_unpaid_or_deleted_as_current(
+    shared_sandbox: SandboxServer, connect: Any
+) -> None:
+    facts = shared_sandbox.store.demo_facts()
+    unpaid = await answer_body(connect, shared_sandbox, "check_membership", {"uri": facts["unpaid_uri"]})
+    assert unpaid["is_member"] is False and unpaid["status"] == "unpaid" and "not paid" in unpaid["summary"]
+    deleted = await answer_body(connect, shared_sandbox, "check_membership", {"email": facts["deleted_member_email"]})
+    assert deleted["is_member"] is False and deleted["status"] == "none"
+    jane = await answer_body(connect, shared_sandbox, "check_membership", {"uri": facts["jane_uri"]})
+    assert jane["is_member"] is True and jane["plan"] == "Standard"  # the name from membership_type's /display
+
+
+async def test_grace_from_the_v1_answer(shared_sandbox: SandboxServer, connect: Any) -> None:
+    facts = shared_sandbox.store.demo_facts()
+    lapsed = await answer_body(connect, shared_sandbox, "check_membership", {"email": facts["lapsed_email"]})
+    assert lapsed["is_member"] is False and lapsed["status"] in ("lapsed", "grace")
+
+
+async def test_an_unknown_email_is_no_contact(shared_sandbox: SandboxServer, connect: Any) -> None:
+    unknown = await answer_body(connect, shared_sandbox, "check_membership", {"email": "nobody@nowhere.example"})
+    assert unknown["is_member"] is False and "No contact in the CRM" in unknown["summary"]
+
+
+# ---- the pure mappers ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("record", "status"),
+    [
+        ({"start_date": "2026-01-01", "end_date": "2026-12-31", "paid": True}, "current"),
+        ({"start_date": "2026-01-01", "end_date": "2026-12-31", "paid": False}, "unpaid"),
+        ({"start_date": "2026-01-01", "end_date": "2026-12-31", "membership_record_status": "lapsed"}, "lapsed"),
+        ({"start_date": "2026-01-01", "end_date": "2026-12-31", "membership_record_status": "deleted"}, "unknown"),
+        ({"start_date": "2026-01-01", "end_date": "2026-12-31", "cancellation_date": "2026-05-01"}, "cancelled"),
+        ({"start_date": "2026-07-01", "end_date": "2027-06-30"}, "future"),
+        ({"start_date": "2025-01-01", "end_date": "2025-12-31"}, "lapsed"),
+        ({"end_date": "2026-12-31"}, "none"),
+    ],
+)
+def test_classify_by_dates_then_by_what_sheepcrm_says(record: dict[str, Any], status: str) -> None:
+    assert membership.classify(record, Date(2026, 6, 1)) == status

@@ -4,11 +4,18 @@ the sandbox's store."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
+import pytest
+
+from sheepcrm_mcp.sandbox.records import now_utc
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.helpers import CANARY_KEY, answer, error_text
+from sheepcrm_mcp.tools import search
+from sheepcrm_mcp.tools.search import SearchContactsInput, search_contacts
+from tests.helpers import CANARY_KEY, MODES, Readers, answer, answer_body, error_text, read, scripted
 
 
 async def test_a_person_search_answer_in_another_shape_is_could_not_read(connect: Any) -> None:
@@ -56,3 +63,152 @@ async def test_inputs_of_two_searches_are_refused_not_dropped(shared_sandbox: Sa
     assert "cannot be combined" in error_text(result)
     result = await answer(connect, shared_sandbox, "search_contacts", {"last_name": "Austen", "plan": "Standard"})
     assert "cannot be combined" in error_text(result)
+
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_search_contacts(shared_sandbox: SandboxServer, readers: Readers, mode: str) -> None:
+    store = shared_sandbox.store
+    facts = store.demo_facts()
+    body = await read(readers, "search_contacts", {"last_name": "Austen"}, mode=mode)
+    expected = {r.uri for r in store.find_people(last_name="Austen")}
+    assert {c["uri"] for c in body["contacts"]} == expected and facts["jane_uri"] in expected
+    free = await read(readers, "search_contacts", {"query": "smith", "limit": 3}, mode=mode)
+    records, _ = store.search_contacts("smith", limit=1000)
+    # The global search has no paging and no total: a page length is never reported as a total.
+    assert "total" not in free and len(free["contacts"]) == min(3, len(records))
+    if len(records) > 3:
+        nxt = await read(readers, "search_contacts",
+            {"query": "smith", "limit": 3, "cursor": free["next_cursor"]},
+            mode=mode,
+        )
+        assert [c["uri"] for c in nxt["contacts"]] == [r.uri for r in records[3:6]]
+
+
+async def test_person_search_no_match_is_an_empty_answer(shared_sandbox: SandboxServer, connect: Any) -> None:
+    body = await answer_body(connect, shared_sandbox, "search_contacts", {"last_name": "Nobody-Here"})
+    assert body["contacts"] == [] and "No contacts match" in body["note"] and "doctor" not in body["note"]
+
+
+async def test_person_search_single_object_is_one_result() -> None:
+    one = {"id": "/demo/person/abc/", "display_value": "Ann", "resource": "person"}
+    deps = scripted({"/search/v2/demo/person": one})
+    body = await search_contacts(SearchContactsInput(last_name="Ann"), deps)
+    assert [c.uri for c in body.contacts] == ["/demo/person/abc/"]
+
+
+async def test_global_search_keeps_contacts_only() -> None:
+    deps = scripted(
+        {
+            "/search/v2/demo": {
+                "results": [
+                    {"id": "/demo/person/a/", "display_value": "Ann", "resource": "person"},
+                    {"id": "/demo/booking/b/", "display_value": "AGM", "resource": "booking"},
+                    {"id": "/demo/organisation/c/", "display_value": "Trust"},
+                ]
+            }
+        }
+    )
+    body = await search_contacts(SearchContactsInput(query="a"), deps)
+    assert [c.uri for c in body.contacts] == ["/demo/person/a/", "/demo/organisation/c/"] and body.total is None
+
+
+async def test_people_at_an_organisation(shared_sandbox: SandboxServer, connect: Any) -> None:
+    facts = shared_sandbox.store.demo_facts()
+    body = await answer_body(connect, shared_sandbox, "search_contacts", {"organisation": facts["organisation_uri"]})
+    assert sorted(c["uri"] for c in body["contacts"]) == sorted(facts["organisation_people"])
+    assert all(c.get("job_title") for c in body["contacts"])
+    orgs = [r.uri for r in shared_sandbox.store.by_type("organisation") if not r.data.get("connections")]
+    none = await answer_body(connect, shared_sandbox, "search_contacts", {"organisation": orgs[0]})
+    assert none["contacts"] == [] and "connections" in none["note"]
+
+
+def current_members(sb: SandboxServer, days: int | None = None, plan: str | None = None) -> set[str]:
+    today = now_utc().date()
+    out = set()
+    for m in sb.store.by_type("member"):
+        d = m.data
+        if d["record_state"] == "deleted" or d["start_date"] > today.isoformat() or d["end_date"] < today.isoformat():
+            continue
+        if d.get("paid") is False or (d.get("membership_record_status") or "active").lower() != "active":
+            continue  # current means paid and active too, as check_membership says
+        if days is not None and d["end_date"] > (today + timedelta(days=days)).isoformat():
+            continue
+        if plan and sb.store.display_of(d["membership_type"]) != plan:
+            continue
+        out.add(m.uri)
+    return out
+
+
+async def test_members_on_a_plan_leave_out_unpaid_memberships(shared_sandbox: SandboxServer, connect: Any) -> None:
+    facts = shared_sandbox.store.demo_facts()
+    membership = await answer_body(
+        connect, shared_sandbox, "check_membership", {"uri": facts["unpaid_uri"], "detail": "full"}
+    )
+    assert membership["status"] == "unpaid" and membership["is_member"] is False
+    plan = membership["history"][-1]["plan"]
+    seen: set[str] = set()
+    cursor = None
+    while True:
+        args = {"plan": plan, "limit": 50, **({"cursor": cursor} if cursor else {})}
+        body = await answer_body(connect, shared_sandbox, "search_contacts", args)
+        seen |= {c["uri"] for c in body["contacts"]}
+        if not (cursor := body.get("next_cursor")):
+            break
+    assert facts["unpaid_uri"] not in seen, "an unpaid membership was listed as a current member"
+    members = current_members(shared_sandbox, plan=plan)
+    assert {shared_sandbox.store.get(m).data["member"] for m in members} == seen  # type: ignore[union-attr]
+
+
+async def test_renewals_and_members_on_a_plan(shared_sandbox: SandboxServer, connect: Any) -> None:
+    body = await answer_body(connect, shared_sandbox, "search_contacts", {"renewing_within_days": 30, "limit": 50})
+    expected = current_members(shared_sandbox, days=30)
+    assert {c["membership_uri"] for c in body["contacts"]} == expected and body["total"] == len(expected)
+    for c in body["contacts"]:
+        assert c["name"] == shared_sandbox.store.display_of(c["uri"])
+    assert "Fellow" in body["plans"]
+    fellows = current_members(shared_sandbox, plan="Fellow")
+    first = await answer_body(connect, shared_sandbox, "search_contacts", {"plan": "fellow", "limit": 5})
+    seen = {c["membership_uri"] for c in first["contacts"]}
+    if first.get("next_cursor"):
+        rest = await answer_body(
+            connect, shared_sandbox, "search_contacts", {"plan": "fellow", "limit": 5, "cursor": first["next_cursor"]}
+        )
+        seen |= {c["membership_uri"] for c in rest["contacts"]}
+    assert seen <= fellows and first["total"] == len(fellows)
+    async with connect(shared_sandbox) as client:
+        wrong = await client.call_tool("search_contacts", {"plan": "Platinum"})
+    assert wrong.is_error and "Fellow" in wrong.content[0].text  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_answers_stay_under_the_cap(shared_sandbox: SandboxServer, readers: Readers, mode: str) -> None:
+    for tool, args in [
+        ("list_tasks", {"scope": "all", "status": "any", "limit": 50}),
+        ("search_contacts", {"query": "a", "limit": 50}),
+    ]:
+        body = await read(readers, tool, args, mode=mode)
+        assert len(json.dumps(body)) <= 21_000
+
+
+async def test_search_by_postcode_and_exact_fields(shared_sandbox: SandboxServer, connect: Any) -> None:
+    facts = shared_sandbox.store.demo_facts()
+    by_postcode = await answer_body(connect, shared_sandbox, "search_contacts", {"postcode": facts["jane_postal_code"]})
+    assert all(c["postcode"] == facts["jane_postal_code"] for c in by_postcode["contacts"])
+    async with connect(shared_sandbox) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert json.dumps(tools["search_contacts"].input_schema).count("Exact match.") == 2
+
+
+# ---- the pure mappers ----------------------------------------------------------------------
+
+
+def test_kind_of_takes_the_resource_else_the_uri() -> None:
+    assert search.kind_of({"resource": "person", "id": "/demo/organisation/a/"}) == "person"
+    assert search.kind_of({"uri": "/demo/booking/b/"}) == "booking"
+    assert search.kind_of({"id": "b"}) == "record"
+
+
+def test_hit_names_a_nameless_row() -> None:
+    row = search.hit({"id": "/demo/person/a/", "primary_email": ["", "ann@example.org"]})
+    assert (row.uri, row.name, row.type, row.email) == ("/demo/person/a/", "(no name)", "person", "ann@example.org")

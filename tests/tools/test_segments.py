@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from sheepcrm_mcp.sandbox.records import primary
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.helpers import CANARY_KEY, answer, error_text
+from sheepcrm_mcp.tools import segments
+from sheepcrm_mcp.tools.search import ContactHit
+from tests.helpers import CANARY_KEY, MODES, Readers, answer, answer_body, error_text, read
 
 
 async def test_segment_members_in_another_shape_are_could_not_read(connect: Any) -> None:
@@ -29,3 +33,68 @@ async def test_a_lookup_reads_the_email_from_text(shared_sandbox: SandboxServer,
                           {"uid": facts["segment_current_members_uid"], "mode": "lookup", "q": email})
     hits = result.structured_content["members"]
     assert [(h["uri"], h["email"]) for h in hits] == [(member[0].uri, email)], hits
+
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_find_segments(shared_sandbox: SandboxServer, readers: Readers, mode: str) -> None:
+    store = shared_sandbox.store
+    body = await read(readers, "find_segments", {"limit": 50}, mode=mode)
+    assert {s["uid"] for s in body["segments"]} == {s.uid for s in store.segments()}
+    named = await read(readers, "find_segments", {"name": "lapsed"}, mode=mode)
+    assert store.demo_facts()["segment_lapsed_members_uid"] in {s["uid"] for s in named["segments"]}
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_query_segment(shared_sandbox: SandboxServer, readers: Readers, mode: str) -> None:
+    store = shared_sandbox.store
+    uid = store.demo_facts()["segment_current_members_uid"]
+    seg_uri = store.uri("segment", uid)
+    count = await read(readers, "query_segment", {"uid": uid}, mode=mode)
+    assert count["count"] == store.segment_count(seg_uri)
+    seen: list[str] = []
+    cursor = None
+    for _ in range(3):
+        args: dict[str, Any] = {"uid": uid, "mode": "members", "limit": 7}
+        if cursor:
+            args["cursor"] = cursor
+        page = await read(readers, "query_segment", args, mode=mode)
+        seen += [m["uri"] for m in page["members"]]
+        cursor = page["next_cursor"]
+    members, _ = store.segment_members(seg_uri, offset=0, limit=21)
+    assert seen == [m.uri for m in members]
+    jane = store.demo_facts()["jane_email"]
+    look = await read(readers, "query_segment", {"uid": uid, "mode": "lookup", "q": jane}, mode=mode)
+    assert store.demo_facts()["jane_uri"] in {m["uri"] for m in look["members"]}
+
+
+async def test_segments_show_active_and_record_type_and_members_page_without_total(
+    shared_sandbox: SandboxServer, connect: Any
+) -> None:
+    store = shared_sandbox.store
+    every = await answer_body(connect, shared_sandbox, "find_segments", {"limit": 50})
+    assert {s["uid"]: s.get("active") for s in every["segments"]} == {s.uid: s.data["active"] for s in store.segments()}
+    assert all(s.get("records") == "person" or s.get("records") for s in every["segments"])
+    uid = store.demo_facts()["segment_current_members_uid"]
+    page = await answer_body(connect, shared_sandbox, "query_segment", {"uid": uid, "mode": "members", "limit": 5})
+    assert page.get("total") is None and page["next_cursor"] and page["by_type"] == {"person": 5}
+
+
+async def test_an_inactive_segment_says_so(shared_sandbox: SandboxServer, connect: Any) -> None:
+    store = shared_sandbox.store
+    inactive = next(s for s in store.by_type("segment") if not s.data["active"])
+    segs = await answer_body(connect, shared_sandbox, "find_segments", {"name": inactive.data["name"].split()[0]})
+    assert {"uid": inactive.uid, "active": False}.items() <= next(
+        s for s in segs["segments"] if s["uid"] == inactive.uid
+    ).items()
+
+
+# ---- the pure mappers ----------------------------------------------------------------------
+
+
+def test_by_type_counts_members_by_record_type() -> None:
+    hits = [
+        ContactHit(uri=f"/demo/{t}/{i}/", name="x", type=t) for i, t in enumerate(["person", "organisation", "person"])
+    ]
+    assert segments.by_type(hits) == {"organisation": 1, "person": 2}
+    assert segments.by_type([]) is None

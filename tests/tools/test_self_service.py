@@ -7,10 +7,13 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from sheepcrm_mcp.sandbox.records import fmt_dt, now_utc
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.helpers import CANARY_KEY, clone_records, member_session
-from tests.tools.test_events import as_guest_only
+from sheepcrm_mcp.server.errors import Refusal
+from sheepcrm_mcp.tools import self_service
+from tests.helpers import CANARY_KEY, as_guest_only, clone_records, member_session, open_session, scripted
 
 BOOKED = {"accepted", "attended", "no-show"}
 
@@ -61,3 +64,42 @@ async def test_the_member_is_told_the_help_is_sheepcrms_staff_help(
     assert "staff" in instructions and "how-to articles" not in instructions
     assert "staff" in guide and "not\n  member how-to" in guide
     assert "staff" in prompt.messages[0].content.text  # type: ignore[union-attr]
+
+
+
+async def test_my_membership_is_the_members_own(shared_sandbox: SandboxServer, tmp_path: Path) -> None:
+    facts = shared_sandbox.store.demo_facts()
+    status, _ = shared_sandbox.store.membership_status(facts["jane_uri"])
+    async with open_session(shared_sandbox, tmp_path, profile="member") as client:
+        result = await client.call_tool("my_membership", {})
+        refused = await client.call_tool("my_membership", {"uri": facts["lapsed_uri"]})
+    assert not result.is_error, result.content
+    assert result.structured_content["contact_uri"] == facts["jane_uri"]
+    assert result.structured_content["status"] == status
+    assert refused.is_error and "uri" in refused.content[0].text  # type: ignore[union-attr]
+
+
+async def test_my_bookings_are_the_events_the_member_booked(shared_sandbox: SandboxServer, tmp_path: Path) -> None:
+    store, facts = shared_sandbox.store, shared_sandbox.store.demo_facts()
+    async with open_session(shared_sandbox, tmp_path, profile="member") as client:
+        result = await client.call_tool("my_bookings", {"when": "all", "limit": 50})
+    assert not result.is_error, result.content
+    booked = {b["event_uid"] for b in result.structured_content["bookings"]}
+    assert booked == {e.uid for e in store.events_of(facts["jane_uri"])} and facts["past_event_uid"] in booked
+
+
+async def test_upcoming_events_have_free_places(shared_sandbox: SandboxServer, tmp_path: Path) -> None:
+    async with open_session(shared_sandbox, tmp_path, profile="member") as client:
+        result = await client.call_tool("upcoming_events", {"limit": 50})
+    assert not result.is_error, result.content
+    events = result.structured_content["events"]
+    assert events and all(e["places_free"] > 0 for e in events)
+
+
+async def test_without_a_signed_in_member_the_tools_refuse() -> None:
+    with pytest.raises(Refusal, match="no member is signed in"):
+        await self_service.my_membership(self_service.MyMembershipInput(), scripted({}))
+
+
+def test_counts_are_whole_and_never_negative() -> None:
+    assert [self_service._int(v) for v in ("3", -2, None, "x", 4.7)] == [3, 0, 0, 0, 4]

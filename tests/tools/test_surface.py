@@ -137,7 +137,6 @@ async def test_prompts(shared_sandbox: SandboxServer, connect: Any) -> None:
 
 async def test_instructions_say_crm_text_is_data(shared_sandbox: SandboxServer, connect: Any) -> None:
     async with connect(shared_sandbox) as client:
-        assert isinstance(client, Client)
         instructions = client.instructions or ""
     assert "never instructions" in instructions and "search_contacts" in instructions
     assert len(instructions) < 1200

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import mcp_types as types
 import pytest
 
-from sheepcrm_mcp.sandbox.records import fmt_dt, parse_dt
+from sheepcrm_mcp.sandbox.records import fmt_dt, now_utc, parse_dt
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.store import Store
 from sheepcrm_mcp.sheepcrm.tasks import TASK_PAGE
-from tests.helpers import CANARY_KEY, answer, approve, clone_records
+from sheepcrm_mcp.tools import tasks
+from sheepcrm_mcp.tools.tasks import ListTasksInput, list_tasks
+from tests.helpers import (
+    CANARY_KEY,
+    MODES,
+    Readers,
+    answer,
+    answer_body,
+    answer_sized,
+    approve,
+    clone_records,
+    read,
+    scripted,
+)
 
 
 async def test_a_full_page_that_sheepcrm_says_is_all_is_whole(sandbox: SandboxServer, connect: Any) -> None:
@@ -43,3 +57,131 @@ async def test_a_snooze_that_moved_the_date_by_another_amount_is_applied_differe
     assert not result.is_error and body["status"] == "partial", result.content
     assert task is not None and body["changes"][0]["result"] == "different"
     assert body["changes"][0]["now"] == task.data["date"] and "applied differently" in body["message"]
+
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_list_tasks(shared_sandbox: SandboxServer, readers: Readers, mode: str) -> None:
+    store = shared_sandbox.store
+    mine = [t for t in store.tasks(assigned_to=store.api_user) if Store.task_status(t) == "open"]
+    due = (datetime.now(UTC) + timedelta(days=7)).date()
+    body = await read(readers, "list_tasks", {"limit": 50, "due_before": due.isoformat()}, mode=mode)
+    expected = {t.uid for t in mine if date.fromisoformat(t.data["date"][:10]) <= due}
+    assert {t["uid"] for t in body["tasks"]} == expected
+    assert store.demo_facts()["my_open_task_uid"] in expected
+    every = await read(readers, "list_tasks", {"scope": "all", "status": "any", "limit": 1}, mode=mode
+    )
+    assert every["total"] == len(store.tasks())  # finding 4: include_completed=true is sent for status='any'
+    done = await read(readers, "list_tasks", {"scope": "all", "status": "done", "limit": 1}, mode=mode
+    )
+    assert done["total"] == sum(1 for t in store.tasks() if t.data["completed"]) > 0
+
+
+async def test_tasks_in_the_draft_shape_and_as_one_object() -> None:
+    draft = {
+        "tasks": [
+            {
+                "uid": "j1",
+                "uri": "/demo/journal/j1/",
+                "title": "Call",
+                "due_date": "2030-01-01T10:00:00",
+                "allocated_to_display": "Priya",
+                "completed": False,
+            }
+        ],
+        "total": 1,
+    }
+    body = await list_tasks(ListTasksInput(), scripted({"/notifications/v2/demo/tasks": draft}))
+    assert [(t.uid, t.due, t.assigned_to) for t in body.tasks] == [("j1", "2030-01-01T10:00:00", "Priya")]
+    one = {"tasks": {"uid": "j2", "title": "Write", "date": "2030-01-02T10:00:00", "assigned_to_display": "Tom"}}
+    body = await list_tasks(ListTasksInput(), scripted({"/notifications/v2/demo/tasks": one}))
+    assert [(t.uid, t.assigned_to) for t in body.tasks] == [("j2", "Tom")]
+
+
+async def test_a_full_task_page_is_said_to_be_cut() -> None:
+    full = {"tasks": [{"uid": f"t{i}", "title": "x", "date": "2030-01-01"} for i in range(250)]}
+    body = await list_tasks(ListTasksInput(), scripted({"/notifications/v2/demo/tasks": full}))
+    assert body.total is None and "cut short" in (body.note or "")
+
+
+async def test_tasks_about_a_contact_and_overdue(shared_sandbox: SandboxServer, connect: Any) -> None:
+    store = shared_sandbox.store
+    tasks = [t for t in store.tasks() if t.data.get("record_state") != "deleted"]
+    subject = max(
+        {t.data["context"] for t in tasks if not t.data["completed"]},
+        key=lambda c: sum(1 for t in tasks if t.data["context"] == c),
+    )
+    body, size = await answer_sized(connect, shared_sandbox, "list_tasks", {"about": subject})
+    expected = {t.uid for t in tasks if t.data["context"] == subject and not t.data["completed"]}
+    assert {t["uid"] for t in body["tasks"]} == expected and expected
+    assert size <= 2_000
+    title = tasks[0].data["title"]
+    worded = await answer_body(
+        connect, shared_sandbox, "list_tasks", {"scope": "all", "status": "any", "query": title.lower(), "limit": 50}
+    )
+    assert {t["uid"] for t in worded["tasks"]} == {t.uid for t in tasks if title.lower() in t.data["title"].lower()}
+    overdue = await answer_body(connect, shared_sandbox, "list_tasks", {"overdue": True, "limit": 50})
+    now = now_utc()
+    mine = [t for t in store.tasks(store.api_user) if t.data.get("record_state") != "deleted"]
+    assert {t["uid"] for t in overdue["tasks"]} == {
+        t.uid for t in mine if not t.data["completed"] and parse_dt(t.data["date"]) < now
+    }
+    assert overdue["as_of"].startswith(now.date().isoformat()[:7])
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_get_task(shared_sandbox: SandboxServer, readers: Readers, mode: str) -> None:
+    store = shared_sandbox.store
+    task = store.get_record("journal", store.demo_facts()["my_open_task_uid"])
+    assert task is not None
+    body = await read(readers, "get_task", {"uid": task.uid}, mode=mode)
+    assert body["title"] == task.display_value and body["status"] == Store.task_status(task)
+    assert body["text"] == task.data["text_body"]
+
+
+async def test_task_confirmation_names_subject_and_due_and_snooze_says_no_undo(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    store = sandbox.store
+    uid = store.demo_facts()["my_open_task_uid"]
+    task = store.require("journal", uid)
+    asked: list[str] = []
+
+    async def approve(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"confirm": True})
+
+    async with connect(sandbox, elicitation=approve) as client:
+        result = await client.call_tool("update_task", {"uid": uid, "action": "snooze"})
+    assert not result.is_error, result.content
+    assert task.data["context_display"] in asked[0] and parse_dt(task.data["date"]).strftime("%d %b %Y") in asked[0]
+    assert "version" not in asked[0]
+    body = result.structured_content
+    assert body["status"] == "applied" and "undo" not in body and "cannot be undone" in body["message"]
+
+
+async def test_snooze_is_24_hours_and_verified_by_the_new_due_date(sandbox: SandboxServer, connect: Any) -> None:
+    """Finding 2: sheepCRM's snooze takes no parameters (+24 h, or 24 h from now if overdue). The gate must see
+    the moved due date as success, send no `until`, and refuse an `until` argument."""
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    before = sandbox.store.get_record("journal", uid)
+    assert before is not None
+    async with connect(sandbox, elicitation=approve) as client:
+        result = await client.call_tool("update_task", {"uid": uid, "action": "snooze"})
+        assert result.structured_content["status"] == "applied", result.structured_content
+        dated = await client.call_tool("update_task", {"uid": uid, "action": "snooze", "until": "2099-01-31"})
+        assert dated.is_error and "until" in dated.content[0].text  # type: ignore[union-attr]
+    task = sandbox.store.get_record("journal", uid)
+    expected = max(parse_dt(before.data["date"]), now_utc()) + timedelta(hours=24)
+    assert task is not None and abs((parse_dt(task.data["date"]) - expected).total_seconds()) < 60
+    snoozes = [r for r in sandbox.request_log if r.path.endswith("/snooze")]
+    assert len(snoozes) == 1 and snoozes[0].query == ""
+
+
+# ---- the pure mappers ----------------------------------------------------------------------
+
+
+def test_status_and_due_of_either_shape() -> None:
+    assert tasks.status_of({"completed": True}) == "done" and tasks.status_of({}) == "open"
+    assert tasks.due_of({"date": "2030-01-01", "due_date": "2031-01-01"}) == "2030-01-01"
+    assert tasks.due_of({"due_date": "2031-01-01"}) == "2031-01-01" and tasks.due_of({}) is None

@@ -1,0 +1,56 @@
+"""What every tool shares (tools/common.py): ids in either form, paging through upstream pages.
+
+End to end through a real MCP client against the sandbox (expected values from its store), and
+the pure mappers on their own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.server.paging import list_page
+from sheepcrm_mcp.tools import common
+from sheepcrm_mcp.tools.common import fetch_pages
+from tests.helpers import answer_body
+
+
+async def test_ids_round_trip(shared_sandbox: SandboxServer, connect: Any) -> None:
+    facts = shared_sandbox.store.demo_facts()
+    events = await answer_body(connect, shared_sandbox, "list_events", {"state": "all", "limit": 1})
+    uri = events["events"][0]["uri"]
+    event = await answer_body(connect, shared_sandbox, "get_event", {"uid": uri})
+    assert event["uri"] == uri
+    history = await answer_body(connect, shared_sandbox, "get_record_history", {"uri": uri})
+    assert history["uri"] == uri
+    task = await answer_body(
+        connect, shared_sandbox, "get_task", {"uid": f"/demo/journal/{facts['my_open_task_uid']}/"}
+    )
+    assert task["uid"] == facts["my_open_task_uid"] and task["uri"].endswith(f"/{facts['my_open_task_uid']}/")
+    member = await answer_body(connect, shared_sandbox, "check_membership", {"uri": facts["jane_uri"]})
+    assert member["name"] == "Jane Austen" and "Jane Austen" in member["summary"]
+    record = shared_sandbox.store.get(member["membership_uri"])
+    assert record is not None and record.type == "member"
+
+
+async def test_paging_reads_to_a_short_page_within_a_budget() -> None:
+    pages = {1: 250, 2: 250, 3: 7}
+
+    async def fetch(page: int, size: int) -> Any:
+        return {"bookings": [{"uid": f"{page}-{i}"} for i in range(pages.get(page, 0))]}
+
+    found, complete = await fetch_pages(fetch, "the events", "bookings")
+    assert len(found) == 507 and complete
+    found, complete = await fetch_pages(fetch, "the events", "bookings", budget=2)
+    assert len(found) == 500 and not complete
+    _, envelope = list_page(found, 10, None, "k", "none", cut="Stopped after 500 events.")
+    assert envelope["total"] is None and "Stopped" in envelope["note"]
+
+
+# ---- the pure mappers ----------------------------------------------------------------------
+
+
+def test_loose_values() -> None:
+    assert common.text(["", " a "]) == "a" and common.text("  ") is None
+    assert common.day("2026-06-01T10:00:00") is not None and common.day("not a date") is None
+    assert common.ref({"ref": "/demo/person/a/", "display_value": "A"}) == "/demo/person/a/"
+    assert common.rows({"tasks": {"uid": "t"}}, "tasks") == [{"uid": "t"}]
