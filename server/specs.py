@@ -101,6 +101,7 @@ class ReadTool(Generic[I, O]):
     input: type[I]
     output: type[O]
     handler: Callable[[I, Deps], Awaitable[O]]
+    about: str = ""  # the longer account for people (the README's tool table); the model reads `description`
 
     @property
     def annotations(self) -> ToolAnnotations:
@@ -119,6 +120,7 @@ class WriteTool(Generic[I]):
     handler: Callable[[I, WriteDeps], Awaitable[WritePlan]]
     destructive: bool
     idempotent: bool
+    about: str = ""  # the longer account for people (the README's tool table); the model reads `description`
 
     @property
     def annotations(self) -> ToolAnnotations:

@@ -665,6 +665,11 @@ TOOLS: list[ToolSpec] = [
         input=GetContactInput,
         output=Contact,
         handler=get_contact,
+        about=(
+            "a contact's name, email, phone, postcode and tags from its v1 record; `detail=\"full\"` adds every "
+            "email, phone and address line, personal details, known-as, job title, notes (membership: "
+            "`check_membership`)"
+        ),
     ),
     WriteTool(
         name="update_contact",
@@ -674,6 +679,10 @@ TOOLS: list[ToolSpec] = [
         toolset="contacts",
         input=UpdateContactInput,
         handler=update_contact,
+        about=(
+            "change email, phone, address lines or postcode (nothing else); warns when the email is another "
+            "contact's"
+        ),
         destructive=True,
         idempotent=True,
     ),

@@ -623,6 +623,11 @@ TOOLS: list[ToolSpec] = [
         input=ListEventsInput,
         output=ListEventsOutput,
         handler=list_events,
+        about=(
+            "events with uri and free places; default upcoming (running + future), or a state (current, future, "
+            "running, past, draft, all), words, a date window (`from_date`, `to_date`), or a `person`: their "
+            "events with their status at each"
+        ),
     ),
     ReadTool(
         name="get_event",
@@ -633,6 +638,10 @@ TOOLS: list[ToolSpec] = [
         input=GetEventInput,
         output=Event,
         handler=get_event,
+        about=(
+            "dates, ticket types (booked, reserved, free), attendance counts by status; for a key without event "
+            "permissions, the reduced event summary and a note saying so"
+        ),
     ),
     ReadTool(
         name="list_attendees",
@@ -643,6 +652,11 @@ TOOLS: list[ToolSpec] = [
         input=ListAttendeesInput,
         output=ListAttendeesOutput,
         handler=list_attendees,
+        about=(
+            "every attendance session (guests included, deleted ones left out and counted) with status and "
+            "ticket, counts by status, a note on people with several sessions; filter by status, name, email or "
+            "person uri"
+        ),
     ),
     WriteTool(
         name="set_attendance",
@@ -652,6 +666,7 @@ TOOLS: list[ToolSpec] = [
         "outcome and undo.",
         input=SetAttendanceInput,
         handler=set_attendance,
+        about="1-50 attendees of one event → invited, accepted, declined, attended or no-show",
         destructive=False,
         idempotent=True,
     ),

@@ -90,5 +90,9 @@ TOOLS: list[ToolSpec] = [
         input=SearchHelpInput,
         output=SearchHelpOutput,
         handler=search_help,
+        about=(
+            "sheepCRM's own help articles (how staff use sheepCRM, not your member FAQ): title, link, snippet; "
+            "full text on request; says when matches are weak"
+        ),
     ),
 ]

@@ -124,5 +124,6 @@ TOOLS: list[ToolSpec] = [
         input=GetRecordHistoryInput,
         output=GetRecordHistoryOutput,
         handler=get_record_history,
+        about="who (by name) changed what and when on a contact, event (attendees named), task or membership",
     ),
 ]

@@ -496,5 +496,10 @@ TOOLS: list[ToolSpec] = [
         input=CheckMembershipInput,
         output=MembershipAnswer,
         handler=check_membership,
+        about=(
+            "by uri or email: member today? Only a paid, active, not deleted membership covering today counts; "
+            "status (current, grace, unpaid, future, lapsed, none), plan name, dates, days left, name, membership"
+            " uri, one-line summary (\"not in the CRM\" is an answer)"
+        ),
     ),
 ]

@@ -247,5 +247,10 @@ TOOLS: list[ToolSpec] = [
         input=SearchContactsInput,
         output=SearchContactsOutput,
         handler=search_contacts,
+        about=(
+            "people/organisations by free text; people by first/last name (exact), email, postcode; the people at"
+            " an organisation (`organisation`, via `connections`); current members ending within N days "
+            "(`renewing_within_days`) or on a `plan` (answers list the plans)"
+        ),
     )
 ]

@@ -147,6 +147,10 @@ TOOLS: list[ToolSpec] = [
         input=FindSegmentsInput,
         output=FindSegmentsOutput,
         handler=find_segments,
+        about=(
+            "saved segments, all or by words in the name, active and inactive alike, with the record type each "
+            "holds"
+        ),
     ),
     ReadTool(
         name="query_segment",
@@ -157,5 +161,6 @@ TOOLS: list[ToolSpec] = [
         input=QuerySegmentInput,
         output=QuerySegmentOutput,
         handler=query_segment,
+        about="a segment's size, members (paged; any record type, counted by type) or whether someone is in it",
     ),
 ]

@@ -256,6 +256,11 @@ TOOLS: list[ToolSpec] = [
         input=ListTasksInput,
         output=ListTasksOutput,
         handler=list_tasks,
+        about=(
+            "mine or sheepCRM's \"all tasks\"; open, done or any; due before a date, `overdue` (open, due before "
+            "now), `about` a contact, words in the title; with the time it was read; says when sheepCRM's one "
+            "page may have cut the list"
+        ),
     ),
     ReadTool(
         name="get_task",
@@ -265,6 +270,7 @@ TOOLS: list[ToolSpec] = [
         input=GetTaskInput,
         output=Task,
         handler=get_task,
+        about="one task (uid or uri)",
     ),
     WriteTool(
         name="update_task",
@@ -274,6 +280,11 @@ TOOLS: list[ToolSpec] = [
         "undo.",
         input=UpdateTaskInput,
         handler=update_task,
+        about=(
+            "complete, reopen, or snooze (sheepCRM moves the due date 24 hours on, or to 24 hours from now if "
+            "overdue; it takes no date, and a snooze cannot be undone); the confirmation names the subject and "
+            "due date"
+        ),
         destructive=False,
         idempotent=False,  # a snooze moves the due date again each time
     ),
