@@ -696,3 +696,13 @@ def as_guest_only(sb: SandboxServer) -> tuple[str, str]:
     store.update(session.uri, {"guest_ref": thomas, "attendee_name": "Thomas Hardy"}, message="t")
     assert event not in {e.uid for e in store.events_of(thomas)}
     return thomas, event
+
+MEMBER_TOOLS = {"my_membership", "my_bookings", "upcoming_events", "search_help"}  # the member profile's tools
+
+
+async def ask(client: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """A write call that must not be an error: its structured answer (update_task when `action` is given)."""
+    result = await client.call_tool("update_task" if "action" in args else "update_contact", args)
+    assert not result.is_error, result.content
+    body: dict[str, Any] = result.structured_content
+    return body

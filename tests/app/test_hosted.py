@@ -18,6 +18,7 @@ from sheepcrm_mcp.server.paging import encode_cursor
 from tests.contract import check_request
 from tests.helpers import (
     CANARY_KEY,
+    MEMBER_TOOLS,
     approve,
     binary,
     clean_env,
@@ -26,8 +27,6 @@ from tests.helpers import (
     serve_hosted,
     sign_in,
 )
-
-MEMBER_TOOLS = {"my_membership", "my_bookings", "upcoming_events", "search_help"}
 
 
 @pytest.fixture(scope="module")

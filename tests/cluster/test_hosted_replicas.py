@@ -20,10 +20,8 @@ import pytest
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.store import Store
-from tests.app.test_hosted import session
-from tests.app.test_hosted_approvals import PAGE
 from tests.cluster.helpers import Cluster, cluster, prometheus
-from tests.helpers import CANARY_KEY, browse, running_idp, sign_in
+from tests.helpers import CANARY_KEY, PAGE, browse, hosted_session, running_idp, sign_in
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 MEMBERS = 6  # members of the sandbox signed in at once for the load test
@@ -74,7 +72,7 @@ def open_task(sb: SandboxServer, used: set[str] = set()) -> str:  # noqa: B006 -
 
 
 async def ask(base: str, token: str, uid: str) -> dict[str, Any]:
-    async with session(base, token) as client:
+    async with hosted_session(base, token) as client:
         result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
     assert not result.is_error, result.content
     return dict(result.structured_content or {})
@@ -169,7 +167,7 @@ async def test_helpdesk_change_approved_in_chromium_across_replicas(
 ) -> None:
     from playwright.async_api import async_playwright
 
-    from tests.server.test_approvals import launch_chromium
+    from tests.helpers import launch_chromium
 
     c, sb, idp, _ = hosted
     uid = open_task(sb)
@@ -218,7 +216,7 @@ async def test_members_under_load_across_replicas_see_only_themselves(
     async def member(name: str) -> None:
         others = set().union(*(f for n, f in facts.items() if n != name))
         mine = members[name]
-        async with session(c.lb, tokens[name]) as client:
+        async with hosted_session(c.lb, tokens[name]) as client:
             for n in range(rounds):
                 other = sorted(others)[n % len(others)]
                 calls: list[tuple[str, dict[str, Any], bool]] = [
@@ -276,11 +274,11 @@ async def test_redis_down_refuses_writes_and_sign_ins_say_why_reads_go_on(
     assert link
     c.run("stop-redis")
     try:
-        async with session(c.lb, helpdesk) as client:
+        async with hosted_session(c.lb, helpdesk) as client:
             write = await client.call_tool("update_task", {"uid": open_task(sb), "action": "complete"})
             read = await client.call_tool("get_task", {"uid": uid})
         assert write.is_error and "Redis" in str(write.content) and not read.is_error
-        async with session(c.lb, member) as client:
+        async with hosted_session(c.lb, member) as client:
             mine = await client.call_tool("my_membership", {})
         assert not mine.is_error
         with browser(c) as person:

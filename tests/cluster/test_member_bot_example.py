@@ -17,9 +17,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.app.test_hosted import MEMBER_TOOLS
 from tests.cluster.helpers import cluster
-from tests.helpers import CANARY_KEY, REPO, free_port, running_idp, sign_in
+from tests.helpers import CANARY_KEY, MEMBER_TOOLS, REPO, free_port, running_idp, sign_in
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 EXAMPLE = REPO / "examples" / "member-bot"

@@ -214,7 +214,7 @@ async def test_a_create_repeated_on_other_replicas_creates_once(
     first = await call(c.replica(1), "create_contact", args)
     assert first.structured_content["status"] == "approval_required", text_of(first)
     [launch] = c.launches()[seen:]
-    approve(launch, via=c.replica(2), public=c.lb)
+    approve_on_page(launch, via=c.replica(2), public=c.lb)
     done = await call(c.replica(2), "create_contact", args)
     assert done.structured_content["status"] == "applied", text_of(done)
     again = await call(c.replica(3), "create_contact", args)

@@ -18,7 +18,7 @@ import pytest
 import sheepcrm_mcp.server.approvals.pending as pending
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.approvals.store import ApprovalStore
-from tests.helpers import CHROMIUM, launch_chromium, person_decides, puts, task_status
+from tests.helpers import CHROMIUM, ask, launch_chromium, person_decides, puts, task_status
 
 
 class Browser:
@@ -50,13 +50,6 @@ class Browser:
             headers = {}
         data = {"action": action, "csrf": csrf if csrf is not None else real_csrf, **(extra or {})}
         return self.http.post(self.page_url, data=data, headers=headers)
-
-
-async def ask(client: Any, args: dict[str, Any]) -> dict[str, Any]:
-    result = await client.call_tool("update_task" if "action" in args else "update_contact", args)
-    assert not result.is_error, result.content
-    body: dict[str, Any] = result.structured_content
-    return body
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])

@@ -22,8 +22,7 @@ import pytest
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.approvals.page import _open_in_browser
-from tests.helpers import free_port, stranger
-from tests.server.test_approvals import CHROMIUM, ask, puts, status
+from tests.helpers import CHROMIUM, ask, free_port, puts, stranger, task_status
 
 # Run as the other user: poll every process's command line and environment, try to read every file named there,
 # and try every loopback address seen (as the attack did). Prints what it found, as JSON.
@@ -125,7 +124,7 @@ async def test_another_local_user_polling_proc_cannot_approve(
                 await tab.wait_for_selector("#status")
                 assert (await tab.inner_text("#status")) == "approved"
                 await browser.close()
-            assert status(sandbox, uid) == "open"
+            assert task_status(sandbox, uid) == "open"
             done = await ask(client, {"uid": uid, "action": "complete"})
             secret = page.secret
         out, err = poller.communicate(timeout=60)
@@ -134,7 +133,7 @@ async def test_another_local_user_polling_proc_cannot_approve(
             poller.kill()
         kill_browser(profile)
         shutil.rmtree(home, ignore_errors=True)
-    assert done["status"] == "applied" and status(sandbox, uid) == "done" and puts(sandbox) == 1
+    assert done["status"] == "applied" and task_status(sandbox, uid) == "done" and puts(sandbox) == 1
     found = json.loads(out or "{}")
     assert found, err
     # It looked, and saw Chromium's command line: a file's path, which it could not read.
