@@ -7,7 +7,8 @@ entry, so a new tool cannot be silently left out of them. An entry says, for its
 - `calls`: calls with valid arguments against the demo sandbox (reads succeed; writes are real changes);
 - `slots`: every argument that names a record or a query, filled with a value under test;
 - `reads`: the upstream reads its calls make, by their names in tools/contract.py's READS;
-- `write` (write tools): how to aim it at one record of a kind, and the upstream write that sends.
+- `write` (write tools): how to aim it at one record of a kind, and the upstream write that sends;
+  or `unaimed`: why a write that makes or removes records cannot be aimed, and which tests cover it.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Entry:
     slots: Callable[[Facts, str], list[Args]]
     reads: frozenset[str]
     write: Write | None = None
+    unaimed: str = ""  # a write that makes or removes a record cannot be aimed at one: why, and what covers it
 
 
 def _reads(*names: str) -> frozenset[str]:
@@ -94,7 +96,7 @@ MANIFEST: dict[str, Entry] = {
             {"organisation": f["organisation_uri"]},
         ],
         lambda f, bad: [{"query": bad}, {"email": bad}],
-        _reads("search", "person search", "person list", "member list", "membership_type list", "display"),
+        _reads("search", "person search", "person list", "member list", "membership_type list", "memberships", "v1 record"),
     ),
     "get_contact": Entry(
         ("staff",),
@@ -109,11 +111,25 @@ MANIFEST: dict[str, Entry] = {
         _reads("v1 record"),
         Write("person", _contact),
     ),
+    "create_contact": Entry(
+        ("staff",),
+        lambda f: [{"first_name": "Walk", "last_name": "Inmanifest", "email": "walk.in.manifest@example.org"}],
+        lambda f, bad: [{"first_name": bad, "last_name": "Quill", "email": f"{bad}@example.org"}],
+        _reads("person list", "v1 record"),
+        unaimed="makes a new record (a POST) rather than changing one; tests/tools/test_create_contact.py covers it",
+    ),
+    "delete_contact": Entry(
+        ("staff",),
+        _none,
+        lambda f, bad: [{"uri": bad}],
+        _reads(),
+        unaimed="removes only a record this server made; tests/tools/test_create_contact.py covers it",
+    ),
     "check_membership": Entry(
         ("staff",),
         lambda f: [{"uri": f["lapsed_uri"]}, {"email": f["jane_email"], "detail": "full"}],
         lambda f, bad: [{"uri": bad}, {"email": bad}],
-        _reads("memberships", "v1 membership by email", "display"),
+        _reads("memberships", "v1 membership by email", "display", "v1 record"),
     ),
     "get_record_history": Entry(
         ("staff",),
@@ -236,8 +252,8 @@ def missing(tools: Iterable[ToolSpec], manifest: dict[str, Entry] = MANIFEST) ->
                 f"{spec.name}: no entry in tests/manifest.py MANIFEST; add its valid calls, record-argument "
                 "slots and upstream reads, so the scope fuzz, field contract, secrets, faults and load suites call it"
             )
-        elif isinstance(spec, WriteTool) and entry.write is None:
-            problems.append(f"{spec.name}: a write tool; its MANIFEST entry needs `write` (how to aim it)")
+        elif isinstance(spec, WriteTool) and entry.write is None and not entry.unaimed:
+            problems.append(f"{spec.name}: a write tool; its MANIFEST entry needs `write` (how to aim it) or `unaimed` (why not)")
     return problems
 
 
@@ -251,7 +267,7 @@ def calls(facts: Facts, profile: Profile, *, writes: bool = True) -> list[tuple[
     return [
         (name, args)
         for name, entry in entries(profile).items()
-        if writes or entry.write is None
+        if writes or not (entry.write or entry.unaimed)
         for args in entry.calls(facts)
     ]
 

@@ -694,6 +694,13 @@ TOOLS: list[ToolSpec] = [
         toolset="contacts",
         input=CreateContactInput,
         handler=create_contact,
+        about=(
+            "a new person (names, title, email, phone, address lines, postcode, date of birth) or organisation "
+            "(name, email, phone, address, postcode); refuses an email another contact has, naming it; shows "
+            "possible duplicates (sheepCRM's matching rules, and namesakes in any case) with a link to each and asks "
+            "\"create anyway?\"; a repeated call answers with the record it made, never a second one; the answer "
+            "names the new record's uri and name as read back"
+        ),
         destructive=False,
         idempotent=True,
     ),
@@ -705,6 +712,10 @@ TOOLS: list[ToolSpec] = [
         toolset="contacts",
         input=DeleteContactInput,
         handler=delete_contact,
+        about=(
+            "the undo of `create_contact`: only a contact this server created within `SHEEPCRM_DELETE_WINDOW`; "
+            "sheepCRM can restore it in its own UI, not through its API"
+        ),
         destructive=True,
         idempotent=True,
     ),

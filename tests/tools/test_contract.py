@@ -110,7 +110,12 @@ async def test_tools_read_only_the_listed_fields(
                 assert not result.is_error, (name, result.content)
     assert unknown == [], "upstream reads missing from tools/contract.py"
     declared = {name: set(entry.reads) for name, entry in manifest.MANIFEST.items()}
-    assert dict(reads_of) == declared, "the upstream reads differ from tests/manifest.py's `reads`"
+    differ = {
+        name: {"read": sorted(reads_of.get(name, ())), "declared": sorted(declared.get(name, ()))}
+        for name in {*reads_of, *declared}
+        if reads_of.get(name, set()) != declared.get(name, set())
+    }
+    assert differ == {}, f"the upstream reads differ from tests/manifest.py's `reads`: {differ}"
     by_name = {r.name: r for r in READS}
     extra = {
         name: sorted(keys - {*by_name[name].wrapper, *by_name[name].fields}) for name, keys in seen.items()
