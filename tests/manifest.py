@@ -96,7 +96,9 @@ MANIFEST: dict[str, Entry] = {
             {"organisation": f["organisation_uri"]},
         ],
         lambda f, bad: [{"query": bad}, {"email": bad}],
-        _reads("search", "person search", "person list", "member list", "membership_type list", "memberships", "v1 record"),
+        _reads(
+            "search", "person search", "person list", "member list", "membership_type list", "memberships", "v1 record"
+        ),
     ),
     "get_contact": Entry(
         ("staff",),
@@ -253,7 +255,9 @@ def missing(tools: Iterable[ToolSpec], manifest: dict[str, Entry] = MANIFEST) ->
                 "slots and upstream reads, so the scope fuzz, field contract, secrets, faults and load suites call it"
             )
         elif isinstance(spec, WriteTool) and entry.write is None and not entry.unaimed:
-            problems.append(f"{spec.name}: a write tool; its MANIFEST entry needs `write` (how to aim it) or `unaimed` (why not)")
+            problems.append(
+                f"{spec.name}: a write tool; its MANIFEST entry needs `write` (how to aim it) or `unaimed` (why not)"
+            )
     return problems
 
 
