@@ -117,7 +117,7 @@ MANIFEST: dict[str, Entry] = {
         ("staff",),
         lambda f: [{"first_name": "Walk", "last_name": "Inmanifest", "email": "walk.in.manifest@example.org"}],
         lambda f, bad: [{"first_name": bad, "last_name": "Quill", "email": f"{bad}@example.org"}],
-        _reads("person list", "v1 record"),
+        _reads("organisation list", "person list", "v1 record"),
         unaimed="makes a new record (a POST) rather than changing one; tests/tools/test_create_contact.py covers it",
     ),
     "delete_contact": Entry(

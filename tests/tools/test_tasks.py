@@ -182,6 +182,6 @@ async def test_snooze_is_24_hours_and_verified_by_the_new_due_date(sandbox: Sand
 
 
 def test_status_and_due_of_either_shape() -> None:
-    assert tasks.status_of({"completed": True}) == "done" and tasks.status_of({}) == "open"
+    assert tasks.status_of({"completed": True}) == "done" and tasks.status_of({}) == "unknown"
     assert tasks.due_of({"date": "2030-01-01", "due_date": "2031-01-01"}) == "2030-01-01"
     assert tasks.due_of({"due_date": "2031-01-01"}) == "2031-01-01" and tasks.due_of({}) is None
