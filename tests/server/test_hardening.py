@@ -23,7 +23,7 @@ from starlette.routing import Route
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.audit import AuditEntry, AuditLog
 from sheepcrm_mcp.server.threadserver import ThreadServer
-from tests.helpers import CANARY_KEY, MODES, audit_lines, task_status, text_of, writes
+from tests.helpers import CANARY_KEY, MODES, STRANGER, audit_lines, stranger, task_status, text_of, writes
 
 
 def recorder(seen: list[str], action: str = "accept") -> Any:
@@ -388,3 +388,26 @@ async def test_audit_file_is_private_ascii_and_refuses_symlinks(tmp_path: Path) 
         await AuditLog(link, None, "elicit").record(AuditEntry(tool="t", outcome="x", channel="c", arguments={}))
     assert target.read_text() == ""
     time.sleep(0)
+
+
+async def test_another_users_audit_file_in_a_shared_folder_gets_no_lines(tmp_path: Path) -> None:
+    """Another account's 0666 file in a 0777 folder, named by SHEEPCRM_AUDIT_LOG: refused, naming the fix."""
+    import pwd
+
+    other = pwd.getpwnam(stranger() and STRANGER).pw_uid
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    planted = shared / "audit.jsonl"
+    planted.write_text("")
+    os.chown(planted, other, -1)
+    planted.chmod(0o666)
+    entry = AuditEntry(tool="t", outcome="attempt", channel="c", arguments={"email": "a@example.org"})
+    with pytest.raises(PermissionError, match="chmod 600|chown"):
+        await AuditLog(planted, None, "elicit").record(entry)
+    assert planted.read_text() == ""
+    os.chown(planted, os.getuid(), -1)
+    planted.chmod(0o600)  # ours and private now, but the folder is still writable by anyone
+    with pytest.raises(PermissionError, match="chmod 700"):
+        await AuditLog(planted, None, "elicit").record(entry)
+    assert planted.read_text() == ""
