@@ -403,7 +403,7 @@ async def test_another_users_audit_file_in_a_shared_folder_gets_no_lines(tmp_pat
     os.chown(planted, other, -1)
     planted.chmod(0o666)
     entry = AuditEntry(tool="t", outcome="attempt", channel="c", arguments={"email": "a@example.org"})
-    with pytest.raises(PermissionError, match="chmod 600|chown"):
+    with pytest.raises(PermissionError, match=r"chmod 600|chown"):
         await AuditLog(planted, None, "elicit").record(entry)
     assert planted.read_text() == ""
     os.chown(planted, os.getuid(), -1)
