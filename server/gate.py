@@ -361,8 +361,9 @@ class Gate:
         )
         if by_client and url_mode and not new_era:
             return await self._ask_by_url(tool, pending, args_digest, prepared.state_digest, ctx)
-        if pending.opened and not pending.expired():
-            # The same request again while the person decides: the tab they have stays valid; no new one opens.
+        if (pending.opened or self.page.launched(pending)) and not pending.expired():
+            # The same request again while the person decides, whether or not their tab has loaded yet: the tab
+            # they have stays valid (its launch token is not replaced); no new one opens.
             log.warning("approval for %s is still waiting in the browser it was opened in", tool)
             return Decision("approval_required", "approval-page", message=self.page.waiting(tool, pending, again=True))
         opened = await self.page.open(pending)

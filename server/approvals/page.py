@@ -245,10 +245,19 @@ class ApprovalPage:
             return False
         try:
             target = await self.launch_file(item)
-            return bool(await anyio.to_thread.run_sync(opener, target))
+            opened = bool(await anyio.to_thread.run_sync(opener, target))
         except Exception as exc:
             log.warning("could not open a browser for an approval (%s)", type(exc).__name__)
-            return False
+            opened = False
+        if not opened:  # nothing shows that file: the next repeat of the request tries again
+            self._forget(item.id)
+        return opened
+
+    def launched(self, item: Pending) -> bool:
+        """Whether a browser was opened on this approval's launch file and has not used it yet (the person may not
+        have seen the tab, or the browser is still starting): opening another would replace its one-time token, so
+        the first tab would find nothing, and a second tab would take the page from the first."""
+        return item.id in self._files
 
     where = "opened the approval page in this computer's browser"  # for the log: never an address
 

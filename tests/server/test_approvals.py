@@ -18,7 +18,7 @@ import pytest
 import sheepcrm_mcp.server.approvals.pending as pending
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.approvals.store import ApprovalStore
-from tests.helpers import CHROMIUM, ask, launch_chromium, person_decides, puts, task_status
+from tests.helpers import CHROMIUM, ask, launch_chromium, launch_link, person_decides, puts, task_status
 
 
 class Browser:
@@ -188,6 +188,46 @@ async def test_page_answers_only_the_browser_that_opened_it(sandbox: SandboxServ
         assert person.http.get(page).status_code == 200
         assert person.decide("approve").status_code == 200
         done = await ask(client, {"uid": uid, "action": "complete"})
+    assert done["status"] == "applied" and puts(sandbox) == 1
+
+
+async def test_a_repeat_before_the_first_tab_loads_keeps_that_tab(sandbox: SandboxServer, connect: Any) -> None:
+    """The assistant repeats the write before the person's browser has loaded the first tab (it is still starting,
+    or the tab waits behind a profile picker). Before, the repeat wrote a new launch file with a new one-time token
+    and opened a second tab: the first tab then showed "Not found", and whichever tab loaded last took the page from
+    the other. Now the repeat opens nothing and the first tab, loading late, is the one that works."""
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    args = {"uid": uid, "action": "complete"}
+    async with connect(sandbox) as client:
+        first = await ask(client, args)
+        assert first["status"] == "approval_required" and len(client.opened) == 1
+        for _ in range(2):  # "did it work?", twice, before the tab has loaded
+            again = await ask(client, args)
+            assert again["status"] == "approval_required" and "already open" in again["message"]
+        assert len(client.opened) == 1  # no second tab
+        person = Browser()
+        page = person.open(client.opened[0])  # the first tab loads now
+        assert page.status_code == 200 and "open → done" in page.text
+        assert person.decide("approve").status_code == 200
+        assert puts(sandbox) == 0
+        done = await ask(client, args)
+    assert done["status"] == "applied" and task_status(sandbox, uid) == "done" and puts(sandbox) == 1
+
+
+async def test_a_launch_no_browser_showed_is_tried_again(sandbox: SandboxServer, connect: Any) -> None:
+    """When the opener fails, no tab holds the launch: the repeat opens one (and the unused file is gone)."""
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    args = {"uid": uid, "action": "complete"}
+    tried: list[str] = []
+    async with connect(sandbox) as client:
+        client.runtime.page.opener = lambda target: tried.append(target) and False
+        refused = await client.call_tool("update_task", args)
+        assert refused.is_error and "cannot open a browser" in str(refused.content)
+        assert len(tried) == 1 and not Path(tried[0].removeprefix("file://")).exists()
+        client.runtime.page.opener = lambda target: client.opened.append(launch_link(target)) is None
+        assert (await ask(client, args))["status"] == "approval_required" and len(client.opened) == 1
+        assert person_decides(client.opened[0]).status_code == 200
+        done = await ask(client, args)
     assert done["status"] == "applied" and puts(sandbox) == 1
 
 
