@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import threading
 import uuid
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sheepcrm_mcp.server.caller import current_caller
+from sheepcrm_mcp.server.files import check_private
 from sheepcrm_mcp.server.logs import scrub
 
 SECRET_WORDS = ("key", "token", "secret", "password", "authorization", "csrf")
@@ -82,21 +82,6 @@ class AuditLog:
         return found[-last:] if last else found
 
 
-
-def _check_private(fd: int, path: Path) -> None:
-    """The audit file must be this user's, 0600, in a folder no one else can write: another account's file (or
-    one in a world-writable folder, where another account could swap it) would receive every audit line."""
-    if not hasattr(os, "getuid"):
-        return
-    info, folder = os.fstat(fd), path.parent.stat()
-    if info.st_uid != os.getuid() or info.st_mode & 0o077 or not stat.S_ISREG(info.st_mode):
-        raise PermissionError(f"audit log {path} must be your own file, readable only by you: "
-                              f"remove it or run chown $USER {path} && chmod 600 {path}")
-    if folder.st_uid not in (os.getuid(), 0) or folder.st_mode & 0o022:
-        raise PermissionError(f"audit log folder {path.parent} must be writable only by you: "
-                              f"run chmod 700 {path.parent} (or set SHEEPCRM_AUDIT_LOG to a private folder)")
-
-
 def append_lines(path: Path, lines: list[str]) -> None:
     """Append ASCII JSON lines to the audit file and fsync: folder 0700, file 0600, never through a symlink."""
     if not path.parent.exists():
@@ -104,7 +89,7 @@ def append_lines(path: Path, lines: list[str]) -> None:
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(path, flags, 0o600)
     try:
-        _check_private(fd, path)
+        check_private(fd, path, "audit log", "SHEEPCRM_AUDIT_LOG")
         os.write(fd, "".join(line + "\n" for line in lines).encode("ascii"))
         os.fsync(fd)
     finally:

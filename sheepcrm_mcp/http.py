@@ -2,8 +2,9 @@
 
 Binds 127.0.0.1; validates Host and Origin against DNS rebinding; every request but /healthz
 must carry the bearer token, loopback included (another local user is a stranger too),
-compared in constant time. Without SHEEPCRM_MCP_TOKEN a token is generated at start and
-written to a 0600 file whose path (never the token) is printed on stderr; a non-loopback
+compared in constant time. Without SHEEPCRM_MCP_TOKEN the token is kept in a 0600 file whose path
+(never the token) is printed on stderr, one token for every server of this user running on that
+file (a new one when the first of them starts); a non-loopback
 bind needs SHEEPCRM_MCP_TOKEN. Failed attempts are throttled per client address, and each
 address may hold a limited number of sessions. Stateful sessions by default so that
 confirmations can reach 2025-11-25 clients; `--stateless` for replicas behind a balancer.
@@ -33,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sheepcrm_mcp.assembly import App
 from sheepcrm_mcp.server import __version__, logs
 from sheepcrm_mcp.server.approvals.page import ServedPage
+from sheepcrm_mcp.server.files import check_private
 from sheepcrm_mcp.server.settings import ConfigError, Settings
 
 log = logging.getLogger("sheepcrm_mcp.http")
@@ -223,23 +225,64 @@ def default_token_file() -> Path:
     return Path.home() / ".local" / "state" / "sheepcrm-mcp" / "http-token"
 
 
+_HELD: list[int] = []  # the token file this process serves with: open, its shared lock held until the process ends
+
+
 def generated_token(path: Path) -> str:
-    """A new random token in a file only this user can read (0600, symlinks refused); returns it."""
-    token = secrets.token_urlsafe(32)
+    """The bearer token when none is configured, kept in a file only this user can read (0600 in a folder no one
+    else can write, never through a link). Every server of this user started on the same file uses one token while
+    any of them runs: each holds a shared lock on the file, and the first to start when none runs writes a new
+    one. So several servers or replicas on one machine never overwrite the token a running one checks."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(path, flags, 0o600)
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | nofollow, 0o600)
     try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, (token + "\n").encode())
-    finally:
+        check_private(fd, path, "token file", "SHEEPCRM_MCP_TOKEN_FILE")
+        token, made = _token_in(fd, path, nofollow)
+    except BaseException:
         os.close(fd)
+        raise
+    _HELD.append(fd)
     print(
-        f"sheepcrm-mcp: no SHEEPCRM_MCP_TOKEN set; generated a bearer token for HTTP clients in {path} "
-        "(readable only by you). Send it as 'Authorization: Bearer <token>'.",
+        f"sheepcrm-mcp: no SHEEPCRM_MCP_TOKEN set; {'generated' if made else 'using'} the bearer token for HTTP "
+        f"clients in {path} (readable only by you; shared by every server started with it while one runs). Send "
+        "it as 'Authorization: Bearer <token>'.",
         file=sys.stderr,
     )
     return token
+
+
+def _token_in(fd: int, path: Path, nofollow: int) -> tuple[str, bool]:
+    """The token in the open file `fd`: a running server's (it holds a shared lock), else a new one written there.
+    Returns it and whether it is new; this process then holds a shared lock too."""
+    def new() -> str:
+        token = secrets.token_urlsafe(32)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (token + "\n").encode(), 0)
+        os.fsync(fd)
+        return token
+
+    if sys.platform == "win32":  # pragma: no cover - no flock: each server writes its own token
+        return new(), True
+    import fcntl
+
+    starting = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT | nofollow, 0o600)
+    try:
+        fcntl.flock(starting, fcntl.LOCK_EX)  # one server starting at a time (released when closed, below)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a running server holds the file: its token is the one clients have
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            token = os.pread(fd, 4096, 0).decode("ascii", "replace").strip()
+            if len(token) < 32:
+                raise ConfigError(f"the token file {path} is in use but holds no token: stop the servers using it, "
+                                  "or set SHEEPCRM_MCP_TOKEN_FILE to another file") from None
+            return token, False
+        token = new()
+        fcntl.flock(fd, fcntl.LOCK_SH)  # no other server is starting, so nothing takes the file in between
+        return token, True
+    finally:
+        os.close(starting)
 
 
 def transport_security(settings: Settings, host: str) -> TransportSecuritySettings:
@@ -285,7 +328,10 @@ def http_app(built: App, host: str, stateless: bool) -> ASGIApp:
     if host not in LOOPBACK:
         built.page.opener = None  # a hosted server cannot open a person's browser
     if not token:
-        token = generated_token(settings.mcp_token_file or default_token_file())
+        try:
+            token = generated_token(settings.mcp_token_file or default_token_file())
+        except PermissionError as exc:
+            raise ConfigError(str(exc)) from None
     logs.add_secret(token)
     open_paths = healthz_route(server, settings)
     page_prefix = None

@@ -4,6 +4,8 @@ security settings only from the environment or flags, https upstreams."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import stat
 from pathlib import Path
@@ -23,6 +25,7 @@ from tests.helpers import (
     run_binary,
     sandbox_env,
     serve_http,
+    stranger,
     wait_healthy,
 )
 
@@ -59,6 +62,52 @@ def test_without_a_token_one_is_generated_into_a_private_file(
         proc.terminate()
         _, err = proc.communicate(timeout=15)
     assert str(token_file).encode() in err and token.encode() not in err
+
+
+def test_servers_on_one_token_file_never_overwrite_each_others_token(sandbox: SandboxServer, tmp_path: Path) -> None:
+    """Several servers of one user started without SHEEPCRM_MCP_TOKEN (replicas, or a second project's server) on
+    the default token file. Before, each wrote its own token over the file, so every server but the last refused
+    the token clients read there. Now they share the file's token while any of them runs; once none runs, the next
+    to start writes a new one."""
+    token_file = tmp_path / ".local" / "state" / "sheepcrm-mcp" / "http-token"  # the default, under this HOME
+    env = sandbox_env(sandbox, tmp_path, HOME=str(tmp_path))
+    ports = [free_port() for _ in range(2)]
+    with contextlib.ExitStack() as stack:  # started together: they race for the file
+        procs = [stack.enter_context(run_binary(["--transport", "http", "--port", str(p)], env)) for p in ports]
+        for port, proc in zip(ports, procs, strict=True):
+            wait_healthy(f"http://127.0.0.1:{port}", proc)
+        token = token_file.read_text().strip()
+        assert len(token) >= 32 and stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        for port in ports:
+            url = f"http://127.0.0.1:{port}"
+            assert post(url, {"authorization": f"Bearer {token}"}).status_code == 200, port
+            assert post(url, {"authorization": f"Bearer {'x' * 43}"}).status_code == 401
+    port = free_port()
+    with run_binary(["--transport", "http", "--port", str(port)], env) as proc:
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
+        fresh = token_file.read_text().strip()
+        assert fresh != token  # none was running: a new token, the old one is worth nothing
+        assert post(f"http://127.0.0.1:{port}", {"authorization": f"Bearer {fresh}"}).status_code == 200
+        assert post(f"http://127.0.0.1:{port}", {"authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_another_users_token_file_is_refused(sandbox: SandboxServer, tmp_path: Path) -> None:
+    """A token file another account made (so it knows the token) in a folder anyone can write: not used."""
+    import pwd
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    planted = shared / "http-token"
+    planted.write_text("planted-" + "p" * 40 + "\n")
+    os.chown(planted, pwd.getpwnam(stranger()).pw_uid, -1)
+    planted.chmod(0o666)
+    port = free_port()
+    env = sandbox_env(sandbox, tmp_path, SHEEPCRM_MCP_TOKEN_FILE=str(planted), HOME=str(tmp_path))
+    with run_binary(["--transport", "http", "--port", str(port)], env) as proc:
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and b"chown" in err and b"Traceback" not in err
+    assert planted.read_text() == "planted-" + "p" * 40 + "\n"
 
 
 def test_short_tokens_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:

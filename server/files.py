@@ -1,0 +1,25 @@
+"""Files only this user may read or write: the audit log and the generated HTTP token.
+
+Another local account must neither read them nor hand us a file of its own to write into (or a token it knows),
+so an open file counts only when it is a regular file of this user's, mode 0600, in a folder no one else can
+write (where another account could swap it)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+
+def check_private(fd: int, path: Path, what: str, setting: str) -> None:
+    """Raise PermissionError naming the fix unless `fd` (opened from `path`) is private; `what` names the file for a
+    person, `setting` the variable that moves it."""
+    if not hasattr(os, "getuid"):  # pragma: no cover - Windows: the profile folder's ACL protects it
+        return
+    info, folder = os.fstat(fd), path.parent.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077 or not stat.S_ISREG(info.st_mode):
+        raise PermissionError(f"{what} {path} must be your own file, readable only by you: "
+                              f"remove it or run chown $USER {path} && chmod 600 {path}")
+    if folder.st_uid not in (os.getuid(), 0) or folder.st_mode & 0o022:
+        raise PermissionError(f"{what} folder {path.parent} must be writable only by you: "
+                              f"run chmod 700 {path.parent} (or set {setting} to a private folder)")
