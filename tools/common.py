@@ -115,25 +115,6 @@ def today() -> date:
     return datetime.now(UTC).date()
 
 
-def rows(data: Any, *keys: str) -> list[dict[str, Any]]:
-    """The list of records in a nested part of an answer (a diff's changes, a ticket list), under the first of
-    `keys` present (or the part itself); anything else is none. A whole answer is read with `listed`, which says
-    when it cannot be read instead of answering "none".
-
-    A single object where a list is expected counts as a list of one (the 2024-12 cut types the task list's
-    `tasks` as one object)."""
-    if isinstance(data, list):
-        return [r for r in data if isinstance(r, dict)]
-    if isinstance(data, dict):
-        for key in keys:
-            value = data.get(key)
-            if isinstance(value, list):
-                return [r for r in value if isinstance(r, dict)]
-            if isinstance(value, dict):
-                return [value]
-    return []
-
-
 def shape(data: Any) -> str:
     """What an answer looks like, by its keys and kinds only: never a value (keys are cut and plain)."""
     if isinstance(data, dict):

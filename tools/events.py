@@ -18,7 +18,7 @@ from sheepcrm_mcp.server.paging import as_of, list_page
 from sheepcrm_mcp.server.schema import SHOWN
 from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec, WriteDeps, WriteTool
 from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, visible
-from sheepcrm_mcp.sheepcrm import PermissionDenied, SheepError
+from sheepcrm_mcp.sheepcrm import PermissionDenied, SheepError, UpstreamError
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
 from sheepcrm_mcp.tools.common import (
     ContactRef,
@@ -31,7 +31,6 @@ from sheepcrm_mcp.tools.common import (
     fetch_pages,
     listed,
     ref,
-    rows,
     text,
     today,
     uid_in,
@@ -134,8 +133,8 @@ class ListEventsOutput(TimedListOutput):
 
 async def _free(event: ListedEvent, deps: Deps) -> None:
     try:
-        tickets = rows(await deps.client.event_tickets(event.uid), "available_tickets")
-    except PermissionDenied:
+        tickets = listed(await deps.client.event_tickets(event.uid), "the event's tickets", "available_tickets")
+    except SheepError:  # not allowed, or an answer that could not be read: free places stay unknown
         return
     frees = [n for t in tickets if (n := _int(t.get("available"))) is not None]
     event.free = sum(frees) if frees else None
@@ -150,6 +149,7 @@ class PersonEvent:
     own: list[Attendee]
     as_guest: list[Attendee]
     ordered: bool
+    unsure: list[Attendee]  # sessions naming them whose `guest` is absent or unreadable: unknown whether a guest
 
 
 SCAN = 60  # events per answer whose attendance is read for sessions that no order of the person shows
@@ -203,10 +203,11 @@ async def person_events(
             "uid": uid, "display_value": orders.get(uid), **events.get(uid, {}),
             **(booking if isinstance(booking, dict) else {}),
         }
-        own = [a for a in people if a.person_uri == me and not a.guest]
+        own = [a for a in people if a.person_uri == me and a.guest is False]
         as_guest = [a for a in people if a.guest and a.guest_uri == me]
-        if own or as_guest or uid in orders:
-            out[uid] = PersonEvent(event, own, as_guest, uid in orders)
+        unsure = [a for a in people if a.guest is None and me in (a.person_uri, a.guest_uri)]
+        if own or as_guest or unsure or uid in orders:
+            out[uid] = PersonEvent(event, own, as_guest, uid in orders, unsure)
 
     async with anyio.create_task_group() as tg:
         for uid in scanned:
@@ -229,6 +230,7 @@ def person_status(found: PersonEvent) -> str:
     """The person's part in an event in a few words: their own statuses, as a guest, or only ordered."""
     parts = sorted({a.status for a in found.own})
     parts += [f"guest: {s}" for s in sorted({a.status for a in found.as_guest})]
+    parts += [f"unknown whether guest: {s}" for s in sorted({a.status for a in found.unsure})]
     return "/".join(parts) or "ordered for others"
 
 
@@ -347,6 +349,17 @@ def _int(value: Any) -> int | None:
         return None
 
 
+def _tickets(data: Any, notes: list[str]) -> list[dict[str, Any]]:
+    """The ticket types of an answer this key could read; one that cannot be read is said in the notes."""
+    if data is None:
+        return []
+    try:
+        return listed(data, "the event's tickets", "available_tickets")
+    except UpstreamError as exc:
+        notes.append(str(exc))
+        return []
+
+
 async def get_event(req: GetEventInput, deps: Deps) -> Event:
     uid = uid_in(req.uid, deps.client.bucket, BOOKING)
     e, reduced = await _event_or_refuse(uid, deps)
@@ -363,7 +376,7 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
             reserved=_int(t.get("reserved")),
             free=_int(t.get("available")),
         )
-        for t in rows(tickets_data, "available_tickets")
+        for t in _tickets(tickets_data, notes)
     ]
     people = sessions(attendance)[0] if attendance is not None else []
     counts = Counter(s.status for s in people)
@@ -401,12 +414,12 @@ class ListAttendeesInput(Paged):
 
 class Attendee(Output):
     session_uid: str | None = None
-    person_uri: str | None = Field(None, description="For a guest: whose guest.", json_schema_extra=SHOWN)
+    person_uri: str | None = Field(None, description="Booker; a guest: whose guest.", json_schema_extra=SHOWN)
     name: str
     email: str | None = None
     status: str
     ticket: str | None = None
-    guest: bool | None = None
+    guest: bool | None = Field(None, description="Absent: unknown.", json_schema_extra=SHOWN)
     guest_uri: str | None = Field(None, description="A guest's own contact.")
 
 
@@ -633,8 +646,8 @@ TOOLS: list[ToolSpec] = [
         name="get_event",
         title="Get event",
         toolset="events",
-        description="One event: dates, tickets (booked, reserved, free), attendance counts by status. full: "
-        "description, address.",
+        description="One event: dates, tickets (booked, reserved, free), sessions by status. full: description, "
+        "address.",
         input=GetEventInput,
         output=Event,
         handler=get_event,
@@ -647,8 +660,8 @@ TOOLS: list[ToolSpec] = [
         name="list_attendees",
         title="List attendees",
         toolset="events",
-        description="An event's attendance sessions (person_uri, status, ticket, guests), counts by status; filter "
-        "by status or name (email, uri).",
+        description="An event's sessions (status, ticket, guests), counts by status; filter by status or name "
+        "(email, uri).",
         input=ListAttendeesInput,
         output=ListAttendeesOutput,
         handler=list_attendees,

@@ -12,7 +12,7 @@ from sheepcrm_mcp.server.paging import list_page
 from sheepcrm_mcp.server.specs import Deps, Output, ReadTool, ToolSpec
 from sheepcrm_mcp.sheepcrm import SheepError
 from sheepcrm_mcp.sheepcrm.scope import RECORD_TYPES, parse_uri
-from sheepcrm_mcp.tools.common import ListOutput, Paged, listed, ref, rows, text
+from sheepcrm_mcp.tools.common import ListOutput, Paged, listed, ref, text
 
 HISTORY_TYPES = ("person", "organisation", "booking", "task", "journal", "member")
 
@@ -90,7 +90,8 @@ async def get_record_history(req: GetRecordHistoryInput, deps: Deps) -> GetRecor
             message=text(e.get("message")),
             changes=[
                 FieldChange(field=text(d.get("field")) or "?", before=value(d.get("prev")), after=value(d.get("value")))
-                for d in rows(e, "clean_diff")
+                for d in (listed(e["clean_diff"], "a history entry's changes") if e.get("clean_diff") is not None
+                          else [])
             ],
         )
         for e in found

@@ -15,7 +15,7 @@ from sheepcrm_mcp.server.writes import visible
 from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepError
 from sheepcrm_mcp.sheepcrm.errors import V1_404_CAVEAT
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
-from sheepcrm_mcp.tools.common import Detail, day, listed, ref, rows, text, today, v1_none_found
+from sheepcrm_mcp.tools.common import Detail, day, listed, ref, text, today, v1_none_found
 
 Status = Literal["current", "grace", "unpaid", "pending", "future", "lapsed", "cancelled", "none", "unknown"]
 # The vendor's six membership record statuses (shared/sheepcrm-api/EVIDENCE.md, "membership record status"), matched
@@ -373,7 +373,8 @@ class MembersPage:
 async def _plans(deps: Deps) -> dict[str, str]:
     """Plan uri -> name, from the v1 listing of membership_type records."""
     data = await deps.client.resources("membership_type", {}, page_size=100)
-    return {u: text(r.get("display_value")) or u for r in rows(data, "results") if (u := text(r.get("uri")))}
+    return {u: text(r.get("display_value")) or u for r in listed(data, "the plan listing", "results")
+            if (u := text(r.get("uri")))}
 
 
 async def current_members(

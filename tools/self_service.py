@@ -86,7 +86,8 @@ class Booking(Output):
     location: str | None = None
     status: str = Field(description="accepted, attended or no-show (a booking: never an invitation).")
     ticket: str | None = None
-    guest: bool | None = Field(None, description="True: I came as someone's guest.", json_schema_extra=SHOWN)
+    guest: bool | None = Field(
+        None, description="True: as someone's guest; false: my own; absent: unknown.", json_schema_extra=SHOWN)
 
 
 class MyBookingsOutput(ListOutput):
@@ -98,22 +99,26 @@ async def my_bookings(req: MyBookingsInput, deps: Deps) -> MyBookingsOutput:
     found: list[Booking] = []
     missing = "Your contact record was not found in sheepCRM; ask the membership team."
     mine, cut = await person_events(person, deps, state_lists(req.when), missing)
-    unbooked = 0
+    unbooked = unsure = 0
     for p in mine:
         b = brief(p.event)
-        for s, guest in [*((s, False) for s in p.own), *((s, True) for s in p.as_guest)]:
+        held = [*((s, False) for s in p.own), *((s, True) for s in p.as_guest), *((s, None) for s in p.unsure)]
+        for s, guest in held:
             if s.status not in BOOKED:
                 unbooked += 1
                 continue
+            unsure += guest is None
             found.append(Booking(event_uid=b.uid, event=b.title, start=b.start, location=b.location, status=s.status,
-                                 ticket=s.ticket, guest=guest or None))
+                                 ticket=s.ticket, guest=guest))
     found.sort(key=lambda x: x.start or "")
     items, envelope = list_page(
         found, req.limit, req.cursor, f"bookings:{person}:{req.when}", f"You have no {req.when} bookings.", cut=cut
     )
-    if unbooked:
-        envelope["note"] = " ".join(filter(None, [
-            f"{unbooked} invitation(s) or declined place(s) are not bookings and are not listed.", envelope["note"]]))
+    notes = [
+        f"{unbooked} invitation(s) or declined place(s) are not bookings and are not listed." if unbooked else None,
+        f"{unsure} session(s) do not say whether you came as a guest (no guest): unknown." if unsure else None,
+    ]
+    envelope["note"] = " ".join(filter(None, [*notes, envelope["note"]])) or None
     return MyBookingsOutput(bookings=items, **envelope)
 
 
@@ -130,7 +135,7 @@ class OpenEvent(Output):
     start: str | None = None
     end: str | None = None
     location: str | None = None
-    places_free: int
+    places_free: int | None = Field(None, description="Absent: unknown (not full).", json_schema_extra=SHOWN)
     member_only: bool | None = Field(None, description="True when every ticket type is for members only.")
 
 
@@ -138,11 +143,14 @@ class UpcomingEventsOutput(ListOutput):
     events: list[OpenEvent]
 
 
-def _int(value: Any) -> int:
+def _int(value: Any) -> int | None:
+    """A count of places, or None when sheepCRM's value is absent or not a number (unknown, never 0)."""
+    if isinstance(value, bool):
+        return None
     try:
         return max(0, int(value))
     except (TypeError, ValueError):
-        return 0
+        return None
 
 
 async def upcoming_events(req: UpcomingEventsInput, deps: Deps) -> UpcomingEventsOutput:
@@ -166,8 +174,9 @@ async def upcoming_events(req: UpcomingEventsInput, deps: Deps) -> UpcomingEvent
 
     async def one(b: Any) -> None:
         tickets = listed(await deps.client.event_tickets(b.uid), "the event's tickets", "available_tickets")
-        free = sum(_int(t.get("available")) for t in tickets)
-        if free > 0:
+        counts = [_int(t.get("available")) for t in tickets]
+        free = None if None in counts else sum(c for c in counts if c is not None)
+        if free is None or free > 0:  # places unknown is listed as unknown, never left out as full
             out[b.uid] = OpenEvent(
                 uid=b.uid, title=b.title, start=b.start, end=b.end, location=b.location, places_free=free,
                 member_only=all(bool(t.get("member_only")) for t in tickets) if tickets else None,
@@ -178,6 +187,9 @@ async def upcoming_events(req: UpcomingEventsInput, deps: Deps) -> UpcomingEvent
             tg.start_soon(one, b)
     events = [out[b.uid] for b in candidates[:SCAN_LIMIT] if b.uid in out]
     cut = []
+    if unknown := sum(1 for e in events if e.places_free is None):
+        cut.append(f"{unknown} event(s) do not say how many places are free (no places_free): places unknown, "
+                   "not full.")
     if len(candidates) > SCAN_LIMIT:
         cut.append(f"Free places were checked for the {SCAN_LIMIT} soonest of {len(candidates)} events; later ones "
                    "were not checked: add words from the title or location to narrow.")

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.paging import list_page
+from sheepcrm_mcp.sheepcrm import UpstreamError
 from sheepcrm_mcp.tools import common
 from sheepcrm_mcp.tools.common import fetch_pages
 from tests.helpers import answer_body
@@ -53,4 +56,6 @@ def test_loose_values() -> None:
     assert common.text(["", " a "]) == "a" and common.text("  ") is None
     assert common.day("2026-06-01T10:00:00") is not None and common.day("not a date") is None
     assert common.ref({"ref": "/demo/person/a/", "display_value": "A"}) == "/demo/person/a/"
-    assert common.rows({"tasks": {"uid": "t"}}, "tasks") == [{"uid": "t"}]
+    assert common.listed({"tasks": [{"uid": "t"}]}, "tasks", "tasks") == [{"uid": "t"}]
+    with pytest.raises(UpstreamError, match=r"Could not read.*not 'none found'"):
+        common.listed({"tickets": {"name": "t"}}, "the tickets", "available_tickets")  # unreadable is never 'none'

@@ -28,6 +28,7 @@ from tests.helpers import (
     approve,
     as_guest_only,
     error_text,
+    member_session,
     read,
     writes,
 )
@@ -46,6 +47,25 @@ async def test_a_persons_events_include_where_they_came_as_a_guest(sandbox: Sand
     assert event in events, result.structured_content
     assert events[event]["person_status"] == "guest: attended"
     assert events[event]["guest_of"] == sandbox.store.demo_facts()["jane_uri"]
+
+
+async def test_a_session_that_does_not_say_whether_it_is_a_guest_is_unknown_not_own(
+    connect: Any, tmp_path: Path
+) -> None:
+    """`guest` respelled (drift): Thomas, Jane's guest, is still among the past event's people, "unknown whether
+    guest", never left out; Jane's own bookings do not claim she came on her own, and the note says so."""
+    with SandboxServer(key=CANARY_KEY, drift=["renamed-field=guest:attendance"]) as sb:
+        thomas, event = as_guest_only(sb)
+        facts = sb.store.demo_facts()
+        found = await answer_body(connect, sb, "list_events", {"person": thomas})
+        attendees = await answer_body(connect, sb, "list_attendees", {"uid": event, "limit": 50})
+        async with member_session(sb, tmp_path, facts["jane_uri"], facts["jane_email"]) as client:
+            mine = (await client.call_tool("my_bookings", {"when": "all", "limit": 50})).structured_content
+    statuses = {e["uid"]: e.get("person_status") for e in found["events"]}
+    assert statuses.get(event) == "unknown whether guest: attended", found
+    assert all("guest" not in a for a in attendees["attendees"]), attendees
+    assert mine["bookings"] and all("guest" not in b for b in mine["bookings"]), mine
+    assert "whether you came as a guest" in mine["note"], mine
 
 
 async def test_booked_never_counts_invitations(shared_sandbox: SandboxServer, connect: Any) -> None:

@@ -96,10 +96,24 @@ async def test_upcoming_events_have_free_places(shared_sandbox: SandboxServer, t
     assert events and all(e["places_free"] > 0 for e in events)
 
 
+async def test_an_event_that_does_not_say_its_free_places_is_places_unknown_not_full(tmp_path: Path) -> None:
+    """Tickets without `available` (drift): the events are listed with places_free null and the note says the
+    places are unknown; they are never left out as full."""
+    with SandboxServer(key=CANARY_KEY, drift=["renamed-field=available:available_tickets"]) as sb:
+        future = {e.uid for e in sb.store.events("future")}
+        async with open_session(sb, tmp_path, profile="member") as client:
+            result = await client.call_tool("upcoming_events", {"limit": 50})
+    body = result.structured_content
+    assert not result.is_error and body["events"], body
+    assert {e["uid"] for e in body["events"]} <= future
+    assert all(e.get("places_free") is None for e in body["events"]), body
+    assert "places unknown" in body["note"], body
+
+
 async def test_without_a_signed_in_member_the_tools_refuse() -> None:
     with pytest.raises(Refusal, match="no member is signed in"):
         await self_service.my_membership(self_service.MyMembershipInput(), scripted({}))
 
 
 def test_counts_are_whole_and_never_negative() -> None:
-    assert [self_service._int(v) for v in ("3", -2, None, "x", 4.7)] == [3, 0, 0, 0, 4]
+    assert [self_service._int(v) for v in ("3", -2, None, "x", 4.7)] == [3, 0, None, None, 4]

@@ -73,3 +73,18 @@ async def test_a_v1_404_by_email_is_not_nobody_when_the_key_reads_nothing(connec
         result = await answer(connect, sb, "check_membership", {"email": email}, api_key="sk-not-accepted")
     said = " ".join(getattr(c, "text", "") for c in result.content)
     assert result.is_error and "doctor" in said and "No contact" not in said, said
+
+
+async def test_unreadable_tickets_and_plans_are_not_none(connect: Any) -> None:
+    """A ticket list or plan listing under an unknown key: get_event says the tickets could not be read (not 'no
+    tickets'), and a plan search says the plans could not be read (not 'no plan named ...')."""
+    drift = ["other-wrapper=available_tickets:available_tickets", "other-wrapper=results:/membership_type/"]
+    with SandboxServer(key=CANARY_KEY, drift=drift) as sb:
+        facts = sb.store.demo_facts()
+        event = await answer(connect, sb, "get_event", {"uid": facts["free_event_uid"]})
+        plan = await answer(connect, sb, "search_contacts", {"plan": "Standard"})
+    body = event.structured_content
+    assert not event.is_error and body.get("tickets_free") is None, body
+    assert "could not read sheepcrm's answer to the event's tickets" in body["note"].lower(), body
+    said = said_unknown(plan)
+    assert "No plan named" not in said, said
