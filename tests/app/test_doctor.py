@@ -114,18 +114,27 @@ def test_contract_is_clean_against_the_documented_shapes(doctor_sandbox: Sandbox
          "0 record(s); under '(not found)'; none of results in the answer"),
     ],
 )
-def test_contract_reports_drift(tmp_path: Path, drift: str, expect: str) -> None:
+def test_contract_reports_drift(
+    tmp_path: Path, drift: str, expect: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process: the same code as the command (test_contract_is_clean_against_the_documented_shapes runs the
+    binary), once for the person's lines and once for the JSON report."""
+    for name in [k for k in os.environ if k.startswith("SHEEPCRM_")]:
+        monkeypatch.delenv(name)
     with SandboxServer(key="sk-doctor-drift-2b9c", drift=[drift]) as sb:
-        r = contract(sb, tmp_path)
-        report = json.loads(contract(sb, tmp_path, "--json").stdout)
-    assert r.returncode == 4, r.stdout + r.stderr
-    assert expect in r.stdout, r.stdout
+        settings = {**sb.settings(), "audit_log": tmp_path / "audit.jsonl"}
+        code = run_contract(settings)
+        out = capsys.readouterr()
+        assert run_contract(settings, as_json=True) == 4
+        report = json.loads(capsys.readouterr().out)
+    assert code == 4, out.out + out.err
+    assert expect in out.out, out.out
     assert report["drift"] is True and any(e["drift"] for e in report["endpoints"])
-    assert "upgrade sheepcrm-mcp, or send `sheepcrm-mcp doctor --contract --json`" in r.stderr
+    assert "upgrade sheepcrm-mcp, or send `sheepcrm-mcp doctor --contract --json`" in out.out + out.err
     if "HTTP 404" in expect:
-        assert "the path has moved or the endpoint is gone" in r.stdout
+        assert "the path has moved or the endpoint is gone" in out.out
     if "HTTP 400" in expect:
-        assert "refused the parameters the tools send" in r.stdout
+        assert "refused the parameters the tools send" in out.out
 
 
 def path_regex(read: Read) -> str:

@@ -203,6 +203,7 @@ def variants(value: str) -> list[str]:
             value.replace("/", "%2F")]
 
 
+@pytest.mark.slow
 async def test_member_isolation_under_attack(hosted_site: tuple[str, SandboxServer, Path], idp: str) -> None:
     url, sb, _ = hosted_site
     facts = sb.store.demo_facts()
@@ -278,6 +279,7 @@ async def test_member_isolation_under_attack(hosted_site: tuple[str, SandboxServ
     assert calls > 500
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("good", [True, False])
 def test_doctor_checks_the_auth_settings(idp: str, good: bool) -> None:
     issuer = idp if good else "http://127.0.0.1:9/"

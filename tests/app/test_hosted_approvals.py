@@ -37,6 +37,7 @@ def signin_site(idp: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield url, sb, tmp
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None and not __import__("os").environ.get("CI"), reason="Chromium is not installed")
 async def test_the_person_signs_in_and_approves_in_chromium(
     signin_site: tuple[str, SandboxServer, Path], idp: str

@@ -225,6 +225,7 @@ def sign_in_url(issuer: str) -> str:
         "code_challenge_method": "S256"})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("audiences", [APP_ID, "not a uri"])
 def test_doctor_checks_an_entra_configuration(entra_idp: str, audiences: str) -> None:
     env = clean_env(SHEEPCRM_AUTH="oauth", SHEEPCRM_OAUTH_PROFILE="entra", SHEEPCRM_OAUTH_TENANT=TENANT,

@@ -52,6 +52,7 @@ def test_an_inactive_opaque_token_is_refused(introspected_site: str, opaque_idp:
     assert response.status_code == 401 and 'error="invalid_token"' in response.headers["www-authenticate"]
 
 
+@pytest.mark.slow
 def test_an_expired_opaque_token_is_refused(introspected_site: str, opaque_idp: str) -> None:
     token = sign_in(opaque_idp, "staff", introspected_site + "/mcp")
     # accepted, and its answer is kept until it expires

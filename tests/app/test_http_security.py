@@ -46,6 +46,7 @@ def test_a_proxied_loopback_bind_needs_the_token(shared_sandbox: SandboxServer, 
         assert post(url, {"host": "mcp.example.org", **AUTH}).status_code == 200
 
 
+@pytest.mark.slow
 def test_without_a_token_one_is_generated_into_a_private_file(
     sandbox: SandboxServer, tmp_path: Path
 ) -> None:
@@ -135,6 +136,7 @@ def guesses(url: str, forwarded_for: str | None = None, n: int = 12) -> list[int
     ]
 
 
+@pytest.mark.slow
 def test_a_client_cannot_name_its_own_address_to_escape_the_throttle(sandbox: SandboxServer, tmp_path: Path) -> None:
     """uvicorn took X-Forwarded-For from any request arriving from 127.0.0.1, so each guess could claim a new
     address. By default no proxy is trusted: the socket's address is the one counted."""
@@ -146,6 +148,7 @@ def test_a_client_cannot_name_its_own_address_to_escape_the_throttle(sandbox: Sa
         assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
 
 
+@pytest.mark.slow
 def test_behind_a_named_proxy_one_client_failing_does_not_lock_out_another(
     sandbox: SandboxServer, tmp_path: Path
 ) -> None:
@@ -234,6 +237,7 @@ def test_non_loopback_upstreams_need_https(monkeypatch: pytest.MonkeyPatch, url:
         assert load_settings().base_url == sandbox
 
 
+@pytest.mark.slow
 def test_the_binary_ignores_a_dotenv_in_its_folder(sandbox: SandboxServer, tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(HOSTILE_ENV)
     with run_binary(["doctor"], sandbox_env(sandbox, tmp_path), cwd=tmp_path) as proc:

@@ -121,6 +121,7 @@ def test_non_loopback_bind_needs_a_token(shared_sandbox: SandboxServer, tmp_path
     assert http_app(build_app(with_token), host, False) is not None
 
 
+@pytest.mark.slow
 def test_cli_refuses_non_loopback_bind_without_token(tmp_path: Path) -> None:
     port = free_port()
     with run_binary(["--sandbox", "--transport", "http", "--host", "0.0.0.0", "--port", str(port)],
@@ -206,6 +207,7 @@ async def test_stateless_mode(shared_sandbox: SandboxServer, tmp_path: Path) -> 
 # --- the real binary: healthz and graceful shutdown --------------------------------------------
 
 
+@pytest.mark.slow
 def test_sigterm_lets_an_in_flight_call_finish(tmp_path: Path) -> None:
     # Searches take 1.5 s upstream; SIGTERM arrives while one is in flight.
     with SandboxServer(faults=["latency=1500:1:/search/"]) as sb:

@@ -14,9 +14,12 @@ import pytest
 
 from tests.helpers import REPO, binary
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("npm") is None, reason="npm is not installed: the conformance suite and the Inspector need it"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("npm") is None, reason="npm is not installed: the conformance suite and the Inspector need it"
+    ),
+]
 
 
 def run_script(name: str) -> subprocess.CompletedProcess[str]:

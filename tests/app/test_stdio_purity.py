@@ -13,6 +13,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from tests.helpers import CANARY_KEY, PROTOCOL, REPO, binary, clean_env, sandbox_env
 
@@ -127,6 +129,7 @@ HOOK = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_prints_warnings_and_logs_inside_a_tool_call_stay_off_stdout(tmp_path: Path) -> None:
     # Not the console script but the same main(), with SearchReads.search patched (in this child
     # process only) to misbehave in every way a library or a careless edit could.
@@ -154,6 +157,7 @@ def test_prints_warnings_and_logs_inside_a_tool_call_stay_off_stdout(tmp_path: P
     assert CANARY_KEY not in err
 
 
+@pytest.mark.slow
 def test_text_a_model_chose_cannot_forge_a_log_line(tmp_path: Path) -> None:
     """An unknown prompt (or tool) name holding line breaks was logged as is: its second line looked like a record
     of ours. Every record is one line, line breaks and terminal escapes written out."""

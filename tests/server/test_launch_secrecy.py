@@ -75,6 +75,7 @@ def kill_browser(profile: Path) -> None:
             continue
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="Chromium is not installed here")
 async def test_another_local_user_polling_proc_cannot_approve(
     sandbox: SandboxServer, connect: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

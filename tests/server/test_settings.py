@@ -65,6 +65,7 @@ def launch_as_client(repo: Path, name: str, person_env: dict[str, str]) -> subpr
                           input=json.dumps(init).encode() + b"\n", capture_output=True, timeout=60)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "env", "args", "named"),
     [
