@@ -88,6 +88,28 @@ def text(value: Any) -> str | None:
     return s or None
 
 
+def split_label(value: Any) -> tuple[str, str | None] | None:
+    """One entry of a v1 list field (email, telephone) as (value, label): EVIDENCE.md (v1 list fields) shows them
+    stored as `value;label`; a plain entry has no label. None for an empty entry."""
+    s = text(value)
+    if s is None:
+        return None
+    plain, sep, label = s.partition(";")
+    return (plain.strip() or s), (label.strip() or None) if sep else None
+
+
+def plain(value: Any) -> str | None:
+    """The first non-empty entry of a v1 list field (or a single value), its label split off."""
+    values = value if isinstance(value, list) else [value]
+    return next((e[0] for v in values if (e := split_label(v))), None)
+
+
+def labelled(value: Any) -> list[str]:
+    """Every non-empty entry of a v1 list field as shown to a reader: `x@y (home)`, or `x@y` without a label."""
+    values = value if isinstance(value, list) else [value]
+    return [f"{e[0]} ({e[1]})" if e[1] else e[0] for v in values if (e := split_label(v))]
+
+
 def day(value: Any) -> date | None:
     """The date part of a sheepCRM date or datetime string."""
     s = text(value)

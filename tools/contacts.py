@@ -21,7 +21,7 @@ from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, show, visibl
 from sheepcrm_mcp.sheepcrm import CircuitOpenError, InvalidRequest, NotFoundError, SheepError, UpstreamError
 from sheepcrm_mcp.sheepcrm.contacts import located
 from sheepcrm_mcp.sheepcrm.scope import parse_uri
-from sheepcrm_mcp.tools.common import ContactRef, Detail, listed, text
+from sheepcrm_mcp.tools.common import ContactRef, Detail, labelled, listed, plain, split_label, text
 from sheepcrm_mcp.tools.search import records
 
 log = logging.getLogger("sheepcrm_mcp.tools")
@@ -75,8 +75,8 @@ async def get_contact(req: GetContactInput, deps: Deps) -> Contact:
         uri=str(uri),
         name=text(record.get("display_value")) or text(d.get("formatted_name")) or text(d.get("name")) or "(no name)",
         type=uri.type,
-        email=text(d.get("email")),
-        phone=text(d.get("telephone")),
+        email=plain(d.get("email")),
+        phone=plain(d.get("telephone")),
         locality=text(d.get("locality")),
         postcode=text(d.get("postal_code")),
         tags=strings(d.get("tags")),
@@ -84,8 +84,8 @@ async def get_contact(req: GetContactInput, deps: Deps) -> Contact:
     )
     if req.detail == "full":
         contact.details = ContactDetails(
-            emails=strings(d.get("email")),
-            phones=strings(d.get("telephone")),
+            emails=labelled(d.get("email")),
+            phones=labelled(d.get("telephone")),
             address_lines=strings(d.get("address_lines")),
             region=text(d.get("region")),
             country=text(d.get("country")),
@@ -129,8 +129,8 @@ def _current(record: dict[str, Any]) -> dict[str, Any]:
     data: dict[str, Any] = record.get("data") or {}
     lines = [text(v) or "" for v in (data.get("address_lines") or [])] + ["", "", ""]
     return {
-        "email": text(data.get("email")) or "",
-        "phone": text(data.get("telephone")) or "",
+        "email": plain(data.get("email")) or "",
+        "phone": plain(data.get("telephone")) or "",
         "address_line_1": lines[0],
         "address_line_2": lines[1],
         "address_line_3": lines[2],
@@ -149,14 +149,18 @@ def positional(value: Any) -> list[Any]:
 
 
 def placed(values: list[Any], old: str, new: str) -> list[Any]:
-    """Replace the entry shown as primary (the first non-empty one) in place, keeping every other position;
-    with no entry yet, fill the first empty slot (or add one). A cleared entry becomes null."""
+    """Replace the entry shown as primary (the first non-empty one) in place, keeping every other position and
+    its label (`value;label`); with no entry yet, fill the first empty slot (or add one). A cleared entry becomes
+    null."""
     out = list(values)
-    index = next((i for i, v in enumerate(out) if v and str(v).strip() == old), None)
+    index = next((i for i, v in enumerate(out) if (e := split_label(v)) and e[0] == old), None)
+    label = None
     if index is None:
         index = next((i for i, v in enumerate(out) if not v), len(out))
         out += [None] * (index + 1 - len(out))
-    out[index] = new or None
+    elif found := split_label(out[index]):
+        label = found[1]
+    out[index] = (f"{new};{label}" if label else new) if new else None
     return out
 
 
@@ -354,7 +358,7 @@ def _summary_of(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "uri": uri,
         "name": text(row.get("display_value")) or text(data.get("formatted_name")) or "(no name)",
-        "email": text(row.get("primary_email")) or (emails[0] if emails else None),
+        "email": plain(row.get("primary_email")) or (emails[0] if emails else None),
         "postcode": text(row.get("postal_code")) or text(data.get("postal_code")),
     }
 

@@ -15,7 +15,7 @@ from sheepcrm_mcp.server.writes import visible
 from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepError
 from sheepcrm_mcp.sheepcrm.errors import V1_404_CAVEAT
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
-from sheepcrm_mcp.tools.common import Detail, day, listed, ref, text, today, v1_none_found
+from sheepcrm_mcp.tools.common import Detail, day, listed, plain, ref, text, today, v1_none_found
 
 Status = Literal["current", "grace", "unpaid", "pending", "future", "lapsed", "cancelled", "none", "unknown"]
 # The vendor's six membership record statuses (shared/sheepcrm-api/EVIDENCE.md, "membership record status"), matched
@@ -183,7 +183,7 @@ async def grace_of(uri: RecordUri, v1: dict[str, Any], deps: Deps) -> tuple[str 
     unknown = "Whether sheepCRM's grace period still applies could not be checked"
     try:
         contact = await deps.client.record(uri)
-        email = text((contact.get("data") or {}).get("email"))
+        email = plain((contact.get("data") or {}).get("email"))
         if not email:
             return None, f"{unknown}: the contact has no email to ask sheepCRM's membership-by-email with."
         found = await deps.client.membership_by_email(email)
@@ -479,7 +479,7 @@ async def _contacts(uris: set[str], deps: Deps) -> dict[str, tuple[str | None, s
         except (SheepError, ValueError):
             return
         data: dict[str, Any] = contact.get("data") or {}
-        found[uri] = (text(contact.get("display_value")), text(data.get("email")))
+        found[uri] = (text(contact.get("display_value")), plain(data.get("email")))
 
     async with anyio.create_task_group() as tg:
         for uri in uris:

@@ -13,7 +13,7 @@ from sheepcrm_mcp.server.paging import decode_cursor, encode_cursor, list_page
 from sheepcrm_mcp.server.specs import Deps, Output, ReadTool, ToolSpec
 from sheepcrm_mcp.sheepcrm import NotFoundError, SheepError
 from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, parse_uri
-from sheepcrm_mcp.tools.common import ListOutput, Paged, listed, text, today
+from sheepcrm_mcp.tools.common import ListOutput, Paged, listed, plain, text, today
 from sheepcrm_mcp.tools.membership import classify, current_members, memberships_of
 
 Short = Annotated[str | None, Field(max_length=100)]
@@ -83,8 +83,8 @@ def hit(row: dict[str, Any]) -> ContactHit:
         uri=uri,
         name=text(row.get("display_value")) or "(no name)",
         type=kind_of(row),
-        email=text(row.get("primary_email")),
-        phone=text(row.get("primary_telephone")),
+        email=plain(row.get("primary_email")),
+        phone=plain(row.get("primary_telephone")),
         postcode=text(row.get("postal_code")),
     )
 
@@ -123,7 +123,7 @@ async def at_organisation(req: SearchContactsInput, deps: Deps) -> SearchContact
         hits.append(
             ContactHit(
                 uri=text(r.get("uri")) or "", name=text(r.get("display_value")) or "(no name)", type="person",
-                email=text(d.get("email")), phone=text(d.get("telephone")), job_title=text(d.get("job_title")),
+                email=plain(d.get("email")), phone=plain(d.get("telephone")), job_title=text(d.get("job_title")),
             )
         )
     total = data.get("total") if isinstance(data, dict) and isinstance(data.get("total"), int) else None
@@ -180,7 +180,7 @@ async def describe(hits: list[ContactHit], deps: Deps) -> str | None:
         d: dict[str, Any] = contact.get("data") or {}
         h.postcode = text(d.get("postal_code")) or h.postcode
         h.town = text(d.get("locality"))
-        h.email = h.email or text(d.get("email"))
+        h.email = h.email or plain(d.get("email"))
         on = today()
         states = {classify(m, on) for m in members_}
         h.member = True if "current" in states else (None if "unknown" in states else False)

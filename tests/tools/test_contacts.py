@@ -142,6 +142,24 @@ async def test_full_detail_carries_known_as_and_notes(shared_sandbox: SandboxSer
     assert (full["details"]["known_as"], full["details"]["notes"]) == (jane.data["known_as"], jane.data["notes"])
 
 
+async def test_labelled_list_values_are_split_and_the_label_kept(connect: Any) -> None:
+    """v1 list values stored as `value;label` (EVIDENCE.md; variant labelled-lists): the contact's email is the
+    address alone, the full detail shows each label, search hits carry the address, and a new email replaces the
+    primary entry keeping its label."""
+    with SandboxServer(key=CANARY_KEY, variant="labelled-lists") as sb:
+        facts = sb.store.demo_facts()
+        jane, email = facts["jane_uri"], facts["jane_email"]
+        full = await answer_body(connect, sb, "get_contact", {"uri": jane, "detail": "full"})
+        hits = await answer_body(connect, sb, "search_contacts", {"query": "Austen"})
+        async with connect(sb, elicitation=approve) as client:
+            result = await client.call_tool("update_contact", {"uri": jane, "email": "jane@new.example.org"})
+        record = sb.store.get(jane)
+    assert full["email"] == email and f"{email} (home)" in full["details"]["emails"], full
+    assert {h.get("email") for h in hits["contacts"] if h["uri"] == jane} == {email}, hits
+    assert result.structured_content["status"] == "applied", result.structured_content
+    assert record is not None and "jane@new.example.org;home" in record.data["email"], record.data["email"]
+
+
 # ---- the pure mappers ----------------------------------------------------------------------
 
 
@@ -155,3 +173,4 @@ def test_placed_replaces_the_primary_in_place() -> None:
     assert contacts.placed([None, "b@x"], "", "new@x") == ["new@x", "b@x"]  # the first empty slot
     assert contacts.placed(["b@x"], "", "new@x") == ["b@x", "new@x"]  # or one more
     assert contacts.placed(["old@x", "b@x"], "old@x", "") == [None, "b@x"]  # cleared: null, not removed
+    assert contacts.placed(["old@x;work", "b@x"], "old@x", "new@x") == ["new@x;work", "b@x"]  # the label kept

@@ -26,7 +26,6 @@ VARIANT_PARAMS = [None, *(pytest.param(name, marks=pytest.mark.slow) for name in
 
 # (scenario, variant) -> the wrong answer today's tools give under that variant.
 WRONG: dict[tuple[str, str], str] = {
-    ("search", "labelled-lists"): "the contact's email is shown with its v1 label ('x@y;home')",
     ("organisation", "connections-endpoint"): "no `connections` field on records is answered as nobody at the "
     "organisation (an empty list)",
     ("plan_pages", "v1-paging"): "a v1 listing that ignores page/page_size repeats its first page as the next one",
