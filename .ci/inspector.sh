@@ -53,7 +53,7 @@ must_fail() {  # $1 = name, $2 = text the error must contain, rest = inspector a
 
 STDIO=("$BIN" --sandbox)
 inspect stdio-tools-list \
-  'len(a["tools"]) >= 10 and "search_contacts" in {t["name"] for t in a["tools"]} and all("readOnlyHint" in (t.get("annotations") or {}) for t in a["tools"])' \
+  'len(a["tools"]) >= 10 and "search_contacts" in {t["name"] for t in a["tools"]} and all((t.get("annotations") or {}).get("openWorldHint") is False for t in a["tools"])' \
   "${STDIO[@]}" --method tools/list
 inspect stdio-search-contacts \
   'a["isError"] is False and any("Austen" in c["name"] for c in a["structuredContent"]["contacts"])' \

@@ -300,8 +300,10 @@ class Gate:
             inspect.Parameter("prepared", kw, annotation=prepared_type),
             inspect.Parameter("confirmation", kw, annotation=Annotated[ElicitationResult[Confirm], Resolve(confirm)]),
         )
+        # Every write answers a WriteResult: the instructions describe it once (catalogue.INSTRUCTIONS).
         return Registration(
-            spec.name, spec.title, spec.description, spec.input, WriteResult, spec.annotations, call, extra
+            spec.name, spec.description, spec.input, WriteResult, spec.annotations, call, extra,
+            list_output_fields=False,
         )
 
     # ---- asking --------------------------------------------------------------------

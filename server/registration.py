@@ -33,13 +33,15 @@ class Registration:
     """Everything build_tool needs: what the model sees and the call behind it."""
 
     name: str
-    title: str
     description: str
     input: type[BaseModel]
     output: type[BaseModel]
     annotations: ToolAnnotations
     call: Callable[[BaseModel, Context, dict[str, Any]], Awaitable[BaseModel]]
     extra_params: tuple[inspect.Parameter, ...] = ()
+    # False when the answer's fields are described once for every tool that shares them (the write tools'
+    # WriteResult, in the server's instructions) rather than repeated in each tool's output schema.
+    list_output_fields: bool = True
 
 
 def read_registration(spec: ReadTool[Any, Any], make_deps: Callable[[Context], Deps]) -> Registration:
@@ -55,7 +57,7 @@ def read_registration(spec: ReadTool[Any, Any], make_deps: Callable[[Context], D
             )
         return result
 
-    return Registration(spec.name, spec.title, spec.description, spec.input, spec.output, spec.annotations, call)
+    return Registration(spec.name, spec.description, spec.input, spec.output, spec.annotations, call)
 
 
 def _parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
@@ -71,6 +73,15 @@ def _parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
             )
         )
     return params
+
+
+def listed_hints(hints: ToolAnnotations) -> ToolAnnotations:
+    """The hints as tools/list says them: a false readOnlyHint or idempotentHint is what MCP assumes without
+    the hint, as does a client that reads a missing hint as false. destructiveHint and openWorldHint default
+    to true, so they are always said."""
+    return hints.model_copy(update={
+        "read_only_hint": hints.read_only_hint or None, "idempotent_hint": hints.idempotent_hint or None,
+    })
 
 
 def build_tool(spec: Registration) -> Tool:
@@ -96,9 +107,8 @@ def build_tool(spec: Registration) -> Tool:
     tool = Tool.from_function(
         call,
         name=spec.name,
-        title=spec.title,
         description=spec.description,
-        annotations=spec.annotations,
+        annotations=listed_hints(spec.annotations),
         structured_output=True,
     )
     # The SDK ignores unknown arguments; refuse them instead, so a model cannot smuggle in
@@ -133,5 +143,6 @@ def build_tool(spec: Registration) -> Tool:
     tool.fn_metadata.arg_model = strict  # type: ignore[assignment]
     tool.parameters = argument_schema(compact_schema(strict.model_json_schema(by_alias=True)))
     if tool.fn_metadata.output_schema is not None:
-        tool.fn_metadata.output_schema = answer_schema(compact_schema(tool.fn_metadata.output_schema))
+        listed = answer_schema(compact_schema(tool.fn_metadata.output_schema))
+        tool.fn_metadata.output_schema = listed if spec.list_output_fields else {"type": listed["type"]}
     return tool

@@ -1,23 +1,28 @@
 """The JSON schemas a tool publishes, in as few characters as they can be said.
 
 Every character of tools/list is paid for in the model's context on every turn: generated titles,
-null defaults and `null` alternatives are folded away (`compact_schema`); arguments drop what is
-checked on every call anyway (`argument_schema`); answers drop what the description already says
-(`answer_schema`).
+null defaults and `null` alternatives are folded away (`compact_schema`); arguments drop what is checked
+on every call anyway (`argument_schema`); answers say which fields come back, their closed value sets and
+the meanings marked SHOWN, not what the answer's own JSON shows (`answer_schema`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+# Checked on every call and left out of published arguments. An enum keeps its `type`: some model APIs refuse
+# an enum without `type: string`.
+CHECKED_ON_CALL = ("maxLength", "minLength", "minimum", "minItems")
+
 
 def argument_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """Published input schema: optional means omit it (null is never needed). Lengths and unknown arguments
-    are still checked on every call, with an error naming the allowed arguments; they are left out here
-    because every character of tools/list is paid for in the model's context on every turn."""
+    """Published input schema: optional means omit it (null is never needed). Lengths, lower bounds (a limit of
+    at least 1, days from 0) and unknown arguments are still checked on every call, with an error naming the
+    rule or the allowed arguments; they are left out here because every character of tools/list is paid for
+    in the model's context on every turn. Upper bounds stay: they tell the model how much it may ask for."""
     props = {}
     for name, sub in schema.get("properties", {}).items():
-        sub = {k: v for k, v in sub.items() if k not in ("maxLength", "minLength")}
+        sub = {k: v for k, v in sub.items() if k not in CHECKED_ON_CALL}
         if isinstance(sub.get("type"), list) and "null" in sub["type"]:
             rest = [t for t in sub["type"] if t != "null"]
             sub["type"] = rest[0] if len(rest) == 1 else rest
@@ -33,9 +38,11 @@ SHOWN: dict[str, Any] = {"shown": True}
 def answer_schema(schema: Any, top: bool = True, defs: dict[str, Any] | None = None) -> Any:
     """Output schemas describe answers: None is never sent (see Output), so nullable means optional.
 
-    Descriptions, defaults, additionalProperties and nested record shapes are dropped here: the tool description
-    carries the meaning, and every byte of tools/list costs the model context on every turn. The exception is a
-    field marked SHOWN: its description is kept, and a nested record lists its SHOWN fields.
+    Published: which fields an answer has, their closed value sets (enum), and the meanings marked SHOWN (a nested
+    record lists its SHOWN fields). Dropped: other descriptions, defaults, nested record shapes (the tool
+    description carries the meaning) and each field's JSON type, which the answer's own JSON shows; every
+    character of tools/list costs the model context on every turn. Answers are still checked against the full
+    output model before they are sent.
     """
     if isinstance(schema, list):
         return [answer_schema(s, False, defs) for s in schema]
@@ -72,6 +79,13 @@ def answer_schema(schema: Any, top: bool = True, defs: dict[str, Any] | None = N
         del out["anyOf"]
         out = {**rest[0], **out} if len(rest) == 1 else {**out, "anyOf": rest}
     out.pop("required", None)  # answers omit unset fields, so nothing is promised to be present
+    if not top:
+        out.pop("type", None)
+        for key in ("items", "additionalProperties"):
+            if out.get(key) == {}:
+                del out[key]
+        if isinstance(out.get("anyOf"), list) and {} in out["anyOf"]:
+            del out["anyOf"]  # one of the alternatives is any value: nothing is left to say
     return out
 
 

@@ -95,7 +95,6 @@ class WriteDeps(Deps):
 @dataclass(frozen=True, kw_only=True)
 class ReadTool(Generic[I, O]):
     name: str
-    title: str
     description: str
     toolset: str
     input: type[I]
@@ -113,7 +112,6 @@ class WriteTool(Generic[I]):
     """A gated write: the handler returns the plan; the gate previews, asks a person and applies it."""
 
     name: str
-    title: str
     description: str
     toolset: str
     input: type[I]

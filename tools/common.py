@@ -29,7 +29,7 @@ def _contact_ref(value: str) -> str:
 
 ContactRef = Annotated[
     str,
-    Field(min_length=1, max_length=200, description="Contact uri from search_contacts."),
+    Field(min_length=1, max_length=200, description="Contact uri."),
     AfterValidator(_contact_ref),
 ]
 

@@ -111,9 +111,9 @@ class UpdateContactInput(Input):
     uri: ContactRef
     email: Annotated[Value, Field(description="Primary email.")] = None
     phone: Annotated[Value, Field(description="Primary phone.")] = None
-    address_line_1: Annotated[Value, Field(description="'' clears it.")] = None
-    address_line_2: Annotated[Value, Field(description="'' clears it.")] = None
-    address_line_3: Annotated[Value, Field(description="'' clears it.")] = None
+    address_line_1: Annotated[Value, Field()] = None
+    address_line_2: Annotated[Value, Field()] = None
+    address_line_3: Annotated[Value, Field()] = None
     postcode: Annotated[Value, Field()] = None
 
     @model_validator(mode="after")
@@ -662,9 +662,8 @@ async def delete_contact(req: DeleteContactInput, deps: WriteDeps) -> WritePlan:
 TOOLS: list[ToolSpec] = [
     ReadTool(
         name="get_contact",
-        title="Get contact",
-        description="A contact by uri: name, email, phone, postcode, tags (check_membership for membership). "
-        "full: all emails, phones, address, personal, notes.",
+        description="A contact by uri (membership: check_membership). full: all emails, phones, address, personal, "
+        "notes.",
         toolset="contacts",
         input=GetContactInput,
         output=Contact,
@@ -677,9 +676,8 @@ TOOLS: list[ToolSpec] = [
     ),
     WriteTool(
         name="update_contact",
-        title="Update contact",
-        description="Change a contact's email, phone, address lines or postcode. A person approves the preview "
-        "(warns of shared emails); returns undo.",
+        description="Change a contact's email, phone, address lines ('' clears one) or postcode. A person approves "
+        "the preview (warns of shared emails); returns undo.",
         toolset="contacts",
         input=UpdateContactInput,
         handler=update_contact,
@@ -692,7 +690,6 @@ TOOLS: list[ToolSpec] = [
     ),
     WriteTool(
         name="create_contact",
-        title="Create contact",
         description="New person or organisation. Refuses a known email; shows likely duplicates for a person to "
         "approve; repeat-safe. Undo: delete_contact.",
         toolset="contacts",
@@ -710,7 +707,6 @@ TOOLS: list[ToolSpec] = [
     ),
     WriteTool(
         name="delete_contact",
-        title="Delete contact",
         description="Undo create_contact: delete a contact it made recently, after a person approves. Only "
         "sheepCRM's UI can restore it.",
         toolset="contacts",

@@ -44,7 +44,7 @@ STATUSES: tuple[AttendanceStatus, ...] = ("invited", "accepted", "declined", "at
 # an invitation is not a booking, nor is a declined one.
 BOOKED: frozenset[str] = frozenset({"accepted", "attended", "no-show"})
 BOOKED_MEANS = "accepted, attended or no-show; never invited"
-EventUid = Annotated[UidOrUri, Field(description="Event uid or uri."), uid_or_uri("list_events(query=...)")]
+EventUid = Annotated[UidOrUri, uid_or_uri("list_events(query=...)")]
 BOOKING = ("booking",)
 
 
@@ -629,7 +629,6 @@ def _no_single_undo(uid: str, applied: list[Change]) -> str:
 TOOLS: list[ToolSpec] = [
     ReadTool(
         name="list_events",
-        title="List events",
         toolset="events",
         description="Events with free places; filter by state, words, dates, or person (their events, "
         "person_status).",
@@ -644,7 +643,6 @@ TOOLS: list[ToolSpec] = [
     ),
     ReadTool(
         name="get_event",
-        title="Get event",
         toolset="events",
         description="One event: dates, tickets (booked, reserved, free), sessions by status. full: description, "
         "address.",
@@ -658,7 +656,6 @@ TOOLS: list[ToolSpec] = [
     ),
     ReadTool(
         name="list_attendees",
-        title="List attendees",
         toolset="events",
         description="An event's sessions (status, ticket, guests), counts by status; filter by status or name "
         "(email, uri).",
@@ -673,7 +670,6 @@ TOOLS: list[ToolSpec] = [
     ),
     WriteTool(
         name="set_attendance",
-        title="Set attendance",
         toolset="events",
         description="Set 1-50 attendees of one event to a status. A person approves the batch; returns each "
         "outcome and undo.",

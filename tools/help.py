@@ -83,7 +83,6 @@ def _weak(query: str, articles: list[HelpArticle]) -> str | None:
 TOOLS: list[ToolSpec] = [
     ReadTool(
         name="search_help",
-        title="Search sheepCRM help",
         toolset="help",
         description="sheepCRM's own help articles (how staff use sheepCRM), not the organisation's member FAQ: "
         "title, link, snippet (full: text).",

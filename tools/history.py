@@ -119,7 +119,6 @@ assert set(HISTORY_TYPES) <= set(RECORD_TYPES)
 TOOLS: list[ToolSpec] = [
     ReadTool(
         name="get_record_history",
-        title="Record history",
         toolset="history",
         description="Who (user uri) changed what when on a contact, event, task or membership; newest first.",
         input=GetRecordHistoryInput,

@@ -490,9 +490,8 @@ async def _contacts(uris: set[str], deps: Deps) -> dict[str, tuple[str | None, s
 TOOLS: list[ToolSpec] = [
     ReadTool(
         name="check_membership",
-        title="Check membership",
-        description="Is this person (uri or email) a member today? Status (paid, active, grace), plan, dates, "
-        "days left, renewal flags, summary. full: history.",
+        description="Is this person (uri or email) a member today? Status, plan, dates, days left, renewal, "
+        "summary. full: history.",
         toolset="membership",
         input=CheckMembershipInput,
         output=MembershipAnswer,

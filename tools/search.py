@@ -240,9 +240,7 @@ async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContact
 TOOLS: list[ToolSpec] = [
     ReadTool(
         name="search_contacts",
-        title="Search contacts",
-        description="Find people/organisations by free text (query), or people by first_name, last_name, "
-        "email, postcode, organisation, plan or renewal window. Gives uris.",
+        description="Find people/organisations by free text (query), or people by the other filters. Gives uris.",
         toolset="search",
         input=SearchContactsInput,
         output=SearchContactsOutput,

@@ -14,7 +14,7 @@ from sheepcrm_mcp.sheepcrm import NotFoundError
 from sheepcrm_mcp.tools.common import ListOutput, Paged, UidOrUri, fetch_pages, text, uid_in, uid_or_uri
 from sheepcrm_mcp.tools.search import ContactHit, hit, records
 
-SegmentUid = Annotated[UidOrUri, Field(description="Segment uid or uri."), uid_or_uri("find_segments(name=...)")]
+SegmentUid = Annotated[UidOrUri, uid_or_uri("find_segments(name=...)")]
 
 
 class FindSegmentsInput(Paged):
@@ -141,7 +141,6 @@ async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutpu
 TOOLS: list[ToolSpec] = [
     ReadTool(
         name="find_segments",
-        title="Find segments",
         toolset="segments",
         description="Saved segments (active and inactive), all or by words in the name; each with its record type.",
         input=FindSegmentsInput,
@@ -154,7 +153,6 @@ TOOLS: list[ToolSpec] = [
     ),
     ReadTool(
         name="query_segment",
-        title="Query segment",
         toolset="segments",
         description="A segment's size (count), members (paged, any record type), or whether someone is in it "
         "(lookup, with q).",

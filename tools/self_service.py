@@ -205,7 +205,6 @@ async def upcoming_events(req: UpcomingEventsInput, deps: Deps) -> UpcomingEvent
 TOOLS: list[ToolSpec] = [
     ReadTool(
         name="my_membership",
-        title="My membership",
         toolset="self_service",
         description="Am I a member today? My status, plan, dates and days left. full: my membership history.",
         input=MyMembershipInput,
@@ -214,7 +213,6 @@ TOOLS: list[ToolSpec] = [
     ),
     ReadTool(
         name="my_bookings",
-        title="My bookings",
         toolset="self_service",
         description="Events I am booked on (accepted, attended or no-show; as a guest too; upcoming, past or all), "
         "with my status and ticket.",
@@ -224,7 +222,6 @@ TOOLS: list[ToolSpec] = [
     ),
     ReadTool(
         name="upcoming_events",
-        title="Upcoming events with free places",
         toolset="self_service",
         description="Events not yet started (running ones left out) that still have free places, optionally with "
         "words from the title or location.",

@@ -29,7 +29,7 @@ from sheepcrm_mcp.tools.common import (
 )
 
 TaskStatus = Literal["open", "done"]
-TaskUid = Annotated[UidOrUri, Field(description="Task uid or uri."), uid_or_uri("list_tasks(query=...)")]
+TaskUid = Annotated[UidOrUri, uid_or_uri("list_tasks(query=...)")]
 TASK_TYPES = ("journal", "task")
 
 
@@ -250,7 +250,6 @@ async def update_task(req: UpdateTaskInput, deps: WriteDeps) -> WritePlan:
 TOOLS: list[ToolSpec] = [
     ReadTool(
         name="list_tasks",
-        title="List tasks",
         toolset="tasks",
         description="My (or all) tasks by status, due date, overdue, contact or title words; soonest first.",
         input=ListTasksInput,
@@ -264,7 +263,6 @@ TOOLS: list[ToolSpec] = [
     ),
     ReadTool(
         name="get_task",
-        title="Get task",
         toolset="tasks",
         description="One task: title, text, status, due date, assignee, subject.",
         input=GetTaskInput,
@@ -274,7 +272,6 @@ TOOLS: list[ToolSpec] = [
     ),
     WriteTool(
         name="update_task",
-        title="Update task",
         toolset="tasks",
         description="Complete, reopen or snooze (24 hours; no undo) a task. A person approves the preview; returns "
         "undo.",

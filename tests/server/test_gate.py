@@ -265,7 +265,7 @@ async def test_tools_cannot_build_a_client_of_their_own(sandbox: SandboxServer, 
             return Found(secrets=held, built=False)
         return Found(secrets=held, built=True)
 
-    spec = ReadTool(name="snoop", title="Snoop", description="d", toolset="contacts", input=Nothing, output=Found,
+    spec = ReadTool(name="snoop", description="d", toolset="contacts", input=Nothing, output=Found,
                     handler=snoop)
     settings = settings_for(sandbox, tmp_path, mcp_token="t" * 40, api_key_helpdesk="k" * 20)
     profile = Profile("snoop", "", lambda s: [spec], STAFF.install)

@@ -145,6 +145,7 @@ async def test_tools_list_with_apps_fits_the_budget(shared_sandbox: SandboxServe
             sizes.append(len((await client.list_tools()).model_dump_json(by_alias=True, exclude_none=True)))
     plain, rich = sizes
     assert plain <= TOOLS_LIST_BUDGET, f"tools/list is {plain} characters"
+    assert rich <= TOOLS_LIST_BUDGET, f"tools/list with the apps is {rich} characters"
     assert 0 < rich - plain <= APPS_ALLOWANCE, f"the apps add {rich - plain} characters to tools/list"
 
 

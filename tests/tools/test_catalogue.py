@@ -5,6 +5,7 @@ Each assertion names the step a new tool missed and where to do it.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from sheepcrm_mcp.server.specs import Input, Output, ReadTool, WriteTool
 from sheepcrm_mcp.tools.catalogue import TOOLS, TOOLSETS
 from tests import manifest
+from tests.helpers import TOOL_ALLOWANCES, TOOLS_LIST_BUDGET
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
@@ -34,6 +36,14 @@ def test_tool_went_through_the_checklist(spec: ReadTool[Input, Output] | WriteTo
     assert (TESTS / "__toolsnaps__" / f"{name}.json").exists(), (
         f"{name}: no tools/list snapshot; run `UPDATE_TOOLSNAPS=1 .venv/bin/pytest tests/tools/test_surface.py`"
         " and review it"
+    )
+    assert name in TOOL_ALLOWANCES, (
+        f"{name}: give it a character allowance in TOOL_ALLOWANCES (tests/helpers.py): what its snapshot takes"
+    )
+    listed = json.loads((TESTS / "__toolsnaps__" / f"{name}.json").read_text())
+    size = len(json.dumps(listed, separators=(",", ":"), ensure_ascii=False))  # as tools/list sends it
+    assert size <= TOOL_ALLOWANCES[name], (
+        f"{name}: {size} characters in tools/list, over its allowance of {TOOL_ALLOWANCES[name]}; say it in fewer"
     )
     readme = (REPO / "README.md").read_text()
     mark = " ✎" if isinstance(spec, WriteTool) else ""
@@ -61,10 +71,18 @@ def test_a_new_tool_without_a_manifest_entry_fails_naming_it() -> None:
     async def handler(request: Input, deps: object) -> Output:
         raise AssertionError("never called")
 
-    new = ReadTool(name="list_invoices", title="Invoices", description="Invoices of a contact.",
+    new = ReadTool(name="list_invoices", description="Invoices of a contact.",
                    toolset="contacts", input=Input, output=Output, handler=handler)
     problems = manifest.missing([*manifest.every_tool().values(), new])
     assert len(problems) == 1 and problems[0].startswith("list_invoices: no entry in tests/manifest.py"), problems
+
+
+def test_the_tool_allowances_fit_the_context_budget() -> None:
+    stale = set(TOOL_ALLOWANCES) - {t.name for t in TOOLS}
+    assert not stale, f"allowances for tools that no longer exist: {sorted(stale)}"
+    brackets = len('{"tools":[]}') + len(TOOL_ALLOWANCES) - 1
+    total = sum(TOOL_ALLOWANCES.values()) + brackets
+    assert total <= TOOLS_LIST_BUDGET, f"the tools' allowances add up to {total}, over TOOLS_LIST_BUDGET"
 
 
 def test_names_are_unique_and_toolsets_come_from_the_tools() -> None:

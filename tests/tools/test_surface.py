@@ -77,9 +77,12 @@ def test_every_tool_declares_its_hints_and_schemas() -> None:
 
 
 async def test_listed_tools_carry_output_schemas_and_hints(shared_sandbox: SandboxServer, connect: Any) -> None:
+    reads = {t.name for t in TOOLS if isinstance(t, ReadTool)}
     for tool in await listed(connect, shared_sandbox):
         assert tool.get("outputSchema", {}).get("type") == "object", tool["name"]
-        assert "readOnlyHint" in tool.get("annotations", {}), tool["name"]
+        hints = tool.get("annotations", {})  # a false readOnlyHint or idempotentHint is left out, as MCP assumes it
+        assert hints.get("readOnlyHint", False) is (tool["name"] in reads), tool["name"]
+        assert hints["openWorldHint"] is False and ("destructiveHint" in hints) is (tool["name"] not in reads)
         assert tool["inputSchema"]["type"] == "object"
 
 
