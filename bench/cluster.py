@@ -47,7 +47,7 @@ class Cluster:
     def __init__(self, sb: Any, replicas: int, state: Path) -> None:
         base = _free_block(replicas + 4)
         binary = Path(sys.executable).parent / "sheepcrm-mcp"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SHEEPCRM_")}
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SHEEPCRM_") and k != "PYTHONPATH"}
         self.env.update(sb.env())
         self.env.update(
             CLUSTER_STATE_DIR=str(state), REPLICAS=str(replicas), REPLICA_BASE_PORT=str(base),

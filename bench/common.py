@@ -142,14 +142,15 @@ async def authorized(stack: AsyncExitStack, url: str) -> Any:
 
 def server_env(sb: Any, **extra: str) -> dict[str, str]:
     """Environment for a `sheepcrm-mcp` subprocess pointed at the sandbox `sb`, reads never cached."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHEEPCRM_")}
+    # No PYTHONPATH: the server refuses one (it could load code before the server starts); the editable install
+    # finds this checkout, and the echo server is found from its working folder (REPO).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHEEPCRM_") and k != "PYTHONPATH"}
     env.update(
         {
             **sb.env(),
             "SHEEPCRM_CACHE_TTL": "0",
             "SHEEPCRM_MCP_TOKEN": BENCH_TOKEN,
             "SHEEPCRM_AUDIT_LOG": str(Path(os.environ.get("TMPDIR", "/tmp")) / "sheepcrm-bench-audit.jsonl"),
-            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         }
     )
     env.update(extra)

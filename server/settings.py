@@ -460,6 +460,53 @@ def trust_notes(settings: Settings) -> list[str]:
     return notes
 
 
+# Python reads these before any code of this server runs, and each can load code into its process: a folder searched
+# before the standard library (a planted sitecustomize.py runs at start), another standard library, a user site with
+# .pth files, a bytecode cache to load modules from, a startup file and an interactive prompt on stdin, a breakpoint
+# hook. A client's config (a cloned repository's .mcp.json included) can set them, and code they load could switch
+# approvals off or approve. `python -I` makes Python ignore them all; otherwise the server refuses to start when one
+# is set, unless the person's own settings file says the same. That check runs after such code could have run (and
+# could have removed the variable), so it catches a careless or copied config, not a determined one: docs/SECURITY.md.
+CODE_VARIABLES = (
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONUSERBASE",
+    "PYTHONPYCACHEPREFIX",
+    "PYTHONPLATLIBDIR",
+    "PYTHONSTARTUP",
+    "PYTHONINSPECT",
+    "PYTHONEXECUTABLE",
+    "PYTHONBREAKPOINT",
+)
+
+
+def isolated_launch() -> str:
+    """The launch line under which Python ignores every PYTHON* variable, the user site and the current folder."""
+    return f"{sys.executable} -I -m sheepcrm_mcp"
+
+
+def check_interpreter(user_file: Path | None = None) -> None:
+    """Refuse to run when Python was started honouring a variable that loads code (CODE_VARIABLES), unless the
+    person's own settings file sets it to the same value (a developer's own PYTHONPATH). Nothing to check under
+    `python -I` (or -E): Python ignored them."""
+    if sys.flags.ignore_environment:
+        return
+    found = {name: os.environ[name] for name in CODE_VARIABLES if os.environ.get(name)}
+    if not found:
+        return
+    own_file = user_file or user_settings_file()
+    own = read_user_file(own_file)
+    refused = sorted(name for name, value in found.items() if own.get(name) != value)
+    if refused:
+        raise ConfigError(
+            f"{', '.join(refused)} is set, and Python loads code from it into this server before the server starts; "
+            "a cloned repository's client config can set it to switch approvals off. Remove it from the client's "
+            f"config and environment, or launch the server as `{isolated_launch()}` (Python then ignores it); if "
+            f"you set it yourself on purpose, write the same line in your own settings file {own_file} (yours, "
+            "chmod 600)"
+        )
+
+
 def _from_user_file(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """The person's own file: settings it sets that the environment does not (the environment wins), and the
     raw SHEEPCRM_* values it holds (to check the settings only it may set)."""

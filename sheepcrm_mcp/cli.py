@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 
 from sheepcrm_mcp.server import __version__, logs
-from sheepcrm_mcp.server.settings import ConfigError, Settings, load_settings
+from sheepcrm_mcp.server.settings import ConfigError, Settings, check_interpreter, load_settings
 
 log = logging.getLogger("sheepcrm_mcp")
 
@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logs.configure(args.log_level)
     try:
+        check_interpreter()  # before anything else: a variable that loaded code into this process stops it
         if args.command == "demo":
             from sheepcrm_mcp.demo import run_demo
 

@@ -38,7 +38,7 @@ from sheepcrm_mcp.http import http_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.store import Store
 from sheepcrm_mcp.server.caller import Caller, set_caller
-from sheepcrm_mcp.server.settings import Settings
+from sheepcrm_mcp.server.settings import CODE_VARIABLES, Settings
 from sheepcrm_mcp.server.threadserver import ThreadServer
 from sheepcrm_mcp.tools.profiles import PROFILES
 
@@ -90,8 +90,9 @@ def free_port() -> int:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The test process's environment without any SHEEPCRM_* setting, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHEEPCRM_")}
+    """The test process's environment without any SHEEPCRM_* setting (nor a PYTHONPATH-like variable, which the
+    server refuses), plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHEEPCRM_") and k not in CODE_VARIABLES}
     env.update(extra)
     return env
 

@@ -49,6 +49,8 @@ def launched_args(entry: dict[str, Any]) -> list[str] | None:
     command, args = Path(entry["command"]).name, list(entry.get("args", []))
     if command == COMMAND:
         return args
+    if command.startswith("python") and args[:3] == ["-I", "-m", "sheepcrm_mcp"]:  # the isolated launch line
+        return args[3:]
     if command in ("uvx", "pipx") and COMMAND in args:
         if command == "pipx":
             assert args[0] == "run", args
