@@ -8,12 +8,15 @@ Before, the launch link (secret path and one-time token) was the browser's argum
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,13 +25,13 @@ import pytest
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.approvals.page import _open_in_browser
-from tests.helpers import CHROMIUM, ask, free_port, puts, stranger, task_status
+from tests.helpers import CHROMIUM, ask, puts, stranger, task_status
 
 # Run as the other user: poll every process's command line and environment, try to read every file named there,
 # and try every loopback address seen (as the attack did). Prints what it found, as JSON.
 POLLER = r"""
 import json, os, re, sys, time, urllib.request
-seen, files, tried, read = set(), set(), [], []
+seen, files, tried, read, devtools = set(), set(), [], [], []
 deadline = time.time() + float(sys.argv[1])
 while time.time() < deadline:
     for pid in os.listdir("/proc"):
@@ -40,8 +43,15 @@ while time.time() < deadline:
             except OSError:
                 continue
             for word in data.split("\0"):
-                if "127.0.0.1" in word or "file://" in word or "/approve" in word:
+                if "127.0.0.1" in word or "file://" in word or "/approve" in word or "remote-debugging" in word:
                     seen.add(word)
+                # A browser's DevTools port answers anyone on loopback: its tab list, then full control of the tabs.
+                for port in re.findall(r"--remote-debugging-port=(\d+)", word):
+                    try:
+                        devtools.append(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=2).read()
+                                        .decode())
+                    except Exception:
+                        pass
                 for path in re.findall(r"file://(/[^\s\"']+)", word):
                     files.add(path)
                 for url in re.findall(r"http://127\.0\.0\.1:\d+/[^\s\"']+", word):
@@ -57,13 +67,70 @@ while time.time() < deadline:
         except OSError:
             pass
     time.sleep(0.02)
-print(json.dumps({"seen": sorted(seen), "files": sorted(files), "tried": tried, "read": read}))
+print(json.dumps({"seen": sorted(seen), "files": sorted(files), "tried": tried, "read": read, "devtools": devtools}))
 """
 
+# The person's browser, which the test drives through DevTools over a pipe (fd 3 in, fd 4 out), never a port: a
+# DevTools port on loopback would let any local user list the tabs and click Approve. The pipes are FIFOs in a
+# folder only this user can enter.
 BROWSER = """#!/bin/sh
 exec {chromium} --headless=new --no-sandbox --disable-gpu --no-first-run --disable-sync --disable-component-update \
-  --disable-background-networking --remote-debugging-port={port} --user-data-dir={profile} "$@"
+  --disable-background-networking --remote-debugging-pipe --user-data-dir={profile} "$@" 3<{pipes}/in 4>{pipes}/out
 """
+
+
+class DevTools:
+    """Chromium's DevTools protocol over --remote-debugging-pipe: JSON messages ended by NUL, through two FIFOs in a
+    0700 folder. Opening them blocks until the browser's side opens them too, so that happens in a thread."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(mode=0o700)
+        os.mkfifo(folder / "in", 0o600)
+        os.mkfifo(folder / "out", 0o600)
+        self.folder, self.buffer, self.last = folder, b"", 0
+        self.ends: list[int] = []
+        self.opening = threading.Thread(target=self._open, daemon=True)
+        self.opening.start()
+
+    def _open(self) -> None:
+        self.ends.append(os.open(self.folder / "in", os.O_WRONLY))  # the browser reads commands here
+        self.ends.append(os.open(self.folder / "out", os.O_RDONLY))  # and writes answers and events here
+
+    def call(self, method: str, session: str | None = None, timeout: float = 20, **params: Any) -> dict[str, Any]:
+        self.opening.join(timeout)
+        assert len(self.ends) == 2, "the browser never opened its DevTools pipe"
+        self.last += 1
+        message: dict[str, Any] = {"id": self.last, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        os.write(self.ends[0], json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\0" not in self.buffer:
+                left = deadline - time.monotonic()
+                assert left > 0 and select.select([self.ends[1]], [], [], left)[0], f"no answer to {method}"
+                chunk = os.read(self.ends[1], 1 << 16)
+                assert chunk, "the browser closed its DevTools pipe"
+                self.buffer += chunk
+            raw, self.buffer = self.buffer.split(b"\0", 1)
+            reply = json.loads(raw)
+            if reply.get("id") == self.last:
+                if "error" in reply:
+                    raise RuntimeError(reply["error"])
+                result: dict[str, Any] = reply.get("result", {})
+                return result
+
+    def evaluate(self, session: str, expression: str) -> Any:
+        """The value of `expression` in the tab; None while the tab is between pages."""
+        try:
+            answer = self.call("Runtime.evaluate", session, expression=expression, returnByValue=True)
+        except RuntimeError:
+            return None
+        return answer.get("result", {}).get("value")
+
+    def close(self) -> None:
+        for end in self.ends:
+            os.close(end)
 
 
 def kill_browser(profile: Path) -> None:
@@ -80,16 +147,14 @@ def kill_browser(profile: Path) -> None:
 async def test_another_local_user_polling_proc_cannot_approve(
     sandbox: SandboxServer, connect: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from playwright.async_api import async_playwright
-
     other = stranger()
     # A home folder the other user may enter, so that only the launch folder's and file's own modes protect it.
     home = Path(tempfile.mkdtemp(prefix="sheepcrm-home-"))
     home.chmod(0o755)
     monkeypatch.setenv("HOME", str(home))
-    port, profile = free_port(), home / "chromium-profile"
+    profile, devtools = home / "chromium-profile", DevTools(home / "devtools")
     wrapper = home / "browser.sh"
-    wrapper.write_text(BROWSER.format(chromium=CHROMIUM, port=port, profile=profile))
+    wrapper.write_text(BROWSER.format(chromium=CHROMIUM, profile=profile, pipes=devtools.folder))
     wrapper.chmod(0o755)
     monkeypatch.setenv("BROWSER", str(wrapper))
     uid = sandbox.store.demo_facts()["my_open_task_uid"]
@@ -102,29 +167,33 @@ async def test_another_local_user_polling_proc_cannot_approve(
             page.opener = _open_in_browser  # the real opener: $BROWSER, i.e. real Chromium
             first = await ask(client, {"uid": uid, "action": "complete"})
             assert first["status"] == "approval_required"
-            async with async_playwright() as pw:
-                browser = None
-                for _ in range(100):
-                    try:
-                        browser = await pw.chromium.connect_over_cdp(f"http://127.0.0.1:{port}")
-                        break
-                    except Exception:
-                        time.sleep(0.1)
-                assert browser is not None, "Chromium did not start"
-                tab = None
-                for _ in range(100):
-                    tabs = [p for c in browser.contexts for p in c.pages if page.secret in p.url]
-                    if tabs and await tabs[0].query_selector("#approve"):
-                        tab = tabs[0]
-                        break
-                    time.sleep(0.1)
-                assert tab is not None, [p.url for c in browser.contexts for p in c.pages]
-                assert "/open" not in tab.url  # the launch was spent; the page is bound to this browser
-                assert "open → done" in await tab.inner_text("body")
-                await tab.click("#approve")
-                await tab.wait_for_selector("#status")
-                assert (await tab.inner_text("#status")) == "approved"
-                await browser.close()
+            tab = None
+            for _ in range(100):
+                targets = devtools.call("Target.getTargets")["targetInfos"]
+                tabs = [t for t in targets if t["type"] == "page" and page.secret in t["url"]]
+                if tabs:
+                    tab = devtools.call("Target.attachToTarget", targetId=tabs[0]["targetId"], flatten=True)
+                    break
+                time.sleep(0.1)
+            assert tab is not None, [t["url"] for t in targets]
+            session = tab["sessionId"]
+            for _ in range(100):
+                if devtools.evaluate(session, "!!document.querySelector('#approve')"):
+                    break
+                time.sleep(0.1)
+            address = devtools.evaluate(session, "location.href")
+            assert page.secret in address and "/open" not in address  # the launch was spent; the page is bound
+            assert "open → done" in devtools.evaluate(session, "document.body.innerText")
+            devtools.evaluate(session, "document.querySelector('#approve').click()")
+            status = None
+            for _ in range(100):
+                status = devtools.evaluate(session, "document.querySelector('#status')?.innerText")
+                if status == "approved":
+                    break
+                time.sleep(0.1)
+            assert status == "approved"
+            with contextlib.suppress(AssertionError, RuntimeError):  # it may close before it answers
+                devtools.call("Browser.close", timeout=5)
             assert task_status(sandbox, uid) == "open"
             done = await ask(client, {"uid": uid, "action": "complete"})
             secret = page.secret
@@ -132,6 +201,7 @@ async def test_another_local_user_polling_proc_cannot_approve(
     finally:
         if poller.poll() is None:
             poller.kill()
+        devtools.close()
         kill_browser(profile)
         shutil.rmtree(home, ignore_errors=True)
     assert done["status"] == "applied" and task_status(sandbox, uid) == "done" and puts(sandbox) == 1
@@ -140,6 +210,7 @@ async def test_another_local_user_polling_proc_cannot_approve(
     # It looked, and saw Chromium's command line: a file's path, which it could not read.
     assert any(str(home) in f for f in found["files"]), found
     assert found["read"] == []
+    assert found["devtools"] == []  # no DevTools port to reach the person's browser through
     # Nothing secret anywhere it looked, and nothing it tried opened the page.
     everything = json.dumps(found)
     assert secret not in everything and "/open/" not in everything
