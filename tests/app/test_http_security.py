@@ -65,6 +65,7 @@ def test_without_a_token_one_is_generated_into_a_private_file(
     assert str(token_file).encode() in err and token.encode() not in err
 
 
+@pytest.mark.slow
 def test_servers_on_one_token_file_never_overwrite_each_others_token(sandbox: SandboxServer, tmp_path: Path) -> None:
     """Several servers of one user started without SHEEPCRM_MCP_TOKEN (replicas, or a second project's server) on
     the default token file. Before, each wrote its own token over the file, so every server but the last refused
@@ -92,6 +93,7 @@ def test_servers_on_one_token_file_never_overwrite_each_others_token(sandbox: Sa
         assert post(f"http://127.0.0.1:{port}", {"authorization": f"Bearer {token}"}).status_code == 401
 
 
+@pytest.mark.slow
 def test_another_users_token_file_is_refused(sandbox: SandboxServer, tmp_path: Path) -> None:
     """A token file another account made (so it knows the token) in a folder anyone can write: not used."""
     import pwd

@@ -151,6 +151,7 @@ sys.meta_path.insert(0, Hook())
 """
 
 
+@pytest.mark.slow
 async def test_code_a_cloned_repository_plants_for_python_writes_nothing(
     sandbox: SandboxServer, tmp_path: Path
 ) -> None:
