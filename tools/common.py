@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
@@ -167,6 +168,51 @@ def listed(data: Any, what: str, *keys: str, single: tuple[str, ...] = ()) -> li
         f"{' or '.join(f'{k!r}' for k in keys)} holding a list). This is not 'none found': the answer is unknown. "
         "sheepCRM may have changed; `sheepcrm-mcp doctor --contract` checks every read."
     )
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+@dataclass(frozen=True)
+class V1Page:
+    """One answer of a v1 listing ({results, total, page, pages, page_size}, EVIDENCE.md: v1 listing paging). The
+    request's paging names are not documented (page/page_size is a guess), so the answer's own `page` and
+    `page_size` say which part of the list it holds: `start` is the position of its first record, and `honoured`
+    is False when it is not the page asked for (sheepCRM ignored the paging parameters, or paged otherwise)."""
+
+    records: list[dict[str, Any]]
+    total: int | None
+    start: int
+    size: int
+    honoured: bool
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.records)
+
+    @property
+    def last(self) -> bool:
+        """Nothing comes after this answer's records (a short page, or the total reached)."""
+        return len(self.records) < self.size or (self.total is not None and self.end >= self.total)
+
+    def unread(self, what: str) -> str:
+        """What to say when the list could not be read past this answer."""
+        of = f"{self.total}" if self.total is not None else "an unknown number"
+        return (
+            f"sheepCRM did not page {what} as asked (it answered page {self.start // self.size + 1} of "
+            f"{self.size}), so only its first {self.end} of {of} could be read: the list could not be read "
+            "completely."
+        )
+
+
+def v1_page(data: Any, what: str, page: int, page_size: int) -> V1Page:
+    """Read one v1 listing answer asked for with `page` and `page_size` (see V1Page); an unreadable one raises."""
+    records = listed(data, what, "results")
+    d: dict[str, Any] = data if isinstance(data, dict) else {}
+    got_page, got_size = _count(d.get("page")) or page, _count(d.get("page_size")) or page_size
+    return V1Page(records, _count(d.get("total")), (got_page - 1) * got_size, got_size,
+                  (got_page, got_size) == (page, page_size))
 
 
 async def v1_none_found(client: Any, what: str) -> None:

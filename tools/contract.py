@@ -133,7 +133,7 @@ READS: tuple[Read, ...] = (
     Read(
         "member list", "resources", "/api/v1/{bucket}/member/", ("results",),
         ("uri", "data", "member", "start_date", "end_date", "membership_type", "paid", "membership_record_status",
-         "record_state", "cancellation_date", "total", "auto_renew", "has_renewed"),
+         "record_state", "cancellation_date", "total", "page", "page_size", "auto_renew", "has_renewed"),
         ("data", "member", "start_date", "end_date", "membership_type", "paid|membership_record_status"),
         envelope=("total",),
     ),

@@ -12,10 +12,10 @@ from pydantic import Field, model_validator
 from sheepcrm_mcp.server.errors import Refusal, or_refuse
 from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec
 from sheepcrm_mcp.server.writes import visible
-from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepError
+from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepError, UpstreamError
 from sheepcrm_mcp.sheepcrm.errors import V1_404_CAVEAT
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
-from sheepcrm_mcp.tools.common import Detail, day, listed, plain, ref, text, today, v1_none_found
+from sheepcrm_mcp.tools.common import Detail, day, listed, plain, ref, text, today, v1_none_found, v1_page
 
 Status = Literal["current", "grace", "unpaid", "pending", "future", "lapsed", "cancelled", "none", "unknown"]
 # The vendor's six membership record statuses (shared/sheepcrm-api/EVIDENCE.md, "membership record status"), matched
@@ -368,6 +368,7 @@ class MembersPage:
     total: int | None
     next_offset: int | None
     renewed: int = 0  # memberships left out because sheepCRM says they have been renewed
+    unread: str | None = None  # why the list could not be read completely
 
 
 async def _plans(deps: Deps) -> dict[str, str]:
@@ -396,20 +397,28 @@ async def current_members(
         filters["membership_type"] = uri
     if ends_within_days is not None:
         return await _renewing(deps, filters, plans, on, offset, limit)
-    data = await deps.client.resources("member", filters, page=offset // limit + 1, page_size=limit)
-    raw = listed(data, "the membership listing", "results")
+    page = offset // limit + 1
+    got = v1_page(await deps.client.resources("member", filters, page=page, page_size=limit), LISTING, page, limit)
+    unread = None
+    if got.honoured:
+        raw = got.records
+        end = offset + len(raw)
+        more = end < got.total if got.total is not None else len(raw) >= limit
+    else:  # not the page asked for: only the part of this window the answer holds, never a page twice
+        at = offset - got.start
+        raw = got.records[at : at + limit] if 0 <= at < len(got.records) else []
+        end = offset + len(raw)
+        more = end < got.end
+        unread = None if more or got.last else got.unread(LISTING)
     # The listing filters by dates only; "current" also means paid, active and not deleted, as check_membership says.
     # A record that cannot be read either way (a status sheepCRM's documents do not name) is listed, marked unknown.
     found = [r for r in raw if _current_record(r.get("data") or {}, on) in ("current", "unknown")]
     out = await _member_rows(found, plans, on, deps)
-    total = data.get("total") if isinstance(data, dict) and isinstance(data.get("total"), int) else None
-    end = offset + len(raw)
-    more = end < total if total is not None else len(raw) >= limit
-    if len(found) != len(raw):
-        total = None  # sheepCRM's total counts the unpaid or inactive records left out here
-    return MembersPage(out, sorted(plans.values()), total, end if more else None)
+    total = got.total if len(found) == len(raw) else None  # sheepCRM's total counts the records left out here
+    return MembersPage(out, sorted(plans.values()), total, end if more else None, unread=unread)
 
 
+LISTING = "the membership listing"
 RENEWAL_PAGE = 100  # memberships per upstream page while reading a whole renewal window
 RENEWAL_PAGES = 20  # a window of more than 2,000 memberships is refused (a shorter window or a plan narrows it)
 
@@ -420,12 +429,19 @@ async def _renewing(
     """A renewal window, soonest first across pages: the v1 listing documents no order, so the whole window is
     read, sorted by end date, and the page cut from it; only that page's contacts are read."""
     raw: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for page in range(1, RENEWAL_PAGES + 1):
         data = await deps.client.resources("member", filters, page=page, page_size=RENEWAL_PAGE)
-        got = listed(data, "the membership listing", "results")
-        raw.extend(got)
-        total = data.get("total") if isinstance(data, dict) and isinstance(data.get("total"), int) else None
-        if len(got) < RENEWAL_PAGE or (total is not None and len(raw) >= total):
+        got = v1_page(data, LISTING, page, RENEWAL_PAGE)
+        uris = {u for r in got.records if (u := text(r.get("uri")))}
+        if got.start != len(raw) or uris & seen:  # not the next part of the list (sheepCRM ignored the paging)
+            raise UpstreamError(
+                f"{got.unread(LISTING)} Ask for fewer renewing_within_days or add a plan: a window "
+                "that fits in one of its pages can be read."
+            )
+        raw.extend(got.records)
+        seen |= uris
+        if got.last:
             break
     else:
         raise Refusal(

@@ -159,7 +159,8 @@ async def members(req: SearchContactsInput, deps: Deps) -> SearchContactsOutput:
     return SearchContactsOutput(
         contacts=hits, plans=page.plans, total=page.total,
         next_cursor=encode_cursor(page.next_offset, key) if page.next_offset is not None else None,
-        note=" ".join(filter(None, [unread, renewed, None if hits else "No current membership matches."])) or None,
+        note=" ".join(filter(None, [
+            unread, renewed, page.unread, None if hits or page.unread else "No current membership matches."])) or None,
     )
 
 

@@ -14,7 +14,7 @@ import pytest
 from sheepcrm_mcp.sandbox.records import now_utc, primary
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.tools import membership
-from tests.helpers import MODES, Readers, answer, answer_body, member_session, read
+from tests.helpers import CANARY_KEY, MODES, Readers, answer, answer_body, error_text, member_session, read
 
 
 def current_membership(sb: SandboxServer, contact: str) -> str:
@@ -122,7 +122,29 @@ async def test_renewal_lists_leave_out_renewed_and_carry_an_email(sandbox: Sandb
     assert renewed.uri not in rows and due.uri in rows, body
     contact = store.get(due.data["member"])
     assert contact is not None and rows[due.uri]["email"] == primary(contact.data["email"])
-    assert "has_renewed" in body["note"]
+    assert "1 membership(s)" in body["note"] and "already renewed (has_renewed)" in body["note"], body
+
+
+async def test_a_listing_that_ignores_the_paging_is_never_read_twice(connect: Any) -> None:
+    """v1 paging parameters are a guess (variant v1-paging: sheepCRM ignores them and answers its own first page
+    every time): a plan's members are listed once each, and the answer says the list could not be read completely;
+    a renewal window larger than that page is "could not be read completely", never a shorter list."""
+    with SandboxServer(key=CANARY_KEY, variant="v1-paging") as sb:
+        seen: list[str] = []
+        notes: list[str] = []
+        async with connect(sb) as client:
+            args: dict[str, Any] = {"plan": "Standard", "limit": 20}
+            for _ in range(10):
+                body = (await client.call_tool("search_contacts", args)).structured_content
+                seen += [c["uri"] for c in body["contacts"]]
+                notes.append(body.get("note") or "")
+                if not body.get("next_cursor"):
+                    break
+                args = {**args, "cursor": body["next_cursor"]}
+            renewals = await client.call_tool("search_contacts", {"renewing_within_days": 366})
+    assert len(seen) == len(set(seen)) and 0 < len(seen) <= 25, seen
+    assert "could not be read completely" in notes[-1], notes
+    assert "could not be read completely" in error_text(renewals)
 
 
 async def test_renewal_lists_are_soonest_first_across_pages(sandbox: SandboxServer, connect: Any) -> None:

@@ -28,7 +28,6 @@ VARIANT_PARAMS = [None, *(pytest.param(name, marks=pytest.mark.slow) for name in
 WRONG: dict[tuple[str, str], str] = {
     ("organisation", "connections-endpoint"): "no `connections` field on records is answered as nobody at the "
     "organisation (an empty list)",
-    ("plan_pages", "v1-paging"): "a v1 listing that ignores page/page_size repeats its first page as the next one",
 }
 
 
@@ -69,15 +68,20 @@ async def ask(client: Any, tool: str, args: dict[str, Any]) -> tuple[Any, str, b
     return result.structured_content, text, bool(result.is_error)
 
 
-async def every(client: Any, args: dict[str, Any]) -> list[str]:
-    """The uris search_contacts lists, following next_cursor to the end."""
+async def every(client: Any, args: dict[str, Any]) -> tuple[list[str], bool]:
+    """The uris search_contacts lists, following next_cursor to the end, and whether an answer (or the error that
+    ended the list) said it could not read the list completely."""
     seen: list[str] = []
+    incomplete = False
     for _ in range(40):
         body, text, is_error = await ask(client, "search_contacts", args)
-        assert not is_error, text
+        if is_error:
+            assert "could not be read completely" in text, text
+            return seen, True
+        incomplete = incomplete or "could not be read completely" in (body.get("note") or "")
         seen += [c["uri"] for c in body["contacts"]]
         if not body.get("next_cursor"):
-            return seen
+            return seen, incomplete
         args = {**args, "cursor": body["next_cursor"]}
     raise AssertionError("more than 40 pages")
 
@@ -169,9 +173,11 @@ async def test_renewals(reading: SandboxServer, connect: Any, variant: str | Non
                 d = m.data
                 if d["start_date"] <= today.isoformat() <= d["end_date"] <= (today + timedelta(days=60)).isoformat():
                     (renewed if d.get("has_renewed") else due).add(person.uri)
-        listed = set(await every(client, {"renewing_within_days": 60, "limit": 50}))
+        found, incomplete = await every(client, {"renewing_within_days": 60, "limit": 50})
+        listed = set(found)
         assert not listed & (renewed - due), f"already renewed, listed as due: {sorted(listed & renewed)[:3]}"
         assert listed <= due | renewed, sorted(listed - due - renewed)[:3]
+        assert incomplete or listed == due, sorted(due - listed)[:3]  # nobody due is left out unsaid
 
 
 async def test_plan_pages(reading: SandboxServer, connect: Any, variant: str | None) -> None:
@@ -185,9 +191,10 @@ async def test_plan_pages(reading: SandboxServer, connect: Any, variant: str | N
             if any(m.data["membership_type"] == plan and m.data["start_date"] <= today <= m.data["end_date"]
                    for m in store.live_memberships(c.uri))
         }
-        seen = await every(client, {"plan": "Standard", "limit": 20})
+        seen, incomplete = await every(client, {"plan": "Standard", "limit": 20})
         assert len(seen) == len(set(seen)), "a contact listed twice"
-        assert set(seen) == truth, (sorted(set(seen) - truth)[:3], sorted(truth - set(seen))[:3])
+        assert set(seen) <= truth, sorted(set(seen) - truth)[:3]
+        assert incomplete or set(seen) == truth, sorted(truth - set(seen))[:3]  # a shorter list says so
 
 
 async def test_history(reading: SandboxServer, connect: Any, variant: str | None) -> None:
