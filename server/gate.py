@@ -236,12 +236,20 @@ class Gate:
         approvals: Approvals,
         page: ApprovalPage,
         limit: RateLimit | None = None,
+        *,
+        offered: frozenset[str],
     ) -> None:
         self.settings = settings
         self.audit = audit
         self.approvals = approvals
         self.page = page
         self.limit = limit
+        self.offered = offered  # the tools this caller has: an undo names one of them, or none is offered
+
+    def _undo(self, tool: str, plan: WritePlan, arguments: dict[str, Any] | None) -> UndoCall | None:
+        """The call that would reverse a write, when there is one and this caller can make it."""
+        undo_tool = plan.undo_tool or tool
+        return UndoCall(tool=undo_tool, arguments=arguments) if arguments and undo_tool in self.offered else None
 
     # ---- wiring --------------------------------------------------------------------
 
@@ -444,7 +452,7 @@ class Gate:
                 status="no_change",
                 message=f"{plan.summary}: already in that state; nothing to do." + (f" {made}" if made else ""),
                 changes=[],
-                undo=UndoCall(tool=plan.undo_tool or tool, arguments=undo_args) if undo_args else None,
+                undo=self._undo(tool, plan, undo_args),
             )
         # Audited before anything is read again: a "no" is recorded even if sheepCRM is down now.
         await self.audit.record(
@@ -590,7 +598,7 @@ class Gate:
         made = ""
         if plan.made is not None and done and after is not None:  # a create: the record as read back
             made, undo_args = plan.made(after)
-        undo = UndoCall(tool=plan.undo_tool or tool, arguments=undo_args) if undo_args else None
+        undo = self._undo(tool, plan, undo_args)
         if not changed and "unknown" not in results.values() and (unchanged or moved):
             audited = await self._audit_outcome(attempt, "failed", after, failure)
             raise ToolError(

@@ -85,11 +85,13 @@ class GatedWrites:
 
 @dataclass
 class WriteDeps(Deps):
-    """What a write handler may use: the read-only client to build its plan, the gated writes for apply, and the
-    ledger of what writes must remember across calls (a create: which call made which record)."""
+    """What a write handler may use: the read-only client to build its plan, the gated writes for apply, the
+    ledger of what writes must remember across calls (a create: which call made which record), and the names of
+    the tools this caller is offered (an undo is offered only when the caller can make it)."""
 
     writes: GatedWrites = field(kw_only=True)
     ledger: Ledger = field(kw_only=True)
+    offered: frozenset[str] = field(kw_only=True)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,8 +1,8 @@
 """The stores the gate and the tools share, defined once: the audit, rate limits, the ledger (approvals:
 approvals.store).
 
-Each store is one interface with two implementations: in this process (approvals.store.ApprovalStore,
-audit.AuditLog, MemoryLimiter and MemoryLedger below) for one server, or in Redis (redis_store) when
+Each store is one interface with two implementations: on this machine (approvals.store.ApprovalStore,
+audit.AuditLog, MemoryLimiter and FileLedger below) for one server, or in Redis (redis_store) when
 SHEEPCRM_REDIS_URL is set, so that several replicas behind a balancer share one set of approvals,
 one ordered audit, one set of counters and one ledger of what this server created. A shared store that
 cannot be reached fails closed for writes (StoreUnavailable, with a message saying so) and open for rate
@@ -12,19 +12,28 @@ limits on reads.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
+import os
+import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Protocol
 
+import anyio
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel
 
 from sheepcrm_mcp.server.audit import AuditEntry
 from sheepcrm_mcp.server.errors import Refusal
 from sheepcrm_mcp.server.registration import Registration
+
+if sys.platform != "win32":
+    import fcntl
 
 log = logging.getLogger("sheepcrm_mcp.stores")
 
@@ -83,38 +92,104 @@ class Ledger(Protocol):
     async def forget(self, key: str) -> None: ...
 
 
-class MemoryLedger:
-    """The ledger in this process (one server)."""
+class FileLedger:
+    """The ledger on one machine: a small JSON file of this user's next to the audit log (folder 0700, file 0600,
+    never through a symlink), so what a create remembers survives a restart of the server, and every server
+    process of this user shares it (a lock file serialises them: one claim wins). Expiry is by the wall clock."""
 
-    def __init__(self) -> None:
-        self._items: dict[str, tuple[float, dict[str, Any]]] = {}
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self._lock = threading.Lock()
 
-    def _live(self, key: str, now: float) -> dict[str, Any] | None:
-        for old in [k for k, (until, _) in self._items.items() if until <= now]:
-            del self._items[old]
-        found = self._items.get(key)
-        return dict(found[1]) if found else None
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        folder = self.path.parent
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(folder / f"{self.path.name}.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
+                         0o600)
+        except OSError as exc:
+            raise StoreUnavailable(f"The ledger {self.path} could not be opened ({exc.strerror}); nothing was "
+                                   "sent to sheepCRM. Check the folder of SHEEPCRM_AUDIT_LOG.") from None
+        try:
+            with self._lock:
+                if sys.platform != "win32":
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+        finally:
+            os.close(fd)
 
-    async def claim(self, key: str, value: dict[str, Any], ttl: float) -> dict[str, Any] | None:
-        now = time.monotonic()
-        with self._lock:
-            held = self._live(key, now)
-            if held is None:
-                self._items[key] = (now + ttl, dict(value))
+    def _load(self) -> dict[str, list[Any]]:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise StoreUnavailable(f"The ledger {self.path} could not be read ({exc.strerror}); nothing was sent "
+                                   f"to sheepCRM. Remove it if it is not your own file.") from None
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if hasattr(os, "getuid") and (info.st_uid != os.getuid() or info.st_mode & 0o077):
+                raise StoreUnavailable(f"The ledger {self.path} must be your own file, readable only by you; "
+                                       "nothing was sent to sheepCRM. Remove it.")
+            raw = fh.read()
+        try:
+            items = json.loads(raw) if raw else {}
+            if not isinstance(items, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            raise StoreUnavailable(f"The ledger {self.path} is unreadable; nothing was sent to sheepCRM. What it "
+                                   "held is unknown: look in sheepCRM for contacts created recently, then "
+                                   "remove the file.") from None
+        return items
+
+    def _save(self, items: dict[str, list[Any]]) -> None:
+        temp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(json.dumps(items, ensure_ascii=True).encode("ascii"))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(temp, self.path)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise StoreUnavailable(f"The ledger {self.path} could not be written ({exc.strerror}).") from None
+
+    def _change(self, key: str, value: dict[str, Any] | None, ttl: float, only_new: bool) -> dict[str, Any] | None:
+        """Under the lock: what `key` holds now (None: nothing live); then, unless `only_new` and something is
+        held, `value` is written (None: forgotten). Expired keys are dropped on every change."""
+        with self._locked():
+            items = self._load()
+            now = time.time()
+            live = {k: v for k, v in items.items() if isinstance(v, list) and len(v) == 2 and v[0] > now}
+            found = live.get(key)
+            held = dict(found[1]) if found else None
+            if not (only_new and held is not None):
+                if value is None:
+                    live.pop(key, None)
+                else:
+                    live[key] = [now + ttl, dict(value)]
+            if live != items:
+                self._save(live)
             return held
 
+    async def claim(self, key: str, value: dict[str, Any], ttl: float) -> dict[str, Any] | None:
+        return await anyio.to_thread.run_sync(self._change, key, value, ttl, True)
+
     async def put(self, key: str, value: dict[str, Any], ttl: float) -> None:
-        with self._lock:
-            self._items[key] = (time.monotonic() + ttl, dict(value))
+        await anyio.to_thread.run_sync(self._change, key, value, ttl, False)
+
+    def _get(self, key: str) -> dict[str, Any] | None:
+        with self._locked():
+            found = self._load().get(key)
+        return dict(found[1]) if isinstance(found, list) and len(found) == 2 and found[0] > time.time() else None
 
     async def get(self, key: str) -> dict[str, Any] | None:
-        with self._lock:
-            return self._live(key, time.monotonic())
+        return await anyio.to_thread.run_sync(self._get, key)
 
     async def forget(self, key: str) -> None:
-        with self._lock:
-            self._items.pop(key, None)
+        await anyio.to_thread.run_sync(self._change, key, None, 0.0, False)
 
 
 def user_of(ctx: Context) -> str:

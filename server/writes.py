@@ -77,23 +77,49 @@ def unsafe(text: str) -> str | None:
     return None
 
 
-def _with_punycode(text: str) -> str:
-    """An email whose domain is not ASCII, followed by that domain in punycode (what mail servers see)."""
-    match = _EMAIL.match(text)
-    if not match or match.group(2).isascii():
-        return text
-    ascii_domain = mail_domain(match.group(2))
-    return f"{text} [domain {ascii_domain or 'not a valid domain name'}]"
+def _escaped(char: str) -> str:
+    if char in '\\"':
+        return "\\" + char
+    if not hidden(char):
+        return char
+    return f"\\u{ord(char):04X}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08X}"
+
+
+def quoted(text: str, cap: int | None = VALUE_CAP) -> str:
+    r"""A text exactly as it is (or will be) stored, in double quotes, with a backslash, a quote and every hidden
+    character escaped (\\, \", \uXXXX): the text inside the quotes is the whole value and nothing else. Longer
+    than `cap` (a value read from sheepCRM), it is cut between characters, with … after the closing quote (None:
+    never cut, for a value to be written)."""
+    pieces = [_escaped(c) for c in text]
+    inner, cut = "".join(pieces), False
+    if cap is not None and len(inner) > cap:
+        kept, size = [], 0
+        for piece in pieces:
+            if size + len(piece) > cap - 1:
+                break
+            kept.append(piece)
+            size += len(piece)
+        inner, cut = "".join(kept), True
+    return f'"{inner}"' + ("…" if cut else "")
 
 
 def show(value: Any, cap: int | None = VALUE_CAP) -> str:
-    """A value as a person reads it in a preview: lists as values, empty as (empty), on one safe line; the
-    exact string, hidden characters escaped, a non-ASCII email domain followed by its punycode."""
+    """A value as a person reads it in a preview, the one way every write shows its values: a text quoted exactly
+    (`quoted`: a ", " or a line-break look-alike inside it cannot make one value look like two), a list in [ ]
+    with an empty entry as (empty), nothing as (empty), a number as itself; a non-ASCII email domain is followed
+    by its punycode (what mail servers see)."""
     if value in (None, "", [], {}):
         return "(empty)"
     if isinstance(value, list):
-        return ", ".join(show(v, cap) if v is not None else "(empty)" for v in value)
-    return visible(_with_punycode(str(value)), cap)
+        return "[" + ", ".join(show(v, cap) for v in value) + "]"
+    if isinstance(value, bool | int | float):
+        return str(value)
+    text = str(value)
+    shown = quoted(text, cap)
+    match = _EMAIL.match(text)
+    if match and not match.group(2).isascii():
+        shown += f" [domain {mail_domain(match.group(2)) or 'not a valid domain name'}]"
+    return shown
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from sheepcrm_mcp.server.gate import Gate
 from sheepcrm_mcp.server.registration import Registration, build_tool, read_registration
 from sheepcrm_mcp.server.settings import ConfigError, Settings, trust_notes
 from sheepcrm_mcp.server.specs import Deps, GatedWrites, ReadTool, WriteDeps, WriteTool
-from sheepcrm_mcp.server.stores import Audit, Ledger, Limiter, MemoryLedger, MemoryLimiter, RateLimit
+from sheepcrm_mcp.server.stores import Audit, FileLedger, Ledger, Limiter, MemoryLimiter, RateLimit
 from sheepcrm_mcp.sheepcrm import SheepClient
 from sheepcrm_mcp.tools import apps, catalogue
 from sheepcrm_mcp.tools.profiles import STAFF, Profile
@@ -70,7 +70,10 @@ def _open_stores(settings: Settings) -> Stores:
     secret = settings.api_key.get_secret_value() if settings.api_key else None
     if settings.redis_url is None:
         return Stores(
-            ApprovalStore(), AuditLog(settings.audit_log, secret, settings.confirm), MemoryLimiter(), MemoryLedger()
+            ApprovalStore(),
+            AuditLog(settings.audit_log, secret, settings.confirm),
+            MemoryLimiter(),
+            FileLedger(settings.audit_log.parent / "ledger.json"),
         )
     from sheepcrm_mcp.server import redis_store
 
@@ -135,9 +138,11 @@ def build_app(
         )
     stores = stores or open_stores(settings)
     ledger = stores.ledger
+    offered = frozenset(spec.name for spec in specs)  # this caller's tools: an undo is offered only among them
 
     def write_deps(ctx: Context) -> WriteDeps:
-        return WriteDeps(client=reader, settings=seen, ctx=ctx, writes=GatedWrites(sheep), ledger=ledger)
+        return WriteDeps(client=reader, settings=seen, ctx=ctx, writes=GatedWrites(sheep), ledger=ledger,
+                         offered=offered)
     if page is None:
         page = (
             ServedPage(stores.approvals, settings.public_url, bucket=settings.bucket)
@@ -145,7 +150,7 @@ def build_app(
             else ApprovalPage(stores.approvals, settings.approval_port, bucket=settings.bucket)
         )
     limit = RateLimit(stores.limiter, settings.rate_limit) if settings.rate_limit else None
-    gate = Gate(settings, stores.audit, stores.approvals, page, limit)
+    gate = Gate(settings, stores.audit, stores.approvals, page, limit, offered=offered)
 
     def registration(spec: ReadTool[Any, Any] | WriteTool[Any]) -> Registration:
         if isinstance(spec, ReadTool):

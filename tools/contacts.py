@@ -564,9 +564,13 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
         else:
             words = (f"An identical call already created it at {_when(c['at'])}: {name}, {c['uri']}; "
                      "it was not created again.")
-        if window > 0:
-            words += f" delete_contact can undo it until {_when(c['at'] + window)}."
-        return words, {"uri": c["uri"]}
+        if window <= 0:
+            return words, {}
+        until = _when(c["at"] + window)
+        if "delete_contact" not in deps.offered:  # the helpdesk may create without being able to delete
+            return words + (f" Its undo, delete_contact, is not among your tools: a staff user can undo it until "
+                            f"{until}, or a person can delete it in sheepCRM."), {}
+        return words + f" delete_contact can undo it until {until}.", {"uri": c["uri"]}
 
     state = await read()
     found = state.get("lookalikes") or []

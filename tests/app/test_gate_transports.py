@@ -16,7 +16,7 @@ from tests.helpers import binary, http_session, sandbox_env, serve_http
 
 
 async def accept(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
-    assert "open → done" in params.message
+    assert '"open" → "done"' in params.message
     return types.ElicitResult(action="accept", content={"confirm": True})
 
 

@@ -61,7 +61,7 @@ async def test_the_person_signs_in_and_approves_in_chromium(
         assert page.url == link
         who = await page.inner_text("#who")
         assert "Hana Helpdesk" in who and "Asked for by you" in who and "bucket demo" in who and "expires" in who
-        assert "open → done" in await page.inner_text("body")
+        assert '"open" → "done"' in await page.inner_text("body")
         # A browser without the person's sign-in (a model's own browser) is sent to the provider's login.
         other = await (await browser.new_context()).new_page()
         await other.goto(link)
@@ -72,7 +72,7 @@ async def test_the_person_signs_in_and_approves_in_chromium(
         assert "Decided by Hana Helpdesk" in await page.inner_text("#who")
         await other.goto(link)  # once decided, nothing is left to sign in for, and nothing of it is shown
         assert "no longer waiting" in await other.inner_text("body")
-        assert "open → done" not in await other.inner_text("body")
+        assert '"open" → "done"' not in await other.inner_text("body")
         await browser.close()
     assert task_status(sb, uid) == "open"  # approving alone writes nothing
     done = await ask_to_complete(url, token, uid)
@@ -93,7 +93,8 @@ async def test_only_the_person_who_asked_or_an_approver_may_decide(
     link = link_in(await ask_to_complete(url, token, uid), url)
     with httpx.Client(timeout=10) as member:  # signed in, but neither the caller nor an approver
         page = browse(member, link, "member")
-        assert page.status_code == 403 and "someone else" in page.text and "open → done" not in page.text
+        assert page.status_code == 403 and "someone else" in page.text
+        assert "&quot;open&quot; → &quot;done&quot;" not in page.text
         refused = member.post(link, data={"csrf": "x", "action": "approve"}, headers={"origin": url})
         assert refused.status_code == 403
     with httpx.Client(timeout=10) as staff:  # the approver role: sees who asked, and may approve
@@ -175,7 +176,8 @@ async def test_a_sign_in_is_for_one_browser_one_approval_one_decision(
         raced = person.get(back)
         assert raced.status_code == 400 and "already used by another browser" in raced.text
         page = model.get(link_a)
-        assert page.status_code == 303 and "open → done" not in page.text  # withdrawn: back to the provider
+        # withdrawn: back to the provider
+        assert page.status_code == 303 and "&quot;open&quot; → &quot;done&quot;" not in page.text
         model.cookies.clear()
         # A cookie made up from the address is no use either: the browser's cookie is a secret of its own.
         back = until_callback(person, link_a, "helpdesk")

@@ -281,14 +281,17 @@ async def test_redis_approvals_follow_the_in_process_interface(running: Cluster)
         await client.aclose()
 
 
-async def test_redis_ledger_follows_the_in_process_interface(running: Cluster) -> None:
+async def test_redis_ledger_follows_the_one_machine_interface(running: Cluster, tmp_path: Path) -> None:
     """create_contact's memory: one claim wins across processes, values expire, forget forgets."""
     from sheepcrm_mcp.server.redis_store import RedisLedger, connect
-    from sheepcrm_mcp.server.stores import MemoryLedger
+    from sheepcrm_mcp.server.stores import FileLedger
 
     a, b = connect(running.redis_url), connect(running.redis_url)
     try:
-        for one, two in ((MemoryLedger(),) * 2, (RedisLedger(a, running.redis_url), RedisLedger(b, running.redis_url))):
+        here = tmp_path / "ledger.json"
+        redis = (RedisLedger(a, running.redis_url), RedisLedger(b, running.redis_url))
+        pairs = ((FileLedger(here), FileLedger(here)), redis)
+        for one, two in pairs:
             key = f"test-{type(one).__name__}-{anyio.current_time()}"
             assert await one.claim(key, {"state": "sending"}, 60) is None
             assert await two.claim(key, {"state": "sending", "by": "b"}, 60) == {"state": "sending"}

@@ -61,7 +61,8 @@ async def test_approve_then_the_same_call_runs_once(sandbox: SandboxServer, conn
         assert first["status"] == "approval_required" and len(client.opened) == 1
         browser = Browser()
         page = browser.open(client.opened[-1])
-        assert page.status_code == 200 and "open → done" in page.text and "Call about renewal" in page.text
+        assert page.status_code == 200 and "Call about renewal" in page.text
+        assert "&quot;open&quot; → &quot;done&quot;" in page.text
         assert page.headers["x-frame-options"] == "DENY"
         assert browser.decide("approve").status_code == 200
         assert task_status(sandbox, uid) == "open" and puts(sandbox) == 0  # approving alone writes nothing
@@ -207,7 +208,7 @@ async def test_a_repeat_before_the_first_tab_loads_keeps_that_tab(sandbox: Sandb
         assert len(client.opened) == 1  # no second tab
         person = Browser()
         page = person.open(client.opened[0])  # the first tab loads now
-        assert page.status_code == 200 and "open → done" in page.text
+        assert page.status_code == 200 and "&quot;open&quot; → &quot;done&quot;" in page.text
         assert person.decide("approve").status_code == 200
         assert puts(sandbox) == 0
         done = await ask(client, args)
@@ -255,7 +256,7 @@ async def test_approval_page_in_a_real_browser(sandbox: SandboxServer, connect: 
             browser = await launch_chromium(pw)
             page = await browser.new_page()
             await page.goto(client.opened[-1])  # where the server sent the person's browser
-            assert "open → done" in await page.inner_text("body")
+            assert '"open" → "done"' in await page.inner_text("body")
             await page.screenshot(path=str(tmp_path / "approval.png"))
             await page.click("#approve")
             await page.wait_for_selector("#status")

@@ -28,7 +28,7 @@ async def test_accept_changes_once_and_audits(sandbox: SandboxServer, connect: A
     assert not result.is_error and body["status"] == "applied"
     assert task_status(sandbox, uid) == "done"
     assert len(writes(sandbox)) == 1
-    assert len(seen) == 1 and "open → done" in seen[0]
+    assert len(seen) == 1 and '"open" → "done"' in seen[0]
     assert body["undo"] == {"tool": "update_task", "arguments": {"uid": uid, "action": "reopen"}}
     attempt, line = audit_lines(tmp_path)
     assert attempt["outcome"] == "attempt" and attempt["before"]["status"] == "open"

@@ -249,7 +249,7 @@ async def test_non_ascii_email_domains_are_shown_in_punycode(sandbox: SandboxSer
     seen: list[str] = []
     async with connect(sandbox, elicitation=recorder(seen, "decline")) as client:
         await client.call_tool("update_contact", {"uri": jane, "email": "jane@exаmple.org"})  # Cyrillic а
-    assert "jane@exаmple.org [domain xn--exmple-4nf.org]" in seen[-1]
+    assert '"jane@exаmple.org" [domain xn--exmple-4nf.org]' in seen[-1]
 
 
 async def test_the_preview_shows_the_email_domain_that_will_be_stored(
@@ -262,7 +262,7 @@ async def test_the_preview_shows_the_email_domain_that_will_be_stored(
     async with connect(sandbox, elicitation=recorder(seen)) as client:
         result = await client.call_tool("update_contact", {"uri": jane, "email": "jane@glaßhouse.org"})
     assert result.structured_content["status"] == "applied"
-    assert "→ jane@glaßhouse.org [domain xn--glahouse-sya.org]" in seen[-1]
+    assert '→ "jane@glaßhouse.org" [domain xn--glahouse-sya.org]' in seen[-1]
     assert "glasshouse" not in seen[-1]
     record = sandbox.store.get(jane)
     assert record is not None and "jane@glaßhouse.org" in record.data["email"]
@@ -318,7 +318,7 @@ async def test_the_preview_never_cuts_a_value_that_will_be_written(sandbox: Sand
     async with connect(sandbox, elicitation=recorder(seen)) as client:
         result = await client.call_tool("update_contact", {"uri": jane, "address_line_1": value})
     assert result.structured_content["status"] == "applied"
-    assert f"→ {value}\n" in seen[-1]
+    assert f'→ "{value}"\n' in seen[-1]
     record = sandbox.store.get(jane)
     assert record is not None and record.data["address_lines"][0] == value
 

@@ -183,7 +183,7 @@ async def test_another_local_user_polling_proc_cannot_approve(
                 time.sleep(0.1)
             address = devtools.evaluate(session, "location.href")
             assert page.secret in address and "/open" not in address  # the launch was spent; the page is bound
-            assert "open → done" in devtools.evaluate(session, "document.body.innerText")
+            assert '"open" → "done"' in devtools.evaluate(session, "document.body.innerText")
             devtools.evaluate(session, "document.querySelector('#approve').click()")
             status = None
             for _ in range(100):

@@ -1,14 +1,18 @@
-"""The in-process stores: rate limits (per user and tool, refusing with the wait, never across windows), the ledger."""
+"""The stores of one machine: rate limits (per user and tool, refusing with the wait, never across windows), the
+ledger file (shared by this user's server processes, surviving a restart, refused when not private)."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
 from sheepcrm_mcp.server.errors import Refusal
-from sheepcrm_mcp.server.stores import MemoryLedger, MemoryLimiter, RateLimit
+from sheepcrm_mcp.server.stores import FileLedger, MemoryLimiter, RateLimit, StoreUnavailable
 
 
 class Ctx:
@@ -49,14 +53,34 @@ def test_an_expected_failure_in_a_task_group_keeps_its_message() -> None:
             raise ExceptionGroup("reads", [KeyError("bug")])
 
 
-async def test_memory_ledger_claims_once_and_forgets_on_expiry() -> None:
-    ledger = MemoryLedger()
+async def test_the_ledger_file_claims_once_survives_a_restart_and_forgets_on_expiry(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "ledger.json"
+    ledger, restarted = FileLedger(path), FileLedger(path)  # another process of this user, or the next one
     assert await ledger.claim("k", {"state": "sending"}, 60) is None
-    assert await ledger.claim("k", {"state": "other"}, 60) == {"state": "sending"}  # the first claim holds
+    assert await restarted.claim("k", {"state": "other"}, 60) == {"state": "sending"}  # the first claim holds
     await ledger.put("k", {"state": "created", "uri": "/demo/person/a/"}, 60)
-    assert await ledger.get("k") == {"state": "created", "uri": "/demo/person/a/"}
-    await ledger.forget("k")
+    assert await restarted.get("k") == {"state": "created", "uri": "/demo/person/a/"}
+    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
+    await restarted.forget("k")
     assert await ledger.get("k") is None
     await ledger.put("short", {"at": 1}, 0.01)
     await anyio.sleep(0.02)
-    assert await ledger.get("short") is None and await ledger.claim("short", {"at": 2}, 60) is None
+    assert await restarted.get("short") is None and await restarted.claim("short", {"at": 2}, 60) is None
+    assert set(json.loads(path.read_text())) == {"short"}  # expired keys are dropped from the file
+
+
+async def test_a_ledger_file_others_can_read_or_that_is_unreadable_refuses(tmp_path: Path) -> None:
+    """Unknown is not "nothing was created": a ledger that cannot be trusted or read refuses the write."""
+    path = tmp_path / "ledger.json"
+    path.write_text("{}")
+    os.chmod(path, 0o644)
+    with pytest.raises(StoreUnavailable, match="readable only by you"):
+        await FileLedger(path).get("k")
+    os.chmod(path, 0o600)
+    path.write_text('{"k": [9')
+    with pytest.raises(StoreUnavailable, match="unreadable"):
+        await FileLedger(path).claim("k", {"state": "sending"}, 60)
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(StoreUnavailable, match="could not be read"):
+        await FileLedger(link).get("k")

@@ -204,7 +204,7 @@ async def test_check_in_board_marks_people_attended_through_the_gate(
         approval = page.locator("#approval")
         await approval.wait_for(state="visible")
         preview = await page.locator("#approval-message").inner_text()
-        assert "Visitor 007 Example" in preview and "accepted → attended" in preview
+        assert "Visitor 007 Example" in preview and '"accepted" → "attended"' in preview
         assert len(puts(sandbox)) == before  # nothing written before the person approves
         await page.locator("#approval-tick").check()
         await page.locator("#approval-accept").click()
@@ -224,7 +224,7 @@ async def test_check_in_board_marks_people_attended_through_the_gate(
         # Undo one person: the same gate again.
         await board.locator("#outcome-list li", has_text="Visitor 007").get_by_role("button", name="Undo").click()
         await approval.wait_for(state="visible")
-        assert "attended → accepted" in await page.locator("#approval-message").inner_text()
+        assert '"attended" → "accepted"' in await page.locator("#approval-message").inner_text()
         await page.locator("#approval-tick").check()
         await page.locator("#approval-accept").click()
         await board.locator("#outcome-message").filter(has_text="done and read back").wait_for(timeout=20_000)

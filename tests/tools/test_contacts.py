@@ -129,7 +129,7 @@ async def test_update_contact_keeps_address_lines_four_and_beyond(
     assert result.structured_content["status"] == "applied"
     record = sandbox.store.get(jane)
     assert record is not None and record.data["address_lines"] == ["3 High St", *lines[1:]]
-    assert "address line 1: 1 High St → 3 High St" in seen[-1]
+    assert 'address line 1: "1 High St" → "3 High St"' in seen[-1]
     line = [e for e in audit_lines(tmp_path) if e["outcome"] == "succeeded"][-1]
     assert line["before"]["address_lines"] == lines and line["after"]["address_lines"][3:] == lines[3:]
 

@@ -5,6 +5,7 @@ Expected values come from the sandbox's store; every POST and DELETE the sandbox
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,18 @@ from mcp import Client
 from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.tools.profiles import HELPDESK, MEMBER
-from tests.helpers import CANARY_KEY, approve, decline, settings_for
+from tests.helpers import (
+    CANARY_KEY,
+    HTTP_TOKEN,
+    approve,
+    decline,
+    free_port,
+    http_session,
+    run_binary,
+    sandbox_env,
+    settings_for,
+    wait_healthy,
+)
 
 JIM = {
     "first_name": "Jim", "last_name": "Lovell", "email": "jim.lovell@example.org", "phone": "+44 20 7946 0013",
@@ -71,7 +83,7 @@ async def test_create_with_approval_reads_back_and_audits(
     assert f"Jim Lovell, {record.uri}" in body["message"] and "Location header" in body["message"]
     assert body["undo"] == {"tool": "delete_contact", "arguments": {"uri": record.uri}}
     [preview] = seen
-    assert preview.startswith("Create person Jim Lovell") and "first name: (empty) → Jim" in preview
+    assert preview.startswith("Create person Jim Lovell") and 'first name: (empty) → "Jim"' in preview
     assert preview.rstrip().endswith("Create this contact?") and "Possibly already" not in preview
     attempt, outcome = audit_lines(tmp_path)
     assert (attempt["tool"], attempt["outcome"], outcome["outcome"]) == ("create_contact", "attempt", "succeeded")
@@ -148,6 +160,39 @@ async def test_a_retried_call_after_a_timeout_creates_one_record(connect: Any, t
     assert [e["outcome"] for e in audit_lines(tmp_path)] == ["attempt", "succeeded"]
 
 
+@pytest.mark.slow  # two real server processes
+async def test_a_server_killed_while_its_post_is_unanswered_never_posts_again_after_a_restart(tmp_path: Path) -> None:
+    """The installed server sends the create and is killed (SIGKILL) before sheepCRM answers; the model's retry
+    reaches a new server process: it finds the record by searching and answers with it, posting nothing. Without
+    an email, the retry's preview would otherwise show only a namesake, which a person may approve."""
+    fred = {"first_name": "Fred", "last_name": "Haise", "postcode": "SW1A 1AA"}
+
+    with SandboxServer(key=CANARY_KEY, faults=["timeout=20@after:1:^/api/v1/demo/person/$"]) as sb:
+        env = sandbox_env(sb, tmp_path, SHEEPCRM_TIMEOUT="30", SHEEPCRM_MCP_TOKEN=HTTP_TOKEN)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        with anyio.fail_after(90):
+            with run_binary(["--transport", "http", "--port", str(port)], env) as first:
+                wait_healthy(url, first)
+                with contextlib.suppress(Exception):  # the session dies with its server
+                    async with http_session(url, elicitation_callback=approve) as client:
+                        async with anyio.create_task_group() as tg:
+                            tg.start_soon(client.call_tool, "create_contact", fred)
+                            while not sent(sb, "POST"):
+                                await anyio.sleep(0.05)
+                            first.kill()  # mid-POST: nothing in the process survives
+                            first.wait(timeout=10)
+            with run_binary(["--transport", "http", "--port", str(port)], env) as second:
+                wait_healthy(url, second)
+                async with http_session(url, elicitation_callback=approve) as client:
+                    retry = await client.call_tool("create_contact", fred)
+        [record] = [r for r in sb.store.by_type("person") if r.data.get("last_name") == "Haise"]
+        assert sent(sb, "POST") == ["/api/v1/demo/person/"]
+    assert retry.structured_content["status"] == "no_change", text_of(retry)
+    assert "already created" in text_of(retry) and record.uri in text_of(retry)
+    assert [e["outcome"] for e in audit_lines(tmp_path)] == ["attempt"]  # the first server died before its outcome
+
+
 async def test_a_refused_create_changes_nothing_and_may_be_tried_again(connect: Any, tmp_path: Path) -> None:
     """A 409 (sheepCRM: the values clash) is a definite no: said so, audited as failed, not remembered."""
     with SandboxServer(key=CANARY_KEY, faults=["409:1:^/api/v1/demo/person/$"]) as sb:
@@ -211,6 +256,45 @@ async def test_undo_within_the_window_and_refused_outside_it(
     assert late.is_error and "Not deleted" in text_of(late) and len(sent(sandbox, "DELETE")) == 1
 
 
+async def test_a_helpdesk_that_may_create_but_not_delete_is_offered_no_undo_it_cannot_make(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    """SHEEPCRM_HELPDESK_WRITES lists create_contact only: the answer (and a repeated call's) offers no undo call
+    and says who can undo it; a staff user then can."""
+    async with connect(sandbox, elicitation=approve, profile="helpdesk", helpdesk_writes="create_contact") as client:
+        assert "delete_contact" not in {t.name for t in (await client.list_tools()).tools}
+        created = await client.call_tool("create_contact", JIM)
+        repeated = await client.call_tool("create_contact", JIM)
+    [record] = sandbox.store.contacts_by_email(JIM["email"])
+    for result, status in ((created, "applied"), (repeated, "no_change")):
+        assert result.structured_content["status"] == status and "undo" not in result.structured_content
+        message = result.structured_content["message"]
+        assert record.uri in message and "delete_contact, is not among your tools: a staff user can undo it" in message
+        assert "delete_contact can undo it" not in message
+    async with connect(sandbox, elicitation=approve) as staff:
+        again = await staff.call_tool("create_contact", JIM)
+        deleted = await staff.call_tool("delete_contact", {"uri": record.uri})
+    assert again.structured_content["undo"] == {"tool": "delete_contact", "arguments": {"uri": record.uri}}
+    assert deleted.structured_content["status"] == "applied" and sent(sandbox, "DELETE") == [f"/api/v1{record.uri}"]
+
+
+async def test_the_preview_quotes_each_value_so_that_one_cannot_look_like_two(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    """One address line holding ", " and two lines used to read alike ("13 Aquarius Way, Flat 2"); a quote or a
+    line-break look-alike (U+2424) inside a value stays inside its quotes."""
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=asking(seen, "decline")) as client:
+        for lines, first in ((["13 Aquarius Way, Flat 2"], "Jim"), (["13 Aquarius Way", "Flat 2"], "Jim"),
+                             (["13 Aquarius Way \u2424 Flat 2"], 'Jim", "Flat 2')):
+            await client.call_tool("create_contact", {**JIM, "first_name": first, "address_lines": lines})
+    one, two, odd = (next(line for line in preview.splitlines() if "address:" in line) for preview in seen)
+    assert one == '• address: (empty) → ["13 Aquarius Way, Flat 2"]' and one != two
+    assert two == '• address: (empty) → ["13 Aquarius Way", "Flat 2"]'
+    assert odd == '• address: (empty) → ["13 Aquarius Way \u2424 Flat 2"]'
+    assert 'first name: (empty) → "Jim\\", \\"Flat 2"' in seen[2] and sent(sandbox, "POST") == []
+
+
 async def test_hidden_characters_are_refused(sandbox: SandboxServer, connect: Any) -> None:
     async with connect(sandbox, elicitation=approve) as client:
         for args in ({**JIM, "last_name": "Lov\u202eell"}, {**JIM, "address_lines": ["13 Aquarius\u200b Way"]}):
@@ -247,22 +331,26 @@ async def test_profiles_and_read_only(shared_sandbox: SandboxServer, tmp_path: P
 
 
 async def test_one_spelling_per_name_and_compatibility_forms_refused(sandbox: SandboxServer, connect: Any) -> None:
-    """NFC then NFD of the same name: the second is written as the first (NFC) and shown as its namesake;
-    full-width letters are refused before anything is sent."""
+    """NFC then NFD of the same name in a new session: the same call (one spelling, NFC), answered with the record
+    the first made; with a postcode added, a new call that shows it as a namesake. Full-width letters are
+    refused before anything is sent."""
     seen: list[str] = []
     async with connect(sandbox, elicitation=asking(seen)) as client:
         first = await client.call_tool("create_contact", {"first_name": "Zoë", "last_name": "Brontë"})
     assert first.structured_content["status"] == "applied", text_of(first)
     async with connect(sandbox, elicitation=asking(seen, "decline")) as client:
-        second = await client.call_tool("create_contact", {"first_name": "Zoe\u0308", "last_name": "Bronte\u0308"})
+        nfd = {"first_name": "Zoe\u0308", "last_name": "Bronte\u0308"}
+        repeat = await client.call_tool("create_contact", nfd)  # the same call, in another spelling
+        second = await client.call_tool("create_contact", {**nfd, "postcode": "YO1 7HH"})
         before = len(sandbox.request_log)
         wide = await client.call_tool("create_contact", {"first_name": "Ｊａｎｅ", "last_name": "Ａｕｓｔｅｎ"})
         mail = await client.call_tool("create_contact", {**JIM, "email": "ｊｉｍ@example.org"})
+    assert repeat.structured_content["status"] == "no_change" and "already created" in text_of(repeat)
     assert second.structured_content["status"] == "not_approved"
     assert "Possibly already in sheepCRM" in seen[1] and "same name (any case)" in seen[1], seen[1]
-    assert "first name: (empty) → Zoë" in seen[1] and "Zoe\u0308" not in seen[1]
+    assert 'first name: (empty) → "Zoë"' in seen[1] and "Zoe\u0308" not in seen[1]
     [zoe] = [r for r in sandbox.store.by_type("person") if r.data.get("last_name") == "Brontë"]
-    assert zoe.data["first_name"] == "Zoë"
+    assert zoe.data["first_name"] == "Zoë" and zoe.uri in text_of(repeat)
     for result, field in ((wide, "first_name"), (mail, "email")):
         assert result.is_error and "full-width or compatibility" in text_of(result) and field in text_of(result)
     assert "'Jane'" in text_of(wide) and len(sandbox.request_log) == before
