@@ -124,7 +124,8 @@ def build_tool(spec: Registration) -> Tool:
         return data
 
     class Strict(base):  # type: ignore[valid-type,misc]
-        model_config = {**base.model_config, "extra": "forbid"}
+        # Built on its tool's first call, not at start-up (its published schema is the SDK's, below).
+        model_config = {**base.model_config, "extra": "forbid", "defer_build": True}
         _no_strangers = model_validator(mode="before")(classmethod(no_strangers))  # type: ignore[arg-type]
 
         @classmethod
@@ -141,7 +142,8 @@ def build_tool(spec: Registration) -> Tool:
     Strict.__name__ = f"{spec.name}_arguments"
     strict: type[BaseModel] = Strict
     tool.fn_metadata.arg_model = strict  # type: ignore[assignment]
-    tool.parameters = argument_schema(compact_schema(strict.model_json_schema(by_alias=True)))
+    # The SDK's schema of the same fields: Strict only forbids unknown arguments, which argument_schema leaves out.
+    tool.parameters = argument_schema(compact_schema(tool.parameters))
     if tool.fn_metadata.output_schema is not None:
         listed = answer_schema(compact_schema(tool.fn_metadata.output_schema))
         tool.fn_metadata.output_schema = listed if spec.list_output_fields else {"type": listed["type"]}

@@ -32,9 +32,10 @@ O = TypeVar("O", bound=BaseModel)  # noqa: E741
 
 
 class Input(BaseModel):
-    """Base of tool input models: unknown arguments are refused, not ignored."""
+    """Base of tool input models: unknown arguments are refused, not ignored. Each is built on its tool's first
+    call, not at import (start-up publishes the tools' schemas from their fields)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, defer_build=True)
 
 
 class Output(BaseModel):

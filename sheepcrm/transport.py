@@ -13,7 +13,7 @@ import logging
 import math
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
@@ -255,26 +255,22 @@ class Http:
                 return exc.wait if exc.wait <= c.retry_budget else False
             return True
 
-        import stamina  # loaded on the first upstream read, not at start-up
+        async def attempt_once() -> httpx.Response:
+            try:
+                response = await self._send("GET", url, what, params, None)
+            except UpstreamError as exc:
+                raise _Retryable(exc, None) from None
+            if response.status_code in RETRY_STATUSES:
+                raise _Retryable(error_for(response, what, False, api), retry_after(response))
+            return response
 
+        started = time.monotonic()
         try:
-            async for attempt in stamina.retry_context(
-                on=backoff,
-                attempts=c.retry_attempts,
-                timeout=c.retry_budget,
-                wait_initial=0.2,
-                wait_max=c.retry_wait_max,
-                wait_jitter=0.5,
-            ):
-                if attempt.num > 1:
-                    _observe("retry")
-                with attempt:
-                    try:
-                        response = await self._send("GET", url, what, params, None)
-                    except UpstreamError as exc:
-                        raise _Retryable(exc, None) from None
-                    if response.status_code in RETRY_STATUSES:
-                        raise _Retryable(error_for(response, what, False, api), retry_after(response))
+            try:
+                response = await attempt_once()  # most reads: one try, without the retry machinery's cost
+            except _Retryable as first:
+                left = c.retry_budget - (time.monotonic() - started)
+                response = await self._retry(first, attempt_once, backoff, left)
         except _Retryable as exc:
             # The breaker counts calls, not attempts; being rate limited is not being down.
             self.breaker.record(isinstance(exc.error, RateLimitedError))
@@ -292,6 +288,34 @@ class Http:
         if c.cache_ttl:
             self._cache[key] = (time.monotonic() + c.cache_ttl, data)
         return data
+
+    async def _retry(
+        self,
+        first: _Retryable,
+        attempt_once: Callable[[], Awaitable[httpx.Response]],
+        backoff: Callable[[Exception], bool | float],
+        budget: float,
+    ) -> httpx.Response:
+        """The tries after a failed first one, with stamina's capped, jittered backoff: the first try counts as
+        stamina's attempt 1 (so the schedule, the attempts and the budget are those of one retry loop)."""
+        if budget <= 0 or self.config.retry_attempts <= 1:
+            raise first
+        import stamina  # loaded on the first read that is retried, not at start-up
+
+        async for attempt in stamina.retry_context(
+            on=backoff,
+            attempts=self.config.retry_attempts,
+            timeout=budget,
+            wait_initial=0.2,
+            wait_max=self.config.retry_wait_max,
+            wait_jitter=0.5,
+        ):
+            with attempt:
+                if attempt.num == 1:
+                    raise first
+                _observe("retry")
+                return await attempt_once()
+        raise AssertionError("unreachable: stamina returns or raises")  # pragma: no cover
 
     async def write(
         self,
