@@ -37,6 +37,7 @@ from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.http import http_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.store import Store
+from sheepcrm_mcp.server.approvals import signins
 from sheepcrm_mcp.server.caller import Caller, set_caller
 from sheepcrm_mcp.server.settings import CODE_VARIABLES, Settings
 from sheepcrm_mcp.server.threadserver import ThreadServer
@@ -729,3 +730,33 @@ async def ask(client: Any, args: dict[str, Any]) -> dict[str, Any]:
     assert not result.is_error, result.content
     body: dict[str, Any] = result.structured_content
     return body
+
+
+# --- the approval page's sign-ins in progress (server/approvals/signins.py) -----------------------
+
+
+def started_sign_in(approval: str, client: str) -> signins.SignInRecord:
+    """A sign-in of the approval page, as begun from the address `client`."""
+    browser = signins.digest("browser")
+    return signins.SignInRecord(approval, time.time(), "sheepcrm_signin_x", browser, signins.digest(client))
+
+
+async def check_sign_in_caps(store: signins.SignIns, tag: str) -> None:
+    """What every SignIns must do with repeated starts (`tag` keeps runs on a shared store apart)."""
+    approval, other = f"{tag}-a1", f"{tag}-a2"
+    states = [f"{tag}-s{n}" for n in range(signins.PENDING_PER_APPROVAL + 2)]
+    for state in states:  # one approval, many browsers: only the newest are kept
+        assert await store.begin(state, started_sign_in(approval, f"{tag}-{state}"), 600)
+    dropped, kept = states[:2], states[2:]
+    for state in dropped:
+        assert await store.take(state, 600) is None
+    for state in kept:
+        assert isinstance(await store.take(state, 600), signins.SignInRecord)
+    one = f"{tag}-198.51.100.7"  # one address starting sign-ins for many approvals
+    for n in range(signins.PENDING_PER_CLIENT):
+        assert await store.begin(f"{tag}-c{n}", started_sign_in(f"{tag}-x{n}", one), 600)
+    assert not await store.begin(f"{tag}-c-over", started_sign_in(other, one), 600)
+    assert await store.take(f"{tag}-c-over", 600) is None  # refused: nothing kept
+    assert await store.begin(f"{tag}-elsewhere", started_sign_in(other, f"{tag}-203.0.113.9"), 600)  # elsewhere
+    assert isinstance(await store.take(f"{tag}-c0", 600), signins.SignInRecord)  # taking one frees its place
+    assert await store.begin(f"{tag}-c-next", started_sign_in(other, one), 600)

@@ -188,7 +188,7 @@ class SignedInPage(ServedPage):
                 state = "expired" if item.status == "pending" else item.status
                 return _message(410, f"This approval request is no longer waiting (it is {state}); nothing to do "
                                      "here. Ask the assistant to repeat the request if it is still needed.")
-            return await self._sign_in(item.id)
+            return await self._sign_in(item.id, request.client.host if request.client else "?")
         person = session.person
         if not self._may_decide(person, item):
             body = (
@@ -273,8 +273,9 @@ class SignedInPage(ServedPage):
             self._meta = await discover(self.http, self.issuer)
         return self._meta
 
-    async def _sign_in(self, approval: str) -> Response:
-        """Send the browser to the provider: code + PKCE, a fresh login asked for, pushed when the provider can."""
+    async def _sign_in(self, approval: str, client: str) -> Response:
+        """Send the browser to the provider: code + PKCE, a fresh login asked for, pushed when the provider can.
+        `client` is the address the start came from (the sign-ins in progress per address are capped)."""
         try:
             if await self._too_many(approval):
                 return _message(429, "Too many sign-ins were started for this right now; try again in a minute.")
@@ -282,7 +283,8 @@ class SignedInPage(ServedPage):
             return self._store_down(exc)
         state, browser = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         verifier = self._derived(state, "pkce")
-        sign_in = SignInRecord(approval, time.time(), f"{LOGIN_COOKIE}_{secrets.token_hex(6)}", digest(browser))
+        sign_in = SignInRecord(approval, time.time(), f"{LOGIN_COOKIE}_{secrets.token_hex(6)}", digest(browser),
+                               digest(client))
         params = {
             "response_type": "code",
             "client_id": self.client_id,
@@ -307,7 +309,9 @@ class SignedInPage(ServedPage):
             log.warning("a sign-in for the approval page could not be started at the identity provider")
             return _message(503, "The sign-in provider cannot be reached; nothing was approved. Try again shortly.")
         try:
-            await self.signins.begin(state, sign_in, LOGIN_TTL)
+            if not await self.signins.begin(state, sign_in, LOGIN_TTL):
+                return _message(429, "Too many sign-ins are in progress from your address; finish one, or try again "
+                                     f"in {int(LOGIN_TTL / 60)} minutes.")
         except Exception as exc:
             return self._store_down(exc)
         METRICS.sign_in("started")

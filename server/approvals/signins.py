@@ -7,6 +7,10 @@ its cookie, the browser's own cookie as its SHA-256. The PKCE verifier and the n
 are derived from the state with the page's key (HMAC), which every replica holds and the store does not. A sign-in
 is taken once (atomically); when its state comes back a second time it is marked contested and the session it
 gave, if any, is withdrawn. Everything expires: a sign-in after LOGIN_TTL, a session after SESSION_TTL.
+
+Starting a sign-in needs no credential, so the sign-ins in progress are capped: PENDING_PER_APPROVAL per approval
+(a new one drops the oldest) and PENDING_PER_CLIENT per client address (past it a new one is refused until one
+is taken or expires), so repeated starts cannot fill the store.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 CONTESTED = "-"  # a spent sign-in that came back a second time: it gives no session
+PENDING_PER_APPROVAL = 5  # sign-ins in progress kept per approval: a sixth drops the oldest
+PENDING_PER_CLIENT = 20  # and per client address: a 21st is refused
 
 
 def digest(secret: str) -> str:
@@ -33,6 +39,7 @@ class SignInRecord:
     started: float
     cookie: str
     browser: str  # sha256 of the browser's secret
+    client: str = ""  # sha256 of the address the start came from
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,10 @@ class SessionRecord:
 
 
 class SignIns(Protocol):
-    async def begin(self, state: str, record: SignInRecord, ttl: float) -> None: ...
+    async def begin(self, state: str, record: SignInRecord, ttl: float) -> bool:
+        """Keep the sign-in (dropping its approval's oldest past PENDING_PER_APPROVAL); False, keeping nothing,
+        when its client already has PENDING_PER_CLIENT in progress."""
+        ...
 
     async def take(self, state: str, ttl: float) -> SignInRecord | str | None:
         """The sign-in, once; afterwards the state is spent. A spent state coming back: it is marked contested
@@ -80,9 +90,15 @@ class MemorySignIns:
         for key in [k for k, s in self._sessions.items() if s.until < now]:
             del self._sessions[key]
 
-    async def begin(self, state: str, record: SignInRecord, ttl: float) -> None:
+    async def begin(self, state: str, record: SignInRecord, ttl: float) -> bool:
         self._purge()
+        if sum(r.client == record.client for _, r in self._sign_ins.values()) >= PENDING_PER_CLIENT:
+            return False
+        same = sorted((until, key) for key, (until, r) in self._sign_ins.items() if r.approval == record.approval)
+        for _, key in same[: max(0, len(same) + 1 - PENDING_PER_APPROVAL)]:
+            del self._sign_ins[key]
         self._sign_ins[digest(state)] = (time.time() + ttl, record)
+        return True
 
     async def take(self, state: str, ttl: float) -> SignInRecord | str | None:
         key = digest(state)
@@ -120,17 +136,39 @@ class MemorySignIns:
 
 PREFIX = "sheepcrm:signin:"
 
+_BEGIN = """
+local now = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then return 0 end
+local over = redis.call('ZCARD', KEYS[2]) + 1 - tonumber(ARGV[4])
+if over > 0 then
+  local old = redis.call('ZPOPMIN', KEYS[2], over)
+  for i = 1, #old, 2 do redis.call('DEL', ARGV[7] .. old[i]) end
+end
+local ends = now + tonumber(ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('ZADD', KEYS[2], ends, ARGV[6])
+redis.call('ZADD', KEYS[3], ends, ARGV[6])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+return 1
+"""
+
 _TAKE = """
 local rec = redis.call('GET', KEYS[1])
 if rec then
   redis.call('DEL', KEYS[1])
+  local held = cjson.decode(rec)
+  redis.call('ZREM', ARGV[3] .. 'pending:approval:' .. held['approval'], ARGV[4])
+  redis.call('ZREM', ARGV[3] .. 'pending:client:' .. (held['client'] or ''), ARGV[4])
   redis.call('SET', KEYS[2], '', 'EX', ARGV[1])
   return {1, rec}
 end
 local spent = redis.call('GET', KEYS[2])
 if spent then
   redis.call('SET', KEYS[2], ARGV[2], 'KEEPTTL')
-  if spent ~= '' and spent ~= ARGV[2] then redis.call('DEL', ARGV[3] .. spent) end
+  if spent ~= '' and spent ~= ARGV[2] then redis.call('DEL', ARGV[3] .. 'session:' .. spent) end
   return {2, spent}
 end
 return {0, ''}
@@ -150,16 +188,24 @@ class RedisSignIns:
 
     def __init__(self, client: Any) -> None:
         self.client = client
+        self._begin = client.register_script(_BEGIN)
         self._take = client.register_script(_TAKE)
         self._open = client.register_script(_OPEN)
 
-    async def begin(self, state: str, record: SignInRecord, ttl: float) -> None:
-        await self.client.set(f"{PREFIX}state:{digest(state)}", json.dumps(asdict(record)), ex=int(ttl))
+    async def begin(self, state: str, record: SignInRecord, ttl: float) -> bool:
+        key = digest(state)
+        kept = await self._begin(
+            keys=[f"{PREFIX}state:{key}", f"{PREFIX}pending:approval:{record.approval}",
+                  f"{PREFIX}pending:client:{record.client}"],
+            args=[json.dumps(asdict(record)), int(ttl), time.time(), PENDING_PER_APPROVAL, PENDING_PER_CLIENT, key,
+                  f"{PREFIX}state:"],
+        )
+        return int(kept) == 1
 
     async def take(self, state: str, ttl: float) -> SignInRecord | str | None:
         key = digest(state)
         kind, body = await self._take(keys=[f"{PREFIX}state:{key}", f"{PREFIX}spent:{key}"],
-                                      args=[int(ttl), CONTESTED, f"{PREFIX}session:"])
+                                      args=[int(ttl), CONTESTED, PREFIX, key])
         text = body.decode() if isinstance(body, bytes) else str(body)
         if int(kind) == 1:
             return SignInRecord(**json.loads(text))

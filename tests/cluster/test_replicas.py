@@ -307,6 +307,20 @@ async def test_redis_ledger_follows_the_one_machine_interface(running: Cluster, 
         await b.aclose()
 
 
+async def test_redis_sign_ins_in_progress_are_capped_like_the_in_process_ones(running: Cluster) -> None:
+    """The approval page's sign-ins in Redis: per approval the oldest is dropped, per address a start past the
+    cap is refused, a taken one frees its place (what tests/server/test_signins.py checks in the process)."""
+    from sheepcrm_mcp.server.approvals.signins import RedisSignIns
+    from sheepcrm_mcp.server.redis_store import connect
+    from tests.helpers import check_sign_in_caps
+
+    client = connect(running.redis_url)
+    try:
+        await check_sign_in_caps(RedisSignIns(client), f"r{anyio.current_time()}")
+    finally:
+        await client.aclose()
+
+
 def test_doctor_checks_the_shared_store(running: Cluster) -> None:
     """doctor says whether Redis answers (by host and port: never the URL, which may hold a password)."""
     from tests.helpers import binary, clean_env
