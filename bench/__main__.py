@@ -13,7 +13,7 @@ from typing import Any
 
 from bench.common import Row, machine, table
 
-SECTIONS = ("context", "questions", "startup", "overhead", "throughput", "auth", "cluster", "scale")
+SECTIONS = ("context", "questions", "startup", "overhead", "throughput", "auth", "cluster", "hosted", "scale")
 HERE = Path(__file__).resolve().parent
 
 

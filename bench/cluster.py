@@ -44,7 +44,7 @@ def _free_block(n: int) -> int:
 class Cluster:
     """scripts/cluster.sh with its own ports and state directory, pointed at the bench's sandbox."""
 
-    def __init__(self, sb: Any, replicas: int, state: Path) -> None:
+    def __init__(self, sb: Any, replicas: int, state: Path, **extra: str) -> None:
         base = _free_block(replicas + 4)
         binary = Path(sys.executable).parent / "sheepcrm-mcp"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SHEEPCRM_") and k != "PYTHONPATH"}
@@ -55,6 +55,8 @@ class Cluster:
             SANDBOX_PORT=str(base + replicas + 3), SHEEPCRM_BIN=str(binary), SHEEPCRM_CACHE_TTL="0",
             SHEEPCRM_AUDIT_LOG=str(state / "audit.jsonl"), SHEEPCRM_MCP_TOKEN=BENCH_TOKEN,
         )
+        self.env.update(extra)  # e.g. hosted mode's settings (bench.hosted)
+        self.base = base
         self.lb = f"http://127.0.0.1:{base + replicas}"
         self.state = state
 

@@ -33,6 +33,7 @@ EXPECTED = (
     "hosted call, new token each call: p50",
     "verify a new JWT (RS256, keys cached): p50",
     "gated write p50: Redis stores vs in-process",
+    "hosted calls x8 people: HAProxy to 3 replicas vs straight to 1 (calls/s)",
     "large (",
     "segment paging",
     "bench RSS while paging",
