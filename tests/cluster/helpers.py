@@ -15,9 +15,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import mcp.types as mt
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.helpers import HTTP_TOKEN, REPO, binary, clean_env
+from tests.helpers import HTTP_TOKEN, REPO, binary, clean_env, http_session
 
 SCRIPT = REPO / "scripts" / "cluster.sh"
 
@@ -187,3 +188,34 @@ def prometheus(targets: list[str], tmp: Path) -> Any:
             proc.kill()
             proc.wait()
         log.close()
+
+
+# ---- calls through a replica or the balancer ----------------------------------------------------
+
+
+def text_of(result: mt.CallToolResult) -> str:
+    return " ".join(c.text for c in result.content if isinstance(c, mt.TextContent))
+
+
+def puts_for(sb: SandboxServer, uid: str) -> int:
+    return sum(1 for e in sb.request_log if e.method == "PUT" and uid in e.path + e.query)
+
+
+def uid_of(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[1]
+
+
+async def call(base: str, tool: str, args: dict[str, Any]) -> mt.CallToolResult:
+    async with http_session(base, mode="legacy") as client:
+        return await client.call_tool(tool, args)
+
+
+async def preview(c: Cluster, args: dict[str, Any], via: str) -> str:
+    """Ask for the write; returns the launch link the replica opened for the person (never in the result)."""
+    seen = len(c.launches())
+    first = await call(via, "update_contact", args)
+    assert first.structured_content and first.structured_content["status"] == "approval_required", text_of(first)
+    [launch] = c.launches()[seen:]
+    assert launch.startswith(f"{c.lb}/approve/")  # the address people reach the replicas at
+    assert launch not in str(first.model_dump()) and "/approve/" not in str(first.model_dump())
+    return launch

@@ -104,8 +104,7 @@ async def test_read_access_to_redis_approves_nothing(running: Cluster, cluster_s
     page and approve. Now Redis holds digests only (the form token is derived from the cookie): an attacker who
     reads every key of a pending approval, and tries each value as launch token, cookie and form token, gets
     nothing, and no PUT happens; the person's own launch link still works."""
-    from tests.cluster.helpers import approve
-    from tests.cluster.test_replicas import call, preview, puts_for, uid_of
+    from tests.cluster.helpers import approve_on_page, call, preview, puts_for, uid_of
 
     person = cluster_sandbox.store.by_type("person")[7].uri
     args = {"uri": person, "phone": "+44 20 7946 0777"}
@@ -136,7 +135,7 @@ async def test_read_access_to_redis_approves_nothing(running: Cluster, cluster_s
     assert again.structured_content and again.structured_content["status"] == "approval_required"
     assert puts_for(cluster_sandbox, uid_of(person)) == 0
     # The person (whose browser had not used its link yet, so the repeat sent a fresh one), on another replica.
-    approve(running.launches()[-1], running.replica(2), public=public)
+    approve_on_page(running.launches()[-1], running.replica(2), public=public)
     done = await call(running.lb, "update_contact", args)
     assert done.structured_content and done.structured_content["status"] == "applied"
     assert puts_for(cluster_sandbox, uid_of(person)) == 1

@@ -20,42 +20,24 @@ import mcp.types as mt
 import pytest
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.cluster.helpers import Cluster, approve_on_page, open_page, prometheus
+from tests.cluster.helpers import (
+    Cluster,
+    approve_on_page,
+    call,
+    open_page,
+    preview,
+    prometheus,
+    puts_for,
+    text_of,
+    uid_of,
+)
 from tests.helpers import http_session
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
 
-def text_of(result: mt.CallToolResult) -> str:
-    return " ".join(c.text for c in result.content if isinstance(c, mt.TextContent))
-
-
-def puts_for(sb: SandboxServer, uid: str) -> int:
-    return sum(1 for e in sb.request_log if e.method == "PUT" and uid in e.path + e.query)
-
-
 def people(sb: SandboxServer, n: int, skip: int = 0) -> list[str]:
     return [r.uri for r in sb.store.by_type("person")][skip : skip + n]
-
-
-def uid_of(uri: str) -> str:
-    return uri.rstrip("/").rsplit("/", 1)[1]
-
-
-async def call(base: str, tool: str, args: dict[str, Any]) -> mt.CallToolResult:
-    async with http_session(base, mode="legacy") as client:
-        return await client.call_tool(tool, args)
-
-
-async def preview(c: Cluster, args: dict[str, Any], via: str) -> str:
-    """Ask for the write; returns the launch link the replica opened for the person (never in the result)."""
-    seen = len(c.launches())
-    first = await call(via, "update_contact", args)
-    assert first.structured_content and first.structured_content["status"] == "approval_required", text_of(first)
-    [launch] = c.launches()[seen:]
-    assert launch.startswith(f"{c.lb}/approve/")  # the address people reach the replicas at
-    assert launch not in str(first.model_dump()) and "/approve/" not in str(first.model_dump())
-    return launch
 
 
 async def preview_and_approve(c: Cluster, args: dict[str, Any], page_via: str, preview_via: str | None = None) -> None:
