@@ -58,6 +58,7 @@ async def run_session(sb: SandboxServer, audit_dir: Path, elicitation: Any, **ov
     return texts
 
 
+@pytest.mark.timeout(360)  # five sessions under faults with DEBUG logging; the default 120 s is for one test
 async def test_canary_key_never_leaks(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
