@@ -37,6 +37,16 @@ class ContactReads(Reads):
         result: JSON = await self._get(f"/api/v1/{self.bucket}/{rtype}/", f"{rtype} list", params, api="v1")
         return result
 
+    async def connections(self, uri: RecordUri, limit: int = 500) -> JSON:
+        """A contact's connections (EVIDENCE.md, connections: `GET /api/v1/{flock}/connections/?uri=<uid>` with
+        `limit` -> {connections: [{connection_type, destination, ...}]}; no document describes it)."""
+        if uri.bucket != self.bucket or uri.type not in CONTACT_TYPES:
+            raise ScopeError(f"{uri} is not a contact of bucket {self.bucket}")
+        result: JSON = await self._get(
+            f"/api/v1/{self.bucket}/connections/", f"connections of {uri}", {"uri": uri.uid, "limit": limit}, api="v1"
+        )
+        return result
+
     async def membership_by_email(self, email: str) -> JSON:
         result: JSON = await self._get(
             f"/api/v1/{self.bucket}/user/membership/",

@@ -305,6 +305,21 @@ async def probe_contract(settings: Settings) -> list[Probe]:
             rtype: await call(f"{rtype} list", functools.partial(client.resources, rtype, {}, 1, 5), found=False)
             for rtype in ("person", "organisation", "member", "membership_type")
         }
+        linked: Any = None
+        with contextlib.suppress(SheepError):  # organisations whose `connections` field is not empty, to sample
+            linked = await client.resources("organisation", {"connections__ne": ""}, 1, 5)
+        orgs = [o for data in (linked, listed["organisation"]) for r in _records(data, "results")
+                if (o := _uri(r.get("uri"), client.bucket, ("organisation",)))]
+        if orgs:  # the first sampled organisation with connections (any, when none has one)
+            org = orgs[0]
+            for one in orgs:
+                with contextlib.suppress(SheepError):
+                    if _records(await client.connections(one), "connections"):
+                        org = one
+                        break
+            await call("connections", lambda: client.connections(org))
+        else:
+            skipped("connections", "no organisation to sample")
         holders = (_uri(d.get("member"), client.bucket) for r in _records(listed["member"], "results")
                    if isinstance(d := r.get("data"), dict))
         holder = next((h for h in holders if h), None)

@@ -137,6 +137,9 @@ READS: tuple[Read, ...] = (
         ("data", "member", "start_date", "end_date", "membership_type", "paid|membership_record_status"),
         envelope=("total",),
     ),
+    # EVIDENCE.md (connections): the links between contacts have their own v1 endpoint, in no document
+    Read("connections", "connections", "/api/v1/{bucket}/connections/", ("connections",),
+         ("destination", "connection_type"), ("destination",)),
     Read("membership_type list", "resources", "/api/v1/{bucket}/membership_type/", ("results",),
          ("uri", "display_value", "total"), ("uri", "display_value"), envelope=("total",)),
 )
@@ -155,6 +158,9 @@ UNDOCUMENTED: dict[tuple[str, str], str] = {
     ("segment lookup", "resource"): "not in the lookup schema; optional, the type falls back to the uri",
     ("segment lookup", "primary_email"): "not in the lookup schema; optional",
     ("segment lookup", "primary_telephone"): "not in the lookup schema; optional",
+    ("connections", "connections"): "no document has the endpoint; EVIDENCE.md (connections) shows this wrapper",
+    ("connections", "destination"): "no document has the endpoint; EVIDENCE.md (connections): the linked record",
+    ("connections", "connection_type"): "no document has the endpoint; EVIDENCE.md (connections); optional",
 }
 
 

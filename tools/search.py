@@ -8,12 +8,12 @@ from typing import Annotated, Any, Literal
 import anyio
 from pydantic import Field, model_validator
 
-from sheepcrm_mcp.server.errors import Refusal
+from sheepcrm_mcp.server.errors import Refusal, or_refuse
 from sheepcrm_mcp.server.paging import decode_cursor, encode_cursor, list_page
 from sheepcrm_mcp.server.specs import Deps, Output, ReadTool, ToolSpec
-from sheepcrm_mcp.sheepcrm import NotFoundError, SheepError
+from sheepcrm_mcp.sheepcrm import NotFoundError, SheepError, UpstreamError
 from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, parse_uri
-from sheepcrm_mcp.tools.common import ListOutput, Paged, listed, plain, text, today
+from sheepcrm_mcp.tools.common import ListOutput, Paged, listed, plain, ref, text, today
 from sheepcrm_mcp.tools.membership import classify, current_members, memberships_of
 
 Short = Annotated[str | None, Field(max_length=100)]
@@ -102,37 +102,64 @@ def records(data: Any, what: str) -> list[dict[str, Any]]:
     return listed(data, what, "results", single=("id", "uri"))
 
 
-ORG_NOTE = (
-    "People at an organisation are found by the `connections` field of their records (v1 resource filter "
-    "connections=<organisation uri>); sheepCRM documents no other person-organisation link, so people linked "
-    "only in ways it does not document (e.g. free-text employer) are not found."
-)
+CONNECTIONS = 500  # connections asked for at once (the endpoint takes a limit and documents no paging)
 
 
 async def at_organisation(req: SearchContactsInput, deps: Deps) -> SearchContactsOutput:
+    """The people connected to an organisation, from its connections (EVIDENCE.md: connections have their own
+    endpoint), each read from their record for the page shown. An answer that cannot be read is "could not read
+    the people at the organisation", never nobody."""
     assert req.organisation is not None
     org = parse_uri(req.organisation, deps.client.bucket, ("organisation",))
-    key = f"org:{org}:{req.limit}"
-    offset = decode_cursor(req.cursor, key)
-    data = await deps.client.resources(
-        "person", {"connections": str(org)}, page=offset // req.limit + 1, page_size=req.limit
+    await or_refuse(deps.client.record(org), f"No organisation {org}; find it with search_contacts(query=...).")
+    try:
+        links = listed(await deps.client.connections(org, CONNECTIONS), "the organisation's connections",
+                       "connections")
+    except SheepError as exc:
+        raise UpstreamError(
+            f"Could not read the people at {org}: sheepCRM's connections could not be read ({exc}). This is not "
+            "'nobody': the answer is unknown."
+        ) from None
+    people: dict[str, ContactHit] = {}
+    unread = 0
+    for link in links:
+        try:
+            linked = parse_uri(ref(link.get("destination")) or "", deps.client.bucket, CONTACT_TYPES)
+        except ValueError:
+            unread += 1
+            continue
+        if linked.type == "person":
+            people.setdefault(str(linked), ContactHit(uri=str(linked), name="(could not read)", type="person"))
+    notes = [
+        f"{unread} connection(s) name no contact of this bucket that could be read (their destination): the "
+        "people there may be more." if unread else None,
+        f"sheepCRM sent its limit of {CONNECTIONS} connections: there may be more." if len(links) >= CONNECTIONS
+        else None,
+    ]
+    page, envelope = list_page(
+        list(people.values()), req.limit, req.cursor, f"org:{org}",
+        "sheepCRM's connections of this organisation name no person.", cut=" ".join(n for n in notes if n) or None,
     )
-    hits = []
-    for r in listed(data, "the person listing", "results"):
+    failed = 0
+
+    async def one(hit: ContactHit) -> None:
+        nonlocal failed
+        try:
+            r = await deps.client.record(parse_uri(hit.uri, deps.client.bucket, ("person",)))
+        except SheepError:
+            failed += 1
+            return
         d: dict[str, Any] = r.get("data") or {}
-        hits.append(
-            ContactHit(
-                uri=text(r.get("uri")) or "", name=text(r.get("display_value")) or "(no name)", type="person",
-                email=plain(d.get("email")), phone=plain(d.get("telephone")), job_title=text(d.get("job_title")),
-            )
-        )
-    total = data.get("total") if isinstance(data, dict) and isinstance(data.get("total"), int) else None
-    end = offset + len(hits)
-    more = end < total if total is not None else len(hits) >= req.limit
-    return SearchContactsOutput(
-        contacts=hits, total=total, next_cursor=encode_cursor(end, key) if more else None,
-        note=ORG_NOTE if not hits else None,
-    )
+        hit.name = text(r.get("display_value")) or "(no name)"
+        hit.email, hit.phone, hit.job_title = plain(d.get("email")), plain(d.get("telephone")), text(d.get("job_title"))
+
+    async with anyio.create_task_group() as tg:
+        for hit in page:
+            tg.start_soon(one, hit)
+    if failed:
+        envelope["note"] = " ".join(filter(None, [
+            envelope["note"], f"The record of {failed} person(s) could not be read: shown by uri only."]))
+    return SearchContactsOutput(contacts=page, **envelope)
 
 
 async def members(req: SearchContactsInput, deps: Deps) -> SearchContactsOutput:
@@ -248,7 +275,7 @@ TOOLS: list[ToolSpec] = [
         handler=search_contacts,
         about=(
             "people/organisations by free text; people by first/last name (exact), email, postcode; the people at"
-            " an organisation (`organisation`, via `connections`); current members ending within N days "
+            " an organisation (`organisation`, from its connections); current members ending within N days "
             "(`renewing_within_days`) or on a `plan` (answers list the plans)"
         ),
     )

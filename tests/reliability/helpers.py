@@ -46,6 +46,7 @@ def allowed_paths(bucket: str) -> list[tuple[frozenset[str], re.Pattern[str]]]:
         (get, rf"/api/v1/{b}/"),
         (get, rf"/api/v1/{b}/user/membership/"),
         (get, rf"/api/v1/{b}/(person|organisation|member|membership_type)/"),  # v1 listings with field filters
+        (get, rf"/api/v1/{b}/connections/"),  # EVIDENCE.md (connections)
         (frozenset({"POST"}), rf"/api/v1/{b}/{CONTACT}/"),  # create_contact
         (get, rf"/events/v2/{b}/person/{UID}/orders"),
         (get | put | frozenset({"DELETE"}), rf"/api/v1/{b}/{CONTACT}/{UID}/"),
@@ -57,7 +58,7 @@ QUERY_KEYS = frozenset(
     {"q", "page", "page_size", "limit", "include_text", "email", "realtime", "title", "first_name", "last_name",
      "date_of_birth", "postal_code", "since_days", "name", "person_uri", "status", "include_completed",
      "mode", "connections", "membership_type", "start_date__lte", "end_date__gte", "end_date__lte",
-     "email__startswithi"}
+     "email__startswithi", "uri", "connections__ne"}
 )
 
 

@@ -123,6 +123,30 @@ async def test_people_at_an_organisation(shared_sandbox: SandboxServer, connect:
     assert none["contacts"] == [] and "connections" in none["note"]
 
 
+@pytest.mark.parametrize("variant", [None, "connections-endpoint"])
+async def test_people_at_an_organisation_come_from_its_connections(connect: Any, variant: str | None) -> None:
+    """EVIDENCE.md: connections have their own endpoint. Records without a `connections` field (variant) still
+    give the organisation's people; a connections endpoint that cannot be read is "could not read the people",
+    never nobody."""
+    with SandboxServer(key=CANARY_KEY, variant=variant) as sb:
+        facts = sb.store.demo_facts()
+        args = {"organisation": facts["organisation_uri"], "limit": 2}
+        seen: list[str] = []
+        async with connect(sb) as client:
+            for _ in range(10):
+                body = (await client.call_tool("search_contacts", args)).structured_content
+                seen += [c["uri"] for c in body["contacts"]]
+                if not body.get("next_cursor"):
+                    break
+                args = {**args, "cursor": body["next_cursor"]}
+    assert sorted(seen) == sorted(facts["organisation_people"]), body
+    with SandboxServer(key=CANARY_KEY, drift=["moved-path:/connections/"]) as sb:
+        org = sb.store.demo_facts()["organisation_uri"]
+        result = await answer(connect, sb, "search_contacts", {"organisation": org})
+    said = error_text(result)
+    assert "Could not read the people at" in said and "not 'nobody'" in said, said
+
+
 def current_members(sb: SandboxServer, days: int | None = None, plan: str | None = None) -> set[str]:
     today = now_utc().date()
     out = set()

@@ -25,10 +25,7 @@ from tests.helpers import CANARY_KEY, approve
 VARIANT_PARAMS = [None, *(pytest.param(name, marks=pytest.mark.slow) for name in NAMES)]
 
 # (scenario, variant) -> the wrong answer today's tools give under that variant.
-WRONG: dict[tuple[str, str], str] = {
-    ("organisation", "connections-endpoint"): "no `connections` field on records is answered as nobody at the "
-    "organisation (an empty list)",
-}
+WRONG: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture(autouse=True)
