@@ -536,8 +536,8 @@ def answering(action: str, content: dict[str, Any] | None = None, seen: list[str
 
 
 def writes(sb: SandboxServer) -> list[Any]:
-    """The write requests (PUT, POST) the sandbox received."""
-    return [r for r in sb.request_log if r.method in ("PUT", "POST")]
+    """The write requests (PUT, POST, PATCH, DELETE) the sandbox received."""
+    return [r for r in sb.request_log if r.method in ("PUT", "POST", "PATCH", "DELETE")]
 
 
 def puts(sb: SandboxServer) -> int:

@@ -261,9 +261,17 @@ def missing(tools: Iterable[ToolSpec], manifest: dict[str, Entry] = MANIFEST) ->
     return problems
 
 
+def entry(name: str) -> Entry:
+    """The manifest entry of one tool; a tool without one fails the calling suite, naming it and what to add."""
+    found = MANIFEST.get(name)
+    if found is None:
+        raise AssertionError("\n".join(missing([every_tool()[name]], MANIFEST)))
+    return found
+
+
 def entries(profile: Profile) -> dict[str, Entry]:
-    """The manifest entries a session of `profile` can call, in catalogue order."""
-    return {spec.name: MANIFEST[spec.name] for spec in tools_of(profile) if spec.name in MANIFEST}
+    """The manifest entries a session of `profile` can call, in catalogue order (every tool must have one)."""
+    return {spec.name: entry(spec.name) for spec in tools_of(profile)}
 
 
 def calls(facts: Facts, profile: Profile, *, writes: bool = True) -> list[tuple[str, Args]]:

@@ -85,7 +85,7 @@ def script(facts: dict[str, Any], mine: dict[manifest.Kind, list[str]], n: int, 
     reads = [
         (profile, tool, args) for profile in PROFILES for tool, args in manifest.calls(facts, profile, writes=False)
     ]
-    writers = [(tool, entry.write) for tool, entry in manifest.MANIFEST.items() if entry.write is not None]
+    writers = [(tool, entry.write) for tool, entry in manifest.entries("staff").items() if entry.write is not None]
     turns: dict[str, int] = {}
     calls: list[Call] = []
     for _ in range(n):

@@ -222,7 +222,7 @@ def arguments_strategy(schema: dict[str, Any], known: list[str]) -> st.SearchStr
 
 @pytest.mark.parametrize("tool", TOOL_NAMES)
 def test_fuzz_tool(envs: dict[str, Env], tool: str) -> None:
-    env = envs[manifest.MANIFEST[tool].profiles[0]]
+    env = envs[manifest.entry(tool).profiles[0]]
     assert tool in env.schemas, f"{tool} is not in tools/list"
     f = env.facts
     valid = [
@@ -294,9 +294,11 @@ async def test_escape_corpus_stays_in_scope(sandbox: SandboxServer, tmp_path: Pa
                     ):
                         problems.append(f"{tool} {bad!r:.60}: {text[:200]}")
                     refused += result.is_error
-                    names_record = any(k in args and args[k] == bad for k in ("uri", "uid")) or args.get(
-                        "person_uris"
-                    ) == [bad]
+                    names_record = any(  # record arguments: uri, uid, *_uri, *_uid, *_uris (CONTRIBUTING.md)
+                        ((k in ("uri", "uid") or k.endswith(("_uri", "_uid"))) and v == bad)
+                        or (k.endswith("_uris") and v == [bad])
+                        for k, v in args.items()
+                    )
                     if names_record and not result.is_error:
                         accepted.append(f"{tool} {bad!r:.60}")
                 resources = ("contact", "event", "segment") if profile == "staff" else ()

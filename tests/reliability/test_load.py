@@ -53,7 +53,7 @@ async def test_http_load(tmp_path: Path) -> None:
     with SandboxServer(key=CANARY_KEY) as sb:
         facts = sb.store.demo_facts()
         pool = manifest.calls(facts, "staff", writes=False)  # every read tool, as the manifest calls it
-        writers = [(tool, entry.write) for tool, entry in manifest.MANIFEST.items() if entry.write is not None]
+        writers = [(tool, entry.write) for tool, entry in manifest.entries("staff").items() if entry.write is not None]
         records = manifest.write_targets(sb.store, 1, per=SESSIONS)[0]
         port = free_port()
         env = {

@@ -77,6 +77,19 @@ def test_a_new_tool_without_a_manifest_entry_fails_naming_it() -> None:
     assert len(problems) == 1 and problems[0].startswith("list_invoices: no entry in tests/manifest.py"), problems
 
 
+@pytest.mark.parametrize("profile", ["staff", "member"])
+def test_the_suites_stop_at_a_tool_without_an_entry_naming_it(
+    profile: manifest.Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The suites read the manifest through entries() and entry(): a tool left out fails them with its name, never
+    a bare KeyError or a silent skip."""
+    first = manifest.tools_of(profile)[0].name
+    monkeypatch.setattr(manifest, "MANIFEST", {k: v for k, v in manifest.MANIFEST.items() if k != first})
+    for reach in (lambda: manifest.entries(profile), lambda: manifest.entry(first)):
+        with pytest.raises(AssertionError, match=rf"^{first}: no entry in tests/manifest.py MANIFEST"):
+            reach()
+
+
 def test_the_tool_allowances_fit_the_context_budget() -> None:
     stale = set(TOOL_ALLOWANCES) - {t.name for t in TOOLS}
     assert not stale, f"allowances for tools that no longer exist: {sorted(stale)}"

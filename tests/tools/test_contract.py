@@ -109,7 +109,7 @@ async def test_tools_read_only_the_listed_fields(
                 result = await client.call_tool(name, args)
                 assert not result.is_error, (name, result.content)
     assert unknown == [], "upstream reads missing from tools/contract.py"
-    declared = {name: set(entry.reads) for name, entry in manifest.MANIFEST.items()}
+    declared = {name: set(manifest.entry(name).reads) for name in manifest.every_tool()}
     differ = {
         name: {"read": sorted(reads_of.get(name, ())), "declared": sorted(declared.get(name, ()))}
         for name in {*reads_of, *declared}
