@@ -118,14 +118,14 @@ MANIFEST: dict[str, Entry] = {
         lambda f: [{"first_name": "Walk", "last_name": "Inmanifest", "email": "walk.in.manifest@example.org"}],
         lambda f, bad: [{"first_name": bad, "last_name": "Quill", "email": f"{bad}@example.org"}],
         _reads("organisation list", "person list", "v1 record"),
-        unaimed="makes a new record (a POST) rather than changing one; tests/tools/test_create_contact.py covers it",
+        unaimed="makes a new record (a POST) rather than changing one; tests/tools/test_contacts.py covers it",
     ),
     "delete_contact": Entry(
         ("staff",),
         _none,
         lambda f, bad: [{"uri": bad}],
         _reads(),
-        unaimed="removes only a record this server made; tests/tools/test_create_contact.py covers it",
+        unaimed="removes only a record this server made; tests/tools/test_contacts.py covers it",
     ),
     "check_membership": Entry(
         ("staff",),

@@ -1,18 +1,25 @@
-"""get_contact end to end, through the one HTTP client: a wait sheepCRM asks for is honoured, never cut short."""
+"""tools/contacts.py: get_contact, update_contact, create_contact and delete_contact end to end through a real
+client session, and the module's pure mappers."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
+import anyio
 import mcp_types as types
 import pytest
+from mcp import Client
 
+from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.store import primary
 from sheepcrm_mcp.tools import contacts
+from sheepcrm_mcp.tools.profiles import HELPDESK, MEMBER
 from tests.helpers import (
     CANARY_KEY,
+    HTTP_TOKEN,
     MODES,
     Readers,
     answer,
@@ -20,8 +27,15 @@ from tests.helpers import (
     answering,
     approve,
     audit_lines,
+    decline,
     error_text,
+    free_port,
+    http_session,
     read,
+    run_binary,
+    sandbox_env,
+    settings_for,
+    wait_healthy,
     writes,
 )
 
@@ -174,3 +188,403 @@ def test_placed_replaces_the_primary_in_place() -> None:
     assert contacts.placed(["b@x"], "", "new@x") == ["b@x", "new@x"]  # or one more
     assert contacts.placed(["old@x", "b@x"], "old@x", "") == [None, "b@x"]  # cleared: null, not removed
     assert contacts.placed(["old@x;work", "b@x"], "old@x", "new@x") == ["new@x;work", "b@x"]  # the label kept
+
+
+# ---- create_contact and delete_contact ------------------------------------------------------
+
+# create_contact and delete_contact end to end: a real client session, the gate, the sandbox's v1 POST/DELETE.
+# Expected values come from the sandbox's store; every POST and DELETE the sandbox received is counted.
+
+
+JIM = {
+    "first_name": "Jim", "last_name": "Lovell", "email": "jim.lovell@example.org", "phone": "+44 20 7946 0013",
+    "address_lines": ["13 Aquarius Way", "Flat 2"], "postcode": "SW1A 2AA",
+}
+
+
+def sent(sb: SandboxServer, method: str) -> list[str]:
+    return [r.path for r in sb.request_log if r.method == method]
+
+
+def text_of(result: types.CallToolResult) -> str:
+    return " ".join(c.text for c in result.content if isinstance(c, types.TextContent))
+
+
+def asking(seen: list[str], action: str = "accept") -> Any:
+    """A scripted person who reads each preview (kept in `seen`) and approves, or declines."""
+
+    async def callback(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        seen.append(params.message)
+        if action == "accept":
+            return types.ElicitResult(action="accept", content={"confirm": True})
+        return types.ElicitResult(action="decline")
+
+    return callback
+
+
+def uid_of(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[1]
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])  # both protocol eras
+async def test_create_with_approval_reads_back_and_audits(
+    sandbox: SandboxServer, connect: Any, tmp_path: Path, mode: str
+) -> None:
+    seen: list[str] = []
+    async with connect(sandbox, mode=mode, elicitation=asking(seen)) as client:
+        result = await client.call_tool("create_contact", JIM)
+    body = result.structured_content
+    assert not result.is_error and body["status"] == "applied", text_of(result)
+    [record] = sandbox.store.contacts_by_email(JIM["email"])
+    assert (record.type, record.data["first_name"], record.data["last_name"]) == ("person", "Jim", "Lovell")
+    assert record.data["address_lines"] == JIM["address_lines"] and record.data["postal_code"] == JIM["postcode"]
+    assert record.data["telephone"] == [JIM["phone"]]
+    assert sent(sandbox, "POST") == ["/api/v1/demo/person/"]
+    assert f"Jim Lovell, {record.uri}" in body["message"] and "Location header" in body["message"]
+    assert body["undo"] == {"tool": "delete_contact", "arguments": {"uri": record.uri}}
+    [preview] = seen
+    assert preview.startswith("Create person Jim Lovell") and 'first name: (empty) → "Jim"' in preview
+    assert preview.rstrip().endswith("Create this contact?") and "Possibly already" not in preview
+    attempt, outcome = audit_lines(tmp_path)
+    assert (attempt["tool"], attempt["outcome"], outcome["outcome"]) == ("create_contact", "attempt", "succeeded")
+    assert outcome["after"]["created"]["uri"] == record.uri and attempt["arguments"]["email"] == JIM["email"]
+
+
+async def test_create_an_organisation(sandbox: SandboxServer, connect: Any) -> None:
+    async with connect(sandbox, elicitation=approve) as client:
+        result = await client.call_tool(
+            "create_contact", {"type": "organisation", "name": "Aquarius Lunar Society", "postcode": "HP1 1AA"}
+        )
+    assert result.structured_content["status"] == "applied", text_of(result)
+    [org] = [r for r in sandbox.store.by_type("organisation") if r.data["name"] == "Aquarius Lunar Society"]
+    assert org.data["postal_code"] == "HP1 1AA" and org.uri in result.structured_content["message"]
+    assert sent(sandbox, "POST") == ["/api/v1/demo/organisation/"]
+
+
+async def test_decline_creates_nothing(sandbox: SandboxServer, connect: Any, tmp_path: Path) -> None:
+    async with connect(sandbox, elicitation=decline) as client:
+        result = await client.call_tool("create_contact", JIM)
+    assert result.structured_content["status"] == "not_approved"
+    assert sandbox.store.contacts_by_email(JIM["email"]) == [] and sent(sandbox, "POST") == []
+    assert [e["outcome"] for e in audit_lines(tmp_path)] == ["declined"]
+
+
+@pytest.mark.parametrize("email", ["jane.austen@example.org", "JANE.Austen@Example.org"])
+async def test_an_exact_email_match_refuses_naming_the_record(
+    sandbox: SandboxServer, connect: Any, email: str
+) -> None:
+    facts = sandbox.store.demo_facts()
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=asking(seen)) as client:
+        result = await client.call_tool("create_contact", {"first_name": "Janet", "last_name": "Smith", "email": email})
+    assert result.is_error and seen == [] and sent(sandbox, "POST") == []
+    assert "already belongs to Jane Austen" in text_of(result) and facts["jane_uri"] in text_of(result)
+
+
+async def test_a_namesake_is_shown_with_a_link_and_the_person_asked_to_create_anyway(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    facts = sandbox.store.demo_facts()
+    jane = facts["jane_uri"]
+    new = {"first_name": "jane", "last_name": "austen", "email": "j.austen@example.net"}  # names in another case
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=asking(seen, "decline")) as client:
+        declined = await client.call_tool("create_contact", new)
+    assert declined.structured_content["status"] == "not_approved" and sent(sandbox, "POST") == []
+    assert f"sheepcrm://contact/{uid_of(jane)}" in seen[0] and "same name (any case)" in seen[0]
+    assert seen[0].rstrip().endswith("Create anyway?")
+    # the documented rule (first + last + postcode, exact case) is named as such
+    rule = {"first_name": "Jane", "last_name": "Austen", "postcode": facts["jane_postal_code"]}
+    async with connect(sandbox, elicitation=asking(seen)) as client:
+        created = await client.call_tool("create_contact", rule)
+    assert "same first name, last name and postcode" in seen[1] and "Create anyway?" in seen[1]
+    assert created.structured_content["status"] == "applied"
+    assert len([r for r in sandbox.store.by_type("person") if r.data["last_name"] == "Austen"]) == 2
+
+
+async def test_a_retried_call_after_a_timeout_creates_one_record(connect: Any, tmp_path: Path) -> None:
+    """The POST is applied but its answer never comes: the call finds the record by searching; the model's
+    retry answers with it; nothing is posted twice."""
+    faults = ["timeout=5@after:1:^/api/v1/demo/person/$"]
+    with SandboxServer(key=CANARY_KEY, faults=faults) as sb:
+        async with connect(sb, elicitation=approve, timeout=0.5, connect_timeout=0.5) as client:
+            first = await client.call_tool("create_contact", JIM)
+            retry = await client.call_tool("create_contact", JIM)
+        [record] = sb.store.contacts_by_email(JIM["email"])
+        assert sent(sb, "POST") == ["/api/v1/demo/person/"]
+    assert first.structured_content["status"] == "applied", text_of(first)
+    assert "did not answer" in first.structured_content["message"] and "found by searching" in text_of(first)
+    assert retry.structured_content["status"] == "no_change", text_of(retry)
+    assert "already created" in text_of(retry) and record.uri in text_of(retry)
+    assert retry.structured_content["undo"] == {"tool": "delete_contact", "arguments": {"uri": record.uri}}
+    assert [e["outcome"] for e in audit_lines(tmp_path)] == ["attempt", "succeeded"]
+
+
+@pytest.mark.slow  # two real server processes
+async def test_a_server_killed_while_its_post_is_unanswered_never_posts_again_after_a_restart(tmp_path: Path) -> None:
+    """The installed server sends the create and is killed (SIGKILL) before sheepCRM answers; the model's retry
+    reaches a new server process: it finds the record by searching and answers with it, posting nothing. Without
+    an email, the retry's preview would otherwise show only a namesake, which a person may approve."""
+    fred = {"first_name": "Fred", "last_name": "Haise", "postcode": "SW1A 1AA"}
+
+    with SandboxServer(key=CANARY_KEY, faults=["timeout=20@after:1:^/api/v1/demo/person/$"]) as sb:
+        env = sandbox_env(sb, tmp_path, SHEEPCRM_TIMEOUT="30", SHEEPCRM_MCP_TOKEN=HTTP_TOKEN)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        with anyio.fail_after(90):
+            with run_binary(["--transport", "http", "--port", str(port)], env) as first:
+                wait_healthy(url, first)
+                with contextlib.suppress(Exception):  # the session dies with its server
+                    async with http_session(url, elicitation_callback=approve) as client:
+                        async with anyio.create_task_group() as tg:
+                            tg.start_soon(client.call_tool, "create_contact", fred)
+                            while not sent(sb, "POST"):
+                                await anyio.sleep(0.05)
+                            first.kill()  # mid-POST: nothing in the process survives
+                            first.wait(timeout=10)
+            with run_binary(["--transport", "http", "--port", str(port)], env) as second:
+                wait_healthy(url, second)
+                async with http_session(url, elicitation_callback=approve) as client:
+                    retry = await client.call_tool("create_contact", fred)
+        [record] = [r for r in sb.store.by_type("person") if r.data.get("last_name") == "Haise"]
+        assert sent(sb, "POST") == ["/api/v1/demo/person/"]
+    assert retry.structured_content["status"] == "no_change", text_of(retry)
+    assert "already created" in text_of(retry) and record.uri in text_of(retry)
+    assert [e["outcome"] for e in audit_lines(tmp_path)] == ["attempt"]  # the first server died before its outcome
+
+
+async def test_a_refused_create_changes_nothing_and_may_be_tried_again(connect: Any, tmp_path: Path) -> None:
+    """A 409 (sheepCRM: the values clash) is a definite no: said so, audited as failed, not remembered."""
+    with SandboxServer(key=CANARY_KEY, faults=["409:1:^/api/v1/demo/person/$"]) as sb:
+        async with connect(sb, elicitation=approve) as client:
+            first = await client.call_tool("create_contact", JIM)
+            again = await client.call_tool("create_contact", JIM)
+        assert sb.store.contacts_by_email(JIM["email"]) == []
+        assert sent(sb, "POST") == ["/api/v1/demo/person/"] * 2
+    for result in (first, again):
+        assert result.is_error and "nothing was changed" in text_of(result) and "409" in text_of(result)
+    assert [e["outcome"] for e in audit_lines(tmp_path)] == ["attempt", "failed"] * 2
+
+
+@pytest.mark.parametrize("variant", ["create-unnamed", "create-200"])
+async def test_an_unnamed_or_odd_answer_is_resolved_by_reading_back(connect: Any, variant: str) -> None:
+    args = {"first_name": "Fred", "last_name": "Haise", "postcode": "SW1A 1AA"}  # no email: found by name
+    with SandboxServer(key=CANARY_KEY, variant=variant) as sb:
+        async with connect(sb, elicitation=approve) as client:
+            result = await client.call_tool("create_contact", args)
+            again = await client.call_tool("create_contact", args)
+        [record] = [r for r in sb.store.by_type("person") if r.data["last_name"] == "Haise"]
+        assert len(sent(sb, "POST")) == 1
+    message = result.structured_content["message"]
+    assert result.structured_content["status"] == "applied" and record.uri in message
+    if variant == "create-unnamed":
+        assert "found by searching, as sheepCRM's answer did not name it" in message
+    else:
+        assert "answered 200, not the documented 201" in message and "Location header" in message
+    assert again.structured_content["status"] == "no_change"
+
+
+async def test_undo_within_the_window_and_refused_outside_it(
+    sandbox: SandboxServer, connect: Any, tmp_path: Path
+) -> None:
+    facts = sandbox.store.demo_facts()
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=asking(seen)) as client:
+        created = await client.call_tool("create_contact", JIM)
+        undo = created.structured_content["undo"]
+        deleted = await client.call_tool(undo["tool"], undo["arguments"])
+        repeat = await client.call_tool("delete_contact", undo["arguments"])
+        seeded = await client.call_tool("delete_contact", {"uri": facts["jane_uri"]})
+    uri = undo["arguments"]["uri"]
+    assert deleted.structured_content["status"] == "applied", text_of(deleted)
+    assert "restore a deleted record in its own UI, not through its API" in deleted.structured_content["message"]
+    assert "undo" not in deleted.structured_content
+    assert "Delete contact Jim Lovell" in seen[1] and "restore" in seen[1]
+    record = sandbox.store.get(uri)
+    assert record is not None and record.state == "deleted" and sandbox.store.contacts_by_email(JIM["email"]) == []
+    assert repeat.is_error and "Not deleted" in text_of(repeat)  # forgotten once deleted
+    assert seeded.is_error and "created in the last 60 minutes" in text_of(seeded)
+    assert sent(sandbox, "DELETE") == [f"/api/v1{uri}"]
+    outcomes = [(e["tool"], e["outcome"]) for e in audit_lines(tmp_path)]
+    assert outcomes == [("create_contact", "attempt"), ("create_contact", "succeeded"),
+                        ("delete_contact", "attempt"), ("delete_contact", "succeeded")]
+    # outside the window: refused before anything is asked or sent
+    async with connect(sandbox, elicitation=asking(seen), delete_window=1) as client:
+        again = await client.call_tool("create_contact", {**JIM, "email": "jim2@example.org"})
+        await anyio.sleep(1.2)
+        late = await client.call_tool("delete_contact", again.structured_content["undo"]["arguments"])
+    assert late.is_error and "Not deleted" in text_of(late) and len(sent(sandbox, "DELETE")) == 1
+
+
+async def test_a_helpdesk_that_may_create_but_not_delete_is_offered_no_undo_it_cannot_make(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    """SHEEPCRM_HELPDESK_WRITES lists create_contact only: the answer (and a repeated call's) offers no undo call
+    and says who can undo it; a staff user then can."""
+    async with connect(sandbox, elicitation=approve, profile="helpdesk", helpdesk_writes="create_contact") as client:
+        assert "delete_contact" not in {t.name for t in (await client.list_tools()).tools}
+        created = await client.call_tool("create_contact", JIM)
+        repeated = await client.call_tool("create_contact", JIM)
+    [record] = sandbox.store.contacts_by_email(JIM["email"])
+    for result, status in ((created, "applied"), (repeated, "no_change")):
+        assert result.structured_content["status"] == status and "undo" not in result.structured_content
+        message = result.structured_content["message"]
+        assert record.uri in message and "delete_contact, is not among your tools: a staff user can undo it" in message
+        assert "delete_contact can undo it" not in message
+    async with connect(sandbox, elicitation=approve) as staff:
+        again = await staff.call_tool("create_contact", JIM)
+        deleted = await staff.call_tool("delete_contact", {"uri": record.uri})
+    assert again.structured_content["undo"] == {"tool": "delete_contact", "arguments": {"uri": record.uri}}
+    assert deleted.structured_content["status"] == "applied" and sent(sandbox, "DELETE") == [f"/api/v1{record.uri}"]
+
+
+async def test_the_preview_quotes_each_value_so_that_one_cannot_look_like_two(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    """One address line holding ", " and two lines used to read alike ("13 Aquarius Way, Flat 2"); a quote or a
+    line-break look-alike (U+2424) inside a value stays inside its quotes."""
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=asking(seen, "decline")) as client:
+        for lines, first in ((["13 Aquarius Way, Flat 2"], "Jim"), (["13 Aquarius Way", "Flat 2"], "Jim"),
+                             (["13 Aquarius Way \u2424 Flat 2"], 'Jim", "Flat 2')):
+            await client.call_tool("create_contact", {**JIM, "first_name": first, "address_lines": lines})
+    one, two, odd = (next(line for line in preview.splitlines() if "address:" in line) for preview in seen)
+    assert one == '• address: (empty) → ["13 Aquarius Way, Flat 2"]' and one != two
+    assert two == '• address: (empty) → ["13 Aquarius Way", "Flat 2"]'
+    assert odd == '• address: (empty) → ["13 Aquarius Way \u2424 Flat 2"]'
+    assert 'first name: (empty) → "Jim\\", \\"Flat 2"' in seen[2] and sent(sandbox, "POST") == []
+
+
+async def test_hidden_characters_are_refused(sandbox: SandboxServer, connect: Any) -> None:
+    async with connect(sandbox, elicitation=approve) as client:
+        for args in ({**JIM, "last_name": "Lov\u202eell"}, {**JIM, "address_lines": ["13 Aquarius\u200b Way"]}):
+            result = await client.call_tool("create_contact", args)
+            assert result.is_error and "invisible or control character" in text_of(result)
+    assert sandbox.request_log == []
+
+
+async def test_look_alike_letters_are_pointed_out(sandbox: SandboxServer, connect: Any) -> None:
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=asking(seen, "decline")) as client:
+        await client.call_tool("create_contact", {**JIM, "first_name": "J\u0456m"})  # Cyrillic і
+        await client.call_tool("create_contact", {**JIM, "first_name": "Zoë"})
+    assert "first name mixes alphabets" in seen[0] and "mixes alphabets" not in seen[1]
+
+
+async def _tool_names(sb: SandboxServer, tmp_path: Path, profile: Any = None, **over: Any) -> set[str]:
+    built = build_app(settings_for(sb, tmp_path, **over), **({"profile": profile} if profile else {}))
+    try:
+        async with Client(built.server, mode="legacy") as client:
+            return {t.name for t in (await client.list_tools()).tools}
+    finally:
+        await built.aclose()
+
+
+async def test_profiles_and_read_only(shared_sandbox: SandboxServer, tmp_path: Path) -> None:
+    writes = {"create_contact", "delete_contact"}
+    assert writes <= await _tool_names(shared_sandbox, tmp_path)
+    assert not writes & await _tool_names(shared_sandbox, tmp_path, read_only=True)
+    assert not writes & await _tool_names(shared_sandbox, tmp_path, profile=MEMBER)
+    assert not writes & await _tool_names(shared_sandbox, tmp_path, profile=HELPDESK)
+    listed = await _tool_names(shared_sandbox, tmp_path, profile=HELPDESK, helpdesk_writes="create_contact")
+    assert "create_contact" in listed and "delete_contact" not in listed
+
+
+async def test_one_spelling_per_name_and_compatibility_forms_refused(sandbox: SandboxServer, connect: Any) -> None:
+    """NFC then NFD of the same name in a new session: the same call (one spelling, NFC), answered with the record
+    the first made; with a postcode added, a new call that shows it as a namesake. Full-width letters are
+    refused before anything is sent."""
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=asking(seen)) as client:
+        first = await client.call_tool("create_contact", {"first_name": "Zoë", "last_name": "Brontë"})
+    assert first.structured_content["status"] == "applied", text_of(first)
+    async with connect(sandbox, elicitation=asking(seen, "decline")) as client:
+        nfd = {"first_name": "Zoe\u0308", "last_name": "Bronte\u0308"}
+        repeat = await client.call_tool("create_contact", nfd)  # the same call, in another spelling
+        second = await client.call_tool("create_contact", {**nfd, "postcode": "YO1 7HH"})
+        before = len(sandbox.request_log)
+        wide = await client.call_tool("create_contact", {"first_name": "Ｊａｎｅ", "last_name": "Ａｕｓｔｅｎ"})
+        mail = await client.call_tool("create_contact", {**JIM, "email": "ｊｉｍ@example.org"})
+    assert repeat.structured_content["status"] == "no_change" and "already created" in text_of(repeat)
+    assert second.structured_content["status"] == "not_approved"
+    assert "Possibly already in sheepCRM" in seen[1] and "same name (any case)" in seen[1], seen[1]
+    assert 'first name: (empty) → "Zoë"' in seen[1] and "Zoe\u0308" not in seen[1]
+    [zoe] = [r for r in sandbox.store.by_type("person") if r.data.get("last_name") == "Brontë"]
+    assert zoe.data["first_name"] == "Zoë" and zoe.uri in text_of(repeat)
+    for result, field in ((wide, "first_name"), (mail, "email")):
+        assert result.is_error and "full-width or compatibility" in text_of(result) and field in text_of(result)
+    assert "'Jane'" in text_of(wide) and len(sandbox.request_log) == before
+    assert sent(sandbox, "POST") == ["/api/v1/demo/person/"]
+
+
+async def test_a_person_search_answering_a_generic_404_is_could_not_check(connect: Any) -> None:
+    """Only sheepCRM's documented "No person matching" 404 is "none found"; a 404 from a moved path refuses."""
+    with SandboxServer(key=CANARY_KEY, drift=["moved-path:^/search/v2/demo/person"]) as sb:
+        async with connect(sb, elicitation=approve) as client:
+            result = await client.call_tool("create_contact", JIM)
+        assert sent(sb, "POST") == [] and sb.store.contacts_by_email(JIM["email"]) == []
+        assert any(p.startswith("/search/v2/demo/person") for p in sent(sb, "GET"))
+    assert result.is_error and "Could not check sheepCRM for an existing contact" in text_of(result)
+
+
+async def test_an_email_another_type_of_contact_has_is_shown(sandbox: SandboxServer, connect: Any) -> None:
+    """A person given an organisation's email (or the reverse) is shown in the preview, not passed silently."""
+    org = {"type": "organisation", "name": "Aquarius Lunar Society", "email": "office@aquarius.example"}
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=asking(seen)) as client:
+        made = await client.call_tool("create_contact", org)
+    [society] = sandbox.store.contacts_by_email(org["email"])
+    async with connect(sandbox, elicitation=asking(seen, "decline")) as client:
+        person = await client.call_tool("create_contact", {**JIM, "email": org["email"]})
+        jane = {**org, "name": "Austen Society", "email": "jane.austen@example.org"}
+        back = await client.call_tool("create_contact", jane)
+    assert made.structured_content["status"] == "applied" and person.structured_content["status"] == "not_approved"
+    assert "[same email, an organisation]" in seen[1] and uid_of(society.uri) in seen[1], seen[1]
+    assert seen[1].rstrip().endswith("Create anyway?") and "[same email, a person]" in seen[2], seen[2]
+    assert back.structured_content["status"] == "not_approved" and sent(sandbox, "POST") == [
+        "/api/v1/demo/organisation/"
+    ]
+
+
+async def test_email_variants_are_refused_or_flagged(sandbox: SandboxServer, connect: Any) -> None:
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=asking(seen, "decline")) as client:
+        mailto = await client.call_tool("create_contact", {**JIM, "email": "mailto:jim@example.org"})
+        dot = await client.call_tool("create_contact", {**JIM, "email": "jim@example.org."})
+        assert sandbox.request_log == []
+        await client.call_tool("create_contact", {**JIM, "email": "j\u0456m@example.org"})  # Cyrillic і
+    assert mailto.is_error and "leave out 'mailto:'" in text_of(mailto)
+    assert dot.is_error and "no dot at the end" in text_of(dot)
+    assert "email mixes alphabets" in seen[0] and sent(sandbox, "POST") == []
+
+
+async def test_two_concurrent_deletes_send_one_delete(sandbox: SandboxServer, connect: Any, tmp_path: Path) -> None:
+    """Both previews are approved together: one DELETE is sent, the other call says so and sends nothing."""
+    both = anyio.Event()
+    seen: list[str] = []
+
+    async def together(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        seen.append(params.message)
+        if len([m for m in seen if m.startswith("Delete contact")]) == 2:
+            both.set()
+        if params.message.startswith("Delete contact"):
+            await both.wait()
+        return types.ElicitResult(action="accept", content={"confirm": True})
+
+    results: list[types.CallToolResult] = []
+    async with connect(sandbox, elicitation=together) as client:
+        created = await client.call_tool("create_contact", JIM)
+        undo = created.structured_content["undo"]
+
+        async def delete() -> None:
+            results.append(await client.call_tool(undo["tool"], undo["arguments"]))
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(delete)
+                tg.start_soon(delete)
+    uri = undo["arguments"]["uri"]
+    assert sent(sandbox, "DELETE") == [f"/api/v1{uri}"]
+    texts = sorted((text_of(r) for r in results), key=lambda t: "already deleted, or being deleted" in t)
+    assert len(texts) == 2 and "already deleted, or being deleted" not in texts[0], texts
+    assert "already deleted, or being deleted" in texts[1] and "sent nothing" in texts[1], texts
