@@ -504,7 +504,8 @@ async def tasks_all(request: Request) -> Response:
 def _tasks(request: Request, found: list[Record], user: str) -> Response:
     """page_size (default 7, the 2024-12 cut); include_completed (default false, the 2025-02 draft). No `page`."""
     size = int_param(request, "page_size", 7, maximum=MAX_PAGE_SIZE)
-    if not bool_param(request, "include_completed"):
+    # include_completed is a 2025-02 parameter: the 2024-12 list (variant tasks-2024) ignores it, sending open tasks
+    if not bool_param(request, "include_completed") or active(request, "tasks-2024"):
         found = [t for t in found if not t.data.get("completed")]
     if active(request, "tasks-2024"):
         return JSONResponse({"tasks": [task_json(t, cut_2024=True) for t in found[:size]]})

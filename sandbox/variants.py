@@ -98,7 +98,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant(
         "tasks-2024", "tasks wrapper and names",
         "the 2024-12 task list: `{\"tasks\": [...]}` without `total` or `user_uri`, and only the 2024-12 names "
-        "(`date`, `assigned_to`), no `due_date`/`allocated_to`",
+        "(`date`, `assigned_to`), no `due_date`/`allocated_to`; `include_completed` ignored (open tasks only)",
     ),
 )
 NAMES: tuple[str, ...] = tuple(v.name for v in VARIANTS)

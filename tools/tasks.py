@@ -35,6 +35,10 @@ TASK_TYPES = ("journal", "task")
 
 ShownStatus = Literal["open", "done", "unknown"]
 UNKNOWN_STATUS = "sheepCRM did not say whether {n} of these tasks are completed (no `completed` value): status unknown."
+NO_COMPLETED = (
+    "sheepCRM's answer holds no completed task: it may not send them (include_completed is only in the 2025-02 "
+    "draft), so which tasks are done is unknown here, not none."
+)
 
 
 def status_of(t: dict[str, Any]) -> ShownStatus:
@@ -124,11 +128,15 @@ async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
         tasks = [t for t in tasks if all(w in t.title.lower() for w in words)]
     tasks.sort(key=lambda t: t.due or "9999")
     key = f"tasks:{scope}:{req.status}:{req.due_before}:{req.overdue}:{req.about}:{req.query}"
+    # Asked for completed tasks and none came: sheepCRM may ignore include_completed, so "none done" is not known.
+    blind = completed and not any(t.get("completed") is True for t in found)
     items, envelope = list_page(
         tasks, req.limit, req.cursor, key,
-        "No tasks match; try status='any' or scope='all'.",
+        NO_COMPLETED if blind else "No tasks match; try status='any' or scope='all'.",
         cut=_cut(data, len(found)),
     )
+    if blind and items:
+        envelope["note"] = " ".join(filter(None, [NO_COMPLETED, envelope["note"]]))
     if scope == "mine" and (caller := current_caller()) is not None:
         shared = (
             f"'mine' means the tasks of the sheepCRM user this server's {caller.profile} key belongs to, shared by "

@@ -185,3 +185,13 @@ def test_status_and_due_of_either_shape() -> None:
     assert tasks.status_of({"completed": True}) == "done" and tasks.status_of({}) == "unknown"
     assert tasks.due_of({"date": "2030-01-01", "due_date": "2031-01-01"}) == "2030-01-01"
     assert tasks.due_of({"due_date": "2031-01-01"}) == "2031-01-01" and tasks.due_of({}) is None
+
+
+async def test_done_tasks_are_unknown_when_sheepcrm_sends_no_completed_one(connect: Any) -> None:
+    """The 2024-12 list has no include_completed (variant tasks-2024: it sends open tasks only): status='done' is
+    "unknown here, not none", never "no tasks match"; open tasks are never listed as done."""
+    with SandboxServer(key=CANARY_KEY, variant="tasks-2024") as sb:
+        done = await answer_body(connect, sb, "list_tasks", {"status": "done", "limit": 50})
+        every = await answer_body(connect, sb, "list_tasks", {"status": "any", "limit": 50})
+    assert done["tasks"] == [] and "not none" in done["note"] and "No tasks match" not in done["note"], done
+    assert every["tasks"] and {t["status"] for t in every["tasks"]} == {"open"} and "not none" in every["note"]
