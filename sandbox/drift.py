@@ -6,6 +6,8 @@ Spec: `KIND[=ARG][:PATH_REGEX]` (the regex is searched in the request path; with
                          Completed, ...: the same word, another spelling)
   other-wrapper[=KEY]    the records of a list answer move from KEY (default: the first known wrapper) to `items`
   extra-nulls            every scalar of every listed record becomes null
+  retyped-field=NAME     every value of NAME, anywhere in the answer, is sent as a one-item list holding it (a
+                         flag, a count, an object of another type than documented)
   moved-path             404 {"error": "not found"}: the path is gone
   rejected-param=NAME    400 when the request carries the query parameter NAME
 """
@@ -20,7 +22,8 @@ from typing import Any
 
 from starlette.types import Message, Send
 
-KINDS = ("renamed-field", "other-wrapper", "extra-nulls", "moved-path", "rejected-param")
+KINDS = ("renamed-field", "other-wrapper", "extra-nulls", "moved-path", "rejected-param", "retyped-field")
+REWRITES = ("renamed-field", "other-wrapper", "extra-nulls", "retyped-field")
 WRAPPERS = ("bookings", "segments", "results", "tasks", "sessions", "memberships", "available_tickets", "orders")
 
 
@@ -36,8 +39,8 @@ class DriftRule:
         kind, _, arg = head.partition("=")
         if kind not in KINDS:
             raise ValueError(f"unknown drift {kind!r}; choose from {', '.join(KINDS)}")
-        if kind == "rejected-param" and not arg:
-            raise ValueError("rejected-param needs =NAME")
+        if kind in ("rejected-param", "retyped-field") and not arg:
+            raise ValueError(f"{kind} needs =NAME")
         if kind == "moved-path" and not path:
             raise ValueError("moved-path needs :PATH_REGEX")
         return cls(kind, arg or None, re.compile(path) if path else None)
@@ -64,7 +67,7 @@ def refusal(rules: tuple[DriftRule, ...], path: str, query: dict[str, str]) -> t
 
 def rewriting(rules: tuple[DriftRule, ...], path: str, send: Send) -> Send:
     """`send`, with a 200 JSON answer rewritten by the rules that apply to `path`."""
-    chosen = [r for r in rules if r.kind in ("renamed-field", "other-wrapper", "extra-nulls") and r.applies(path)]
+    chosen = [r for r in rules if r.kind in REWRITES and r.applies(path)]
     if not chosen:
         return send
 
@@ -110,6 +113,8 @@ def json_rewriting(send: Send, change: Callable[[int, Any], Any]) -> Send:
 def rewrite(rule: DriftRule, body: Any) -> Any:
     if rule.kind == "renamed-field":
         return _rename(body, rule.arg or "display_value")
+    if rule.kind == "retyped-field":
+        return _retype(body, rule.arg or "")
     wrappers = (rule.arg,) if rule.arg else WRAPPERS
     if isinstance(body, dict):
         key = next((k for k in wrappers if isinstance(body.get(k), list)), None)
@@ -134,6 +139,14 @@ def _rename(value: Any, name: str) -> Any:
         return {(respelled(k) if k == name else k): _rename(v, name) for k, v in value.items()}
     if isinstance(value, list):
         return [_rename(v, name) for v in value]
+    return value
+
+
+def _retype(value: Any, name: str) -> Any:
+    if isinstance(value, dict):
+        return {k: ([_retype(v, name)] if k == name else _retype(v, name)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_retype(v, name) for v in value]
     return value
 
 

@@ -1,7 +1,8 @@
 """The one error path of every tool: what the model is told when a call cannot be carried out.
 
-A `Refusal` (or a sheepCRM error) carries a message meant for the model; `answering` turns it, and
-bad arguments (`explain_validation`, by name and rule only), into a ToolError; anything else is
+A `Refusal` (or a sheepCRM error) carries a message meant for the model; `answering` turns it, bad
+arguments (`arguments`, worded by `explain_validation`, by name and rule only) and an answer model that
+sheepCRM's values do not fit ("could not read sheepCRM's answer", by field name only) into a ToolError; anything else is
 logged and answered without a traceback. `or_refuse` is the one not-found path.
 """
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from sheepcrm_mcp.server.logs import scrub
 from sheepcrm_mcp.server.telemetry import error_kind
@@ -24,6 +25,7 @@ from sheepcrm_mcp.sheepcrm.errors import V1_404_CAVEAT
 log = logging.getLogger("sheepcrm_mcp.tools")
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 class Refusal(Exception):
@@ -31,6 +33,25 @@ class Refusal(Exception):
 
 
 EXPECTED = (Refusal, SheepError)  # failures whose message is meant for the model (scope errors included)
+
+
+class _BadArguments(Exception):
+    """Arguments that failed their tool's input model (see `arguments`): the caller's to fix."""
+
+
+def arguments(tool: str, model: type[M], values: dict[str, Any]) -> M:
+    """The tool's arguments validated by its input model. Only here is a validation failure the caller's: one raised
+    later (an answer model built from sheepCRM's values) is "could not read sheepCRM's answer" (`answering`)."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise _BadArguments(explain_validation(tool, exc)) from None
+
+
+def _fields(exc: ValidationError) -> str:
+    """The answer fields a validation failure names, keys only (positions and values left out)."""
+    names = {".".join(str(p) for p in err["loc"] if not isinstance(p, int)) for err in exc.errors(include_url=False)}
+    return ", ".join(sorted(n for n in names if n)) or "(the whole answer)"
 
 
 @dataclass(frozen=True)
@@ -52,9 +73,16 @@ def answering(tool: str) -> Iterator[None]:
     Each is noted for /metrics by its kind (an exception's class name, never its text)."""
     try:
         yield
-    except ValidationError as exc:
+    except _BadArguments as exc:
         error_kind("invalid_arguments")
-        raise ToolError(scrub(explain_validation(tool, exc))) from None
+        raise ToolError(scrub(str(exc))) from None
+    except ValidationError as exc:  # an answer built from sheepCRM's values, not the caller's arguments
+        error_kind("unreadable_answer")
+        raise ToolError(
+            f"{tool} could not read sheepCRM's answer (field {_fields(exc)}: not a value sheepCRM's documents "
+            "allow). This is not 'none' or 'no': the answer is unknown. `sheepcrm-mcp doctor --contract` checks "
+            "every read."
+        ) from None
     except EXPECTED as exc:
         error_kind(type(exc).__name__)
         raise ToolError(scrub(str(exc))) from None

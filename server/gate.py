@@ -47,7 +47,7 @@ from sheepcrm_mcp.server.approvals.pending import ApprovalRequest, Pending, dige
 from sheepcrm_mcp.server.approvals.store import Approvals
 from sheepcrm_mcp.server.audit import AuditEntry
 from sheepcrm_mcp.server.caller import current_caller
-from sheepcrm_mcp.server.errors import Refusal, answering, refuse_invalid
+from sheepcrm_mcp.server.errors import Refusal, answering, arguments, refuse_invalid
 from sheepcrm_mcp.server.registration import Registration
 from sheepcrm_mcp.server.settings import Settings
 from sheepcrm_mcp.server.specs import GatedWrites, Output, WriteDeps, WriteTool
@@ -261,7 +261,7 @@ class Gate:
             refuse_invalid(args)
             with answering(spec.name):
                 _refuse_hidden(spec.name, args)
-                request = spec.input.model_validate(args)
+                request = arguments(spec.name, spec.input, args)
                 if self.limit is not None:
                     await self.limit.check(spec.name, ctx)
                 deps = make_deps(ctx)

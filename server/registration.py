@@ -22,7 +22,14 @@ from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ValidationError, model_validator
 from pydantic_core import PydanticUndefined
 
-from sheepcrm_mcp.server.errors import InvalidArguments, Refusal, answering, explain_validation, refuse_invalid
+from sheepcrm_mcp.server.errors import (
+    InvalidArguments,
+    Refusal,
+    answering,
+    arguments,
+    explain_validation,
+    refuse_invalid,
+)
 from sheepcrm_mcp.server.paging import compact_answer
 from sheepcrm_mcp.server.schema import answer_schema, argument_schema, compact_schema
 from sheepcrm_mcp.server.specs import Deps, Output, ReadTool
@@ -92,7 +99,7 @@ def build_tool(spec: Registration) -> Tool:
         ctx: Context = kwargs.pop("ctx")
         extras = {p.name: kwargs.pop(p.name) for p in spec.extra_params if p.name in kwargs}
         with answering(spec.name):
-            request = spec.input.model_validate(kwargs)
+            request = arguments(spec.name, spec.input, kwargs)
             result = await spec.call(request, ctx, extras)
             return compact_answer(result) if isinstance(result, Output) else result
 

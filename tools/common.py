@@ -89,6 +89,11 @@ def text(value: Any) -> str | None:
     return s or None
 
 
+def flag(value: Any) -> bool | None:
+    """A sheepCRM flag: True or False only when it is a JSON boolean; anything else ("false", 1, a list) is unknown."""
+    return value if isinstance(value, bool) else None
+
+
 def split_label(value: Any) -> tuple[str, str | None] | None:
     """One entry of a v1 list field (email, telephone) as (value, label): EVIDENCE.md (v1 list fields) shows them
     stored as `value;label`; a plain entry has no label. None for an empty entry."""

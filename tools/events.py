@@ -29,6 +29,7 @@ from sheepcrm_mcp.tools.common import (
     UidOrUri,
     day,
     fetch_pages,
+    flag,
     listed,
     ref,
     text,
@@ -75,7 +76,7 @@ def brief(e: dict[str, Any]) -> EventBrief:
         end=text(e.get("end_datetime")) or text(e.get("end_date")),
         location=text(e.get("location")),
         status="cancelled" if e.get("cancelled") else text(e.get("status")),
-        sold_out=e.get("is_sold_out"),
+        sold_out=flag(e.get("is_sold_out")),
     )
 
 

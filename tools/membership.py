@@ -15,7 +15,7 @@ from sheepcrm_mcp.server.writes import visible
 from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepError, UpstreamError
 from sheepcrm_mcp.sheepcrm.errors import V1_404_CAVEAT
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
-from sheepcrm_mcp.tools.common import Detail, day, listed, plain, ref, text, today, v1_none_found, v1_page
+from sheepcrm_mcp.tools.common import Detail, day, flag, listed, plain, ref, text, today, v1_none_found, v1_page
 
 Status = Literal["current", "grace", "unpaid", "pending", "future", "lapsed", "cancelled", "none", "unknown"]
 # The vendor's six membership record statuses (shared/sheepcrm-api/EVIDENCE.md, "membership record status"), matched
@@ -116,11 +116,6 @@ def classify(m: dict[str, Any], on: date) -> Status:
     return "current"
 
 
-def _flag(m: dict[str, Any], key: str) -> bool | None:
-    value = m.get(key)
-    return value if isinstance(value, bool) else None
-
-
 def record(m: dict[str, Any], on: date, plans: dict[str, str]) -> MembershipRecord:
     return MembershipRecord(
         uri=text(m.get("uri")),
@@ -130,10 +125,10 @@ def record(m: dict[str, Any], on: date, plans: dict[str, str]) -> MembershipReco
         end_date=text(m.get("end_date")),
         membership_number=text(m.get("membership_number")),
         record_status=text(m.get("membership_record_status")),
-        paid=_flag(m, "paid"),
-        auto_renew=_flag(m, "auto_renew"),
-        has_renewed=_flag(m, "has_renewed"),
-        advise_lapse=_flag(m, "advise_lapse"),
+        paid=flag(m.get("paid")),
+        auto_renew=flag(m.get("auto_renew")),
+        has_renewed=flag(m.get("has_renewed")),
+        advise_lapse=flag(m.get("advise_lapse")),
         payment_method=text(m.get("payment_method")),
     )
 
@@ -471,7 +466,7 @@ async def _member_rows(found: list[dict[str, Any]], plans: dict[str, str], on: d
                 membership_uri=text(r.get("uri")) or "",
                 plan=plans.get(ref(d.get("membership_type")) or ""),
                 end_date=text(d.get("end_date")),
-                auto_renew=_flag(d, "auto_renew"),
+                auto_renew=flag(d.get("auto_renew")),
                 unknown=visible(text(d.get("membership_record_status")) or "an unreadable date", 40)
                 if classify(d, on) == "unknown" else None,
             )

@@ -358,3 +358,14 @@ def test_sessions_leave_out_deleted_ones_and_count_them() -> None:
 def test_brief_falls_back_to_the_title() -> None:
     row = events.brief({"uid": "e1", "title": "AGM", "start_date": "2026-06-01"})
     assert (row.uid, row.title, row.start) == ("e1", "AGM", "2026-06-01")
+
+
+async def test_a_sold_out_flag_that_is_not_a_boolean_is_unknown_and_the_event_still_listed(connect: Any) -> None:
+    """`is_sold_out` sent as another type (drift): the events are listed with sold-out unknown (left out), never
+    'Invalid arguments' blaming the caller."""
+    with SandboxServer(key=CANARY_KEY, drift=["retyped-field=is_sold_out"]) as sb:
+        listed = await answer_body(connect, sb, "list_events", {"state": "all", "limit": 50})
+        uid = listed["events"][0]["uid"]
+        single = await answer_body(connect, sb, "get_event", {"uid": uid})
+    assert listed["events"] and all("sold_out" not in e for e in listed["events"]), listed
+    assert single["uid"] == uid and "sold_out" not in single, single
