@@ -276,8 +276,9 @@ start_redis() {
 }
 
 # -------------------------------------------------------------- replicas ---
-replica_cmd_template() {
-  printf '%s' "${REPLICA_CMD:-$SHEEPCRM_BIN --transport http --stateless --port {port}}"
+replica_cmd_template() {  # (the default in a variable: inside ${REPLICA_CMD:-...} its "}" would end the expansion)
+  local default="$SHEEPCRM_BIN --transport http --stateless --port {port}"
+  printf '%s' "${REPLICA_CMD:-$default}"
 }
 
 # ---------------------------------------------------------------- sandbox ---

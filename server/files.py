@@ -1,4 +1,5 @@
-"""Files only this user may read or write: the audit log and the generated HTTP token.
+"""Files only this user may read or write: the audit log, the generated HTTP token, the ledger; and where their home
+folder is.
 
 Another local account must neither read them nor hand us a file of its own to write into (or a token it knows),
 so an open file counts only when it is a regular file of this user's, mode 0600, in a folder no one else can
@@ -23,3 +24,13 @@ def check_private(fd: int, path: Path, what: str, setting: str) -> None:
     if folder.st_uid not in (os.getuid(), 0) or folder.st_mode & 0o022:
         raise PermissionError(f"{what} folder {path.parent} must be writable only by you: "
                               f"run chmod 700 {path.parent} (or set {setting} to a private folder)")
+
+
+def account_home() -> Path:
+    """This user's home folder from the account database, not $HOME (which a client's config can set)."""
+    try:
+        import pwd
+
+        return Path(pwd.getpwuid(os.getuid()).pw_dir)
+    except (ImportError, KeyError):  # no account database (Windows): the profile folder
+        return Path.home()

@@ -21,6 +21,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sheepcrm_mcp.server import __version__
+from sheepcrm_mcp.server.files import account_home
 from sheepcrm_mcp.sheepcrm import ClientConfig
 from sheepcrm_mcp.sheepcrm.scope import BUCKET_RE
 
@@ -31,6 +32,7 @@ SECURITY = (
     "base_url",
     "v1_base_url",
     "https_proxy",
+    "browser",
     "audit_log",
     "read_only",
     "toolsets",
@@ -83,6 +85,10 @@ class Settings(BaseSettings):
     v1_base_url: str = "https://api.sheepcrm.com"
     https_proxy: str = Field(
         default="", description="proxy to sheepCRM; only from your own settings file (HTTPS_PROXY is ignored)"
+    )
+    browser: str = Field(
+        default="", description="command that opens the approval page (%s: the file; default: the desktop's opener); "
+        "only from your own settings file ($BROWSER is ignored)"
     )
     read_only: bool = False
     toolsets: Annotated[tuple[str, ...], NoDecode] = ("all",)  # checked against the catalogue at assembly
@@ -339,13 +345,14 @@ def from_env_file(path: Path) -> dict[str, Any]:
 # ---- settings only the person's own file may set --------------------------------------------------------
 #
 # A client starts the server with whatever environment and arguments its config names, and a project-scoped
-# config (.mcp.json, .vscode/mcp.json, .cursor/mcp.json in a cloned repository) names them too. So the two
-# settings that would hand the key to someone else or let writes through without a person (an upstream outside
-# sheepCRM's hosts, SHEEPCRM_CONFIRM=none) count only when the person's own settings file says the same: a file
+# config (.mcp.json, .vscode/mcp.json, .cursor/mcp.json in a cloned repository) names them too. So the settings
+# that would hand the key to someone else or let writes through without a person (an upstream outside sheepCRM's
+# hosts, a proxy, SHEEPCRM_CONFIRM=none, the program that opens the approval page and so reads its one-time launch
+# token: SHEEPCRM_BROWSER, never $BROWSER) count only when the person's own settings file says the same: a file
 # at a fixed place in their home folder (found from the account database, not from $HOME or $XDG_CONFIG_HOME,
 # which a config could set), owned by them, 0600, in a folder only they can write. A loopback upstream (the
 # sandbox) is allowed from anywhere only while a process of this user listens on its port (not another local
-# account's); whenever either is in effect, the session's first answer says so.
+# account's); whenever an upstream outside sheepCRM or approvals off is in effect, the session's first answer says so.
 
 SHEEPCRM_DOMAIN = "sheepcrm.com"
 USER_FILE_HINT = "~/.config/sheepcrm-mcp/settings.env"
@@ -353,13 +360,7 @@ USER_FILE_HINT = "~/.config/sheepcrm-mcp/settings.env"
 
 def user_settings_file() -> Path:
     """The person's own settings file: in their account's home folder, whatever the environment says."""
-    try:
-        import pwd
-
-        home = Path(pwd.getpwuid(os.getuid()).pw_dir)
-    except (ImportError, KeyError):  # no account database (Windows): the profile folder
-        home = Path.home()
-    return home / ".config" / "sheepcrm-mcp" / "settings.env"
+    return account_home() / ".config" / "sheepcrm-mcp" / "settings.env"
 
 
 def is_sheepcrm(url: str) -> bool:
@@ -435,6 +436,8 @@ def needs_own_file(settings: Settings) -> dict[str, str]:
             found[f"SHEEPCRM_{name.upper()}"] = url
     if settings.https_proxy:
         found["SHEEPCRM_HTTPS_PROXY"] = settings.https_proxy
+    if settings.browser:
+        found["SHEEPCRM_BROWSER"] = settings.browser
     return found
 
 

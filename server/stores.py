@@ -30,6 +30,7 @@ from pydantic import BaseModel
 
 from sheepcrm_mcp.server.audit import AuditEntry
 from sheepcrm_mcp.server.errors import Refusal
+from sheepcrm_mcp.server.files import check_private
 from sheepcrm_mcp.server.registration import Registration
 
 if sys.platform != "win32":
@@ -128,10 +129,10 @@ class FileLedger:
             raise StoreUnavailable(f"The ledger {self.path} could not be read ({exc.strerror}); nothing was sent "
                                    f"to sheepCRM. Remove it if it is not your own file.") from None
         with os.fdopen(fd, "rb") as fh:
-            info = os.fstat(fh.fileno())
-            if hasattr(os, "getuid") and (info.st_uid != os.getuid() or info.st_mode & 0o077):
-                raise StoreUnavailable(f"The ledger {self.path} must be your own file, readable only by you; "
-                                       "nothing was sent to sheepCRM. Remove it.")
+            try:
+                check_private(fh.fileno(), self.path, "The ledger", "SHEEPCRM_AUDIT_LOG")
+            except PermissionError as exc:
+                raise StoreUnavailable(f"{exc}. Nothing was sent to sheepCRM.") from None
             raw = fh.read()
         try:
             items = json.loads(raw) if raw else {}

@@ -9,7 +9,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.request_state import RequestStateSecurity
 
 from sheepcrm_mcp.server import __version__, logs
-from sheepcrm_mcp.server.approvals.page import ApprovalPage, ServedPage
+from sheepcrm_mcp.server.approvals.page import ApprovalPage, ServedPage, browser_opener
 from sheepcrm_mcp.server.approvals.store import Approvals, ApprovalStore
 from sheepcrm_mcp.server.audit import AuditLog
 from sheepcrm_mcp.server.gate import Gate
@@ -145,9 +145,11 @@ def build_app(
                          offered=offered)
     if page is None:
         page = (
-            ServedPage(stores.approvals, settings.public_url, bucket=settings.bucket)
+            ServedPage(stores.approvals, settings.public_url, browser_opener(settings.browser), bucket=settings.bucket)
             if settings.redis_url is not None
-            else ApprovalPage(stores.approvals, settings.approval_port, bucket=settings.bucket)
+            else ApprovalPage(
+                stores.approvals, settings.approval_port, browser_opener(settings.browser), bucket=settings.bucket
+            )
         )
     limit = RateLimit(stores.limiter, settings.rate_limit) if settings.rate_limit else None
     gate = Gate(settings, stores.audit, stores.approvals, page, limit, offered=offered)

@@ -23,9 +23,12 @@ from sheepcrm_mcp.sandbox.runner import SandboxServer
 from tests.contract import check_request
 from tests.helpers import CANARY_KEY, REPO, Readers, open_session, running_idp
 
-# No test may start a desktop browser: the approval page's default opener (which honours $BROWSER) runs `true`
-# instead, here and in every server subprocess a test starts.
-os.environ["BROWSER"] = "true"
+# No test may start a desktop browser. The approval page's opener never reads $BROWSER (a client's config could set
+# it); it runs the desktop's opener only on a display of this user's, so without one, here and in every server
+# subprocess a test starts, it opens nothing and says so. A test that needs "the person's browser" replaces the
+# opener in-process (`connect`, `serve_http`) or starts the server through tests/person_browser.py.
+for _display in ("DISPLAY", "WAYLAND_DISPLAY"):
+    os.environ.pop(_display, None)
 
 
 def not_this_checkout() -> list[str]:

@@ -17,8 +17,10 @@ from __future__ import annotations
 import html
 import logging
 import os
+import re
 import secrets
 import shlex
+import shutil
 import stat
 import subprocess
 import sys
@@ -37,6 +39,7 @@ from starlette.routing import Route
 
 from sheepcrm_mcp.server.approvals.pending import TTL_SECONDS, Pending, csrf_for
 from sheepcrm_mcp.server.approvals.store import Approvals
+from sheepcrm_mcp.server.files import account_home
 from sheepcrm_mcp.server.threadserver import ThreadServer
 
 log = logging.getLogger("sheepcrm_mcp.approvals")
@@ -132,36 +135,103 @@ def write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def _open_in_browser(target: str) -> bool:
-    """Open `target` (a file:// address) in the person's browser: $BROWSER, else the desktop's opener. Its output
-    goes to /dev/null (an opener that echoes its argument must not write into the client's log) and its exit is
-    checked; False when nothing could open it."""
+# The opener runs with only what it needs to reach the person's desktop session, never the rest of the server's
+# environment: a client's config (a cloned repository's `.mcp.json` included) sets that environment, and there
+# BROWSER, PATH, XDG_DATA_DIRS, GTK_MODULES, LD_PRELOAD... would each choose the program that reads the launch file.
+# The browser command is the person's own (SHEEPCRM_BROWSER, only from their own settings file), else the desktop's
+# opener from the system's folders.
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+# Where the desktop's opener finds the installed browsers (their .desktop files): the system's, snap's and flatpak's.
+SYSTEM_DATA = ("/usr/local/share", "/usr/share", "/var/lib/snapd/desktop", "/var/lib/flatpak/exports/share")
+SESSION_WORDS = ("XDG_CURRENT_DESKTOP", "XDG_SESSION_TYPE", "XDG_SESSION_DESKTOP", "DESKTOP_SESSION",
+                 "KDE_FULL_SESSION", "KDE_SESSION_VERSION", "LANG", "LANGUAGE", "LC_ALL")
+X11_SOCKETS = Path("/tmp/.X11-unix")  # noqa: S108 - where X servers put their sockets (checked: ours or root's)
+
+
+def _own_folder(path: Path) -> bool:
+    """A folder of this user's that no one else may enter."""
+    try:
+        info = path.stat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+
+
+def _own_socket(path: Path) -> bool:
+    """A socket of this user's (or root's: a display server started by the system), not another account's."""
+    try:
+        info = path.stat()
+    except OSError:
+        return False
+    return stat.S_ISSOCK(info.st_mode) and info.st_uid in (os.getuid(), 0)
+
+
+def opener_environment() -> dict[str, str]:
+    """The environment the browser opener gets: the person's display, session bus and locale, each kept only when
+    it leads to a socket of theirs (a display or bus another local account serves, or a bus address that runs a
+    program, `unixexec:`, is dropped); HOME from the account database; PATH and XDG_DATA_DIRS the system's folders."""
+    env = {name: os.environ[name] for name in SESSION_WORDS if os.environ.get(name)}
+    runtime = Path(os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}")
+    if _own_folder(runtime):
+        env["XDG_RUNTIME_DIR"] = str(runtime)
+    display = os.environ.get("DISPLAY", "")
+    if (number := re.fullmatch(r":(\d+)(?:\.\d+)?", display)) and _own_socket(X11_SOCKETS / f"X{number[1]}"):
+        env["DISPLAY"] = display
+        if os.environ.get("XAUTHORITY"):
+            env["XAUTHORITY"] = os.environ["XAUTHORITY"]
+    wayland = os.environ.get("WAYLAND_DISPLAY", "")
+    if wayland and _own_socket(runtime / wayland):
+        env["WAYLAND_DISPLAY"] = wayland
+    bus = os.environ.get("DBUS_SESSION_BUS_ADDRESS", "")
+    if (path := re.fullmatch(r"unix:path=([^,;]+)(?:,guid=[0-9a-f]+)?", bus)) and _own_socket(Path(path[1])):
+        env["DBUS_SESSION_BUS_ADDRESS"] = bus
+    home = account_home()
+    env["HOME"] = str(home)
+    env["PATH"] = SYSTEM_PATH
+    env["XDG_DATA_DIRS"] = os.pathsep.join([*SYSTEM_DATA, str(home / ".local/share/flatpak/exports/share")])
+    return env
+
+
+def _open_in_browser(target: str, command: str = "") -> bool:
+    """Open `target` (a file:// address) in the person's browser: `command` (SHEEPCRM_BROWSER from their own settings
+    file; `%s` stands for the file), else the desktop's opener (xdg-open on a display, `open` on macOS). $BROWSER is
+    never read. Its output goes to /dev/null (an opener that echoes its argument must not write into the client's
+    log) and its exit is checked; False when nothing could open it."""
     if sys.platform == "win32":  # pragma: no cover - the tests run on Linux
         try:
             os.startfile(target)  # type: ignore[attr-defined]  # noqa: S606 - the desktop opens a file
         except OSError:
             return False
         return True
-    commands = [c for c in os.environ.get("BROWSER", "").split(os.pathsep) if c.strip()]
-    commands.append("open" if sys.platform == "darwin" else "xdg-open")
-    for command in commands:
-        argv = [a.replace("%s", target) for a in shlex.split(command)]
-        if "%s" not in command:
+    env = opener_environment()
+    commands = [command] if command.strip() else []
+    desktop = "open" if sys.platform == "darwin" else "xdg-open"
+    found = shutil.which(desktop, path=SYSTEM_PATH)
+    if found and (sys.platform == "darwin" or "DISPLAY" in env or "WAYLAND_DISPLAY" in env):
+        commands.append(shlex.quote(found))
+    for line in commands:
+        argv = [a.replace("%s", target) for a in shlex.split(line)]
+        if "%s" not in line:
             argv.append(target)
         try:
-            proc = subprocess.Popen(  # noqa: S603 - the person's own browser command
+            proc = subprocess.Popen(  # noqa: S603 - the person's own browser command, or the system's opener
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True, close_fds=True,
+                start_new_session=True, close_fds=True, env=env,
             )
         except OSError:
             continue
         try:
             if proc.wait(timeout=OPENER_WAIT) == 0:
                 return True
-        except subprocess.TimeoutExpired:  # a browser started by $BROWSER itself keeps running: it opened
+        except subprocess.TimeoutExpired:  # a browser started by the command itself keeps running: it opened
             threading.Thread(target=proc.wait, daemon=True).start()
             return True
     return False
+
+
+def browser_opener(command: str = "") -> Opener:
+    """The opener of a server whose person named `command` (SHEEPCRM_BROWSER) in their own settings file, or none."""
+    return lambda target: _open_in_browser(target, command)
 
 
 class ApprovalPage:

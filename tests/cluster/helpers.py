@@ -67,7 +67,7 @@ class Cluster:
         return f"http://127.0.0.1:{self.base + i - 1}"
 
     def launches(self) -> list[str]:
-        """The one-time launch links the replicas opened in "the person's browser" ($BROWSER, a script)."""
+        """The one-time launch links the replicas opened in "the person's browser" (tests/person_browser.py)."""
         path = self.state.parent / "launches.txt"
         return path.read_text().split() if path.exists() else []
 
@@ -86,23 +86,12 @@ class Cluster:
         return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
-BROWSER = """#!{python}
-import re, sys
-from urllib.parse import urlsplit
-text = open(urlsplit(sys.argv[1]).path).read()
-action = re.search(r'action="([^"]+)"', text).group(1)
-token = re.search(r'name="launch" value="([^"]+)"', text).group(1)
-open({record!r}, "a").write(action + "/" + token + "\\n")
-"""
-
-
 @contextmanager
 def cluster(sb: SandboxServer, tmp: Path, replicas: int = 3, **extra: str) -> Any:
     base = free_block(replicas + 4)
-    browser = tmp / "browser.sh"  # $BROWSER: what the replicas open the launch file with
-    # $1 is the private launch file; the script records the launch link in it (what the browser would post)
-    browser.write_text(BROWSER.format(python=sys.executable, record=str(tmp / "launches.txt")))
-    browser.chmod(0o755)
+    # Each replica runs through tests/person_browser.py: "the person's browser" records the launch link in the
+    # private launch file it is opened on (what the browser would post) to launches.txt.
+    replica = f"{sys.executable} -I {REPO / 'tests' / 'person_browser.py'} {tmp / 'launches.txt'}"
     env = clean_env(**{
         **sb.env(),
         "CLUSTER_STATE_DIR": str(tmp / "cluster"),
@@ -115,7 +104,7 @@ def cluster(sb: SandboxServer, tmp: Path, replicas: int = 3, **extra: str) -> An
         "SHEEPCRM_BIN": binary(),
         "SHEEPCRM_AUDIT_LOG": str(tmp / "audit.jsonl"),
         "SHEEPCRM_MCP_TOKEN": HTTP_TOKEN,
-        "BROWSER": str(browser),
+        "REPLICA_CMD": f"{replica} --transport http --stateless --port {{port}}",
         **{k: v.replace("{lb}", f"http://127.0.0.1:{base + replicas}") for k, v in extra.items()},
     })
     env = {k: v for k, v in env.items() if v != ""}  # an empty value removes a setting (e.g. the staff key)

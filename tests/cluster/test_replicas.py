@@ -3,7 +3,7 @@
 scripts/cluster.sh starts Redis (Debian's redis-server), three `sheepcrm-mcp --transport http --stateless`
 replicas and HAProxy in front of them; the replicas write to a sandbox this test owns, so every PUT is
 counted where it lands. A client that cannot show confirmations (mode="legacy") is told approval is waiting;
-the replica opens the person's browser at a one-time launch link ($BROWSER is a script that records it), which
+the replica opens the person's browser at a one-time launch link (tests/person_browser.py records it), which
 any replica serves, since the approval lives in Redis.
 """
 
