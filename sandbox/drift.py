@@ -6,8 +6,8 @@ Spec: `KIND[=ARG][:PATH_REGEX]` (the regex is searched in the request path; with
                          Completed, ...: the same word, another spelling)
   other-wrapper[=KEY]    the records of a list answer move from KEY (default: the first known wrapper) to `items`
   extra-nulls            every scalar of every listed record becomes null
-  retyped-field=NAME     every value of NAME, anywhere in the answer, is sent as a one-item list holding it (a
-                         flag, a count, an object of another type than documented)
+  retyped-field[=NAME]   every value of NAME, anywhere in the answer (without NAME: the whole answer), is sent as a
+                         one-item list holding it (a flag, a count, an object as another type than documented)
   moved-path             404 {"error": "not found"}: the path is gone
   rejected-param=NAME    400 when the request carries the query parameter NAME
 """
@@ -39,8 +39,8 @@ class DriftRule:
         kind, _, arg = head.partition("=")
         if kind not in KINDS:
             raise ValueError(f"unknown drift {kind!r}; choose from {', '.join(KINDS)}")
-        if kind in ("rejected-param", "retyped-field") and not arg:
-            raise ValueError(f"{kind} needs =NAME")
+        if kind == "rejected-param" and not arg:
+            raise ValueError("rejected-param needs =NAME")
         if kind == "moved-path" and not path:
             raise ValueError("moved-path needs :PATH_REGEX")
         return cls(kind, arg or None, re.compile(path) if path else None)
@@ -114,7 +114,7 @@ def rewrite(rule: DriftRule, body: Any) -> Any:
     if rule.kind == "renamed-field":
         return _rename(body, rule.arg or "display_value")
     if rule.kind == "retyped-field":
-        return _retype(body, rule.arg or "")
+        return _retype(body, rule.arg) if rule.arg else [body]
     wrappers = (rule.arg,) if rule.arg else WRAPPERS
     if isinstance(body, dict):
         key = next((k for k in wrappers if isinstance(body.get(k), list)), None)

@@ -168,11 +168,35 @@ def listed(data: Any, what: str, *keys: str, single: tuple[str, ...] = ()) -> li
                 return [r for r in value if isinstance(r, dict)]
         if any(data.get(f) for f in single):
             return [data]
-    raise UpstreamError(
-        f"Could not read sheepCRM's answer to {what} (shape: {shape(data)}; expected "
-        f"{' or '.join(f'{k!r}' for k in keys)} holding a list). This is not 'none found': the answer is unknown. "
-        "sheepCRM may have changed; `sheepcrm-mcp doctor --contract` checks every read."
+    raise unreadable(what, data, f"{' or '.join(f'{k!r}' for k in keys)} holding a list")
+
+
+def unreadable(what: str, data: Any, expected: str) -> UpstreamError:
+    """The error for an answer to `what` that is not what sheepCRM's documents say (its shape by keys and kinds,
+    never a value): the answer is unknown, never "none" or "no"."""
+    return UpstreamError(
+        f"Could not read sheepCRM's answer to {what} (shape: {shape(data)}; expected {expected}). This is not "
+        "'none found': the answer is unknown. sheepCRM may have changed; `sheepcrm-mcp doctor --contract` checks "
+        "every read."
     )
+
+
+def an_object(data: Any, what: str) -> dict[str, Any]:
+    """An answer the documents give as an object; any other JSON value raises UpstreamError (could not read)."""
+    if isinstance(data, dict):
+        return data
+    raise unreadable(what, data, "an object")
+
+
+def record_data(record: Any, what: str) -> dict[str, Any]:
+    """The v1 record's `data` object ({display_value, data, meta}; none when absent or null); a record or a `data`
+    that is not an object raises UpstreamError (could not read), never a record with no fields."""
+    data = an_object(record, what).get("data")
+    if data is None:
+        return {}
+    if isinstance(data, dict):
+        return data
+    raise unreadable(what, record["data"], "`data` holding an object")
 
 
 def _count(value: Any) -> int | None:

@@ -21,7 +21,7 @@ from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, show, visibl
 from sheepcrm_mcp.sheepcrm import CircuitOpenError, InvalidRequest, NotFoundError, SheepError, UpstreamError
 from sheepcrm_mcp.sheepcrm.contacts import located
 from sheepcrm_mcp.sheepcrm.scope import parse_uri
-from sheepcrm_mcp.tools.common import ContactRef, Detail, labelled, listed, plain, split_label, text
+from sheepcrm_mcp.tools.common import ContactRef, Detail, labelled, listed, plain, record_data, split_label, text
 from sheepcrm_mcp.tools.search import records
 
 log = logging.getLogger("sheepcrm_mcp.tools")
@@ -69,7 +69,7 @@ async def get_contact(req: GetContactInput, deps: Deps) -> Contact:
     """From the v1 record (the documented shape: display_value, data, meta); list fields may hold nulls."""
     uri = parse_uri(req.uri, deps.client.bucket)
     record = await or_refuse(deps.client.record(uri), f"No contact {uri}; find contacts with search_contacts.")
-    d: dict[str, Any] = record.get("data") or {}
+    d = record_data(record, "the contact's record")
     meta: dict[str, Any] = record.get("meta") or {}
     contact = Contact(
         uri=str(uri),
@@ -126,7 +126,7 @@ class UpdateContactInput(Input):
 
 
 def _current(record: dict[str, Any]) -> dict[str, Any]:
-    data: dict[str, Any] = record.get("data") or {}
+    data = record_data(record, "the contact's record")
     lines = [text(v) or "" for v in (data.get("address_lines") or [])] + ["", "", ""]
     return {
         "email": plain(data.get("email")) or "",
@@ -170,7 +170,7 @@ async def update_contact(req: UpdateContactInput, deps: WriteDeps) -> WritePlan:
 
     async def read() -> dict[str, Any]:
         record = await deps.client.record(uri, fresh=True)
-        data: dict[str, Any] = record.get("data") or {}
+        data = record_data(record, "the contact's record")
         return {
             "name": text(record.get("display_value")),
             "fields": _current(record),
@@ -385,7 +385,7 @@ async def lookalikes(deps: Deps, req: CreateContactInput) -> list[dict[str, Any]
             for rtype, why in ((req.type, SAME_EMAIL), (other, also)):
                 same = await deps.client.resources(rtype, {"email__startswithi": email}, page_size=10)
                 add(listed(same, f"the {rtype} listing by email", "results"), why,
-                    lambda r: _fold(email) in _email_values((r.get("data") or {}).get("email")))
+                    lambda r: _fold(email) in _email_values(record_data(r, "a listing by email").get("email")))
         if req.type == "person":
             dob = req.date_of_birth.isoformat() if req.date_of_birth else None
             rules = (
@@ -432,7 +432,7 @@ async def find_created(deps: Deps, req: CreateContactInput, known: set[str]) -> 
     }
     hits = []
     for row in listed(data, f"the {rtype} listing", "results"):
-        d: dict[str, Any] = row.get("data") or {}
+        d = record_data(row, f"the {rtype} listing")
         uri = text(row.get("uri")) or ""
         if not uri or uri in known or _deleted(row):
             continue
@@ -513,7 +513,9 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
                 f"create_contact with these arguments created {uri} at {_when(held['at'])}; sheepCRM no longer has "
                 "it (deleted?). It was not created again: restore it in sheepCRM, or create it there."
             ) from None
-        name = text(record.get("display_value")) or text((record.get("data") or {}).get("formatted_name"))
+        name = text(record.get("display_value")) or text(
+            record_data(record, "the created record").get("formatted_name")
+        )
         return {"created": {"uri": str(uri), "name": name, "at": held["at"], "how": held.get("how"),
                             "status": held.get("status")}}
 

@@ -15,7 +15,20 @@ from sheepcrm_mcp.server.writes import visible
 from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepError, UpstreamError
 from sheepcrm_mcp.sheepcrm.errors import V1_404_CAVEAT
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
-from sheepcrm_mcp.tools.common import Detail, day, flag, listed, plain, ref, text, today, v1_none_found, v1_page
+from sheepcrm_mcp.tools.common import (
+    Detail,
+    an_object,
+    day,
+    flag,
+    listed,
+    plain,
+    record_data,
+    ref,
+    text,
+    today,
+    v1_none_found,
+    v1_page,
+)
 
 Status = Literal["current", "grace", "unpaid", "pending", "future", "lapsed", "cancelled", "none", "unknown"]
 # The vendor's six membership record statuses (shared/sheepcrm-api/EVIDENCE.md, "membership record status"), matched
@@ -102,7 +115,7 @@ def classify(m: dict[str, Any], on: date) -> Status:
     if record_status is not None and record_status not in RECORD_STATUSES:
         return "unknown"
     if not start:
-        return "none"
+        return "unknown"  # a record with no start date says nothing of when it covers: not "no membership"
     if record_status in ("pending", "incomplete"):
         return "pending"
     if m.get("paid") is False:
@@ -163,7 +176,7 @@ async def _by_email(email: str, deps: Deps) -> tuple[RecordUri, dict[str, Any]]:
             f"Several contacts share the email {email!r}. Call search_contacts with email={email!r}, "
             "pick the right person and pass its uri instead."
         ) from None
-    person = ref(found.get("person"))
+    person = ref(an_object(found, "the membership lookup by email").get("person"))
     if not person:
         raise Refusal(f"sheepCRM gave no contact for {email!r}; use search_contacts and pass a uri.")
     return parse_uri(person, deps.client.bucket), found
@@ -178,7 +191,7 @@ async def grace_of(uri: RecordUri, v1: dict[str, Any], deps: Deps) -> tuple[str 
     unknown = "Whether sheepCRM's grace period still applies could not be checked"
     try:
         contact = await deps.client.record(uri)
-        email = plain((contact.get("data") or {}).get("email"))
+        email = plain(record_data(contact, "the contact's record").get("email"))
         if not email:
             return None, f"{unknown}: the contact has no email to ask sheepCRM's membership-by-email with."
         found = await deps.client.membership_by_email(email)
@@ -186,7 +199,7 @@ async def grace_of(uri: RecordUri, v1: dict[str, Any], deps: Deps) -> tuple[str 
         return None, f"{unknown}: the contact's email is shared by several contacts."
     except SheepError as exc:
         return None, f"{unknown} ({exc})."
-    if ref(found.get("person")) != str(uri):
+    if ref(an_object(found, "the membership lookup by email").get("person")) != str(uri):
         return None, f"{unknown}: sheepCRM's membership-by-email answer is about another contact."
     return text(found.get("member_till_plus_grace")), None
 
@@ -225,6 +238,8 @@ def _why_unknown(m: MembershipRecord, raw: dict[str, Any]) -> str:
     bad = [k for k in ("start_date", "end_date", "cancellation_date") if _unreadable_date(raw, k)]
     if bad:
         return f"unreadable {', '.join(bad)}: {visible(text(raw.get(bad[0])) or '', 40)!r}"
+    if day(raw.get("start_date")) is None:
+        return "the record has no `start_date`"
     if not isinstance(raw.get("paid"), bool) and (m.record_status or "active").lower() in RECORD_STATUSES:
         return "the record does not say whether it is paid (no `paid` value)"
     return (
@@ -245,7 +260,7 @@ async def memberships_of(uri: RecordUri, deps: Deps) -> tuple[list[dict[str, Any
         return [m for m in found if text(m.get("record_state")) != "deleted"], None
     listing = await deps.client.resources("member", {"member": str(uri)}, page_size=100)
     found = [
-        {**(r.get("data") or {}), "uri": text(r.get("uri"))}
+        {**record_data(r, "the organisation's membership records"), "uri": text(r.get("uri"))}
         for r in listed(listing, "the organisation's membership records", "results")
     ]
     note = (
@@ -407,7 +422,7 @@ async def current_members(
         unread = None if more or got.last else got.unread(LISTING)
     # The listing filters by dates only; "current" also means paid, active and not deleted, as check_membership says.
     # A record that cannot be read either way (a status sheepCRM's documents do not name) is listed, marked unknown.
-    found = [r for r in raw if _current_record(r.get("data") or {}, on) in ("current", "unknown")]
+    found = [r for r in raw if _current_record(record_data(r, LISTING), on) in ("current", "unknown")]
     out = await _member_rows(found, plans, on, deps)
     total = got.total if len(found) == len(raw) else None  # sheepCRM's total counts the records left out here
     return MembersPage(out, sorted(plans.values()), total, end if more else None, unread=unread)
@@ -443,19 +458,19 @@ async def _renewing(
             f"More than {RENEWAL_PAGE * RENEWAL_PAGES} memberships end in this window, too many to list soonest "
             "first; ask for fewer renewing_within_days or add a plan."
         )
-    found = [r for r in raw if _current_record(r.get("data") or {}, on) in ("current", "unknown")]
-    kept = [r for r in found if (r.get("data") or {}).get("has_renewed") is not True]
-    kept.sort(key=lambda r: (text((r.get("data") or {}).get("end_date")) or "9999", text(r.get("uri")) or ""))
+    found = [r for r in raw if _current_record(record_data(r, LISTING), on) in ("current", "unknown")]
+    kept = [r for r in found if record_data(r, LISTING).get("has_renewed") is not True]
+    kept.sort(key=lambda r: (text(record_data(r, LISTING).get("end_date")) or "9999", text(r.get("uri")) or ""))
     end = offset + limit
     out = await _member_rows(kept[offset:end], plans, on, deps)
     return MembersPage(out, sorted(plans.values()), len(kept), end if end < len(kept) else None, len(found) - len(kept))
 
 
 async def _member_rows(found: list[dict[str, Any]], plans: dict[str, str], on: date, deps: Deps) -> list[MemberRow]:
-    contacts = await _contacts({c for r in found if (c := ref((r.get("data") or {}).get("member")))}, deps)
+    contacts = await _contacts({c for r in found if (c := ref(record_data(r, LISTING).get("member")))}, deps)
     out = []
     for r in found:
-        d: dict[str, Any] = r.get("data") or {}
+        d: dict[str, Any] = record_data(r, LISTING)
         contact = ref(d.get("member")) or ""
         name, email = contacts.get(contact, (None, None))
         out.append(
@@ -487,9 +502,9 @@ async def _contacts(uris: set[str], deps: Deps) -> dict[str, tuple[str | None, s
     async def one(uri: str) -> None:
         try:
             contact = await deps.client.record(parse_uri(uri, deps.client.bucket))
+            data = record_data(contact, "the member's contact record")
         except (SheepError, ValueError):
             return
-        data: dict[str, Any] = contact.get("data") or {}
         found[uri] = (text(contact.get("display_value")), plain(data.get("email")))
 
     async with anyio.create_task_group() as tg:

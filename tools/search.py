@@ -13,7 +13,7 @@ from sheepcrm_mcp.server.paging import decode_cursor, encode_cursor, list_page
 from sheepcrm_mcp.server.specs import Deps, Output, ReadTool, ToolSpec
 from sheepcrm_mcp.sheepcrm import NotFoundError, SheepError, UpstreamError
 from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, parse_uri
-from sheepcrm_mcp.tools.common import ListOutput, Paged, listed, plain, ref, text, today
+from sheepcrm_mcp.tools.common import ListOutput, Paged, listed, plain, record_data, ref, text, today
 from sheepcrm_mcp.tools.membership import classify, current_members, memberships_of
 
 Short = Annotated[str | None, Field(max_length=100)]
@@ -146,10 +146,10 @@ async def at_organisation(req: SearchContactsInput, deps: Deps) -> SearchContact
         nonlocal failed
         try:
             r = await deps.client.record(parse_uri(hit.uri, deps.client.bucket, ("person",)))
+            d = record_data(r, "a person's record")
         except SheepError:
             failed += 1
             return
-        d: dict[str, Any] = r.get("data") or {}
         hit.name = text(r.get("display_value")) or "(no name)"
         hit.email, hit.phone, hit.job_title = plain(d.get("email")), plain(d.get("telephone")), text(d.get("job_title"))
 
@@ -202,10 +202,10 @@ async def describe(hits: list[ContactHit], deps: Deps) -> str | None:
         try:
             uri = parse_uri(h.uri, deps.client.bucket)
             contact, (members_, _) = await deps.client.record(uri), await memberships_of(uri, deps)
+            d = record_data(contact, "a contact's record")
         except (SheepError, Refusal, ValueError):
             failed += 1
             return
-        d: dict[str, Any] = contact.get("data") or {}
         h.postcode = text(d.get("postal_code")) or h.postcode
         h.town = text(d.get("locality"))
         h.email = h.email or plain(d.get("email"))

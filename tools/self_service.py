@@ -22,7 +22,7 @@ from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec
 from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepReader
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
 from sheepcrm_mcp.tools import help
-from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, fetch_pages, listed, text, v1_none_found
+from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, an_object, fetch_pages, listed, text, v1_none_found
 from sheepcrm_mcp.tools.events import BOOKED, brief, person_events, state_lists
 from sheepcrm_mcp.tools.membership import CheckMembershipInput, MembershipAnswer, check_membership
 
@@ -49,7 +49,7 @@ async def resolve_member(client: SheepReader, email: str) -> str | Literal["ambi
         return None
     except ConflictError:
         return "ambiguous"
-    person = text(found.get("person"))
+    person = text(an_object(found, "the membership lookup").get("person"))
     return str(parse_uri(person, client.bucket, ("person",))) if person else None
 
 

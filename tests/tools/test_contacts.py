@@ -588,3 +588,13 @@ async def test_two_concurrent_deletes_send_one_delete(sandbox: SandboxServer, co
     texts = sorted((text_of(r) for r in results), key=lambda t: "already deleted, or being deleted" in t)
     assert len(texts) == 2 and "already deleted, or being deleted" not in texts[0], texts
     assert "already deleted, or being deleted" in texts[1] and "sent nothing" in texts[1], texts
+
+
+async def test_a_contact_record_whose_data_is_not_an_object_is_could_not_read(connect: Any) -> None:
+    """A v1 record whose `data` is not an object (drift) is 'could not read', not a contact with no fields: never a
+    traceback."""
+    with SandboxServer(key=CANARY_KEY, drift=["retyped-field=data:/api/v1/demo/person/"]) as sb:
+        jane = sb.store.demo_facts()["jane_uri"]
+        said = error_text(await answer(connect, sb, "get_contact", {"uri": jane}))
+    assert "could not read sheepcrm's answer" in said.lower() and "`data` holding an object" in said, said
+    assert "failed unexpectedly" not in said, said

@@ -227,8 +227,30 @@ async def test_an_unknown_email_is_no_contact(shared_sandbox: SandboxServer, con
         ({"start_date": "2026-01-01", "end_date": "2026-12-31", "cancellation_date": "2026-05-01"}, "cancelled"),
         ({"start_date": "2026-07-01", "end_date": "2027-06-30"}, "future"),
         ({"start_date": "2025-01-01", "end_date": "2025-12-31"}, "lapsed"),
-        ({"end_date": "2026-12-31"}, "none"),
+        ({"end_date": "2026-12-31"}, "unknown"),
+        ({"start_date": None, "end_date": "2026-12-31", "paid": True}, "unknown"),
     ],
 )
 def test_classify_by_dates_then_by_what_sheepcrm_says(record: dict[str, Any], status: str) -> None:
     assert membership.classify(record, Date(2026, 6, 1)) == status
+
+
+async def test_a_membership_lookup_whose_person_is_not_an_object_is_could_not_read(connect: Any) -> None:
+    """The membership-by-email answer as a list, not an object (drift): 'could not read sheepCRM's answer',
+    naming its shape, never a traceback, never 'not a member'."""
+    with SandboxServer(key=CANARY_KEY, drift=["retyped-field:/user/membership"]) as sb:
+        email = sb.store.demo_facts()["jane_email"]
+        said = error_text(await answer(connect, sb, "check_membership", {"email": email}))
+    assert "could not read sheepcrm's answer" in said.lower() and "failed unexpectedly" not in said, said
+    assert "not a member" not in said and "No contact" not in said, said
+
+
+
+async def test_a_membership_without_a_start_date_is_unknown_not_none(connect: Any) -> None:
+    """`start_date` respelled (drift): the records say nothing of when they cover, so the answer is unknown, naming
+    the field, never "no membership on record"."""
+    with SandboxServer(key=CANARY_KEY, drift=["renamed-field=start_date:membership/all"]) as sb:
+        jane = sb.store.demo_facts()["jane_uri"]
+        body = await check(connect, sb, uri=jane)
+    assert body["status"] == "unknown" and "is_member" not in body, body
+    assert "no membership" not in body["summary"] and "start_date" in body["summary"], body
