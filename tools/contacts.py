@@ -22,7 +22,7 @@ from sheepcrm_mcp.sheepcrm import CircuitOpenError, InvalidRequest, NotFoundErro
 from sheepcrm_mcp.sheepcrm.contacts import located
 from sheepcrm_mcp.sheepcrm.scope import parse_uri
 from sheepcrm_mcp.tools.common import ContactRef, Detail, labelled, listed, plain, record_data, split_label, text
-from sheepcrm_mcp.tools.search import records
+from sheepcrm_mcp.tools.search import no_match, records
 
 log = logging.getLogger("sheepcrm_mcp.tools")
 
@@ -223,7 +223,7 @@ async def _email_taken(deps: Deps, email: str, uri: str) -> str | None:
     try:
         found = records(await deps.client.search_people(email=email), "the person search")
     except NotFoundError as exc:
-        if _no_match(exc):
+        if no_match(exc):
             return None
         return f"Warning: could not check whether {email} already belongs to another contact ({exc})"
     except SheepError as exc:
@@ -338,12 +338,6 @@ def _fold(value: Any) -> str:
     return " ".join(unicodedata.normalize("NFKC", str(value or "")).split()).casefold()
 
 
-def _no_match(exc: NotFoundError) -> bool:
-    """The person search's documented "no match" (404 "No person matching those details was found"), as against
-    any other 404 (a moved path, a proxy), which means the search could not be made."""
-    return "no person matching" in exc.detail.casefold()
-
-
 def _email_values(value: Any) -> list[str]:
     """A v1 email field's addresses: a list or one value, entries possibly "address;label" (v1 list fields)."""
     return [_fold(str(v).split(";", 1)[0]) for v in positional(value) if v]
@@ -402,7 +396,7 @@ async def lookalikes(deps: Deps, req: CreateContactInput) -> list[dict[str, Any]
                     try:
                         add(records(await deps.client.search_people(**fields), "the person search"), why)
                     except NotFoundError as exc:
-                        if not _no_match(exc):  # not the documented "no match": could not check
+                        if not no_match(exc):  # not the documented "no match": could not check
                             raise
             names = {"first_name": str(req.first_name), "last_name": str(req.last_name)}
             namesakes = await deps.client.resources("person", names, page_size=10)

@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 from sheepcrm_mcp.server.errors import Refusal, or_refuse
 from sheepcrm_mcp.server.paging import decode_cursor, encode_cursor, list_page
 from sheepcrm_mcp.server.specs import Deps, Output, ReadTool, ToolSpec
-from sheepcrm_mcp.sheepcrm import NotFoundError, SheepError, UpstreamError
+from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepError, UpstreamError
 from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, parse_uri
 from sheepcrm_mcp.tools.common import ListOutput, Paged, listed, plain, record_data, ref, text, today
 from sheepcrm_mcp.tools.membership import classify, current_members, memberships_of
@@ -100,6 +100,12 @@ def records(data: Any, what: str) -> list[dict[str, Any]]:
     search documents no 200 body; EVIDENCE.md: "the full person record is returned"). Any other shape is
     "could not read", never "no match"."""
     return listed(data, what, "results", single=("id", "uri"))
+
+
+def no_match(exc: NotFoundError) -> bool:
+    """The person search's documented "no match" (404 "No person matching those details was found"), as against
+    any other 404 (a moved path, a proxy), which means the search could not be made."""
+    return "no person matching" in exc.detail.casefold()
 
 
 CONNECTIONS = 500  # connections asked for at once (the endpoint takes a limit and documents no paging)
@@ -247,8 +253,17 @@ async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContact
     if any(fielded.values()):
         try:
             found = records(await deps.client.search_people(**fielded), "the person search")
-        except NotFoundError:  # the person search answers 404 when no person matches
+        except NotFoundError as exc:
+            if not no_match(exc):  # not the documented "no match": the search could not be made
+                raise UpstreamError(f"Could not make the person search ({exc}). This is not 'no match': the "
+                                    "answer is unknown.") from None
             found = []
+        except ConflictError:  # sheepCRM's person search answers one person; several matches are a 409
+            raise Refusal(
+                "Several people match these details in sheepCRM's person search (it answers only one): add fields "
+                "to tell them apart (the email, or first_name + last_name + postcode), or search with query= to "
+                "list every match."
+            ) from None
     else:
         assert req.query is not None
         found = records(await deps.client.search(req.query), "the search")

@@ -236,3 +236,27 @@ def test_kind_of_takes_the_resource_else_the_uri() -> None:
 def test_hit_names_a_nameless_row() -> None:
     row = search.hit({"id": "/demo/person/a/", "primary_email": ["", "ann@example.org"]})
     assert (row.uri, row.name, row.type, row.email) == ("/demo/person/a/", "(no name)", "person", "ann@example.org")
+
+
+async def test_a_person_search_404_that_is_not_no_match_is_could_not_search(connect: Any) -> None:
+    """A 404 without sheepCRM's documented "No person matching" (the path moved: drift) is 'could not make the
+    search', never 'No contacts match'."""
+    with SandboxServer(key=CANARY_KEY, drift=["moved-path:/search/v2/demo/person"]) as sb:
+        email = sb.store.demo_facts()["jane_email"]
+        said = error_text(await answer(connect, sb, "search_contacts", {"email": email}))
+    assert "Could not make the person search" in said and "No contacts match" not in said, said
+
+
+async def test_several_people_matching_the_person_search_is_not_a_data_conflict(connect: Any) -> None:
+    """sheepCRM's person search answers one record and 409 for several (variant person-record): the answer says
+    several people match and how to narrow it, not that data clashes or that nothing was changed."""
+    with SandboxServer(key=CANARY_KEY, variant="person-record") as sb:
+        facts = sb.store.demo_facts()
+        same = {"first_name": "Thomas", "last_name": "Smith", "formatted_name": "Thomas Smith",
+                "postal_code": "AB1 2CD"}
+        for uri in (facts["jane_uri"], facts["non_member_uri"]):
+            sb.store.update(uri, same, message="t")
+        args = {"first_name": "Thomas", "last_name": "Smith", "postcode": "AB1 2CD"}
+        said = error_text(await answer(connect, sb, "search_contacts", args))
+    assert "Several people match" in said and "query=" in said, said
+    assert "conflict" not in said and "nothing was changed" not in said, said
