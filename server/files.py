@@ -1,5 +1,5 @@
-"""Files only this user may read or write: the audit log, the generated HTTP token, the ledger; and where their home
-folder is.
+"""Files only this user may read or write: the audit log, the generated HTTP token, the ledger, the tool cache; and
+where their home folder is.
 
 Another local account must neither read them nor hand us a file of its own to write into (or a token it knows),
 so an open file counts only when it is a regular file of this user's, mode 0600, in a folder no one else can
@@ -34,3 +34,14 @@ def account_home() -> Path:
         return Path(pwd.getpwuid(os.getuid()).pw_dir)
     except (ImportError, KeyError):  # no account database (Windows): the profile folder
         return Path.home()
+
+
+def private_folder(folder: Path) -> Path:
+    """`folder`, made 0700 if missing and checked to be this user's own (never a link); OSError otherwise."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = folder.lstat()
+    if stat.S_ISLNK(info.st_mode) or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+        raise OSError(f"{folder} is not this user's own folder")
+    if info.st_mode & 0o077:
+        folder.chmod(0o700)
+    return folder

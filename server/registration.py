@@ -5,21 +5,32 @@ A `Registration` is what the model sees and the call behind it (`read_registrati
 parameters (so the model sees a flat schema), re-validates with the model itself (so cross-field
 rules hold), refuses unknown arguments, and maps every failure through `errors.answering`:
 nothing reaches the client as a traceback.
+
+`build_tools` lists the tools from their published schemas when a tool cache holds them (computed by an earlier
+start of the same code), and builds each tool's SDK form on its first call; otherwise it builds them as above.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import inspect
+import json
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
+import pydantic
+import pydantic_core
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, ToolAnnotations
-from pydantic import BaseModel, ValidationError, model_validator
+from pydantic import BaseModel, PrivateAttr, ValidationError, model_validator
 from pydantic_core import PydanticUndefined
 
 from sheepcrm_mcp.server.errors import (
@@ -30,6 +41,7 @@ from sheepcrm_mcp.server.errors import (
     explain_validation,
     refuse_invalid,
 )
+from sheepcrm_mcp.server.files import account_home, check_private, private_folder
 from sheepcrm_mcp.server.paging import compact_answer
 from sheepcrm_mcp.server.schema import answer_schema, argument_schema, compact_schema
 from sheepcrm_mcp.server.specs import Deps, Output, ReadTool
@@ -155,3 +167,117 @@ def build_tool(spec: Registration) -> Tool:
         listed = answer_schema(compact_schema(tool.fn_metadata.output_schema))
         tool.fn_metadata.output_schema = listed if spec.list_output_fields else {"type": listed["type"]}
     return tool
+
+
+# Building the SDK tools (each tool's argument model and the JSON schemas of its arguments and answer) is most of
+# a stdio start-up's own work. What tools/list publishes is the same for the same code, so it is kept in a file
+# in this account's cache folder under a key made from the package's source files and the versions of Python, mcp
+# and pydantic: a key that differs, or a file that is missing, unreadable, not this user's own or readable by
+# others, is ignored and the tools are built as ever. The file only shortens what tools/list needs: every call
+# validates its arguments and its answer with the tool built from the models themselves, on its first call.
+
+
+def tool_cache_file() -> Path:
+    return account_home() / ".cache" / "sheepcrm-mcp" / "tools.json"
+
+
+def source_key() -> str:
+    """A hash of this package's Python sources (the sandbox aside) and the versions that shape the schemas."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(
+        f"{sys.version}|mcp {version('mcp')}|pydantic {pydantic.VERSION}|core {pydantic_core.__version__}".encode()
+    )
+    root = Path(__file__).parents[1]  # the sheepcrm_mcp package folder
+    paths = []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        dirs[:] = [d for d in dirs if d not in ("sandbox", "__pycache__")]
+        paths += [Path(folder, name) for name in files if name.endswith(".py")]
+    for path in sorted(paths):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _fingerprint(spec: Registration) -> str:
+    """What a tool's published schemas are built from, besides the sources."""
+    extras = ",".join(p.name for p in spec.extra_params)  # their types are in the sources
+    return (f"{spec.name}|{spec.input.__module__}.{spec.input.__qualname__}|{spec.output.__module__}."
+            f"{spec.output.__qualname__}|{extras}|{spec.list_output_fields}")
+
+
+class LazyTool(Tool):
+    """A tool listed from its cached published schemas; the SDK tool behind it is built on its first call."""
+
+    _spec: Registration = PrivateAttr()
+    _listed_output: dict[str, Any] | None = PrivateAttr(default=None)
+    _built: Tool | None = PrivateAttr(default=None)
+
+    @classmethod
+    def listed(cls, spec: Registration, parameters: dict[str, Any], output: dict[str, Any] | None) -> LazyTool:
+        # No fn or fn_metadata: those are the built tool's, which runs every call (see run).
+        tool = cls.model_construct(  # type: ignore[call-arg]
+            name=spec.name, title=None, description=spec.description, parameters=parameters, is_async=True,
+            context_kwarg="ctx", annotations=listed_hints(spec.annotations),
+        )
+        tool._spec, tool._listed_output = spec, output
+        return tool
+
+    @cached_property
+    def output_schema(self) -> dict[str, Any] | None:
+        return self._listed_output
+
+    async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
+        if self._built is None:
+            self._built = build_tool(self._spec)
+        return await self._built.run(arguments, context, convert_result=convert_result)
+
+
+def _read_cache(path: Path, key: str) -> dict[str, Any]:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return {}
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            check_private(handle.fileno(), path, "the tool cache", "")
+            data = json.loads(handle.read())
+        except (OSError, ValueError):
+            return {}
+    tools = data.get("tools") if isinstance(data, dict) and data.get("key") == key else None
+    return tools if isinstance(tools, dict) else {}
+
+
+def _write_cache(path: Path, key: str, tools: dict[str, Any]) -> None:
+    """Replaces the file whole (a reader sees the old file or the new one); a folder that cannot be made or is
+    not this user's own leaves it unwritten."""
+    try:
+        folder = private_folder(path.parent)
+        temp = folder / f".{path.name}.{os.getpid()}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+        with os.fdopen(os.open(temp, flags, 0o600), "w", encoding="utf-8") as handle:
+            json.dump({"key": key, "tools": tools}, handle)
+        os.replace(temp, path)
+    except OSError:
+        return
+
+
+def build_tools(specs: list[Registration], cache: Path | None) -> list[Tool]:
+    """The SDK tools for `specs`: from the tool cache `cache` where it holds their published schemas for this
+    code (built on first call), else built now and their schemas written there for the next start."""
+    if cache is None:
+        return [build_tool(spec) for spec in specs]
+    key = source_key()
+    known = _read_cache(cache, key)
+    tools: list[Tool] = []
+    fresh: dict[str, Any] = {}
+    for spec in specs:
+        hit = known.get(fp := _fingerprint(spec))
+        if isinstance(hit, list) and len(hit) == 2:
+            tools.append(LazyTool.listed(spec, hit[0], hit[1]))
+        else:
+            tool = build_tool(spec)
+            tools.append(tool)
+            fresh[fp] = [tool.parameters, tool.output_schema]
+    if fresh:
+        _write_cache(cache, key, known | fresh)
+    return tools

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -13,7 +14,7 @@ from sheepcrm_mcp.server.approvals.page import ApprovalPage, ServedPage, browser
 from sheepcrm_mcp.server.approvals.store import Approvals, ApprovalStore
 from sheepcrm_mcp.server.audit import AuditLog
 from sheepcrm_mcp.server.gate import Gate
-from sheepcrm_mcp.server.registration import Registration, build_tool, read_registration
+from sheepcrm_mcp.server.registration import Registration, build_tools, read_registration, tool_cache_file
 from sheepcrm_mcp.server.settings import ConfigError, Settings, trust_notes
 from sheepcrm_mcp.server.specs import Deps, GatedWrites, ReadTool, WriteDeps, WriteTool
 from sheepcrm_mcp.server.stores import Audit, FileLedger, Ledger, Limiter, MemoryLimiter, RateLimit
@@ -106,12 +107,14 @@ def build_app(
     oauth: OAuth | None = None,
     stores: Stores | None = None,
     page: ApprovalPage | None = None,
+    tool_cache: Path | None = None,
 ) -> App:
     """An MCP server bound to one bucket. The client is created here unless one is given.
 
     `profile` picks the tools, resources and prompts (stdio and token mode: staff, the whole catalogue);
     `oauth` makes it an OAuth resource server through the SDK's own auth settings (hosted mode), where the
-    profiles' servers share one set of `stores` and one approval `page`.
+    profiles' servers share one set of `stores` and one approval `page`. `tool_cache` is the file holding the
+    published tool schemas between starts (registration.build_tools), by default in this account's cache folder.
     """
     catalogue.toolsets(settings.toolsets)  # an unknown toolset name fails here, whatever the profile
     specs = profile.tools(settings)
@@ -161,7 +164,7 @@ def build_app(
         return gate.registration(spec, write_deps)
 
     registrations = [registration(spec) for spec in specs]
-    tools = [build_tool(r) for r in registrations]
+    tools = build_tools(registrations, tool_cache or tool_cache_file())
     ui = apps.for_tools(t.name for t in tools)  # MCP Apps for the tools this caller gets (none: no extension)
     server: MCPServer = MCPServer(
         name="sheepcrm-mcp",

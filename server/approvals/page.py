@@ -39,7 +39,7 @@ from starlette.routing import Route
 
 from sheepcrm_mcp.server.approvals.pending import TTL_SECONDS, Pending, csrf_for
 from sheepcrm_mcp.server.approvals.store import Approvals
-from sheepcrm_mcp.server.files import account_home
+from sheepcrm_mcp.server.files import account_home, private_folder
 from sheepcrm_mcp.server.threadserver import ThreadServer
 
 log = logging.getLogger("sheepcrm_mcp.approvals")
@@ -117,14 +117,7 @@ def when(wall: float, local: bool = False) -> str:
 
 def launch_folder() -> Path:
     """Where launch files are written: a folder only this user can enter (made 0700, checked to be theirs)."""
-    folder = Path.home() / ".cache" / "sheepcrm-mcp" / "approve"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = folder.lstat()
-    if stat.S_ISLNK(info.st_mode) or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
-        raise OSError(f"{folder} is not this user's own folder")
-    if info.st_mode & 0o077:
-        folder.chmod(0o700)
-    return folder
+    return private_folder(Path.home() / ".cache" / "sheepcrm-mcp" / "approve")
 
 
 def write_private(path: Path, text: str) -> None:
