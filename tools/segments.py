@@ -11,7 +11,16 @@ from sheepcrm_mcp.server.errors import Refusal
 from sheepcrm_mcp.server.paging import decode_cursor, encode_cursor, list_page
 from sheepcrm_mcp.server.specs import Deps, Output, ReadTool, ToolSpec
 from sheepcrm_mcp.sheepcrm import NotFoundError
-from sheepcrm_mcp.tools.common import ListOutput, Paged, UidOrUri, fetch_pages, text, uid_in, uid_or_uri
+from sheepcrm_mcp.tools.common import (
+    ListOutput,
+    Paged,
+    UidOrUri,
+    fetch_pages,
+    text,
+    uid_in,
+    uid_or_uri,
+    unreadable,
+)
 from sheepcrm_mcp.tools.search import ContactHit, hit, records
 
 SegmentUid = Annotated[UidOrUri, uid_or_uri("find_segments(name=...)")]
@@ -108,7 +117,10 @@ async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutpu
         if req.mode == "count":
             data = await deps.client.segment_count(uid)
             count = data.get("count") if isinstance(data, dict) else None
-            number = int(count) if isinstance(count, (int, float, str)) and str(count).isdigit() else None
+            number = int(count) if isinstance(count, (int, str)) and not isinstance(count, bool) and str(
+                count).isdigit() else None
+            if number is None:  # absent or not a whole number: the size is unknown, never 0 or nothing
+                raise unreadable("the segment's count", data, "`count` holding a whole number")
             return QuerySegmentOutput(segment_uid=uid, count=number, total=number)
         if req.mode == "lookup":
             assert req.q is not None

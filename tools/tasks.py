@@ -20,6 +20,7 @@ from sheepcrm_mcp.tools.common import (
     TimedListOutput,
     UidOrUri,
     day,
+    flag,
     listed,
     moment,
     ref,
@@ -34,7 +35,9 @@ TASK_TYPES = ("journal", "task")
 
 
 ShownStatus = Literal["open", "done", "unknown"]
-UNKNOWN_STATUS = "sheepCRM did not say whether {n} of these tasks are completed (no `completed` value): status unknown."
+UNKNOWN_STATUS = (
+    "sheepCRM did not say whether {n} of these tasks are completed (no boolean `completed` value): status unknown."
+)
 NO_COMPLETED = (
     "sheepCRM's answer holds no completed task: it may not send them (include_completed is only in the 2025-02 "
     "draft), so which tasks are done is unknown here, not none."
@@ -43,10 +46,10 @@ NO_COMPLETED = (
 
 def status_of(t: dict[str, Any]) -> ShownStatus:
     # No document names a field that records a snooze: a snoozed task is an open task with a later due date.
-    # A task that does not say whether it is completed is unknown, never "open".
-    if t.get("completed") is None:
-        return "unknown"
-    return "done" if t.get("completed") else "open"
+    # A task that does not say whether it is completed (no value, or not a boolean: "false") is unknown, never
+    # "open" or "done".
+    done = flag(t.get("completed"))
+    return "unknown" if done is None else "done" if done else "open"
 
 
 def due_of(t: dict[str, Any]) -> str | None:

@@ -98,3 +98,13 @@ def test_by_type_counts_members_by_record_type() -> None:
     ]
     assert segments.by_type(hits) == {"organisation": 1, "person": 2}
     assert segments.by_type([]) is None
+
+
+@pytest.mark.parametrize("drift", ["retyped-field=count:/count", "renamed-field=count:/count"])
+async def test_a_segment_count_that_cannot_be_read_is_said_so(connect: Any, drift: str) -> None:
+    """A count sent as another type, or under another name (drift): 'could not read', naming the keys, never a size
+    left out or 0."""
+    with SandboxServer(key=CANARY_KEY, drift=[drift]) as sb:
+        uid = sb.store.demo_facts()["segment_current_members_uid"]
+        said = error_text(await answer(connect, sb, "query_segment", {"uid": uid}))
+    assert "Could not read sheepCRM's answer to the segment's count" in said and "count" in said, said

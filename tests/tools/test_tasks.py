@@ -195,3 +195,13 @@ async def test_done_tasks_are_unknown_when_sheepcrm_sends_no_completed_one(conne
         every = await answer_body(connect, sb, "list_tasks", {"status": "any", "limit": 50})
     assert done["tasks"] == [] and "not none" in done["note"] and "No tasks match" not in done["note"], done
     assert every["tasks"] and {t["status"] for t in every["tasks"]} == {"open"} and "not none" in every["note"]
+
+
+async def test_a_completed_value_that_is_not_a_boolean_is_unknown_never_done(connect: Any) -> None:
+    """`completed` sent as another type (drift; a truthy list holding false): every task is unknown, none counted
+    done, and the note says why. A string "false" is read the same way."""
+    assert tasks.status_of({"completed": "false"}) == "unknown"
+    with SandboxServer(key=CANARY_KEY, drift=["retyped-field=completed"]) as sb:
+        body = await answer_body(connect, sb, "list_tasks", {"status": "open"})
+    assert body["tasks"] and {t["status"] for t in body["tasks"]} == {"unknown"}, body
+    assert "boolean `completed`" in body["note"], body
