@@ -267,13 +267,29 @@ def ref(value: Any) -> str | None:
 async def fetch_pages(
     fetch: Callable[[int, int], Awaitable[Any]], what: str, *keys: str, page_size: int = 250, budget: int = 8
 ) -> tuple[list[dict[str, Any]], bool]:
-    """Every record of a paged list with no total: pages until a short page, at most `budget` pages.
-    Returns (records, complete); complete is False when the budget ran out on a full page. A page that cannot
-    be read raises (listed), never counts as the end of the list."""
+    """Every record of a paged list with no total: pages until a short page, at most `budget` pages, each record
+    once (by uid, uri or id). Returns (records, complete); complete is False when the budget ran out on a full page.
+    A page that cannot be read raises (listed), never counts as the end of the list; so does a page holding the
+    same records as the one before (sheepCRM ignored `page`), never read as more records."""
     found: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    previous: list[str] = []
     for page in range(1, budget + 1):
         chunk = listed(await fetch(page, page_size), what, *keys)
-        found += chunk
+        keyed = [(text(r.get("uid")) or text(r.get("uri")) or text(r.get("id")), r) for r in chunk]
+        ids = [k for k, _ in keyed if k]
+        if page > 1 and ids and ids == previous:
+            raise UpstreamError(
+                f"sheepCRM answered page {page} of {what} with the records of page {page - 1} (it did not page as "
+                f"asked), so only the first {len(found)} could be read: the list could not be read completely. "
+                "This is not the whole list: the answer is unknown."
+            )
+        previous = ids
+        for k, r in keyed:
+            if k is None or k not in seen:
+                found.append(r)
+            if k is not None:
+                seen.add(k)
         if len(chunk) < page_size:
             return found, True
     return found, False

@@ -49,6 +49,23 @@ async def test_paging_reads_to_a_short_page_within_a_budget() -> None:
     assert envelope["total"] is None and "Stopped" in envelope["note"]
 
 
+async def test_paging_that_sheepcrm_ignores_is_could_not_read_never_duplicates() -> None:
+    """A list whose `page` sheepCRM ignores answers page 1 again: not read as more records (duplicates), but
+    'could not be read completely'; a record on two overlapping pages is kept once."""
+
+    async def ignored(page: int, size: int) -> Any:
+        return {"segments": [{"uid": f"s{i}"} for i in range(size)]}
+
+    with pytest.raises(UpstreamError, match="could not be read completely"):
+        await fetch_pages(ignored, "the segment list", "segments", page_size=3)
+
+    async def overlapping(page: int, size: int) -> Any:
+        return {"segments": [{"uid": f"s{i}"} for i in ((0, 1, 2) if page == 1 else (2, 3))]}
+
+    found, complete = await fetch_pages(overlapping, "the segment list", "segments", page_size=3)
+    assert [r["uid"] for r in found] == ["s0", "s1", "s2", "s3"] and complete
+
+
 # ---- the pure mappers ----------------------------------------------------------------------
 
 
