@@ -1,8 +1,13 @@
 """7. Replicas: throughput through HAProxy with 1 and with 2 stateless replicas (scripts/cluster.sh, real
-Redis and HAProxy), and what the shared store adds to a gated write (Redis stores vs in-process stores)."""
+Redis and HAProxy), calls/s one core serves (one replica pinned to a core of its own, side by side with the bare SDK
+tool making the same upstream GET pinned the same way), and what the shared store adds to a gated write (Redis
+stores vs in-process stores)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
 import os
 import secrets
 import socket
@@ -15,13 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import mcp.types as mt
 from mcp import Client
 
-from bench.common import BENCH_TOKEN, REPO, Row, authorized, ms, p50, p95
+from bench.common import BENCH_TOKEN, REPO, Row, authorized, cpu_seconds, ms, p50, p95
 from bench.overhead import bench_settings, check
 
 CLIENTS = 8
+CORE_CLIENTS = 8  # enough to keep one replica's core busy, if the generator's core can send that much
+# The capacity model (docs/DEPLOY.md, "How many replicas"): a member bot for an association of MEMBERS members.
+MEMBERS = 50_000
+PEAK_SHARE = 0.02  # members who talk to the bot in the busiest hour (a renewal-reminder mailing going out)
+CALLS_PER_CONVERSATION = 6  # tool calls per member conversation
+BURST = 3.0  # the busiest minute against that hour's average
+UTILISATION = 0.5  # a core kept at most half busy, so latency stays near the unloaded figure
 SCRIPT = REPO / "scripts" / "cluster.sh"
 WRITE_TARGET_MS = 5.0  # a gated write may cost at most this much more with Redis than in-process
 
@@ -67,9 +80,13 @@ class Cluster:
         return f"redis://:{password}@127.0.0.1:{self.env['REDIS_PORT']}/0"
 
     def run(self, *args: str) -> None:
-        done = subprocess.run(["bash", str(SCRIPT), *args], env=self.env, capture_output=True, text=True, timeout=180)
+        done = subprocess.run(["bash", str(SCRIPT), *args], env=self.env, cwd=REPO, capture_output=True, text=True,
+                              timeout=180)
         if done.returncode != 0:
             raise RuntimeError(f"cluster.sh {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+
+    def replica_pid(self, index: int = 1) -> int:
+        return int((self.state / "run" / f"replica-{index}.pid").read_text().split()[0])
 
     def __enter__(self) -> Cluster:
         self.run("start")
@@ -79,8 +96,10 @@ class Cluster:
         self.run("stop")
 
 
-async def throughput(url: str, uri: str, seconds: float) -> tuple[float, list[float]]:
-    """CLIENTS stateless clients calling get_contact through the balancer for `seconds`; calls/s and latencies."""
+async def throughput(url: str, uri: str, seconds: float, tool: str = "get_contact",
+                     expect: str = "uri") -> tuple[float, list[float]]:
+    """CLIENTS stateless clients calling `tool` (get_contact, or the bare SDK tool `fetch`) for `uri` through the
+    balancer for `seconds`; calls/s and latencies."""
     latencies: list[float] = []
     stop_at = time.monotonic() + seconds
 
@@ -88,7 +107,7 @@ async def throughput(url: str, uri: str, seconds: float) -> tuple[float, list[fl
         async with AsyncExitStack() as stack, Client(await authorized(stack, f"{url}/mcp")) as client:
             while time.monotonic() < stop_at:
                 t0 = time.perf_counter()
-                check(await client.call_tool("get_contact", {"uri": uri}), "uri")
+                check(await client.call_tool(tool, {"uri": uri}), expect)
                 latencies.append(time.perf_counter() - t0)
 
     t0 = time.monotonic()
@@ -96,6 +115,75 @@ async def throughput(url: str, uri: str, seconds: float) -> tuple[float, list[fl
         for _ in range(CLIENTS):
             tg.start_soon(worker)
     return len(latencies) / (time.monotonic() - t0), latencies
+
+
+async def posts(url: str, tool: str, uri: str, expect: str, seconds: float) -> int:
+    """CORE_CLIENTS connections POSTing the same tools/call to a stateless server for `seconds` (plain HTTP, no MCP
+    client: the generator's core must not be the limit); the answers, each checked."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": tool, "arguments": {"uri": uri}}}).encode()
+    headers = {"Authorization": f"Bearer {BENCH_TOKEN}", "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
+    done = 0
+    stop_at = time.monotonic() + seconds
+
+    async def worker(http: httpx2.AsyncClient) -> None:
+        nonlocal done
+        while time.monotonic() < stop_at:
+            answer = await http.post(f"{url}/mcp", content=body, headers=headers)
+            text = answer.content
+            if answer.status_code != 200 or b'"isError":true' in text or expect.encode() not in text:
+                raise RuntimeError(f"{tool} via {url}: {answer.status_code} {text[:300]!r}")
+            done += 1
+
+    async with httpx2.AsyncClient(timeout=30) as http, anyio.create_task_group() as tg:
+        for _ in range(CORE_CLIENTS):
+            tg.start_soon(worker, http)
+    return done
+
+
+def pin(pid: int, cpus: str) -> str:
+    """Every thread of `pid` onto `cpus` (taskset list); the list it had before."""
+    before = subprocess.run(["taskset", "-pc", str(pid)], capture_output=True, text=True, check=True).stdout
+    subprocess.run(["taskset", "-a", "-pc", cpus, str(pid)], capture_output=True, check=True)
+    return before.rsplit(":", 1)[1].strip()
+
+
+def replica_command(binary: str) -> str:
+    """cluster.sh's REPLICA_CMD for a replica on core 1 alone."""
+    return f"taskset -c 1 {binary} --transport http --stateless --port {{port}}"
+
+
+async def one_core(sb: Any, seconds: float, rounds: int) -> dict[str, tuple[int, float, float, float]]:
+    """get_contact through HAProxy to one replica pinned to core 1, and the bare SDK tool's `fetch` (the same
+    upstream GET) to its own replica pinned the same way, alternating; this process (the clients and the sandbox),
+    HAProxy and Redis are pinned to core 0. Per server: (calls, seconds, replica CPU seconds, this process's CPU
+    seconds)."""
+    uri = sb.store.demo_facts()["jane_uri"]
+    py = sys.executable
+    servers = {
+        "get_contact": ("get_contact", "uri", replica_command(str(Path(py).parent / "sheepcrm-mcp"))),
+        "fetch": ("fetch", "Austen", replica_command(f"{py} -m bench.echo_server")),
+    }
+    totals = {name: (0, 0.0, 0.0, 0.0) for name in servers}
+    before = pin(os.getpid(), "0")
+    try:
+        with tempfile.TemporaryDirectory(prefix="sheepcrm-bench-core-") as tmp, contextlib.ExitStack() as stack:
+            clusters = {name: stack.enter_context(Cluster(sb, 1, Path(tmp) / name, REPLICA_CMD=cmd))
+                        for name, (_, _, cmd) in servers.items()}
+            for name, cluster in clusters.items():  # warm-up: connections, imports, the first call's models
+                await posts(cluster.lb, servers[name][0], uri, servers[name][1], 1.0)
+            for _ in range(rounds):
+                for name, cluster in clusters.items():
+                    pid = cluster.replica_pid()
+                    cpu0, own0, t0 = cpu_seconds(pid), time.process_time(), time.monotonic()
+                    answered = await posts(cluster.lb, servers[name][0], uri, servers[name][1], seconds)
+                    calls, wall, cpu, own = totals[name]
+                    totals[name] = (calls + answered, wall + time.monotonic() - t0, cpu + cpu_seconds(pid) - cpu0,
+                                    own + time.process_time() - own0)
+    finally:
+        pin(os.getpid(), before)
+    return totals
 
 
 async def gated_writes(sb: Any, uri: str, n: int, **over: Any) -> list[float]:
@@ -141,6 +229,7 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
                         redis_p50.append(p50(await gated_writes(
                             sb, people[4 + round_], writes, redis_url=cluster.redis_url,
                             request_state_key=secrets.token_hex(32), public_url=cluster.lb, audit_log=audit)))
+    core = await one_core(sb, seconds, 1 if quick else 2)
     one, two = rates[1][0], rates[2][0]
     mem, red = p50(memory_p50), p50(redis_p50)
     added = red - mem
@@ -150,6 +239,9 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
             f"{two / one:.2f}x", f"info ({nproc} cores shared)", None),
         Row("throughput via HAProxy: 2 replicas vs 1, p95", ms(p95(rates[2][1])), ms(p95(rates[1][1])),
             f"{p95(rates[2][1]) / p95(rates[1][1]):.2f}x", "info", None),
+        *core_rows(core),
+        Row("2 replicas each on a core of its own vs 1", "not measured", "-", "-",
+            f"needs 3+ cores (this machine: {nproc})", None),
         Row("gated write p50: Redis stores vs in-process", ms(red), ms(mem), f"+{added * 1000:.2f} ms",
             f"added < {WRITE_TARGET_MS:g} ms", added * 1000 < WRITE_TARGET_MS),
     ]
@@ -159,9 +251,53 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
         f"SHEEPCRM_CACHE_TTL=0 so every call reaches the sandbox). On this {nproc}-core machine the clients, "
         "the sandbox, HAProxy, Redis and the replicas share the same cores, so a second replica can only help "
         "as far as a core is idle: the ratio is a floor, not what separate machines would give.",
+        *core_notes(core, seconds, 1 if quick else 2),
+        "- 2 replicas against 1 with each replica on a core of its own and the load generator, sandbox and HAProxy "
+        f"on another needs at least 3 cores; this machine has {nproc}, so that row is not measured (the unpinned "
+        "row above shares every core).",
         f"- Gated write: update_contact approved by elicitation on an in-process server, {writes} writes per "
         "round after 3 warm-up writes, 3 rounds alternating the in-process stores (JSONL audit, fsynced) and "
         f"the Redis stores (spend check + audit attempt + outcome: 3 round trips). p50 of the rounds' p50s: "
         f"in-process {ms(mem)}, Redis {ms(red)}.",
     ]
     return rows, notes
+
+
+def core_rows(core: dict[str, tuple[int, float, float, float]]) -> list[Row]:
+    (calls, wall, cpu, _), (b_calls, b_wall, b_cpu, _) = core["get_contact"], core["fetch"]
+    rate, b_rate = calls / wall, b_calls / b_wall
+    per_core, b_per_core = calls / cpu, b_calls / b_cpu
+    peak = MEMBERS * PEAK_SHARE * CALLS_PER_CONVERSATION / 3600 * BURST
+    replicas = max(1, math.ceil(peak / (per_core * UTILISATION)))
+    return [
+        Row(f"one core (taskset): get_contact via HAProxy x{CORE_CLIENTS}, replica alone on core 1 (calls/s)",
+            f"{rate:.0f}/s at {cpu / wall:.0%} of core 1", f"bare SDK tool {b_rate:.0f}/s at {b_cpu / b_wall:.0%}",
+            f"{rate / b_rate:.2f}x", "info", None),
+        Row("one core: calls/s per core (calls / replica CPU seconds)", f"{per_core:.0f}/s",
+            f"bare SDK tool {b_per_core:.0f}/s", f"{per_core / b_per_core:.2f}x", "info", None),
+        Row(f"capacity: replicas (1 core each) for a {MEMBERS:,}-member bot at {peak:.1f} calls/s peak",
+            f"{replicas}", f"at {UTILISATION:.0%} of a core: {per_core * UTILISATION:.0f} calls/s each", "-", "-",
+            None),
+    ]
+
+
+def core_notes(core: dict[str, tuple[int, float, float, float]], seconds: float, rounds: int) -> list[str]:
+    peak = MEMBERS * PEAK_SHARE * CALLS_PER_CONVERSATION / 3600 * BURST
+    return [
+        f"- One core: {CORE_CLIENTS} connections POSTing the same tools/call (plain HTTP, no MCP client, so that the "
+        f"generator's core is less of a limit) for {seconds:g} s x {rounds} alternating round(s) through "
+        "HAProxy to one replica started with `taskset -c 1` (cluster.sh's REPLICA_CMD), this process (clients and "
+        "sandbox), HAProxy and Redis pinned to core 0 (`taskset -a -pc 0`); the same for the bare SDK tool (`fetch` "
+        "in bench/echo_server.py, one plain httpx GET of the same contact, raw JSON, served stateless like a "
+        "replica). SHEEPCRM_CACHE_TTL=0: every call reaches the sandbox. Calls/s per core is calls / the replica's "
+        "CPU seconds (/proc/<pid>/stat): when core 1 is not kept busy (the generator's core is the limit, or other "
+        "processes share core 1), it is the figure to plan with, and the measured calls/s is a floor. "
+        f"Replica CPU: get_contact {core['get_contact'][2]:.1f} s for {core['get_contact'][0]} calls, bare tool "
+        f"{core['fetch'][2]:.1f} s for {core['fetch'][0]} calls; the bench process (generator and sandbox) on core 0 "
+        f"used {core['get_contact'][3] / core['get_contact'][1]:.0%} and {core['fetch'][3] / core['fetch'][1]:.0%} "
+        "of a core during those runs (HAProxy shares core 0 too).",
+        f"- Capacity model: {MEMBERS:,} members, {PEAK_SHARE:.0%} of them talking to the member bot in the busiest "
+        f"hour, {CALLS_PER_CONVERSATION} tool calls each, the busiest minute {BURST:g}x that hour's average: "
+        f"{peak:.1f} calls/s; a replica (one core) is planned at {UTILISATION:.0%} of its core. sheepCRM's own "
+        "capacity and rate limits are not in this figure (docs/DEPLOY.md).",
+    ]

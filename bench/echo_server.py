@@ -5,7 +5,8 @@ SHEEPCRM_API_KEY, returned as raw JSON. That is what any MCP server answering fr
 so `get_contact` vs `fetch` measures our code alone, with the upstream call on both sides.
 
 `python -m bench.echo_server` serves stdio; `--transport http --port N` serves streamable HTTP at /mcp
-(stateful, like `sheepcrm-mcp --transport http`).
+(stateful, like `sheepcrm-mcp --transport http`; `--stateless` like a replica's `--stateless`, with the replicas'
+/healthz for the balancer's health checks).
 """
 
 from __future__ import annotations
@@ -48,12 +49,20 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     p.add_argument("--port", type=int, default=8766)
+    p.add_argument("--stateless", action="store_true")
     args = p.parse_args()
     server = build()
     if args.transport == "http":
         import uvicorn
+        from starlette.requests import Request
+        from starlette.responses import PlainTextResponse
 
-        app = server.streamable_http_app(host="127.0.0.1")
+        app = server.streamable_http_app(host="127.0.0.1", stateless_http=args.stateless)
+
+        async def healthz(request: Request) -> PlainTextResponse:
+            return PlainTextResponse("ok")
+
+        app.add_route("/healthz", healthz)
         uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
     else:
         server.run("stdio")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from contextlib import AsyncExitStack, ExitStack
@@ -26,12 +25,6 @@ from bench.common import (
 
 CLIENTS = 32
 TARGET = 0.8
-# The capacity model (docs/DEPLOY.md, "How many replicas"): a member bot for an association of MEMBERS members.
-MEMBERS = 50_000
-PEAK_SHARE = 0.02  # members who talk to the bot in the busiest hour (a renewal-reminder mailing going out)
-CALLS_PER_CONVERSATION = 6  # tool calls per member conversation
-BURST = 3.0  # the busiest minute against that hour's average
-UTILISATION = 0.5  # a core kept at most half busy, so latency stays near the unloaded figure
 LIKE_TARGET = 1.2  # against the bare SDK tool making the same upstream GET: our answer is smaller than raw JSON
 
 
@@ -158,21 +151,6 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
             "-",
             None,
         )
-    )
-    peak = MEMBERS * PEAK_SHARE * CALLS_PER_CONVERSATION / 3600 * BURST
-    per_core = 1 / ours_cpu
-    replicas = max(1, math.ceil(peak / (per_core * UTILISATION)))
-    rows.append(Row("capacity: get_contact calls/s one core serves (1 / server CPU per call)", f"{per_core:.0f}/s",
-                    f"bare tool {1 / fetch_cpu:.0f}/s", "-", "-", None))
-    rows.append(Row(f"capacity: replicas (1 core each) for a {MEMBERS:,}-member bot at {peak:.1f} calls/s peak",
-                    f"{replicas}", f"at {UTILISATION:.0%} of a core: {per_core * UTILISATION:.0f} calls/s each", "-",
-                    "-", None))
-    notes.append(
-        f"Capacity model: {MEMBERS:,} members, {PEAK_SHARE:.0%} of them talking to the member bot in the busiest hour, "
-        f"{CALLS_PER_CONVERSATION} tool calls each, the busiest minute {BURST:g}x that hour's average: "
-        f"{peak:.1f} calls/s. One core serves 1 / (server CPU per call) calls/s; a replica is planned at "
-        f"{UTILISATION:.0%} of its core. The upstream's own capacity and rate limits are not in this figure "
-        "(docs/DEPLOY.md)."
     )
     notes.append(
         "The like-for-like row compares get_contact with a bare SDK tool (`fetch` in bench/echo_server.py) "
