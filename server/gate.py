@@ -566,8 +566,11 @@ class Gate:
             now = {c.key: c for c in plan.diff(after)}
             # A change still needed with its old value untouched was not applied; one whose value moved, but not to
             # what was asked, was applied differently (judged against the state before the write, not the wish).
+            # One whose value sheepCRM's answer did not say before the write and still does not say is unknown.
             results = {
-                c.key: "applied" if c.key not in now else "not_applied" if now[c.key].before == c.before
+                c.key: "applied" if c.key not in now
+                else "unknown" if c.unread and now[c.key].unread
+                else "not_applied" if now[c.key].before == c.before
                 else "different"
                 for c in changes
             }
@@ -640,6 +643,9 @@ class Gate:
                 f"{plan.summary}: none of the changes reads back as asked, but the record is no longer as it was "
                 "before the write: read it to see what changed"
             )
+        elif unread := [c.unread for c in changes if c.unread and results[c.key] == "unknown" and c.key in now]:
+            said = "sheepCRM accepted the request" if applied.failure is None else "sheepCRM's outcome is unknown"
+            what = f"{plan.summary}: {said} but its answer does not say {' or '.join(unread)}: check in sheepCRM"
         else:
             what = f"{plan.summary}: only {len(done)} of {len(changes)} change(s) were applied; each line says what " \
                 "happened"

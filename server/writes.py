@@ -128,6 +128,9 @@ class Change:
     label: str  # what a person reads
     before: Any
     after: Any
+    # What sheepCRM's answer does not say when `before` is not a value read but "unknown" (e.g. "whether the task
+    # is completed"): a read-back that still does not say it cannot tell whether the write worked.
+    unread: str | None = None
 
     def line(self) -> str:
         # The value that will be written is shown whole (write inputs are capped, hidden characters refused).

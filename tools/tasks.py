@@ -235,10 +235,12 @@ async def update_task(req: UpdateTaskInput, deps: WriteDeps) -> WritePlan:
                 snoozed_due = max(due or datetime.now(UTC), datetime.now(UTC)) + SNOOZE
             if due is not None and abs(due - snoozed_due) <= SLACK:
                 return []  # where the snooze was to put it (a due date elsewhere is read back as it is)
-            return [Change("due", "due", state["due"], f"{snoozed_due:%Y-%m-%d %H:%M} UTC (snoozed 24 hours)")]
+            return [Change("due", "due", state["due"], f"{snoozed_due:%Y-%m-%d %H:%M} UTC (snoozed 24 hours)",
+                           unread=None if due is not None else "the task's due date")]
         if state["status"] == target:
             return []
-        return [Change("status", "status", state["status"], target)]
+        return [Change("status", "status", state["status"], target,
+                       unread="whether the task is completed" if state["status"] == "unknown" else None)]
 
     async def apply(_: list[Change], __: Any) -> None:
         await deps.writes.client.task_action(uid, UPSTREAM[req.action])

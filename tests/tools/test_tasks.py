@@ -22,6 +22,7 @@ from tests.helpers import (
     answer_body,
     answer_sized,
     approve,
+    audit_lines,
     clone_records,
     read,
     scripted,
@@ -137,6 +138,33 @@ async def test_get_task(shared_sandbox: SandboxServer, readers: Readers, mode: s
     body = await read(readers, "get_task", {"uid": task.uid}, mode=mode)
     assert body["title"] == task.display_value and body["status"] == Store.task_status(task)
     assert body["text"] == task.data["text_body"]
+
+
+@pytest.mark.parametrize(
+    ("action", "drift", "unsaid"),
+    [
+        ("complete", "renamed-field=completed", "whether the task is completed"),
+        ("snooze", "renamed-field=date", "the task's due date"),  # variant tasks-2024: no due_date either
+    ],
+)
+async def test_a_write_to_a_field_sheepcrm_does_not_send_has_an_unknown_outcome(
+    connect: Any, tmp_path: Any, action: str, drift: str, unsaid: str
+) -> None:
+    """sheepCRM's task answer without `completed` (or, for a snooze, without its due date) and nothing else that
+    moves: before and after are both unknown, so the write's outcome is unknown (audited so), never "the write
+    failed and nothing was changed" -- the sandbox did apply it."""
+    with SandboxServer(key=CANARY_KEY, drift=[drift, "renamed-field=last_updated"], variant="tasks-2024") as sb:
+        uid = sb.store.demo_facts()["my_open_task_uid"]
+        before = sb.store.require("journal", uid).data
+        result = await answer(connect, sb, "update_task", {"uid": uid, "action": action}, elicitation=approve)
+        after = sb.store.require("journal", uid).data
+    assert after != before  # the write did happen upstream
+    assert not result.is_error, result.content
+    body = result.structured_content
+    assert body["status"] == "partial" and body["changes"][0]["result"] == "unknown", body
+    assert f"sheepCRM accepted the request but its answer does not say {unsaid}: check in sheepCRM" in body["message"]
+    assert "nothing was changed" not in body["message"]
+    assert [line["outcome"] for line in audit_lines(tmp_path)] == ["attempt", "unknown"]
 
 
 async def test_task_confirmation_names_subject_and_due_and_snooze_says_no_undo(
