@@ -178,7 +178,9 @@ def build_tool(spec: Registration) -> Tool:
 
 
 def tool_cache_file() -> Path:
-    return account_home() / ".cache" / "sheepcrm-mcp" / "tools.json"
+    """One file per installed copy (named by where it is), so two copies of different code do not take turns."""
+    where = hashlib.sha256(str(Path(__file__).parents[1].resolve()).encode()).hexdigest()[:16]
+    return account_home() / ".cache" / "sheepcrm-mcp" / f"tools-{where}.json"
 
 
 def source_key() -> str:
