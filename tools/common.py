@@ -244,6 +244,30 @@ def v1_page(data: Any, what: str, page: int, page_size: int) -> V1Page:
                   (got_page, got_size) == (page, page_size))
 
 
+async def v1_all(
+    fetch: Callable[[int, int], Awaitable[Any]], what: str, page_size: int = 100, budget: int = 10
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Every record of a v1 listing, page by page (at most `budget` pages), each answer checked to be the next part
+    of the list (V1Page: its echoed paging, no record twice). Returns (records, unread): `unread` says why the list
+    could not be read completely (sheepCRM did not page as asked, or more than `budget` pages), None when it was
+    read whole. An unreadable answer raises."""
+    records: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for page in range(1, budget + 1):
+        got = v1_page(await fetch(page, page_size), what, page, page_size)
+        uris = {u for r in got.records if (u := text(r.get("uri")))}
+        if got.start != len(records) or uris & seen:  # not the next part of the list (sheepCRM ignored the paging)
+            return records, got.unread(what)
+        records.extend(got.records)
+        seen |= uris
+        if got.last:
+            return records, None
+    return records, (
+        f"sheepCRM holds more than {len(records)} of {what}; only the first {len(records)} were read: the list could "
+        "not be read completely."
+    )
+
+
 async def v1_none_found(client: Any, what: str) -> None:
     """sheepCRM's v1 answers 404 both for "no such record" and for credentials it does not accept: a 404 counts as
     "none" only once the same key is seen to read the bucket on v1 (bucket_info); otherwise it raises

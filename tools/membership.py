@@ -26,6 +26,7 @@ from sheepcrm_mcp.tools.common import (
     ref,
     text,
     today,
+    v1_all,
     v1_none_found,
     v1_page,
 )
@@ -248,28 +249,27 @@ def _why_unknown(m: MembershipRecord, raw: dict[str, Any]) -> str:
     )
 
 
-async def memberships_of(uri: RecordUri, deps: Deps) -> tuple[list[dict[str, Any]], str | None]:
-    """A contact's membership records, not deleted, and a note saying how they were read for an organisation.
-    sheepCRM's membership list (/api/v2{person_uri}membership/all) is documented for people; an organisation's
-    memberships are the v1 `member` records whose member it is (v1 resource filter member=<uri>)."""
+async def memberships_of(uri: RecordUri, deps: Deps) -> tuple[list[dict[str, Any]], str | None, str | None]:
+    """A contact's membership records, not deleted, a note saying how they were read for an organisation, and why
+    they could not all be read (None: all were). sheepCRM's membership list (/api/v2{person_uri}membership/all) is
+    documented for people; an organisation's memberships are the v1 `member` records whose member it is (v1
+    resource filter member=<uri>), read page by page."""
     if uri.type != "organisation":
         data = await or_refuse(
             deps.client.memberships(uri), f"No contact {uri} - find the person with search_contacts and pass its uri."
         )
         found = listed(data, "the contact's membership list", "memberships")
-        return [m for m in found if text(m.get("record_state")) != "deleted"], None
-    listing = await deps.client.resources("member", {"member": str(uri)}, page_size=100)
-    found = [
-        {**record_data(r, "the organisation's membership records"), "uri": text(r.get("uri"))}
-        for r in listed(listing, "the organisation's membership records", "results")
-    ]
+        return [m for m in found if text(m.get("record_state")) != "deleted"], None, None
+    what = "the organisation's membership records"
+    listing, unread = await v1_all(
+        lambda page, size: deps.client.resources("member", {"member": str(uri)}, page=page, page_size=size), what
+    )
+    found = [{**record_data(r, what), "uri": text(r.get("uri"))} for r in listing]
     note = (
         "An organisation: its memberships were read from sheepCRM's v1 membership records whose member is this "
         "organisation (the membership list endpoint is documented for people only)."
     )
-    if isinstance(listing, dict) and isinstance(listing.get("total"), int) and listing["total"] > len(found):
-        note += f" Only the first {len(found)} of {listing['total']} records were read."
-    return [m for m in found if text(m.get("record_state")) != "deleted"], note
+    return [m for m in found if text(m.get("record_state")) != "deleted"], note, unread
 
 
 ORDER: dict[Status, int] = {
@@ -299,7 +299,7 @@ async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipA
             name = await deps.client.display(uri.type, uri.uid)
         except SheepError:
             name = None
-    members, note = await memberships_of(uri, deps)
+    members, note, unread = await memberships_of(uri, deps)
     on = today()
     plans = await plan_names(members, deps)
     pairs = sorted(
@@ -309,6 +309,13 @@ async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipA
     best_pair = min(pairs, key=lambda p: (ORDER[p[0].status], -(day(p[0].end_date) or on).toordinal()), default=None)
     who = name or str(uri)
     history = records if req.detail == "full" else None
+    if unread and (best_pair is None or best_pair[0].status != "current"):  # one not read may be the current one
+        return MembershipAnswer(
+            contact_uri=str(uri), name=name, is_member=None, status="unknown",
+            summary=f"{who}'s membership is unknown: sheepCRM's membership records could not all be read. Do not tell "
+            "the person they are or are not a member; check the record in sheepCRM.",
+            note=" ".join(filter(None, [note, unread])), history=history,
+        )
     if best_pair is None or best_pair[0].status == "none":
         return MembershipAnswer(
             contact_uri=str(uri), name=name, is_member=False, status="none",
@@ -381,11 +388,13 @@ class MembersPage:
     unread: str | None = None  # why the list could not be read completely
 
 
-async def _plans(deps: Deps) -> dict[str, str]:
-    """Plan uri -> name, from the v1 listing of membership_type records."""
-    data = await deps.client.resources("membership_type", {}, page_size=100)
-    return {u: text(r.get("display_value")) or u for r in listed(data, "the plan listing", "results")
-            if (u := text(r.get("uri")))}
+async def _plans(deps: Deps) -> tuple[dict[str, str], str | None]:
+    """Plan uri -> name, from the v1 listing of membership_type records read page by page, and why it could not be
+    read completely (None: it was)."""
+    found, unread = await v1_all(
+        lambda page, size: deps.client.resources("membership_type", {}, page=page, page_size=size), "the plan listing"
+    )
+    return {u: text(r.get("display_value")) or u for r in found if (u := text(r.get("uri")))}, unread
 
 
 async def current_members(
@@ -394,7 +403,7 @@ async def current_members(
     """Current memberships (covering today, paid, active, not deleted) from the v1 listing of `member` records
     with field filters (v1 notes: end_date__gte, end_date__lte, membership_type), paged upstream; the plans by name.
     For a renewal window, memberships sheepCRM marks `has_renewed` are left out: nobody needs to chase them."""
-    plans = await _plans(deps)
+    plans, plans_unread = await _plans(deps)
     on = today()
     filters = {"start_date__lte": on.isoformat(), "end_date__gte": on.isoformat()}
     if ends_within_days is not None:
@@ -402,6 +411,11 @@ async def current_members(
     if plan:
         wanted = plan.strip().lower()
         uri = next((u for u, n in plans.items() if wanted in (u.lower(), n.lower())), None)
+        if uri is None and plans_unread:
+            raise UpstreamError(
+                f"Could not read the plans completely, so whether a plan named {plan!r} exists is unknown (not "
+                f"'no such plan'). {plans_unread}"
+            )
         if uri is None:
             raise Refusal(f"No plan named {plan!r}; the plans are: {', '.join(sorted(plans.values()))}.")
         filters["membership_type"] = uri

@@ -207,7 +207,7 @@ async def describe(hits: list[ContactHit], deps: Deps) -> str | None:
         nonlocal failed
         try:
             uri = parse_uri(h.uri, deps.client.bucket)
-            contact, (members_, _) = await deps.client.record(uri), await memberships_of(uri, deps)
+            contact, (members_, _, unread) = await deps.client.record(uri), await memberships_of(uri, deps)
             d = record_data(contact, "a contact's record")
         except (SheepError, Refusal, ValueError):
             failed += 1
@@ -217,7 +217,7 @@ async def describe(hits: list[ContactHit], deps: Deps) -> str | None:
         h.email = h.email or plain(d.get("email"))
         on = today()
         states = {classify(m, on) for m in members_}
-        h.member = True if "current" in states else (None if "unknown" in states else False)
+        h.member = True if "current" in states else (None if "unknown" in states or unread else False)
 
     async with anyio.create_task_group() as tg:
         for h in hits:

@@ -14,7 +14,17 @@ import pytest
 from sheepcrm_mcp.sandbox.records import now_utc, primary
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.tools import membership
-from tests.helpers import CANARY_KEY, MODES, Readers, answer, answer_body, error_text, member_session, read
+from tests.helpers import (
+    CANARY_KEY,
+    MODES,
+    Readers,
+    answer,
+    answer_body,
+    clone_records,
+    error_text,
+    member_session,
+    read,
+)
 
 
 def current_membership(sb: SandboxServer, contact: str) -> str:
@@ -95,6 +105,56 @@ async def test_an_organisation_is_not_sent_down_the_person_path(
     paths = [r.path for r in shared_sandbox.request_log[before:]]
     assert not [p for p in paths if p.endswith("/membership/all")], paths
     assert body["status"] == "current" and body["plan"] == "Corporate" and "organisation" in body["note"]
+
+
+def bury_the_current_membership(sb: SandboxServer, org: str, lapsed: int) -> None:
+    """The organisation's current membership made to end last year, `lapsed` copies of it, then a current one
+    listed after them all."""
+    current = current_membership(sb, org)
+    today = now_utc().date()
+    sb.store.update(current, {"end_date": (today - timedelta(days=365)).isoformat()}, message="t")
+    clone_records(sb, current, lapsed)
+    clone_records(sb, current, 1, start_date=today.isoformat(), end_date=(today + timedelta(days=30)).isoformat())
+
+
+async def test_an_organisations_memberships_are_read_on_every_page(sandbox: SandboxServer, connect: Any) -> None:
+    """More membership records than one v1 page: the current one on the second page is found."""
+    org = sandbox.store.demo_facts()["organisation_uri"]
+    bury_the_current_membership(sandbox, org, 120)
+    body = await check(connect, sandbox, uri=org)
+    assert body["status"] == "current" and body["is_member"] is True, body
+    assert len([r for r in sandbox.request_log if r.path.endswith("/member/")]) == 2
+
+
+async def test_an_organisation_whose_records_cannot_all_be_read_is_unknown(connect: Any) -> None:
+    """sheepCRM ignores the paging (variant v1-paging) and the records it sends hold no current membership: the
+    one not read may be current, so the status is unknown, never "not a member: ended on ..."."""
+    with SandboxServer(key=CANARY_KEY, variant="v1-paging") as sb:
+        org = sb.store.demo_facts()["organisation_uri"]
+        bury_the_current_membership(sb, org, 30)
+        body = await check(connect, sb, uri=org)
+    assert body["status"] == "unknown" and "is_member" not in body, body
+    assert "could not all be read" in body["summary"] and "ended" not in body["summary"]
+    assert "could not be read completely" in body["note"], body
+
+
+async def test_a_plan_on_a_later_page_is_found_and_one_not_read_is_unknown(sandbox: SandboxServer,
+                                                                            connect: Any) -> None:
+    """The plans by name are read on every page: a plan on the second page is found; when sheepCRM ignores the
+    paging (variant v1-paging) a plan not read is "could not read the plans completely", never "No plan named"."""
+    plan = sandbox.store.by_type("membership_type")[0].uri
+    clone_records(sandbox, plan, 120)
+    gold = clone_records(sandbox, plan, 1, name="Zenith")[0]  # listed last
+    sandbox.store.update(gold, {"display_value": "Zenith"}, message="t")
+    result = await answer(connect, sandbox, "search_contacts", {"plan": "Zenith"})
+    assert not result.is_error, result.content
+    with SandboxServer(key=CANARY_KEY, variant="v1-paging") as sb:
+        plan = sb.store.by_type("membership_type")[0].uri
+        clone_records(sb, plan, 30)
+        gold = clone_records(sb, plan, 1, name="Zenith")[0]
+        sb.store.update(gold, {"display_value": "Zenith"}, message="t")
+        unread = error_text(await answer(connect, sb, "search_contacts", {"plan": "Zenith"}))
+    assert "Could not read the plans completely" in unread and "No plan named" not in unread, unread
 
 
 async def test_an_unknown_email_keeps_the_credentials_caveat_out_of_the_summary(
