@@ -94,19 +94,19 @@ def answering(tool: str) -> Iterator[None]:
         if expected is not None and rest is None:
             error_kind(type(_first(expected)).__name__)
             raise ToolError(scrub(str(_first(expected)))) from None
-        error_kind("unexpected")
-        log.exception("tool %s failed unexpectedly", tool)
-        raise ToolError(
-            f"{tool} failed unexpectedly; nothing was changed by this call. "
-            "Try again; if it keeps failing, report it with the server log."
-        ) from None
+        raise _unexpected(tool) from None
     except Exception:
-        error_kind("unexpected")
-        log.exception("tool %s failed unexpectedly", tool)
-        raise ToolError(
-            f"{tool} failed unexpectedly; nothing was changed by this call. "
-            "Try again; if it keeps failing, report it with the server log."
-        ) from None
+        raise _unexpected(tool) from None
+
+
+def _unexpected(tool: str) -> ToolError:
+    """A failure nobody planned for: logged with its traceback, answered without it."""
+    error_kind("unexpected")
+    log.exception("tool %s failed unexpectedly", tool)
+    return ToolError(
+        f"{tool} failed unexpectedly; nothing was changed by this call. "
+        "Try again; if it keeps failing, report it with the server log."
+    )
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:

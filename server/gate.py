@@ -551,6 +551,10 @@ class Gate:
                 applied.cancelled = exc
                 applied.failure = "The call was cancelled; the remaining changes were not sent."
                 break
+            except Exception:  # a fault of ours mid-write: what was sent is judged by the read-back, never guessed
+                log.exception("%s: unexpected error while sending an approved write", attempt.tool)
+                applied.failure = "An unexpected error stopped the write; the remaining changes were not sent."
+                break
             if len(units) > 1 and ctx is not None:
                 await ctx.report_progress(done, len(units), f"{done} of {len(units)} written")
         return applied

@@ -306,3 +306,27 @@ async def test_accept_without_the_tick_says_the_box_was_not_ticked(
         result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
     message = result.structured_content["message"]
     assert "the confirmation box was not ticked" in message and "declined" not in message
+
+
+async def test_a_fault_of_ours_after_the_put_is_judged_by_the_read_back(
+    sandbox: SandboxServer, connect: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error after the write was sent (a bug of ours, not sheepCRM's answer) must not become
+    'failed unexpectedly; nothing was changed': the record is read back, and the write is said and audited as applied."""
+    from sheepcrm_mcp.sheepcrm.tasks import TaskWrites
+
+    sent = TaskWrites.task_action
+
+    async def sends_then_breaks(self: TaskWrites, uid: str, action: str) -> Any:
+        await sent(self, uid, action)
+        raise RuntimeError("a fault after the PUT")
+
+    monkeypatch.setattr(TaskWrites, "task_action", sends_then_breaks)
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    async with connect(sandbox, elicitation=approve) as client:
+        result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    body = result.structured_content
+    assert task_status(sandbox, uid) == "done" and len(writes(sandbox)) == 1
+    assert not result.is_error and body["status"] == "applied", result.content
+    assert "nothing was changed" not in json.dumps(body)
+    assert [e["outcome"] for e in audit_lines(tmp_path)][-1] == "succeeded"
