@@ -312,7 +312,7 @@ async def test_a_fault_of_ours_after_the_put_is_judged_by_the_read_back(
     sandbox: SandboxServer, connect: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An unexpected error after the write was sent (a bug of ours, not sheepCRM's answer) must not become
-    'failed unexpectedly; nothing was changed': the record is read back, and the write is said and audited as applied."""
+    'failed unexpectedly; nothing was changed': the record is read back; the write is said and audited as applied."""
     from sheepcrm_mcp.sheepcrm.tasks import TaskWrites
 
     sent = TaskWrites.task_action
