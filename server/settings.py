@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sheepcrm_mcp.server import __version__
 from sheepcrm_mcp.server.files import account_home
 from sheepcrm_mcp.sheepcrm import ClientConfig
+from sheepcrm_mcp.sheepcrm.loopback import listeners
 from sheepcrm_mcp.sheepcrm.scope import BUCKET_RE
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -352,7 +353,7 @@ def from_env_file(path: Path) -> dict[str, Any]:
 # at a fixed place in their home folder (found from the account database, not from $HOME or $XDG_CONFIG_HOME,
 # which a config could set), owned by them, 0600, in a folder only they can write. A loopback upstream (the
 # sandbox) is allowed from anywhere only while a process of this user listens on its port (not another local
-# account's); whenever an upstream outside sheepCRM or approvals off is in effect, the session's first answer says so.
+# account's); the client checks that again on every new connection (sheepcrm/loopback.py); whenever an upstream outside sheepCRM or approvals off is in effect, the session's first answer says so.
 
 SHEEPCRM_DOMAIN = "sheepcrm.com"
 USER_FILE_HINT = "~/.config/sheepcrm-mcp/settings.env"
@@ -397,30 +398,12 @@ def read_user_file(path: Path) -> dict[str, str]:
     return {k.upper(): v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 
-def _listeners(port: int) -> list[int] | None:
-    """The owners (uids) of every TCP socket listening on `port` on this machine, from /proc/net (None where
-    there is no /proc: then only the person's own file can name a loopback upstream)."""
-    owners: list[int] = []
-    found_table = False
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        found_table = True
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 7 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                owners.append(int(fields[7]))
-    return owners if found_table else None
-
-
 def loopback_is_ours(url: str) -> bool:
     """Whether a loopback upstream is served by this user: something listens on its port and every listener
     on that port is this user's (the sandbox the person started), not another local account's."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    owners = _listeners(port)
+    owners = listeners(port)
     return bool(owners) and all(uid == os.getuid() for uid in owners or ())
 
 

@@ -71,6 +71,11 @@ class UpstreamTimeout(UpstreamError):
     """No answer within the timeout."""
 
 
+class UntrustedUpstream(SheepError):
+    """A new connection to a loopback upstream that another local account serves: closed before anything was sent
+    (sheepcrm/loopback.py). Not an upstream failure: it is not retried and says that nothing was sent."""
+
+
 class CircuitOpenError(UpstreamError):
     """Recent calls failed; calls fail fast until the cool-down ends."""
 

@@ -23,11 +23,13 @@ import certifi
 import httpx
 from opentelemetry import trace
 
-from sheepcrm_mcp.sheepcrm.config import ClientConfig
+from sheepcrm_mcp.sheepcrm import loopback
+from sheepcrm_mcp.sheepcrm.config import ClientConfig, is_loopback
 from sheepcrm_mcp.sheepcrm.errors import (
     CircuitOpenError,
     RateLimitedError,
     SheepError,
+    UntrustedUpstream,
     UpstreamError,
     UpstreamTimeout,
     error_for,
@@ -50,6 +52,15 @@ _tracer = trace.get_tracer("sheepcrm-mcp")
 @functools.lru_cache(maxsize=64)
 def _base_host(base: str) -> str:
     return httpx.URL(base).host
+
+
+_loopback_host = functools.lru_cache(maxsize=64)(is_loopback)
+
+
+def _extensions(url: str) -> dict[str, Any] | None:
+    """A request's extensions: to a loopback host, the trace hook that checks who serves each new connection
+    before anything is sent on it (loopback.guard); to any other host, none."""
+    return {"trace": loopback.guard} if _loopback_host(_host(url)) else None
 
 
 def _host(url: str) -> str:
@@ -201,7 +212,9 @@ class Http:
             self.calls += 1
             try:
                 with anyio.fail_after(c.timeout + c.connect_timeout):
-                    request = self._http.build_request(method, url, params=clean, json=body)
+                    request = self._http.build_request(
+                        method, url, params=clean, json=body, extensions=_extensions(url)
+                    )
                     response = await self._http.send(request, stream=True)
                     try:
                         chunks, size = [], 0
@@ -220,6 +233,8 @@ class Http:
                 return httpx.Response(
                     response.status_code, headers=response.headers, content=b"".join(chunks), request=request
                 )
+            except UntrustedUpstream as exc:
+                raise UntrustedUpstream(f"{what}: {exc}.") from None
             except (httpx.TimeoutException, TimeoutError):
                 raise UpstreamTimeout(
                     f"{what}: sheepCRM did not answer within {c.timeout + c.connect_timeout:g}s.{maybe}"

@@ -1,0 +1,124 @@
+"""Who serves a loopback port: the one place that reads the owners of local TCP sockets (Linux's /proc/net/tcp*).
+
+A loopback upstream (the sandbox on 127.0.0.1) gets the API key in every request, and any local account can
+listen on a free loopback port. So the key goes there only while this user's own process serves it: the settings
+check the port's listeners at start, and `guard` checks the socket at the other end of every new connection before
+a byte is sent on it, so an account that binds the port after the person's sandbox stopped gets nothing. Where there
+is no /proc (not Linux) the owner cannot be read: then only the person's own settings file can name a loopback
+upstream (server/settings.py), and connections to it are not checked.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+
+from sheepcrm_mcp.sheepcrm.config import is_loopback
+from sheepcrm_mcp.sheepcrm.errors import UntrustedUpstream
+
+TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
+_LISTEN = "0A"
+Address = tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]
+
+
+def _address(hexed: str) -> Address:
+    """An address of /proc/net/tcp* ("0100007F:1F90": 32-bit words in the host's byte order, then the port)."""
+    host, port = hexed.split(":")
+    raw = b"".join(int(host[i : i + 8], 16).to_bytes(4, sys.byteorder) for i in range(0, len(host), 8))
+    return _plain(ipaddress.ip_address(raw)), int(port, 16)
+
+
+def _plain(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An IPv4 address written as IPv6 (::ffff:127.0.0.1, a dual-stack socket's view) as plain IPv4."""
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return mapped or ip
+
+
+def _sockets() -> list[tuple[Address, Address, str, int]] | None:
+    """Every TCP socket of this machine as (local, remote, state, owner uid); None where there is no /proc/net."""
+    found: list[tuple[Address, Address, str, int]] | None = None
+    for table in TABLES:
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        found = found or []
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 7:
+                found.append((_address(fields[1]), _address(fields[2]), fields[3], int(fields[7])))
+    return found
+
+
+def listeners(port: int) -> list[int] | None:
+    """The owners (uids) of every TCP socket listening on `port` (None where there is no /proc/net)."""
+    table = _sockets()
+    if table is None:
+        return None
+    return [uid for local, _, state, uid in table if state == _LISTEN and local[1] == port]
+
+
+class Connected(Protocol):
+    """A connected socket (asyncio hands out a TransportSocket, not a socket.socket)."""
+
+    def getsockname(self) -> Any: ...
+
+    def getpeername(self) -> Any: ...
+
+
+def peer_owner(sock: Connected) -> int | None:
+    """The owner (uid) of the socket at the other end of a connected loopback socket, or None when it cannot be
+    found. The other end is the accepting side (or its half-open request), which carries its listener's owner."""
+    ours, theirs = sock.getsockname(), sock.getpeername()
+    me: Address = (_plain(ipaddress.ip_address(ours[0])), ours[1])
+    peer: Address = (_plain(ipaddress.ip_address(theirs[0])), theirs[1])
+    for local, remote, state, uid in _sockets() or []:
+        if state != _LISTEN and local == peer and remote == me:
+            return uid
+    return None
+
+
+def _refused(target: str, why: str) -> UntrustedUpstream:
+    return UntrustedUpstream(
+        f"the loopback upstream {target} {why}, so nothing was sent to it (no request, no API key). Start your "
+        "sandbox on that port again (or point SHEEPCRM_BASE_URL / SHEEPCRM_V1_BASE_URL at a port it listens on) and "
+        "restart the server"
+    )
+
+
+async def _check(stream: Any) -> None:
+    """Refuse a new connection unless the socket at its other end is this user's; close it when refused."""
+    sock = stream.get_extra_info("socket")
+    if not callable(getattr(sock, "getpeername", None)) or not os.path.exists(TABLES[0]):
+        return  # no socket to look at (a test transport), or no /proc: see the module's notes
+    try:
+        host, port = sock.getpeername()[:2]
+    except OSError:
+        host, port = "?", 0
+    target = f"{host}:{port}"
+    owner = None
+    if is_loopback(str(host)):
+        for _ in range(5):  # the accepting side appears as the handshake completes: look again briefly
+            owner = peer_owner(sock)
+            if owner is not None:
+                break
+            await anyio.sleep(0.01)
+    if owner != os.getuid():
+        await stream.aclose()
+        if not is_loopback(str(host)):
+            raise _refused(target, "was reached through an address that is not loopback")
+        if owner is None:
+            raise _refused(target, "is served by a socket whose owner could not be read")
+        raise _refused(target, f"is now served by another local account (uid {owner}), not by you")
+
+
+async def guard(event: str, info: dict[str, Any]) -> None:
+    """An httpx/httpcore `trace` hook for requests to a loopback upstream: every new TCP connection (reused
+    keep-alive connections make none) is checked before anything is written on it."""
+    if event == "connection.connect_tcp.complete":
+        await _check(info.get("return_value"))
