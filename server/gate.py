@@ -365,7 +365,7 @@ class Gate:
                 args_digest,
                 prepared.state_digest,
                 plan.summary,
-                [*(c.line() for c in changes), *plan.notes()],
+                [*(c.line() for c in changes), *plan.notes(changes)],
                 owner={**caller.audit(), "name": caller.name} if caller is not None else None,
             )
         )
@@ -410,7 +410,7 @@ class Gate:
     def _message(plan: WritePlan, changes: list[Change]) -> str:
         """What a person reads: the change only. The approval stays bound to the state it was shown against
         (the gate compares the state's digest before writing), so no fingerprint needs to be shown."""
-        lines = "\n".join([*(f"• {c.line()}" for c in changes), *plan.notes()])
+        lines = "\n".join([*(f"• {c.line()}" for c in changes), *plan.notes(changes)])
         return f"{plan.summary}\n{lines}\n{visible(plan.question, NAME_CAP)}"
 
     @staticmethod

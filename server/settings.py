@@ -353,7 +353,8 @@ def from_env_file(path: Path) -> dict[str, Any]:
 # at a fixed place in their home folder (found from the account database, not from $HOME or $XDG_CONFIG_HOME,
 # which a config could set), owned by them, 0600, in a folder only they can write. A loopback upstream (the
 # sandbox) is allowed from anywhere only while a process of this user listens on its port (not another local
-# account's); the client checks that again on every new connection (sheepcrm/loopback.py); whenever an upstream outside sheepCRM or approvals off is in effect, the session's first answer says so.
+# account's), and the client checks that again on every new connection (sheepcrm/loopback.py); whenever an
+# upstream outside sheepCRM or approvals off is in effect, the session's first answer says so.
 
 SHEEPCRM_DOMAIN = "sheepcrm.com"
 USER_FILE_HINT = "~/.config/sheepcrm-mcp/settings.env"
@@ -422,6 +423,41 @@ def needs_own_file(settings: Settings) -> dict[str, str]:
     if settings.browser:
         found["SHEEPCRM_BROWSER"] = settings.browser
     return found
+
+
+def git_tree(path: Path) -> Path | None:
+    """The git working tree `path` lies in (the nearest folder above it holding `.git`: a folder, or the file a
+    linked worktree has), or None."""
+    for folder in Path(os.path.realpath(path)).parents:
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+def check_audit_log(settings: Settings, own: dict[str, str], own_file: Path) -> None:
+    """The audit log holds record data, and the ledger is kept beside it: a client's config (a cloned repository's
+    .mcp.json) must not put them where they could be committed. A path that is relative (to the folder the client
+    starts the server in) or inside a git working tree counts only from the person's own file; so does the default
+    when $HOME (which a config can set) is not the account's home folder."""
+    path = settings.audit_log
+    if own.get("SHEEPCRM_AUDIT_LOG") and Path(own["SHEEPCRM_AUDIT_LOG"]).expanduser() == path.expanduser():
+        return
+    given = "audit_log" in settings.model_fields_set
+    if not given and Path.home() == account_home():
+        return  # the default, in the person's own home folder
+    where = f"SHEEPCRM_AUDIT_LOG={path}" if given else f"the audit log {path} (the default under $HOME)"
+    if not path.is_absolute():
+        why = "is a relative path, so it lands in whatever folder the client starts the server in"
+    elif (tree := git_tree(path)) is not None:
+        why = f"is inside the git working tree {tree}"
+    else:
+        return
+    raise ConfigError(
+        f"{where} {why}: the audit log holds record data and the ledger is kept beside it, so they could be committed "
+        "with that repository, and a cloned repository's client config can set it. Give an absolute path outside any "
+        "git repository (or leave SHEEPCRM_AUDIT_LOG unset: ~/.local/state/sheepcrm-mcp/audit.jsonl), or set it in "
+        f"your own settings file {own_file} (yours, chmod 600)"
+    )
 
 
 def trust_notes(settings: Settings) -> list[str]:
@@ -553,4 +589,5 @@ def load_settings(env_file: Path | None = None, *, user_file: Path | None = None
             f"so it counts only in your own settings file {own_file} (yours, chmod 600), not from the environment, "
             "flags or a client's config, which a cloned repository can set"
         )
+    check_audit_log(settings, own, own_file)
     return settings

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,10 +122,42 @@ def show(value: Any, cap: int | None = VALUE_CAP) -> str:
     return shown
 
 
+def alphabets(text: str) -> list[str]:
+    """The alphabets the letters of `text` come from, by the first word of each letter's Unicode name (LATIN,
+    CYRILLIC, GREEK...): more than one, and look-alike letters may be passing for others."""
+    return sorted({unicodedata.name(c, "?").split()[0] for c in text if c.isalpha()})
+
+
+def _texts(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
+
+
+def mixed_alphabets(changes: Sequence[Change]) -> str | None:
+    """The preview's note on values to be written whose letters mix alphabets ("jаne@example.org" with a Cyrillic
+    а reads as Latin), naming each value's field; None when there are none."""
+    fields: list[str] = []
+    found: set[str] = set()
+    for change in changes:
+        mixed = [a for text in _texts(change.after) if len(a := alphabets(text)) > 1]
+        if mixed:
+            fields.append(change.key.replace("_", " "))
+            found.update(*mixed)
+    if not fields:
+        return None
+    return (
+        f"{', '.join(dict.fromkeys(fields))} mixes alphabets ({', '.join(sorted(found)).title()}): look-alike "
+        "letters can make a value read as another (or hide a duplicate); check it letter by letter."
+    )
+
+
 @dataclass(frozen=True)
 class Change:
     key: str  # machine name: field name, attendee uri, task action
-    label: str  # what a person reads
+    label: str  # what a person reads; a record's id first, whole, and its name through `show`, capped (record_label)
     before: Any
     after: Any
     # What sheepCRM's answer does not say when `before` is not a value read but "unknown" (e.g. "whether the task
@@ -133,8 +165,15 @@ class Change:
     unread: str | None = None
 
     def line(self) -> str:
-        # The value that will be written is shown whole (write inputs are capped, hidden characters refused).
-        return f"{visible(self.label, NAME_CAP)}: {show(self.before)} → {show(self.after, None)}"
+        # The value that will be written is shown whole (write inputs are capped, hidden characters refused); the
+        # label is never cut either: the parts of it read from sheepCRM are capped where it is made.
+        return f"{visible(self.label, None)}: {show(self.before)} → {show(self.after, None)}"
+
+
+def record_label(ident: Any, name: str | None) -> str:
+    """How a preview names a record: its id first and whole, then its name as a value (quoted, escaped, cut after
+    NAME_CAP characters), so a name cannot pass for another record's id or push the real one out of sight."""
+    return f"{ident} {show(name, NAME_CAP) if name else '(no name)'}"
 
 
 @dataclass
@@ -156,7 +195,8 @@ class WritePlan:
     made: Callable[[Any], tuple[str, dict[str, Any]]] | None = None
     reported: list[str] = field(default_factory=list)  # what sheepCRM's answers to the writes said they did
 
-    def notes(self) -> list[str]:
-        """The extra lines of every preview: the warning, the listed records and the no-undo notice (each
-        escaped and capped)."""
-        return [visible(n, 4 * NAME_CAP) for n in (self.warning, *self.listed, self.no_undo) if n]
+    def notes(self, changes: Sequence[Change] = ()) -> list[str]:
+        """The extra lines of every preview: values of `changes` that mix alphabets, the warning, the listed records
+        and the no-undo notice (each escaped and capped)."""
+        notes = (mixed_alphabets(changes), self.warning, *self.listed, self.no_undo)
+        return [visible(n, 4 * NAME_CAP) for n in notes if n]

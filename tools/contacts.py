@@ -17,7 +17,7 @@ from sheepcrm_mcp.server.approvals.pending import digest
 from sheepcrm_mcp.server.errors import Refusal, or_refuse
 from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec, WriteDeps, WriteTool
 from sheepcrm_mcp.server.stores import StoreUnavailable
-from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, show, visible
+from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, record_label, show, visible
 from sheepcrm_mcp.sheepcrm import CircuitOpenError, InvalidRequest, NotFoundError, SheepError, UpstreamError
 from sheepcrm_mcp.sheepcrm.contacts import located
 from sheepcrm_mcp.sheepcrm.scope import parse_uri
@@ -212,7 +212,7 @@ async def update_contact(req: UpdateContactInput, deps: WriteDeps) -> WritePlan:
         return {"uri": str(uri), **{c.key: c.before or "" for c in applied}}
 
     state_name = await _name(deps, uri)
-    summary = f"Update contact {state_name} ({uri})"
+    summary = f"Update contact {record_label(uri, state_name)}"
     warning = await _email_taken(deps, wanted["email"], str(uri)) if wanted.get("email") else None
     return WritePlan(summary=summary, read=read, diff=diff, apply=apply, undo=undo, warning=warning)
 
@@ -236,9 +236,10 @@ async def _email_taken(deps: Deps, email: str, uri: str) -> str | None:
     return f"Warning: {email} already belongs to {names}; two contacts would share it"
 
 
-async def _name(deps: Deps, uri: Any) -> str:
+async def _name(deps: Deps, uri: Any) -> str | None:
+    """The record's name as sheepCRM has it (for record_label, which shows it quoted after the uri)."""
     record = await deps.client.record(uri)
-    return visible(text(record.get("display_value")) or str(uri), NAME_CAP)
+    return text(record.get("display_value"))
 
 
 # ---- create_contact and delete_contact (writes, gated) ---------------------------------
@@ -320,11 +321,6 @@ def _shown(request: CreateContactInput) -> str:
 def _link(uri: str) -> str:
     """Where a person (or their client) opens a contact: this server's resource for it."""
     return f"sheepcrm://contact/{uri.rstrip('/').rsplit('/', 1)[-1]}"
-
-
-def _alphabets(value: str | None) -> int:
-    """How many alphabets the letters of `value` come from (Latin and Cyrillic look-alikes fool a search)."""
-    return len({unicodedata.name(c, "?").split()[0] for c in value or "" if c.isalpha()})
 
 
 def _deleted(row: dict[str, Any]) -> bool:
@@ -584,8 +580,7 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
     ]
     if len(found) > 5:
         listed.append(f"• and at least {len(found) - 5} more (search_contacts finds them)")
-    mixed = [LABELS[f] for f in ("first_name", "last_name", "name", "email") if _alphabets(getattr(req, f)) > 1]
-    notes = [f"{', '.join(mixed)} mixes alphabets: look-alike letters can hide a duplicate."] if mixed else []
+    notes: list[str] = []  # a value mixing alphabets is pointed out by every preview (WritePlan.notes)
     if found:
         notes.append(f"Possibly already in sheepCRM ({len(found)}); open each before approving, which creates it "
                      "anyway:")
@@ -628,7 +623,7 @@ async def delete_contact(req: DeleteContactInput, deps: WriteDeps) -> WritePlan:
     def diff(state: dict[str, Any] | None) -> list[Change]:
         if state is None:
             return []
-        return [Change("contact", "contact", f"{state['name'] or '(no name)'} ({uri})", "(deleted)")]
+        return [Change("contact", f"contact {uri}", state["name"] or None, "(deleted)")]
 
     async def apply(changes: list[Change], state: dict[str, Any] | None) -> None:
         if await deps.ledger.claim(f"deleting:{uri}", {"at": time.time()}, UNRESOLVED) is not None:
@@ -646,11 +641,11 @@ async def delete_contact(req: DeleteContactInput, deps: WriteDeps) -> WritePlan:
             await deps.ledger.forget(str(held["key"]))
 
     try:
-        name = await _name(deps, uri)
+        shown = record_label(uri, await _name(deps, uri))
     except NotFoundError:
-        name = "(no longer in sheepCRM)"
+        shown = f"{uri} (no longer in sheepCRM)"
     return WritePlan(
-        summary=f"Delete contact {name} ({uri}), created by this server at {_when(held['at'])}",
+        summary=f"Delete contact {shown}, created by this server at {_when(held['at'])}",
         read=read,
         diff=diff,
         apply=apply,

@@ -17,7 +17,7 @@ from sheepcrm_mcp.server.errors import Refusal, or_refuse
 from sheepcrm_mcp.server.paging import as_of, list_page
 from sheepcrm_mcp.server.schema import SHOWN
 from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec, WriteDeps, WriteTool
-from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, visible
+from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, record_label, visible
 from sheepcrm_mcp.sheepcrm import PermissionDenied, SheepError, UpstreamError
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
 from sheepcrm_mcp.tools.common import (
@@ -563,7 +563,7 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
             if all(s == req.status for s in statuses):
                 continue
             several = f", {len(statuses)} sessions: sheepCRM may set all of them" if len(statuses) > 1 else ""
-            label = f"{state[str(p)]['name']} ({p.uid}){several}"
+            label = record_label(p.uid, state[str(p)]["name"]) + several
             before = statuses[0] if len(set(statuses)) == 1 else " / ".join(statuses)
             changes.append(Change(str(p), label, before, req.status))
         return changes

@@ -229,8 +229,48 @@ async def test_a_spoofed_name_cannot_fake_the_preview(sandbox: SandboxServer, co
     [message] = seen[-1:]
     lines = message.splitlines()
     assert len(lines) == 3, message  # summary, one change, the question: nothing else fits in between
-    assert "\u202e" not in message and "\u200b" not in message and "<U+202E>" in message
+    assert "\u202e" not in message and "\u200b" not in message and "\\u202E" in message  # escaped, as a value
     assert len(lines[0]) <= 200
+    assert lines[0].startswith(f'Update contact {jane} "Jane')  # the record's uri first, its name quoted after
+
+
+async def test_a_booked_name_cannot_pass_for_another_attendee_in_the_preview(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    """An attendee's name is what the booker typed. Named "Emily Brown (<Emily's uid>), Standard ticket, booked
+    online", it made set_attendance's preview show Emily's uid (the label was name then uid, cut at 80 characters)
+    while the write went to someone else. The label is the attendee's own uid first and whole, the name quoted
+    after it and cut."""
+    store = sandbox.store
+    uid = store.demo_facts()["past_event_uid"]
+    rows = [a for a in store.attendance(store.uri("booking", uid)) if not a.data.get("guest")]
+    target = next(a for a in rows if a.data["status"] in ("accepted", "invited"))
+    emily = next(a for a in rows if a.data["person_ref"] != target.data["person_ref"])
+    target_uid = target.data["person_ref"].strip("/").rsplit("/", 1)[-1]
+    emily_uid = emily.data["person_ref"].strip("/").rsplit("/", 1)[-1]
+    fake = f"Emily Brown ({emily_uid}), Standard ticket, booked online, paid in full by card on the day"
+    store.update(target.uri, {"attendee_name": fake, "display_value": fake}, message="a booker's typing")
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=recorder(seen, "decline")) as client:
+        await client.call_tool("set_attendance", {"uid": uid, "person_uris": [target.data["person_ref"]],
+                                                  "status": "attended"})
+    [line] = [x for x in seen[-1].splitlines() if x.startswith("• ")]
+    assert line.startswith(f'• {target_uid} "Emily Brown ({emily_uid}), '), line  # whose record: first, whole
+    assert emily_uid not in line.split('"')[0] and '…: ' in line  # her uid only inside the quoted, cut name
+    assert writes(sandbox) == []
+
+
+async def test_a_look_alike_email_is_pointed_out_in_the_preview(sandbox: SandboxServer, connect: Any) -> None:
+    """update_contact to "jаne.austen@example.org" with a Cyrillic а reads as Jane's own email, a change that looks
+    like none. Every write's preview points out a value to be written whose letters mix alphabets."""
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=recorder(seen, "decline")) as client:
+        await client.call_tool("update_contact", {"uri": jane, "email": "j\u0430ne.austen@example.org"})
+        await client.call_tool("update_contact", {"uri": jane, "email": "jane.austen@example.com"})
+    assert "email mixes alphabets (Cyrillic, Latin)" in seen[0], seen[0]
+    assert "mixes alphabets" not in seen[1]
+    assert writes(sandbox) == []
 
 
 @pytest.mark.parametrize("value", ["+44 20\u202e7946", "+44\u200b20", "+44\n20", "+44\x1b[2J"])
@@ -306,7 +346,7 @@ async def test_invisible_letters_from_sheepcrm_are_escaped_in_the_preview(
     async with connect(sandbox, elicitation=recorder(seen, "decline")) as client:
         await client.call_tool("update_contact", {"uri": jane, "phone": "+44 20 7946 0999"})
     assert "\u3164" not in seen[-1] and "\u2800" not in seen[-1]
-    assert "Jane<U+3164><U+3164>" in seen[-1]
+    assert '"Jane\\u3164\\u3164' in seen[-1]  # the name is shown as a value: quoted, each filler escaped
 
 
 async def test_the_preview_never_cuts_a_value_that_will_be_written(sandbox: SandboxServer, connect: Any) -> None:

@@ -100,8 +100,10 @@ def launch_as_client(repo: Path, name: str, person_env: dict[str, str]) -> subpr
         (".mcp.json", {"SHEEPCRM_REDIS_URL": "redis://attacker.example:6379/0", "SHEEPCRM_PUBLIC_URL":
                        "https://x.example"}, [], "SHEEPCRM_REDIS_URL"),
         (".vscode/mcp.json", {"SHEEPCRM_BROWSER": "./.tools/open"}, [], "SHEEPCRM_BROWSER=./.tools/open"),
+        (".cursor/mcp.json", {"SHEEPCRM_AUDIT_LOG": "sheep-audit/audit.jsonl"}, [],
+         "SHEEPCRM_AUDIT_LOG=sheep-audit/audit.jsonl"),
     ],
-    ids=["upstream", "confirm-env", "confirm-flag", "redis", "browser"],
+    ids=["upstream", "confirm-env", "confirm-flag", "redis", "browser", "audit-log"],
 )
 def test_a_cloned_repository_cannot_redirect_the_key_or_switch_approvals_off(
     tmp_path: Path, name: str, env: dict[str, str], args: list[str], named: str
@@ -339,3 +341,38 @@ def test_a_loopback_port_another_local_user_listens_on_gets_no_key(
             assert load_settings(user_file=path).base_url == url
         finally:
             other.kill()
+
+
+def test_a_cloned_repository_cannot_put_the_audit_log_in_its_working_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client's config sets SHEEPCRM_AUDIT_LOG=sheep-audit/audit.jsonl: resolved from the folder the client starts
+    the server in (the cloned repository), the audit log (record data) and the ledger beside it landed in its working
+    tree, ready to be committed. A relative path, or one inside a git working tree (a linked worktree's .git file
+    too), is refused at start naming the setting, unless the person's own file sets it."""
+    for name in [k for k in os.environ if k.startswith("SHEEPCRM_")]:
+        monkeypatch.delenv(name)
+    repo = tmp_path / "cloned"
+    (repo / ".git").mkdir(parents=True)
+    worktree = tmp_path / "linked"
+    worktree.mkdir()
+    (worktree / ".git").write_text(f"gitdir: {repo}/.git/worktrees/linked\n")
+    monkeypatch.chdir(repo)
+    missing = tmp_path / "none" / "settings.env"
+    for value, why in [("sheep-audit/audit.jsonl", "relative path"),
+                       (str(repo / "sheep-audit" / "audit.jsonl"), f"inside the git working tree {repo}"),
+                       (str(worktree / "logs" / "audit.jsonl"), f"inside the git working tree {worktree}")]:
+        monkeypatch.setenv("SHEEPCRM_AUDIT_LOG", value)
+        with pytest.raises(ConfigError, match=f"SHEEPCRM_AUDIT_LOG={value} .*{why}.*own settings file"):
+            load_settings(user_file=missing)
+        with pytest.raises(ConfigError, match="SHEEPCRM_AUDIT_LOG"):
+            load_settings(user_file=missing, audit_log=value)  # a flag is no different
+        mine = own_file(tmp_path / "config", f"SHEEPCRM_AUDIT_LOG={value}\n")  # the person's own choice counts
+        assert str(load_settings(user_file=mine).audit_log) == value
+    assert not (repo / "sheep-audit").exists()
+    monkeypatch.setenv("SHEEPCRM_AUDIT_LOG", str(tmp_path / "state" / "audit.jsonl"))  # absolute, in no repository
+    assert load_settings(user_file=missing).audit_log == tmp_path / "state" / "audit.jsonl"
+    monkeypatch.delenv("SHEEPCRM_AUDIT_LOG")
+    monkeypatch.setenv("HOME", str(repo))  # the default follows $HOME, which a config can set too
+    with pytest.raises(ConfigError, match=r"the audit log .* \(the default under \$HOME\) is inside the git working"):
+        load_settings(user_file=missing)

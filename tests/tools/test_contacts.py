@@ -399,8 +399,8 @@ async def test_undo_within_the_window_and_refused_outside_it(
     assert deleted.structured_content["status"] == "applied", text_of(deleted)
     assert "restore a deleted record in its own UI, not through its API" in deleted.structured_content["message"]
     assert "undo" not in deleted.structured_content
-    assert "Delete contact Jim Lovell" in seen[1] and "restore" in seen[1]
     record = sandbox.store.get(uri)
+    assert f'Delete contact {uri} "Jim Lovell"' in seen[1] and "restore" in seen[1]  # the uri first, then the name
     assert record is not None and record.state == "deleted" and sandbox.store.contacts_by_email(JIM["email"]) == []
     assert repeat.is_error and "Not deleted" in text_of(repeat)  # forgotten once deleted
     assert seeded.is_error and "created in the last 60 minutes" in text_of(seeded)
