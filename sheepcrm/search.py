@@ -7,6 +7,20 @@ from typing import Any
 from sheepcrm_mcp.sheepcrm.base import Reads
 
 PERSON_FIELDS = frozenset({"title", "first_name", "last_name", "email", "date_of_birth", "postal_code"})
+# The fields sheepCRM's person search matches on, and nothing less (EVIDENCE.md, person search: "email; first+last+
+# date of birth; first+last+postcode; title+last+postcode"); other combinations are answered 404.
+PERSON_MATCHES = (
+    frozenset({"email"}),
+    frozenset({"first_name", "last_name", "date_of_birth"}),
+    frozenset({"first_name", "last_name", "postal_code"}),
+    frozenset({"title", "last_name", "postal_code"}),
+)
+
+
+def person_matchable(**fields: str | None) -> bool:
+    """Whether the given fields hold one of the combinations sheepCRM's person search matches on."""
+    given = {k for k, v in fields.items() if v}
+    return any(match <= given for match in PERSON_MATCHES)
 
 
 class SearchReads(Reads):

@@ -22,7 +22,7 @@ WRITES = ", ".join(f"`{spec.name}`" for spec in catalogue.TOOLS if isinstance(sp
 GUIDE = f"""\
 # Using sheepcrm-mcp well
 
-- Start from a person: `search_contacts` (free text, or first_name/last_name/email/postcode) gives uris.
+- Start from a person: `search_contacts` (free text, email, or first_name + last_name + postcode) gives uris.
   `check_membership` answers "is X a member, until when" in one call and also takes an email.
 - Events: `list_events` (state future/current/past/running/draft/all) -> `get_event` (tickets and free
   places, attendance counts) -> `list_attendees` (filter by status or name).

@@ -13,6 +13,7 @@ from sheepcrm_mcp.server.paging import decode_cursor, encode_cursor, list_page
 from sheepcrm_mcp.server.specs import Deps, Output, ReadTool, ToolSpec
 from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepError, UpstreamError
 from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, parse_uri
+from sheepcrm_mcp.sheepcrm.search import person_matchable
 from sheepcrm_mcp.tools.common import ListOutput, Paged, listed, plain, record_data, ref, text, today
 from sheepcrm_mcp.tools.membership import classify, current_members, memberships_of
 
@@ -21,8 +22,8 @@ Short = Annotated[str | None, Field(max_length=100)]
 
 class SearchContactsInput(Paged):
     query: Annotated[str | None, Field(max_length=200, description="Name, email, phone or organisation.")] = None
-    first_name: Annotated[Short, Field(description="Exact match.")] = None
-    last_name: Annotated[Short, Field(description="Exact match.")] = None
+    first_name: Annotated[Short, Field(description="Exact, with last+postcode.")] = None
+    last_name: Annotated[Short, Field(description="Exact, with first+postcode.")] = None
     email: Annotated[Short, Field()] = None
     postcode: Annotated[Short, Field()] = None
     organisation: Annotated[
@@ -250,7 +251,16 @@ async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContact
         "email": req.email,
         "postal_code": req.postcode,
     }
-    if any(fielded.values()):
+    by_name = None
+    if any(fielded.values()) and not person_matchable(**fielded):
+        # sheepCRM's person search answers 404 to these fields alone: the free-text search, people only
+        found = [r for r in records(await deps.client.search(" ".join(v for v in fielded.values() if v)),
+                                    "the search") if kind_of(r) == "person"]
+        by_name = (
+            "Searched by name with sheepCRM's free-text search (people only; its best matches, not exact): its person "
+            "search matches only an email, or first_name + last_name + postcode."
+        )
+    elif any(fielded.values()):
         try:
             found = records(await deps.client.search_people(**fielded), "the person search")
         except NotFoundError as exc:
@@ -269,13 +279,13 @@ async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContact
         found = records(await deps.client.search(req.query), "the search")
     hits = [hit(r) for r in found if kind_of(r) in CONTACT_TYPES]  # global search also finds events, tasks...
     key = f"search:{req.query}:{sorted(fielded.items())}"
-    empty = "No contacts match. Try fewer words, only the last name, or the email."
-    if req.first_name or req.last_name:
+    empty = "No contacts match. Try fewer words, the email, or first_name + last_name + postcode."
+    if (req.first_name or req.last_name) and by_name is None:
         empty += " Names must match exactly, including capital letters."
     items, envelope = list_page(hits, req.limit, req.cursor, key, empty)
-    if not any(fielded.values()):
+    if not any(fielded.values()) or by_name:
         envelope["total"] = None  # the global search has no paging and no total: its list may be its best matches
-    notes = [await describe(items, deps), namesakes(items), envelope["note"]]
+    notes = [by_name, await describe(items, deps), namesakes(items), envelope["note"]]
     envelope["note"] = " ".join(n for n in notes if n) or None
     return SearchContactsOutput(contacts=items, **envelope)
 
@@ -289,7 +299,8 @@ TOOLS: list[ToolSpec] = [
         output=SearchContactsOutput,
         handler=search_contacts,
         about=(
-            "people/organisations by free text; people by first/last name (exact), email, postcode; the people at"
+            "people/organisations by free text; people by email, or first + last name + postcode (exact; other "
+            "name or postcode searches go to the free text, people only); the people at"
             " an organisation (`organisation`, from its connections); current members ending within N days "
             "(`renewing_within_days`) or on a `plan` (answers list the plans)"
         ),

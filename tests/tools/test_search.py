@@ -20,7 +20,8 @@ from tests.helpers import CANARY_KEY, MODES, Readers, answer, answer_body, error
 
 async def test_a_person_search_answer_in_another_shape_is_could_not_read(connect: Any) -> None:
     with SandboxServer(key=CANARY_KEY, variant="other-wrappers") as sb:  # {"people": [...]}
-        result = await answer(connect, sb, "search_contacts", {"last_name": "Austen"})
+        email = sb.store.demo_facts()["jane_email"]
+        result = await answer(connect, sb, "search_contacts", {"email": email})
     text = error_text(result)
     assert "Could not read sheepCRM's answer to the person search" in text and "people" in text, text
     assert "No contacts match" not in text and "Jane" not in text  # keys are named, values never
@@ -34,6 +35,7 @@ async def test_a_postcode_prefix_shows_each_contacts_real_postcode(
     outward = Counter(p.data["postal_code"].split()[0] for p in people).most_common(1)[0][0]
     result = await answer(connect, shared_sandbox, "search_contacts", {"postcode": outward, "limit": 50})
     hits = result.structured_content["contacts"]
+    assert "Searched by name" in result.structured_content["note"]  # a postcode alone: the free-text search
     assert len({h["postcode"] for h in hits}) > 1, hits  # several real postcodes, not the prefix asked for
     for h in hits:
         record = store.get(h["uri"])
@@ -70,9 +72,16 @@ async def test_inputs_of_two_searches_are_refused_not_dropped(shared_sandbox: Sa
 async def test_search_contacts(shared_sandbox: SandboxServer, readers: Readers, mode: str) -> None:
     store = shared_sandbox.store
     facts = store.demo_facts()
+    # A last name alone: sheepCRM's person search cannot match it (EVIDENCE.md), so the free-text search, people only.
     body = await read(readers, "search_contacts", {"last_name": "Austen"}, mode=mode)
-    expected = {r.uri for r in store.find_people(last_name="Austen")}
+    expected = {r.uri for r in store.search_contacts("Austen", limit=1000)[0] if r.type == "person"}
     assert {c["uri"] for c in body["contacts"]} == expected and facts["jane_uri"] in expected
+    assert "Searched by name" in body["note"] and "total" not in body
+    jane = store.require("person", facts["jane_uri"].split("/")[3]).data
+    exact = {"first_name": jane["first_name"], "last_name": jane["last_name"], "postcode": jane["postal_code"]}
+    body = await read(readers, "search_contacts", exact, mode=mode)
+    assert facts["jane_uri"] in {c["uri"] for c in body["contacts"]} and "Searched by name" not in (
+        body.get("note") or "")
     free = await read(readers, "search_contacts", {"query": "smith", "limit": 3}, mode=mode)
     records, _ = store.search_contacts("smith", limit=1000)
     # The global search has no paging and no total: a page length is never reported as a total.
@@ -86,14 +95,15 @@ async def test_search_contacts(shared_sandbox: SandboxServer, readers: Readers, 
 
 
 async def test_person_search_no_match_is_an_empty_answer(shared_sandbox: SandboxServer, connect: Any) -> None:
-    body = await answer_body(connect, shared_sandbox, "search_contacts", {"last_name": "Nobody-Here"})
+    body = await answer_body(connect, shared_sandbox, "search_contacts", {"email": "nobody-here@example.org"})
     assert body["contacts"] == [] and "No contacts match" in body["note"] and "doctor" not in body["note"]
+    assert "only the last name" not in body["note"]  # sheepCRM's person search cannot match a last name alone
 
 
 async def test_person_search_single_object_is_one_result() -> None:
     one = {"id": "/demo/person/abc/", "display_value": "Ann", "resource": "person"}
     deps = scripted({"/search/v2/demo/person": one})
-    body = await search_contacts(SearchContactsInput(last_name="Ann"), deps)
+    body = await search_contacts(SearchContactsInput(email="ann@example.org"), deps)
     assert [c.uri for c in body.contacts] == ["/demo/person/abc/"]
 
 
@@ -221,7 +231,7 @@ async def test_search_by_postcode_and_exact_fields(shared_sandbox: SandboxServer
     assert all(c["postcode"] == facts["jane_postal_code"] for c in by_postcode["contacts"])
     async with connect(shared_sandbox) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert json.dumps(tools["search_contacts"].input_schema).count("Exact match.") == 2
+    assert json.dumps(tools["search_contacts"].input_schema).count("Exact, with") == 2
 
 
 # ---- the pure mappers ----------------------------------------------------------------------
@@ -236,6 +246,21 @@ def test_kind_of_takes_the_resource_else_the_uri() -> None:
 def test_hit_names_a_nameless_row() -> None:
     row = search.hit({"id": "/demo/person/a/", "primary_email": ["", "ann@example.org"]})
     assert (row.uri, row.name, row.type, row.email) == ("/demo/person/a/", "(no name)", "person", "ann@example.org")
+
+
+async def test_names_sheepcrm_cannot_match_go_to_the_free_text_search(sandbox: SandboxServer, connect: Any) -> None:
+    """sheepCRM's person search matches only an email, first+last+date of birth, first+last+postcode or
+    title+last+postcode (EVIDENCE.md); the sandbox answers 404 to anything less. A first and last name without a
+    postcode are searched by name with the free-text search, people only, and the note says so: never "No contacts
+    match" for a person who is there."""
+    facts = sandbox.store.demo_facts()
+    jane = sandbox.store.require("person", facts["jane_uri"].split("/")[3]).data
+    body = await answer_body(connect, sandbox, "search_contacts",
+                             {"first_name": jane["first_name"], "last_name": jane["last_name"]})
+    assert facts["jane_uri"] in {c["uri"] for c in body["contacts"]}, body
+    assert {c["type"] for c in body["contacts"]} == {"person"} and "Searched by name" in body["note"], body
+    people = [r for r in sandbox.request_log if r.path.endswith("/person")]
+    assert people == [] and any(r.path == "/search/v2/demo" for r in sandbox.request_log)
 
 
 async def test_a_person_search_404_that_is_not_no_match_is_could_not_search(connect: Any) -> None:

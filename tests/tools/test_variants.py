@@ -117,8 +117,10 @@ async def test_search(reading: SandboxServer, connect: Any, variant: str | None)
     """Jane by email and by last name: found with her plain email, or 'could not read'; never 'no match'."""
     async with connect(reading) as client:
         facts = reading.store.demo_facts()
-        for args in ({"email": facts["jane_email"]}, {"last_name": "Austen"}):
+        for args in ({"email": facts["jane_email"]}, {"last_name": "Austen"}):  # a last name alone: by free text
             body, text, is_error = await ask(client, "search_contacts", args)
+            if "last_name" in args and not is_error:
+                assert "Searched by name" in (body or {}).get("note", ""), body
             found = {c["uri"]: c for c in (body or {}).get("contacts", [])}
             if facts["jane_uri"] not in found:
                 assert could_not_tell(body, text, is_error), (args, text)
