@@ -141,7 +141,7 @@ READS: tuple[Read, ...] = (
     Read("connections", "connections", "/api/v1/{bucket}/connections/", ("connections",),
          ("destination", "connection_type"), ("destination",)),
     Read("membership_type list", "resources", "/api/v1/{bucket}/membership_type/", ("results",),
-         ("uri", "display_value", "total"), ("uri", "display_value"), envelope=("total",)),
+         ("uri", "display_value", "total", "page", "page_size"), ("uri", "display_value"), envelope=("total",)),
 )
 
 # Fields read that no document names for that endpoint, and why reading them is safe.
