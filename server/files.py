@@ -36,12 +36,13 @@ def account_home() -> Path:
         return Path.home()
 
 
-def private_folder(folder: Path) -> Path:
-    """`folder`, made 0700 if missing and checked to be this user's own (never a link); OSError otherwise."""
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+def private_folder(folder: Path, mode: int = 0o700) -> Path:
+    """`folder`, made with `mode` (0700, or 0300 for one even its owner cannot list) if missing, checked to be this
+    user's own (never a link) and set to `mode` when it differs; OSError otherwise."""
+    folder.mkdir(mode=mode, parents=True, exist_ok=True)
     info = folder.lstat()
     if stat.S_ISLNK(info.st_mode) or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
         raise OSError(f"{folder} is not this user's own folder")
-    if info.st_mode & 0o077:
-        folder.chmod(0o700)
+    if stat.S_IMODE(info.st_mode) != mode:
+        folder.chmod(mode)
     return folder

@@ -165,6 +165,7 @@ class Decision:
         "rejected",
         "expired",
         "invalid",
+        "contested",
     ]
     channel: str
     waited: bool = False  # a person was asked during this call, so the state must be read again before writing
@@ -333,9 +334,11 @@ class Gate:
         who = f"caller:{caller.sub}" if caller is not None else _session_of(ctx)
         args_digest = digest([tool, self._arguments(prepared.request), who])
         used = await self.approvals.consume(tool, args_digest, prepared.state_digest)
-        if isinstance(used, str):
+        # Its launch link was opened in two browsers, so it was cancelled: the person is asked again, below.
+        contested = used == "contested"
+        if isinstance(used, str) and not contested:
             return Decision("rejected" if used == "rejected" else "expired", "approval-page")
-        if used is not None:
+        if isinstance(used, Pending):
             return Decision("approved", "approval-page", approver=used.approver)
         form, url_mode = _elicitation_modes(ctx)
         new_era = is_version_at_least(ctx.protocol_version or "", "2026-07-28")
@@ -381,7 +384,9 @@ class Gate:
             log.warning("approval needed for %s, but no browser could be opened for a person", tool)
             return Decision("unavailable", "approval-page")
         log.warning("approval needed for %s: %s", tool, self.page.where)
-        return Decision("approval_required", "approval-page", message=self.page.waiting(tool, pending))
+        return Decision(
+            "approval_required", "approval-page", message=self.page.waiting(tool, pending, contested=contested)
+        )
 
     async def _ask_by_url(self, tool: str, pending: Pending, args_digest: str, state_digest: str, ctx: Context) -> Any:
         """URL-mode elicitation: the client shows a one-time link to the person; wait for their decision."""
@@ -402,7 +407,10 @@ class Gate:
             with contextlib.suppress(Exception):
                 await ctx.session.send_elicit_complete(pending.id)
             if used is None or isinstance(used, str):
-                return Decision("rejected" if used == "rejected" else "expired", "url-elicitation", waited=True)
+                kind: Literal["rejected", "contested", "expired"] = (
+                    "rejected" if used == "rejected" else "contested" if used == "contested" else "expired"
+                )
+                return Decision(kind, "url-elicitation", waited=True)
             return Decision("approved", "url-elicitation", waited=True, approver=used.approver)
         return Decision("timeout", "url-elicitation")
 
@@ -482,6 +490,8 @@ class Gate:
             "timeout": "nobody answered the confirmation in time",
             "rejected": "the person rejected it on the approval page",
             "expired": "the approval expired",
+            "contested": "the approval page was opened in two places, so it was cancelled; the person must be asked "
+            "again: call it once more to open a new page",
         }[decision.kind]
         return WriteResult(
             status="not_approved",

@@ -1,12 +1,13 @@
 """The shared stores in Redis (SHEEPCRM_REDIS_URL), for replicas behind a load balancer.
 
 - Approvals: `approval:{id}` (what was previewed, immutable), `approval:{id}:status`,
-  `approval:{id}:launch` (a digest of the one-time launch token), `approval:{id}:browser` (a digest of the
-  cookie of the browser that used it) and an `approval-match:{request}` pointer, all expiring with the
-  approval. No secret is kept in clear: read access to Redis gives no launch link, cookie or form token (the
-  form token is derived from the cookie). Every change
-  (status, launch, browser) is one Lua script, so two replicas racing to spend one approval or one
-  launch link get one success between them.
+  `approval:{id}:launch` (a digest of the one-time launch token, `used:<digest>` once a browser used it),
+  `approval:{id}:opened` (when it was first used), `approval:{id}:browser` (a digest of the cookie of the
+  browser that used it) and an `approval-match:{request}` pointer, all expiring with the approval. No secret
+  is kept in clear: read access to Redis gives no launch link, cookie or form token (the form token is derived
+  from the cookie). Every change (status, launch, browser) is one Lua script, so two replicas racing to spend
+  one approval or one launch link get one success between them; a launch token used a second time marks the
+  approval contested in the same script.
 - Audit: one stream (`audit`), appended by a script that records each entry id once, so a retried
   append after a lost reply is not a second line. `sheepcrm-mcp audit tail` reads it; `audit archive`
   appends it to the JSONL file, the file's last line being the checkpoint (exactly once).
@@ -36,7 +37,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
-from sheepcrm_mcp.server.approvals.pending import TTL_SECONDS, ApprovalRequest, Pending, Status, digest, refusal
+from sheepcrm_mcp.server.approvals.pending import (
+    TTL_SECONDS,
+    ApprovalRequest,
+    Contest,
+    Pending,
+    Status,
+    digest,
+    refusal,
+)
 from sheepcrm_mcp.server.audit import AuditEntry, append_lines, entry_line
 from sheepcrm_mcp.server.stores import StoreUnavailable
 
@@ -52,6 +61,7 @@ if existing and redis.call('GET', ARGV[4] .. existing .. ':status') == 'pending'
 redis.call('SET', ARGV[4] .. ARGV[1], ARGV[2], 'EX', ARGV[3])
 redis.call('SET', ARGV[4] .. ARGV[1] .. ':status', 'pending', 'EX', ARGV[3])
 redis.call('SET', ARGV[4] .. ARGV[1] .. ':launch', '', 'EX', ARGV[3])
+redis.call('SET', ARGV[4] .. ARGV[1] .. ':opened', '0', 'EX', ARGV[3])
 redis.call('SET', ARGV[4] .. ARGV[1] .. ':browser', ARGV[5], 'EX', ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 return ARGV[1]
@@ -71,15 +81,25 @@ return status
 NEW_LAUNCH = """
 if not redis.call('GET', KEYS[1]) then return false end
 redis.call('SET', KEYS[2], ARGV[1], 'KEEPTTL')
+redis.call('SET', KEYS[3], '0', 'PX', math.max(1, redis.call('PTTL', KEYS[1])))
 return ARGV[1]
 """
 
+# The first use binds the page to that browser; any later use of the same token is a contest: an approval not yet
+# spent (pending or approved) becomes contested here, in the same script, so no decision or spend can slip between.
 LAUNCH = """
 local token = redis.call('GET', KEYS[1])
-if not token or token == '' or token ~= ARGV[1] then return false end
-redis.call('SET', KEYS[1], '', 'KEEPTTL')
-redis.call('SET', KEYS[2], ARGV[2], 'KEEPTTL')
-return ARGV[2]
+if not token or token == '' then return false end
+if token == ARGV[1] then
+  redis.call('SET', KEYS[1], 'used:' .. ARGV[1], 'KEEPTTL')
+  redis.call('SET', KEYS[2], ARGV[2], 'KEEPTTL')
+  redis.call('SET', KEYS[4], ARGV[3], 'PX', math.max(1, redis.call('PTTL', KEYS[1])))
+  return {'cookie'}
+end
+if token ~= 'used:' .. ARGV[1] then return false end
+local status = redis.call('GET', KEYS[3]) or 'unknown'
+if status == 'pending' or status == 'approved' then redis.call('SET', KEYS[3], 'contested', 'KEEPTTL') end
+return {'contest', status}
 """
 
 SPEND = """
@@ -88,6 +108,10 @@ if not id then return false end
 local status = redis.call('GET', ARGV[1] .. id .. ':status')
 if status == 'approved' or status == 'rejected' then
   redis.call('SET', ARGV[1] .. id .. ':status', 'used', 'KEEPTTL')
+  return {id, status}
+end
+if status == 'contested' then
+  redis.call('SET', ARGV[1] .. id .. ':status', 'cancelled', 'KEEPTTL')
   return {id, status}
 end
 return false
@@ -187,8 +211,8 @@ class RedisApprovals(RedisStore):
     async def get(self, approval_id: str) -> Pending | None:
         key = f"{PREFIX}approval:{approval_id}"
         with self._guard("reading an approval"):
-            body, status, launch, browser, by = await self.client.mget(
-                [key, f"{key}:status", f"{key}:launch", f"{key}:browser", f"{key}:by"]
+            body, status, launch, browser, by, opened = await self.client.mget(
+                [key, f"{key}:status", f"{key}:launch", f"{key}:browser", f"{key}:by", f"{key}:opened"]
             )
         if body is None or status is None or browser is None:
             return None
@@ -200,6 +224,7 @@ class RedisApprovals(RedisStore):
             **data,
             browser=str(browser),  # a digest of the browser cookie, never the cookie
             launch=str(launch) if launch else None,  # a digest of the launch token, never the token
+            launched=float(opened or 0),
             status=cast(Status, status),
             wall=wall,
             created=created,
@@ -210,19 +235,24 @@ class RedisApprovals(RedisStore):
         key = f"{PREFIX}approval:{approval_id}"
         token = secrets.token_urlsafe(24)
         with self._guard("preparing the approval page"):  # only a digest is stored: compared in Lua
-            stored = await self._new_launch(keys=[key, f"{key}:launch"], args=[digest(token)])
+            stored = await self._new_launch(keys=[key, f"{key}:launch", f"{key}:opened"], args=[digest(token)])
         if not stored:
             raise KeyError(approval_id)
         return token
 
-    async def launch(self, approval_id: str, token: str) -> str | None:
+    async def launch(self, approval_id: str, token: str) -> str | Contest | None:
         key = f"{PREFIX}approval:{approval_id}"
         if not token:
             return None
         cookie = secrets.token_urlsafe(24)
         with self._guard("opening the approval page"):  # the token compared, the cookie kept, as digests
-            spent = await self._launch(keys=[f"{key}:launch", f"{key}:browser"], args=[digest(token), digest(cookie)])
-        return cookie if spent else None
+            used = await self._launch(
+                keys=[f"{key}:launch", f"{key}:browser", f"{key}:status", f"{key}:opened"],
+                args=[digest(token), digest(cookie), repr(time.time())],
+            )
+        if not used:
+            return None
+        return cookie if used[0] == "cookie" else Contest(str(used[1]))
 
     async def decision(self, approval_id: str) -> Status | None:
         with self._guard("reading an approval"):
@@ -256,8 +286,8 @@ class RedisApprovals(RedisStore):
         if not spent:
             return None
         approval_id, status = spent
-        if status == "rejected":
-            return "rejected"
+        if status in ("rejected", "contested"):
+            return str(status)
         item = await self.get(str(approval_id))
         if item is None or item.expired():
             return "expired"

@@ -148,10 +148,14 @@ def build_app(
                          offered=offered)
     if page is None:
         page = (
-            ServedPage(stores.approvals, settings.public_url, browser_opener(settings.browser), bucket=settings.bucket)
+            ServedPage(
+                stores.approvals, settings.public_url, browser_opener(settings.browser), bucket=settings.bucket,
+                audit=stores.audit,
+            )
             if settings.redis_url is not None
             else ApprovalPage(
-                stores.approvals, settings.approval_port, browser_opener(settings.browser), bucket=settings.bucket
+                stores.approvals, settings.approval_port, browser_opener(settings.browser), bucket=settings.bucket,
+                audit=stores.audit,
             )
         )
     limit = RateLimit(stores.limiter, settings.rate_limit) if settings.rate_limit else None

@@ -19,6 +19,7 @@ import pytest
 from mcp import Client
 
 import sheepcrm_mcp
+import sheepcrm_mcp.server.approvals.page as approval_page
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from tests.contract import check_request
 from tests.helpers import CANARY_KEY, REPO, Readers, open_session, running_idp
@@ -29,6 +30,14 @@ from tests.helpers import CANARY_KEY, REPO, Readers, open_session, running_idp
 # opener in-process (`connect`, `serve_http`) or starts the server through tests/person_browser.py.
 for _display in ("DISPLAY", "WAYLAND_DISPLAY"):
     os.environ.pop(_display, None)
+
+
+@pytest.fixture(autouse=True)
+def _decisions_without_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The approval page takes a decision only HOLD_SECONDS after its launch was first used. Pages in this process
+    decide at once, except in the tests of that hold, which set it themselves; servers a test starts as processes keep
+    it."""
+    monkeypatch.setattr(approval_page, "HOLD_SECONDS", 0.0)
 
 
 def not_this_checkout() -> list[str]:

@@ -38,6 +38,8 @@ from sheepcrm_mcp.http import http_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.store import Store
 from sheepcrm_mcp.server.approvals import signins
+from sheepcrm_mcp.server.approvals.pending import ApprovalRequest, Contest, Pending
+from sheepcrm_mcp.server.approvals.store import Approvals
 from sheepcrm_mcp.server.caller import Caller, set_caller
 from sheepcrm_mcp.server.settings import CODE_VARIABLES, Settings
 from sheepcrm_mcp.server.threadserver import ThreadServer
@@ -760,3 +762,47 @@ async def check_sign_in_caps(store: signins.SignIns, tag: str) -> None:
     assert await store.begin(f"{tag}-elsewhere", started_sign_in(other, f"{tag}-203.0.113.9"), 600)  # elsewhere
     assert isinstance(await store.take(f"{tag}-c0", 600), signins.SignInRecord)  # taking one frees its place
     assert await store.begin(f"{tag}-c-next", started_sign_in(other, one), 600)
+
+
+# --- a launch link used twice (server/approvals/store.py, redis_store.py) -------------------------------------------
+
+
+async def check_launch_contest(store: Approvals, tag: str) -> None:
+    """What every Approvals store does when one launch token is presented a second time, by any browser (`tag` keeps
+    runs on a shared store apart): an approval not yet spent is contested, never approved or spent, and said once."""
+
+    async def launched(n: int) -> tuple[Pending, str, str]:
+        item = await store.create(ApprovalRequest("update_task", f"{tag}-{n}", "state", "summary", ["line"]))
+        token = await store.new_launch(item.id)
+        cookie = await store.launch(item.id, token)
+        assert isinstance(cookie, str)
+        return item, token, cookie
+
+    item, token, cookie = await launched(1)  # still pending
+    seen = await store.get(item.id)
+    assert seen is not None and seen.launched > time.time() - 60  # when it was first used, for the page's hold
+    assert await store.launch(item.id, "another-token") is None
+    assert await store.launch(item.id, token) == Contest("pending")
+    assert await store.decide(item.id, cookie, approve=True) == "contested"  # the first browser can no longer approve
+    assert await store.consume("update_task", f"{tag}-1", "state") == "contested"
+    assert await store.consume("update_task", f"{tag}-1", "state") is None  # said once
+    assert await store.decision(item.id) == "cancelled"
+    fresh = await store.create(ApprovalRequest("update_task", f"{tag}-1", "state", "summary", ["line"]))
+    assert fresh.id != item.id and fresh.status == "pending"  # the person is asked again
+    assert await store.launch(item.id, token) == Contest("cancelled")
+
+    item, token, cookie = await launched(2)  # approved, not yet spent: withdrawn
+    assert await store.decide(item.id, cookie, approve=True) == "approved"
+    assert await store.launch(item.id, token) == Contest("approved")
+    assert await store.consume("update_task", f"{tag}-2", "state") == "contested"
+
+    item, token, cookie = await launched(3)  # spent: it stays so, and the second browser is told
+    assert await store.decide(item.id, cookie, approve=True) == "approved"
+    used = await store.consume("update_task", f"{tag}-3", "state")
+    assert isinstance(used, Pending) and used.id == item.id
+    assert await store.launch(item.id, token) == Contest("used") and await store.decision(item.id) == "used"
+
+    item, first, _ = await launched(4)  # a new launch token replaces the old one; its first use is no contest
+    second = await store.new_launch(item.id)
+    assert await store.launch(item.id, first) is None
+    assert isinstance(await store.launch(item.id, second), str)

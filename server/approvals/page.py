@@ -4,12 +4,19 @@ The loopback page (`ApprovalPage`) lives on 127.0.0.1 under a per-process secret
 the page is routes of the HTTP app (`ServedPage`). Its address never appears in a tool result, an error or a log line:
 the server opens the person's browser itself (or, on a client that declares URL-mode
 elicitation, the client shows the address to the person). The browser is opened on a file, not on
-an address: a page in a folder only this user can read (0700, the file 0600) that posts the one-time
-launch token to the page. A browser's command line and environment are readable by every local user
-(/proc/<pid>/cmdline), so no secret may travel there; a file path may. The first visit trades the
-launch token for an HttpOnly, SameSite=Strict cookie bound to that browser, and the page and its form
-answer only that browser. Every POST also needs the form token (derived from that cookie), an Origin
+an address: a page with a random 128-bit name in a folder no one can list, its owner included (0300: a
+browser of the same user's cannot find the file by listing the folder, only open it by its exact name), the
+file 0600, that posts the one-time launch token to the page. A browser's command line and environment are
+readable by every local user (/proc/<pid>/cmdline), so no secret may travel there; a file path may. The first
+visit trades the launch token for an HttpOnly, SameSite=Strict cookie bound to that browser, and the page and
+its form answer only that browser. Every POST also needs the form token (derived from that cookie), an Origin
 naming the page and a Host naming the page; every other request gets the same 404.
+
+Two browsers holding one launch link is a contest, never a silent hand-over: the launch file stays until the
+approval expires, and its token presented a second time, by any browser, cancels an approval not yet spent (the
+store does it in the same step) and tells that browser's person what happened, on record in the audit
+(`contested`). A decision is taken only HOLD_SECONDS after the launch was first used, so the person's browser,
+opening the same file moments after another, turns a race into a cancelled approval.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,15 +45,21 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from sheepcrm_mcp.server.approvals.pending import TTL_SECONDS, Pending, csrf_for
+from sheepcrm_mcp.server.approvals.pending import TTL_SECONDS, Contest, Pending, csrf_for
 from sheepcrm_mcp.server.approvals.store import Approvals
+from sheepcrm_mcp.server.audit import AuditEntry
 from sheepcrm_mcp.server.files import account_home, private_folder
+from sheepcrm_mcp.server.stores import Audit
 from sheepcrm_mcp.server.threadserver import ThreadServer
 
 log = logging.getLogger("sheepcrm_mcp.approvals")
 
 Opener = Callable[[str], bool]
 OPENER_WAIT = 3.0  # seconds an opener may take to say it failed (xdg-open exits; a browser itself keeps running)
+# Seconds after a launch link's first use before the page takes a decision: another browser opening the same launch
+# file within them (the person's, starting more slowly than one that found the file first) cancels the approval
+# instead of finding it decided. A decision sent sooner waits out the rest.
+HOLD_SECONDS = 2.0
 
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Approve change - sheepCRM</title>
@@ -67,7 +81,27 @@ SAID = {
     "used": "It was approved and the assistant has already made the change. Nothing more to do here.",
     "expired": "This request expired before it was decided, so nothing was approved or changed. Ask the assistant "
     "to repeat it if it is still needed.",
+    "contested": "This approval was opened in two places (two browser windows, tabs or browsers), so it was "
+    "cancelled: nothing was approved and nothing was changed. Ask the assistant to repeat the request; it will ask "
+    "you again. If you did not open it twice yourself, something else on this computer may be opening your "
+    "approval pages: tell your administrator.",
 }
+SAID["cancelled"] = SAID["contested"]
+
+# What the second browser to open one launch link is told, by where the approval stood.
+CONTESTED = {
+    "approved": "This change had just been approved in another browser window. Because the approval was opened in "
+    "two places, that approval was cancelled: nothing was changed. If you did not approve it in another window, "
+    "something else on this computer may be opening your approval pages: tell your administrator. Ask the "
+    "assistant to repeat the request; it will ask you again.",
+    "used": "This change was already approved from another browser window, and the assistant has made it. If that "
+    "was not you, undo it now: ask the assistant to undo it (its answer for this change named the call that "
+    "reverses it), or set it back in sheepCRM (each line above shows the value before and after). Then tell your "
+    "administrator: something else on this computer may be opening your approval pages.",
+    "rejected": "This change was already rejected in another browser window, so nothing was changed. If that was "
+    "not you, something else on this computer may be opening your approval pages: tell your administrator.",
+}
+
 
 LAUNCH_FILE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Opening the approval page - sheepCRM</title></head>
@@ -116,8 +150,9 @@ def when(wall: float, local: bool = False) -> str:
 
 
 def launch_folder() -> Path:
-    """Where launch files are written: a folder only this user can enter (made 0700, checked to be theirs)."""
-    return private_folder(Path.home() / ".cache" / "sheepcrm-mcp" / "approve")
+    """Where launch files are written: a folder of this user's (checked) that no one can list, this user included
+    (0300: create and open by exact name only), so a browser of theirs cannot find a launch file by listing it."""
+    return private_folder(Path.home() / ".cache" / "sheepcrm-mcp" / "approve", 0o300)
 
 
 def write_private(path: Path, text: str) -> None:
@@ -237,16 +272,22 @@ class ApprovalPage:
     LOCAL = True  # the page shows this computer's clock time
 
     def __init__(
-        self, store: Approvals, port: int = 0, opener: Opener | None = _open_in_browser, bucket: str = ""
+        self,
+        store: Approvals,
+        port: int = 0,
+        opener: Opener | None = _open_in_browser,
+        bucket: str = "",
+        audit: Audit | None = None,
     ) -> None:
         self.store = store
+        self.audit = audit  # where a contested launch is put on record
         self.secret = secrets.token_urlsafe(24)
         self.opener = opener
         self.bucket = bucket
         self._port = port
         self._server: ThreadServer | None = None
         self._lock = threading.Lock()
-        self._files: dict[str, Path] = {}  # launch files not yet used, by approval
+        self._files: dict[str, tuple[Path, float]] = {}  # launch files by approval, and when (wall) each expires
 
     def _origin(self) -> str:
         with self._lock:
@@ -286,20 +327,30 @@ class ApprovalPage:
         page = LAUNCH_FILE.format(action=html.escape(f"{base}/{item.id}/open"), token=html.escape(token))
 
         def write() -> Path:
-            path = launch_folder() / f"{secrets.token_hex(8)}.html"
+            path = launch_folder() / f"{secrets.token_hex(16)}.html"  # 128 random bits: found only by its name
             write_private(path, page)
             return path
 
         path = await anyio.to_thread.run_sync(write)
         self._forget(item.id)
-        self._files[item.id] = path
+        self._sweep()
+        self._files[item.id] = (path, item.wall + TTL_SECONDS)
         return path.as_uri()
 
     def _forget(self, approval_id: str) -> None:
-        """Remove an approval's launch file (used, replaced, or the server stops)."""
+        """Remove an approval's launch file (replaced, expired, never shown, or the server stops)."""
         old = self._files.pop(approval_id, None)
         if old is not None:
-            old.unlink(missing_ok=True)
+            old[0].unlink(missing_ok=True)
+
+    def _sweep(self) -> None:
+        """Remove the launch files of approvals that have expired. A file is kept until then, used or not: the person's
+        browser may open it after another browser did, and must then be told (see `_launch`), not shown 'file not
+        found'."""
+        now = time.time()
+        for approval_id, (_, until) in list(self._files.items()):
+            if until < now:
+                self._forget(approval_id)
 
     async def open(self, item: Pending) -> bool:
         """Put the approval in front of the person by opening their browser; False when that is impossible."""
@@ -317,21 +368,27 @@ class ApprovalPage:
         return opened
 
     def launched(self, item: Pending) -> bool:
-        """Whether a browser was opened on this approval's launch file and has not used it yet (the person may not
-        have seen the tab, or the browser is still starting): opening another would replace its one-time token, so
-        the first tab would find nothing, and a second tab would take the page from the first."""
+        """Whether a browser was opened on this approval's launch file (the person may not have seen the tab yet, or
+        the browser is still starting): opening another would replace its one-time token, so the first tab would
+        find nothing, and a second tab would take the page from the first."""
         return item.id in self._files
 
     where = "opened the approval page in this computer's browser"  # for the log: never an address
 
-    def waiting(self, tool: str, item: Pending, again: bool = False) -> str:
-        """What the model is told while a person decides: never the page's address, which admits its holder."""
+    def waiting(self, tool: str, item: Pending, again: bool = False, contested: bool = False) -> str:
+        """What the model is told while a person decides: never the page's address, which admits its holder.
+        `contested`: the last page for this change was opened in two places and cancelled."""
         where = (
             "The page asking the person to approve this exact change is already open in the browser on their "
             "computer and still waiting for them; no new page was opened."
             if again
             else "A page asking the person to approve this change has been opened in the browser on their computer."
         )
+        if contested:
+            where = (
+                "The last approval page for this change was opened in two places, so it was cancelled and the person "
+                f"must be asked again. {where}"
+            )
         return (
             f"Nothing was changed yet. {where} Wait until the person tells you they have approved or rejected it "
             f"(within 10 minutes); do not call {tool} again before that. Then call {tool} once more with exactly the "
@@ -363,10 +420,12 @@ class ApprovalPage:
             return not_found()
         posted = request.method == "POST"  # from the launch file (Origin: null): the token is the proof
         token = str((await request.form()).get("launch", "")) if posted else request.path_params["launch"]
+        self._sweep()
         cookie = await self.store.launch(item.id, token)
-        if cookie is None:  # used or replaced: the same words as every other miss, which say what to do
+        if cookie is None:  # replaced or unknown: the same words as every other miss, which say what to do
             return not_found()
-        self._forget(item.id)
+        if isinstance(cookie, Contest):
+            return await self._contested(item, cookie.before)
         page = self._path(item.id)
         response: Response
         if posted:  # the page is then opened by a page of ours, so the SameSite=Strict cookie goes with it
@@ -383,6 +442,38 @@ class ApprovalPage:
             max_age=int(TTL_SECONDS),
         )
         return response
+
+    async def _contested(self, item: Pending, before: str) -> Response:
+        """A second browser used this approval's launch link: the store has cancelled it unless it was already spent.
+        This browser's person is told where it stood, and it goes on record."""
+        log.warning("an approval's launch link was used by a second browser (it was %s); contested", before)
+        if self.audit is not None:
+            try:
+                await self.audit.record(
+                    AuditEntry(
+                        tool=item.tool,
+                        outcome="contested",
+                        channel="approval-page",
+                        arguments={"approval": item.id},
+                        detail=f"its launch link was used by a second browser while it was {before}"
+                        + ("; cancelled, nothing written" if before in ("pending", "approved") else ""),
+                    )
+                )
+            except Exception as exc:  # the cancellation stands; the person is told either way
+                log.error("a contested approval was not audited (%s)", type(exc).__name__)
+        if before not in (*CONTESTED, "pending", "contested", "cancelled"):
+            return not_found()
+        status = {"pending": "contested", "approved": "contested"}.get(before, before)
+        body = PAGE.format(
+            who=self._where(item),
+            summary=html.escape(item.summary),
+            tool=html.escape(item.tool),
+            status=status,
+            said=CONTESTED.get(before, SAID["contested"]),
+            lines="".join(f"<li>{html.escape(line)}</li>" for line in item.lines),
+            form="",
+        )
+        return HTMLResponse(body, status_code=409, headers=HEADERS)
 
     async def _handle(self, request: Request) -> Response:
         item = await self._item(request)
@@ -417,6 +508,8 @@ class ApprovalPage:
                 return PlainTextResponse(
                     "Refused: the form token is missing or wrong. Reload the page.", status_code=403
                 )
+            if browser is not None and item.launched:  # another browser opening the launch now cancels it instead
+                await anyio.sleep(max(0.0, item.launched + HOLD_SECONDS - time.time()))
             verdict = await self.store.decide(item.id, browser, action[0] == "approve", by)
             if verdict == "browser":
                 return PlainTextResponse(GONE, status_code=409)
@@ -462,9 +555,14 @@ class ServedPage(ApprovalPage):
     LOCAL = False
 
     def __init__(
-        self, store: Approvals, public_url: str, opener: Opener | None = _open_in_browser, bucket: str = ""
+        self,
+        store: Approvals,
+        public_url: str,
+        opener: Opener | None = _open_in_browser,
+        bucket: str = "",
+        audit: Audit | None = None,
     ) -> None:
-        super().__init__(store, opener=opener, bucket=bucket)
+        super().__init__(store, opener=opener, bucket=bucket, audit=audit)
         self.public_url = public_url.rstrip("/")
 
     def routes(self) -> list[Route]:

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 TTL_SECONDS = 600.0
-Status = Literal["pending", "approved", "rejected", "used"]
+# contested: its launch link came a second time, from any browser, before the write: it can never be spent.
+# cancelled: a contested approval whose caller has been told (the next request asks the person again).
+Status = Literal["pending", "approved", "rejected", "used", "contested", "cancelled"]
 
 
 def digest(value: Any) -> str:
@@ -44,6 +46,7 @@ class Pending:
     lines: list[str]
     browser: str = ""  # a digest of the cookie of the one browser that opened the launch link ("" = none yet)
     launch: str | None = None  # a digest of the current one-time launch token (None when there is none)
+    launched: float = 0.0  # when (wall clock) a browser first used the launch token (0: not yet)
     created: float = field(default_factory=time.monotonic)
     status: Status = "pending"
     wall: float = field(default_factory=time.time)  # when it was created, for stores shared between processes
@@ -77,6 +80,14 @@ class Pending:
 
     def expired(self, now: float | None = None) -> bool:
         return (now or time.monotonic()) - self.created > TTL_SECONDS
+
+
+@dataclass(frozen=True)
+class Contest:
+    """A launch token presented a second time, by any browser: two browsers hold this approval's launch link. The
+    approval stood at `before`; one still pending or approved (not yet spent) is now contested and never spent."""
+
+    before: str
 
 
 def csrf_for(secret: str, approval_id: str) -> str:

@@ -102,6 +102,7 @@ class SignedInPage(ServedPage):
     """ServedPage with a sign-in per approval instead of a one-time launch link (see the module's docstring)."""
 
     where = "the person approves on the server's page after signing in"
+    audit: Audit  # every decision is audited when it is made
 
     def __init__(
         self,
@@ -151,7 +152,7 @@ class SignedInPage(ServedPage):
     async def launch_url(self, item: Pending) -> str:
         return self._url(item)
 
-    def waiting(self, tool: str, item: Pending, again: bool = False) -> str:
+    def waiting(self, tool: str, item: Pending, again: bool = False, contested: bool = False) -> str:
         others = " or an approver" if self.approver_roles else ""
         return (
             f"Nothing was changed yet. A person must approve this change: ask the user to open {self._url(item)}, "

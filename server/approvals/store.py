@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from sheepcrm_mcp.server.approvals.pending import (
     TTL_SECONDS,
     ApprovalRequest,
+    Contest,
     Pending,
     Status,
     _token,
@@ -35,8 +36,10 @@ class Approvals(Protocol):
         """A fresh one-time launch token (the previous one stops working)."""
         ...
 
-    async def launch(self, approval_id: str, token: str) -> str | None:
-        """Spend a launch token; the new browser cookie value, or None when the token is not valid."""
+    async def launch(self, approval_id: str, token: str) -> str | Contest | None:
+        """Use a launch token. The first time: the new browser cookie value (the page is bound to that browser). Any
+        later time, from any browser: a Contest, and in the same step an approval not yet spent (pending or approved)
+        becomes contested, so it is never spent. None when the token is not (or no longer) this approval's."""
         ...
 
     async def decide(
@@ -49,7 +52,10 @@ class Approvals(Protocol):
 
     async def decision(self, approval_id: str) -> Status | None: ...
 
-    async def consume(self, tool: str, args_digest: str, state_digest: str) -> Pending | str | None: ...
+    async def consume(self, tool: str, args_digest: str, state_digest: str) -> Pending | str | None:
+        """Use an approval matching exactly this request and state, once: the approval, or 'expired' / 'rejected' /
+        'contested' (said once: it is then cancelled) when the matching one is, or None."""
+        ...
 
 
 class ApprovalStore:
@@ -83,15 +89,21 @@ class ApprovalStore:
             item = self._items[approval_id]
             token = _token()
             item.launch = digest(token)  # like the shared store: only a digest is kept
+            item.launched = 0.0  # not yet used: its first browser is the one the page answers
             return token
 
-    async def launch(self, approval_id: str, token: str) -> str | None:
-        """Spend a launch token; returns the browser cookie value, or None when the token is not valid."""
+    async def launch(self, approval_id: str, token: str) -> str | Contest | None:
+        """Use a launch token: the browser cookie value the first time, a Contest after (see Approvals.launch)."""
         with self._lock:
             item = self._items.get(approval_id)
             if item is None or item.launch is None or not secrets.compare_digest(item.launch, digest(token)):
                 return None
-            item.launch = None
+            if item.launched:  # the token again: two browsers hold the launch link
+                before = item.status
+                if before in ("pending", "approved"):
+                    item.status = "contested"
+                return Contest(before)
+            item.launched = time.time()
             cookie = _token()  # a new launch hands the page to the newly opened browser only
             item.browser = digest(cookie)
             return cookie
@@ -117,10 +129,7 @@ class ApprovalStore:
             return item.status if item is not None else None
 
     async def consume(self, tool: str, args_digest: str, state_digest: str) -> Pending | str | None:
-        """Use an approval matching exactly this request and state, once.
-
-        Returns the approval, or 'expired' / 'rejected' when the matching one is, or None.
-        """
+        """Use an approval matching exactly this request and state, once (see Approvals.consume)."""
         with self._lock:
             found: Pending | str | None = None
             for item in self._items.values():
@@ -135,6 +144,9 @@ class ApprovalStore:
                 elif item.status == "rejected":
                     item.status = "used"
                     found = "rejected"
+                elif item.status == "contested":  # said once; the next request asks the person again
+                    item.status = "cancelled"
+                    found = "contested"
             return found
 
     def _purge(self) -> None:

@@ -31,7 +31,7 @@ from tests.cluster.helpers import (
     text_of,
     uid_of,
 )
-from tests.helpers import http_session
+from tests.helpers import check_launch_contest, http_session
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
@@ -66,7 +66,10 @@ async def test_preview_on_a_approve_on_b_apply_through_c(running: Cluster, clust
         url = page_url.replace(c.replica(2), base)
         assert httpx.get(url, headers={"Host": c.lb.split("://")[1]}).status_code == 404
         assert httpx.post(url, data={"action": "approve", "csrf": "x"}, headers={"Origin": c.lb}).status_code == 404
-    assert httpx.get(launch).status_code == 404  # the launch link was spent
+    used_again = httpx.get(launch)  # the launch link again, after the write: this browser is told, on any replica
+    assert used_again.status_code == 409 and "already approved from another browser window" in used_again.text
+    approval = launch.split("/approve/", 1)[1].split("/", 1)[0]
+    assert [e["outcome"] for e in c.audit() if e["arguments"] == {"approval": approval}] == ["contested"]
     # the person's browser, but a form posted from another origin: refused
     other = {"uri": uri, "phone": "+44 20 7946 0101"}
     browser, url = open_page(await preview(c, other, via=c.replica(3)), via=c.replica(1), public=c.lb)
@@ -224,7 +227,8 @@ async def test_rate_limits_are_shared_by_replicas(running: Cluster) -> None:
 
 
 async def test_redis_approvals_follow_the_in_process_interface(running: Cluster) -> None:
-    """The same calls give the same answers on both stores: one-time launch links, one browser, single use."""
+    """The same calls give the same answers on both stores: one-time launch links, one browser, single use; a launch
+    link used twice contests the approval, atomically with the launch token's use."""
     from sheepcrm_mcp.server.approvals.pending import ApprovalRequest
     from sheepcrm_mcp.server.approvals.store import ApprovalStore
     from sheepcrm_mcp.server.redis_store import RedisApprovals, connect
@@ -240,7 +244,7 @@ async def test_redis_approvals_follow_the_in_process_interface(running: Cluster)
             second = await store.new_launch(item.id)
             assert await store.launch(item.id, first) is None  # a newer link replaces the older one
             cookie = await store.launch(item.id, second)
-            assert cookie and await store.launch(item.id, second) is None  # spent once
+            assert isinstance(cookie, str)  # (used again, it is contested: check_launch_contest below)
             seen = await store.get(item.id)
             assert seen is not None and seen.held_by(cookie) and seen.status == "pending"
             assert cookie not in seen.browser  # kept as a digest only
@@ -259,6 +263,7 @@ async def test_redis_approvals_follow_the_in_process_interface(running: Cluster)
             assert await store.consume("update_task", tag, "state") is None
             assert await store.decision(item.id) == "used"
             assert await store.get("no-such-id") is None and await store.launch("no-such-id", second) is None
+            await check_launch_contest(store, tag)
     finally:
         await client.aclose()
 

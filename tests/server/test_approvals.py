@@ -6,19 +6,34 @@ that link is for the person, never the model); the first visit binds the page to
 
 from __future__ import annotations
 
+import html
 import os
 import re
+import stat
+import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+import sheepcrm_mcp.server.approvals.page as approval_page
 import sheepcrm_mcp.server.approvals.pending as pending
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.approvals.store import ApprovalStore
-from tests.helpers import CHROMIUM, ask, launch_chromium, launch_link, person_decides, puts, task_status
+from tests.helpers import (
+    CHROMIUM,
+    ask,
+    audit_lines,
+    check_launch_contest,
+    launch_chromium,
+    launch_link,
+    person_decides,
+    puts,
+    task_status,
+)
 
 
 class Browser:
@@ -50,6 +65,21 @@ class Browser:
             headers = {}
         data = {"action": action, "csrf": csrf if csrf is not None else real_csrf, **(extra or {})}
         return self.http.post(self.page_url, data=data, headers=headers)
+
+    def open_file(self, target: str) -> httpx.Response:
+        """Open the private launch file the server opened a browser on, as a browser does: post its form (from a
+        file, Origin: null), then follow the page's refresh to the approval page."""
+        text = Path(urlsplit(target).path).read_text()
+        action = re.search(r'action="([^"]+)"', text)
+        token = re.search(r'name="launch" value="([^"]+)"', text)
+        assert action and token, text
+        posted = self.http.post(html.unescape(action.group(1)), data={"launch": html.unescape(token.group(1))},
+                                headers={"Origin": "null"})
+        refresh = re.search(r'content="0;url=([^"]+)"', posted.text)
+        if refresh is None:
+            return posted
+        self.page_url = str(posted.url.join(html.unescape(refresh.group(1))))
+        return self.http.get(self.page_url)
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
@@ -167,8 +197,7 @@ async def test_page_answers_only_the_browser_that_opened_it(sandbox: SandboxServ
         page = person.page_url
         assert "/open/" not in page
         port = base.rsplit(":", 1)[1]
-        misses = [
-            httpx.get(launch),  # the launch link is spent
+        misses = [  # (the launch link used again is a contest: see test_a_model_browser_opening_the_launch_first...)
             httpx.get(page),  # the page without the person's cookie
             httpx.post(page, data={"action": "approve", "csrf": "x"}, headers={"Origin": base}),
             httpx.get(f"{base}/wrong-secret/{approval_id}"),
@@ -232,6 +261,139 @@ async def test_a_launch_no_browser_showed_is_tried_again(sandbox: SandboxServer,
     assert done["status"] == "applied" and puts(sandbox) == 1
 
 
+# --- a model with a browser that runs as the person ---------------------------------------------------------------
+# It cannot list the launch folder (test_launch_secrecy.py), but it may find a launch file's exact name elsewhere (the
+# opener's command line in /proc) and open it before the person's browser, still starting, does. Before, the file was
+# deleted on its first use: the model's browser took the page and approved, and the person's browser showed "file
+# not found", with nothing to tell them. Now the file stays until the approval expires; its token presented a second
+# time cancels an approval not yet spent, tells the person, and is on record.
+
+
+def opened_files(client: Any) -> list[str]:
+    """The launch files (file:// addresses) the server opens "the person's browser" on, from now on."""
+    files: list[str] = []
+    client.runtime.page.opener = lambda target: files.append(target) is None
+    return files
+
+
+async def test_the_launch_folder_cannot_be_listed_and_a_launch_file_has_an_unguessable_name(
+    sandbox: SandboxServer, connect: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, the folder was 0700: the person's own browser (and a model's browser running as them) listed it at
+    file:///.../approve/ and opened the newest file. Now it is 0300 (create and open by exact name, never list), even
+    when an older version left it 0700, and each name holds 128 random bits. Real Chromium, as the folder's owner,
+    is shown the same in test_launch_secrecy.py."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    older = tmp_path / "home" / ".cache" / "sheepcrm-mcp" / "approve"
+    older.mkdir(mode=0o700, parents=True)
+    async with connect(sandbox) as client:
+        files = opened_files(client)
+        await ask(client, {"uid": sandbox.store.demo_facts()["my_open_task_uid"], "action": "complete"})
+        path = Path(urlsplit(files[0]).path)
+        assert path.parent == older
+        info = path.parent.stat()
+        assert stat.S_IMODE(info.st_mode) == 0o300 and info.st_uid == os.getuid()  # write and enter, never list
+        assert re.fullmatch(r"[0-9a-f]{32}\.html", path.name)  # 128 random bits
+        assert 'name="launch"' in path.read_text() and stat.S_IMODE(path.stat().st_mode) == 0o600  # opened by name
+        if os.geteuid() != 0:  # root reads any folder; the Chromium test runs as another account
+            with pytest.raises(PermissionError):
+                os.listdir(path.parent)
+
+
+async def test_a_model_browser_opening_the_launch_first_gets_the_approval_cancelled(
+    sandbox: SandboxServer, connect: Any, tmp_path: Path
+) -> None:
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    args = {"uid": uid, "action": "complete"}
+    async with connect(sandbox) as client:
+        files = opened_files(client)
+        assert (await ask(client, args))["status"] == "approval_required" and len(files) == 1
+        model = Browser()
+        assert model.open_file(files[0]).status_code == 200  # first: the model's browser, which found the file
+        origin, csrf = model.parts()
+        person = Browser()
+        told = person.open_file(files[0])  # the person's browser, loading the same file moments later
+        assert told.status_code == 409 and 'id="status">contested<' in told.text, told.text
+        assert "opened in two places" in told.text and "nothing was changed" in told.text
+        assert 'name="csrf"' not in told.text  # no form: nothing to approve here
+        tried = model.http.post(model.page_url, data={"action": "approve", "csrf": csrf}, headers={"Origin": origin})
+        assert 'id="status">contested<' in tried.text and "opened in two places" in tried.text  # the first tab too
+        again = await ask(client, args)
+        assert again["status"] == "approval_required" and "must be asked again" in again["message"]
+        assert len(files) == 2 and files[1] != files[0]  # a fresh approval, on a new page
+        assert (await ask(client, args))["status"] == "approval_required" and len(files) == 2  # said once
+        assert person_decides(launch_link(files[1])).status_code == 200  # the person, asked again, approves
+        done = await ask(client, args)
+    assert done["status"] == "applied" and puts(sandbox) == 1
+    contested = [line for line in audit_lines(tmp_path) if line["outcome"] == "contested"]
+    assert len(contested) == 1 and "pending" in contested[0]["detail"]
+
+
+async def test_a_decision_waits_out_the_hold_and_the_persons_browser_cancels_it(
+    sandbox: SandboxServer, connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model's browser approves the moment it has the page; the page holds that decision for HOLD_SECONDS after
+    the launch's first use, and the person's browser, opening the file within them, cancels it. Before, the model's
+    decision stood at once."""
+    monkeypatch.setattr(approval_page, "HOLD_SECONDS", 1.5)
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    args = {"uid": uid, "action": "complete"}
+    async with connect(sandbox) as client:
+        files = opened_files(client)
+        await ask(client, args)
+        model = Browser()
+        model.open_file(files[0])
+        origin, csrf = model.parts()
+        answers: list[httpx.Response] = []
+        clicking = threading.Thread(target=lambda: answers.append(model.http.post(
+            model.page_url, data={"action": "approve", "csrf": csrf}, headers={"Origin": origin})))
+        clicking.start()
+        time.sleep(0.3)
+        assert clicking.is_alive()  # held, not yet taken
+        told = Browser().open_file(files[0])
+        clicking.join(10)
+        assert told.status_code == 409 and "opened in two places" in told.text
+        assert 'id="status">contested<' in answers[0].text, answers[0].text
+        again = await ask(client, args)
+    assert again["status"] == "approval_required" and "must be asked again" in again["message"]
+    assert puts(sandbox) == 0 and task_status(sandbox, uid) == "open"
+
+
+@pytest.mark.parametrize("applied", [False, True])
+async def test_the_persons_browser_arriving_after_the_decision_is_told(
+    sandbox: SandboxServer, connect: Any, tmp_path: Path, applied: bool
+) -> None:
+    """The model's browser approved before the person's browser loaded. Not yet applied: the person's browser cancels
+    it and the write never happens. Already applied: the person is told plainly, with what to do, and it is on record.
+    Before, their browser found no file."""
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    args = {"uid": uid, "action": "complete"}
+    async with connect(sandbox) as client:
+        files = opened_files(client)
+        await ask(client, args)
+        model = Browser()
+        model.open_file(files[0])
+        assert 'id="status">approved<' in model.decide("approve").text
+        if applied:
+            assert (await ask(client, args))["status"] == "applied" and puts(sandbox) == 1
+        told = Browser().open_file(files[0])
+        assert told.status_code == 409, told.text
+        if applied:
+            assert "already approved from another browser window" in told.text and "undo it" in told.text
+            assert "&quot;open&quot; → &quot;done&quot;" in told.text  # what was changed, to set it back
+        else:
+            assert "had just been approved in another browser window" in told.text and "cancelled" in told.text
+            again = await ask(client, args)
+            assert again["status"] == "approval_required" and "must be asked again" in again["message"]
+    assert puts(sandbox) == (1 if applied else 0)
+    contested = [line for line in audit_lines(tmp_path) if line["outcome"] == "contested"]
+    assert len(contested) == 1 and ("used" if applied else "approved") in contested[0]["detail"]
+
+
+async def test_a_launch_token_presented_twice_is_a_contest_in_the_store() -> None:
+    await check_launch_contest(ApprovalStore(), "memory")
+
+
 async def test_store_approvals_are_single_use() -> None:
     store = ApprovalStore()
     item = await store.create(pending.ApprovalRequest("update_task", "args", "state", "summary", ["line"]))
@@ -261,13 +423,17 @@ async def test_approval_page_in_a_real_browser(sandbox: SandboxServer, connect: 
             await page.click("#approve")
             await page.wait_for_selector("#status")
             assert (await page.inner_text("#status")) == "approved"
-            # Another browser (another profile, or a model's own browser) gets nothing from the same links.
+            assert task_status(sandbox, uid) == "open"
+            done = await ask(client, {"uid": uid, "action": "complete"})
+            assert done["status"] == "applied" and task_status(sandbox, uid) == "done"
+            # Another browser (another profile, or a model's own browser) gets no page from the same links; the launch
+            # link used again is told it was already approved elsewhere.
             stranger = await browser.new_context()
             probe = await stranger.new_page()
-            for url in (client.opened[-1], page.url):
-                response = await probe.goto(url)
-                assert response is not None and response.status == 404
+            response = await probe.goto(page.url)
+            assert response is not None and response.status == 404
+            response = await probe.goto(client.opened[-1])
+            assert response is not None and response.status == 409
+            assert "already approved from another browser window" in await probe.inner_text("body")
             await browser.close()
-        assert task_status(sandbox, uid) == "open"
-        done = await ask(client, {"uid": uid, "action": "complete"})
-    assert done["status"] == "applied" and task_status(sandbox, uid) == "done" and puts(sandbox) == 1
+    assert puts(sandbox) == 1

@@ -23,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from mcp import Client, StdioServerParameters
@@ -30,6 +31,7 @@ from mcp import Client, StdioServerParameters
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.approvals.page import _open_in_browser, browser_opener, opener_environment
 from tests.helpers import CHROMIUM, ask, binary, puts, sandbox_env, stranger, task_status
+from tests.server.test_approvals import Browser, opened_files
 
 # Run as the other user: poll every process's command line and environment, try to read every file named there,
 # and try every loopback address seen (as the attack did). Prints what it found, as JSON.
@@ -218,6 +220,57 @@ async def test_another_local_user_polling_proc_cannot_approve(
     everything = json.dumps(found)
     assert secret not in everything and "/open/" not in everything
     assert all(secret not in url for url in found["tried"])
+
+
+def chromium_as(user: str, profile: Path, url: str) -> str:
+    """Real Chromium run as `user` on `url`: the document it ends on."""
+    done = subprocess.run(
+        ["runuser", "-u", user, "--", "env", f"HOME={profile}", str(CHROMIUM), "--headless=new", "--no-sandbox",
+         "--disable-gpu", "--no-first-run", "--disable-sync", "--disable-component-update",
+         "--disable-background-networking", f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom",
+         url],
+        capture_output=True, text=True, timeout=90, cwd="/",
+    )
+    return done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="Chromium is not installed here")
+async def test_a_browser_of_the_folders_owner_cannot_list_it_but_opens_a_launch_file_by_name(
+    sandbox: SandboxServer, connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model's browser runs as the person, who owns the launch folder. Before, it listed file:///.../approve/ and
+    opened the newest file before the person's browser, still starting, did. Now the folder is 0300: real Chromium as
+    its owner sees an empty listing, and still opens a launch file by its exact name (and posts its token). The browser
+    runs as another account that is given the folder and file: root, whom the tests run as, reads any folder."""
+    other = stranger()
+    home = Path(tempfile.mkdtemp(prefix="sheepcrm-home-"))
+    home.chmod(0o755)
+    monkeypatch.setenv("HOME", str(home))
+    profile = home / "chromium-profile"
+    profile.mkdir()
+    owner = pwd.getpwnam(other).pw_uid
+    os.chown(profile, owner, -1)
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    try:
+        async with connect(sandbox) as client:
+            files = opened_files(client)
+            await ask(client, {"uid": uid, "action": "complete"})
+            path = Path(urlsplit(files[0]).path)
+            os.chown(path.parent, owner, -1)  # the folder and the file are the browser's user's, as the person's are
+            os.chown(path, owner, -1)
+            listing = chromium_as(other, profile, path.parent.as_uri() + "/")
+            assert "addRow" in listing and path.stem not in listing  # Chromium's listing page, with no file in it
+            chromium_as(other, profile, path.as_uri())  # opened by its exact name: it posts the launch token
+            told = Browser().open_file(files[0])  # so a second browser's use of the same file is a contest
+            assert told.status_code == 409 and "opened in two places" in told.text, told.text
+            # A folder that is not the server's user's own is refused, as before: no launch file is written there.
+            refused = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+            assert refused.is_error and "cannot open a browser" in str(refused.content)
+    finally:
+        kill_browser(profile)
+        shutil.rmtree(home, ignore_errors=True)
+    assert puts(sandbox) == 0 and task_status(sandbox, uid) == "open"
 
 
 def test_the_opener_says_nothing_and_its_failure_counts(
