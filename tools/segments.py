@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from sheepcrm_mcp.server.errors import Refusal
 from sheepcrm_mcp.server.paging import decode_cursor, encode_cursor, list_page
 from sheepcrm_mcp.server.specs import Deps, Output, ReadTool, ToolSpec
-from sheepcrm_mcp.sheepcrm import NotFoundError
+from sheepcrm_mcp.sheepcrm import NotFoundError, SheepError
 from sheepcrm_mcp.tools.common import (
     ListOutput,
     Paged,
@@ -116,9 +116,7 @@ async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutpu
     try:
         if req.mode == "count":
             data = await deps.client.segment_count(uid)
-            count = data.get("count") if isinstance(data, dict) else None
-            number = int(count) if isinstance(count, (int, str)) and not isinstance(count, bool) and str(
-                count).isdigit() else None
+            number = count_of(data)
             if number is None:  # absent or not a whole number: the size is unknown, never 0 or nothing
                 raise unreadable("the segment's count", data, "`count` holding a whole number")
             return QuerySegmentOutput(segment_uid=uid, count=number, total=number)
@@ -140,14 +138,45 @@ async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutpu
     members = [hit(r) for r in records(data, "the segment's members")]
     end = offset + len(members)
     full = len(members) >= req.limit
+    total, note = None if full or offset else end, None if members else "No members on this page."
+    if not full and not req.q:  # a short page is the last only when the segment's count agrees
+        total, unread = await _checked_end(uid, end, deps)
+        note = " ".join(filter(None, [unread, note])) or None
     return QuerySegmentOutput(
         segment_uid=uid,
         members=members,
         by_type=by_type(members),
         next_cursor=encode_cursor(end, key) if full else None,
-        total=None if full or offset else end,
-        note=None if members else "No members on this page.",
+        total=total,
+        note=note,
     )
+
+
+def count_of(data: Any) -> int | None:
+    """The `count` of a segment's /count answer as a whole number, or None when it is absent or not one."""
+    count = data.get("count") if isinstance(data, dict) else None
+    if isinstance(count, (int, str)) and not isinstance(count, bool) and str(count).isdigit():
+        return int(count)
+    return None
+
+
+async def _checked_end(uid: str, end: int, deps: Deps) -> tuple[int | None, str | None]:
+    """The total when the members read (`end`, up to a short page) agree with the segment's /count, and what to say
+    when they do not or the count cannot be read (the total is then unknown, never the number read)."""
+    try:
+        count = count_of(await deps.client.segment_count(uid))
+    except SheepError:
+        count = None
+    if count is None:
+        return None, "The segment's count could not be read, so whether these are all its members is unknown."
+    if count > end:
+        return None, (
+            f"Could not read all members ({end} of {count}): sheepCRM's members list ended before the segment's "
+            "count. This is not the whole segment."
+        )
+    if count < end:
+        return None, f"sheepCRM listed {end} members but the segment's count says {count}: the total is unknown."
+    return end, None
 
 
 TOOLS: list[ToolSpec] = [

@@ -9,6 +9,7 @@ import pytest
 
 from sheepcrm_mcp.sandbox.records import primary
 from sheepcrm_mcp.sandbox.runner import SandboxServer
+from sheepcrm_mcp.sandbox.store import Store
 from sheepcrm_mcp.tools import segments
 from sheepcrm_mcp.tools.search import ContactHit
 from tests.helpers import CANARY_KEY, MODES, Readers, answer, answer_body, error_text, read
@@ -78,6 +79,38 @@ async def test_segments_show_active_and_record_type_and_members_page_without_tot
     uid = store.demo_facts()["segment_current_members_uid"]
     page = await answer_body(connect, shared_sandbox, "query_segment", {"uid": uid, "mode": "members", "limit": 5})
     assert page.get("total") is None and page["next_cursor"] and page["by_type"] == {"person": 5}
+
+
+async def test_a_short_page_is_the_last_only_when_the_segment_count_agrees(
+    connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sheepCRM sending fewer members than asked (a page size of its own) before the end of the segment: the answer
+    says it could not read all members (N of M, M from /count), never a total of what was read. A segment read to
+    its end (the count agrees) has its total."""
+    pages = Store.segment_members
+
+    def three_at_most(store: Store, segment_uri: str, **kw: Any) -> Any:
+        return pages(store, segment_uri, **{**kw, "limit": min(kw.get("limit") or 3, 3)})
+
+    monkeypatch.setattr(Store, "segment_members", three_at_most)  # before the sandbox builds its routes
+    with SandboxServer(key=CANARY_KEY) as sb:
+        uid = sb.store.demo_facts()["segment_current_members_uid"]
+        count = sb.store.segment_count(sb.store.uri("segment", uid))
+        short = await answer_body(connect, sb, "query_segment", {"uid": uid, "mode": "members", "limit": 10})
+    assert count > 3 and len(short["members"]) == 3 and short.get("total") is None, short
+    assert f"Could not read all members (3 of {count})" in short["note"], short
+    monkeypatch.undo()
+    with SandboxServer(key=CANARY_KEY) as sb:
+        uid = sb.store.demo_facts()["segment_current_members_uid"]
+        count = sb.store.segment_count(sb.store.uri("segment", uid))
+        args: dict[str, Any] = {"uid": uid, "mode": "members", "limit": 50}
+        async with connect(sb) as client:
+            while True:
+                whole = (await client.call_tool("query_segment", args)).structured_content
+                if not whole.get("next_cursor"):
+                    break
+                args["cursor"] = whole["next_cursor"]
+    assert whole["total"] == count and not whole.get("note"), whole  # the last, short page: the count agrees
 
 
 async def test_an_inactive_segment_says_so(shared_sandbox: SandboxServer, connect: Any) -> None:
