@@ -82,7 +82,7 @@ READS: tuple[Read, ...] = (
          ("display_value",)),
     Read(
         "record history", "record_audit", "/audit/v2/{bucket}/{resource_type}/{uid}/audit", ("results",),
-        ("date", "user", "message", "clean_diff", "field", "prev", "value", "uri"), ("date",),
+        ("date", "user", "message", "clean_diff", "field", "prev", "value", "uri", "count"), ("date",),
     ),
     Read(
         "events", "events", "/events/v2/{bucket}/bookings/{state}", ("bookings",), EVENT,

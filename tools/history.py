@@ -104,11 +104,22 @@ async def get_record_history(req: GetRecordHistoryInput, deps: Deps) -> GetRecor
     items, envelope = list_page(
         entries, req.limit, req.cursor, f"history:{uri}:{req.since_days}",
         f"No changes in the last {req.since_days} days.{longer}",
-        cut="sheepCRM sent its limit of 250 entries; older changes may be missing." if len(found) >= 250 else None,
+        cut=_cut(data, len(found)),
     )
     if any(e.user for e in items):
         envelope["note"] = " ".join(filter(None, [envelope.get("note"), USERS_NOTE]))
     return GetRecordHistoryOutput(uri=str(uri), entries=items, **envelope)
+
+
+def _cut(data: Any, sent: int) -> str | None:
+    """Why the history may not be whole: sheepCRM's `count` ("the number of changes", openapi.yaml diff_list) above
+    the entries sent, or a full 250 (the limit asked for; `count` may be the number sent)."""
+    count = data.get("count") if isinstance(data, dict) else None
+    if isinstance(count, int) and not isinstance(count, bool) and count > sent:
+        return f"sheepCRM counts {count} changes but sent {sent}: older changes may be missing."
+    if sent >= 250:
+        return "sheepCRM sent its limit of 250 entries; older changes may be missing."
+    return None
 
 
 USERS_NOTE = "Users are shown by their uri (/sheepcrm/user/<uid>/): sheepCRM's history does not name them."

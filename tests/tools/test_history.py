@@ -8,7 +8,7 @@ import pytest
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.tools import history
-from tests.helpers import MODES, Readers, answer, answer_body, read
+from tests.helpers import MODES, Readers, answer, answer_body, read, scripted
 
 
 async def test_an_empty_window_suggests_a_longer_one(shared_sandbox: SandboxServer, connect: Any) -> None:
@@ -64,6 +64,21 @@ async def test_history_names_users_and_attendees(sandbox: SandboxServer, connect
 
 
 # ---- the pure mappers ----------------------------------------------------------------------
+
+
+async def test_a_history_count_above_the_entries_sent_says_the_history_is_cut() -> None:
+    """sheepCRM's `count` (openapi.yaml diff_list: "the number of changes") above the entries it sent: the history
+    is cut, said so, though far fewer than 250 came; a count equal to them is whole."""
+    entry = {"date": "2026-01-02T10:00:00", "message": "changed", "uri": "/demo/person/abc/", "clean_diff": []}
+    path = "/audit/v2/demo/person/abc/audit"
+    cut = await history.get_record_history(
+        history.GetRecordHistoryInput(uri="/demo/person/abc/"), scripted({path: {"results": [entry] * 2, "count": 40}})
+    )
+    assert cut.note and "sheepCRM counts 40 changes but sent 2" in cut.note, cut
+    whole = await history.get_record_history(
+        history.GetRecordHistoryInput(uri="/demo/person/abc/"), scripted({path: {"results": [entry] * 2, "count": 2}})
+    )
+    assert not whole.note or "missing" not in whole.note, whole
 
 
 def test_value_reads_json_text_lists() -> None:
