@@ -124,6 +124,7 @@ async def test_traces_join_the_call_the_gate_and_the_upstream_request(tmp_path: 
     assert people and not [p for p in people if p in shown]  # no uid, uri or email in any span
 
 
+@pytest.mark.slow  # the default run's start-up guard (tests/app/test_cli_smoke.py) checks both are deferred
 def test_stdio_loads_neither_prometheus_nor_the_otel_sdk(tmp_path: Path, shared_sandbox: SandboxServer) -> None:
     code = (
         "import sys; from sheepcrm_mcp.assembly import build_app; from sheepcrm_mcp.server.settings import Settings;"
