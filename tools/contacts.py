@@ -21,7 +21,17 @@ from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, record_label
 from sheepcrm_mcp.sheepcrm import CircuitOpenError, InvalidRequest, NotFoundError, SheepError, UpstreamError
 from sheepcrm_mcp.sheepcrm.contacts import located
 from sheepcrm_mcp.sheepcrm.scope import parse_uri
-from sheepcrm_mcp.tools.common import ContactRef, Detail, labelled, listed, plain, record_data, split_label, text
+from sheepcrm_mcp.tools.common import (
+    ContactRef,
+    Detail,
+    an_object,
+    labelled,
+    listed,
+    plain,
+    record_data,
+    split_label,
+    text,
+)
 from sheepcrm_mcp.tools.search import no_match, records
 
 log = logging.getLogger("sheepcrm_mcp.tools")
@@ -238,7 +248,7 @@ async def _email_taken(deps: Deps, email: str, uri: str) -> str | None:
 
 async def _name(deps: Deps, uri: Any) -> str | None:
     """The record's name as sheepCRM has it (for record_label, which shows it quoted after the uri)."""
-    record = await deps.client.record(uri)
+    record = an_object(await deps.client.record(uri), "the contact's record")
     return text(record.get("display_value"))
 
 
@@ -503,9 +513,8 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
                 f"create_contact with these arguments created {uri} at {_when(held['at'])}; sheepCRM no longer has "
                 "it (deleted?). It was not created again: restore it in sheepCRM, or create it there."
             ) from None
-        name = text(record.get("display_value")) or text(
-            record_data(record, "the created record").get("formatted_name")
-        )
+        data = record_data(record, "the created record")  # first: a record that is not an object is could-not-read
+        name = text(record.get("display_value")) or text(data.get("formatted_name"))
         return {"created": {"uri": str(uri), "name": name, "at": held["at"], "how": held.get("how"),
                             "status": held.get("status")}}
 
@@ -617,6 +626,7 @@ async def delete_contact(req: DeleteContactInput, deps: WriteDeps) -> WritePlan:
             record = await deps.client.record(uri, fresh=True)
         except NotFoundError:
             return None  # gone (sheepCRM's v1 also says 404 to a key it refuses: then nothing reads at all)
+        record = an_object(record, "the contact's record")
         return {"name": text(record.get("display_value")), "last_updated": (record.get("meta") or {}).get(
             "last_updated")}
 

@@ -226,6 +226,18 @@ def uid_of(uri: str) -> str:
     return uri.rstrip("/").rsplit("/", 1)[1]
 
 
+async def test_a_created_record_read_back_as_another_shape_is_could_not_read(connect: Any) -> None:
+    """The record read back after a create sent as a list (drift): the answer says sheepCRM's answer could not be
+    read (the outcome is unknown), never a traceback."""
+    with SandboxServer(key=CANARY_KEY, drift=["retyped-field:/api/v1/demo/person/[0-9a-f]{8,}/"]) as sb:
+        async with connect(sb, elicitation=asking([])) as client:
+            result = await client.call_tool("create_contact", JIM)
+        made = sb.store.contacts_by_email(JIM["email"])
+    said = text_of(result)
+    assert made and "has no attribute" not in said and "nothing was changed" not in said, said
+    assert "Could not read sheepCRM's answer to the created record" in said, said
+
+
 @pytest.mark.parametrize("mode", ["legacy", "auto"])  # both protocol eras
 async def test_create_with_approval_reads_back_and_audits(
     sandbox: SandboxServer, connect: Any, tmp_path: Path, mode: str
