@@ -106,8 +106,12 @@ SPEND = """
 local id = redis.call('GET', KEYS[1])
 if not id then return false end
 local status = redis.call('GET', ARGV[1] .. id .. ':status')
-if status == 'approved' or status == 'rejected' then
+if status == 'approved' then
   redis.call('SET', ARGV[1] .. id .. ':status', 'used', 'KEEPTTL')
+  return {id, status}
+end
+if status == 'rejected' then
+  redis.call('DEL', KEYS[1])
   return {id, status}
 end
 if status == 'contested' then

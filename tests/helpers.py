@@ -802,6 +802,13 @@ async def check_launch_contest(store: Approvals, tag: str) -> None:
     assert isinstance(used, Pending) and used.id == item.id
     assert await store.launch(item.id, token) == Contest("used") and await store.decision(item.id) == "used"
 
+    item, token, cookie = await launched(5)  # rejected and told: it stays rejected, never "used" (as if applied)
+    assert await store.decide(item.id, cookie, approve=False) == "rejected"
+    assert await store.consume("update_task", f"{tag}-5", "state") == "rejected"
+    assert await store.consume("update_task", f"{tag}-5", "state") is None
+    assert await store.decision(item.id) == "rejected"
+    assert await store.launch(item.id, token) == Contest("rejected")
+
     item, first, _ = await launched(4)  # a new launch token replaces the old one; its first use is no contest
     second = await store.new_launch(item.id)
     assert await store.launch(item.id, first) is None

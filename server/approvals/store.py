@@ -63,6 +63,7 @@ class ApprovalStore:
 
     def __init__(self) -> None:
         self._items: dict[str, Pending] = {}
+        self._told: set[str] = set()  # rejected approvals whose rejection the caller has been told
         self._lock = threading.Lock()
 
     async def create(self, request: ApprovalRequest) -> Pending:
@@ -141,8 +142,8 @@ class ApprovalStore:
                 if item.status == "approved":  # approved too late: report it once, then it is spent
                     item.status = "used"
                     found = "expired"
-                elif item.status == "rejected":
-                    item.status = "used"
+                elif item.status == "rejected" and item.id not in self._told:  # it stays rejected (the page says so)
+                    self._told.add(item.id)
                     found = "rejected"
                 elif item.status == "contested":  # said once; the next request asks the person again
                     item.status = "cancelled"
@@ -153,3 +154,4 @@ class ApprovalStore:
         now = time.monotonic()
         for key in [k for k, v in self._items.items() if now - v.created > 2 * TTL_SECONDS]:
             del self._items[key]
+            self._told.discard(key)

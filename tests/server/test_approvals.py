@@ -110,9 +110,13 @@ async def test_reject(sandbox: SandboxServer, connect: Any) -> None:
     uid = sandbox.store.demo_facts()["my_open_task_uid"]
     async with connect(sandbox) as client:
         await ask(client, {"uid": uid, "action": "complete"})
-        answer = person_decides(client.opened[-1], "reject")
+        person = Browser()
+        person.open(client.opened[-1])
+        answer = person.decide("reject")
         assert answer.status_code == 200 and "rejected" in answer.text
         again = await ask(client, {"uid": uid, "action": "complete"})
+        # Once the assistant has been told, the page still says rejected (it said "approved and made" before).
+        assert 'id="status">rejected<' in person.http.get(person.page_url).text
     assert again["status"] == "not_approved" and "rejected" in again["message"]
     assert task_status(sandbox, uid) == "open" and puts(sandbox) == 0
 
