@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any, Literal
@@ -45,6 +45,24 @@ STATUSES: tuple[AttendanceStatus, ...] = ("invited", "accepted", "declined", "at
 # an invitation is not a booking, nor is a declined one.
 BOOKED: frozenset[str] = frozenset({"accepted", "attended", "no-show"})
 BOOKED_MEANS = "accepted, attended or no-show; never invited"
+UNKNOWN = "unknown"  # a session whose status is not one of STATUSES: "unknown: <what sheepCRM said>"
+
+
+def status_word(value: Any) -> str:
+    """A session's status as one of STATUSES (any letter case), else 'unknown: <value>' (neither booked nor not)."""
+    said = text(value)
+    word = (said or "").lower()
+    return word if word in STATUSES else f"{UNKNOWN}: {said}" if said else UNKNOWN
+
+
+def unknown_statuses(people: Iterable[Attendee]) -> str | None:
+    """A note when sessions have statuses sheepCRM's documents do not name: who is booked is then unknown."""
+    odd = Counter(p.status for p in people if p.status.startswith(UNKNOWN))
+    if not odd:
+        return None
+    named = ", ".join(f"'{s.removeprefix(UNKNOWN).lstrip(': ') or '(none)'}' x{n}" for s, n in sorted(odd.items()))
+    return (f"{sum(odd.values())} session(s) have a status sheepCRM's documents do not name ({named}): whether they "
+            "are booked is unknown, so the booked count is not given.")
 EventUid = Annotated[UidOrUri, uid_or_uri("list_events(query=...)")]
 BOOKING = ("booking",)
 
@@ -381,17 +399,24 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
     ]
     people = sessions(attendance)[0] if attendance is not None else []
     counts = Counter(s.status for s in people)
-    if attendance is not None:  # booked per ticket from the sessions, by the one definition (never invitations)
+    odd = unknown_statuses(people)
+    if odd:
+        notes.append(odd)
+    exact = attendance is not None and not odd  # booked by the one definition (never invitations), when knowable
+    if exact:
         for t in tickets:
             t.booked = sum(1 for s in people if s.status in BOOKED and s.ticket == t.name)
     frees = [t.free for t in tickets if t.free is not None]
+    if tickets and len(frees) < len(tickets):  # a sum over some ticket types would pass for the event's free places
+        frees = []
+        notes.append("Some ticket types do not say how many places are free (available): free places unknown.")
     event = Event(
         **(brief(e).model_dump() | {"uri": text(e.get("uri")) or f"/{deps.client.bucket}/booking/{uid}/"}),
         capacity=_int(e.get("capacity")),
         tickets=tickets,
         tickets_free=sum(frees) if frees else None,
         attendance=dict(sorted(counts.items())),
-        booked=sum(n for status, n in counts.items() if status in BOOKED) if attendance is not None else None,
+        booked=sum(n for status, n in counts.items() if status in BOOKED) if exact else None,
         note=" ".join(notes) or None,
     )
     if req.detail == "full":
@@ -427,7 +452,7 @@ class Attendee(Output):
 class ListAttendeesOutput(ListOutput):
     event: str
     counts: dict[str, int] = Field(description="All sessions of the event by status (before filters).")
-    booked: int = Field(description=BOOKED_MEANS, json_schema_extra=SHOWN)
+    booked: int | None = Field(None, description=f"{BOOKED_MEANS}. Absent: unknown.", json_schema_extra=SHOWN)
     attendees: list[Attendee]
 
 
@@ -446,7 +471,7 @@ def sessions(data: Any) -> tuple[list[Attendee], int]:
                 person_uri=ref(a.get("person_ref")),
                 name=text(a.get("attendee_name")) or text(a.get("display_value")) or "(no name)",
                 email=text(a.get("attendee_email")),
-                status=text(a.get("status")) or "unknown",
+                status=status_word(a.get("status")),
                 ticket=text(a.get("ticket")),
                 guest=guest,
                 guest_uri=ref(a.get("guest_ref")),
@@ -484,8 +509,9 @@ async def list_attendees(req: ListAttendeesInput, deps: Deps) -> ListAttendeesOu
     e, reduced = await _event_or_refuse(uid, deps)
     people, deleted = sessions(await deps.client.attendance(uid))
     counts = dict(sorted(Counter(p.status for p in people).items()))
-    notes = [*([reduced] if reduced else []), *session_notes(people, deleted)]
-    booked = sum(1 for p in people if p.status in BOOKED)
+    odd = unknown_statuses(people)
+    notes = [*([reduced] if reduced else []), *session_notes(people, deleted), *([odd] if odd else [])]
+    booked = None if odd else sum(1 for p in people if p.status in BOOKED)
     if req.status == "booked":
         people = [p for p in people if p.status in BOOKED]
     elif req.status:

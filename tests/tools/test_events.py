@@ -30,6 +30,7 @@ from tests.helpers import (
     error_text,
     member_session,
     read,
+    scripted,
     writes,
 )
 
@@ -369,3 +370,44 @@ async def test_a_sold_out_flag_that_is_not_a_boolean_is_unknown_and_the_event_st
         single = await answer_body(connect, sb, "get_event", {"uid": uid})
     assert listed["events"] and all("sold_out" not in e for e in listed["events"]), listed
     assert single["uid"] == uid and "sold_out" not in single, single
+
+
+async def test_a_status_the_documents_do_not_name_leaves_booked_unknown(connect: Any) -> None:
+    """Statuses are the five the documents name, in any letter case; any other leaves 'booked' unknown (never a
+    count that quietly leaves the session out) and is named in the note."""
+    with SandboxServer(key=CANARY_KEY) as sb:
+        store = sb.store
+        uid = store.demo_facts()["past_event_uid"]
+        rows = [a for a in store.attendance(store.uri("booking", uid)) if a.data.get("record_state") != "deleted"]
+        accepted = [a for a in rows if a.data["status"] == "accepted"]
+        assert len(accepted) >= 2, "the test needs two accepted sessions"
+        store.update(accepted[0].uri, {"status": "Accepted"}, message="t")  # another letter case: still accepted
+        event = await answer_body(connect, sb, "get_event", {"uid": uid})
+        assert event["booked"] == sum(1 for a in rows if a.data["status"] in events.BOOKED)
+        store.update(accepted[1].uri, {"status": "waitlisted"}, message="t")  # not one of the five
+        event = await answer_body(connect, sb, "get_event", {"uid": uid})
+        attendees = await answer_body(connect, sb, "list_attendees", {"uid": uid, "limit": 50})
+    assert event.get("booked") is None and "'waitlisted' x1" in event["note"], event
+    assert all(t.get("booked") is None for t in event["tickets"]), event
+    assert attendees.get("booked") is None and "do not name" in attendees["note"], attendees
+    statuses = {a["status"] for a in attendees["attendees"]}
+    assert {"accepted", "unknown: waitlisted"} <= statuses and "Accepted" not in statuses
+
+
+def test_status_words() -> None:
+    assert [events.status_word(v) for v in ("Accepted", " no-show ", "waitlisted", None, "")] == [
+        "accepted", "no-show", "unknown: waitlisted", "unknown", "unknown"
+    ]
+
+
+async def test_free_places_are_unknown_when_a_ticket_type_does_not_say() -> None:
+    """Two ticket types, one without `available`: the event's free places are unknown, not the other type's 5."""
+    path = "/events/v2/demo/booking/e1"
+    deps = scripted({
+        path: {"uid": "e1", "title": "Fair", "start_date": "2030-01-01"},
+        f"{path}/available_tickets": {"available_tickets": [{"name": "Adult", "available": 5}, {"name": "Child"}]},
+        f"{path}/attendance/all": {"sessions": []},
+    })
+    event = await events.get_event(events.GetEventInput(uid="e1"), deps)
+    assert event.tickets_free is None and "free places unknown" in (event.note or ""), event
+    assert [t.free for t in event.tickets] == [5, None]

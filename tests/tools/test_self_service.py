@@ -117,3 +117,35 @@ async def test_without_a_signed_in_member_the_tools_refuse() -> None:
 
 def test_counts_are_whole_and_never_negative() -> None:
     assert [self_service._int(v) for v in ("3", -2, None, "x", 4.7)] == [3, 0, None, None, 4]
+
+
+async def test_one_events_unreadable_tickets_leave_the_others_listed(tmp_path: Path) -> None:
+    """One event's tickets refused (403), and no ticket type saying whether it is for members only: the other
+    events are still listed, that one with places unknown, and member_only is unknown, never False."""
+    with SandboxServer(key=CANARY_KEY) as sb:  # the seeded events are the same in every sandbox
+        refused = min(sb.store.events("future"), key=lambda e: e.data.get("start_date") or "").uid
+    drift = ["renamed-field=member_only:available_tickets"]
+    with SandboxServer(key=CANARY_KEY, drift=drift, faults=[f"403:1.0:/booking/{refused}/available_tickets"]) as sb:
+        assert refused in {e.uid for e in sb.store.events("future")}
+        async with open_session(sb, tmp_path, profile="member") as client:
+            result = await client.call_tool("upcoming_events", {"limit": 50})
+    body = result.structured_content
+    assert not result.is_error and len(body["events"]) > 1, result.content
+    assert all(e.get("member_only") is None for e in body["events"]), body
+    [that] = [e for e in body["events"] if e["uid"] == refused]
+    assert that.get("places_free") is None and "places unknown" in body["note"], body
+
+
+async def test_a_booking_whose_status_is_unknown_is_listed_and_said(tmp_path: Path) -> None:
+    """A session of Jane's with a status the documents do not name is neither hidden as 'not a booking' nor passed
+    off as one: it is listed with its status and the note says whether it is a booking is unknown."""
+    with SandboxServer(key=CANARY_KEY) as sb:
+        facts = sb.store.demo_facts()
+        mine = [s for s in sb.store.by_type("attendance")
+                if s.data.get("person_ref") == facts["jane_uri"] and s.data.get("record_state") != "deleted"]
+        assert mine, "the test needs a session of Jane's"
+        sb.store.update(mine[0].uri, {"status": "waitlisted"}, message="t")
+        async with member_session(sb, tmp_path, facts["jane_uri"], facts["jane_email"]) as client:
+            body = (await client.call_tool("my_bookings", {"when": "all", "limit": 50})).structured_content
+    assert "unknown: waitlisted" in {b["status"] for b in body["bookings"]}, body
+    assert "whether they are bookings is unknown" in body["note"], body
