@@ -137,6 +137,8 @@ async def at_organisation(req: SearchContactsInput, deps: Deps) -> SearchContact
             continue
         if linked.type == "person":
             people.setdefault(str(linked), ContactHit(uri=str(linked), name="(could not read)", type="person"))
+        elif str(linked) == str(org):  # a link seen from the other side: who is at that end is not said
+            unread += 1
     notes = [
         f"{unread} connection(s) name no contact of this bucket that could be read (their destination): the "
         "people there may be more." if unread else None,

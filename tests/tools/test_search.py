@@ -285,3 +285,15 @@ async def test_several_people_matching_the_person_search_is_not_a_data_conflict(
         said = error_text(await answer(connect, sb, "search_contacts", args))
     assert "Several people match" in said and "query=" in said, said
     assert "conflict" not in said and "nothing was changed" not in said, said
+
+
+async def test_a_connection_seen_from_the_other_side_is_counted_not_dropped() -> None:
+    """A link whose destination is the organisation itself does not say who is at the other end: it is counted
+    among the connections that could not be read, never silently left out of 'the people there'."""
+    org = "/demo/organisation/0123456789abcdef01234567/"
+    deps = scripted({
+        f"/api/v1{org}": {"uri": org, "display_value": "Acme", "data": {}},
+        "/api/v1/demo/connections/": {"connections": [{"destination": org, "connection_type": "employee"}]},
+    })
+    body = await search.search_contacts(search.SearchContactsInput(organisation=org), deps)
+    assert body.contacts == [] and body.note and "1 connection(s)" in body.note, body
