@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -170,6 +171,7 @@ class Decision:
     channel: str
     waited: bool = False  # a person was asked during this call, so the state must be read again before writing
     approver: dict[str, Any] | None = None  # hosted mode: who approved on the page (audited)
+    approval: str | None = None  # the page's approval this write spends (its page may be asked how to undo it)
     message: str | None = None  # approval_required: where the person approves
     unticked: bool = False  # declined by accepting the form without ticking its box
 
@@ -339,7 +341,7 @@ class Gate:
         if isinstance(used, str) and not contested:
             return Decision("rejected" if used == "rejected" else "expired", "approval-page")
         if isinstance(used, Pending):
-            return Decision("approved", "approval-page", approver=used.approver)
+            return Decision("approved", "approval-page", approver=used.approver, approval=used.id)
         form, url_mode = _elicitation_modes(ctx)
         new_era = is_version_at_least(ctx.protocol_version or "", "2026-07-28")
         message = self._message(plan, changes)
@@ -411,7 +413,7 @@ class Gate:
                     "rejected" if used == "rejected" else "contested" if used == "contested" else "expired"
                 )
                 return Decision(kind, "url-elicitation", waited=True)
-            return Decision("approved", "url-elicitation", waited=True, approver=used.approver)
+            return Decision("approved", "url-elicitation", waited=True, approver=used.approver, approval=used.id)
         return Decision("timeout", "url-elicitation")
 
     @staticmethod
@@ -447,9 +449,20 @@ class Gate:
         # Whatever happened, find out what is now true and audit it, even while being cancelled.
         with anyio.CancelScope(shield=applied.cancelled is not None):
             result = await self._settle(attempt, applied)
+            if decision.approval is not None and result.undo is not None:
+                await self._keep_undo(decision.approval, result.undo)
         if applied.cancelled is not None:
             raise applied.cancelled
         return result
+
+    async def _keep_undo(self, approval_id: str, undo: UndoCall) -> None:
+        """Keep with the approval the call that reverses its write: a browser that opens its launch link after the
+        write (the person's, when another browser decided first) is told it."""
+        try:
+            call = f"{undo.tool} with {json.dumps(undo.arguments, ensure_ascii=False)}"
+            await self.approvals.applied(approval_id, call)
+        except Exception as exc:  # the write stands and its answer offers the undo; only the page would not name it
+            log.warning("the undo of an approved write was not kept for its page (%s)", type(exc).__name__)
 
     async def _unapproved(self, tool: str, prepared: Prepared, decision: Decision) -> WriteResult:
         """Nothing is written: there is nothing to do, approval is waiting, or it was not given."""

@@ -2,7 +2,8 @@
 
 - Approvals: `approval:{id}` (what was previewed, immutable), `approval:{id}:status`,
   `approval:{id}:launch` (a digest of the one-time launch token, `used:<digest>` once a browser used it),
-  `approval:{id}:opened` (when it was first used), `approval:{id}:browser` (a digest of the cookie of the
+  `approval:{id}:opened` (when it was first used), `approval:{id}:undo` (after its write, the call that
+  reverses it), `approval:{id}:browser` (a digest of the cookie of the
   browser that used it) and an `approval-match:{request}` pointer, all expiring with the approval. No secret
   is kept in clear: read access to Redis gives no launch link, cookie or form token (the form token is derived
   from the cookie). Every change (status, launch, browser) is one Lua script, so two replicas racing to spend
@@ -215,8 +216,8 @@ class RedisApprovals(RedisStore):
     async def get(self, approval_id: str) -> Pending | None:
         key = f"{PREFIX}approval:{approval_id}"
         with self._guard("reading an approval"):
-            body, status, launch, browser, by, opened = await self.client.mget(
-                [key, f"{key}:status", f"{key}:launch", f"{key}:browser", f"{key}:by", f"{key}:opened"]
+            body, status, launch, browser, by, opened, undo = await self.client.mget(
+                [key, f"{key}:status", f"{key}:launch", f"{key}:browser", f"{key}:by", f"{key}:opened", f"{key}:undo"]
             )
         if body is None or status is None or browser is None:
             return None
@@ -229,6 +230,7 @@ class RedisApprovals(RedisStore):
             browser=str(browser),  # a digest of the browser cookie, never the cookie
             launch=str(launch) if launch else None,  # a digest of the launch token, never the token
             launched=float(opened or 0),
+            undo=str(undo or ""),
             status=cast(Status, status),
             wall=wall,
             created=created,
@@ -262,6 +264,10 @@ class RedisApprovals(RedisStore):
         with self._guard("reading an approval"):
             status = await self.client.get(f"{PREFIX}approval:{approval_id}:status")
         return cast(Status, status) if status is not None else None
+
+    async def applied(self, approval_id: str, undo: str) -> None:
+        with self._guard("keeping how to undo a write", "its approval page cannot name the undo"):
+            await self.client.set(f"{PREFIX}approval:{approval_id}:undo", undo, ex=KEEP)
 
     async def decide(
         self, approval_id: str, browser: str | None, approve: bool, by: dict[str, Any] | None = None

@@ -801,6 +801,9 @@ async def check_launch_contest(store: Approvals, tag: str) -> None:
     used = await store.consume("update_task", f"{tag}-3", "state")
     assert isinstance(used, Pending) and used.id == item.id
     assert await store.launch(item.id, token) == Contest("used") and await store.decision(item.id) == "used"
+    await store.applied(item.id, 'update_task with {"action": "reopen"}')
+    kept = await store.get(item.id)
+    assert kept is not None and kept.undo == 'update_task with {"action": "reopen"}'  # for the page to say
 
     item, token, cookie = await launched(5)  # rejected and told: it stays rejected, never "used" (as if applied)
     assert await store.decide(item.id, cookie, approve=False) == "rejected"

@@ -464,12 +464,15 @@ class ApprovalPage:
         if before not in (*CONTESTED, "pending", "contested", "cancelled"):
             return not_found()
         status = {"pending": "contested", "approved": "contested"}.get(before, before)
+        said = CONTESTED.get(before, SAID["contested"])
+        if before == "used" and item.undo:
+            said += f" The call that reverses it: <code>{html.escape(item.undo)}</code>."
         body = PAGE.format(
             who=self._where(item),
             summary=html.escape(item.summary),
             tool=html.escape(item.tool),
             status=status,
-            said=CONTESTED.get(before, SAID["contested"]),
+            said=said,
             lines="".join(f"<li>{html.escape(line)}</li>" for line in item.lines),
             form="",
         )

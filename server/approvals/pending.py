@@ -52,6 +52,7 @@ class Pending:
     wall: float = field(default_factory=time.time)  # when it was created, for stores shared between processes
     owner: dict[str, Any] | None = None  # hosted mode: who asked for the write (sub, email, profile)
     approver: dict[str, Any] | None = None  # hosted mode: who decided on the page (sub, email, name)
+    undo: str = ""  # after its write: the call that reverses it, for a browser that opens its launch link late
 
     @classmethod
     def new(cls, request: ApprovalRequest) -> Pending:

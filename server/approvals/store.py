@@ -52,6 +52,10 @@ class Approvals(Protocol):
 
     async def decision(self, approval_id: str) -> Status | None: ...
 
+    async def applied(self, approval_id: str, undo: str) -> None:
+        """Keep, with an approval whose write was made, the call that reverses it (said to a later browser)."""
+        ...
+
     async def consume(self, tool: str, args_digest: str, state_digest: str) -> Pending | str | None:
         """Use an approval matching exactly this request and state, once: the approval, or 'expired' / 'rejected' /
         'contested' (said once: it is then cancelled) when the matching one is, or None."""
@@ -128,6 +132,11 @@ class ApprovalStore:
         with self._lock:
             item = self._items.get(approval_id)
             return item.status if item is not None else None
+
+    async def applied(self, approval_id: str, undo: str) -> None:
+        with self._lock:
+            if (item := self._items.get(approval_id)) is not None:
+                item.undo = undo
 
     async def consume(self, tool: str, args_digest: str, state_digest: str) -> Pending | str | None:
         """Use an approval matching exactly this request and state, once (see Approvals.consume)."""

@@ -379,11 +379,15 @@ async def test_the_persons_browser_arriving_after_the_decision_is_told(
         model.open_file(files[0])
         assert 'id="status">approved<' in model.decide("approve").text
         if applied:
-            assert (await ask(client, args))["status"] == "applied" and puts(sandbox) == 1
+            done = await ask(client, args)
+            assert done["status"] == "applied" and puts(sandbox) == 1 and done["undo"]
         told = Browser().open_file(files[0])
         assert told.status_code == 409, told.text
         if applied:
             assert "already approved from another browser window" in told.text and "undo it" in told.text
+            undo = re.search(r"The call that reverses it: <code>([^<]+)</code>", told.text)  # the answer's undo
+            assert undo and html.unescape(undo.group(1)).startswith(f"{done['undo']['tool']} with ")
+            assert all(str(v) in html.unescape(undo.group(1)) for v in done["undo"]["arguments"].values())
             assert "&quot;open&quot; → &quot;done&quot;" in told.text  # what was changed, to set it back
         else:
             assert "had just been approved in another browser window" in told.text and "cancelled" in told.text
