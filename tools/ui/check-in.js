@@ -153,7 +153,8 @@ function showNote(text) {
 
 // The person uid a change line names: set_attendance labels each change "<name> (<uid>)[, all N sessions]".
 function changedUid(target) {
-  const m = /\(([^()\s]+)\)(?:, all \d+ sessions)?$/.exec(String(target || ""));
+  // the gate names a record by its id first, whole, then its name quoted: `<uid> "Name"[, all N sessions]`
+  const m = /^([^\s"]+)/.exec(String(target || ""));
   return m ? m[1] : null;
 }
 
