@@ -188,15 +188,26 @@ def an_object(data: Any, what: str) -> dict[str, Any]:
     raise unreadable(what, data, "an object")
 
 
-def record_data(record: Any, what: str) -> dict[str, Any]:
-    """The v1 record's `data` object ({display_value, data, meta}; none when absent or null); a record or a `data`
-    that is not an object raises UpstreamError (could not read), never a record with no fields."""
-    data = an_object(record, what).get("data")
+def record_data(record: Any, what: str, part: str = "data") -> dict[str, Any]:
+    """The v1 record's `data` (or `meta`) object ({display_value, data, meta}; none when absent or null); a record
+    or a part that is not an object raises UpstreamError (could not read), never a record with no fields."""
+    data = an_object(record, what).get(part)
     if data is None:
         return {}
     if isinstance(data, dict):
         return data
-    raise unreadable(what, record["data"], "`data` holding an object")
+    raise unreadable(what, record[part], f"`{part}` holding an object")
+
+
+def places(value: Any) -> int | None:
+    """A count of places: a whole number, never below 0 (an oversold count is 0 free); None when sheepCRM's value
+    is absent or not a number (unknown, never 0; a boolean is not a count)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return None
 
 
 def _count(value: Any) -> int | None:

@@ -80,7 +80,7 @@ async def get_contact(req: GetContactInput, deps: Deps) -> Contact:
     uri = parse_uri(req.uri, deps.client.bucket)
     record = await or_refuse(deps.client.record(uri), f"No contact {uri}; find contacts with search_contacts.")
     d = record_data(record, "the contact's record")
-    meta: dict[str, Any] = record.get("meta") or {}
+    meta = record_data(record, "the contact's record", "meta")
     contact = Contact(
         uri=str(uri),
         name=text(record.get("display_value")) or text(d.get("formatted_name")) or text(d.get("name")) or "(no name)",
@@ -184,7 +184,7 @@ async def update_contact(req: UpdateContactInput, deps: WriteDeps) -> WritePlan:
         return {
             "name": text(record.get("display_value")),
             "fields": _current(record),
-            "last_updated": (record.get("meta") or {}).get("last_updated"),
+            "last_updated": record_data(record, "the contact's record", "meta").get("last_updated"),
             "emails": positional(data.get("email")),
             "phones": positional(data.get("telephone")),
             "address_lines": positional(data.get("address_lines")),
@@ -627,8 +627,8 @@ async def delete_contact(req: DeleteContactInput, deps: WriteDeps) -> WritePlan:
         except NotFoundError:
             return None  # gone (sheepCRM's v1 also says 404 to a key it refuses: then nothing reads at all)
         record = an_object(record, "the contact's record")
-        return {"name": text(record.get("display_value")), "last_updated": (record.get("meta") or {}).get(
-            "last_updated")}
+        return {"name": text(record.get("display_value")),
+                "last_updated": record_data(record, "the contact's record", "meta").get("last_updated")}
 
     def diff(state: dict[str, Any] | None) -> list[Change]:
         if state is None:

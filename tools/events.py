@@ -31,6 +31,7 @@ from sheepcrm_mcp.tools.common import (
     fetch_pages,
     flag,
     listed,
+    places,
     ref,
     text,
     today,
@@ -84,6 +85,14 @@ class ListedEvent(EventBrief):
     guest_of: str | None = None
 
 
+def _status(e: dict[str, Any]) -> str | None:
+    """`cancelled` decides when it is a boolean (openapi.yaml EventSingle); any other value: status unknown."""
+    cancelled = e.get("cancelled")
+    if cancelled is True:
+        return "cancelled"
+    return text(e.get("status")) if cancelled in (None, False) else "unknown"
+
+
 def brief(e: dict[str, Any]) -> EventBrief:
     uid = text(e.get("uid")) or ""
     return EventBrief(
@@ -93,7 +102,7 @@ def brief(e: dict[str, Any]) -> EventBrief:
         start=text(e.get("start_datetime")) or text(e.get("start_date")),
         end=text(e.get("end_datetime")) or text(e.get("end_date")),
         location=text(e.get("location")),
-        status="cancelled" if e.get("cancelled") else text(e.get("status")),
+        status=_status(e),
         sold_out=flag(e.get("is_sold_out")),
     )
 
@@ -155,8 +164,8 @@ async def _free(event: ListedEvent, deps: Deps) -> None:
         tickets = listed(await deps.client.event_tickets(event.uid), "the event's tickets", "available_tickets")
     except SheepError:  # not allowed, or an answer that could not be read: free places stay unknown
         return
-    frees = [n for t in tickets if (n := _int(t.get("available"))) is not None]
-    event.free = sum(frees) if frees else None
+    frees = [places(t.get("available")) for t in tickets]
+    event.free = None if not frees or None in frees else sum(n for n in frees if n is not None)
 
 
 @dataclass
@@ -361,13 +370,6 @@ class Event(EventBrief):
     note: str | None = Field(None, description="What this key could not read, if anything.")
 
 
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _tickets(data: Any, notes: list[str]) -> list[dict[str, Any]]:
     """The ticket types of an answer this key could read; one that cannot be read is said in the notes."""
     if data is None:
@@ -390,10 +392,10 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
             name=text(t.get("name")) or "ticket",
             price=text(t.get("amount")),
             member_only=t.get("member_only") if isinstance(t.get("member_only"), bool) else None,
-            capacity=_int(t.get("total")),
-            allocated=_int(t.get("allocated")),
-            reserved=_int(t.get("reserved")),
-            free=_int(t.get("available")),
+            capacity=places(t.get("total")),
+            allocated=places(t.get("allocated")),
+            reserved=places(t.get("reserved")),
+            free=places(t.get("available")),
         )
         for t in _tickets(tickets_data, notes)
     ]
@@ -412,7 +414,7 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
         notes.append("Some ticket types do not say how many places are free (available): free places unknown.")
     event = Event(
         **(brief(e).model_dump() | {"uri": text(e.get("uri")) or f"/{deps.client.bucket}/booking/{uid}/"}),
-        capacity=_int(e.get("capacity")),
+        capacity=places(e.get("capacity")),
         tickets=tickets,
         tickets_free=sum(frees) if frees else None,
         attendance=dict(sorted(counts.items())),

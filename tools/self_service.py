@@ -22,7 +22,17 @@ from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec
 from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepReader
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
 from sheepcrm_mcp.tools import help
-from sheepcrm_mcp.tools.common import Detail, ListOutput, Paged, an_object, fetch_pages, listed, text, v1_none_found
+from sheepcrm_mcp.tools.common import (
+    Detail,
+    ListOutput,
+    Paged,
+    an_object,
+    fetch_pages,
+    listed,
+    places,
+    text,
+    v1_none_found,
+)
 from sheepcrm_mcp.tools.events import BOOKED, UNKNOWN, brief, person_events, state_lists
 from sheepcrm_mcp.tools.membership import CheckMembershipInput, MembershipAnswer, check_membership
 
@@ -147,16 +157,6 @@ class UpcomingEventsOutput(ListOutput):
     events: list[OpenEvent]
 
 
-def _int(value: Any) -> int | None:
-    """A count of places, or None when sheepCRM's value is absent or not a number (unknown, never 0)."""
-    if isinstance(value, bool):
-        return None
-    try:
-        return max(0, int(value))
-    except (TypeError, ValueError):
-        return None
-
-
 async def upcoming_events(req: UpcomingEventsInput, deps: Deps) -> UpcomingEventsOutput:
     """Future events with free places, soonest first. Every page of sheepCRM's future list is read (as list_events
     does); free places are read event by event, for at most SCAN_LIMIT events, the soonest, and the answer says
@@ -181,7 +181,7 @@ async def upcoming_events(req: UpcomingEventsInput, deps: Deps) -> UpcomingEvent
             tickets = listed(await deps.client.event_tickets(b.uid), "the event's tickets", "available_tickets")
         except EXPECTED:  # one event's unreadable tickets: its places are unknown, the rest still read
             tickets = []
-        counts = [_int(t.get("available")) for t in tickets]
+        counts = [places(t.get("available")) for t in tickets]
         free = None if None in counts or not tickets else sum(c for c in counts if c is not None)
         flags = [t.get("member_only") for t in tickets]
         if free is None or free > 0:  # places unknown is listed as unknown, never left out as full

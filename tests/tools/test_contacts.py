@@ -610,3 +610,11 @@ async def test_a_contact_record_whose_data_is_not_an_object_is_could_not_read(co
         said = error_text(await answer(connect, sb, "get_contact", {"uri": jane}))
     assert "could not read sheepcrm's answer" in said.lower() and "`data` holding an object" in said, said
     assert "failed unexpectedly" not in said, said
+
+
+async def test_a_record_whose_meta_is_not_an_object_is_could_not_read(connect: Any) -> None:
+    """`meta` sent as a list (drift): get_contact says it could not read sheepCRM's answer, never a traceback."""
+    with SandboxServer(key=CANARY_KEY, drift=["retyped-field=meta:/api/v1/"]) as sb:
+        result = await answer(connect, sb, "get_contact", {"uri": sb.store.demo_facts()["jane_uri"]})
+    said = error_text(result)
+    assert "Could not read sheepCRM's answer" in said and "`meta` holding an object" in said, said

@@ -411,3 +411,21 @@ async def test_free_places_are_unknown_when_a_ticket_type_does_not_say() -> None
     event = await events.get_event(events.GetEventInput(uid="e1"), deps)
     assert event.tickets_free is None and "free places unknown" in (event.note or ""), event
     assert [t.free for t in event.tickets] == [5, None]
+
+
+def test_a_cancelled_flag_that_is_not_a_boolean_is_status_unknown() -> None:
+    base = {"uid": "e1", "title": "Fair", "status": "open"}
+    assert [events.brief({**base, "cancelled": c}).status for c in (True, False, None, "false")] == [
+        "cancelled", "open", "open", "unknown"
+    ]
+
+
+async def test_list_events_free_places_are_unknown_when_a_ticket_type_does_not_say() -> None:
+    path = "/events/v2/demo/booking/e1"
+    deps = scripted({f"{path}/available_tickets": {"available_tickets": [{"available": 5}, {"name": "Child"}]}})
+    event = events.ListedEvent(uid="e1", title="Fair")
+    await events._free(event, deps)
+    assert event.free is None
+    deps = scripted({f"{path}/available_tickets": {"available_tickets": [{"available": 5}, {"available": -3}]}})
+    await events._free(event, deps)
+    assert event.free == 5

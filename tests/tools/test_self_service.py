@@ -13,6 +13,7 @@ from sheepcrm_mcp.sandbox.records import fmt_dt, now_utc
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.errors import Refusal
 from sheepcrm_mcp.tools import self_service
+from sheepcrm_mcp.tools.common import places
 from tests.helpers import CANARY_KEY, as_guest_only, clone_records, member_session, open_session, scripted
 
 BOOKED = {"accepted", "attended", "no-show"}
@@ -116,7 +117,7 @@ async def test_without_a_signed_in_member_the_tools_refuse() -> None:
 
 
 def test_counts_are_whole_and_never_negative() -> None:
-    assert [self_service._int(v) for v in ("3", -2, None, "x", 4.7)] == [3, 0, None, None, 4]
+    assert [places(v) for v in ("3", -2, None, "x", 4.7, True)] == [3, 0, None, None, 4, None]
 
 
 async def test_one_events_unreadable_tickets_leave_the_others_listed(tmp_path: Path) -> None:
