@@ -31,6 +31,7 @@ from sheepcrm_mcp.tools.common import (
     record_data,
     split_label,
     text,
+    unreadable,
 )
 from sheepcrm_mcp.tools.search import no_match, records
 
@@ -135,9 +136,17 @@ class UpdateContactInput(Input):
         return self
 
 
+def address_lines(value: Any) -> list[Any] | None:
+    """`address_lines` as a positional list: a list as it is, one string as one line, nothing as no lines; None
+    for any other shape (could not read: never read character by character or as no address)."""
+    if value is None or isinstance(value, (list, str)):
+        return positional(value)
+    return None
+
+
 def _current(record: dict[str, Any]) -> dict[str, Any]:
     data = record_data(record, "the contact's record")
-    lines = [text(v) or "" for v in (data.get("address_lines") or [])] + ["", "", ""]
+    lines = [text(v) or "" for v in (address_lines(data.get("address_lines")) or [])] + ["", "", ""]
     return {
         "email": plain(data.get("email")) or "",
         "phone": plain(data.get("telephone")) or "",
@@ -181,13 +190,16 @@ async def update_contact(req: UpdateContactInput, deps: WriteDeps) -> WritePlan:
     async def read() -> dict[str, Any]:
         record = await deps.client.record(uri, fresh=True)
         data = record_data(record, "the contact's record")
+        lines = address_lines(data.get("address_lines"))
+        if lines is None and any(f.startswith("address_line") for f in wanted):
+            raise unreadable("the contact's address_lines", data.get("address_lines"), "a list of lines or one line")
         return {
             "name": text(record.get("display_value")),
             "fields": _current(record),
             "last_updated": record_data(record, "the contact's record", "meta").get("last_updated"),
             "emails": positional(data.get("email")),
             "phones": positional(data.get("telephone")),
-            "address_lines": positional(data.get("address_lines")),
+            "address_lines": lines or [],
         }
 
     def diff(state: dict[str, Any]) -> list[Change]:

@@ -38,6 +38,10 @@ ShownStatus = Literal["open", "done", "unknown"]
 UNKNOWN_STATUS = (
     "sheepCRM did not say whether {n} of these tasks are completed (no boolean `completed` value): status unknown."
 )
+UNDATED = (
+    "The due date of {n} of these tasks could not be read (`due` shows what sheepCRM sent): they are listed because "
+    "whether they are due is unknown, not no."
+)
 NO_COMPLETED = (
     "sheepCRM's answer holds no completed task: it may not send them (include_completed is only in the 2025-02 "
     "draft), so which tasks are done is unknown here, not none."
@@ -118,11 +122,14 @@ async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
     tasks = [brief(t) for t in found if text(t.get("record_state")) != "deleted"]
     if req.status != "any":
         tasks = [t for t in tasks if t.status in (req.status, "unknown")]  # unknown is shown, never dropped
+    # A due date that cannot be read, or a status sheepCRM does not say, is kept and said, never read as "not due".
+    undated = [t for t in tasks if t.due is not None and moment(t.due) is None]
     if req.due_before:
-        tasks = [t for t in tasks if (d := day(t.due)) is not None and d <= req.due_before]
+        tasks = [t for t in tasks if t in undated or ((d := day(t.due)) is not None and d <= req.due_before)]
     if req.overdue:
         now = datetime.now(UTC)
-        tasks = [t for t in tasks if t.status == "open" and (m := moment(t.due)) is not None and m < now]
+        tasks = [t for t in tasks if t.status in ("open", "unknown")
+                 and (t in undated or ((m := moment(t.due)) is not None and m < now))]
     if req.about:
         about = req.about.rstrip("/") + "/"
         tasks = [t for t in tasks if t.about_uri == about]
@@ -148,6 +155,8 @@ async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
         envelope["note"] = " ".join(filter(None, [shared, envelope["note"]]))
     if unknown := sum(t.status == "unknown" for t in tasks):
         envelope["note"] = " ".join(filter(None, [UNKNOWN_STATUS.format(n=unknown), envelope["note"]]))
+    if (req.due_before or req.overdue) and (odd := sum(t in undated for t in tasks)):
+        envelope["note"] = " ".join(filter(None, [UNDATED.format(n=odd), envelope["note"]]))
     return ListTasksOutput(tasks=items, as_of=as_of(), **envelope)
 
 

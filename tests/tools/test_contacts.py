@@ -148,6 +148,37 @@ async def test_update_contact_keeps_address_lines_four_and_beyond(
     assert line["before"]["address_lines"] == lines and line["after"]["address_lines"][3:] == lines[3:]
 
 
+async def test_address_lines_held_as_one_string_are_one_line_in_the_preview_and_the_undo(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    sandbox.store.update(jane, {"address_lines": "4 Gay Street, Bath"}, message="one string")
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=answering("accept", {"confirm": True}, seen)) as client:
+        result = await client.call_tool("update_contact", {"uri": jane, "address_line_1": "5 Gay Street"})
+        body = result.structured_content
+        assert body["status"] == "applied", body
+        assert 'address line 1: "4 Gay Street, Bath" → "5 Gay Street"' in seen[-1]
+        assert body["undo"]["arguments"]["address_line_1"] == "4 Gay Street, Bath"
+        undo = await client.call_tool(body["undo"]["tool"], body["undo"]["arguments"])
+        assert undo.structured_content["status"] == "applied", undo.structured_content
+    record = sandbox.store.get(jane)
+    assert record is not None and record.data["address_lines"] == ["4 Gay Street, Bath"]
+
+
+async def test_address_lines_of_an_unknown_shape_are_could_not_read_and_not_written(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    sandbox.store.update(jane, {"address_lines": {"street": "4 Gay Street"}}, message="an object")
+    async with connect(sandbox, elicitation=approve) as client:
+        result = await client.call_tool("update_contact", {"uri": jane, "address_line_1": "5 Gay Street"})
+    assert result.is_error, result
+    message = error_text(result)
+    assert "Could not read" in message and "street" in message and "Gay Street" not in message
+    assert writes(sandbox) == []
+
+
 async def test_full_detail_carries_known_as_and_notes(shared_sandbox: SandboxServer, connect: Any) -> None:
     store, facts = shared_sandbox.store, shared_sandbox.store.demo_facts()
     full = await answer_body(connect, shared_sandbox, "get_contact", {"uri": facts["jane_uri"], "detail": "full"})

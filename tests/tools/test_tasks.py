@@ -130,6 +130,28 @@ async def test_tasks_about_a_contact_and_overdue(shared_sandbox: SandboxServer, 
     assert overdue["as_of"].startswith(now.date().isoformat()[:7])
 
 
+async def test_overdue_and_due_before_keep_tasks_whose_due_date_or_status_is_unknown(connect: Any) -> None:
+    """A due date sheepCRM sent but that cannot be read, or a task that does not say whether it is completed, is
+    listed and said, never dropped as "not due"."""
+    with SandboxServer(key=CANARY_KEY) as sb:
+        store = sb.store
+        now = now_utc()
+        mine = [t for t in store.tasks(store.api_user) if t.data.get("record_state") != "deleted"]
+        open_ = [t for t in mine if not t.data["completed"]]
+        unreadable, unsaid = open_[0], open_[1]
+        store.replace_data(unreadable.uri, {**unreadable.data, "date": "next Tuesday"})
+        past = fmt_dt(now - timedelta(days=3))
+        store.replace_data(unsaid.uri, {**{k: v for k, v in unsaid.data.items() if k != "completed"}, "date": past})
+        overdue = await answer_body(connect, sb, "list_tasks", {"overdue": True, "limit": 50})
+        before = await answer_body(
+            connect, sb, "list_tasks", {"due_before": (now + timedelta(days=1)).date().isoformat(), "limit": 50}
+        )
+    got = {t["uid"]: t for t in overdue["tasks"]}
+    assert got[unreadable.uid]["due"] == "next Tuesday" and got[unsaid.uid]["status"] == "unknown", overdue
+    assert "could not be read" in overdue["note"] and "status unknown" in overdue["note"], overdue
+    assert unreadable.uid in {t["uid"] for t in before["tasks"]} and "could not be read" in before["note"], before
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_get_task(shared_sandbox: SandboxServer, readers: Readers, mode: str) -> None:
     store = shared_sandbox.store
