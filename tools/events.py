@@ -11,7 +11,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 import anyio
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from sheepcrm_mcp.server.errors import Refusal, or_refuse
 from sheepcrm_mcp.server.paging import as_of, list_page
@@ -192,7 +192,13 @@ async def person_events(
     `keep`. Orders alone would miss an attendee booked by someone else and every guest, so the attendance of the
     listed events is read too (at most SCAN besides the ordered ones; sheepCRM's person session endpoints document
     no body). Returns the events and a note when the answer may be incomplete."""
-    data = await or_refuse(deps.client.person_orders(person.uid), missing)
+    notes = []
+    try:
+        data = await or_refuse(deps.client.person_orders(person.uid), missing)
+    except PermissionDenied:  # this key may not read orders: the bookings come from attendance alone
+        data = {"orders": []}
+        notes.append("This person's orders could not be read (403: this API key may not read them), so the bookings "
+                     "come from the events' attendance only: events bought for others are not shown.")
     orders = {
         b.uid: text(o.get("booking_display"))
         for o in listed(data, "the person's event orders", "orders") if (b := _booking_uri(o, deps))
@@ -240,7 +246,6 @@ async def person_events(
     async with anyio.create_task_group() as tg:
         for uid in scanned:
             tg.start_soon(one, uid)
-    notes = []
     if skipped > 0:
         notes.append(
             f"Read the attendance of {len(scanned)} events; {skipped} more events were not read, where this person "
@@ -387,6 +392,7 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
     notes = [reduced] if reduced else []
     tickets_data = await _optional(deps.client.event_tickets(uid), "Tickets", notes)
     attendance = await _optional(deps.client.attendance(uid), "Attendance", notes)
+    types = _tickets(tickets_data, notes)
     tickets = [
         TicketType(
             name=text(t.get("name")) or "ticket",
@@ -397,7 +403,7 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
             reserved=places(t.get("reserved")),
             free=places(t.get("available")),
         )
-        for t in _tickets(tickets_data, notes)
+        for t in types
     ]
     people = sessions(attendance)[0] if attendance is not None else []
     counts = Counter(s.status for s in people)
@@ -405,9 +411,14 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
     if odd:
         notes.append(odd)
     exact = attendance is not None and not odd  # booked by the one definition (never invitations), when knowable
-    if exact:
-        for t in tickets:
-            t.booked = sum(1 for s in people if s.status in BOOKED and s.ticket == t.name)
+    # A session names its ticket type by ticket_ref, the type's uri (openapi.yaml); two types may share a name.
+    held = [(s._ticket_ref or "").rstrip("/") for s in people if s.status in BOOKED]
+    if exact and all(held) and all(text(t.get("uri")) for t in types):
+        for t, raw in zip(tickets, types, strict=True):
+            t.booked = held.count((text(raw.get("uri")) or "").rstrip("/"))
+    elif exact and tickets:
+        notes.append("Some sessions or ticket types do not name their ticket type's uri (ticket_ref): booked per "
+                     "ticket type unknown.")
     frees = [t.free for t in tickets if t.free is not None]
     if tickets and len(frees) < len(tickets):  # a sum over some ticket types would pass for the event's free places
         frees = []
@@ -449,6 +460,7 @@ class Attendee(Output):
     ticket: str | None = None
     guest: bool | None = Field(None, description="Absent: unknown.", json_schema_extra=SHOWN)
     guest_uri: str | None = Field(None, description="A guest's own contact.")
+    _ticket_ref: str | None = PrivateAttr(None)  # the ticket type's uri (openapi.yaml: ticket_ref); not shown
 
 
 class ListAttendeesOutput(ListOutput):
@@ -468,7 +480,7 @@ def sessions(data: Any) -> tuple[list[Attendee], int]:
             continue
         guest = a.get("guest") if isinstance(a.get("guest"), bool) else None
         out.append(
-            Attendee(
+            attendee := Attendee(
                 session_uid=text(a.get("uid")),
                 person_uri=ref(a.get("person_ref")),
                 name=text(a.get("attendee_name")) or text(a.get("display_value")) or "(no name)",
@@ -479,6 +491,7 @@ def sessions(data: Any) -> tuple[list[Attendee], int]:
                 guest_uri=ref(a.get("guest_ref")),
             )
         )
+        attendee._ticket_ref = ref(a.get("ticket_ref"))
     return out, deleted
 
 

@@ -206,6 +206,35 @@ async def test_get_event(shared_sandbox: SandboxServer, readers: Readers, mode: 
     assert full["description"]
 
 
+async def test_booked_per_ticket_type_is_matched_by_ticket_ref_so_namesake_types_do_not_merge(connect: Any) -> None:
+    with SandboxServer(key=CANARY_KEY) as sb:
+        store = sb.store
+
+        def booked(event_uri: str) -> dict[str, int]:
+            held = Counter(a.data["ticket_ref"] for a in store.attendance(event_uri)
+                           if a.data["status"] in BOOKED and a.data["record_state"] != "deleted")
+            return {t.uri: held[t.uri] for t in store.ticket_types(event_uri)}
+
+        event_uri = next(e.uri for e in store.by_type("booking") if len(booked(e.uri)) > 1
+                         and len(set(booked(e.uri).values())) > 1)
+        for ticket in store.ticket_types(event_uri):
+            store.replace_data(ticket.uri, {**ticket.data, "name": "Standard"})
+        for session in store.attendance(event_uri):
+            store.replace_data(session.uri, {**session.data, "ticket": "Standard"})
+        expected = list(booked(event_uri).values())
+        body = await answer_body(connect, sb, "get_event", {"uid": event_uri})
+    assert [t["name"] for t in body["tickets"]] == ["Standard"] * len(expected)
+    assert [t["booked"] for t in body["tickets"]] == expected, body
+
+
+async def test_a_person_s_events_come_from_attendance_when_orders_are_refused(connect: Any) -> None:
+    with SandboxServer(key=CANARY_KEY, faults=["403:1:/person/[^/]+/orders"]) as sb:
+        facts = sb.store.demo_facts()
+        body = await answer_body(connect, sb, "list_events", {"person": facts["jane_uri"], "limit": 50})
+    assert facts["past_event_uid"] in {e["uid"] for e in body["events"]}, body
+    assert "orders could not be read (403" in body["note"], body
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_list_attendees(shared_sandbox: SandboxServer, readers: Readers, mode: str) -> None:
     """Finding 10: every session is kept (guests, a guest with a null person_ref, several sessions of one person),

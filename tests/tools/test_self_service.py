@@ -39,6 +39,21 @@ async def test_my_bookings_include_my_visits_as_a_guest(sandbox: SandboxServer, 
     assert [(b["event_uid"], b["status"], b.get("guest")) for b in past["bookings"]] == [(event, "attended", True)]
 
 
+async def test_my_bookings_come_from_attendance_when_orders_are_refused(tmp_path: Path) -> None:
+    """A key that may not read the person's orders (403): the bookings are read from the events' attendance, and
+    the answer says the orders could not be read, never an error or "no bookings"."""
+    with SandboxServer(key=CANARY_KEY, faults=["403:1:/person/[^/]+/orders"]) as sb:
+        facts = sb.store.demo_facts()
+        jane, past = facts["jane_uri"], facts["past_event_uid"]
+        async with member_session(sb, tmp_path, jane, facts["jane_email"]) as client:
+            result = await client.call_tool("my_bookings", {"when": "past", "limit": 50})
+        refused = [r for r in sb.request_log if r.path.endswith("/orders")]
+    body = result.structured_content
+    assert not result.is_error and refused and {r.status for r in refused} == {403}, body
+    assert past in {b["event_uid"] for b in body["bookings"]}, body
+    assert "orders could not be read (403" in body["note"], body
+
+
 async def test_upcoming_events_reads_every_page_and_says_what_it_did_not_check(tmp_path: Path) -> None:
     with SandboxServer(key=CANARY_KEY) as sb:
         facts = sb.store.demo_facts()
