@@ -36,7 +36,7 @@ from sheepcrm_mcp.sandbox.records import (
     primary,
 )
 from sheepcrm_mcp.sandbox.store import Invalid, NotFound, Record, Store
-from sheepcrm_mcp.sandbox.variants import active, check, extra_event_keys
+from sheepcrm_mcp.sandbox.variants import PAGE_CAP, active, check, extra_event_keys
 
 UID = re.compile(r"^[A-Za-z0-9]{1,64}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -128,7 +128,7 @@ def required(request: Request, name: str) -> str:
 def paging(request: Request, default_size: int) -> tuple[int, int]:
     page = int_param(request, "page", 1)
     size = int_param(request, "page_size", default_size, maximum=MAX_PAGE_SIZE)
-    return page, size
+    return page, min(size, PAGE_CAP) if active(request, "page-cap") else size
 
 
 def store_of(request: Request) -> Store:
@@ -710,6 +710,8 @@ async def v1_list(request: Request) -> Response:
         field, _, op = key.partition("__")
         if op and op not in V1_OPS:
             raise Invalid(f"unknown filter modifier __{op}")
+        if field == "start_date" and active(request, "filters-ignored"):
+            continue
         tests.append((field, op, want))
     combine = all if mode != "OR" else any
     listed = active(request, "deleted-listed")

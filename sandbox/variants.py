@@ -96,11 +96,22 @@ VARIANTS: tuple[Variant, ...] = (
         "a v1 create answers 200 instead of the documented 201 (with `Location`)",
     ),
     Variant(
+        "page-cap", "v2 page sizes",
+        "v2 lists (events, segments, segment members) serve at most 100 records a page (PAGE_CAP), whatever "
+        "`page_size` asks",
+    ),
+    Variant(
+        "filters-ignored", "v1 listing field filters",
+        "v1 listings ignore filters on `start_date` (each resource's schema defines its filters; the notes do not "
+        "say which)",
+    ),
+    Variant(
         "tasks-2024", "tasks wrapper and names",
         "the 2024-12 task list: `{\"tasks\": [...]}` without `total` or `user_uri`, and only the 2024-12 names "
         "(`date`, `assigned_to`), no `due_date`/`allocated_to`; `include_completed` ignored (open tasks only)",
     ),
 )
+PAGE_CAP = 100  # records per page of a v2 list under variant page-cap
 NAMES: tuple[str, ...] = tuple(v.name for v in VARIANTS)
 ENV = "SANDBOX_VARIANT"
 

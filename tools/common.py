@@ -302,13 +302,16 @@ def ref(value: Any) -> str | None:
 async def fetch_pages(
     fetch: Callable[[int, int], Awaitable[Any]], what: str, *keys: str, page_size: int = 250, budget: int = 8
 ) -> tuple[list[dict[str, Any]], bool]:
-    """Every record of a paged list with no total: pages until a short page, at most `budget` pages, each record
-    once (by uid, uri or id). Returns (records, complete); complete is False when the budget ran out on a full page.
-    A page that cannot be read raises (listed), never counts as the end of the list; so does a page holding the
-    same records as the one before (sheepCRM ignored `page`), never read as more records."""
+    """Every record of a paged list with no total: pages until a page shorter than the size sheepCRM uses, at most
+    `budget` pages, each record once (by uid, uri or id). sheepCRM may cap the page size below the one asked: a
+    first page shorter than asked is taken as that cap, not as the end, and the next page says (empty when the list
+    ended there). Returns (records, complete); complete is False when the budget ran out on a full page. A page
+    that cannot be read raises (listed), never counts as the end of the list; so does a page holding the same
+    records as the one before (sheepCRM ignored `page`), never read as more records."""
     found: list[dict[str, Any]] = []
     seen: set[str] = set()
     previous: list[str] = []
+    size = page_size  # the page size sheepCRM uses
     for page in range(1, budget + 1):
         chunk = listed(await fetch(page, page_size), what, *keys)
         keyed = [(text(r.get("uid")) or text(r.get("uri")) or text(r.get("id")), r) for r in chunk]
@@ -325,6 +328,8 @@ async def fetch_pages(
                 found.append(r)
             if k is not None:
                 seen.add(k)
-        if len(chunk) < page_size:
+        if page == 1 and 0 < len(chunk) < page_size:
+            size = len(chunk)  # a cap, or the whole list: the next page tells
+        elif len(chunk) < size:
             return found, True
     return found, False

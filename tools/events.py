@@ -252,7 +252,7 @@ async def person_events(
             "may attend as a guest or booked by someone else: narrow with state or dates."
         )
     if not complete:
-        notes.append("sheepCRM's event list was cut after 2000 events (it gives no total).")
+        notes.append(f"sheepCRM's event list was cut after {len(events)} events (it gives no total).")
     if failed:
         notes.append(f"The attendance of {len(failed)} event(s) could not be read, so this list may be incomplete.")
     found_events = [out[u] for u in scanned if u in out and text(out[u].event.get("record_state")) != "deleted"]

@@ -49,6 +49,23 @@ async def test_paging_reads_to_a_short_page_within_a_budget() -> None:
     assert envelope["total"] is None and "Stopped" in envelope["note"]
 
 
+async def test_a_first_page_shorter_than_asked_is_the_cap_not_the_end() -> None:
+    """sheepCRM may serve fewer records a page than asked (a cap): 100 of 250 is not the last page."""
+    records = [{"uid": f"s{i}"} for i in range(230)]
+    asked: list[int] = []
+
+    async def capped(page: int, size: int) -> Any:
+        asked.append(page)
+        return {"segments": records[(page - 1) * 100 : page * 100]}
+
+    found, complete = await fetch_pages(capped, "the segment list", "segments")
+    assert found == records and complete and asked == [1, 2, 3]
+    asked.clear()
+    del records[7:]  # a short list: the page after its short first page is empty
+    found, complete = await fetch_pages(capped, "the segment list", "segments")
+    assert found == records and complete and asked == [1, 2]
+
+
 async def test_paging_that_sheepcrm_ignores_is_could_not_read_never_duplicates() -> None:
     """A list whose `page` sheepCRM ignores answers page 1 again: not read as more records (duplicates), but
     'could not be read completely'; a record on two overlapping pages is kept once."""

@@ -12,7 +12,7 @@ from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.store import Store
 from sheepcrm_mcp.tools import segments
 from sheepcrm_mcp.tools.search import ContactHit
-from tests.helpers import CANARY_KEY, MODES, Readers, answer, answer_body, error_text, read
+from tests.helpers import CANARY_KEY, MODES, Readers, answer, answer_body, clone_records, error_text, read
 
 
 async def test_segment_members_in_another_shape_are_could_not_read(connect: Any) -> None:
@@ -44,6 +44,24 @@ async def test_find_segments(shared_sandbox: SandboxServer, readers: Readers, mo
     assert {s["uid"] for s in body["segments"]} == {s.uid for s in store.segments()}
     named = await read(readers, "find_segments", {"name": "lapsed"}, mode=mode)
     assert store.demo_facts()["segment_lapsed_members_uid"] in {s["uid"] for s in named["segments"]}
+
+
+async def test_a_server_that_caps_the_page_size_below_the_one_asked_still_gives_every_segment(connect: Any) -> None:
+    """Variant page-cap: sheepCRM serves 100 segments a page although 250 are asked; a page of 100 is not the last
+    one, so every segment is found."""
+    with SandboxServer(key=CANARY_KEY, variant="page-cap") as sb:
+        clone_records(sb, sb.store.segments()[0].uri, 140)
+        every = {s.uid for s in sb.store.segments(active_only=False)}
+        uids: set[str] = set()
+        cursor = None
+        while True:
+            body = await answer_body(connect, sb, "find_segments", {"limit": 50, **({"cursor": cursor} if cursor else {})})
+            uids |= {s["uid"] for s in body["segments"]}
+            if not (cursor := body.get("next_cursor")):
+                break
+        asked = {r.query for r in sb.request_log if r.path.endswith("/all")}
+    assert len(every) == 150 and uids == every and body["total"] == len(every), (len(uids), len(every), body)
+    assert all("page_size=250" in q for q in asked), asked
 
 
 @pytest.mark.parametrize("mode", MODES)
