@@ -55,7 +55,8 @@ async def test_a_server_that_caps_the_page_size_below_the_one_asked_still_gives_
         uids: set[str] = set()
         cursor = None
         while True:
-            body = await answer_body(connect, sb, "find_segments", {"limit": 50, **({"cursor": cursor} if cursor else {})})
+            args = {"limit": 50, **({"cursor": cursor} if cursor else {})}
+            body = await answer_body(connect, sb, "find_segments", args)
             uids |= {s["uid"] for s in body["segments"]}
             if not (cursor := body.get("next_cursor")):
                 break
