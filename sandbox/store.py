@@ -230,7 +230,9 @@ class Store:
         return self._record_rows("type = ? AND state != 'deleted'", (rtype,), "ORDER BY sort_key, uri")
 
     def linked(self, link: str, rtype: str) -> list[Record]:
-        return self._record_rows("link = ? AND type = ?", (link, rtype), "ORDER BY sort_key, uri")
+        # `+type`: by the link's index; otherwise SQLite walks every record of the type in sort order (all 50,000+
+        # memberships of the large seed for one contact's)
+        return self._record_rows("link = ? AND +type = ?", (link, rtype), "ORDER BY sort_key, uri")
 
     def resource_counts(self) -> list[dict[str, Any]]:
         rows = self._rows(

@@ -200,10 +200,23 @@ async def members(req: SearchContactsInput, deps: Deps) -> SearchContactsOutput:
     )
 
 
+DESCRIBED = 3  # hits whose record and memberships are read per search: 2 upstream reads each
+
+
+def to_describe(hits: list[ContactHit]) -> list[ContactHit]:
+    """The hits worth two reads each, at most DESCRIBED: those that share a name with another hit first (telling
+    them apart is what the reads are for), then the rest in the search's order."""
+    by_name = Counter(h.name.strip().lower() for h in hits)
+    shared = [h for h in hits if by_name[h.name.strip().lower()] > 1]
+    return (shared + [h for h in hits if by_name[h.name.strip().lower()] == 1])[:DESCRIBED]
+
+
 async def describe(hits: list[ContactHit], deps: Deps) -> str | None:
     """What tells contacts apart, read from each one's record: its real postcode and town (a postcode search
-    matches by prefix), and whether it is a current member. A contact that cannot be read keeps what the search
-    gave, and the note says so."""
+    matches by prefix), and whether it is a current member. Read for DESCRIBED hits at most (namesakes first), as
+    each costs two upstream reads; the note names the others' way to these facts. A contact that cannot be read
+    keeps what the search gave, and the note says so."""
+    chosen = to_describe(hits)
     failed = 0
 
     async def one(h: ContactHit) -> None:
@@ -223,10 +236,16 @@ async def describe(hits: list[ContactHit], deps: Deps) -> str | None:
         h.member = True if "current" in states else (None if "unknown" in states or unread else False)
 
     async with anyio.create_task_group() as tg:
-        for h in hits:
+        for h in chosen:
             tg.start_soon(one, h)
-    return f"The details of {failed} contact(s) could not be read; their postcode and membership are not known." \
-        if failed else None
+    rest = len(hits) - len(chosen)
+    return " ".join(filter(None, [
+        f"The details of {failed} contact(s) could not be read; their postcode and membership are not known."
+        if failed else None,
+        f"Town, postcode and member are read for {len(chosen)} of these {len(hits)} contacts (namesakes first); for "
+        f"the other {rest}, get_contact gives the town and postcode and check_membership the membership, or narrow "
+        "the search." if rest else None,
+    ])) or None
 
 
 def namesakes(hits: list[ContactHit]) -> str | None:

@@ -36,10 +36,37 @@ async def test_a_postcode_prefix_shows_each_contacts_real_postcode(
     result = await answer(connect, shared_sandbox, "search_contacts", {"postcode": outward, "limit": 50})
     hits = result.structured_content["contacts"]
     assert "Searched by name" in result.structured_content["note"]  # a postcode alone: the free-text search
-    assert len({h["postcode"] for h in hits}) > 1, hits  # several real postcodes, not the prefix asked for
-    for h in hits:
+    described = [h for h in hits if "postcode" in h]
+    assert len(hits) > search.DESCRIBED and len(described) == search.DESCRIBED, hits
+    for h in described:  # the real postcode, never the prefix asked for
         record = store.get(h["uri"])
         assert record is not None and h["postcode"] == record.data["postal_code"] != outward
+
+
+async def test_only_a_few_hits_are_read_namesakes_first(sandbox: SandboxServer, connect: Any) -> None:
+    """Each described hit costs two upstream reads (record, memberships): a search reads DESCRIBED of them at most,
+    those sharing a name first, and the answer says how to learn the same of the others."""
+    store = sandbox.store
+    towns = Counter(p.data["locality"] for p in store.by_type("person") if p.data.get("locality"))
+    # a town whose every contact the search answers (SEARCH_LIMIT), more of them than are read
+    town = next(t for t, n in towns.most_common() if search.DESCRIBED + 2 < store.search_contacts(t)[1] <= 25)
+    found = store.search_contacts(town)[0]
+    twins = [found[0].uri, found[1].uri]
+    for uri in twins:  # now last in the search's order (by name): read first all the same
+        store.update(uri, {"first_name": "Zoe", "last_name": "Zymurgy", "formatted_name": "Zoe Zymurgy"},
+                     message="t")
+    before = len(sandbox.request_log)
+    result = await answer(connect, sandbox, "search_contacts", {"query": town, "limit": 50})
+    body = result.structured_content
+    hits = body["contacts"]
+    made = [r.path for r in sandbox.request_log[before:]]
+    assert sum(p.endswith("membership/all") for p in made) == search.DESCRIBED, made
+    assert sum(p.startswith("/api/v1/") for p in made) == search.DESCRIBED, made  # the records
+    described = {h["uri"] for h in hits if "member" in h or "town" in h}
+    assert len(hits) > search.DESCRIBED and len(described) == search.DESCRIBED, hits
+    assert set(twins) <= described, (twins, described)
+    assert f"read for {search.DESCRIBED} of these {len(hits)} contacts" in body["note"], body["note"]
+    assert "get_contact" in body["note"] and "check_membership" in body["note"]
 
 
 async def test_namesakes_carry_town_and_membership_and_a_note(sandbox: SandboxServer, connect: Any) -> None:
