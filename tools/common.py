@@ -260,8 +260,8 @@ async def v1_all(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Every record of a v1 listing, page by page (at most `budget` pages), each answer checked to be the next part
     of the list (V1Page: its echoed paging, no record twice). Returns (records, unread): `unread` says why the list
-    could not be read completely (sheepCRM did not page as asked, or more than `budget` pages), None when it was
-    read whole. An unreadable answer raises."""
+    could not be read completely (sheepCRM did not page as asked, or more than `budget` pages: known from its
+    `total` after the first page, when it sends one), None when it was read whole. An unreadable answer raises."""
     records: list[dict[str, Any]] = []
     seen: set[str] = set()
     for page in range(1, budget + 1):
@@ -273,6 +273,8 @@ async def v1_all(
         seen |= uris
         if got.last:
             return records, None
+        if got.total is not None and got.total > budget * page_size:
+            break  # sheepCRM says the list is longer than the budget: its other pages are not read in vain
     return records, (
         f"sheepCRM holds more than {len(records)} of {what}; only the first {len(records)} were read: the list could "
         "not be read completely."

@@ -401,8 +401,11 @@ async def current_members(
     deps: Deps, ends_within_days: int | None, plan: str | None, offset: int, limit: int
 ) -> MembersPage:
     """Current memberships (covering today, paid, active, not deleted) from the v1 listing of `member` records
-    with field filters (v1 notes: end_date__gte, end_date__lte, membership_type), paged upstream; the plans by name.
-    For a renewal window, memberships sheepCRM marks `has_renewed` are left out: nobody needs to chase them."""
+    with field filters (v1 notes: `field__gte`/`__lte` modifiers; each resource's schema defines which fields it
+    filters on, and no document says which, so every record is checked here too); the plans by name. The window is
+    read whole (at most WINDOW_PAGES pages), soonest end first, so the total counts only current ones; a larger
+    window is paged upstream with no total. For a renewal window, memberships sheepCRM marks `has_renewed` are left
+    out: nobody needs to chase them."""
     plans, plans_unread = await _plans(deps)
     on = today()
     filters = {"start_date__lte": on.isoformat(), "end_date__gte": on.isoformat()}
@@ -419,8 +422,21 @@ async def current_members(
         if uri is None:
             raise Refusal(f"No plan named {plan!r}; the plans are: {', '.join(sorted(plans.values()))}.")
         filters["membership_type"] = uri
-    if ends_within_days is not None:
-        return await _renewing(deps, filters, plans, on, offset, limit)
+    raw, unread = await v1_all(
+        lambda page, size: deps.client.resources("member", filters, page=page, page_size=size), LISTING,
+        WINDOW_PAGE, WINDOW_PAGES,
+    )
+    if unread is None:
+        found = [r for r in raw if _current(r, on)]
+        kept = [r for r in found if ends_within_days is None or record_data(r, LISTING).get("has_renewed") is not True]
+        kept.sort(key=lambda r: (text(record_data(r, LISTING).get("end_date")) or "9999", text(r.get("uri")) or ""))
+        end = offset + limit
+        out = await _member_rows(kept[offset:end], plans, on, deps)
+        return MembersPage(out, sorted(plans.values()), len(kept), end if end < len(kept) else None,
+                           len(found) - len(kept))
+    if ends_within_days is not None:  # soonest first needs the whole window
+        raise Refusal(f"{unread} Soonest first needs the whole window: ask for fewer renewing_within_days or add a "
+                      "plan.")
     page = offset // limit + 1
     got = v1_page(await deps.client.resources("member", filters, page=page, page_size=limit), LISTING, page, limit)
     unread = None
@@ -434,50 +450,21 @@ async def current_members(
         end = offset + len(raw)
         more = end < got.end
         unread = None if more or got.last else got.unread(LISTING)
-    # The listing filters by dates only; "current" also means paid, active and not deleted, as check_membership says.
-    # A record that cannot be read either way (a status sheepCRM's documents do not name) is listed, marked unknown.
-    found = [r for r in raw if _current_record(record_data(r, LISTING), on) in ("current", "unknown")]
-    out = await _member_rows(found, plans, on, deps)
-    total = got.total if len(found) == len(raw) else None  # sheepCRM's total counts the records left out here
-    return MembersPage(out, sorted(plans.values()), total, end if more else None, unread=unread)
+    # The listing's own count may hold records that are not current (unpaid, not active, not started when the date
+    # filters are not applied), so no total is given; a record that cannot be read either way is listed, unknown.
+    out = await _member_rows([r for r in raw if _current(r, on)], plans, on, deps)
+    return MembersPage(out, sorted(plans.values()), None, end if more else None, unread=unread)
 
 
 LISTING = "the membership listing"
-RENEWAL_PAGE = 100  # memberships per upstream page while reading a whole renewal window
-RENEWAL_PAGES = 20  # a window of more than 2,000 memberships is refused (a shorter window or a plan narrows it)
+WINDOW_PAGE = 100  # memberships per upstream page while reading a whole window
+WINDOW_PAGES = 20  # a window of more than 2,000 memberships is paged upstream (a renewal window is refused)
 
 
-async def _renewing(
-    deps: Deps, filters: dict[str, str], plans: dict[str, str], on: date, offset: int, limit: int
-) -> MembersPage:
-    """A renewal window, soonest first across pages: the v1 listing documents no order, so the whole window is
-    read, sorted by end date, and the page cut from it; only that page's contacts are read."""
-    raw: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for page in range(1, RENEWAL_PAGES + 1):
-        data = await deps.client.resources("member", filters, page=page, page_size=RENEWAL_PAGE)
-        got = v1_page(data, LISTING, page, RENEWAL_PAGE)
-        uris = {u for r in got.records if (u := text(r.get("uri")))}
-        if got.start != len(raw) or uris & seen:  # not the next part of the list (sheepCRM ignored the paging)
-            raise UpstreamError(
-                f"{got.unread(LISTING)} Ask for fewer renewing_within_days or add a plan: a window "
-                "that fits in one of its pages can be read."
-            )
-        raw.extend(got.records)
-        seen |= uris
-        if got.last:
-            break
-    else:
-        raise Refusal(
-            f"More than {RENEWAL_PAGE * RENEWAL_PAGES} memberships end in this window, too many to list soonest "
-            "first; ask for fewer renewing_within_days or add a plan."
-        )
-    found = [r for r in raw if _current_record(record_data(r, LISTING), on) in ("current", "unknown")]
-    kept = [r for r in found if record_data(r, LISTING).get("has_renewed") is not True]
-    kept.sort(key=lambda r: (text(record_data(r, LISTING).get("end_date")) or "9999", text(r.get("uri")) or ""))
-    end = offset + limit
-    out = await _member_rows(kept[offset:end], plans, on, deps)
-    return MembersPage(out, sorted(plans.values()), len(kept), end if end < len(kept) else None, len(found) - len(kept))
+def _current(r: dict[str, Any], on: date) -> bool:
+    """Current, or unknown (a status sheepCRM's documents do not name, a date that cannot be read: listed, marked),
+    whatever the listing's filters did."""
+    return _current_record(record_data(r, LISTING), on) in ("current", "unknown")
 
 
 async def _member_rows(found: list[dict[str, Any]], plans: dict[str, str], on: date, deps: Deps) -> list[MemberRow]:

@@ -221,6 +221,27 @@ async def test_members_on_a_plan_leave_out_unpaid_memberships(shared_sandbox: Sa
     assert {shared_sandbox.store.get(m).data["member"] for m in members} == seen  # type: ignore[union-attr]
 
 
+async def test_a_listing_that_ignores_the_start_date_filter_never_lists_future_members(connect: Any) -> None:
+    """Variant filters-ignored: sheepCRM ignores `start_date__lte` (the v1 notes do not say which fields a schema
+    filters on), so the listing holds memberships that have not started; they are not current members, and no
+    count includes them."""
+    with SandboxServer(key=CANARY_KEY, variant="filters-ignored") as sb:
+        facts = sb.store.demo_facts()
+        expected = {sb.store.get(m).data["member"] for m in current_members(sb, plan="Concession")}  # type: ignore[union-attr]
+        seen: set[str] = set()
+        totals: set[int | None] = set()
+        cursor = None
+        while True:
+            args = {"plan": "Concession", "limit": 5, **({"cursor": cursor} if cursor else {})}
+            body = await answer_body(connect, sb, "search_contacts", args)
+            seen |= {c["uri"] for c in body["contacts"]}
+            totals.add(body.get("total"))
+            if not (cursor := body.get("next_cursor")):
+                break
+    assert facts["future_uri"] not in seen and seen == expected, (seen ^ expected)
+    assert totals <= {None, len(expected)}, totals
+
+
 async def test_renewals_and_members_on_a_plan(shared_sandbox: SandboxServer, connect: Any) -> None:
     body = await answer_body(connect, shared_sandbox, "search_contacts", {"renewing_within_days": 30, "limit": 50})
     expected = current_members(shared_sandbox, days=30)
