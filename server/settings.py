@@ -88,8 +88,9 @@ class Settings(BaseSettings):
         default="", description="proxy to sheepCRM; only from your own settings file (HTTPS_PROXY is ignored)"
     )
     browser: str = Field(
-        default="", description="command that opens the approval page (%s: the file; default: the desktop's opener); "
-        "only from your own settings file ($BROWSER is ignored)"
+        default="",
+        description="command that opens the approval page (%s: the file; default: the desktop's opener); "
+        "only from your own settings file ($BROWSER is ignored)",
     )
     read_only: bool = False
     toolsets: Annotated[tuple[str, ...], NoDecode] = ("all",)  # checked against the catalogue at assembly
@@ -164,7 +165,9 @@ class Settings(BaseSettings):
     otel: bool = Field(default=False, description="export OpenTelemetry traces by OTLP (OTEL_* variables)")
     rate_limit: int = Field(default=0, ge=0, le=100_000, description="calls a minute per user and tool; 0 = off")
     delete_window: float = Field(
-        default=3600.0, ge=0, le=7 * 86400,
+        default=3600.0,
+        ge=0,
+        le=7 * 86400,
         description="seconds after create_contact during which delete_contact may delete what it created; 0 = never",
     )
 
@@ -198,9 +201,7 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
         url = value.get_secret_value() if value is not None else ""
         if value is not None and not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(
-                "must be redis://[user:password@]host:port/db, rediss://... (TLS) or unix:///path.sock"
-            )
+            raise ValueError("must be redis://[user:password@]host:port/db, rediss://... (TLS) or unix:///path.sock")
         return value
 
     @field_validator("request_state_key", "request_state_old_key")
@@ -399,13 +400,17 @@ def read_user_file(path: Path) -> dict[str, str]:
     return {k.upper(): v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 
-def loopback_is_ours(url: str) -> bool:
-    """Whether a loopback upstream is served by this user: something listens on its port and every listener
-    on that port is this user's (the sandbox the person started), not another local account's."""
+def _port(url: str) -> int:
     parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    owners = listeners(port)
-    return bool(owners) and all(uid == os.getuid() for uid in owners or ())
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def loopback_is_ours(owners: dict[int, list[int]] | None, url: str) -> bool:
+    """Whether a loopback upstream is served by this user: something listens on its port and every listener
+    on that port is this user's (the sandbox the person started), not another local account's. `owners`: the
+    listeners' owners by port (loopback.listeners)."""
+    found = (owners or {}).get(_port(url))
+    return bool(found) and all(uid == os.getuid() for uid in found or ())
 
 
 def needs_own_file(settings: Settings) -> dict[str, str]:
@@ -414,9 +419,11 @@ def needs_own_file(settings: Settings) -> dict[str, str]:
     found: dict[str, str] = {}
     if settings.confirm == "none":
         found["SHEEPCRM_CONFIRM"] = "none"
-    for name in ("base_url", "v1_base_url"):
-        url = getattr(settings, name)
-        if not is_sheepcrm(url) and not (is_loopback(url) and loopback_is_ours(url)):
+    urls = {name: getattr(settings, name) for name in ("base_url", "v1_base_url")}
+    loopback = [url for url in urls.values() if not is_sheepcrm(url) and is_loopback(url)]
+    owners = listeners(*{_port(url) for url in loopback}) if loopback else None
+    for name, url in urls.items():
+        if not is_sheepcrm(url) and not (is_loopback(url) and loopback_is_ours(owners, url)):
             found[f"SHEEPCRM_{name.upper()}"] = url
     if settings.https_proxy:
         found["SHEEPCRM_HTTPS_PROXY"] = settings.https_proxy

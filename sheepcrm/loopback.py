@@ -39,28 +39,37 @@ def _plain(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4A
     return mapped or ip
 
 
-def _sockets() -> list[tuple[Address, Address, str, int]] | None:
-    """Every TCP socket of this machine as (local, remote, state, owner uid); None where there is no /proc/net."""
-    found: list[tuple[Address, Address, str, int]] | None = None
+def _rows() -> list[list[str]] | None:
+    """Every TCP socket of this machine as its /proc/net/tcp* fields (local, remote, state at 1, 2, 3; owner uid at
+    7), addresses unread: a machine may have thousands of sockets. None where there is no /proc/net."""
+    found: list[list[str]] | None = None
     for table in TABLES:
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
             continue
-        found = found or []
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 7:
-                found.append((_address(fields[1]), _address(fields[2]), fields[3], int(fields[7])))
+        found = (found or []) + [fields for fields in map(str.split, lines) if len(fields) > 7]
     return found
 
 
-def listeners(port: int) -> list[int] | None:
-    """The owners (uids) of every TCP socket listening on `port` (None where there is no /proc/net)."""
-    table = _sockets()
-    if table is None:
+def _hex_port(port: int) -> str:
+    """How /proc/net/tcp* ends an address on `port`."""
+    return f":{port:04X}"
+
+
+def listeners(*ports: int) -> dict[int, list[int]] | None:
+    """The owners (uids) of every TCP socket listening on each of `ports`, from one reading of the socket tables
+    (None where there is no /proc/net)."""
+    rows = _rows()
+    if rows is None:
         return None
-    return [uid for local, _, state, uid in table if state == _LISTEN and local[1] == port]
+    wanted = {_hex_port(p): p for p in ports}
+    found: dict[int, list[int]] = {p: [] for p in ports}
+    for fields in rows:
+        port = wanted.get(fields[1][-5:]) if fields[3] == _LISTEN else None
+        if port is not None:
+            found[port].append(int(fields[7]))
+    return found
 
 
 class Connected(Protocol):
@@ -77,9 +86,15 @@ def peer_owner(sock: Connected) -> int | None:
     ours, theirs = sock.getsockname(), sock.getpeername()
     me: Address = (_plain(ipaddress.ip_address(ours[0])), ours[1])
     peer: Address = (_plain(ipaddress.ip_address(theirs[0])), theirs[1])
-    for local, remote, state, uid in _sockets() or []:
-        if state != _LISTEN and local == peer and remote == me:
-            return uid
+    theirs_, ours_ = _hex_port(peer[1]), _hex_port(me[1])
+    for fields in _rows() or []:
+        if (
+            fields[3] != _LISTEN
+            and fields[1].endswith(theirs_)
+            and fields[2].endswith(ours_)
+            and (_address(fields[1]), _address(fields[2])) == (peer, me)
+        ):
+            return int(fields[7])
     return None
 
 
