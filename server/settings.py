@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sheepcrm_mcp.server import __version__
 from sheepcrm_mcp.server.files import account_home
@@ -79,6 +79,19 @@ def _default_audit_log() -> Path:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHEEPCRM_", env_file=None, env_file_encoding="utf-8", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Given values, then the environment. Files are read by load_settings (the person's own file, a named
+        --env-file), never by pydantic-settings' .env and secrets sources, which would only look at each field."""
+        return init_settings, env_settings
 
     api_key: SecretStr | None = Field(default=None, description="sheepCRM API key (Bearer token)")
     bucket: str = Field(default="", description="sheepCRM bucket (flock) this server may touch")

@@ -15,15 +15,19 @@ from mcp.server.mcpserver import MCPServer
 
 from sheepcrm_mcp.server.settings import ConfigError, Settings
 from sheepcrm_mcp.server.specs import Deps, ReadTool, ToolSpec
-from sheepcrm_mcp.tools import catalogue, prompts, resources, self_service
+from sheepcrm_mcp.tools import catalogue, prompts, resources
 
 
 @dataclass(frozen=True)
 class Profile:
     name: str
-    instructions: str
+    instructed: Callable[[], str]  # the server's instructions, read when a server is built for the profile
     tools: Callable[[Settings], list[ToolSpec]]
     install: Callable[[MCPServer, Deps, Settings], None]  # resources and prompts
+
+    @property
+    def instructions(self) -> str:
+        return self.instructed()
 
 
 def _catalogue(settings: Settings) -> list[ToolSpec]:
@@ -47,11 +51,28 @@ def _install_catalogue(server: MCPServer, deps: Deps, settings: Settings) -> Non
     prompts.install(server, chosen, settings.read_only)
 
 
+# The member profile's module loads when a member's server is built (hosted mode), not at every start.
+
+
+def _member_instructions() -> str:
+    from sheepcrm_mcp.tools import self_service
+
+    return self_service.INSTRUCTIONS
+
+
+def _member_tools(settings: Settings) -> list[ToolSpec]:
+    from sheepcrm_mcp.tools import self_service
+
+    return list(self_service.TOOLS)
+
+
 def _install_member(server: MCPServer, deps: Deps, settings: Settings) -> None:
+    from sheepcrm_mcp.tools import self_service
+
     self_service.install(server, deps)
 
 
-STAFF = Profile("staff", catalogue.INSTRUCTIONS, _catalogue, _install_catalogue)
-HELPDESK = Profile("helpdesk", catalogue.INSTRUCTIONS, _helpdesk, _install_catalogue)
-MEMBER = Profile("member", self_service.INSTRUCTIONS, lambda _: list(self_service.TOOLS), _install_member)
+STAFF = Profile("staff", lambda: catalogue.INSTRUCTIONS, _catalogue, _install_catalogue)
+HELPDESK = Profile("helpdesk", lambda: catalogue.INSTRUCTIONS, _helpdesk, _install_catalogue)
+MEMBER = Profile("member", _member_instructions, _member_tools, _install_member)
 PROFILES: dict[str, Profile] = {p.name: p for p in (STAFF, HELPDESK, MEMBER)}

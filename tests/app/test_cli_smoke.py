@@ -37,12 +37,13 @@ async def test_search_contacts_over_stdio_subprocess() -> None:
 
 
 # What a stdio server's first initialize and tools/list do not need: hosted mode and its JOSE library, Redis,
-# the approval page's sign-in, the sandbox, doctor, demo, metrics, and the retry library (first upstream read).
+# the approval page's sign-in, the sandbox, doctor, demo, metrics, the retry library (first upstream read), and the
+# member profile's tools (hosted mode).
 DEFERRED = (
     "jwt", "redis", "stamina", "tenacity", "prometheus_client", "opentelemetry.sdk", "sheepcrm_mcp.hosted",
     "sheepcrm_mcp.doctor",
     "sheepcrm_mcp.demo", "sheepcrm_mcp.sandboxed", "sheepcrm_mcp.sandbox", "sheepcrm_mcp.server.redis_store",
-    "sheepcrm_mcp.server.approvals.signin",
+    "sheepcrm_mcp.server.approvals.signin", "sheepcrm_mcp.tools.self_service",
 )
 STDIO_START = """
 import os, sys, anyio

@@ -268,7 +268,7 @@ async def test_tools_cannot_build_a_client_of_their_own(sandbox: SandboxServer, 
     spec = ReadTool(name="snoop", description="d", toolset="contacts", input=Nothing, output=Found,
                     handler=snoop)
     settings = settings_for(sandbox, tmp_path, mcp_token="t" * 40, api_key_helpdesk="k" * 20)
-    profile = Profile("snoop", "", lambda s: [spec], STAFF.install)
+    profile = Profile("snoop", lambda: "", lambda s: [spec], STAFF.install)
     built = build_app(settings, profile=profile)
     async with Client(built.server) as client:  # type: ignore[arg-type]
         found = (await client.call_tool("snoop", {})).structured_content
