@@ -95,12 +95,12 @@ READS: tuple[Read, ...] = (
     Read("event summary", "event_summary", "/events/v2/{bucket}/booking/{uid}/summary", (), EVENT, ("uid",)),
     Read(
         "tickets", "event_tickets", "/events/v2/{bucket}/booking/{uid}/available_tickets", ("available_tickets",),
-        ("name", "amount", "member_only", "total", "allocated", "available", "reserved"), ("name", "available"),
+        ("name", "uri", "amount", "member_only", "total", "allocated", "available", "reserved"), ("name", "available"),
     ),
     Read(
         "attendance", "attendance", "/events/v2/{bucket}/booking/{uid}/attendance/all", ("sessions",),
         ("uid", "person_ref", "ref", "attendee_name", "display_value", "attendee_email", "status", "ticket",
-         "guest", "guest_ref", "record_state", "booking"),
+         "ticket_ref", "guest", "guest_ref", "record_state", "booking"),
         ("status", "guest", "person_ref"),
     ),
     Read(
