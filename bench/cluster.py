@@ -24,7 +24,7 @@ import httpx2
 import mcp.types as mt
 from mcp import Client
 
-from bench.common import BENCH_TOKEN, REPO, Row, authorized, cpu_seconds, ms, p50, p95
+from bench.common import BENCH_TOKEN, REPO, Row, as_person_http, authorized, cpu_seconds, ms, p50, p95
 from bench.overhead import bench_settings, check
 
 CLIENTS = 8
@@ -68,6 +68,8 @@ class Cluster:
             SANDBOX_PORT=str(base + replicas + 3), SHEEPCRM_BIN=str(binary), SHEEPCRM_CACHE_TTL="0",
             SHEEPCRM_AUDIT_LOG=str(state / "audit.jsonl"), SHEEPCRM_MCP_TOKEN=BENCH_TOKEN,
         )
+        person, self.env = as_person_http(self.env)  # replicas serve HTTP only when the person's own file says so
+        self.env["REPLICA_CMD"] = f"{' '.join(person)} --transport http --stateless --port {{port}}"
         self.env.update(extra)  # e.g. hosted mode's settings (bench.hosted)
         self.base = base
         self.lb = f"http://127.0.0.1:{base + replicas}"
@@ -149,7 +151,7 @@ def pin(pid: int, cpus: str) -> str:
     return before.rsplit(":", 1)[1].strip()
 
 
-def replica_command(binary: str) -> str:
+def replica_command(binary: str) -> str:  # binary: the server's command (the person's own file says HTTP)
     """cluster.sh's REPLICA_CMD for a replica on core 1 alone."""
     return f"taskset -c 1 {binary} --transport http --stateless --port {{port}}"
 
@@ -161,8 +163,9 @@ async def one_core(sb: Any, seconds: float, rounds: int) -> dict[str, tuple[int,
     seconds)."""
     uri = sb.store.demo_facts()["jane_uri"]
     py = sys.executable
+    person = f"{py} -I {REPO / 'tests' / 'person_browser.py'} /dev/null"  # PERSON_SETTINGS: see Cluster
     servers = {
-        "get_contact": ("get_contact", "uri", replica_command(str(Path(py).parent / "sheepcrm-mcp"))),
+        "get_contact": ("get_contact", "uri", replica_command(person)),
         "fetch": ("fetch", "Austen", replica_command(f"{py} -m bench.echo_server")),
     }
     totals = {name: (0, 0.0, 0.0, 0.0) for name in servers}

@@ -9,6 +9,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
@@ -172,8 +173,23 @@ def cpu_seconds(pid: int) -> float:
 @contextmanager
 def http_process(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 20.0) -> Iterator[Proc]:
     """Start an HTTP MCP server process on a free port; yield its /mcp URL and pid; stop it on exit."""
+    if cmd == server_command():  # sheepcrm-mcp serves HTTP only when the person's own settings file says so
+        cmd, env = as_person_http(dict(env or os.environ))
     with listening([*cmd, "--transport", "http"], env, timeout) as (port, pid):
         yield Proc(f"http://127.0.0.1:{port}/mcp", pid)
+
+
+def as_person_http(env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """How to start sheepcrm-mcp over HTTP with "the person's own settings file" saying so (the real one, found from
+    the account database, is never written by the bench): through tests/person_browser.py, which takes that file from
+    PERSON_SETTINGS. The file says HTTP, the bench token, and that the bench client's form approves."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-person-"))
+    own = folder / "settings.env"
+    own.write_text("SHEEPCRM_TRANSPORT=http\nSHEEPCRM_HTTP_CLIENT_APPROVALS=true\n"
+                   + (f"SHEEPCRM_MCP_TOKEN={env['SHEEPCRM_MCP_TOKEN']}\n" if env.get("SHEEPCRM_MCP_TOKEN") else ""))
+    own.chmod(0o600)
+    person = [sys.executable, "-I", str(REPO / "tests" / "person_browser.py"), str(folder / "launches.txt")]
+    return person, {**env, "PERSON_SETTINGS": str(own)}
 
 
 @dataclass

@@ -345,7 +345,7 @@ class Gate:
         form, url_mode = _elicitation_modes(ctx)
         new_era = is_version_at_least(ctx.protocol_version or "", "2026-07-28")
         message = self._message(plan, changes)
-        by_client = self.settings.confirm == "elicit"
+        by_client = self.settings.confirm == "elicit" and self._client_may_approve(ctx, caller is not None)
         if by_client and form:
             if new_era:
                 if _answered_invalid(ctx):
@@ -415,6 +415,17 @@ class Gate:
                 return Decision(kind, "url-elicitation", waited=True)
             return Decision("approved", "url-elicitation", waited=True, approver=used.approver, approval=used.id)
         return Decision("timeout", "url-elicitation")
+
+    def _client_may_approve(self, ctx: Context, signed_in: bool) -> bool:
+        """Whether the client's own answer (its form, or a link it is handed) may stand for the person's approval.
+
+        On stdio the client is the person's own app, which started this server. Over HTTP with a bearer token the
+        client is whoever holds that token: a file the person's own account (and a model's browser running as them)
+        can read, or a token a cloned repository's config published. So there the approval page opened in the
+        person's browser decides, whose one-time launch token, cookie and form token no client is handed; unless
+        the person's own settings file says SHEEPCRM_HTTP_CLIENT_APPROVALS=true. A hosted server's callers sign
+        in as themselves (docs/HOSTING.md)."""
+        return ctx.headers is None or signed_in or self.settings.http_client_approvals
 
     @staticmethod
     def _message(plan: WritePlan, changes: list[Change]) -> str:

@@ -8,6 +8,7 @@ environment or flags. A missing or malformed setting fails at start with one lin
 
 from __future__ import annotations
 
+import hmac
 import io
 import os
 import stat
@@ -39,6 +40,7 @@ SECURITY = (
     "toolsets",
     "mcp_token",
     "mcp_token_file",
+    "http_client_approvals",
     "http_allowed_hosts",
     "http_allowed_origins",
     "approval_port",
@@ -123,6 +125,12 @@ class Settings(BaseSettings):
     confirm_timeout: float = Field(default=300.0, gt=0, le=3600, description="seconds to wait for a person")
     mcp_token: SecretStr | None = Field(default=None, description="bearer token HTTP clients must send")
     mcp_token_file: Path | None = Field(default=None, description="where a generated bearer token is written")
+    http_client_approvals: bool = Field(
+        default=False,
+        description="over HTTP, the client's own answer to the confirmation (its form, or a link it was handed) "
+        "counts as the person's approval; off: the approval page opened in the person's browser decides. Only from "
+        "your own settings file",
+    )
     http_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     http_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
     approval_port: int = Field(default=0, ge=0, le=65535, description="loopback port of the approval page")
@@ -442,7 +450,47 @@ def needs_own_file(settings: Settings) -> dict[str, str]:
         found["SHEEPCRM_HTTPS_PROXY"] = settings.https_proxy
     if settings.browser:
         found["SHEEPCRM_BROWSER"] = settings.browser
+    if settings.http_client_approvals:
+        found["SHEEPCRM_HTTP_CLIENT_APPROVALS"] = "true"
     return found
+
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _same(own: str | None, value: str) -> bool:
+    """Whether the person's own file's `own` says `value` (an address without its final /, a yes in any form)."""
+    if own is None:
+        return False
+    if value == "true":
+        return own.strip().lower() in _TRUE
+    return own.strip().rstrip("/") == value.rstrip("/")
+
+
+def check_http(settings: Settings, host: str, user_file: Path | None = None) -> None:
+    """Serving over HTTP makes the server (and the person's key behind it) reachable by whoever holds its token: the
+    transport, a bind address other than loopback and a token that is not generated here count only when the
+    person's own file says the same. A cloned repository's client config can set flags and the environment, publish
+    the token it sets, and have its own client (another local account, or anyone on the network) use the server."""
+    own_file = user_file or user_settings_file()
+    own = read_user_file(own_file)
+    wanted = {"SHEEPCRM_TRANSPORT": "http"}
+    if host not in LOOPBACK_HOSTS:
+        wanted["SHEEPCRM_HOST"] = host
+    refused = [f"{k}={v}" for k, v in wanted.items() if not _same(own.get(k), v)]
+    if settings.mcp_token is not None and not hmac.compare_digest(
+        own.get("SHEEPCRM_MCP_TOKEN", "").strip().encode(), settings.mcp_token.get_secret_value().encode()
+    ):
+        refused.append("SHEEPCRM_MCP_TOKEN=<that token>")  # never its value
+    if refused:
+        lines = "; ".join(refused)
+        raise ConfigError(
+            f"serving over HTTP makes this server and your sheepCRM key usable by whoever holds its token, so "
+            f"{', '.join(r.split('=')[0] for r in refused)} count only from your own settings file {own_file} (yours, "
+            f"chmod 600), not from flags, the environment or a client's config, which a cloned repository can set. "
+            f"If you meant to serve over HTTP, put these lines there: {lines} (or leave SHEEPCRM_MCP_TOKEN unset "
+            "on loopback: a token is then generated into a file only you can read)"
+        )
 
 
 def git_tree(path: Path) -> Path | None:
@@ -602,7 +650,7 @@ def load_settings(env_file: Path | None = None, *, user_file: Path | None = None
             field = str(err["loc"][0]) if err["loc"] else "?"
             lines.append(f"SHEEPCRM_{field.upper()}: {err['msg']}")
         raise ConfigError("; ".join(lines)) from None
-    refused = [f"{k}={v}" for k, v in needs_own_file(settings).items() if own.get(k, "").rstrip("/") != v]
+    refused = [f"{k}={v}" for k, v in needs_own_file(settings).items() if not _same(own.get(k), v)]
     if refused:
         raise ConfigError(
             f"{', '.join(refused)} would send the API key outside sheepCRM or let writes through without a person, "

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 
 from sheepcrm_mcp.server import __version__, logs
-from sheepcrm_mcp.server.settings import ConfigError, Settings, check_interpreter, load_settings
+from sheepcrm_mcp.server.settings import ConfigError, Settings, check_http, check_interpreter, load_settings
 
 log = logging.getLogger("sheepcrm_mcp")
 
@@ -93,6 +93,8 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
             "(trusted automation only); every audit line records it.",
             file=sys.stderr,
         )
+    if args.transport == "http":
+        check_http(settings, args.host)  # the transport, its address and its token: only from the person's own file
     if settings.redis_url is not None and args.transport != "http":
         # Whoever runs that Redis decides approvals: only replicas serving HTTP share one (docs/DEPLOY.md).
         raise ConfigError("SHEEPCRM_REDIS_URL is for replicas (--transport http); a stdio server keeps its own")

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -202,9 +203,43 @@ def parse_body(response: httpx.Response) -> list[dict[str, Any]]:
     return out
 
 
+def http_own(args: list[str], env: dict[str, str]) -> str:
+    """What the person's own settings file says when they mean to serve over HTTP with these arguments: the
+    transport, a bind address other than loopback, and the token the environment names."""
+    lines = ["SHEEPCRM_TRANSPORT=http"]
+    if "--host" in args and args[args.index("--host") + 1] not in ("127.0.0.1", "localhost", "::1"):
+        lines.append(f"SHEEPCRM_HOST={args[args.index('--host') + 1]}")
+    if env.get("SHEEPCRM_MCP_TOKEN"):
+        lines.append(f"SHEEPCRM_MCP_TOKEN={env['SHEEPCRM_MCP_TOKEN']}")
+    return "\n".join(lines) + "\n"
+
+
+def as_person(own: str, folder: Path) -> tuple[list[str], dict[str, str]]:
+    """The command prefix and environment that start the server with `own` as the person's own settings file (at
+    `folder`/settings.env, 0600 in a 0700 folder), through tests/person_browser.py: the real file is found from the
+    account database, which a test cannot point elsewhere. "The person's browser" records launch links in
+    `folder`/launches.txt."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / "settings.env"
+    path.write_text(own)
+    path.chmod(0o600)
+    return ([sys.executable, "-I", str(REPO / "tests" / "person_browser.py"), str(folder / "launches.txt")],
+            {PERSON_SETTINGS: str(path)})
+
+
+PERSON_SETTINGS = "PERSON_SETTINGS"  # tests/person_browser.py: where the person's own settings file is
+
+
 @contextmanager
-def run_binary(args: list[str], env: dict[str, str], **kw: Any) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([binary(), *args], env=env, cwd=kw.pop("cwd", REPO), stdin=kw.pop("stdin", None),
+def run_binary(args: list[str], env: dict[str, str], *, own: str | None = None,
+               **kw: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """The server as a process; with `own`, the person's own settings file says that (see as_person)."""
+    command, folder = [binary()], None
+    if own is not None:
+        folder = Path(tempfile.mkdtemp(prefix="own-"))
+        command, extra = as_person(own, folder / "person")
+        env = {**env, **extra}
+    proc = subprocess.Popen([*command, *args], env=env, cwd=kw.pop("cwd", REPO), stdin=kw.pop("stdin", None),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
     try:
         yield proc
@@ -215,6 +250,14 @@ def run_binary(args: list[str], env: dict[str, str], **kw: Any) -> Iterator[subp
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             if stream:
                 stream.close()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_http(args: list[str], env: dict[str, str], **kw: Any) -> Any:
+    """`sheepcrm-mcp --transport http ARGS` as the person starts it: their own settings file says so (http_own)."""
+    full = ["--transport", "http", *args]
+    return run_binary(full, env, own=http_own(full, env), **kw)
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:

@@ -12,6 +12,7 @@ test, playing the person, follows it.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import sheepcrm_mcp.server.approvals.page as page
+import sheepcrm_mcp.server.settings as settings
 from sheepcrm_mcp.cli import main
 
 
@@ -37,6 +39,8 @@ def recorder(record: Path) -> Callable[[str, str], bool]:
 
 
 if __name__ == "__main__":
+    if os.environ.get("PERSON_SETTINGS"):  # the person's own settings file, which a test cannot write at its real place
+        settings.user_settings_file = lambda: Path(os.environ["PERSON_SETTINGS"])
     page._open_in_browser = recorder(Path(sys.argv[1]))  # what browser_opener() calls when the page opens
     sys.argv[1:] = sys.argv[2:]
     sys.exit(main())

@@ -43,9 +43,29 @@ async def test_gated_write_over_stdio(sandbox: SandboxServer, tmp_path: Path, an
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
-async def test_gated_write_over_http(sandbox: SandboxServer, tmp_path: Path, mode: str) -> None:
+async def test_over_http_the_clients_own_form_answer_is_not_the_persons_approval(
+    sandbox: SandboxServer, tmp_path: Path, mode: str
+) -> None:
+    """Whoever holds the bearer token (published by a cloned repository's config, or read from its file by a model's
+    browser) is an HTTP client: its "accept, confirm: true" approves nothing. The person's browser is opened on the
+    approval page instead, and nothing is written until the person decides there."""
     uid = sandbox.store.demo_facts()["my_open_task_uid"]
     with serve_http(sandbox, tmp_path) as base:
+        async with http_session(base, mode=mode, elicitation_callback=accept) as client:
+            result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+            again = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+        assert len(base.opened) == 1  # the person's browser, once; the client was handed no link
+    assert result.structured_content["status"] == "approval_required"
+    assert again.structured_content["status"] == "approval_required"
+    assert not done(sandbox, uid) and [r for r in sandbox.request_log if r.method == "PUT"] == []
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_gated_write_over_http_when_the_persons_own_file_lets_the_client_ask(
+    sandbox: SandboxServer, tmp_path: Path, mode: str
+) -> None:
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    with serve_http(sandbox, tmp_path, http_client_approvals=True) as base:
         async with http_session(base, mode=mode, elicitation_callback=accept) as client:
             result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
     assert result.structured_content["status"] == "applied" and done(sandbox, uid)

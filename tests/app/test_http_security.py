@@ -23,6 +23,7 @@ from tests.helpers import (
     free_port,
     initialize,
     run_binary,
+    run_http,
     sandbox_env,
     serve_http,
     stranger,
@@ -53,7 +54,7 @@ def test_without_a_token_one_is_generated_into_a_private_file(
     token_file = tmp_path / "state" / "http-token"
     port = free_port()
     env = sandbox_env(sandbox, tmp_path, SHEEPCRM_MCP_TOKEN_FILE=str(token_file), HOME=str(tmp_path))
-    with run_binary(["--transport", "http", "--port", str(port)], env) as proc:
+    with run_http(["--port", str(port)], env) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, proc)
         token = token_file.read_text().strip()
@@ -75,7 +76,7 @@ def test_servers_on_one_token_file_never_overwrite_each_others_token(sandbox: Sa
     env = sandbox_env(sandbox, tmp_path, HOME=str(tmp_path))
     ports = [free_port() for _ in range(2)]
     with contextlib.ExitStack() as stack:  # started together: they race for the file
-        procs = [stack.enter_context(run_binary(["--transport", "http", "--port", str(p)], env)) for p in ports]
+        procs = [stack.enter_context(run_http(["--port", str(p)], env)) for p in ports]
         for port, proc in zip(ports, procs, strict=True):
             wait_healthy(f"http://127.0.0.1:{port}", proc)
         token = token_file.read_text().strip()
@@ -85,7 +86,7 @@ def test_servers_on_one_token_file_never_overwrite_each_others_token(sandbox: Sa
             assert post(url, {"authorization": f"Bearer {token}"}).status_code == 200, port
             assert post(url, {"authorization": f"Bearer {'x' * 43}"}).status_code == 401
     port = free_port()
-    with run_binary(["--transport", "http", "--port", str(port)], env) as proc:
+    with run_http(["--port", str(port)], env) as proc:
         wait_healthy(f"http://127.0.0.1:{port}", proc)
         fresh = token_file.read_text().strip()
         assert fresh != token  # none was running: a new token, the old one is worth nothing
@@ -107,7 +108,7 @@ def test_another_users_token_file_is_refused(sandbox: SandboxServer, tmp_path: P
     planted.chmod(0o666)
     port = free_port()
     env = sandbox_env(sandbox, tmp_path, SHEEPCRM_MCP_TOKEN_FILE=str(planted), HOME=str(tmp_path))
-    with run_binary(["--transport", "http", "--port", str(port)], env) as proc:
+    with run_http(["--port", str(port)], env) as proc:
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and b"chown" in err and b"Traceback" not in err
     assert planted.read_text() == "planted-" + "p" * 40 + "\n"
@@ -143,7 +144,7 @@ def test_a_client_cannot_name_its_own_address_to_escape_the_throttle(sandbox: Sa
     """uvicorn took X-Forwarded-For from any request arriving from 127.0.0.1, so each guess could claim a new
     address. By default no proxy is trusted: the socket's address is the one counted."""
     port = free_port()
-    with run_binary(["--transport", "http", "--port", str(port)], sandbox_env(sandbox, tmp_path)) as proc:
+    with run_http(["--port", str(port)], sandbox_env(sandbox, tmp_path)) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, proc)
         codes = guesses(url)  # each one claims another address
@@ -156,7 +157,7 @@ def test_behind_a_named_proxy_one_client_failing_does_not_lock_out_another(
 ) -> None:
     port = free_port()
     env = sandbox_env(sandbox, tmp_path, SHEEPCRM_FORWARDED_ALLOW_IPS="127.0.0.1", SHEEPCRM_MCP_TOKEN=HTTP_TOKEN)
-    with run_binary(["--transport", "http", "--port", str(port)], env) as proc:
+    with run_http(["--port", str(port)], env) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, proc)
         assert guesses(url, "198.51.100.7")[10:] == [429, 429]  # the proxy names the client: it is throttled

@@ -31,7 +31,7 @@ from tests.helpers import (
     initialize,
     parse_body,
     rpc,
-    run_binary,
+    run_http,
     sandbox_env,
     serve_http,
     settings_for,
@@ -124,8 +124,7 @@ def test_non_loopback_bind_needs_a_token(shared_sandbox: SandboxServer, tmp_path
 @pytest.mark.slow
 def test_cli_refuses_non_loopback_bind_without_token(tmp_path: Path) -> None:
     port = free_port()
-    with run_binary(["--sandbox", "--transport", "http", "--host", "0.0.0.0", "--port", str(port)],
-                    clean_env()) as proc:
+    with run_http(["--sandbox", "--host", "0.0.0.0", "--port", str(port)], clean_env()) as proc:
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2, err.decode()
     assert b"refusing to listen on 0.0.0.0 without SHEEPCRM_MCP_TOKEN" in err
@@ -213,7 +212,7 @@ def test_sigterm_lets_an_in_flight_call_finish(tmp_path: Path) -> None:
     with SandboxServer(faults=["latency=1500:1:/search/"]) as sb:
         port = free_port()
         env = sandbox_env(sb, tmp_path, SHEEPCRM_MCP_TOKEN=HTTP_TOKEN)
-        with run_binary(["--transport", "http", "--port", str(port)], env) as proc:
+        with run_http(["--port", str(port)], env) as proc:
             url = f"http://127.0.0.1:{port}"
             wait_healthy(url, proc)
             assert httpx.get(url + "/healthz").json()["version"]

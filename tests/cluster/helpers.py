@@ -18,7 +18,7 @@ import httpx
 import mcp.types as mt
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.helpers import HTTP_TOKEN, REPO, binary, clean_env, http_session
+from tests.helpers import HTTP_TOKEN, REPO, as_person, binary, clean_env, http_own, http_session
 
 SCRIPT = REPO / "scripts" / "cluster.sh"
 
@@ -91,9 +91,13 @@ def cluster(sb: SandboxServer, tmp: Path, replicas: int = 3, **extra: str) -> An
     base = free_block(replicas + 4)
     # Each replica runs through tests/person_browser.py: "the person's browser" records the launch link in the
     # private launch file it is opened on (what the browser would post) to launches.txt.
+    # The person's own settings file (PERSON_SETTINGS, read by that file) says they serve over HTTP with this token.
+    own = tmp / "person"
     replica = f"{sys.executable} -I {REPO / 'tests' / 'person_browser.py'} {tmp / 'launches.txt'}"
+    _, person = as_person(http_own(["--transport", "http"], {"SHEEPCRM_MCP_TOKEN": HTTP_TOKEN}), own)
     env = clean_env(**{
         **sb.env(),
+        **person,
         "CLUSTER_STATE_DIR": str(tmp / "cluster"),
         "REPLICAS": str(replicas),
         "REPLICA_BASE_PORT": str(base),

@@ -13,7 +13,6 @@ import os
 import random
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pytest
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from tests import manifest
-from tests.helpers import CANARY_KEY, HTTP_TOKEN, approve, http_session, open_session
+from tests.helpers import CANARY_KEY, HTTP_TOKEN, approve, as_person, http_own, http_session, open_session
 from tests.reliability.helpers import figure, out_of_scope, percentile, result_text
 
 pytestmark = pytest.mark.reliability
@@ -62,10 +61,13 @@ async def test_http_load(tmp_path: Path) -> None:
             "SHEEPCRM_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
             "SHEEPCRM_MCP_TOKEN": HTTP_TOKEN,
         }
-        exe = str(Path(sys.executable).with_name("sheepcrm-mcp"))
+        # The person serves over HTTP and lets their own client's form approve (its scripted person approves).
+        own = http_own(["--transport", "http"], env) + "SHEEPCRM_HTTP_CLIENT_APPROVALS=true\n"
+        command, person = as_person(own, tmp_path / "person")
         server_log = (tmp_path / "server.log").open("w")
         proc = subprocess.Popen(
-            [exe, "--transport", "http", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=server_log
+            [*command, "--transport", "http", "--port", str(port)], env={**env, **person},
+            stdout=subprocess.DEVNULL, stderr=server_log,
         )
         try:
             async with httpx.AsyncClient() as http:

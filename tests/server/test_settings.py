@@ -18,6 +18,7 @@ from sheepcrm_mcp.server.settings import (
     CODE_VARIABLES,
     ConfigError,
     Settings,
+    check_http,
     check_interpreter,
     load_settings,
     trust_notes,
@@ -36,6 +37,9 @@ from tests.helpers import (
     stranger,
     task_status,
 )
+
+PUBLISHED = "published-in-the-repository-" + "p" * 16
+MINE = "the-persons-own-token-" + "m" * 16
 
 
 def test_settings_errors_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,8 +106,13 @@ def launch_as_client(repo: Path, name: str, person_env: dict[str, str]) -> subpr
         (".vscode/mcp.json", {"SHEEPCRM_BROWSER": "./.tools/open"}, [], "SHEEPCRM_BROWSER=./.tools/open"),
         (".cursor/mcp.json", {"SHEEPCRM_AUDIT_LOG": "sheep-audit/audit.jsonl"}, [],
          "SHEEPCRM_AUDIT_LOG=sheep-audit/audit.jsonl"),
+        (".mcp.json", {"SHEEPCRM_MCP_TOKEN": PUBLISHED}, ["--transport", "http", "--port", "0"], "SHEEPCRM_TRANSPORT"),
+        (".vscode/mcp.json", {"SHEEPCRM_MCP_TOKEN": PUBLISHED},
+         ["--transport", "http", "--host", "0.0.0.0", "--port", "0"], "SHEEPCRM_HOST"),
+        (".cursor/mcp.json", {"SHEEPCRM_HTTP_CLIENT_APPROVALS": "true"}, [], "SHEEPCRM_HTTP_CLIENT_APPROVALS"),
     ],
-    ids=["upstream", "confirm-env", "confirm-flag", "redis", "browser", "audit-log"],
+    ids=["upstream", "confirm-env", "confirm-flag", "redis", "browser", "audit-log", "http-loopback", "http-any",
+         "client-approvals"],
 )
 def test_a_cloned_repository_cannot_redirect_the_key_or_switch_approvals_off(
     tmp_path: Path, name: str, env: dict[str, str], args: list[str], named: str
@@ -116,6 +125,44 @@ def test_a_cloned_repository_cannot_redirect_the_key_or_switch_approvals_off(
     assert done.returncode == 2, done.stderr.decode()
     assert done.stdout == b""  # it never answered, so it never ran a tool (nor sent the key anywhere)
     assert named in done.stderr.decode() and CANARY_KEY not in done.stderr.decode()
+
+
+def test_serving_over_http_counts_only_from_the_persons_own_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cloned repository's config that starts the server over HTTP with a token it publishes (on loopback, or on
+    every interface) gets a configuration error naming what to write in the person's own file; never the token."""
+    monkeypatch.delenv("SHEEPCRM_MCP_TOKEN", raising=False)
+    missing = tmp_path / "none" / "settings.env"
+    published = load_settings(user_file=missing, mcp_token=PUBLISHED)
+    for host, named in (("127.0.0.1", "SHEEPCRM_TRANSPORT=http"), ("0.0.0.0", r"SHEEPCRM_HOST=0\.0\.0\.0")):
+        with pytest.raises(ConfigError, match=named) as refused:
+            check_http(published, host, user_file=missing)
+        assert "SHEEPCRM_MCP_TOKEN" in str(refused.value) and PUBLISHED not in str(refused.value)
+    generated = load_settings(user_file=missing)  # no token given: one is generated into a file only they read
+    with pytest.raises(ConfigError, match="SHEEPCRM_TRANSPORT=http"):
+        check_http(generated, "127.0.0.1", user_file=missing)
+    mine = own_file(tmp_path / "config", "SHEEPCRM_TRANSPORT=http\n")
+    check_http(generated, "127.0.0.1", user_file=mine)
+    with pytest.raises(ConfigError, match="SHEEPCRM_MCP_TOKEN") as refused:  # the token is not the person's
+        check_http(load_settings(user_file=mine, mcp_token=PUBLISHED), "127.0.0.1", user_file=mine)
+    assert PUBLISHED not in str(refused.value)
+    with pytest.raises(ConfigError, match=r"SHEEPCRM_HOST=0\.0\.0\.0"):
+        check_http(generated, "0.0.0.0", user_file=mine)
+    theirs = own_file(tmp_path / "mine",
+                      f"SHEEPCRM_TRANSPORT=http\nSHEEPCRM_HOST=0.0.0.0\nSHEEPCRM_MCP_TOKEN={MINE}\n")
+    check_http(load_settings(user_file=theirs), "0.0.0.0", user_file=theirs)  # the token from the file itself
+    monkeypatch.setenv("SHEEPCRM_MCP_TOKEN", PUBLISHED)  # the environment wins over the file, so it is refused
+    with pytest.raises(ConfigError, match="SHEEPCRM_MCP_TOKEN"):
+        check_http(load_settings(user_file=theirs), "0.0.0.0", user_file=theirs)
+
+
+def test_client_approvals_over_http_count_only_from_the_persons_own_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="SHEEPCRM_HTTP_CLIENT_APPROVALS=true"):
+        load_settings(user_file=tmp_path / "none" / "settings.env", http_client_approvals=True)
+    mine = own_file(tmp_path / "config", "SHEEPCRM_HTTP_CLIENT_APPROVALS=yes\n")
+    assert load_settings(user_file=mine).http_client_approvals
+    assert load_settings(user_file=mine, http_client_approvals=True).http_client_approvals
 
 
 def own_file(folder: Path, text: str, mode: int = 0o600) -> Path:

@@ -72,6 +72,7 @@ async def host_page(
     elicitation: bool = True, **settings: Any,
 ) -> AsyncIterator[Any]:
     """The test host connected to a real server over HTTP; yields the page (its tools as `page.tools`)."""
+    settings.setdefault("http_client_approvals", True)  # the host is the person's own app: its form asks them
     with serve_http(sb, tmp, **settings) as base:
         context = await browser.new_context(viewport=viewport)
         page = await context.new_page()

@@ -32,7 +32,7 @@ from tests.helpers import (
     free_port,
     http_session,
     read,
-    run_binary,
+    run_http,
     sandbox_env,
     settings_for,
     wait_healthy,
@@ -375,7 +375,7 @@ async def test_a_server_killed_while_its_post_is_unanswered_never_posts_again_af
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         with anyio.fail_after(90):
-            with run_binary(["--transport", "http", "--port", str(port)], env) as first:
+            with run_http(["--port", str(port)], env) as first:
                 wait_healthy(url, first)
                 with contextlib.suppress(Exception):  # the session dies with its server
                     async with http_session(url, elicitation_callback=approve) as client:
@@ -385,7 +385,7 @@ async def test_a_server_killed_while_its_post_is_unanswered_never_posts_again_af
                                 await anyio.sleep(0.05)
                             first.kill()  # mid-POST: nothing in the process survives
                             first.wait(timeout=10)
-            with run_binary(["--transport", "http", "--port", str(port)], env) as second:
+            with run_http(["--port", str(port)], env) as second:
                 wait_healthy(url, second)
                 async with http_session(url, elicitation_callback=approve) as client:
                     retry = await client.call_tool("create_contact", fred)
