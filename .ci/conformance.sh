@@ -53,8 +53,9 @@ run_suite() {  # $1 = label, $2 = expected-failures file, rest = extra server fl
   port="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
   proxy="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
   out="$WORK/$label"
+  serve_http_as_person "$TOKEN"
   HOME="$WORK" SHEEPCRM_AUDIT_LOG="$WORK/audit-$label.jsonl" SHEEPCRM_MCP_TOKEN="$TOKEN" \
-    "$BIN" --sandbox --transport http --port "$port" "$@" 2>"$WORK/server-$label.log" &
+    "${SERVE_HTTP[@]}" --sandbox --transport http --port "$port" "$@" 2>"$WORK/server-$label.log" &
   SERVER_PID=$!
   wait_healthy "$port" "$WORK/server-$label.log"
   # The suite cannot send a bearer token (required on every request): a loopback proxy adds it.

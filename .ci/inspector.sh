@@ -65,7 +65,8 @@ must_fail stdio-unknown-tool tool_not_found "${STDIO[@]}" --method tools/call --
 # Streamable HTTP with a bearer token (enforced whenever SHEEPCRM_MCP_TOKEN is set).
 TOKEN="inspector-$("$PY" -c 'import secrets; print(secrets.token_hex(16))')"
 PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-SHEEPCRM_MCP_TOKEN="$TOKEN" "$BIN" --sandbox --transport http --port "$PORT" 2>"$WORK/server.log" &
+serve_http_as_person "$TOKEN"
+SHEEPCRM_MCP_TOKEN="$TOKEN" "${SERVE_HTTP[@]}" --sandbox --transport http --port "$PORT" 2>"$WORK/server.log" &
 SERVER_PID=$!
 wait_healthy "$PORT" "$WORK/server.log"
 URL="http://127.0.0.1:$PORT/mcp"

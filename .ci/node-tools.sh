@@ -51,6 +51,15 @@ prepare() {
   trap cleanup EXIT
 }
 
+serve_http_as_person() {  # TOKEN: sets SERVE_HTTP, the command that serves HTTP as the person starts it
+  # The server serves HTTP only when the person's own settings file says so (and names a token given to it); that
+  # file is found from the account database, so a private one is named through tests/person_browser.py.
+  mkdir -m 700 -p "$WORK/person"
+  (umask 077; printf 'SHEEPCRM_TRANSPORT=http\nSHEEPCRM_MCP_TOKEN=%s\n' "$1" >"$WORK/person/settings.env")
+  export PERSON_SETTINGS="$WORK/person/settings.env"
+  SERVE_HTTP=("$PY" -I tests/person_browser.py "$WORK/person/launches.txt")
+}
+
 wait_healthy() {  # PORT LOGFILE: wait for /healthz, or show the server's log and fail
   "$PY" - "$1" <<'PY' || { cat "$2" >&2; exit 1; }
 import sys, time, urllib.request

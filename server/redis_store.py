@@ -24,7 +24,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import secrets
+import socket
+import struct
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -49,6 +52,7 @@ from sheepcrm_mcp.server.approvals.pending import (
 )
 from sheepcrm_mcp.server.audit import AuditEntry, append_lines, entry_line
 from sheepcrm_mcp.server.stores import StoreUnavailable
+from sheepcrm_mcp.sheepcrm.loopback import TABLES, settled_owner
 
 log = logging.getLogger("sheepcrm_mcp.redis")
 
@@ -147,8 +151,63 @@ def where(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
 
 
+class _Owned:
+    """A connection to Redis that counts only while the socket at its other end is this user's, checked on every new
+    connection before anything (the password included) is sent on it: another local account that binds a loopback
+    Redis port while Redis is down (or a Unix socket path) would otherwise be asked for, and answer, approvals."""
+
+    host: str
+    port: int | str
+    _writer: Any
+
+    async def _check_owner(self) -> None:
+        sock = self._writer.transport.get_extra_info("socket")
+        if sock is None or (not os.path.exists(TABLES[0]) and getattr(sock, "family", None) != socket.AF_UNIX):
+            return  # no socket to look at, or no /proc: see sheepcrm/loopback.py
+        if getattr(sock, "family", None) == socket.AF_UNIX:
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            owner: int | None = struct.unpack("3i", creds)[1]
+        else:
+            owner = await settled_owner(sock)
+        if owner != os.getuid():
+            self._writer.close()
+            who = "whose owner could not be read" if owner is None else f"of another local account (uid {owner})"
+            log.error("refused the shared store at %s: its socket is %s", getattr(self, "host", "?"), who)
+            raise OSError(f"the Redis socket is {who}, not this user's; nothing was sent to it")
+
+
+class OwnedConnection(_Owned, aredis.Connection):
+    async def _connect(self) -> None:
+        await super()._connect()
+        await self._check_owner()
+
+
+class OwnedSSLConnection(_Owned, aredis.SSLConnection):
+    async def _connect(self) -> None:
+        await super()._connect()
+        await self._check_owner()
+
+
+class OwnedUnixConnection(_Owned, aredis.UnixDomainSocketConnection):
+    async def _connect(self) -> None:
+        await super()._connect()
+        await self._check_owner()
+
+
+def owned_connection(url: str) -> type[aredis.connection.AbstractConnection] | None:
+    """The connection class that checks who serves a Redis on this machine (a loopback address or a Unix socket);
+    None for a Redis elsewhere (its password and TLS are what identify it: docs/DEPLOY.md)."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return OwnedUnixConnection
+    if (parts.hostname or "localhost") not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    return OwnedSSLConnection if parts.scheme == "rediss" else OwnedConnection
+
+
 def connect(url: str) -> aredis.Redis:
     """One client per process: fail fast (0.5 s socket timeouts, one quick retry, 1 s to get a connection)."""
+    owned = owned_connection(url)
     pool = aredis.BlockingConnectionPool.from_url(
         url,
         max_connections=64,
@@ -160,6 +219,8 @@ def connect(url: str) -> aredis.Redis:
         decode_responses=True,
         client_name="sheepcrm-mcp",
     )
+    if owned is not None:  # set after from_url, whose URL scheme would choose the plain class over a keyword
+        pool.connection_class = owned
     return aredis.Redis(connection_pool=pool)
 
 

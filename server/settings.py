@@ -41,6 +41,8 @@ SECURITY = (
     "mcp_token",
     "mcp_token_file",
     "http_client_approvals",
+    "transport",
+    "host",
     "http_allowed_hosts",
     "http_allowed_origins",
     "approval_port",
@@ -125,6 +127,13 @@ class Settings(BaseSettings):
     confirm_timeout: float = Field(default=300.0, gt=0, le=3600, description="seconds to wait for a person")
     mcp_token: SecretStr | None = Field(default=None, description="bearer token HTTP clients must send")
     mcp_token_file: Path | None = Field(default=None, description="where a generated bearer token is written")
+    transport: Literal["stdio", "http"] = Field(
+        default="stdio", description="stdio, or http (streamable HTTP); http only from your own settings file"
+    )
+    host: str = Field(
+        default="127.0.0.1", min_length=1,
+        description="HTTP bind address; one other than loopback only from your own settings file",
+    )
     http_client_approvals: bool = Field(
         default=False,
         description="over HTTP, the client's own answer to the confirmation (its form, or a link it was handed) "
@@ -467,29 +476,28 @@ def _same(own: str | None, value: str) -> bool:
     return own.strip().rstrip("/") == value.rstrip("/")
 
 
-def check_http(settings: Settings, host: str, user_file: Path | None = None) -> None:
+def check_http(settings: Settings, own: dict[str, str], own_file: Path) -> None:
     """Serving over HTTP makes the server (and the person's key behind it) reachable by whoever holds its token: the
     transport, a bind address other than loopback and a token that is not generated here count only when the
     person's own file says the same. A cloned repository's client config can set flags and the environment, publish
     the token it sets, and have its own client (another local account, or anyone on the network) use the server."""
-    own_file = user_file or user_settings_file()
-    own = read_user_file(own_file)
+    if settings.transport != "http":
+        return
     wanted = {"SHEEPCRM_TRANSPORT": "http"}
-    if host not in LOOPBACK_HOSTS:
-        wanted["SHEEPCRM_HOST"] = host
+    if settings.host not in LOOPBACK_HOSTS:
+        wanted["SHEEPCRM_HOST"] = settings.host
     refused = [f"{k}={v}" for k, v in wanted.items() if not _same(own.get(k), v)]
     if settings.mcp_token is not None and not hmac.compare_digest(
         own.get("SHEEPCRM_MCP_TOKEN", "").strip().encode(), settings.mcp_token.get_secret_value().encode()
     ):
         refused.append("SHEEPCRM_MCP_TOKEN=<that token>")  # never its value
     if refused:
-        lines = "; ".join(refused)
         raise ConfigError(
             f"serving over HTTP makes this server and your sheepCRM key usable by whoever holds its token, so "
             f"{', '.join(r.split('=')[0] for r in refused)} count only from your own settings file {own_file} (yours, "
             f"chmod 600), not from flags, the environment or a client's config, which a cloned repository can set. "
-            f"If you meant to serve over HTTP, put these lines there: {lines} (or leave SHEEPCRM_MCP_TOKEN unset "
-            "on loopback: a token is then generated into a file only you can read)"
+            f"If you meant to serve over HTTP, put these lines there: {'; '.join(refused)} (or leave "
+            "SHEEPCRM_MCP_TOKEN unset on loopback: a token is then generated into a file only you can read)"
         )
 
 
@@ -597,6 +605,11 @@ def check_interpreter(user_file: Path | None = None) -> None:
         )
 
 
+# Lines of the person's own file that allow what a flag asks for, without asking for it themselves: a client that
+# starts the server on stdio still gets stdio when the person's file allows HTTP.
+ALLOWS_ONLY = ("SHEEPCRM_TRANSPORT", "SHEEPCRM_HOST")
+
+
 def _from_user_file(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """The person's own file: settings it sets that the environment does not (the environment wins), and the
     raw SHEEPCRM_* values it holds (to check the settings only it may set)."""
@@ -607,6 +620,7 @@ def _from_user_file(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
         key.removeprefix("SHEEPCRM_").lower(): value
         for key, value in raw.items()
         if key.startswith("SHEEPCRM_") and key.removeprefix("SHEEPCRM_").lower() in names and key not in environment
+        and key not in ALLOWS_ONLY
     }
     return values, raw
 
@@ -657,5 +671,6 @@ def load_settings(env_file: Path | None = None, *, user_file: Path | None = None
             f"so it counts only in your own settings file {own_file} (yours, chmod 600), not from the environment, "
             "flags or a client's config, which a cloned repository can set"
         )
+    check_http(settings, own, own_file)
     check_audit_log(settings, own, own_file)
     return settings

@@ -98,6 +98,17 @@ def peer_owner(sock: Connected) -> int | None:
     return None
 
 
+async def settled_owner(sock: Connected) -> int | None:
+    """peer_owner of a socket just connected: the accepting side appears as the handshake completes, so look again
+    briefly before saying its owner cannot be read."""
+    for _ in range(5):
+        owner = peer_owner(sock)
+        if owner is not None:
+            return owner
+        await anyio.sleep(0.01)
+    return None
+
+
 def _refused(target: str, why: str) -> UntrustedUpstream:
     return UntrustedUpstream(
         f"the loopback upstream {target} {why}, so nothing was sent to it (no request, no API key). Start your "
@@ -116,13 +127,7 @@ async def _check(stream: Any) -> None:
     except OSError:
         host, port = "?", 0
     target = f"{host}:{port}"
-    owner = None
-    if is_loopback(str(host)):
-        for _ in range(5):  # the accepting side appears as the handshake completes: look again briefly
-            owner = peer_owner(sock)
-            if owner is not None:
-                break
-            await anyio.sleep(0.01)
+    owner = await settled_owner(sock) if is_loopback(str(host)) else None
     if owner != os.getuid():
         await stream.aclose()
         if not is_loopback(str(host)):

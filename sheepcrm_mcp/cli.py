@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 
 from sheepcrm_mcp.server import __version__, logs
-from sheepcrm_mcp.server.settings import ConfigError, Settings, check_http, check_interpreter, load_settings
+from sheepcrm_mcp.server.settings import ConfigError, Settings, check_interpreter, load_settings
 
 log = logging.getLogger("sheepcrm_mcp")
 
@@ -41,8 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-n", "--lines", type=int, default=20, help="audit tail: how many lines (default 20)")
     p.add_argument("--follow", action="store_true", help="audit tail: keep printing new entries (Redis only)")
-    p.add_argument("--transport", choices=["stdio", "http"], default="stdio")
-    p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
+    p.add_argument(
+        "--transport", choices=["stdio", "http"],
+        help="stdio (default) or http; http counts only when your own settings file says SHEEPCRM_TRANSPORT=http",
+    )
+    p.add_argument(
+        "--host", help="HTTP bind address (default 127.0.0.1); another counts only from your own settings file"
+    )
     p.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
     p.add_argument(
         "--stateless", action="store_true", help="stateless HTTP (no sessions; confirmations go to the approval page)"
@@ -81,6 +86,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["toolsets"] = args.toolsets
     if args.confirm:
         out["confirm"] = args.confirm
+    if args.transport:
+        out["transport"] = args.transport
+    if args.host:
+        out["host"] = args.host
     return out
 
 
@@ -93,9 +102,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
             "(trusted automation only); every audit line records it.",
             file=sys.stderr,
         )
-    if args.transport == "http":
-        check_http(settings, args.host)  # the transport, its address and its token: only from the person's own file
-    if settings.redis_url is not None and args.transport != "http":
+    if settings.redis_url is not None and settings.transport != "http":
         # Whoever runs that Redis decides approvals: only replicas serving HTTP share one (docs/DEPLOY.md).
         raise ConfigError("SHEEPCRM_REDIS_URL is for replicas (--transport http); a stdio server keeps its own")
     if settings.otel:
@@ -103,17 +110,17 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
 
         enable_tracing()
     if settings.auth == "oauth":
-        if args.transport != "http":
+        if settings.transport != "http":
             raise ConfigError("SHEEPCRM_AUTH=oauth needs --transport http (stdio has one user and no tokens)")
         from sheepcrm_mcp.hosted import run_hosted
 
-        run_hosted(settings, host=args.host, port=args.port, stateless=args.stateless)
+        run_hosted(settings, host=settings.host, port=args.port, stateless=args.stateless)
         return
     built = build_app(settings)
-    if args.transport == "http":
+    if settings.transport == "http":
         from sheepcrm_mcp.http import run_http
 
-        run_http(built, host=args.host, port=args.port, stateless=args.stateless)
+        run_http(built, host=settings.host, port=args.port, stateless=args.stateless)
     else:
         built.server.run("stdio")
 

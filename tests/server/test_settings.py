@@ -18,7 +18,6 @@ from sheepcrm_mcp.server.settings import (
     CODE_VARIABLES,
     ConfigError,
     Settings,
-    check_http,
     check_interpreter,
     load_settings,
     trust_notes,
@@ -134,27 +133,31 @@ def test_serving_over_http_counts_only_from_the_persons_own_file(
     every interface) gets a configuration error naming what to write in the person's own file; never the token."""
     monkeypatch.delenv("SHEEPCRM_MCP_TOKEN", raising=False)
     missing = tmp_path / "none" / "settings.env"
-    published = load_settings(user_file=missing, mcp_token=PUBLISHED)
     for host, named in (("127.0.0.1", "SHEEPCRM_TRANSPORT=http"), ("0.0.0.0", r"SHEEPCRM_HOST=0\.0\.0\.0")):
         with pytest.raises(ConfigError, match=named) as refused:
-            check_http(published, host, user_file=missing)
+            load_settings(user_file=missing, transport="http", host=host, mcp_token=PUBLISHED)
         assert "SHEEPCRM_MCP_TOKEN" in str(refused.value) and PUBLISHED not in str(refused.value)
-    generated = load_settings(user_file=missing)  # no token given: one is generated into a file only they read
+    with pytest.raises(ConfigError, match="SHEEPCRM_TRANSPORT=http"):  # no token given: generated, but still HTTP
+        load_settings(user_file=missing, transport="http")
+    monkeypatch.setenv("SHEEPCRM_TRANSPORT", "http")  # the environment is no different from a flag
     with pytest.raises(ConfigError, match="SHEEPCRM_TRANSPORT=http"):
-        check_http(generated, "127.0.0.1", user_file=missing)
+        load_settings(user_file=missing)
+    monkeypatch.delenv("SHEEPCRM_TRANSPORT")
     mine = own_file(tmp_path / "config", "SHEEPCRM_TRANSPORT=http\n")
-    check_http(generated, "127.0.0.1", user_file=mine)
+    assert load_settings(user_file=mine).transport == "stdio"  # the file allows HTTP; the client's launch chooses
+    assert load_settings(user_file=mine, transport="http").transport == "http"
     with pytest.raises(ConfigError, match="SHEEPCRM_MCP_TOKEN") as refused:  # the token is not the person's
-        check_http(load_settings(user_file=mine, mcp_token=PUBLISHED), "127.0.0.1", user_file=mine)
+        load_settings(user_file=mine, transport="http", mcp_token=PUBLISHED)
     assert PUBLISHED not in str(refused.value)
     with pytest.raises(ConfigError, match=r"SHEEPCRM_HOST=0\.0\.0\.0"):
-        check_http(generated, "0.0.0.0", user_file=mine)
+        load_settings(user_file=mine, transport="http", host="0.0.0.0")
     theirs = own_file(tmp_path / "mine",
                       f"SHEEPCRM_TRANSPORT=http\nSHEEPCRM_HOST=0.0.0.0\nSHEEPCRM_MCP_TOKEN={MINE}\n")
-    check_http(load_settings(user_file=theirs), "0.0.0.0", user_file=theirs)  # the token from the file itself
+    served = load_settings(user_file=theirs, transport="http", host="0.0.0.0")  # the token from the file itself
+    assert served.host == "0.0.0.0" and served.mcp_token is not None
     monkeypatch.setenv("SHEEPCRM_MCP_TOKEN", PUBLISHED)  # the environment wins over the file, so it is refused
     with pytest.raises(ConfigError, match="SHEEPCRM_MCP_TOKEN"):
-        check_http(load_settings(user_file=theirs), "0.0.0.0", user_file=theirs)
+        load_settings(user_file=theirs, transport="http", host="0.0.0.0")
 
 
 def test_client_approvals_over_http_count_only_from_the_persons_own_file(tmp_path: Path) -> None:
