@@ -22,9 +22,13 @@
 # Environment (defaults in brackets):
 #   CLUSTER_STATE_DIR   [/tmp/sheepcrm-cluster]  pid files, logs, haproxy.cfg, redis AOF dir, redis.pass (0700)
 #   REPLICAS            [3]
-#   REPLICA_BASE_PORT   [18101]   replica i listens on REPLICA_BASE_PORT + i - 1
-#   REPLICA_CMD         [sheepcrm-mcp --transport http --stateless --port {port}]
-#                       placeholders {port} {index}; each replica also gets PORT, REPLICA_INDEX, REPLICA_ID,
+#   REPLICA_BASE_PORT   [18101]   replica i listens on REPLICA_BASE_PORT + i - 1 (only a REPLICA_CMD with {port})
+#   REPLICA_CMD         [sheepcrm-mcp --transport http --stateless --uds {socket}]
+#                       placeholders {socket} {port} {index}. With {socket} (the default) replica i serves on the Unix
+#                       socket $CLUSTER_STATE_DIR/run/replica-i.sock, in the 0700 state folder, and haproxy reaches
+#                       it there: another local account cannot take a stopped replica's place (with {port} it can
+#                       bind the free port, and haproxy's health check would send it clients' bearer tokens).
+#                       Each replica also gets SOCKET or PORT, REPLICA_INDEX, REPLICA_ID,
 #                       SHEEPCRM_REDIS_URL (password included), SHEEPCRM_REQUEST_STATE_KEY (request-state.key,
 #                       0600, the same for all), SHEEPCRM_PUBLIC_URL (the balancer's address)
 #                       and SHEEPCRM_FORWARDED_ALLOW_IPS=$BIND_ADDR (haproxy's X-Forwarded-For names the client)
@@ -277,7 +281,7 @@ start_redis() {
 
 # -------------------------------------------------------------- replicas ---
 replica_cmd_template() {  # (the default in a variable: inside ${REPLICA_CMD:-...} its "}" would end the expansion)
-  local default="$SHEEPCRM_BIN --transport http --stateless --port {port}"
+  local default="$SHEEPCRM_BIN --transport http --stateless --uds {socket}"
   printf '%s' "${REPLICA_CMD:-$default}"
 }
 
@@ -304,21 +308,42 @@ replica_env() {  # the upstream settings every replica gets
   fi
 }
 
-replica_healthy() { [[ "$(http_status "$1" "$REPLICA_HEALTH_PATH")" == 200 ]]; }
+on_sockets() { [[ "$(replica_cmd_template)" == *"{socket}"* ]]; }  # replicas on Unix sockets (the default)
+replica_socket() { printf '%s/replica-%s.sock' "$RUN_DIR" "$1"; }
+replica_port() { printf '%s' $((REPLICA_BASE_PORT + $1 - 1)); }
+replica_where() { if on_sockets; then replica_socket "$1"; else printf '%s:%s' "$BIND_ADDR" "$(replica_port "$1")"; fi; }
+
+replica_status() {  # index path -> prints the status code of GET path at replica i (empty: no answer)
+  if on_sockets; then
+    python3 - "$(replica_socket "$1")" "$2" <<'PY' 2>/dev/null || true
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(2)
+s.connect(sys.argv[1])
+s.sendall(f"GET {sys.argv[2]} HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+print(s.recv(64).split(b" ")[1].decode())
+PY
+  else
+    http_status "$(replica_port "$1")" "$2"
+  fi
+}
+
+replica_healthy() { [[ "$(replica_status "$1" "$REPLICA_HEALTH_PATH")" == 200 ]]; }
 
 start_replica() {  # index
-  local i="$1" port name cmd
-  port=$((REPLICA_BASE_PORT + i - 1)); name="replica-$i"
-  if pid_of "$name" >/dev/null; then log "$name already running (pid $(pid_of "$name")) on :$port"; return 0; fi
-  ensure_port_free "$port" "$name" || return 1
+  local i="$1" port socket name cmd where
+  port="$(replica_port "$i")"; socket="$(replica_socket "$i")"; name="replica-$i"; where="$(replica_where "$i")"
+  if pid_of "$name" >/dev/null; then log "$name already running (pid $(pid_of "$name")) on $where"; return 0; fi
+  if on_sockets; then rm -f "$socket"; else ensure_port_free "$port" "$name" || return 1; fi
   cmd="$(replica_cmd_template)"
-  cmd="${cmd//\{port\}/$port}"; cmd="${cmd//\{index\}/$i}"
+  cmd="${cmd//\{port\}/$port}"; cmd="${cmd//\{socket\}/$socket}"; cmd="${cmd//\{index\}/$i}"
   printf '%s\n' "--- $(date -Is) starting: $cmd" >>"$LOG_DIR/$name.log"
   local -a upstream=()
   mapfile -t upstream < <(replica_env)
   (
     for kv in "${upstream[@]}"; do export "${kv?}"; done
-    export PORT="$port" REPLICA_INDEX="$i" REPLICA_ID="$name"
+    if on_sockets; then export SOCKET="$socket"; else export PORT="$port"; fi
+    export REPLICA_INDEX="$i" REPLICA_ID="$name"
     export SHEEPCRM_REDIS_URL="${SHEEPCRM_REDIS_URL:-$(redis_url)}"
     export SHEEPCRM_FORWARDED_ALLOW_IPS="${SHEEPCRM_FORWARDED_ALLOW_IPS:-$BIND_ADDR}"
     export SHEEPCRM_REQUEST_STATE_KEY="${SHEEPCRM_REQUEST_STATE_KEY:-$(state_key)}"
@@ -333,10 +358,10 @@ start_replica() {  # index
     fi
     spawn "$name" "$LOG_DIR/$name.log" bash -c "exec $cmd"
   ) || return 1
-  wait_until "$name" "GET $REPLICA_HEALTH_PATH -> 200 on :$port" replica_healthy "$port" || {
-    log "last $REPLICA_HEALTH_PATH status from $name: '$(http_status "$port" "$REPLICA_HEALTH_PATH")' (empty = no answer)"
+  wait_until "$name" "GET $REPLICA_HEALTH_PATH -> 200 on $where" replica_healthy "$i" || {
+    log "last $REPLICA_HEALTH_PATH status from $name: '$(replica_status "$i" "$REPLICA_HEALTH_PATH")' (empty = no answer)"
     return 1; }
-  log "$name up on $BIND_ADDR:$port (pid $(pid_of "$name"))"
+  log "$name up on $where (pid $(pid_of "$name"))"
 }
 
 # --------------------------------------------------------------- haproxy ---
@@ -389,7 +414,11 @@ backend be_replicas
     default-server inter 1s fastinter 500ms downinter 1s fall 2 rise 2 check
 EOF
     for ((i = 1; i <= REPLICAS; i++)); do
-      printf '    server replica-%d %s:%d\n' "$i" "$BIND_ADDR" $((REPLICA_BASE_PORT + i - 1))
+      if on_sockets; then  # a socket in the 0700 state folder: no other account can serve there
+        printf '    server replica-%d unix@%s\n' "$i" "$(replica_socket "$i")"
+      else
+        printf '    server replica-%d %s:%d\n' "$i" "$BIND_ADDR" "$(replica_port "$i")"
+      fi
     done
     cat <<EOF
 
@@ -456,7 +485,7 @@ cmd_start() {
   pid_of redis >/dev/null   || ensure_port_free "$REDIS_PORT" redis || bad=1
   if uses_sandbox && ! pid_of sandbox >/dev/null; then ensure_port_free "$SANDBOX_PORT" sandbox || bad=1; fi
   for ((i = 1; i <= REPLICAS; i++)); do
-    pid_of "replica-$i" >/dev/null || ensure_port_free $((REPLICA_BASE_PORT + i - 1)) "replica-$i" || bad=1
+    on_sockets || pid_of "replica-$i" >/dev/null || ensure_port_free "$(replica_port "$i")" "replica-$i" || bad=1
   done
   if ! pid_of haproxy >/dev/null; then
     ensure_port_free "$LB_PORT" "haproxy frontend" || bad=1
@@ -500,10 +529,10 @@ cmd_status() {
     printf '%-11s %-8s %-22s %s\n' redis "$pid" "$BIND_ADDR:$REDIS_PORT" "$(redis_ping && echo 'running, PING ok' || echo 'running, NOT answering')"
   else printf '%-11s %-8s %-22s %s\n' redis - "$BIND_ADDR:$REDIS_PORT" stopped; rc=3; fi
   for ((i = 1; i <= n; i++)); do
-    name="replica-$i"; port=$((REPLICA_BASE_PORT + i - 1))
+    name="replica-$i"; port="$(replica_where "$i")"
     if pid="$(pid_of "$name")"; then
-      printf '%-11s %-8s %-22s %s\n' "$name" "$pid" "$BIND_ADDR:$port" "$(replica_healthy "$port" && echo "running, $REPLICA_HEALTH_PATH 200" || echo "running, $REPLICA_HEALTH_PATH FAILING")"
-    else printf '%-11s %-8s %-22s %s\n' "$name" - "$BIND_ADDR:$port" stopped; rc=3; fi
+      printf '%-11s %-8s %-22s %s\n' "$name" "$pid" "$port" "$(replica_healthy "$i" && echo "running, $REPLICA_HEALTH_PATH 200" || echo "running, $REPLICA_HEALTH_PATH FAILING")"
+    else printf '%-11s %-8s %-22s %s\n' "$name" - "$port" stopped; rc=3; fi
   done
   if pid="$(pid_of haproxy)"; then
     printf '%-11s %-8s %-22s %s\n' haproxy "$pid" "$BIND_ADDR:$LB_PORT" "running, stats :$LB_STATS_PORT"
@@ -541,7 +570,7 @@ cmd_start_replica() {
   fi
 }
 
-usage() { sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,49p' "$0" | sed 's/^# \{0,1\}//'; }
 
 main() {
   local cmd="${1:-help}"; shift || true

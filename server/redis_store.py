@@ -156,8 +156,6 @@ class _Owned:
     connection before anything (the password included) is sent on it: another local account that binds a loopback
     Redis port while Redis is down (or a Unix socket path) would otherwise be asked for, and answer, approvals."""
 
-    host: str
-    port: int | str
     _writer: Any
 
     async def _check_owner(self) -> None:
@@ -178,19 +176,19 @@ class _Owned:
 
 class OwnedConnection(_Owned, aredis.Connection):
     async def _connect(self) -> None:
-        await super()._connect()
+        await super()._connect()  # type: ignore[no-untyped-call]
         await self._check_owner()
 
 
 class OwnedSSLConnection(_Owned, aredis.SSLConnection):
     async def _connect(self) -> None:
-        await super()._connect()
+        await super()._connect()  # type: ignore[no-untyped-call]
         await self._check_owner()
 
 
 class OwnedUnixConnection(_Owned, aredis.UnixDomainSocketConnection):
     async def _connect(self) -> None:
-        await super()._connect()
+        await super()._connect()  # type: ignore[no-untyped-call]
         await self._check_owner()
 
 

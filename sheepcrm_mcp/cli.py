@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
     p.add_argument(
+        "--uds", type=Path, help="serve HTTP on this Unix socket instead of a port (in a folder only you can enter: "
+        "a replica behind a balancer on the same machine)",
+    )
+    p.add_argument(
         "--stateless", action="store_true", help="stateless HTTP (no sessions; confirmations go to the approval page)"
     )
     p.add_argument(
@@ -120,7 +124,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
     if settings.transport == "http":
         from sheepcrm_mcp.http import run_http
 
-        run_http(built, host=settings.host, port=args.port, stateless=args.stateless)
+        run_http(built, host=settings.host, port=args.port, stateless=args.stateless, uds=args.uds)
     else:
         built.server.run("stdio")
 

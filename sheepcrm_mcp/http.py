@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import secrets
+import stat
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -346,29 +347,48 @@ def http_app(built: App, host: str, stateless: bool) -> ASGIApp:
     return BearerAuth(app, token, page_prefix, open_paths)
 
 
-def run_http(built: App, *, host: str, port: int, stateless: bool) -> None:
+def private_socket(uds: Path) -> Path:
+    """A Unix socket path for serving, in a folder of this user's that no one else can enter (so no other account can
+    take the path while the server is down, nor reach the socket); a socket left there by an earlier run is
+    replaced."""
+    folder = uds.parent.resolve()
+    info = folder.stat()
+    if hasattr(os, "getuid") and (info.st_uid != os.getuid() or info.st_mode & 0o077):
+        raise ConfigError(f"--uds {uds}: its folder {folder} must be yours and closed to others: chmod 700 {folder}")
+    if uds.is_symlink() or (uds.exists() and not stat.S_ISSOCK(uds.lstat().st_mode)):
+        raise ConfigError(f"--uds {uds}: something other than a socket is there; remove it or name another path")
+    uds.unlink(missing_ok=True)
+    return uds
+
+
+def run_http(built: App, *, host: str, port: int, stateless: bool, uds: Path | None = None) -> None:
     """Serve until SIGINT/SIGTERM; then stop accepting, let in-flight calls finish (up to 10 s), exit."""
     settings = built.settings
+    if uds is not None:
+        uds = private_socket(uds)
     app = http_app(built, host, stateless)
     mode = "stateless" if stateless else "stateful"
     shown = f"[{host}]" if ":" in host else host
-    log.warning("serving MCP over streamable HTTP (%s) at http://%s:%d/mcp", mode, shown, port)
+    where = f"unix:{uds} " if uds is not None else f"http://{shown}:{port}"
+    log.warning("serving MCP over streamable HTTP (%s) at %s/mcp", mode, where)
     if host not in LOOPBACK and not settings.http_allowed_hosts:
         log.warning(
             "only Host headers naming a loopback address are accepted; set SHEEPCRM_HTTP_ALLOWED_HOSTS "
             "(e.g. mcp.example.org,mcp.example.org:*) to the names clients or your proxy use"
         )
-    serve_asgi(app, host=host, port=port, forwarded=settings.forwarded_allow_ips)
+    serve_asgi(app, host=host, port=port, forwarded=settings.forwarded_allow_ips, uds=uds)
 
 
-def serve_asgi(app: ASGIApp, *, host: str, port: int, forwarded: tuple[str, ...] = ()) -> None:
-    """Serve `app`; X-Forwarded-For/-Proto are honoured only from the proxies in `forwarded` (none by default)."""
+def serve_asgi(app: ASGIApp, *, host: str, port: int, forwarded: tuple[str, ...] = (), uds: Path | None = None) -> None:
+    """Serve `app` on host:port, or on the Unix socket `uds`; X-Forwarded-For/-Proto are honoured only from the
+    proxies in `forwarded` (none by default; a socket's peer has no address, so none there)."""
     inflight = InFlight(app)
     # log_config=None: uvicorn's records go through our stderr handler and its secret filter.
     config = uvicorn.Config(
         inflight,
         host=host,
         port=port,
+        uds=str(uds) if uds is not None else None,
         proxy_headers=bool(forwarded),
         forwarded_allow_ips=list(forwarded) or None,
         log_config=None,

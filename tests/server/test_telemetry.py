@@ -26,7 +26,9 @@ def searches(sb: SandboxServer) -> int:
 @pytest.fixture(scope="module")
 def metrics_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, SandboxServer, Path]]:
     tmp = tmp_path_factory.mktemp("metrics")
-    with SandboxServer(key=CANARY_KEY, faults=[SEARCH_429]) as sb, serve_http(sb, tmp, metrics=True) as url:
+    # The scripted client's form approves: the person's own file would say SHEEPCRM_HTTP_CLIENT_APPROVALS=true.
+    with SandboxServer(key=CANARY_KEY, faults=[SEARCH_429]) as sb, \
+            serve_http(sb, tmp, metrics=True, http_client_approvals=True) as url:
         yield url, sb, tmp
 
 
@@ -106,7 +108,7 @@ async def test_traces_join_the_call_the_gate_and_the_upstream_request(tmp_path: 
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)  # what SHEEPCRM_OTEL=1 does, with OTLP instead of memory
-    with SandboxServer(key=CANARY_KEY) as sb, serve_http(sb, tmp_path) as url:
+    with SandboxServer(key=CANARY_KEY) as sb, serve_http(sb, tmp_path, http_client_approvals=True) as url:
         facts = sb.store.demo_facts()
         async with http_session(url, elicitation_callback=approve) as client:
             done = await client.call_tool("update_task", {"uid": facts["my_open_task_uid"], "action": "complete"})
