@@ -1,6 +1,6 @@
 """A direct SheepClient read from its own process, as the server subprocess makes it.
 
-Reads one line per call from stdin, does `contact_summary(uri)`, prints the seconds it took.
+Reads one line per call from stdin, does `record(uri)` (the v1 record get_contact reads), prints the seconds it took.
 Env: the same SHEEPCRM_* variables as `sheepcrm-mcp`; argv[1]: the contact uri.
 """
 
@@ -23,7 +23,7 @@ def main() -> None:
         async with SheepClient(settings.client_config()) as client:
             while await asyncio.to_thread(sys.stdin.readline):
                 t0 = time.perf_counter()
-                await client.contact_summary(uri)
+                await client.record(uri)
                 sys.stdout.write(f"{time.perf_counter() - t0}\n")
                 sys.stdout.flush()
 

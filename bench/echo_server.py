@@ -1,8 +1,8 @@
 """The SDK's floor: a bare MCPServer with an `echo` tool and nothing of ours.
 
-It also has `fetch`: one plain httpx GET of a contact summary from the sandbox named by SHEEPCRM_BASE_URL /
-SHEEPCRM_API_KEY, returned as raw JSON. That is what any MCP server answering from sheepCRM must at least do,
-so `get_contact` vs `fetch` measures our code alone, with the upstream call on both sides.
+It also has `fetch`: one plain httpx GET of a contact's v1 record (the read get_contact makes) from the sandbox
+named by SHEEPCRM_V1_BASE_URL / SHEEPCRM_API_KEY, returned as raw JSON. That is what any MCP server answering from
+sheepCRM must at least do, so `get_contact` vs `fetch` measures our code alone, with the upstream call on both sides.
 
 `python -m bench.echo_server` serves stdio; `--transport http --port N` serves streamable HTTP at /mcp
 (stateful, like `sheepcrm-mcp --transport http`; `--stateless` like a replica's `--stateless`, with the replicas'
@@ -31,13 +31,13 @@ def build() -> MCPServer:
 
     @server.tool()
     async def fetch(uri: str) -> dict[str, Any]:
-        """Return the raw contact summary for uri."""
+        """Return the raw v1 record of the contact uri."""
         if "client" not in http:
             http["client"] = httpx.AsyncClient(
-                base_url=os.environ.get("SHEEPCRM_BASE_URL", "http://127.0.0.1:8089"),
+                base_url=os.environ.get("SHEEPCRM_V1_BASE_URL", "http://127.0.0.1:8090"),
                 headers={"Authorization": f"Bearer {os.environ.get('SHEEPCRM_API_KEY', '')}"},
             )
-        response = await http["client"].get(f"/api/v2{uri}summary")
+        response = await http["client"].get(f"/api/v1{uri}")
         response.raise_for_status()
         data: dict[str, Any] = response.json()
         return data

@@ -132,7 +132,7 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
         paths["direct_proc"] = direct_proc_call
 
         async def direct_call() -> Any:
-            return await direct.contact_summary(uri)
+            return await direct.record(uri)  # the read get_contact makes
 
         async def handler_call() -> Any:
             return await get_contact(request, deps)
@@ -156,8 +156,8 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
         "|---|---|---|",
     ]
     labels = {
-        "direct": "direct SheepClient.contact_summary, in the bench process",
-        "direct_proc": "direct SheepClient.contact_summary, from its own process (as the server calls)",
+        "direct": "direct SheepClient.record (v1, as get_contact), in the bench process",
+        "direct_proc": "direct SheepClient.record, from its own process (as the server calls)",
         "handler": "our get_contact handler, no MCP",
         "ours_inproc": "MCP get_contact, in-process",
         "echo_inproc": "bare SDK echo, in-process",

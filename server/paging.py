@@ -37,8 +37,15 @@ HARD_CAP = 100_000  # no answer is ever longer than this, whatever the upstream 
 def compact_answer(result: Output) -> CallToolResult:
     """structuredContent plus the same JSON as text, compact. The SDK's default text is indented
     (about a third more characters for the model to read, and to send); bench/RESULTS.md measures it."""
-    data = json.loads(scrub(pydantic_core.to_json(shorten(result.model_dump(mode="json", by_alias=True))).decode()))
-    text = pydantic_core.to_json(data).decode()
+    data = result.model_dump(mode="json", by_alias=True)
+    raw = pydantic_core.to_json(data)
+    if len(raw) > STRING_CAP:  # only an answer this long can hold a string longer than the cap
+        data = shorten(data)
+        raw = pydantic_core.to_json(data)
+    text = raw.decode()
+    if (clean := scrub(text)) != text:  # a secret in the answer: both forms are read from the scrubbed text
+        data = json.loads(clean)
+        text = pydantic_core.to_json(data).decode()
     if len(text) > HARD_CAP:
         raise Refusal(
             f"The answer would be {len(text)} characters, over the {HARD_CAP} limit; nothing is returned. "

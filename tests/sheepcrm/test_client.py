@@ -324,3 +324,14 @@ async def test_application_header_names_the_client() -> None:
             await client.all_segments()
         assert {r.application for r in sb.request_log} == {f"sheepcrm-mcp/sheepcrm-mcp/{__version__}"}
 
+
+
+async def test_a_cookie_sheepcrm_sets_is_never_sent_back() -> None:
+    """The client is a key's, not a session's: a Set-Cookie (sheepCRM's or a proxy's) is neither kept nor sent."""
+    jar = httpx.Response(200, json={}, headers={"Set-Cookie": "session=abc123; Path=/; Domain=up.test"})
+    client, seen = make(sequence(jar, httpx.Response(200, json={})))
+    async with client:
+        await client.search("austen")
+        await client.search("austen again")
+    assert len(seen) == 2 and "cookie" not in seen[1].headers, seen[1].headers
+    assert "Bearer" in seen[1].headers["authorization"]
