@@ -374,8 +374,29 @@ class Gate:
                 owner={**caller.audit(), "name": caller.name} if caller is not None else None,
             )
         )
-        if by_client and url_mode and not new_era:
-            return await self._ask_by_url(tool, pending, args_digest, prepared.state_digest, ctx)
+        try:
+            decision = await self._out_of_band(tool, pending, args_digest, prepared.state_digest, ctx,
+                                               by_url=by_client and url_mode and not new_era, contested=contested)
+        except BaseException:
+            await self._withdraw(pending)
+            raise
+        if decision.kind not in ("approved", "approval_required"):
+            await self._withdraw(pending)  # refused or answered without the page: nothing may approve it later
+        return decision
+
+    async def _withdraw(self, pending: Pending) -> None:
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.approvals.withdraw(pending.id)
+            except Exception as exc:  # the call is refused already; the approval expires on its own
+                log.warning("an approval whose call ended could not be withdrawn (%s)", type(exc).__name__)
+
+    async def _out_of_band(self, tool: str, pending: Pending, args_digest: str, state_digest: str, ctx: Context,
+                           *, by_url: bool, contested: bool) -> Decision:
+        """The person is asked outside the client's form: by a link the client shows them, or on the page opened in
+        their browser."""
+        if by_url:
+            return await self._ask_by_url(tool, pending, args_digest, state_digest, ctx)
         if (pending.opened or self.page.launched(pending)) and not pending.expired():
             # The same request again while the person decides, whether or not their tab has loaded yet: the tab
             # they have stays valid (its launch token is not replaced); no new one opens.
@@ -390,7 +411,9 @@ class Gate:
             "approval_required", "approval-page", message=self.page.waiting(tool, pending, contested=contested)
         )
 
-    async def _ask_by_url(self, tool: str, pending: Pending, args_digest: str, state_digest: str, ctx: Context) -> Any:
+    async def _ask_by_url(
+        self, tool: str, pending: Pending, args_digest: str, state_digest: str, ctx: Context
+    ) -> Decision:
         """URL-mode elicitation: the client shows a one-time link to the person; wait for their decision."""
         url = await self.page.launch_url(pending)
         with anyio.move_on_after(self.settings.confirm_timeout):

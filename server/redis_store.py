@@ -83,6 +83,11 @@ end
 return status
 """
 
+WITHDRAW = """
+if redis.call('GET', KEYS[1]) == 'pending' then redis.call('SET', KEYS[1], 'withdrawn', 'KEEPTTL') end
+return 1
+"""
+
 NEW_LAUNCH = """
 if not redis.call('GET', KEYS[1]) then return false end
 redis.call('SET', KEYS[2], ARGV[1], 'KEEPTTL')
@@ -252,6 +257,7 @@ class RedisApprovals(RedisStore):
         self._spend = client.register_script(SPEND)
         self._new_launch = client.register_script(NEW_LAUNCH)
         self._launch = client.register_script(LAUNCH)
+        self._withdraw = client.register_script(WITHDRAW)
 
     @staticmethod
     def _match(tool: str, args_digest: str, state_digest: str) -> str:
@@ -327,6 +333,10 @@ class RedisApprovals(RedisStore):
     async def applied(self, approval_id: str, undo: str) -> None:
         with self._guard("keeping how to undo a write", "its approval page cannot name the undo"):
             await self.client.set(f"{PREFIX}approval:{approval_id}:undo", undo, ex=KEEP)
+
+    async def withdraw(self, approval_id: str) -> None:
+        with self._guard("withdrawing an approval", "it stays pending until it expires"):
+            await self._withdraw(keys=[f"{PREFIX}approval:{approval_id}:status"])
 
     async def decide(
         self, approval_id: str, browser: str | None, approve: bool, by: dict[str, Any] | None = None

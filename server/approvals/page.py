@@ -87,6 +87,10 @@ SAID = {
     "approval pages: tell your administrator.",
 }
 SAID["cancelled"] = SAID["contested"]
+SAID["withdrawn"] = (
+    "This request was withdrawn before it was decided (it could not be shown to you in time, or it was answered "
+    "elsewhere), so nothing was approved or changed. Ask the assistant to repeat it if it is still needed."
+)
 
 # What the second browser to open one launch link is told, by where the approval stood.
 CONTESTED = {

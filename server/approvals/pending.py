@@ -13,7 +13,9 @@ from typing import Any, Literal
 TTL_SECONDS = 600.0
 # contested: its launch link came a second time, from any browser, before the write: it can never be spent.
 # cancelled: a contested approval whose caller has been told (the next request asks the person again).
-Status = Literal["pending", "approved", "rejected", "used", "contested", "cancelled"]
+# withdrawn: its call was refused or answered without the page (no browser could be opened for a person; the client
+# declined or dropped its link; nobody answered in time): it can never be approved, so never spent by a later call.
+Status = Literal["pending", "approved", "rejected", "used", "contested", "cancelled", "withdrawn"]
 
 
 def digest(value: Any) -> str:

@@ -56,6 +56,10 @@ class Approvals(Protocol):
         """Keep, with an approval whose write was made, the call that reverses it (said to a later browser)."""
         ...
 
+    async def withdraw(self, approval_id: str) -> None:
+        """An approval still pending whose call ended without it: withdrawn, so no one approves it afterwards."""
+        ...
+
     async def consume(self, tool: str, args_digest: str, state_digest: str) -> Pending | str | None:
         """Use an approval matching exactly this request and state, once: the approval, or 'expired' / 'rejected' /
         'contested' (said once: it is then cancelled) when the matching one is, or None."""
@@ -137,6 +141,12 @@ class ApprovalStore:
         with self._lock:
             if (item := self._items.get(approval_id)) is not None:
                 item.undo = undo
+
+    async def withdraw(self, approval_id: str) -> None:
+        with self._lock:
+            item = self._items.get(approval_id)
+            if item is not None and item.status == "pending":
+                item.status = "withdrawn"
 
     async def consume(self, tool: str, args_digest: str, state_digest: str) -> Pending | str | None:
         """Use an approval matching exactly this request and state, once (see Approvals.consume)."""

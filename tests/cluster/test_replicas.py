@@ -264,6 +264,16 @@ async def test_redis_approvals_follow_the_in_process_interface(running: Cluster)
             assert await store.decision(item.id) == "used"
             assert await store.get("no-such-id") is None and await store.launch("no-such-id", second) is None
             await check_launch_contest(store, tag)
+            # A call that ended without its approval withdraws it: no decision approves it, no later call spends it.
+            gone = await store.create(ApprovalRequest("update_task", tag + "-w", "state", "summary", ["line"]))
+            link = await store.new_launch(gone.id)
+            held = await store.launch(gone.id, link)
+            assert isinstance(held, str)
+            await store.withdraw(gone.id)
+            assert await store.decide(gone.id, held, approve=True) == "withdrawn"
+            assert await store.consume("update_task", tag + "-w", "state") is None
+            fresh = await store.create(ApprovalRequest("update_task", tag + "-w", "state", "summary", ["line"]))
+            assert fresh.id != gone.id and fresh.status == "pending"
     finally:
         await client.aclose()
 

@@ -17,7 +17,7 @@ import mcp_types as types
 import pytest
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.helpers import MODES, person_decides, puts, task_status
+from tests.helpers import MODES, launch_link, person_decides, puts, task_status
 
 URL = re.compile(r"https?://[^\s\"'<>\\]+")
 
@@ -190,6 +190,27 @@ async def test_no_way_to_reach_a_person_fails_closed(sandbox: SandboxServer, con
         result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
     assert result.is_error and "elicitation" in result.content[0].text  # type: ignore[union-attr]
     assert "http" not in result.content[0].text  # type: ignore[union-attr]
+    assert task_status(sandbox, uid) == "open" and puts(sandbox) == 0
+
+
+async def test_a_refused_call_leaves_no_approval_to_spend(sandbox: SandboxServer, connect: Any) -> None:
+    """The call is refused (no browser could be shown the page), but whoever finds its launch link approves on the
+    page afterwards, and the model repeats the call: the approval was withdrawn with the refusal, so nothing is
+    approved and nothing is written."""
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    found: list[str] = []
+    async with connect(sandbox, mode="legacy") as client:
+        client.runtime.page.opener = lambda target: found.append(launch_link(target)) and False
+        refused = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+        assert refused.is_error and len(found) == 1
+        with httpx.Client(follow_redirects=True, timeout=10) as attacker:  # with the link the refused call left
+            page = attacker.get(found[0])
+        assert page.status_code == 200 and 'id="status">withdrawn<' in page.text
+        assert 'name="csrf"' not in page.text  # no form: nothing to approve
+        client.runtime.page.opener = lambda target: found.append(launch_link(target)) is None
+        again = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    assert again.structured_content["status"] == "approval_required"  # a new page for the person, not a write
+    assert len(found) == 2 and found[1] != found[0]
     assert task_status(sandbox, uid) == "open" and puts(sandbox) == 0
 
 
