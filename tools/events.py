@@ -574,7 +574,8 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
     people = [parse_uri(u, bucket, ("person",)) for u in req.person_uris]
     uid = uid_in(req.uid, bucket, BOOKING)
     e, _ = await _event_or_refuse(uid, deps)
-    title = visible(text(e.get("display_value")) or text(e.get("title")) or uid, NAME_CAP)
+    named = text(e.get("display_value")) or text(e.get("title"))
+    title = visible(named or uid, NAME_CAP)
 
     wanted = {str(p) for p in people}
 
@@ -630,8 +631,11 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
         plan.no_undo = _no_single_undo(uid, applied)  # the gate says it in the result when undo is None
         return None
 
+    # The event's uid and the status are never cut (the gate cuts a summary at 2 * NAME_CAP); its name fills the rest.
+    head, tail = f"Set {len(people)} attendee(s) of event", f"to '{req.status}'"
+    room = 2 * NAME_CAP - 8 - len(f"{head} {uid} \"\" {tail}")
     plan = WritePlan(
-        summary=f"Set {len(people)} attendee(s) of {title} to '{req.status}'",
+        summary=f"{head} {record_label(uid, visible(named, max(12, room)) if named else None)} {tail}",
         read=read,
         diff=diff,
         apply=apply,

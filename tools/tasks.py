@@ -11,7 +11,7 @@ from sheepcrm_mcp.server.caller import current_caller
 from sheepcrm_mcp.server.errors import Refusal, or_refuse
 from sheepcrm_mcp.server.paging import as_of, list_page
 from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec, WriteDeps, WriteTool
-from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, visible
+from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, record_label, visible
 from sheepcrm_mcp.sheepcrm.tasks import TASK_PAGE
 from sheepcrm_mcp.tools.common import (
     ContactRef,
@@ -209,22 +209,26 @@ class UpdateTaskInput(Input):
 
 
 SNOOZE = timedelta(hours=24)
-TITLE_CAP = NAME_CAP * 3 // 4  # the summary (cut at 2 * NAME_CAP) then always has room for subject and due date
 ABOUT_CAP = NAME_CAP // 2
+SUMMARY_ROOM = 2 * NAME_CAP - 8  # the gate cuts a summary at 2 * NAME_CAP; a little to spare for escapes
 SLACK = timedelta(minutes=1)
 
 
 async def update_task(req: UpdateTaskInput, deps: WriteDeps) -> WritePlan:
     uid = uid_in(req.uid, deps.client.bucket, TASK_TYPES)
     t = await _task_or_refuse(uid, deps)
-    title = visible(text(t.get("display_value")) or text(t.get("title")) or uid, TITLE_CAP)
-    # What a person needs to tell two same-titled tasks apart: whom it is about and when it is due. Title and
-    # subject have caps of their own, so the due date always fits in the preview's summary.
-    about = text(t.get("context_display")) or ref(t.get("context"))
-    about = visible(about, ABOUT_CAP) if about else None
+    named = text(t.get("display_value")) or text(t.get("title"))
+    title = visible(named or uid, NAME_CAP)
+    # What a person needs to tell two same-titled tasks apart: its uid, whom it is about and when it is due. The
+    # uid and the due date are never cut; subject and title share what room is left, so all fit in the summary.
+    head = f"{req.action.capitalize()} task {uid} "
     due = moment(due_of(t))
-    detail = ", ".join(filter(None, [f"about {about}" if about else None, f"due {due:%d %b %Y %H:%M} UTC" if due
-                                     else None]))
+    when = f"due {due:%d %b %Y %H:%M} UTC" if due else None
+    room = SUMMARY_ROOM - len(head) - (len(when) + 4 if when else 0)
+    about = text(t.get("context_display")) or ref(t.get("context"))
+    about = visible(about, max(12, min(ABOUT_CAP, room // 3))) if about else None
+    detail = ", ".join(filter(None, [f"about {about}" if about else None, when]))
+    shown = record_label(uid, visible(named, max(12, room - len(detail) - 2)) if named else None)
     target: TaskStatus = "done" if req.action == "complete" else "open"
     # sheepCRM's snooze takes no parameters: "+24 hours, or 24 hours from now if overdue". It is verified by
     # the due date it was to reach, fixed at the first read, since no field records a snooze.
@@ -261,7 +265,7 @@ async def update_task(req: UpdateTaskInput, deps: WriteDeps) -> WritePlan:
             return {"uid": uid, "action": "complete"}
         return None  # sheepCRM has no un-snooze and no way to name a due date
 
-    summary = f"{req.action.capitalize()} task '{title}'" + (f" ({detail})" if detail else "")
+    summary = f"{req.action.capitalize()} task {shown}" + (f" ({detail})" if detail else "")
     return WritePlan(
         summary=summary, read=read, diff=diff, apply=apply, undo=undo,
         no_undo="A snooze cannot be undone: sheepCRM has no un-snooze and no way to set a due date."

@@ -123,6 +123,8 @@ async def test_an_attendance_put_that_set_one_of_two_sessions_is_applied_differe
     with SandboxServer(key=CANARY_KEY, variant="one-session") as sb:
         facts = sb.store.demo_facts()
         uid, jane = facts["multi_session_event_uid"], facts["jane_uri"]
+        event = sb.store.require("booking", uid).data
+        title = event.get("display_value") or event["title"]
         before = sorted(s["status"] for s in live(sb, uid) if s.get("person_ref") == jane and not s.get("guest"))
         assert len(before) == 2 and "attended" not in before
         result = await answer(connect, sb, "set_attendance", {"uid": uid, "person_uris": [jane], "status": "attended"},
@@ -135,6 +137,7 @@ async def test_an_attendance_put_that_set_one_of_two_sessions_is_applied_differe
     assert line["result"] == "different" and "attended" in line["now"] and after.count("attended") == 1
     assert "undo" not in body and "restore them in sheepCRM" in body["message"]  # her two statuses differed
     assert "sheepCRM may set all of them" in seen[0]
+    assert f'of event {uid} "{title}" to \'attended\'' in seen[0]  # exactly which event: its uid, then its name
     outcomes = [json.loads(x)["outcome"] for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert outcomes[-1] == "different"
 

@@ -205,9 +205,32 @@ async def test_task_confirmation_names_subject_and_due_and_snooze_says_no_undo(
         result = await client.call_tool("update_task", {"uid": uid, "action": "snooze"})
     assert not result.is_error, result.content
     assert task.data["context_display"] in asked[0] and parse_dt(task.data["date"]).strftime("%d %b %Y") in asked[0]
+    assert asked[0].startswith(f"Snooze task {uid} \"")  # exactly which task: its uid, then its title
     assert "version" not in asked[0]
     body = result.structured_content
     assert body["status"] == "applied" and "undo" not in body and "cannot be undone" in body["message"]
+
+
+async def test_a_long_title_and_subject_never_push_the_uid_or_due_date_out_of_the_confirmation(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    store = sandbox.store
+    uid = store.demo_facts()["my_open_task_uid"]
+    task = store.require("journal", uid)
+    long = {**task.data, "display_value": "Call " + "very " * 60 + "urgently", "title": "Call " + "very " * 60,
+            "context_display": "Someone " + "with a long name " * 20}
+    store.replace_data(store.uri("journal", uid), long)
+    asked: list[str] = []
+
+    async def decline(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="decline")
+
+    async with connect(sandbox, elicitation=decline) as client:
+        await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    summary = asked[0].splitlines()[0]
+    assert summary.startswith(f"Complete task {uid} \"Call very") and "…" in summary
+    assert summary.endswith(parse_dt(task.data["date"]).strftime("due %d %b %Y %H:%M UTC)")), summary
 
 
 async def test_snooze_is_24_hours_and_verified_by_the_new_due_date(sandbox: SandboxServer, connect: Any) -> None:
