@@ -142,8 +142,9 @@ def path_regex(read: Read) -> str:
 
 
 CORE = [(read, group) for read in READS for group in (*read.core, *read.envelope)]
-NAMED = {("my tasks", "completed"), ("my tasks", "date|due_date"), ("memberships", "paid|membership_record_status"),
-         ("attendance", "guest"), ("member list", "total"), ("person search", "id|uri")}
+NAMED = {("my tasks", "completed"), ("my tasks", "date|due_date"), ("memberships", "membership_record_status"),
+         ("member list", "membership_record_status"), ("attendance", "guest"), ("member list", "total"),
+         ("person search", "id|uri")}
 
 
 @pytest.mark.parametrize(
@@ -164,6 +165,27 @@ def test_contract_reports_each_core_field_renamed(
     line = next((x for x in out.out.splitlines() if x.startswith(f"DRIFT {read.name} (")), None)
     assert code == 4 and line is not None, out.out
     assert f"MISSING {group}" in line, line
+
+
+def test_contract_membership_status_decides_and_paid_is_optional(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """membership_record_status decides check_membership's answers: its loss alone is drift, whether `paid` is
+    there or not; `paid` is optional (openapi.yaml), so its loss alone is a warning, never drift."""
+    for name in [k for k in os.environ if k.startswith("SHEEPCRM_")]:
+        monkeypatch.delenv(name)
+    memberships = path_regex(next(r for r in READS if r.name == "memberships"))
+    with SandboxServer(key="sk-doctor-core-5e1", drift=[f"renamed-field=paid:{memberships}"]) as sb:
+        paid_gone = run_contract({**sb.settings(), "audit_log": tmp_path / "audit.jsonl"})
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if " memberships (" in x)
+    assert paid_gone == 0 and not line.startswith("DRIFT") and "not seen (optional):" in line and "paid" in line, out
+    with SandboxServer(key="sk-doctor-core-5e1",
+                       drift=[f"renamed-field=membership_record_status:{memberships}"]) as sb:
+        status_gone = run_contract({**sb.settings(), "audit_log": tmp_path / "audit.jsonl"})
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if " memberships (" in x)
+    assert status_gone == 4 and line.startswith("DRIFT") and "MISSING membership_record_status" in line, out
 
 
 @pytest.mark.parametrize("variant", [pytest.param(v, marks=pytest.mark.slow) for v in NAMES])
