@@ -128,6 +128,80 @@ def alphabets(text: str) -> list[str]:
     return sorted({unicodedata.name(c, "?").split()[0] for c in text if c.isalpha()})
 
 
+# Letters of other alphabets (and a few Latin ones and digits) that look like a Latin letter, after Unicode's
+# compatibility folding (NFKC: full-width and mathematical letters are folded first). From Unicode's confusables
+# (UTS 39) for the alphabets a name or an email is most often faked with: Cyrillic, Greek, Armenian, Cherokee.
+_LOOKS_LIKE = str.maketrans({
+    # Cyrillic
+    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ј": "j", "ԁ": "d",
+    "һ": "h", "ԛ": "q", "ԝ": "w", "ӏ": "l", "ү": "y", "ɡ": "g", "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M",
+    "Н": "H", "О": "O", "Р": "P", "С": "C", "Т": "T", "Х": "X", "У": "Y", "Ѕ": "S", "І": "l", "Ј": "J", "Ԛ": "Q",
+    "Ԝ": "W", "Ү": "Y", "Ӏ": "l", "ԍ": "G", "Ь": "b", "ь": "b",
+    # Greek
+    "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "l", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O", "Ρ": "P",
+    "Τ": "T", "Υ": "Y", "Χ": "X", "ο": "o", "ν": "v", "ι": "i", "α": "a", "ρ": "p", "υ": "u", "χ": "x", "ϲ": "c",
+    "ϳ": "j", "κ": "k", "γ": "y",
+    # Armenian
+    "օ": "o", "ս": "u", "ո": "n", "հ": "h", "ց": "g", "ք": "p", "զ": "q", "Օ": "O", "Ս": "U", "Տ": "S",
+    # Cherokee
+    "Ꭺ": "A", "Ᏼ": "B", "Ꮯ": "C", "Ꭰ": "D", "Ꭼ": "E", "Ꮐ": "G", "Ꮋ": "H", "Ꭵ": "i", "Ꭻ": "J", "Ꮶ": "K",
+    "Ꮮ": "L", "Ꮇ": "M", "Ꮲ": "P", "Ꮪ": "S", "Ꭲ": "T", "Ꮩ": "V", "Ꮃ": "W", "Ꮓ": "Z", "Ꮤ": "W", "Ꮍ": "y",
+    # Latin letters that pass for others
+    "ı": "i", "ɑ": "a", "ʏ": "y",
+})  # fmt: skip
+_LATIN_ALIKE = str.maketrans({"I": "l", "1": "l", "|": "l", "0": "O"})  # one text's, so only compared, never shown
+_LOOKS_LIKE_PAIRS = (("rn", "m"), ("vv", "w"), ("cl", "d"))
+
+
+def skeleton(text: str) -> str:
+    """How `text` looks, roughly (UTS 39's skeleton for the alphabets above): two texts with the same skeleton can be
+    told apart only letter by letter."""
+    shape = unicodedata.normalize("NFKC", text).translate(_LOOKS_LIKE).translate(_LATIN_ALIKE)
+    for pair, single in _LOOKS_LIKE_PAIRS:
+        shape = shape.replace(pair, single)
+    return shape
+
+
+def passes_for_latin(text: str) -> str | None:
+    """The Latin text `text` reads as when its letters all come from one other alphabet (or are full-width or
+    mathematical forms) and every one of them looks like a Latin letter ("Јое", all Cyrillic, reads as "Joe");
+    else None."""
+    found = alphabets(text)
+    if len(found) != 1 or found == ["LATIN"]:
+        return None
+    shape = unicodedata.normalize("NFKC", text).translate(_LOOKS_LIKE)
+    letters = [c for c in shape if c.isalpha()]
+    return shape if letters and all(c.isascii() for c in letters) else None
+
+
+def lookalikes(changes: Sequence[Change]) -> list[str]:
+    """The preview's notes on values to be written that read as something they are not: written wholly in another
+    alphabet's look-alike letters, or a new value that looks the same as the old one (a change that looks like
+    none), naming each field."""
+    notes: list[str] = []
+    for change in changes:
+        field_name = change.key.replace("_", " ")
+        for text in _texts(change.after):
+            reads_as = passes_for_latin(text)
+            if reads_as is not None:
+                notes.append(
+                    f"{field_name} {quoted(text, None)} is written in {', '.join(alphabets(text)).title()} letters "
+                    f"that look like Latin ones: it can read as {quoted(reads_as, None)} but is not that text."
+                )
+        before, after = change.before, change.after
+        pairs = (
+            zip(before, after, strict=True)
+            if isinstance(before, list) and isinstance(after, list) and len(before) == len(after)
+            else [(before, after)]
+        )
+        if any(isinstance(b, str) and isinstance(a, str) and b != a and skeleton(b) == skeleton(a) for b, a in pairs):
+            notes.append(
+                f"{field_name}: the new value looks the same as the old one but is not (look-alike letters): the "
+                "change may look like none; check it letter by letter."
+            )
+    return notes
+
+
 def _texts(value: Any) -> Iterator[str]:
     if isinstance(value, str):
         yield value
@@ -196,7 +270,10 @@ class WritePlan:
     reported: list[str] = field(default_factory=list)  # what sheepCRM's answers to the writes said they did
 
     def notes(self, changes: Sequence[Change] = ()) -> list[str]:
-        """The extra lines of every preview: values of `changes` that mix alphabets, the warning, the listed records
-        and the no-undo notice (each escaped and capped)."""
-        notes = (mixed_alphabets(changes), self.warning, *self.listed, self.no_undo)
-        return [visible(n, 4 * NAME_CAP) for n in notes if n]
+        """The extra lines of every preview: values of `changes` that mix alphabets or pass for other text
+        (`lookalikes`), the warning, the listed records and the no-undo notice (each escaped; capped, but a note
+        that quotes a value to be written is never cut)."""
+        capped = [visible(n, 4 * NAME_CAP) for n in (self.warning, *self.listed, self.no_undo) if n]
+        mixed = mixed_alphabets(changes)
+        # lookalikes quotes values to be written (escaped), so its notes are never cut
+        return [*([visible(mixed, 4 * NAME_CAP)] if mixed else []), *lookalikes(changes), *capped]

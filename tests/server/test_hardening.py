@@ -451,3 +451,26 @@ async def test_another_users_audit_file_in_a_shared_folder_gets_no_lines(tmp_pat
     with pytest.raises(PermissionError, match="chmod 700"):
         await AuditLog(planted, None, "elicit").record(entry)
     assert planted.read_text() == ""
+
+
+async def test_a_value_in_look_alike_letters_of_one_alphabet_is_pointed_out_in_the_preview(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    """A value wholly in another alphabet's look-alike letters mixes no alphabets, yet reads as Latin text: the
+    postcode "ОХ1 3ВР" in Cyrillic letters is not OX1 3BP. And a new value that looks the same as the old one (an
+    email with a digit 1 for an l) is a change that looks like none. Every write's preview says both."""
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    record = sandbox.store.get(jane)
+    assert record is not None
+    email = str(record.data["email"][0])
+    assert "l" in email
+    twin = email[::-1].replace("l", "1", 1)[::-1]  # the last l as a digit one
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=recorder(seen, "decline")) as client:
+        await client.call_tool("update_contact", {"uri": jane, "postcode": "\u041e\u04251 3\u0412\u0420"})
+        await client.call_tool("update_contact", {"uri": jane, "email": twin})
+        await client.call_tool("update_contact", {"uri": jane, "postcode": "OX1 3BP"})
+    assert 'is written in Cyrillic letters that look like Latin ones: it can read as "OX1 3BP"' in seen[0], seen[0]
+    assert "email: the new value looks the same as the old one but is not" in seen[1], seen[1]
+    assert "look like Latin" not in seen[2] and "looks the same" not in seen[2]
+    assert writes(sandbox) == []
