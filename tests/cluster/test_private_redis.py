@@ -9,6 +9,8 @@ import os
 import re
 import socket
 import stat
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +141,82 @@ async def test_read_access_to_redis_approves_nothing(running: Cluster, cluster_s
     done = await call(running.lb, "update_contact", args)
     assert done.structured_content and done.structured_content["status"] == "applied"
     assert puts_for(cluster_sandbox, uid_of(person)) == 1
+
+
+def _tls_files(folder: Path) -> None:
+    """A private CA and a server certificate for 127.0.0.1 signed by it (openssl, as a deployment would make)."""
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test CA", "-keyout", "ca.key",
+        "-out", "ca.pem")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "redis.key", "-out", "redis.csr")
+    (folder / "ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "redis.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1",
+        "-extfile", "ext", "-out", "redis.pem")
+
+
+def test_rediss_with_a_password_runs_the_approval_store_and_verifies_the_server(tmp_path: Path) -> None:
+    """DEPLOY.md's TLS setup: SHEEPCRM_REDIS_URL=rediss://...?ssl_ca_certs=<private CA> reaches a Redis that serves TLS
+    only, with a password, and runs the approval store; a server whose certificate the CA did not sign is refused
+    before the password is sent, and plain redis:// to the TLS port gets nothing."""
+    import anyio
+
+    from sheepcrm_mcp.server.approvals.pending import ApprovalRequest
+    from sheepcrm_mcp.server.redis_store import RedisApprovals
+
+    folder = tmp_path / "tls"
+    folder.mkdir(mode=0o700)
+    _tls_files(folder)
+    password = os.urandom(24).hex()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = folder / "redis.conf"
+    conf.write_text(
+        f"port 0\ntls-port {port}\nbind 127.0.0.1\ntls-cert-file {folder}/redis.pem\ntls-key-file {folder}/redis.key\n"
+        f"tls-ca-cert-file {folder}/ca.pem\ntls-auth-clients no\nrequirepass {password}\nsave \"\"\nappendonly no\n"
+        f"dir {folder}\n"
+    )
+    conf.chmod(0o600)
+    server = subprocess.Popen(["redis-server", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"redis-server did not serve TLS: {server.stdout.read1() if server.stdout else b''!r}")
+        url = f"rediss://:{password}@127.0.0.1:{port}/0?ssl_ca_certs={folder}/ca.pem"
+
+        async def main() -> None:
+            client = connect(url)
+            try:
+                store = RedisApprovals(client, url)
+                item = await store.create(ApprovalRequest("update_task", "tls-test", "state", "summary", ["line"]))
+                cookie = await store.launch(item.id, await store.new_launch(item.id))
+                assert isinstance(cookie, str)
+                assert await store.decide(item.id, cookie, approve=True) == "approved"
+                used = await store.consume("update_task", "tls-test", "state")
+                assert used is not None and not isinstance(used, str)
+            finally:
+                await client.aclose()
+            # Another CA (the system's trust store): the certificate is not trusted, nothing is sent.
+            untrusted = connect(f"rediss://:{password}@127.0.0.1:{port}/0")
+            try:
+                with pytest.raises(Exception, match=r"(?i)certificate|ssl"):
+                    await untrusted.ping()
+            finally:
+                await untrusted.aclose()
+            plain = connect(f"redis://:{password}@127.0.0.1:{port}/0")
+            try:
+                with pytest.raises(Exception):  # noqa: B017 - a TLS port answers no plain command
+                    await plain.ping()
+            finally:
+                await plain.aclose()
+
+        anyio.run(main)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
