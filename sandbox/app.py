@@ -712,6 +712,8 @@ async def v1_list(request: Request) -> Response:
             raise Invalid(f"unknown filter modifier __{op}")
         if field == "start_date" and active(request, "filters-ignored"):
             continue
+        if rtype == "member" and active(request, "member-filters-ignored"):
+            continue
         tests.append((field, op, want))
     combine = all if mode != "OR" else any
     listed = active(request, "deleted-listed")

@@ -37,6 +37,12 @@ def primary(values: list[Any] | None) -> str | None:
     return None
 
 
+def email_keys(data: dict[str, Any]) -> list[str]:
+    """The addresses a contact's email list field is looked up by: each value without its label (`x@y;home` is
+    `x@y`: EVIDENCE.md, v1 list fields), lower case."""
+    return [k for e in data.get("email") or [] if e and (k := str(e).split(";", 1)[0].strip().lower())]
+
+
 def contact_index_row(uri: str, rtype: str, data: dict[str, Any]) -> tuple[Any, ...]:
     """Row for the `contacts` search table, all lower case."""
     name = data.get("formatted_name") or data.get("name") or ""

@@ -29,6 +29,7 @@ from sheepcrm_mcp.sandbox.records import (
     CONTACT_TYPES,
     EVENT_STATES,
     contact_index_row,
+    email_keys,
     fmt_dt,
     normalise_postcode,
     now_utc,
@@ -482,6 +483,8 @@ class Store:
             if rtype in CONTACT_TYPES:
                 db.execute("DELETE FROM contacts WHERE uri = ?", (uri,))
                 db.execute("INSERT INTO contacts VALUES (?,?,?,?,?,?,?,?,?)", contact_index_row(uri, rtype, data))
+                db.execute("DELETE FROM emails WHERE uri = ?", (uri,))
+                db.executemany("INSERT INTO emails VALUES (?, ?)", [(e, uri) for e in email_keys(data)])
 
     def update(self, uri: str, changes: dict[str, Any], *, message: str, user: str | None = None) -> Record:
         """Apply field changes to a record's data, bump last_updated, append one audit entry."""
@@ -517,9 +520,7 @@ class Store:
                 db.execute("DELETE FROM contacts WHERE uri = ?", (uri,))
                 db.execute("INSERT INTO contacts VALUES (?,?,?,?,?,?,?,?,?)", contact_index_row(uri, record.type, data))
                 db.execute("DELETE FROM emails WHERE uri = ?", (uri,))
-                db.executemany(
-                    "INSERT INTO emails VALUES (?, ?)", [(e.lower(), uri) for e in data.get("email") or [] if e]
-                )
+                db.executemany("INSERT INTO emails VALUES (?, ?)", [(e, uri) for e in email_keys(data)])
             db.execute(
                 "INSERT INTO audit (uri, related, date, user, message, diff) VALUES (?,?,?,?,?,?)",
                 (
@@ -550,7 +551,7 @@ class Store:
                 (uri, rtype, uid, display, None, sort_key_for(rtype, data), stamp, stamp, "created", json.dumps(data)),
             )
             db.execute("INSERT INTO contacts VALUES (?,?,?,?,?,?,?,?,?)", contact_index_row(uri, rtype, data))
-            db.executemany("INSERT INTO emails VALUES (?, ?)", [(e.lower(), uri) for e in data.get("email") or [] if e])
+            db.executemany("INSERT INTO emails VALUES (?, ?)", [(e, uri) for e in email_keys(data)])
             fields = [k for k in ("first_name", "last_name", "name", "email", "postal_code") if data.get(k)]
             diff = [{"field": k, "prev": "", "value": _text(data[k]), "verb": "add"} for k in fields]
             db.execute(

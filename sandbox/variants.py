@@ -106,6 +106,11 @@ VARIANTS: tuple[Variant, ...] = (
         "say which)",
     ),
     Variant(
+        "member-filters-ignored", "v1 listing field filters",
+        "v1 `member` listings ignore every field filter (`member`, `membership_type`, `end_date__lte`, ...): they "
+        "answer every membership record",
+    ),
+    Variant(
         "tasks-2024", "tasks wrapper and names",
         "the 2024-12 task list: `{\"tasks\": [...]}` without `total` or `user_uri`, and only the 2024-12 names "
         "(`date`, `assigned_to`), no `due_date`/`allocated_to`; `include_completed` ignored (open tasks only)",
