@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
@@ -14,7 +16,7 @@ from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec
 from sheepcrm_mcp.server.writes import visible
 from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepError, UpstreamError
 from sheepcrm_mcp.sheepcrm.errors import V1_404_CAVEAT
-from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
+from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, RecordUri, parse_uri
 from sheepcrm_mcp.tools.common import (
     Detail,
     an_object,
@@ -24,6 +26,7 @@ from sheepcrm_mcp.tools.common import (
     plain,
     record_data,
     ref,
+    split_label,
     text,
     today,
     v1_all,
@@ -166,21 +169,80 @@ class NotInCrm(Exception):
     """No contact has this email: an answer ("not a member"), not a failure."""
 
 
-async def _by_email(email: str, deps: Deps) -> tuple[RecordUri, dict[str, Any]]:
+def _fold(value: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", value).split()).casefold()
+
+
+def _email_listing(deps: Deps, rtype: str, email: str) -> Callable[[int, int], Awaitable[Any]]:
+    return lambda page, size: deps.client.resources(rtype, {"email__startswithi": email}, page=page, page_size=size)
+
+
+async def _listed_by_email(email: str, deps: Deps) -> RecordUri:
+    """The one contact with this email, looked up as create_contact does: the v1 person and organisation listings
+    filtered with `email__startswithi` (list values may carry a label, `x@y;home`, that an exact filter misses),
+    then each address compared whole, case folded. Only listings read whole that hold no such address are "no
+    contact" (NotInCrm); a listing that cannot be read is "could not look up", never "no contact"."""
+    wanted = _fold(email)
+    found: list[str] = []
+    try:
+        for rtype in CONTACT_TYPES:
+            what = f"the {rtype} listing by email"
+            rows, unread = await v1_all(_email_listing(deps, rtype, email), what, EMAIL_PAGE, EMAIL_PAGES)
+            if unread:
+                raise UpstreamError(unread)
+            for row in rows:
+                data = record_data(row, what)
+                value = data.get("email")
+                values: list[Any] = value if isinstance(value, list) else [value]
+                addresses = {_fold(e[0]) for v in values if (e := split_label(v))}
+                if wanted in addresses and "deleted" not in (row.get("record_state"), data.get("record_state")):
+                    found.append(text(row.get("uri")) or "")
+    except SheepError as exc:
+        raise UpstreamError(
+            f"Could not look up the email {email!r}: sheepCRM's membership lookup did not find it and its contact "
+            f"listings could not be read ({exc}). This is not 'no contact': whether it is a member's email is "
+            "unknown; try again, or find the person with search_contacts."
+        ) from None
+    if not found:
+        await v1_none_found(deps.client, "the membership lookup by email")
+        raise NotInCrm
+    if len(set(found)) > 1:
+        raise Refusal(SHARED.format(email=email))
+    try:
+        return parse_uri(found[0], deps.client.bucket)
+    except ValueError:
+        raise UpstreamError(
+            f"Could not look up the email {email!r}: the contact sheepCRM's listing gives for it has no uri that "
+            "could be read. This is not 'no contact'."
+        ) from None
+
+
+EMAIL_PAGE = 25  # contacts per page of a listing by email
+EMAIL_PAGES = 4  # more contacts than this whose email starts so: the lookup says it could not tell
+SHARED = (
+    "Several contacts share the email {email!r}. Call search_contacts with email={email!r}, pick the right person "
+    "and pass its uri instead."
+)
+
+
+async def _by_email(email: str, deps: Deps) -> tuple[RecordUri, dict[str, Any], str | None]:
+    """The contact with this email and sheepCRM's membership-by-email answer about it ({} when it had none), and a
+    note. A 404 is "no such email" in the v1 notes, but that lookup answers from cached data and a 404 has other
+    causes: it is checked with the contact listings before it is taken as "no contact"."""
     try:
         found = await deps.client.membership_by_email(email)
     except NotFoundError:
-        await v1_none_found(deps.client, "the membership lookup by email")
-        raise NotInCrm from None
+        uri = await _listed_by_email(email, deps)
+        return uri, {}, (
+            "sheepCRM's membership lookup by email answered 404 (it answers from cached data), but its contact "
+            "listing has this email: the contact's memberships were read instead."
+        )
     except ConflictError:
-        raise Refusal(
-            f"Several contacts share the email {email!r}. Call search_contacts with email={email!r}, "
-            "pick the right person and pass its uri instead."
-        ) from None
+        raise Refusal(SHARED.format(email=email)) from None
     person = ref(an_object(found, "the membership lookup by email").get("person"))
     if not person:
         raise Refusal(f"sheepCRM gave no contact for {email!r}; use search_contacts and pass a uri.")
-    return parse_uri(person, deps.client.bucket), found
+    return parse_uri(person, deps.client.bucket), found, None
 
 
 async def grace_of(uri: RecordUri, v1: dict[str, Any], deps: Deps) -> tuple[str | None, str | None]:
@@ -207,25 +269,57 @@ async def grace_of(uri: RecordUri, v1: dict[str, Any], deps: Deps) -> tuple[str 
 
 SUMMARIES = {
     "current": "{who} is a current {plan} member until {end} ({days} days left).",
+    "open": "{who} is a current {plan} member: the membership has no end date recorded (open-ended).",
     "grace": "{who} is not a current member: the {plan} membership ended on {end}, but sheepCRM's grace period "
     "runs until {grace}.",
     "unpaid": "{who} is not a current member: the {plan} membership covering today is not paid.",
     "pending": "{who} is not a current member yet: the sign-up for the {plan} membership is not complete in sheepCRM "
-    "(status '{record_status}'; usually a payment is missing).",
+    "(status '{record_status}'{payment}).",
     "future": "{who} is not a member yet: a {plan} membership starts on {start}.",
     "lapsed": "{who} is not a member: the {plan} membership ended on {end}.",
     "cancelled": "{who} is not a member: the {plan} membership was cancelled{cancelled}.",
     "marked": "{who} is not a current member: sheepCRM marks the {plan} membership '{record_status}' although its "
-    "dates ({start} to {end}) cover today.",
-    "unknown": "{who}'s membership is unknown: sheepCRM's answer for the {plan} membership ({start} to {end}) could "
+    "dates ({period}) cover today.",
+    "unknown": "{who}'s membership is unknown: sheepCRM's answer for the {plan} membership ({period}) could "
     "not be interpreted ({why}). Do not tell the person they are or are not a member; check the record in sheepCRM.",
 }
+PENDING_PAYMENT = "; usually a payment is missing"  # EVIDENCE.md: said of `pending` only, not of `incomplete`
+
+
+def period(raw: dict[str, Any]) -> str:
+    """A record's dates as a sentence says them: a missing date is "no ... recorded", an unreadable one is named by
+    its key, never printed (nor "None")."""
+
+    def one(key: str) -> str | None:
+        if _unreadable_date(raw, key):
+            return f"an unreadable {key}"
+        d = day(raw.get(key))
+        return d.isoformat() if d else None
+
+    start, end = one("start_date"), one("end_date")
+    if start and end:
+        return f"{start} to {end}"
+    if start:
+        return f"from {start}, no end date recorded"
+    if end:
+        return f"no start date recorded, until {end}"
+    return "no dates recorded"
 
 
 def on_day(value: str | None) -> str | None:
-    """A sheepCRM date or datetime as the date a sentence needs (YYYY-MM-DD); an unreadable one as it is."""
+    """A sheepCRM date or datetime as the date a sentence needs (YYYY-MM-DD); None when missing or unreadable."""
     d = day(value)
-    return d.isoformat() if d else value
+    return d.isoformat() if d else None
+
+
+RENEWAL_FLAGS = ("auto_renew", "has_renewed", "advise_lapse")
+
+
+def unread_flags(raw: dict[str, Any]) -> str | None:
+    """The renewal flags a record carries that are not true or false (named, never their values): not "not stated"."""
+    bad = [k for k in RENEWAL_FLAGS if raw.get(k) is not None and not isinstance(raw.get(k), bool)]
+    return (f"Could not read {', '.join(f'`{k}`' for k in bad)} on the membership record (not true or false): "
+            "unknown, not 'no'.") if bad else None
 
 
 def _renewal(m: MembershipRecord) -> Renewal | None:
@@ -238,10 +332,12 @@ def _renewal(m: MembershipRecord) -> Renewal | None:
 def _why_unknown(m: MembershipRecord, raw: dict[str, Any]) -> str:
     bad = [k for k in ("start_date", "end_date", "cancellation_date") if _unreadable_date(raw, k)]
     if bad:
-        return f"unreadable {', '.join(bad)}: {visible(text(raw.get(bad[0])) or '', 40)!r}"
+        return f"could not read {', '.join(f'`{k}`' for k in bad)} as a date"
     if day(raw.get("start_date")) is None:
         return "the record has no `start_date`"
     if not isinstance(raw.get("paid"), bool) and (m.record_status or "active").lower() in RECORD_STATUSES:
+        if raw.get("paid") is not None:
+            return "could not read `paid` (not true or false)"
         return "the record does not say whether it is paid (no `paid` value)"
     return (
         f"status {visible(m.record_status or '', 40)!r} is not one of sheepCRM's statuses "
@@ -249,29 +345,86 @@ def _why_unknown(m: MembershipRecord, raw: dict[str, Any]) -> str:
     )
 
 
+def _same(a: str | None, b: str) -> bool:
+    return a is not None and a.strip("/") == b.strip("/")
+
+
+def _linked_members(m: dict[str, Any]) -> list[str] | None:
+    """The record's `linked_members` (openapi.yaml: a list of contact uris) as uris; None when it is not a list."""
+    value = m.get("linked_members")
+    if not isinstance(value, list):
+        return None
+    return [u for v in value if (u := ref(v))]
+
+
+def attribute(uri: RecordUri, found: list[dict[str, Any]], *, listing: bool) -> tuple[list[dict[str, Any]], int, int]:
+    """(the records that are this contact's, records of other contacts left out, records that cannot be attributed).
+    A record is the contact's when its `member` is the contact, or when another contact is the member and the
+    contact is one of its `linked_members`. A record naming no member is the contact's on its own
+    membership list (the path says whose it is) but cannot be attributed on a filtered `listing`, which may have
+    ignored the filter."""
+    mine: list[dict[str, Any]] = []
+    others = unattributed = 0
+    for m in found:
+        member = ref(m.get("member"))
+        if member is None:
+            if listing:
+                unattributed += 1
+            else:
+                mine.append(m)
+        elif _same(member, str(uri)):
+            mine.append(m)
+        elif (linked := _linked_members(m)) is None:
+            unattributed += 1  # another contact's; whether this one is among its linked members cannot be read
+        elif any(_same(u, str(uri)) for u in linked):
+            mine.append(m)
+        else:
+            others += 1
+    return mine, others, unattributed
+
+
 async def memberships_of(uri: RecordUri, deps: Deps) -> tuple[list[dict[str, Any]], str | None, str | None]:
-    """A contact's membership records, not deleted, a note saying how they were read for an organisation, and why
-    they could not all be read (None: all were). sheepCRM's membership list (/api/v2{person_uri}membership/all) is
-    documented for people; an organisation's memberships are the v1 `member` records whose member it is (v1
-    resource filter member=<uri>), read page by page."""
+    """A contact's membership records, not deleted, a note saying how they were read, and why they could not all
+    be read or attributed to the contact (None: all were). sheepCRM's membership list
+    (/api/v2{person_uri}membership/all) is documented for people; an organisation's memberships are the v1 `member`
+    records whose member it is (v1 resource filter member=<uri>), read page by page and each checked, as a listing
+    may not apply a filter."""
     if uri.type != "organisation":
         data = await or_refuse(
             deps.client.memberships(uri), f"No contact {uri} - find the person with search_contacts and pass its uri."
         )
-        found = listed(data, "the contact's membership list", "memberships")
-        return [m for m in found if text(m.get("record_state")) != "deleted"], None, None
-    what = "the organisation's membership records"
-    listing, unread = await v1_all(
-        lambda page, size: deps.client.resources("member", {"member": str(uri)}, page=page, page_size=size), what
-    )
-    found = [{**record_data(r, what), "uri": text(r.get("uri"))} for r in listing]
-    note = (
-        "An organisation: its memberships were read from sheepCRM's v1 membership records whose member is this "
-        "organisation (the membership list endpoint is documented for people only)."
-    )
+        listed_ = listed(data, "the contact's membership list", "memberships")
+        found, others, unattributed = attribute(uri, listed_, listing=False)
+        note = None
+        unread = None
+        what = "record(s) in the contact's membership list"
+    else:
+        what = "the organisation's membership records"
+        listing, unread = await v1_all(
+            lambda page, size: deps.client.resources("member", {"member": str(uri)}, page=page, page_size=size), what
+        )
+        found, others, unattributed = attribute(
+            uri, [{**record_data(r, what), "uri": text(r.get("uri"))} for r in listing], listing=True
+        )
+        note = (
+            "An organisation: its memberships were read from sheepCRM's v1 membership records whose member is this "
+            "organisation (the membership list endpoint is documented for people only)."
+        )
+        what = "record(s) in sheepCRM's membership listing for this organisation"
+    if others:
+        note = " ".join(filter(None, [note, f"{others} {what} belong to other contacts (their `member`, and this "
+                                      "contact is not among their `linked_members`): left out."]))
+    if unattributed:
+        unread = " ".join(filter(None, [unread, f"{unattributed} {what} could not be attributed to this contact "
+                                        "(no `member` that could be read, or another member and no readable "
+                                        "`linked_members`)."]))
     return [m for m in found if text(m.get("record_state")) != "deleted"], note, unread
 
 
+LINKED_UNCHECKED = (
+    "Memberships of other contacts that may cover this one as a linked member were not checked (only those sheepCRM "
+    "lists for this contact were)."
+)
 ORDER: dict[Status, int] = {
     "current": 0, "unknown": 1, "pending": 2, "unpaid": 2, "future": 3, "lapsed": 4, "grace": 4, "cancelled": 4,
     "none": 5,
@@ -280,9 +433,10 @@ ORDER: dict[Status, int] = {
 
 async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipAnswer:
     v1: dict[str, Any] = {}
+    looked_up: str | None = None
     if req.email:
         try:
-            uri, v1 = await _by_email(req.email, deps)
+            uri, v1, looked_up = await _by_email(req.email, deps)
         except NotInCrm:
             return MembershipAnswer(
                 is_member=False, status="none",
@@ -300,26 +454,30 @@ async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipA
         except SheepError:
             name = None
     members, note, unread = await memberships_of(uri, deps)
+    note = " ".join(filter(None, [looked_up, note])) or None
     on = today()
     plans = await plan_names(members, deps)
     pairs = sorted(
         ((record(m, on, plans), m) for m in members), key=lambda p: (p[0].start_date or "", p[0].end_date or "")
     )
     records = [r for r, _ in pairs]
-    best_pair = min(pairs, key=lambda p: (ORDER[p[0].status], -(day(p[0].end_date) or on).toordinal()), default=None)
+    best_pair = min(  # the best status, then the latest end (none recorded: open-ended, the latest)
+        pairs, key=lambda p: (ORDER[p[0].status], -(day(p[0].end_date) or date.max).toordinal()), default=None
+    )
     who = name or str(uri)
     history = records if req.detail == "full" else None
     if unread and (best_pair is None or best_pair[0].status != "current"):  # one not read may be the current one
         return MembershipAnswer(
             contact_uri=str(uri), name=name, is_member=None, status="unknown",
-            summary=f"{who}'s membership is unknown: sheepCRM's membership records could not all be read. Do not tell "
-            "the person they are or are not a member; check the record in sheepCRM.",
+            summary=f"{who}'s membership is unknown: sheepCRM's membership records could not all be read (or "
+            "attributed to this contact). Do not tell the person they are or are not a member; check the record in "
+            "sheepCRM.",
             note=" ".join(filter(None, [note, unread])), history=history,
         )
     if best_pair is None or best_pair[0].status == "none":
         return MembershipAnswer(
             contact_uri=str(uri), name=name, is_member=False, status="none",
-            summary=f"{who} has no membership on record.", note=note, history=history,
+            summary=f"{who} has no membership on record. {LINKED_UNCHECKED}", note=note, history=history,
         )
     best, raw = best_pair
     status: Status = best.status
@@ -329,21 +487,30 @@ async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipA
         grace, unchecked = await grace_of(uri, v1, deps)
         if (g := day(grace)) and g >= on:
             status = "grace"
+        elif grace is not None and g is None:
+            unchecked = ("Whether sheepCRM's grace period still applies is unknown: could not read "
+                         "`member_till_plus_grace` as a date.")
         note = " ".join(filter(None, [note, unchecked])) or None
     days_left = (end - on).days if end and status == "current" else None
     plan = best.plan or (text(v1.get("active_memberships_for_display")) if status == "current" else None) or "(unnamed)"
-    form: str = status
+    form: str = "open" if status == "current" and end is None else status
     start = day(best.start_date)
     if (status == "lapsed" and not (end and end < on)) or (status == "future" and not (start and start > on)):
         form = "marked"  # sheepCRM's status says so; the dates do not
     cancelled = day(raw.get("cancellation_date"))
     summary = SUMMARIES[form].format(
         who=who, plan=plan, end=on_day(best.end_date), days=days_left, start=on_day(best.start_date),
-        grace=on_day(grace),
+        grace=on_day(grace), period=period(raw),
         record_status=visible(best.record_status or "", 40),
+        payment=PENDING_PAYMENT if (best.record_status or "").lower() == "pending" else "",
         cancelled=f" on {cancelled.isoformat()}" if cancelled else "",
         why=_why_unknown(best, raw) if status == "unknown" else "",
     )
+    if (via := ref(raw.get("member"))) and not _same(via, str(uri)):  # kept only as one of its linked members
+        summary += f" {who} holds it as one of the linked members of {via}'s membership."
+    elif status not in ("current", "unknown"):
+        summary += f" {LINKED_UNCHECKED}"
+    note = " ".join(filter(None, [note, unread_flags(raw)])) or None
     return MembershipAnswer(
         contact_uri=str(uri),
         name=name,
@@ -385,7 +552,7 @@ class MembersPage:
     total: int | None
     next_offset: int | None
     renewed: int = 0  # memberships left out because sheepCRM says they have been renewed
-    unread: str | None = None  # why the list could not be read completely
+    unread: str | None = None  # why the list could not be read completely, and values that could not be read
 
 
 async def _plans(deps: Deps) -> tuple[dict[str, str], str | None]:
@@ -409,8 +576,10 @@ async def current_members(
     plans, plans_unread = await _plans(deps)
     on = today()
     filters = {"start_date__lte": on.isoformat(), "end_date__gte": on.isoformat()}
-    if ends_within_days is not None:
-        filters["end_date__lte"] = (on + timedelta(days=ends_within_days)).isoformat()
+    until = on + timedelta(days=ends_within_days) if ends_within_days is not None else None
+    if until is not None:
+        filters["end_date__lte"] = until.isoformat()
+    plan_uri: str | None = None
     if plan:
         wanted = plan.strip().lower()
         uri = next((u for u, n in plans.items() if wanted in (u.lower(), n.lower())), None)
@@ -421,19 +590,21 @@ async def current_members(
             )
         if uri is None:
             raise Refusal(f"No plan named {plan!r}; the plans are: {', '.join(sorted(plans.values()))}.")
-        filters["membership_type"] = uri
+        filters["membership_type"] = plan_uri = uri
+    check = Recheck(on, until, plan_uri)
     raw, unread = await v1_all(
         lambda page, size: deps.client.resources("member", filters, page=page, page_size=size), LISTING,
         WINDOW_PAGE, WINDOW_PAGES,
     )
     if unread is None:
-        found = [r for r in raw if _current(r, on)]
+        found = check(raw)
         kept = [r for r in found if ends_within_days is None or record_data(r, LISTING).get("has_renewed") is not True]
         kept.sort(key=lambda r: (text(record_data(r, LISTING).get("end_date")) or "9999", text(r.get("uri")) or ""))
         end = offset + limit
         out = await _member_rows(kept[offset:end], plans, on, deps)
+        flags = check.said(kept[offset:end] if until is not None else [])
         return MembersPage(out, sorted(plans.values()), len(kept), end if end < len(kept) else None,
-                           len(found) - len(kept))
+                           len(found) - len(kept), flags)
     if ends_within_days is not None:  # soonest first needs the whole window
         raise Refusal(f"{unread} Soonest first needs the whole window: ask for fewer renewing_within_days or add a "
                       "plan.")
@@ -452,8 +623,49 @@ async def current_members(
         unread = None if more or got.last else got.unread(LISTING)
     # The listing's own count may hold records that are not current (unpaid, not active, not started when the date
     # filters are not applied), so no total is given; a record that cannot be read either way is listed, unknown.
-    out = await _member_rows([r for r in raw if _current(r, on)], plans, on, deps)
-    return MembersPage(out, sorted(plans.values()), None, end if more else None, unread=unread)
+    out = await _member_rows(check(raw), plans, on, deps)
+    return MembersPage(out, sorted(plans.values()), None, end if more else None,
+                       unread=" ".join(filter(None, [unread, check.said([])])) or None)
+
+
+@dataclass
+class Recheck:
+    """Each listed record checked against what was asked of the listing (current today, the renewal window, the
+    plan), whatever the listing's filters did (each resource's schema defines which fields it filters on; the v1
+    notes do not say which). What could not be checked is counted, to be said."""
+
+    on: date
+    until: date | None
+    plan_uri: str | None
+    no_plan: int = 0  # left out of a plan's list: no plan that could be read
+
+    def __call__(self, raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [r for r in raw if _current(r, self.on) and self._asked(record_data(r, LISTING))]
+
+    def _asked(self, d: dict[str, Any]) -> bool:
+        if self.until is not None and not _unreadable_date(d, "end_date"):  # an unreadable one is listed, unknown
+            end = day(d.get("end_date"))
+            if end is None or end > self.until:  # no end date recorded: open-ended, not renewing in the window
+                return False
+        if self.plan_uri is not None:
+            plan = ref(d.get("membership_type"))
+            if plan is None:
+                self.no_plan += 1
+                return False
+            return _same(plan, self.plan_uri)
+        return True
+
+    def said(self, listed_: list[dict[str, Any]]) -> str | None:
+        """What the answer must say: records left out because their plan could not be read, and listed renewals
+        whose `has_renewed` could not be read (not true or false: whether they were renewed is unknown)."""
+        unread = [text(r.get("uri")) or "(no uri)" for r in listed_
+                  if (v := record_data(r, LISTING).get("has_renewed")) is not None and not isinstance(v, bool)]
+        return " ".join(filter(None, [
+            f"{self.no_plan} membership(s) name no plan that could be read (`membership_type`): left out of the "
+            "plan's list; check them in sheepCRM." if self.no_plan else None,
+            f"Could not read `has_renewed` (not true or false) on {len(unread)} listed membership(s) "
+            f"({', '.join(unread)}): whether they were already renewed is unknown." if unread else None,
+        ])) or None
 
 
 LISTING = "the membership listing"

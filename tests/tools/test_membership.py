@@ -314,3 +314,199 @@ async def test_a_membership_without_a_start_date_is_unknown_not_none(connect: An
         body = await check(connect, sb, uri=jane)
     assert body["status"] == "unknown" and "is_member" not in body, body
     assert "no membership" not in body["summary"] and "start_date" in body["summary"], body
+
+
+# ---- what sheepCRM leaves out or sends unreadable is said, never printed as None nor taken as "no" ----------
+
+
+async def test_a_membership_without_an_end_date_is_open_ended_never_none(sandbox: SandboxServer,
+                                                                          connect: Any) -> None:
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    sandbox.store.update(current_membership(sandbox, jane), {"end_date": None}, message="t")
+    body = await check(connect, sandbox, uri=jane)
+    assert body["status"] == "current" and body["is_member"] is True and "days_left" not in body, body
+    assert "no end date recorded" in body["summary"] and "None" not in body["summary"], body
+
+
+@pytest.mark.parametrize(
+    ("changes", "said"),
+    [
+        ({"membership_record_status": "renewal_due", "end_date": None}, "from "),  # unknown: (start to None)
+        ({"membership_record_status": "lapsed", "end_date": None}, "from "),  # marked: dates (start to None)
+        ({"start_date": "soon"}, "an unreadable start_date"),
+        ({"end_date": "31/12/2099"}, "an unreadable end_date"),  # never the raw value
+    ],
+)
+async def test_summaries_never_print_none_or_a_raw_value(
+    sandbox: SandboxServer, connect: Any, changes: dict[str, Any], said: str
+) -> None:
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    sandbox.store.update(current_membership(sandbox, jane), changes, message="t")
+    body = await check(connect, sandbox, uri=jane)
+    summary = body["summary"]
+    assert said in summary and "None" not in summary and "31/12/2099" not in summary and "soon" not in summary, summary
+    assert body["status"] != "current", body
+
+
+@pytest.mark.parametrize(("record_status", "payment"), [("pending", True), ("Pending", True), ("incomplete", False)])
+async def test_only_pending_says_a_payment_is_usually_missing(
+    sandbox: SandboxServer, connect: Any, record_status: str, payment: bool
+) -> None:
+    """The vendor says "pending" is a sign-up not complete, usually a missing payment; of "incomplete" it says no
+    such thing, so its answer does not either."""
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    sandbox.store.update(current_membership(sandbox, jane), {"membership_record_status": record_status},
+                         message="t")
+    body = await check(connect, sandbox, uri=jane)
+    assert body["status"] == "pending" and body["is_member"] is False, body
+    assert ("payment" in body["summary"]) is payment, body["summary"]
+
+
+async def test_an_unreadable_renewal_flag_is_said_not_left_out(sandbox: SandboxServer, connect: Any) -> None:
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    sandbox.store.update(current_membership(sandbox, jane), {"has_renewed": "yes"}, message="t")
+    body = await check(connect, sandbox, uri=jane)
+    assert "has_renewed" not in (body.get("renewal") or {}), body
+    assert "Could not read `has_renewed`" in body["note"] and "yes" not in body["note"], body
+
+
+async def test_an_unreadable_grace_date_is_said(sandbox: SandboxServer, connect: Any,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """member_till_plus_grace that is not a date: whether the grace period applies is unknown, and the note says
+    so, naming the key."""
+    charles, _ = into_grace(sandbox)
+
+    async def unreadable(uri: Any, v1: Any, deps: Any) -> tuple[str | None, str | None]:
+        return "soon", None
+
+    monkeypatch.setattr(membership, "grace_of", unreadable)
+    body = await check(connect, sandbox, uri=charles)
+    assert body["status"] == "lapsed" and "member_till_plus_grace" in body["note"], body
+    assert "soon" not in body["summary"] + body["note"], body
+
+
+def renewals(sb: SandboxServer, within: int) -> dict[str, Any]:
+    """The current, paid, active, not renewed memberships ending within `within` days: uri -> record."""
+    today = now_utc().date()
+    until = (today + timedelta(days=within)).isoformat()
+    return {m.uri: m for m in sb.store.by_type("member") if m.data["paid"] and m.data["record_state"] != "deleted"
+            and m.data["start_date"] <= today.isoformat() <= m.data["end_date"] <= until
+            and m.data["membership_record_status"] == "active" and m.data.get("has_renewed") is not True}
+
+
+async def test_a_renewal_list_flags_an_unreadable_has_renewed(sandbox: SandboxServer, connect: Any) -> None:
+    today = now_utc().date()
+    due = next(iter(renewals(sandbox, 400).values()))
+    sandbox.store.update(due.uri, {"end_date": (today + timedelta(days=3)).isoformat(), "has_renewed": "yes"},
+                         message="t")
+    body = await answer_body(connect, sandbox, "search_contacts", {"renewing_within_days": 5, "limit": 50})
+    assert due.uri in {c["membership_uri"] for c in body["contacts"]}, body
+    assert "Could not read `has_renewed`" in body["note"] and due.uri in body["note"], body
+
+
+@pytest.mark.parametrize("variant", [None, "member-filters-ignored"])
+async def test_renewals_and_plans_are_checked_on_each_record(connect: Any, variant: str | None) -> None:
+    """A listing may not apply the renewal window (`end_date__lte`) or the plan filter (each resource's schema
+    defines its filters; variant member-filters-ignored applies none): each record is checked against both, so
+    the list holds exactly the store's renewals, and a plan's list only that plan's memberships."""
+    with SandboxServer(key=CANARY_KEY, variant=variant) as sb:
+        due = renewals(sb, 30)
+        listed = await answer_body(connect, sb, "search_contacts", {"renewing_within_days": 30, "limit": 50})
+        standard = await answer_body(connect, sb, "search_contacts", {"plan": "Standard", "limit": 50})
+        plans = {p.display_value: p.uri for p in sb.store.by_type("membership_type")}
+        on_plan = {c["membership_uri"]: sb.store.get(c["membership_uri"]) for c in standard["contacts"]}
+    assert due and {c["membership_uri"] for c in listed["contacts"]} == set(due), listed
+    assert on_plan and all(m is not None and m.data["membership_type"] == plans["Standard"]
+                           for m in on_plan.values()), standard
+
+
+@pytest.mark.parametrize("variant", [None, "member-filters-ignored"])
+async def test_an_organisations_memberships_are_checked_to_be_its_own(connect: Any, variant: str | None) -> None:
+    """The organisation's membership records come from a v1 listing filtered by member, which may not apply the
+    filter (variant member-filters-ignored): each record is checked to be the organisation's; the others are left
+    out, and the note says so."""
+    with SandboxServer(key=CANARY_KEY, variant=variant) as sb:
+        org = sb.store.demo_facts()["organisation_uri"]
+        body = await check(connect, sb, uri=org)
+        record = sb.store.get(body["membership_uri"])
+    assert record is not None and record.data["member"] == org, body
+    assert body["status"] == "current" and body["plan"] == "Corporate", body
+    assert ("belong to other contacts" in body["note"]) is (variant is not None), body["note"]
+
+
+async def test_an_organisation_record_that_cannot_be_attributed_is_unknown(connect: Any) -> None:
+    """The listing ignores the member filter and one record names no member: it may be the organisation's current
+    one, so with no current membership of its own the answer is unknown, never "not a member"."""
+    with SandboxServer(key=CANARY_KEY, variant="member-filters-ignored") as sb:
+        org = sb.store.demo_facts()["organisation_uri"]
+        current = current_membership(sb, org)
+        today = now_utc().date()
+        sb.store.update(current, {"end_date": (today - timedelta(days=400)).isoformat(),
+                                  "start_date": (today - timedelta(days=765)).isoformat()}, message="t")
+        other = next(m for m in sb.store.by_type("member") if m.data["member"] != org)
+        sb.store.update(other.uri, {"member": None}, message="t")
+        body = await check(connect, sb, uri=org)
+    assert body["status"] == "unknown" and "is_member" not in body, body
+    assert "could not be attributed" in body["note"] and "ended" not in body["summary"], body
+
+
+async def test_a_membership_held_as_a_linked_member_counts_and_one_of_another_contact_does_not(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    """A record in the person's membership list whose member is another contact is theirs only when it lists the
+    person among its linked members (openapi.yaml: `member`, `linked_members`)."""
+    facts = sandbox.store.demo_facts()
+    jane, other = facts["jane_uri"], facts["non_member_uri"]
+    current = current_membership(sandbox, jane)
+    sandbox.store.update(current, {"member": other, "linked_members": [jane]}, message="t")
+    linked = await check(connect, sandbox, uri=jane)
+    assert linked["status"] == "current" and linked["membership_uri"] == current, linked
+    assert f"linked members of {other}" in linked["summary"], linked
+    sandbox.store.update(current, {"linked_members": []}, message="t")
+    theirs = await check(connect, sandbox, uri=jane)
+    assert theirs["status"] != "current" and theirs.get("membership_uri") != current, theirs
+    assert "belong to other contacts" in theirs["note"], theirs
+
+
+@pytest.mark.parametrize("who", ["lapsed", "non_member"])
+async def test_a_no_says_memberships_through_others_were_not_checked(
+    shared_sandbox: SandboxServer, connect: Any, who: str
+) -> None:
+    """Another contact's membership may cover this one as a linked member; the tool reads only the memberships
+    sheepCRM lists for the contact, so a "not a member" answer says what it did not check."""
+    body = await check(connect, shared_sandbox, uri=shared_sandbox.store.demo_facts()[f"{who}_uri"])
+    assert body["is_member"] is False and "linked member" in body["summary"], body
+
+
+async def test_an_email_the_membership_lookup_misses_is_looked_up_in_the_contacts(connect: Any) -> None:
+    """A 404 from the membership lookup by email (its path moved; or its cached data is behind) is checked with
+    the contact listings as create_contact does (email__startswithi, then the whole address, case folded): the
+    contact is found and answered, never "no contact"."""
+    with SandboxServer(key=CANARY_KEY, drift=["moved-path:^/api/v1/[^/]+/user/membership/$"]) as sb:
+        facts = sb.store.demo_facts()
+        body = await check(connect, sb, email=facts["jane_email"].upper())
+        nobody = await check(connect, sb, email="nobody@nowhere.example")
+        prefix = await check(connect, sb, email=facts["jane_email"][:-3])  # a prefix of hers is not her address
+    assert body["status"] == "current" and body["contact_uri"] == facts["jane_uri"], body
+    assert "No contact" not in body["summary"]
+    assert nobody["status"] == "none" and "No contact in the CRM" in nobody["summary"], nobody
+    assert prefix["status"] == "none", prefix
+
+
+async def test_an_email_that_cannot_be_looked_up_is_could_not_look_up(connect: Any) -> None:
+    with SandboxServer(key=CANARY_KEY, drift=["moved-path:^/api/v1/[^/]+/(user/membership|person)/$"]) as sb:
+        said = error_text(await answer(connect, sb, "check_membership", {"email": sb.store.demo_facts()["jane_email"]}))
+    assert "Could not look up" in said and "No contact" not in said and "not a member" not in said, said
+
+
+async def test_labelled_emails_are_found_by_the_membership_lookup_after_an_update(connect: Any) -> None:
+    """Variant labelled-lists stores `x@y;home`: the sandbox's membership lookup matches the address whether or not
+    the contact was changed since (its email index drops the label as the seed's does)."""
+    with SandboxServer(key=CANARY_KEY, variant="labelled-lists") as sb:
+        facts = sb.store.demo_facts()
+        sb.store.update(facts["jane_uri"], {"job_title": "Editor"}, message="t")
+        body = await check(connect, sb, email=facts["jane_email"])
+        lookups = [r for r in sb.request_log if r.path.endswith("/user/membership/")]
+        listings = [r for r in sb.request_log if r.path.endswith("/person/")]
+    assert body["status"] == "current" and body["contact_uri"] == facts["jane_uri"], body
+    assert lookups and not listings  # the lookup itself found her
