@@ -87,14 +87,15 @@ class Cluster:
 
 
 @contextmanager
-def cluster(sb: SandboxServer, tmp: Path, replicas: int = 3, **extra: str) -> Any:
+def cluster(sb: SandboxServer, tmp: Path, replicas: int = 3, own_extra: str = "", **extra: str) -> Any:
     base = free_block(replicas + 4)
     # Each replica runs through tests/person_browser.py: "the person's browser" records the launch link in the
     # private launch file it is opened on (what the browser would post) to launches.txt.
     # The person's own settings file (PERSON_SETTINGS, read by that file) says they serve over HTTP with this token.
     own = tmp / "person"
     replica = f"{sys.executable} -I {REPO / 'tests' / 'person_browser.py'} {tmp / 'launches.txt'}"
-    _, person = as_person(http_own(["--transport", "http"], {"SHEEPCRM_MCP_TOKEN": HTTP_TOKEN}), own)
+    # (own_extra: more lines of that file, e.g. SHEEPCRM_HTTP_CLIENT_APPROVALS=true for clients that approve by form)
+    _, person = as_person(http_own(["--transport", "http"], {"SHEEPCRM_MCP_TOKEN": HTTP_TOKEN}) + own_extra, own)
     env = clean_env(**{
         **sb.env(),
         **person,

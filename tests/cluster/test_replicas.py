@@ -24,6 +24,7 @@ from tests.cluster.helpers import (
     Cluster,
     approve_on_page,
     call,
+    cluster,
     open_page,
     preview,
     prometheus,
@@ -332,12 +333,11 @@ def test_doctor_checks_the_shared_store(running: Cluster) -> None:
         assert (done.returncode == 0) == good and secret not in done.stdout + done.stderr
 
 
-async def test_a_2026_confirmation_answered_on_another_replica(
-    running: Cluster, cluster_sandbox: SandboxServer
-) -> None:
+async def test_a_2026_confirmation_answered_on_another_replica(cluster_sandbox: SandboxServer, tmp_path: Path) -> None:
     """On 2026-07-28 the person's answer comes back in a second request, which the balancer sends to the next
     replica; its request state was sealed with a per-process key, so the answer failed there. Every replica now
-    has the deployment's key (SHEEPCRM_REQUEST_STATE_KEY)."""
+    has the deployment's key (SHEEPCRM_REQUEST_STATE_KEY). The client's form is the person's own here: their own
+    settings file says so (SHEEPCRM_HTTP_CLIENT_APPROVALS=true); without it the approval page decides."""
     uid = cluster_sandbox.store.demo_facts()["my_open_task_uid"]
     questions: list[str] = []
 
@@ -346,8 +346,9 @@ async def test_a_2026_confirmation_answered_on_another_replica(
         return mt.ElicitResult(action="accept", content={"confirm": True})
 
     before = len([r for r in cluster_sandbox.request_log if r.method == "PUT"])
-    async with http_session(running.lb, mode="auto", elicitation_callback=person_accepts) as client:
-        result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    with cluster(cluster_sandbox, tmp_path, replicas=2, own_extra="SHEEPCRM_HTTP_CLIENT_APPROVALS=true\n") as two:
+        async with http_session(two.lb, mode="auto", elicitation_callback=person_accepts) as client:
+            result = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
     assert questions and result.structured_content, text_of(result)
     assert result.structured_content["status"] == "applied", text_of(result)
     assert len([r for r in cluster_sandbox.request_log if r.method == "PUT"]) == before + 1
