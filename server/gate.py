@@ -50,7 +50,7 @@ from sheepcrm_mcp.server.audit import AuditEntry
 from sheepcrm_mcp.server.caller import current_caller
 from sheepcrm_mcp.server.errors import Refusal, answering, arguments, refuse_invalid
 from sheepcrm_mcp.server.registration import Registration
-from sheepcrm_mcp.server.settings import Settings
+from sheepcrm_mcp.server.settings import Settings, upstream_note
 from sheepcrm_mcp.server.specs import GatedWrites, Output, WriteDeps, WriteTool
 from sheepcrm_mcp.server.stores import Audit, RateLimit, StoreUnavailable
 from sheepcrm_mcp.server.telemetry import tracer
@@ -221,6 +221,9 @@ def _valid_confirm(content: Any) -> bool:
     return True
 
 
+CONFIRM_OFF = "Approvals are OFF on this server (SHEEPCRM_CONFIRM=none): no person was asked."
+
+
 def _session_of(ctx: Context) -> str:
     """The HTTP session an approval belongs to, so one session cannot spend another's approval.
 
@@ -304,6 +307,9 @@ class Gate:
         async def call(request: BaseModel, ctx: Context, extras: dict[str, Any]) -> BaseModel:
             with tracer.start_as_current_span("gate commit", attributes={"mcp.tool": spec.name}) as span:
                 result = await self._commit(spec.name, extras["prepared"], extras["confirmation"], ctx)
+                if self.settings.confirm == "none" and result.status not in ("no_change", "not_approved"):
+                    # said where the model and the person read it, with every write, not only at start
+                    result = result.model_copy(update={"message": f"{CONFIRM_OFF} {result.message}"})
                 span.set_attribute("sheepcrm_mcp.write.status", result.status)
                 return result
 
@@ -344,7 +350,8 @@ class Gate:
             return Decision("approved", "approval-page", approver=used.approver, approval=used.id)
         form, url_mode = _elicitation_modes(ctx)
         new_era = is_version_at_least(ctx.protocol_version or "", "2026-07-28")
-        message = self._message(plan, changes)
+        elsewhere = upstream_note(self.settings)  # the person reads it with every change they are asked about
+        message = self._message(plan, changes, elsewhere)
         by_client = self.settings.confirm == "elicit" and self._client_may_approve(ctx, caller is not None)
         if by_client and form:
             if new_era:
@@ -370,7 +377,7 @@ class Gate:
                 args_digest,
                 prepared.state_digest,
                 plan.summary,
-                [*(c.line() for c in changes), *plan.notes(changes)],
+                [*(c.line() for c in changes), *plan.notes(changes), *([elsewhere] if elsewhere else [])],
                 owner={**caller.audit(), "name": caller.name} if caller is not None else None,
             )
         )
@@ -451,10 +458,11 @@ class Gate:
         return ctx.headers is None or signed_in or self.settings.http_client_approvals
 
     @staticmethod
-    def _message(plan: WritePlan, changes: list[Change]) -> str:
-        """What a person reads: the change only. The approval stays bound to the state it was shown against
-        (the gate compares the state's digest before writing), so no fingerprint needs to be shown."""
-        lines = "\n".join([*(f"• {c.line()}" for c in changes), *plan.notes(changes)])
+    def _message(plan: WritePlan, changes: list[Change], notice: str | None = None) -> str:
+        """What a person reads: the change only, and the server's notice when its key goes elsewhere. The approval
+        stays bound to the state it was shown against (the gate compares the state's digest before writing), so no
+        fingerprint needs to be shown."""
+        lines = "\n".join([*(f"• {c.line()}" for c in changes), *plan.notes(changes), *([notice] if notice else [])])
         return f"{plan.summary}\n{lines}\n{visible(plan.question, NAME_CAP)}"
 
     @staticmethod

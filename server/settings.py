@@ -545,17 +545,26 @@ def trust_notes(settings: Settings) -> list[str]:
             "NOTICE: approvals are OFF on this server (SHEEPCRM_CONFIRM=none): write tools change sheepCRM without "
             "asking a person. Tell the person before using a write tool."
         )
+    elsewhere = upstream_note(settings)
+    if elsewhere:
+        notes.append(f"{elsewhere} Tell the person.")
+    return notes
+
+
+def upstream_note(settings: Settings) -> str | None:
+    """The notice that the key goes somewhere other than sheepCRM (a sandbox included), or None. Said in the first
+    answer of every session and in every approval the person reads."""
     elsewhere = {
         f"SHEEPCRM_{name.upper()}": f"{urlsplit(url).scheme}://{urlsplit(url).netloc}"
         for name in ("base_url", "v1_base_url")
         if not is_sheepcrm(url := getattr(settings, name))
     }
-    if elsewhere:
-        notes.append(
-            f"NOTICE: this server sends its sheepCRM API key to {', '.join(sorted(set(elsewhere.values())))} "
-            f"({', '.join(elsewhere)}), not to sheepCRM ({SHEEPCRM_DOMAIN}). Tell the person."
-        )
-    return notes
+    if not elsewhere:
+        return None
+    return (
+        f"NOTICE: this server sends its sheepCRM API key to {', '.join(sorted(set(elsewhere.values())))} "
+        f"({', '.join(elsewhere)}), not to sheepCRM ({SHEEPCRM_DOMAIN})."
+    )
 
 
 # Python reads these before any code of this server runs, and each can load code into its process: a folder searched

@@ -228,7 +228,9 @@ async def test_a_spoofed_name_cannot_fake_the_preview(sandbox: SandboxServer, co
         await client.call_tool("update_contact", {"uri": jane, "phone": "+44 20 7946 0999"})
     [message] = seen[-1:]
     lines = message.splitlines()
-    assert len(lines) == 3, message  # summary, one change, the question: nothing else fits in between
+    # summary, one change, the server's notice (the sandbox is not sheepCRM), the question: nothing else fits between
+    assert len(lines) == 4 and lines[-1] == "Apply this change?", message
+    assert lines[2].startswith("NOTICE: this server sends its sheepCRM API key to http://127.0.0.1:"), message
     assert "\u202e" not in message and "\u200b" not in message and "\\u202E" in message  # escaped, as a value
     assert len(lines[0]) <= 200
     assert lines[0].startswith(f'Update contact {jane} "Jane')  # the record's uri first, its name quoted after
@@ -474,3 +476,23 @@ async def test_a_value_in_look_alike_letters_of_one_alphabet_is_pointed_out_in_t
     assert "email: the new value looks the same as the old one but is not" in seen[1], seen[1]
     assert "look like Latin" not in seen[2] and "looks the same" not in seen[2]
     assert writes(sandbox) == []
+
+
+async def test_every_write_says_when_approvals_are_off_and_every_preview_where_the_key_goes(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    """F5, in-band beyond the first answer: with approvals off every write's answer says no person was asked, and
+    while the key goes somewhere other than sheepCRM (here the sandbox) every preview the person reads says where."""
+    uid = sandbox.store.demo_facts()["my_open_task_uid"]
+    async with connect(sandbox, confirm="none") as client:
+        done = await client.call_tool("update_task", {"uid": uid, "action": "complete"})
+    assert done.structured_content["status"] == "applied"
+    assert done.structured_content["message"].startswith("Approvals are OFF on this server (SHEEPCRM_CONFIRM=none)")
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=recorder(seen, "decline")) as client:
+        asked = await client.call_tool("update_contact", {"uri": jane, "phone": "+44 20 7946 0111"})
+    assert asked.structured_content["status"] == "not_approved" and "Approvals are OFF" not in text_of(asked)
+    host = sandbox.url.split("://", 1)[1].rstrip("/")
+    [notice] = [line for line in seen[-1].splitlines() if line.startswith("NOTICE: this server sends its sheepCRM")]
+    assert f"http://{host}" in notice and "not to sheepCRM" in notice, seen[-1]
