@@ -228,6 +228,8 @@ async def search_person(request: Request) -> Response:
     matchable = any(m <= given for m in PERSON_MATCHES)
     found = store_of(request).find_people(**filters, case_sensitive=one) if matchable else []
     if not found:  # "No person matching those details was found" (the find/person call it is identical to)
+        if active(request, "bare-404"):  # openapi.yaml: 404 "Not found", no body documented
+            return Response(status_code=404)
         return error(404, "not found", "No person matching those details was found")
     if bool_param(request, "take_first_if_multiple"):
         found = found[:1]

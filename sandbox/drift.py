@@ -8,6 +8,8 @@ Spec: `KIND[=ARG][:PATH_REGEX]` (the regex is searched in the request path; with
   extra-nulls            every scalar of every listed record becomes null
   retyped-field[=NAME]   every value of NAME, anywhere in the answer (without NAME: the whole answer), is sent as a
                          one-item list holding it (a flag, a count, an object as another type than documented)
+  null-item[=KEY]        a null added to the records of a list answer (under KEY, default: the first known
+                         wrapper; or a bare list): an item no client can read
   moved-path             404 {"error": "not found"}: the path is gone
   rejected-param=NAME    400 when the request carries the query parameter NAME
 """
@@ -22,8 +24,10 @@ from typing import Any
 
 from starlette.types import Message, Send
 
-KINDS = ("renamed-field", "other-wrapper", "extra-nulls", "moved-path", "rejected-param", "retyped-field")
-REWRITES = ("renamed-field", "other-wrapper", "extra-nulls", "retyped-field")
+KINDS = (
+    "renamed-field", "other-wrapper", "extra-nulls", "moved-path", "rejected-param", "retyped-field", "null-item",
+)
+REWRITES = ("renamed-field", "other-wrapper", "extra-nulls", "retyped-field", "null-item")
 WRAPPERS = ("bookings", "segments", "results", "tasks", "sessions", "memberships", "available_tickets", "orders")
 
 
@@ -121,10 +125,14 @@ def rewrite(rule: DriftRule, body: Any) -> Any:
         if key is not None:
             if rule.kind == "extra-nulls":
                 body[key] = [_nulls(r) for r in body[key]]
+            elif rule.kind == "null-item":
+                body[key] = [*body[key], None]
             else:
                 body["items"] = body.pop(key)
     elif isinstance(body, list) and rule.kind == "extra-nulls":
         body = [_nulls(r) for r in body]
+    elif isinstance(body, list) and rule.kind == "null-item":
+        body = [*body, None]
     return body
 
 

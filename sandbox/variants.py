@@ -39,6 +39,10 @@ VARIANTS: tuple[Variant, ...] = (
         "take_first_if_multiple), and names and postcode match case-sensitively",
     ),
     Variant(
+        "bare-404", "person search 404 body",
+        "the person search's 404 (no match) with no body at all: openapi.yaml documents the status, not a body",
+    ),
+    Variant(
         "other-wrappers", "bodies with no documented schema",
         "person search `{\"people\": [...]}`, help search `{\"hits\": [...]}`, segment members "
         "`{\"members\": [...]}`: keys no client can know",

@@ -160,15 +160,30 @@ def listed(data: Any, what: str, *keys: str, single: tuple[str, ...] = ()) -> li
     or one record (an object with one of the `single` fields). Any other shape is not read as "none": it raises
     UpstreamError saying sheepCRM's answer could not be read, naming its keys (never its values)."""
     if isinstance(data, list):
-        return [r for r in data if isinstance(r, dict)]
+        return objects(data, what)
     if isinstance(data, dict):
         for key in keys:
             value = data.get(key)
             if isinstance(value, list):
-                return [r for r in value if isinstance(r, dict)]
+                return objects(value, what)
         if any(data.get(f) for f in single):
             return [data]
     raise unreadable(what, data, f"{' or '.join(f'{k!r}' for k in keys)} holding a list")
+
+
+def objects(items: list[Any], what: str) -> list[dict[str, Any]]:
+    """The items of a list of records, every one an object: an item of another kind (a null, a string) cannot be
+    read, and a shorter list or count would be a guess, so it raises UpstreamError saying how many items could
+    not be read (their kinds, never their values)."""
+    bad = [v for v in items if not isinstance(v, dict)]
+    if not bad:
+        return items
+    kinds = sorted({type(v).__name__.replace("str", "string").replace("NoneType", "null") for v in bad})
+    raise UpstreamError(
+        f"Could not read {len(bad)} of the {len(items)} items of sheepCRM's answer to {what} ({', '.join(kinds)} "
+        "where records were expected): no list or count is given, as it would leave them out. The answer is "
+        "unknown; `sheepcrm-mcp doctor --contract` checks every read."
+    )
 
 
 def unreadable(what: str, data: Any, expected: str) -> UpstreamError:

@@ -33,7 +33,7 @@ from sheepcrm_mcp.tools.common import (
     text,
     unreadable,
 )
-from sheepcrm_mcp.tools.search import no_match, records
+from sheepcrm_mcp.tools.search import person_search
 
 log = logging.getLogger("sheepcrm_mcp.tools")
 
@@ -243,11 +243,7 @@ async def _email_taken(deps: Deps, email: str, uri: str) -> str | None:
     """A warning when the new email already belongs to another contact (the person search by email), or when
     that could not be checked (never silence: the person approving should know)."""
     try:
-        found = records(await deps.client.search_people(email=email), "the person search")
-    except NotFoundError as exc:
-        if no_match(exc):
-            return None
-        return f"Warning: could not check whether {email} already belongs to another contact ({exc})"
+        found = await person_search(deps, email=email)
     except SheepError as exc:
         return f"Warning: could not check whether {email} already belongs to another contact ({exc})"
     others = [(r.get("display_value"), u) for r in found if (u := text(r.get("id")) or text(r.get("uri")))
@@ -411,11 +407,7 @@ async def lookalikes(deps: Deps, req: CreateContactInput) -> list[dict[str, Any]
             )
             for why, fields in rules:
                 if all(fields.values()):
-                    try:
-                        add(records(await deps.client.search_people(**fields), "the person search"), why)
-                    except NotFoundError as exc:
-                        if not no_match(exc):  # not the documented "no match": could not check
-                            raise
+                    add(await person_search(deps, **fields), why)
             names = {"first_name": str(req.first_name), "last_name": str(req.last_name)}
             namesakes = await deps.client.resources("person", names, page_size=10)
             add(listed(namesakes, "the person listing by name", "results"), "same name (any case)")

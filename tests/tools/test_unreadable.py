@@ -88,3 +88,23 @@ async def test_unreadable_tickets_and_plans_are_not_none(connect: Any) -> None:
     assert "could not read sheepcrm's answer to the event's tickets" in body["note"].lower(), body
     said = said_unknown(plan)
     assert "No plan named" not in said, said
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "path"),
+    [
+        ("list_attendees", {"uid": "past_event_uid"}, "/attendance"),
+        ("get_record_history", {"uri": "jane_uri"}, "/audit"),
+        ("list_events", {"state": "future"}, "/bookings/future"),
+    ],
+)
+async def test_a_list_holding_an_item_that_is_not_a_record_is_not_a_shorter_list(
+    connect: Any, tool: str, args: dict[str, str], path: str
+) -> None:
+    """A null among the records of a list (drift null-item) is an item that could not be read: the answer says how
+    many, never a list or count silently one shorter."""
+    with SandboxServer(key=CANARY_KEY, drift=[f"null-item:{path}"]) as sb:
+        facts = sb.store.demo_facts()
+        result = await answer(connect, sb, tool, {k: facts[v] if v in facts else v for k, v in args.items()})
+    said = " ".join(getattr(c, "text", "") for c in result.content)
+    assert "Could not read 1 of the" in said and "null" in said, said
