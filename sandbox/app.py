@@ -516,8 +516,8 @@ def _tasks(request: Request, found: list[Record], user: str) -> Response:
     # include_completed is a 2025-02 parameter: the 2024-12 list (variant tasks-2024) ignores it, sending open tasks
     if not bool_param(request, "include_completed") or active(request, "tasks-2024"):
         found = [t for t in found if not t.data.get("completed")]
-    if active(request, "tasks-2024"):
-        return JSONResponse({"tasks": [task_json(t, cut_2024=True) for t in found[:size]]})
+    if active(request, "tasks-2024"):  # no total, and pages of at most PAGE_CAP (no limit is documented)
+        return JSONResponse({"tasks": [task_json(t, cut_2024=True) for t in found[:min(size, PAGE_CAP)]]})
     return JSONResponse({"tasks": [task_json(t) for t in found[:size]], "total": len(found), "user_uri": user})
 
 
@@ -716,6 +716,8 @@ async def v1_list(request: Request) -> Response:
             continue
         if rtype == "member" and active(request, "member-filters-ignored"):
             continue
+        if not op and active(request, "plain-prefix"):  # a plain filter read as "starts with, any case"
+            op = "startswithi"
         tests.append((field, op, want))
     combine = all if mode != "OR" else any
     listed = active(request, "deleted-listed")

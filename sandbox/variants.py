@@ -115,9 +115,15 @@ VARIANTS: tuple[Variant, ...] = (
         "answer every membership record",
     ),
     Variant(
+        "plain-prefix", "v1 plain field filters",
+        "a plain v1 filter (`first_name=Jan`) matches values that start with it, in any case (`Janet`), as "
+        "`__startswithi` does",
+    ),
+    Variant(
         "tasks-2024", "tasks wrapper and names",
         "the 2024-12 task list: `{\"tasks\": [...]}` without `total` or `user_uri`, and only the 2024-12 names "
-        "(`date`, `assigned_to`), no `due_date`/`allocated_to`; `include_completed` ignored (open tasks only)",
+        "(`date`, `assigned_to`), no `due_date`/`allocated_to`; `include_completed` ignored (open tasks only); at most "
+        "PAGE_CAP tasks whatever `page_size` asks",
     ),
 )
 PAGE_CAP = 100  # records per page of a v2 list under variant page-cap

@@ -269,6 +269,7 @@ POSTCODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 -]{1,11}")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 Name = Annotated[str | None, Field(max_length=100)]
 SAME_EMAIL = "same email"
+NAME_PAGE = 10  # records of the listing by name read for namesakes
 
 
 COMPATIBLE = ("first_name", "last_name", "title", "name", "email")  # refused in full-width/compatibility forms
@@ -371,12 +372,39 @@ def _summary_of(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def lookalikes(deps: Deps, req: CreateContactInput) -> list[dict[str, Any]]:
+NAMESAKE = "same name (any case)"
+NAME_UNREAD = "listed by sheepCRM under this name; its name could not be read"
+
+
+def _namesake(row: dict[str, Any], wanted: dict[str, str]) -> bool | None:
+    """Whether a record of a listing by name has the names wanted (any case, spaces collapsed): the v1 notes do not
+    say how a plain filter matches, so each hit's names are checked. None when they cannot be read."""
+    data = row.get("data")
+    if not isinstance(data, dict):
+        return None
+    names = {k: text(data.get(k)) for k in wanted}
+    if any(v is None for v in names.values()):
+        return None
+    return all(_fold(names[k]) == _fold(v) for k, v in wanted.items())
+
+
+async def lookalikes(deps: Deps, req: CreateContactInput) -> tuple[list[dict[str, Any]], int]:
     """Contacts that may be the one to create, each with why: sheepCRM's matching rules for people (email;
     first+last+date of birth; first+last+postcode; title+last+postcode: exact and, for names and postcode,
-    case-sensitive), then namesakes in any case (the v1 listing's plain filters ignore case). Organisations: the
-    same email or name. A search that fails is "could not check", never "none found"."""
+    case-sensitive), then namesakes in any case from the v1 listing by name, each hit's names checked (a hit whose
+    names cannot be read is shown as such). Organisations: the same email or name. Returns them and how many hits
+    of the listing by name had other names (not namesakes, left out). A search that fails is "could not check",
+    never "none found"."""
     found: dict[str, dict[str, Any]] = {}
+    other_names = 0
+
+    def by_name(rows_: list[dict[str, Any]], wanted: dict[str, str]) -> None:
+        nonlocal other_names
+        same = [r for r in rows_ if _namesake(r, wanted)]
+        unread = [r for r in rows_ if _namesake(r, wanted) is None]
+        other_names += len(rows_) - len(same) - len(unread)
+        add(same, NAMESAKE)
+        add(unread, NAME_UNREAD)
 
     def add(rows_: list[dict[str, Any]], why: str, keep: Callable[[dict[str, Any]], bool] = lambda r: True) -> None:
         for row in rows_:
@@ -409,16 +437,17 @@ async def lookalikes(deps: Deps, req: CreateContactInput) -> list[dict[str, Any]
                 if all(fields.values()):
                     add(await person_search(deps, **fields), why)
             names = {"first_name": str(req.first_name), "last_name": str(req.last_name)}
-            namesakes = await deps.client.resources("person", names, page_size=10)
-            add(listed(namesakes, "the person listing by name", "results"), "same name (any case)")
+            namesakes = await deps.client.resources("person", names, page_size=NAME_PAGE)
+            by_name(listed(namesakes, "the person listing by name", "results"), names)
         else:
-            named = await deps.client.resources("organisation", {"name": str(req.name)}, page_size=10)
-            add(listed(named, "the organisation listing by name", "results"), "same name (any case)")
+            org = {"name": str(req.name)}
+            named = await deps.client.resources("organisation", org, page_size=NAME_PAGE)
+            by_name(listed(named, "the organisation listing by name", "results"), org)
     except SheepError as exc:
         raise Refusal(
             f"Could not check sheepCRM for an existing contact ({exc}); nothing was created. Try again shortly."
         ) from None
-    return sorted(found.values(), key=lambda f: (f["why"] != SAME_EMAIL, f["uri"]))
+    return sorted(found.values(), key=lambda f: (f["why"] != SAME_EMAIL, f["uri"])), other_names
 
 
 async def find_created(deps: Deps, req: CreateContactInput, known: set[str]) -> list[str]:
@@ -491,7 +520,8 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
     async def read() -> dict[str, Any]:
         held = dict(sent) if sent else await ledger.get(key)
         if held is None:
-            return {"created": None, "lookalikes": await lookalikes(deps, req)}
+            alike, other_names = await lookalikes(deps, req)
+            return {"created": None, "lookalikes": alike, "other_names": other_names}
         if held.get("state") != "created":  # sent but unnamed, or its outcome unknown: search, never post again
             try:
                 hits = await find_created(deps, req, set(held.get("known") or []))
@@ -594,6 +624,12 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
     if len(found) > 5:
         listed.append(f"• and at least {len(found) - 5} more (search_contacts finds them)")
     notes: list[str] = []  # a value mixing alphabets is pointed out by every preview (WritePlan.notes)
+    if other := state.get("other_names"):
+        notes.append(
+            f"sheepCRM's listing by name also answered {other} contact(s) whose names differ (not namesakes, left "
+            "out)" + ("; it may not filter by name, so whether other namesakes exist is unknown." if other +
+                      sum(f["why"] in (NAMESAKE, NAME_UNREAD) for f in found) >= NAME_PAGE else ".")
+        )
     if found:
         notes.append(f"Possibly already in sheepCRM ({len(found)}); open each before approving, which creates it "
                      "anyway:")

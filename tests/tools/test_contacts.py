@@ -345,6 +345,21 @@ async def test_a_namesake_is_shown_with_a_link_and_the_person_asked_to_create_an
     assert len([r for r in sandbox.store.by_type("person") if r.data["last_name"] == "Austen"]) == 2
 
 
+async def test_namesakes_are_checked_by_name_and_other_names_are_not_called_namesakes(connect: Any) -> None:
+    """The v1 notes do not say how a plain filter matches (variant plain-prefix: `first_name=Jan` also finds Jane):
+    each hit of the listing by name has its names checked; Jane Austen is not shown as a namesake of Jan Austen,
+    and the preview says how many hits with other names were left out."""
+    with SandboxServer(key=CANARY_KEY, variant="plain-prefix") as sb:
+        jane = sb.store.demo_facts()["jane_uri"]
+        seen: list[str] = []
+        async with connect(sb, elicitation=asking(seen, "decline")) as client:
+            result = await client.call_tool(
+                "create_contact", {"first_name": "Jan", "last_name": "Austen", "email": "jan.austen@example.net"})
+    assert result.structured_content["status"] == "not_approved", text_of(result)
+    assert uid_of(jane) not in seen[0] and "same name (any case)" not in seen[0], seen[0]
+    assert "also answered 1 contact(s) whose names differ" in seen[0], seen[0]
+
+
 async def test_a_retried_call_after_a_timeout_creates_one_record(connect: Any, tmp_path: Path) -> None:
     """The POST is applied but its answer never comes: the call finds the record by searching; the model's
     retry answers with it; nothing is posted twice."""
