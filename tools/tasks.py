@@ -32,6 +32,7 @@ from sheepcrm_mcp.tools.common import (
 TaskStatus = Literal["open", "done"]
 TaskUid = Annotated[UidOrUri, uid_or_uri("list_tasks(query=...)")]
 TASK_TYPES = ("journal", "task")
+DEFAULT_PAGE = 7  # the task lists' page_size default (2024-12 cut); no upper limit is documented
 
 
 ShownStatus = Literal["open", "done", "unknown"]
@@ -41,6 +42,10 @@ UNKNOWN_STATUS = (
 UNDATED = (
     "The due date of {n} of these tasks could not be read (`due` shows what sheepCRM sent): they are listed because "
     "whether they are due is unknown, not no."
+)
+DATELESS = (
+    "{n} task(s) of this list have no due date: neither overdue nor due by a date, so they are left out here, not "
+    "counted as not due; list_tasks without overdue/due_before shows them."
 )
 NO_COMPLETED = (
     "sheepCRM's answer holds no completed task: it may not send them (include_completed is only in the 2025-02 "
@@ -124,6 +129,9 @@ async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
         tasks = [t for t in tasks if t.status in (req.status, "unknown")]  # unknown is shown, never dropped
     # A due date that cannot be read, or a status sheepCRM does not say, is kept and said, never read as "not due".
     undated = [t for t in tasks if t.due is not None and moment(t.due) is None]
+    # A task without a due date is neither due nor not: left out of a due list, and counted in the note.
+    dateless = sum(1 for t in tasks if t.due is None and t.status in ("open", "unknown")) if (
+        req.due_before or req.overdue) else 0
     if req.due_before:
         tasks = [t for t in tasks if t in undated or ((d := day(t.due)) is not None and d <= req.due_before)]
     if req.overdue:
@@ -142,7 +150,7 @@ async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
     blind = completed and not any(t.get("completed") is True for t in found)
     items, envelope = list_page(
         tasks, req.limit, req.cursor, key,
-        NO_COMPLETED if blind else "No tasks match; try status='any' or scope='all'.",
+        NO_COMPLETED if blind else _none_match(req, scope),
         cut=_cut(data, len(found)),
     )
     if blind and items:
@@ -157,12 +165,24 @@ async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
         envelope["note"] = " ".join(filter(None, [UNKNOWN_STATUS.format(n=unknown), envelope["note"]]))
     if (req.due_before or req.overdue) and (odd := sum(t in undated for t in tasks)):
         envelope["note"] = " ".join(filter(None, [UNDATED.format(n=odd), envelope["note"]]))
+    if dateless:
+        envelope["note"] = " ".join(filter(None, [DATELESS.format(n=dateless), envelope["note"]]))
     return ListTasksOutput(tasks=items, as_of=as_of(), **envelope)
 
 
+def _none_match(req: ListTasksInput, scope: str) -> str:
+    """"No tasks match", with only the widenings the caller has not made already."""
+    tries = [f"{k}='{v}'" for k, v, now in (("status", "any", req.status), ("scope", "all", scope)) if now != v]
+    if req.overdue or req.due_before or req.query:
+        tries.append("fewer filters")
+    return "No tasks match" + (f"; try {' or '.join(tries)}." if tries else ".")
+
+
 def _cut(data: Any, sent: int) -> str | None:
-    """Why the task list may not be everything: sheepCRM's `total` (2025-02 draft) when it sends one, else a full
-    page (the lists have no next page)."""
+    """Why the task list may not be everything: sheepCRM's `total` (2025-02 draft) when it sends one. Without one
+    (the 2024-12 list), the size of sheepCRM's page is not known (it documents only a default of DEFAULT_PAGE and no
+    upper limit, and may send fewer than asked): an answer of DEFAULT_PAGE tasks or more may be a full page, so the
+    list may be cut short, never "all". The lists have no next page."""
     total = data.get("total") if isinstance(data, dict) else None
     if isinstance(total, int) and not isinstance(total, bool):
         if total > sent:
@@ -170,6 +190,11 @@ def _cut(data: Any, sent: int) -> str | None:
         return None
     if sent >= TASK_PAGE:
         return f"sheepCRM sent a full page of {TASK_PAGE} tasks and offers no next page, so the list may be cut short."
+    if sent >= DEFAULT_PAGE or _one_task(data):
+        return (
+            f"sheepCRM sent {sent} task(s) and no total, and its page size is not known (it may send fewer than "
+            f"asked for): there may be more tasks than these, and no next page is offered."
+        )
     return None
 
 

@@ -278,3 +278,40 @@ async def test_a_completed_value_that_is_not_a_boolean_is_unknown_never_done(con
         body = await answer_body(connect, sb, "list_tasks", {"status": "open"})
     assert body["tasks"] and {t["status"] for t in body["tasks"]} == {"unknown"}, body
     assert "boolean `completed`" in body["note"], body
+
+
+async def test_a_2024_list_without_a_total_is_never_called_all(connect: Any) -> None:
+    """The 2024-12 list sends no total and its page size is not known (variant tasks-2024: at most 100 a page
+    whatever page_size asks): a page of 100 is not the whole list, and fewer than 250 is no proof either; the
+    answer gives no total and says there may be more."""
+    with SandboxServer(key=CANARY_KEY, variant="tasks-2024") as sb:
+        store = sb.store
+        open_ = [t for t in store.tasks() if not t.data.get("completed")]
+        clone_records(sb, open_[0].uri, 120 - len(open_))
+        body = await answer_body(connect, sb, "list_tasks", {"scope": "all", "limit": 5})
+        few = [t for t in store.tasks(store.api_user) if not t.data.get("completed")]
+    assert len(open_) < 120 and body.get("total") is None and "there may be more" in body["note"], body
+    assert len(few) >= tasks.DEFAULT_PAGE
+
+
+async def test_tasks_without_a_due_date_are_counted_never_silently_left_out(sandbox: SandboxServer,
+                                                                            connect: Any) -> None:
+    """A task with no due date (the draft's null due_date) is neither overdue nor not: an overdue or due_before list
+    leaves it out and says how many were left out."""
+    store = sandbox.store
+    mine = [t for t in store.tasks(store.api_user) if not t.data.get("completed")]
+    store.replace_data(mine[0].uri, {**mine[0].data, "date": None})
+    overdue = await answer_body(connect, sandbox, "list_tasks", {"overdue": True, "limit": 50})
+    due = await answer_body(connect, sandbox, "list_tasks", {"due_before": "2100-01-01", "limit": 50})
+    for body in (overdue, due):
+        assert "1 task(s) of this list have no due date" in body["note"], body
+        assert mine[0].uri not in {t.get("uri") for t in body["tasks"]}
+
+
+async def test_no_match_suggests_only_what_the_caller_has_not_tried(shared_sandbox: SandboxServer,
+                                                                    connect: Any) -> None:
+    """An empty answer to scope='all', status='any' suggests neither again."""
+    body = await answer_body(connect, shared_sandbox, "list_tasks",
+                             {"scope": "all", "status": "any", "query": "zzqx nothing like this"})
+    assert body["tasks"] == [] and "No tasks match" in body["note"], body
+    assert "scope='all'" not in body["note"] and "status='any'" not in body["note"], body
