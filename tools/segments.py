@@ -16,6 +16,7 @@ from sheepcrm_mcp.tools.common import (
     Paged,
     UidOrUri,
     fetch_pages,
+    objects,
     text,
     uid_in,
     uid_or_uri,
@@ -107,6 +108,22 @@ def lookup_hit(row: dict[str, Any]) -> ContactHit:
     return found
 
 
+LOOKUP_CUT = (
+    "sheepCRM's lookup gives no total and may send only its first matches ({n} here): there may be more; "
+    "mode='members' with q pages through them."
+)
+
+
+def looked_up(data: Any) -> list[dict[str, Any]]:
+    """The rows of a lookup answer: openapi.yaml's `lookup` is an array (one row object tolerated). Any other
+    shape, an empty body or a wrapper the documents do not give, is "could not read", never "nobody"."""
+    if isinstance(data, list):
+        return objects(data, "the segment lookup")
+    if isinstance(data, dict) and any(data.get(f) for f in ("id", "uri", "value")):
+        return [data]
+    raise unreadable("the segment lookup", data, "a list of rows (openapi.yaml: lookup)")
+
+
 def by_type(members: list[ContactHit]) -> dict[str, int] | None:
     return dict(sorted(Counter(m.type for m in members).items())) or None
 
@@ -122,10 +139,11 @@ async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutpu
             return QuerySegmentOutput(segment_uid=uid, count=number, total=number)
         if req.mode == "lookup":
             assert req.q is not None
-            found = [lookup_hit(r) for r in records(await deps.client.segment_lookup(uid, req.q), "the segment lookup")]
+            found = [lookup_hit(r) for r in looked_up(await deps.client.segment_lookup(uid, req.q))]
             items, envelope = list_page(
                 found, req.limit, req.cursor, f"lookup:{uid}:{req.q}",
                 f"Nobody matching {req.q!r} is in this segment.",
+                cut=LOOKUP_CUT.format(n=len(found)) if found else None,
             )
             return QuerySegmentOutput(segment_uid=uid, members=items, by_type=by_type(items), **envelope)
         key = f"members:{uid}:{req.q}:{req.limit}"

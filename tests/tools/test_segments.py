@@ -37,6 +37,31 @@ async def test_a_lookup_reads_the_email_from_text(shared_sandbox: SandboxServer,
 
 
 
+async def test_a_lookup_that_sends_its_first_matches_claims_no_total(
+    shared_sandbox: SandboxServer, connect: Any
+) -> None:
+    """The lookup (openapi.yaml `lookup`: an array, no total) may send only its first matches (the sandbox: 10):
+    the number of rows is never given as the total, and the answer says there may be more."""
+    store, facts = shared_sandbox.store, shared_sandbox.store.demo_facts()
+    seg = store.uri("segment", facts["segment_current_members_uid"])
+    q = "example"  # in every member's email
+    shown, matching = store.segment_members(seg, q=q, limit=10)
+    assert len(shown) == 10 < matching
+    body = await answer_body(connect, shared_sandbox, "query_segment",
+                             {"uid": facts["segment_current_members_uid"], "mode": "lookup", "q": q, "limit": 50})
+    assert len(body["members"]) == 10 and body.get("total") is None, body
+    assert "no total" in body["note"] and "there may be more" in body["note"], body
+
+
+def test_a_lookup_in_a_shape_the_documents_do_not_give_is_could_not_read() -> None:
+    """`lookup` is an array: an empty object (an empty body) or an undocumented wrapper is "could not read", never
+    "nobody matching"."""
+    for body in ({}, {"results": []}, None):
+        with pytest.raises(Exception, match="Could not read sheepCRM's answer to the segment lookup"):
+            segments.looked_up(body)
+    assert segments.looked_up([]) == []
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_find_segments(shared_sandbox: SandboxServer, readers: Readers, mode: str) -> None:
     store = shared_sandbox.store
