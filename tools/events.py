@@ -123,12 +123,13 @@ async def _event_or_refuse(uid: str, deps: Deps) -> tuple[dict[str, Any], str | 
         return summary, f"{REDUCED} ({exc})"
 
 
-async def _optional(call: Awaitable[Any], what: str, notes: list[str]) -> Any:
-    """A part of an answer this key may not be allowed to read: None and a note on 403."""
+async def _optional(call: Awaitable[Any], refused: str, notes: list[str]) -> Any:
+    """A part of an answer this key may not be allowed to read: None and a note on 403 saying in words what was
+    refused (`refused`) and why (sheepCRM's answer)."""
     try:
         return await call
     except PermissionDenied as exc:
-        notes.append(f"{what} not available to this key: {exc}")
+        notes.append(f"{refused} ({exc})")
         return None
 
 
@@ -178,6 +179,7 @@ class PersonEvent:
     as_guest: list[Attendee]
     ordered: bool
     unsure: list[Attendee]  # sessions naming them whose `guest` is absent or unreadable: unknown whether a guest
+    unread: bool = False  # some sessions of the event name no readable person or guest: theirs may be among them
 
 
 SCAN = 60  # events per answer whose attendance is read for sessions that no order of the person shows
@@ -223,6 +225,7 @@ async def person_events(
     scanned, skipped = [*orders, *others[:SCAN]], len(others) - SCAN
     out: dict[str, PersonEvent] = {}
     failed: list[str] = []
+    unreadable: list[str] = []
     me = str(person)
 
     async def one(uid: str) -> None:
@@ -240,8 +243,11 @@ async def person_events(
         own = [a for a in people if a.person_uri == me and a.guest is False]
         as_guest = [a for a in people if a.guest and a.guest_uri == me]
         unsure = [a for a in people if a.guest is None and me in (a.person_uri, a.guest_uri)]
+        unread = any(a._unread for a in people)  # sessions naming nobody readable: this person may hold them
+        if unread:
+            unreadable.append(uid)
         if own or as_guest or unsure or uid in orders:
-            out[uid] = PersonEvent(event, own, as_guest, uid in orders, unsure)
+            out[uid] = PersonEvent(event, own, as_guest, uid in orders, unsure, unread)
 
     async with anyio.create_task_group() as tg:
         for uid in scanned:
@@ -255,6 +261,12 @@ async def person_events(
         notes.append(f"sheepCRM's event list was cut after {len(events)} events (it gives no total).")
     if failed:
         notes.append(f"The attendance of {len(failed)} event(s) could not be read, so this list may be incomplete.")
+    if unreadable:
+        notes.append(
+            f"At {len(unreadable)} event(s) some sessions do not give their person or guest as a uri (person_ref, "
+            "guest_ref absent or of another shape): whether this person holds them is unknown, so this list may be "
+            "incomplete."
+        )
     found_events = [out[u] for u in scanned if u in out and text(out[u].event.get("record_state")) != "deleted"]
     return found_events, " ".join(notes) or None
 
@@ -264,6 +276,9 @@ def person_status(found: PersonEvent) -> str:
     parts = sorted({a.status for a in found.own})
     parts += [f"guest: {s}" for s in sorted({a.status for a in found.as_guest})]
     parts += [f"unknown whether guest: {s}" for s in sorted({a.status for a in found.unsure})]
+    if found.unread:  # some sessions name nobody readable: theirs may be among them, never "for others"
+        return "/".join([*parts, "other sessions could not be read"]) if parts else (
+            "ordered; sessions could not be read")
     return "/".join(parts) or "ordered for others"
 
 
@@ -333,8 +348,9 @@ async def list_events(req: ListEventsInput, deps: Deps) -> ListEventsOutput:
     events.sort(key=lambda e: e.start or "")
     items, envelope = list_page(
         events, req.limit, req.cursor, f"events:{state}:{req.query}:{req.from_date}:{req.to_date}:{req.person}",
-        f"No {state} events match" + (" for this person (state='all' shows every one)." if req.person
-                                       else "; try state='all', other dates or fewer words."),
+        f"No {state} events match" + (
+            (" for this person (state='all' shows every one)." if state != "all" else " for this person.")
+            if req.person else _widen(state, req)),
         cut=cut,
     )
     if not req.person:
@@ -342,6 +358,13 @@ async def list_events(req: ListEventsInput, deps: Deps) -> ListEventsOutput:
             for e in items:
                 tg.start_soon(_free, e, deps)
     return ListEventsOutput(events=items, as_of=as_of(), **envelope)
+
+
+def _widen(state: str, req: ListEventsInput) -> str:
+    """The end of "No ... events match", with only the widenings the caller has not made already."""
+    tries = [*(["state='all'"] if state != "all" else []), *(["other dates"] if req.from_date or req.to_date else []),
+             *(["fewer words"] if req.query else [])]
+    return f"; try {', '.join(tries)}." if tries else "."
 
 
 # ---- get_event --------------------------------------------------------------------------
@@ -353,21 +376,26 @@ class GetEventInput(Input):
 
 
 class TicketType(Output):
+    """A ticket type as sheepCRM's EventAvailableTickets gives it (openapi.yaml): its `total`, `allocated`,
+    `reserved` and `available` are numbers the documents do not define, so they are shown under their own names,
+    with no sum asserted between them."""
+
     name: str
+    uri: str | None = None
     price: str | None = None
     member_only: bool | None = None
-    capacity: int | None = None
+    total: int | None = Field(None, description="sheepCRM's `total`: undocumented, not capacity.")
     booked: int | None = Field(None, description=f"Sessions of this ticket: {BOOKED_MEANS}.")
-    allocated: int | None = Field(None, description="sheepCRM's count: capacity = allocated + reserved + free.")
-    reserved: int | None = Field(None, description="Held back, not for sale.")
-    free: int | None = Field(None, description="Tickets still available.")
+    allocated: int | None = None
+    reserved: int | None = None
+    free: int | None = Field(None, description="sheepCRM's `available`.")
 
 
 class Event(EventBrief):
     capacity: int | None = None
-    tickets: list[TicketType]
+    tickets: list[TicketType] | None = Field(None, description="Absent: not read (note says why).")
     tickets_free: int | None = Field(None, description="Free places over all ticket types.")
-    attendance: dict[str, int] = Field(description="Sessions by status: invited, accepted, declined, ...")
+    attendance: dict[str, int] | None = Field(None, description="Sessions by status. Absent: not read (see note).")
     booked: int | None = Field(None, description=BOOKED_MEANS, json_schema_extra=SHOWN)
     description: str | None = None
     address: str | None = None
@@ -375,30 +403,38 @@ class Event(EventBrief):
     note: str | None = Field(None, description="What this key could not read, if anything.")
 
 
-def _tickets(data: Any, notes: list[str]) -> list[dict[str, Any]]:
-    """The ticket types of an answer this key could read; one that cannot be read is said in the notes."""
+def _tickets(data: Any, notes: list[str]) -> list[dict[str, Any]] | None:
+    """The ticket types of an answer this key could read; None (not read) for one refused or that cannot be read,
+    said in the notes, never an empty list."""
     if data is None:
-        return []
+        return None
     try:
         return listed(data, "the event's tickets", "available_tickets")
     except UpstreamError as exc:
         notes.append(str(exc))
-        return []
+        return None
 
 
 async def get_event(req: GetEventInput, deps: Deps) -> Event:
     uid = uid_in(req.uid, deps.client.bucket, BOOKING)
     e, reduced = await _event_or_refuse(uid, deps)
     notes = [reduced] if reduced else []
-    tickets_data = await _optional(deps.client.event_tickets(uid), "Tickets", notes)
-    attendance = await _optional(deps.client.attendance(uid), "Attendance", notes)
-    types = _tickets(tickets_data, notes)
+    tickets_data = await _optional(
+        deps.client.event_tickets(uid),
+        "sheepCRM refused this key the event's ticket types: tickets and free places are not shown (unknown).", notes)
+    attendance = await _optional(
+        deps.client.attendance(uid),
+        "sheepCRM refused this key the event's attendance: sessions and who is booked are not shown (unknown, not "
+        "nobody).", notes)
+    read = _tickets(tickets_data, notes)
+    types = read or []
     tickets = [
         TicketType(
-            name=text(t.get("name")) or "ticket",
+            name=text(t.get("name")) or "(no name)",
+            uri=text(t.get("uri")),
             price=text(t.get("amount")),
             member_only=t.get("member_only") if isinstance(t.get("member_only"), bool) else None,
-            capacity=places(t.get("total")),
+            total=places(t.get("total")),
             allocated=places(t.get("allocated")),
             reserved=places(t.get("reserved")),
             free=places(t.get("available")),
@@ -426,9 +462,9 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
     event = Event(
         **(brief(e).model_dump() | {"uri": text(e.get("uri")) or f"/{deps.client.bucket}/booking/{uid}/"}),
         capacity=places(e.get("capacity")),
-        tickets=tickets,
+        tickets=tickets if read is not None else None,
         tickets_free=sum(frees) if frees else None,
-        attendance=dict(sorted(counts.items())),
+        attendance=dict(sorted(counts.items())) if attendance is not None else None,
         booked=sum(n for status, n in counts.items() if status in BOOKED) if exact else None,
         note=" ".join(notes) or None,
     )
@@ -461,6 +497,7 @@ class Attendee(Output):
     guest: bool | None = Field(None, description="Absent: unknown.", json_schema_extra=SHOWN)
     guest_uri: str | None = Field(None, description="A guest's own contact.")
     _ticket_ref: str | None = PrivateAttr(None)  # the ticket type's uri (openapi.yaml: ticket_ref); not shown
+    _unread: tuple[str, ...] = PrivateAttr(())  # the keys (person_ref, guest_ref) that could not be read; not shown
 
 
 class ListAttendeesOutput(ListOutput):
@@ -468,6 +505,34 @@ class ListAttendeesOutput(ListOutput):
     counts: dict[str, int] = Field(description="All sessions of the event by status (before filters).")
     booked: int | None = Field(None, description=f"{BOOKED_MEANS}. Absent: unknown.", json_schema_extra=SHOWN)
     attendees: list[Attendee]
+
+
+def _uri_at(session: dict[str, Any], key: str) -> tuple[str | None, bool]:
+    """A session's person_ref or guest_ref (openapi.yaml: a uri; an expanded uri {ref} tolerated; null: none) and
+    whether it could be read: a key that is absent, or of another shape (a list, a number), is not read, never
+    taken as "none" or as its first entry."""
+    if key not in session:
+        return None, False
+    value = session[key]
+    if value is None:
+        return None, True
+    if isinstance(value, dict):
+        value = value.get("ref")
+    return (value.strip(), True) if isinstance(value, str) and value.strip().startswith("/") else (None, False)
+
+
+def unread_people(people: list[Attendee]) -> str | None:
+    """What to say of sessions whose person (person_ref) or guest (guest_ref) could not be read: who they are is
+    unknown, so they are attributed to nobody, never to the wrong person."""
+    booker = sum("person_ref" in a._unread for a in people)
+    guest = sum("guest_ref" in a._unread for a in people)
+    parts = [
+        f"the person (person_ref) of {booker} session(s)" if booker else None,
+        f"the guest's own contact (guest_ref) of {guest} guest session(s)" if guest else None,
+    ]
+    said = " and ".join(p for p in parts if p)
+    return (f"sheepCRM's answer did not give {said} as a uri (key absent or another shape): who they are could not "
+            "be read, so they are shown without it and counted for nobody.") if said else None
 
 
 def sessions(data: Any) -> tuple[list[Attendee], int]:
@@ -479,19 +544,25 @@ def sessions(data: Any) -> tuple[list[Attendee], int]:
             deleted += 1
             continue
         guest = a.get("guest") if isinstance(a.get("guest"), bool) else None
+        person, person_read = _uri_at(a, "person_ref")
+        guest_uri, guest_read = _uri_at(a, "guest_ref")
         out.append(
             attendee := Attendee(
                 session_uid=text(a.get("uid")),
-                person_uri=ref(a.get("person_ref")),
+                person_uri=person,
                 name=text(a.get("attendee_name")) or text(a.get("display_value")) or "(no name)",
                 email=text(a.get("attendee_email")),
                 status=status_word(a.get("status")),
                 ticket=text(a.get("ticket")),
                 guest=guest,
-                guest_uri=ref(a.get("guest_ref")),
+                guest_uri=guest_uri,
             )
         )
         attendee._ticket_ref = ref(a.get("ticket_ref"))
+        # an absent guest_ref is missing only from a guest (other sessions need none); a key of another shape is
+        # never read, guest or not
+        attendee._unread = (*(() if person_read else ("person_ref",)),
+                            *(() if guest_read or ("guest_ref" not in a and guest is not True) else ("guest_ref",)))
     return out, deleted
 
 
@@ -525,7 +596,9 @@ async def list_attendees(req: ListAttendeesInput, deps: Deps) -> ListAttendeesOu
     people, deleted = sessions(await deps.client.attendance(uid))
     counts = dict(sorted(Counter(p.status for p in people).items()))
     odd = unknown_statuses(people)
-    notes = [*([reduced] if reduced else []), *session_notes(people, deleted), *([odd] if odd else [])]
+    unread = unread_people(people)
+    notes = [*([reduced] if reduced else []), *session_notes(people, deleted), *([odd] if odd else []),
+             *([unread] if unread else [])]
     booked = None if odd else sum(1 for p in people if p.status in BOOKED)
     if req.status == "booked":
         people = [p for p in people if p.status in BOOKED]
@@ -569,6 +642,9 @@ class SetAttendanceInput(Input):
         return value
 
 
+UNREAD_KEY = "(sessions whose person could not be read)"
+
+
 async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
     bucket = deps.client.bucket
     people = [parse_uri(u, bucket, ("person",)) for u in req.person_uris]
@@ -590,10 +666,18 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
             if a.person_uri in wanted and not a.guest:
                 entry = state.setdefault(a.person_uri, {"name": a.name, "statuses": []})
                 entry["statuses"].append(a.status)
+        if unread := sum("person_ref" in a._unread for a in found):
+            state[UNREAD_KEY] = unread  # sessions whose person could not be read: a person not found may hold one
         return state
 
     def diff(state: dict[str, Any]) -> list[Change]:
         missing = [str(p) for p in people if str(p) not in state]
+        if missing and state.get(UNREAD_KEY):
+            raise Refusal(
+                f"Could not tell whether {', '.join(missing)} are on the attendance list of {title}: "
+                f"{state[UNREAD_KEY]} session(s) there do not give their person as a uri (person_ref absent or of "
+                "another shape). Nothing was changed; mark them in sheepCRM."
+            )
         if missing:
             raise Refusal(
                 f"Not on the attendance list of {title}: {', '.join(missing)}. "

@@ -108,6 +108,17 @@ async def test_a_403_quotes_sheepcrm_and_guesses_no_permission_name(connect: Any
     assert "the 'booking.orders' permission" not in text  # not parsed out of sheepCRM's free text
 
 
+async def test_refused_attendance_and_tickets_are_said_in_words_never_empty(connect: Any) -> None:
+    """A key refused the attendance and the ticket types (403): get_event leaves both out and says in words what
+    was refused, never `attendance: {}` or `tickets: []` (which read as nobody and no tickets)."""
+    with SandboxServer(key="sk-full-k1", restricted_key="sk-limited-k1") as sb:
+        uid = sb.store.demo_facts()["past_event_uid"]
+        body = await answer_body(connect, sb, "get_event", {"uid": uid}, api_key="sk-limited-k1")
+    assert "attendance" not in body and "tickets" not in body and "booked" not in body, body
+    assert "refused this key the event's attendance" in body["note"], body
+    assert "refused this key the event's ticket types" in body["note"], body
+
+
 async def test_an_attendance_put_that_set_one_of_two_sessions_is_applied_differently(
     connect: Any, tmp_path: Path
 ) -> None:
@@ -355,16 +366,25 @@ async def test_set_attendance_mixed_old_statuses_says_how_to_undo(sandbox: Sandb
     assert {p: now[p] for p in old} == old
 
 
-async def test_ticket_places_add_up_and_the_schemas_name_the_values(
+async def test_ticket_values_keep_sheepcrms_names_and_no_sum_is_asserted(
     shared_sandbox: SandboxServer, connect: Any
 ) -> None:
+    """openapi.yaml's EventAvailableTickets gives `total`, `allocated`, `reserved` and `available` as numbers it does
+    not define: they are shown under sheepCRM's names (`total` is not called capacity), each ticket type with its
+    uri as read, and the schema asserts no sum between them."""
     facts = shared_sandbox.store.demo_facts()
+    store = shared_sandbox.store
     event = await answer_body(connect, shared_sandbox, "get_event", {"uid": facts["past_event_uid"]})
+    kept = {r.uri: r.data for r in store.ticket_types(store.uri("booking", facts["past_event_uid"]))}
+    assert event["tickets"] and all("capacity" not in t for t in event["tickets"]), event
     for t in event["tickets"]:
-        assert t["capacity"] == t["allocated"] + t["reserved"] + t["free"]
+        d = kept[t["uri"]]
+        assert (t["name"], t["total"], t["reserved"]) == (d["name"], d["total"], d["reserved"])
     assert any(t["reserved"] for t in event["tickets"])
     async with connect(shared_sandbox) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
+    ticket = json.dumps(tools["get_event"].output_schema["properties"]["tickets"])
+    assert "capacity" not in ticket and "allocated + reserved" not in ticket, ticket
     assert "no-show" in json.dumps(tools["list_attendees"].input_schema)
     assert "upcoming" in json.dumps(tools["list_events"].input_schema)
 
@@ -461,3 +481,35 @@ async def test_list_events_free_places_are_unknown_when_a_ticket_type_does_not_s
     deps = scripted({f"{path}/available_tickets": {"available_tickets": [{"available": 5}, {"available": -3}]}})
     await events._free(event, deps)
     assert event.free == 5
+
+
+async def test_no_events_matching_suggests_only_what_the_caller_has_not_tried(
+    shared_sandbox: SandboxServer, connect: Any
+) -> None:
+    """An empty answer to state='all' never suggests state='all' again."""
+    body = await answer_body(connect, shared_sandbox, "list_events", {"state": "all", "query": "zzqx nothing"})
+    assert body["events"] == [] and "No all events match" in body["note"], body
+    assert "state='all'" not in body["note"], body
+
+
+async def test_a_person_ref_of_another_shape_is_could_not_read_never_attributed(connect: Any) -> None:
+    """person_ref sent as a list (drift retyped-field): the session is listed without a person, the answer says
+    whose could not be read, and its first entry is never taken as the person."""
+    with SandboxServer(key=CANARY_KEY, drift=["retyped-field=person_ref:attendance"]) as sb:
+        uid = sb.store.demo_facts()["past_event_uid"]
+        body = await answer_body(connect, sb, "list_attendees", {"uid": uid, "limit": 50})
+        held = [a for a in sb.store.attendance(sb.store.uri("booking", uid)) if a.data.get("record_state") != "deleted"]
+    assert len(body["attendees"]) == len(held), body  # no row dropped
+    assert all("person_uri" not in a for a in body["attendees"]), body
+    assert "the person (person_ref) of" in body["note"] and "could not be read" in body["note"], body
+
+
+async def test_sessions_without_a_person_ref_key_leave_a_persons_part_unknown(connect: Any) -> None:
+    """person_ref absent (drift renamed-field: personRef): list_events(person=...) never says the person only
+    ordered for others, and says whether they hold the sessions is unknown."""
+    with SandboxServer(key=CANARY_KEY, drift=["renamed-field=person_ref:attendance"]) as sb:
+        jane = sb.store.demo_facts()["jane_uri"]
+        body = await answer_body(connect, sb, "list_events", {"person": jane, "state": "all", "limit": 50})
+    assert body["events"], body
+    assert all(e.get("person_status") != "ordered for others" for e in body["events"]), body
+    assert "whether this person holds them is unknown" in body["note"], body
