@@ -238,10 +238,15 @@ async def test_a_repeat_before_the_first_tab_loads_keeps_that_tab(sandbox: Sandb
         for _ in range(2):  # "did it work?", twice, before the tab has loaded
             again = await ask(client, args)
             assert again["status"] == "approval_required" and "already open" in again["message"]
+            assert "Wait until the person tells you they have approved or rejected it" in again["message"]
         assert len(client.opened) == 1  # no second tab
         person = Browser()
         page = person.open(client.opened[0])  # the first tab loads now
         assert page.status_code == 200 and "&quot;open&quot; → &quot;done&quot;" in page.text
+        # The page names the bucket and the clock time the request expires, as the hosted page does.
+        bucket = client.runtime.client.bucket
+        assert f"in sheepCRM bucket <strong>{bucket}</strong>" in page.text, page.text
+        assert re.search(r"this request expires at <strong>\d\d:\d\d \(", page.text), page.text
         assert person.decide("approve").status_code == 200
         assert puts(sandbox) == 0
         done = await ask(client, args)
