@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import io
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -396,11 +397,22 @@ def user_settings_file() -> Path:
     return account_home() / ".config" / "sheepcrm-mcp" / "settings.env"
 
 
+_HOSTNAME = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
 def is_sheepcrm(url: str) -> bool:
-    """An https address at sheepCRM's own hosts (sheepcrm.com and its subdomains)."""
+    """An https address at sheepCRM's own hosts (sheepcrm.com and its subdomains): a plain host name of letters,
+    digits and hyphens (no escaped dot, percent sign or other character a resolver or another URL parser could read
+    otherwise) and no user name or password before it."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    return parts.scheme == "https" and (host == SHEEPCRM_DOMAIN or host.endswith("." + SHEEPCRM_DOMAIN))
+    return (
+        parts.scheme == "https"
+        and parts.username is None
+        and parts.password is None
+        and _HOSTNAME.match(host) is not None
+        and (host == SHEEPCRM_DOMAIN or host.endswith("." + SHEEPCRM_DOMAIN))
+    )
 
 
 def is_loopback(url: str) -> bool:

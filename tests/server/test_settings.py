@@ -426,3 +426,20 @@ def test_a_cloned_repository_cannot_put_the_audit_log_in_its_working_tree(
     monkeypatch.setenv("HOME", str(repo))  # the default follows $HOME, which a config can set too
     with pytest.raises(ConfigError, match=r"the audit log .* \(the default under \$HOME\) is inside the git working"):
         load_settings(user_file=missing)
+
+
+@pytest.mark.parametrize("url", [
+    "https://evil.example\\@api.sheepcrm.com/api/v1/",  # userinfo: a parser that stops at \ reads evil.example
+    "https://evil.example\\.sheepcrm.com/",  # a resolver reads \. as a dot inside one label: not under sheepcrm.com
+    "https://evil.example%2f.sheepcrm.com/",
+    "https://evil.example;.sheepcrm.com/",
+    "https://user:pass@api.sheepcrm.com/",
+])
+def test_an_upstream_that_only_looks_like_sheepcrms_needs_the_persons_own_file(tmp_path: Path, url: str) -> None:
+    """A cloned repository's config naming an upstream whose host merely ends in .sheepcrm.com (an escaped dot, a
+    percent sign, user info a looser parser reads as the host) is not sheepCRM: it counts only from the person's own
+    file, like any other host."""
+    with pytest.raises((ConfigError, ValueError)):
+        load_settings(user_file=tmp_path / "none" / "settings.env", base_url=url)
+    assert load_settings(user_file=tmp_path / "none" / "settings.env",
+                         base_url="https://api.sheepcrm.com/api/v1/").base_url.startswith("https://api.sheepcrm.com")
