@@ -390,9 +390,16 @@ async def memberships_of(uri: RecordUri, deps: Deps) -> tuple[list[dict[str, Any
     records whose member it is (v1 resource filter member=<uri>), read page by page and each checked, as a listing
     may not apply a filter."""
     if uri.type != "organisation":
-        data = await or_refuse(
-            deps.client.memberships(uri), f"No contact {uri} - find the person with search_contacts and pass its uri."
-        )
+        try:
+            data = await deps.client.memberships(uri)
+        except NotFoundError:  # no such contact, or the list could not be read: the contact's own record says which
+            await or_refuse(
+                deps.client.record(uri), f"No contact {uri} - find the person with search_contacts and pass its uri."
+            )
+            raise UpstreamError(
+                f"Could not read the membership list of {uri}: sheepCRM answered 404 for it although the contact "
+                "exists. Whether they are a member is unknown (not 'not a member'); check the record in sheepCRM."
+            ) from None
         listed_ = listed(data, "the contact's membership list", "memberships")
         found, others, unattributed = attribute(uri, listed_, listing=False)
         note = None
@@ -492,7 +499,11 @@ async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipA
                          "`member_till_plus_grace` as a date.")
         note = " ".join(filter(None, [note, unchecked])) or None
     days_left = (end - on).days if end and status == "current" else None
-    plan = best.plan or (text(v1.get("active_memberships_for_display")) if status == "current" else None) or "(unnamed)"
+    plan = (
+        best.plan
+        or (text(v1.get("active_memberships_for_display")) if status == "current" else None)
+        or ("(plan name could not be read)" if ref(raw.get("membership_type")) else "(no plan recorded)")
+    )
     form: str = "open" if status == "current" and end is None else status
     start = day(best.start_date)
     if (status == "lapsed" and not (end and end < on)) or (status == "future" and not (start and start > on)):
@@ -601,8 +612,8 @@ async def current_members(
         kept = [r for r in found if ends_within_days is None or record_data(r, LISTING).get("has_renewed") is not True]
         kept.sort(key=lambda r: (text(record_data(r, LISTING).get("end_date")) or "9999", text(r.get("uri")) or ""))
         end = offset + limit
-        out = await _member_rows(kept[offset:end], plans, on, deps)
-        flags = check.said(kept[offset:end] if until is not None else [])
+        out, unnamed = await _member_rows(kept[offset:end], plans, on, deps)
+        flags = " ".join(filter(None, [check.said(kept[offset:end] if until is not None else []), unnamed])) or None
         return MembersPage(out, sorted(plans.values()), len(kept), end if end < len(kept) else None,
                            len(found) - len(kept), flags)
     if ends_within_days is not None:  # soonest first needs the whole window
@@ -623,9 +634,9 @@ async def current_members(
         unread = None if more or got.last else got.unread(LISTING)
     # The listing's own count may hold records that are not current (unpaid, not active, not started when the date
     # filters are not applied), so no total is given; a record that cannot be read either way is listed, unknown.
-    out = await _member_rows(check(raw), plans, on, deps)
+    out, unnamed = await _member_rows(check(raw), plans, on, deps)
     return MembersPage(out, sorted(plans.values()), None, end if more else None,
-                       unread=" ".join(filter(None, [unread, check.said([])])) or None)
+                       unread=" ".join(filter(None, [unread, check.said([]), unnamed])) or None)
 
 
 @dataclass
@@ -679,8 +690,15 @@ def _current(r: dict[str, Any], on: date) -> bool:
     return _current_record(record_data(r, LISTING), on) in ("current", "unknown")
 
 
-async def _member_rows(found: list[dict[str, Any]], plans: dict[str, str], on: date, deps: Deps) -> list[MemberRow]:
+async def _member_rows(
+    found: list[dict[str, Any]], plans: dict[str, str], on: date, deps: Deps
+) -> tuple[list[MemberRow], str | None]:
+    """The rows, and a note naming how many members' contact records could not be read (their name and email are
+    unknown, not absent)."""
     contacts = await _contacts({c for r in found if (c := ref(record_data(r, LISTING).get("member")))}, deps)
+    unread = sum(1 for r in found if (ref(record_data(r, LISTING).get("member")) or "") not in contacts)
+    note = (f"The contact record of {unread} member(s) could not be read: their name and email are unknown (shown by "
+            "uri only)." if unread else None)
     out = []
     for r in found:
         d: dict[str, Any] = record_data(r, LISTING)
@@ -700,7 +718,7 @@ async def _member_rows(found: list[dict[str, Any]], plans: dict[str, str], on: d
             )
         )
     out.sort(key=lambda m: m.end_date or "")
-    return out
+    return out, note
 
 
 def _current_record(data: dict[str, Any], on: date) -> Status | None:

@@ -510,3 +510,24 @@ async def test_labelled_emails_are_found_by_the_membership_lookup_after_an_updat
         listings = [r for r in sb.request_log if r.path.endswith("/person/")]
     assert body["status"] == "current" and body["contact_uri"] == facts["jane_uri"], body
     assert lookups and not listings  # the lookup itself found her
+
+
+async def test_a_membership_list_that_cannot_be_read_is_not_no_contact(connect: Any) -> None:
+    """A 404 for the membership list of a contact whose record is there: could not read, never "No contact"."""
+    with SandboxServer(key=CANARY_KEY, drift=["moved-path:/membership/all$"]) as sb:
+        said = error_text(await answer(connect, sb, "check_membership", {"uri": sb.store.demo_facts()["jane_uri"]}))
+    assert "Could not read the membership list" in said and "No contact" not in said, said
+
+
+async def test_a_plan_name_that_cannot_be_read_is_said(connect: Any) -> None:
+    with SandboxServer(key=CANARY_KEY, drift=["moved-path:^/api/v2/[^/]+/membership_type/[^/]+/display$"]) as sb:
+        jane = sb.store.demo_facts()["jane_uri"]
+        sb.store.update(current_membership(sb, jane), {"display_value": None}, message="t")
+        body = await check(connect, sb, uri=jane)
+    assert body["status"] == "current" and "(plan name could not be read)" in body["summary"], body
+
+
+async def test_a_renewal_whose_contact_cannot_be_read_is_said(connect: Any) -> None:
+    with SandboxServer(key=CANARY_KEY, drift=["moved-path:^/api/v1/[^/]+/(person|organisation)/[^/]+/$"]) as sb:
+        body = await answer_body(connect, sb, "search_contacts", {"renewing_within_days": 60, "limit": 50})
+    assert body["contacts"] and "could not be read: their name and email are unknown" in body["note"], body
