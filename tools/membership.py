@@ -104,8 +104,9 @@ def _unreadable_date(m: dict[str, Any], key: str) -> bool:
 
 
 def classify(m: dict[str, Any], on: date) -> Status:
-    """By dates, then by what sheepCRM says of the record. Only a paid record whose membership_record_status (when
-    given) is "active" can be current; a status outside sheepCRM's six, or a date that cannot be read, is unknown."""
+    """By dates, then by what sheepCRM says of the record. Only a paid record whose membership_record_status is
+    "active" can be current; a status outside sheepCRM's six, no status, or a date that cannot be read, is
+    unknown."""
     if any(_unreadable_date(m, k) for k in ("start_date", "end_date", "cancellation_date")):
         return "unknown"
     start, end = day(m.get("start_date")), day(m.get("end_date"))
@@ -128,6 +129,8 @@ def classify(m: dict[str, Any], on: date) -> Status:
         return "lapsed"  # sheepCRM says so although the dates cover today
     if record_status == "future":
         return "future"
+    if record_status is None:
+        return "unknown"  # the field that decides: a record that does not say it is active is not "current"
     if not isinstance(m.get("paid"), bool):
         return "unknown"  # `paid` is optional (openapi.yaml): a record that does not say it is paid is not "current"
     return "current"
@@ -335,6 +338,8 @@ def _why_unknown(m: MembershipRecord, raw: dict[str, Any]) -> str:
         return f"could not read {', '.join(f'`{k}`' for k in bad)} as a date"
     if day(raw.get("start_date")) is None:
         return "the record has no `start_date`"
+    if m.record_status is None:
+        return "the record has no `membership_record_status`"
     if not isinstance(raw.get("paid"), bool) and (m.record_status or "active").lower() in RECORD_STATUSES:
         if raw.get("paid") is not None:
             return "could not read `paid` (not true or false)"
@@ -713,12 +718,23 @@ async def _member_rows(
                 plan=plans.get(ref(d.get("membership_type")) or ""),
                 end_date=text(d.get("end_date")),
                 auto_renew=flag(d.get("auto_renew")),
-                unknown=visible(text(d.get("membership_record_status")) or "an unreadable date", 40)
-                if classify(d, on) == "unknown" else None,
+                unknown=_unknown_why(d) if classify(d, on) == "unknown" else None,
             )
         )
     out.sort(key=lambda m: m.end_date or "")
     return out, note
+
+
+def _unknown_why(d: dict[str, Any]) -> str:
+    """A listed record's reason to be unknown, short: its status when not one of the six, else the key at fault."""
+    status = text(d.get("membership_record_status"))
+    if any(_unreadable_date(d, k) for k in ("start_date", "end_date", "cancellation_date")):
+        return "an unreadable date"
+    if status is not None and status.lower() not in RECORD_STATUSES:
+        return visible(status, 40)
+    if status is None:
+        return "no membership_record_status"
+    return "no start_date" if day(d.get("start_date")) is None else "no readable paid"
 
 
 def _current_record(data: dict[str, Any], on: date) -> Status | None:

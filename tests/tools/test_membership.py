@@ -280,7 +280,11 @@ async def test_an_unknown_email_is_no_contact(shared_sandbox: SandboxServer, con
 @pytest.mark.parametrize(
     ("record", "status"),
     [
-        ({"start_date": "2026-01-01", "end_date": "2026-12-31", "paid": True}, "current"),
+        ({"start_date": "2026-01-01", "end_date": "2026-12-31", "paid": True, "membership_record_status": "active"},
+         "current"),
+        ({"start_date": "2026-01-01", "end_date": "2026-12-31", "paid": True}, "unknown"),  # no status: not "yes"
+        ({"start_date": "2026-01-01", "end_date": "2026-12-31", "paid": "yes", "membership_record_status": "Active"},
+         "unknown"),
         ({"start_date": "2026-01-01", "end_date": "2026-12-31", "paid": False}, "unpaid"),
         ({"start_date": "2026-01-01", "end_date": "2026-12-31", "membership_record_status": "lapsed"}, "lapsed"),
         ({"start_date": "2026-01-01", "end_date": "2026-12-31", "membership_record_status": "deleted"}, "unknown"),
@@ -531,3 +535,25 @@ async def test_a_renewal_whose_contact_cannot_be_read_is_said(connect: Any) -> N
     with SandboxServer(key=CANARY_KEY, drift=["moved-path:^/api/v1/[^/]+/(person|organisation)/[^/]+/$"]) as sb:
         body = await answer_body(connect, sb, "search_contacts", {"renewing_within_days": 60, "limit": 50})
     assert body["contacts"] and "could not be read: their name and email are unknown" in body["note"], body
+
+
+async def test_a_membership_without_its_status_is_unknown_naming_the_key(sandbox: SandboxServer,
+                                                                         connect: Any) -> None:
+    """membership_record_status decides (doctor --contract calls its loss drift): a paid record covering today
+    that does not say it is active is unknown, naming the key, never "current"."""
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    sandbox.store.update(current_membership(sandbox, jane), {"membership_record_status": None}, message="t")
+    body = await check(connect, sandbox, uri=jane)
+    assert body["status"] == "unknown" and "is_member" not in body, body
+    assert "`membership_record_status`" in body["summary"], body
+
+
+async def test_a_listed_membership_without_its_status_is_unknown_not_a_member(sandbox: SandboxServer,
+                                                                              connect: Any) -> None:
+    today = now_utc().date()
+    due = next(iter(renewals(sandbox, 400).values()))
+    sandbox.store.update(due.uri, {"end_date": (today + timedelta(days=3)).isoformat(),
+                                   "membership_record_status": None}, message="t")
+    body = await answer_body(connect, sandbox, "search_contacts", {"renewing_within_days": 5, "limit": 50})
+    row = next(c for c in body["contacts"] if c["membership_uri"] == due.uri)
+    assert "member" not in row and "membership_record_status" in body["note"], body
