@@ -176,7 +176,8 @@ def passes_for_latin(text: str) -> str | None:
 
 def lookalikes(changes: Sequence[Change]) -> list[str]:
     """The preview's notes on values to be written that read as something they are not: written wholly in another
-    alphabet's look-alike letters, or a new value that looks the same as the old one (a change that looks like
+    alphabet's look-alike letters, holding right-to-left letters (a screen reorders the numbers around them: "20 ש
+    0999 7946" shows as 20 7946 0999), or a new value that looks the same as the old one (a change that looks like
     none), naming each field."""
     notes: list[str] = []
     for change in changes:
@@ -188,6 +189,11 @@ def lookalikes(changes: Sequence[Change]) -> list[str]:
                     f"{field_name} {quoted(text, None)} is written in {', '.join(alphabets(text)).title()} letters "
                     f"that look like Latin ones: it can read as {quoted(reads_as, None)} but is not that text."
                 )
+        if any(unicodedata.bidirectional(c) in ("R", "AL") for text in _texts(change.after) for c in text):
+            notes.append(
+                f"{field_name} holds right-to-left letters (Hebrew, Arabic...): around them a screen may show its "
+                "characters and numbers in another order than they are written; check it letter by letter."
+            )
         before, after = change.before, change.after
         pairs = (
             zip(before, after, strict=True)

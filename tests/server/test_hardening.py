@@ -474,7 +474,13 @@ async def test_a_value_in_look_alike_letters_of_one_alphabet_is_pointed_out_in_t
         await client.call_tool("update_contact", {"uri": jane, "postcode": "OX1 3BP"})
     assert 'is written in Cyrillic letters that look like Latin ones: it can read as "OX1 3BP"' in seen[0], seen[0]
     assert "email: the new value looks the same as the old one but is not" in seen[1], seen[1]
-    assert "look like Latin" not in seen[2] and "looks the same" not in seen[2]
+    assert "look like Latin" not in seen[2] and "looks the same" not in seen[2] and "right-to-left" not in seen[2]
+    seen.clear()
+    # A right-to-left letter reorders the numbers around it on screen ("+44 20 ש 0999 7946" shows its last two groups
+    # swapped), though no control character is there: the preview says so.
+    async with connect(sandbox, elicitation=recorder(seen, "decline")) as client:
+        await client.call_tool("update_contact", {"uri": jane, "phone": "+44 20 \u05e9 0999 7946"})
+    assert "phone holds right-to-left letters" in seen[0], seen[0]
     assert writes(sandbox) == []
 
 
