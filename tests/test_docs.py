@@ -36,7 +36,9 @@ def test_the_readme_tool_table_is_the_catalogue() -> None:
     if os.environ.get("UPDATE_DOCS") == "1" and text != wanted:
         path.write_text(wanted)
         text = wanted  # rewritten: this run passes, and the diff is there to review
-    assert text == wanted, "README.md's tool table differs from the catalogue: UPDATE_DOCS=1 pytest tests/test_docs.py"
+    assert text == wanted, (
+        "README.md's tool table differs from the catalogue: UPDATE_DOCS=1 .venv/bin/pytest tests/test_docs.py"
+    )
 
 
 def test_the_guide_names_every_write_tool() -> None:

@@ -133,7 +133,9 @@ async def test_apps_declarations_match_the_snapshot(shared_sandbox: SandboxServe
     if os.environ.get("UPDATE_TOOLSNAPS") == "1":
         SNAP.parent.mkdir(exist_ok=True)
         SNAP.write_text(text)
-    assert SNAP.read_text() == text, "the apps' declarations changed: review, then run with UPDATE_TOOLSNAPS=1"
+    assert SNAP.read_text() == text, (
+        "the apps' declarations changed: review, then run UPDATE_TOOLSNAPS=1 .venv/bin/pytest tests/tools/test_apps.py"
+    )
     csp = declared["read"][CHECK_IN]["_meta"]["ui"]["csp"]
     assert csp == {"connectDomains": [], "resourceDomains": [], "frameDomains": [], "baseUriDomains": []}
 
