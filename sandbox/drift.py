@@ -8,6 +8,8 @@ Spec: `KIND[=ARG][:PATH_REGEX]` (the regex is searched in the request path; with
   extra-nulls            every scalar of every listed record becomes null
   retyped-field[=NAME]   every value of NAME, anywhere in the answer (without NAME: the whole answer), is sent as a
                          one-item list holding it (a flag, a count, an object as another type than documented)
+  number-field=NAME      every value of NAME sent as a number (a date 2026-12-07 as 20261207; other text as 0)
+  string-field=NAME      every value of NAME sent as a JSON string of it (a list as "[...]")
   null-item[=KEY]        a null added to the records of a list answer (under KEY, default: the first known
                          wrapper; or a bare list): an item no client can read
   moved-path             404 {"error": "not found"}: the path is gone
@@ -26,8 +28,10 @@ from starlette.types import Message, Send
 
 KINDS = (
     "renamed-field", "other-wrapper", "extra-nulls", "moved-path", "rejected-param", "retyped-field", "null-item",
+    "number-field", "string-field",
 )
-REWRITES = ("renamed-field", "other-wrapper", "extra-nulls", "retyped-field", "null-item")
+REWRITES = ("renamed-field", "other-wrapper", "extra-nulls", "retyped-field", "null-item", "number-field",
+            "string-field")
 WRAPPERS = ("bookings", "segments", "results", "tasks", "sessions", "memberships", "available_tickets", "orders")
 
 
@@ -43,8 +47,8 @@ class DriftRule:
         kind, _, arg = head.partition("=")
         if kind not in KINDS:
             raise ValueError(f"unknown drift {kind!r}; choose from {', '.join(KINDS)}")
-        if kind == "rejected-param" and not arg:
-            raise ValueError("rejected-param needs =NAME")
+        if kind in ("rejected-param", "number-field", "string-field") and not arg:
+            raise ValueError(f"{kind} needs =NAME")
         if kind == "moved-path" and not path:
             raise ValueError("moved-path needs :PATH_REGEX")
         return cls(kind, arg or None, re.compile(path) if path else None)
@@ -119,6 +123,8 @@ def rewrite(rule: DriftRule, body: Any) -> Any:
         return _rename(body, rule.arg or "display_value")
     if rule.kind == "retyped-field":
         return _retype(body, rule.arg) if rule.arg else [body]
+    if rule.kind in ("number-field", "string-field"):
+        return _convert(body, rule.arg or "", _number if rule.kind == "number-field" else json.dumps)
     wrappers = (rule.arg,) if rule.arg else WRAPPERS
     if isinstance(body, dict):
         key = next((k for k in wrappers if isinstance(body.get(k), list)), None)
@@ -162,3 +168,16 @@ def _nulls(record: Any) -> Any:
     if not isinstance(record, dict):
         return record
     return {k: (None if not isinstance(v, (dict, list)) else v) for k, v in record.items()}
+
+
+def _convert(value: Any, name: str, how: Callable[[Any], Any]) -> Any:
+    if isinstance(value, dict):
+        return {k: (how(v) if k == name and v is not None else _convert(v, name, how)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_convert(v, name, how) for v in value]
+    return value
+
+
+def _number(value: Any) -> Any:
+    digits = "".join(c for c in str(value)[:10] if c.isdigit())
+    return int(digits) if digits else 0

@@ -18,6 +18,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from sheepcrm_mcp.server.caller import PROFILES
 from sheepcrm_mcp.server.settings import ConfigError, Settings, load_settings
 from sheepcrm_mcp.sheepcrm import AuthError, NotFoundError, PermissionDenied, SheepClient, SheepError
 from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, RecordUri, ScopeError, parse_uri
-from sheepcrm_mcp.tools.contract import Read, by_name
+from sheepcrm_mcp.tools.contract import CORE_KINDS, DATES, Read, by_name
 
 OK, BAD = "ok  ", "FAIL"
 EXIT_OK, EXIT_REFUSED, EXIT_SETTINGS, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -173,10 +174,13 @@ class Probe:
     absent: list[str] = field(default_factory=list)  # optional fields seen in no record (a warning)
     note: str | None = None
     refused: str | None = None  # why a 4xx other than 403 is drift: the path moved or a parameter is refused
+    retyped: list[str] = field(default_factory=list)  # core fields sent as a kind the tools cannot read
+    unread: str | None = None  # items of the answer that are not records (the list could not be read)
 
     @property
     def drift(self) -> bool:
-        return self.wrapper == "(not found)" or bool(self.missing or self.null or self.refused)
+        return self.wrapper == "(not found)" or bool(
+            self.missing or self.null or self.refused or self.retyped or self.unread)
 
 
 def _keys(value: Any, seen: dict[str, list[Any]]) -> None:
@@ -212,10 +216,21 @@ def inspect(read: Read, data: Any, status: int | str = 200) -> Probe:
             records = inner if isinstance(inner, list) else [inner]
     else:
         records = [data]
-    records = [r for r in records if isinstance(r, dict)]
+    items = records
+    records = [r for r in items if isinstance(r, dict)]
     probe.records = len(records)
+    if len(records) < len(items):  # items the tools cannot read as records: never "no records to check"
+        kinds = ", ".join(sorted({kind(r) for r in items if not isinstance(r, dict)}))
+        wrapped = isinstance(data, dict) and probe.wrapper in data
+        if wrapped and not isinstance(data[probe.wrapper], list):
+            what = f"'{probe.wrapper}' holds a {kinds}, not a list of records"
+        elif not wrapped and not isinstance(data, list):
+            what = f"the answer is a {kinds}, not a record"
+        else:
+            what = f"{len(items) - len(records)} of {len(items)} item(s) are not records ({kinds})"
+        probe.unread = f"{what}: the tools cannot read this answer -> {ACT}"
     if not records:
-        probe.note = "no records to check"
+        probe.note = None if probe.unread else "no records to check"
         return probe
     seen: dict[str, list[Any]] = {}
     for r in records:
@@ -227,9 +242,45 @@ def inspect(read: Read, data: Any, status: int | str = 200) -> Probe:
             probe.missing.append(name)
         elif all(v is None for v in values):
             probe.null.append(name)
+        else:
+            probe.retyped += [w for f in group if (w := retyped(f, seen.get(f, [])))]
     top = set(data) if isinstance(data, dict) else set()  # keys of the answer itself (a listing's total)
     probe.absent = [f for f in read.fields if f not in core and f not in seen and f not in top]
     return probe
+
+
+def kind(value: Any) -> str:
+    """A JSON value's kind, as the documents name them (never the value)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", dict: "object", list: "list", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def retyped(name: str, values: list[Any]) -> str | None:
+    """What is wrong with the kind of a core field's values (CORE_KINDS), in words a person can act on; None when
+    every value that is not null is of a kind the tools read."""
+    expected = CORE_KINDS.get(name)
+    if expected is None:
+        return None
+    given = [v for v in values if v is not None]
+    bad = sorted({kind(v) for v in given if kind(v) not in expected})
+    if name == "count":
+        bad += ["string (not digits)"] if any(isinstance(v, str) and not v.strip().isdigit() for v in given) else []
+    if name in DATES:
+        bad += ["string (not a date)"] if any(isinstance(v, str) and not _iso_day(v) for v in given) else []
+    if not bad:
+        return None
+    return f"{name} sent as {' / '.join(bad)} (the tools read {' or '.join(expected)})"
+
+
+def _iso_day(value: str) -> bool:
+    try:
+        date.fromisoformat(value.strip()[:10])
+    except ValueError:
+        return False
+    return True
 
 
 def refusal(status: int, read: Read, found: bool) -> str:
@@ -430,6 +481,10 @@ def run_contract(overrides: dict[str, Any], *, sandbox: bool = False, as_json: b
                 parts.append(f"MISSING {', '.join(p.missing)} (the tools' answers depend on it)")
             if p.null:
                 parts.append(f"ALWAYS NULL {', '.join(p.null)}")
+            if p.retyped:
+                parts.append(f"RETYPED {'; '.join(p.retyped)} -> {ACT}")
+            if p.unread:
+                parts.append(f"UNREADABLE {p.unread}")
             if p.absent:
                 parts.append(f"not seen (optional): {', '.join(p.absent)}")
             if p.note:

@@ -167,3 +167,19 @@ UNDOCUMENTED: dict[tuple[str, str], str] = {
 
 def by_name() -> dict[str, Read]:
     return {r.name: r for r in READS}
+
+
+# The JSON kinds the tools can read for each core field (of any read; a uri may also come expanded as an object,
+# {ref, display_value}), after the documents' types: a core field sent as another kind is drift, as a missing one
+# is. A field in DATES must also be a string starting with an ISO date (YYYY-MM-DD). Nulls are counted apart.
+CORE_KINDS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("id", "uri", "uid", "display_value", "title", "name", "status", "membership_record_status",
+                     "start_date", "end_date", "start_datetime", "date", "due_date"), ("string",)),
+    **dict.fromkeys(("person_ref", "booking_uri", "destination", "member", "membership_type", "person"),
+                    ("string", "object")),
+    **dict.fromkeys(("completed", "guest"), ("boolean",)),
+    **dict.fromkeys(("available", "total"), ("number",)),
+    "count": ("number", "string"),  # the tools also read a count sent as a string of digits
+    "data": ("object",),
+}
+DATES = frozenset({"start_date", "end_date", "start_datetime", "date", "due_date"})

@@ -16,7 +16,7 @@ from sheepcrm_mcp.tools.common import (
     Paged,
     UidOrUri,
     fetch_pages,
-    objects,
+    listed,
     text,
     uid_in,
     uid_or_uri,
@@ -115,13 +115,9 @@ LOOKUP_CUT = (
 
 
 def looked_up(data: Any) -> list[dict[str, Any]]:
-    """The rows of a lookup answer: openapi.yaml's `lookup` is an array (one row object tolerated). Any other
-    shape, an empty body or a wrapper the documents do not give, is "could not read", never "nobody"."""
-    if isinstance(data, list):
-        return objects(data, "the segment lookup")
-    if isinstance(data, dict) and any(data.get(f) for f in ("id", "uri", "value")):
-        return [data]
-    raise unreadable("the segment lookup", data, "a list of rows (openapi.yaml: lookup)")
+    """The rows of a lookup answer: openapi.yaml's `lookup` is an array (`results` holding one, or one row object,
+    tolerated: tools/contract.py). Any other shape, an empty body included, is "could not read", never "nobody"."""
+    return listed(data, "the segment lookup", "results", single=("id", "uri", "value"))
 
 
 def by_type(members: list[ContactHit]) -> dict[str, int] | None:

@@ -13,7 +13,7 @@ import pytest
 from sheepcrm_mcp.doctor import run_contract
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.variants import NAMES
-from sheepcrm_mcp.tools.contract import READS, Read
+from sheepcrm_mcp.tools.contract import CORE_KINDS, READS, Read
 from tests.contract import _regex
 from tests.helpers import REPO, binary, clean_env, sandbox_env
 
@@ -135,6 +135,51 @@ def test_contract_reports_drift(
         assert "the path has moved or the endpoint is gone" in out.out
     if "HTTP 400" in expect:
         assert "refused the parameters the tools send" in out.out
+
+
+@pytest.mark.parametrize(
+    ("drift", "read", "expect"),
+    [
+        # a date that became a number
+        ("number-field=start_date", "events", "RETYPED start_date sent as number (the tools read string)"),
+        # a flag sent as a list
+        ("retyped-field=completed", "my tasks", "RETYPED completed sent as list (the tools read boolean)"),
+        # a list of records that became a string: never "no records to check"
+        ("string-field=bookings", "events", "UNREADABLE 'bookings' holds a string, not a list of records"),
+        # a list holding an item that is not a record
+        ("null-item:/bookings/", "events", "UNREADABLE 1 of "),
+    ],
+)
+def test_contract_reports_retyped_core_fields_and_unreadable_lists(
+    tmp_path: Path, drift: str, read: str, expect: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A core field of another kind than the tools read (per tools/contract.py CORE_KINDS), or a list whose items
+    are not records, is drift: exit 4 and a DRIFT line naming the field and the kind (never a value), with what to
+    do; a non-empty list that could not be read is never "no records to check"."""
+    for name in [k for k in os.environ if k.startswith("SHEEPCRM_")]:
+        monkeypatch.delenv(name)
+    with SandboxServer(key="sk-doctor-retyped-3", drift=[drift]) as sb:
+        code = run_contract({**sb.settings(), "audit_log": tmp_path / "audit.jsonl"})
+    out = capsys.readouterr().out
+    line = next((x for x in out.splitlines() if f" {read} (" in x), "")
+    assert code == 4 and line.startswith("DRIFT") and expect in line, out
+    assert "upgrade sheepcrm-mcp, or send `sheepcrm-mcp doctor --contract --json`" in line, line
+    assert "no records to check" not in line, line
+
+
+def test_every_core_field_has_the_kinds_the_tools_read() -> None:
+    """CORE_KINDS covers every core field of the contract table and agrees with the documents' types (the
+    committed tests/contract_table.json) wherever they give one."""
+    table = json.loads((REPO / "tests" / "contract_table.json").read_text())["fields"]
+    names = {"number": "number", "integer": "number", "string": "string", "boolean": "boolean", "object": "object"}
+    for read in READS:
+        for group in read.core:
+            for f in group.split("|"):
+                assert f in CORE_KINDS, f"{read.name}: core field {f} has no kinds in CORE_KINDS"
+                documented = table[read.name]["fields"].get(f, {}).get("type")
+                if documented in names:
+                    assert names[documented] in CORE_KINDS[f], (read.name, f, documented)
 
 
 def path_regex(read: Read) -> str:

@@ -54,10 +54,10 @@ async def test_a_lookup_that_sends_its_first_matches_claims_no_total(
 
 
 def test_a_lookup_in_a_shape_the_documents_do_not_give_is_could_not_read() -> None:
-    """`lookup` is an array: an empty object (an empty body) or an undocumented wrapper is "could not read", never
-    "nobody matching"."""
-    for body in ({}, {"results": []}, None):
-        with pytest.raises(Exception, match="Could not read sheepCRM's answer to the segment lookup"):
+    """`lookup` is an array: an empty object (an empty body), a null or a wrapper no document gives is "could not
+    read", never "nobody matching"."""
+    for body in ({}, {"rows": []}, None, "none", [None]):
+        with pytest.raises(Exception, match="Could not read .*the segment lookup"):
             segments.looked_up(body)
     assert segments.looked_up([]) == []
 
