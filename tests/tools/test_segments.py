@@ -57,7 +57,7 @@ def test_a_lookup_in_a_shape_the_documents_do_not_give_is_could_not_read() -> No
     """`lookup` is an array: an empty object (an empty body), a null or a wrapper no document gives is "could not
     read", never "nobody matching"."""
     for body in ({}, {"rows": []}, None, "none", [None]):
-        with pytest.raises(Exception, match="Could not read .*the segment lookup"):
+        with pytest.raises(Exception, match=r"Could not read .*the segment lookup"):
             segments.looked_up(body)
     assert segments.looked_up([]) == []
 
