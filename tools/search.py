@@ -264,6 +264,17 @@ def namesakes(hits: list[ContactHit]) -> str | None:
     )
 
 
+def _other_tries(req: SearchContactsInput) -> str:
+    """The searches worth suggesting after no match: only those the caller has not just made."""
+    tries = [
+        *(["fewer words"] if req.query and len(req.query.split()) > 1 else []),
+        *(["query= (free text)"] if not req.query else []),
+        *(["the email"] if not req.email else []),
+        *(["first_name + last_name + postcode"] if not (req.first_name and req.last_name and req.postcode) else []),
+    ]
+    return f" Try {', '.join(tries[:-1])} or {tries[-1]}." if len(tries) > 1 else f" Try {tries[0]}." if tries else ""
+
+
 async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContactsOutput:
     if req.renewing_within_days is not None or req.plan:
         return await members(req, deps)
@@ -298,7 +309,7 @@ async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContact
         found = records(await deps.client.search(req.query), "the search")
     hits = [hit(r) for r in found if kind_of(r) in CONTACT_TYPES]  # global search also finds events, tasks...
     key = f"search:{req.query}:{sorted(fielded.items())}"
-    empty = "No contacts match. Try fewer words, the email, or first_name + last_name + postcode."
+    empty = "No contacts match." + _other_tries(req)
     if (req.first_name or req.last_name) and by_name is None:
         empty += " Names must match exactly, including capital letters."
     items, envelope = list_page(hits, req.limit, req.cursor, key, empty)

@@ -345,3 +345,10 @@ async def test_a_connection_seen_from_the_other_side_is_counted_not_dropped() ->
     })
     body = await search.search_contacts(search.SearchContactsInput(organisation=org), deps)
     assert body.contacts == [] and body.note and "1 connection(s)" in body.note, body
+
+
+async def test_no_match_suggests_only_searches_not_just_made(shared_sandbox: SandboxServer, connect: Any) -> None:
+    """An email search that finds nobody does not suggest searching by the email again."""
+    body = await answer_body(connect, shared_sandbox, "search_contacts", {"email": "nobody-here@example.org"})
+    assert body["contacts"] == [] and "No contacts match" in body["note"], body
+    assert "the email" not in body["note"] and "query=" in body["note"], body
