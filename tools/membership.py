@@ -104,21 +104,21 @@ def _unreadable_date(m: dict[str, Any], key: str) -> bool:
 
 
 def classify(m: dict[str, Any], on: date) -> Status:
-    """By dates, then by what sheepCRM says of the record. Only a paid record whose membership_record_status is
-    "active" can be current; a status outside sheepCRM's six, no status, or a date that cannot be read, is
-    unknown."""
+    """A status outside sheepCRM's six, or a date that cannot be read, is unknown whatever else the record says;
+    then by dates, then by what sheepCRM says of the record. Only a paid record whose membership_record_status is
+    "active" can be current; a record covering today with no status is unknown."""
     if any(_unreadable_date(m, k) for k in ("start_date", "end_date", "cancellation_date")):
         return "unknown"
     start, end = day(m.get("start_date")), day(m.get("end_date"))
     record_status = (text(m.get("membership_record_status")) or "").lower() or None
+    if record_status is not None and record_status not in RECORD_STATUSES:
+        return "unknown"  # a status we do not know may mean anything, whatever the dates say
     if record_status == "cancelled" or ((d := day(m.get("cancellation_date"))) and d <= on):
         return "cancelled"
     if start and start > on:
         return "future"
     if end and end < on:
         return "lapsed"
-    if record_status is not None and record_status not in RECORD_STATUSES:
-        return "unknown"
     if not start:
         return "unknown"  # a record with no start date says nothing of when it covers: not "no membership"
     if record_status in ("pending", "incomplete"):

@@ -291,6 +291,9 @@ async def test_an_unknown_email_is_no_contact(shared_sandbox: SandboxServer, con
         ({"start_date": "2026-01-01", "end_date": "2026-12-31", "cancellation_date": "2026-05-01"}, "cancelled"),
         ({"start_date": "2026-07-01", "end_date": "2027-06-30"}, "future"),
         ({"start_date": "2025-01-01", "end_date": "2025-12-31"}, "lapsed"),
+        # a status outside the six is unknown whatever the dates say
+        ({"start_date": "2025-01-01", "end_date": "2025-12-31", "membership_record_status": "renewal_due"}, "unknown"),
+        ({"start_date": "2026-07-01", "end_date": "2027-06-30", "membership_record_status": "renewal_due"}, "unknown"),
         ({"end_date": "2026-12-31"}, "unknown"),
         ({"start_date": None, "end_date": "2026-12-31", "paid": True}, "unknown"),
     ],
