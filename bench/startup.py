@@ -72,7 +72,7 @@ def import_profile(top: int = 8) -> list[str]:
         if len(parts) == 3 and parts[1].strip().isdigit():
             rows.append((int(parts[1]), parts[2].rstrip()))
     wanted = [r for r in rows if r[1].strip().split(".")[0] in ("mcp", "mcp_types", "server", "tools", "pydantic",
-                                                                "httpx", "starlette", "uvicorn", "pydantic_settings",
+                                                                "httpx", "starlette", "uvicorn",
                                                                 "stamina", "anyio", "jsonschema", "rich")]
     seen = sorted(wanted, key=lambda r: -r[0])
     return [f"| `{name.strip()}` | {us / 1000:.0f} ms |" for us, name in seen[:top]]

@@ -14,13 +14,13 @@ import os
 import re
 import stat
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from sheepcrm_mcp.server import __version__
 from sheepcrm_mcp.server.files import account_home
@@ -82,21 +82,23 @@ def _default_audit_log() -> Path:
     return Path.home() / ".local" / "state" / "sheepcrm-mcp" / "audit.jsonl"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SHEEPCRM_", env_file=None, env_file_encoding="utf-8", extra="ignore")
+PREFIX = "SHEEPCRM_"
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Given values, then the environment. Files are read by load_settings (the person's own file, a named
-        --env-file), never by pydantic-settings' .env and secrets sources, which would only look at each field."""
-        return init_settings, env_settings
+
+def _from_environment(names: Iterable[str]) -> dict[str, str]:
+    """SHEEPCRM_<FIELD> (any case) for each field name, as given (each field's validator parses it)."""
+    env = {k.upper(): v for k, v in os.environ.items() if k.upper().startswith(PREFIX)}
+    return {name: env[PREFIX + name.upper()] for name in names if PREFIX + name.upper() in env}
+
+
+class Settings(BaseModel):
+    """Given values, then the environment (SHEEPCRM_<FIELD>). Files are read by load_settings (the person's own
+    file, a named --env-file) and given as values."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**{**_from_environment(type(self).model_fields), **values})
 
     api_key: SecretStr | None = Field(default=None, description="sheepCRM API key (Bearer token)")
     bucket: str = Field(default="", description="sheepCRM bucket (flock) this server may touch")
@@ -111,7 +113,7 @@ class Settings(BaseSettings):
         "only from your own settings file ($BROWSER is ignored)",
     )
     read_only: bool = False
-    toolsets: Annotated[tuple[str, ...], NoDecode] = ("all",)  # checked against the catalogue at assembly
+    toolsets: tuple[str, ...] = ("all",)  # checked against the catalogue at assembly
     confirm: Literal["elicit", "page", "none"] = "elicit"
     audit_log: Path = Field(default_factory=_default_audit_log)
     timeout: float = Field(default=15.0, gt=0, le=300, description="per-request read timeout, seconds")
@@ -141,10 +143,10 @@ class Settings(BaseSettings):
         "counts as the person's approval; off: the approval page opened in the person's browser decides. Only from "
         "your own settings file",
     )
-    http_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
-    http_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    http_allowed_hosts: tuple[str, ...] = ()
+    http_allowed_origins: tuple[str, ...] = ()
     approval_port: int = Field(default=0, ge=0, le=65535, description="loopback port of the approval page")
-    forwarded_allow_ips: Annotated[tuple[str, ...], NoDecode] = Field(
+    forwarded_allow_ips: tuple[str, ...] = Field(
         default=(), description="proxies whose X-Forwarded-For names the client (none: the socket's address)"
     )
     # Hosted mode (SHEEPCRM_AUTH=oauth, HTTP only): see docs/HOSTING.md.
@@ -152,23 +154,23 @@ class Settings(BaseSettings):
     oauth_issuer: str = Field(default="", description="the identity provider's issuer URL, exactly as it states it")
     oauth_resource: str = Field(default="", description="public URL of this server's /mcp (the tokens' audience)")
     oauth_jwks_url: str = Field(default="", description="JWKS address; found in the issuer's metadata when empty")
-    oauth_scopes: Annotated[tuple[str, ...], NoDecode] = ("sheepcrm",)
+    oauth_scopes: tuple[str, ...] = ("sheepcrm",)
     oauth_roles_claim: str = Field(default="roles", min_length=1, description="claim (or dotted path) with roles")
     oauth_subject_claim: str = Field(default="sub", min_length=1, description="claim naming the person (Entra: oid)")
-    oauth_staff_roles: Annotated[tuple[str, ...], NoDecode] = ("staff",)
-    oauth_helpdesk_roles: Annotated[tuple[str, ...], NoDecode] = ("helpdesk",)
-    oauth_member_roles: Annotated[tuple[str, ...], NoDecode] = ("member",)
-    helpdesk_writes: Annotated[tuple[str, ...], NoDecode] = ("set_attendance", "update_task")
+    oauth_staff_roles: tuple[str, ...] = ("staff",)
+    oauth_helpdesk_roles: tuple[str, ...] = ("helpdesk",)
+    oauth_member_roles: tuple[str, ...] = ("member",)
+    helpdesk_writes: tuple[str, ...] = ("set_attendance", "update_task")
     oauth_client_id: str = Field(default="", description="the approval page's client at the provider (sign-in)")
     oauth_client_secret: SecretStr | None = Field(default=None, description="that client's secret, if confidential")
     oauth_signin_scope: str = Field(default="openid email profile", description="scope the approval page asks for")
-    oauth_approver_roles: Annotated[tuple[str, ...], NoDecode] = ()
+    oauth_approver_roles: tuple[str, ...] = ()
     oauth_profile: Literal["standard", "entra"] = Field(
         default="standard", description="what the provider's access tokens look like: RFC 9068, or Entra ID's"
     )
     oauth_tenant: str = Field(default="", description="Entra ID: the tenant id every token's tid must name")
     oauth_v1_issuer: str = Field(default="", description="Entra ID: also accept v1 tokens of this issuer")
-    oauth_audiences: Annotated[tuple[str, ...], NoDecode] = Field(
+    oauth_audiences: tuple[str, ...] = Field(
         default=(), description="further audiences a token may name (Entra: Application ID URI, client id)"
     )
     oauth_introspection_client_id: str = Field(
