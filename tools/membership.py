@@ -731,7 +731,7 @@ def _unknown_why(d: dict[str, Any]) -> str:
     if any(_unreadable_date(d, k) for k in ("start_date", "end_date", "cancellation_date")):
         return "an unreadable date"
     if status is not None and status.lower() not in RECORD_STATUSES:
-        return visible(status, 40)
+        return f"status {visible(status, 40)!r}, not one sheepCRM's documents name"
     if status is None:
         return "no membership_record_status"
     return "no start_date" if day(d.get("start_date")) is None else "no readable paid"

@@ -188,7 +188,7 @@ async def members(req: SearchContactsInput, deps: Deps) -> SearchContactsOutput:
     unknown = sorted({m.unknown for m in page.rows if m.unknown})
     unread = (
         f"{sum(1 for m in page.rows if m.unknown)} of these memberships could not be read as current or not "
-        f"(status {', '.join(repr(u) for u in unknown)}, not one sheepCRM's documents name): member is left out for "
+        f"({'; '.join(unknown)}): member is left out for "
         "them; check them in sheepCRM." if unknown else None
     )
     renewed = (
