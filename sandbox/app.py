@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sheepcrm_mcp.sandbox.drift import DriftRule, json_rewriting, refusal, rewriting
+from sheepcrm_mcp.sandbox.drift import DriftRule, json_rewriting, refusal, relocating, rewriting
 from sheepcrm_mcp.sandbox.drift import parse as parse_drift
 from sheepcrm_mcp.sandbox.faults import FaultPlan, FaultRule
 from sheepcrm_mcp.sandbox.records import (
@@ -1031,7 +1031,10 @@ class SandboxMiddleware:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             if target is self.app and (refused := refusal(self.drift, scope["path"], query)):
                 target = error(refused[0], "not found" if refused[0] == 404 else refused[1], refused[1])
-            logged_send = rewriting(self.drift, scope["path"], logged_send)
+            header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            logged_send = rewriting(self.drift, scope["path"], logged_send, header)
+        elif self.drift and scope["method"] == "POST":
+            logged_send = relocating(self.drift, scope["path"], logged_send)
         if scope["path"].startswith("/api/v1/") and rule is None:
             logged_send = json_rewriting(logged_send, v1_error)
         logged_send = rate_limited(logged_send, rule.arg if rule is not None and rule.kind == "429" else None)

@@ -14,12 +14,19 @@ Spec: `KIND[=ARG][:PATH_REGEX]` (the regex is searched in the request path; with
                          wrapper; or a bare list): an item no client can read
   moved-path             404 {"error": "not found"}: the path is gone
   rejected-param=NAME    400 when the request carries the query parameter NAME
+  echoed-key=ENC[+N]     the request's Authorization header value (from its character N: +7 is the key alone)
+                         appended, encoded, to every `title` and `display_value` in the answer (a proxy leaking
+                         the key): ENC is one of plain, base64, base64url, hex, HEX, percent (every byte %xx),
+                         PERCENT (%XX), quoted (reserved characters only), reversed
+  other-location=URI     a create (POST) answered with `Location: URI`, another record than the one it made
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,10 +35,21 @@ from starlette.types import Message, Send
 
 KINDS = (
     "renamed-field", "other-wrapper", "extra-nulls", "moved-path", "rejected-param", "retyped-field", "null-item",
-    "number-field", "string-field",
+    "number-field", "string-field", "echoed-key", "other-location",
 )
 REWRITES = ("renamed-field", "other-wrapper", "extra-nulls", "retyped-field", "null-item", "number-field",
-            "string-field")
+            "string-field", "echoed-key")
+ENCODINGS: dict[str, Callable[[bytes], str]] = {
+    "plain": lambda b: b.decode("latin-1"),
+    "base64": lambda b: base64.b64encode(b).decode(),
+    "base64url": lambda b: base64.urlsafe_b64encode(b).decode(),
+    "hex": bytes.hex,
+    "HEX": lambda b: b.hex().upper(),
+    "percent": lambda b: "".join(f"%{c:02x}" for c in b),
+    "PERCENT": lambda b: "".join(f"%{c:02X}" for c in b),
+    "quoted": lambda b: urllib.parse.quote(b, safe=""),
+    "reversed": lambda b: b.decode("latin-1")[::-1],
+}
 WRAPPERS = ("bookings", "segments", "results", "tasks", "sessions", "memberships", "available_tickets", "orders")
 
 
@@ -47,8 +65,11 @@ class DriftRule:
         kind, _, arg = head.partition("=")
         if kind not in KINDS:
             raise ValueError(f"unknown drift {kind!r}; choose from {', '.join(KINDS)}")
-        if kind in ("rejected-param", "number-field", "string-field") and not arg:
-            raise ValueError(f"{kind} needs =NAME")
+        if kind in ("rejected-param", "number-field", "string-field", "echoed-key", "other-location") and not arg:
+            raise ValueError(f"{kind} needs =ARG")
+        enc, plus, start = arg.partition("+")
+        if kind == "echoed-key" and (enc not in ENCODINGS or (plus and not start.isdigit())):
+            raise ValueError(f"echoed-key={arg}: choose ENC[+N] with ENC from {', '.join(ENCODINGS)}")
         if kind == "moved-path" and not path:
             raise ValueError("moved-path needs :PATH_REGEX")
         return cls(kind, arg or None, re.compile(path) if path else None)
@@ -73,8 +94,9 @@ def refusal(rules: tuple[DriftRule, ...], path: str, query: dict[str, str]) -> t
     return None
 
 
-def rewriting(rules: tuple[DriftRule, ...], path: str, send: Send) -> Send:
-    """`send`, with a 200 JSON answer rewritten by the rules that apply to `path`."""
+def rewriting(rules: tuple[DriftRule, ...], path: str, send: Send, authorization: str = "") -> Send:
+    """`send`, with a 200 JSON answer rewritten by the rules that apply to `path` (`authorization`: the request's
+    Authorization header, for echoed-key)."""
     chosen = [r for r in rules if r.kind in REWRITES and r.applies(path)]
     if not chosen:
         return send
@@ -82,10 +104,41 @@ def rewriting(rules: tuple[DriftRule, ...], path: str, send: Send) -> Send:
     def change(status: int, data: Any) -> Any:
         if status == 200:
             for rule in chosen:
-                data = rewrite(rule, data)
+                data = _echo(data, echoed(rule, authorization)) if rule.kind == "echoed-key" else rewrite(rule, data)
         return data
 
     return json_rewriting(send, change)
+
+
+def echoed(rule: DriftRule, authorization: str) -> str:
+    """The Authorization header's value as an echoed-key rule encodes it."""
+    name, _, start = (rule.arg or "plain").partition("+")
+    return ENCODINGS[name](authorization[int(start or 0):].encode("latin-1"))
+
+
+def relocating(rules: tuple[DriftRule, ...], path: str, send: Send) -> Send:
+    """`send`, with the Location header of an answer replaced by an other-location rule's uri."""
+    rule = next((r for r in rules if r.kind == "other-location" and r.applies(path)), None)
+    if rule is None:
+        return send
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start" and any(k.lower() == b"location" for k, _ in
+                                                               message.get("headers", [])):
+            headers = [(k, v) for k, v in message["headers"] if k.lower() != b"location"]
+            message = {**message, "headers": [*headers, (b"location", str(rule.arg).encode())]}
+        await send(message)
+
+    return wrapped
+
+
+def _echo(value: Any, echo: str) -> Any:
+    if isinstance(value, dict):
+        return {k: (f"{v} {echo}" if k in ("title", "display_value") and isinstance(v, str) else _echo(v, echo))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_echo(v, echo) for v in value]
+    return value
 
 
 def json_rewriting(send: Send, change: Callable[[int, Any], Any]) -> Send:

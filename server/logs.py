@@ -11,9 +11,12 @@ traceback text too.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
+import re
 import sys
+import urllib.parse
 from collections.abc import Iterable
 
 REDACTED = "[REDACTED]"
@@ -21,25 +24,85 @@ SECRET_ENV = ("SHEEPCRM_API_KEY", "SHEEPCRM_MCP_TOKEN")
 FORMAT = "%(asctime)s level=%(levelname)s logger=%(name)s pid=%(process)d %(message)s"
 
 
+MIN_ENCODED = 8  # an encoded form shorter than this is not looked for (it would match ordinary text)
+
+
+def _b64_cores(raw: bytes) -> list[str]:
+    """The parts of raw's base64 and URL-safe base64 that are the same wherever raw sits in a longer text: for each
+    of the three byte alignments, the characters that only raw's bytes decide (its neighbours change the rest)."""
+    cores: list[str] = []
+    for lead in range(3):
+        padded = b"\0" * lead + raw
+        whole = (len(padded) // 3) * 4  # complete groups only: the last partial one depends on what follows
+        skip = (0, 2, 3)[lead]  # characters that mix in the lead bytes
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            core = encode(padded).decode("ascii")[skip:whole]
+            if len(core) >= MIN_ENCODED:
+                cores.append(core)
+    return cores
+
+
+def encodings(secret: str, bearer: bool = True) -> tuple[list[str], list[str]]:
+    """(exact, case-insensitive) forms of `secret` to scrub: the text, its reverse, and for it and "Bearer <secret>"
+    the alignment-stable cores of their base64 and URL-safe base64; then their hex and percent-encoding (either
+    case)."""
+    exact: list[str] = []
+    folded: list[str] = []
+    exact += [secret, secret[::-1]]  # "Bearer <secret>" holds it: its plain text keeps "Bearer " in view
+    for value in (f"Bearer {secret}", secret) if bearer else (secret,):
+        raw = value.encode()
+        exact += _b64_cores(raw)
+        folded += [raw.hex(), "".join(f"%{b:02x}" for b in raw)]
+        if (quoted := urllib.parse.quote(value, safe="")) != value:
+            folded.append(quoted.lower())
+    return exact, folded
+
+
 class RedactSecrets(logging.Filter):
-    """Replaces every known secret in a record's message, arguments and traceback text."""
+    """Replaces every known secret, and its common encodings (see `encodings`), in a record's message, arguments and
+    traceback text. The forms are computed once per secret. A text is first searched for each form of the bare
+    secrets (str.find: a form of "Bearer <key>" holds one of them), which costs microseconds; only a text holding
+    one is rewritten, by one compiled pattern of every form, longest first."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self.secrets: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self._exact: tuple[str, ...] = ()
+        self._folded: tuple[str, ...] = ()
         for secret in secrets:
             self.add(secret)
 
     def add(self, secret: str | None) -> None:
         # Short values would redact ordinary words and leak nothing worth hiding.
-        if secret and len(secret) >= 6:
+        if secret and len(secret) >= 6 and secret not in self.secrets:
             self.secrets.add(secret)
+            self._pattern = None
+            e, f = encodings(secret, bearer=False)
+            self._exact = tuple(sorted({*self._exact, *e}))
+            self._folded = tuple(sorted({*self._folded, *f}))
+
+    def pattern(self) -> re.Pattern[str]:
+        if self._pattern is None:
+            exact: set[str] = set()
+            folded: set[str] = set()
+            for secret in self.secrets:
+                e, f = encodings(secret)
+                exact.update(e)
+                folded.update(f)
+            # Longest first, so a whole "Bearer <key>" form goes rather than the key inside it.
+            parts = [(len(v), re.escape(v)) for v in exact] + [(len(v), f"(?i:{re.escape(v)})") for v in folded]
+            self._pattern = re.compile("|".join(p for _, p in sorted(parts, reverse=True)))
+        return self._pattern
 
     def scrub(self, text: str) -> str:
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+        if not any(form in text for form in self._exact):
+            if not self._folded:
+                return text
+            lowered = text.lower()
+            if not any(form in lowered for form in self._folded):
+                return text
+        return self.pattern().sub(REDACTED, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:

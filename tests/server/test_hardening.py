@@ -502,3 +502,29 @@ async def test_every_write_says_when_approvals_are_off_and_every_preview_where_t
     host = sandbox.url.split("://", 1)[1].rstrip("/")
     [notice] = [line for line in seen[-1].splitlines() if line.startswith("NOTICE: this server sends its sheepCRM")]
     assert f"http://{host}" in notice and "not to sheepCRM" in notice, seen[-1]
+
+
+ECHOES = [f"{enc}+{n}" for enc in ("base64", "base64url") for n in (0, 5, 6, 7)] + [
+    f"{enc}+{n}" for enc in ("plain", "hex", "HEX", "percent", "PERCENT", "quoted", "reversed") for n in (0, 7)
+]
+
+
+async def test_an_upstream_echoing_the_key_encoded_is_scrubbed(connect: Any, tmp_path: Path) -> None:
+    """A proxy copies the Authorization header into each task's title, in every common encoding: `Bearer <key>`
+    (+0) and the key with 0, 1 or 2 characters before it (+7, +6, +5: base64's three alignments)."""
+    from sheepcrm_mcp.sandbox.drift import ENCODINGS
+
+    header = f"Bearer {CANARY_KEY}"
+    forms = {ENCODINGS[e.partition("+")[0]](header[int(e.partition("+")[2]):].encode()) for e in ECHOES}
+    with SandboxServer(key=CANARY_KEY, drift=[f"echoed-key={e}:/task" for e in ECHOES]) as sb:
+        uid = sb.store.demo_facts()["my_open_task_uid"]
+        async with connect(sb, audit_log=tmp_path / "audit.jsonl") as client:
+            one = await client.call_tool("get_task", {"uid": uid})
+            many = await client.call_tool("list_tasks", {})
+    for result in (one, many):
+        body = text_of(result)
+        assert not result.is_error, body
+        leaked = [f for f in forms if f in body]
+        assert not leaked and CANARY_KEY not in body and "QmVhcmVy" not in body, leaked
+    title = one.structured_content["title"]  # type: ignore[index]
+    assert title.count("[REDACTED]") == len(ECHOES) and not title.startswith("[REDACTED]"), title

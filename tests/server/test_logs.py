@@ -59,3 +59,23 @@ def test_unformattable_record_is_kept(captured: io.StringIO) -> None:
     logging.getLogger("x").warning("broken %s %s", KEY)
     text = captured.getvalue()
     assert "broken" in text and KEY not in text
+
+
+def test_encoded_forms_of_a_secret_are_scrubbed(captured: io.StringIO) -> None:
+    import base64
+    import urllib.parse
+
+    forms = []
+    for value in (KEY, f"Bearer {KEY}"):
+        raw = value.encode()
+        for lead in (b"", b"x", b"xy"):
+            forms += [base64.b64encode(lead + raw).decode(), base64.urlsafe_b64encode(lead + raw).decode()]
+        forms += [raw.hex(), raw.hex().upper(), "".join(f"%{b:02X}" for b in raw), urllib.parse.quote(value, safe=""),
+                  value[::-1]]
+    log = logging.getLogger("some.library")
+    for form in forms:
+        log.warning("echoed: %s (end)", form)
+        assert "[REDACTED]" in logs.scrub(f"title {form} end"), form
+    text = captured.getvalue()
+    assert not [f for f in forms if f in text] and text.count("[REDACTED]") >= len(forms)
+    assert logs.scrub("Call about renewal, 0123456789abcdef") == "Call about renewal, 0123456789abcdef"
