@@ -25,6 +25,7 @@ from sheepcrm_mcp.tools.common import (
     ContactRef,
     Detail,
     an_object,
+    deleted,
     labelled,
     listed,
     plain,
@@ -260,6 +261,19 @@ async def _name(deps: Deps, uri: Any) -> str | None:
     return text(record.get("display_value"))
 
 
+async def _absent(deps: Deps, uri: Any, then: str = "Nothing was sent") -> None:
+    """After a v1 404 for a contact's record: returns when the absence is confirmed (the same key reads the
+    bucket, so the 404 is not sheepCRM's answer to credentials it refuses); otherwise raises UpstreamError, an
+    error saying the record could not be read, never "gone"."""
+    try:
+        await deps.client.bucket_info()
+    except NotFoundError:
+        raise UpstreamError(
+            f"Could not read the contact {uri} (HTTP 404; it may be gone or the key may not reach it: sheepCRM's v1 "
+            f"API answered 404 to the bucket too). {then}; run `sheepcrm-mcp doctor`."
+        ) from None
+
+
 # ---- create_contact and delete_contact (writes, gated) ---------------------------------
 
 REMEMBERED = 86_400.0  # seconds a creation is remembered: a repeated call answers with it, never creates again
@@ -343,9 +357,8 @@ def _link(uri: str) -> str:
 
 
 def _deleted(row: dict[str, Any]) -> bool:
-    """A listed record sheepCRM marks deleted (`record_state`, on the record or in its data)."""
-    data = row.get("data") if isinstance(row.get("data"), dict) else {}
-    return "deleted" in (row.get("record_state"), row.get("state"), data.get("record_state"))  # type: ignore[union-attr]
+    """A listed record sheepCRM marks deleted (its `state`, `meta.state` or `record_state`)."""
+    return deleted(row)
 
 
 def _fold(value: Any) -> str:
@@ -543,6 +556,7 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
         try:
             record = await deps.client.record(uri, fresh=True)
         except NotFoundError:
+            await _absent(deps, uri, f"It was created at {_when(held['at'])} and not created again")
             raise Refusal(
                 f"create_contact with these arguments created {uri} at {_when(held['at'])}; sheepCRM no longer has "
                 "it (deleted?). It was not created again: restore it in sheepCRM, or create it there."
@@ -665,7 +679,8 @@ async def delete_contact(req: DeleteContactInput, deps: WriteDeps) -> WritePlan:
         try:
             record = await deps.client.record(uri, fresh=True)
         except NotFoundError:
-            return None  # gone (sheepCRM's v1 also says 404 to a key it refuses: then nothing reads at all)
+            await _absent(deps, uri)  # sheepCRM's v1 also says 404 to a key it refuses: gone only once confirmed
+            return None
         record = an_object(record, "the contact's record")
         return {"name": text(record.get("display_value")),
                 "last_updated": record_data(record, "the contact's record", "meta").get("last_updated")}
@@ -693,6 +708,7 @@ async def delete_contact(req: DeleteContactInput, deps: WriteDeps) -> WritePlan:
     try:
         shown = record_label(uri, await _name(deps, uri))
     except NotFoundError:
+        await _absent(deps, uri)
         shown = f"{uri} (no longer in sheepCRM)"
     return WritePlan(
         summary=f"Delete contact {shown}, created by this server at {_when(held['at'])}",

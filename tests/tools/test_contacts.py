@@ -680,3 +680,55 @@ async def test_a_record_whose_meta_is_not_an_object_is_could_not_read(connect: A
         result = await answer(connect, sb, "get_contact", {"uri": sb.store.demo_facts()["jane_uri"]})
     said = error_text(result)
     assert "Could not read sheepCRM's answer" in said and "`meta` holding an object" in said, said
+
+
+def refuse_the_key(sb: SandboxServer) -> None:
+    """From now on the sandbox refuses the key it was started with, as sheepCRM's v1 does: 404 to everything."""
+    from sheepcrm_mcp.sandbox.app import SandboxMiddleware
+
+    layer: Any = sb._v1_app.middleware_stack  # type: ignore[union-attr]  # built by the first v1 request
+    while not isinstance(layer, SandboxMiddleware):
+        layer = layer.app
+    layer.key = "a-key-sheepcrm-no-longer-accepts"
+
+
+async def test_a_v1_404_from_a_refused_key_is_could_not_read_never_already_deleted(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    """The v1 notes: 404 is also sheepCRM's answer to credentials it does not accept. A delete whose record reads
+    404 while the bucket does too says it could not read the contact and sends nothing; it is never "already
+    deleted" (no change)."""
+    async with connect(sandbox, elicitation=approve) as client:
+        created = await client.call_tool("create_contact", JIM)
+        uri = created.structured_content["undo"]["arguments"]["uri"]
+        refuse_the_key(sandbox)
+        result = await client.call_tool("delete_contact", {"uri": uri})
+    said = text_of(result)
+    assert result.is_error and "Could not read the contact" in said and "HTTP 404" in said, said
+    assert "already deleted" not in said and "no_change" not in said, said
+    assert sent(sandbox, "DELETE") == [] and sandbox.store.get(uri).state != "deleted"  # type: ignore[union-attr]
+
+
+async def test_a_contact_deleted_in_sheepcrm_is_already_deleted_once_the_key_is_seen_to_work(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    async with connect(sandbox, elicitation=approve) as client:
+        created = await client.call_tool("create_contact", JIM)
+        uri = created.structured_content["undo"]["arguments"]["uri"]
+        sandbox.store.delete(uri)
+        result = await client.call_tool("delete_contact", {"uri": uri})
+    assert result.structured_content["status"] == "no_change", text_of(result)
+    assert sent(sandbox, "DELETE") == []
+
+
+async def test_a_created_record_read_back_as_404_with_a_refused_key_is_could_not_read(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    """A repeated create whose record now reads 404 while the bucket does too: could not read, not "deleted?"."""
+    async with connect(sandbox, elicitation=approve) as client:
+        await client.call_tool("create_contact", JIM)
+        refuse_the_key(sandbox)
+        again = await client.call_tool("create_contact", JIM)
+    said = text_of(again)
+    assert again.is_error and "Could not read the contact" in said and "not created again" in said, said
+    assert "deleted?" not in said and sent(sandbox, "POST") == ["/api/v1/demo/person/"], said
