@@ -731,7 +731,8 @@ async def v1_list(request: Request) -> Response:
         {
             "grand_total": len(found),
             "links": [],
-            "results": [v1_record(r) | {"id": r.uid, "state": r.state} for r in chunk],
+            "results": [v1_listed(r) if listed and r.data.get("record_state") == "deleted"
+                        else v1_record(r) | {"id": r.uid, "state": r.state} for r in chunk],
             "page_size": size,
             "page": page,
             "formatted_results": [],
@@ -739,6 +740,14 @@ async def v1_list(request: Request) -> Response:
             "pages": max(1, -(-len(found) // size)),
         }
     )
+
+
+def v1_listed(record: Record) -> dict[str, Any]:
+    """A deleted record as variant `deleted-listed` lists it: its state where the v1 notes put a record's state
+    (`state` on the row, `meta.state`), its data packet without `record_state` (no v1 document names that field)."""
+    row = v1_record(record) | {"id": record.uid, "state": "deleted"}
+    return row | {"meta": {**row["meta"], "state": "deleted"},
+                  "data": {k: v for k, v in record.data.items() if k != "record_state"}}
 
 
 async def v1_connections(request: Request) -> Response:

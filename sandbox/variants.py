@@ -75,7 +75,7 @@ VARIANTS: tuple[Variant, ...] = (
     ),
     Variant(
         "deleted-listed", "deleted records in listings",
-        "v1 listings include deleted records (`record_state: deleted`)",
+        "v1 listings include deleted records, marked only by the v1 notes' `state` (on the row and in `meta`)",
     ),
     Variant(
         "connections-endpoint", "`connections` as a list on the record",

@@ -94,6 +94,20 @@ def flag(value: Any) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
+def deleted(row: Any) -> bool:
+    """A record sheepCRM marks deleted, wherever it says so: the v1 notes put a record's state at the top of a
+    listed row (`state`) and under `meta` (`meta.state`) of a single record; v2 membership records carry
+    `record_state`, on the row or in its `data`."""
+    if not isinstance(row, dict):
+        return False
+    meta, data = row.get("meta"), row.get("data")
+    meta = meta if isinstance(meta, dict) else {}
+    data = data if isinstance(data, dict) else {}
+    states = (row.get("state"), row.get("record_state"), meta.get("state"), meta.get("record_state"),
+              data.get("record_state"))
+    return any(isinstance(s, str) and s.strip().lower() == "deleted" for s in states)
+
+
 def split_label(value: Any) -> tuple[str, str | None] | None:
     """One entry of a v1 list field (email, telephone) as (value, label): EVIDENCE.md (v1 list fields) shows them
     stored as `value;label`; a plain entry has no label. None for an empty entry."""

@@ -21,6 +21,7 @@ from sheepcrm_mcp.tools.common import (
     Detail,
     an_object,
     day,
+    deleted,
     flag,
     listed,
     plain,
@@ -176,11 +177,11 @@ def _fold(value: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", value).split()).casefold()
 
 
-def _email_listing(deps: Deps, rtype: str, email: str) -> Callable[[int, int], Awaitable[Any]]:
-    return lambda page, size: deps.client.resources(rtype, {"email__startswithi": email}, page=page, page_size=size)
+def _email_listing(client: Any, rtype: str, email: str) -> Callable[[int, int], Awaitable[Any]]:
+    return lambda page, size: client.resources(rtype, {"email__startswithi": email}, page=page, page_size=size)
 
 
-async def _listed_by_email(email: str, deps: Deps) -> RecordUri:
+async def listed_by_email(email: str, client: Any) -> RecordUri:
     """The one contact with this email, looked up as create_contact does: the v1 person and organisation listings
     filtered with `email__startswithi` (list values may carry a label, `x@y;home`, that an exact filter misses),
     then each address compared whole, case folded. Only listings read whole that hold no such address are "no
@@ -190,7 +191,7 @@ async def _listed_by_email(email: str, deps: Deps) -> RecordUri:
     try:
         for rtype in CONTACT_TYPES:
             what = f"the {rtype} listing by email"
-            rows, unread = await v1_all(_email_listing(deps, rtype, email), what, EMAIL_PAGE, EMAIL_PAGES)
+            rows, unread = await v1_all(_email_listing(client, rtype, email), what, EMAIL_PAGE, EMAIL_PAGES)
             if unread:
                 raise UpstreamError(unread)
             for row in rows:
@@ -198,7 +199,7 @@ async def _listed_by_email(email: str, deps: Deps) -> RecordUri:
                 value = data.get("email")
                 values: list[Any] = value if isinstance(value, list) else [value]
                 addresses = {_fold(e[0]) for v in values if (e := split_label(v))}
-                if wanted in addresses and "deleted" not in (row.get("record_state"), data.get("record_state")):
+                if wanted in addresses and not deleted(row):
                     found.append(text(row.get("uri")) or "")
     except SheepError as exc:
         raise UpstreamError(
@@ -207,12 +208,12 @@ async def _listed_by_email(email: str, deps: Deps) -> RecordUri:
             "unknown; try again, or find the person with search_contacts."
         ) from None
     if not found:
-        await v1_none_found(deps.client, "the membership lookup by email")
+        await v1_none_found(client, "the membership lookup by email")
         raise NotInCrm
     if len(set(found)) > 1:
         raise Refusal(SHARED.format(email=email))
     try:
-        return parse_uri(found[0], deps.client.bucket)
+        return parse_uri(found[0], client.bucket)
     except ValueError:
         raise UpstreamError(
             f"Could not look up the email {email!r}: the contact sheepCRM's listing gives for it has no uri that "
@@ -235,7 +236,7 @@ async def _by_email(email: str, deps: Deps) -> tuple[RecordUri, dict[str, Any], 
     try:
         found = await deps.client.membership_by_email(email)
     except NotFoundError:
-        uri = await _listed_by_email(email, deps)
+        uri = await listed_by_email(email, deps.client)
         return uri, {}, (
             "sheepCRM's membership lookup by email answered 404 (it answers from cached data), but its contact "
             "listing has this email: the contact's memberships were read instead."
@@ -415,8 +416,9 @@ async def memberships_of(uri: RecordUri, deps: Deps) -> tuple[list[dict[str, Any
         listing, unread = await v1_all(
             lambda page, size: deps.client.resources("member", {"member": str(uri)}, page=page, page_size=size), what
         )
-        found, others, unattributed = attribute(
-            uri, [{**record_data(r, what), "uri": text(r.get("uri"))} for r in listing], listing=True
+        found, others, unattributed = attribute(  # a deleted record (its state, wherever it is said) is left out
+            uri, [{**record_data(r, what), "uri": text(r.get("uri"))} for r in listing if not deleted(r)],
+            listing=True,
         )
         note = (
             "An organisation: its memberships were read from sheepCRM's v1 membership records whose member is this "
@@ -430,7 +432,7 @@ async def memberships_of(uri: RecordUri, deps: Deps) -> tuple[list[dict[str, Any
         unread = " ".join(filter(None, [unread, f"{unattributed} {what} could not be attributed to this contact "
                                         "(no `member` that could be read, or another member and no readable "
                                         "`linked_members`)."]))
-    return [m for m in found if text(m.get("record_state")) != "deleted"], note, unread
+    return [m for m in found if not deleted(m)], note, unread
 
 
 LINKED_UNCHECKED = (
@@ -692,7 +694,7 @@ WINDOW_PAGES = 20  # a window of more than 2,000 memberships is paged upstream (
 def _current(r: dict[str, Any], on: date) -> bool:
     """Current, or unknown (a status sheepCRM's documents do not name, a date that cannot be read: listed, marked),
     whatever the listing's filters did."""
-    return _current_record(record_data(r, LISTING), on) in ("current", "unknown")
+    return not deleted(r) and _current_record(record_data(r, LISTING), on) in ("current", "unknown")
 
 
 async def _member_rows(
@@ -738,7 +740,7 @@ def _unknown_why(d: dict[str, Any]) -> str:
 
 
 def _current_record(data: dict[str, Any], on: date) -> Status | None:
-    return classify(data, on) if text(data.get("record_state")) != "deleted" else None
+    return classify(data, on) if not deleted({"data": data}) else None
 
 
 async def _contacts(uris: set[str], deps: Deps) -> dict[str, tuple[str | None, str | None]]:

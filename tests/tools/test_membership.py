@@ -561,3 +561,23 @@ async def test_a_listed_membership_without_its_status_is_unknown_not_a_member(sa
     row = next(c for c in body["contacts"] if c["membership_uri"] == due.uri)
     assert "member" not in row and "(no membership_record_status)" in body["note"], body
     assert "status 'no membership_record_status'" not in body["note"]  # a missing status is not called a status
+
+
+async def test_a_membership_deleted_by_its_v1_state_is_never_listed_as_current(connect: Any) -> None:
+    """The v1 notes put a record's state at the top of a listed row (`state`) and in `meta`: a membership listed
+    with `state: deleted` and no `record_state` in its data (variant `deleted-listed`) is not a current member."""
+    with SandboxServer(key=CANARY_KEY, variant="deleted-listed") as sb:
+        facts = sb.store.demo_facts()
+        seen: list[str] = []
+        cursor = None
+        async with connect(sb) as client:
+            for _ in range(40):
+                result = await client.call_tool(
+                    "search_contacts", {"plan": "Standard", "limit": 50} | ({"cursor": cursor} if cursor else {})
+                )
+                assert not result.is_error, result.content
+                seen += [c["uri"] for c in result.structured_content["contacts"]]
+                if not (cursor := result.structured_content.get("next_cursor")):
+                    break
+    assert facts["jane_uri"] in seen  # the listing was read
+    assert facts["deleted_member_uri"] not in seen
