@@ -157,6 +157,27 @@ def test_a_v1_404_with_a_key_at_fault_is_not_no_contact_has_your_email(idp: str,
     assert response.status_code == 503 and "no contact has your email" not in said, (response.status_code, said)
 
 
+def test_a_membership_lookup_that_names_no_contact_is_could_not_read(idp: str, tmp_path: Path) -> None:
+    """A membership-by-email answer without `person` (drift: the key respelled) is not "no contact has your
+    email": sign-in says the membership could not be looked up (503)."""
+    drift = ["renamed-field=person:/api/v1/demo/user/membership/"]
+    with SandboxServer(key=CANARY_KEY, drift=drift) as sb, serve_hosted(sb, tmp_path, idp) as url:
+        response = post_initialize(url, sign_in(idp, "member", url + "/mcp"))
+    said = response.text + response.headers.get("www-authenticate", "")
+    assert response.status_code == 503 and "no contact has your email" not in said, (response.status_code, said)
+
+
+async def test_a_membership_lookup_404_is_checked_with_the_contact_listings(idp: str, tmp_path: Path) -> None:
+    """The membership lookup answers from cached data: its 404 (drift) is checked with the contact listings, as
+    check_membership does, and the member whose email the listing holds signs in as themselves."""
+    with SandboxServer(key=CANARY_KEY, drift=["moved-path:/api/v1/demo/user/membership/"]) as sb, \
+            serve_hosted(sb, tmp_path, idp) as url:
+        async with hosted_session(url, sign_in(idp, "member", url + "/mcp")) as client:
+            mine = await client.call_tool("my_membership", {})
+        jane = sb.store.demo_facts()["jane_uri"]
+    assert not mine.is_error and mine.structured_content["contact_uri"] == jane, mine.content
+
+
 @pytest.mark.parametrize(
     ("user", "resource", "scope", "status", "error"),
     [
