@@ -18,7 +18,7 @@ from sheepcrm_mcp.server.paging import as_of, list_page
 from sheepcrm_mcp.server.schema import SHOWN
 from sheepcrm_mcp.server.specs import Deps, Input, Output, ReadTool, ToolSpec, WriteDeps, WriteTool
 from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, record_label, visible
-from sheepcrm_mcp.sheepcrm import PermissionDenied, SheepError, UpstreamError
+from sheepcrm_mcp.sheepcrm import NotFoundError, PermissionDenied, SheepError, UpstreamError
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
 from sheepcrm_mcp.tools.common import (
     ContactRef,
@@ -37,6 +37,7 @@ from sheepcrm_mcp.tools.common import (
     today,
     uid_in,
     uid_or_uri,
+    v1_none_found,
 )
 
 State = Literal["upcoming", "current", "future", "past", "running", "draft", "all"]
@@ -196,15 +197,22 @@ async def person_events(
     no body). Returns the events and a note when the answer may be incomplete."""
     notes = []
     try:
-        data = await or_refuse(deps.client.person_orders(person.uid), missing)
+        data = await deps.client.person_orders(person.uid)
     except PermissionDenied:  # this key may not read orders: the bookings come from attendance alone
         data = {"orders": []}
         notes.append("This person's orders could not be read (403: this API key may not read them), so the bookings "
                      "come from the events' attendance only: events bought for others are not shown.")
-    orders = {
-        b.uid: text(o.get("booking_display"))
-        for o in listed(data, "the person's event orders", "orders") if (b := _booking_uri(o, deps))
-    }
+    except NotFoundError:  # openapi.yaml lists 200/400/401 here: whether the person exists, their record says
+        await or_refuse(_person_exists(person, deps), missing)
+        data = {"orders": []}
+        notes.append("This person's orders could not be read (HTTP 404, which sheepCRM's documents do not list for "
+                     "them; the contact exists), so the bookings come from the events' attendance only: events "
+                     "bought for others are not shown.")
+    rows = listed(data, "the person's event orders", "orders")
+    orders = {b.uid: text(o.get("booking_display")) for o in rows if (b := _booking_uri(o, deps))}
+    if unparsed := sum(1 for o in rows if not _booking_uri(o, deps)):
+        notes.append(f"{unparsed} of this person's orders give no event that could be read (`booking_uri`): their "
+                     "events are found only through attendance, so this list may be incomplete.")
     events: dict[str, dict[str, Any]] = {}
     complete = True
     for state in states:
@@ -269,6 +277,16 @@ async def person_events(
         )
     found_events = [out[u] for u in scanned if u in out and text(out[u].event.get("record_state")) != "deleted"]
     return found_events, " ".join(notes) or None
+
+
+async def _person_exists(person: RecordUri, deps: Deps) -> None:
+    """Returns when the person's record reads; a 404 that the same key also gets for the bucket is not "no such
+    person" (sheepCRM's v1 answers 404 to credentials it refuses): that raises UpstreamError."""
+    try:
+        await deps.client.record(person)
+    except NotFoundError:
+        await v1_none_found(deps.client, f"the contact {person}")
+        raise
 
 
 def person_status(found: PersonEvent) -> str:

@@ -513,3 +513,30 @@ async def test_sessions_without_a_person_ref_key_leave_a_persons_part_unknown(co
     assert body["events"], body
     assert all(e.get("person_status") != "ordered for others" for e in body["events"]), body
     assert "whether this person holds them is unknown" in body["note"], body
+
+
+async def test_a_404_on_a_persons_orders_is_could_not_read_once_the_person_is_seen_to_exist(
+    connect: Any, tmp_path: Path
+) -> None:
+    """openapi.yaml lists 200/400/401 for a person's orders: a 404 there (drift) is not "No person X" when their
+    record reads. Their events come from attendance, and the note says the orders could not be read (HTTP 404)."""
+    with SandboxServer(key=CANARY_KEY, drift=["moved-path:/events/v2/demo/person/"]) as sb:
+        facts = sb.store.demo_facts()
+        found = await answer(connect, sb, "list_events", {"person": facts["jane_uri"], "state": "all", "limit": 50})
+        async with member_session(sb, tmp_path, facts["jane_uri"], facts["jane_email"]) as client:
+            mine = await client.call_tool("my_bookings", {"when": "all", "limit": 50})
+        nobody = await answer(connect, sb, "list_events", {"person": "/demo/person/" + "0" * 24})
+    assert not found.is_error and found.structured_content["events"], found.content
+    assert "orders could not be read (HTTP 404" in found.structured_content["note"], found.structured_content
+    assert not mine.is_error and mine.structured_content["bookings"], mine.content
+    assert "orders could not be read (HTTP 404" in mine.structured_content["note"], mine.structured_content
+    assert nobody.is_error and "No person" in error_text(nobody)  # their record reads 404 too, the bucket not
+
+
+async def test_orders_whose_event_cannot_be_read_are_counted_in_the_note(connect: Any) -> None:
+    """A `booking_uri` sent as a number (drift) names no event: such orders are counted in the note, never dropped
+    unsaid."""
+    with SandboxServer(key=CANARY_KEY, drift=["number-field=booking_uri:/orders"]) as sb:
+        facts = sb.store.demo_facts()
+        body = await answer_body(connect, sb, "list_events", {"person": facts["jane_uri"], "state": "all", "limit": 50})
+    assert "orders give no event that could be read (`booking_uri`)" in (body.get("note") or ""), body
