@@ -13,6 +13,7 @@ Exit codes, so scripts can tell the verdicts apart:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import sys
@@ -31,7 +32,10 @@ from sheepcrm_mcp.server.caller import PROFILES
 from sheepcrm_mcp.server.settings import ConfigError, Settings, load_settings
 from sheepcrm_mcp.sheepcrm import AuthError, NotFoundError, PermissionDenied, SheepClient, SheepError
 from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, RecordUri, ScopeError, parse_uri
+from sheepcrm_mcp.sheepcrm.tasks import TASK_PAGE
+from sheepcrm_mcp.tools.common import PAGE
 from sheepcrm_mcp.tools.contract import CORE_KINDS, DATES, Read, by_name
+from sheepcrm_mcp.tools.membership import EMAIL_PAGE, WINDOW_PAGE
 
 OK, BAD = "ok  ", "FAIL"
 EXIT_OK, EXIT_REFUSED, EXIT_SETTINGS, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -157,6 +161,10 @@ def run_doctor(overrides: dict[str, Any], *, sandbox: bool = False, env_file: Pa
 # ---- doctor --contract --------------------------------------------------------------------
 
 EXIT_DRIFT = 4
+WRITES_UNPROBED = (
+    "doctor --contract reads only: the write endpoints (attendance and task PUTs, v1 POST, PUT and DELETE) are not "
+    "probed; a write that meets a moved path fails with nothing changed and says so"
+)
 ACT = "upgrade sheepcrm-mcp, or send `sheepcrm-mcp doctor --contract --json` to its maintainers"
 
 
@@ -300,9 +308,10 @@ async def probe_contract(settings: Settings) -> list[Probe]:
     probes: list[Probe] = []
     async with SheepClient(quick.client_config()) as client:
 
-        async def call(name: str, make: Callable[[], Awaitable[Any]], *, found: bool = True) -> Any:
-            """`found`: the call is about a record this check found (a 404 then means the path moved)."""
-            read = reads[name]
+        async def call(name: str, make: Callable[[], Awaitable[Any]], *, found: bool = True, sent: str = "") -> Any:
+            """`found`: the call is about a record this check found (a 404 then means the path moved). `sent`: the
+            parameters this probe is about, named in its line (a 400 then means sheepCRM refuses them)."""
+            read = reads[name] if not sent else dataclasses.replace(reads[name], name=f"{name} ({sent})")
             try:
                 data = await make()
             except PermissionDenied as exc:
@@ -312,7 +321,7 @@ async def probe_contract(settings: Settings) -> list[Probe]:
             except SheepError as exc:
                 status = exc.status
                 probe = Probe(read.name, read.path, status or "error", note=type(exc).__name__)
-                if status in read.answers:
+                if status in read.answers and not (found and status == 404):  # no match for what it just read: moved
                     probe.note = "a documented answer (no match)" if status == 404 else "a documented answer"
                 elif status is not None and 400 <= status < 500:
                     probe.refused = refusal(status, read, found)
@@ -349,13 +358,17 @@ async def probe_contract(settings: Settings) -> list[Probe]:
             "person search",
             lambda: client.search_people(email=str(email).split(";")[0]) if email else client.search_people(
                 last_name=last or "Smith"),
-            found=False,
+            found=bool(email),  # the email of a person just read: a 404 (no match) means the search has moved
         )
         await call("help search", lambda: client.search_help("membership"), found=False)
         listed = {
             rtype: await call(f"{rtype} list", functools.partial(client.resources, rtype, {}, 1, 5), found=False)
             for rtype in ("person", "organisation", "member", "membership_type")
         }
+        if email:  # the filters the tools send, with the page sizes they ask for
+            await call("person list", functools.partial(
+                client.resources, "person", {"email__startswithi": str(email).split(";")[0]}, 1, EMAIL_PAGE),
+                found=False, sent="email__startswithi")
         linked: Any = None
         with contextlib.suppress(SheepError):  # organisations whose `connections` field is not empty, to sample
             linked = await client.resources("organisation", {"connections__ne": ""}, 1, 5)
@@ -375,6 +388,12 @@ async def probe_contract(settings: Settings) -> list[Probe]:
                    if isinstance(d := r.get("data"), dict))
         holder = next((h for h in holders if h), None)
         if holder:
+            today = date.today().isoformat()
+            await call("member list", functools.partial(client.resources, "member", {"member": str(holder)}, 1,
+                                                        WINDOW_PAGE), found=False, sent="member")
+            await call("member list", functools.partial(
+                client.resources, "member", {"start_date__lte": today, "end_date__gte": today}, 1, WINDOW_PAGE),
+                found=False, sent="start_date__lte, end_date__gte")
             memberships = await call("memberships", lambda: client.memberships(holder))
             plans = (_uri(m.get("membership_type"), client.bucket, ("membership_type",))
                      for m in _records(memberships, "memberships"))
@@ -386,7 +405,7 @@ async def probe_contract(settings: Settings) -> list[Probe]:
         else:
             for name in ("memberships", "display"):
                 skipped(name, "no member to sample")
-        events = await call("events", lambda: client.events("all", 1, 20), found=False)
+        events = await call("events", lambda: client.events("all", 1, PAGE), found=False)
         event_uids = [str(e["uid"]) for e in _records(events, "bookings") if isinstance(e.get("uid"), str)]
         if event_uids:
             uid = event_uids[0]
@@ -403,15 +422,15 @@ async def probe_contract(settings: Settings) -> list[Probe]:
         else:
             for name in ("event", "event summary", "tickets", "attendance", "person orders"):
                 skipped(name, "no event to sample")
-        mine = await call("my tasks", lambda: client.my_tasks(20, include_completed=True), found=False)
-        every = await call("all tasks", lambda: client.all_tasks(20, include_completed=True), found=False)
+        mine = await call("my tasks", lambda: client.my_tasks(TASK_PAGE, include_completed=True), found=False)
+        every = await call("all tasks", lambda: client.all_tasks(TASK_PAGE, include_completed=True), found=False)
         tasks = _records(every, "tasks") + _records(mine, "tasks")
         task_uids = [str(t["uid"]) for t in tasks if isinstance(t.get("uid"), str)]
         if task_uids:
             await call("task", lambda: client.task(task_uids[0]))
         else:
             skipped("task", "no task to sample")
-        segments = await call("segments", lambda: client.all_segments(1, 20), found=False)
+        segments = await call("segments", lambda: client.all_segments(1, PAGE), found=False)
         seg = sorted((s for s in _records(segments, "segments") if isinstance(s.get("uid"), str)),
                      key=lambda s: s.get("active") is not True)  # an active one first: find lists only those
         seg_name = str(seg[0]["name"]) if seg and isinstance(seg[0].get("name"), str) else "a"
@@ -419,7 +438,7 @@ async def probe_contract(settings: Settings) -> list[Probe]:
         if seg:
             seg_uid = str(seg[0]["uid"])
             await call("segment count", lambda: client.segment_count(seg_uid))
-            listed_members = await call("segment members", lambda: client.segment_members(seg_uid, 1, 10))
+            listed_members = await call("segment members", lambda: client.segment_members(seg_uid, 1, PAGE))
             names = [str(r["display_value"]).split()[-1] for r in _records(listed_members, "results")
                      if isinstance(r.get("display_value"), str) and r["display_value"].strip()]
             await call("segment lookup", lambda: client.segment_lookup(seg_uid, names[0] if names else "a"))
@@ -470,6 +489,7 @@ def run_contract(overrides: dict[str, Any], *, sandbox: bool = False, as_json: b
             "sheepcrm_mcp": __version__,
             "drift": bool(drift),
             "endpoints": [{**asdict(p), "drift": p.drift} for p in probes],
+            "not_probed": WRITES_UNPROBED,
         }
         print(logs.scrub(json.dumps(report, indent=1)))
     else:
@@ -499,4 +519,5 @@ def run_contract(overrides: dict[str, Any], *, sandbox: bool = False, as_json: b
             else "doctor --contract: every read the tools use answered in the documented shape",
             file=sys.stderr,
         )
+        print(WRITES_UNPROBED, file=sys.stderr)
     return EXIT_DRIFT if drift else EXIT_OK

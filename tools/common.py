@@ -330,8 +330,11 @@ def ref(value: Any) -> str | None:
     return text(value)
 
 
+PAGE = 250  # records asked for per page of a v2 list the tools read whole (events, segments)
+
+
 async def fetch_pages(
-    fetch: Callable[[int, int], Awaitable[Any]], what: str, *keys: str, page_size: int = 250, budget: int = 8
+    fetch: Callable[[int, int], Awaitable[Any]], what: str, *keys: str, page_size: int = PAGE, budget: int = 8
 ) -> tuple[list[dict[str, Any]], bool]:
     """Every record of a paged list with no total: pages until a page shorter than the size sheepCRM uses, at most
     `budget` pages, each record once (by uid, uri or id). sheepCRM may cap the page size below the one asked: a

@@ -62,13 +62,13 @@ READS: tuple[Read, ...] = (
         ("display_value", "data", "meta", "last_updated", "email", "telephone", "address_lines", "postal_code",
          "locality", "region", "country", "tags", "comms_permission", "title", "first_name", "last_name",
          "date_of_birth", "formatted_name", "name", "job_title", "known_as", "notes"),
-        ("display_value", "data"),
+        ("display_value", "data", "email"),  # v1 records carry every schema key, empty as null or [] (v1 notes)
     ),
     Read(
         "v1 membership by email", "membership_by_email", "/api/v1/{bucket}/user/membership/", (),
         ("person", "first_name", "last_name", "member_till_plus_grace", "membership_record_status",
          "active_memberships_for_display"),
-        ("person", "membership_record_status"),
+        ("person", "member_till_plus_grace"),  # grace or lapsed turns on it; the tools do not read the status here
         answers=(409,),  # several contacts share the email (v1 notes)
     ),
     Read(
@@ -126,10 +126,10 @@ READS: tuple[Read, ...] = (
     Read("segment lookup", "segment_lookup", "/segments/v2/{bucket}/segment/{uid}/lookup", ("results",),
          (*SEARCH_ITEM, "label", "text"), ("id|uri",)),
     # v1 listings (v1 notes): {results: [v1 records], total, page, pages, page_size}
-    Read("person list", "resources", "/api/v1/{bucket}/person/", ("results",), V1_CONTACT, ("uri", "data"),
+    Read("person list", "resources", "/api/v1/{bucket}/person/", ("results",), V1_CONTACT, ("uri", "data", "email"),
          envelope=("total",)),
     Read("organisation list", "resources", "/api/v1/{bucket}/organisation/", ("results",), V1_CONTACT,
-         ("uri", "data"), envelope=("total",)),
+         ("uri", "data", "email"), envelope=("total",)),
     Read(
         "member list", "resources", "/api/v1/{bucket}/member/", ("results",),
         ("uri", "data", "member", "start_date", "end_date", "membership_type", "paid", "membership_record_status",
@@ -181,5 +181,7 @@ CORE_KINDS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("available", "total"), ("number",)),
     "count": ("number", "string"),  # the tools also read a count sent as a string of digits
     "data": ("object",),
+    "email": ("list", "string"),  # a v1 positional list (nulls kept), or one address
+    "member_till_plus_grace": ("string",),
 }
-DATES = frozenset({"start_date", "end_date", "start_datetime", "date", "due_date"})
+DATES = frozenset({"start_date", "end_date", "start_datetime", "date", "due_date", "member_till_plus_grace"})

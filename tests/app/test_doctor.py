@@ -88,8 +88,12 @@ def test_contract_is_clean_against_the_documented_shapes(doctor_sandbox: Sandbox
     assert r.returncode == 0, r.stdout + r.stderr
     report = json.loads(r.stdout)
     assert report["drift"] is False
-    probed = {e["endpoint"] for e in report["endpoints"]}
+    probed = {e["endpoint"].split(" (")[0] for e in report["endpoints"]}
     assert probed == {read.name for read in READS}  # every upstream read the tools use
+    sent = {e["endpoint"] for e in report["endpoints"] if " (" in e["endpoint"]}  # the filters the tools send
+    assert sent == {"person list (email__startswithi)", "member list (member)",
+                    "member list (start_date__lte, end_date__gte)"}, sent
+    assert "write endpoints" in report["not_probed"]  # said, never implied
     assert all(e["status"] in (200, 404) for e in report["endpoints"]), report
     assert "sk-doctor-good-7d1e" not in r.stdout + r.stderr
     facts = doctor_sandbox.store.demo_facts()
@@ -109,6 +113,12 @@ def test_contract_is_clean_against_the_documented_shapes(doctor_sandbox: Sandbox
         ("rejected-param=since_days", "DRIFT record history (/audit/v2/{bucket}/{resource_type}/{uid}/audit): "
          "HTTP 400"),
         ("rejected-param=include_completed", "DRIFT my tasks (/notifications/v2/{bucket}/tasks): HTTP 400"),
+        ("rejected-param=email__startswithi", "DRIFT person list (email__startswithi) (/api/v1/{bucket}/person/): "
+         "HTTP 400"),
+        ("rejected-param=end_date__gte", "DRIFT member list (start_date__lte, end_date__gte) "
+         "(/api/v1/{bucket}/member/): HTTP 400"),
+        # the person search moved: a search for the email of a person just read answers 404 (no match)
+        ("moved-path:^/search/v2/[^/]+/person", "DRIFT person search (/search/v2/{bucket}/person): HTTP 404"),
         # a v1 listing's wrapper renamed
         ("other-wrapper=results:^/api/v1/[^/]+/member/$", "DRIFT member list (/api/v1/{bucket}/member/): HTTP 200; "
          "0 record(s); under '(not found)'; none of results in the answer"),
@@ -189,7 +199,7 @@ def path_regex(read: Read) -> str:
 CORE = [(read, group) for read in READS for group in (*read.core, *read.envelope)]
 NAMED = {("my tasks", "completed"), ("my tasks", "date|due_date"), ("memberships", "membership_record_status"),
          ("member list", "membership_record_status"), ("attendance", "guest"), ("member list", "total"),
-         ("person search", "id|uri")}
+         ("person search", "id|uri"), ("v1 record", "email"), ("v1 membership by email", "member_till_plus_grace")}
 
 
 @pytest.mark.parametrize(
