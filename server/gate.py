@@ -689,7 +689,8 @@ class Gate:
             note = (
                 f" sheepCRM reported a failure ({failure}) but reading the record back shows the change was "
                 "applied; it was not sent again."
-                if failure
+                if applied.failure
+                else f" {failure}" if failure  # only what sheepCRM's answers said (plan.reported)
                 else ""
             )
             return WriteResult(

@@ -20,7 +20,7 @@ from sheepcrm_mcp.server.stores import StoreUnavailable
 from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, record_label, show, visible
 from sheepcrm_mcp.sheepcrm import CircuitOpenError, InvalidRequest, NotFoundError, SheepError, UpstreamError
 from sheepcrm_mcp.sheepcrm.contacts import located
-from sheepcrm_mcp.sheepcrm.scope import parse_uri
+from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
 from sheepcrm_mcp.tools.common import (
     ContactRef,
     Detail,
@@ -473,21 +473,45 @@ async def find_created(deps: Deps, req: CreateContactInput, known: set[str]) -> 
         else {"first_name": str(req.first_name), "last_name": str(req.last_name)}
     )
     data = await deps.client.resources(rtype, filters, page_size=25)
-    wanted = {
-        "first_name": req.first_name, "last_name": req.last_name, "name": req.name, "postal_code": req.postcode,
-    }
     hits = []
     for row in listed(data, f"the {rtype} listing", "results"):
         d = record_data(row, f"the {rtype} listing")
         uri = text(row.get("uri")) or ""
-        if not uri or uri in known or _deleted(row):
-            continue
-        if any(v and _fold(d.get(k)).replace(" ", "") != _fold(v).replace(" ", "") for k, v in wanted.items()):
-            continue
-        if req.email and _fold(req.email) not in _email_values(d.get("email")):
+        if not uri or uri in known or _deleted(row) or not _same_details(req, d):
             continue
         hits.append(uri)
     return hits
+
+
+def _same_details(req: CreateContactInput, data: dict[str, Any]) -> bool:
+    """A record's data holds every name, postcode and the email the create sent."""
+    wanted = {
+        "first_name": req.first_name, "last_name": req.last_name, "name": req.name, "postal_code": req.postcode,
+    }
+    if any(v and _fold(data.get(k)).replace(" ", "") != _fold(v).replace(" ", "") for k, v in wanted.items()):
+        return False
+    return not req.email or _fold(req.email) in _email_values(data.get("email"))
+
+
+async def _named_otherwise(deps: Deps, req: CreateContactInput, uri: RecordUri, known: set[str]) -> str | None:
+    """Why the record a create's answer named is not the one it made (None when it is): one that existed before the
+    write (a contact the duplicate check found), one that cannot be read back, or one whose names or email are not
+    those sent. Such a record is never counted as made by this server."""
+    if str(uri) in known:
+        why = "a contact that existed before this create"
+    else:
+        try:
+            record = an_object(await deps.client.record(uri, fresh=True), "the named record")
+            data = record_data(record, "the named record")
+        except (SheepError, Refusal) as exc:
+            return (f"its Location header named {uri}, which could not be read back ({exc}); could not confirm it is "
+                    "the record created, so it is not counted as made by this server")
+        if _same_details(req, data):
+            return None
+        name = text(record.get("display_value")) or text(data.get("formatted_name")) or "(no name)"
+        why = f"{show(name, NAME_CAP)}, whose names or email are not those sent"
+    return (f"its Location header named {uri}, {why}: a record that is not the one created, so it is not counted as "
+            "made by this server")
 
 
 def _packet(req: CreateContactInput) -> dict[str, Any]:
@@ -518,6 +542,7 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
     key = "create:" + digest([bucket, "create_contact", args])
     window = deps.settings.delete_window
     sent: dict[str, Any] = {}  # what this call sent and learnt (the ledger may be shared, or unreachable later)
+    reported: list[str] = []  # what sheepCRM's answer to the create said that the read-back does not bear out
     posted: list[bool] = []  # [True] once this call sent the create
 
     async def remember(value: dict[str, Any], ttl: float) -> None:
@@ -549,7 +574,8 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
                     "details. It was not created again. Look with search_contacts; this call is refused until "
                     f"{_when(held['at'] + UNRESOLVED)}."
                 )
-            how = "search, unnamed" if held.get("state") == "sent" else "search, unanswered"
+            how = "search, unanswered" if held.get("state") != "sent" else "search, misnamed" if held.get("named") \
+                else "search, unnamed"
             held = {**held, "state": "created", "uri": hits[0], "how": how}
             await remember(held, REMEMBERED)
         uri = parse_uri(str(held.get("uri")), bucket, (rtype,))
@@ -564,7 +590,7 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
         data = record_data(record, "the created record")  # first: a record that is not an object is could-not-read
         name = text(record.get("display_value")) or text(data.get("formatted_name"))
         return {"created": {"uri": str(uri), "name": name, "at": held["at"], "how": held.get("how"),
-                            "status": held.get("status")}}
+                            "status": held.get("status"), "named": held.get("named")}}
 
     def diff(state: dict[str, Any]) -> list[Change]:
         if state["created"] is not None:
@@ -594,7 +620,13 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
             raise
         posted.append(True)
         uri = located(created.location, bucket, rtype)
-        if uri is None:
+        known = {f["uri"] for f in state["lookalikes"]}
+        other = None if uri is None else await _named_otherwise(deps, req, uri, known)
+        if other is not None:  # found by searching instead, as when the answer names no record
+            reported.append(other)
+            log.warning("create_contact: sheepCRM's answer named another record than the one created")
+            await remember({**claim, "state": "sent", "status": created.status, "named": str(uri)}, UNRESOLVED)
+        elif uri is None:
             await remember({**claim, "state": "sent", "status": created.status}, UNRESOLVED)
         else:
             await remember({**claim, "state": "created", "uri": str(uri), "how": "location",
@@ -606,6 +638,8 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
         how = {
             "location": "named by sheepCRM's Location header, then read back",
             "search, unnamed": "found by searching, as sheepCRM's answer did not name it",
+            "search, misnamed": f"found by searching, as sheepCRM's answer named another record, {c.get('named')}, "
+                                "which is not counted as made by this server",
         }.get(c["how"], "found by searching, as sheepCRM's answer never came")
         odd = f" sheepCRM answered {c['status']}, not the documented 201." if c.get("status") not in (None, 201) else ""
         if posted:
@@ -658,6 +692,7 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
         question="Create anyway?" if found else "Create this contact?",
         undo_tool="delete_contact",
         made=made,
+        reported=reported,
     )
 
 

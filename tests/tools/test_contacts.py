@@ -442,6 +442,30 @@ async def test_an_unnamed_or_odd_answer_is_resolved_by_reading_back(connect: Any
     assert again.structured_content["status"] == "no_change"
 
 
+async def test_a_create_answer_naming_another_record_is_not_counted_as_made(connect: Any, tmp_path: Path) -> None:
+    """sheepCRM's answer to a create points its Location at an existing member: the result says so, the record
+    made is found by searching, and the named member can never be deleted as "created by this server"."""
+    args = {"first_name": "Zed", "last_name": "Quinnell", "email": "zed.quinnell@example.org"}
+    with SandboxServer(key=CANARY_KEY) as probe:
+        jane = probe.store.demo_facts()["jane_uri"]
+    with SandboxServer(key=CANARY_KEY, drift=[f"other-location={jane}"]) as sb:
+        assert sb.store.demo_facts()["jane_uri"] == jane  # the seed is the same
+        async with connect(sb, elicitation=approve) as client:
+            result = await client.call_tool("create_contact", args)
+            delete = await client.call_tool("delete_contact", {"uri": jane})
+        [zed] = [r for r in sb.store.by_type("person") if r.data["last_name"] == "Quinnell"]
+        assert sb.store.get(jane).state != "deleted" and sent(sb, "DELETE") == []  # type: ignore[union-attr]
+    message = result.structured_content["message"]
+    assert f"New person: Zed Quinnell, {zed.uri}" in message, message
+    assert f"sheepCRM's answer named another record, {jane}, which is not counted as made by this server" in message
+    assert "Jane Austen" not in message.split("sheepCRM's answer:")[0]
+    assert "reported a failure" not in message
+    assert delete.is_error and "Not deleted" in text_of(delete)
+    [done] = [e for e in audit_lines(tmp_path) if e["tool"] == "create_contact" and e["outcome"] != "attempt"]
+    assert f"Location header named {jane}" in done["detail"] and "not the one created" in done["detail"], done
+    assert done["outcome"] == "succeeded"
+
+
 async def test_undo_within_the_window_and_refused_outside_it(
     sandbox: SandboxServer, connect: Any, tmp_path: Path
 ) -> None:
