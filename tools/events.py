@@ -623,10 +623,17 @@ async def list_attendees(req: ListAttendeesInput, deps: Deps) -> ListAttendeesOu
     elif req.status:
         people = [p for p in people if p.status == req.status]
     wanted = req.name
+    no_email = sum(1 for p in people if not p.email)  # attendee_email is optional (openapi.yaml)
     if wanted:
         people = [p for p in people if _matches(p, wanted)]
     empty = "No attendees match these filters."
-    if wanted and "@" in wanted:
+    if wanted and "@" in wanted and no_email:
+        empty = (
+            f"No session that shows an email has {wanted}, but {no_email} session(s) of this event carry no "
+            "attendee_email (optional in sheepCRM's documents): whether one of them is theirs could not be checked. "
+            "Find them with search_contacts(email=...) and pass their uri as name."
+        )
+    elif wanted and "@" in wanted:
         empty = (
             f"No session of this event has the email {wanted}: not booked under it. They may have booked under "
             "another email: find them with search_contacts(email=...) and pass their uri as name."

@@ -196,6 +196,7 @@ async def upcoming_events(req: UpcomingEventsInput, deps: Deps) -> UpcomingEvent
         candidates.append(b)
     candidates.sort(key=lambda b: b.start or "")
     out: dict[str, OpenEvent] = {}
+    none_shown: list[str] = []
 
     async def one(b: Any) -> None:
         try:
@@ -205,7 +206,9 @@ async def upcoming_events(req: UpcomingEventsInput, deps: Deps) -> UpcomingEvent
         counts = [places(t.get("available")) for t in tickets]
         free = None if None in counts or not tickets else sum(c for c in counts if c is not None)
         flags = [t.get("member_only") for t in tickets]
-        if free is None or free > 0:  # places unknown is listed as unknown, never left out as full
+        if free == 0:  # the documents do not define `available` as free places: said, never "full"
+            none_shown.append(b.uid)
+        else:  # places unknown is listed as unknown, never left out as full
             out[b.uid] = OpenEvent(
                 uid=b.uid, title=b.title, start=b.start, end=b.end, location=b.location, places_free=free,
                 member_only=all(flags) if flags and all(isinstance(f, bool) for f in flags) else None,
@@ -219,6 +222,10 @@ async def upcoming_events(req: UpcomingEventsInput, deps: Deps) -> UpcomingEvent
     if unknown := sum(1 for e in events if e.places_free is None):
         cut.append(f"{unknown} event(s) do not say how many places are free (no places_free): places unknown, "
                    "not full.")
+    if none_shown:
+        cut.append(f"{len(none_shown)} event(s) show no places as available (their ticket types' `available`, "
+                   "which sheepCRM's documents do not define as free places, are all 0): left out here, not known "
+                   "to be full; the organisation can say.")
     if len(candidates) > SCAN_LIMIT:
         cut.append(f"Free places were checked for the {SCAN_LIMIT} soonest of {len(candidates)} events; later ones "
                    "were not checked: add words from the title or location to narrow.")

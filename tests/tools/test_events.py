@@ -540,3 +540,15 @@ async def test_orders_whose_event_cannot_be_read_are_counted_in_the_note(connect
         facts = sb.store.demo_facts()
         body = await answer_body(connect, sb, "list_events", {"person": facts["jane_uri"], "state": "all", "limit": 50})
     assert "orders give no event that could be read (`booking_uri`)" in (body.get("note") or ""), body
+
+
+async def test_an_email_not_found_among_sessions_without_emails_is_could_not_check(connect: Any) -> None:
+    """`attendee_email` is optional: with sessions that carry none (drift: the key respelled), a search by Jane's
+    email finds no session, and the answer says the emails could not be checked, never "not booked under it"."""
+    with SandboxServer(key=CANARY_KEY, drift=["renamed-field=attendee_email:attendance"]) as sb:
+        facts = sb.store.demo_facts()
+        body = await answer_body(connect, sb, "list_attendees", {"uid": facts["past_event_uid"],
+                                                                 "name": facts["jane_email"]})
+    said = json.dumps(body)
+    assert not body["attendees"] and "not booked under it" not in said, said
+    assert "could not be checked" in said, said

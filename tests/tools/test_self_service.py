@@ -165,3 +165,18 @@ async def test_a_booking_whose_status_is_unknown_is_listed_and_said(tmp_path: Pa
             body = (await client.call_tool("my_bookings", {"when": "all", "limit": 50})).structured_content
     assert "unknown: waitlisted" in {b["status"] for b in body["bookings"]}, body
     assert "whether they are bookings is unknown" in body["note"], body
+
+
+async def test_an_event_whose_tickets_show_none_available_is_said_not_called_full(tmp_path: Path) -> None:
+    """Every ticket type of an event says `available: 0` while the event does not say it is sold out (drift): the
+    documents do not define `available` as free places, so the note counts it as showing none available; it is
+    never left out unsaid."""
+    with SandboxServer(key=CANARY_KEY, drift=["renamed-field=is_sold_out:/events/"]) as sb:
+        uid = sb.store.demo_facts()["future_event_uid"]
+        for t in sb.store.ticket_types(f"/demo/booking/{uid}/"):
+            sb.store.update(t.uri, {"total": 0, "reserved": 0}, message="no places")
+        async with open_session(sb, tmp_path, profile="member") as client:
+            result = await client.call_tool("upcoming_events", {"limit": 50})
+    body = result.structured_content
+    assert not result.is_error and uid not in {e["uid"] for e in body["events"]}, body
+    assert "1 event(s) show no places as available" in body["note"] and "not known to be full" in body["note"], body
