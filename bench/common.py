@@ -197,8 +197,8 @@ class Upstream:
     """Where a sandbox answers: what `server_env` needs."""
 
     url: str
-    v1_url: str | None = None  # the v1 listener (sheepCRM serves v1 from its own host)
-    key: str = "sandbox-key"
+    v1_url: str | None  # the v1 listener (sheepCRM serves v1 from its own host)
+    key: str  # random per sandbox start
     bucket: str = "demo"
 
     def env(self) -> dict[str, str]:
@@ -213,8 +213,11 @@ def sandbox_process(size: str = "demo", seed: int = 1) -> Iterator[Upstream]:
     v1_port = free_port()
     command = [sys.executable, "-m", "sheepcrm_mcp.sandbox", "--size", size, "--seed", str(seed),
                "--v1-port", str(v1_port)]
-    with listening(command, None, 60.0) as (port, _):
-        yield Upstream(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{v1_port}")
+    from sheepcrm_mcp.sandbox.runner import random_key
+
+    key = random_key()  # in the environment, not on the command line
+    with listening(command, {**os.environ, "PYTHONPATH": str(REPO), "SANDBOX_KEY": key}, 60.0) as (port, _):
+        yield Upstream(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{v1_port}", key)
 
 
 @contextmanager

@@ -12,7 +12,7 @@ import uvicorn
 from sheepcrm_mcp.sandbox.app import create_app
 from sheepcrm_mcp.sandbox.drift import parse as parse_drift
 from sheepcrm_mcp.sandbox.faults import FaultPlan, FaultSyntaxError
-from sheepcrm_mcp.sandbox.runner import ByPort, listen
+from sheepcrm_mcp.sandbox.runner import ByPort, listen, random_key
 from sheepcrm_mcp.sandbox.seed import SIZES
 from sheepcrm_mcp.sandbox.store import Store
 from sheepcrm_mcp.sandbox.variants import ENV, NAMES
@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         "--variant", default=os.environ.get(ENV) or None, choices=NAMES,
         help=f"serve another answer the documents allow for one silent choice (also ${ENV}; see sandbox/README.md)",
     )
-    parser.add_argument("--key", default=os.environ.get("SANDBOX_KEY", "sandbox-key"), help="bearer key accepted")
+    parser.add_argument("--key", default=os.environ.get("SANDBOX_KEY") or None,
+                        help="bearer key accepted (also $SANDBOX_KEY; a random one, shown on stderr, without either)")
     parser.add_argument("--bucket", default="demo")
     parser.add_argument("--db", default=None, help="SQLite file (rebuilt on start); a temp file by default")
     parser.add_argument("--seed", type=int, default=1)
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         parse_drift(args.drift)
     except ValueError as exc:
         parser.error(str(exc))
+    chosen = args.key is not None
+    args.key = args.key or random_key()
     store = Store.create(args.db, size=args.size, seed=args.seed, bucket=args.bucket, variant=args.variant)
     v1_port = args.port + 1 if args.v1_port is None else args.v1_port
     options: dict[str, Any] = {
@@ -69,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         f"sandbox: v2 http://{args.host}:{args.port} v1 http://{args.host}:{v1_port} bucket={args.bucket}",
         file=sys.stderr,
     )
+    if not chosen:  # only this terminal learns it; a fixed default would let any local user write to the sandbox
+        print(f"sandbox: key {args.key} (random for this start; --key or $SANDBOX_KEY to choose one)", file=sys.stderr)
     print(
         f"sandbox: size={args.size} seed={args.seed} built in {store.build_seconds:.2f}s: "
         f"{counts.get('person', 0)} people, {counts.get('organisation', 0)} organisations, "

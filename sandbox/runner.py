@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
 import threading
 import time
@@ -44,6 +45,11 @@ class ByPort:
         await app(scope, receive, send)
 
 
+def random_key() -> str:
+    """A sandbox API key nobody else can guess."""
+    return f"sandbox-{secrets.token_urlsafe(24)}"
+
+
 def listen(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP: asyncio sets TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -58,7 +64,7 @@ class SandboxServer:
         self,
         size: str = "demo",
         seed: int = 1,
-        key: str = "sandbox-key",
+        key: str | None = None,
         bucket: str = "demo",
         faults: FaultPlan | list[str] | None = None,
         db_path: str | None = None,
@@ -72,7 +78,8 @@ class SandboxServer:
         drift: list[str] | None = None,
         variant: str | None = None,
     ) -> None:
-        self.size, self.seed, self.key, self.bucket = size, seed, key, bucket
+        # Without a key, a random one for this sandbox: a fixed one would let any local user write to it.
+        self.size, self.seed, self.key, self.bucket = size, seed, key or random_key(), bucket
         if isinstance(faults, list):
             faults = FaultPlan.parse(faults, seed if fault_seed is None else fault_seed)
         self.faults = faults

@@ -80,6 +80,7 @@ HAPROXY_CFG="$STATE_DIR/haproxy.cfg"
 REDIS_PASS_FILE="$STATE_DIR/redis.pass"
 REDIS_CONF="$RUN_DIR/redis.conf"
 STATE_KEY_FILE="$STATE_DIR/request-state.key"
+SANDBOX_KEY_FILE="$RUN_DIR/sandbox.key"  # the embedded sandbox's API key: random per start, 0600
 STUB="$STATE_DIR/stub_replica.py"
 
 log()  { printf '[cluster] %s\n' "$*" >&2; }
@@ -295,8 +296,12 @@ start_sandbox() {
   ensure_port_free "$SANDBOX_PORT" sandbox || return 1
   ensure_port_free "$((SANDBOX_PORT + 1))" "sandbox v1" || return 1
   local py; py="$(dirname "$SHEEPCRM_BIN")/python"; [[ -x "$py" ]] || py=python3
-  spawn sandbox "$LOG_DIR/sandbox.log" "$py" -m sheepcrm_mcp.sandbox --host "$BIND_ADDR" --port "$SANDBOX_PORT" \
-    --v1-port "$((SANDBOX_PORT + 1))" --key sandbox-key --bucket demo || return 1
+  # A new random key each start (never a fixed one another local user could send), passed in the environment, not
+  # on the command line where ps shows it; the replicas read it from the 0600 file.
+  (umask 077; printf 'sandbox-%s' "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$SANDBOX_KEY_FILE")
+  ( export SANDBOX_KEY; SANDBOX_KEY="$(cat "$SANDBOX_KEY_FILE")"
+    spawn sandbox "$LOG_DIR/sandbox.log" "$py" -m sheepcrm_mcp.sandbox --host "$BIND_ADDR" --port "$SANDBOX_PORT" \
+      --v1-port "$((SANDBOX_PORT + 1))" --bucket demo ) || return 1
   wait_until sandbox "sandbox answering on :$SANDBOX_PORT" port_open "$SANDBOX_PORT" || return 1
   log "sandbox up on $BIND_ADDR:$SANDBOX_PORT"
 }
@@ -304,7 +309,7 @@ start_sandbox() {
 replica_env() {  # the upstream settings every replica gets
   if uses_sandbox; then
     printf '%s\n' "SHEEPCRM_BASE_URL=http://$BIND_ADDR:$SANDBOX_PORT" "SHEEPCRM_V1_BASE_URL=http://$BIND_ADDR:$((SANDBOX_PORT + 1))" \
-      "SHEEPCRM_API_KEY=sandbox-key" "SHEEPCRM_BUCKET=demo"
+      "SHEEPCRM_API_KEY=$(cat "$SANDBOX_KEY_FILE")" "SHEEPCRM_BUCKET=demo"
   fi
 }
 

@@ -68,3 +68,22 @@ def test_custom_bucket() -> None:
         assert jane.startswith("/acme/person/")
         assert client.get(f"/api/v2{jane}summary").status_code == 200
         assert client.get("/segments/v2/demo/all").status_code == 404
+
+
+def test_a_sandbox_started_without_a_key_makes_a_random_one() -> None:
+    """No fixed key another local user could send: each start without `key=` makes its own."""
+    with SandboxServer() as one, SandboxServer() as two:
+        assert one.key != two.key and len(one.key) >= 32
+        with httpx.Client() as client:
+            fixed = client.get(one.url_for(V2), headers={"Authorization": "Bearer sandbox-key"})
+            other = client.get(one.url_for(V2), headers={"Authorization": f"Bearer {two.key}"})
+            own = client.get(one.url_for(V2), headers={"Authorization": f"Bearer {one.key}"})
+    assert fixed.status_code == 401 and other.status_code == 401 and own.status_code == 200
+
+
+def test_the_cluster_script_gives_its_sandbox_a_random_key_off_the_command_line() -> None:
+    from tests.helpers import REPO
+
+    script = (REPO / "scripts" / "cluster.sh").read_text()
+    assert "sandbox-key" not in script and "--key" not in script
+    assert "/dev/urandom" in script.split("start_sandbox() {")[1].split("\n}")[0]
