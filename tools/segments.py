@@ -138,7 +138,8 @@ async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutpu
             found = [lookup_hit(r) for r in looked_up(await deps.client.segment_lookup(uid, req.q))]
             items, envelope = list_page(
                 found, req.limit, req.cursor, f"lookup:{uid}:{req.q}",
-                f"Nobody matching {req.q!r} is in this segment.",
+                f"sheepCRM's lookup found no one for {req.q!r} (what it matches on is not documented); try "
+                "query_segment without q and scan the members.",
                 cut=LOOKUP_CUT.format(n=len(found)) if found else None,
             )
             return QuerySegmentOutput(segment_uid=uid, members=items, by_type=by_type(items), **envelope)
@@ -156,6 +157,12 @@ async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutpu
     if not full and not req.q:  # a short page is the last only when the segment's count agrees
         total, unread = await _checked_end(uid, end, deps)
         note = " ".join(filter(None, [unread, note])) or None
+    elif not full:  # filtered by q: the segment's count is of every member, so it cannot confirm the end
+        total = None
+        note = " ".join(filter(None, [note, (
+            f"sheepCRM answered {len(members)} member(s) for {req.q!r}, fewer than asked; it gives no total for a "
+            "filtered list and what q matches on is not documented, so there may be more: query_segment without q "
+            "pages through every member.")]))
     return QuerySegmentOutput(
         segment_uid=uid,
         members=members,

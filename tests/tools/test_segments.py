@@ -185,3 +185,21 @@ async def test_a_segment_count_that_cannot_be_read_is_said_so(connect: Any, drif
         uid = sb.store.demo_facts()["segment_current_members_uid"]
         said = error_text(await answer(connect, sb, "query_segment", {"uid": uid}))
     assert "Could not read sheepCRM's answer to the segment's count" in said and "count" in said, said
+
+
+async def test_an_empty_lookup_states_its_basis_and_a_short_filtered_page_may_not_be_all(
+    shared_sandbox: SandboxServer, connect: Any
+) -> None:
+    """What the lookup matches on is not documented: finding no one is said as sheepCRM's lookup finding no one,
+    never "nobody matching is in this segment". A page of members filtered by q shorter than asked is not taken as
+    the whole list (the segment's count is of every member): no total, and the note says there may be more."""
+    facts = shared_sandbox.store.demo_facts()
+    uid = facts["segment_current_members_uid"]
+    empty = await answer_body(connect, shared_sandbox, "query_segment", {"uid": uid, "mode": "lookup", "q": "zzqx"})
+    said = empty.get("note") or ""
+    assert not empty["members"] and "Nobody matching" not in said, empty
+    assert "lookup found no one for 'zzqx' (what it matches on is not documented)" in said, empty
+    page = await answer_body(connect, shared_sandbox, "query_segment",
+                             {"uid": uid, "mode": "members", "q": facts["jane_email"], "limit": 20})
+    assert page["members"] and page.get("total") is None, page
+    assert "there may be more" in page["note"], page
