@@ -39,9 +39,10 @@ class Input(BaseModel):
 
 
 class Output(BaseModel):
-    """Base of tool output models. Unset (None) fields are left out of answers to keep them short."""
+    """Base of tool output models. Unset (None) fields are left out of answers to keep them short. Each is built
+    when first used (a call's answer), not at import: tools/list publishes the cached schemas."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     @model_serializer(mode="wrap")
     def _drop_none(self, handler: SerializerFunctionWrapHandler) -> Any:
