@@ -1,4 +1,5 @@
-"""Who serves a loopback port: the one place that reads the owners of local TCP sockets (Linux's /proc/net/tcp*).
+"""Who serves a loopback port: the one place that reads the owners of local TCP sockets (Linux's socket
+diagnostics for the listening ones, /proc/net/tcp* for a connection's other end).
 
 A loopback upstream (the sandbox on 127.0.0.1) gets the API key in every request, and any local account can
 listen on a free loopback port. So the key goes there only while this user's own process serves it: the settings
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
+import struct
 import sys
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,17 +61,61 @@ def _hex_port(port: int) -> str:
 
 
 def listeners(*ports: int) -> dict[int, list[int]] | None:
-    """The owners (uids) of every TCP socket listening on each of `ports`, from one reading of the socket tables
-    (None where there is no /proc/net)."""
-    rows = _rows()
+    """The owners (uids) of every TCP socket listening on each of `ports`, from one reading of the listening
+    sockets (None where they cannot be read)."""
+    rows = _listening()
     if rows is None:
         return None
-    wanted = {_hex_port(p): p for p in ports}
     found: dict[int, list[int]] = {p: [] for p in ports}
-    for fields in rows:
-        port = wanted.get(fields[1][-5:]) if fields[3] == _LISTEN else None
-        if port is not None:
-            found[port].append(int(fields[7]))
+    for port, owner in rows:
+        if port in found:
+            found[port].append(owner)
+    return found
+
+
+# The kernel's socket diagnostics (netlink, as `ss -ltn` asks): the listening sockets alone, where reading
+# /proc/net/tcp* walks every connection of the machine (a start-up cost of 10-20 ms, more on a busy machine).
+_SOCK_DIAG, _BY_FAMILY, _DUMP_REQUEST, _DONE, _ERROR, _TCP_LISTEN = 4, 20, 0x301, 3, 2, 10
+
+
+def _listening() -> list[tuple[int, int]] | None:
+    """(port, owner uid) of every listening TCP socket, IPv4 and IPv6: from the socket diagnostics, else from
+    /proc/net/tcp*; None where neither can be read."""
+    try:
+        return _diagnosed()
+    except (AttributeError, OSError, IndexError, struct.error):  # no AF_NETLINK (not Linux), or refused
+        rows = _rows()
+    if rows is None:
+        return None
+    return [(int(fields[1][-4:], 16), int(fields[7])) for fields in rows if fields[3] == _LISTEN]
+
+
+def _diagnosed() -> list[tuple[int, int]]:
+    found: list[tuple[int, int]] = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _SOCK_DIAG) as sock:
+        sock.settimeout(2.0)
+        for seq, family in enumerate((socket.AF_INET, socket.AF_INET6), 1):
+            # inet_diag_req_v2: family, protocol, extensions, pad, states (listening only), an empty socket id
+            request = struct.pack("=BBBBI48x", family, socket.IPPROTO_TCP, 0, 0, 1 << _TCP_LISTEN)
+            sock.send(struct.pack("=IHHII", 16 + len(request), _BY_FAMILY, _DUMP_REQUEST, seq, 0) + request)
+            done = False
+            while not done:
+                data = sock.recv(1 << 16)
+                at = 0
+                while at + 16 <= len(data):
+                    length, kind = struct.unpack_from("=IH", data, at)
+                    if kind == _ERROR or length < 16:
+                        raise OSError("the socket diagnostics refused the request")
+                    if kind == _DONE:
+                        done = True
+                        break
+                    # inet_diag_msg after the 16-byte header: family, state, timer, retransmits, then the socket
+                    # id (source port first, network order; 48 bytes), expires, queues, then the owner's uid.
+                    if kind == _BY_FAMILY and data[at + 17] == _TCP_LISTEN:
+                        (port,) = struct.unpack_from("!H", data, at + 20)
+                        (owner,) = struct.unpack_from("=I", data, at + 80)
+                        found.append((port, owner))
+                    at += (length + 3) & ~3
     return found
 
 

@@ -118,3 +118,24 @@ async def test_a_loopback_upstream_the_persons_file_names_is_checked_too(
         finally:
             await http.aclose()
     assert theirs == []
+
+
+def test_the_listeners_owners_are_read_the_same_with_and_without_the_socket_diagnostics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Start-up asks the kernel's socket diagnostics for the listening sockets alone; where it cannot be asked,
+    /proc/net/tcp* says the same: each port's listeners and their owners, this user's or another account's."""
+    import pwd
+
+    from sheepcrm_mcp.sheepcrm import loopback
+
+    mine, theirs, unused = free_port(), free_port(), free_port()
+    with serving(mine), serving(theirs, as_other=True):
+        asked = loopback.listeners(mine, theirs, unused)
+
+        def refused() -> list[tuple[int, int]]:
+            raise OSError("no socket diagnostics here")
+
+        monkeypatch.setattr(loopback, "_diagnosed", refused)
+        read = loopback.listeners(mine, theirs, unused)
+    assert asked == read == {mine: [os.getuid()], theirs: [pwd.getpwnam(stranger()).pw_uid], unused: []}
