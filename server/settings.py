@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from sheepcrm_mcp.server import __version__
@@ -360,6 +359,8 @@ def from_env_file(path: Path) -> dict[str, Any]:
     names = set(Settings.model_fields)
     out: dict[str, Any] = {}
     ignored = []
+    from dotenv import dotenv_values  # only where a file is read: a start without one does not load it
+
     for key, value in dotenv_values(path).items():
         name = key.upper().removeprefix("SHEEPCRM_").lower()
         if not key.upper().startswith("SHEEPCRM_") or name not in names or value is None:
@@ -441,6 +442,8 @@ def read_user_file(path: Path) -> dict[str, str]:
         if folder.st_uid not in (uid, 0) or folder.st_mode & 0o022:
             raise ConfigError(f"{path.parent} must be writable only by you: run chmod 700 {path.parent}")
         text = handle.read()
+    from dotenv import dotenv_values
+
     return {k.upper(): v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 
