@@ -31,6 +31,7 @@ from sheepcrm_mcp.sandbox.records import (
     CONTACT_TYPES,
     EVENT_STATES,
     LIST_FIELDS,
+    fmt_dt,
     now_utc,
     parse_dt,
     primary,
@@ -496,8 +497,18 @@ def task_json(task: Record, *, cut_2024: bool = False) -> dict[str, Any]:
     if cut_2024:
         return dict(d)
     return dict(
-        d, due_date=d.get("date"), allocated_to=d.get("assigned_to"), allocated_to_display=d.get("assigned_to_display")
+        d, due_date=d.get("due_date") or d.get("date"), allocated_to=d.get("assigned_to"),
+        allocated_to_display=d.get("assigned_to_display"),
     )
+
+
+def snooze_due_date(store: Store, uid: str) -> Record:
+    """Variant snooze-due-date: the snooze moves `due_date` (kept beside `date`, which stays)."""
+    task = store.require("journal", uid)
+    if task.data.get("completed"):
+        raise Invalid("a completed task cannot be snoozed")
+    new = max(parse_dt(task.data.get("due_date") or task.data["date"]), now_utc()) + timedelta(hours=24)
+    return store.update(task.uri, {"due_date": fmt_dt(new)}, message="task snoozed for 24 hours")
 
 
 async def tasks_mine(request: Request) -> Response:
@@ -532,7 +543,8 @@ TaskAction = Callable[[Store, str], Record]
 def task_action(action: TaskAction) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         try:
-            task = action(store_of(request), path_uid(request))
+            snoozing = action is Store.snooze_task and active(request, "snooze-due-date")
+            task = (snooze_due_date if snoozing else action)(store_of(request), path_uid(request))
             return JSONResponse(task_json(task, cut_2024=active(request, "tasks-2024")))
         except Invalid as exc:  # e.g. snoozing a completed task: the values, not the request, are wrong
             return error(409, str(exc))

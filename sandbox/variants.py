@@ -125,6 +125,11 @@ VARIANTS: tuple[Variant, ...] = (
         "(`date`, `assigned_to`), no `due_date`/`allocated_to`; `include_completed` ignored (open tasks only); at most "
         "PAGE_CAP tasks whatever `page_size` asks",
     ),
+    Variant(
+        "snooze-due-date", "snooze effect",
+        "a snooze moves the 2025-02 draft's `due_date` only; the 2024-12 `date` keeps the due date it had (which "
+        "field moves is unstated)",
+    ),
 )
 PAGE_CAP = 100  # records per page of a v2 list under variant page-cap
 NAMES: tuple[str, ...] = tuple(v.name for v in VARIANTS)

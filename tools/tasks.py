@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from sheepcrm_mcp.server.approvals.pending import digest
 from sheepcrm_mcp.server.caller import current_caller
 from sheepcrm_mcp.server.errors import Refusal, or_refuse
 from sheepcrm_mcp.server.paging import as_of, list_page
@@ -19,6 +20,7 @@ from sheepcrm_mcp.tools.common import (
     Paged,
     TimedListOutput,
     UidOrUri,
+    an_object,
     day,
     flag,
     listed,
@@ -27,6 +29,7 @@ from sheepcrm_mcp.tools.common import (
     text,
     uid_in,
     uid_or_uri,
+    unreadable,
 )
 
 TaskStatus = Literal["open", "done"]
@@ -206,11 +209,19 @@ class GetTaskInput(Input):
     detail: Detail = "concise"
 
 
+TASK_KEYS = ("uid", "display_value", "title", "completed", "date", "due_date")  # the task item's names (both cuts)
+
+
 async def _task_or_refuse(uid: str, deps: Deps, fresh: bool = False) -> dict[str, Any]:
-    return await or_refuse(
+    """The task; an answer that is not an object holding any of a task's keys could not be read (never a task
+    "(untitled)" of unknown status)."""
+    task = an_object(await or_refuse(
         deps.client.task(uid, fresh=fresh),
         f"No task with uid {uid!r}. Find tasks with list_tasks (scope='all', status='any').",
-    )
+    ), "the task")
+    if not any(k in task for k in TASK_KEYS):
+        raise unreadable("the task", task, f"a task object (any of {', '.join(TASK_KEYS)})")
+    return task
 
 
 async def get_task(req: GetTaskInput, deps: Deps) -> Task:
@@ -255,25 +266,35 @@ async def update_task(req: UpdateTaskInput, deps: WriteDeps) -> WritePlan:
     detail = ", ".join(filter(None, [f"about {about}" if about else None, when]))
     shown = record_label(uid, visible(named, max(12, room - len(detail) - 2)) if named else None)
     target: TaskStatus = "done" if req.action == "complete" else "open"
-    # sheepCRM's snooze takes no parameters: "+24 hours, or 24 hours from now if overdue". It is verified by
-    # the due date it was to reach, fixed at the first read, since no field records a snooze.
+    # sheepCRM's snooze takes no parameters: "+24 hours, or 24 hours from now if overdue", and which field moves is
+    # unstated (EVIDENCE.md). The preview shows the due date it is to reach; the outcome is judged by the task read
+    # back against the task read first: a due date elsewhere, or other keys changed, is "applied differently".
     snoozed_due: datetime | None = None
+    first: dict[str, Any] | None = None
 
     async def read() -> dict[str, Any]:
         task = await _task_or_refuse(uid, deps, fresh=True)
-        return {"status": status_of(task), "due": due_of(task), "last_updated": text(task.get("last_updated"))}
+        return {"status": status_of(task), "due": due_of(task), "last_updated": text(task.get("last_updated")),
+                "keys": {str(k): digest(v)[:16] for k, v in task.items()}}  # each key's value, by its digest only
 
     def diff(state: dict[str, Any]) -> list[Change]:
-        nonlocal snoozed_due
+        nonlocal snoozed_due, first
         if req.action == "snooze":
             if state["status"] == "done":
                 raise Refusal(f"Task '{title}' is done; reopen it before snoozing it.")
             due = moment(state["due"])
-            if snoozed_due is None:
+            if first is None:
+                first = state
                 snoozed_due = max(due or datetime.now(UTC), datetime.now(UTC)) + SNOOZE
+            assert snoozed_due is not None
             if due is not None and abs(due - snoozed_due) <= SLACK:
                 return []  # where the snooze was to put it (a due date elsewhere is read back as it is)
-            return [Change("due", "due", state["due"], f"{snoozed_due:%Y-%m-%d %H:%M} UTC (snoozed 24 hours)",
+            now = state["due"]
+            before, after = first["keys"], state["keys"]
+            moved = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
+            if now == first["due"] and moved:  # the due date stayed, other keys did not: said, never "nothing"
+                now = f"{now or '(no due date)'} (due date unchanged; sheepCRM changed {', '.join(moved[:8])})"
+            return [Change("due", "due", now, f"{snoozed_due:%Y-%m-%d %H:%M} UTC (snoozed 24 hours)",
                            unread=None if due is not None else "the task's due date")]
         if state["status"] == target:
             return []

@@ -24,6 +24,7 @@ from tests.helpers import (
     approve,
     audit_lines,
     clone_records,
+    error_text,
     read,
     scripted,
 )
@@ -315,3 +316,30 @@ async def test_no_match_suggests_only_what_the_caller_has_not_tried(shared_sandb
                              {"scope": "all", "status": "any", "query": "zzqx nothing like this"})
     assert body["tasks"] == [] and "No tasks match" in body["note"], body
     assert "scope='all'" not in body["note"] and "status='any'" not in body["note"], body
+
+
+async def test_a_task_answer_without_a_tasks_keys_is_could_not_read(connect: Any) -> None:
+    """A single task's answer holding none of a task's keys (drift: each respelled) is "could not read", never a
+    task "(untitled)" of unknown status."""
+    path = ":/notifications/v2/demo/task/"
+    drift = [f"renamed-field={k}{path}" for k in ("uid", "display_value", "title", "completed", "date", "due_date")]
+    with SandboxServer(key=CANARY_KEY, drift=drift) as sb:
+        result = await answer(connect, sb, "get_task", {"uid": sb.store.demo_facts()["my_open_task_uid"]})
+    said = error_text(result)
+    assert "Could not read sheepCRM's answer to the task" in said and "(untitled)" not in said, said
+
+
+async def test_a_snooze_that_moved_another_field_says_what_changed(connect: Any) -> None:
+    """Which field a snooze moves is unstated (EVIDENCE.md): one that moves the draft's `due_date` and leaves the
+    2024-12 `date` (variant snooze-due-date) is judged against the task read before it: applied differently, naming
+    the keys that changed, never "nothing was changed"."""
+    with SandboxServer(key=CANARY_KEY, variant="snooze-due-date") as sb:
+        uid = sb.store.demo_facts()["my_open_task_uid"]
+        result = await answer(connect, sb, "update_task", {"uid": uid, "action": "snooze"}, elicitation=approve)
+        task = sb.store.get_record("journal", uid)
+    body = result.structured_content
+    assert task is not None and task.data.get("due_date"), task  # the snooze was made
+    assert not result.is_error and body["status"] == "partial", result.content
+    assert "applied differently" in body["message"] and "nothing was changed" not in body["message"], body
+    [line] = body["changes"]
+    assert line["result"] == "different" and "sheepCRM changed due_date" in line["now"], line
