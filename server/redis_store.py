@@ -22,6 +22,8 @@ connections) and an outer deadline; if Redis cannot be reached, StoreUnavailable
 from __future__ import annotations
 
 import contextlib
+import functools
+import ipaddress
 import json
 import logging
 import os
@@ -167,6 +169,8 @@ class _Owned:
         sock = self._writer.transport.get_extra_info("socket")
         if sock is None or (not os.path.exists(TABLES[0]) and getattr(sock, "family", None) != socket.AF_UNIX):
             return  # no socket to look at, or no /proc: see sheepcrm/loopback.py
+        if getattr(sock, "family", None) != socket.AF_UNIX and not this_machine(str(sock.getpeername()[0])):
+            return  # a Redis elsewhere: its password and TLS identify it (docs/DEPLOY.md)
         if getattr(sock, "family", None) == socket.AF_UNIX:
             creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
             owner: int | None = struct.unpack("3i", creds)[1]
@@ -197,14 +201,36 @@ class OwnedUnixConnection(_Owned, aredis.UnixDomainSocketConnection):
         await self._check_owner()
 
 
-def owned_connection(url: str) -> type[aredis.connection.AbstractConnection] | None:
-    """The connection class that checks who serves a Redis on this machine (a loopback address or a Unix socket);
-    None for a Redis elsewhere (its password and TLS are what identify it: docs/DEPLOY.md)."""
+@functools.lru_cache(maxsize=256)
+def this_machine(address: str) -> bool:
+    """Whether an IP address is this machine's: any loopback address (all of 127.0.0.0/8, ::1), the unspecified one
+    (0.0.0.0 and :: reach this machine), or an address of one of its interfaces (one a socket can be bound to here).
+    Any local account can listen there, so a Redis at such an address counts only while its socket is this user's."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return True  # not an address: checked, to be safe
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    ip = mapped or ip
+    if ip.is_loopback or ip.is_unspecified:
+        return True
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((str(ip), 0))  # only an address of this machine can be bound (EADDRNOTAVAIL otherwise)
+    except OSError:
+        return False
+    return True
+
+
+def owned_connection(url: str) -> type[aredis.connection.AbstractConnection]:
+    """The connection class that checks who serves a Redis on this machine before anything is sent on a new
+    connection: a Unix socket always; a TCP connection whenever the address it reached is this machine's
+    (this_machine: any loopback or unspecified address, or one of the host's own, whatever name the URL gave).
+    A Redis elsewhere is identified by its password and TLS (docs/DEPLOY.md)."""
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return OwnedUnixConnection
-    if (parts.hostname or "localhost") not in ("127.0.0.1", "localhost", "::1"):
-        return None
     return OwnedSSLConnection if parts.scheme == "rediss" else OwnedConnection
 
 
@@ -222,8 +248,7 @@ def connect(url: str) -> aredis.Redis:
         decode_responses=True,
         client_name="sheepcrm-mcp",
     )
-    if owned is not None:  # set after from_url, whose URL scheme would choose the plain class over a keyword
-        pool.connection_class = owned
+    pool.connection_class = owned  # set after from_url, whose URL scheme would choose the plain class over a keyword
     return aredis.Redis(connection_pool=pool)
 
 

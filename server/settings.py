@@ -47,6 +47,7 @@ SECURITY = (
     "http_allowed_origins",
     "approval_port",
     "forwarded_allow_ips",
+    "redis_url",
     "request_state_key",
     "request_state_old_key",
     "auth",
@@ -75,6 +76,53 @@ SECURITY = (
     "metrics",
     "otel",
 )
+
+
+# Settings whose value counts only when the person's own settings file gives it (or, when it gives none, only at the
+# default): hosted mode and everything that decides who signs in and with which roles (whoever runs the identity
+# provider, or can name it, approves writes), the shared store and the key that seals request state (whoever runs
+# that Redis, or holds that key, decides approvals), where a generated token is written (a file it names is
+# overwritten), what is served without the bearer token or trusted from a proxy, where traces go, and how long a
+# created contact stays deletable. A client's config (a cloned repository's .mcp.json, .vscode/mcp.json,
+# .cursor/mcp.json) sets the environment and flags the server starts with, so neither counts for these
+# (docs/SECURITY.md).
+OWN_FILE_ONLY = (
+    "auth",
+    "oauth_issuer",
+    "oauth_resource",
+    "oauth_jwks_url",
+    "oauth_scopes",
+    "oauth_roles_claim",
+    "oauth_subject_claim",
+    "oauth_staff_roles",
+    "oauth_helpdesk_roles",
+    "oauth_member_roles",
+    "helpdesk_writes",
+    "oauth_client_id",
+    "oauth_client_secret",
+    "oauth_signin_scope",
+    "oauth_approver_roles",
+    "oauth_profile",
+    "oauth_tenant",
+    "oauth_v1_issuer",
+    "oauth_audiences",
+    "oauth_introspection_client_id",
+    "oauth_introspection_client_secret",
+    "public_url",
+    "redis_url",
+    "request_state_key",
+    "request_state_old_key",
+    "mcp_token_file",
+    "forwarded_allow_ips",
+    "http_allowed_hosts",
+    "http_allowed_origins",
+    "approval_port",
+    "metrics",
+    "otel",
+    "delete_window",
+)
+# Of those, the ones where a value below the own file's (or the default) is stricter and counts from anywhere.
+LOWER_IS_STRICTER = ("delete_window",)
 
 
 def _default_audit_log() -> Path:
@@ -493,6 +541,65 @@ def _same(own: str | None, value: str) -> bool:
     return own.strip().rstrip("/") == value.rstrip("/")
 
 
+def _own_view(own: dict[str, str]) -> dict[str, Any]:
+    """What the person's own file alone makes of each OWN_FILE_ONLY setting (the default where it says nothing);
+    {} when its values do not parse (then nothing but the defaults matches them)."""
+    given = {name: own[f"SHEEPCRM_{name.upper()}"] for name in OWN_FILE_ONLY if f"SHEEPCRM_{name.upper()}" in own}
+    values = {
+        name: given.get(name, Settings.model_fields[name].get_default(call_default_factory=True))
+        for name in OWN_FILE_ONLY
+    }
+    try:
+        view = Settings(**values)
+    except ValidationError:
+        return {}
+    return {name: getattr(view, name) for name in OWN_FILE_ONLY}
+
+
+def _equal(mine: Any, theirs: Any) -> bool:
+    if isinstance(mine, SecretStr) and isinstance(theirs, SecretStr):
+        return hmac.compare_digest(mine.get_secret_value().encode(), theirs.get_secret_value().encode())
+    return bool(mine == theirs)
+
+
+def own_only_refused(settings: Settings, own: dict[str, str]) -> list[str]:
+    """The OWN_FILE_ONLY settings in effect that the person's own file does not give: variable=value lines to put
+    there (a secret's value never shown)."""
+    view = _own_view(own)
+    refused = []
+    for name in OWN_FILE_ONLY:
+        value = getattr(settings, name)
+        default = Settings.model_fields[name].get_default(call_default_factory=True)
+        wanted = view.get(name, default)
+        if _equal(value, wanted) or (name in LOWER_IS_STRICTER and value <= wanted):
+            continue
+        if isinstance(value, SecretStr):
+            shown = "<the value you gave>"
+        elif isinstance(value, tuple):
+            shown = ",".join(value)
+        elif isinstance(value, bool):
+            shown = "true" if value else "false"
+        else:
+            shown = "" if value is None else str(value)
+        refused.append(f"SHEEPCRM_{name.upper()}={shown}")
+    return refused
+
+
+def check_own_only(settings: Settings, own: dict[str, str], own_file: Path) -> None:
+    """Refuse to start when a setting only the person's own file may give (OWN_FILE_ONLY) has a value that file does
+    not give: it came from the environment, a flag or a client's config, which a cloned repository can set (hosted
+    mode against an identity provider another local account runs, a Redis it runs, a token file that is the person's
+    SSH key)."""
+    refused = own_only_refused(settings, own)
+    if refused:
+        raise ConfigError(
+            f"{', '.join(r.split('=')[0] for r in refused)} decide who may approve writes, where approvals and "
+            "request state are kept, or which file is written, so they count only from your own settings file "
+            f"{own_file} (yours, chmod 600), not from flags, the environment or a client's config, which a cloned "
+            f"repository can set. If you meant them, put these lines there: {'; '.join(refused)}"
+        )
+
+
 def check_http(settings: Settings, own: dict[str, str], own_file: Path) -> None:
     """Serving over HTTP makes the server (and the person's key behind it) reachable by whoever holds its token: the
     transport, a bind address other than loopback and a token that is not generated here count only when the
@@ -550,6 +657,33 @@ def check_audit_log(settings: Settings, own: dict[str, str], own_file: Path) -> 
         "with that repository, and a cloned repository's client config can set it. Give an absolute path outside any "
         "git repository (or leave SHEEPCRM_AUDIT_LOG unset: ~/.local/state/sheepcrm-mcp/audit.jsonl), or set it in "
         f"your own settings file {own_file} (yours, chmod 600)"
+    )
+
+
+def default_token_file() -> Path:
+    """Where a generated bearer token is kept when SHEEPCRM_MCP_TOKEN_FILE is not set (under $HOME)."""
+    return Path.home() / ".local" / "state" / "sheepcrm-mcp" / "http-token"
+
+
+def check_token_file(settings: Settings, own_file: Path) -> None:
+    """The generated token's default file follows $HOME, which a client's config can set: when $HOME is not the
+    account's home folder, the default counts only outside any git working tree (where the token could be
+    committed with that repository), as for the audit log. SHEEPCRM_MCP_TOKEN_FILE itself comes only from the
+    person's own file (OWN_FILE_ONLY), and an existing file there is never overwritten unless it holds a token
+    (sheepcrm_mcp/http.py)."""
+    if settings.transport != "http" or settings.mcp_token is not None or settings.mcp_token_file is not None:
+        return
+    if Path.home() == account_home():
+        return
+    path = default_token_file()
+    if path.is_absolute() and git_tree(path) is None:
+        return
+    why = "is a relative path" if not path.is_absolute() else f"is inside the git working tree {git_tree(path)}"
+    raise ConfigError(
+        f"the bearer token file {path} (the default under $HOME) is not in your home folder and {why}: "
+        "the token could be committed with that repository, and a cloned repository's client config can set $HOME. "
+        f"Name the file in your own settings file {own_file} (SHEEPCRM_MCP_TOKEN_FILE=<absolute path>; yours, "
+        "chmod 600)"
     )
 
 
@@ -697,6 +831,8 @@ def load_settings(env_file: Path | None = None, *, user_file: Path | None = None
             f"so it counts only in your own settings file {own_file} (yours, chmod 600), not from the environment, "
             "flags or a client's config, which a cloned repository can set"
         )
+    check_own_only(settings, own, own_file)
     check_http(settings, own, own_file)
     check_audit_log(settings, own, own_file)
+    check_token_file(settings, own_file)
     return settings

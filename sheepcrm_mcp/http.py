@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import stat
 import sys
@@ -36,7 +37,7 @@ from sheepcrm_mcp.assembly import App
 from sheepcrm_mcp.server import __version__, logs
 from sheepcrm_mcp.server.approvals.page import ServedPage
 from sheepcrm_mcp.server.files import check_private
-from sheepcrm_mcp.server.settings import ConfigError, Settings
+from sheepcrm_mcp.server.settings import ConfigError, Settings, default_token_file
 
 log = logging.getLogger("sheepcrm_mcp.http")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -222,10 +223,6 @@ async def _refuse(scope: Scope, send: Send, status: int, error: str, retry_after
     await send({"type": "http.response.body", "body": body})
 
 
-def default_token_file() -> Path:
-    return Path.home() / ".local" / "state" / "sheepcrm-mcp" / "http-token"
-
-
 _HELD: list[int] = []  # the token file this process serves with: open, its shared lock held until the process ends
 
 
@@ -239,6 +236,7 @@ def generated_token(path: Path) -> str:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | nofollow, 0o600)
     try:
         check_private(fd, path, "token file", "SHEEPCRM_MCP_TOKEN_FILE")
+        check_token_only(fd, path)
         token, made = _token_in(fd, path, nofollow)
     except BaseException:
         os.close(fd)
@@ -251,6 +249,22 @@ def generated_token(path: Path) -> str:
         file=sys.stderr,
     )
     return token
+
+
+TOKEN_LINE = re.compile(rb"[A-Za-z0-9_-]{43}\n?")  # what generated_token writes: secrets.token_urlsafe(32)
+
+
+def check_token_only(fd: int, path: Path) -> None:
+    """Refuse a token file that holds anything but a token this server wrote (one line of TOKEN_LINE), before it is
+    changed or anything is created beside it: the file is rewritten with a new token, and a name given by mistake
+    (or by a client's config) must not destroy what is there (a key, a document)."""
+    held = os.pread(fd, 4097, 0)
+    if held and not TOKEN_LINE.fullmatch(held):
+        raise ConfigError(
+            f"the token file {path} already holds something other than a bearer token this server wrote, so it is "
+            "left as it is: set SHEEPCRM_MCP_TOKEN_FILE (in your own settings file) to a new file, or remove that one "
+            "if it is an old token file"
+        )
 
 
 def _token_in(fd: int, path: Path, nofollow: int) -> tuple[str, bool]:

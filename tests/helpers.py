@@ -211,7 +211,16 @@ def http_own(args: list[str], env: dict[str, str]) -> str:
         lines.append(f"SHEEPCRM_HOST={args[args.index('--host') + 1]}")
     if env.get("SHEEPCRM_MCP_TOKEN"):
         lines.append(f"SHEEPCRM_MCP_TOKEN={env['SHEEPCRM_MCP_TOKEN']}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + own_lines(env)
+
+
+def own_lines(env: dict[str, str]) -> str:
+    """The lines of the person's own settings file for the settings in `env` that count only from there
+    (OWN_FILE_ONLY: hosted mode, the shared store, the token file, ...): a deployment writes them there."""
+    from sheepcrm_mcp.server.settings import OWN_FILE_ONLY
+
+    names = {f"SHEEPCRM_{name.upper()}" for name in OWN_FILE_ONLY}
+    return "".join(f"{k}={v}\n" for k, v in env.items() if k in names and v != "")
 
 
 def as_person(own: str, folder: Path) -> tuple[list[str], dict[str, str]]:

@@ -20,9 +20,10 @@ from tests.helpers import (
     CANARY_KEY,
     MEMBER_TOOLS,
     approve,
-    binary,
+    as_person,
     clean_env,
     hosted_session,
+    own_lines,
     post_initialize,
     serve_hosted,
     sign_in,
@@ -303,11 +304,13 @@ async def test_member_isolation_under_attack(hosted_site: tuple[str, SandboxServ
 
 @pytest.mark.slow
 @pytest.mark.parametrize("good", [True, False])
-def test_doctor_checks_the_auth_settings(idp: str, good: bool) -> None:
+def test_doctor_checks_the_auth_settings(idp: str, good: bool, tmp_path: Path) -> None:
     issuer = idp if good else "http://127.0.0.1:9/"
     env = clean_env(SHEEPCRM_AUTH="oauth", SHEEPCRM_OAUTH_ISSUER=issuer,
                     SHEEPCRM_OAUTH_RESOURCE="http://127.0.0.1:8765/mcp")
-    done = subprocess.run([binary(), "doctor", "--sandbox"], env=env, capture_output=True, text=True, timeout=60)
+    command, person = as_person(own_lines(env), tmp_path / "person")  # hosted settings: the person's own file
+    done = subprocess.run([*command, "doctor", "--sandbox"], env={**env, **person}, capture_output=True, text=True,
+                          timeout=60)
     assert ("ok   JWKS fetched: 1 signing key(s)" in done.stdout) == good, done.stdout
     assert ("ok   audience (resource) configured: http://127.0.0.1:8765/mcp") in done.stdout
     assert (done.returncode == 0) == good
@@ -315,7 +318,9 @@ def test_doctor_checks_the_auth_settings(idp: str, good: bool) -> None:
         assert "ok   approval page: off (no SHEEPCRM_OAUTH_CLIENT_ID)" in done.stdout
         env["SHEEPCRM_OAUTH_CLIENT_ID"] = "sheepcrm-approvals"
         env["SHEEPCRM_OAUTH_CLIENT_SECRET"] = "page-secret-" + "x" * 20
-        page = subprocess.run([binary(), "doctor", "--sandbox"], env=env, capture_output=True, text=True, timeout=60)
+        command, person = as_person(own_lines(env), tmp_path / "person")
+        page = subprocess.run([*command, "doctor", "--sandbox"], env={**env, **person}, capture_output=True,
+                              text=True, timeout=60)
         assert ("ok   approval page: sign-in client sheepcrm-approvals; its redirect URI at the provider must be "
                 "http://127.0.0.1:8765/approve/callback; sign-in requests are pushed (PAR)") in page.stdout, page.stdout
         assert "x" * 20 not in page.stdout + page.stderr and page.returncode == 0

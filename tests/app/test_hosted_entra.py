@@ -23,9 +23,9 @@ from tests.helpers import (
     CANARY_KEY,
     PAGE,
     approve,
+    as_person,
     ask_to_complete,
     audit_of,
-    binary,
     browse,
     clean_env,
     decide,
@@ -33,6 +33,7 @@ from tests.helpers import (
     fresh_task,
     hosted_session,
     link_in,
+    own_lines,
     post_initialize,
     running_idp,
     scrape,
@@ -227,11 +228,13 @@ def sign_in_url(issuer: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("audiences", [APP_ID, "not a uri"])
-def test_doctor_checks_an_entra_configuration(entra_idp: str, audiences: str) -> None:
+def test_doctor_checks_an_entra_configuration(entra_idp: str, audiences: str, tmp_path: Path) -> None:
     env = clean_env(SHEEPCRM_AUTH="oauth", SHEEPCRM_OAUTH_PROFILE="entra", SHEEPCRM_OAUTH_TENANT=TENANT,
                     SHEEPCRM_OAUTH_ISSUER=entra_idp, SHEEPCRM_OAUTH_RESOURCE="http://127.0.0.1:8765/mcp",
                     SHEEPCRM_OAUTH_AUDIENCES=audiences, SHEEPCRM_OAUTH_CLIENT_ID="sheepcrm-approvals")
-    done = subprocess.run([binary(), "doctor", "--sandbox"], env=env, capture_output=True, text=True, timeout=60)
+    command, person = as_person(own_lines(env), tmp_path / "person")  # hosted settings: the person's own file
+    done = subprocess.run([*command, "doctor", "--sandbox"], env={**env, **person}, capture_output=True, text=True,
+                          timeout=60)
     out = done.stdout
     assert f"ok   issuer {entra_idp} reachable" in out and "ok   JWKS fetched: 1 signing key(s)" in out, out
     assert f"ok   Entra tenant {TENANT}: a directory id" in out

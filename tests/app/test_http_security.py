@@ -248,3 +248,24 @@ def test_the_binary_ignores_a_dotenv_in_its_folder(sandbox: SandboxServer, tmp_p
     assert b"confirm=elicit" in out and b"attacker" not in out and proc.returncode == 0
 
 
+
+
+@pytest.mark.parametrize("held", [
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nthe-persons-key\n-----END OPENSSH PRIVATE KEY-----\n",
+    "a" * 43 + "\nsecond line\n",
+    "notes\n",
+])
+def test_a_token_file_that_holds_something_else_is_never_overwritten(tmp_path: Path, held: str) -> None:
+    """SHEEPCRM_MCP_TOKEN_FILE names a private file of the person's that is not a token file (their SSH key): the
+    server refuses to start and leaves the file, and its folder, as they were."""
+    folder = tmp_path / ".ssh"
+    folder.mkdir(mode=0o700)
+    key = folder / "id_test"
+    key.write_text(held)
+    key.chmod(0o600)
+    with pytest.raises(ConfigError, match=f"token file {key} already holds something other than a bearer token"):
+        http_module.generated_token(key)
+    assert key.read_text() == held and sorted(folder.iterdir()) == [key]
+    key.write_text("")  # an empty file, or one holding a token this server wrote, is the token file
+    first = http_module.generated_token(key)
+    assert key.read_text() == first + "\n"

@@ -16,6 +16,8 @@ from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.settings import (
     CODE_VARIABLES,
+    OWN_FILE_ONLY,
+    SECURITY,
     ConfigError,
     Settings,
     check_interpreter,
@@ -28,6 +30,7 @@ from tests.helpers import (
     PROTOCOL,
     REPO,
     STRANGER,
+    as_person,
     binary,
     clean_env,
     free_port,
@@ -124,6 +127,118 @@ def test_a_cloned_repository_cannot_redirect_the_key_or_switch_approvals_off(
     assert done.returncode == 2, done.stderr.decode()
     assert done.stdout == b""  # it never answered, so it never ran a tool (nor sent the key anywhere)
     assert named in done.stderr.decode() and CANARY_KEY not in done.stderr.decode()
+
+
+SSH_KEY = ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA-the-persons-key\n"
+           "-----END OPENSSH PRIVATE KEY-----\n")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("env", "args", "named"),
+    [
+        # Hosted mode against an identity provider another local account runs: she signs her own token with the
+        # staff role, connects, and ticks the confirmation form herself.
+        ({"SHEEPCRM_AUTH": "oauth", "SHEEPCRM_OAUTH_ISSUER": "http://127.0.0.1:9400",
+          "SHEEPCRM_OAUTH_JWKS_URL": "http://127.0.0.1:9400/jwks",
+          "SHEEPCRM_OAUTH_RESOURCE": "http://127.0.0.1:8765/mcp"},
+         ["--transport", "http", "--port", "0"], "SHEEPCRM_AUTH"),
+        # A Redis another local account runs on a loopback address other than 127.0.0.1: she sets an approval's
+        # status to approved, and the model repeats the call.
+        ({"SHEEPCRM_REDIS_URL": "redis://127.0.0.2:16390/0", "SHEEPCRM_PUBLIC_URL": "http://127.0.0.1:8765",
+          "SHEEPCRM_REQUEST_STATE_KEY": "k" * 40},
+         ["--transport", "http", "--stateless", "--port", "0"], "SHEEPCRM_REDIS_URL"),
+        # The person's SSH key named as the token file: it was truncated and overwritten with the bearer token.
+        ({"SHEEPCRM_MCP_TOKEN_FILE": "{key}"}, ["--transport", "http", "--port", "0"], "SHEEPCRM_MCP_TOKEN_FILE"),
+    ],
+    ids=["hosted-mode", "shared-store", "token-file"],
+)
+def test_a_cloned_repository_cannot_make_an_http_server_the_person_allows_approve_or_destroy(
+    tmp_path: Path, env: dict[str, str], args: list[str], named: str
+) -> None:
+    """The person's own file says SHEEPCRM_TRANSPORT=http (as the README tells people who serve over HTTP); a
+    cloned repository's .mcp.json starts the server over HTTP and adds settings of its own. Each is refused at start,
+    naming the setting, before anything is served or written."""
+    key = tmp_path / "home" / ".ssh" / "id_test"
+    key.parent.mkdir(parents=True, mode=0o700)
+    key.write_text(SSH_KEY)
+    key.chmod(0o600)
+    env = {k: v.replace("{key}", str(key)) for k, v in env.items()}
+    repo = tmp_path / "cloned"
+    clone_with_configs(repo, env, args)
+    command, person = as_person("SHEEPCRM_TRANSPORT=http\n", tmp_path / "person")
+    person.update(clean_env(SHEEPCRM_API_KEY=CANARY_KEY, SHEEPCRM_BUCKET="demo",
+                            SHEEPCRM_AUDIT_LOG=str(tmp_path / "audit.jsonl")))
+    entry = json.loads((repo / ".mcp.json").read_text())["mcpServers"]["sheepcrm"]
+    done = subprocess.run([*command, *entry["args"]], env={**person, **entry["env"]}, cwd=repo,
+                          capture_output=True, timeout=60)
+    assert done.returncode == 2, done.stderr.decode()
+    assert named in done.stderr.decode() and "own settings file" in done.stderr.decode()
+    assert key.read_text() == SSH_KEY and not key.with_name("id_test.lock").exists()
+
+
+OWN_ONLY_SAMPLES: dict[str, str] = {
+    "auth": "oauth", "oauth_issuer": "http://127.0.0.1:9400", "oauth_resource": "http://127.0.0.1:8765/mcp",
+    "oauth_jwks_url": "http://127.0.0.1:9400/jwks", "oauth_scopes": "anything", "oauth_roles_claim": "groups",
+    "oauth_subject_claim": "email", "oauth_staff_roles": "everyone", "oauth_helpdesk_roles": "everyone",
+    "oauth_member_roles": "everyone", "helpdesk_writes": "delete_contact", "oauth_client_id": "theirs",
+    "oauth_client_secret": "their-secret", "oauth_signin_scope": "openid", "oauth_approver_roles": "everyone",
+    "oauth_profile": "entra", "oauth_tenant": "another-tenant", "oauth_v1_issuer": "http://127.0.0.1:9400/v1",
+    "oauth_audiences": "theirs", "oauth_introspection_client_id": "theirs",
+    "oauth_introspection_client_secret": "their-secret", "public_url": "http://127.0.0.1:9401",
+    "redis_url": "redis://127.0.0.2:16390/0", "request_state_key": "s" * 40, "request_state_old_key": "o" * 40,
+    "mcp_token_file": "/home/person/.ssh/id_test", "forwarded_allow_ips": "*", "http_allowed_hosts": "evil.example",
+    "http_allowed_origins": "https://evil.example", "approval_port": "9402", "metrics": "true", "otel": "true",
+    "delete_window": "604800",
+}
+
+
+@pytest.mark.parametrize("name", OWN_FILE_ONLY)
+def test_settings_that_decide_approvals_or_files_count_only_from_the_persons_own_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """Hosted mode and its sign-in settings, the shared store, the request-state keys, the token file and the rest of
+    OWN_FILE_ONLY: from the environment or a flag, refused at start naming the variable (a secret's value never
+    shown); the same value in the person's own file counts, from there or repeated in the environment."""
+    for variable in [k for k in os.environ if k.startswith("SHEEPCRM_")]:
+        monkeypatch.delenv(variable)
+    variable, value = f"SHEEPCRM_{name.upper()}", OWN_ONLY_SAMPLES[name]
+    missing = tmp_path / "none" / "settings.env"
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=f"{variable}.*own settings file") as refused:
+        load_settings(user_file=missing)
+    assert ("secret" not in name and "key" not in name) or value not in str(refused.value)
+    monkeypatch.delenv(variable)
+    with pytest.raises(ConfigError, match=variable):
+        load_settings(user_file=missing, **{name: value})  # a flag is no different
+    mine = own_file(tmp_path / "config", f"{variable}={value}\n")
+    assert load_settings(user_file=mine).model_dump()[name] == Settings(**{name: value}).model_dump()[name]
+    monkeypatch.setenv(variable, value)  # the same value repeated in the environment (a deployment's unit file)
+    load_settings(user_file=mine)
+    assert OWN_ONLY_SAMPLES.keys() == set(OWN_FILE_ONLY) and set(OWN_FILE_ONLY) <= set(SECURITY)
+
+
+def test_a_shorter_delete_window_counts_from_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHEEPCRM_DELETE_WINDOW", raising=False)
+    assert load_settings(user_file=tmp_path / "none" / "settings.env", delete_window=0).delete_window == 0
+
+
+def test_the_default_token_file_is_not_put_in_a_repository_by_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client's config sets HOME to the cloned repository: the generated token's default file would land in its
+    working tree; refused unless the person's own file names the token file."""
+    for variable in [k for k in os.environ if k.startswith("SHEEPCRM_")]:
+        monkeypatch.delenv(variable)
+    repo = tmp_path / "cloned"
+    (repo / ".git").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(repo))
+    mine = own_file(tmp_path / "config", f"SHEEPCRM_TRANSPORT=http\nSHEEPCRM_AUDIT_LOG={tmp_path / 'a.jsonl'}\n")
+    with pytest.raises(ConfigError, match=f"token file .* inside the git working tree {repo}"):
+        load_settings(user_file=mine, transport="http")
+    named = own_file(tmp_path / "named", f"SHEEPCRM_TRANSPORT=http\nSHEEPCRM_AUDIT_LOG={tmp_path / 'a.jsonl'}\n"
+                                         f"SHEEPCRM_MCP_TOKEN_FILE={tmp_path / 'state' / 'token'}\n")
+    assert load_settings(user_file=named, transport="http").mcp_token_file == tmp_path / "state" / "token"
 
 
 def test_serving_over_http_counts_only_from_the_persons_own_file(
