@@ -81,16 +81,20 @@ class Cluster:
         password = (self.state / "redis.pass").read_text().strip()
         return f"redis://:{password}@127.0.0.1:{self.env['REDIS_PORT']}/0"
 
-    def run(self, *args: str) -> None:
+    def run(self, *args: str) -> str:
         done = subprocess.run(["bash", str(SCRIPT), *args], env=self.env, cwd=REPO, capture_output=True, text=True,
                               timeout=180)
         if done.returncode != 0:
             raise RuntimeError(f"cluster.sh {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+        return done.stdout
 
     def replica_pid(self, index: int = 1) -> int:
         return int((self.state / "run" / f"replica-{index}.pid").read_text().split()[0])
 
     def __enter__(self) -> Cluster:
+        # The shared store, hosted mode, the public address: replicas take them only from the person's own file.
+        own = Path(self.env["PERSON_SETTINGS"])
+        own.write_text(own.read_text() + self.run("own-settings"))
         self.run("start")
         return self
 

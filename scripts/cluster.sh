@@ -18,6 +18,10 @@
 #   stop-redis        stop only Redis (its AOF keeps what was written); `start` brings it back
 #   config            print the generated haproxy config
 #   redis-url         print the Redis URL, password included (for your own tools; keep it private)
+#   own-settings      print the replicas' settings (the Redis URL and request-state key included: keep them private)
+#                     as the lines of the own settings file of the account they run as, the only place hosted mode,
+#                     the shared store, the request-state key, the public address and the balancer's address count
+#                     from: bash scripts/cluster.sh own-settings >>~/.config/sheepcrm-mcp/settings.env (chmod 600)
 #
 # Environment (defaults in brackets):
 #   CLUSTER_STATE_DIR   [/tmp/sheepcrm-cluster]  pid files, logs, haproxy.cfg, redis AOF dir, redis.pass (0700)
@@ -333,6 +337,34 @@ PY
   fi
 }
 
+replica_settings() {  # exports the settings every replica gets (run it in a subshell)
+  local -a upstream=()
+  mapfile -t upstream < <(replica_env)
+  for kv in "${upstream[@]}"; do export "${kv?}"; done
+  export SHEEPCRM_REDIS_URL="${SHEEPCRM_REDIS_URL:-$(redis_url)}"
+  export SHEEPCRM_FORWARDED_ALLOW_IPS="${SHEEPCRM_FORWARDED_ALLOW_IPS:-$BIND_ADDR}"
+  export SHEEPCRM_REQUEST_STATE_KEY="${SHEEPCRM_REQUEST_STATE_KEY:-$(state_key)}"
+  export SHEEPCRM_PUBLIC_URL="${SHEEPCRM_PUBLIC_URL:-http://$BIND_ADDR:$LB_PORT}"
+  if [[ -n "${REPLICA_ENV_FILE:-}" ]]; then
+    local line key
+    while IFS= read -r line || [[ -n "$line" ]]; do
+      [[ "$line" =~ ^[A-Z_][A-Z0-9_]*= ]] || continue
+      key="${line%%=*}"
+      [[ -n "${!key:-}" ]] || export "${line?}"
+    done <"$REPLICA_ENV_FILE"
+  fi
+}
+
+cmd_own_settings() {  # the replicas' settings, as lines of the own settings file of the account they run as
+  validate_env
+  prepare_dirs
+  (
+    replica_settings
+    printf 'SHEEPCRM_TRANSPORT=http\n'
+    env | grep -E '^SHEEPCRM_[A-Z0-9_]+=' | grep -vE '^SHEEPCRM_(BIN|VENV|TRANSPORT)=' | sort
+  )
+}
+
 replica_healthy() { [[ "$(replica_status "$1" "$REPLICA_HEALTH_PATH")" == 200 ]]; }
 
 start_replica() {  # index
@@ -343,24 +375,10 @@ start_replica() {  # index
   cmd="$(replica_cmd_template)"
   cmd="${cmd//\{port\}/$port}"; cmd="${cmd//\{socket\}/$socket}"; cmd="${cmd//\{index\}/$i}"
   printf '%s\n' "--- $(date -Is) starting: $cmd" >>"$LOG_DIR/$name.log"
-  local -a upstream=()
-  mapfile -t upstream < <(replica_env)
   (
-    for kv in "${upstream[@]}"; do export "${kv?}"; done
+    replica_settings
     if on_sockets; then export SOCKET="$socket"; else export PORT="$port"; fi
     export REPLICA_INDEX="$i" REPLICA_ID="$name"
-    export SHEEPCRM_REDIS_URL="${SHEEPCRM_REDIS_URL:-$(redis_url)}"
-    export SHEEPCRM_FORWARDED_ALLOW_IPS="${SHEEPCRM_FORWARDED_ALLOW_IPS:-$BIND_ADDR}"
-    export SHEEPCRM_REQUEST_STATE_KEY="${SHEEPCRM_REQUEST_STATE_KEY:-$(state_key)}"
-    export SHEEPCRM_PUBLIC_URL="${SHEEPCRM_PUBLIC_URL:-http://$BIND_ADDR:$LB_PORT}"
-    if [[ -n "${REPLICA_ENV_FILE:-}" ]]; then
-      local line key
-      while IFS= read -r line || [[ -n "$line" ]]; do
-        [[ "$line" =~ ^[A-Z_][A-Z0-9_]*= ]] || continue
-        key="${line%%=*}"
-        [[ -n "${!key:-}" ]] || export "${line?}"
-      done <"$REPLICA_ENV_FILE"
-    fi
     spawn "$name" "$LOG_DIR/$name.log" bash -c "exec $cmd"
   ) || return 1
   wait_until "$name" "GET $REPLICA_HEALTH_PATH -> 200 on $where" replica_healthy "$i" || {
@@ -575,7 +593,7 @@ cmd_start_replica() {
   fi
 }
 
-usage() { sed -n '2,49p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,53p' "$0" | sed 's/^# \{0,1\}//'; }
 
 main() {
   local cmd="${1:-help}"; shift || true
@@ -590,6 +608,7 @@ main() {
     start-replica)  cmd_start_replica "$@" ;;
     config)         write_haproxy_cfg_to_stdout ;;
     redis-url)      prepare_dirs; redis_url; echo ;;
+    own-settings)   cmd_own_settings ;;
     help|-h|--help) usage ;;
     *) usage >&2; die "unknown subcommand '$cmd'" ;;
   esac

@@ -454,7 +454,8 @@ class Gate:
         can read, or a token a cloned repository's config published. So there the approval page opened in the
         person's browser decides, whose one-time launch token, cookie and form token no client is handed; unless
         the person's own settings file says SHEEPCRM_HTTP_CLIENT_APPROVALS=true. A hosted server's callers sign
-        in as themselves (docs/HOSTING.md)."""
+        in as themselves (docs/HOSTING.md) at the identity provider, and with the roles, that only the person's own
+        settings file names (OWN_FILE_ONLY): a client's config cannot choose who signs them in."""
         return ctx.headers is None or signed_in or self.settings.http_client_approvals
 
     @staticmethod

@@ -2,8 +2,9 @@
 
 No .env is read unless it is named: clients start the server in whatever folder the person has
 open, and a cloned repository must not be able to switch approvals off or send the key elsewhere.
-Even a named file cannot set the security settings (SECURITY): those come only from the real
-environment or flags. A missing or malformed setting fails at start with one line naming the variable.
+Even a named file cannot set the security settings (SECURITY); those that decide who approves, where approvals
+live or which file is written (OWN_FILE_ONLY) count only from the person's own settings file. A missing or malformed
+setting fails at start with one line naming the variable.
 """
 
 from __future__ import annotations

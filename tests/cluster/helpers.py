@@ -18,7 +18,7 @@ import httpx
 import mcp.types as mt
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from tests.helpers import HTTP_TOKEN, REPO, as_person, binary, clean_env, http_own, http_session
+from tests.helpers import HTTP_TOKEN, PERSON_SETTINGS, REPO, as_person, binary, clean_env, http_own, http_session
 
 SCRIPT = REPO / "scripts" / "cluster.sh"
 
@@ -79,9 +79,11 @@ class Cluster:
         return done
 
     def audit(self) -> list[dict[str, Any]]:
-        """The shared audit as `sheepcrm-mcp audit tail` prints it (the one command that reads it)."""
-        done = subprocess.run([binary(), "audit", "tail", "-n", "100000"], capture_output=True, text=True,
-                              env=clean_env(SHEEPCRM_REDIS_URL=self.redis_url), timeout=60, cwd=REPO)
+        """The shared audit as `sheepcrm-mcp audit tail` prints it (the one command that reads it), with the
+        person's own settings file naming the shared store."""
+        command = [sys.executable, "-I", str(REPO / "tests" / "person_browser.py"), str(self.state / "none.txt")]
+        done = subprocess.run([*command, "audit", "tail", "-n", "100000"], capture_output=True, text=True,
+                              env=clean_env(PERSON_SETTINGS=self.env[PERSON_SETTINGS]), timeout=60, cwd=REPO)
         assert done.returncode == 0, done.stderr
         return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
@@ -114,6 +116,10 @@ def cluster(sb: SandboxServer, tmp: Path, replicas: int = 3, own_extra: str = ""
     })
     env = {k: v for k, v in env.items() if v != ""}  # an empty value removes a setting (e.g. the staff key)
     c = Cluster(tmp / "cluster", env, replicas, base)
+    # Hosted mode, the shared store, the request-state key, the public address: the replicas take them only from
+    # that file, so the person adds what `cluster.sh own-settings` prints (the generated Redis password included).
+    path = Path(person[PERSON_SETTINGS])
+    path.write_text(path.read_text() + c.run("own-settings").stdout)
     try:
         c.run("start")
         yield c

@@ -319,14 +319,16 @@ async def test_redis_sign_ins_in_progress_are_capped_like_the_in_process_ones(ru
         await client.aclose()
 
 
-def test_doctor_checks_the_shared_store(running: Cluster) -> None:
+def test_doctor_checks_the_shared_store(running: Cluster, tmp_path: Path) -> None:
     """doctor says whether Redis answers (by host and port: never the URL, which may hold a password)."""
-    from tests.helpers import binary, clean_env
+    from tests.helpers import as_person, clean_env, own_lines
 
     secret = "doctor-redis-password-" + "p" * 12
     for url, good in ((running.redis_url, True), (f"redis://:{secret}@127.0.0.1:9/0", False)):
         env = clean_env(SHEEPCRM_REDIS_URL=url, SHEEPCRM_PUBLIC_URL="http://127.0.0.1:8765")
-        done = subprocess.run([binary(), "doctor", "--sandbox"], env=env, capture_output=True, text=True, timeout=60)
+        command, person = as_person(own_lines(env), tmp_path / "person")  # the shared store: the person's own file
+        done = subprocess.run([*command, "doctor", "--sandbox"], env={**env, **person}, capture_output=True,
+                              text=True, timeout=60)
         port = running.env["REDIS_PORT"] if good else "9"
         assert (f"ok   Redis at 127.0.0.1:{port} answers" in done.stdout) == good, done.stdout
         assert (f"FAIL Redis at 127.0.0.1:{port} does not answer" in done.stdout) == (not good), done.stdout
