@@ -337,9 +337,9 @@ PY
   fi
 }
 
-replica_settings() {  # exports the settings every replica gets (run it in a subshell)
+replica_settings() {  # [no-upstream] exports the settings every replica gets (run it in a subshell)
   local -a upstream=()
-  mapfile -t upstream < <(replica_env)
+  [[ "${1:-}" == no-upstream ]] || mapfile -t upstream < <(replica_env)
   for kv in "${upstream[@]}"; do export "${kv?}"; done
   export SHEEPCRM_REDIS_URL="${SHEEPCRM_REDIS_URL:-$(redis_url)}"
   export SHEEPCRM_FORWARDED_ALLOW_IPS="${SHEEPCRM_FORWARDED_ALLOW_IPS:-$BIND_ADDR}"
@@ -358,10 +358,10 @@ replica_settings() {  # exports the settings every replica gets (run it in a sub
 cmd_own_settings() {  # the replicas' settings, as lines of the own settings file of the account they run as
   validate_env
   prepare_dirs
-  (
-    replica_settings
+  (  # the sandbox's upstream and the sheepCRM keys stay in the replicas' environment (a sandbox key is new per start)
+    replica_settings no-upstream
     printf 'SHEEPCRM_TRANSPORT=http\n'
-    env | grep -E '^SHEEPCRM_[A-Z0-9_]+=' | grep -vE '^SHEEPCRM_(BIN|VENV|TRANSPORT)=' | sort
+    env | grep -E '^SHEEPCRM_[A-Z0-9_]+=' | grep -vE '^SHEEPCRM_(BIN|VENV|TRANSPORT|API_KEY[A-Z_]*)=' | sort
   )
 }
 
