@@ -184,7 +184,9 @@ def tool_cache_file() -> Path:
 
 
 def source_key() -> str:
-    """A hash of this package's Python sources (the sandbox aside) and the versions that shape the schemas."""
+    """A hash of this package's Python sources (the sandbox aside), each named by its path, size and modification
+    time (as Python's bytecode cache tells a changed source: a few stat calls, where reading every file took a
+    few milliseconds of each start), and the versions that shape the schemas."""
     from importlib.metadata import version
 
     digest = hashlib.sha256(
@@ -196,7 +198,8 @@ def source_key() -> str:
         dirs[:] = [d for d in dirs if d not in ("sandbox", "__pycache__")]
         paths += [Path(folder, name) for name in files if name.endswith(".py")]
     for path in sorted(paths):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+        status = path.stat()
+        digest.update(f"{path.relative_to(root)}\0{status.st_size}\0{status.st_mtime_ns}\0".encode())
     return digest.hexdigest()
 
 
