@@ -593,10 +593,13 @@ async def current_members(
     out: nobody needs to chase them."""
     plans, plans_unread = await _plans(deps)
     on = today()
-    filters = {"start_date__lte": on.isoformat(), "end_date__gte": on.isoformat()}
+    # The fields are datetimes and how sheepCRM compares them with a bare date is not documented: the filters ask
+    # a day wider on each side and Recheck keeps exactly the days asked, so a boundary day is never lost.
+    filters = {"start_date__lte": (on + timedelta(days=1)).isoformat(),
+               "end_date__gte": (on - timedelta(days=1)).isoformat()}
     until = on + timedelta(days=ends_within_days) if ends_within_days is not None else None
     if until is not None:
-        filters["end_date__lte"] = until.isoformat()
+        filters["end_date__lte"] = (until + timedelta(days=1)).isoformat()
     plan_uri: str | None = None
     if plan:
         wanted = plan.strip().lower()

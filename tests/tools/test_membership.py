@@ -581,3 +581,17 @@ async def test_a_membership_deleted_by_its_v1_state_is_never_listed_as_current(c
                     break
     assert facts["jane_uri"] in seen  # the listing was read
     assert facts["deleted_member_uri"] not in seen
+
+
+async def test_a_membership_starting_or_ending_on_a_boundary_day_is_listed(sandbox: SandboxServer,
+                                                                          connect: Any) -> None:
+    """The listing's fields are datetimes and the filters bare dates (how sheepCRM compares them is not
+    documented): a membership that started this morning or ends on the window's last day is still listed."""
+    today = now_utc().date()
+    first, last = list(renewals(sandbox, 400).values())[:2]
+    sandbox.store.update(first.uri, {"start_date": f"{today.isoformat()}T00:00:01",
+                                     "end_date": f"{(today + timedelta(days=3)).isoformat()}T00:00:00"}, message="t")
+    sandbox.store.update(last.uri, {"end_date": f"{(today + timedelta(days=5)).isoformat()}T23:59:00"}, message="t")
+    body = await answer_body(connect, sandbox, "search_contacts", {"renewing_within_days": 5, "limit": 50})
+    listed = {c.get("membership_uri") for c in body["contacts"]}
+    assert first.uri in listed and last.uri in listed, body
