@@ -76,6 +76,20 @@ def test_stdio_start_up_loads_none_of_the_deferred_modules() -> None:
     assert "sheepcrm_mcp.sandbox" in _loaded("import sys\nimport sheepcrm_mcp.sandboxed\nprint(sorted(sys.modules))")
 
 
+def test_stdio_start_up_from_the_tool_cache_builds_no_tool_model() -> None:
+    """Start-up cost: with the tool cache written (by the first start), the next start lists the tools from it and
+    builds none of their input or output models; each is built when its tool is first called."""
+    built = STDIO_START.replace(
+        "print(sorted(m for m in DEFERRED if m in sys.modules))",
+        "from sheepcrm_mcp.tools.catalogue import TOOLS\n"
+        "models = [(t.name, m) for t in TOOLS for m in (t.input, getattr(t, 'output', t.input))]\n"
+        "print(sorted({name for name, m in models if m.__pydantic_complete__}))",
+    )
+    assert built != STDIO_START
+    _loaded(built)  # writes the tool cache, should this code have none yet
+    assert _loaded(built) == "[]"
+
+
 def test_stdio_and_token_mode_do_not_load_hosted_mode_libraries() -> None:
     """Start-up cost: the JOSE library (and Redis) load only where hosted mode or replicas use them."""
     probe = ("import sys, sheepcrm_mcp.cli, sheepcrm_mcp.assembly, sheepcrm_mcp.http; "
