@@ -253,9 +253,10 @@ async def grace_of(uri: RecordUri, v1: dict[str, Any], deps: Deps) -> tuple[str 
     """(member_till_plus_grace, a note when it could not be learned). sheepCRM states the grace period only in its
     membership-by-email answer, so for a uri the contact's own email is asked, and the answer is used only when it
     is about this contact."""
-    if v1:
-        return text(v1.get("member_till_plus_grace")), None
     unknown = "Whether sheepCRM's grace period still applies could not be checked"
+    missing = f"{unknown}: sheepCRM's membership-by-email answer has no `member_till_plus_grace`."
+    if v1:
+        return text(v1.get("member_till_plus_grace")), None if "member_till_plus_grace" in v1 else missing
     try:
         contact = await deps.client.record(uri)
         email = plain(record_data(contact, "the contact's record").get("email"))
@@ -268,7 +269,7 @@ async def grace_of(uri: RecordUri, v1: dict[str, Any], deps: Deps) -> tuple[str 
         return None, f"{unknown} ({exc})."
     if ref(an_object(found, "the membership lookup by email").get("person")) != str(uri):
         return None, f"{unknown}: sheepCRM's membership-by-email answer is about another contact."
-    return text(found.get("member_till_plus_grace")), None
+    return text(found.get("member_till_plus_grace")), None if "member_till_plus_grace" in found else missing
 
 
 SUMMARIES = {
@@ -497,6 +498,7 @@ async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipA
     status: Status = best.status
     end = day(best.end_date)
     grace: str | None = None
+    unchecked: str | None = None
     if status == "lapsed" and end is not None and end < on:
         grace, unchecked = await grace_of(uri, v1, deps)
         if (g := day(grace)) and g >= on:
@@ -528,6 +530,8 @@ async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipA
         summary += f" {who} holds it as one of the linked members of {via}'s membership."
     elif status not in ("current", "unknown"):
         summary += f" {LINKED_UNCHECKED}"
+    if status == "lapsed" and unchecked:
+        summary += " Whether sheepCRM's grace period still applies could not be checked (see the note)."
     note = " ".join(filter(None, [note, unread_flags(raw)])) or None
     return MembershipAnswer(
         contact_uri=str(uri),

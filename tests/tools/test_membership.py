@@ -595,3 +595,13 @@ async def test_a_membership_starting_or_ending_on_a_boundary_day_is_listed(sandb
     body = await answer_body(connect, sandbox, "search_contacts", {"renewing_within_days": 5, "limit": 50})
     listed = {c.get("membership_uri") for c in body["contacts"]}
     assert first.uri in listed and last.uri in listed, body
+
+
+async def test_a_membership_answer_without_its_grace_date_says_grace_could_not_be_checked(connect: Any) -> None:
+    """`member_till_plus_grace` missing from the membership-by-email answer (drift: respelled) is not "no grace":
+    a lapsed member's answer says whether the grace period applies could not be checked."""
+    with SandboxServer(key=CANARY_KEY, drift=["renamed-field=member_till_plus_grace:/user/membership/"]) as sb:
+        body = await check(connect, sb, email=sb.store.demo_facts()["lapsed_email"])
+    assert body["status"] == "lapsed", body
+    assert "grace period still applies could not be checked" in body["summary"], body
+    assert "no `member_till_plus_grace`" in body["note"], body
