@@ -1058,7 +1058,7 @@ class SandboxMiddleware:
             logged_send = relocating(self.drift, scope["path"], logged_send)
         if scope["path"].startswith("/api/v1/") and rule is None:
             logged_send = json_rewriting(logged_send, v1_error)
-        logged_send = rate_limited(logged_send, rule.arg if rule is not None and rule.kind == "429" else None)
+        logged_send = rate_limited(logged_send, rule.arg if rule is not None and rule.kind in ("429", "403") else None)
         if rule is None:
             await target(scope, receive, logged_send)
         elif rule.after:
@@ -1112,7 +1112,7 @@ def rate_limited(send: Send, reset: float | None = None) -> Send:
 
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
-            limited = message["status"] == 429
+            limited = message["status"] == 429 or reset is not None  # a 429, or a throttling 403 (fault 403=ARG)
             wait = reset if reset is not None else 1.0
             headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"retry-after"] + [
                 (b"x-rate-limit-limit", RATE_LIMIT.encode()),

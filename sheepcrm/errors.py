@@ -128,6 +128,13 @@ def _has_request(response: httpx.Response) -> bool:
     return True
 
 
+def throttled(response: httpx.Response) -> bool:
+    """A 403 that says no calls are left (`x-rate-limit-remaining: 0`): sheepCRM's throttling (EVIDENCE.md,
+    throttling: the headers are named, the status code is not), not a missing permission."""
+    remaining = response.headers.get("x-rate-limit-remaining", "").split(",")[0].strip()
+    return response.status_code == 403 and remaining == "0"
+
+
 def error_for(response: httpx.Response, what: str, write: bool, api: str = "v2") -> SheepError:
     """Map an upstream status to an exception whose message a person can act on."""
     status = response.status_code
@@ -137,6 +144,14 @@ def error_for(response: httpx.Response, what: str, write: bool, api: str = "v2")
         return AuthError(
             f"sheepCRM refused the API key for {what} (HTTP 401). Check SHEEPCRM_API_KEY "
             "and that the key's user may use this bucket; `sheepcrm-mcp doctor` checks both.",
+            status,
+        )
+    if throttled(response):
+        reset = response.headers.get("x-rate-limit-reset", "").split(",")[0].strip()
+        wait = f" for {reset}s" if reset.replace(".", "", 1).isdigit() else ""
+        return RateLimitedError(
+            f"{what}: sheepCRM is throttling this key (HTTP 403 with x-rate-limit-remaining: 0): no calls are left"
+            f"{wait}. Wait and try again; this is not a missing permission.",
             status,
         )
     if status == 403:  # which permission is never guessed from sheepCRM's free text: its words are quoted

@@ -33,6 +33,7 @@ from sheepcrm_mcp.sheepcrm.errors import (
     UpstreamError,
     UpstreamTimeout,
     error_for,
+    throttled,
 )
 
 log = logging.getLogger("sheepcrm_mcp.client")
@@ -221,7 +222,7 @@ class Http:
                                            record_exception=False) as span:
             response = await self._send_once(method, url, what, params, body)
             span.set_attribute("http.response.status_code", response.status_code)
-        if response.status_code == 429:
+        if response.status_code == 429 or throttled(response):
             _observe("rate_limited")
         return response
 
@@ -300,7 +301,7 @@ class Http:
                 response = await self._send("GET", url, what, params, None)
             except UpstreamError as exc:
                 raise _Retryable(exc, None) from None
-            if response.status_code in RETRY_STATUSES:
+            if response.status_code in RETRY_STATUSES or throttled(response):
                 raise _Retryable(error_for(response, what, False, api), retry_after(response))
             return response
 
@@ -315,8 +316,10 @@ class Http:
             # The breaker counts calls, not attempts; being rate limited is not being down.
             self.breaker.record(isinstance(exc.error, RateLimitedError))
             if exc.wait is not None and exc.wait > c.retry_wait_max:
+                throttling = "sheepCRM is throttling this key: it" if isinstance(exc.error, RateLimitedError) else (
+                    "sheepCRM")
                 raise type(exc.error)(
-                    f"{what}: sheepCRM asks to wait {math.ceil(exc.wait)}s before the next call "
+                    f"{what}: {throttling} asks to wait {math.ceil(exc.wait)}s before the next call "
                     f"(HTTP {exc.error.status}); it was not asked again sooner. Try again after that.",
                     exc.error.status,
                 ) from None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -29,6 +29,13 @@ class SearchHelpOutput(ListOutput):
     articles: list[HelpArticle]
 
 
+TEXT_KEYS = ("text",)  # EVIDENCE.md (help search): include_text adds `text`; no other key is known
+
+
+def _text_of(article: dict[str, Any]) -> str | None:
+    return next((t for k in TEXT_KEYS if (t := text(article.get(k)))), None)
+
+
 async def search_help(req: SearchHelpInput, deps: Deps) -> SearchHelpOutput:
     full = req.detail == "full"
     data = await deps.client.search_help(req.query, limit=req.limit, include_text=full)
@@ -40,14 +47,20 @@ async def search_help(req: SearchHelpInput, deps: Deps) -> SearchHelpOutput:
             title=text(a.get("title")) or text(a.get("display_value")) or "(untitled)",
             link=text(a.get("link")) or text(a.get("url")),
             snippet=text(a.get("snippet")) or text(a.get("summary")),
-            text=text(a.get("text")) if full else None,
+            text=_text_of(a) if full else None,
         )
         for a in found
     ][: req.limit]
-    keep = fit(articles)
     note = None
+    if full and (blind := [a for a in found[: req.limit] if not any(k in a for k in TEXT_KEYS)]):
+        keys = sorted({str(k) for a in blind for k in a})[:12]
+        note = (f"The text of {len(blind)} article(s) could not be read: sheepCRM's answer holds none of "
+                f"{', '.join(TEXT_KEYS)} (keys: {', '.join(keys) or 'none'}). "
+                "Give the link instead.")
+    keep = fit(articles)
     if keep < len(articles):
-        note = f"Cut after {keep} articles to stay short; ask for fewer with limit or use detail='concise'."
+        cut = f"Cut after {keep} articles to stay short; ask for fewer with limit or use detail='concise'."
+        note = " ".join(filter(None, [note, cut]))
         articles = articles[:keep]
     if articles and (weak := _weak(req.query, articles)):
         note = " ".join(filter(None, [note, weak]))

@@ -50,6 +50,18 @@ async def test_a_longer_wait_than_the_client_may_take_is_not_retried_early(conne
 
 
 
+async def test_a_403_saying_no_calls_are_left_is_throttling_not_a_missing_permission(connect: Any) -> None:
+    """A 403 with `x-rate-limit-remaining: 0` (fault 403=30) is sheepCRM throttling: the read waits as for a 429
+    (here longer than the budget, so it is asked once) and the answer says so, never that a permission is missing."""
+    with SandboxServer(key=CANARY_KEY, faults=["403=30:1.0:/api/v1/demo/person/"]) as sb:
+        jane = sb.store.demo_facts()["jane_uri"]
+        result = await answer(connect, sb, "get_contact", {"uri": jane}, retry_budget=10.0)
+        asked = [r for r in sb.request_log if r.path == f"/api/v1{jane}"]
+    said = error_text(result)
+    assert "throttling" in said and "wait 30s" in said and len(asked) == 1, (said, len(asked))
+    assert "lacks a permission" not in said, said
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_get_contact(shared_sandbox: SandboxServer, readers: Readers, mode: str) -> None:
     store = shared_sandbox.store

@@ -67,3 +67,12 @@ def test_weak_names_the_words_no_article_mentions() -> None:
     assert help._weak("refund booking", articles) is None
     note = help._weak("gift aid declaration export", articles)
     assert note is not None and "gift" in note and "declaration" in note
+
+
+async def test_full_help_text_under_a_key_not_known_is_could_not_read(connect: Any) -> None:
+    """detail='full' with the article text under another key (drift: `text` respelled): the note says the text
+    could not be read, naming the keys sheepCRM sent, never an article silently without text."""
+    with SandboxServer(key=CANARY_KEY, drift=["renamed-field=text:/search/v2/demo/help"]) as sb:
+        body = await answer_body(connect, sb, "search_help", {"query": "refund booking", "detail": "full"})
+    assert body["articles"] and all(a.get("text") is None for a in body["articles"]), body
+    assert "could not be read" in body["note"] and "keys: " in body["note"], body
