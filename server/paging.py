@@ -38,13 +38,13 @@ def compact_answer(result: Output) -> CallToolResult:
     """structuredContent plus the same JSON as text, compact. The SDK's default text is indented
     (about a third more characters for the model to read, and to send); bench/RESULTS.md measures it."""
     data = result.model_dump(mode="json", by_alias=True)
-    raw = pydantic_core.to_json(data)
-    if len(raw) > STRING_CAP:  # only an answer this long can hold a string longer than the cap
-        data = shorten(data)
-        raw = pydantic_core.to_json(data)
-    text = raw.decode()
+    text = pydantic_core.to_json(data).decode()
+    # Scrubbed before any string is cut: a secret's encoded form cut in half would no longer be recognised.
     if (clean := scrub(text)) != text:  # a secret in the answer: both forms are read from the scrubbed text
         data = json.loads(clean)
+        text = pydantic_core.to_json(data).decode()
+    if len(text) > STRING_CAP:  # only an answer this long can hold a string longer than the cap
+        data = shorten(data)
         text = pydantic_core.to_json(data).decode()
     if len(text) > HARD_CAP:
         raise Refusal(

@@ -79,3 +79,20 @@ def test_encoded_forms_of_a_secret_are_scrubbed(captured: io.StringIO) -> None:
     text = captured.getvalue()
     assert not [f for f in forms if f in text] and text.count("[REDACTED]") >= len(forms)
     assert logs.scrub("Call about renewal, 0123456789abcdef") == "Call about renewal, 0123456789abcdef"
+
+
+def test_a_result_is_scrubbed_before_its_long_strings_are_cut() -> None:
+    """An encoded key straddling the 2,000-character cut would leave a part the scrubber no longer recognises."""
+    import base64
+
+    from sheepcrm_mcp.server.paging import STRING_CAP, compact_answer
+    from sheepcrm_mcp.server.specs import Output
+
+    class Note(Output):
+        text: str
+
+    logs.add_secret(KEY)
+    encoded = base64.b64encode(f"Bearer {KEY}".encode()).decode()
+    answer = compact_answer(Note(text="x" * (STRING_CAP - 10) + encoded))
+    body = answer.content[0].text  # type: ignore[union-attr]
+    assert encoded[:10] not in body and "[REDACTED]" in body
