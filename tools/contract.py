@@ -75,7 +75,7 @@ READS: tuple[Read, ...] = (
         "memberships", "memberships", "/api/v2{person_uri}membership/all", ("memberships",),
         ("start_date", "end_date", "cancellation_date", "display_value", "membership_number",
          "membership_record_status", "membership_type", "paid", "record_state", "uri", "auto_renew", "has_renewed",
-         "advise_lapse", "payment_method", "member", "linked_members"),
+         "advise_lapse", "payment_method", "member", "linked_members", "data", "meta", "state"),
         ("start_date", "end_date", "membership_record_status"),  # `paid` is optional (openapi.yaml)
     ),
     Read("display", "display", "/api/v2/{bucket}/{resource_type}/{uid}/display", (), ("display_value",),
@@ -134,7 +134,7 @@ READS: tuple[Read, ...] = (
         "member list", "resources", "/api/v1/{bucket}/member/", ("results",),
         ("uri", "data", "member", "start_date", "end_date", "membership_type", "paid", "membership_record_status",
          "record_state", "cancellation_date", "total", "page", "page_size", "auto_renew", "has_renewed",
-         "linked_members"),
+         "linked_members", "meta", "state"),
         ("data", "member", "start_date", "end_date", "membership_type", "membership_record_status"),
         envelope=("total",),
     ),
