@@ -241,7 +241,8 @@ async def search_person(request: Request) -> Response:
     if len(found) > 1:  # one record is the answer, so several are a conflict unless take_first_if_multiple
         return error(409, "multiple people match those details",
                      f"{len(found)} people match; give more fields or take_first_if_multiple=true")
-    return JSONResponse(v1_record(found[0]))  # EVIDENCE.md: "the full person record is returned"
+    # EVIDENCE.md: "the full person record is returned"; as a v1 listing gives one: `id` its uid, beside its uri
+    return JSONResponse(v1_record(found[0]) | {"id": found[0].uid})
 
 
 async def search_help(request: Request) -> Response:

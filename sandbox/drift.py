@@ -10,6 +10,7 @@ Spec: `KIND[=ARG][:PATH_REGEX]` (the regex is searched in the request path; with
                          one-item list holding it (a flag, a count, an object as another type than documented)
   number-field=NAME      every value of NAME sent as a number (a date 2026-12-07 as 20261207; other text as 0)
   string-field=NAME      every value of NAME sent as a JSON string of it (a list as "[...]")
+  object-field=NAME      every value of NAME sent as an object holding it ({"value": ...})
   null-item[=KEY]        a null added to the records of a list answer (under KEY, default: the first known
                          wrapper; or a bare list): an item no client can read
   moved-path             404 {"error": "not found"}: the path is gone
@@ -35,10 +36,10 @@ from starlette.types import Message, Send
 
 KINDS = (
     "renamed-field", "other-wrapper", "extra-nulls", "moved-path", "rejected-param", "retyped-field", "null-item",
-    "number-field", "string-field", "echoed-key", "other-location",
+    "number-field", "string-field", "object-field", "echoed-key", "other-location",
 )
 REWRITES = ("renamed-field", "other-wrapper", "extra-nulls", "retyped-field", "null-item", "number-field",
-            "string-field", "echoed-key")
+            "string-field", "object-field", "echoed-key")
 ENCODINGS: dict[str, Callable[[bytes], str]] = {
     "plain": lambda b: b.decode("latin-1"),
     "base64": lambda b: base64.b64encode(b).decode(),
@@ -65,7 +66,8 @@ class DriftRule:
         kind, _, arg = head.partition("=")
         if kind not in KINDS:
             raise ValueError(f"unknown drift {kind!r}; choose from {', '.join(KINDS)}")
-        if kind in ("rejected-param", "number-field", "string-field", "echoed-key", "other-location") and not arg:
+        if kind in ("rejected-param", "number-field", "string-field", "object-field", "echoed-key",
+                    "other-location") and not arg:
             raise ValueError(f"{kind} needs =ARG")
         enc, plus, start = arg.partition("+")
         if kind == "echoed-key" and (enc not in ENCODINGS or (plus and not start.isdigit())):
@@ -176,6 +178,8 @@ def rewrite(rule: DriftRule, body: Any) -> Any:
         return _rename(body, rule.arg or "display_value")
     if rule.kind == "retyped-field":
         return _retype(body, rule.arg) if rule.arg else [body]
+    if rule.kind == "object-field":
+        return _convert(body, rule.arg or "", lambda v: {"value": v})
     if rule.kind in ("number-field", "string-field"):
         return _convert(body, rule.arg or "", _number if rule.kind == "number-field" else json.dumps)
     wrappers = (rule.arg,) if rule.arg else WRAPPERS

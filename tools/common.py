@@ -79,8 +79,9 @@ class TimedListOutput(ListOutput):
 
 
 def text(value: Any) -> str | None:
-    """A non-empty string or None, for the loose values sheepCRM returns."""
-    if value is None:
+    """A non-empty string or None, for the loose values sheepCRM returns. An object or a flag is not text (a name,
+    a date, an email): None, never its printed form."""
+    if value is None or isinstance(value, (dict, bool)):
         return None
     if isinstance(value, list):
         value = next((v for v in value if v), None)

@@ -7,7 +7,7 @@ import logging
 import re
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
@@ -33,6 +33,7 @@ from sheepcrm_mcp.tools.common import (
     split_label,
     text,
     unreadable,
+    v1_all,
 )
 from sheepcrm_mcp.tools.search import person_search
 
@@ -401,6 +402,14 @@ def _namesake(row: dict[str, Any], wanted: dict[str, str]) -> bool | None:
     return all(_fold(names[k]) == _fold(v) for k, v in wanted.items())
 
 
+EMAIL_PAGE = 25  # contacts per page of a listing by email
+EMAIL_PAGES = 4  # more contacts than this whose email starts so: could not check, never "no duplicate"
+
+
+def _by_email(deps: Deps, rtype: str, email: str) -> Callable[[int, int], Awaitable[Any]]:
+    return lambda page, size: deps.client.resources(rtype, {"email__startswithi": email}, page=page, page_size=size)
+
+
 async def lookalikes(deps: Deps, req: CreateContactInput) -> tuple[list[dict[str, Any]], int]:
     """Contacts that may be the one to create, each with why: sheepCRM's matching rules for people (email;
     first+last+date of birth; first+last+postcode; title+last+postcode: exact and, for names and postcode,
@@ -432,8 +441,12 @@ async def lookalikes(deps: Deps, req: CreateContactInput) -> tuple[list[dict[str
             other = "organisation" if req.type == "person" else "person"
             also = f"same email, {'an' if other[0] == 'o' else 'a'} {other}"
             for rtype, why in ((req.type, SAME_EMAIL), (other, also)):
-                same = await deps.client.resources(rtype, {"email__startswithi": email}, page_size=10)
-                add(listed(same, f"the {rtype} listing by email", "results"), why,
+                what = f"the {rtype} listing by email"
+                # read whole: a contact with the same email past the first page is still found
+                same, unread = await v1_all(_by_email(deps, rtype, email), what, EMAIL_PAGE, EMAIL_PAGES)
+                if unread:
+                    raise UpstreamError(unread)
+                add(same, why,
                     lambda r: _fold(email) in _email_values(record_data(r, "a listing by email").get("email")))
         if req.type == "person":
             dob = req.date_of_birth.isoformat() if req.date_of_birth else None

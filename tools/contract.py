@@ -41,7 +41,7 @@ TASK = (
     "record_state", "uri",
 )
 TASK_CORE = ("uid", "completed", "date|due_date")
-V1_CONTACT = ("uri", "display_value", "data", "email", "telephone", "job_title", "total")
+V1_CONTACT = ("uri", "display_value", "data", "email", "telephone", "job_title", "total", "page", "page_size")
 EVENT = (
     "uid", "uri", "display_value", "title", "start_datetime", "start_date", "end_datetime", "end_date", "location",
     "cancelled", "status", "is_sold_out", "record_state",

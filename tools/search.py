@@ -78,11 +78,21 @@ class SearchContactsOutput(ListOutput):
     plans: list[str] | None = None
 
 
+def uri_of(row: dict[str, Any]) -> str | None:
+    """A row's record uri: `uri`, else `id` only when it is a uri (SearchResultsResponse's `id` is one; a v1 row's
+    `id` is the bare uid, never a uri)."""
+    uri = text(row.get("uri"))
+    if uri is None and (ident := text(row.get("id"))) and ident.startswith("/") and ident.count("/") >= 4:
+        uri = ident
+    return uri
+
+
 def hit(row: dict[str, Any]) -> ContactHit:
-    uri = text(row.get("id")) or text(row.get("uri")) or ""
+    uri = uri_of(row) or ""
     return ContactHit(
         uri=uri,
-        name=text(row.get("display_value")) or "(no name)",
+        name=text(row.get("display_value")) or (
+            "(no name)" if row.get("display_value") in (None, "", []) else "(name could not be read)"),
         type=kind_of(row),
         email=plain(row.get("primary_email")),
         phone=plain(row.get("primary_telephone")),
@@ -92,7 +102,7 @@ def hit(row: dict[str, Any]) -> ContactHit:
 
 def kind_of(row: dict[str, Any]) -> str:
     """The resource type: `resource`, else the type part of the uri."""
-    uri = text(row.get("id")) or text(row.get("uri")) or ""
+    uri = uri_of(row) or ""
     return text(row.get("resource")) or (uri.split("/")[2] if uri.count("/") >= 3 else "record")
 
 
@@ -298,11 +308,11 @@ async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContact
     elif any(fielded.values()):
         try:
             found = await person_search(deps, **fielded)
-        except ConflictError:  # sheepCRM's person search answers one person; several matches are a 409
+        except ConflictError:  # openapi.yaml lists no 409 for the person search: its meaning is not known
             raise Refusal(
-                "Several people match these details in sheepCRM's person search (it answers only one): add fields "
-                "to tell them apart (the email, or first_name + last_name + postcode), or search with query= to "
-                "list every match."
+                "sheepCRM answered 409 to the person search (not documented for this search; it may mean several "
+                "people match, as its answer is one person): add fields to tell them apart (the email, or "
+                "first_name + last_name + postcode), or search with query= to list every match."
             ) from None
     else:
         assert req.query is not None

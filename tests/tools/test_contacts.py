@@ -768,3 +768,19 @@ async def test_a_created_record_read_back_as_404_with_a_refused_key_is_could_not
     said = text_of(again)
     assert again.is_error and "Could not read the contact" in said and "not created again" in said, said
     assert "deleted?" not in said and sent(sandbox, "POST") == ["/api/v1/demo/person/"], said
+
+
+async def test_a_same_email_contact_past_the_listings_first_rows_is_found(sandbox: SandboxServer, connect: Any) -> None:
+    """The same-email check reads the whole v1 listing: eleven organisations whose emails start with the address
+    come first, the one with that exact address after them; it is found and the create refused, nothing sent."""
+    email = "office@aquarius.example.org"
+    orgs = sandbox.store.by_type("organisation")
+    for i, org in enumerate(orgs[:11]):
+        sandbox.store.update(org.uri, {"email": [f"{email}.x{i}"]}, message="t")
+    sandbox.store.update(orgs[11].uri, {"email": [email]}, message="t")
+    result = await answer(connect, sandbox, "create_contact",
+                          {"type": "organisation", "name": "Aquarius Lunar Society", "email": email},
+                          elicitation=approve)
+    said = text_of(result)
+    assert result.is_error and "already belongs" in said and orgs[11].uri in said, said
+    assert sent(sandbox, "POST") == []
