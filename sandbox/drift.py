@@ -20,6 +20,7 @@ Spec: `KIND[=ARG][:PATH_REGEX]` (the regex is searched in the request path; with
                          the key): ENC is one of plain, base64, base64url, hex, HEX, percent (every byte %xx),
                          PERCENT (%XX), quoted (reserved characters only), reversed
   other-location=URI     a create (POST) answered with `Location: URI`, another record than the one it made
+  bare-id                every `id` given as a uri (/bucket/type/uid/) sent as the bare uid, and `uri` keys left out
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ from starlette.types import Message, Send
 
 KINDS = (
     "renamed-field", "other-wrapper", "extra-nulls", "moved-path", "rejected-param", "retyped-field", "null-item",
-    "number-field", "string-field", "object-field", "echoed-key", "other-location",
+    "number-field", "string-field", "object-field", "echoed-key", "other-location", "bare-id",
 )
 REWRITES = ("renamed-field", "other-wrapper", "extra-nulls", "retyped-field", "null-item", "number-field",
-            "string-field", "object-field", "echoed-key")
+            "string-field", "object-field", "echoed-key", "bare-id")
 ENCODINGS: dict[str, Callable[[bytes], str]] = {
     "plain": lambda b: b.decode("latin-1"),
     "base64": lambda b: base64.b64encode(b).decode(),
@@ -174,6 +175,8 @@ def json_rewriting(send: Send, change: Callable[[int, Any], Any]) -> Send:
 
 
 def rewrite(rule: DriftRule, body: Any) -> Any:
+    if rule.kind == "bare-id":
+        return _bare_ids(body)
     if rule.kind == "renamed-field":
         return _rename(body, rule.arg or "display_value")
     if rule.kind == "retyped-field":
@@ -218,6 +221,15 @@ def _retype(value: Any, name: str) -> Any:
         return {k: ([_retype(v, name)] if k == name else _retype(v, name)) for k, v in value.items()}
     if isinstance(value, list):
         return [_retype(v, name) for v in value]
+    return value
+
+
+def _bare_ids(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: (v.strip("/").split("/")[-1] if k == "id" and isinstance(v, str) and v.startswith("/")
+                    else _bare_ids(v)) for k, v in value.items() if k != "uri"}
+    if isinstance(value, list):
+        return [_bare_ids(v) for v in value]
     return value
 
 

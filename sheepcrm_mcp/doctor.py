@@ -161,6 +161,7 @@ def run_doctor(overrides: dict[str, Any], *, sandbox: bool = False, env_file: Pa
 # ---- doctor --contract --------------------------------------------------------------------
 
 EXIT_DRIFT = 4
+URI_IDS = frozenset({"search", "person search", "segment members", "segment lookup"})  # rows whose id is a uri
 WRITES_UNPROBED = (
     "doctor --contract reads only: the write endpoints (attendance and task PUTs, v1 POST, PUT and DELETE) are not "
     "probed; a write that meets a moved path fails with nothing changed and says so"
@@ -252,6 +253,10 @@ def inspect(read: Read, data: Any, status: int | str = 200) -> Probe:
             probe.null.append(name)
         else:
             probe.retyped += [w for f in group if (w := retyped(f, seen.get(f, [])))]
+    if read.name in URI_IDS:  # the tools read a search row's id as the record's uri
+        bare = [v for v in seen.get("id", []) if isinstance(v, str) and not v.startswith("/")]
+        if bare and not any(isinstance(v, str) and v.startswith("/") for v in seen.get("uri", [])):
+            probe.retyped.append(f"id sent as a bare uid in {len(bare)} record(s), with no uri (the tools read a uri)")
     top = set(data) if isinstance(data, dict) else set()  # keys of the answer itself (a listing's total)
     probe.absent = [f for f in read.fields if f not in core and f not in seen and f not in top]
     return probe
@@ -360,7 +365,8 @@ async def probe_contract(settings: Settings) -> list[Probe]:
                 last_name=last or "Smith"),
             found=bool(email),  # the email of a person just read: a 404 (no match) means the search has moved
         )
-        await call("help search", lambda: client.search_help("membership"), found=False)
+        await call("help search", lambda: client.search_help("membership", include_text=True), found=False,
+                   sent="include_text")
         listed = {
             rtype: await call(f"{rtype} list", functools.partial(client.resources, rtype, {}, 1, 5), found=False)
             for rtype in ("person", "organisation", "member", "membership_type")
@@ -406,6 +412,8 @@ async def probe_contract(settings: Settings) -> list[Probe]:
             for name in ("memberships", "display"):
                 skipped(name, "no member to sample")
         events = await call("events", lambda: client.events("all", 1, PAGE), found=False)
+        for state in ("current", "future", "running", "past", "draft"):  # each state the tools list
+            await call("events", functools.partial(client.events, state, 1, PAGE), found=False, sent=state)
         event_uids = [str(e["uid"]) for e in _records(events, "bookings") if isinstance(e.get("uid"), str)]
         if event_uids:
             uid = event_uids[0]
@@ -439,6 +447,8 @@ async def probe_contract(settings: Settings) -> list[Probe]:
             seg_uid = str(seg[0]["uid"])
             await call("segment count", lambda: client.segment_count(seg_uid))
             listed_members = await call("segment members", lambda: client.segment_members(seg_uid, 1, PAGE))
+            await call("segment members", lambda: client.segment_members(seg_uid, 1, PAGE, q="a"), found=False,
+                       sent="q")
             names = [str(r["display_value"]).split()[-1] for r in _records(listed_members, "results")
                      if isinstance(r.get("display_value"), str) and r["display_value"].strip()]
             await call("segment lookup", lambda: client.segment_lookup(seg_uid, names[0] if names else "a"))

@@ -92,7 +92,9 @@ def test_contract_is_clean_against_the_documented_shapes(doctor_sandbox: Sandbox
     assert probed == {read.name for read in READS}  # every upstream read the tools use
     sent = {e["endpoint"] for e in report["endpoints"] if " (" in e["endpoint"]}  # the filters the tools send
     assert sent == {"person list (email__startswithi)", "member list (member)",
-                    "member list (start_date__lte, end_date__gte)"}, sent
+                    "member list (start_date__lte, end_date__gte)", "help search (include_text)",
+                    "segment members (q)", *(f"events ({s})" for s in ("current", "future", "running", "past", "draft"))
+                    }, sent
     assert "write endpoints" in report["not_probed"]  # said, never implied
     assert all(e["status"] in (200, 404) for e in report["endpoints"]), report
     assert "sk-doctor-good-7d1e" not in r.stdout + r.stderr
@@ -117,6 +119,11 @@ def test_contract_is_clean_against_the_documented_shapes(doctor_sandbox: Sandbox
          "HTTP 400"),
         ("rejected-param=end_date__gte", "DRIFT member list (start_date__lte, end_date__gte) "
          "(/api/v1/{bucket}/member/): HTTP 400"),
+        # one event state's path moved; a parameter only the help tool sends refused; search rows' ids bare uids
+        ("moved-path:^/events/v2/[^/]+/bookings/future",
+         "DRIFT events (future) (/events/v2/{bucket}/bookings/{state}): HTTP 404"),
+        ("rejected-param=include_text", "DRIFT help search (include_text) (/search/v2/{bucket}/help): HTTP 400"),
+        ("bare-id:^/search/v2/[^/]+$", "RETYPED id sent as a bare uid in "),
         # the person search moved: a search for the email of a person just read answers 404 (no match)
         ("moved-path:^/search/v2/[^/]+/person", "DRIFT person search (/search/v2/{bucket}/person): HTTP 404"),
         # a v1 listing's wrapper renamed
