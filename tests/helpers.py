@@ -263,10 +263,11 @@ def run_binary(args: list[str], env: dict[str, str], *, own: str | None = None,
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_http(args: list[str], env: dict[str, str], **kw: Any) -> Any:
-    """`sheepcrm-mcp --transport http ARGS` as the person starts it: their own settings file says so (http_own)."""
+def run_http(args: list[str], env: dict[str, str], *, own_also: str = "", **kw: Any) -> Any:
+    """`sheepcrm-mcp --transport http ARGS` as the person starts it: their own settings file says so (http_own),
+    and `own_also` (lines only that file may hold, e.g. SHEEPCRM_HTTP_CLIENT_APPROVALS=true)."""
     full = ["--transport", "http", *args]
-    return run_binary(full, env, own=http_own(full, env), **kw)
+    return run_binary(full, env, own=http_own(full, env) + own_also, **kw)
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:

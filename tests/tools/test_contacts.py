@@ -399,10 +399,12 @@ async def test_a_server_killed_while_its_post_is_unanswered_never_posts_again_af
 
     with SandboxServer(key=CANARY_KEY, faults=["timeout=20@after:1:^/api/v1/demo/person/$"]) as sb:
         env = sandbox_env(sb, tmp_path, SHEEPCRM_TIMEOUT="30", SHEEPCRM_MCP_TOKEN=HTTP_TOKEN)
+        # the scripted person answers the client's form: over HTTP that counts only when their own file says so
+        approvals = "SHEEPCRM_HTTP_CLIENT_APPROVALS=true\n"
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         with anyio.fail_after(90):
-            with run_http(["--port", str(port)], env) as first:
+            with run_http(["--port", str(port)], env, own_also=approvals) as first:
                 wait_healthy(url, first)
                 with contextlib.suppress(Exception):  # the session dies with its server
                     async with http_session(url, elicitation_callback=approve) as client:
@@ -412,7 +414,7 @@ async def test_a_server_killed_while_its_post_is_unanswered_never_posts_again_af
                                 await anyio.sleep(0.05)
                             first.kill()  # mid-POST: nothing in the process survives
                             first.wait(timeout=10)
-            with run_http(["--port", str(port)], env) as second:
+            with run_http(["--port", str(port)], env, own_also=approvals) as second:
                 wait_healthy(url, second)
                 async with http_session(url, elicitation_callback=approve) as client:
                     retry = await client.call_tool("create_contact", fred)
