@@ -116,7 +116,11 @@ REDUCED = (
 
 async def _event_or_refuse(uid: str, deps: Deps) -> tuple[dict[str, Any], str | None]:
     """The event, or its reduced summary when the key lacks the permission for the full one (403)."""
-    missing = f"No event with uid {uid!r}. Find events with list_events (state='all' to include past and draft ones)."
+    # openapi.yaml lists 200/400/401 for the event reads: a 404 is not documented, so both of its readings are said
+    missing = (
+        f"sheepCRM answered 404 for event {uid!r}: no such event, or it cannot be read with this key; check the uid "
+        "with list_events (state='all' to include past and draft ones)."
+    )
     try:
         return await or_refuse(deps.client.event(uid), missing), None
     except PermissionDenied as exc:

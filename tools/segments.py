@@ -147,7 +147,11 @@ async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutpu
         offset = decode_cursor(req.cursor, key)
         data = await deps.client.segment_members(uid, page=offset // req.limit + 1, page_size=req.limit, q=req.q)
     except NotFoundError:
-        raise Refusal(f"No segment with uid {uid!r}; find segments with find_segments.") from None
+        # openapi.yaml lists 200/400/401 for these reads: a 404 is not documented, so both readings are said
+        raise Refusal(
+            f"sheepCRM answered 404 for segment {uid!r}: no such segment, or it cannot be read with this key; check "
+            "the uid with find_segments."
+        ) from None
     # "a list of records with contents depending on segment type": no documented wrapper and no total, so a
     # full page means there may be more.
     members = [hit(r) for r in records(data, "the segment's members")]

@@ -552,3 +552,13 @@ async def test_an_email_not_found_among_sessions_without_emails_is_could_not_che
     said = json.dumps(body)
     assert not body["attendees"] and "not booked under it" not in said, said
     assert "could not be checked" in said, said
+
+
+async def test_a_404_for_an_event_says_both_readings_never_no_such_event(shared_sandbox: SandboxServer,
+                                                                          connect: Any) -> None:
+    """openapi.yaml lists 200/400/401 for the event read: a 404 is said as sheepCRM answering 404 (no such event,
+    or not readable with this key), never flatly "No event"."""
+    result = await answer(connect, shared_sandbox, "get_event", {"uid": "nosuchevent0"})
+    said = error_text(result)
+    assert "sheepCRM answered 404 for event 'nosuchevent0'" in said and "cannot be read with this key" in said, said
+    assert "No event with" not in said, said

@@ -203,3 +203,14 @@ async def test_an_empty_lookup_states_its_basis_and_a_short_filtered_page_may_no
                              {"uid": uid, "mode": "members", "q": facts["jane_email"], "limit": 20})
     assert page["members"] and page.get("total") is None, page
     assert "there may be more" in page["note"], page
+
+
+@pytest.mark.parametrize("mode", ["count", "members"])
+async def test_a_404_for_a_segment_says_both_readings_never_no_such_segment(shared_sandbox: SandboxServer,
+                                                                             connect: Any, mode: str) -> None:
+    """openapi.yaml lists 200/400/401 for the segment reads: a 404 is said as sheepCRM answering 404 (no such
+    segment, or not readable with this key), never flatly "No segment"."""
+    result = await answer(connect, shared_sandbox, "query_segment", {"uid": "nosuchsegment0", "mode": mode})
+    said = error_text(result)
+    assert "sheepCRM answered 404 for segment 'nosuchsegment0'" in said and "with this key" in said, said
+    assert "No segment with" not in said, said
