@@ -35,7 +35,7 @@ from sheepcrm_mcp.tools.common import (
     unreadable,
     v1_all,
 )
-from sheepcrm_mcp.tools.search import person_search
+from sheepcrm_mcp.tools.search import person_search, row_uri
 
 log = logging.getLogger("sheepcrm_mcp.tools")
 
@@ -248,8 +248,11 @@ async def _email_taken(deps: Deps, email: str, uri: str) -> str | None:
         found = await person_search(deps, email=email)
     except SheepError as exc:
         return f"Warning: could not check whether {email} already belongs to another contact ({exc})"
-    others = [(r.get("display_value"), u) for r in found if (u := text(r.get("id")) or text(r.get("uri")))
+    others = [(r.get("display_value"), u) for r in found if (u := row_uri(r, deps.client.bucket))
               and u != uri]
+    if unread := [r for r in found if row_uri(r, deps.client.bucket) is None]:
+        return (f"Warning: could not check whether {email} already belongs to another contact (sheepCRM's answer "
+                f"holds {len(unread)} match(es) whose uri could not be read)")
     if not others:
         return None
     names = ", ".join(f"{text(n) or '(no name)'} ({u})" for n, u in others[:3])

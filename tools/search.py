@@ -87,23 +87,45 @@ def uri_of(row: dict[str, Any]) -> str | None:
     return uri
 
 
-def hit(row: dict[str, Any]) -> ContactHit:
-    uri = uri_of(row) or ""
+def hit(row: dict[str, Any], uri: str | None = None, kind: str | None = None) -> ContactHit:
+    uri = uri or uri_of(row) or ""
     return ContactHit(
         uri=uri,
         name=text(row.get("display_value")) or (
             "(no name)" if row.get("display_value") in (None, "", []) else "(name could not be read)"),
-        type=kind_of(row),
+        type=kind or kind_of(row) or "record",
         email=plain(row.get("primary_email")),
         phone=plain(row.get("primary_telephone")),
         postcode=text(row.get("postal_code")),
     )
 
 
-def kind_of(row: dict[str, Any]) -> str:
-    """The resource type: `resource`, else the type part of the uri."""
+def kind_of(row: dict[str, Any], default: str | None = None) -> str | None:
+    """The resource type: `resource`, else the type part of the uri, else `default` (None: not known)."""
     uri = uri_of(row) or ""
-    return text(row.get("resource")) or (uri.split("/")[2] if uri.count("/") >= 3 else "record")
+    return text(row.get("resource")) or (uri.split("/")[2] if uri.count("/") >= 3 else default)
+
+
+def row_uri(row: dict[str, Any], bucket: str) -> str | None:
+    """The row's uri (uri_of), else built from the bucket, the row's `resource` and a bare-uid `id`; None when
+    neither can be read (never an empty uri)."""
+    uri = uri_of(row)
+    ident, kind = text(row.get("id")), text(row.get("resource"))
+    if uri is None and kind and ident and "/" not in ident.strip("/"):
+        uri = f"/{bucket}/{kind}/{ident.strip('/')}/"
+    return uri
+
+
+def unread_rows(rows: list[dict[str, Any]]) -> str | None:
+    """Rows whose type or uri could not be read: counted, with their keys (never their values)."""
+    if not rows:
+        return None
+    keys = sorted({str(k) for r in rows for k in r})
+    shown = ", ".join(keys[:12]) + (", ..." if len(keys) > 12 else "")
+    return (
+        f"Could not read {len(rows)} of the results (keys {shown or 'none'}): their type or uri is not one sheepCRM's "
+        "documents name, so whether they are contacts that match is unknown, not no."
+    )
 
 
 def records(data: Any, what: str) -> list[dict[str, Any]]:
@@ -300,7 +322,7 @@ async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContact
     if any(fielded.values()) and not person_matchable(**fielded):
         # sheepCRM's person search answers 404 to these fields alone: the free-text search, people only
         found = [r for r in records(await deps.client.search(" ".join(v for v in fielded.values() if v)),
-                                    "the search") if kind_of(r) == "person"]
+                                    "the search") if kind_of(r) in ("person", None)]
         by_name = (
             "Searched by name with sheepCRM's free-text search (people only; its best matches, not exact): its person "
             "search matches only an email, or first_name + last_name + postcode."
@@ -317,15 +339,27 @@ async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContact
     else:
         assert req.query is not None
         found = records(await deps.client.search(req.query), "the search")
-    hits = [hit(r) for r in found if kind_of(r) in CONTACT_TYPES]  # global search also finds events, tasks...
+    # The person search answers people only; the global search also finds events, tasks... A row whose type or
+    # uri cannot be read is counted as could not read, never dropped into "no match".
+    default = "person" if any(fielded.values()) and by_name is None else None
+    hits: list[ContactHit] = []
+    unread: list[dict[str, Any]] = []
+    for r in found:
+        kind = kind_of(r, default)
+        uri = row_uri(r, deps.client.bucket)
+        if kind is None or (kind in CONTACT_TYPES and uri is None):
+            unread.append(r)
+        elif kind in CONTACT_TYPES:
+            hits.append(hit(r, uri, kind))
     key = f"search:{req.query}:{sorted(fielded.items())}"
-    empty = "No contacts match." + _other_tries(req)
-    if (req.first_name or req.last_name) and by_name is None:
+    unsaid = unread_rows(unread)
+    empty = "No readable contact in sheepCRM's answer." if unread else "No contacts match." + _other_tries(req)
+    if (req.first_name or req.last_name) and by_name is None and not unread:
         empty += " Names must match exactly, including capital letters."
     items, envelope = list_page(hits, req.limit, req.cursor, key, empty)
     if not any(fielded.values()) or by_name:
         envelope["total"] = None  # the global search has no paging and no total: its list may be its best matches
-    notes = [by_name, await describe(items, deps), namesakes(items), envelope["note"]]
+    notes = [by_name, unsaid, await describe(items, deps), namesakes(items), envelope["note"]]
     envelope["note"] = " ".join(n for n in notes if n) or None
     return SearchContactsOutput(contacts=items, **envelope)
 

@@ -288,7 +288,7 @@ async def test_search_by_postcode_and_exact_fields(shared_sandbox: SandboxServer
 def test_kind_of_takes_the_resource_else_the_uri() -> None:
     assert search.kind_of({"resource": "person", "id": "/demo/organisation/a/"}) == "person"
     assert search.kind_of({"uri": "/demo/booking/b/"}) == "booking"
-    assert search.kind_of({"id": "b"}) == "record"
+    assert search.kind_of({"id": "b"}) is None  # not known, never a type made up
 
 
 def test_hit_names_a_nameless_row() -> None:
@@ -373,3 +373,36 @@ async def test_a_name_sent_as_an_object_is_could_not_read_never_its_printed_form
         body = await answer_body(connect, sb, "search_contacts", {"query": "Austen"})
     jane = next(c for c in body["contacts"] if c["uri"] == facts["jane_uri"])
     assert jane["name"] == "(name could not be read)" and "{" not in jane["name"], body
+
+
+async def test_global_search_rows_without_a_type_or_uri_are_could_not_read_never_no_match(connect: Any) -> None:
+    """SearchResultsResponse requires no field: rows without `resource` whose `id` is not a uri (drift) are counted
+    as could not read, with their keys, never dropped into "No contacts match"."""
+    drift = ["renamed-field=resource:/search/v2/", "number-field=id:/search/v2/"]
+    with SandboxServer(key=CANARY_KEY, drift=drift) as sb:
+        body = await answer_body(connect, sb, "search_contacts", {"query": "Austen"})
+    assert body["contacts"] == [] and "No contacts match" not in body["note"], body
+    assert "Could not read" in body["note"] and "of the results (keys" in body["note"], body
+    assert "Austen" not in body["note"]  # keys are named, values never
+
+
+async def test_a_person_match_with_only_a_bare_uid_is_could_not_read_never_no_match(connect: Any) -> None:
+    """The person search's record (variant person-record) without its `uri` (drift): with `resource` its uri is
+    built from bucket, type and uid (never an empty uri); without it too, a match whose uri cannot be read is a
+    match that could not be read, never "No contacts match"."""
+    uri_gone = ["renamed-field=uri:/search/v2/"]
+    with SandboxServer(key=CANARY_KEY, variant="person-record", drift=uri_gone) as sb:
+        facts = sb.store.demo_facts()
+        built = await answer_body(connect, sb, "search_contacts", {"email": facts["jane_email"]})
+    assert [c["uri"] for c in built["contacts"]] == [facts["jane_uri"]], built
+    with SandboxServer(key=CANARY_KEY, variant="person-record",
+                       drift=[*uri_gone, "renamed-field=resource:/search/v2/"]) as sb:
+        body = await answer_body(connect, sb, "search_contacts", {"email": facts["jane_email"]})
+    assert body["contacts"] == [] and "No contacts match" not in body["note"], body
+    assert "Could not read 1 of the results" in body["note"], body
+
+
+async def test_a_person_row_with_a_bare_uid_takes_its_uri_from_bucket_type_and_uid() -> None:
+    deps = scripted({"/search/v2/demo": {"results": [{"id": "abc", "display_value": "Ann", "resource": "person"}]}})
+    body = await search_contacts(SearchContactsInput(query="a"), deps)
+    assert [c.uri for c in body.contacts] == ["/demo/person/abc/"], body
