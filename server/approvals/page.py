@@ -28,7 +28,9 @@ import re
 import secrets
 import shlex
 import shutil
+import socket
 import stat
+import struct
 import subprocess
 import sys
 import threading
@@ -198,6 +200,30 @@ def _own_socket(path: Path) -> bool:
     return stat.S_ISSOCK(info.st_mode) and info.st_uid in (os.getuid(), 0)
 
 
+def _own_x_display(number: str) -> bool:
+    """DISPLAY :N leads to a display server of this user's or root's: its socket file is, and on Linux so is the
+    process holding the abstract socket of the same name, which X clients try first and which any local account may
+    bind while no display server holds it (a stale socket file left by a killed server, one started with
+    `-nolisten local`). A name nobody holds is refused: another account could take it before the browser connects."""
+    path = X11_SOCKETS / f"X{number}"
+    if not _own_socket(path):
+        return False
+    return not sys.platform.startswith("linux") or _peer_is_own("\0" + str(path))
+
+
+def _peer_is_own(address: str) -> bool:
+    """The process listening on a Unix socket runs as this user or root (SO_PEERCRED); False when nobody listens."""
+    creds = struct.calcsize("3i")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1.0)
+            sock.connect(address)
+            _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, creds))
+    except OSError:
+        return False
+    return uid in (os.getuid(), 0)
+
+
 def opener_environment() -> dict[str, str]:
     """The environment the browser opener gets: the person's display, session bus and locale, each kept only when
     it leads to a socket of theirs (a display or bus another local account serves, or a bus address that runs a
@@ -207,7 +233,7 @@ def opener_environment() -> dict[str, str]:
     if _own_folder(runtime):
         env["XDG_RUNTIME_DIR"] = str(runtime)
     display = os.environ.get("DISPLAY", "")
-    if (number := re.fullmatch(r":(\d+)(?:\.\d+)?", display)) and _own_socket(X11_SOCKETS / f"X{number[1]}"):
+    if (number := re.fullmatch(r":(\d+)(?:\.\d+)?", display)) and _own_x_display(number[1]):
         env["DISPLAY"] = display
         if os.environ.get("XAUTHORITY"):
             env["XAUTHORITY"] = os.environ["XAUTHORITY"]

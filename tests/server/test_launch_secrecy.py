@@ -391,3 +391,50 @@ def test_the_opener_gets_only_the_persons_session_from_the_environment(
         env = opener_environment()
     assert env["WAYLAND_DISPLAY"] == str(tmp_path / "wayland-1")
     assert env["DBUS_SESSION_BUS_ADDRESS"] == f"unix:path={tmp_path / 'bus'}"
+
+
+HOLD_ABSTRACT = """
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1].replace("@", "\\0", 1))
+s.listen(5)
+print("bound", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_display_whose_abstract_socket_another_account_holds_is_not_given_to_the_opener(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """X clients connect to the abstract socket `@/tmp/.X11-unix/X<n>` before the socket file. When no display server
+    holds that name (a killed root server left its file behind), another local account can bind it and receive the
+    person's browser window with the approval page. The display is kept only while a process of this user's (or
+    root's) holds the name."""
+    folder = tmp_path / "x11"
+    folder.mkdir()
+    monkeypatch.setattr("sheepcrm_mcp.server.approvals.page.X11_SOCKETS", folder)
+    monkeypatch.setenv("DISPLAY", ":7")
+    stale = socket.socket(socket.AF_UNIX)  # the socket file: ours (root's when the suite runs as root)
+    stale.bind(str(folder / "X7"))
+    stale.close()
+    python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+    stranger()
+    holder = subprocess.Popen(["runuser", "-u", stranger(), "--", python, "-c", HOLD_ABSTRACT, f"@{folder}/X7"],
+                              stdout=subprocess.PIPE, text=True, cwd="/", start_new_session=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "bound"
+        assert "DISPLAY" not in opener_environment()  # another account's display server: never the browser's
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)  # runuser and the stranger's python
+        holder.wait(timeout=10)
+        if holder.stdout:
+            holder.stdout.close()
+        time.sleep(0.2)
+    assert "DISPLAY" not in opener_environment()  # nobody holds the name: anyone could take it first
+    own = socket.socket(socket.AF_UNIX)  # a display server of this user's holds it
+    own.bind(f"\0{folder}/X7")
+    own.listen(1)
+    try:
+        assert opener_environment()["DISPLAY"] == ":7"
+    finally:
+        own.close()
