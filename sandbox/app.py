@@ -497,9 +497,15 @@ def task_json(task: Record, *, cut_2024: bool = False) -> dict[str, Any]:
     d = task.data
     if cut_2024:
         return dict(d)
+    # The draft's due_date is "null if due date < created date"; a task with no due date sends none.
+    due = d.get("due_date") or d.get("date")
+    try:
+        early = due is not None and d.get("created") is not None and parse_dt(due) < parse_dt(d["created"])
+    except (TypeError, ValueError):  # a date set to something unreadable (tests): sent as it is
+        early = False
+    draft = {"due_date": None if early else due} if due is not None else {}
     return dict(
-        d, due_date=d.get("due_date") or d.get("date"), allocated_to=d.get("assigned_to"),
-        allocated_to_display=d.get("assigned_to_display"),
+        d, **draft, allocated_to=d.get("assigned_to"), allocated_to_display=d.get("assigned_to_display"),
     )
 
 

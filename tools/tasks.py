@@ -47,8 +47,14 @@ UNDATED = (
     "whether they are due is unknown, not no."
 )
 DATELESS = (
-    "{n} task(s) of this list have no due date: neither overdue nor due by a date, so they are left out here, not "
-    "counted as not due; list_tasks without overdue/due_before shows them."
+    "{n} task(s) of this list have no due date (sheepCRM sent no `date` and no `due_date` for them): neither overdue "
+    "nor due by a date, so they are left out here, not counted as not due; list_tasks without overdue/due_before "
+    "shows them."
+)
+BEFORE_CREATED = "before its creation (sheepCRM sends none)"
+EARLY = (
+    "{n} task(s) here were due before they were created: sheepCRM sends no due date for them (`due_date` null, "
+    "which the 2025-02 draft says means a due date earlier than the creation date), so an open one is overdue."
 )
 NO_COMPLETED = (
     "sheepCRM's answer holds no completed task: it may not send them (include_completed is only in the 2025-02 "
@@ -67,6 +73,12 @@ def status_of(t: dict[str, Any]) -> ShownStatus:
 def due_of(t: dict[str, Any]) -> str | None:
     """`date` (2024-12 cut) or `due_date` (2025-02 draft; null when earlier than the creation date)."""
     return text(t.get("date")) or text(t.get("due_date"))
+
+
+def due_before_created(t: dict[str, Any]) -> bool:
+    """The draft's shape: `due_date` sent as null, which it says means the due date was before the creation date
+    (not "no due date": a task with no due information at all sends neither key)."""
+    return due_of(t) is None and "due_date" in t and t["due_date"] is None
 
 
 class TaskBrief(Output):
@@ -92,7 +104,7 @@ def brief(t: dict[str, Any]) -> TaskBrief:
         uri=text(t.get("uri")),
         title=text(t.get("display_value")) or text(t.get("title")) or "(untitled)",
         status=status_of(t),
-        due=due_of(t),
+        due=due_of(t) or (BEFORE_CREATED if due_before_created(t) else None),
         assigned_to=text(t.get("assigned_to_display")) or text(t.get("allocated_to_display"))
         or ref(t.get("assigned_to")) or ref(t.get("allocated_to")),
         about=text(t.get("context_display")),
@@ -127,27 +139,31 @@ async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
     fetch = deps.client.my_tasks if scope == "mine" else deps.client.all_tasks
     data = await fetch(TASK_PAGE, include_completed=completed)
     found = listed(data, "the task list", "tasks", single=("uid",)) if not _one_task(data) else [data["tasks"]]
-    tasks = [brief(t) for t in found if text(t.get("record_state")) != "deleted"]
+    pairs = [(brief(t), t) for t in found if text(t.get("record_state")) != "deleted"]
+    tasks = [b for b, _ in pairs]
+    # Due before it was created (the draft's null due_date): overdue, and due by any date from its creation on.
+    early = {id(b): moment(t.get("created")) for b, t in pairs if b.due == BEFORE_CREATED}
     if req.status != "any":
         tasks = [t for t in tasks if t.status in (req.status, "unknown")]  # unknown is shown, never dropped
     # A due date that cannot be read, or a status sheepCRM does not say, is kept and said, never read as "not due".
-    undated = [t for t in tasks if t.due is not None and moment(t.due) is None]
+    undated = [t for t in tasks if t.due is not None and id(t) not in early and moment(t.due) is None]
     # A task without a due date is neither due nor not: left out of a due list, and counted in the note.
     dateless = sum(1 for t in tasks if t.due is None and t.status in ("open", "unknown")) if (
         req.due_before or req.overdue) else 0
     if req.due_before:
-        tasks = [t for t in tasks if t in undated or ((d := day(t.due)) is not None and d <= req.due_before)]
+        tasks = [t for t in tasks if t in undated or ((d := day(t.due)) is not None and d <= req.due_before)
+                 or (id(t) in early and ((c := early[id(t)]) is None or c.date() <= req.due_before))]
     if req.overdue:
         now = datetime.now(UTC)
         tasks = [t for t in tasks if t.status in ("open", "unknown")
-                 and (t in undated or ((m := moment(t.due)) is not None and m < now))]
+                 and (t in undated or id(t) in early or ((m := moment(t.due)) is not None and m < now))]
     if req.about:
         about = req.about.rstrip("/") + "/"
         tasks = [t for t in tasks if t.about_uri == about]
     if req.query:
         words = req.query.lower().split()
         tasks = [t for t in tasks if all(w in t.title.lower() for w in words)]
-    tasks.sort(key=lambda t: t.due or "9999")
+    tasks.sort(key=lambda t: "" if id(t) in early else t.due or "9999")
     key = f"tasks:{scope}:{req.status}:{req.due_before}:{req.overdue}:{req.about}:{req.query}"
     # Asked for completed tasks and none came: sheepCRM may ignore include_completed, so "none done" is not known.
     blind = completed and not any(t.get("completed") is True for t in found)
@@ -170,6 +186,8 @@ async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
         envelope["note"] = " ".join(filter(None, [UNDATED.format(n=odd), envelope["note"]]))
     if dateless:
         envelope["note"] = " ".join(filter(None, [DATELESS.format(n=dateless), envelope["note"]]))
+    if shown := sum(id(t) in early for t in tasks):
+        envelope["note"] = " ".join(filter(None, [EARLY.format(n=shown), envelope["note"]]))
     return ListTasksOutput(tasks=items, as_of=as_of(), **envelope)
 
 

@@ -297,8 +297,8 @@ async def test_a_2024_list_without_a_total_is_never_called_all(connect: Any) -> 
 
 async def test_tasks_without_a_due_date_are_counted_never_silently_left_out(sandbox: SandboxServer,
                                                                             connect: Any) -> None:
-    """A task with no due date (the draft's null due_date) is neither overdue nor not: an overdue or due_before list
-    leaves it out and says how many were left out."""
+    """A task with no due information at all (no `date`, no `due_date`) is neither overdue nor not: an overdue or
+    due_before list leaves it out and says how many were left out."""
     store = sandbox.store
     mine = [t for t in store.tasks(store.api_user) if not t.data.get("completed")]
     store.replace_data(mine[0].uri, {**mine[0].data, "date": None})
@@ -307,6 +307,22 @@ async def test_tasks_without_a_due_date_are_counted_never_silently_left_out(sand
     for body in (overdue, due):
         assert "1 task(s) of this list have no due date" in body["note"], body
         assert mine[0].uri not in {t.get("uri") for t in body["tasks"]}
+
+
+async def test_a_task_due_before_its_creation_is_overdue_never_left_out(connect: Any) -> None:
+    """The 2025-02 draft's `due_date` is "null if due date < created date": an open task sent that way (the draft's
+    names only: `date` respelled by drift) was due before it was created, so it is overdue: listed, saying its due
+    date was before its creation, never left out as having no due date."""
+    with SandboxServer(key=CANARY_KEY, drift=["renamed-field=date:/notifications/v2/"]) as sb:
+        store = sb.store
+        task = next(t for t in store.tasks(store.api_user) if not t.data.get("completed"))
+        early = fmt_dt(parse_dt(task.data["created"]) - timedelta(days=3))
+        store.replace_data(task.uri, {**task.data, "date": early})
+        overdue = await answer_body(connect, sb, "list_tasks", {"overdue": True, "limit": 50})
+    listed = {t.get("uri"): t for t in overdue["tasks"]}
+    assert task.uri in listed and listed[task.uri]["due"] == tasks.BEFORE_CREATED, overdue
+    assert "were due before they were created" in overdue["note"], overdue
+    assert "have no due date" not in overdue["note"], overdue
 
 
 async def test_no_match_suggests_only_what_the_caller_has_not_tried(shared_sandbox: SandboxServer,
