@@ -51,8 +51,12 @@ async def find_segments(req: FindSegmentsInput, deps: Deps) -> FindSegmentsOutpu
     found, complete = await fetch_pages(
         lambda page, size: deps.client.all_segments(page, size), "the segment list", "segments"
     )
+    nameless = 0
     if name:
         words = name.lower().split()
+        # A segment whose name cannot be read may or may not match: counted and said, never "no segment matches".
+        nameless = sum(1 for s in found if not (text(s.get("name")) or text(s.get("display_value")))
+                       and text(s.get("record_state")) != "deleted")
         found = [
             s for s in found
             if all(w in f"{text(s.get('name')) or text(s.get('display_value')) or ''}".lower() for w in words)
@@ -69,11 +73,18 @@ async def find_segments(req: FindSegmentsInput, deps: Deps) -> FindSegmentsOutpu
         for s in found
         if text(s.get("record_state")) != "deleted"
     ]
+    unnamed = (
+        f"{nameless} segment(s) have no readable name (no `name` or `display_value` sheepCRM sent could be read), so "
+        "whether they match is unknown; find_segments without name lists them."
+    ) if nameless else None
     items, envelope = list_page(
         segments, req.limit, req.cursor, f"segments:{req.name}",
+        "No readable segment name matches." if nameless else
         "No segment matches; try fewer words, or omit name to list all." if name else "No segments.",
         cut=None if complete else f"Stopped after {len(found)} segments (sheepCRM gives no total); use name.",
     )
+    if unnamed:
+        envelope["note"] = " ".join(filter(None, [unnamed, envelope["note"]]))
     return FindSegmentsOutput(segments=items, **envelope)
 
 

@@ -214,3 +214,14 @@ async def test_a_404_for_a_segment_says_both_readings_never_no_such_segment(shar
     said = error_text(result)
     assert "sheepCRM answered 404 for segment 'nosuchsegment0'" in said and "with this key" in said, said
     assert "No segment with" not in said, said
+
+
+async def test_segments_without_a_readable_name_are_counted_never_no_match(connect: Any) -> None:
+    """find_segments(name=...) over segments whose `name` and `display_value` cannot be read (drift: respelled):
+    they may or may not match, so the answer counts them, never "No segment matches"."""
+    drift = ["renamed-field=name:/segments/v2/", "renamed-field=display_value:/segments/v2/"]
+    with SandboxServer(key=CANARY_KEY, drift=drift) as sb:
+        live = [s for s in sb.store.by_type("segment") if s.data.get("record_state") != "deleted"]
+        body = await answer_body(connect, sb, "find_segments", {"name": "members"})
+    assert body["segments"] == [] and "No segment matches" not in body["note"], body
+    assert f"{len(live)} segment(s) have no readable name" in body["note"], body
