@@ -29,7 +29,9 @@ class SearchHelpOutput(ListOutput):
     articles: list[HelpArticle]
 
 
-TEXT_KEYS = ("text",)  # EVIDENCE.md (help search): include_text adds `text`; no other key is known
+# EVIDENCE.md (help search): include_text adds the text under keys no document names; `text` is the one read. An
+# article without it shows no text: its text is not known, not empty.
+TEXT_KEYS = ("text",)
 
 
 def _text_of(article: dict[str, Any]) -> str | None:

@@ -135,6 +135,7 @@ TOOLS: list[ToolSpec] = [
         input=GetRecordHistoryInput,
         output=GetRecordHistoryOutput,
         handler=get_record_history,
-        about="who (by name) changed what and when on a contact, event (attendees named), task or membership",
+        about="who (by user uri: sheepCRM's history does not name users) changed what and when on a contact, event "
+        "(attendees named), task or membership",
     ),
 ]
