@@ -38,7 +38,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("get_event", {"uid": "Annual General Meeting"}, "list_events(query="),
     ("get_contact", {"uri": "jane.austen@example.org"}, "search_contacts(email="),
     ("get_event", {"uid": "/demo/person/5f1c0ffee0ddba11ab1e0001/"}, "expected one of booking"),
-    ("get_event", {"uid": GOOD_UID}, "No event"),
+    ("get_event", {"uid": GOOD_UID}, "answered 404 for event"),
     ("list_attendees", {"uid": GOOD_UID}, "list_events"),
     ("list_attendees", {"uid": GOOD_UID, "status": "maybe"}, "attended"),
     ("list_tasks", {"scope": "theirs"}, "mine"),

@@ -126,7 +126,7 @@ async def test_resource_errors_are_clear(shared_sandbox: SandboxServer, connect:
     async with connect(shared_sandbox) as client:
         with pytest.raises(Exception, match=r"Unknown resource|not valid"):
             await client.read_resource("sheepcrm://event/..%2f..")
-        with pytest.raises(Exception, match="No event"):
+        with pytest.raises(Exception, match="answered 404 for event"):
             await client.read_resource("sheepcrm://event/ffffffffffffffffffffffff")
 
 
