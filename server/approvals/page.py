@@ -211,6 +211,30 @@ def _own_x_display(number: str) -> bool:
     return not sys.platform.startswith("linux") or _peer_is_own("\0" + str(path))
 
 
+def _own_listener(path: Path) -> bool:
+    """A socket only this user (or root) could have put at `path` and still answers there: no symlink on the way,
+    every folder above it this user's or root's and writable by nobody else (or sticky, as /tmp is, where only an
+    entry's owner may move it), the socket itself this user's or root's, and the process listening on it too
+    (SO_PEERCRED). So another account can neither point the name elsewhere nor swap what it leads to after this
+    check."""
+    if not path.is_absolute() or os.path.realpath(path) != str(path):
+        return False
+    try:
+        info = path.lstat()
+        folders = [folder.lstat() for folder in path.parents]
+    except OSError:
+        return False
+    mine = (os.getuid(), 0)
+    if not stat.S_ISSOCK(info.st_mode) or info.st_uid not in mine:
+        return False
+    for folder in folders:
+        if not stat.S_ISDIR(folder.st_mode) or folder.st_uid not in mine:
+            return False
+        if folder.st_mode & 0o022 and not folder.st_mode & stat.S_ISVTX:
+            return False
+    return _peer_is_own(str(path))
+
+
 def _peer_is_own(address: str) -> bool:
     """The process listening on a Unix socket runs as this user or root (SO_PEERCRED); False when nobody listens."""
     creds = struct.calcsize("3i")
@@ -238,10 +262,10 @@ def opener_environment() -> dict[str, str]:
         if os.environ.get("XAUTHORITY"):
             env["XAUTHORITY"] = os.environ["XAUTHORITY"]
     wayland = os.environ.get("WAYLAND_DISPLAY", "")
-    if wayland and _own_socket(runtime / wayland):
+    if wayland and _own_listener(runtime / wayland):
         env["WAYLAND_DISPLAY"] = wayland
     bus = os.environ.get("DBUS_SESSION_BUS_ADDRESS", "")
-    if (path := re.fullmatch(r"unix:path=([^,;]+)(?:,guid=[0-9a-f]+)?", bus)) and _own_socket(Path(path[1])):
+    if (path := re.fullmatch(r"unix:path=([^,;]+)(?:,guid=[0-9a-f]+)?", bus)) and _own_listener(Path(path[1])):
         env["DBUS_SESSION_BUS_ADDRESS"] = bus
     home = account_home()
     env["HOME"] = str(home)

@@ -382,15 +382,22 @@ def test_the_opener_gets_only_the_persons_session_from_the_environment(
     assert not {"BROWSER", "DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS", "GTK_MODULES"} & set(env)
     assert env["PATH"] == "/usr/local/bin:/usr/bin:/bin" and env["LANG"] == "en_GB.UTF-8"
     assert env["HOME"] == pwd.getpwuid(os.getuid()).pw_dir
+    own = Path(os.path.realpath(tmp_path)) / "session"
+    own.mkdir(mode=0o700)
     with contextlib.ExitStack() as stack:  # the person's own display and bus (sockets of this user's) are kept
         for name in ("wayland-1", "bus"):
             sock = stack.enter_context(socket.socket(socket.AF_UNIX))
-            sock.bind(str(tmp_path / name))
-        monkeypatch.setenv("WAYLAND_DISPLAY", str(tmp_path / "wayland-1"))
-        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path / 'bus'}")
+            sock.bind(str(own / name))
+            sock.listen(1)
+        monkeypatch.setenv("WAYLAND_DISPLAY", str(own / "wayland-1"))
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={own / 'bus'}")
         env = opener_environment()
-    assert env["WAYLAND_DISPLAY"] == str(tmp_path / "wayland-1")
-    assert env["DBUS_SESSION_BUS_ADDRESS"] == f"unix:path={tmp_path / 'bus'}"
+        assert env["WAYLAND_DISPLAY"] == str(own / "wayland-1")
+        assert env["DBUS_SESSION_BUS_ADDRESS"] == f"unix:path={own / 'bus'}"
+        # a name through a symlink (which another account could turn elsewhere after the check) is dropped
+        (own / "link").symlink_to(own / "wayland-1")
+        monkeypatch.setenv("WAYLAND_DISPLAY", str(own / "link"))
+        assert "WAYLAND_DISPLAY" not in opener_environment()
 
 
 HOLD_ABSTRACT = """
@@ -438,3 +445,42 @@ def test_a_display_whose_abstract_socket_another_account_holds_is_not_given_to_t
         assert opener_environment()["DISPLAY"] == ":7"
     finally:
         own.close()
+
+
+def test_a_wayland_or_bus_socket_another_account_can_swap_or_serves_is_not_given_to_the_opener(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client's config names WAYLAND_DISPLAY (an absolute path) or the session bus in a folder another local account
+    controls: a symlink of theirs to a root socket passes a check of the file's owner, then is turned to their own
+    compositor before the browser connects, which draws the approval page there. Such a path is dropped: the
+    socket must sit where only this user or root can change it, and be served by a process of theirs."""
+    theirs = Path(tempfile.mkdtemp(prefix="theirs-", dir="/tmp"))  # a folder another account owns
+    theirs.chmod(0o755)
+    shutil.chown(theirs, user=stranger())
+    root_socket = socket.socket(socket.AF_UNIX)  # a socket of root's (ours when the suite runs as root)
+    root_socket.bind(str(tmp_path / "root.sock"))
+    root_socket.listen(1)
+    try:
+        (theirs / "w").symlink_to(tmp_path / "root.sock")
+        monkeypatch.setenv("WAYLAND_DISPLAY", str(theirs / "w"))
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={theirs / 'w'}")
+        env = opener_environment()
+        assert "WAYLAND_DISPLAY" not in env and "DBUS_SESSION_BUS_ADDRESS" not in env, env
+    finally:
+        root_socket.close()
+    python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+    holder = subprocess.Popen(  # the stranger's own listener in a folder of theirs
+        ["runuser", "-u", stranger(), "--", python, "-c", HOLD_ABSTRACT, str(theirs / "sock")],
+        stdout=subprocess.PIPE, text=True, cwd="/", start_new_session=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "bound"
+        monkeypatch.setenv("WAYLAND_DISPLAY", str(theirs / "sock"))
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={theirs / 'sock'}")
+        env = opener_environment()
+        assert "WAYLAND_DISPLAY" not in env and "DBUS_SESSION_BUS_ADDRESS" not in env, env
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=10)
+        if holder.stdout:
+            holder.stdout.close()
+        shutil.rmtree(theirs, ignore_errors=True)
