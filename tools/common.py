@@ -240,6 +240,19 @@ def places(value: Any) -> int | None:
         return None
 
 
+FREE_BASIS = (
+    "the sum of the ticket types' available places (sheepCRM does not say here whether they share one stock; if "
+    "they do, the sum overstates)"
+)
+
+
+def free_places(tickets: list[dict[str, Any]]) -> int | None:
+    """An event's free places (FREE_BASIS): the sum of every ticket type's `available`; None when any cannot be
+    read."""
+    counts = [places(t.get("available")) for t in tickets]
+    return None if not counts or None in counts else sum(c for c in counts if c is not None)
+
+
 def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 

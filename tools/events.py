@@ -21,6 +21,7 @@ from sheepcrm_mcp.server.writes import NAME_CAP, Change, WritePlan, record_label
 from sheepcrm_mcp.sheepcrm import NotFoundError, PermissionDenied, SheepError, UpstreamError
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
 from sheepcrm_mcp.tools.common import (
+    FREE_BASIS,
     ContactRef,
     Detail,
     ListOutput,
@@ -30,6 +31,7 @@ from sheepcrm_mcp.tools.common import (
     day,
     fetch_pages,
     flag,
+    free_places,
     listed,
     places,
     ref,
@@ -81,7 +83,7 @@ class EventBrief(Output):
 
 
 class ListedEvent(EventBrief):
-    free: int | None = None
+    free: int | None = Field(None, description=f"Free places: {FREE_BASIS}.")
     person_status: str | None = Field(None, description="'guest: <status>': came as a guest.", json_schema_extra=SHOWN)
     guest_of: str | None = None
 
@@ -170,8 +172,7 @@ async def _free(event: ListedEvent, deps: Deps) -> None:
         tickets = listed(await deps.client.event_tickets(event.uid), "the event's tickets", "available_tickets")
     except SheepError:  # not allowed, or an answer that could not be read: free places stay unknown
         return
-    frees = [places(t.get("available")) for t in tickets]
-    event.free = None if not frees or None in frees else sum(n for n in frees if n is not None)
+    event.free = free_places(tickets)
 
 
 @dataclass
@@ -416,7 +417,7 @@ class TicketType(Output):
 class Event(EventBrief):
     capacity: int | None = None
     tickets: list[TicketType] | None = Field(None, description="Absent: not read (note says why).")
-    tickets_free: int | None = Field(None, description="Free places over all ticket types.")
+    tickets_free: int | None = Field(None, description=f"Free places: {FREE_BASIS}.")
     attendance: dict[str, int] | None = Field(None, description="Sessions by status. Absent: not read (see note).")
     booked: int | None = Field(None, description=BOOKED_MEANS, json_schema_extra=SHOWN)
     description: str | None = None
@@ -481,6 +482,9 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
     if tickets and len(frees) < len(tickets):  # a sum over some ticket types would pass for the event's free places
         frees = []
         notes.append("Some ticket types do not say how many places are free (available): free places unknown.")
+    if len(frees) > 1:
+        notes.append("Free places (tickets_free) are the sum of the ticket types' available places: sheepCRM does "
+                     "not say here whether they share one stock, and if they do the sum overstates them.")
     event = Event(
         **(brief(e).model_dump() | {"uri": text(e.get("uri")) or f"/{deps.client.bucket}/booking/{uid}/"}),
         capacity=places(e.get("capacity")),

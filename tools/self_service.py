@@ -23,13 +23,14 @@ from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepReader, Ups
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
 from sheepcrm_mcp.tools import help
 from sheepcrm_mcp.tools.common import (
+    FREE_BASIS,
     Detail,
     ListOutput,
     Paged,
     an_object,
     fetch_pages,
+    free_places,
     listed,
-    places,
     ref,
     text,
 )
@@ -170,7 +171,8 @@ class OpenEvent(Output):
     start: str | None = None
     end: str | None = None
     location: str | None = None
-    places_free: int | None = Field(None, description="Absent: unknown (not full).", json_schema_extra=SHOWN)
+    places_free: int | None = Field(None, description=f"{FREE_BASIS[0].upper()}{FREE_BASIS[1:]}; absent: unknown "
+                                    "(not full).", json_schema_extra=SHOWN)
     member_only: bool | None = Field(None, description="True when every ticket type is for members only.")
 
 
@@ -203,8 +205,7 @@ async def upcoming_events(req: UpcomingEventsInput, deps: Deps) -> UpcomingEvent
             tickets = listed(await deps.client.event_tickets(b.uid), "the event's tickets", "available_tickets")
         except EXPECTED:  # one event's unreadable tickets: its places are unknown, the rest still read
             tickets = []
-        counts = [places(t.get("available")) for t in tickets]
-        free = None if None in counts or not tickets else sum(c for c in counts if c is not None)
+        free = free_places(tickets)
         flags = [t.get("member_only") for t in tickets]
         if free == 0:  # the documents do not define `available` as free places: said, never "full"
             none_shown.append(b.uid)

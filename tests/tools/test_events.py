@@ -562,3 +562,12 @@ async def test_a_404_for_an_event_says_both_readings_never_no_such_event(shared_
     said = error_text(result)
     assert "sheepCRM answered 404 for event 'nosuchevent0'" in said and "cannot be read with this key" in said, said
     assert "No event with" not in said, said
+
+
+async def test_free_places_say_their_basis_the_ticket_types_sum(shared_sandbox: SandboxServer, connect: Any) -> None:
+    """Ticket types may share one stock (openapi.yaml: ticket_stock_control, total_stock_available), so their
+    `available` places added up may overstate: get_event says its free places are that sum."""
+    uid = shared_sandbox.store.demo_facts()["future_event_uid"]
+    body = await answer_body(connect, shared_sandbox, "get_event", {"uid": uid})
+    assert len(body["tickets"]) > 1 and body["tickets_free"] is not None, body
+    assert "sum of the ticket types' available places" in body["note"], body
