@@ -143,6 +143,22 @@ async def test_update_contact_warns_of_an_email_another_contact_has(sandbox: San
     assert "already belongs to Jane Austen" in asked[0] and facts["jane_uri"] in asked[0]
 
 
+async def test_the_email_taken_warning_names_the_uri_never_a_bare_uid(connect: Any) -> None:
+    """The person search's record (variant person-record) carries `id` as its bare uid beside `uri`: the warning
+    reads the uri as search_contacts does (uri_of), never the bare uid as if it were the contact."""
+    asked: list[str] = []
+
+    async def decline(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="decline")
+
+    with SandboxServer(key=CANARY_KEY, variant="person-record") as sb:
+        facts = sb.store.demo_facts()
+        async with connect(sb, elicitation=decline) as client:
+            await client.call_tool("update_contact", {"uri": facts["lapsed_uri"], "email": facts["jane_email"]})
+    assert "already belongs to Jane Austen" in asked[0] and facts["jane_uri"] in asked[0], asked
+
+
 async def test_update_contact_keeps_address_lines_four_and_beyond(
     sandbox: SandboxServer, connect: Any, tmp_path: Path
 ) -> None:
