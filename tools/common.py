@@ -241,14 +241,17 @@ def places(value: Any) -> int | None:
 
 
 FREE_BASIS = (
-    "the sum of the ticket types' available places (sheepCRM does not say here whether they share one stock; if "
-    "they do, the sum overstates)"
+    "the event's total_stock_available when its ticket types share one stock (ticket_stock_control), else the sum "
+    "of the ticket types' available places (which may overstate stock they share)"
 )
 
 
-def free_places(tickets: list[dict[str, Any]]) -> int | None:
-    """An event's free places (FREE_BASIS): the sum of every ticket type's `available`; None when any cannot be
-    read."""
+def free_places(event: dict[str, Any], tickets: list[dict[str, Any]]) -> int | None:
+    """An event's free places (FREE_BASIS): openapi.yaml's `total_stock_available` when `ticket_stock_control` is
+    true and it is a count; else the sum of every ticket type's `available`; None when any cannot be read."""
+    if flag(event.get("ticket_stock_control")) is True and (shared := places(event.get("total_stock_available"))) \
+            is not None:
+        return shared
     counts = [places(t.get("available")) for t in tickets]
     return None if not counts or None in counts else sum(c for c in counts if c is not None)
 

@@ -46,6 +46,7 @@ EVENT = (
     "uid", "uri", "display_value", "title", "start_datetime", "start_date", "end_datetime", "end_date", "location",
     "cancelled", "status", "is_sold_out", "record_state",
 )
+STOCK = ("ticket_stock_control", "total_stock_available")  # free places of ticket types sharing one stock
 
 READS: tuple[Read, ...] = (
     Read("search", "search", "/search/v2/{bucket}", ("results",), SEARCH_ITEM, ("id", "display_value")),
@@ -85,12 +86,13 @@ READS: tuple[Read, ...] = (
         ("date", "user", "message", "clean_diff", "field", "prev", "value", "uri", "count"), ("date",),
     ),
     Read(
-        "events", "events", "/events/v2/{bucket}/bookings/{state}", ("bookings",), EVENT,
+        "events", "events", "/events/v2/{bucket}/bookings/{state}", ("bookings",), (*EVENT, *STOCK),
         ("uid", "start_datetime|start_date"),
     ),
     Read(
         "event", "event", "/events/v2/{bucket}/booking/{uid}", (),
-        (*EVENT, "capacity", "description", "location_address_string", "website"), ("uid", "start_datetime|start_date"),
+        (*EVENT, *STOCK, "capacity", "description", "location_address_string", "website"),
+        ("uid", "start_datetime|start_date"),
     ),
     Read("event summary", "event_summary", "/events/v2/{bucket}/booking/{uid}/summary", (), EVENT, ("uid",)),
     Read(

@@ -167,12 +167,12 @@ class ListEventsOutput(TimedListOutput):
     events: list[ListedEvent]
 
 
-async def _free(event: ListedEvent, deps: Deps) -> None:
+async def _free(event: ListedEvent, raw: dict[str, Any], deps: Deps) -> None:
     try:
         tickets = listed(await deps.client.event_tickets(event.uid), "the event's tickets", "available_tickets")
     except SheepError:  # not allowed, or an answer that could not be read: free places stay unknown
         return
-    event.free = free_places(tickets)
+    event.free = free_places(raw, tickets)
 
 
 @dataclass
@@ -356,6 +356,7 @@ async def list_events(req: ListEventsInput, deps: Deps) -> ListEventsOutput:
             found, complete = found + part, complete and done
         if not complete:
             cut = f"Stopped after {len(found)} events (sheepCRM gives no total); narrow the state or dates."
+    raw = {text(e.get("uid")) or "": e for e in found}
     events = [ListedEvent(**brief(e).model_dump()) for e in found if text(e.get("record_state")) != "deleted"]
     for e in events:
         e.uri = e.uri or f"/{deps.client.bucket}/booking/{e.uid}/"
@@ -379,7 +380,7 @@ async def list_events(req: ListEventsInput, deps: Deps) -> ListEventsOutput:
     if not req.person:
         async with anyio.create_task_group() as tg:
             for e in items:
-                tg.start_soon(_free, e, deps)
+                tg.start_soon(_free, e, raw.get(e.uid, {}), deps)
     return ListEventsOutput(events=items, as_of=as_of(), **envelope)
 
 
@@ -482,14 +483,18 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
     if tickets and len(frees) < len(tickets):  # a sum over some ticket types would pass for the event's free places
         frees = []
         notes.append("Some ticket types do not say how many places are free (available): free places unknown.")
-    if len(frees) > 1:
-        notes.append("Free places (tickets_free) are the sum of the ticket types' available places: sheepCRM does "
-                     "not say here whether they share one stock, and if they do the sum overstates them.")
+    shared = places(e.get("total_stock_available")) if flag(e.get("ticket_stock_control")) is True else None
+    if shared is not None:
+        notes.append("Free places are the event's total_stock_available: its ticket types share one stock "
+                     "(ticket_stock_control), so their own available places are not added up.")
+    elif len(frees) > 1:
+        notes.append("Free places are the sum of the ticket types' available places: sheepCRM does not say their "
+                     "stock is shared (ticket_stock_control), and if it is the sum overstates them.")
     event = Event(
         **(brief(e).model_dump() | {"uri": text(e.get("uri")) or f"/{deps.client.bucket}/booking/{uid}/"}),
         capacity=places(e.get("capacity")),
         tickets=tickets if read is not None else None,
-        tickets_free=sum(frees) if frees else None,
+        tickets_free=shared if shared is not None else sum(frees) if frees else None,
         attendance=dict(sorted(counts.items())) if attendance is not None else None,
         booked=sum(n for status, n in counts.items() if status in BOOKED) if exact else None,
         note=" ".join(notes) or None,

@@ -189,6 +189,7 @@ async def upcoming_events(req: UpcomingEventsInput, deps: Deps) -> UpcomingEvent
         lambda page, size: deps.client.events("future", page, size), "the future events", "bookings"
     )
     candidates = []
+    raw: dict[str, dict[str, Any]] = {}
     for e in found:
         b = brief(e)
         if b.status == "cancelled" or b.sold_out or text(e.get("record_state")) == "deleted":
@@ -196,6 +197,7 @@ async def upcoming_events(req: UpcomingEventsInput, deps: Deps) -> UpcomingEvent
         if words and not all(w in f"{b.title} {b.location or ''}".lower() for w in words):
             continue
         candidates.append(b)
+        raw[b.uid] = e
     candidates.sort(key=lambda b: b.start or "")
     out: dict[str, OpenEvent] = {}
     none_shown: list[str] = []
@@ -205,7 +207,7 @@ async def upcoming_events(req: UpcomingEventsInput, deps: Deps) -> UpcomingEvent
             tickets = listed(await deps.client.event_tickets(b.uid), "the event's tickets", "available_tickets")
         except EXPECTED:  # one event's unreadable tickets: its places are unknown, the rest still read
             tickets = []
-        free = free_places(tickets)
+        free = free_places(raw[b.uid], tickets)
         flags = [t.get("member_only") for t in tickets]
         if free == 0:  # the documents do not define `available` as free places: said, never "full"
             none_shown.append(b.uid)

@@ -476,10 +476,10 @@ async def test_list_events_free_places_are_unknown_when_a_ticket_type_does_not_s
     path = "/events/v2/demo/booking/e1"
     deps = scripted({f"{path}/available_tickets": {"available_tickets": [{"available": 5}, {"name": "Child"}]}})
     event = events.ListedEvent(uid="e1", title="Fair")
-    await events._free(event, deps)
+    await events._free(event, {}, deps)
     assert event.free is None
     deps = scripted({f"{path}/available_tickets": {"available_tickets": [{"available": 5}, {"available": -3}]}})
-    await events._free(event, deps)
+    await events._free(event, {}, deps)
     assert event.free == 5
 
 
@@ -571,3 +571,21 @@ async def test_free_places_say_their_basis_the_ticket_types_sum(shared_sandbox: 
     body = await answer_body(connect, shared_sandbox, "get_event", {"uid": uid})
     assert len(body["tickets"]) > 1 and body["tickets_free"] is not None, body
     assert "sum of the ticket types' available places" in body["note"], body
+
+
+async def test_free_places_of_shared_stock_are_the_events_stock_never_the_ticket_types_sum(connect: Any) -> None:
+    """openapi.yaml: an event with `ticket_stock_control` has `total_stock_available`; its ticket types share that
+    stock, so their `available` places added up would overstate what is free. get_event and list_events
+    read the event's own figure; without it they say the basis (the sum)."""
+    with SandboxServer(key=CANARY_KEY) as sb:
+        store = sb.store
+        event = store.get_record("booking", store.demo_facts()["future_event_uid"])
+        assert event is not None
+        plain = await answer_body(connect, sb, "get_event", {"uid": event.uid})
+        assert plain["tickets_free"] > 1, plain
+        store.replace_data(event.uri, {**event.data, "ticket_stock_control": True, "total_stock_available": 1})
+        single = await answer_body(connect, sb, "get_event", {"uid": event.uid})
+        listed_ = await answer_body(connect, sb, "list_events", {"state": "future", "limit": 50})
+    assert single["tickets_free"] == 1 and "total_stock_available" in single["note"], single
+    assert next(e for e in listed_["events"] if e["uid"] == event.uid)["free"] == 1, listed_
+    assert len(plain["tickets"]) > 1 and "sum of the ticket types' available places" in plain["note"], plain

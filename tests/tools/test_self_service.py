@@ -180,3 +180,16 @@ async def test_an_event_whose_tickets_show_none_available_is_said_not_called_ful
     body = result.structured_content
     assert not result.is_error and uid not in {e["uid"] for e in body["events"]}, body
     assert "1 event(s) show no places as available" in body["note"] and "not known to be full" in body["note"], body
+
+
+async def test_upcoming_events_read_shared_stock_from_the_event(tmp_path: Path) -> None:
+    """An event whose ticket types share one stock (`ticket_stock_control`) shows its `total_stock_available` as
+    its free places, never the ticket types' `available` added up."""
+    with SandboxServer(key=CANARY_KEY) as sb:
+        event = sb.store.get_record("booking", sb.store.demo_facts()["future_event_uid"])
+        assert event is not None
+        sb.store.replace_data(event.uri, {**event.data, "ticket_stock_control": True, "total_stock_available": 1})
+        async with open_session(sb, tmp_path, profile="member") as client:
+            result = await client.call_tool("upcoming_events", {"limit": 50})
+    assert not result.is_error, result.content
+    assert next(e for e in result.structured_content["events"] if e["uid"] == event.uid)["places_free"] == 1
