@@ -158,7 +158,7 @@ def when(wall: float, local: bool = False) -> str:
 def launch_folder() -> Path:
     """Where launch files are written: a folder of this user's (checked) that no one can list, this user included
     (0300: create and open by exact name only), so a browser of theirs cannot find a launch file by listing it."""
-    return private_folder(Path.home() / ".cache" / "sheepcrm-mcp" / "approve", 0o300)
+    return private_folder(account_home() / ".cache" / "sheepcrm-mcp" / "approve", 0o300)  # not $HOME: a config sets it
 
 
 def write_private(path: Path, text: str) -> None:

@@ -292,7 +292,7 @@ async def test_the_launch_folder_cannot_be_listed_and_a_launch_file_has_an_ungue
     file:///.../approve/ and opened the newest file. Now it is 0300 (create and open by exact name, never list), even
     when an older version left it 0700, and each name holds 128 random bits. Real Chromium, as the folder's owner,
     is shown the same in test_launch_secrecy.py."""
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr("sheepcrm_mcp.server.approvals.page.account_home", lambda: tmp_path / "home")
     older = tmp_path / "home" / ".cache" / "sheepcrm-mcp" / "approve"
     older.mkdir(mode=0o700, parents=True)
     async with connect(sandbox) as client:

@@ -158,6 +158,7 @@ async def test_another_local_user_polling_proc_cannot_approve(
     home = Path(tempfile.mkdtemp(prefix="sheepcrm-home-"))
     home.chmod(0o755)
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr("sheepcrm_mcp.server.approvals.page.account_home", lambda: home)  # the launch folder's home
     profile, devtools = home / "chromium-profile", DevTools(home / "devtools")
     wrapper = home / "browser.sh"
     wrapper.write_text(PERSONS_BROWSER.format(chromium=CHROMIUM, profile=profile, pipes=devtools.folder))
@@ -246,7 +247,7 @@ async def test_a_browser_of_the_folders_owner_cannot_list_it_but_opens_a_launch_
     other = stranger()
     home = Path(tempfile.mkdtemp(prefix="sheepcrm-home-"))
     home.chmod(0o755)
-    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr("sheepcrm_mcp.server.approvals.page.account_home", lambda: home)  # the launch folder's home
     profile = home / "chromium-profile"
     profile.mkdir()
     owner = pwd.getpwnam(other).pw_uid
@@ -484,3 +485,16 @@ def test_a_wayland_or_bus_socket_another_account_can_swap_or_serves_is_not_given
         if holder.stdout:
             holder.stdout.close()
         shutil.rmtree(theirs, ignore_errors=True)
+
+
+def test_launch_files_go_to_the_accounts_home_whatever_home_a_config_sets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client's config may set HOME (to a folder in its own working tree, or one another account controls, where
+    that account could swap the page the browser opens): launch files follow the account database, not $HOME."""
+    from sheepcrm_mcp.server.approvals.page import launch_folder
+
+    monkeypatch.setenv("HOME", str(tmp_path / "cloned"))
+    folder = launch_folder()
+    assert folder == Path(pwd.getpwuid(os.getuid()).pw_dir) / ".cache" / "sheepcrm-mcp" / "approve"
+    assert not (tmp_path / "cloned").exists()
