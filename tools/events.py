@@ -681,6 +681,7 @@ class SetAttendanceInput(Input):
 
 
 UNREAD_KEY = "(sessions whose person could not be read)"
+GUEST_KEY = "(people on the list as someone's guest)"
 
 
 async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
@@ -704,6 +705,8 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
             if a.person_uri in wanted and not a.guest:
                 entry = state.setdefault(a.person_uri, {"name": a.name, "statuses": []})
                 entry["statuses"].append(a.status)
+            elif a.guest and a.guest_uri in wanted:  # there as someone's guest: set through the booker, in sheepCRM
+                state.setdefault(GUEST_KEY, []).append(a.guest_uri)
         if unread := sum("person_ref" in a._unread for a in found):
             state[UNREAD_KEY] = unread  # sessions whose person could not be read: a person not found may hold one
         return state
@@ -715,6 +718,12 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
                 f"Could not tell whether {', '.join(missing)} are on the attendance list of {title}: "
                 f"{state[UNREAD_KEY]} session(s) there do not give their person as a uri (person_ref absent or of "
                 "another shape). Nothing was changed; mark them in sheepCRM."
+            )
+        guests = [p for p in missing if p in state.get(GUEST_KEY, [])]
+        if guests:
+            raise Refusal(
+                f"On the attendance list of {title} as someone's guest, not in a session of their own: "
+                f"{', '.join(guests)}. A guest's attendance is set through the booker in sheepCRM; nothing was changed."
             )
         if missing:
             raise Refusal(

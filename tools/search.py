@@ -227,11 +227,18 @@ async def members(req: SearchContactsInput, deps: Deps) -> SearchContactsOutput:
         f"{page.renewed} membership(s) in this window that sheepCRM marks as already renewed (has_renewed) are "
         "left out." if page.renewed else None
     )
+    # A current-members list is filtered by end date upstream, which a membership with no end date cannot match
+    # (an empty date is neither >= nor <= a day): it is not "no membership", so the answer says what it counts.
+    open_ended = None if req.renewing_within_days is not None else (
+        "Memberships with no end date recorded are not in this list or its total (sheepCRM's end-date filter cannot "
+        "match an empty date); check_membership reads a person's memberships whole.")
     return SearchContactsOutput(
         contacts=hits, plans=page.plans, total=page.total,
         next_cursor=encode_cursor(page.next_offset, key) if page.next_offset is not None else None,
         note=" ".join(filter(None, [
-            unread, renewed, page.unread, None if hits or page.unread else "No current membership matches."])) or None,
+            unread, renewed, page.unread,
+            None if hits or page.unread else "No current membership with an end date matches.", open_ended,
+        ])) or None,
     )
 
 

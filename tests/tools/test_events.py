@@ -29,6 +29,7 @@ from tests.helpers import (
     as_guest_only,
     error_text,
     member_session,
+    puts,
     read,
     scripted,
     writes,
@@ -589,3 +590,16 @@ async def test_free_places_of_shared_stock_are_the_events_stock_never_the_ticket
     assert single["tickets_free"] == 1 and "total_stock_available" in single["note"], single
     assert next(e for e in listed_["events"] if e["uid"] == event.uid)["free"] == 1, listed_
     assert len(plain["tickets"]) > 1 and "sum of the ticket types' available places" in plain["note"], plain
+
+
+async def test_marking_someone_who_came_only_as_a_guest_says_so_never_not_on_the_list(sandbox: SandboxServer,
+                                                                                      connect: Any) -> None:
+    """A person whose only session names them as a guest (guest_ref) is on the list: the refusal says they are
+    there as someone's guest, whose attendance is set through the booker, never "not on the attendance list"."""
+    thomas, event = as_guest_only(sandbox)
+    result = await answer(connect, sandbox, "set_attendance",
+                          {"uid": event, "person_uris": [thomas], "status": "attended"})
+    assert result.is_error, result.content
+    said = str(result.content)
+    assert "as someone's guest" in said and "Not on the attendance list" not in said, said
+    assert puts(sandbox) == 0

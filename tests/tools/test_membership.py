@@ -605,3 +605,17 @@ async def test_a_membership_answer_without_its_grace_date_says_grace_could_not_b
     assert body["status"] == "lapsed", body
     assert "grace period still applies could not be checked" in body["summary"], body
     assert "no `member_till_plus_grace`" in body["note"], body
+
+
+async def test_a_current_members_list_says_it_cannot_hold_open_ended_memberships(sandbox: SandboxServer,
+                                                                                connect: Any) -> None:
+    """The listing is filtered by end date upstream, which a membership with no end date cannot match: the list of
+    a plan's current members says so, rather than a plain "none" or a total that silently leaves them out, while
+    check_membership calls the same person a current, open-ended member."""
+    due = next(iter(renewals(sandbox, 400).values()))
+    sandbox.store.update(due.uri, {"end_date": None}, message="open-ended")
+    listed = await answer_body(connect, sandbox, "search_contacts", {"plan": "Standard", "limit": 50})
+    assert due.uri not in {c.get("membership_uri") for c in listed["contacts"]}
+    assert "no end date recorded are not in this list or its total" in listed["note"], listed
+    window = await answer_body(connect, sandbox, "search_contacts", {"renewing_within_days": 366, "limit": 50})
+    assert "no end date recorded are not in this list" not in (window.get("note") or "")  # open-ended: not renewing
