@@ -260,7 +260,7 @@ def test_contract_under_every_variant(variant: str, tmp_path: Path, capsys: pyte
     with SandboxServer(key="sk-doctor-variant-7", variant=variant) as sb:
         code = run_contract({**sb.settings(), "audit_log": tmp_path / "audit.jsonl"})
     out = capsys.readouterr().out
-    drift = sorted(x.split(" (")[0] for x in out.splitlines() if x.startswith("DRIFT"))
+    drift = sorted({x.split(" (")[0] for x in out.splitlines() if x.startswith("DRIFT")})  # a read probed twice: once
     if variant == "other-wrappers":
         assert code == 4 and drift == ["DRIFT help search", "DRIFT person search", "DRIFT segment members"], out
     else:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,8 +70,11 @@ def backend(c: Cluster, name: str) -> str:
 
 def test_another_local_user_cannot_take_a_killed_replicas_place(tmp_path: Path) -> None:
     replica = f"{sys.executable} -I {REPO / 'tests' / 'person_browser.py'} {tmp_path / 'launches.txt'}"
-    with SandboxServer() as sb, cluster(sb, tmp_path, replicas=2,
-                                        REPLICA_CMD=f"{replica} --transport http --stateless --uds {{socket}}") as c:
+    # A short state folder: HAProxy binds a Unix socket through a temporary name (path + ".PID.tmp"), and a
+    # pytest-xdist worker's tmp_path leaves too little of the 108 bytes a socket path may take.
+    with tempfile.TemporaryDirectory(prefix="rs-") as short, SandboxServer() as sb, cluster(
+        sb, Path(short), replicas=2, REPLICA_CMD=f"{replica} --transport http --stateless --uds {{socket}}"
+    ) as c:
         config = (c.state / "haproxy.cfg").read_text()
         sockets = [c.state / "run" / f"replica-{i}.sock" for i in (1, 2)]
         assert all(f"unix@{path}" in config for path in sockets), config
