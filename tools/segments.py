@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
@@ -22,7 +23,7 @@ from sheepcrm_mcp.tools.common import (
     uid_or_uri,
     unreadable,
 )
-from sheepcrm_mcp.tools.search import ContactHit, hit, records
+from sheepcrm_mcp.tools.search import ContactHit, hit, records, row_uri, unread_rows
 
 SegmentUid = Annotated[UidOrUri, uid_or_uri("find_segments(name=...)")]
 
@@ -107,10 +108,10 @@ class QuerySegmentOutput(ListOutput):
     members: list[ContactHit] = Field(default_factory=list)
 
 
-def lookup_hit(row: dict[str, Any]) -> ContactHit:
+def lookup_hit(row: dict[str, Any], uri: str) -> ContactHit:
     """A lookup row {display_value, id, label, text, uri, value} (EVIDENCE.md): `text` is the contact's email when
     it looks like one, `label` the name when display_value is missing."""
-    found = hit(row)
+    found = hit(row, uri)
     if found.name == "(no name)":
         found.name = text(row.get("label")) or found.name
     said = text(row.get("text"))
@@ -131,6 +132,21 @@ def looked_up(data: Any) -> list[dict[str, Any]]:
     return listed(data, "the segment lookup", "results", single=("id", "uri", "value"))
 
 
+def members_of(
+    rows: list[dict[str, Any]], bucket: str, make: Callable[[dict[str, Any], str], ContactHit] = hit
+) -> tuple[list[ContactHit], str | None]:
+    """The rows as members, each with its record's uri (row_uri: `uri`, or a bare-uid `id` with its `resource`), and
+    what to say of the rows whose uri cannot be read (counted, with their keys): never a member with an empty uri."""
+    members: list[ContactHit] = []
+    unread: list[dict[str, Any]] = []
+    for row in rows:
+        if (uri := row_uri(row, bucket)) is None:
+            unread.append(row)
+        else:
+            members.append(make(row, uri))
+    return members, unread_rows(unread)
+
+
 def by_type(members: list[ContactHit]) -> dict[str, int] | None:
     return dict(sorted(Counter(m.type for m in members).items())) or None
 
@@ -146,13 +162,16 @@ async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutpu
             return QuerySegmentOutput(segment_uid=uid, count=number, total=number)
         if req.mode == "lookup":
             assert req.q is not None
-            found = [lookup_hit(r) for r in looked_up(await deps.client.segment_lookup(uid, req.q))]
+            rows = looked_up(await deps.client.segment_lookup(uid, req.q))
+            found, unread = members_of(rows, deps.client.bucket, lookup_hit)
             items, envelope = list_page(
                 found, req.limit, req.cursor, f"lookup:{uid}:{req.q}",
+                "" if unread else  # the rows that could not be read are said instead of "found no one"
                 f"sheepCRM's lookup found no one for {req.q!r} (what it matches on is not documented); try "
                 "query_segment without q and scan the members.",
-                cut=LOOKUP_CUT.format(n=len(found)) if found else None,
+                cut=LOOKUP_CUT.format(n=len(rows)) if rows else None,
             )
+            envelope["note"] = " ".join(filter(None, [unread, envelope["note"]])) or None
             return QuerySegmentOutput(segment_uid=uid, members=items, by_type=by_type(items), **envelope)
         key = f"members:{uid}:{req.q}:{req.limit}"
         offset = decode_cursor(req.cursor, key)
@@ -165,17 +184,18 @@ async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutpu
         ) from None
     # "a list of records with contents depending on segment type": no documented wrapper and no total, so a
     # full page means there may be more.
-    members = [hit(r) for r in records(data, "the segment's members")]
-    end = offset + len(members)
-    full = len(members) >= req.limit
-    total, note = None if full or offset else end, None if members else "No members on this page."
+    rows = records(data, "the segment's members")
+    members, unread = members_of(rows, deps.client.bucket)
+    end = offset + len(rows)
+    full = len(rows) >= req.limit
+    total, note = None if full or offset else end, unread if rows else "No members on this page."
     if not full and not req.q:  # a short page is the last only when the segment's count agrees
-        total, unread = await _checked_end(uid, end, deps)
-        note = " ".join(filter(None, [unread, note])) or None
+        total, ended = await _checked_end(uid, end, deps)
+        note = " ".join(filter(None, [ended, note])) or None
     elif not full:  # filtered by q: the segment's count is of every member, so it cannot confirm the end
         total = None
         note = " ".join(filter(None, [note, (
-            f"sheepCRM answered {len(members)} member(s) for {req.q!r}, fewer than asked; it gives no total for a "
+            f"sheepCRM answered {len(rows)} member(s) for {req.q!r}, fewer than asked; it gives no total for a "
             "filtered list and what q matches on is not documented, so there may be more: query_segment without q "
             "pages through every member.")]))
     return QuerySegmentOutput(

@@ -53,6 +53,23 @@ async def test_a_lookup_that_sends_its_first_matches_claims_no_total(
     assert "no total" in body["note"] and "there may be more" in body["note"], body
 
 
+async def test_a_row_with_a_bare_id_takes_its_uri_and_one_without_a_type_is_could_not_read(connect: Any) -> None:
+    """Segment members are "a list of records with contents depending on segment type": a row may carry its record's
+    bare uid as `id` beside its `resource`, with no `uri` (drift bare-id). Each member's uri is then built from the
+    bucket, its type and uid, never "". A lookup row with a bare id and no type names no record: it is counted as
+    could not read (its keys), never a member with an empty uri nor "found no one"."""
+    with SandboxServer(key=CANARY_KEY, drift=["bare-id:/segments/v2/"]) as sb:
+        store, facts = sb.store, sb.store.demo_facts()
+        uid = facts["segment_current_members_uid"]
+        first, _ = store.segment_members(store.uri("segment", uid), limit=5)
+        page = await answer_body(connect, sb, "query_segment", {"uid": uid, "mode": "members", "limit": 5})
+        look = await answer_body(connect, sb, "query_segment",
+                                 {"uid": uid, "mode": "lookup", "q": facts["jane_email"]})
+    assert [m["uri"] for m in page["members"]] == [m.uri for m in first], page
+    assert look["members"] == [] and "Could not read 1 of the results (keys" in look["note"], look
+    assert "found no one" not in look["note"] and "Jane" not in look["note"], look
+
+
 def test_a_lookup_in_a_shape_the_documents_do_not_give_is_could_not_read() -> None:
     """`lookup` is an array: an empty object (an empty body), a null or a wrapper no document gives is "could not
     read", never "nobody matching"."""
