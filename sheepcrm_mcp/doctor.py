@@ -19,7 +19,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -337,8 +337,8 @@ async def probe_contract(settings: Settings) -> list[Probe]:
             probes.append(inspect(read, data))
             return data
 
-        def skipped(name: str, why: str) -> None:
-            probes.append(Probe(name, reads[name].path, "skipped", note=why))
+        def skipped(name: str, why: str, *, sent: str = "") -> None:
+            probes.append(Probe(f"{name} ({sent})" if sent else name, reads[name].path, "skipped", note=why))
 
         found = await call("search", lambda: client.search("a"), found=False)
         people = [r for r in _records(found, "results") if "person" in str(r.get("resource") or r.get("id") or "")]
@@ -411,6 +411,17 @@ async def probe_contract(settings: Settings) -> list[Probe]:
         else:
             for name in ("memberships", "display"):
                 skipped(name, "no member to sample")
+        # the renewal window's end and the plan, each on its own so that a refusal names the parameter refused
+        until = (date.today() + timedelta(days=90)).isoformat()
+        await call("member list", functools.partial(client.resources, "member", {"end_date__lte": until}, 1,
+                                                    WINDOW_PAGE), found=False, sent="end_date__lte")
+        plan_uri = next((str(p) for r in _records(listed["membership_type"], "results")
+                         if (p := _uri(r.get("uri"), client.bucket, ("membership_type",)))), None)
+        if plan_uri:
+            await call("member list", functools.partial(client.resources, "member", {"membership_type": plan_uri},
+                                                        1, WINDOW_PAGE), found=False, sent="membership_type")
+        else:
+            skipped("member list", "no membership plan to filter by", sent="membership_type")
         events = await call("events", lambda: client.events("all", 1, PAGE), found=False)
         for state in ("current", "future", "running", "past", "draft"):  # each state the tools list
             await call("events", functools.partial(client.events, state, 1, PAGE), found=False, sent=state)

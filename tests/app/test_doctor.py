@@ -92,7 +92,8 @@ def test_contract_is_clean_against_the_documented_shapes(doctor_sandbox: Sandbox
     assert probed == {read.name for read in READS}  # every upstream read the tools use
     sent = {e["endpoint"] for e in report["endpoints"] if " (" in e["endpoint"]}  # the filters the tools send
     assert sent == {"person list (email__startswithi)", "member list (member)",
-                    "member list (start_date__lte, end_date__gte)", "help search (include_text)",
+                    "member list (start_date__lte, end_date__gte)", "member list (end_date__lte)",
+                    "member list (membership_type)", "help search (include_text)",
                     "segment members (q)", *(f"events ({s})" for s in ("current", "future", "running", "past", "draft"))
                     }, sent
     assert "write endpoints" in report["not_probed"]  # said, never implied
@@ -119,6 +120,10 @@ def test_contract_is_clean_against_the_documented_shapes(doctor_sandbox: Sandbox
          "HTTP 400"),
         ("rejected-param=end_date__gte", "DRIFT member list (start_date__lte, end_date__gte) "
          "(/api/v1/{bucket}/member/): HTTP 400"),
+        # the renewal window's end and the plan, filters search_contacts sends to the member listing
+        ("rejected-param=end_date__lte", "DRIFT member list (end_date__lte) (/api/v1/{bucket}/member/): HTTP 400"),
+        ("rejected-param=membership_type", "DRIFT member list (membership_type) (/api/v1/{bucket}/member/): "
+         "HTTP 400"),
         # one event state's path moved; a parameter only the help tool sends refused; search rows' ids bare uids
         ("moved-path:^/events/v2/[^/]+/bookings/future",
          "DRIFT events (future) (/events/v2/{bucket}/bookings/{state}): HTTP 404"),
