@@ -541,6 +541,25 @@ def clone_records(sb: SandboxServer, uri: str, copies: int, **data: Any) -> list
     return made
 
 
+def sandbox_answers(monkeypatch: pytest.MonkeyPatch, handler: str, change: Any) -> None:
+    """Sandboxes started after this answer `change(request, body)` where sandbox/app.py's route function `handler`
+    answers 200 with the JSON `body`: an answer sheepCRM's documents allow that the sandbox does not serve (the
+    routes are built when a sandbox starts, from the module's functions)."""
+    from starlette.responses import JSONResponse
+
+    import sheepcrm_mcp.sandbox.app as sandbox_app
+
+    served = getattr(sandbox_app, handler)
+
+    async def changed(request: Any) -> Any:
+        response = await served(request)
+        if response.status_code != 200:
+            return response
+        return JSONResponse(change(request, json.loads(response.body)))
+
+    monkeypatch.setattr(sandbox_app, handler, changed)
+
+
 # --- calling tools and reading what they did ---------------------------------------------------
 
 MODES = ["legacy", "auto"]  # the two protocol eras a test runs in (legacy: 2025-11-25; auto: the newest)

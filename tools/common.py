@@ -279,8 +279,11 @@ class V1Page:
 
     @property
     def last(self) -> bool:
-        """Nothing comes after this answer's records (a short page, or the total reached)."""
-        return len(self.records) < self.size or (self.total is not None and self.end >= self.total)
+        """No later page can hold a record: this page's place in the list reaches sheepCRM's `total`, or, with no
+        total, the page is short. A short page is not the end while the total says there are more."""
+        if self.total is not None:
+            return self.start + self.size >= self.total
+        return len(self.records) < self.size
 
     def unread(self, what: str) -> str:
         """What to say when the list could not be read past this answer."""
@@ -307,17 +310,26 @@ async def v1_all(
     """Every record of a v1 listing, page by page (at most `budget` pages), each answer checked to be the next part
     of the list (V1Page: its echoed paging, no record twice). Returns (records, unread): `unread` says why the list
     could not be read completely (sheepCRM did not page as asked, or more than `budget` pages: known from its
-    `total` after the first page, when it sends one), None when it was read whole. An unreadable answer raises."""
+    `total` after the first page, when it sends one), or its pages held fewer records than its `total` says (a short
+    page is read past while the total says there are more), None when it was read whole. An unreadable answer
+    raises."""
     records: list[dict[str, Any]] = []
     seen: set[str] = set()
+    at = 0  # where the next page starts in sheepCRM's list
     for page in range(1, budget + 1):
         got = v1_page(await fetch(page, page_size), what, page, page_size)
         uris = {u for r in got.records if (u := text(r.get("uri")))}
-        if got.start != len(records) or uris & seen:  # not the next part of the list (sheepCRM ignored the paging)
+        if got.start != at or uris & seen:  # not the next part of the list (sheepCRM ignored the paging)
             return records, got.unread(what)
         records.extend(got.records)
         seen |= uris
+        at = got.start + got.size
         if got.last:
+            if got.total is not None and len(records) < got.total:
+                return records, (
+                    f"sheepCRM's total for {what} is {got.total}, but its pages held {len(records)}: the list could "
+                    "not be read completely."
+                )
             return records, None
         if got.total is not None and got.total > budget * page_size:
             break  # sheepCRM says the list is longer than the budget: its other pages are not read in vain

@@ -13,8 +13,8 @@ from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.paging import list_page
 from sheepcrm_mcp.sheepcrm import UpstreamError
 from sheepcrm_mcp.tools import common
-from sheepcrm_mcp.tools.common import fetch_pages
-from tests.helpers import answer_body
+from sheepcrm_mcp.tools.common import fetch_pages, v1_all
+from tests.helpers import CANARY_KEY, answer_body, sandbox_answers
 
 
 async def test_ids_round_trip(shared_sandbox: SandboxServer, connect: Any) -> None:
@@ -81,6 +81,41 @@ async def test_paging_that_sheepcrm_ignores_is_could_not_read_never_duplicates()
 
     found, complete = await fetch_pages(overlapping, "the segment list", "segments", page_size=3)
     assert [r["uid"] for r in found] == ["s0", "s1", "s2", "s3"] and complete
+
+
+async def test_a_short_v1_page_whose_total_says_more_is_not_the_whole_list(
+    connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A v1 listing's `total` (v1 notes) counts every record it holds: a page shorter than its `page_size` while the
+    total says there are more (here the organisation's one membership record is left out of the page, still
+    counted) is not the end of the list. The pages after it are read; when they do not bring the total, the list
+    could not be read completely (both counts said), and the organisation's membership is unknown, never "none"."""
+
+    def left_out(request: Any, body: Any) -> Any:
+        if request.path_params["rtype"] == "member":
+            body["results"] = body["results"][1:]
+        return body
+
+    sandbox_answers(monkeypatch, "v1_list", left_out)
+    with SandboxServer(key=CANARY_KEY) as sb:
+        org = sb.store.demo_facts()["organisation_uri"]
+        body = await answer_body(connect, sb, "check_membership", {"uri": org})
+    assert body["status"] == "unknown" and body.get("is_member") is None, body
+    assert "total for the organisation's membership records is 1, but its pages held 0" in body["note"], body
+    assert "could not be read completely" in body["note"], body
+
+
+async def test_v1_pages_are_read_on_while_the_total_says_more() -> None:
+    """A short page before the total is reached: the next pages are read, and a list whose pages bring the total
+    is whole."""
+    rows = [{"uri": f"/demo/person/p{i}/"} for i in range(30)]
+    parts = {1: rows[:20], 2: rows[20:]}  # page 1 is short of its 25
+
+    async def fetch(page: int, size: int) -> Any:
+        return {"results": parts.get(page, []), "total": 30, "page": page, "page_size": size}
+
+    found, unread = await v1_all(fetch, "the person listing", 25)
+    assert found == rows and unread is None
 
 
 # ---- the pure mappers ----------------------------------------------------------------------
