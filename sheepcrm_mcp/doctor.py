@@ -206,9 +206,9 @@ def _keys(value: Any, seen: dict[str, list[Any]]) -> None:
 def inspect(read: Read, data: Any, status: int | str = 200) -> Probe:
     probe = Probe(read.name, read.path, status)
     records: list[Any]
-    if isinstance(data, dict):
-        lost = [k for k in read.envelope if k not in data]
-        probe.missing += lost
+    if isinstance(data, dict):  # the answer's own keys the tools read (a listing's total and paging echo)
+        probe.missing += [k for k in read.envelope if k not in data]
+        probe.retyped += [w for k in read.envelope if k in data and (w := retyped(k, [data[k]]))]
     if isinstance(data, list):
         records = data
     elif isinstance(data, dict) and read.wrapper:

@@ -5,7 +5,8 @@
 `bare`, the answer may also be one record without the wrapper); `fields` is every key the tools read from a
 record or the answer; `core` are the fields that decide the tools' answers, each a group of alternatives
 written `a|b` (the group is there when one of them is): losing one is drift, the rest are warnings.
-`envelope` are keys the answer itself must carry (a listing's total). `answers` are the HTTP statuses the
+`envelope` are keys the answer itself must carry: a v1 listing's `total`, and the `page` and `page_size` it echoes,
+by which the tools tell whether sheepCRM paged as asked (tools/common.py v1_page). `answers` are the HTTP statuses the
 documents give as answers rather than failures (404 = no match); any other 4xx but 403 is drift. The tests
 check each field against sheepCRM's documents (openapi.yaml, the 2024-12 tasks cut, the 2025-02 draft,
 the v1 notes) and UNDOCUMENTED lists the few that no document names, each with its reason.
@@ -46,6 +47,7 @@ EVENT = (
     "uid", "uri", "display_value", "title", "start_datetime", "start_date", "end_datetime", "end_date", "location",
     "cancelled", "status", "is_sold_out", "record_state",
 )
+V1_ENVELOPE = ("total", "page", "page_size")  # a v1 listing's count and its echo of the page it holds
 STOCK = ("ticket_stock_control", "total_stock_available")  # free places of ticket types sharing one stock
 
 READS: tuple[Read, ...] = (
@@ -129,22 +131,22 @@ READS: tuple[Read, ...] = (
          (*SEARCH_ITEM, "label", "text"), ("id|uri",)),
     # v1 listings (v1 notes): {results: [v1 records], total, page, pages, page_size}
     Read("person list", "resources", "/api/v1/{bucket}/person/", ("results",), V1_CONTACT, ("uri", "data", "email"),
-         envelope=("total",)),
+         envelope=V1_ENVELOPE),
     Read("organisation list", "resources", "/api/v1/{bucket}/organisation/", ("results",), V1_CONTACT,
-         ("uri", "data", "email"), envelope=("total",)),
+         ("uri", "data", "email"), envelope=V1_ENVELOPE),
     Read(
         "member list", "resources", "/api/v1/{bucket}/member/", ("results",),
         ("uri", "data", "member", "start_date", "end_date", "membership_type", "paid", "membership_record_status",
          "record_state", "cancellation_date", "total", "page", "page_size", "auto_renew", "has_renewed",
          "linked_members", "meta", "state"),
         ("data", "member", "start_date", "end_date", "membership_type", "membership_record_status"),
-        envelope=("total",),
+        envelope=V1_ENVELOPE,
     ),
     # EVIDENCE.md (connections): the links between contacts have their own v1 endpoint, in no document
     Read("connections", "connections", "/api/v1/{bucket}/connections/", ("connections",),
          ("destination", "connection_type"), ("destination",)),
     Read("membership_type list", "resources", "/api/v1/{bucket}/membership_type/", ("results",),
-         ("uri", "display_value", "total", "page", "page_size"), ("uri", "display_value"), envelope=("total",)),
+         ("uri", "display_value", "total", "page", "page_size"), ("uri", "display_value"), envelope=V1_ENVELOPE),
 )
 
 # Fields read that no document names for that endpoint, and why reading them is safe.
@@ -171,16 +173,16 @@ def by_name() -> dict[str, Read]:
     return {r.name: r for r in READS}
 
 
-# The JSON kinds the tools can read for each core field (of any read; a uri may also come expanded as an object,
-# {ref, display_value}), after the documents' types: a core field sent as another kind is drift, as a missing one
-# is. A field in DATES must also be a string starting with an ISO date (YYYY-MM-DD). Nulls are counted apart.
+# The JSON kinds the tools can read for each core field and envelope key (of any read; a uri may also come expanded
+# as an object, {ref, display_value}), after the documents' types: one sent as another kind is drift, as a missing
+# one is. A field in DATES must also be a string starting with an ISO date (YYYY-MM-DD). Nulls are counted apart.
 CORE_KINDS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("id", "uri", "uid", "display_value", "title", "name", "status", "membership_record_status",
                      "start_date", "end_date", "start_datetime", "date", "due_date"), ("string",)),
     **dict.fromkeys(("person_ref", "booking_uri", "destination", "member", "membership_type", "person"),
                     ("string", "object")),
     **dict.fromkeys(("completed", "guest"), ("boolean",)),
-    **dict.fromkeys(("available", "total"), ("number",)),
+    **dict.fromkeys(("available", "total", "page", "page_size"), ("number",)),
     "count": ("number", "string"),  # the tools also read a count sent as a string of digits
     "data": ("object",),
     "email": ("list", "string"),  # a v1 positional list (nulls kept), or one address

@@ -134,6 +134,9 @@ def test_contract_is_clean_against_the_documented_shapes(doctor_sandbox: Sandbox
         # a v1 listing's wrapper renamed
         ("other-wrapper=results:^/api/v1/[^/]+/member/$", "DRIFT member list (/api/v1/{bucket}/member/): HTTP 200; "
          "0 record(s); under '(not found)'; none of results in the answer"),
+        # a v1 listing's echo of the page it holds renamed: the tools could not tell whether it paged as asked
+        ("renamed-field=page_size:^/api/v1/[^/]+/member/$", "DRIFT member list (/api/v1/{bucket}/member/): HTTP 200; "
+         "5 record(s); under 'results'; MISSING page_size"),
     ],
 )
 def test_contract_reports_drift(
@@ -170,6 +173,9 @@ def test_contract_reports_drift(
         ("string-field=bookings", "events", "UNREADABLE 'bookings' holds a string, not a list of records"),
         # a list holding an item that is not a record
         ("null-item:/bookings/", "events", "UNREADABLE 1 of "),
+        # a v1 listing's paging echo sent as text: the tools read a number
+        ("string-field=page:^/api/v1/[^/]+/person/$", "person list", "RETYPED page sent as string (the tools read "
+         "number)"),
     ],
 )
 def test_contract_reports_retyped_core_fields_and_unreadable_lists(
@@ -191,14 +197,14 @@ def test_contract_reports_retyped_core_fields_and_unreadable_lists(
 
 
 def test_every_core_field_has_the_kinds_the_tools_read() -> None:
-    """CORE_KINDS covers every core field of the contract table and agrees with the documents' types (the
-    committed tests/contract_table.json) wherever they give one."""
+    """CORE_KINDS covers every core field and envelope key of the contract table and agrees with the documents'
+    types (the committed tests/contract_table.json) wherever they give one."""
     table = json.loads((REPO / "tests" / "contract_table.json").read_text())["fields"]
     names = {"number": "number", "integer": "number", "string": "string", "boolean": "boolean", "object": "object"}
     for read in READS:
-        for group in read.core:
+        for group in (*read.core, *read.envelope):
             for f in group.split("|"):
-                assert f in CORE_KINDS, f"{read.name}: core field {f} has no kinds in CORE_KINDS"
+                assert f in CORE_KINDS, f"{read.name}: core field or envelope key {f} has no kinds in CORE_KINDS"
                 documented = table[read.name]["fields"].get(f, {}).get("type")
                 if documented in names:
                     assert names[documented] in CORE_KINDS[f], (read.name, f, documented)
@@ -211,6 +217,7 @@ def path_regex(read: Read) -> str:
 CORE = [(read, group) for read in READS for group in (*read.core, *read.envelope)]
 NAMED = {("my tasks", "completed"), ("my tasks", "date|due_date"), ("memberships", "membership_record_status"),
          ("member list", "membership_record_status"), ("attendance", "guest"), ("member list", "total"),
+         ("person list", "page"),
          ("person search", "id|uri"), ("v1 record", "email"), ("v1 membership by email", "member_till_plus_grace")}
 
 
