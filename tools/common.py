@@ -256,6 +256,17 @@ def free_places(event: dict[str, Any], tickets: list[dict[str, Any]]) -> int | N
     return None if not counts or None in counts else sum(c for c in counts if c is not None)
 
 
+def count_of(data: Any) -> int | None:
+    """The `count` of an answer (a segment's /count, a contact's membership list) as a whole number, or None when it
+    is absent or not one (a number with a fraction, a flag, a list: never read as a count)."""
+    count = data.get("count") if isinstance(data, dict) else None
+    if isinstance(count, float) and count.is_integer() and count >= 0:
+        return int(count)
+    if isinstance(count, (int, str)) and not isinstance(count, bool) and str(count).isdigit():
+        return int(count)
+    return None
+
+
 def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 

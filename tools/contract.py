@@ -78,7 +78,7 @@ READS: tuple[Read, ...] = (
         "memberships", "memberships", "/api/v2{person_uri}membership/all", ("memberships",),
         ("start_date", "end_date", "cancellation_date", "display_value", "membership_number",
          "membership_record_status", "membership_type", "paid", "record_state", "uri", "auto_renew", "has_renewed",
-         "advise_lapse", "payment_method", "member", "linked_members", "data", "meta", "state"),
+         "advise_lapse", "payment_method", "member", "linked_members", "data", "meta", "state", "count"),
         ("start_date", "end_date", "membership_record_status"),  # `paid` is optional (openapi.yaml)
     ),
     Read("display", "display", "/api/v2/{bucket}/{resource_type}/{uid}/display", (), ("display_value",),

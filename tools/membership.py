@@ -20,6 +20,7 @@ from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, RecordUri, parse_uri
 from sheepcrm_mcp.tools.common import (
     Detail,
     an_object,
+    count_of,
     day,
     deleted,
     flag,
@@ -410,7 +411,7 @@ async def memberships_of(uri: RecordUri, deps: Deps) -> tuple[list[dict[str, Any
         listed_ = listed(data, "the contact's membership list", "memberships")
         found, others, unattributed = attribute(uri, listed_, listing=False)
         note = None
-        unread = None
+        unread = _uncounted(data, len(listed_))
         what = "record(s) in the contact's membership list"
     else:
         what = "the organisation's membership records"
@@ -434,6 +435,22 @@ async def memberships_of(uri: RecordUri, deps: Deps) -> tuple[list[dict[str, Any
                                         "(no `member` that could be read, or another member and no readable "
                                         "`linked_members`)."]))
     return [m for m in found if not deleted(m)], note, unread
+
+
+def _uncounted(data: Any, sent: int) -> str | None:
+    """Why a contact's membership list may not be whole: PersonMembershipAll's `count` ("the number of memberships
+    for this contact", openapi.yaml) above the records sent, or a `count` that cannot be read (never its value).
+    An answer without a count says nothing either way."""
+    if not isinstance(data, dict) or data.get("count") is None:
+        return None
+    count = count_of(data)
+    if count is None:
+        return ("Could not read the membership list's `count` (not a whole number), so whether it holds every "
+                "membership is unknown.")
+    if count > sent:
+        return (f"sheepCRM counts {count} memberships for this contact but sent {sent}: the list could not be read "
+                "completely.")
+    return None
 
 
 LINKED_UNCHECKED = (

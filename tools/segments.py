@@ -16,6 +16,7 @@ from sheepcrm_mcp.tools.common import (
     ListOutput,
     Paged,
     UidOrUri,
+    count_of,
     fetch_pages,
     listed,
     text,
@@ -206,14 +207,6 @@ async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutpu
         total=total,
         note=note,
     )
-
-
-def count_of(data: Any) -> int | None:
-    """The `count` of a segment's /count answer as a whole number, or None when it is absent or not one."""
-    count = data.get("count") if isinstance(data, dict) else None
-    if isinstance(count, (int, str)) and not isinstance(count, bool) and str(count).isdigit():
-        return int(count)
-    return None
 
 
 async def _checked_end(uid: str, end: int, deps: Deps) -> tuple[int | None, str | None]:

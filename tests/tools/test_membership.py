@@ -24,6 +24,7 @@ from tests.helpers import (
     error_text,
     member_session,
     read,
+    sandbox_answers,
 )
 
 
@@ -155,6 +156,31 @@ async def test_a_plan_on_a_later_page_is_found_and_one_not_read_is_unknown(sandb
         sb.store.update(gold, {"display_value": "Zenith"}, message="t")
         unread = error_text(await answer(connect, sb, "search_contacts", {"plan": "Zenith"}))
     assert "Could not read the plans completely" in unread and "No plan named" not in unread, unread
+
+
+async def test_a_membership_list_holding_fewer_records_than_its_count_is_unknown(
+    connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PersonMembershipAll's `count` is "the number of memberships for this contact": a list holding fewer records
+    (here Jane's current membership left out, still counted) is not the whole list, so her membership is unknown,
+    naming both counts, never "lapsed" from the records that were sent. A `count` that is not a number is said
+    (by its key), not taken as a count."""
+
+    def newest_left_out(request: Any, body: Any) -> Any:
+        return {**body, "memberships": body["memberships"][1:]}
+
+    sandbox_answers(monkeypatch, "contact_memberships", newest_left_out)
+    with SandboxServer(key=CANARY_KEY) as sb:
+        jane = sb.store.demo_facts()["jane_uri"]
+        sent = len(sb.store.memberships(jane))
+        short = await check(connect, sb, uri=jane)
+    assert short["status"] == "unknown" and short.get("is_member") is None, short
+    assert f"sheepCRM counts {sent} memberships for this contact but sent {sent - 1}" in short["note"], short
+    monkeypatch.undo()
+    sandbox_answers(monkeypatch, "contact_memberships", lambda request, body: {**body, "count": [body["count"]]})
+    with SandboxServer(key=CANARY_KEY) as sb:
+        unread = await check(connect, sb, uri=sb.store.demo_facts()["lapsed_uri"])
+    assert unread["status"] == "unknown" and "Could not read the membership list's `count`" in unread["note"], unread
 
 
 async def test_an_unknown_email_keeps_the_credentials_caveat_out_of_the_summary(
