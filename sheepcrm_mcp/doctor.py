@@ -32,8 +32,9 @@ from sheepcrm_mcp.server.caller import PROFILES
 from sheepcrm_mcp.server.settings import ConfigError, Settings, load_settings
 from sheepcrm_mcp.sheepcrm import AuthError, NotFoundError, PermissionDenied, SheepClient, SheepError
 from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, RecordUri, ScopeError, parse_uri
+from sheepcrm_mcp.sheepcrm.search import PERSON_MATCHES
 from sheepcrm_mcp.sheepcrm.tasks import TASK_PAGE
-from sheepcrm_mcp.tools.common import PAGE
+from sheepcrm_mcp.tools.common import PAGE, day
 from sheepcrm_mcp.tools.contract import CORE_KINDS, DATES, Read, by_name
 from sheepcrm_mcp.tools.membership import EMAIL_PAGE, WINDOW_PAGE
 
@@ -343,14 +344,15 @@ async def probe_contract(settings: Settings) -> list[Probe]:
         found = await call("search", lambda: client.search("a"), found=False)
         people = [r for r in _records(found, "results") if "person" in str(r.get("resource") or r.get("id") or "")]
         contact = _uri(people[0].get("id") or people[0].get("uri"), client.bucket) if people else None
-        email = last = None
+        email = None
+        person: dict[str, str] = {}  # the sampled person's details the person search matches on
         if contact:
             record = await call("v1 record", lambda: client.record(contact))
             data = record.get("data") if isinstance(record, dict) else None
             if isinstance(data, dict):
                 emails = data.get("email")
                 email = next((e for e in emails if e), None) if isinstance(emails, list) else emails
-                last = data.get("last_name") if isinstance(data.get("last_name"), str) else None
+                person = _person_details(data, str(email).split(";")[0] if email else None)
             await call("record history", lambda: client.record_audit(contact, since_days=3650))
         else:
             for name in ("v1 record", "record history"):
@@ -359,12 +361,11 @@ async def probe_contract(settings: Settings) -> list[Probe]:
             await call("v1 membership by email", lambda: client.membership_by_email(str(email).split(";")[0]))
         else:
             skipped("v1 membership by email", "no sample email")
-        await call(
-            "person search",
-            lambda: client.search_people(email=str(email).split(";")[0]) if email else client.search_people(
-                last_name=last or "Smith"),
-            found=bool(email),  # the email of a person just read: a 404 (no match) means the search has moved
-        )
+        if person:  # the details of a person just read: a 404 (sheepCRM's "no match") means the search has moved
+            await call("person search", lambda: client.search_people(**person))
+        else:  # a search for anything else tells nothing: a 404 is both "no match" and a moved path
+            skipped("person search", "the sampled person has no email, nor first and last name with a date of birth "
+                    "or postcode, that the search matches on" if contact else "the search found no person to sample")
         await call("help search", lambda: client.search_help("membership", include_text=True), found=False,
                    sent="include_text")
         listed = {
@@ -467,6 +468,18 @@ async def probe_contract(settings: Settings) -> list[Probe]:
             for n in ("segment count", "segment members", "segment lookup"):
                 skipped(n, "no segment to sample")
     return probes
+
+
+def _person_details(data: dict[str, Any], email: str | None) -> dict[str, str]:
+    """The first set of a record's details that sheepCRM's person search matches on (PERSON_MATCHES: email; first+last
+    +date of birth; first+last+postcode; title+last+postcode), as the tools send them; {} when it has none."""
+    born = day(data.get("date_of_birth"))
+    given = {k: v.strip() for k in ("title", "first_name", "last_name", "postal_code")
+             if isinstance(v := data.get(k), str) and v.strip()}
+    given |= {"email": email} if email else {}
+    given |= {"date_of_birth": born.isoformat()} if born else {}
+    match = next((m for m in PERSON_MATCHES if m <= set(given)), frozenset())
+    return {k: given[k] for k in sorted(match)}
 
 
 async def _display(client: SheepClient, uri: RecordUri) -> dict[str, Any]:

@@ -294,3 +294,27 @@ def test_a_403_is_not_called_a_refused_key(tmp_path: Path) -> None:
     assert r.returncode == 1, r.stdout + r.stderr
     [line] = fail_lines(r.stdout)
     assert "HTTP 403" in line and "valid" in line and "refused" not in line, line
+
+
+def test_contract_person_search_without_an_email_searches_what_it_matches_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sampled person has no email: the person search is probed with names and a postcode or date of birth of
+    that person (a last name alone is answered 404 whoever exists), so it finds them, and a 404 for them is a moved
+    path (DRIFT), never "no match"."""
+    for name in [k for k in os.environ if k.startswith("SHEEPCRM_")]:
+        monkeypatch.delenv(name)
+
+    def run(drift: list[str]) -> tuple[int, str]:
+        with SandboxServer(key="sk-doctor-person-4d2", drift=drift) as sb:
+            [sampled] = [r for r in sb.store.search_contacts("a", limit=400)[0] if r.type == "person"][:1]
+            sb.store.update(sampled.uri, {"email": []}, message="t")
+            code = run_contract({**sb.settings(), "audit_log": tmp_path / "audit.jsonl"})
+        out = capsys.readouterr().out
+        return code, next(x for x in out.splitlines() if " person search (" in x)
+
+    code, line = run([])
+    assert code == 0 and line.startswith("ok") and "HTTP 200; 1 record(s)" in line, line
+    code, line = run(["moved-path:^/search/v2/[^/]+/person"])
+    assert code == 4 and line.startswith("DRIFT person search (/search/v2/{bucket}/person): HTTP 404"), line
+    assert "the path has moved or the endpoint is gone" in line and "no match" not in line, line
