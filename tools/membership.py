@@ -273,6 +273,15 @@ async def grace_of(uri: RecordUri, v1: dict[str, Any], deps: Deps) -> tuple[str 
     return text(found.get("member_till_plus_grace")), None if "member_till_plus_grace" in found else missing
 
 
+def _every(names: Any, shown: int = 4) -> str | None:
+    """Every name of a list sheepCRM gives (or the one name), in one phrase: "A", "A and B", "A, B, C, D and 2
+    more"; None when there is none."""
+    given = [n for v in (names if isinstance(names, list) else [names]) if (n := text(v))]
+    if len(given) > shown + 1:
+        given = [*given[:shown], f"{len(given) - shown} more"]
+    return " and ".join(filter(None, [", ".join(given[:-1]), given[-1]])) if given else None
+
+
 SUMMARIES = {
     "current": "{who} is a current {plan} member until {end} ({days} days left).",
     "open": "{who} is a current {plan} member: the membership has no end date recorded (open-ended).",
@@ -527,7 +536,7 @@ async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipA
     days_left = (end - on).days if end and status == "current" else None
     plan = (
         best.plan
-        or (text(v1.get("active_memberships_for_display")) if status == "current" else None)
+        or (_every(v1.get("active_memberships_for_display")) if status == "current" else None)
         or ("(plan name could not be read)" if ref(raw.get("membership_type")) else "(no plan recorded)")
     )
     form: str = "open" if status == "current" and end is None else status

@@ -560,6 +560,22 @@ async def test_a_plan_name_that_cannot_be_read_is_said(connect: Any) -> None:
     assert body["status"] == "current" and "(plan name could not be read)" in body["summary"], body
 
 
+async def test_every_active_membership_sheepcrm_names_is_shown_when_the_plan_cannot_be_read(connect: Any) -> None:
+    """The deciding membership's plan cannot be read, so the plan shown comes from sheepCRM's v1 lookup of the
+    person's active memberships: with two (Fellow and Standard), both are named, never the first alone."""
+    with SandboxServer(key=CANARY_KEY, drift=["moved-path:^/api/v2/[^/]+/membership_type/[^/]+/display$"]) as sb:
+        facts = sb.store.demo_facts()
+        jane = facts["jane_uri"]
+        current = current_membership(sb, jane)
+        [older] = [m for m in sb.store.memberships(jane) if m.uri != current]
+        [end] = [m.data["end_date"] for m in sb.store.memberships(jane) if m.uri == current]
+        sb.store.update(older.uri, {"end_date": end, "membership_type": facts["plans"]["Fellow"],
+                                    "membership_record_status": "active", "display_value": None}, message="t")
+        sb.store.update(current, {"display_value": None}, message="t")
+        body = await check(connect, sb, email=facts["jane_email"])
+    assert body["status"] == "current" and "Fellow and Standard" in body["summary"], body
+
+
 async def test_a_renewal_whose_contact_cannot_be_read_is_said(connect: Any) -> None:
     with SandboxServer(key=CANARY_KEY, drift=["moved-path:^/api/v1/[^/]+/(person|organisation)/[^/]+/$"]) as sb:
         body = await answer_body(connect, sb, "search_contacts", {"renewing_within_days": 60, "limit": 50})
