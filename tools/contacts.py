@@ -7,7 +7,6 @@ import logging
 import re
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
@@ -33,8 +32,8 @@ from sheepcrm_mcp.tools.common import (
     split_label,
     text,
     unreadable,
-    v1_all,
 )
+from sheepcrm_mcp.tools.membership import with_email
 from sheepcrm_mcp.tools.search import person_search, row_uri
 
 log = logging.getLogger("sheepcrm_mcp.tools")
@@ -242,10 +241,10 @@ async def update_contact(req: UpdateContactInput, deps: WriteDeps) -> WritePlan:
 
 
 async def _email_taken(deps: Deps, email: str, uri: str) -> str | None:
-    """A warning when the new email already belongs to another contact (the person search by email), or when
-    that could not be checked (never silence: the person approving should know)."""
+    """A warning when the new email already belongs to another contact (with_email: create_contact's check, any
+    type of contact), or when that could not be checked (never silence: the person approving should know)."""
     try:
-        found = await person_search(deps, email=email)
+        found = [row for rows in (await with_email(deps.client, email)).values() for row in rows]
     except SheepError as exc:
         return f"Warning: could not check whether {email} already belongs to another contact ({exc})"
     others = [(r.get("display_value"), u) for r in found if (u := row_uri(r, deps.client.bucket))
@@ -405,14 +404,6 @@ def _namesake(row: dict[str, Any], wanted: dict[str, str]) -> bool | None:
     return all(_fold(names[k]) == _fold(v) for k, v in wanted.items())
 
 
-EMAIL_PAGE = 25  # contacts per page of a listing by email
-EMAIL_PAGES = 4  # more contacts than this whose email starts so: could not check, never "no duplicate"
-
-
-def _by_email(deps: Deps, rtype: str, email: str) -> Callable[[int, int], Awaitable[Any]]:
-    return lambda page, size: deps.client.resources(rtype, {"email__startswithi": email}, page=page, page_size=size)
-
-
 async def lookalikes(deps: Deps, req: CreateContactInput) -> tuple[list[dict[str, Any]], int]:
     """Contacts that may be the one to create, each with why: sheepCRM's matching rules for people (email;
     first+last+date of birth; first+last+postcode; title+last+postcode: exact and, for names and postcode,
@@ -431,26 +422,20 @@ async def lookalikes(deps: Deps, req: CreateContactInput) -> tuple[list[dict[str
         add(same, NAMESAKE)
         add(unread, NAME_UNREAD)
 
-    def add(rows_: list[dict[str, Any]], why: str, keep: Callable[[dict[str, Any]], bool] = lambda r: True) -> None:
+    def add(rows_: list[dict[str, Any]], why: str) -> None:
         for row in rows_:
             item = _summary_of(row)
-            if item["uri"] and item["uri"] not in found and keep(row) and not _deleted(row):
+            if item["uri"] and item["uri"] not in found and not _deleted(row):
                 found[item["uri"]] = {**item, "why": why}
 
     email = req.email
     try:
-        if email:  # the v1 listing too: list values may carry a label ("x@y;work") an exact filter would miss;
-            # both types: a person given an organisation's email (or the reverse) is shown, not refused
-            other = "organisation" if req.type == "person" else "person"
-            also = f"same email, {'an' if other[0] == 'o' else 'a'} {other}"
-            for rtype, why in ((req.type, SAME_EMAIL), (other, also)):
-                what = f"the {rtype} listing by email"
-                # read whole: a contact with the same email past the first page is still found
-                same, unread = await v1_all(_by_email(deps, rtype, email), what, EMAIL_PAGE, EMAIL_PAGES)
-                if unread:
-                    raise UpstreamError(unread)
-                add(same, why,
-                    lambda r: _fold(email) in _email_values(record_data(r, "a listing by email").get("email")))
+        if email:  # the v1 listings too (with_email, read whole): list values may carry a label ("x@y;work") an
+            # exact filter would miss; both types: a person given an organisation's email (or the reverse) is shown,
+            # not refused
+            for rtype, same in (await with_email(deps.client, email)).items():
+                add(same, SAME_EMAIL if rtype == req.type
+                    else f"same email, {'an' if rtype[0] == 'o' else 'a'} {rtype}")
         if req.type == "person":
             dob = req.date_of_birth.isoformat() if req.date_of_birth else None
             rules = (

@@ -182,26 +182,34 @@ def _email_listing(client: Any, rtype: str, email: str) -> Callable[[int, int], 
     return lambda page, size: client.resources(rtype, {"email__startswithi": email}, page=page, page_size=size)
 
 
-async def listed_by_email(email: str, client: Any) -> RecordUri:
-    """The one contact with this email, looked up as create_contact does: the v1 person and organisation listings
-    filtered with `email__startswithi` (list values may carry a label, `x@y;home`, that an exact filter misses),
-    then each address compared whole, case folded. Only listings read whole that hold no such address are "no
-    contact" (NotInCrm); a listing that cannot be read is "could not look up", never "no contact"."""
+async def with_email(client: Any, email: str) -> dict[str, list[dict[str, Any]]]:
+    """The contacts whose email is this address, by type (person, organisation): the v1 listings filtered with
+    `email__startswithi` (list values may carry a label, `x@y;home`, that an exact filter misses), each read whole,
+    then each address compared whole, case folded; deleted records left out. The one check of who has an email
+    (create_contact, update_contact, the membership lookup by email). A listing that cannot be read whole raises
+    UpstreamError (could not check, never "nobody has it")."""
     wanted = _fold(email)
-    found: list[str] = []
+    found: dict[str, list[dict[str, Any]]] = {}
+    for rtype in CONTACT_TYPES:
+        what = f"the {rtype} listing by email"
+        rows, unread = await v1_all(_email_listing(client, rtype, email), what, EMAIL_PAGE, EMAIL_PAGES)
+        if unread:
+            raise UpstreamError(unread)
+        found[rtype] = []
+        for row in rows:
+            value = record_data(row, what).get("email")
+            values: list[Any] = value if isinstance(value, list) else [value]
+            if wanted in {_fold(e[0]) for v in values if (e := split_label(v))} and not deleted(row):
+                found[rtype].append(row)
+    return found
+
+
+async def listed_by_email(email: str, client: Any) -> RecordUri:
+    """The one contact with this email, looked up as create_contact does (with_email). Only listings read whole
+    that hold no such address are "no contact" (NotInCrm); a listing that cannot be read is "could not look up",
+    never "no contact"."""
     try:
-        for rtype in CONTACT_TYPES:
-            what = f"the {rtype} listing by email"
-            rows, unread = await v1_all(_email_listing(client, rtype, email), what, EMAIL_PAGE, EMAIL_PAGES)
-            if unread:
-                raise UpstreamError(unread)
-            for row in rows:
-                data = record_data(row, what)
-                value = data.get("email")
-                values: list[Any] = value if isinstance(value, list) else [value]
-                addresses = {_fold(e[0]) for v in values if (e := split_label(v))}
-                if wanted in addresses and not deleted(row):
-                    found.append(text(row.get("uri")) or "")
+        found = [text(row.get("uri")) or "" for rows in (await with_email(client, email)).values() for row in rows]
     except SheepError as exc:
         raise UpstreamError(
             f"Could not look up the email {email!r}: sheepCRM's membership lookup did not find it and its contact "

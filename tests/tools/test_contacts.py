@@ -143,9 +143,24 @@ async def test_update_contact_warns_of_an_email_another_contact_has(sandbox: San
     assert "already belongs to Jane Austen" in asked[0] and facts["jane_uri"] in asked[0]
 
 
+async def test_update_contact_warns_of_an_email_an_organisation_has(sandbox: SandboxServer, connect: Any) -> None:
+    """The new email's check is create_contact's: the person and organisation listings read whole, each address
+    compared whole. An organisation's email given to a person is warned of, naming the organisation by uri (the
+    person search, which answers people only, never finds it)."""
+    facts = sandbox.store.demo_facts()
+    org = sandbox.store.get(facts["organisation_uri"])
+    assert org is not None
+    seen: list[str] = []
+    async with connect(sandbox, elicitation=asking(seen, "decline")) as client:
+        await client.call_tool("update_contact", {"uri": facts["jane_uri"], "email": primary(org.data["email"])})
+    assert "already belongs to Pemberley Trust" in seen[0] and org.uri in seen[0], seen
+    assert writes(sandbox) == []
+
+
 async def test_the_email_taken_warning_names_the_uri_never_a_bare_uid(connect: Any) -> None:
-    """The person search's record (variant person-record) carries `id` as its bare uid beside `uri`: the warning
-    reads the uri as search_contacts does (uri_of), never the bare uid as if it were the contact."""
+    """The listings' records carry `id` as their bare uid beside `uri` (as the person search's record does under
+    variant person-record): the warning reads the uri as search_contacts does (row_uri), never the bare uid as if
+    it were the contact."""
     asked: list[str] = []
 
     async def decline(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
@@ -642,15 +657,15 @@ async def test_a_person_search_404_without_a_body_is_no_duplicate(connect: Any) 
     assert "Possibly already" not in seen[0] and "could not" not in seen[0].lower(), seen[0]
 
 
-async def test_an_email_check_answered_by_a_bare_404_warns_of_nothing(connect: Any) -> None:
-    """update_contact's check of a new email: the person search's bodiless 404 (variant bare-404) is "nobody has
-    it", so the preview carries no "could not check" warning."""
-    with SandboxServer(key=CANARY_KEY, variant="bare-404") as sb:
-        seen: list[str] = []
-        uri = sb.store.demo_facts()["lapsed_uri"]
-        async with connect(sb, elicitation=asking(seen)) as client:
-            result = await client.call_tool("update_contact", {"uri": uri, "email": "fresh.address@example.org"})
-        assert any(r.path == "/search/v2/demo/person" and r.status == 404 for r in sb.request_log)
+async def test_an_email_nobody_has_warns_of_nothing(sandbox: SandboxServer, connect: Any) -> None:
+    """update_contact's check of a new email: the person and organisation listings, read whole, hold no such
+    address, so the preview carries no warning, "could not check" included."""
+    seen: list[str] = []
+    uri = sandbox.store.demo_facts()["lapsed_uri"]
+    async with connect(sandbox, elicitation=asking(seen)) as client:
+        result = await client.call_tool("update_contact", {"uri": uri, "email": "fresh.address@example.org"})
+    asked = {r.path for r in sandbox.request_log if "email__startswithi=fresh.address" in r.query}
+    assert asked == {"/api/v1/demo/person/", "/api/v1/demo/organisation/"}, asked
     assert result.structured_content["status"] == "applied", text_of(result)
     assert "Warning" not in seen[0] and "could not check" not in seen[0], seen[0]
 
