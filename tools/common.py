@@ -246,11 +246,16 @@ FREE_BASIS = (
 )
 
 
+def shared_stock(event: dict[str, Any]) -> int | None:
+    """openapi.yaml's `total_stock_available` when the event's ticket types share one stock (`ticket_stock_control`
+    true) and it is a count; else None."""
+    return places(event.get("total_stock_available")) if flag(event.get("ticket_stock_control")) is True else None
+
+
 def free_places(event: dict[str, Any], tickets: list[dict[str, Any]]) -> int | None:
-    """An event's free places (FREE_BASIS): openapi.yaml's `total_stock_available` when `ticket_stock_control` is
-    true and it is a count; else the sum of every ticket type's `available`; None when any cannot be read."""
-    if flag(event.get("ticket_stock_control")) is True and (shared := places(event.get("total_stock_available"))) \
-            is not None:
+    """An event's free places (FREE_BASIS): its shared_stock when there is one; else the sum of every ticket type's
+    `available`; None when any cannot be read."""
+    if (shared := shared_stock(event)) is not None:
         return shared
     counts = [places(t.get("available")) for t in tickets]
     return None if not counts or None in counts else sum(c for c in counts if c is not None)

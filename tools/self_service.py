@@ -32,6 +32,7 @@ from sheepcrm_mcp.tools.common import (
     free_places,
     listed,
     ref,
+    shared_stock,
     text,
 )
 from sheepcrm_mcp.tools.events import BOOKED, UNKNOWN, brief, person_events, state_lists
@@ -200,7 +201,8 @@ async def upcoming_events(req: UpcomingEventsInput, deps: Deps) -> UpcomingEvent
         raw[b.uid] = e
     candidates.sort(key=lambda b: b.start or "")
     out: dict[str, OpenEvent] = {}
-    none_shown: list[str] = []
+    none_shown: list[str] = []  # every ticket type's `available` is 0
+    no_stock: list[str] = []  # the stock the ticket types share (`total_stock_available`) is 0
 
     async def one(b: Any) -> None:
         try:
@@ -209,8 +211,8 @@ async def upcoming_events(req: UpcomingEventsInput, deps: Deps) -> UpcomingEvent
             tickets = []
         free = free_places(raw[b.uid], tickets)
         flags = [t.get("member_only") for t in tickets]
-        if free == 0:  # the documents do not define `available` as free places: said, never "full"
-            none_shown.append(b.uid)
+        if free == 0:  # not marked sold out: said by the figure read, never "full"
+            (no_stock if shared_stock(raw[b.uid]) is not None else none_shown).append(b.uid)
         else:  # places unknown is listed as unknown, never left out as full
             out[b.uid] = OpenEvent(
                 uid=b.uid, title=b.title, start=b.start, end=b.end, location=b.location, places_free=free,
@@ -229,6 +231,9 @@ async def upcoming_events(req: UpcomingEventsInput, deps: Deps) -> UpcomingEvent
         cut.append(f"{len(none_shown)} event(s) show no places as available (their ticket types' `available`, "
                    "which sheepCRM's documents do not define as free places, are all 0): left out here, not known "
                    "to be full; the organisation can say.")
+    if no_stock:
+        cut.append(f"{len(no_stock)} event(s) have 0 places in the stock their ticket types share "
+                   "(total_stock_available) but are not marked sold out: left out here; the organisation can say.")
     if len(candidates) > SCAN_LIMIT:
         cut.append(f"Free places were checked for the {SCAN_LIMIT} soonest of {len(candidates)} events; later ones "
                    "were not checked: add words from the title or location to narrow.")

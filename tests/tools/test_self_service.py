@@ -182,6 +182,21 @@ async def test_an_event_whose_tickets_show_none_available_is_said_not_called_ful
     assert "1 event(s) show no places as available" in body["note"] and "not known to be full" in body["note"], body
 
 
+async def test_an_event_whose_shared_stock_is_0_is_said_by_that_figure(tmp_path: Path) -> None:
+    """An event whose ticket types share one stock, with `total_stock_available` 0 and not marked sold out (drift):
+    the note names that figure, never the ticket types' `available` (which were not what was read)."""
+    with SandboxServer(key=CANARY_KEY, drift=["renamed-field=is_sold_out:/events/"]) as sb:
+        event = sb.store.get_record("booking", sb.store.demo_facts()["future_event_uid"])
+        assert event is not None
+        sb.store.replace_data(event.uri, {**event.data, "ticket_stock_control": True, "total_stock_available": 0})
+        async with open_session(sb, tmp_path, profile="member") as client:
+            result = await client.call_tool("upcoming_events", {"limit": 50})
+    body = result.structured_content
+    assert not result.is_error and event.uid not in {e["uid"] for e in body["events"]}, body
+    assert "1 event(s) have 0 places in the stock their ticket types share (total_stock_available)" in body["note"]
+    assert "`available`" not in body["note"] and "not marked sold out" in body["note"], body
+
+
 async def test_upcoming_events_read_shared_stock_from_the_event(tmp_path: Path) -> None:
     """An event whose ticket types share one stock (`ticket_stock_control`) shows its `total_stock_available` as
     its free places, never the ticket types' `available` added up."""
