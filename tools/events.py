@@ -147,8 +147,8 @@ class ListEventsInput(Paged):
     state: Annotated[
         State | None,
         Field(
-            description="Default upcoming (running+future; all with person); current: -14 to +90 days; draft: "
-            "unpublished."
+            description="Default upcoming (running+future; all with person); current: from 14 days ago to 90 days "
+            "ahead; draft: unpublished."
         ),
     ] = None
     query: Annotated[str | None, Field(max_length=100, description="Words in title or location.")] = None

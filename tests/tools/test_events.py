@@ -603,3 +603,11 @@ async def test_marking_someone_who_came_only_as_a_guest_says_so_never_not_on_the
     said = str(result.content)
     assert "as someone's guest" in said and "Not on the attendance list" not in said, said
     assert puts(sandbox) == 0
+
+
+def test_the_current_state_is_described_as_the_window_it_is() -> None:
+    """A model reads list_events' `state` description as written: "current" is said in words as the window it
+    lists (from 14 days ago to 90 days ahead), never as signed offsets."""
+    said = events.ListEventsInput.model_fields["state"].description or ""
+    assert "current: from 14 days ago to 90 days ahead;" in said, said
+    assert not re.search(r"[-+]\d", said), said
