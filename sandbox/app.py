@@ -791,8 +791,11 @@ async def v1_connections(request: Request) -> Response:
 
 
 async def v1_record_get(request: Request) -> Response:
-    record = store_of(request).require(request.path_params["rtype"], path_uid(request))
-    return JSONResponse(v1_record(record))
+    store, rtype, uid = store_of(request), request.path_params["rtype"], path_uid(request)
+    kept = store.get_record(rtype, uid) if active(request, "deleted-listed") else None
+    if kept is not None and kept.state == "deleted":  # kept for sheepCRM's UI: read as it is, `meta.state` deleted
+        return JSONResponse(v1_record(kept))
+    return JSONResponse(v1_record(store.require(rtype, uid)))
 
 
 async def v1_record_put(request: Request) -> Response:

@@ -718,11 +718,13 @@ async def delete_contact(req: DeleteContactInput, deps: WriteDeps) -> WritePlan:
             await _absent(deps, uri)  # sheepCRM's v1 also says 404 to a key it refuses: gone only once confirmed
             return None
         record = an_object(record, "the contact's record")
+        # sheepCRM may keep a deleted record for its UI and still answer it, marked deleted (its `meta.state`)
         return {"name": text(record.get("display_value")),
-                "last_updated": record_data(record, "the contact's record", "meta").get("last_updated")}
+                "last_updated": record_data(record, "the contact's record", "meta").get("last_updated"),
+                "deleted": deleted(record)}
 
     def diff(state: dict[str, Any] | None) -> list[Change]:
-        if state is None:
+        if state is None or state["deleted"]:  # gone, or kept marked deleted: nothing left to delete
             return []
         return [Change("contact", f"contact {uri}", state["name"] or None, "(deleted)")]
 

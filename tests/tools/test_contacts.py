@@ -790,6 +790,27 @@ async def test_a_contact_deleted_in_sheepcrm_is_already_deleted_once_the_key_is_
     assert sent(sandbox, "DELETE") == []
 
 
+async def test_a_contact_read_back_marked_deleted_is_deleted(connect: Any, tmp_path: Path) -> None:
+    """sheepCRM keeps a deleted record for its UI: read at its own address it may still answer, marked `state:
+    deleted` in its meta (variant deleted-listed). A delete read back so is applied (done, audited as succeeded),
+    never "nothing was changed"; a contact already marked deleted is not deleted again (no change, nothing sent)."""
+    with SandboxServer(key=CANARY_KEY, variant="deleted-listed") as sb:
+        async with connect(sb, elicitation=approve) as client:
+            undo = (await client.call_tool("create_contact", JIM)).structured_content["undo"]
+            done = await client.call_tool(undo["tool"], undo["arguments"])
+            other = (await client.call_tool("create_contact", {**JIM, "email": "jim2@example.org"}))
+            again = other.structured_content["undo"]["arguments"]
+            sb.store.delete(again["uri"])  # deleted in sheepCRM's UI
+            already = await client.call_tool("delete_contact", again)
+        uri, kept, deletes = undo["arguments"]["uri"], sb.store.get(undo["arguments"]["uri"]), sent(sb, "DELETE")
+    assert done.structured_content["status"] == "applied", text_of(done)
+    assert "nothing was changed" not in text_of(done), text_of(done)
+    outcomes = [e["outcome"] for e in audit_lines(tmp_path) if e["tool"] == "delete_contact"]
+    assert outcomes == ["attempt", "succeeded"], outcomes
+    assert already.structured_content["status"] == "no_change", text_of(already)
+    assert kept is not None and kept.state == "deleted" and deletes == [f"/api/v1{uri}"], deletes
+
+
 async def test_a_created_record_read_back_as_404_with_a_refused_key_is_could_not_read(
     sandbox: SandboxServer, connect: Any
 ) -> None:
