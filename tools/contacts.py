@@ -23,6 +23,7 @@ from sheepcrm_mcp.sheepcrm.scope import RecordUri, parse_uri
 from sheepcrm_mcp.tools.common import (
     ContactRef,
     Detail,
+    V1Page,
     an_object,
     deleted,
     labelled,
@@ -32,6 +33,7 @@ from sheepcrm_mcp.tools.common import (
     split_label,
     text,
     unreadable,
+    v1_page,
 )
 from sheepcrm_mcp.tools.membership import with_email
 from sheepcrm_mcp.tools.search import person_search, row_uri
@@ -404,13 +406,24 @@ def _namesake(row: dict[str, Any], wanted: dict[str, str]) -> bool | None:
     return all(_fold(names[k]) == _fold(v) for k, v in wanted.items())
 
 
-async def lookalikes(deps: Deps, req: CreateContactInput) -> tuple[list[dict[str, Any]], int]:
+def _unchecked(got: V1Page) -> str | None:
+    """What the page of the listing by name read for namesakes left unchecked, with how to see it; None: nothing."""
+    if got.total is not None and got.total > got.end:
+        return (f"sheepCRM's listing by name holds {got.total} contacts; only the first {got.end} were checked for "
+                "namesakes: search_contacts with the name shows the rest.")
+    if got.total is None and len(got.records) >= got.size:
+        return (f"sheepCRM's listing by name filled its page of {got.size} and gave no total, so more namesakes may "
+                "exist: search_contacts with the name shows them.")
+    return None
+
+
+async def lookalikes(deps: Deps, req: CreateContactInput) -> tuple[list[dict[str, Any]], int, str | None]:
     """Contacts that may be the one to create, each with why: sheepCRM's matching rules for people (email;
     first+last+date of birth; first+last+postcode; title+last+postcode: exact and, for names and postcode,
     case-sensitive), then namesakes in any case from the v1 listing by name, each hit's names checked (a hit whose
     names cannot be read is shown as such). Organisations: the same email or name. Returns them and how many hits
-    of the listing by name had other names (not namesakes, left out). A search that fails is "could not check",
-    never "none found"."""
+    of the listing by name had other names (not namesakes, left out), and what that listing held past the page of it
+    checked (_unchecked). A search that fails is "could not check", never "none found"."""
     found: dict[str, dict[str, Any]] = {}
     other_names = 0
 
@@ -451,17 +464,19 @@ async def lookalikes(deps: Deps, req: CreateContactInput) -> tuple[list[dict[str
                 if all(fields.values()):
                     add(await person_search(deps, **fields), why)
             names = {"first_name": str(req.first_name), "last_name": str(req.last_name)}
-            namesakes = await deps.client.resources("person", names, page_size=NAME_PAGE)
-            by_name(listed(namesakes, "the person listing by name", "results"), names)
+            got = v1_page(await deps.client.resources("person", names, page_size=NAME_PAGE),
+                          "the person listing by name", 1, NAME_PAGE)
+            by_name(got.records, names)
         else:
             org = {"name": str(req.name)}
-            named = await deps.client.resources("organisation", org, page_size=NAME_PAGE)
-            by_name(listed(named, "the organisation listing by name", "results"), org)
+            got = v1_page(await deps.client.resources("organisation", org, page_size=NAME_PAGE),
+                          "the organisation listing by name", 1, NAME_PAGE)
+            by_name(got.records, org)
     except SheepError as exc:
         raise Refusal(
             f"Could not check sheepCRM for an existing contact ({exc}); nothing was created. Try again shortly."
         ) from None
-    return sorted(found.values(), key=lambda f: (f["why"] != SAME_EMAIL, f["uri"])), other_names
+    return sorted(found.values(), key=lambda f: (f["why"] != SAME_EMAIL, f["uri"])), other_names, _unchecked(got)
 
 
 async def find_created(deps: Deps, req: CreateContactInput, known: set[str]) -> list[str]:
@@ -559,8 +574,8 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
     async def read() -> dict[str, Any]:
         held = dict(sent) if sent else await ledger.get(key)
         if held is None:
-            alike, other_names = await lookalikes(deps, req)
-            return {"created": None, "lookalikes": alike, "other_names": other_names}
+            alike, other_names, unchecked = await lookalikes(deps, req)
+            return {"created": None, "lookalikes": alike, "other_names": other_names, "unchecked": unchecked}
         if held.get("state") != "created":  # sent but unnamed, or its outcome unknown: search, never post again
             try:
                 hits = await find_created(deps, req, set(held.get("known") or []))
@@ -679,6 +694,8 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
             "out)" + ("; it may not filter by name, so whether other namesakes exist is unknown." if other +
                       sum(f["why"] in (NAMESAKE, NAME_UNREAD) for f in found) >= NAME_PAGE else ".")
         )
+    if unchecked := state.get("unchecked"):
+        notes.append(unchecked)
     if found:
         notes.append(f"Possibly already in sheepCRM ({len(found)}); open each before approving, which creates it "
                      "anyway:")

@@ -16,6 +16,7 @@ from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.store import primary
 from sheepcrm_mcp.tools import contacts
+from sheepcrm_mcp.tools.common import V1Page
 from sheepcrm_mcp.tools.profiles import HELPDESK, MEMBER
 from tests.helpers import (
     CANARY_KEY,
@@ -27,6 +28,7 @@ from tests.helpers import (
     answering,
     approve,
     audit_lines,
+    clone_records,
     decline,
     error_text,
     free_port,
@@ -401,6 +403,32 @@ async def test_namesakes_are_checked_by_name_and_other_names_are_not_called_name
     assert result.structured_content["status"] == "not_approved", text_of(result)
     assert uid_of(jane) not in seen[0] and "same name (any case)" not in seen[0], seen[0]
     assert "also answered 1 contact(s) whose names differ" in seen[0], seen[0]
+
+
+async def test_namesakes_past_the_page_read_are_said_with_how_to_see_them(connect: Any) -> None:
+    """The listing by name holds more contacts than the page of them checked for namesakes (its total says so): the
+    preview says how many it holds, how many were checked, and how to see the rest, never a silent cut."""
+    with SandboxServer(key=CANARY_KEY) as sb:
+        jane = sb.store.demo_facts()["jane_uri"]
+        clone_records(sb, jane, contacts.NAME_PAGE + 1, email=["another.jane@example.net"])
+        seen: list[str] = []
+        async with connect(sb, elicitation=asking(seen, "decline")) as client:
+            result = await client.call_tool(
+                "create_contact", {"first_name": "Jane", "last_name": "Austen", "email": "j.austen@example.net"})
+    assert result.structured_content["status"] == "not_approved", text_of(result)
+    held = contacts.NAME_PAGE + 2
+    assert (f"sheepCRM's listing by name holds {held} contacts; only the first {contacts.NAME_PAGE} were checked "
+            "for namesakes") in seen[0], seen[0]
+    assert "search_contacts" in seen[0], seen[0]
+
+
+def test_a_full_page_of_the_listing_by_name_with_no_total_may_hold_more() -> None:
+    """With no total, a full page checked for namesakes may not be all of them (said); a short page, or a total the
+    page reaches, is all of them (nothing said)."""
+    page = [{"uri": f"/demo/person/{n:024x}/"} for n in range(contacts.NAME_PAGE)]
+    assert "more namesakes may exist" in str(contacts._unchecked(V1Page(page, None, 0, contacts.NAME_PAGE, True)))
+    assert contacts._unchecked(V1Page(page[:3], None, 0, contacts.NAME_PAGE, True)) is None
+    assert contacts._unchecked(V1Page(page, contacts.NAME_PAGE, 0, contacts.NAME_PAGE, True)) is None
 
 
 async def test_a_retried_call_after_a_timeout_creates_one_record(connect: Any, tmp_path: Path) -> None:
