@@ -129,10 +129,19 @@ class Connected(Protocol):
 
 def peer_owner(sock: Connected) -> int | None:
     """The owner (uid) of the socket at the other end of a connected loopback socket, or None when it cannot be
-    found. The other end is the accepting side (or its half-open request), which carries its listener's owner."""
+    found. The other end is the accepting side (or its half-open request), which carries its listener's owner.
+    Asked of the socket diagnostics for that one socket (reading /proc/net/tcp* walks every socket of the machine:
+    milliseconds on a busy one, for each new connection); from /proc where they cannot be asked or do not find it,
+    or where the other end is still a half-open request (the diagnostics give those uid 0, /proc its listener's)."""
     ours, theirs = sock.getsockname(), sock.getpeername()
     me: Address = (_plain(ipaddress.ip_address(ours[0])), ours[1])
     peer: Address = (_plain(ipaddress.ip_address(theirs[0])), theirs[1])
+    try:
+        owner = _diagnosed_owner(peer, me)
+    except (AttributeError, OSError, IndexError, struct.error):  # no AF_NETLINK (not Linux), or refused
+        owner = None
+    if owner is not None:
+        return owner
     theirs_, ours_ = _hex_port(peer[1]), _hex_port(me[1])
     for fields in _rows() or []:
         if (
@@ -143,6 +152,49 @@ def peer_owner(sock: Connected) -> int | None:
         ):
             return int(fields[7])
     return None
+
+
+_REQUEST, _NO_COOKIE, _TCP_SYN_RECV, _ALL_STATES, _ENOENT = 1, 0xFFFFFFFF, 3, 0xFFFFFFFF, 2
+
+
+def _packed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, family: int) -> bytes:
+    """An address as inet_diag_sockid holds it (16 bytes): IPv4 in the first 4, or IPv6 (IPv4 mapped into it)."""
+    if family == socket.AF_INET:
+        return ip.packed + bytes(12)
+    return ip.packed if isinstance(ip, ipaddress.IPv6Address) else ipaddress.IPv6Address(f"::ffff:{ip}").packed
+
+
+def _diagnosed_owner(local: Address, remote: Address) -> int | None:
+    """The owner of the one TCP socket whose own end is `local` and whose other end is `remote` (the socket
+    diagnostics' exact lookup, as `ss` asks for one socket): its uid; None when there is no such socket or it is a
+    half-open request (which the diagnostics give uid 0, not its listener's owner). Raises OSError when they refuse."""
+    both_v4 = isinstance(local[0], ipaddress.IPv4Address) and isinstance(remote[0], ipaddress.IPv4Address)
+    family = socket.AF_INET if both_v4 else socket.AF_INET6
+    # inet_diag_req_v2 with the socket id: source port and address first (network order), interface, no cookie.
+    request = (
+        struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, _ALL_STATES)
+        + struct.pack("!HH", local[1], remote[1])
+        + _packed(local[0], family)
+        + _packed(remote[0], family)
+        + struct.pack("=III", 0, _NO_COOKIE, _NO_COOKIE)
+    )
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _SOCK_DIAG) as sock:
+        sock.settimeout(2.0)
+        sock.send(struct.pack("=IHHII", 16 + len(request), _BY_FAMILY, _REQUEST, 1, 0) + request)
+        data = sock.recv(1 << 16)
+    length, kind = struct.unpack_from("=IH", data, 0)
+    if kind == _ERROR:
+        (errno,) = struct.unpack_from("=i", data, 16)
+        if -errno == _ENOENT:  # no such socket
+            return None
+        raise OSError(-errno, "the socket diagnostics refused the request")
+    if kind != _BY_FAMILY or length < 84:
+        raise OSError("the socket diagnostics answered something else")
+    # Not that socket: a half-open request, or the listener the kernel's lookup falls back to when none matches.
+    if data[17] in (_TCP_SYN_RECV, _TCP_LISTEN) or struct.unpack_from("!HH", data, 20) != (local[1], remote[1]):
+        return None
+    (owner,) = struct.unpack_from("=I", data, 80)
+    return int(owner)
 
 
 async def settled_owner(sock: Connected) -> int | None:

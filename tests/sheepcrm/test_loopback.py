@@ -139,3 +139,32 @@ def test_the_listeners_owners_are_read_the_same_with_and_without_the_socket_diag
         monkeypatch.setattr(loopback, "_diagnosed", refused)
         read = loopback.listeners(mine, theirs, unused)
     assert asked == read == {mine: [os.getuid()], theirs: [pwd.getpwnam(stranger()).pw_uid], unused: []}
+
+
+def test_a_connections_other_end_is_read_the_same_with_and_without_the_socket_diagnostics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each new connection asks the socket diagnostics for the one socket at its other end; where they cannot be
+    asked, /proc/net/tcp* says the same owner: this user's for a server of theirs, the other account's for its."""
+    import pwd
+    import socket
+
+    from sheepcrm_mcp.sheepcrm import loopback
+
+    mine, theirs = free_port(), free_port()
+    with serving(mine), serving(theirs, as_other=True):
+        conns = [socket.create_connection(("127.0.0.1", port)) for port in (mine, theirs)]
+        try:
+            with monkeypatch.context() as m:
+                m.setattr(loopback, "_rows", lambda: None)  # answered by the diagnostics alone
+                asked = [loopback.peer_owner(c) for c in conns]
+
+            def refused(*_: object) -> int:
+                raise OSError("no socket diagnostics here")
+
+            monkeypatch.setattr(loopback, "_diagnosed_owner", refused)
+            read = [loopback.peer_owner(c) for c in conns]
+        finally:
+            for c in conns:
+                c.close()
+    assert asked == read == [os.getuid(), pwd.getpwnam(stranger()).pw_uid]
