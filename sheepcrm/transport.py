@@ -197,7 +197,11 @@ class Http:
                     "Accept": "application/json",
                 },
                 timeout=httpx.Timeout(c.timeout, connect=c.connect_timeout),
-                limits=httpx.Limits(max_connections=c.max_concurrency, max_keepalive_connections=c.max_concurrency),
+                # Connections are kept for both API hosts (v2 and v1): with room for one host's only, a pool in use
+                # for both closed an idle connection to one host to open one to the other, nearly once a request
+                # (a new TLS handshake each). The limiter above still caps requests in flight at max_concurrency.
+                limits=httpx.Limits(max_connections=2 * c.max_concurrency,
+                                    max_keepalive_connections=2 * c.max_concurrency),
                 transport=self._transport,
                 follow_redirects=False,
                 trust_env=False,
