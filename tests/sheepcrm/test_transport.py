@@ -88,3 +88,40 @@ async def test_a_proxy_from_the_persons_own_file_is_used() -> None:
         proxy.close()
     assert proxy.received and proxy.received[0].startswith(b"CONNECT sls-api.sheepcrm.com:443")
     assert KEY.encode() not in proxy.received[0]
+
+
+async def test_reads_of_both_api_hosts_keep_their_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tool reading v2 and v1 in turn keeps its connections to both: the pool has room for max_concurrency
+    connections to each host, so none is closed to make room for the other (each would be a new TLS handshake)."""
+    import anyio
+
+    from sheepcrm_mcp.sheepcrm import loopback
+    from tests.helpers import free_port
+    from tests.sheepcrm.test_loopback import serving
+
+    opened = 0
+    check = loopback._check
+
+    async def counted(stream: object) -> None:
+        nonlocal opened
+        opened += 1
+        await check(stream)
+
+    monkeypatch.setattr(loopback, "_check", counted)  # called once for each new connection
+    v2, v1 = free_port(), free_port()
+    with serving(v2), serving(v1):
+        http = Http(ClientConfig(api_key=KEY, bucket="demo", base_url=f"http://127.0.0.1:{v2}",
+                                 v1_base_url=f"http://127.0.0.1:{v1}", cache_ttl=0, max_concurrency=4))
+
+        async def reader() -> None:
+            for n in range(10):
+                assert await http.get("/api/v1/demo/x/" if n % 2 else "/api/v2/demo/x/", "x",
+                                      api="v1" if n % 2 else "v2") == {"ok": True}
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(8):
+                    tg.start_soon(reader)
+        finally:
+            await http.aclose()
+    assert 2 <= opened <= 8, opened  # at most max_concurrency to each host, for 80 reads
