@@ -235,7 +235,8 @@ class Http:
     ) -> httpx.Response:
         """One request, its whole answer read within `timeout` seconds (a drip-fed answer cannot outlast it)
         and refused once it passes `max_body` bytes (counted as it streams in, never held whole)."""
-        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        # None rather than an empty dict: httpx parses a request's URL a second time to merge even empty params.
+        clean = ({k: v for k, v in params.items() if v is not None} or None) if params else None
         maybe = " The change may or may not have been applied." if method != "GET" else ""
         c = self.config
         async with self._limit:
