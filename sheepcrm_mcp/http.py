@@ -180,20 +180,24 @@ class BearerAuth:
             await _refuse(scope, send, 401, "missing or wrong bearer token (SHEEPCRM_MCP_TOKEN)")
             return
         live = self.sessions.setdefault(peer, {})
-        for sid in [k for k, seen in live.items() if now - seen > SESSION_IDLE]:
-            del live[sid]
         session = _header(scope, b"mcp-session-id")
         if session:
             if session in live:
                 live[session] = now
             if scope.get("method") == "DELETE":
                 live.pop(session, None)
-        elif scope.get("method") == "POST" and len(live) >= MAX_SESSIONS_PER_CLIENT:
-            await _refuse(scope, send, 429, "too many open sessions from this address; close some first")
+            await self.app(scope, receive, send)  # a session's own request: its answer names no new session
             return
+        if scope.get("method") == "POST" and len(live) >= MAX_SESSIONS_PER_CLIENT:
+            # Sessions idle for SESSION_IDLE no longer count: forgotten when the count decides, not on every request.
+            for sid in [k for k, seen in live.items() if now - seen > SESSION_IDLE]:
+                del live[sid]
+            if len(live) >= MAX_SESSIONS_PER_CLIENT:
+                await _refuse(scope, send, 429, "too many open sessions from this address; close some first")
+                return
 
         async def send_noting(message: Message) -> None:
-            if message["type"] == "http.response.start" and not session:
+            if message["type"] == "http.response.start":
                 for name, value in message.get("headers", []):
                     if name.lower() == b"mcp-session-id":
                         live[bytes(value)] = time.monotonic()
