@@ -70,6 +70,11 @@ def _host(url: str) -> str:
     return _base_host(f"{scheme}://{rest.split('/', 1)[0]}")
 
 
+def _tracing() -> bool:
+    """Whether spans go anywhere: a tracer provider has been installed (SHEEPCRM_OTEL=1, or a test's)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
 def _observe(event: str) -> None:
     for observer in OBSERVERS:
         observer(event)
@@ -221,11 +226,14 @@ class Http:
     async def _send(self, method: str, url: str, what: str, params: Params | None, body: Any) -> httpx.Response:
         """One request in a span naming only the method, the API host and the status (never the path: it holds
         record ids); a 429 is told to the observers."""
-        attributes = {"http.request.method": method, "server.address": _host(url)}
-        with _tracer.start_as_current_span(f"sheepcrm {method}", kind=trace.SpanKind.CLIENT, attributes=attributes,
-                                           record_exception=False) as span:
+        if not _tracing():  # no provider installed (SHEEPCRM_OTEL off): a span would be built only to be dropped
             response = await self._send_once(method, url, what, params, body)
-            span.set_attribute("http.response.status_code", response.status_code)
+        else:
+            attributes = {"http.request.method": method, "server.address": _host(url)}
+            with _tracer.start_as_current_span(f"sheepcrm {method}", kind=trace.SpanKind.CLIENT,
+                                               attributes=attributes, record_exception=False) as span:
+                response = await self._send_once(method, url, what, params, body)
+                span.set_attribute("http.response.status_code", response.status_code)
         if response.status_code == 429 or throttled(response):
             _observe("rate_limited")
         return response
