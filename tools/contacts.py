@@ -604,6 +604,12 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
                 "it (deleted?). It was not created again: restore it in sheepCRM, or create it there."
             ) from None
         data = record_data(record, "the created record")  # first: a record that is not an object is could-not-read
+        if deleted(record):  # kept for sheepCRM's UI, marked deleted: not a live contact, and nothing to undo
+            raise Refusal(
+                f"create_contact with these arguments created {uri} at {_when(held['at'])}; sheepCRM now marks it "
+                "deleted (its record's `state`), so it is not a live contact. It was not created again: restore it "
+                "in sheepCRM, or create it there."
+            )
         name = text(record.get("display_value")) or text(data.get("formatted_name"))
         return {"created": {"uri": str(uri), "name": name, "at": held["at"], "how": held.get("how"),
                             "status": held.get("status"), "named": held.get("named")}}

@@ -839,6 +839,23 @@ async def test_a_contact_read_back_marked_deleted_is_deleted(connect: Any, tmp_p
     assert kept is not None and kept.state == "deleted" and deletes == [f"/api/v1{uri}"], deletes
 
 
+async def test_a_repeated_create_whose_record_is_now_marked_deleted_is_not_called_a_live_contact(connect: Any) -> None:
+    """The contact a create made is deleted in sheepCRM's UI and still answers at its own address, marked `state:
+    deleted` in its meta (variant deleted-listed): a repeated create says it was created and is now marked deleted,
+    never "already created it" with delete_contact as its undo; nothing is posted again."""
+    with SandboxServer(key=CANARY_KEY, variant="deleted-listed") as sb:
+        async with connect(sb, elicitation=approve) as client:
+            created = await client.call_tool("create_contact", JIM)
+            uri = created.structured_content["undo"]["arguments"]["uri"]
+            sb.store.delete(uri)  # deleted in sheepCRM's UI
+            again = await client.call_tool("create_contact", JIM)
+        posts = sent(sb, "POST")
+    said = text_of(again)
+    assert again.is_error and uri in said and "marks it deleted" in said and "not a live contact" in said, said
+    assert "already created it" not in said and "delete_contact" not in said, said
+    assert posts == ["/api/v1/demo/person/"]
+
+
 async def test_a_created_record_read_back_as_404_with_a_refused_key_is_could_not_read(
     sandbox: SandboxServer, connect: Any
 ) -> None:
