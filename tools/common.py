@@ -281,13 +281,16 @@ class V1Page:
     """One answer of a v1 listing ({results, total, page, pages, page_size}, EVIDENCE.md: v1 listing paging). The
     request's paging names are not documented (page/page_size is a guess), so the answer's own `page` and
     `page_size` say which part of the list it holds: `start` is the position of its first record, and `honoured`
-    is False when it is not the page asked for (sheepCRM ignored the paging parameters, or paged otherwise)."""
+    is False when it is not the page asked for (sheepCRM ignored the paging parameters, or paged otherwise).
+    `unechoed` names the echo keys that are missing or not a page number: which part of the list the answer holds
+    is then unknown (`start` and `size` are only those asked for), and `honoured` is False."""
 
     records: list[dict[str, Any]]
     total: int | None
     start: int
     size: int
     honoured: bool
+    unechoed: tuple[str, ...] = ()
 
     @property
     def end(self) -> int:
@@ -301,8 +304,19 @@ class V1Page:
             return self.start + self.size >= self.total
         return len(self.records) < self.size
 
+    def unconfirmed(self, what: str) -> str:
+        """What to say when the answer does not say which part of the list it holds (`unechoed`)."""
+        keys = " and ".join(f"`{k}`" for k in self.unechoed)
+        return (
+            f"Could not read which part of {what} sheepCRM's answer holds: its {keys} (the page it answered) is "
+            f"missing or not a page number, so the order of its {len(self.records)} record(s) in the list could not "
+            "be confirmed: the list could not be read completely."
+        )
+
     def unread(self, what: str) -> str:
         """What to say when the list could not be read past this answer."""
+        if self.unechoed:
+            return self.unconfirmed(what)
         of = f"{self.total}" if self.total is not None else "an unknown number"
         return (
             f"sheepCRM did not page {what} as asked (it answered page {self.start // self.size + 1} of "
@@ -311,13 +325,22 @@ class V1Page:
         )
 
 
+def _echo(value: Any) -> int | None:
+    """A page number or size a v1 listing echoes: a whole number from 1; None when absent or not one."""
+    number = _count(value)
+    return number if number else None
+
+
 def v1_page(data: Any, what: str, page: int, page_size: int) -> V1Page:
-    """Read one v1 listing answer asked for with `page` and `page_size` (see V1Page); an unreadable one raises."""
+    """Read one v1 listing answer asked for with `page` and `page_size` (see V1Page); an unreadable one raises. An
+    echo that is missing or not a page number is named in `unechoed`, never taken as the page asked for."""
     records = listed(data, what, "results")
     d: dict[str, Any] = data if isinstance(data, dict) else {}
-    got_page, got_size = _count(d.get("page")) or page, _count(d.get("page_size")) or page_size
+    got_page, got_size = _echo(d.get("page")), _echo(d.get("page_size"))
+    unechoed = tuple(k for k, v in (("page", got_page), ("page_size", got_size)) if v is None)
+    got_page, got_size = got_page or page, got_size or page_size
     return V1Page(records, _count(d.get("total")), (got_page - 1) * got_size, got_size,
-                  (got_page, got_size) == (page, page_size))
+                  not unechoed and (got_page, got_size) == (page, page_size), unechoed)
 
 
 async def v1_all(
@@ -327,7 +350,8 @@ async def v1_all(
     of the list (V1Page: its echoed paging, no record twice). Returns (records, unread): `unread` says why the list
     could not be read completely (sheepCRM did not page as asked, or more than `budget` pages: known from its
     `total` after the first page, when it sends one), or its pages held fewer records than its `total` says (a short
-    page is read past while the total says there are more), None when it was read whole. An unreadable answer
+    page is read past while the total says there are more), or an answer did not say which page it holds and no
+    total confirms that every record was read (V1Page.unechoed), None when it was read whole. An unreadable answer
     raises."""
     records: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -341,6 +365,8 @@ async def v1_all(
         seen |= uris
         at = got.start + got.size
         if got.last:
+            if got.unechoed and got.total is None:  # a short page is the end only of the part asked for
+                return records, got.unconfirmed(what)
             if got.total is not None and len(records) < got.total:
                 return records, (
                     f"sheepCRM's total for {what} is {got.total}, but its pages held {len(records)}: the list could "

@@ -670,7 +670,10 @@ async def current_members(
     page = offset // limit + 1
     got = v1_page(await deps.client.resources("member", filters, page=page, page_size=limit), LISTING, page, limit)
     unread = None
-    if got.honoured:
+    if got.unechoed:  # which part of the list it holds is unknown: its records, and no page after it
+        raw, end, more = got.records, offset + len(got.records), False
+        unread = got.unconfirmed(LISTING)
+    elif got.honoured:
         raw = got.records
         end = offset + len(raw)
         more = end < got.total if got.total is not None else len(raw) >= limit

@@ -105,6 +105,27 @@ async def test_a_short_v1_page_whose_total_says_more_is_not_the_whole_list(
     assert "could not be read completely" in body["note"], body
 
 
+async def test_a_v1_page_that_does_not_say_which_page_it_holds_is_not_the_end_of_the_list(
+    connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A v1 listing answer without its `page` echo and without a `total` (here the organisation's one membership
+    record left out too) does not say which part of the list it holds: a short page is not taken as the end, so the
+    organisation's membership is unknown, naming the key, never "no membership on record"."""
+
+    def unechoed(request: Any, body: Any) -> Any:
+        if request.path_params["rtype"] == "member":
+            body = {k: v for k, v in body.items() if k not in ("page", "total")}
+            body["results"] = body["results"][1:]
+        return body
+
+    sandbox_answers(monkeypatch, "v1_list", unechoed)
+    with SandboxServer(key=CANARY_KEY) as sb:
+        org = sb.store.demo_facts()["organisation_uri"]
+        body = await answer_body(connect, sb, "check_membership", {"uri": org})
+    assert body["status"] == "unknown" and body.get("is_member") is None, body
+    assert "its `page` (the page it answered) is missing or not a page number" in body["note"], body
+
+
 async def test_v1_pages_are_read_on_while_the_total_says_more() -> None:
     """A short page before the total is reached: the next pages are read, and a list whose pages bring the total
     is whole."""

@@ -233,6 +233,53 @@ async def test_a_listing_that_ignores_the_paging_is_never_read_twice(connect: An
     assert "could not be read completely" in error_text(renewals)
 
 
+def paged_upstream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plan's list larger than the window read whole (here 5 records), so that it is paged upstream, one page a
+    call."""
+    monkeypatch.setattr(membership, "WINDOW_PAGE", 5)
+    monkeypatch.setattr(membership, "WINDOW_PAGES", 1)
+
+
+async def plan_pages(client: Any, plan: str, limit: int) -> list[dict[str, Any]]:
+    """Every answer of search_contacts for a plan's members, following next_cursor (at most 20)."""
+    bodies: list[dict[str, Any]] = []
+    args: dict[str, Any] = {"plan": plan, "limit": limit}
+    for _ in range(20):
+        result = await client.call_tool("search_contacts", args)
+        assert not result.is_error, result.content
+        bodies.append(result.structured_content)
+        if not (cursor := result.structured_content.get("next_cursor")):
+            break
+        args = {**args, "cursor": cursor}
+    return bodies
+
+
+@pytest.mark.parametrize("echo", ["missing", "a string"])
+async def test_an_upstream_page_that_does_not_say_which_page_it_is_is_not_trusted_as_the_page_asked(
+    connect: Any, monkeypatch: pytest.MonkeyPatch, echo: str
+) -> None:
+    """sheepCRM's answer to a plan's page (paged upstream) carries no readable `page` echo: which part of the list
+    it holds is unknown, so its members are shown without a next cursor (a later page might repeat or skip them)
+    and the answer says the order could not be confirmed, naming the key."""
+    paged_upstream(monkeypatch)
+
+    def unechoed(request: Any, body: Any) -> Any:
+        if request.path_params["rtype"] == "member":
+            if echo == "missing":
+                del body["page"]
+            else:
+                body["page"] = str(body["page"])
+        return body
+
+    sandbox_answers(monkeypatch, "v1_list", unechoed)
+    with SandboxServer(key=CANARY_KEY) as sb:
+        async with connect(sb) as client:
+            [body] = await plan_pages(client, "Standard", 10)
+    assert body["contacts"] and body.get("next_cursor") is None, body
+    assert "its `page` (the page it answered) is missing or not a page number" in body["note"], body
+    assert "could not be confirmed" in body["note"] and "could not be read completely" in body["note"], body
+
+
 async def test_renewal_lists_are_soonest_first_across_pages(sandbox: SandboxServer, connect: Any) -> None:
     """sheepCRM's listing has no documented order: the soonest renewal is on page one however small the page,
     and the end dates never go back across pages."""
