@@ -673,10 +673,15 @@ async def current_members(
     if got.unechoed:  # which part of the list it holds is unknown: its records, and no page after it
         raw, end, more = got.records, offset + len(got.records), False
         unread = got.unconfirmed(LISTING)
-    elif got.honoured:
-        raw = got.records
-        end = offset + len(raw)
-        more = end < got.total if got.total is not None else len(raw) >= limit
+    elif got.honoured:  # the page asked for: from the offset on, and the next cursor at the next upstream page
+        raw = got.records[offset - got.start :]
+        end, more = got.start + got.size, not got.last
+        if got.total is not None and len(got.records) < got.size and more:
+            unread = (
+                f"sheepCRM's page {page} of {LISTING} held {len(got.records)} records, fewer than its page size of "
+                f"{got.size}, while its total ({got.total}) says there are more: records may be missing here, so the "
+                "list could not be read completely."
+            )
     else:  # not the page asked for: only the part of this window the answer holds, never a page twice
         at = offset - got.start
         raw = got.records[at : at + limit] if 0 <= at < len(got.records) else []

@@ -254,6 +254,29 @@ async def plan_pages(client: Any, plan: str, limit: int) -> list[dict[str, Any]]
     return bodies
 
 
+async def test_a_short_upstream_page_whose_total_says_more_moves_on_never_repeating_members(
+    connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sheepCRM answers the first page of a plan's members (paged upstream) with 7 of its 10 records while its
+    `total` says there are more: the next cursor asks for the next page, never the same page again (its members
+    would be listed twice), and the answer says records may be missing, the list not read completely."""
+    paged_upstream(monkeypatch)
+
+    def short(request: Any, body: Any) -> Any:
+        if request.path_params["rtype"] == "member" and (body["page"], body["page_size"]) == (1, 10):
+            body["results"] = body["results"][:7]
+        return body
+
+    sandbox_answers(monkeypatch, "v1_list", short)
+    with SandboxServer(key=CANARY_KEY) as sb:
+        async with connect(sb) as client:
+            bodies = await plan_pages(client, "Standard", 10)
+    seen = [c["membership_uri"] for b in bodies for c in b["contacts"]]
+    assert len(bodies) > 2 and len(seen) == len(set(seen)), seen
+    assert "fewer than its page size of 10" in bodies[0]["note"], bodies[0]
+    assert "could not be read completely" in bodies[0]["note"], bodies[0]
+
+
 @pytest.mark.parametrize("echo", ["missing", "a string"])
 async def test_an_upstream_page_that_does_not_say_which_page_it_is_is_not_trusted_as_the_page_asked(
     connect: Any, monkeypatch: pytest.MonkeyPatch, echo: str
