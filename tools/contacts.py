@@ -7,6 +7,7 @@ import logging
 import re
 import time
 import unicodedata
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
@@ -36,7 +37,7 @@ from sheepcrm_mcp.tools.common import (
     v1_page,
 )
 from sheepcrm_mcp.tools.membership import with_email
-from sheepcrm_mcp.tools.search import person_search, row_uri
+from sheepcrm_mcp.tools.search import person_search, row_keys, row_uri
 
 log = logging.getLogger("sheepcrm_mcp.tools")
 
@@ -376,10 +377,13 @@ def _email_values(value: Any) -> list[str]:
     return [_fold(str(v).split(";", 1)[0]) for v in positional(value) if v]
 
 
-def _summary_of(row: dict[str, Any]) -> dict[str, Any]:
+def _summary_of(row: dict[str, Any], bucket: str) -> dict[str, Any] | None:
     """One found record as the preview shows it (search answers and v1 listing records have different shapes: a
-    search item's `id` is its uri, a v1 listing record's `id` is its uid beside `uri`)."""
-    uri = text(row.get("uri")) or text(row.get("id")) or ""
+    search item's `id` is its uri, a v1 listing record's `id` is its uid beside `uri`): its uri read as
+    search_contacts reads it (row_uri); None when it cannot be read."""
+    uri = row_uri(row, bucket)
+    if uri is None:
+        return None
     data: dict[str, Any] = row.get("data") if isinstance(row.get("data"), dict) else {}  # type: ignore[assignment]
     emails = _email_values(data.get("email")) if data else []
     return {
@@ -417,14 +421,35 @@ def _unchecked(got: V1Page) -> str | None:
     return None
 
 
-async def lookalikes(deps: Deps, req: CreateContactInput) -> tuple[list[dict[str, Any]], int, str | None]:
+@dataclass
+class Lookalikes:
+    """What the duplicate check found (lookalikes)."""
+
+    found: list[dict[str, Any]]
+    other_names: int  # hits of the listing by name with other names (not namesakes, left out)
+    unchecked: str | None  # what the page of the listing by name read left unchecked (_unchecked)
+    unread: list[tuple[str, dict[str, Any]]]  # (why, row) of the matches whose uri could not be read
+
+
+def _unread_matches(unread: list[tuple[str, dict[str, Any]]], same: bool) -> dict[str, Any] | None:
+    """The matches whose uri could not be read, of the same email and type (`same`) or the others, as the state
+    keeps them: how many, why they matched, and their keys (never their values)."""
+    rows = [(why, row) for why, row in unread if (why == SAME_EMAIL) == same]
+    if not rows:
+        return None
+    return {"count": len(rows), "why": sorted({why for why, _ in rows}), "keys": row_keys([r for _, r in rows])}
+
+
+async def lookalikes(deps: Deps, req: CreateContactInput) -> Lookalikes:
     """Contacts that may be the one to create, each with why: sheepCRM's matching rules for people (email;
     first+last+date of birth; first+last+postcode; title+last+postcode: exact and, for names and postcode,
     case-sensitive), then namesakes in any case from the v1 listing by name, each hit's names checked (a hit whose
     names cannot be read is shown as such). Organisations: the same email or name. Returns them and how many hits
-    of the listing by name had other names (not namesakes, left out), and what that listing held past the page of it
-    checked (_unchecked). A search that fails is "could not check", never "none found"."""
+    of the listing by name had other names (not namesakes, left out), what that listing held past the page of it
+    checked (_unchecked), and the matches whose uri could not be read (counted, never dropped). A search that fails
+    is "could not check", never "none found"."""
     found: dict[str, dict[str, Any]] = {}
+    unread: list[tuple[str, dict[str, Any]]] = []
     other_names = 0
 
     def by_name(rows_: list[dict[str, Any]], wanted: dict[str, str]) -> None:
@@ -437,8 +462,12 @@ async def lookalikes(deps: Deps, req: CreateContactInput) -> tuple[list[dict[str
 
     def add(rows_: list[dict[str, Any]], why: str) -> None:
         for row in rows_:
-            item = _summary_of(row)
-            if item["uri"] and item["uri"] not in found and not _deleted(row):
+            if _deleted(row):
+                continue
+            item = _summary_of(row, deps.client.bucket)
+            if item is None:
+                unread.append((why, row))
+            elif item["uri"] not in found:
                 found[item["uri"]] = {**item, "why": why}
 
     email = req.email
@@ -476,7 +505,8 @@ async def lookalikes(deps: Deps, req: CreateContactInput) -> tuple[list[dict[str
         raise Refusal(
             f"Could not check sheepCRM for an existing contact ({exc}); nothing was created. Try again shortly."
         ) from None
-    return sorted(found.values(), key=lambda f: (f["why"] != SAME_EMAIL, f["uri"])), other_names, _unchecked(got)
+    return Lookalikes(sorted(found.values(), key=lambda f: (f["why"] != SAME_EMAIL, f["uri"])), other_names,
+                      _unchecked(got), unread)
 
 
 async def find_created(deps: Deps, req: CreateContactInput, known: set[str]) -> list[str]:
@@ -574,8 +604,10 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
     async def read() -> dict[str, Any]:
         held = dict(sent) if sent else await ledger.get(key)
         if held is None:
-            alike, other_names, unchecked = await lookalikes(deps, req)
-            return {"created": None, "lookalikes": alike, "other_names": other_names, "unchecked": unchecked}
+            alike = await lookalikes(deps, req)
+            return {"created": None, "lookalikes": alike.found, "other_names": alike.other_names,
+                    "unchecked": alike.unchecked, "unread_same": _unread_matches(alike.unread, True),
+                    "unread_other": _unread_matches(alike.unread, False)}
         if held.get("state") != "created":  # sent but unnamed, or its outcome unknown: search, never post again
             try:
                 hits = await find_created(deps, req, set(held.get("known") or []))
@@ -686,6 +718,12 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
             f"Not created: {req.email} already belongs to {names}. Use that record (get_contact, update_contact); "
             "if this is someone else, ask for their own email."
         )
+    if unread_same := state.get("unread_same"):  # the email is known, the record not named: never a second one
+        raise Refusal(
+            f"Not created: {req.email} already belongs to {unread_same['count']} {rtype}(s) sheepCRM lists whose "
+            f"uri could not be read (keys {unread_same['keys']}). Find it in sheepCRM; if this is someone else, ask "
+            "for their own email."
+        )
     listed = [
         f"• {visible(f['name'], NAME_CAP)}" + (f" <{visible(f['email'], NAME_CAP)}>" if f.get("email") else "")
         + (f" {visible(f['postcode'], 20)}" if f.get("postcode") else "") + f" [{f['why']}] {_link(f['uri'])}"
@@ -702,6 +740,12 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
         )
     if unchecked := state.get("unchecked"):
         notes.append(unchecked)
+    if unread_other := state.get("unread_other"):
+        notes.append(
+            f"sheepCRM's answers hold {unread_other['count']} possible match(es) ({', '.join(unread_other['why'])}) "
+            f"whose uri could not be read (keys {unread_other['keys']}): whether they are this contact is unknown; "
+            "look in sheepCRM before approving."
+        )
     if found:
         notes.append(f"Possibly already in sheepCRM ({len(found)}); open each before approving, which creates it "
                      "anyway:")
@@ -713,7 +757,7 @@ async def create_contact(req: CreateContactInput, deps: WriteDeps) -> WritePlan:
         undo=lambda applied: None,
         warning=" ".join(notes) or None,
         listed=listed,
-        question="Create anyway?" if found else "Create this contact?",
+        question="Create anyway?" if found or state.get("unread_other") else "Create this contact?",
         undo_tool="delete_contact",
         made=made,
         reported=reported,

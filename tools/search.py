@@ -116,14 +116,18 @@ def row_uri(row: dict[str, Any], bucket: str) -> str | None:
     return uri
 
 
+def row_keys(rows: list[dict[str, Any]]) -> str:
+    """The keys the rows carry, as an answer that could not be read names them (never their values)."""
+    keys = sorted({str(k) for r in rows for k in r})
+    return (", ".join(keys[:12]) + (", ..." if len(keys) > 12 else "")) or "none"
+
+
 def unread_rows(rows: list[dict[str, Any]]) -> str | None:
     """Rows whose type or uri could not be read: counted, with their keys (never their values)."""
     if not rows:
         return None
-    keys = sorted({str(k) for r in rows for k in r})
-    shown = ", ".join(keys[:12]) + (", ..." if len(keys) > 12 else "")
     return (
-        f"Could not read {len(rows)} of the results (keys {shown or 'none'}): their type or uri is not one sheepCRM's "
+        f"Could not read {len(rows)} of the results (keys {row_keys(rows)}): their type or uri is not one sheepCRM's "
         "documents name, so whether they are contacts that match is unknown, not no."
     )
 

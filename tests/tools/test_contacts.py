@@ -35,6 +35,7 @@ from tests.helpers import (
     http_session,
     read,
     run_http,
+    sandbox_answers,
     sandbox_env,
     settings_for,
     wait_healthy,
@@ -883,3 +884,57 @@ async def test_a_same_email_contact_past_the_listings_first_rows_is_found(sandbo
     said = text_of(result)
     assert result.is_error and "already belongs" in said and orgs[11].uri in said, said
     assert sent(sandbox, "POST") == []
+
+
+def listed_without(rtype: str, *keys: str) -> Any:
+    """A change for sandbox_answers("v1_list", ...): the listing of `rtype` sends its rows without `keys`."""
+
+    def change(request: Any, body: Any) -> Any:
+        if request.path_params["rtype"] == rtype:
+            body["results"] = [{k: v for k, v in row.items() if k not in keys} for row in body["results"]]
+        return body
+
+    return change
+
+
+async def test_a_same_email_row_with_a_bare_uid_is_named_by_its_uri_once(
+    connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The person listing's rows carry no `uri`, only their bare uid as `id` beside their `resource`: the duplicate
+    check reads the uri as search_contacts does (row_uri), so Jane is named once, by her uri, never by her bare uid
+    as if it were another contact."""
+    sandbox_answers(monkeypatch, "v1_list", listed_without("person", "uri"))
+    with SandboxServer(key=CANARY_KEY) as sb:
+        facts = sb.store.demo_facts()
+        result = await answer(connect, sb, "create_contact",
+                              {"first_name": "J", "last_name": "Doe", "email": facts["jane_email"]},
+                              elicitation=approve)
+        posts = sent(sb, "POST")
+    said = text_of(result)
+    assert result.is_error and f"already belongs to Jane Austen ({facts['jane_uri']})." in said, said
+    assert f"({uid_of(facts['jane_uri'])})" not in said and posts == [], said
+
+
+async def test_same_email_rows_whose_uri_cannot_be_read_are_counted_never_dropped(
+    connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The organisation listing's rows carry neither `uri` nor `id`: an organisation with the same email is still
+    known, so the create is refused, counting it and naming its keys (never its values); a namesake whose uri
+    cannot be read is counted in the preview, never left out."""
+    sandbox_answers(monkeypatch, "v1_list", listed_without("organisation", "uri", "id"))
+    with SandboxServer(key=CANARY_KEY) as sb:
+        org = sb.store.get(sb.store.demo_facts()["organisation_uri"])
+        assert org is not None
+        email, name = primary(org.data["email"]), org.data["name"]
+        seen: list[str] = []
+        refused = await answer(connect, sb, "create_contact", {"type": "organisation", "name": "New Society",
+                                                               "email": email}, elicitation=approve)
+        namesake = await answer(connect, sb, "create_contact", {"type": "organisation", "name": name},
+                                elicitation=asking(seen, "decline"))
+        posts = sent(sb, "POST")
+    said = text_of(refused)
+    assert refused.is_error and f"{email} already belongs to 1 organisation(s)" in said, said
+    assert "uri could not be read (keys " in said and "data" in said and org.data["name"] not in said, said
+    assert namesake.structured_content["status"] == "not_approved" and posts == [], text_of(namesake)
+    assert "1 possible match(es) (same name (any case)) whose uri could not be read" in seen[0], seen[0]
+    assert seen[0].rstrip().endswith("Create anyway?"), seen[0]
