@@ -64,7 +64,7 @@ READS: tuple[Read, ...] = (
         "v1 record", "record", "/api/v1/{bucket}/{resource_type}/{uid}/", (),
         ("display_value", "data", "meta", "last_updated", "email", "telephone", "address_lines", "postal_code",
          "locality", "region", "country", "tags", "comms_permission", "title", "first_name", "last_name",
-         "date_of_birth", "formatted_name", "name", "job_title", "known_as", "notes"),
+         "date_of_birth", "formatted_name", "name", "job_title", "known_as", "notes", "state", "record_state"),
         ("display_value", "data", "email"),  # v1 records carry every schema key, empty as null or [] (v1 notes)
     ),
     Read(
