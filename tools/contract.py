@@ -128,7 +128,7 @@ READS: tuple[Read, ...] = (
     Read("segment members", "segment_members", "/segments/v2/{bucket}/segment/{uid}/all", ("results",), SEARCH_ITEM,
          ("id|uri",)),
     Read("segment lookup", "segment_lookup", "/segments/v2/{bucket}/segment/{uid}/lookup", ("results",),
-         (*SEARCH_ITEM, "label", "text"), ("id|uri",)),
+         (*SEARCH_ITEM, "label", "text", "value"), ("id|uri|value",)),
     # v1 listings (v1 notes): {results: [v1 records], total, page, pages, page_size}
     Read("person list", "resources", "/api/v1/{bucket}/person/", ("results",), V1_CONTACT, ("uri", "data", "email"),
          envelope=V1_ENVELOPE),
@@ -177,8 +177,9 @@ def by_name() -> dict[str, Read]:
 # as an object, {ref, display_value}), after the documents' types: one sent as another kind is drift, as a missing
 # one is. A field in DATES must also be a string starting with an ISO date (YYYY-MM-DD). Nulls are counted apart.
 CORE_KINDS: dict[str, tuple[str, ...]] = {
-    **dict.fromkeys(("id", "uri", "uid", "display_value", "title", "name", "status", "membership_record_status",
-                     "start_date", "end_date", "start_datetime", "date", "due_date"), ("string",)),
+    **dict.fromkeys(("id", "uri", "value", "uid", "display_value", "title", "name", "status",
+                     "membership_record_status", "start_date", "end_date", "start_datetime", "date", "due_date"),
+                    ("string",)),
     **dict.fromkeys(("person_ref", "booking_uri", "destination", "member", "membership_type", "person"),
                     ("string", "object")),
     **dict.fromkeys(("completed", "guest"), ("boolean",)),

@@ -78,38 +78,44 @@ class SearchContactsOutput(ListOutput):
     plans: list[str] | None = None
 
 
-def uri_of(row: dict[str, Any]) -> str | None:
+LOOKUP_URIS = ("value",)  # openapi.yaml `lookup`: a row's `value` is its record's uri, as its `uri` and `id` are
+
+
+def uri_of(row: dict[str, Any], also: tuple[str, ...] = ()) -> str | None:
     """A row's record uri: `uri`, else `id` only when it is a uri (SearchResultsResponse's `id` is one; a v1 row's
-    `id` is the bare uid, never a uri)."""
+    `id` is the bare uid, never a uri), else the first key of `also` (LOOKUP_URIS for a lookup row) holding a uri."""
     uri = text(row.get("uri"))
-    if uri is None and (ident := text(row.get("id"))) and ident.startswith("/") and ident.count("/") >= 4:
-        uri = ident
+    for key in ("id", *also):
+        if uri is None and (ident := text(row.get(key))) and ident.startswith("/") and ident.count("/") >= 4:
+            uri = ident
     return uri
 
 
-def hit(row: dict[str, Any], uri: str | None = None, kind: str | None = None) -> ContactHit:
-    uri = uri or uri_of(row) or ""
+def hit(row: dict[str, Any], uri: str, kind: str | None = None) -> ContactHit:
+    """A row as a contact, with the uri read from it (row_uri): a row whose uri cannot be read is counted as could
+    not read by the caller (unread_rows), never a contact with an empty uri."""
     return ContactHit(
         uri=uri,
         name=text(row.get("display_value")) or (
             "(no name)" if row.get("display_value") in (None, "", []) else "(name could not be read)"),
-        type=kind or kind_of(row) or "record",
+        type=kind or kind_of(row, uri=uri) or "record",
         email=plain(row.get("primary_email")),
         phone=plain(row.get("primary_telephone")),
         postcode=text(row.get("postal_code")),
     )
 
 
-def kind_of(row: dict[str, Any], default: str | None = None) -> str | None:
-    """The resource type: `resource`, else the type part of the uri, else `default` (None: not known)."""
-    uri = uri_of(row) or ""
+def kind_of(row: dict[str, Any], default: str | None = None, uri: str | None = None) -> str | None:
+    """The resource type: `resource`, else the type part of the row's uri (`uri` when read already), else `default`
+    (None: not known)."""
+    uri = uri or uri_of(row) or ""
     return text(row.get("resource")) or (uri.split("/")[2] if uri.count("/") >= 3 else default)
 
 
-def row_uri(row: dict[str, Any], bucket: str) -> str | None:
-    """The row's uri (uri_of), else built from the bucket, the row's `resource` and a bare-uid `id`; None when
-    neither can be read (never an empty uri)."""
-    uri = uri_of(row)
+def row_uri(row: dict[str, Any], bucket: str, also: tuple[str, ...] = ()) -> str | None:
+    """The row's uri (uri_of, with the keys `also` of its kind of row), else built from the bucket, the row's
+    `resource` and a bare-uid `id`; None when neither can be read (never an empty uri)."""
+    uri = uri_of(row, also)
     ident, kind = text(row.get("id")), text(row.get("resource"))
     if uri is None and kind and ident and "/" not in ident.strip("/"):
         uri = f"/{bucket}/{kind}/{ident.strip('/')}/"
@@ -358,10 +364,10 @@ async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContact
     for r in found:
         kind = kind_of(r, default)
         uri = row_uri(r, deps.client.bucket)
-        if kind is None or (kind in CONTACT_TYPES and uri is None):
-            unread.append(r)
-        elif kind in CONTACT_TYPES:
+        if kind in CONTACT_TYPES and uri is not None:
             hits.append(hit(r, uri, kind))
+        elif kind is None or kind in CONTACT_TYPES:  # no type, or a contact with no uri that could be read
+            unread.append(r)
     key = f"search:{req.query}:{sorted(fielded.items())}"
     unsaid = unread_rows(unread)
     empty = "No readable contact in sheepCRM's answer." if unread else "No contacts match." + _other_tries(req)

@@ -24,7 +24,7 @@ from sheepcrm_mcp.tools.common import (
     uid_or_uri,
     unreadable,
 )
-from sheepcrm_mcp.tools.search import ContactHit, hit, records, row_uri, unread_rows
+from sheepcrm_mcp.tools.search import LOOKUP_URIS, ContactHit, hit, records, row_uri, unread_rows
 
 SegmentUid = Annotated[UidOrUri, uid_or_uri("find_segments(name=...)")]
 
@@ -110,8 +110,9 @@ class QuerySegmentOutput(ListOutput):
 
 
 def lookup_hit(row: dict[str, Any], uri: str) -> ContactHit:
-    """A lookup row {display_value, id, label, text, uri, value} (EVIDENCE.md): `text` is the contact's email when
-    it looks like one, `label` the name when display_value is missing."""
+    """A lookup row {display_value, id, label, text, uri, value} (EVIDENCE.md; openapi.yaml `lookup`: `id`, `uri`
+    and `value` are the record's uri): `text` is the contact's email when it looks like one, `label` the name when
+    display_value is missing."""
     found = hit(row, uri)
     if found.name == "(no name)":
         found.name = text(row.get("label")) or found.name
@@ -134,14 +135,16 @@ def looked_up(data: Any) -> list[dict[str, Any]]:
 
 
 def members_of(
-    rows: list[dict[str, Any]], bucket: str, make: Callable[[dict[str, Any], str], ContactHit] = hit
+    rows: list[dict[str, Any]], bucket: str, make: Callable[[dict[str, Any], str], ContactHit] = hit,
+    also: tuple[str, ...] = (),
 ) -> tuple[list[ContactHit], str | None]:
-    """The rows as members, each with its record's uri (row_uri: `uri`, or a bare-uid `id` with its `resource`), and
-    what to say of the rows whose uri cannot be read (counted, with their keys): never a member with an empty uri."""
+    """The rows as members, each with its record's uri (row_uri: `uri`, an `id` that is a uri, the keys `also` of
+    its kind of row, or a bare-uid `id` with its `resource`), and what to say of the rows whose uri cannot be read
+    (counted, with their keys): never a member with an empty uri."""
     members: list[ContactHit] = []
     unread: list[dict[str, Any]] = []
     for row in rows:
-        if (uri := row_uri(row, bucket)) is None:
+        if (uri := row_uri(row, bucket, also)) is None:
             unread.append(row)
         else:
             members.append(make(row, uri))
@@ -164,7 +167,7 @@ async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutpu
         if req.mode == "lookup":
             assert req.q is not None
             rows = looked_up(await deps.client.segment_lookup(uid, req.q))
-            found, unread = members_of(rows, deps.client.bucket, lookup_hit)
+            found, unread = members_of(rows, deps.client.bucket, lookup_hit, LOOKUP_URIS)
             items, envelope = list_page(
                 found, req.limit, req.cursor, f"lookup:{uid}:{req.q}",
                 "" if unread else  # the rows that could not be read are said instead of "found no one"

@@ -292,7 +292,7 @@ def test_kind_of_takes_the_resource_else_the_uri() -> None:
 
 
 def test_hit_names_a_nameless_row() -> None:
-    row = search.hit({"id": "/demo/person/a/", "primary_email": ["", "ann@example.org"]})
+    row = search.hit({"id": "/demo/person/a/", "primary_email": ["", "ann@example.org"]}, "/demo/person/a/")
     assert (row.uri, row.name, row.type, row.email) == ("/demo/person/a/", "(no name)", "person", "ann@example.org")
 
 

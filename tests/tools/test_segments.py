@@ -12,7 +12,17 @@ from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.store import Store
 from sheepcrm_mcp.tools import segments
 from sheepcrm_mcp.tools.search import ContactHit
-from tests.helpers import CANARY_KEY, MODES, Readers, answer, answer_body, clone_records, error_text, read
+from tests.helpers import (
+    CANARY_KEY,
+    MODES,
+    Readers,
+    answer,
+    answer_body,
+    clone_records,
+    error_text,
+    read,
+    sandbox_answers,
+)
 
 
 async def test_segment_members_in_another_shape_are_could_not_read(connect: Any) -> None:
@@ -53,11 +63,14 @@ async def test_a_lookup_that_sends_its_first_matches_claims_no_total(
     assert "no total" in body["note"] and "there may be more" in body["note"], body
 
 
-async def test_a_row_with_a_bare_id_takes_its_uri_and_one_without_a_type_is_could_not_read(connect: Any) -> None:
+async def test_a_row_with_a_bare_id_takes_its_uri_and_one_without_a_type_is_could_not_read(
+    connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Segment members are "a list of records with contents depending on segment type": a row may carry its record's
     bare uid as `id` beside its `resource`, with no `uri` (drift bare-id). Each member's uri is then built from the
-    bucket, its type and uid, never "". A lookup row with a bare id and no type names no record: it is counted as
-    could not read (its keys), never a member with an empty uri nor "found no one"."""
+    bucket, its type and uid, never "". A lookup row with a bare id and no type takes its documented `value`, the
+    record's uri (openapi.yaml `lookup`); one without that either names no record: it is counted as could not read
+    (its keys), never a member with an empty uri nor "found no one"."""
     with SandboxServer(key=CANARY_KEY, drift=["bare-id:/segments/v2/"]) as sb:
         store, facts = sb.store, sb.store.demo_facts()
         uid = facts["segment_current_members_uid"]
@@ -66,6 +79,15 @@ async def test_a_row_with_a_bare_id_takes_its_uri_and_one_without_a_type_is_coul
         look = await answer_body(connect, sb, "query_segment",
                                  {"uid": uid, "mode": "lookup", "q": facts["jane_email"]})
     assert [m["uri"] for m in page["members"]] == [m.uri for m in first], page
+    assert [(m["uri"], m["type"]) for m in look["members"]] == [(facts["jane_uri"], "person")], look
+    assert "Could not read" not in (look.get("note") or ""), look
+    sandbox_answers(monkeypatch, "segment_lookup",
+                    lambda request, body: [{k: v for k, v in row.items() if k != "value"} for row in body])
+    with SandboxServer(key=CANARY_KEY, drift=["bare-id:/segments/v2/"]) as sb:
+        facts = sb.store.demo_facts()
+        look = await answer_body(connect, sb, "query_segment",
+                                 {"uid": facts["segment_current_members_uid"], "mode": "lookup",
+                                  "q": facts["jane_email"]})
     assert look["members"] == [] and "Could not read 1 of the results (keys" in look["note"], look
     assert "found no one" not in look["note"] and "Jane" not in look["note"], look
 
