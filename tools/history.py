@@ -12,7 +12,7 @@ from sheepcrm_mcp.server.paging import list_page
 from sheepcrm_mcp.server.specs import Deps, Output, ReadTool, ToolSpec
 from sheepcrm_mcp.sheepcrm import SheepError
 from sheepcrm_mcp.sheepcrm.scope import RECORD_TYPES, parse_uri
-from sheepcrm_mcp.tools.common import ListOutput, Paged, listed, ref, text
+from sheepcrm_mcp.tools.common import ListOutput, Paged, count_of, listed, ref, text
 
 HISTORY_TYPES = ("person", "organisation", "booking", "task", "journal", "member")
 
@@ -112,10 +112,14 @@ async def get_record_history(req: GetRecordHistoryInput, deps: Deps) -> GetRecor
 
 
 def _cut(data: Any, sent: int) -> str | None:
-    """Why the history may not be whole: sheepCRM's `count` ("the number of changes", openapi.yaml diff_list) above
-    the entries sent, or a full 250 (the limit asked for; `count` may be the number sent)."""
-    count = data.get("count") if isinstance(data, dict) else None
-    if isinstance(count, int) and not isinstance(count, bool) and count > sent:
+    """Why the history may not be whole: sheepCRM's `count` ("the number of changes", openapi.yaml diff_list, read
+    with count_of) above the entries sent, or one that cannot be read (never its value), or a full 250 (the limit
+    asked for; `count` may be the number sent). An answer without a count says nothing either way."""
+    count = count_of(data)
+    if count is None and isinstance(data, dict) and data.get("count") is not None:
+        return ("Could not read the history's `count` (not a whole number), so whether it holds every change is "
+                "unknown: older changes may be missing.")
+    if count is not None and count > sent:
         return f"sheepCRM counts {count} changes but sent {sent}: older changes may be missing."
     if sent >= 250:
         return "sheepCRM sent its limit of 250 entries; older changes may be missing."

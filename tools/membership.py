@@ -594,7 +594,7 @@ class MemberRow:
     contact_uri: str
     name: str | None
     email: str | None
-    membership_uri: str
+    membership_uri: str | None
     plan: str | None
     end_date: str | None
     auto_renew: bool | None
@@ -750,22 +750,28 @@ async def _member_rows(
     found: list[dict[str, Any]], plans: dict[str, str], on: date, deps: Deps
 ) -> tuple[list[MemberRow], str | None]:
     """The rows, and a note naming how many members' contact records could not be read (their name and email are
-    unknown, not absent)."""
-    contacts = await _contacts({c for r in found if (c := ref(record_data(r, LISTING).get("member")))}, deps)
-    unread = sum(1 for r in found if (ref(record_data(r, LISTING).get("member")) or "") not in contacts)
-    note = (f"The contact record of {unread} member(s) could not be read: their name and email are unknown (shown by "
-            "uri only)." if unread else None)
+    unknown, not absent), and how many memberships name no contact that could be read (`member`: counted, never a
+    row with an empty uri)."""
+    named = [(r, c) for r in found if (c := ref(record_data(r, LISTING).get("member")))]
+    contacts = await _contacts({c for _, c in named}, deps)
+    unread = sum(1 for _, c in named if c not in contacts)
+    nobody = len(found) - len(named)
+    note = " ".join(filter(None, [
+        f"The contact record of {unread} member(s) could not be read: their name and email are unknown (shown by "
+        "uri only)." if unread else None,
+        f"Could not read the contact of {nobody} membership(s) listed here (their `member` is missing or cannot "
+        "be read): not shown; check them in sheepCRM." if nobody else None,
+    ])) or None
     out = []
-    for r in found:
+    for r, contact in named:
         d: dict[str, Any] = record_data(r, LISTING)
-        contact = ref(d.get("member")) or ""
         name, email = contacts.get(contact, (None, None))
         out.append(
             MemberRow(
                 contact_uri=contact,
                 name=name,
                 email=email,
-                membership_uri=text(r.get("uri")) or "",
+                membership_uri=text(r.get("uri")),
                 plan=plans.get(ref(d.get("membership_type")) or ""),
                 end_date=text(d.get("end_date")),
                 auto_renew=flag(d.get("auto_renew")),

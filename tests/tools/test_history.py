@@ -8,7 +8,7 @@ import pytest
 
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.tools import history
-from tests.helpers import MODES, Readers, answer, answer_body, read, scripted
+from tests.helpers import CANARY_KEY, MODES, Readers, answer, answer_body, read, sandbox_answers, scripted
 
 
 async def test_an_empty_window_suggests_a_longer_one(shared_sandbox: SandboxServer, connect: Any) -> None:
@@ -61,6 +61,22 @@ async def test_history_names_users_and_attendees(sandbox: SandboxServer, connect
     assert history["entries"][0]["record"] == sandbox.store.display_of(person)
     jane = await answer_body(connect, sandbox, "get_record_history", {"uri": facts["jane_uri"]})
     assert jane["entries"][0]["changes"][0]["after"] == ["newsletter", "volunteer"]
+
+
+@pytest.mark.parametrize(("count", "said"), [
+    ("300", "sheepCRM counts 300 changes but sent"),  # a whole number sent as a string of digits (count_of)
+    (300.0, "sheepCRM counts 300 changes but sent"),
+    ([300], "Could not read the history's `count` (not a whole number)"),
+])
+async def test_a_history_count_is_read_as_every_count_is(
+    connect: Any, monkeypatch: pytest.MonkeyPatch, count: Any, said: str
+) -> None:
+    """The history's `count` is read as the tools read every count (count_of): a whole number sent as digits or
+    as 300.0 still says the history is cut; one that is not a count is said by its key, never taken as whole."""
+    sandbox_answers(monkeypatch, "record_audit", lambda request, body: {**body, "count": count})
+    with SandboxServer(key=CANARY_KEY) as sb:
+        body = await answer_body(connect, sb, "get_record_history", {"uri": sb.store.demo_facts()["jane_uri"]})
+    assert said in (body.get("note") or "") and "older changes may be missing" in body["note"], body
 
 
 # ---- the pure mappers ----------------------------------------------------------------------

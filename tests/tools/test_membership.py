@@ -277,6 +277,25 @@ async def test_a_short_upstream_page_whose_total_says_more_moves_on_never_repeat
     assert "could not be read completely" in bodies[0]["note"], bodies[0]
 
 
+async def test_a_listed_membership_whose_member_cannot_be_read_is_counted_never_an_empty_uri(
+    connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A current membership listed without its `member` (the contact it belongs to): search_contacts never lists it
+    as a contact with an empty uri; it is counted in the note, naming the key."""
+
+    def memberless(request: Any, body: Any) -> Any:
+        if request.path_params["rtype"] == "member" and body["results"]:
+            first = body["results"][0]
+            body["results"][0] = {**first, "data": {k: v for k, v in first["data"].items() if k != "member"}}
+        return body
+
+    sandbox_answers(monkeypatch, "v1_list", memberless)
+    with SandboxServer(key=CANARY_KEY) as sb:
+        body = await answer_body(connect, sb, "search_contacts", {"plan": "Standard", "limit": 50})
+    assert body["contacts"] and all(c["uri"] for c in body["contacts"]), body
+    assert "Could not read the contact of 1 membership(s) listed here (their `member`" in body["note"], body
+
+
 @pytest.mark.parametrize("echo", ["missing", "a string"])
 async def test_an_upstream_page_that_does_not_say_which_page_it_is_is_not_trusted_as_the_page_asked(
     connect: Any, monkeypatch: pytest.MonkeyPatch, echo: str
