@@ -97,7 +97,8 @@ MANIFEST: dict[str, Entry] = {
         ],
         lambda f, bad: [{"query": bad}, {"email": bad}],
         _reads(
-            "search", "person search", "connections", "member list", "membership_type list", "memberships", "v1 record"
+            "search", "person search", "organisation list", "connections", "member list", "membership_type list",
+            "memberships", "v1 record",
         ),
     ),
     "get_contact": Entry(

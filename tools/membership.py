@@ -182,15 +182,18 @@ def _email_listing(client: Any, rtype: str, email: str) -> Callable[[int, int], 
     return lambda page, size: client.resources(rtype, {"email__startswithi": email}, page=page, page_size=size)
 
 
-async def with_email(client: Any, email: str) -> dict[str, list[dict[str, Any]]]:
-    """The contacts whose email is this address, by type (person, organisation): the v1 listings filtered with
-    `email__startswithi` (list values may carry a label, `x@y;home`, that an exact filter misses), each read whole,
-    then each address compared whole, case folded; deleted records left out. The one check of who has an email
-    (create_contact, update_contact, the membership lookup by email). A listing that cannot be read whole raises
+async def with_email(
+    client: Any, email: str, types: tuple[str, ...] = CONTACT_TYPES
+) -> dict[str, list[dict[str, Any]]]:
+    """The contacts whose email is this address, by type (of `types`: person, organisation): the v1 listings
+    filtered with `email__startswithi` (list values may carry a label, `x@y;home`, that an exact filter misses), each
+    read whole, then each address compared whole, case folded; deleted records left out. The one check of who has
+    an email (create_contact, update_contact, the membership lookup by email, search_contacts' organisations by
+    email). A listing that cannot be read whole raises
     UpstreamError (could not check, never "nobody has it")."""
     wanted = _fold(email)
     found: dict[str, list[dict[str, Any]]] = {}
-    for rtype in CONTACT_TYPES:
+    for rtype in types:
         what = f"the {rtype} listing by email"
         rows, unread = await v1_all(_email_listing(client, rtype, email), what, EMAIL_PAGE, EMAIL_PAGES)
         if unread:

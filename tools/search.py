@@ -15,7 +15,7 @@ from sheepcrm_mcp.sheepcrm import ConflictError, NotFoundError, SheepError, Upst
 from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, parse_uri
 from sheepcrm_mcp.sheepcrm.search import person_matchable
 from sheepcrm_mcp.tools.common import ListOutput, Paged, listed, plain, record_data, ref, text, today
-from sheepcrm_mcp.tools.membership import classify, current_members, memberships_of
+from sheepcrm_mcp.tools.membership import classify, current_members, memberships_of, with_email
 
 Short = Annotated[str | None, Field(max_length=100)]
 
@@ -313,6 +313,35 @@ def namesakes(hits: list[ContactHit]) -> str | None:
     )
 
 
+def only_people(req: SearchContactsInput) -> bool:
+    """Whether a fielded search is for people only: a name or postcode beside the email is a person's (an
+    organisation is searched by its email alone)."""
+    return bool(req.first_name or req.last_name or req.postcode)
+
+
+async def _organisations_by_email(
+    req: SearchContactsInput, deps: Deps
+) -> tuple[list[ContactHit | dict[str, Any]], str | None]:
+    """The organisations with the email asked for alone (sheepCRM's person search finds people only): the v1
+    organisation listing by email, read whole (with_email): each a hit, or its row when its uri cannot be read; and
+    why the listing could not be read (None: it was), never "no organisation has it"."""
+    if not req.email or only_people(req):
+        return [], None
+    try:
+        rows = (await with_email(deps.client, req.email, ("organisation",)))["organisation"]
+    except SheepError as exc:
+        return [], (f"Organisations with this email could not be searched ({exc}): whether one has it is unknown, "
+                    "not no.")
+    hits: list[ContactHit | dict[str, Any]] = []
+    for row in rows:  # a row without a uri is one that could not be read, never left out
+        d = record_data(row, "the organisation listing by email")
+        uri = text(row.get("uri"))
+        hits.append(ContactHit(uri=uri, name=text(row.get("display_value")) or "(no name)", type="organisation",
+                               email=req.email, phone=plain(d.get("telephone")), postcode=text(d.get("postal_code")))
+                    if uri else row)
+    return hits, None
+
+
 def _other_tries(req: SearchContactsInput) -> str:
     """The searches worth suggesting after no match: only those the caller has not just made."""
     tries = [
@@ -356,6 +385,7 @@ async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContact
     else:
         assert req.query is not None
         found = records(await deps.client.search(req.query), "the search")
+    orgs, unsearched = await _organisations_by_email(req, deps)
     # The person search answers people only; the global search also finds events, tasks... A row whose type or
     # uri cannot be read is counted as could not read, never dropped into "no match".
     default = "person" if any(fielded.values()) and by_name is None else None
@@ -368,15 +398,24 @@ async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContact
             hits.append(hit(r, uri, kind))
         elif kind is None or kind in CONTACT_TYPES:  # no type, or a contact with no uri that could be read
             unread.append(r)
+    for o in orgs:
+        if isinstance(o, dict):
+            unread.append(o)
+        elif o.uri not in {h.uri for h in hits}:
+            hits.append(o)
     key = f"search:{req.query}:{sorted(fielded.items())}"
     unsaid = unread_rows(unread)
-    empty = "No readable contact in sheepCRM's answer." if unread else "No contacts match." + _other_tries(req)
+    # only people were searched (the person search, or the free text kept to people): never "no contacts"
+    whom = "contacts" if req.query or (req.email and not only_people(req) and unsearched is None) else "people"
+    empty = "No readable contact in sheepCRM's answer." if unread else f"No {whom} match." + _other_tries(req)
+    if whom == "people" and not unread and unsearched is None:
+        empty += " Organisations were not searched: they are found by their email alone or query=."
     if (req.first_name or req.last_name) and by_name is None and not unread:
         empty += " Names must match exactly, including capital letters."
     items, envelope = list_page(hits, req.limit, req.cursor, key, empty)
     if not any(fielded.values()) or by_name:
         envelope["total"] = None  # the global search has no paging and no total: its list may be its best matches
-    notes = [by_name, unsaid, await describe(items, deps), namesakes(items), envelope["note"]]
+    notes = [by_name, unsearched, unsaid, await describe(items, deps), namesakes(items), envelope["note"]]
     envelope["note"] = " ".join(n for n in notes if n) or None
     return SearchContactsOutput(contacts=items, **envelope)
 
@@ -384,15 +423,15 @@ async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContact
 TOOLS: list[ToolSpec] = [
     ReadTool(
         name="search_contacts",
-        description="Find people/organisations by free text (query), or people by the other filters. Gives uris.",
+        description="Find people/organisations by free text (query) or email, people by other filters. Gives uris.",
         toolset="search",
         input=SearchContactsInput,
         output=SearchContactsOutput,
         handler=search_contacts,
         about=(
-            "people/organisations by free text; people by email, or first + last name + postcode (exact; other "
-            "name or postcode searches go to the free text, people only); the people at"
-            " an organisation (`organisation`, from its connections); current members ending within N days "
+            "people/organisations by free text or email (organisations by their email alone); people by first + "
+            "last name + postcode (exact; other name or postcode searches go to the free text, people only); the "
+            "people at an organisation (`organisation`, from its connections); current members ending within N days "
             "(`renewing_within_days`) or on a `plan` (answers list the plans)"
         ),
     )

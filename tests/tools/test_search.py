@@ -406,3 +406,34 @@ async def test_a_person_row_with_a_bare_uid_takes_its_uri_from_bucket_type_and_u
     deps = scripted({"/search/v2/demo": {"results": [{"id": "abc", "display_value": "Ann", "resource": "person"}]}})
     body = await search_contacts(SearchContactsInput(query="a"), deps)
     assert [c.uri for c in body.contacts] == ["/demo/person/abc/"], body
+
+
+async def test_an_email_search_finds_an_organisation_with_that_email(
+    shared_sandbox: SandboxServer, connect: Any
+) -> None:
+    """sheepCRM's person search finds people only (openapi.yaml): an email alone is also looked up in the
+    organisation listing (the whole-listing email check), so an organisation with the address is found, never
+    "No contacts match"."""
+    facts = shared_sandbox.store.demo_facts()
+    org = shared_sandbox.store.get(facts["organisation_uri"])
+    assert org is not None
+    email = next(e for e in org.data["email"] if e)
+    body = await answer_body(connect, shared_sandbox, "search_contacts", {"email": email.upper()})
+    assert [(c["uri"], c["type"]) for c in body["contacts"]] == [(facts["organisation_uri"], "organisation")], body
+    assert body["total"] == 1 and "No contacts match" not in (body.get("note") or ""), body
+
+
+async def test_a_search_of_people_only_never_says_no_contacts_match(connect: Any) -> None:
+    """When only people were searched (a name or postcode beside the email, or the organisation listing could not
+    be read), finding nobody is "no people match", never "no contacts match"."""
+    with SandboxServer(key=CANARY_KEY, drift=["moved-path:^/api/v1/[^/]+/organisation/$"]) as sb:
+        facts = sb.store.demo_facts()
+        org = sb.store.get(facts["organisation_uri"])
+        assert org is not None
+        email = next(e for e in org.data["email"] if e)
+        unread = await answer_body(connect, sb, "search_contacts", {"email": email})
+        named = await answer_body(connect, sb, "search_contacts", {"email": email, "postcode": "ZZ9 9ZZ"})
+    assert unread["contacts"] == [] and "No contacts match" not in unread["note"], unread
+    assert "Organisations with this email could not be searched" in unread["note"], unread
+    assert named["contacts"] == [] and "No people match" in named["note"], named
+    assert "Organisations were not searched" in named["note"], named
