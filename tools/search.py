@@ -369,9 +369,11 @@ async def search_contacts(req: SearchContactsInput, deps: Deps) -> SearchContact
         # sheepCRM's person search answers 404 to these fields alone: the free-text search, people only
         found = [r for r in records(await deps.client.search(" ".join(v for v in fielded.values() if v)),
                                     "the search") if kind_of(r) in ("person", None)]
+        what = " and ".join(w for w, given in (("name", req.first_name or req.last_name), ("postcode", req.postcode))
+                            if given)
         by_name = (
-            "Searched by name with sheepCRM's free-text search (people only; its best matches, not exact): its person "
-            "search matches only an email, or first_name + last_name + postcode."
+            f"Searched by {what} with sheepCRM's free-text search (people only; its best matches, not exact): its "
+            "person search matches only an email, or first_name + last_name + postcode."
         )
     elif any(fielded.values()):
         try:
