@@ -247,7 +247,8 @@ async def members(req: SearchContactsInput, deps: Deps) -> SearchContactsOutput:
         next_cursor=encode_cursor(page.next_offset, key) if page.next_offset is not None else None,
         note=" ".join(filter(None, [
             unread, renewed, page.unread,
-            None if hits or page.unread else "No current membership with an end date matches.", open_ended,
+            None if hits or page.unread else "No other current membership ending in this window matches." if renewed
+            else "No current membership with an end date matches.", open_ended,
         ])) or None,
     )
 

@@ -438,3 +438,13 @@ async def test_a_search_of_people_only_never_says_no_contacts_match(connect: Any
     assert "Organisations with this email could not be searched" in unread["note"], unread
     assert named["contacts"] == [] and "No people match" in named["note"], named
     assert "Organisations were not searched" in named["note"], named
+
+
+async def test_a_window_whose_every_membership_is_renewed_says_no_other_matches(connect: Any) -> None:
+    """Variant has-renewed marks every current membership ending within 60 days renewed: the window's answer says
+    they are left out and that no other matches, never "no current membership matches" beside them."""
+    with SandboxServer(key=CANARY_KEY, variant="has-renewed") as sb:
+        body = await answer_body(connect, sb, "search_contacts", {"renewing_within_days": 30})
+    assert body["contacts"] == [] and "already renewed (has_renewed) are left out" in body["note"], body
+    assert "No other current membership ending in this window matches." in body["note"], body
+    assert "No current membership with an end date matches" not in body["note"], body
