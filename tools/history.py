@@ -106,8 +106,9 @@ async def get_record_history(req: GetRecordHistoryInput, deps: Deps) -> GetRecor
         f"No changes in the last {req.since_days} days.{longer}",
         cut=_cut(data, len(found)),
     )
-    if any(e.user for e in items):
-        envelope["note"] = " ".join(filter(None, [envelope.get("note"), USERS_NOTE]))
+    window = f"The last {req.since_days} days only (total counts those).{longer}" if entries else None
+    envelope["note"] = " ".join(filter(None, [window, envelope.get("note"), USERS_NOTE if any(e.user for e in items)
+                                              else None])) or None
     return GetRecordHistoryOutput(uri=str(uri), entries=items, **envelope)
 
 

@@ -25,6 +25,8 @@ async def test_get_record_history(shared_sandbox: SandboxServer, readers: Reader
     body = await read(readers, "get_record_history", {"uri": uri, "limit": 50}, mode=mode)
     expected = store.audit(uri)
     assert body["total"] == len(expected) > 0
+    assert body["note"].startswith("The last 180 days only (total counts those).") and "since_days=720" in body[
+        "note"], body  # the total is the window's, never the record's whole history
     assert {e["message"] for e in body["entries"]} == {e["message"] for e in expected}
 
 
