@@ -711,6 +711,8 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
             state[UNREAD_KEY] = unread  # sessions whose person could not be read: a person not found may hold one
         return state
 
+    mixed: set[tuple[str, str]] = set()  # (person, before) when their sessions had different statuses
+
     def diff(state: dict[str, Any]) -> list[Change]:
         missing = [str(p) for p in people if str(p) not in state]
         if missing and state.get(UNREAD_KEY):
@@ -738,6 +740,8 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
             several = f", {len(statuses)} sessions: sheepCRM may set all of them" if len(statuses) > 1 else ""
             label = record_label(p.uid, state[str(p)]["name"]) + several
             before = statuses[0] if len(set(statuses)) == 1 else " / ".join(statuses)
+            if len(set(statuses)) > 1:
+                mixed.add((str(p), before))
             changes.append(Change(str(p), label, before, req.status))
         return changes
 
@@ -759,7 +763,7 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
         before = {c.before for c in applied}
         if len(before) == 1 and next(iter(before)) in STATUSES:
             return {"uid": uid, "person_uris": [c.key for c in applied], "status": before.pop()}
-        plan.no_undo = _no_single_undo(uid, applied)  # the gate says it in the result when undo is None
+        plan.no_undo = _no_single_undo(uid, applied, mixed)  # the gate says it in the result when undo is None
         return None
 
     # The event's uid and the status are never cut (the gate cuts a summary at 2 * NAME_CAP); its name fills the rest.
@@ -776,10 +780,11 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
     return plan
 
 
-def _no_single_undo(uid: str, applied: list[Change]) -> str:
+def _no_single_undo(uid: str, applied: list[Change], several: set[tuple[str, str]]) -> str:
     """How to undo a batch whose attendees had different statuses: one set_attendance call per old status.
-    A person whose several sessions had different statuses cannot be put back by set_attendance (it sets
-    every session of a person), so they are named apart."""
+    A person whose several sessions had different statuses (`several`), or whose status set_attendance cannot set,
+    cannot be put back by set_attendance (it sets every session of a person to one status), so they are named
+    apart."""
     by_status: dict[str, list[str]] = {}
     mixed: list[str] = []
     for c in applied:
@@ -791,7 +796,13 @@ def _no_single_undo(uid: str, applied: list[Change]) -> str:
         f"set_attendance(uid={json.dumps(uid)}, person_uris={json.dumps(keys)}, status={json.dumps(status)})"
         for status, keys in by_status.items()
     ]
-    olds = ", ".join([*by_status, *(["several"] if mixed else [])])
+    if len(applied) == 1:  # one person: their sessions differed, or their status is not one set_attendance sets
+        c = applied[0]
+        had = "sessions with different statuses" if (c.key, c.before) in several else "a status it cannot set"
+        return (f"No single undo: {c.key} had {had} before ({c.before}), and set_attendance sets every session of a "
+                "person to one status: restore them in sheepCRM.")
+    odd = sum(1 for c in applied if c.before not in STATUSES)
+    olds = ", ".join([*by_status, *([f"mixed or unknown for {odd}"] if odd else [])])
     text = f"No single undo: these attendees had different statuses before ({olds})."
     if calls:
         text += " To undo, call set_attendance once per old status: " + "; ".join(calls) + "."

@@ -367,6 +367,22 @@ async def test_set_attendance_mixed_old_statuses_says_how_to_undo(sandbox: Sandb
     assert {p: now[p] for p in old} == old
 
 
+async def test_one_attendee_whose_sessions_differed_is_told_as_one_person(
+    sandbox: SandboxServer, connect: Any
+) -> None:
+    """One attendee whose two sessions had different statuses: no single undo exists, and the result says it of
+    that person's sessions, never "these attendees had different statuses (several)"."""
+    facts = sandbox.store.demo_facts()
+    uid, jane = facts["multi_session_event_uid"], facts["jane_uri"]
+    before = {s["status"] for s in live(sandbox, uid) if s.get("person_ref") == jane and not s.get("guest")}
+    assert len(before) == 2 and "declined" not in before
+    body = await answer_body(connect, sandbox, "set_attendance",
+                             {"uid": uid, "person_uris": [jane], "status": "declined"}, elicitation=approve)
+    assert body["status"] == "applied" and "undo" not in body, body
+    assert f"No single undo: {jane} had sessions with different statuses before" in body["message"], body
+    assert "these attendees" not in body["message"] and "several" not in body["message"], body
+
+
 async def test_ticket_values_keep_sheepcrms_names_and_no_sum_is_asserted(
     shared_sandbox: SandboxServer, connect: Any
 ) -> None:
