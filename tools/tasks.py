@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -52,6 +53,14 @@ DATELESS = (
     "shows them."
 )
 BEFORE_CREATED = "before its creation (sheepCRM sends none)"
+TWO_DUES = (
+    "{n} task(s) here carry two due dates that disagree (`date`, of the 2024-12 cut, and `due_date`, of the 2025-02 "
+    "draft; which one sheepCRM goes by is not documented): `due` shows both."
+)
+TWO_DUES_SPLIT = (
+    " {n} of them are listed because one of the two is due by this filter and the other is not: whether they are due "
+    "is unknown."
+)
 EARLY = (
     "{n} task(s) here were due before they were created: sheepCRM sends no due date for them (`due_date` null, "
     "which the 2025-02 draft says means a due date earlier than the creation date), so an open one is overdue."
@@ -73,6 +82,24 @@ def status_of(t: dict[str, Any]) -> ShownStatus:
 def due_of(t: dict[str, Any]) -> str | None:
     """`date` (2024-12 cut) or `due_date` (2025-02 draft; null when earlier than the creation date)."""
     return text(t.get("date")) or text(t.get("due_date"))
+
+
+def due_dates(t: dict[str, Any]) -> list[tuple[str, str]]:
+    """The due dates a task carries, by key: `date` (2024-12 cut) and `due_date` (2025-02 draft), one of them when
+    they agree. Two that disagree are both kept: which one sheepCRM goes by is not documented."""
+    found = [(k, v) for k in ("date", "due_date") if (v := text(t.get(k)))]
+    if len(found) == 2 and (found[0][1] == found[1][1] or (
+            (m := moment(found[0][1])) is not None and m == moment(found[1][1]))):
+        return found[:1]
+    return found
+
+
+def shown_due(t: dict[str, Any]) -> str | None:
+    """The due date as a task shows it: both, named by key, when `date` and `due_date` disagree."""
+    dues = due_dates(t)
+    if len(dues) > 1:
+        return " / ".join(f"{v} ({k})" for k, v in dues) + ": sheepCRM's two due dates disagree"
+    return dues[0][1] if dues else BEFORE_CREATED if due_before_created(t) else None
 
 
 def due_before_created(t: dict[str, Any]) -> bool:
@@ -104,7 +131,7 @@ def brief(t: dict[str, Any]) -> TaskBrief:
         uri=text(t.get("uri")),
         title=text(t.get("display_value")) or text(t.get("title")) or "(untitled)",
         status=status_of(t),
-        due=due_of(t) or (BEFORE_CREATED if due_before_created(t) else None),
+        due=shown_due(t),
         assigned_to=text(t.get("assigned_to_display")) or text(t.get("allocated_to_display"))
         or ref(t.get("assigned_to")) or ref(t.get("allocated_to")),
         about=text(t.get("context_display")),
@@ -143,20 +170,36 @@ async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
     tasks = [b for b, _ in pairs]
     # Due before it was created (the draft's null due_date): overdue, and due by any date from its creation on.
     early = {id(b): moment(t.get("created")) for b, t in pairs if b.due == BEFORE_CREATED}
+    # Two due dates that disagree: a due filter is passed when both pass, failed when both fail, and otherwise
+    # unknown (kept, and said).
+    two = {id(b): [moment(v) for _, v in dues] for b, t in pairs if len(dues := due_dates(t)) > 1}
+    split: set[int] = set()
+
+    def both(t: TaskBrief, test: Callable[[datetime], bool]) -> bool:
+        said = {test(m) if m is not None else None for m in two[id(t)]}
+        if said == {False}:
+            return False
+        if said != {True}:
+            split.add(id(t))
+        return True
     if req.status != "any":
         tasks = [t for t in tasks if t.status in (req.status, "unknown")]  # unknown is shown, never dropped
     # A due date that cannot be read, or a status sheepCRM does not say, is kept and said, never read as "not due".
-    undated = [t for t in tasks if t.due is not None and id(t) not in early and moment(t.due) is None]
+    undated = [t for t in tasks if t.due is not None and id(t) not in early and id(t) not in two
+               and moment(t.due) is None]
     # A task without a due date is neither due nor not: left out of a due list, and counted in the note.
     dateless = sum(1 for t in tasks if t.due is None and t.status in ("open", "unknown")) if (
         req.due_before or req.overdue) else 0
     if req.due_before:
-        tasks = [t for t in tasks if t in undated or ((d := day(t.due)) is not None and d <= req.due_before)
-                 or (id(t) in early and ((c := early[id(t)]) is None or c.date() <= req.due_before))]
+        last = req.due_before
+        tasks = [t for t in tasks if (both(t, lambda m: m.date() <= last) if id(t) in two else
+            t in undated or ((d := day(t.due)) is not None and d <= last)
+            or (id(t) in early and ((c := early[id(t)]) is None or c.date() <= last)))]
     if req.overdue:
         now = datetime.now(UTC)
-        tasks = [t for t in tasks if t.status in ("open", "unknown")
-                 and (t in undated or id(t) in early or ((m := moment(t.due)) is not None and m < now))]
+        tasks = [t for t in tasks if t.status in ("open", "unknown") and (
+            both(t, lambda m: m < now) if id(t) in two
+            else t in undated or id(t) in early or ((m := moment(t.due)) is not None and m < now))]
     if req.about:
         about = req.about.rstrip("/") + "/"
         tasks = [t for t in tasks if t.about_uri == about]
@@ -186,6 +229,10 @@ async def list_tasks(req: ListTasksInput, deps: Deps) -> ListTasksOutput:
         envelope["note"] = " ".join(filter(None, [UNDATED.format(n=odd), envelope["note"]]))
     if dateless:
         envelope["note"] = " ".join(filter(None, [DATELESS.format(n=dateless), envelope["note"]]))
+    if twice := sum(id(t) in two for t in tasks):
+        unsure = sum(id(t) in split for t in tasks)
+        said = TWO_DUES.format(n=twice) + (TWO_DUES_SPLIT.format(n=unsure) if unsure else "")
+        envelope["note"] = " ".join(filter(None, [said, envelope["note"]]))
     if shown := sum(id(t) in early for t in tasks):
         envelope["note"] = " ".join(filter(None, [EARLY.format(n=shown), envelope["note"]]))
     return ListTasksOutput(tasks=items, as_of=as_of(), **envelope)

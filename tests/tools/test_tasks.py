@@ -62,6 +62,25 @@ async def test_a_snooze_that_moved_the_date_by_another_amount_is_applied_differe
 
 
 
+async def test_two_due_dates_that_disagree_are_both_shown_and_a_due_filter_says_so(connect: Any) -> None:
+    """Variant snooze-due-date: a snooze moves the draft's `due_date` and the 2024-12 `date` keeps the old one.
+    Which one sheepCRM goes by is not documented: get_task and list_tasks show both, named by key, and a due
+    filter that one passes and the other fails lists the task as "whether due is unknown", never silently by one."""
+    with SandboxServer(key=CANARY_KEY, variant="snooze-due-date") as sb:
+        uid = sb.store.demo_facts()["my_open_task_uid"]
+        old = sb.store.require("journal", uid).data["date"]
+        snoozed = await answer_body(connect, sb, "update_task", {"uid": uid, "action": "snooze"}, elicitation=approve)
+        new = sb.store.require("journal", uid).data["due_date"]
+        task = await answer_body(connect, sb, "get_task", {"uid": uid})
+        due = await answer_body(connect, sb, "list_tasks", {"due_before": old[:10], "limit": 50})
+    assert snoozed["status"] in ("applied", "partial") and new[:10] > old[:10], (snoozed, old, new)
+    assert task["due"] == f"{old} (date) / {new} (due_date): sheepCRM's two due dates disagree", task
+    [listed] = [t for t in due["tasks"] if t["uid"] == uid]
+    assert listed["due"] == task["due"], listed
+    assert "1 task(s) here carry two due dates that disagree" in due["note"], due
+    assert "1 of them are listed because one of the two is due" in due["note"], due
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_list_tasks(shared_sandbox: SandboxServer, readers: Readers, mode: str) -> None:
     store = shared_sandbox.store
