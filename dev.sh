@@ -81,7 +81,9 @@ case "$cmd" in
   test)
     lint
     "$VENV/bin/python" -m pytest "$@"
-    exec "$VENV/bin/python" -m pytest -m "reliability or slow or cluster" "$@" ;;
+    # The second run mostly waits (timeouts, clusters starting, browsers, Node tools): two workers per core
+    # overlap the waits; the default run is CPU-bound and keeps one per core (pyproject's -n auto).
+    exec "$VENV/bin/python" -m pytest -m "reliability or slow or cluster" -n "$(( $(nproc) * 2 ))" "$@" ;;
   bench) exec "$VENV/bin/python" -m bench "$@" ;;
   *) echo "usage: bash dev.sh demo|test|lint|bench|system" >&2; exit 2 ;;
 esac

@@ -69,6 +69,21 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files whose tests may run longer than the default timeout go first (longest allowance first), so pytest-xdist
+    (one file per worker at a time) starts the long ones while the short ones fill in around them."""
+    default = 120.0
+
+    def allowance(item: pytest.Item) -> float:
+        mark = item.get_closest_marker("timeout")
+        return float(mark.args[0]) if mark and mark.args else default
+
+    longest: dict[str, float] = {}
+    for item in items:
+        longest[item.path.as_posix()] = max(longest.get(item.path.as_posix(), 0.0), allowance(item))
+    items.sort(key=lambda item: -longest[item.path.as_posix()])  # stable: each file keeps its own order
+
+
 def assert_requests_documented(sb: SandboxServer) -> None:
     """Contract, request side: every request the client sent (faults aside) is one sheepCRM's documents
     describe: method, path, parameter names and value types (tests/contract.py)."""

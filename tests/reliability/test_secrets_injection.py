@@ -58,6 +58,10 @@ async def run_session(sb: SandboxServer, audit_dir: Path, elicitation: Any, **ov
     return texts
 
 
+async def collect(texts: list[str], sb: SandboxServer, audit_dir: Path, elicitation: Any) -> None:
+    texts += await run_session(sb, audit_dir, elicitation, cache_ttl=0, timeout=1.0)
+
+
 @pytest.mark.timeout(360)  # five sessions under faults with DEBUG logging; the default 120 s is for one test
 async def test_canary_key_never_leaks(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
@@ -67,9 +71,9 @@ async def test_canary_key_never_leaks(
     texts: list[str] = []
     faults = ["503:0.2", "drop:0.1", "429=1:0.1", "409:0.3", "500@after:0.2"]
     with SandboxServer(key=CANARY_KEY, faults=faults) as sb:
-        texts += await run_session(sb, tmp_path / "a", approve, cache_ttl=0, timeout=1.0)
-        texts += await run_session(sb, tmp_path / "b", decline, cache_ttl=0, timeout=1.0)
-        texts += await run_session(sb, tmp_path / "c", None, cache_ttl=0, timeout=1.0)
+        async with anyio.create_task_group() as tg:  # side by side: their waits on faults overlap
+            for folder, elicitation in (("a", approve), ("b", decline), ("c", None)):
+                tg.start_soon(collect, texts, sb, tmp_path / folder, elicitation)
         overrides = {**sb.settings(), "audit_log": tmp_path / "d" / "audit.jsonl"}
         doctor_ok = await anyio.to_thread.run_sync(run_doctor, overrides)
     with SandboxServer(key="another-key") as wrong:  # the canary is refused: auth errors must not echo it
