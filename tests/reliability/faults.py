@@ -3,9 +3,9 @@ against a sandbox that injects one fault kind at 20 %.
 
 For every fault kind (plus a no-fault control and an unknown-outcome variant where the write commits but the answer
 is lost) WORKERS scripted sessions (more for kinds that mostly wait), each with its own server (own client, breaker
-and audit log), run RELIABILITY_FAULT_CALLS calls in all (default 500) concurrently against one sandbox. Each call is wrapped in
-anyio.fail_after(the longest a call may legitimately take); per call we record the result, the duration, the PUTs
-the sandbox received for the call's write target and the audit lines the call appended."""
+and audit log), run RELIABILITY_FAULT_CALLS calls in all (default 500) concurrently against one sandbox. Each call is
+wrapped in anyio.fail_after(the longest a call may legitimately take); per call we record the result, the duration,
+the PUTs the sandbox received for the call's write target and the audit lines the call appended."""
 
 from __future__ import annotations
 
