@@ -739,9 +739,9 @@ async def v1_list(request: Request) -> Response:
             op = "startswithi"
         tests.append((field, op, want))
     combine = all if mode != "OR" else any
-    listed = active(request, "deleted-listed")
-    found = [
-        r for r in store.by_type(rtype)
+    listed = active(request, "deleted-listed")  # deleted records too: contacts deleted through the API, and
+    found = [  # records whose data says so (memberships, sessions)
+        r for r in store.by_type(rtype, with_deleted=listed)
         if (listed or r.data.get("record_state") != "deleted")
         and (not tests or combine(v1_matches(r.data, *t) for t in tests))
     ]
@@ -750,7 +750,7 @@ async def v1_list(request: Request) -> Response:
         {
             "grand_total": len(found),
             "links": [],
-            "results": [v1_listed(r) if listed and r.data.get("record_state") == "deleted"
+            "results": [v1_listed(r) if listed and "deleted" in (r.state, r.data.get("record_state"))
                         else v1_record(r) | {"id": r.uid, "state": r.state} for r in chunk],
             "page_size": size,
             "page": page,

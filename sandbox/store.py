@@ -227,7 +227,11 @@ class Store:
         record = self.get(uri)
         return record.display_value if record else uri
 
-    def by_type(self, rtype: str) -> list[Record]:
+    def by_type(self, rtype: str, *, with_deleted: bool = False) -> list[Record]:
+        """The records of a type, in sort order; `with_deleted`: contacts deleted through the API too (kept here in
+        state 'deleted' for sheepCRM's UI)."""
+        if with_deleted:
+            return self._record_rows("type = ?", (rtype,), "ORDER BY sort_key, uri")
         return self._record_rows("type = ? AND state != 'deleted'", (rtype,), "ORDER BY sort_key, uri")
 
     def linked(self, link: str, rtype: str) -> list[Record]:

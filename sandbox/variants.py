@@ -75,8 +75,9 @@ VARIANTS: tuple[Variant, ...] = (
     ),
     Variant(
         "deleted-listed", "deleted records in listings",
-        "v1 listings include deleted records, marked only by the v1 notes' `state` (on the row and in `meta`); a "
-        "deleted contact's own address still answers its record, marked `state: deleted` in `meta`",
+        "v1 listings include deleted records (contacts deleted through the API too), marked only by the v1 notes' "
+        "`state` (on the row and in `meta`); a deleted contact's own address still answers its record, marked "
+        "`state: deleted` in `meta`",
     ),
     Variant(
         "connections-endpoint", "`connections` as a list on the record",

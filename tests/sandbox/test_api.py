@@ -205,6 +205,21 @@ def test_v1_post_creates_and_delete_removes(fresh: SandboxServer, fresh_client: 
     assert fresh.store.get(uri).state == "deleted"  # type: ignore[union-attr]  # kept, for sheepCRM's UI
 
 
+def test_a_contact_deleted_through_the_api_stays_listed_under_deleted_listed(make_client: Any) -> None:
+    """Variant deleted-listed: v1 listings include deleted records, contacts deleted through the API among them,
+    marked `state: deleted` on the row and in `meta`; the sandbox's own choice leaves them out."""
+    for variant, kept in (("deleted-listed", True), (None, False)):
+        with SandboxServer(key=CANARY_KEY, variant=variant) as sb:
+            client = make_client(sb, key=CANARY_KEY)
+            uri = client.post("/api/v1/demo/person/", json={"first_name": "Jim", "last_name": "Lovell",
+                                                             "email": "jim@example.org"}).headers["location"]
+            assert client.delete(f"/api/v1{uri}").status_code == 200
+            body = client.get("/api/v1/demo/person/", params={"email__startswithi": "jim@example.org"}).json()
+        rows = [r for r in body["results"] if r["uri"] == uri]
+        assert body["total"] == len(rows) == (1 if kept else 0), (variant, body)
+        assert all(r["state"] == r["meta"]["state"] == "deleted" for r in rows), rows
+
+
 def test_v1_create_variants(make_client: Any) -> None:
     for variant, status, named in (("create-unnamed", 201, False), ("create-200", 200, True)):
         with SandboxServer(key=CANARY_KEY, variant=variant) as sb:

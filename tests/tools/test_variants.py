@@ -20,7 +20,7 @@ import pytest
 from sheepcrm_mcp.sandbox.records import now_utc
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.variants import NAMES
-from tests.helpers import CANARY_KEY, approve
+from tests.helpers import CANARY_KEY, answering, approve
 
 VARIANT_PARAMS = [None, *(pytest.param(name, marks=pytest.mark.slow) for name in NAMES)]
 
@@ -291,3 +291,30 @@ async def test_contact_create(writing: SandboxServer, connect: Any, tmp_path: Pa
         assert refused_error and "Could not check sheepCRM for an existing contact" in refused, refused
     else:
         assert refused_error and facts["jane_uri"] in refused, refused
+
+
+async def test_contact_delete(writing: SandboxServer, connect: Any, tmp_path: Path, variant: str | None) -> None:
+    """Add a person, undo it with delete_contact, then ask about the email and add them again: the deleted record
+    (however the listings show deleted records) is nobody's contact, no duplicate of the new one, and no other
+    contact holding the email."""
+    store, jane = writing.store, writing.store.demo_facts()["jane_uri"]
+    args = {"first_name": "Ken", "last_name": "Mattingly", "email": "ken.mattingly@example.org"}
+    seen: list[str] = []
+    async with connect(writing, elicitation=answering("accept", {"confirm": True}, seen)) as writer:
+        made, text, is_error = await ask(writer, "create_contact", args)
+        assert not is_error and made["status"] == "applied", text
+        old = made["undo"]["arguments"]["uri"]
+        gone, text, is_error = await ask(writer, made["undo"]["tool"], made["undo"]["arguments"])
+        assert not is_error and gone["status"] == "applied", text
+        member, member_text, member_error = await ask(writer, "check_membership", {"email": args["email"]})
+        seen.clear()
+        again, again_text, is_error = await ask(writer, "create_contact", args)
+        assert not is_error and again["status"] == "applied", again_text
+        new, previews = again["undo"]["arguments"]["uri"], list(seen)
+        seen.clear()
+        _, text, is_error = await ask(writer, "update_contact", {"uri": jane, "email": args["email"]})
+    assert store.get(old).state == "deleted" and new != old  # type: ignore[union-attr]
+    assert member_error or member["status"] in ("none", "unknown"), member_text
+    assert previews and not [p for p in previews if old in p] and old not in again_text, (previews, again_text)
+    assert not is_error and new in seen[0] and old not in seen[0], seen
+
