@@ -35,7 +35,7 @@ from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, RecordUri, ScopeError, pa
 from sheepcrm_mcp.sheepcrm.search import PERSON_MATCHES
 from sheepcrm_mcp.sheepcrm.tasks import TASK_PAGE
 from sheepcrm_mcp.tools.common import PAGE, day
-from sheepcrm_mcp.tools.contract import CORE_KINDS, DATES, Read, by_name
+from sheepcrm_mcp.tools.contract import CORE_KINDS, DATES, NULLABLE, Read, by_name
 from sheepcrm_mcp.tools.membership import EMAIL_PAGE, WINDOW_PAGE
 
 OK, BAD = "ok  ", "FAIL"
@@ -250,7 +250,7 @@ def inspect(read: Read, data: Any, status: int | str = 200) -> Probe:
         values = [v for f in group for v in seen.get(f, [])]
         if not any(f in seen for f in group):
             probe.missing.append(name)
-        elif all(v is None for v in values):
+        elif all(v is None for v in values) and not set(group) <= NULLABLE:  # a state or flag may be unset
             probe.null.append(name)
         else:
             probe.retyped += [w for f in group if (w := retyped(f, seen.get(f, [])))]
@@ -545,6 +545,8 @@ def run_contract(overrides: dict[str, Any], *, sandbox: bool = False, as_json: b
                 parts.append(p.note)
             if p.refused:
                 parts.append(p.refused)
+            if p.drift and not any(ACT in part for part in parts):
+                parts.append(f"-> {ACT}")
             print(logs.scrub(f"{'DRIFT' if p.drift else OK:5} {p.endpoint} ({p.path}): {'; '.join(parts)}"))
         print(
             f"doctor --contract: sheepCRM has changed under {len(drift)} read(s) (the DRIFT lines): answers that "

@@ -4,7 +4,10 @@
 `wrapper` names the keys the records may sit under (empty: the answer is the record, or a bare list; with
 `bare`, the answer may also be one record without the wrapper); `fields` is every key the tools read from a
 record or the answer; `core` are the fields that decide the tools' answers, each a group of alternatives
-written `a|b` (the group is there when one of them is): losing one is drift, the rest are warnings.
+written `a|b` (the group is there when one of them is): losing one is drift, the rest are warnings. A field the
+tools branch on is core where the documents declare it in that read's answer (or, for v1, the notes show it on
+every record); one they do not (a record_state on events, which EventSingle does not name) is optional, and the
+tools say what its absence leaves unknown.
 `envelope` are keys the answer itself must carry: a v1 listing's `total`, and the `page` and `page_size` it echoes,
 by which the tools tell whether sheepCRM paged as asked (tools/common.py v1_page). `answers` are the HTTP statuses the
 documents give as answers rather than failures (404 = no match); any other 4xx but 403 is drift. The tests
@@ -42,7 +45,10 @@ TASK = (
     "record_state", "uri",
 )
 TASK_CORE = ("uid", "completed", "date|due_date")
-V1_CONTACT = ("uri", "display_value", "data", "email", "telephone", "job_title", "total", "page", "page_size")
+LISTED_TASK_CORE = (*TASK_CORE, "record_state")  # list_tasks leaves out the tasks marked deleted
+V1_CONTACT = ("uri", "display_value", "data", "email", "telephone", "job_title", "total", "page", "page_size", "state",
+              "record_state")
+V1_STATE = "state|record_state"  # a listed v1 row's state (v1 notes), or the record's own: a deleted one is left out
 EVENT = (
     "uid", "uri", "display_value", "title", "start_datetime", "start_date", "end_datetime", "end_date", "location",
     "cancelled", "status", "is_sold_out", "record_state",
@@ -65,7 +71,8 @@ READS: tuple[Read, ...] = (
         ("display_value", "data", "meta", "last_updated", "email", "telephone", "address_lines", "postal_code",
          "locality", "region", "country", "tags", "comms_permission", "title", "first_name", "last_name",
          "date_of_birth", "formatted_name", "name", "job_title", "known_as", "notes", "state", "record_state"),
-        ("display_value", "data", "email"),  # v1 records carry every schema key, empty as null or [] (v1 notes)
+        # v1 records carry every schema key, empty as null or [] (v1 notes); `meta.state` says a record is deleted
+        ("display_value", "data", "email", V1_STATE),
     ),
     Read(
         "v1 membership by email", "membership_by_email", "/api/v1/{bucket}/user/membership/", (),
@@ -79,7 +86,8 @@ READS: tuple[Read, ...] = (
         ("start_date", "end_date", "cancellation_date", "display_value", "membership_number",
          "membership_record_status", "membership_type", "paid", "record_state", "uri", "auto_renew", "has_renewed",
          "advise_lapse", "payment_method", "member", "linked_members", "data", "meta", "state", "count"),
-        ("start_date", "end_date", "membership_record_status"),  # `paid` is optional (openapi.yaml)
+        # `paid` is optional (openapi.yaml); a membership marked deleted is no membership (check_membership)
+        ("start_date", "end_date", "membership_record_status", "record_state|state"),
     ),
     Read("display", "display", "/api/v2/{bucket}/{resource_type}/{uid}/display", (), ("display_value",),
          ("display_value",)),
@@ -105,19 +113,20 @@ READS: tuple[Read, ...] = (
         "attendance", "attendance", "/events/v2/{bucket}/booking/{uid}/attendance/all", ("sessions",),
         ("uid", "person_ref", "ref", "attendee_name", "display_value", "attendee_email", "status", "ticket",
          "ticket_ref", "guest", "guest_ref", "record_state", "booking"),
-        ("status", "guest", "person_ref"),
+        ("status", "guest", "person_ref", "record_state"),  # a session marked deleted is not counted
     ),
     Read(
         "person orders", "person_orders", "/events/v2/{bucket}/person/{uid}/orders", ("orders",),
         ("booking_display", "booking_uri"), ("booking_uri",),
     ),
-    Read("my tasks", "my_tasks", "/notifications/v2/{bucket}/tasks", ("tasks",), (*TASK, "total"), TASK_CORE),
-    Read("all tasks", "all_tasks", "/notifications/v2/{bucket}/tasks/all", ("tasks",), (*TASK, "total"), TASK_CORE),
+    Read("my tasks", "my_tasks", "/notifications/v2/{bucket}/tasks", ("tasks",), (*TASK, "total"), LISTED_TASK_CORE),
+    Read("all tasks", "all_tasks", "/notifications/v2/{bucket}/tasks/all", ("tasks",), (*TASK, "total"),
+         LISTED_TASK_CORE),
     Read("task", "task", "/notifications/v2/{bucket}/task/{uid}", (), TASK, TASK_CORE),
     Read(
         "segments", "all_segments", "/segments/v2/{bucket}/all", ("segments",),
         ("uid", "name", "display_value", "description", "segment_type", "resource_type", "active", "record_state"),
-        ("uid",),
+        ("uid", "record_state"),  # find_segments leaves out the segments marked deleted
     ),
     Read(
         "segment search", "find_segments", "/segments/v2/{bucket}/find", ("segments",),
@@ -130,16 +139,18 @@ READS: tuple[Read, ...] = (
     Read("segment lookup", "segment_lookup", "/segments/v2/{bucket}/segment/{uid}/lookup", ("results",),
          (*SEARCH_ITEM, "label", "text", "value"), ("id|uri|value",)),
     # v1 listings (v1 notes): {results: [v1 records], total, page, pages, page_size}
-    Read("person list", "resources", "/api/v1/{bucket}/person/", ("results",), V1_CONTACT, ("uri", "data", "email"),
-         envelope=V1_ENVELOPE),
+    Read("person list", "resources", "/api/v1/{bucket}/person/", ("results",), V1_CONTACT,
+         ("uri", "data", "email", V1_STATE), envelope=V1_ENVELOPE),
     Read("organisation list", "resources", "/api/v1/{bucket}/organisation/", ("results",), V1_CONTACT,
-         ("uri", "data", "email"), envelope=V1_ENVELOPE),
+         ("uri", "data", "email", V1_STATE), envelope=V1_ENVELOPE),
     Read(
         "member list", "resources", "/api/v1/{bucket}/member/", ("results",),
         ("uri", "data", "member", "start_date", "end_date", "membership_type", "paid", "membership_record_status",
          "record_state", "cancellation_date", "total", "page", "page_size", "auto_renew", "has_renewed",
          "linked_members", "meta", "state"),
-        ("data", "member", "start_date", "end_date", "membership_type", "membership_record_status"),
+        # has_renewed decides the renewals list: a renewed membership is left out of it
+        ("data", "member", "start_date", "end_date", "membership_type", "membership_record_status", V1_STATE,
+         "has_renewed"),
         envelope=V1_ENVELOPE,
     ),
     # EVIDENCE.md (connections): the links between contacts have their own v1 endpoint, in no document
@@ -186,7 +197,13 @@ CORE_KINDS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("available", "total", "page", "page_size"), ("number",)),
     "count": ("number", "string"),  # the tools also read a count sent as a string of digits
     "data": ("object",),
+    **dict.fromkeys(("record_state", "state"), ("string",)),
+    "has_renewed": ("boolean",),
     "email": ("list", "string"),  # a v1 positional list (nulls kept), or one address
     "member_till_plus_grace": ("string",),
 }
 DATES = frozenset({"start_date", "end_date", "start_datetime", "date", "due_date", "member_till_plus_grace"})
+# Core fields whose null is a value, not a loss: a state or flag not set, which the tools read as not deleted, not
+# renewed (the v1 notes: a v1 record keeps every schema key, empty as null). Their loss (the key gone from every
+# record) is drift; null in every record sampled is not.
+NULLABLE = frozenset({"record_state", "state", "has_renewed"})

@@ -35,7 +35,7 @@ from sheepcrm_mcp.tools.common import (
     shared_stock,
     text,
 )
-from sheepcrm_mcp.tools.events import BOOKED, UNKNOWN, brief, person_events, state_lists
+from sheepcrm_mcp.tools.events import BOOKED, UNKNOWN, brief, person_events, state_lists, unmarked, with_note
 from sheepcrm_mcp.tools.membership import (
     CheckMembershipInput,
     MembershipAnswer,
@@ -154,6 +154,7 @@ async def my_bookings(req: MyBookingsInput, deps: Deps) -> MyBookingsOutput:
         f"{unsure} session(s) do not say whether you came as a guest (no guest): unknown." if unsure else None,
         f"{odd} session(s) have a status sheepCRM's documents do not name: listed, but whether they are bookings is "
         "unknown." if odd else None,
+        unmarked(p.event for p in mine if text(p.event.get("uid")) in {b.event_uid for b in found}),
     ]
     envelope["note"] = " ".join(filter(None, [*notes, envelope["note"]])) or None
     return MyBookingsOutput(bookings=items, **envelope)
@@ -243,7 +244,7 @@ async def upcoming_events(req: UpcomingEventsInput, deps: Deps) -> UpcomingEvent
         events, req.limit, req.cursor, f"open-events:{req.query}", "No upcoming event with free places matches.",
         cut=" ".join(cut) or None,
     )
-    return UpcomingEventsOutput(events=items, **envelope)
+    return UpcomingEventsOutput(events=items, **with_note(envelope, unmarked(raw[e.uid] for e in events)))
 
 
 TOOLS: list[ToolSpec] = [

@@ -217,7 +217,8 @@ def path_regex(read: Read) -> str:
 CORE = [(read, group) for read in READS for group in (*read.core, *read.envelope)]
 NAMED = {("my tasks", "completed"), ("my tasks", "date|due_date"), ("memberships", "membership_record_status"),
          ("member list", "membership_record_status"), ("attendance", "guest"), ("member list", "total"),
-         ("person list", "page"),
+         ("person list", "page"), ("memberships", "record_state|state"), ("member list", "has_renewed"),
+         ("attendance", "record_state"), ("person list", "state|record_state"),
          ("person search", "id|uri"), ("v1 record", "email"), ("v1 membership by email", "member_till_plus_grace")}
 
 
@@ -239,6 +240,37 @@ def test_contract_reports_each_core_field_renamed(
     line = next((x for x in out.out.splitlines() if x.startswith(f"DRIFT {read.name} (")), None)
     assert code == 4 and line is not None, out.out
     assert f"MISSING {group}" in line, line
+
+
+def test_contract_record_state_and_has_renewed_decide_where_documented(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`record_state` respelled everywhere: drift for each read whose answer the documents give it and whose deleted
+    records the tools leave out (memberships, attendance, the task lists, segments); events, whose EventSingle does
+    not name it, keep it optional (the tools say it is unknown). `has_renewed` respelled: drift for the member
+    listing (it decides the renewals list), optional for a contact's memberships (only shown)."""
+    for name in [k for k in os.environ if k.startswith("SHEEPCRM_")]:
+        monkeypatch.delenv(name)
+
+    def run(drift: str) -> tuple[int, list[str]]:
+        with SandboxServer(key="sk-doctor-core-5e1", drift=[drift]) as sb:
+            code = run_contract({**sb.settings(), "audit_log": tmp_path / "audit.jsonl"})
+        return code, capsys.readouterr().out.splitlines()
+
+    code, out = run("renamed-field=record_state")
+    drifted = {x.split(" (")[0].removeprefix("DRIFT ") for x in out if x.startswith("DRIFT")}
+    assert code == 4 and drifted == {"memberships", "attendance", "my tasks", "all tasks", "segments"}, out
+    assert all("MISSING record_state" in x and "upgrade sheepcrm-mcp" in x for x in out if x.startswith("DRIFT")), out
+    events = [x for x in out if x.split(" (")[0].split()[-1] in ("events", "event", "summary")]
+    assert events and all(x.startswith("ok") and "not seen (optional):" in x and "record_state" in x
+                          for x in events), events
+    code, out = run("renamed-field=has_renewed")
+    drifted = {x.split(" (/")[0].removeprefix("DRIFT ") for x in out if x.startswith("DRIFT")}
+    assert code == 4 and "member list (end_date__lte)" in drifted and {d.split(" (")[0] for d in drifted} == {
+        "member list"}, out
+    assert all("MISSING has_renewed" in x for x in out if x.startswith("DRIFT")), out
+    memberships = next(x for x in out if " memberships (" in x)
+    assert memberships.startswith("ok") and "has_renewed" in memberships, memberships
 
 
 def test_contract_membership_status_decides_and_paid_is_optional(

@@ -108,3 +108,29 @@ async def test_a_list_holding_an_item_that_is_not_a_record_is_not_a_shorter_list
         result = await answer(connect, sb, tool, {k: facts[v] if v in facts else v for k, v in args.items()})
     said = " ".join(getattr(c, "text", "") for c in result.content)
     assert "Could not read 1 of the" in said and "null" in said, said
+
+
+@pytest.mark.parametrize("person", [False, True], ids=["list", "a person's events"])
+async def test_an_event_without_record_state_is_not_called_live(connect: Any, person: bool) -> None:
+    """openapi.yaml's EventSingle does not name `record_state`: an event listed without one (here respelled, drift)
+    is shown, and the answer says whether it is deleted is unknown; an event marked deleted is still left out."""
+    facts: dict[str, Any] = {}
+
+    async def listed(drift: list[str]) -> dict[str, Any]:
+        with SandboxServer(key=CANARY_KEY, drift=drift) as sb:
+            facts.update(sb.store.demo_facts())
+            event = sb.store.get(f"/demo/booking/{facts['future_event_uid']}/")
+            assert event is not None
+            sb.store.replace_data(event.uri, {**event.data, "record_state": "deleted"})
+            args = {"state": "all", "limit": 50} | ({"person": facts["jane_uri"]} if person else {})
+            result = await answer(connect, sb, "list_events", args)
+        assert not result.is_error, result.content
+        body: dict[str, Any] = result.structured_content or {}
+        return body
+
+    kept = await listed([])
+    assert facts["future_event_uid"] not in {e["uid"] for e in kept["events"]}, kept
+    assert "whether any of them is deleted is unknown" not in (kept.get("note") or ""), kept
+    body = await listed(["renamed-field=record_state:^/events/v2/"])
+    assert body["events"] and "do not say whether they are deleted (no `record_state`" in body["note"], body
+    assert f"{len(body['events'])} listed event(s)" in body["note"], body
