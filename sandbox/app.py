@@ -614,8 +614,18 @@ async def segment_all(request: Request) -> Response:
 
 
 async def segment_lookup(request: Request) -> Response:
+    """openapi.yaml types `q` as a `uid` and describes it as "a simple single search term": a member's uid finds
+    that member; any other q is matched as words of name, email and postcode (silent 32), or nothing (variant
+    lookup-uid-only)."""
     store, record = store_of(request), segment(request)
-    found, _ = store.segment_members(record.uri, q=request.query_params.get("q"), limit=10)
+    q = request.query_params.get("q") or ""
+    member = store.segment_member_by_uid(record.uri, q.strip()) if q.strip() else None
+    if member is not None:
+        found = [member]
+    elif active(request, "lookup-uid-only"):
+        found = []
+    else:
+        found, _ = store.segment_members(record.uri, q=q or None, limit=10)
     return JSONResponse(
         [
             compact(

@@ -438,6 +438,13 @@ class Store:
         uris = [r[0] for r in self._rows(f"SELECT m.uri {base} ORDER BY m.position{page}", params)]
         return self._in_order(uris), total
 
+    def segment_member_by_uid(self, segment_uri: str, uid: str) -> Record | None:
+        """The member of the segment whose record's uid is `uid` (the lookup's `q`, typed `uid` in openapi.yaml)."""
+        rows = self._rows("SELECT m.uri FROM segment_members m JOIN records r ON r.uri = m.uri "
+                          "WHERE m.segment = ? AND r.uid = ?", (segment_uri, uid))
+        found = self._in_order([r[0] for r in rows])
+        return found[0] if found else None
+
     # -- help -----------------------------------------------------------------
 
     def help_articles(self) -> list[Record]:

@@ -132,6 +132,11 @@ VARIANTS: tuple[Variant, ...] = (
         "a snooze moves the 2025-02 draft's `due_date` only; the 2024-12 `date` keeps the due date it had (which "
         "field moves is unstated)",
     ),
+    Variant(
+        "lookup-uid-only", "segment lookup `q`",
+        "the segment lookup matches `q` only as a member's uid (openapi.yaml types it `uid`): a name or email finds "
+        "no one",
+    ),
 )
 PAGE_CAP = 100  # records per page of a v2 list under variant page-cap
 NAMES: tuple[str, ...] = tuple(v.name for v in VARIANTS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -12,6 +13,7 @@ from sheepcrm_mcp.server.errors import Refusal
 from sheepcrm_mcp.server.paging import decode_cursor, encode_cursor, list_page
 from sheepcrm_mcp.server.specs import Deps, Output, ReadTool, ToolSpec
 from sheepcrm_mcp.sheepcrm import NotFoundError, SheepError
+from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, parse_uri
 from sheepcrm_mcp.tools.common import (
     ListOutput,
     Paged,
@@ -93,12 +95,12 @@ async def find_segments(req: FindSegmentsInput, deps: Deps) -> FindSegmentsOutpu
 class QuerySegmentInput(Paged):
     uid: SegmentUid
     mode: Annotated[Literal["count", "members", "lookup"], Field()] = "count"
-    q: Annotated[str | None, Field(max_length=100, description="Name or email.")] = None
+    q: Annotated[str | None, Field(max_length=100, description="Name or email (lookup: contact uri best).")] = None
 
     @model_validator(mode="after")
     def _q(self) -> QuerySegmentInput:
         if self.mode == "lookup" and not self.q:
-            raise ValueError("mode='lookup' needs q, a name or email to look for")
+            raise ValueError("mode='lookup' needs q: a contact's uri or uid (best), a name or an email")
         return self
 
 
@@ -126,6 +128,27 @@ LOOKUP_CUT = (
     "sheepCRM's lookup gives no total and may send only its first matches ({n} here): there may be more; "
     "mode='members' with q pages through them."
 )
+
+
+LOOKUP_NONE = (
+    "sheepCRM's lookup found no one for {q!r}. openapi.yaml types the lookup's q as a uid (and calls it \"a simple "
+    "single search term\"), so whether a name or email is matched is not documented: this is not 'not in the "
+    "segment'. Pass the contact's uri as q, or page through the members (mode='members')."
+)
+LOOKUP_NONE_UID = (
+    "sheepCRM's lookup found no record with the uid {q!r} in this segment (openapi.yaml types the lookup's q as a "
+    "uid); mode='members' pages through every member to check."
+)
+UID = re.compile(r"[0-9a-zA-Z]{8,40}")  # openapi.yaml `uid`: "an alphanumeric unique identifier"
+
+
+def lookup_term(q: str, bucket: str) -> tuple[str, bool]:
+    """What the lookup is sent (openapi.yaml types its `q` as a `uid`): a contact uri of this bucket as its uid,
+    anything else as given; and whether it is sent as a uid."""
+    try:
+        return parse_uri(q.strip(), bucket, CONTACT_TYPES).uid, True
+    except ValueError:
+        return q, bool(UID.fullmatch(q.strip())) and any(c.isdigit() for c in q)
 
 
 def looked_up(data: Any) -> list[dict[str, Any]]:
@@ -166,15 +189,16 @@ async def query_segment(req: QuerySegmentInput, deps: Deps) -> QuerySegmentOutpu
             return QuerySegmentOutput(segment_uid=uid, count=number, total=number)
         if req.mode == "lookup":
             assert req.q is not None
-            rows = looked_up(await deps.client.segment_lookup(uid, req.q))
+            q, by_uid = lookup_term(req.q, deps.client.bucket)
+            rows = looked_up(await deps.client.segment_lookup(uid, q))
             found, unread = members_of(rows, deps.client.bucket, lookup_hit, LOOKUP_URIS)
             items, envelope = list_page(
-                found, req.limit, req.cursor, f"lookup:{uid}:{req.q}",
+                found, req.limit, req.cursor, f"lookup:{uid}:{q}",
                 "" if unread else  # the rows that could not be read are said instead of "found no one"
-                f"sheepCRM's lookup found no one for {req.q!r} (what it matches on is not documented); try "
-                "query_segment without q and scan the members.",
-                cut=LOOKUP_CUT.format(n=len(rows)) if rows else None,
+                (LOOKUP_NONE_UID if by_uid else LOOKUP_NONE).format(q=q),
+                cut=LOOKUP_CUT.format(n=len(rows)) if rows and not by_uid else None,  # a uid names one record
             )
+            envelope["total"] = None  # the lookup gives no total: no count of its matches, nor a 0, is known
             envelope["note"] = " ".join(filter(None, [unread, envelope["note"]])) or None
             return QuerySegmentOutput(segment_uid=uid, members=items, by_type=by_type(items), **envelope)
         key = f"members:{uid}:{req.q}:{req.limit}"

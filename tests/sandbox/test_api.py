@@ -245,6 +245,9 @@ def test_segments(client: httpx.Client, read_sandbox: SandboxServer, facts: dict
     assert len(uris) == len(set(uris)) == count and "total" not in pages[0]
     lookup = client.get(f"/segments/v2/demo/segment/{uid}/lookup", params={"q": "austen"}).json()
     assert [m["uri"] for m in lookup] == [facts["jane_uri"]]
+    jane = facts["jane_uri"].split("/")[3]  # openapi.yaml types the lookup's q as a uid: a member's finds them
+    by_uid = client.get(f"/segments/v2/demo/segment/{uid}/lookup", params={"q": jane}).json()
+    assert [m["uri"] for m in by_uid] == [facts["jane_uri"]]
 
 
 def test_help_search(client: httpx.Client, facts: dict[str, Any], sandbox: SandboxServer) -> None:

@@ -4,6 +4,7 @@ documented `lookup` fields (label, text)."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -237,7 +238,8 @@ async def test_an_empty_lookup_states_its_basis_and_a_short_filtered_page_may_no
     empty = await answer_body(connect, shared_sandbox, "query_segment", {"uid": uid, "mode": "lookup", "q": "zzqx"})
     said = empty.get("note") or ""
     assert not empty["members"] and "Nobody matching" not in said, empty
-    assert "lookup found no one for 'zzqx' (what it matches on is not documented)" in said, empty
+    assert "lookup found no one for 'zzqx'. openapi.yaml types the lookup's q as a uid" in said, empty
+    assert "not documented" in said and "total" not in empty, empty  # no count of its matches is known, not even 0
     page = await answer_body(connect, shared_sandbox, "query_segment",
                              {"uid": uid, "mode": "members", "q": facts["jane_email"], "limit": 20})
     assert page["members"] and page.get("total") is None, page
@@ -264,3 +266,21 @@ async def test_segments_without_a_readable_name_are_counted_never_no_match(conne
         body = await answer_body(connect, sb, "find_segments", {"name": "members"})
     assert body["segments"] == [] and "No segment matches" not in body["note"], body
     assert f"{len(live)} segment(s) have no readable name" in body["note"], body
+
+
+async def test_a_lookup_by_a_contact_sends_its_uid_as_the_documents_type_q(connect: Any) -> None:
+    """openapi.yaml types the lookup's `q` as a `uid`: a contact's uri (or uid) is sent as its uid and finds them.
+    Variant lookup-uid-only matches nothing else: a name that finds no one is not "not in the segment", and no
+    count (not even 0) is given."""
+    with SandboxServer(key=CANARY_KEY, variant="lookup-uid-only") as sb:
+        facts = sb.store.demo_facts()
+        uid, jane = facts["segment_current_members_uid"], facts["jane_uri"]
+        by_uri = await answer_body(connect, sb, "query_segment", {"uid": uid, "mode": "lookup", "q": jane})
+        by_uid = await answer_body(connect, sb, "query_segment",
+                                   {"uid": uid, "mode": "lookup", "q": jane.split("/")[3]})
+        by_name = await answer_body(connect, sb, "query_segment", {"uid": uid, "mode": "lookup", "q": "Jane Austen"})
+        sent = [parse_qs(r.query)["q"] for r in sb.request_log if r.path.endswith("/lookup")]
+    assert [m["uri"] for m in by_uri["members"]] == [m["uri"] for m in by_uid["members"]] == [jane], by_uri
+    assert sent[0] == [jane.split("/")[3]], sent
+    assert by_name["members"] == [] and "total" not in by_name, by_name
+    assert "this is not 'not in the segment'" in by_name["note"] and "uri as q" in by_name["note"], by_name
