@@ -24,7 +24,6 @@ from bench.common import (
 )
 
 CLIENTS = 32
-TARGET = 0.8
 LIKE_TARGET = 1.2  # against the bare SDK tool making the same upstream GET: our answer is smaller than raw JSON
 
 
@@ -101,8 +100,8 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
                 f"{rate:.0f}/s",
                 f"{echo_rate:.0f}/s",
                 f"{ratio:.2f}x",
-                f">= {TARGET}x",
-                ratio >= TARGET,
+                "info: echo makes no upstream call",
+                None,
             )
         )
         rows.append(
