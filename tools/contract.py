@@ -53,6 +53,8 @@ EVENT = (
     "uid", "uri", "display_value", "title", "start_datetime", "start_date", "end_datetime", "end_date", "location",
     "cancelled", "status", "is_sold_out", "record_state",
 )
+# `cancelled` (EventSingle) decides an event's status: without it a cancelled event would show as its `status`
+EVENT_CORE = ("uid", "start_datetime|start_date", "cancelled")
 V1_ENVELOPE = ("total", "page", "page_size")  # a v1 listing's count and its echo of the page it holds
 STOCK = ("ticket_stock_control", "total_stock_available")  # free places of ticket types sharing one stock
 
@@ -96,15 +98,14 @@ READS: tuple[Read, ...] = (
         ("date", "user", "message", "clean_diff", "field", "prev", "value", "uri", "count"), ("date",),
     ),
     Read(
-        "events", "events", "/events/v2/{bucket}/bookings/{state}", ("bookings",), (*EVENT, *STOCK),
-        ("uid", "start_datetime|start_date"),
+        "events", "events", "/events/v2/{bucket}/bookings/{state}", ("bookings",), (*EVENT, *STOCK), EVENT_CORE,
     ),
     Read(
         "event", "event", "/events/v2/{bucket}/booking/{uid}", (),
-        (*EVENT, *STOCK, "capacity", "description", "location_address_string", "website"),
-        ("uid", "start_datetime|start_date"),
+        (*EVENT, *STOCK, "capacity", "description", "location_address_string", "website"), EVENT_CORE,
     ),
-    Read("event summary", "event_summary", "/events/v2/{bucket}/booking/{uid}/summary", (), EVENT, ("uid",)),
+    Read("event summary", "event_summary", "/events/v2/{bucket}/booking/{uid}/summary", (), EVENT,
+         ("uid", "cancelled")),
     Read(
         "tickets", "event_tickets", "/events/v2/{bucket}/booking/{uid}/available_tickets", ("available_tickets",),
         ("name", "uri", "amount", "member_only", "total", "allocated", "available", "reserved"), ("name", "available"),
@@ -193,7 +194,7 @@ CORE_KINDS: dict[str, tuple[str, ...]] = {
                     ("string",)),
     **dict.fromkeys(("person_ref", "booking_uri", "destination", "member", "membership_type", "person"),
                     ("string", "object")),
-    **dict.fromkeys(("completed", "guest"), ("boolean",)),
+    **dict.fromkeys(("completed", "guest", "cancelled"), ("boolean",)),
     **dict.fromkeys(("available", "total", "page", "page_size"), ("number",)),
     "count": ("number", "string"),  # the tools also read a count sent as a string of digits
     "data": ("object",),
@@ -204,6 +205,6 @@ CORE_KINDS: dict[str, tuple[str, ...]] = {
 }
 DATES = frozenset({"start_date", "end_date", "start_datetime", "date", "due_date", "member_till_plus_grace"})
 # Core fields whose null is a value, not a loss: a state or flag not set, which the tools read as not deleted, not
-# renewed (the v1 notes: a v1 record keeps every schema key, empty as null). Their loss (the key gone from every
-# record) is drift; null in every record sampled is not.
-NULLABLE = frozenset({"record_state", "state", "has_renewed"})
+# renewed, not cancelled (the v1 notes: a v1 record keeps every schema key, empty as null). Their loss (the key gone
+# from every record) is drift; null in every record sampled is not.
+NULLABLE = frozenset({"record_state", "state", "has_renewed", "cancelled"})

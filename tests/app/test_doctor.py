@@ -137,6 +137,9 @@ def test_contract_is_clean_against_the_documented_shapes(doctor_sandbox: Sandbox
         # a v1 listing's echo of the page it holds renamed: the tools could not tell whether it paged as asked
         ("renamed-field=page_size:^/api/v1/[^/]+/member/$", "DRIFT member list (/api/v1/{bucket}/member/): HTTP 200; "
          "5 record(s); under 'results'; MISSING page_size"),
+        # an event's `cancelled` renamed: a cancelled event would show as its status (published)
+        ("renamed-field=cancelled", "DRIFT events (/events/v2/{bucket}/bookings/{state}): HTTP 200; 15 record(s); "
+         "under 'bookings'; MISSING cancelled"),
     ],
 )
 def test_contract_reports_drift(
@@ -218,7 +221,7 @@ CORE = [(read, group) for read in READS for group in (*read.core, *read.envelope
 NAMED = {("my tasks", "completed"), ("my tasks", "date|due_date"), ("memberships", "membership_record_status"),
          ("member list", "membership_record_status"), ("attendance", "guest"), ("member list", "total"),
          ("person list", "page"), ("memberships", "record_state|state"), ("member list", "has_renewed"),
-         ("attendance", "record_state"), ("person list", "state|record_state"),
+         ("attendance", "record_state"), ("person list", "state|record_state"), ("event", "cancelled"),
          ("person search", "id|uri"), ("v1 record", "email"), ("v1 membership by email", "member_till_plus_grace")}
 
 
