@@ -154,7 +154,10 @@ def peer_owner(sock: Connected) -> int | None:
     return None
 
 
-_REQUEST, _NO_COOKIE, _TCP_SYN_RECV, _ALL_STATES, _ENOENT = 1, 0xFFFFFFFF, 3, 0xFFFFFFFF, 2
+_REQUEST, _NO_COOKIE, _ALL_STATES, _ENOENT = 1, 0xFFFFFFFF, 0xFFFFFFFF, 2
+# States the diagnostics give no owner (uid 0): a half-open request, a socket in TIME_WAIT; and the listener the
+# kernel's lookup falls back to when no connection matches.
+_NOT_THAT_SOCKET = (3, 6, _TCP_LISTEN)
 
 
 def _packed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, family: int) -> bytes:
@@ -164,10 +167,20 @@ def _packed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, family: int) -> b
     return ip.packed if isinstance(ip, ipaddress.IPv6Address) else ipaddress.IPv6Address(f"::ffff:{ip}").packed
 
 
+def _ends(data: bytes) -> tuple[Address, Address]:
+    """The two ends of the socket an inet_diag_msg (after its 16-byte header) describes: family at 16, source and
+    destination ports at 20, their addresses at 24 and 40 (IPv4 in the first 4 bytes of each)."""
+    sport, dport = struct.unpack_from("!HH", data, 20)
+    size = 4 if data[16] == socket.AF_INET else 16
+    src, dst = ipaddress.ip_address(data[24 : 24 + size]), ipaddress.ip_address(data[40 : 40 + size])
+    return (_plain(src), sport), (_plain(dst), dport)
+
+
 def _diagnosed_owner(local: Address, remote: Address) -> int | None:
     """The owner of the one TCP socket whose own end is `local` and whose other end is `remote` (the socket
-    diagnostics' exact lookup, as `ss` asks for one socket): its uid; None when there is no such socket or it is a
-    half-open request (which the diagnostics give uid 0, not its listener's owner). Raises OSError when they refuse."""
+    diagnostics' exact lookup, as `ss` asks for one socket): its uid; None when there is no such socket, or it is a
+    half-open request or in TIME_WAIT (the diagnostics give those uid 0, not an owner). Raises OSError when they
+    refuse."""
     both_v4 = isinstance(local[0], ipaddress.IPv4Address) and isinstance(remote[0], ipaddress.IPv4Address)
     family = socket.AF_INET if both_v4 else socket.AF_INET6
     # inet_diag_req_v2 with the socket id: source port and address first (network order), interface, no cookie.
@@ -190,8 +203,7 @@ def _diagnosed_owner(local: Address, remote: Address) -> int | None:
         raise OSError(-errno, "the socket diagnostics refused the request")
     if kind != _BY_FAMILY or length < 84:
         raise OSError("the socket diagnostics answered something else")
-    # Not that socket: a half-open request, or the listener the kernel's lookup falls back to when none matches.
-    if data[17] in (_TCP_SYN_RECV, _TCP_LISTEN) or struct.unpack_from("!HH", data, 20) != (local[1], remote[1]):
+    if data[17] in _NOT_THAT_SOCKET or _ends(data) != (local, remote):
         return None
     (owner,) = struct.unpack_from("=I", data, 80)
     return int(owner)
