@@ -176,15 +176,20 @@ class Http:
     def __init__(self, config: ClientConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
         self._transport = transport
-        self._client: httpx.AsyncClient | None = None  # made on first use: see _http
+        self._clients: dict[str, httpx.AsyncClient] = {}  # one per API host, made on first use: see _http
+        self._tls: ssl.SSLContext | None = None  # shared by them
         self._limit = anyio.CapacityLimiter(config.max_concurrency)
         self._cache: dict[str, tuple[float, Any]] = {}
         self.breaker = CircuitBreaker()
         self.calls = 0  # requests sent, for tests and benchmarks
 
-    @property
-    def _http(self) -> httpx.AsyncClient:
-        """Made on first use: building it loads the TLS trust store (~30 ms), which would otherwise
+    def _http(self, api: Api) -> httpx.AsyncClient:
+        """The client for one API host (v2 or v1; one for both when they are the same). Each keeps at most
+        max_concurrency connections to its own host: in one pool for both hosts, reads of both closed each other's
+        idle connections (a new TLS handshake each), and every request's pool bookkeeping walked the other host's
+        connections too. The limiter caps requests in flight at max_concurrency for both together.
+
+        Made on first use: building it loads the TLS trust store (~30 ms), which would otherwise
         delay the server's first answer (initialize) at start-up.
 
         It trusts nothing from the environment (trust_env=False): HTTPS_PROXY, ALL_PROXY, SSL_CERT_FILE and
@@ -192,9 +197,12 @@ class Http:
         a proxy or let a certificate authority of theirs read it. It verifies with certifi's CA bundle, named
         explicitly (OpenSSL's default paths follow SSL_CERT_FILE), and uses a proxy only when the person's own
         settings file names one (SHEEPCRM_HTTPS_PROXY)."""
-        if self._client is None:
-            c = self.config
-            self._client = _Client(
+        c = self.config
+        base = c.v1_base_url if api == "v1" else c.base_url
+        client = self._clients.get(base)
+        if client is None:
+            self._tls = self._tls or ssl.create_default_context(cafile=certifi.where())
+            client = self._clients[base] = _Client(
                 headers={
                     "Authorization": f"Bearer {c.api_key}",
                     "User-Agent": c.user_agent,
@@ -202,44 +210,42 @@ class Http:
                     "Accept": "application/json",
                 },
                 timeout=httpx.Timeout(c.timeout, connect=c.connect_timeout),
-                # Connections are kept for both API hosts (v2 and v1): with room for one host's only, a pool in use
-                # for both closed an idle connection to one host to open one to the other, nearly once a request
-                # (a new TLS handshake each). The limiter above still caps requests in flight at max_concurrency.
-                limits=httpx.Limits(max_connections=2 * c.max_concurrency,
-                                    max_keepalive_connections=2 * c.max_concurrency),
+                limits=httpx.Limits(max_connections=c.max_concurrency, max_keepalive_connections=c.max_concurrency),
                 transport=self._transport,
                 follow_redirects=False,
                 trust_env=False,
-                verify=ssl.create_default_context(cafile=certifi.where()),
+                verify=self._tls,
                 proxy=c.proxy,
             )
-        return self._client
+        return client
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        for client in self._clients.values():
+            await client.aclose()
 
     def url(self, api: Api, path: str) -> str:
         base = self.config.v1_base_url if api == "v1" else self.config.base_url
         return base + path
 
-    async def _send(self, method: str, url: str, what: str, params: Params | None, body: Any) -> httpx.Response:
+    async def _send(
+        self, method: str, api: Api, url: str, what: str, params: Params | None, body: Any
+    ) -> httpx.Response:
         """One request in a span naming only the method, the API host and the status (never the path: it holds
         record ids); a 429 is told to the observers."""
         if not _tracing():  # no provider installed (SHEEPCRM_OTEL off): a span would be built only to be dropped
-            response = await self._send_once(method, url, what, params, body)
+            response = await self._send_once(method, api, url, what, params, body)
         else:
             attributes = {"http.request.method": method, "server.address": _host(url)}
             with _tracer.start_as_current_span(f"sheepcrm {method}", kind=trace.SpanKind.CLIENT,
                                                attributes=attributes, record_exception=False) as span:
-                response = await self._send_once(method, url, what, params, body)
+                response = await self._send_once(method, api, url, what, params, body)
                 span.set_attribute("http.response.status_code", response.status_code)
         if response.status_code == 429 or throttled(response):
             _observe("rate_limited")
         return response
 
     async def _send_once(
-        self, method: str, url: str, what: str, params: Params | None, body: Any
+        self, method: str, api: Api, url: str, what: str, params: Params | None, body: Any
     ) -> httpx.Response:
         """One request, its whole answer read within `timeout` seconds (a drip-fed answer cannot outlast it)
         and refused once it passes `max_body` bytes (counted as it streams in, never held whole)."""
@@ -247,14 +253,15 @@ class Http:
         clean = ({k: v for k, v in params.items() if v is not None} or None) if params else None
         maybe = " The change may or may not have been applied." if method != "GET" else ""
         c = self.config
+        http = self._http(api)
         async with self._limit:
             self.calls += 1
             try:
                 with anyio.fail_after(c.timeout + c.connect_timeout):
-                    request = self._http.build_request(
+                    request = http.build_request(
                         method, url, params=clean, json=body, extensions=_extensions(url)
                     )
-                    response = await self._http.send(request, stream=True)
+                    response = await http.send(request, stream=True)
                     try:
                         chunks, size = [], 0
                         # an in-memory answer (a test transport) is already whole: count it the same way
@@ -311,7 +318,7 @@ class Http:
 
         async def attempt_once() -> httpx.Response:
             try:
-                response = await self._send("GET", url, what, params, None)
+                response = await self._send("GET", api, url, what, params, None)
             except UpstreamError as exc:
                 raise _Retryable(exc, None) from None
             if response.status_code in RETRY_STATUSES or throttled(response):
@@ -398,7 +405,7 @@ class Http:
     ) -> httpx.Response:
         self.breaker.check()
         self._cache.clear()
-        response = await self._send(method, self.url(api, path), what, params, body)
+        response = await self._send(method, api, self.url(api, path), what, params, body)
         self.breaker.record(response.status_code < 500)
         if response.status_code >= 400:
             raise error_for(response, what, True, api)

@@ -91,8 +91,8 @@ async def test_a_proxy_from_the_persons_own_file_is_used() -> None:
 
 
 async def test_reads_of_both_api_hosts_keep_their_connections(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A tool reading v2 and v1 in turn keeps its connections to both: the pool has room for max_concurrency
-    connections to each host, so none is closed to make room for the other (each would be a new TLS handshake)."""
+    """A tool reading v2 and v1 in turn keeps its connections to both: each host has a pool of its own, of
+    max_concurrency connections, so none is closed to make room for the other (each would be a new TLS handshake)."""
     import anyio
 
     from sheepcrm_mcp.sheepcrm import loopback
