@@ -6,8 +6,9 @@ each makes one call first; then the profile is switched on, every session makes 
 switched off and written. So a profile holds only steady-state calls: no start-up, no session set-up.
 
 For each tool it prints (and writes to --out, with the .pstats for `python -m pstats`):
-- the server's CPU per call over the profiled window (from /proc; cProfile's own cost makes this about twice the
+- the server's CPU per call over the profiled window (from /proc; cProfile's own cost makes this several times the
   unprofiled figure, so compare profiles with each other, and CPU per call with the throughput section);
+- Python function calls per call: a count, which the machine's load does not move (times do);
 - own time per call grouped by where the code lives (our package, the SDK, httpx/httpcore, anyio, pydantic, ...);
 - the top functions by own time and by cumulative time, and the top functions of our own code by own time.
 
@@ -129,6 +130,8 @@ def report(stats: pstats.Stats, calls: int, cpu: float, top: int, label: str) ->
         "",
         f"server CPU per call while profiled: {cpu / calls * 1000:.2f} ms (/proc; cProfile's own cost included)",
         f"profiled own time per call: {total / calls * 1000:.2f} ms",
+        # A count does not move with the machine's load, as times do: the steadiest before/after measure.
+        f"Python function calls per call: {stats.total_calls / calls:,.0f}",  # type: ignore[attr-defined]
         "",
         "own time per call by where the code lives:",
         *[f"  {part:<16} {t / calls * 1000:7.3f} ms  {t / total:6.1%}" for part, t in
