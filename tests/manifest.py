@@ -132,7 +132,7 @@ MANIFEST: dict[str, Entry] = {
         ("staff",),
         lambda f: [{"uri": f["lapsed_uri"]}, {"email": f["jane_email"], "detail": "full"}],
         lambda f, bad: [{"uri": bad}, {"email": bad}],
-        _reads("memberships", "v1 membership by email", "display", "v1 record"),
+        _reads("memberships", "v1 membership by email", "display", "v1 record", "member list"),
     ),
     "get_record_history": Entry(
         ("staff",),

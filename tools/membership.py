@@ -378,11 +378,12 @@ def _same(a: str | None, b: str) -> bool:
 
 
 def _linked_members(m: dict[str, Any]) -> list[str] | None:
-    """The record's `linked_members` (openapi.yaml: a list of contact uris) as uris; None when it is not a list."""
+    """The record's `linked_members` (openapi.yaml: a list of contact uris) as uris, a v1 `value;label` label split
+    off; None when it is not a list."""
     value = m.get("linked_members")
     if not isinstance(value, list):
         return None
-    return [u for v in value if (u := ref(v))]
+    return [u[0] for v in value if (u := split_label(ref(v)))]
 
 
 def attribute(uri: RecordUri, found: list[dict[str, Any]], *, listing: bool) -> tuple[list[dict[str, Any]], int, int]:
@@ -416,7 +417,8 @@ async def memberships_of(uri: RecordUri, deps: Deps) -> tuple[list[dict[str, Any
     be read or attributed to the contact (None: all were). sheepCRM's membership list
     (/api/v2{person_uri}membership/all) is documented for people; an organisation's memberships are the v1 `member`
     records whose member it is (v1 resource filter member=<uri>), read page by page and each checked, as a listing
-    may not apply a filter."""
+    may not apply a filter. When none of them is current, the memberships of other contacts that list this one
+    among their linked members are read too (as_linked): one may cover them."""
     if uri.type != "organisation":
         try:
             data = await deps.client.memberships(uri)
@@ -454,7 +456,47 @@ async def memberships_of(uri: RecordUri, deps: Deps) -> tuple[list[dict[str, Any
         unread = " ".join(filter(None, [unread, f"{unattributed} {what} could not be attributed to this contact "
                                         "(no `member` that could be read, or another member and no readable "
                                         "`linked_members`)."]))
-    return [m for m in found if not deleted(m)], note, unread
+    found = [m for m in found if not deleted(m)]
+    on = today()
+    if not any(classify(m, on) == "current" for m in found):  # another contact's membership may cover this one
+        linked, not_read = await as_linked(uri, deps)
+        kept = {text(m.get("uri")) for m in found}
+        found += [m for m in linked if text(m.get("uri")) not in kept or text(m.get("uri")) is None]
+        unread = " ".join(filter(None, [unread, not_read])) or None
+    return found, note, unread
+
+
+AS_LINKED = "the membership records that list this contact among their linked members"
+
+
+async def as_linked(uri: RecordUri, deps: Deps) -> tuple[list[dict[str, Any]], str | None]:
+    """The memberships of other contacts that cover this one as a linked member (openapi.yaml: `linked_members`, a
+    list of contact uris), which the contact's own membership list may not hold: the v1 `member` listing filtered
+    on `linked_members` (`__startswithi`: a v1 list value may carry a label), read whole, each record checked (a
+    listing may not apply a filter); deleted ones left out. And why they could not all be read or checked (None:
+    they were), never "none"."""
+    try:
+        listing, unread = await v1_all(
+            lambda page, size: deps.client.resources(
+                "member", {"linked_members__startswithi": str(uri)}, page=page, page_size=size), AS_LINKED
+        )
+    except SheepError as exc:
+        return [], (f"Could not read {AS_LINKED} ({exc}): whether another contact's membership covers this one is "
+                    "unknown.")
+    mine: list[dict[str, Any]] = []
+    unchecked = 0
+    for row in listing:
+        if deleted(row):
+            continue
+        m = {**record_data(row, AS_LINKED), "uri": text(row.get("uri"))}
+        if (linked := _linked_members(m)) is None:
+            unchecked += 1  # whether it lists this contact cannot be read
+        elif any(_same(u, str(uri)) for u in linked):
+            mine.append(m)
+    if unchecked:
+        unread = " ".join(filter(None, [unread, f"{unchecked} of {AS_LINKED} have no `linked_members` list that "
+                                        "could be read: whether they cover this contact is unknown."]))
+    return mine, unread
 
 
 def _uncounted(data: Any, sent: int) -> str | None:
@@ -473,10 +515,6 @@ def _uncounted(data: Any, sent: int) -> str | None:
     return None
 
 
-LINKED_UNCHECKED = (
-    "Memberships of other contacts that may cover this one as a linked member were not checked (only those sheepCRM "
-    "lists for this contact were)."
-)
 ORDER: dict[Status, int] = {
     "current": 0, "unknown": 1, "pending": 2, "unpaid": 2, "future": 3, "lapsed": 4, "grace": 4, "cancelled": 4,
     "none": 5,
@@ -529,7 +567,8 @@ async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipA
     if best_pair is None or best_pair[0].status == "none":
         return MembershipAnswer(
             contact_uri=str(uri), name=name, is_member=False, status="none",
-            summary=f"{who} has no membership on record. {LINKED_UNCHECKED}", note=note, history=history,
+            summary=f"{who} has no membership on record, of their own or as a linked member of another contact's.",
+            note=note, history=history,
         )
     best, raw = best_pair
     status: Status = best.status
@@ -565,8 +604,6 @@ async def check_membership(req: CheckMembershipInput, deps: Deps) -> MembershipA
     )
     if (via := ref(raw.get("member"))) and not _same(via, str(uri)):  # kept only as one of its linked members
         summary += f" {who} holds it as one of the linked members of {via}'s membership."
-    elif status not in ("current", "unknown"):
-        summary += f" {LINKED_UNCHECKED}"
     if status == "lapsed" and unchecked:
         summary += " Whether sheepCRM's grace period still applies could not be checked (see the note)."
     note = " ".join(filter(None, [note, unread_flags(raw)])) or None

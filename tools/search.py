@@ -253,7 +253,7 @@ async def members(req: SearchContactsInput, deps: Deps) -> SearchContactsOutput:
     )
 
 
-DESCRIBED = 3  # hits whose record and memberships are read per search: 2 upstream reads each
+DESCRIBED = 3  # hits whose record and memberships are read per search: 2 upstream reads each (3 for a non-member)
 
 
 def to_describe(hits: list[ContactHit]) -> list[ContactHit]:
@@ -267,7 +267,8 @@ def to_describe(hits: list[ContactHit]) -> list[ContactHit]:
 async def describe(hits: list[ContactHit], deps: Deps) -> str | None:
     """What tells contacts apart, read from each one's record: its real postcode and town (a postcode search
     matches by prefix), and whether it is a current member. Read for DESCRIBED hits at most (namesakes first), as
-    each costs two upstream reads; the note names the others' way to these facts. A contact that cannot be read
+    each costs two upstream reads (three when none of the contact's own memberships is current: the memberships
+    listing them as a linked member); the note names the others' way to these facts. A contact that cannot be read
     keeps what the search gave, and the note says so."""
     chosen = to_describe(hits)
     failed = 0

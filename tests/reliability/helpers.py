@@ -58,7 +58,7 @@ QUERY_KEYS = frozenset(
     {"q", "page", "page_size", "limit", "include_text", "email", "realtime", "title", "first_name", "last_name",
      "date_of_birth", "postal_code", "since_days", "name", "person_uri", "status", "include_completed",
      "mode", "connections", "membership_type", "start_date__lte", "end_date__gte", "end_date__lte",
-     "email__startswithi", "uri", "connections__ne"}
+     "email__startswithi", "uri", "connections__ne", "linked_members__startswithi"}
 )
 
 

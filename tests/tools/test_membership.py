@@ -591,13 +591,40 @@ async def test_a_membership_held_as_a_linked_member_counts_and_one_of_another_co
 
 
 @pytest.mark.parametrize("who", ["lapsed", "non_member"])
-async def test_a_no_says_memberships_through_others_were_not_checked(
+async def test_a_no_is_given_once_memberships_through_others_are_read(
     shared_sandbox: SandboxServer, connect: Any, who: str
 ) -> None:
-    """Another contact's membership may cover this one as a linked member; the tool reads only the memberships
-    sheepCRM lists for the contact, so a "not a member" answer says what it did not check."""
-    body = await check(connect, shared_sandbox, uri=shared_sandbox.store.demo_facts()[f"{who}_uri"])
-    assert body["is_member"] is False and "linked member" in body["summary"], body
+    """Another contact's membership may cover this one as a linked member (openapi.yaml `linked_members`), which the
+    contact's own membership list may not hold: a "not a member" answer is given only after the memberships listing
+    this contact among their linked members were read."""
+    uri = shared_sandbox.store.demo_facts()[f"{who}_uri"]
+    before = len(shared_sandbox.request_log)
+    body = await check(connect, shared_sandbox, uri=uri)
+    asked = [r.query for r in shared_sandbox.request_log[before:] if r.path == "/api/v1/demo/member/"]
+    assert body["is_member"] is False and body["status"] in ("lapsed", "none"), body
+    assert any("linked_members__startswithi" in q for q in asked), asked
+
+
+async def test_a_person_covered_only_as_a_linked_member_is_a_member(sandbox: SandboxServer, connect: Any) -> None:
+    """A person listed among the linked members of an organisation's current membership, whose own membership list
+    does not hold it, is a current member through it, never "no membership on record"."""
+    facts = sandbox.store.demo_facts()
+    thomas, org = facts["non_member_uri"], facts["organisation_uri"]
+    assert not sandbox.store.memberships(thomas)
+    held = current_membership(sandbox, org)
+    sandbox.store.update(held, {"linked_members": [thomas], "max_linked_members": 5}, message="t")
+    body = await check(connect, sandbox, uri=thomas)
+    assert body["status"] == "current" and body["is_member"] is True and body["membership_uri"] == held, body
+    assert f"linked members of {org}" in body["summary"], body
+
+
+async def test_memberships_through_others_that_cannot_be_read_make_a_no_unknown(connect: Any) -> None:
+    """The memberships listing a contact among their linked members cannot be read (the member listing is gone):
+    with no current membership of their own, whether they are a member is unknown, never "not a member"."""
+    with SandboxServer(key=CANARY_KEY, drift=["moved-path:^/api/v1/[^/]+/member/$"]) as sb:
+        body = await check(connect, sb, uri=sb.store.demo_facts()["lapsed_uri"])
+    assert body["status"] == "unknown" and "is_member" not in body, body
+    assert "list this contact among their linked members" in body["note"], body
 
 
 async def test_an_email_the_membership_lookup_misses_is_looked_up_in_the_contacts(connect: Any) -> None:
