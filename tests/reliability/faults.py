@@ -29,7 +29,7 @@ CALLS = int(os.environ.get("RELIABILITY_FAULT_CALLS", "500"))
 WORKERS = 4
 # Kinds whose calls mostly wait (hung answers, added latency) run more sessions side by side: the waits overlap,
 # the calls stay CALLS. CPU-bound kinds keep WORKERS: more sessions in one process only queue for the interpreter.
-WAITING = {"timeout": 10, "slow": 10, "drop": 10}
+WAITING = {"timeout": 10, "slow": 10}
 RATE = 0.2
 WRITE_SHARE = 0.2
 PROFILES: tuple[manifest.Profile, ...] = ("staff", "member")
