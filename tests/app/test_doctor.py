@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sheepcrm_mcp.doctor import run_contract
+from sheepcrm_mcp.doctor import run_contract, run_doctor
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.sandbox.variants import NAMES
 from sheepcrm_mcp.tools.contract import CORE_KINDS, READS, Read
@@ -137,6 +137,11 @@ def test_contract_is_clean_against_the_documented_shapes(doctor_sandbox: Sandbox
         # a v1 listing's echo of the page it holds renamed: the tools could not tell whether it paged as asked
         ("renamed-field=page_size:^/api/v1/[^/]+/member/$", "DRIFT member list (/api/v1/{bucket}/member/): HTTP 200; "
          "5 record(s); under 'results'; MISSING page_size"),
+        # the basic checks' own reads, refused or moved once the key, bucket and address answered another read
+        ("rejected-param=page_size", "DRIFT segments (/segments/v2/{bucket}/all): HTTP 400"),
+        ("rejected-param=q", "DRIFT search (/search/v2/{bucket}): HTTP 400"),
+        ("moved-path:^/segments/v2/[^/]+/all$", "DRIFT segments (/segments/v2/{bucket}/all): HTTP 404"),
+        ("moved-path:^/search/v2/[^/]+$", "DRIFT search (/search/v2/{bucket}): HTTP 404"),
         # an event's `cancelled` renamed: a cancelled event would show as its status (published)
         ("renamed-field=cancelled", "DRIFT events (/events/v2/{bucket}/bookings/{state}): HTTP 200; 15 record(s); "
          "under 'bookings'; MISSING cancelled"),
@@ -314,6 +319,64 @@ def test_contract_under_every_variant(variant: str, tmp_path: Path, capsys: pyte
         assert code == 0 and drift == [], out
 
 
+BASIC = [  # a read the basic checks make, refused (a parameter) or moved (a path), and the answer's status
+    ("rejected-param=page_size", "segments", 400),
+    ("rejected-param=page", "segments", 400),
+    ("rejected-param=q", "search", 400),
+    ("moved-path:^/segments/v2/[^/]+/all$", "segments", 404),
+    ("moved-path:^/search/v2/[^/]+$", "search", 404),
+]
+
+
+@pytest.mark.parametrize(
+    ("drift", "read", "status"),
+    [pytest.param(*case, id=case[0], marks=() if case[1:] in (("segments", 404), ("search", 400)) else pytest.mark.slow)
+     for case in BASIC],
+)
+def test_a_basic_check_refused_by_a_changed_sheepcrm_is_drift(
+    drift: str, read: str, status: int, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once the key, bucket and address answered another read, a 400 or a 404 to a read the basic checks make is
+    sheepCRM's change, not a setting: doctor gives a DRIFT line for that read and exit 4 (never "check
+    SHEEPCRM_BUCKET" or "SHEEPCRM_BASE_URL"), and --contract goes on to probe every other read."""
+    for name in [k for k in os.environ if k.startswith("SHEEPCRM_")]:
+        monkeypatch.delenv(name)
+    path = next(r.path for r in READS if r.name == read)
+    with SandboxServer(key="sk-doctor-basic-8c3", drift=[drift]) as sb:
+        settings = {**sb.settings(), "audit_log": tmp_path / "audit.jsonl"}
+        plain = run_doctor(settings)
+        out = capsys.readouterr()
+        code = run_contract(settings, as_json=True)
+        report = json.loads(capsys.readouterr().out)
+    assert plain == 4 and fail_lines(out.out) == [] and "SHEEPCRM_" not in out.out, out.out
+    assert f"DRIFT {read} ({path}): HTTP {status}" in out.out and "upgrade sheepcrm-mcp" in out.out, out.out
+    assert "doctor --contract" in out.err, out.err
+    assert code == 4 and any(e["endpoint"] == read and e["drift"] for e in report["endpoints"]), report
+    assert {e["endpoint"].split(" (")[0] for e in report["endpoints"]} == {r.name for r in READS}, report
+    assert sum(e["status"] == 200 for e in report["endpoints"]) >= 5, report  # the rest was probed
+
+
+def test_both_v2_reads_refused_name_the_bucket_or_the_address(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 404 to both the segment list and the search is a setting, told apart by the v1 API: a bucket v1 refuses too
+    is the bucket; one v1 accepts is the v2 address (SHEEPCRM_BASE_URL), never "check SHEEPCRM_BUCKET"."""
+    for name in [k for k in os.environ if k.startswith("SHEEPCRM_")]:
+        monkeypatch.delenv(name)
+    with SandboxServer(key="sk-doctor-basic-8c3") as sb:
+        settings = {**sb.settings(), "audit_log": tmp_path / "audit.jsonl"}
+        bad_bucket = run_doctor({**settings, "bucket": "nosuch"})
+        bucket_out = capsys.readouterr().out
+        bad_address = run_doctor({**settings, "base_url": f"{settings['base_url']}/v9"})
+        address_out = capsys.readouterr().out
+    [line] = fail_lines(bucket_out)
+    assert bad_bucket == 1 and "bucket 'nosuch' was not found" in line and "SHEEPCRM_BUCKET" in line, bucket_out
+    [line] = fail_lines(address_out)
+    assert bad_address == 1 and "SHEEPCRM_BASE_URL" in line and "SHEEPCRM_BUCKET" not in line, address_out
+    assert "DRIFT" not in bucket_out + address_out
+
+
 def test_contract_with_a_restricted_key_says_which_permission(tmp_path: Path) -> None:
     with SandboxServer(key="sk-full-1", restricted_key="sk-restricted-1") as sb:
         env = {**sandbox_env(sb, tmp_path, HOME=str(tmp_path)), "SHEEPCRM_API_KEY": "sk-restricted-1"}
@@ -321,6 +384,9 @@ def test_contract_with_a_restricted_key_says_which_permission(tmp_path: Path) ->
     assert r.returncode == 0, r.stdout + r.stderr
     assert "HTTP 403" in r.stdout and "lacks a permission" in r.stdout
     assert any(line.startswith("ok") and "event summary" in line for line in r.stdout.splitlines())
+    # what the key may not read was not checked: never "ok"
+    refused = [line for line in r.stdout.splitlines() if "HTTP 403" in line]
+    assert refused and all(line.startswith("skip") and "not checked" in line for line in refused), refused
 
 
 def test_a_403_is_not_called_a_refused_key(tmp_path: Path) -> None:
@@ -346,10 +412,15 @@ def test_contract_person_search_without_an_email_searches_what_it_matches_on(
             sb.store.update(sampled.uri, {"email": []}, message="t")
             code = run_contract({**sb.settings(), "audit_log": tmp_path / "audit.jsonl"})
         out = capsys.readouterr().out
+        last[:] = out.splitlines()
         return code, next(x for x in out.splitlines() if " person search (" in x)
+
+    last: list[str] = []
 
     code, line = run([])
     assert code == 0 and line.startswith("ok") and "HTTP 200; 1 record(s)" in line, line
+    by_email = next(x for x in capsys.readouterr().out.splitlines() + last if " v1 membership by email (" in x)
+    assert by_email.startswith("skip") and "no sample email" in by_email, by_email  # not checked: never "ok"
     code, line = run(["moved-path:^/search/v2/[^/]+/person"])
     assert code == 4 and line.startswith("DRIFT person search (/search/v2/{bucket}/person): HTTP 404"), line
     assert "the path has moved or the endpoint is gone" in line and "no match" not in line, line
