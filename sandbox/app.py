@@ -184,8 +184,9 @@ def tickets_json(store: Store, event: Record) -> list[dict[str, Any]]:
 
 
 def session_json(session: Record) -> dict[str, Any]:
-    # nulls kept (guest_ref, person_ref); `buyer` is the sandbox's own note of who paid (variant orders-by-buyer)
-    return {k: v for k, v in session.data.items() if k not in ("booking_ref", "buyer")}
+    # nulls kept (guest_ref, person_ref); `buyer` is the sandbox's own note of who paid (variant orders-by-buyer),
+    # `booker` of who booked a guest session whose refs say it the other way round (variant guest-ref-booker)
+    return {k: v for k, v in session.data.items() if k not in ("booking_ref", "buyer", "booker")}
 
 
 def v1_record(record: Record) -> dict[str, Any]:

@@ -388,11 +388,15 @@ class Store:
         return self.linked(event_uri, "attendance")
 
     def events_of(self, person_uri: str, *, by_buyer: bool = False) -> list[Record]:
-        """Events where `person_uri` holds a session (as the booker), not deleted; by start. `by_buyer`: where
-        they bought a session (`buyer`, seeded where someone else booked for the attendee, else the booker)."""
+        """Events where `person_uri` holds a session (as the booker: `person_ref`, or `booker` where variant
+        guest-ref-booker puts the booker elsewhere), not deleted; by start. `by_buyer`: where they bought a session
+        (`buyer`, seeded where someone else booked for the attendee, else the booker)."""
+        def booker(s: Record) -> Any:
+            return s.data.get("booker", s.data.get("person_ref"))
+
         uris = {
             s.link for s in self.by_type("attendance")
-            if (s.data.get("buyer", s.data.get("person_ref")) if by_buyer else s.data.get("person_ref")) == person_uri
+            if (s.data.get("buyer", booker(s)) if by_buyer else booker(s)) == person_uri
             and s.data.get("record_state") != "deleted"
         }
         return [e for e in self.by_type("booking") if e.uri in uris]

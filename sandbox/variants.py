@@ -133,6 +133,11 @@ VARIANTS: tuple[Variant, ...] = (
         "field moves is unstated)",
     ),
     Variant(
+        "guest-ref-booker", "guests",
+        "a guest session's `person_ref` is the guest's own contact and `guest_ref` the booker's (the other reading "
+        "of two refs no document defines); orders stay the booker's",
+    ),
+    Variant(
         "lookup-uid-only", "segment lookup `q`",
         "the segment lookup matches `q` only as a member's uid (openapi.yaml types it `uid`): a name or email finds "
         "no one",
@@ -168,6 +173,13 @@ def reshape(store: Store, name: str | None) -> None:
             for record in store.by_type(rtype):
                 if "connections" in record.data:
                     store.replace_data(record.uri, {k: v for k, v in record.data.items() if k != "connections"})
+    elif name == "guest-ref-booker":
+        for session in store.by_type("attendance"):
+            d = session.data
+            if d.get("guest") is True:  # `booker`: the sandbox's own note of who booked, for the orders (never sent)
+                booker = d.get("person_ref")
+                store.replace_data(session.uri, {**d, "person_ref": d.get("guest_ref"), "guest_ref": booker,
+                                                 "booker": booker})
     elif name == "labelled-lists":
         labels = {"email": "home", "telephone": "mobile"}
         for rtype in ("person", "organisation"):

@@ -67,6 +67,17 @@ def unknown_statuses(people: Iterable[Attendee]) -> str | None:
     named = ", ".join(f"'{s.removeprefix(UNKNOWN).lstrip(': ') or '(none)'}' x{n}" for s, n in sorted(odd.items()))
     return (f"{sum(odd.values())} session(s) have a status sheepCRM's documents do not name ({named}): whether they "
             "are booked is unknown, so the booked count is not given.")
+# openapi.yaml declares a session's `guest`, `guest_ref` and `person_ref` without meaning, and EVIDENCE.md (guest
+# sessions) finds no text saying whose contact guest_ref is: on a guest session each ref may be the guest's own
+# contact or the booker's (sandbox: the guest's and the booker's; variant guest-ref-booker: the other way round).
+GUEST_REFS = (
+    "sheepCRM's documents do not say whose contact a guest session's person_ref and guest_ref are (the guest's own "
+    "or the booker's): both are shown as sent."
+)
+GUEST_SESSION = (
+    "'guest session' means this person is named in a guest session, as the guest or as the one who booked it: "
+    "sheepCRM's documents do not say whose contact its person_ref and guest_ref are, so which is not known."
+)
 EventUid = Annotated[UidOrUri, uid_or_uri("list_events(query=...)")]
 BOOKING = ("booking",)
 
@@ -84,8 +95,9 @@ class EventBrief(Output):
 
 class ListedEvent(EventBrief):
     free: int | None = Field(None, description=f"Free places: {FREE_BASIS}.")
-    person_status: str | None = Field(None, description="'guest: <status>': came as a guest.", json_schema_extra=SHOWN)
-    guest_of: str | None = None
+    person_status: str | None = Field(
+        None, description="'guest session: <status>': guest or booker (note).", json_schema_extra=SHOWN)
+    guest_session_with: str | None = Field(None, description="The other contact that guest session names.")
 
 
 def unmarked(events: Iterable[dict[str, Any]]) -> str | None:
@@ -192,12 +204,13 @@ async def _free(event: ListedEvent, raw: dict[str, Any], deps: Deps) -> None:
 
 @dataclass
 class PersonEvent:
-    """An event in a person's life: the sessions they hold themselves, the ones where they came as someone's guest
-    (the session's guest_ref is them), and whether an order of theirs names it (orders are keyed by buyer)."""
+    """An event in a person's life: the sessions they hold themselves, the guest sessions that name them (as the guest
+    or as the one who brought the guest: GUEST_REFS), and whether an order of theirs names it (orders are keyed by
+    buyer)."""
 
     event: dict[str, Any]
     own: list[Attendee]
-    as_guest: list[Attendee]
+    guest_sessions: list[Attendee]
     ordered: bool
     unsure: list[Attendee]  # sessions naming them whose `guest` is absent or unreadable: unknown whether a guest
     unread: bool = False  # some sessions of the event name no readable person or guest: theirs may be among them
@@ -211,8 +224,8 @@ async def person_events(
     keep: Callable[[dict[str, Any]], bool] | None = None,
 ) -> tuple[list[PersonEvent], str | None]:
     """The events a person ordered (openapi.yaml getEventOrdersForContact; orders are keyed by the buyer) or holds
-    a session at (their own, or as someone's guest), listed under one of `states` ('all': every one) and passing
-    `keep`. Orders alone would miss an attendee booked by someone else and every guest, so the attendance of the
+    a session at (their own, or a guest session naming them), listed under one of `states` ('all': every one) and
+    passing `keep`. Orders alone would miss an attendee booked by someone else and every guest, so the attendance of the
     listed events is read too (at most SCAN besides the ordered ones; sheepCRM's person session endpoints document
     no body). Returns the events and a note when the answer may be incomplete."""
     notes = []
@@ -269,13 +282,15 @@ async def person_events(
             **(booking if isinstance(booking, dict) else {}),
         }
         own = [a for a in people if a.person_uri == me and a.guest is False]
-        as_guest = [a for a in people if a.guest and a.guest_uri == me]
+        # whose contact a guest session's person_ref and guest_ref are is not documented (GUEST_REFS): one naming
+        # this person in either is theirs, as the guest or as the one who brought them, under both readings
+        guests = [a for a in people if a.guest and me in (a.person_uri, a.guest_uri)]
         unsure = [a for a in people if a.guest is None and me in (a.person_uri, a.guest_uri)]
         unread = any(a._unread for a in people)  # sessions naming nobody readable: this person may hold them
         if unread:
             unreadable.append(uid)
-        if own or as_guest or unsure or uid in orders:
-            out[uid] = PersonEvent(event, own, as_guest, uid in orders, unsure, unread)
+        if own or guests or unsure or uid in orders:
+            out[uid] = PersonEvent(event, own, guests, uid in orders, unsure, unread)
 
     async with anyio.create_task_group() as tg:
         for uid in scanned:
@@ -312,7 +327,7 @@ async def _person_exists(person: RecordUri, deps: Deps) -> None:
 def person_status(found: PersonEvent) -> str:
     """The person's part in an event in a few words: their own statuses, as a guest, or only ordered."""
     parts = sorted({a.status for a in found.own})
-    parts += [f"guest: {s}" for s in sorted({a.status for a in found.as_guest})]
+    parts += [f"guest session: {s}" for s in sorted({a.status for a in found.guest_sessions})]
     parts += [f"unknown whether guest: {s}" for s in sorted({a.status for a in found.unsure})]
     if found.unread:  # some sessions name nobody readable: theirs may be among them, never "for others"
         return "/".join([*parts, "other sessions could not be read"]) if parts else (
@@ -361,8 +376,9 @@ async def list_events(req: ListEventsInput, deps: Deps) -> ListEventsOutput:
         found = [b.event for b in booked]
         for b in booked:
             statuses[str(b.event["uid"])] = person_status(b)
-            if b.as_guest and not b.own:
-                hosts[str(b.event["uid"])] = b.as_guest[0].person_uri
+            if b.guest_sessions and not b.own:  # the other contact the guest session names
+                one = b.guest_sessions[0]
+                hosts[str(b.event["uid"])] = one.guest_uri if one.person_uri == str(uri) else one.person_uri
     else:
         state = req.state or "upcoming"
         found, complete = [], True
@@ -376,7 +392,7 @@ async def list_events(req: ListEventsInput, deps: Deps) -> ListEventsOutput:
     for e in events:
         e.uri = e.uri or f"/{deps.client.bucket}/booking/{e.uid}/"
         e.person_status = statuses.get(e.uid)
-        e.guest_of = hosts.get(e.uid)
+        e.guest_session_with = hosts.get(e.uid)
     if req.query:
         words = req.query.lower().split()
         events = [e for e in events if all(w in f"{e.title} {e.location or ''}".lower() for w in words)]
@@ -393,6 +409,8 @@ async def list_events(req: ListEventsInput, deps: Deps) -> ListEventsOutput:
         cut=cut,
     )
     envelope = with_note(envelope, unmarked(raw.get(e.uid, {}) for e in events))
+    if any("guest session" in (e.person_status or "") for e in items):
+        envelope = with_note(envelope, GUEST_SESSION)
     if not req.person:
         async with anyio.create_task_group() as tg:
             for e in items:
@@ -536,13 +554,14 @@ class ListAttendeesInput(Paged):
 
 class Attendee(Output):
     session_uid: str | None = None
-    person_uri: str | None = Field(None, description="Booker; a guest: whose guest.", json_schema_extra=SHOWN)
+    person_uri: str | None = Field(None, description="Attendee; guest session: guest or booker.",
+                                   json_schema_extra=SHOWN)
     name: str
     email: str | None = None
     status: str
     ticket: str | None = None
     guest: bool | None = Field(None, description="Absent: unknown.", json_schema_extra=SHOWN)
-    guest_uri: str | None = Field(None, description="A guest's own contact.")
+    guest_uri: str | None = Field(None, description="sheepCRM's guest_ref: the guest's or the booker's contact.")
     _ticket_ref: str | None = PrivateAttr(None)  # the ticket type's uri (openapi.yaml: ticket_ref); not shown
     _unread: tuple[str, ...] = PrivateAttr(())  # the keys (person_ref, guest_ref) that could not be read; not shown
 
@@ -645,7 +664,7 @@ async def list_attendees(req: ListAttendeesInput, deps: Deps) -> ListAttendeesOu
     odd = unknown_statuses(people)
     unread = unread_people(people)
     notes = [*([reduced] if reduced else []), *session_notes(people, deleted), *([odd] if odd else []),
-             *([unread] if unread else [])]
+             *([unread] if unread else []), *([GUEST_REFS] if any(p.guest for p in people) else [])]
     booked = None if odd else sum(1 for p in people if p.status in BOOKED)
     if req.status == "booked":
         people = [p for p in people if p.status in BOOKED]
@@ -697,7 +716,7 @@ class SetAttendanceInput(Input):
 
 
 UNREAD_KEY = "(sessions whose person could not be read)"
-GUEST_KEY = "(people on the list as someone's guest)"
+GUEST_KEY = "(people named only in a guest session)"
 
 
 async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
@@ -721,8 +740,8 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
             if a.person_uri in wanted and not a.guest:
                 entry = state.setdefault(a.person_uri, {"name": a.name, "statuses": []})
                 entry["statuses"].append(a.status)
-            elif a.guest and a.guest_uri in wanted:  # there as someone's guest: set through the booker, in sheepCRM
-                state.setdefault(GUEST_KEY, []).append(a.guest_uri)
+            elif a.guest and (named := [u for u in (a.person_uri, a.guest_uri) if u in wanted]):
+                state.setdefault(GUEST_KEY, []).extend(named)  # as the guest or the booker (GUEST_REFS): not set here
         if unread := sum("person_ref" in a._unread for a in found):
             state[UNREAD_KEY] = unread  # sessions whose person could not be read: a person not found may hold one
         return state
@@ -740,8 +759,10 @@ async def set_attendance(req: SetAttendanceInput, deps: WriteDeps) -> WritePlan:
         guests = [p for p in missing if p in state.get(GUEST_KEY, [])]
         if guests:
             raise Refusal(
-                f"On the attendance list of {title} as someone's guest, not in a session of their own: "
-                f"{', '.join(guests)}. A guest's attendance is set through the booker in sheepCRM; nothing was changed."
+                f"Named on the attendance list of {title} only in a guest session (as the guest or as the one who "
+                "booked it: sheepCRM's documents do not say which), not in a session of their own: "
+                f"{', '.join(guests)}. set_attendance sets a person's own sessions; nothing was changed: set a guest's "
+                "attendance in sheepCRM."
             )
         if missing:
             raise Refusal(
@@ -834,8 +855,7 @@ TOOLS: list[ToolSpec] = [
     ReadTool(
         name="list_events",
         toolset="events",
-        description="Events with free places; filter by state, words, dates, or person (their events, "
-        "person_status).",
+        description="Events with free places; filter by state, words, dates or person (their events, status).",
         input=ListEventsInput,
         output=ListEventsOutput,
         handler=list_events,
@@ -861,7 +881,7 @@ TOOLS: list[ToolSpec] = [
     ReadTool(
         name="list_attendees",
         toolset="events",
-        description="An event's sessions (status, ticket, guests), counts by status; filter by status or name "
+        description="An event's sessions (status, ticket, guest), counts by status; filter by status or name "
         "(email, uri).",
         input=ListAttendeesInput,
         output=ListAttendeesOutput,

@@ -120,7 +120,8 @@ class Booking(Output):
     status: str = Field(description="accepted, attended or no-show (a booking: never an invitation).")
     ticket: str | None = None
     guest: bool | None = Field(
-        None, description="True: as someone's guest; false: my own; absent: unknown.", json_schema_extra=SHOWN)
+        None, description="True: a guest session (mine as guest or booker); false: my own; absent: unknown.",
+        json_schema_extra=SHOWN)
 
 
 class MyBookingsOutput(ListOutput):
@@ -135,7 +136,7 @@ async def my_bookings(req: MyBookingsInput, deps: Deps) -> MyBookingsOutput:
     unbooked = unsure = odd = 0
     for p in mine:
         b = brief(p.event)
-        held = [*((s, False) for s in p.own), *((s, True) for s in p.as_guest), *((s, None) for s in p.unsure)]
+        held = [*((s, False) for s in p.own), *((s, True) for s in p.guest_sessions), *((s, None) for s in p.unsure)]
         for s, guest in held:
             if s.status.startswith(UNKNOWN):
                 odd += 1
@@ -152,6 +153,8 @@ async def my_bookings(req: MyBookingsInput, deps: Deps) -> MyBookingsOutput:
     notes = [
         f"{unbooked} invitation(s) or declined place(s) are not bookings and are not listed." if unbooked else None,
         f"{unsure} session(s) do not say whether you came as a guest (no guest): unknown." if unsure else None,
+        "A guest session names you, as the guest or as the one who booked it: sheepCRM does not say which."
+        if any(b.guest for b in found) else None,
         f"{odd} session(s) have a status sheepCRM's documents do not name: listed, but whether they are bookings is "
         "unknown." if odd else None,
         unmarked(p.event for p in mine if text(p.event.get("uid")) in {b.event_uid for b in found}),
@@ -259,7 +262,7 @@ TOOLS: list[ToolSpec] = [
     ReadTool(
         name="my_bookings",
         toolset="self_service",
-        description="Events I am booked on (accepted, attended or no-show; as a guest too; upcoming, past or all), "
+        description="Events I am booked on (accepted, attended or no-show; guest sessions too; upcoming, past or all), "
         "with my status and ticket.",
         input=MyBookingsInput,
         output=MyBookingsOutput,
@@ -281,8 +284,8 @@ GUIDE = """\
 # Member self-service
 
 - `my_membership`: whether you are a member today, your plan and until when.
-- `my_bookings`: the events you are booked on, as a guest too (`when`: upcoming, past or all); invitations are
-  not bookings.
+- `my_bookings`: the events you are booked on, guest sessions naming you too (`when`: upcoming, past or all);
+  invitations are not bookings.
 - `upcoming_events`: events not yet started that still have free places.
 - `search_help`: sheepCRM's own help articles, written for the organisation's staff (how they use sheepCRM), not
   member how-to; ask the organisation for anything about your membership.
