@@ -377,8 +377,8 @@ async def list_events(req: ListEventsInput, deps: Deps) -> ListEventsOutput:
         for b in booked:
             statuses[str(b.event["uid"])] = person_status(b)
             if b.guest_sessions and not b.own:  # the other contact the guest session names
-                one = b.guest_sessions[0]
-                hosts[str(b.event["uid"])] = one.guest_uri if one.person_uri == str(uri) else one.person_uri
+                first = b.guest_sessions[0]
+                hosts[str(b.event["uid"])] = first.guest_uri if first.person_uri == str(uri) else first.person_uri
     else:
         state = req.state or "upcoming"
         found, complete = [], True
