@@ -144,7 +144,7 @@ MANIFEST: dict[str, Entry] = {
         ("staff",),
         lambda f: [{"state": "all", "limit": 20}, {"state": "future"}, {"state": "all", "person": f["jane_uri"]}],
         lambda f, bad: [{"state": "all", "query": bad}],
-        _reads("events", "tickets", "person orders", "attendance"),
+        _reads("events", "tickets", "event", "person orders", "attendance"),
     ),
     "get_event": Entry(
         ("staff",),

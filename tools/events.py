@@ -194,12 +194,35 @@ class ListEventsOutput(TimedListOutput):
     events: list[ListedEvent]
 
 
-async def _free(event: ListedEvent, raw: dict[str, Any], deps: Deps) -> None:
+async def stock_of(uid: str, row: dict[str, Any], deps: Deps) -> dict[str, Any] | None:
+    """What says whether an event's ticket types share one stock (`ticket_stock_control`, `total_stock_available`):
+    the list's row when it carries the flag, else the full event, as get_event reads it (openapi.yaml calls the event
+    lists "a summary packet, call individual events for full details"); None when that cannot be read."""
+    if "ticket_stock_control" in row:
+        return row
+    try:
+        full = await deps.client.event(uid)
+    except SheepError:
+        return None
+    return full if isinstance(full, dict) else None
+
+
+SUMMARY_FREE = (
+    "Free places of {n} event(s) are the sum of their ticket types' available places: sheepCRM's event list (a "
+    "summary packet) does not say whether their stock is shared (ticket_stock_control) and their full event could "
+    "not be read, so get_event's figure may be lower."
+)
+
+
+async def _free(event: ListedEvent, raw: dict[str, Any], deps: Deps, unsure: list[str]) -> None:
     try:
         tickets = listed(await deps.client.event_tickets(event.uid), "the event's tickets", "available_tickets")
     except SheepError:  # not allowed, or an answer that could not be read: free places stay unknown
         return
-    event.free = free_places(raw, tickets)
+    basis = await stock_of(event.uid, raw, deps)
+    event.free = free_places(basis if basis is not None else raw, tickets)
+    if basis is None and event.free is not None:
+        unsure.append(event.uid)
 
 
 @dataclass
@@ -412,9 +435,12 @@ async def list_events(req: ListEventsInput, deps: Deps) -> ListEventsOutput:
     if any("guest session" in (e.person_status or "") for e in items):
         envelope = with_note(envelope, GUEST_SESSION)
     if not req.person:
+        unsure: list[str] = []
         async with anyio.create_task_group() as tg:
             for e in items:
-                tg.start_soon(_free, e, raw.get(e.uid, {}), deps)
+                tg.start_soon(_free, e, raw.get(e.uid, {}), deps, unsure)
+        if unsure:
+            envelope = with_note(envelope, SUMMARY_FREE.format(n=len(unsure)))
     return ListEventsOutput(events=items, as_of=as_of(), **envelope)
 
 

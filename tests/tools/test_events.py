@@ -17,6 +17,7 @@ import pytest
 from sheepcrm_mcp.sandbox.records import now_utc, parse_dt
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.tools import events
+from sheepcrm_mcp.tools.contract import STOCK
 from tests.helpers import (
     CANARY_KEY,
     MODES,
@@ -31,6 +32,7 @@ from tests.helpers import (
     member_session,
     puts,
     read,
+    sandbox_answers,
     scripted,
     writes,
 )
@@ -517,10 +519,10 @@ async def test_list_events_free_places_are_unknown_when_a_ticket_type_does_not_s
     path = "/events/v2/demo/booking/e1"
     deps = scripted({f"{path}/available_tickets": {"available_tickets": [{"available": 5}, {"name": "Child"}]}})
     event = events.ListedEvent(uid="e1", title="Fair")
-    await events._free(event, {}, deps)
+    await events._free(event, {}, deps, [])
     assert event.free is None
     deps = scripted({f"{path}/available_tickets": {"available_tickets": [{"available": 5}, {"available": -3}]}})
-    await events._free(event, {}, deps)
+    await events._free(event, {}, deps, [])
     assert event.free == 5
 
 
@@ -630,6 +632,31 @@ async def test_free_places_of_shared_stock_are_the_events_stock_never_the_ticket
     assert single["tickets_free"] == 1 and "total_stock_available" in single["note"], single
     assert next(e for e in listed_["events"] if e["uid"] == event.uid)["free"] == 1, listed_
     assert len(plain["tickets"]) > 1 and "sum of the ticket types' available places" in plain["note"], plain
+
+
+async def test_listed_free_places_follow_the_full_event_when_the_list_row_does_not_say_its_stock(
+    connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """openapi.yaml calls the event lists "a summary packet, call individual events for full details": a listed
+    event that does not say whether its ticket types share one stock (no ticket_stock_control) gets its free places
+    as get_event gives them, from the full event; when that cannot be read either, the sum is said to be one that
+    get_event may give lower."""
+
+    def summary(request: Any, body: dict[str, Any]) -> dict[str, Any]:
+        return {"bookings": [{k: v for k, v in e.items() if k not in STOCK} for e in body["bookings"]]}
+
+    sandbox_answers(monkeypatch, "events_by_state", summary)
+    with SandboxServer(key=CANARY_KEY) as sb:
+        event = sb.store.get_record("booking", sb.store.demo_facts()["future_event_uid"])
+        assert event is not None
+        sb.store.replace_data(event.uri, {**event.data, "ticket_stock_control": True, "total_stock_available": 1})
+        single = await answer_body(connect, sb, "get_event", {"uid": event.uid})
+        listed_ = await answer_body(connect, sb, "list_events", {"state": "future", "limit": 50})
+    assert single["tickets_free"] == 1 and len(single["tickets"]) > 1, single
+    assert next(e for e in listed_["events"] if e["uid"] == event.uid)["free"] == 1, listed_
+    with SandboxServer(key=CANARY_KEY, drift=["moved-path:^/events/v2/[^/]+/booking/[^/]+$"]) as sb:
+        unread = await answer_body(connect, sb, "list_events", {"state": "future", "limit": 50})
+    assert "summary packet" in unread["note"] and "get_event's figure may be lower" in unread["note"], unread
 
 
 async def test_marking_someone_who_came_only_as_a_guest_says_so_never_not_on_the_list(sandbox: SandboxServer,
