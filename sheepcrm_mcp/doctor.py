@@ -43,6 +43,7 @@ from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, RecordUri, ScopeError, pa
 from sheepcrm_mcp.sheepcrm.search import PERSON_MATCHES
 from sheepcrm_mcp.sheepcrm.tasks import TASK_PAGE
 from sheepcrm_mcp.tools.common import PAGE, day
+from sheepcrm_mcp.tools.contacts import NAME_PAGE
 from sheepcrm_mcp.tools.contract import CORE_KINDS, DATES, NULLABLE, Read, by_name
 from sheepcrm_mcp.tools.membership import EMAIL_PAGE, WINDOW_PAGE
 
@@ -450,39 +451,63 @@ async def probe_contract(settings: Settings) -> list[Probe]:
             rtype: await call(f"{rtype} list", functools.partial(client.resources, rtype, {}, 1, 5), found=False)
             for rtype in ("person", "organisation", "member", "membership_type")
         }
-        # the person to sample: the search's first, else the person listing's (when the search is refused or moved)
-        people = [r for r in _records(found, "results") if "person" in str(r.get("resource") or r.get("id") or "")]
-        contact = _uri(people[0].get("id") or people[0].get("uri"), client.bucket) if people else None
-        contact = contact or next((u for r in _records(listed["person"], "results")
-                                   if (u := _uri(r.get("uri"), client.bucket, ("person",)))), None)
-        email = None
-        person: dict[str, str] = {}  # the sampled person's details the person search matches on
+        # the people to sample: the search's, else the person listing's (when the search is refused or moved)
+        people = [u for r in _records(found, "results") if "person" in str(r.get("resource") or r.get("id") or "")
+                  if (u := _uri(r.get("id") or r.get("uri"), client.bucket, ("person",)))]
+        people += [u for r in _records(listed["person"], "results")
+                   if (u := _uri(r.get("uri"), client.bucket, ("person",)))]
+        people = list(dict.fromkeys(people))
+        contact = people[0] if people else None
+        sampled: list[dict[str, str]] = []  # the details of each person read, as the tools send them
         if contact:
-            record = await call("v1 record", lambda: client.record(contact))
-            data = record.get("data") if isinstance(record, dict) else None
-            if isinstance(data, dict):
-                emails = data.get("email")
-                email = next((e for e in emails if e), None) if isinstance(emails, list) else emails
-                person = _person_details(data, str(email).split(";")[0] if email else None)
+            sampled.append(_details(await call("v1 record", lambda: client.record(contact))))
             await call("record history", lambda: client.record_audit(contact, since_days=3650))
         else:
             for name in ("v1 record", "record history"):
                 skipped(name, "neither the search nor the person listing gave a person to sample")
+        # each set of details the person search matches on (and the tools send), from a person who has them: more
+        # people are read until every set has one (at most SAMPLED)
+        for more in people[1:SAMPLED]:
+            if all(any(m <= d.keys() for d in sampled) for m in PERSON_MATCHES):
+                break
+            with contextlib.suppress(SheepError):
+                sampled.append(_details(await client.record(more)))
+        email = next((d["email"] for d in sampled if "email" in d), None)
         if email:
-            await call("v1 membership by email", lambda: client.membership_by_email(str(email).split(";")[0]))
+            await call("v1 membership by email", lambda: client.membership_by_email(email))
         else:
-            skipped("v1 membership by email", "no sample email")
-        if person:  # the details of a person just read: a 404 (sheepCRM's "no match") means the search has moved
-            await call("person search", lambda: client.search_people(**person))
-        else:  # a search for anything else tells nothing: a 404 is both "no match" and a moved path
-            skipped("person search", "the sampled person has no email, nor first and last name with a date of birth "
-                    "or postcode, that the search matches on" if contact else "no person to sample")
+            skipped("v1 membership by email", "no sampled person has an email" if people else "no person to sample")
+        for match in PERSON_MATCHES:  # the details of a person just read: a 404 ("no match") means a moved search
+            sent = ", ".join(k for k in DETAILS if k in match)
+            details = next(({k: d[k] for k in match} for d in sampled if match <= d.keys()), None)
+            if details:
+                await call("person search", functools.partial(client.search_people, **details), sent=sent)
+            else:  # a search for anything else tells nothing: a 404 is both "no match" and a moved path
+                skipped("person search", f"no sampled person has {sent} to search by" if people
+                        else "no person to sample", sent=sent)
+        # the listings by name create_contact reads for namesakes (and for the record a create made)
+        names = next(({k: d[k] for k in ("first_name", "last_name")} for d in sampled
+                      if {"first_name", "last_name"} <= d.keys()), None)
+        if names:
+            await call("person list", functools.partial(client.resources, "person", names, 1, NAME_PAGE),
+                       found=False, sent="first_name, last_name")
+        else:
+            skipped("person list", "no sampled person has a first and last name", sent="first_name, last_name")
+        org_name = next((n.strip() for r in _records(listed["organisation"], "results")
+                         if isinstance(d := r.get("data"), dict) and isinstance(n := d.get("name"), str) and n.strip()),
+                        None)
+        if org_name:
+            await call("organisation list", functools.partial(
+                client.resources, "organisation", {"name": org_name}, 1, NAME_PAGE), found=False, sent="name")
+        else:
+            skipped("organisation list", "no organisation with a name to sample", sent="name")
         await call("help search", lambda: client.search_help("membership", include_text=True), found=False,
                    sent="include_text")
-        if email:  # the filters the tools send, with the page sizes they ask for
-            await call("person list", functools.partial(
-                client.resources, "person", {"email__startswithi": str(email).split(";")[0]}, 1, EMAIL_PAGE),
-                found=False, sent="email__startswithi")
+        if email:  # by email, both types (with_email), with the page size the tools ask for
+            for rtype in ("person", "organisation"):
+                await call(f"{rtype} list", functools.partial(
+                    client.resources, rtype, {"email__startswithi": email}, 1, EMAIL_PAGE),
+                    found=False, sent="email__startswithi")
         linked: Any = None
         with contextlib.suppress(SheepError):  # organisations whose `connections` field is not empty, to sample
             linked = await client.resources("organisation", {"connections__ne": ""}, 1, 5)
@@ -572,25 +597,34 @@ async def probe_contract(settings: Settings) -> list[Probe]:
             listed_members = await call("segment members", lambda: client.segment_members(seg_uid, 1, PAGE))
             await call("segment members", lambda: client.segment_members(seg_uid, 1, PAGE, q="a"), found=False,
                        sent="q")
-            names = [str(r["display_value"]).split()[-1] for r in _records(listed_members, "results")
-                     if isinstance(r.get("display_value"), str) and r["display_value"].strip()]
-            await call("segment lookup", lambda: client.segment_lookup(seg_uid, names[0] if names else "a"))
+            last = [str(r["display_value"]).split()[-1] for r in _records(listed_members, "results")
+                    if isinstance(r.get("display_value"), str) and r["display_value"].strip()]
+            await call("segment lookup", lambda: client.segment_lookup(seg_uid, last[0] if last else "a"))
         else:
             for n in ("segment count", "segment members", "segment lookup"):
                 skipped(n, "no segment to sample")
     return probes
 
 
-def _person_details(data: dict[str, Any], email: str | None) -> dict[str, str]:
-    """The first set of a record's details that sheepCRM's person search matches on (PERSON_MATCHES: email; first+last
-    +date of birth; first+last+postcode; title+last+postcode), as the tools send them; {} when it has none."""
-    born = day(data.get("date_of_birth"))
+DETAILS = ("email", "title", "first_name", "last_name", "date_of_birth", "postal_code")  # as the lines name them
+SAMPLED = 5  # people read at most, to find one with each set of details the person search matches on
+
+
+def _details(record: Any) -> dict[str, str]:
+    """A v1 record's details that the person search and the listings by name take, as the tools send them (the
+    first email without its label, a date of birth as YYYY-MM-DD); {} when it has none."""
+    data = record.get("data") if isinstance(record, dict) else None
+    if not isinstance(data, dict):
+        return {}
     given = {k: v.strip() for k in ("title", "first_name", "last_name", "postal_code")
              if isinstance(v := data.get(k), str) and v.strip()}
-    given |= {"email": email} if email else {}
-    given |= {"date_of_birth": born.isoformat()} if born else {}
-    match = next((m for m in PERSON_MATCHES if m <= set(given)), frozenset())
-    return {k: given[k] for k in sorted(match)}
+    emails = data.get("email")
+    email = next((e for e in emails if e), None) if isinstance(emails, list) else emails
+    if isinstance(email, str) and (plain := email.split(";")[0].strip()):
+        given["email"] = plain
+    if born := day(data.get("date_of_birth")):
+        given["date_of_birth"] = born.isoformat()
+    return given
 
 
 async def _display(client: SheepClient, uri: RecordUri) -> dict[str, Any]:

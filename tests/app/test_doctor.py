@@ -91,11 +91,15 @@ def test_contract_is_clean_against_the_documented_shapes(doctor_sandbox: Sandbox
     probed = {e["endpoint"].split(" (")[0] for e in report["endpoints"]}
     assert probed == {read.name for read in READS}  # every upstream read the tools use
     sent = {e["endpoint"] for e in report["endpoints"] if " (" in e["endpoint"]}  # the filters the tools send
-    assert sent == {"person list (email__startswithi)", "member list (member)",
-                    "member list (start_date__lte, end_date__gte)", "member list (end_date__lte)",
-                    "member list (membership_type)", "help search (include_text)",
-                    "segment members (q)", *(f"events ({s})" for s in ("current", "future", "running", "past", "draft"))
-                    }, sent
+    assert sent == {"person list (email__startswithi)", "organisation list (email__startswithi)",
+                    "member list (member)", "member list (start_date__lte, end_date__gte)",
+                    "member list (end_date__lte)", "member list (membership_type)", "help search (include_text)",
+                    "segment members (q)",
+                    *(f"events ({s})" for s in ("current", "future", "running", "past", "draft")),
+                    *(f"person search ({m})" for m in ("email", "first_name, last_name, date_of_birth",
+                                                        "first_name, last_name, postal_code",
+                                                        "title, last_name, postal_code")),
+                    "person list (first_name, last_name)", "organisation list (name)"}, sent
     assert "write endpoints" in report["not_probed"]  # said, never implied
     assert all(e["status"] in (200, 404) for e in report["endpoints"]), report
     assert "sk-doctor-good-7d1e" not in r.stdout + r.stderr
@@ -130,7 +134,7 @@ def test_contract_is_clean_against_the_documented_shapes(doctor_sandbox: Sandbox
         ("rejected-param=include_text", "DRIFT help search (include_text) (/search/v2/{bucket}/help): HTTP 400"),
         ("bare-id:^/search/v2/[^/]+$", "RETYPED id sent as a bare uid in "),
         # the person search moved: a search for the email of a person just read answers 404 (no match)
-        ("moved-path:^/search/v2/[^/]+/person", "DRIFT person search (/search/v2/{bucket}/person): HTTP 404"),
+        ("moved-path:^/search/v2/[^/]+/person", "DRIFT person search (email) (/search/v2/{bucket}/person): HTTP 404"),
         # a v1 listing's wrapper renamed
         ("other-wrapper=results:^/api/v1/[^/]+/member/$", "DRIFT member list (/api/v1/{bucket}/member/): HTTP 200; "
          "0 record(s); under '(not found)'; none of results in the answer"),
@@ -400,27 +404,58 @@ def test_a_403_is_not_called_a_refused_key(tmp_path: Path) -> None:
 def test_contract_person_search_without_an_email_searches_what_it_matches_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The sampled person has no email: the person search is probed with names and a postcode or date of birth of
-    that person (a last name alone is answered 404 whoever exists), so it finds them, and a 404 for them is a moved
-    path (DRIFT), never "no match"."""
+    """No person has an email: the person search is probed with the names and a postcode or date of birth of a
+    person just read (a last name alone is answered 404 whoever exists), so it finds them, and a 404 for them is a
+    moved path (DRIFT), never "no match"; the search by email is a skip line saying why, never "ok"."""
     for name in [k for k in os.environ if k.startswith("SHEEPCRM_")]:
         monkeypatch.delenv(name)
 
-    def run(drift: list[str]) -> tuple[int, str]:
+    def run(drift: list[str]) -> tuple[int, list[str]]:
         with SandboxServer(key="sk-doctor-person-4d2", drift=drift) as sb:
-            [sampled] = [r for r in sb.store.search_contacts("a", limit=400)[0] if r.type == "person"][:1]
-            sb.store.update(sampled.uri, {"email": []}, message="t")
+            for person in sb.store.by_type("person"):
+                sb.store.replace_data(person.uri, {**person.data, "email": []})
             code = run_contract({**sb.settings(), "audit_log": tmp_path / "audit.jsonl"})
-        out = capsys.readouterr().out
-        last[:] = out.splitlines()
-        return code, next(x for x in out.splitlines() if " person search (" in x)
+        return code, [x for x in capsys.readouterr().out.splitlines() if " person search (" in x
+                      or " v1 membership by email (" in x]
 
-    last: list[str] = []
+    code, lines = run([])
+    by_email, *searched = lines
+    assert code == 0 and by_email.startswith("skip  v1 membership by email") and "no sampled person has an email" in \
+        by_email, lines
+    assert searched[0].startswith("skip  person search (email)") and "no sampled person has email" in searched[0]
+    assert len(searched) == 4 and all(x.startswith("ok") and "HTTP 200; 1 record(s)" in x for x in searched[1:]), lines
+    code, lines = run(["moved-path:^/search/v2/[^/]+/person"])
+    moved = [x for x in lines if x.startswith("DRIFT person search (")]
+    assert code == 4 and len(moved) == 3 and all("(/search/v2/{bucket}/person): HTTP 404" in x for x in moved), lines
+    assert all("the path has moved or the endpoint is gone" in x and "no match" not in x for x in moved), lines
 
-    code, line = run([])
-    assert code == 0 and line.startswith("ok") and "HTTP 200; 1 record(s)" in line, line
-    by_email = next(x for x in capsys.readouterr().out.splitlines() + last if " v1 membership by email (" in x)
-    assert by_email.startswith("skip") and "no sample email" in by_email, by_email  # not checked: never "ok"
-    code, line = run(["moved-path:^/search/v2/[^/]+/person"])
-    assert code == 4 and line.startswith("DRIFT person search (/search/v2/{bucket}/person): HTTP 404"), line
-    assert "the path has moved or the endpoint is gone" in line and "no match" not in line, line
+
+DETAILS = [  # a parameter refused, and a read sending it: the person search's sets of details, the listings by name
+    ("rejected-param=first_name", "person search (first_name, last_name, postal_code) (/search/v2/{bucket}/person)"),
+    ("rejected-param=last_name", "person list (first_name, last_name) (/api/v1/{bucket}/person/)"),
+    ("rejected-param=postal_code", "person search (first_name, last_name, postal_code) (/search/v2/{bucket}/person)"),
+    ("rejected-param=title", "person search (title, last_name, postal_code) (/search/v2/{bucket}/person)"),
+    ("rejected-param=date_of_birth",
+     "person search (first_name, last_name, date_of_birth) (/search/v2/{bucket}/person)"),
+    ("rejected-param=name", "organisation list (name) (/api/v1/{bucket}/organisation/)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("drift", "read"),
+    [pytest.param(*case, id=case[0], marks=() if case[0].endswith("=first_name") else pytest.mark.slow)
+     for case in DETAILS],
+)
+def test_contract_probes_every_set_of_details_the_tools_send(
+    drift: str, read: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """search_contacts and create_contact's duplicate check send each set of details the person search matches on
+    (email; first+last+date of birth; first+last+postcode; title+last+postcode) and list people and organisations
+    by name: each set is probed, so a parameter refused in any of them is drift (exit 4, a DRIFT line naming it)."""
+    for name in [k for k in os.environ if k.startswith("SHEEPCRM_")]:
+        monkeypatch.delenv(name)
+    with SandboxServer(key="sk-doctor-details-6f1", drift=[drift]) as sb:
+        code = run_contract({**sb.settings(), "audit_log": tmp_path / "audit.jsonl"})
+    out = capsys.readouterr().out
+    assert code == 4 and f"DRIFT {read}: HTTP 400" in out, out
+    assert "refused the parameters the tools send" in out, out
