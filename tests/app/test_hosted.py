@@ -125,8 +125,8 @@ async def test_my_bookings_reads_the_members_orders_and_the_listed_events(idp: s
                 events = [e for e in booked if store.event_states(e) & states]
                 expected = sorted(
                     (e.uid, s.data["status"], s.data["ticket"]) for e in events for s in store.attendance(e.uri)
-                    if (s.data.get("person_ref") == jane and not s.data.get("guest")
-                        or s.data.get("guest") and jane in (s.data.get("person_ref"), s.data.get("guest_ref")))
+                    if ((s.data.get("person_ref") == jane and not s.data.get("guest"))
+                        or (s.data.get("guest") and jane in (s.data.get("person_ref"), s.data.get("guest_ref"))))
                     and s.data.get("record_state") != "deleted" and s.data["status"] in ("accepted", "attended",
                                                                                          "no-show")
                 )
