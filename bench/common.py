@@ -182,10 +182,12 @@ def http_process(cmd: list[str], env: dict[str, str] | None = None, timeout: flo
 def as_person_http(env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
     """How to start sheepcrm-mcp over HTTP with "the person's own settings file" saying so (the real one, found from
     the account database, is never written by the bench): through tests/person_browser.py, which takes that file from
-    PERSON_SETTINGS. The file says HTTP, the bench token, and that the bench client's form approves."""
+    PERSON_SETTINGS. The file says HTTP and the bench token; the rest is the default HTTP configuration (no client's
+    form approves a write: the bench's HTTP servers are only read from; so each request is answered with one JSON
+    body, see sheepcrm_mcp/http.py answers_as_json)."""
     folder = Path(tempfile.mkdtemp(prefix="bench-person-"))
     own = folder / "settings.env"
-    own.write_text("SHEEPCRM_TRANSPORT=http\nSHEEPCRM_HTTP_CLIENT_APPROVALS=true\n"
+    own.write_text("SHEEPCRM_TRANSPORT=http\n"
                    + (f"SHEEPCRM_MCP_TOKEN={env['SHEEPCRM_MCP_TOKEN']}\n" if env.get("SHEEPCRM_MCP_TOKEN") else ""))
     own.chmod(0o600)
     person = [sys.executable, "-I", str(REPO / "tests" / "person_browser.py"), str(folder / "launches.txt")]

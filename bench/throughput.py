@@ -69,7 +69,10 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
         f"{rounds} alternating round(s) per server; every call reaches the sandbox (SHEEPCRM_CACHE_TTL=0), "
         "which runs in its own process (`python -m sheepcrm_mcp.sandbox`, same seed); "
         "the 32 clients share the bench process. "
-        "Server CPU per call is from /proc/<pid>/stat over the run (10 ms ticks).",
+        "Server CPU per call is from /proc/<pid>/stat over the run (10 ms ticks). "
+        "Our server runs with its default HTTP settings (the approval page, not a client's form, confirms writes), "
+        "so it answers each request with one JSON body; the bare SDK server answers with an SSE stream, its default "
+        "(ours does too when SHEEPCRM_HTTP_CLIENT_APPROVALS=true, to carry the form).",
         "",
     ]
     with ExitStack() as stack:

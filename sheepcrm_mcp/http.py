@@ -359,10 +359,21 @@ def http_app(built: App, host: str, stateless: bool) -> ASGIApp:
             server.custom_route(route.path, methods=sorted(route.methods or ()))(route.endpoint)
         page_prefix = ServedPage.PREFIX + "/"
     app: ASGIApp = server.streamable_http_app(
-        stateless_http=stateless, host=host, transport_security=transport_security(settings, host)
+        stateless_http=stateless, host=host, transport_security=transport_security(settings, host),
+        json_response=answers_as_json(settings),
     )
     app = CloseOnShutdown(app, built.aclose)
     return BearerAuth(app, token, page_prefix, open_paths)
+
+
+def answers_as_json(settings: Settings) -> bool:
+    """Whether each request is answered with one JSON body rather than an SSE stream (both are MCP's streamable HTTP:
+    a client must accept either). A stream is needed only for what the server sends a client during a call: here,
+    only the confirmation gate's form or link, which over HTTP in token mode is offered to the client only when the
+    person's own file says SHEEPCRM_HTTP_CLIENT_APPROVALS=true (otherwise the approval page in the person's browser
+    decides). No tool sends progress or log messages. Without that setting the stream carries the answer alone, and
+    costs about a fifth of the server's CPU per call (its task group, event framing and extra socket writes)."""
+    return settings.auth == "token" and not settings.http_client_approvals
 
 
 def private_socket(uds: Path) -> Path:

@@ -46,6 +46,29 @@ def post(url: str, body: dict[str, Any], token: str | None = HTTP_TOKEN, **heade
     return httpx.post(url + "/mcp", json=body, headers={"accept": ACCEPT, **auth, **headers}, timeout=10)
 
 
+# --- how answers are sent -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("client_approvals", "kind"), [(False, "application/json"), (True, "text/event-stream")])
+def test_a_call_is_answered_in_one_json_body_unless_the_client_may_be_asked_to_approve(
+    shared_sandbox: SandboxServer, tmp_path: Path, client_approvals: bool, kind: str
+) -> None:
+    """Streamable HTTP lets the server answer a request with one JSON body or with a stream; a client accepts either.
+    In token mode the server sends a client nothing during a call but the confirmation gate's form or link, offered
+    over HTTP only when the person's own file says SHEEPCRM_HTTP_CLIENT_APPROVALS=true: then every request of the
+    session is answered with a stream (which carries the form); otherwise with one JSON body."""
+    jane = shared_sandbox.store.demo_facts()["jane_uri"]
+    with serve_http(shared_sandbox, tmp_path, http_client_approvals=client_approvals) as url:
+        opened = post(url, initialize())
+        assert opened.status_code == 200 and opened.headers["content-type"].startswith(kind), opened.headers
+        session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": PROTOCOL}
+        assert post(url, rpc("notifications/initialized", id=None), **session).status_code == 202
+        called = post(url, rpc("tools/call", {"name": "get_contact", "arguments": {"uri": jane}}, 2), **session)
+        assert called.status_code == 200 and called.headers["content-type"].startswith(kind), called.headers
+        [answer] = parse_body(called)
+        assert answer["id"] == 2 and answer["result"]["structuredContent"]["uri"] == jane
+
+
 # --- DNS rebinding: Host and Origin ---------------------------------------------------------------
 
 
