@@ -254,9 +254,12 @@ def shared_stock(event: dict[str, Any]) -> int | None:
 
 def free_places(event: dict[str, Any], tickets: list[dict[str, Any]]) -> int | None:
     """An event's free places (FREE_BASIS): its shared_stock when there is one; else the sum of every ticket type's
-    `available`; None when any cannot be read."""
+    `available`; None when any cannot be read, or when the ticket types share one stock whose figure cannot be read
+    (the sum would overstate it)."""
     if (shared := shared_stock(event)) is not None:
         return shared
+    if flag(event.get("ticket_stock_control")) is True:
+        return None
     counts = [places(t.get("available")) for t in tickets]
     return None if not counts or None in counts else sum(c for c in counts if c is not None)
 

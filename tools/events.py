@@ -35,6 +35,7 @@ from sheepcrm_mcp.tools.common import (
     listed,
     places,
     ref,
+    shared_stock,
     text,
     today,
     uid_in,
@@ -543,10 +544,15 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
     if tickets and len(frees) < len(tickets):  # a sum over some ticket types would pass for the event's free places
         frees = []
         notes.append("Some ticket types do not say how many places are free (available): free places unknown.")
-    shared = places(e.get("total_stock_available")) if flag(e.get("ticket_stock_control")) is True else None
+    pooled = flag(e.get("ticket_stock_control")) is True
+    shared = shared_stock(e)
     if shared is not None:
         notes.append("Free places are the event's total_stock_available: its ticket types share one stock "
                      "(ticket_stock_control), so their own available places are not added up.")
+    elif pooled:  # the sum of the ticket types would overstate the one stock they share
+        frees = []
+        notes.append("The event's ticket types share one stock (ticket_stock_control), but its figure "
+                     "(total_stock_available) could not be read: free places unknown.")
     elif len(frees) > 1:
         notes.append("Free places are the sum of the ticket types' available places: sheepCRM does not say their "
                      "stock is shared (ticket_stock_control), and if it is the sum overstates them.")

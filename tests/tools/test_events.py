@@ -659,6 +659,22 @@ async def test_listed_free_places_follow_the_full_event_when_the_list_row_does_n
     assert "summary packet" in unread["note"] and "get_event's figure may be lower" in unread["note"], unread
 
 
+async def test_a_shared_stock_whose_figure_cannot_be_read_leaves_free_places_unknown(connect: Any) -> None:
+    """An event whose ticket types share one stock (ticket_stock_control true) without a readable
+    total_stock_available (every EventSingle key is optional): the ticket types' sum would overstate the one stock,
+    so free places are unknown in get_event and list_events, never the sum."""
+    with SandboxServer(key=CANARY_KEY) as sb:
+        event = sb.store.get_record("booking", sb.store.demo_facts()["future_event_uid"])
+        assert event is not None
+        sb.store.replace_data(event.uri, {**{k: v for k, v in event.data.items() if k != "total_stock_available"},
+                                          "ticket_stock_control": True})
+        single = await answer_body(connect, sb, "get_event", {"uid": event.uid})
+        listed_ = await answer_body(connect, sb, "list_events", {"state": "future", "limit": 50})
+    assert len(single["tickets"]) > 1 and single.get("tickets_free") is None, single
+    assert "share one stock" in single["note"] and "free places unknown" in single["note"], single
+    assert next(e for e in listed_["events"] if e["uid"] == event.uid).get("free") is None, listed_
+
+
 async def test_marking_someone_who_came_only_as_a_guest_says_so_never_not_on_the_list(sandbox: SandboxServer,
                                                                                       connect: Any) -> None:
     """A person whose only session is a guest session naming them is on the list: the refusal says they are named
