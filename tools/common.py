@@ -246,20 +246,23 @@ FREE_BASIS = (
 )
 
 
+def shares_stock(event: dict[str, Any]) -> bool:
+    """Whether the event's ticket types share one stock (openapi.yaml's `ticket_stock_control` true)."""
+    return flag(event.get("ticket_stock_control")) is True
+
+
 def shared_stock(event: dict[str, Any]) -> int | None:
-    """openapi.yaml's `total_stock_available` when the event's ticket types share one stock (`ticket_stock_control`
-    true) and it is a count; else None."""
-    return places(event.get("total_stock_available")) if flag(event.get("ticket_stock_control")) is True else None
+    """openapi.yaml's `total_stock_available` when the event's ticket types share one stock (shares_stock) and it is
+    a count; else None."""
+    return places(event.get("total_stock_available")) if shares_stock(event) else None
 
 
 def free_places(event: dict[str, Any], tickets: list[dict[str, Any]]) -> int | None:
-    """An event's free places (FREE_BASIS): its shared_stock when there is one; else the sum of every ticket type's
-    `available`; None when any cannot be read, or when the ticket types share one stock whose figure cannot be read
-    (the sum would overstate it)."""
-    if (shared := shared_stock(event)) is not None:
-        return shared
-    if flag(event.get("ticket_stock_control")) is True:
-        return None
+    """An event's free places (FREE_BASIS): its shared_stock when its ticket types share one stock, None when that
+    figure cannot be read (their sum would overstate it); else the sum of every ticket type's `available`, None when
+    any cannot be read."""
+    if shares_stock(event):
+        return shared_stock(event)
     counts = [places(t.get("available")) for t in tickets]
     return None if not counts or None in counts else sum(c for c in counts if c is not None)
 

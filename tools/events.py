@@ -36,6 +36,7 @@ from sheepcrm_mcp.tools.common import (
     places,
     ref,
     shared_stock,
+    shares_stock,
     text,
     today,
     uid_in,
@@ -540,27 +541,23 @@ async def get_event(req: GetEventInput, deps: Deps) -> Event:
     elif exact and tickets:
         notes.append("Some sessions or ticket types do not name their ticket type's uri (ticket_ref): booked per "
                      "ticket type unknown.")
-    frees = [t.free for t in tickets if t.free is not None]
-    if tickets and len(frees) < len(tickets):  # a sum over some ticket types would pass for the event's free places
-        frees = []
+    free = free_places(e, types)  # as list_events and upcoming_events count them
+    if any(t.free is None for t in tickets):  # a sum over some ticket types would pass for the event's free places
         notes.append("Some ticket types do not say how many places are free (available): free places unknown.")
-    pooled = flag(e.get("ticket_stock_control")) is True
-    shared = shared_stock(e)
-    if shared is not None:
+    if shared_stock(e) is not None:
         notes.append("Free places are the event's total_stock_available: its ticket types share one stock "
                      "(ticket_stock_control), so their own available places are not added up.")
-    elif pooled:  # the sum of the ticket types would overstate the one stock they share
-        frees = []
+    elif shares_stock(e):  # the sum of the ticket types would overstate the one stock they share
         notes.append("The event's ticket types share one stock (ticket_stock_control), but its figure "
                      "(total_stock_available) could not be read: free places unknown.")
-    elif len(frees) > 1:
+    elif free is not None and len(tickets) > 1:
         notes.append("Free places are the sum of the ticket types' available places: sheepCRM does not say their "
                      "stock is shared (ticket_stock_control), and if it is the sum overstates them.")
     event = Event(
         **(brief(e).model_dump() | {"uri": text(e.get("uri")) or f"/{deps.client.bucket}/booking/{uid}/"}),
         capacity=places(e.get("capacity")),
         tickets=tickets if read is not None else None,
-        tickets_free=shared if shared is not None else sum(frees) if frees else None,
+        tickets_free=free,
         attendance=dict(sorted(counts.items())) if attendance is not None else None,
         booked=sum(n for status, n in counts.items() if status in BOOKED) if exact else None,
         note=" ".join(notes) or None,

@@ -149,3 +149,18 @@ def test_loose_values() -> None:
     assert common.listed({"tasks": [{"uid": "t"}]}, "tasks", "tasks") == [{"uid": "t"}]
     with pytest.raises(UpstreamError, match=r"Could not read.*not 'none found'"):
         common.listed({"tickets": {"name": "t"}}, "the tickets", "available_tickets")  # unreadable is never 'none'
+
+
+def test_free_places_of_an_event_follow_whether_its_ticket_types_share_one_stock() -> None:
+    """One count for get_event, list_events and upcoming_events (FREE_BASIS)."""
+    tickets = [{"available": 3}, {"available": 4}]
+    pooled = {"ticket_stock_control": True, "total_stock_available": 5}
+    assert common.shares_stock(pooled) and common.shared_stock(pooled) == 5
+    assert common.free_places(pooled, tickets) == 5  # the one stock, never the ticket types' 7
+    unread = {"ticket_stock_control": True, "total_stock_available": "lots"}
+    assert common.shared_stock(unread) is None and common.free_places(unread, tickets) is None
+    for apart in ({}, {"ticket_stock_control": False, "total_stock_available": 5}, {"ticket_stock_control": "true"}):
+        assert not common.shares_stock(apart) and common.shared_stock(apart) is None
+        assert common.free_places(apart, tickets) == 7
+        assert common.free_places(apart, [*tickets, {"available": None}]) is None
+        assert common.free_places(apart, []) is None
