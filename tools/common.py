@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -123,6 +124,18 @@ def plain(value: Any) -> str | None:
     """The first non-empty entry of a v1 list field (or a single value), its label split off."""
     values = value if isinstance(value, list) else [value]
     return next((e[0] for v in values if (e := split_label(v))), None)
+
+
+def fold(value: Any) -> str:
+    """A text as it is matched against another (an email, a name): compatibility forms and case folded, spaces
+    collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", str(value or "")).split()).casefold()
+
+
+def email_addresses(value: Any) -> list[str]:
+    """Every address of a v1 email field (a list or one value, entries possibly `address;label`), folded (fold)."""
+    values = value if isinstance(value, list) else [value]
+    return [fold(e[0]) for v in values if (e := split_label(v))]
 
 
 def labelled(value: Any) -> list[str]:

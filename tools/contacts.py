@@ -27,6 +27,8 @@ from sheepcrm_mcp.tools.common import (
     V1Page,
     an_object,
     deleted,
+    email_addresses,
+    fold,
     labelled,
     listed,
     plain,
@@ -362,21 +364,6 @@ def _link(uri: str) -> str:
     return f"sheepcrm://contact/{uri.rstrip('/').rsplit('/', 1)[-1]}"
 
 
-def _deleted(row: dict[str, Any]) -> bool:
-    """A listed record sheepCRM marks deleted (its `state`, `meta.state` or `record_state`)."""
-    return deleted(row)
-
-
-def _fold(value: Any) -> str:
-    """A text as duplicates are matched: compatibility forms and case folded, spaces collapsed."""
-    return " ".join(unicodedata.normalize("NFKC", str(value or "")).split()).casefold()
-
-
-def _email_values(value: Any) -> list[str]:
-    """A v1 email field's addresses: a list or one value, entries possibly "address;label" (v1 list fields)."""
-    return [_fold(str(v).split(";", 1)[0]) for v in positional(value) if v]
-
-
 def _summary_of(row: dict[str, Any], bucket: str) -> dict[str, Any] | None:
     """One found record as the preview shows it (search answers and v1 listing records have different shapes: a
     search item's `id` is its uri, a v1 listing record's `id` is its uid beside `uri`): its uri read as
@@ -385,7 +372,7 @@ def _summary_of(row: dict[str, Any], bucket: str) -> dict[str, Any] | None:
     if uri is None:
         return None
     data: dict[str, Any] = row.get("data") if isinstance(row.get("data"), dict) else {}  # type: ignore[assignment]
-    emails = _email_values(data.get("email")) if data else []
+    emails = email_addresses(data.get("email")) if data else []
     return {
         "uri": uri,
         "name": text(row.get("display_value")) or text(data.get("formatted_name")) or "(no name)",
@@ -407,7 +394,7 @@ def _namesake(row: dict[str, Any], wanted: dict[str, str]) -> bool | None:
     names = {k: text(data.get(k)) for k in wanted}
     if any(v is None for v in names.values()):
         return None
-    return all(_fold(names[k]) == _fold(v) for k, v in wanted.items())
+    return all(fold(names[k]) == fold(v) for k, v in wanted.items())
 
 
 def _unchecked(got: V1Page) -> str | None:
@@ -462,7 +449,7 @@ async def lookalikes(deps: Deps, req: CreateContactInput) -> Lookalikes:
 
     def add(rows_: list[dict[str, Any]], why: str) -> None:
         for row in rows_:
-            if _deleted(row):
+            if deleted(row):
                 continue
             item = _summary_of(row, deps.client.bucket)
             if item is None:
@@ -523,7 +510,7 @@ async def find_created(deps: Deps, req: CreateContactInput, known: set[str]) -> 
     for row in listed(data, f"the {rtype} listing", "results"):
         d = record_data(row, f"the {rtype} listing")
         uri = text(row.get("uri")) or ""
-        if not uri or uri in known or _deleted(row) or not _same_details(req, d):
+        if not uri or uri in known or deleted(row) or not _same_details(req, d):
             continue
         hits.append(uri)
     return hits
@@ -534,9 +521,9 @@ def _same_details(req: CreateContactInput, data: dict[str, Any]) -> bool:
     wanted = {
         "first_name": req.first_name, "last_name": req.last_name, "name": req.name, "postal_code": req.postcode,
     }
-    if any(v and _fold(data.get(k)).replace(" ", "") != _fold(v).replace(" ", "") for k, v in wanted.items()):
+    if any(v and fold(data.get(k)).replace(" ", "") != fold(v).replace(" ", "") for k, v in wanted.items()):
         return False
-    return not req.email or _fold(req.email) in _email_values(data.get("email"))
+    return not req.email or fold(req.email) in email_addresses(data.get("email"))
 
 
 async def _named_otherwise(deps: Deps, req: CreateContactInput, uri: RecordUri, known: set[str]) -> str | None:

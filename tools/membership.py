@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -23,7 +22,9 @@ from sheepcrm_mcp.tools.common import (
     count_of,
     day,
     deleted,
+    email_addresses,
     flag,
+    fold,
     listed,
     plain,
     record_data,
@@ -174,10 +175,6 @@ class NotInCrm(Exception):
     """No contact has this email: an answer ("not a member"), not a failure."""
 
 
-def _fold(value: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", value).split()).casefold()
-
-
 def _email_listing(client: Any, rtype: str, email: str) -> Callable[[int, int], Awaitable[Any]]:
     return lambda page, size: client.resources(rtype, {"email__startswithi": email}, page=page, page_size=size)
 
@@ -191,7 +188,7 @@ async def with_email(
     an email (create_contact, update_contact, the membership lookup by email, search_contacts' organisations by
     email). A listing that cannot be read whole raises
     UpstreamError (could not check, never "nobody has it")."""
-    wanted = _fold(email)
+    wanted = fold(email)
     found: dict[str, list[dict[str, Any]]] = {}
     for rtype in types:
         what = f"the {rtype} listing by email"
@@ -200,9 +197,7 @@ async def with_email(
             raise UpstreamError(unread)
         found[rtype] = []
         for row in rows:
-            value = record_data(row, what).get("email")
-            values: list[Any] = value if isinstance(value, list) else [value]
-            if wanted in {_fold(e[0]) for v in values if (e := split_label(v))} and not deleted(row):
+            if wanted in email_addresses(record_data(row, what).get("email")) and not deleted(row):
                 found[rtype].append(row)
     return found
 

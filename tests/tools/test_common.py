@@ -164,3 +164,10 @@ def test_free_places_of_an_event_follow_whether_its_ticket_types_share_one_stock
         assert common.free_places(apart, tickets) == 7
         assert common.free_places(apart, [*tickets, {"available": None}]) is None
         assert common.free_places(apart, []) is None
+
+
+def test_email_addresses_are_read_as_every_tool_matches_them() -> None:
+    """One reading of a v1 email field for create_contact, update_contact and the membership lookup by email."""
+    assert common.email_addresses([None, " Jan@Example.org;home ", "", "b@x.org"]) == ["jan@example.org", "b@x.org"]
+    assert common.email_addresses("Ａ@x.org") == ["a@x.org"] and common.email_addresses(None) == []
+    assert common.fold("  Jan   de  VRIES ") == "jan de vries"
