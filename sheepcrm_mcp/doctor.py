@@ -42,7 +42,7 @@ from sheepcrm_mcp.sheepcrm import (
 from sheepcrm_mcp.sheepcrm.scope import CONTACT_TYPES, RecordUri, ScopeError, parse_uri
 from sheepcrm_mcp.sheepcrm.search import PERSON_MATCHES
 from sheepcrm_mcp.sheepcrm.tasks import TASK_PAGE
-from sheepcrm_mcp.tools.common import PAGE, day
+from sheepcrm_mcp.tools.common import PAGE, day, plain, text
 from sheepcrm_mcp.tools.contacts import NAME_PAGE
 from sheepcrm_mcp.tools.contract import CORE_KINDS, DATES, NULLABLE, Read, by_name
 from sheepcrm_mcp.tools.membership import EMAIL_PAGE, WINDOW_PAGE
@@ -123,7 +123,7 @@ async def diagnose(settings: Settings) -> Basic:
             lines.append((True, f"{accepted}: the search answered, the segment list did not (its DRIFT line)"))
             drifted("segments", exc)
         except SheepError as exc:  # upstream down, rate limited, or an answer we did not expect
-            lines.append((False, f"v2 API at {settings.base_url} failed ({exc}) -> check SHEEPCRM_BASE_URL"))
+            lines.append((False, V2_FAILED.format(url=settings.base_url, exc=exc)))
             return basic
         try:
             info = await client.bucket_info()
@@ -152,6 +152,7 @@ async def diagnose(settings: Settings) -> Basic:
 KEY_REFUSED = (
     "the API key was refused (HTTP 401) -> put a valid key in SHEEPCRM_API_KEY (sheepCRM: Settings > API keys)"
 )
+V2_FAILED = "v2 API at {url} failed ({exc}) -> check SHEEPCRM_BASE_URL"
 
 
 async def _other_v2_read(client: SheepClient, settings: Settings, first: SheepError,
@@ -181,7 +182,7 @@ async def _other_v2_read(client: SheepClient, settings: Settings, first: SheepEr
                 )
             )
         else:
-            lines.append((False, f"v2 API at {settings.base_url} failed ({first}) -> check SHEEPCRM_BASE_URL"))
+            lines.append((False, V2_FAILED.format(url=settings.base_url, exc=first)))
         return False
     lines.append(
         (
@@ -616,12 +617,9 @@ def _details(record: Any) -> dict[str, str]:
     data = record.get("data") if isinstance(record, dict) else None
     if not isinstance(data, dict):
         return {}
-    given = {k: v.strip() for k in ("title", "first_name", "last_name", "postal_code")
-             if isinstance(v := data.get(k), str) and v.strip()}
-    emails = data.get("email")
-    email = next((e for e in emails if e), None) if isinstance(emails, list) else emails
-    if isinstance(email, str) and (plain := email.split(";")[0].strip()):
-        given["email"] = plain
+    given = {k: v for k in ("title", "first_name", "last_name", "postal_code") if (v := text(data.get(k)))}
+    if email := plain(data.get("email")):
+        given["email"] = email
     if born := day(data.get("date_of_birth")):
         given["date_of_birth"] = born.isoformat()
     return given
