@@ -435,10 +435,7 @@ async def memberships_of(uri: RecordUri, deps: Deps) -> tuple[list[dict[str, Any
         listing, unread = await v1_all(
             lambda page, size: deps.client.resources("member", {"member": str(uri)}, page=page, page_size=size), what
         )
-        found, others, unattributed = attribute(  # a deleted record (its state, wherever it is said) is left out
-            uri, [{**record_data(r, what), "uri": text(r.get("uri"))} for r in listing if not deleted(r)],
-            listing=True,
-        )
+        found, others, unattributed = attribute(uri, _listed_memberships(listing, what), listing=True)
         note = (
             "An organisation: its memberships were read from sheepCRM's v1 membership records whose member is this "
             "organisation (the membership list endpoint is documented for people only)."
@@ -480,10 +477,7 @@ async def as_linked(uri: RecordUri, deps: Deps) -> tuple[list[dict[str, Any]], s
                     "unknown.")
     mine: list[dict[str, Any]] = []
     unchecked = 0
-    for row in listing:
-        if deleted(row):
-            continue
-        m = {**record_data(row, AS_LINKED), "uri": text(row.get("uri"))}
+    for m in _listed_memberships(listing, AS_LINKED):
         if (linked := _linked_members(m)) is None:
             unchecked += 1  # whether it lists this contact cannot be read
         elif any(_same(u, str(uri)) for u in linked):
@@ -492,6 +486,12 @@ async def as_linked(uri: RecordUri, deps: Deps) -> tuple[list[dict[str, Any]], s
         unread = " ".join(filter(None, [unread, f"{unchecked} of {AS_LINKED} have no `linked_members` list that "
                                         "could be read: whether they cover this contact is unknown."]))
     return mine, unread
+
+
+def _listed_memberships(listing: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
+    """The rows of a v1 `member` listing as membership records (each its `data`, with the row's uri), those marked
+    deleted (their state, wherever it is said) left out."""
+    return [{**record_data(r, what), "uri": text(r.get("uri"))} for r in listing if not deleted(r)]
 
 
 def _uncounted(data: Any, sent: int) -> str | None:
