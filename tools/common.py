@@ -362,6 +362,11 @@ def v1_page(data: Any, what: str, page: int, page_size: int) -> V1Page:
                   not unechoed and (got_page, got_size) == (page, page_size), unechoed)
 
 
+def v1_listing(client: Any, rtype: str, filters: dict[str, Any]) -> Callable[[int, int], Awaitable[Any]]:
+    """The pages of the v1 listing of `rtype` filtered by `filters`, as v1_all fetches them."""
+    return lambda page, size: client.resources(rtype, filters, page=page, page_size=size)
+
+
 async def v1_all(
     fetch: Callable[[int, int], Awaitable[Any]], what: str, page_size: int = 100, budget: int = 10
 ) -> tuple[list[dict[str, Any]], str | None]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
@@ -33,6 +32,7 @@ from sheepcrm_mcp.tools.common import (
     text,
     today,
     v1_all,
+    v1_listing,
     v1_none_found,
     v1_page,
 )
@@ -175,10 +175,6 @@ class NotInCrm(Exception):
     """No contact has this email: an answer ("not a member"), not a failure."""
 
 
-def _email_listing(client: Any, rtype: str, email: str) -> Callable[[int, int], Awaitable[Any]]:
-    return lambda page, size: client.resources(rtype, {"email__startswithi": email}, page=page, page_size=size)
-
-
 async def with_email(
     client: Any, email: str, types: tuple[str, ...] = CONTACT_TYPES
 ) -> dict[str, list[dict[str, Any]]]:
@@ -192,7 +188,8 @@ async def with_email(
     found: dict[str, list[dict[str, Any]]] = {}
     for rtype in types:
         what = f"the {rtype} listing by email"
-        rows, unread = await v1_all(_email_listing(client, rtype, email), what, EMAIL_PAGE, EMAIL_PAGES)
+        listing = v1_listing(client, rtype, {"email__startswithi": email})
+        rows, unread = await v1_all(listing, what, EMAIL_PAGE, EMAIL_PAGES)
         if unread:
             raise UpstreamError(unread)
         found[rtype] = []
@@ -432,9 +429,7 @@ async def memberships_of(uri: RecordUri, deps: Deps) -> tuple[list[dict[str, Any
         what = "record(s) in the contact's membership list"
     else:
         what = "the organisation's membership records"
-        listing, unread = await v1_all(
-            lambda page, size: deps.client.resources("member", {"member": str(uri)}, page=page, page_size=size), what
-        )
+        listing, unread = await v1_all(v1_listing(deps.client, "member", {"member": str(uri)}), what)
         found, others, unattributed = attribute(uri, _listed_memberships(listing, what), listing=True)
         note = (
             "An organisation: its memberships were read from sheepCRM's v1 membership records whose member is this "
@@ -469,8 +464,7 @@ async def as_linked(uri: RecordUri, deps: Deps) -> tuple[list[dict[str, Any]], s
     they were), never "none"."""
     try:
         listing, unread = await v1_all(
-            lambda page, size: deps.client.resources(
-                "member", {"linked_members__startswithi": str(uri)}, page=page, page_size=size), AS_LINKED
+            v1_listing(deps.client, "member", {"linked_members__startswithi": str(uri)}), AS_LINKED
         )
     except SheepError as exc:
         return [], (f"Could not read {AS_LINKED} ({exc}): whether another contact's membership covers this one is "
@@ -649,9 +643,7 @@ class MembersPage:
 async def _plans(deps: Deps) -> tuple[dict[str, str], str | None]:
     """Plan uri -> name, from the v1 listing of membership_type records read page by page, and why it could not be
     read completely (None: it was)."""
-    found, unread = await v1_all(
-        lambda page, size: deps.client.resources("membership_type", {}, page=page, page_size=size), "the plan listing"
-    )
+    found, unread = await v1_all(v1_listing(deps.client, "membership_type", {}), "the plan listing")
     return {u: text(r.get("display_value")) or u for r in found if (u := text(r.get("uri")))}, unread
 
 
@@ -686,10 +678,7 @@ async def current_members(
             raise Refusal(f"No plan named {plan!r}; the plans are: {', '.join(sorted(plans.values()))}.")
         filters["membership_type"] = plan_uri = uri
     check = Recheck(on, until, plan_uri)
-    raw, unread = await v1_all(
-        lambda page, size: deps.client.resources("member", filters, page=page, page_size=size), LISTING,
-        WINDOW_PAGE, WINDOW_PAGES,
-    )
+    raw, unread = await v1_all(v1_listing(deps.client, "member", filters), LISTING, WINDOW_PAGE, WINDOW_PAGES)
     if unread is None:
         found = check(raw)
         kept = [r for r in found if ends_within_days is None or record_data(r, LISTING).get("has_renewed") is not True]
