@@ -727,6 +727,18 @@ def v1_matches(data: dict[str, Any], field: str, op: str, want: str) -> bool:
     return any(V1_OPS[op](v, want) for v in values)
 
 
+PLAIN = re.compile(r"[ !#-&(-Z\]-z|~]+")  # printable ASCII but quotes, backslash, brackets and braces
+
+
+def narrowing(tests: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """What a record must hold for these filters to match it (Store.by_type `narrowed`): each equality or prefix
+    filter whose value is plain ASCII (compared ignoring case as sheepCRM's `__startswithi` and plain filters do, and
+    stored in JSON as written) and not `None` (which a missing value reads as). The filters then run on what is
+    left, exactly."""
+    return [(field, "equal" if op in ("", "eq") else "prefix", want) for field, op, want in tests
+            if op in ("", "eq", "startswith", "startswithi") and PLAIN.fullmatch(want) and want.lower() != "none"]
+
+
 async def v1_list(request: Request) -> Response:
     """v1 resource listing (v1 notes): field filters with modifiers, mode=AND|OR, paged envelope."""
     store, rtype = store_of(request), request.path_params["rtype"]
@@ -752,7 +764,7 @@ async def v1_list(request: Request) -> Response:
     combine = all if mode != "OR" else any
     listed = active(request, "deleted-listed")  # deleted records too: contacts deleted through the API, and
     found = [  # records whose data says so (memberships, sessions)
-        r for r in store.by_type(rtype, with_deleted=listed)
+        r for r in store.by_type(rtype, with_deleted=listed, narrowed=narrowing(tests) if combine is all else ())
         if (listed or r.data.get("record_state") != "deleted")
         and (not tests or combine(v1_matches(r.data, *t) for t in tests))
     ]

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from sheepcrm_mcp.sandbox import SandboxServer
 from sheepcrm_mcp.sandbox.records import now_utc, parse_dt
@@ -293,3 +294,39 @@ def test_rate_limit_headers_and_v1_error_detail(client: httpx.Client) -> None:
     assert "retry-after" not in ok.headers
     missing = client.get("/api/v1/demo/person/000000000000000000000000/")
     assert missing.status_code == 404 and set(missing.json()) <= {"error", "error_detail"}
+
+
+@pytest.mark.parametrize("params", [
+    {"last_name": "AUSTEN"},  # plain: any case
+    {"last_name__startswithi": "aus"},
+    {"last_name__startswith": "Aus"},
+    {"last_name__eq": "Austen"},
+    {"first_name__startswithi": "zo"},  # a stored value with a non-ASCII letter (Zoë)
+    {"first_name": "zoë"},  # a wanted value JSON escapes: not narrowed
+    {"email__startswithi": "JANE."},  # a list field: any entry
+    {"last_name": "100%_"},  # LIKE's own wildcards, taken literally
+    {"postal_code__startswithi": "ba1"},  # a field without an index: narrowed on the stored text
+    {"locality": "BATH"},
+    {"first_name": "Renamed"},  # a value written after the record was made
+    {"last_name__startswithi": "aus", "mode": "OR", "first_name": "zoë"},
+])
+def test_a_v1_filter_lists_exactly_the_records_that_match(
+    fresh: SandboxServer, fresh_client: httpx.Client, params: dict[str, str]
+) -> None:
+    """Filtered listings narrow the records on their stored text first (Store.by_type `narrowed`): the listing is
+    still exactly the records the filters match, read one by one, whatever the case or characters."""
+    from sheepcrm_mcp.sandbox.app import V1_OPS, v1_matches
+
+    assert fresh_client.post("/api/v1/demo/person/", json={"first_name": "Zoë", "last_name": "Austen-Ünal",
+                                                           "email": "zoe@example.org"}).status_code == 201
+    assert fresh_client.post("/api/v1/demo/person/", json={"first_name": "P", "last_name": "100%_",
+                                                           "email": "p@example.org"}).status_code == 201
+    jane = fresh.store.demo_facts()["jane_uri"]
+    assert fresh_client.put(f"/api/v1{jane}", json={"first_name": "Renamed"}).status_code == 200
+    tests = [(k.partition("__")[0], k.partition("__")[2], v) for k, v in params.items() if k != "mode"]
+    assert all(op in V1_OPS or op == "" for _, op, _ in tests)
+    combine = any if params.get("mode") == "OR" else all
+    expected = {r.uri for r in fresh.store.by_type("person") if combine(v1_matches(r.data, *t) for t in tests)}
+    listed = fresh_client.get("/api/v1/demo/person/", params={**params, "page_size": 1000}).json()
+    assert {r["uri"] for r in listed["results"]} == expected and listed["total"] == len(expected)
+    assert expected  # each filter here matches a record: an empty listing would prove nothing
