@@ -337,7 +337,7 @@ async def _organisations_by_email(
     hits: list[ContactHit | dict[str, Any]] = []
     for row in rows:  # a row without a uri is one that could not be read, never left out
         d = record_data(row, "the organisation listing by email")
-        uri = text(row.get("uri"))
+        uri = row_uri(row, deps.client.bucket)
         hits.append(ContactHit(uri=uri, name=text(row.get("display_value")) or "(no name)", type="organisation",
                                email=req.email, phone=plain(d.get("telephone")), postcode=text(d.get("postal_code")))
                     if uri else row)
