@@ -216,14 +216,24 @@ SUMMARY_FREE = (
 )
 
 
-async def _free(event: ListedEvent, raw: dict[str, Any], deps: Deps, unsure: list[str]) -> None:
+async def free_of(
+    uid: str, row: dict[str, Any], deps: Deps
+) -> tuple[list[dict[str, Any]] | None, int | None, dict[str, Any] | None]:
+    """An event's free places as its list row and tickets give them: its ticket types (None: they could not be read,
+    so free places are unknown), the free places (free_places over what says whether the stock is shared: stock_of),
+    and what said so (None: neither the row nor the full event could be read, so the figure is the ticket types' sum,
+    which may overstate a shared stock: SUMMARY_FREE)."""
     try:
-        tickets = listed(await deps.client.event_tickets(event.uid), "the event's tickets", "available_tickets")
+        tickets = listed(await deps.client.event_tickets(uid), "the event's tickets", "available_tickets")
     except SheepError:  # not allowed, or an answer that could not be read: free places stay unknown
-        return
-    basis = await stock_of(event.uid, raw, deps)
-    event.free = free_places(basis if basis is not None else raw, tickets)
-    if basis is None and event.free is not None:
+        return None, None, None
+    basis = await stock_of(uid, row, deps)
+    return tickets, free_places(basis if basis is not None else row, tickets), basis
+
+
+async def _free(event: ListedEvent, raw: dict[str, Any], deps: Deps, unsure: list[str]) -> None:
+    tickets, event.free, basis = await free_of(event.uid, raw, deps)
+    if tickets is not None and basis is None and event.free is not None:
         unsure.append(event.uid)
 
 

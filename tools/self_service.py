@@ -29,13 +29,21 @@ from sheepcrm_mcp.tools.common import (
     Paged,
     an_object,
     fetch_pages,
-    free_places,
-    listed,
     ref,
     shared_stock,
     text,
 )
-from sheepcrm_mcp.tools.events import BOOKED, UNKNOWN, brief, person_events, state_lists, unmarked, with_note
+from sheepcrm_mcp.tools.events import (
+    BOOKED,
+    SUMMARY_FREE,
+    UNKNOWN,
+    brief,
+    free_of,
+    person_events,
+    state_lists,
+    unmarked,
+    with_note,
+)
 from sheepcrm_mcp.tools.membership import (
     CheckMembershipInput,
     MembershipAnswer,
@@ -208,15 +216,18 @@ async def upcoming_events(req: UpcomingEventsInput, deps: Deps) -> UpcomingEvent
     none_shown: list[str] = []  # every ticket type's `available` is 0
     no_stock: list[str] = []  # the stock the ticket types share (`total_stock_available`) is 0
 
+    unsure: list[str] = []  # free places summed over ticket types that may share one stock (SUMMARY_FREE)
+
     async def one(b: Any) -> None:
-        try:
-            tickets = listed(await deps.client.event_tickets(b.uid), "the event's tickets", "available_tickets")
-        except EXPECTED:  # one event's unreadable tickets: its places are unknown, the rest still read
-            tickets = []
-        free = free_places(raw[b.uid], tickets)
-        flags = [t.get("member_only") for t in tickets]
+        try:  # one event's unreadable tickets: its places are unknown, the rest still read
+            tickets, free, basis = await free_of(b.uid, raw[b.uid], deps)
+        except Refusal:
+            tickets, free, basis = None, None, None
+        flags = [t.get("member_only") for t in tickets or []]
+        if tickets is not None and basis is None and free is not None:
+            unsure.append(b.uid)
         if free == 0:  # not marked sold out: said by the figure read, never "full"
-            (no_stock if shared_stock(raw[b.uid]) is not None else none_shown).append(b.uid)
+            (no_stock if shared_stock(basis or raw[b.uid]) is not None else none_shown).append(b.uid)
         else:  # places unknown is listed as unknown, never left out as full
             out[b.uid] = OpenEvent(
                 uid=b.uid, title=b.title, start=b.start, end=b.end, location=b.location, places_free=free,
@@ -238,6 +249,8 @@ async def upcoming_events(req: UpcomingEventsInput, deps: Deps) -> UpcomingEvent
     if no_stock:
         cut.append(f"{len(no_stock)} event(s) have 0 places in the stock their ticket types share "
                    "(total_stock_available) but are not marked sold out: left out here; the organisation can say.")
+    if unsure := [u for u in unsure if u in out]:
+        cut.append(SUMMARY_FREE.format(n=len(unsure)))
     if len(candidates) > SCAN_LIMIT:
         cut.append(f"Free places were checked for the {SCAN_LIMIT} soonest of {len(candidates)} events; later ones "
                    "were not checked: add words from the title or location to narrow.")

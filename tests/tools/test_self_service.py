@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,15 @@ from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.server.errors import Refusal
 from sheepcrm_mcp.tools import self_service
 from sheepcrm_mcp.tools.common import places
-from tests.helpers import CANARY_KEY, as_guest_only, clone_records, member_session, open_session, scripted
+from tests.helpers import (
+    CANARY_KEY,
+    as_guest_only,
+    clone_records,
+    member_session,
+    open_session,
+    sandbox_answers,
+    scripted,
+)
 
 BOOKED = {"accepted", "attended", "no-show"}
 
@@ -208,3 +217,28 @@ async def test_upcoming_events_read_shared_stock_from_the_event(tmp_path: Path) 
             result = await client.call_tool("upcoming_events", {"limit": 50})
     assert not result.is_error, result.content
     assert next(e for e in result.structured_content["events"] if e["uid"] == event.uid)["places_free"] == 1
+
+
+async def test_upcoming_free_places_follow_the_full_event_when_the_list_row_does_not_say_its_stock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As list_events: a listed event whose row does not say whether its ticket types share one stock (a "summary
+    packet") gets its free places from the full event, never the ticket types' sum; when that cannot be read either,
+    the sum is said to be one that get_event may give lower."""
+    stock = ("ticket_stock_control", "total_stock_available")
+
+    def summary(request: Any, body: dict[str, Any]) -> dict[str, Any]:
+        return {"bookings": [{k: v for k, v in e.items() if k not in stock} for e in body["bookings"]]}
+
+    sandbox_answers(monkeypatch, "events_by_state", summary)
+    with SandboxServer(key=CANARY_KEY) as sb:
+        event = sb.store.get_record("booking", sb.store.demo_facts()["future_event_uid"])
+        assert event is not None
+        sb.store.replace_data(event.uri, {**event.data, "ticket_stock_control": True, "total_stock_available": 1})
+        async with open_session(sb, tmp_path, profile="member") as client:
+            body = (await client.call_tool("upcoming_events", {"limit": 50})).structured_content
+    assert next(e for e in body["events"] if e["uid"] == event.uid)["places_free"] == 1, body
+    with SandboxServer(key=CANARY_KEY, drift=["moved-path:^/events/v2/[^/]+/booking/[^/]+$"]) as sb:
+        async with open_session(sb, tmp_path, profile="member") as client:
+            unread = (await client.call_tool("upcoming_events", {"limit": 50})).structured_content
+    assert unread["events"] and "get_event's figure may be lower" in unread["note"], unread
