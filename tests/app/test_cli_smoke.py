@@ -95,3 +95,20 @@ def test_stdio_and_token_mode_do_not_load_hosted_mode_libraries() -> None:
     probe = ("import sys, sheepcrm_mcp.cli, sheepcrm_mcp.assembly, sheepcrm_mcp.http; "
              "print(sorted(m for m in DEFERRED if m in sys.modules))")
     assert _loaded(probe) == "[]"
+
+
+def test_the_command_runs_no_pydantic_plugins_unless_asked() -> None:
+    """Start-up cost (and code of other packages): pydantic's plugins are not looked for, unless the person says
+    which to leave out in PYDANTIC_DISABLE_PLUGINS (then that is what pydantic reads)."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import os, sheepcrm_mcp.cli; from pydantic.plugin._loader import get_plugins; "
+             "print(repr(os.environ['PYDANTIC_DISABLE_PLUGINS']), list(get_plugins()))")
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["'__all__'", "[]"]
+    chosen = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            env={**env, "PYDANTIC_DISABLE_PLUGINS": "logfire"}).stdout
+    assert chosen.split()[0] == "'logfire'"
