@@ -6,7 +6,8 @@ sheepCRM must at least do, so `get_contact` vs `fetch` measures our code alone, 
 
 `python -m bench.echo_server` serves stdio; `--transport http --port N` serves streamable HTTP at /mcp
 (stateful, like `sheepcrm-mcp --transport http`; `--stateless` like a replica's `--stateless`, with the replicas'
-/healthz for the balancer's health checks).
+/healthz for the balancer's health checks; `--json` answers each request with one JSON body, the SDK's
+`json_response=True`, instead of its default SSE stream).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def main() -> None:
     p.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     p.add_argument("--port", type=int, default=8766)
     p.add_argument("--stateless", action="store_true")
+    p.add_argument("--json", action="store_true")
     args = p.parse_args()
     server = build()
     if args.transport == "http":
@@ -57,7 +59,7 @@ def main() -> None:
         from starlette.requests import Request
         from starlette.responses import PlainTextResponse
 
-        app = server.streamable_http_app(host="127.0.0.1", stateless_http=args.stateless)
+        app = server.streamable_http_app(host="127.0.0.1", stateless_http=args.stateless, json_response=args.json)
 
         async def healthz(request: Request) -> PlainTextResponse:
             return PlainTextResponse("ok")
