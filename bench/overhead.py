@@ -102,7 +102,8 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
             "ours_http": Client(
                 await authorized(stack, stack.enter_context(http_process(server_command(), env)).url), mode="legacy"
             ),
-            "echo_http": Client(stack.enter_context(http_process(echo_command())).url, mode="legacy"),
+            # like for like: ours answers each HTTP request with one JSON body (sheepcrm_mcp/http.py answers_as_json)
+            "echo_http": Client(stack.enter_context(http_process([*echo_command(), "--json"])).url, mode="legacy"),
             "ours_inproc": Client(inproc_server, mode="legacy"),
             "cached_stdio": Client(stdio(server_command(), cached_env), mode="legacy"),
             "cached_http": Client(
@@ -164,7 +165,7 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
         "ours_stdio": "MCP get_contact, stdio",
         "echo_stdio": "bare SDK echo, stdio",
         "ours_http": "MCP get_contact, HTTP",
-        "echo_http": "bare SDK echo, HTTP",
+        "echo_http": "bare SDK echo, HTTP, one JSON body per answer (json_response=True), as ours answers",
         "cached_stdio": "MCP get_contact, stdio, answered from our read cache (no upstream hop)",
         "cached_http": "MCP get_contact, HTTP, answered from our read cache (no upstream hop)",
     }
