@@ -8,6 +8,8 @@ nothing reaches the client as a traceback.
 
 `build_tools` lists the tools from their published schemas when a tool cache holds them (computed by an earlier
 start of the same code), and builds each tool's SDK form on its first call; otherwise it builds them as above.
+The cache also lists the catalogue (`read_listing`: each tool's name, toolset, read or write, description and
+hints), so that a later start can choose and list the tools without loading the modules that declare them.
 """
 
 from __future__ import annotations
@@ -211,20 +213,27 @@ def _fingerprint(spec: Registration) -> str:
 
 
 class LazyTool(Tool):
-    """A tool listed from its cached published schemas; the SDK tool behind it is built on its first call."""
+    """A tool listed from its cached published schemas; the SDK tool behind it is built on its first call, from the
+    registration `make` gives then (on a start that listed the tools from the tool cache, that is when the tool's
+    module loads)."""
 
-    _spec: Registration = PrivateAttr()
+    _make: Callable[[], Registration] = PrivateAttr()
     _listed_output: dict[str, Any] | None = PrivateAttr(default=None)
     _built: Tool | None = PrivateAttr(default=None)
 
     @classmethod
     def listed(cls, spec: Registration, parameters: dict[str, Any], output: dict[str, Any] | None) -> LazyTool:
+        return cls.ahead(spec.name, spec.description, spec.annotations, parameters, output, lambda: spec)
+
+    @classmethod
+    def ahead(cls, name: str, description: str, annotations: ToolAnnotations, parameters: dict[str, Any],
+              output: dict[str, Any] | None, make: Callable[[], Registration]) -> LazyTool:
         # No fn or fn_metadata: those are the built tool's, which runs every call (see run).
         tool = cls.model_construct(  # type: ignore[call-arg]
-            name=spec.name, title=None, description=spec.description, parameters=parameters, is_async=True,
-            context_kwarg="ctx", annotations=listed_hints(spec.annotations),
+            name=name, title=None, description=description, parameters=parameters, is_async=True,
+            context_kwarg="ctx", annotations=listed_hints(annotations),
         )
-        tool._spec, tool._listed_output = spec, output
+        tool._make, tool._listed_output = make, output
         return tool
 
     @cached_property
@@ -233,11 +242,53 @@ class LazyTool(Tool):
 
     async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
         if self._built is None:
-            self._built = build_tool(self._spec)
+            spec = self._make()
+            if spec.name != self.name:
+                raise RuntimeError(f"{self.name}: the tool cache listed another tool under this name")
+            self._built = build_tool(spec)
         return await self._built.run(arguments, context, convert_result=convert_result)
 
 
+@dataclass(frozen=True)
+class Listed:
+    """A tool as the tool cache lists it: what choosing it (its toolset, read or write) and listing it need, not
+    its models or its call."""
+
+    name: str
+    toolset: str
+    write: bool
+    description: str
+    annotations: ToolAnnotations
+    fingerprint: str
+
+    def entry(self) -> dict[str, Any]:
+        return {"name": self.name, "toolset": self.toolset, "write": self.write, "description": self.description,
+                "annotations": self.annotations.model_dump(mode="json", by_alias=True, exclude_none=True),
+                "fingerprint": self.fingerprint}
+
+    @classmethod
+    def of(cls, spec: Registration, toolset: str, write: bool) -> Listed:
+        return cls(spec.name, toolset, write, spec.description, spec.annotations, _fingerprint(spec))
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The catalogue as an earlier start of the same code listed it: its toolsets and tools, and the published
+    schemas (parameters, answer) of the tools that start built."""
+
+    toolsets: tuple[str, ...]
+    tools: list[Listed]
+    schemas: dict[str, Any]
+
+    def published(self, tool: Listed) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+        hit = self.schemas.get(tool.fingerprint)
+        if isinstance(hit, list) and len(hit) == 2 and isinstance(hit[0], dict) and isinstance(hit[1], dict | None):
+            return hit[0], hit[1]
+        return None
+
+
 def _read_cache(path: Path, key: str) -> dict[str, Any]:
+    """The cache's contents when it is for this code (`key`) and private to this user, else nothing."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
@@ -248,11 +299,32 @@ def _read_cache(path: Path, key: str) -> dict[str, Any]:
             data = json.loads(handle.read())
         except (OSError, ValueError):
             return {}
-    tools = data.get("tools") if isinstance(data, dict) and data.get("key") == key else None
+    return data if isinstance(data, dict) and data.get("key") == key else {}
+
+
+def _schemas(data: dict[str, Any]) -> dict[str, Any]:
+    tools = data.get("tools")
     return tools if isinstance(tools, dict) else {}
 
 
-def _write_cache(path: Path, key: str, tools: dict[str, Any]) -> None:
+def read_listing(cache: Path) -> Listing | None:
+    """The catalogue as the tool cache `cache` lists it for this code; None when the cache is missing, for other
+    code, not private or lists no catalogue (then the tools are built)."""
+    data = _read_cache(cache, source_key())
+    catalogue = data.get("catalogue")
+    try:
+        tools = [
+            Listed(str(entry["name"]), str(entry["toolset"]), entry["write"] is True, str(entry["description"]),
+                   ToolAnnotations.model_validate(entry["annotations"]), str(entry["fingerprint"]))
+            for entry in catalogue["tools"]  # type: ignore[index]
+        ]
+        toolsets = tuple(str(t) for t in catalogue["toolsets"])  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return Listing(toolsets, tools, _schemas(data)) if tools else None
+
+
+def _write_cache(path: Path, key: str, tools: dict[str, Any], catalogue: dict[str, Any] | None) -> None:
     """Replaces the file whole (a reader sees the old file or the new one); a folder that cannot be made or is
     not this user's own leaves it unwritten."""
     try:
@@ -260,19 +332,23 @@ def _write_cache(path: Path, key: str, tools: dict[str, Any]) -> None:
         temp = folder / f".{path.name}.{os.getpid()}.tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
         with os.fdopen(os.open(temp, flags, 0o600), "w", encoding="utf-8") as handle:
-            json.dump({"key": key, "tools": tools}, handle)
+            json.dump({"key": key, "tools": tools, **({"catalogue": catalogue} if catalogue else {})}, handle)
         os.replace(temp, path)
     except OSError:
         return
 
 
-def build_tools(specs: list[Registration], cache: Path | None) -> list[Tool]:
+def build_tools(specs: list[Registration], cache: Path | None, catalogue: tuple[tuple[str, ...], list[Listed]] | None
+                = None) -> list[Tool]:
     """The SDK tools for `specs`: from the tool cache `cache` where it holds their published schemas for this
-    code (built on first call), else built now and their schemas written there for the next start."""
+    code (built on first call), else built now and their schemas written there for the next start, with
+    `catalogue` (toolsets and every tool's listing) when given, so that the next start can list the tools from
+    the cache alone (read_listing)."""
     if cache is None:
         return [build_tool(spec) for spec in specs]
     key = source_key()
-    known = _read_cache(cache, key)
+    data = _read_cache(cache, key)
+    known = _schemas(data)
     tools: list[Tool] = []
     fresh: dict[str, Any] = {}
     for spec in specs:
@@ -283,6 +359,8 @@ def build_tools(specs: list[Registration], cache: Path | None) -> list[Tool]:
             tool = build_tool(spec)
             tools.append(tool)
             fresh[fp] = [tool.parameters, tool.output_schema]
-    if fresh:
-        _write_cache(cache, key, known | fresh)
+    listed = {"toolsets": list(catalogue[0]), "tools": [t.entry() for t in catalogue[1]]} if catalogue else None
+    stored = data.get("catalogue")
+    if fresh or (listed is not None and listed != stored):
+        _write_cache(cache, key, known | fresh, listed or (stored if isinstance(stored, dict) else None))
     return tools

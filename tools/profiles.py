@@ -15,7 +15,8 @@ from mcp.server.mcpserver import MCPServer
 
 from sheepcrm_mcp.server.settings import ConfigError, Settings
 from sheepcrm_mcp.server.specs import Deps, ReadTool, ToolSpec
-from sheepcrm_mcp.tools import catalogue, prompts, resources
+from sheepcrm_mcp.tools import prompts, resources
+from sheepcrm_mcp.tools.outline import INSTRUCTIONS
 
 
 @dataclass(frozen=True)
@@ -23,18 +24,26 @@ class Profile:
     name: str
     instructed: Callable[[], str]  # the server's instructions, read when a server is built for the profile
     tools: Callable[[Settings], list[ToolSpec]]
-    install: Callable[[MCPServer, Deps, Settings], None]  # resources and prompts
+    install: Callable[[MCPServer, Deps, Settings, tuple[str, ...]], None]  # resources and prompts, of these toolsets
 
     @property
     def instructions(self) -> str:
         return self.instructed()
 
 
+# The catalogue (every tool module) loads when the tools are built or a tool is first called, not at a start that
+# lists them from the tool cache (assembly.build_app).
+
+
 def _catalogue(settings: Settings) -> list[ToolSpec]:
+    from sheepcrm_mcp.tools import catalogue
+
     return catalogue.select(settings.toolsets, settings.read_only)
 
 
 def _helpdesk(settings: Settings) -> list[ToolSpec]:
+    from sheepcrm_mcp.tools import catalogue
+
     writes = {t.name for t in catalogue.TOOLS if not isinstance(t, ReadTool)}
     unknown = sorted(set(settings.helpdesk_writes) - writes)
     if unknown:
@@ -45,8 +54,7 @@ def _helpdesk(settings: Settings) -> list[ToolSpec]:
     return [t for t in _catalogue(settings) if isinstance(t, ReadTool) or t.name in settings.helpdesk_writes]
 
 
-def _install_catalogue(server: MCPServer, deps: Deps, settings: Settings) -> None:
-    chosen = catalogue.toolsets(settings.toolsets)
+def _install_catalogue(server: MCPServer, deps: Deps, settings: Settings, chosen: tuple[str, ...]) -> None:
     resources.install(server, deps, chosen)
     prompts.install(server, chosen, settings.read_only)
 
@@ -66,13 +74,13 @@ def _member_tools(settings: Settings) -> list[ToolSpec]:
     return list(self_service.TOOLS)
 
 
-def _install_member(server: MCPServer, deps: Deps, settings: Settings) -> None:
+def _install_member(server: MCPServer, deps: Deps, settings: Settings, chosen: tuple[str, ...]) -> None:
     from sheepcrm_mcp.tools import self_service
 
     self_service.install(server, deps)
 
 
-STAFF = Profile("staff", lambda: catalogue.INSTRUCTIONS, _catalogue, _install_catalogue)
-HELPDESK = Profile("helpdesk", lambda: catalogue.INSTRUCTIONS, _helpdesk, _install_catalogue)
+STAFF = Profile("staff", lambda: INSTRUCTIONS, _catalogue, _install_catalogue)
+HELPDESK = Profile("helpdesk", lambda: INSTRUCTIONS, _helpdesk, _install_catalogue)
 MEMBER = Profile("member", _member_instructions, _member_tools, _install_member)
 PROFILES: dict[str, Profile] = {p.name: p for p in (STAFF, HELPDESK, MEMBER)}

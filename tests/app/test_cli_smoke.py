@@ -112,3 +112,69 @@ def test_the_command_runs_no_pydantic_plugins_unless_asked() -> None:
     chosen = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                             env={**env, "PYDANTIC_DISABLE_PLUGINS": "logfire"}).stdout
     assert chosen.split()[0] == "'logfire'"
+
+
+# What a stdio start lists from the tool cache without: the tool modules (their models and handlers), the
+# catalogue, the gate and its write machinery, and the approval page. Each loads with the first tool call needing it.
+LISTED_AHEAD = (
+    "sheepcrm_mcp.tools.catalogue", "sheepcrm_mcp.tools.common", "sheepcrm_mcp.tools.search",
+    "sheepcrm_mcp.tools.contacts", "sheepcrm_mcp.tools.membership", "sheepcrm_mcp.tools.events",
+    "sheepcrm_mcp.tools.tasks", "sheepcrm_mcp.tools.help", "sheepcrm_mcp.tools.segments",
+    "sheepcrm_mcp.tools.history", "sheepcrm_mcp.server.gate", "sheepcrm_mcp.server.approvals.page",
+)
+
+
+def _stdio_session(env: dict[str, str], calls: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], set[str]]:
+    """`sheepcrm-mcp` over stdio under `python -X importtime`: initialize, then `calls` one by one; the answers and
+    every module the process imported."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    err = tempfile.TemporaryFile()  # not a pipe: the import lines alone would fill one
+    proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "sheepcrm_mcp"], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+    assert proc.stdin is not None and proc.stdout is not None
+    answers = []
+    init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}
+    try:
+        for rid, (method, params) in enumerate([("initialize", init), *((c["method"], c["params"]) for c in calls)]):
+            proc.stdin.write(json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params}).encode()
+                             + b"\n")
+            if rid == 0:
+                proc.stdin.write(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
+            proc.stdin.flush()
+            while (answer := json.loads(proc.stdout.readline())).get("id") != rid:
+                pass
+            answers.append(answer)
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    err.seek(0)
+    lines = err.read().decode().splitlines()
+    err.close()
+    modules = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
+    return answers, modules
+
+
+def test_a_stdio_start_with_the_tool_cache_lists_the_tools_without_loading_them(
+    shared_sandbox: SandboxServer, tmp_path: Any
+) -> None:
+    """Start-up cost: once the tool cache lists the catalogue (the first start writes it), initialize and tools/list
+    load no tool module, no gate and no approval page; the first call loads its tool and answers as ever."""
+    from tests.helpers import sandbox_env
+
+    env = sandbox_env(shared_sandbox, tmp_path)
+    listing = {"method": "tools/list", "params": {}}
+    first, _ = _stdio_session(env, [listing])  # writes the tool cache, should this code have none yet
+    answers, loaded = _stdio_session(env, [listing])
+    assert answers[1]["result"] == first[1]["result"] and len(answers[1]["result"]["tools"]) > 10
+    assert "sheepcrm_mcp.server.registration" in loaded  # the probe sees our modules
+    assert sorted(loaded & set(LISTED_AHEAD)) == []
+    search = {"method": "tools/call", "params": {"name": "search_contacts",
+                                                 "arguments": {"email": "jane.austen@example.org"}}}
+    answers, loaded = _stdio_session(env, [search])
+    result = answers[1]["result"]
+    assert not result.get("isError") and [c["name"] for c in result["structuredContent"]["contacts"]] == ["Jane Austen"]
+    assert {"sheepcrm_mcp.tools.catalogue", "sheepcrm_mcp.tools.search"} <= loaded
