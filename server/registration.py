@@ -32,7 +32,7 @@ import pydantic_core
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, ToolAnnotations
-from pydantic import BaseModel, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, model_validator
 from pydantic_core import PydanticUndefined
 
 from sheepcrm_mcp.server.errors import (
@@ -216,6 +216,8 @@ class LazyTool(Tool):
     """A tool listed from its cached published schemas; the SDK tool behind it is built on its first call, from the
     registration `make` gives then (on a start that listed the tools from the tool cache, that is when the tool's
     module loads)."""
+
+    model_config = ConfigDict(defer_build=True)  # only ever made by model_construct
 
     _make: Callable[[], Registration] = PrivateAttr()
     _listed_output: dict[str, Any] | None = PrivateAttr(default=None)

@@ -79,3 +79,32 @@ async def test_a_tool_listed_from_the_cache_checks_its_arguments_and_passes_the_
     assert wrong.is_error and "uri" in wrong.content[0].text  # type: ignore[union-attr]
     assert not read.is_error and read.structured_content and read.structured_content["uri"] == jane
     assert not write.is_error and (write.structured_content or {}).get("status") == "applied"
+
+
+async def test_a_tool_the_cache_lists_is_still_chosen_by_the_catalogue_on_its_first_call(sandbox: SandboxServer,
+                                                                                          tmp_path: Path) -> None:
+    """A tool cache (this user's own, for this code) that lists a write tool as a read, or a tool the catalogue does
+    not have, lists them; their first call asks the catalogue, which refuses them in read-only mode."""
+    cache = tmp_path / "tools.json"
+    await listing(sandbox, tmp_path, cache)
+    data = json.loads(cache.read_text())
+    entries = data["catalogue"]["tools"]
+    update = next(e for e in entries if e["name"] == "update_contact")
+    get = next(e for e in entries if e["name"] == "get_contact")
+    entries += [{**get, "name": "get_everything"}]
+    update["write"] = False
+    cache.write_text(json.dumps(data))
+    built = build_app(settings_for(sandbox, tmp_path, read_only=True), tool_cache=cache)
+    jane = sandbox.store.demo_facts()["jane_uri"]
+    try:
+        names = {t.name for t in await built.server.list_tools()}
+        assert {"update_contact", "get_everything", "get_contact"} <= names  # as the forged cache lists them
+        async with Client(built.server, mode="legacy") as client:
+            write = await client.call_tool("update_contact", {"uri": jane, "phone": "+44 20 7946 0999"})
+            other = await client.call_tool("get_everything", {"uri": jane})
+            read = await client.call_tool("get_contact", {"uri": jane})
+    finally:
+        await built.aclose()
+    assert write.is_error and "not among this server's tools" in write.content[0].text  # type: ignore[union-attr]
+    assert other.is_error and "not among this server's tools" in other.content[0].text  # type: ignore[union-attr]
+    assert not read.is_error
