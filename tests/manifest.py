@@ -230,7 +230,7 @@ MANIFEST: dict[str, Entry] = {
         ("member",),
         lambda f: [{}, {"query": "austen"}],
         lambda f, bad: [{"query": bad}, {"cursor": bad}],
-        _reads("events", "tickets"),
+        _reads("events", "tickets", "event"),
     ),
 }
 
