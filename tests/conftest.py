@@ -69,19 +69,71 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files whose tests may run longer than the default timeout go first (longest allowance first), so pytest-xdist
-    (one file per worker at a time) starts the long ones while the short ones fill in around them."""
-    default = 120.0
+# The files that take longest, in seconds (in the default run, in the second run `-m "reliability or slow or
+# cluster"`), measured on the two-core CI machine while other work ran on it: only their order matters.
+LONG_FILES: dict[str, tuple[int, int]] = {
+    "tests/cluster/test_replicas.py": (0, 250),
+    "tests/reliability/test_fault_sessions_transport.py": (0, 240),
+    "tests/tools/test_variants.py": (9, 195),
+    "tests/reliability/test_fault_sessions.py": (0, 170),
+    "tests/app/test_doctor.py": (130, 120),
+    "tests/sandbox/test_seed.py": (1, 95),
+    "tests/bench/test_bench_smoke_demo.py": (0, 85),
+    "tests/reliability/test_secrets_injection.py": (0, 80),
+    "tests/app/test_outside_clients.py": (0, 75),
+    "tests/reliability/test_fault_sessions_writes.py": (0, 70),
+    "tests/bench/test_bench_smoke_cluster.py": (0, 70),
+    "tests/bench/test_bench_smoke_scale.py": (0, 70),
+    "tests/cluster/test_hosted_replicas.py": (0, 65),
+    "tests/bench/test_bench_smoke_throughput.py": (0, 60),
+    "tests/tools/test_membership.py": (53, 0),
+    "tests/app/test_http_security.py": (4, 50),
+    "tests/tools/test_contacts.py": (49, 22),
+    "tests/bench/test_bench_smoke_hosted.py": (0, 50),
+    "tests/tools/test_events.py": (40, 0),
+    "tests/server/test_launch_secrecy.py": (2, 36),
+    "tests/app/test_hosted.py": (15, 36),
+    "tests/tools/test_apps_browser.py": (0, 31),
+    "tests/tools/test_bad_input.py": (30, 0),
+    "tests/server/test_approvals.py": (30, 0),
+    "tests/reliability/test_fuzz_scope.py": (0, 28),
+    "tests/app/test_stdio_purity.py": (6, 27),
+    "tests/app/test_packaging.py": (1, 25),
+    "tests/app/test_cli_smoke.py": (24, 0),
+    "tests/cluster/test_private_redis.py": (0, 24),
+    "tests/server/test_hardening.py": (23, 0),
+    "tests/server/test_telemetry.py": (6, 22),
+    "tests/server/test_settings.py": (1, 20),
+}
+SECOND_RUN = ("reliability", "slow", "cluster")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest files go first, so the last ones any worker starts are short and the workers finish together.
+    pytest-xdist runs each file whole on one worker and (with --no-loadscope-reorder, pyproject.toml) hands the files
+    out in this order. Files not in LONG_FILES follow: those whose tests may run longer than the default timeout
+    first (longest allowance first), then those with the most tests."""
+    default = float(config.getini("timeout") or 120)
 
     def allowance(item: pytest.Item) -> float:
         mark = item.get_closest_marker("timeout")
         return float(mark.args[0]) if mark and mark.args else default
 
+    seconds: dict[str, int] = {}
     longest: dict[str, float] = {}
+    count: dict[str, int] = {}
     for item in items:
-        longest[item.path.as_posix()] = max(longest.get(item.path.as_posix(), 0.0), allowance(item))
-    items.sort(key=lambda item: -longest[item.path.as_posix()])  # stable: each file keeps its own order
+        rel = item.path.relative_to(config.rootpath).as_posix()
+        second = any(item.get_closest_marker(m) for m in SECOND_RUN)
+        seconds[rel] = max(seconds.get(rel, 0), LONG_FILES.get(rel, (0, 0))[second])
+        longest[rel] = max(longest.get(rel, 0.0), allowance(item))
+        count[rel] = count.get(rel, 0) + 1
+
+    def key(item: pytest.Item) -> tuple[int, float, int]:
+        rel = item.path.relative_to(config.rootpath).as_posix()
+        return -seconds[rel], -longest[rel], -count[rel]
+
+    items.sort(key=key)  # stable: each file keeps its own order
 
 
 def assert_requests_documented(sb: SandboxServer) -> None:
