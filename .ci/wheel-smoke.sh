@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The product as it is shipped: build the sdist and the wheel (the wheel from the sdist, so a file missing from
 # either fails), check their metadata and contents, install the wheel (not editable) into a fresh venv outside the
-# repository, and run it from there: --version, doctor --sandbox, the demo and one stdio client session. Then the
-# other documented install forms that need no package index: a git URL and a checkout with pipx.
+# repository, and run it from there: --version, doctor --sandbox, the demo and one stdio client session. Meanwhile
+# (they need nothing built here, and each mostly waits on its own pip) the other documented install forms that need
+# no package index: a git URL and a checkout with pipx.
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 PY="${PYTHON:-python3}"
 TOOLS_VENV="$(cd "$REPO" && realpath -m "${SHEEPCRM_VENV:-.venv}")"   # dev.sh's venv: build and twine
 WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait; rm -rf "$WORK"' EXIT
 say() { printf '\n== %s\n' "$*"; }
 
 VERSION="$("$PY" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$REPO/pyproject.toml")"
@@ -19,6 +20,25 @@ ls -1 "$WORK/dist"
 "$TOOLS_VENV/bin/twine" check --strict "$WORK"/dist/*
 WHEEL="$(ls "$WORK"/dist/*.whl)"
 "$PY" "$REPO/.ci/check_wheel.py" "$WHEEL" "$REPO"
+
+# The other documented install forms run alongside the rest, outside the repository, each logging to its own file.
+git clone -q "$REPO" "$WORK/checkout"
+(
+  cd "$WORK" && unset PYTHONPATH
+  "$PY" -m venv "$WORK/venv-git"
+  "$WORK/venv-git/bin/pip" install -q --disable-pip-version-check -c "$REPO/constraints.txt" "git+file://$REPO"
+  "$WORK/venv-git/bin/sheepcrm-mcp" --version
+) >"$WORK/git.log" 2>&1 &
+GIT_INSTALL=$!
+(
+  cd "$WORK" && unset PYTHONPATH
+  "$PY" -m venv "$WORK/venv-pipx"
+  "$WORK/venv-pipx/bin/pip" install -q --disable-pip-version-check pipx
+  PIPX_HOME="$WORK/pipx" PIPX_BIN_DIR="$WORK/pipx-bin" PIP_CONSTRAINT="$REPO/constraints.txt" \
+    "$WORK/venv-pipx/bin/pipx" install --quiet "$WORK/checkout" >/dev/null
+  "$WORK/pipx-bin/sheepcrm-mcp" --version
+) >"$WORK/pipx.log" 2>&1 &
+PIPX_INSTALL=$!
 
 say "install the wheel into a fresh venv outside the repository"
 "$PY" -m venv "$WORK/venv"
@@ -66,17 +86,12 @@ async def main() -> None:
 anyio.run(main)
 PY
 
-say "install from a git URL (pip install git+file://)"
-"$PY" -m venv "$WORK/venv-git"
-"$WORK/venv-git/bin/pip" install -q --disable-pip-version-check -c "$REPO/constraints.txt" "git+file://$REPO"
-"$WORK/venv-git/bin/sheepcrm-mcp" --version
+say "installed from a git URL (pip install git+file://), alongside the steps above"
+wait "$GIT_INSTALL" || { cat "$WORK/git.log"; echo "the install from a git URL failed"; exit 1; }
+cat "$WORK/git.log"
 
-say "install from a checkout with pipx (pipx install .), in a fresh clone so no build/ is left behind"
-git clone -q "$REPO" "$WORK/checkout"
-"$PY" -m venv "$WORK/venv-pipx"
-"$WORK/venv-pipx/bin/pip" install -q --disable-pip-version-check pipx
-PIPX_HOME="$WORK/pipx" PIPX_BIN_DIR="$WORK/pipx-bin" PIP_CONSTRAINT="$REPO/constraints.txt" \
-  "$WORK/venv-pipx/bin/pipx" install --quiet "$WORK/checkout" >/dev/null
-"$WORK/pipx-bin/sheepcrm-mcp" --version
+say "installed from a checkout with pipx (pipx install .), in a fresh clone so no build/ is left behind"
+wait "$PIPX_INSTALL" || { cat "$WORK/pipx.log"; echo "the install from a checkout with pipx failed"; exit 1; }
+cat "$WORK/pipx.log"
 
 say "wheel smoke test passed"
