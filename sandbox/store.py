@@ -86,10 +86,15 @@ def _values_of(records: str) -> str:
 
 # After the seed is written (filling the index at once is far quicker than a trigger per record); then kept by
 # triggers on every write.
+# A value holding a character beyond ASCII (its UTF-8 longer than its characters): NOCASE folds ASCII only, while a v1
+# filter folds with Python's str.lower, under which such a value may still match an ASCII text (the Kelvin sign's
+# "K" is "k"): so those values are always candidates, found through their own small index.
+WIDE = "length(CAST(value AS BLOB)) != length(value)"
 VALUES_INDEX = f"""
 {_values_of("records")}
 CREATE INDEX field_values_value ON field_values (field, value);
 CREATE INDEX field_values_uri ON field_values (uri);
+CREATE INDEX field_values_wide ON field_values (field) WHERE {WIDE};
 CREATE TRIGGER records_values_insert AFTER INSERT ON records BEGIN
 {_values_of("NEW")}END;
 CREATE TRIGGER records_values_update AFTER UPDATE OF data ON records BEGIN
@@ -275,11 +280,13 @@ class Store:
             where.append("state != 'deleted'")
         for field, how, text_ in narrowed:
             if field in INDEXED and how == "equal":
-                where.append("uri IN (SELECT uri FROM field_values WHERE field = ? AND value = ?)")
-                params += [field, text_]
+                where.append("uri IN (SELECT uri FROM field_values WHERE field = ? AND value = ? UNION "
+                             f"SELECT uri FROM field_values WHERE field = ? AND {WIDE})")
+                params += [field, text_, field]
             elif field in INDEXED:
-                where.append("uri IN (SELECT uri FROM field_values WHERE field = ? AND value >= ? AND value < ?)")
-                params += [field, text_, text_ + "\U0010ffff"]
+                where.append("uri IN (SELECT uri FROM field_values WHERE field = ? AND value >= ? AND value < ? UNION "
+                             f"SELECT uri FROM field_values WHERE field = ? AND {WIDE})")
+                params += [field, text_, text_ + "\U0010ffff", field]
             else:
                 where.append("(data LIKE ? ESCAPE '!' OR instr(data, '\\') > 0)")
                 params.append("%" + re.sub(r"([!%_])", r"!\1", text_) + "%")

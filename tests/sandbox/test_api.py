@@ -303,6 +303,8 @@ def test_rate_limit_headers_and_v1_error_detail(client: httpx.Client) -> None:
     {"last_name__eq": "Austen"},
     {"first_name__startswithi": "zo"},  # a stored value with a non-ASCII letter (Zoë)
     {"first_name": "zoë"},  # a wanted value JSON escapes: not narrowed
+    {"first_name": "kate"},  # a stored value whose first letter lowercases to ASCII (the Kelvin sign)
+    {"last_name__startswithi": "i"},  # ... and one that lowercases to more than one letter (Turkish dotted I)
     {"email__startswithi": "JANE."},  # a list field: any entry
     {"last_name": "100%_"},  # LIKE's own wildcards, taken literally
     {"postal_code__startswithi": "ba1"},  # a field without an index: narrowed on the stored text
@@ -321,6 +323,8 @@ def test_a_v1_filter_lists_exactly_the_records_that_match(
                                                            "email": "zoe@example.org"}).status_code == 201
     assert fresh_client.post("/api/v1/demo/person/", json={"first_name": "P", "last_name": "100%_",
                                                            "email": "p@example.org"}).status_code == 201
+    assert fresh_client.post("/api/v1/demo/person/", json={"first_name": "\u212aate", "last_name": "\u0130nce",
+                                                           "email": "k@example.org"}).status_code == 201
     jane = fresh.store.demo_facts()["jane_uri"]
     assert fresh_client.put(f"/api/v1{jane}", json={"first_name": "Renamed"}).status_code == 200
     tests = [(k.partition("__")[0], k.partition("__")[2], v) for k, v in params.items() if k != "mode"]
