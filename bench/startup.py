@@ -81,7 +81,9 @@ def import_profile(top: int = 8) -> list[str]:
 async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
     n = 2 if quick else 7
     env = server_env(sb)
-    echo_env = {**env}
+    # Like for like: sheepcrm-mcp runs no pydantic plugins (it sets PYDANTIC_DISABLE_PLUGINS unless set), so neither
+    # does echo; looking for them reads every installed package's metadata.
+    echo_env = {**env, "PYDANTIC_DISABLE_PLUGINS": env.get("PYDANTIC_DISABLE_PLUGINS", "__all__")}
     # As installed (pip compiles the bytecode): sources changed since their .pyc was written, or a run under
     # PYTHONDONTWRITEBYTECODE, would otherwise be compiled again at every start. Then one start each untimed,
     # which writes our tool cache after a change of source.

@@ -164,8 +164,8 @@ async def run(sb: Any, quick: bool) -> tuple[list[Row], list[str]]:
             f"{len(lat) / total:.0f}/s",
             f"{len(json_lat) / json_total:.0f}/s",
             f"{(len(lat) / total) / (len(json_lat) / json_total):.2f}x",
-            "info",
-            None,
+            f">= {LIKE_TARGET}x",
+            (len(lat) / total) / (len(json_lat) / json_total) >= LIKE_TARGET,
         )
     )
     rows.append(
