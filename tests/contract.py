@@ -174,3 +174,8 @@ def check_answer(method: str, template: str, status: int, body: Any) -> list[str
                         problems.append(f"{method} {template}: {place or 'the answer'}.{name} = "
                                         f"{parent[name]!r:.40} is not a {spec['type']} ({spec['ref']})")
     return problems
+
+
+def path_regex(read: Any) -> str:
+    """The pattern of a contract read's path, whole (for the sandbox's drift rules)."""
+    return f"^{_regex(read.path).pattern}$"
