@@ -891,3 +891,15 @@ async def check_launch_contest(store: Approvals, tag: str) -> None:
     second = await store.new_launch(item.id)
     assert await store.launch(item.id, first) is None
     assert isinstance(await store.launch(item.id, second), str)
+
+
+def events_as_summary_packets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sandboxes started after this list events without saying whether their ticket types share one stock (no
+    ticket_stock_control, total_stock_available): openapi.yaml calls the event lists "a summary packet, call
+    individual events for full details"."""
+    from sheepcrm_mcp.tools.contract import STOCK
+
+    def summary(request: Any, body: dict[str, Any]) -> dict[str, Any]:
+        return {"bookings": [{k: v for k, v in e.items() if k not in STOCK} for e in body["bookings"]]}
+
+    sandbox_answers(monkeypatch, "events_by_state", summary)

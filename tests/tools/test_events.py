@@ -17,7 +17,6 @@ import pytest
 from sheepcrm_mcp.sandbox.records import now_utc, parse_dt
 from sheepcrm_mcp.sandbox.runner import SandboxServer
 from sheepcrm_mcp.tools import events
-from sheepcrm_mcp.tools.contract import STOCK
 from tests.helpers import (
     CANARY_KEY,
     MODES,
@@ -29,10 +28,10 @@ from tests.helpers import (
     approve,
     as_guest_only,
     error_text,
+    events_as_summary_packets,
     member_session,
     puts,
     read,
-    sandbox_answers,
     scripted,
     writes,
 )
@@ -641,11 +640,7 @@ async def test_listed_free_places_follow_the_full_event_when_the_list_row_does_n
     event that does not say whether its ticket types share one stock (no ticket_stock_control) gets its free places
     as get_event gives them, from the full event; when that cannot be read either, the sum is said to be one that
     get_event may give lower."""
-
-    def summary(request: Any, body: dict[str, Any]) -> dict[str, Any]:
-        return {"bookings": [{k: v for k, v in e.items() if k not in STOCK} for e in body["bookings"]]}
-
-    sandbox_answers(monkeypatch, "events_by_state", summary)
+    events_as_summary_packets(monkeypatch)
     with SandboxServer(key=CANARY_KEY) as sb:
         event = sb.store.get_record("booking", sb.store.demo_facts()["future_event_uid"])
         assert event is not None

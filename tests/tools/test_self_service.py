@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,9 +18,9 @@ from tests.helpers import (
     CANARY_KEY,
     as_guest_only,
     clone_records,
+    events_as_summary_packets,
     member_session,
     open_session,
-    sandbox_answers,
     scripted,
 )
 
@@ -225,12 +224,7 @@ async def test_upcoming_free_places_follow_the_full_event_when_the_list_row_does
     """As list_events: a listed event whose row does not say whether its ticket types share one stock (a "summary
     packet") gets its free places from the full event, never the ticket types' sum; when that cannot be read either,
     the sum is said to be one that get_event may give lower."""
-    stock = ("ticket_stock_control", "total_stock_available")
-
-    def summary(request: Any, body: dict[str, Any]) -> dict[str, Any]:
-        return {"bookings": [{k: v for k, v in e.items() if k not in stock} for e in body["bookings"]]}
-
-    sandbox_answers(monkeypatch, "events_by_state", summary)
+    events_as_summary_packets(monkeypatch)
     with SandboxServer(key=CANARY_KEY) as sb:
         event = sb.store.get_record("booking", sb.store.demo_facts()["future_event_uid"])
         assert event is not None
