@@ -22,16 +22,18 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel
 
-from sheepcrm_mcp.server.audit import AuditEntry
 from sheepcrm_mcp.server.errors import Refusal
 from sheepcrm_mcp.server.files import check_private
-from sheepcrm_mcp.server.registration import Registration
+
+if TYPE_CHECKING:
+    from sheepcrm_mcp.server.audit import AuditEntry
+    from sheepcrm_mcp.server.registration import Registration
 
 if sys.platform != "win32":
     import fcntl

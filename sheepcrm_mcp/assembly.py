@@ -3,29 +3,24 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.request_state import RequestStateSecurity
+from mcp_types import GetPromptResult, InputRequiredResult
+from mcp_types import Prompt as MCPPrompt
+from mcp_types import Resource as MCPResource
+from mcp_types import ResourceTemplate as MCPResourceTemplate
+from pydantic import AnyUrl
 
 from sheepcrm_mcp.server import __version__, logs
-from sheepcrm_mcp.server.approvals.store import Approvals, ApprovalStore
-from sheepcrm_mcp.server.audit import AuditLog
-from sheepcrm_mcp.server.registration import (
-    LazyTool,
-    Listed,
-    Registration,
-    build_tools,
-    read_listing,
-    read_registration,
-    tool_cache_file,
-)
 from sheepcrm_mcp.server.settings import ConfigError, Settings, trust_notes
-from sheepcrm_mcp.server.specs import Deps, GatedWrites, ReadTool, ToolSpec, WriteDeps
 from sheepcrm_mcp.server.stores import Audit, FileLedger, Ledger, Limiter, MemoryLimiter, RateLimit
+from sheepcrm_mcp.server.toolcache import LazyTool, Listed, read_listing, tool_cache_file
 from sheepcrm_mcp.sheepcrm import SheepClient
 from sheepcrm_mcp.tools import apps
 from sheepcrm_mcp.tools.outline import choose_toolsets
@@ -35,8 +30,49 @@ if TYPE_CHECKING:
     from mcp.server.mcpserver.tools import Tool
 
     from sheepcrm_mcp.server.approvals.page import ApprovalPage
+    from sheepcrm_mcp.server.approvals.store import Approvals
     from sheepcrm_mcp.server.auth import OAuth
     from sheepcrm_mcp.server.gate import Gate
+    from sheepcrm_mcp.server.registration import Registration
+    from sheepcrm_mcp.server.specs import Deps, ToolSpec
+
+
+class Server(MCPServer[Any]):
+    """The SDK's server, with the profile's resources and prompts installed by the first request that lists or reads
+    either (`install`): a start answers initialize and tools/list without building them."""
+
+    def __init__(self, install: Callable[[], None], **options: Any) -> None:
+        super().__init__(**options)
+        self._install: Callable[[], None] | None = install
+
+    def _installed(self) -> None:
+        if self._install is not None:
+            install, self._install = self._install, None
+            install()
+
+    async def list_resources(self) -> list[MCPResource]:
+        self._installed()
+        return await super().list_resources()
+
+    async def list_resource_templates(self) -> list[MCPResourceTemplate]:
+        self._installed()
+        return await super().list_resource_templates()
+
+    async def read_resource(
+        self, uri: AnyUrl | str, context: Context[Any, Any] | None = None
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        self._installed()
+        return await super().read_resource(uri, context)
+
+    async def list_prompts(self) -> list[MCPPrompt]:
+        self._installed()
+        return await super().list_prompts()
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        self._installed()
+        return await super().get_prompt(name, arguments, context)
 
 
 @dataclass
@@ -47,8 +83,16 @@ class App:
     client: SheepClient
     settings: Settings
     wiring: Wiring  # the approval page and the gate, made when first needed
-    audit: Audit
-    shared: Any = None  # the Redis client when the stores are shared (SHEEPCRM_REDIS_URL)
+    stores: Stores
+
+    @property
+    def audit(self) -> Audit:
+        return self.stores.audit
+
+    @property
+    def shared(self) -> Any:
+        """The Redis client when the stores are shared (SHEEPCRM_REDIS_URL), else None."""
+        return self.stores.shared
 
     @property
     def gate(self) -> Gate:
@@ -108,48 +152,78 @@ class Wiring:
             self._page.close()
 
 
-@dataclass
 class Stores:
-    approvals: Approvals
-    audit: Audit
-    limiter: Limiter
-    ledger: Ledger
-    shared: Any = None
+    """The approvals, the audit, the rate limiter and the ledger of one server (hosted mode: of all its profiles'
+    servers), in this process or in Redis when SHEEPCRM_REDIS_URL is set (replicas share them), counted for
+    /metrics when SHEEPCRM_METRICS=1. Each is opened when first used: a start that lists the tools from the tool
+    cache loads none of their modules."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._secret = settings.api_key.get_secret_value() if settings.api_key else None
+        self._url = settings.redis_url.get_secret_value() if settings.redis_url else ""
+        self.shared: Any = None  # the Redis client, made here: a wrong address fails at start
+        if self._url:
+            from sheepcrm_mcp.server import redis_store
+
+            self.shared = redis_store.connect(self._url)
+        if settings.metrics:
+            from sheepcrm_mcp.server.telemetry import METRICS
+
+            METRICS.enable()
+
+    @functools.cached_property
+    def approvals(self) -> Approvals:
+        if self.shared is not None:
+            from sheepcrm_mcp.server.redis_store import RedisApprovals
+
+            found: Approvals = RedisApprovals(self.shared, self._url)
+        else:
+            from sheepcrm_mcp.server.approvals.store import ApprovalStore
+
+            found = ApprovalStore()
+        if self._settings.metrics:
+            from sheepcrm_mcp.server.telemetry import CountedApprovals
+
+            found = cast("Approvals", CountedApprovals(found))
+        return found
+
+    @functools.cached_property
+    def audit(self) -> Audit:
+        settings = self._settings
+        if self.shared is not None:
+            from sheepcrm_mcp.server.redis_store import RedisAudit
+
+            found: Audit = RedisAudit(self.shared, self._url, self._secret, settings.confirm)
+        else:
+            from sheepcrm_mcp.server.audit import AuditLog
+
+            found = AuditLog(settings.audit_log, self._secret, settings.confirm)
+        if settings.metrics:
+            from sheepcrm_mcp.server.telemetry import CountedAudit
+
+            found = cast("Audit", CountedAudit(found))
+        return found
+
+    @functools.cached_property
+    def limiter(self) -> Limiter:
+        if self.shared is not None:
+            from sheepcrm_mcp.server.redis_store import RedisLimiter
+
+            return RedisLimiter(self.shared, self._url)
+        return MemoryLimiter()
+
+    @functools.cached_property
+    def ledger(self) -> Ledger:
+        if self.shared is not None:
+            from sheepcrm_mcp.server.redis_store import RedisLedger
+
+            return RedisLedger(self.shared, self._url)
+        return FileLedger(self._settings.audit_log.parent / "ledger.json")
 
 
 def open_stores(settings: Settings) -> Stores:
-    """In this process, or in Redis when SHEEPCRM_REDIS_URL is set (replicas share them); counted for /metrics
-    when SHEEPCRM_METRICS=1."""
-    stores = _open_stores(settings)
-    if settings.metrics:
-        from sheepcrm_mcp.server.telemetry import METRICS, CountedApprovals, CountedAudit
-
-        METRICS.enable()
-        stores.approvals = cast("Approvals", CountedApprovals(stores.approvals))
-        stores.audit = cast("Audit", CountedAudit(stores.audit))
-    return stores
-
-
-def _open_stores(settings: Settings) -> Stores:
-    secret = settings.api_key.get_secret_value() if settings.api_key else None
-    if settings.redis_url is None:
-        return Stores(
-            ApprovalStore(),
-            AuditLog(settings.audit_log, secret, settings.confirm),
-            MemoryLimiter(),
-            FileLedger(settings.audit_log.parent / "ledger.json"),
-        )
-    from sheepcrm_mcp.server import redis_store
-
-    url = settings.redis_url.get_secret_value()
-    client = redis_store.connect(url)
-    return Stores(
-        redis_store.RedisApprovals(client, url),
-        redis_store.RedisAudit(client, url, secret, settings.confirm),
-        redis_store.RedisLimiter(client, url),
-        redis_store.RedisLedger(client, url),
-        client,
-    )
+    return Stores(settings)
 
 
 def _observers(settings: Settings, tools: list[str]) -> list[Any]:
@@ -198,7 +272,9 @@ def build_app(
     reader = sheep.reader  # read tools, resources and prompts get a client that cannot write
     seen = settings.without_secrets()  # and settings without the keys, so they cannot build another client
 
-    def read_deps(ctx: Context) -> Deps:
+    def read_deps(ctx: Context | None) -> Deps:
+        from sheepcrm_mcp.server.specs import Deps
+
         return Deps(client=reader, settings=seen, ctx=ctx)
 
     for secret in settings.secret_values():  # scrubbed from every log line, result and audit line
@@ -215,51 +291,55 @@ def build_app(
             "`python -c 'import secrets; print(secrets.token_hex(32))'`"
         )
     stores = stores or open_stores(settings)
-    ledger = stores.ledger
     limit = RateLimit(stores.limiter, settings.rate_limit) if settings.rate_limit else None
+    if listing is not None:
+        names = [t.name for t in ahead]
+    else:
+        specs_now = profile.tools(settings)
+        names = [spec.name for spec in specs_now]
+    wiring = Wiring(settings, stores, page, limit, frozenset(names))  # an undo is offered only among these tools
 
-    def wired(offered: frozenset[str]) -> tuple[Wiring, Callable[[ToolSpec], Registration]]:
-        def write_deps(ctx: Context) -> WriteDeps:
-            return WriteDeps(client=reader, settings=seen, ctx=ctx, writes=GatedWrites(sheep), ledger=ledger,
-                             offered=offered)
+    def registration(spec: ToolSpec) -> Registration:
+        # The specs and the registration code load with the first tool built (a start from the tool cache: its
+        # first call).
+        from sheepcrm_mcp.server.registration import read_registration
+        from sheepcrm_mcp.server.specs import GatedWrites, ReadTool, WriteDeps
 
-        wiring = Wiring(settings, stores, page, limit, offered)  # offered: an undo is offered only among them
-
-        def registration(spec: ToolSpec) -> Registration:
-            if isinstance(spec, ReadTool):
-                reg = read_registration(spec, read_deps)
-                return limit.wrap(reg) if limit else reg
-            return wiring.gate.registration(spec, write_deps)
-
-        return wiring, registration
+        if isinstance(spec, ReadTool):
+            reg = read_registration(spec, read_deps)
+            return limit.wrap(reg) if limit else reg
+        return wiring.gate.registration(spec, lambda ctx: WriteDeps(
+            client=reader, settings=seen, ctx=ctx, writes=GatedWrites(sheep), ledger=stores.ledger,
+            offered=frozenset(names),
+        ))
 
     tools: list[Tool]
     if listing is not None:
-        names = [t.name for t in ahead]
-        wiring, registration = wired(frozenset(names))
 
         @functools.cache
         def specs() -> dict[str, ToolSpec]:
             return {spec.name: spec for spec in profile.tools(settings)}  # the catalogue loads here
 
-        def make(name: str) -> Registration:
+        def make(name: str) -> Tool:
+            from sheepcrm_mcp.server.registration import build_tool
+
             spec = specs().get(name)  # chosen again from the catalogue itself: the cache only listed it
             if spec is None:
                 raise ConfigError(f"{name} is not among this server's tools")
-            return registration(spec)
+            return build_tool(registration(spec))
 
         tools = [
             LazyTool.ahead(t.name, t.description, t.annotations, p[0], p[1], functools.partial(make, t.name))
             for t, p in zip(ahead, published, strict=True) if p is not None
         ]
     else:
-        specs_now = profile.tools(settings)
-        names = [spec.name for spec in specs_now]
-        wiring, registration = wired(frozenset(names))
+        from sheepcrm_mcp.server.registration import build_tools
+
         registrations = [registration(spec) for spec in specs_now]
         tools = build_tools(registrations, cache, _catalogue_listing(registration) if profile is STAFF else None)
     ui = apps.for_tools(names)  # MCP Apps for the tools this caller gets (none: no extension)
-    server: MCPServer = MCPServer(
+    server = Server(
+        lambda: profile.install(server, read_deps(None), seen, chosen),
         name="sheepcrm-mcp",
         title="sheepCRM",
         # Approvals off or the key sent elsewhere is said in the session's first answer (initialize), in-band.
@@ -273,14 +353,14 @@ def build_app(
         # One key for every replica (SHEEPCRM_REQUEST_STATE_KEY), else one made for this process.
         request_state_security=RequestStateSecurity(keys=keys) if (keys := settings.request_state_keys()) else None,
     )
-    profile.install(server, Deps(client=reader, settings=seen), seen, chosen)
-    return App(server, sheep, settings, wiring, stores.audit, stores.shared)
+    return App(server, sheep, settings, wiring, stores)
 
 
 def _catalogue_listing(
     registration: Callable[[ToolSpec], Registration],
 ) -> tuple[tuple[str, ...], list[Listed]]:
     """Every tool of the catalogue as the tool cache lists it for the next start (whatever these settings chose)."""
+    from sheepcrm_mcp.server.specs import ReadTool
     from sheepcrm_mcp.tools import catalogue
 
     return catalogue.TOOLSETS, [

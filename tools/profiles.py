@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from mcp.server.mcpserver import MCPServer
+from typing import TYPE_CHECKING
 
 from sheepcrm_mcp.server.settings import ConfigError, Settings
-from sheepcrm_mcp.server.specs import Deps, ReadTool, ToolSpec
-from sheepcrm_mcp.tools import prompts, resources
 from sheepcrm_mcp.tools.outline import INSTRUCTIONS
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+    from sheepcrm_mcp.server.specs import Deps, ToolSpec
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ def _catalogue(settings: Settings) -> list[ToolSpec]:
 
 
 def _helpdesk(settings: Settings) -> list[ToolSpec]:
+    from sheepcrm_mcp.server.specs import ReadTool
     from sheepcrm_mcp.tools import catalogue
 
     writes = {t.name for t in catalogue.TOOLS if not isinstance(t, ReadTool)}
@@ -55,6 +58,8 @@ def _helpdesk(settings: Settings) -> list[ToolSpec]:
 
 
 def _install_catalogue(server: MCPServer, deps: Deps, settings: Settings, chosen: tuple[str, ...]) -> None:
+    from sheepcrm_mcp.tools import prompts, resources  # with the first request for resources or prompts
+
     resources.install(server, deps, chosen)
     prompts.install(server, chosen, settings.read_only)
 

@@ -14,7 +14,7 @@ from mcp import Client
 
 from sheepcrm_mcp.assembly import build_app
 from sheepcrm_mcp.sandbox.runner import SandboxServer
-from sheepcrm_mcp.server.registration import LazyTool, source_key
+from sheepcrm_mcp.server.toolcache import LazyTool, source_key
 from tests.helpers import settings_for
 
 
