@@ -19,8 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from sheepcrm_mcp.server.logs import scrub
 from sheepcrm_mcp.server.telemetry import error_kind
-from sheepcrm_mcp.sheepcrm import NotFoundError, SheepError
-from sheepcrm_mcp.sheepcrm.errors import V1_404_CAVEAT
+from sheepcrm_mcp.sheepcrm.errors import V1_404_CAVEAT, NotFoundError, SheepError
 
 log = logging.getLogger("sheepcrm_mcp.tools")
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from sheepcrm_mcp.server import __version__
 from sheepcrm_mcp.server.files import account_home
-from sheepcrm_mcp.sheepcrm import ClientConfig
+from sheepcrm_mcp.sheepcrm.config import ClientConfig
 from sheepcrm_mcp.sheepcrm.loopback import listeners
 from sheepcrm_mcp.sheepcrm.scope import BUCKET_RE
 

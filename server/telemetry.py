@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
-from sheepcrm_mcp.server.caller import current_caller
-
 if TYPE_CHECKING:
     from mcp.server.context import ServerRequestContext
 
@@ -119,7 +117,10 @@ class CallMetrics:
     name the server does not have is counted as "?" (a client cannot add label values)."""
 
     def __init__(self, tools: frozenset[str]) -> None:
+        from sheepcrm_mcp.server.caller import current_caller  # not at import: errors.py imports this module
+
         self.tools = tools
+        self.current_caller = current_caller
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any],
                        call_next: Callable[[ServerRequestContext[Any, Any]], Awaitable[Any]]) -> Any:
@@ -127,7 +128,7 @@ class CallMetrics:
             return await call_next(ctx)
         name = ctx.params.get("name") if ctx.params else None
         tool = name if isinstance(name, str) and name in self.tools else "?"
-        caller = current_caller()
+        caller = self.current_caller()
         profile = caller.profile if caller is not None else "local"
         kinds: list[str] = []
         started, outcome = time.perf_counter(), "error"

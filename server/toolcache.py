@@ -24,6 +24,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import mcp
+import mcp_types
 import pydantic
 import pydantic_core
 from mcp.server.mcpserver.tools import Tool
@@ -45,20 +47,21 @@ def tool_cache_file() -> Path:
 def source_key() -> str:
     """A hash of this package's Python sources (the sandbox aside), each named by its path, size and modification
     time (as Python's bytecode cache tells a changed source: a few stat calls, where reading every file took a
-    few milliseconds of each start), and the versions that shape the schemas."""
-    from importlib.metadata import version
-
-    digest = hashlib.sha256(
-        f"{sys.version}|mcp {version('mcp')}|pydantic {pydantic.VERSION}|core {pydantic_core.__version__}".encode()
-    )
-    root = Path(__file__).parents[1]  # the sheepcrm_mcp package folder
-    paths = []
+    few milliseconds of each start), and of what else shapes the schemas: Python's version, pydantic's and
+    pydantic-core's, and the installed mcp and mcp_types packages (named by their own first file's path, size and
+    modification time, which any install writes anew: cheaper than reading the installed packages' metadata)."""
+    digest = hashlib.sha256(f"{sys.version}|pydantic {pydantic.VERSION}|core {pydantic_core.__version__}".encode())
+    for installed in (mcp.__file__, mcp_types.__file__):
+        status = os.stat(str(installed))
+        digest.update(f"{installed}\0{status.st_size}\0{status.st_mtime_ns}\0".encode())
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the sheepcrm_mcp package folder
+    found = []
     for folder, dirs, files in os.walk(root, followlinks=True):
         dirs[:] = [d for d in dirs if d not in ("sandbox", "__pycache__")]
-        paths += [Path(folder, name) for name in files if name.endswith(".py")]
-    for path in sorted(paths):
-        status = path.stat()
-        digest.update(f"{path.relative_to(root)}\0{status.st_size}\0{status.st_mtime_ns}\0".encode())
+        found += [os.path.join(folder, name) for name in files if name.endswith(".py")]
+    for path in sorted(found):
+        status = os.stat(path)
+        digest.update(f"{os.path.relpath(path, root)}\0{status.st_size}\0{status.st_mtime_ns}\0".encode())
     return digest.hexdigest()
 
 

@@ -9,7 +9,8 @@ identifier before it becomes a path; the endpoint modules (`account`, `search`, 
 
 from __future__ import annotations
 
-from sheepcrm_mcp.sheepcrm.client import SheepClient, SheepReader
+from typing import TYPE_CHECKING, Any
+
 from sheepcrm_mcp.sheepcrm.config import ClientConfig
 from sheepcrm_mcp.sheepcrm.errors import (
     AuthError,
@@ -25,6 +26,19 @@ from sheepcrm_mcp.sheepcrm.errors import (
     UpstreamTimeout,
 )
 from sheepcrm_mcp.sheepcrm.scope import RecordUri, ScopeError
+
+if TYPE_CHECKING:
+    from sheepcrm_mcp.sheepcrm.client import SheepClient, SheepReader
+
+
+def __getattr__(name: str) -> Any:
+    """The client, and every endpoint module behind it, loads when first named: the settings and the error
+    classes need only the small modules above."""
+    if name in ("SheepClient", "SheepReader"):
+        from sheepcrm_mcp.sheepcrm import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "AuthError",

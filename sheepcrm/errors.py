@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    import httpx  # the client's; the error classes load without it (a start lists the tools before any call)
+
 
 
 class SheepError(Exception):

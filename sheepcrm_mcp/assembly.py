@@ -21,7 +21,6 @@ from sheepcrm_mcp.server import __version__, logs
 from sheepcrm_mcp.server.settings import ConfigError, Settings, trust_notes
 from sheepcrm_mcp.server.stores import Audit, FileLedger, Ledger, Limiter, MemoryLimiter, RateLimit
 from sheepcrm_mcp.server.toolcache import LazyTool, Listed, read_listing, tool_cache_file
-from sheepcrm_mcp.sheepcrm import SheepClient
 from sheepcrm_mcp.tools import apps
 from sheepcrm_mcp.tools.outline import choose_toolsets
 from sheepcrm_mcp.tools.profiles import STAFF, Profile
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     from sheepcrm_mcp.server.gate import Gate
     from sheepcrm_mcp.server.registration import Registration
     from sheepcrm_mcp.server.specs import Deps, ToolSpec
+    from sheepcrm_mcp.sheepcrm import ClientConfig, SheepClient, SheepReader
 
 
 class Server(MCPServer[Any]):
@@ -80,10 +80,14 @@ class App:
     """A built server and what it holds besides the SDK's state (for the CLI, transports, tests, benchmarks)."""
 
     server: MCPServer
-    client: SheepClient
+    upstream: Upstream
     settings: Settings
     wiring: Wiring  # the approval page and the gate, made when first needed
     stores: Stores
+
+    @property
+    def client(self) -> SheepClient:
+        return self.upstream.client
 
     @property
     def audit(self) -> Audit:
@@ -104,9 +108,39 @@ class App:
 
     async def aclose(self) -> None:
         self.wiring.close()
-        await self.client.aclose()
+        await self.upstream.aclose()
         if self.shared is not None:
             await self.shared.aclose()
+
+
+class Upstream:
+    """The one sheepCRM client of a server, made (and the client's modules loaded) when first used: a start that
+    lists the tools from the tool cache makes it with the first call. Its settings were checked at start."""
+
+    def __init__(self, config: ClientConfig | None, client: SheepClient | None = None) -> None:
+        self._config, self._client = config, client
+        self._reader: SheepReader | None = None
+
+    @property
+    def client(self) -> SheepClient:
+        if self._client is None:
+            from sheepcrm_mcp import sheepcrm
+
+            if self._config is None:
+                raise RuntimeError("an Upstream is made with a client or the client's settings")
+            self._client = sheepcrm.SheepClient(self._config)
+        return self._client
+
+    @property
+    def reader(self) -> SheepReader:
+        """What read tools, resources and prompts get: a view of the client that cannot write."""
+        if self._reader is None:
+            self._reader = self.client.reader
+        return self._reader
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
 
 
 class Wiring:
@@ -268,14 +302,15 @@ def build_app(
         from sheepcrm_mcp.tools import catalogue
 
         chosen = catalogue.toolsets(settings.toolsets)  # an unknown toolset name fails here, whatever the profile
-    sheep = client or SheepClient(settings.client_config())
-    reader = sheep.reader  # read tools, resources and prompts get a client that cannot write
-    seen = settings.without_secrets()  # and settings without the keys, so they cannot build another client
+    upstream = Upstream(None if client else settings.client_config(), client)  # no key or bucket fails here
+    # Read tools, resources and prompts get a client that cannot write (upstream.reader), and settings without the
+    # keys, so they cannot build another client.
+    seen = settings.without_secrets()
 
     def read_deps(ctx: Context | None) -> Deps:
         from sheepcrm_mcp.server.specs import Deps
 
-        return Deps(client=reader, settings=seen, ctx=ctx)
+        return Deps(client=upstream.reader, settings=seen, ctx=ctx)
 
     for secret in settings.secret_values():  # scrubbed from every log line, result and audit line
         logs.add_secret(secret)
@@ -309,7 +344,7 @@ def build_app(
             reg = read_registration(spec, read_deps)
             return limit.wrap(reg) if limit else reg
         return wiring.gate.registration(spec, lambda ctx: WriteDeps(
-            client=reader, settings=seen, ctx=ctx, writes=GatedWrites(sheep), ledger=stores.ledger,
+            client=upstream.reader, settings=seen, ctx=ctx, writes=GatedWrites(upstream.client), ledger=stores.ledger,
             offered=frozenset(names),
         ))
 
@@ -353,7 +388,7 @@ def build_app(
         # One key for every replica (SHEEPCRM_REQUEST_STATE_KEY), else one made for this process.
         request_state_security=RequestStateSecurity(keys=keys) if (keys := settings.request_state_keys()) else None,
     )
-    return App(server, sheep, settings, wiring, stores)
+    return App(server, upstream, settings, wiring, stores)
 
 
 def _catalogue_listing(

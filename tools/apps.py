@@ -28,13 +28,16 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from mcp.server.apps import EXTENSION_ID, Apps, ResourceCsp, client_supports_apps
+from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID, Apps, ResourceCsp, client_supports_apps
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.mcpserver.resources import FunctionResource
 from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel
 
 FLAT_KEY = "ui/resourceUri"  # the older flat key some hosts still read beside the nested ui.resourceUri
 NO_DOMAINS = ResourceCsp(connect_domains=[], resource_domains=[], frame_domains=[], base_uri_domains=[])
+# Each app's resource `_meta.ui`, as the SDK's Apps.add_html_resource writes it: no domains, a border preferred.
+UI_META = {"csp": NO_DOMAINS.model_dump(by_alias=True, exclude_none=True), "prefersBorder": True}
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,8 @@ def _unbound(tool: dict[str, Any]) -> dict[str, Any]:
 
 
 def for_tools(names: Iterable[str]) -> UiApps | None:
-    """The apps whose tools are registered (None when there are none), each resource built once."""
+    """The apps whose tools are registered (None when there are none). Each document is built when first read
+    (`document` keeps it), not at start."""
     registered = set(names)
     extension = Apps()
     bound: dict[str, str] = {}
@@ -132,10 +136,14 @@ def for_tools(names: Iterable[str]) -> UiApps | None:
         if not tools:
             continue
         writes = any(w in registered for w in app.writes)
-        extension.add_html_resource(
-            app.uri, document(app, writes), name=app.page, title=app.title, description=app.description,
-            csp=NO_DOMAINS, prefers_border=True,
-        )
+
+        async def html(app: UiApp = app, writes: bool = writes) -> str:
+            return document(app, writes)
+
+        extension.add_resource(FunctionResource(
+            uri=app.uri, name=app.page, title=app.title, description=app.description, mime_type=APP_MIME_TYPE,
+            meta={"ui": UI_META}, fn=html,
+        ))
         bound.update(dict.fromkeys(tools, app.uri))
     return UiApps(extension, bound) if bound else None
 

@@ -125,6 +125,8 @@ LISTED_AHEAD = (
     "sheepcrm_mcp.server.registration", "sheepcrm_mcp.server.specs", "sheepcrm_mcp.server.writes",
     "sheepcrm_mcp.server.paging", "sheepcrm_mcp.server.approvals.store", "sheepcrm_mcp.server.approvals.pending",
     "sheepcrm_mcp.server.audit", "sheepcrm_mcp.tools.resources", "sheepcrm_mcp.tools.prompts",
+    # the sheepCRM client and its HTTP library, and who is calling (hosted mode)
+    "sheepcrm_mcp.sheepcrm.client", "sheepcrm_mcp.sheepcrm.transport", "httpx", "sheepcrm_mcp.server.caller",
 )
 
 
