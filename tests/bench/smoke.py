@@ -19,7 +19,9 @@ NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 EXPECTED: dict[str, tuple[str, ...]] = {
     "context": ("tools/list characters", "tools/list est. tokens"),
     "questions": ("Q1 answer chars", "Q10 answer chars", "questions: total answer chars"),
-    "startup": ("start-up to initialize response", "idle RSS after initialize"),
+    "startup": ("start-up to initialize response, stdio (p50)", "start-up to initialize response, stdio (best",
+                "CPU time to initialize response", "start-up to tools/list response", "first tool call after start",
+                "idle RSS after initialize"),
     "overhead": ("our overhead stdio p50 (MCP - direct - echo)", "our overhead HTTP p50 (MCP - direct - echo)"),
     "throughput": ("throughput HTTP x32: get_contact vs echo (calls/s)",),
     "auth": (
