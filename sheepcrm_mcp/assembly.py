@@ -307,10 +307,10 @@ def build_app(
     # keys, so they cannot build another client.
     seen = settings.without_secrets()
 
-    def read_deps(ctx: Context | None) -> Deps:
+    def install_deps() -> Deps:  # for the resources and prompts, installed with the first request for them
         from sheepcrm_mcp.server.specs import Deps
 
-        return Deps(client=upstream.reader, settings=seen, ctx=ctx)
+        return Deps(client=upstream.reader, settings=seen)
 
     for secret in settings.secret_values():  # scrubbed from every log line, result and audit line
         logs.add_secret(secret)
@@ -332,20 +332,21 @@ def build_app(
     else:
         specs_now = profile.tools(settings)
         names = [spec.name for spec in specs_now]
-    wiring = Wiring(settings, stores, page, limit, frozenset(names))  # an undo is offered only among these tools
+    offered = frozenset(names)  # an undo is offered only among these tools
+    wiring = Wiring(settings, stores, page, limit, offered)
 
     def registration(spec: ToolSpec) -> Registration:
         # The specs and the registration code load with the first tool built (a start from the tool cache: its
         # first call).
         from sheepcrm_mcp.server.registration import read_registration
-        from sheepcrm_mcp.server.specs import GatedWrites, ReadTool, WriteDeps
+        from sheepcrm_mcp.server.specs import Deps, GatedWrites, ReadTool, WriteDeps
 
         if isinstance(spec, ReadTool):
-            reg = read_registration(spec, read_deps)
+            reg = read_registration(spec, lambda ctx: Deps(client=upstream.reader, settings=seen, ctx=ctx))
             return limit.wrap(reg) if limit else reg
         return wiring.gate.registration(spec, lambda ctx: WriteDeps(
             client=upstream.reader, settings=seen, ctx=ctx, writes=GatedWrites(upstream.client), ledger=stores.ledger,
-            offered=frozenset(names),
+            offered=offered,
         ))
 
     tools: list[Tool]
@@ -374,7 +375,7 @@ def build_app(
         tools = build_tools(registrations, cache, _catalogue_listing(registration) if profile is STAFF else None)
     ui = apps.for_tools(names)  # MCP Apps for the tools this caller gets (none: no extension)
     server = Server(
-        lambda: profile.install(server, read_deps(None), seen, chosen),
+        lambda: profile.install(server, install_deps(), seen, chosen),
         name="sheepcrm-mcp",
         title="sheepCRM",
         # Approvals off or the key sent elsewhere is said in the session's first answer (initialize), in-band.
