@@ -1,5 +1,5 @@
 """What a start needs of the catalogue before its tools load: the server's instructions and how settings pick
-toolsets. A start that lists the tools from the tool cache (registration.Listing) reads these and loads no tool
+toolsets. A start that lists the tools from the tool cache (toolcache.Listing) reads these and loads no tool
 module; the catalogue loads with a tool's first call."""
 
 from __future__ import annotations
