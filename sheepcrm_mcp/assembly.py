@@ -47,8 +47,8 @@ class Server(MCPServer[Any]):
 
     def _installed(self) -> None:
         if self._install is not None:
-            install, self._install = self._install, None
-            install()
+            self._install()  # one that fails is tried whole again by the next request (installed twice is still one)
+            self._install = None
 
     async def list_resources(self) -> list[MCPResource]:
         self._installed()
@@ -196,7 +196,7 @@ class Stores:
         self._settings = settings
         self._secret = settings.api_key.get_secret_value() if settings.api_key else None
         self._url = settings.redis_url.get_secret_value() if settings.redis_url else ""
-        self.shared: Any = None  # the Redis client, made here: a wrong address fails at start
+        self.shared: Any = None  # the Redis client (it connects with its first command)
         if self._url:
             from sheepcrm_mcp.server import redis_store
 

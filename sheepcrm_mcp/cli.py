@@ -143,7 +143,7 @@ async def run_audit(settings: Settings, args: argparse.Namespace) -> int:
     from sheepcrm_mcp.server.redis_store import RedisAudit
     from sheepcrm_mcp.server.stores import StoreUnavailable
 
-    stores = open_stores(settings)
+    stores = open_stores(settings.model_copy(update={"metrics": False}))  # this command serves no /metrics
     shared = stores.audit if isinstance(stores.audit, RedisAudit) else None
     try:
         if args.action == "archive":

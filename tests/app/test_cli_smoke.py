@@ -184,3 +184,59 @@ def test_a_stdio_start_with_the_tool_cache_lists_the_tools_without_loading_them(
     result = answers[1]["result"]
     assert not result.get("isError") and [c["name"] for c in result["structuredContent"]["contacts"]] == ["Jane Austen"]
     assert {"sheepcrm_mcp.tools.catalogue", "sheepcrm_mcp.tools.search"} <= loaded
+
+
+async def test_audit_archive_reads_the_redis_stream_with_metrics_on(tmp_path: Any) -> None:
+    """`sheepcrm-mcp audit archive` with SHEEPCRM_METRICS=1 (counting wrappers around the stores) still goes to the
+    Redis stream: here an unreachable one, which is said as such, never as "set SHEEPCRM_REDIS_URL"."""
+    import argparse
+    import socket
+
+    from pydantic import SecretStr
+
+    from sheepcrm_mcp.cli import run_audit
+    from sheepcrm_mcp.server.settings import Settings
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = Settings(_env_file=None, bucket="demo", metrics=True, audit_log=tmp_path / "audit.jsonl",  # type: ignore[call-arg]
+                        redis_url=SecretStr(f"redis://127.0.0.1:{port}/0"))
+    args = argparse.Namespace(action="archive", lines=20, follow=False)
+    assert await run_audit(settings, args) == 1  # the store was unreachable (ConfigError before the fix)
+
+
+async def test_resources_and_prompts_that_failed_to_install_are_installed_by_the_next_request(
+    shared_sandbox: SandboxServer, tmp_path: Any, monkeypatch: Any
+) -> None:
+    """Resources and prompts are installed by the first request for them; one that fails is tried again by the next
+    (not left answering empty lists for the rest of the process)."""
+    from mcp import Client
+
+    from sheepcrm_mcp.assembly import build_app
+    from sheepcrm_mcp.tools import resources
+    from tests.helpers import settings_for
+
+    real = resources.install
+    failures = [RuntimeError("install failed")]
+
+    def flaky(*args: Any) -> None:
+        if failures:
+            raise failures.pop()
+        real(*args)
+
+    monkeypatch.setattr(resources, "install", flaky)
+    app = build_app(settings_for(shared_sandbox, tmp_path), tool_cache=tmp_path / "tools.json")
+    try:
+        async with Client(app.server, mode="legacy") as client:
+            try:
+                await client.list_resources()
+            except Exception:  # the failure is the SDK's "Internal server error"
+                pass
+            else:
+                raise AssertionError("the failed install was not reported")
+            uris = {str(r.uri) for r in (await client.list_resources()).resources}
+            assert "sheepcrm://guide" in uris
+            assert [p.name for p in (await client.list_prompts()).prompts]
+    finally:
+        await app.aclose()

@@ -21,6 +21,7 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "questions": ("Q1 answer chars", "Q10 answer chars", "questions: total answer chars"),
     "startup": ("start-up to initialize response, stdio (p50)", "start-up to initialize response, stdio (best",
                 "CPU time to initialize response", "start-up to tools/list response", "first tool call after start",
+                "start-up to the first tool answer",
                 "idle RSS after initialize"),
     "overhead": ("our overhead stdio p50 (MCP - direct - echo)", "our overhead HTTP p50 (MCP - direct - echo)"),
     "throughput": ("throughput HTTP x32: get_contact vs echo (calls/s)",),
