@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from sheepcrm_mcp.sheepcrm import ClientConfig, SheepClient, SheepReader
 
 
+log = logging.getLogger("sheepcrm_mcp")
+
+
 class Server(MCPServer[Any]):
     """The SDK's server, with the profile's resources and prompts installed by the first request that lists or reads
     either (`install`): a start answers initialize and tools/list without building them."""
@@ -47,7 +51,11 @@ class Server(MCPServer[Any]):
 
     def _installed(self) -> None:
         if self._install is not None:
-            self._install()  # one that fails is tried whole again by the next request (installed twice is still one)
+            try:
+                self._install()
+            except Exception:  # tried whole again by the next request (installed twice is still one)
+                log.exception("installing the resources and prompts failed")
+                raise RuntimeError("the resources and prompts could not be installed; see the server's log") from None
             self._install = None
 
     async def list_resources(self) -> list[MCPResource]:
