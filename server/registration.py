@@ -7,9 +7,9 @@ rules hold), refuses unknown arguments, and maps every failure through `errors.a
 nothing reaches the client as a traceback.
 
 `build_tools` lists the tools from their published schemas when a tool cache holds them (computed by an earlier
-start of the same code), and builds each tool's SDK form on its first call; otherwise it builds them as above.
-The cache also lists the catalogue (`read_listing`: each tool's name, toolset, read or write, description and
-hints), so that a later start can choose and list the tools without loading the modules that declare them.
+start of the same code), and builds each tool's SDK form on its first call; otherwise it builds them as above,
+and writes the cache with the catalogue's listing. The cache itself, and a start that lists the tools from it
+alone, are `toolcache`'s.
 """
 
 from __future__ import annotations

@@ -264,10 +264,6 @@ class Stores:
         return FileLedger(self._settings.audit_log.parent / "ledger.json")
 
 
-def open_stores(settings: Settings) -> Stores:
-    return Stores(settings)
-
-
 def _observers(settings: Settings, tools: list[str]) -> list[Any]:
     """SDK middleware counting tool calls for /metrics (SHEEPCRM_METRICS=1); none otherwise."""
     if not settings.metrics:
@@ -333,7 +329,7 @@ def build_app(
             "reach another replica, so every replica needs the same key to seal its request state; generate one with "
             "`python -c 'import secrets; print(secrets.token_hex(32))'`"
         )
-    stores = stores or open_stores(settings)
+    stores = stores or Stores(settings)
     limit = RateLimit(stores.limiter, settings.rate_limit) if settings.rate_limit else None
     if listing is not None:
         names = [t.name for t in ahead]

@@ -139,11 +139,11 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
 
 async def run_audit(settings: Settings, args: argparse.Namespace) -> int:
     """`sheepcrm-mcp audit tail|archive`: one command reads the audit every replica writes."""
-    from sheepcrm_mcp.assembly import open_stores
+    from sheepcrm_mcp.assembly import Stores
     from sheepcrm_mcp.server.redis_store import RedisAudit
     from sheepcrm_mcp.server.stores import StoreUnavailable
 
-    stores = open_stores(settings.model_copy(update={"metrics": False}))  # this command serves no /metrics
+    stores = Stores(settings.model_copy(update={"metrics": False}))  # this command serves no /metrics
     shared = stores.audit if isinstance(stores.audit, RedisAudit) else None
     try:
         if args.action == "archive":

@@ -21,7 +21,7 @@ from typing import Literal
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sheepcrm_mcp.assembly import App, Stores, build_app, open_stores
+from sheepcrm_mcp.assembly import App, Stores, build_app
 from sheepcrm_mcp.http import healthz_route, serve_asgi, transport_security
 from sheepcrm_mcp.server.approvals.page import ApprovalPage, ServedPage
 from sheepcrm_mcp.server.approvals.signin import SignedInPage
@@ -74,7 +74,7 @@ def build_hosted(settings: Settings, *, http: httpx.AsyncClient | None = None) -
             "SHEEPCRM_OAUTH_CLIENT_ID (see docs/HOSTING.md, Approvals on a hosted server)"
         )
     oauth = build_oauth(settings, http)
-    stores = open_stores(settings)  # one audit log and one set of approvals for every profile
+    stores = Stores(settings)  # one audit log and one set of approvals for every profile
     page = approval_page(settings, stores, oauth)
     apps: dict[ProfileName, App] = {}
     for name in PROFILES:
